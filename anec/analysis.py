@@ -1,0 +1,88 @@
+"""Static facts about ops that legality, tiling, the timing model and the report all need.
+
+Sizes are what the ANE stores: fp16 elements, each row (the innermost axis, W) padded to 64 bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xdsl.ir import Operation, SSAValue
+
+from anec.dialects import ane
+from anec.dialects.ane import shape_of
+
+FP16_BYTES = 2
+ROW_ALIGN = 64
+
+
+def ane_bytes(shape: tuple[int, ...], row_align: int = ROW_ALIGN) -> int:
+    """Bytes of a tensor in the ANE's layout: fp16, W-contiguous, rows padded to `row_align`."""
+    if not shape:
+        return row_align
+    row = -(-shape[-1] * FP16_BYTES // row_align) * row_align
+    return row * math.prod(shape[:-1])
+
+
+def dense_bytes(shape: tuple[int, ...]) -> int:
+    return FP16_BYTES * math.prod(shape)
+
+
+def padding_bytes(value: SSAValue) -> int:
+    """Bytes the 64-byte row padding adds to one tensor (what the layout pass tries to remove)."""
+    shape = shape_of(value)
+    return ane_bytes(shape) - dense_bytes(shape)
+
+
+def is_constant(value: SSAValue) -> bool:
+    return isinstance(value.owner, ane.ConstOp)
+
+
+def weight_operands(op: Operation) -> list[SSAValue]:
+    """Operands a MAC op reads as its kernel (constant weights and bias)."""
+    if isinstance(op, ane.ConvBase | ane.MatmulOp):
+        names = ("weight", "bias") if isinstance(op, ane.ConvBase) else ("rhs", "bias")
+        return [v for n in names if (v := getattr(op, n)) is not None and is_constant(v)]
+    return []
+
+
+def weight_bytes(op: Operation) -> int:
+    return sum(dense_bytes(shape_of(v)) for v in weight_operands(op))
+
+
+def activation_operands(op: Operation) -> list[SSAValue]:
+    weights = weight_operands(op)
+    return [v for v in op.operands if v not in weights and not is_constant(v)]
+
+
+def largest_operand_bytes(op: Operation) -> int:
+    """The largest single tensor an op streams (the guide's 2 MB-cliff criterion)."""
+    tensors = [*activation_operands(op), *op.results]
+    return max((ane_bytes(shape_of(v)) for v in tensors), default=0)
+
+
+def flops(op: Operation) -> int:
+    """Floating-point operations (a multiply-add counts 2)."""
+    match op:
+        case ane.ConvOp():
+            w = shape_of(op.weight)
+            return 2 * math.prod(shape_of(op.result)) * math.prod(w[1:])
+        case ane.ConvTransposeOp():
+            w = shape_of(op.weight)
+            return 2 * math.prod(shape_of(op.input)) * math.prod(w[1:])
+        case ane.MatmulOp():
+            a = shape_of(op.lhs)
+            k = a[-2] if op.flags()[0] else a[-1]
+            return 2 * math.prod(shape_of(op.result)) * k
+        case ane.SdpaOp():
+            q, k, v = shape_of(op.query), shape_of(op.key), shape_of(op.value)
+            batch = math.prod(q[:-2])
+            return batch * (2 * q[-2] * k[-2] * q[-1] + 2 * q[-2] * k[-2] * v[-1] + 5 * q[-2] * k[-2])
+        case ane.PoolOp():
+            return math.prod(shape_of(op.result)) * math.prod(ane.values(op.kernel))
+        case ane.ConstOp() | ane.ReshapeOp() | ane.TransposeOp() | ane.SliceOp() | ane.ConcatOp() | ane.SplitOp() | ane.CastOp():
+            return 0
+    if op.results and all(isinstance(r.type, ane.TensorType) for r in op.results):
+        inputs = max((math.prod(shape_of(v)) for v in op.operands), default=0)
+        return max(inputs, math.prod(shape_of(op.results[0])))
+    return 0

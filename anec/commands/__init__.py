@@ -1,0 +1,1 @@
+"""One module per `anec` subcommand, each with `register(subparsers, common)`."""

@@ -1,0 +1,61 @@
+"""`anec opt FILE -p PASSES`: xdsl-opt with anec's dialects, passes and weight stores."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from anec.universe import ANEC_UNIVERSE
+
+
+class AnecOpt(xDSLOptMain):
+    """xdsl-opt plus `--print-ir-after-all` and `--weights FILE.npz` for modules with weight handles."""
+
+    def register_all_dialects(self) -> None:
+        super().register_all_dialects()
+        for name, factory in ANEC_UNIVERSE.all_dialects.items():
+            if name not in self.ctx.registered_dialect_names:
+                self.ctx.register_dialect(name, factory)
+
+    def register_all_passes(self) -> None:
+        super().register_all_passes()
+        for name, factory in ANEC_UNIVERSE.all_passes.items():
+            self.available_passes.setdefault(name, factory)
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.prog = "anec opt"
+        arg_parser.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
+        arg_parser.add_argument("--weights", help="the .weights.npz file holding the module's weights")
+
+    def setup_pipeline(self) -> None:
+        if self.args.print_ir_after_all:
+            self.args.print_between_passes = True
+        super().setup_pipeline()
+
+    def apply_passes(self, prog: ModuleOp) -> None:
+        if self.args.weights:
+            from anec.weights import WeightStore, attach
+
+            attach(prog, WeightStore.load(self.args.weights))
+        super().apply_passes(prog)
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("opt", help="run passes over textual IR (xdsl-opt with anec's dialects and passes)",
+                       description="Run passes over a .mlir file; all of xdsl-opt's options apply (anec opt --help).",
+                       add_help=False)
+    p.add_argument("opt_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    argv = [a for a in args.opt_args if a != "--debug"]
+    if argv == ["--help"] or argv == ["-h"]:
+        argv = ["--help"]
+    AnecOpt(description="anec opt: run passes over anec IR", args=argv).run()
+    sys.stdout.flush()
+    return 0

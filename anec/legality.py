@@ -1,0 +1,378 @@
+"""The one place that decides whether a chip's Neural Engine can run an op, and why not.
+
+`legality(op, target)` walks the op's rules in order and answers with the first one that fails.
+Partitioning, the torch.compile partitioner, the report and `anec explain` all ask it, so every
+entry point agrees. A rule marked `tileable` is a limit the tile pass removes by splitting the op:
+by default such rules do not make an op a host op; with `strict=True` (the verifier after tiling)
+every limit applies as it stands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from anec.analysis import largest_operand_bytes, weight_bytes
+from anec.dialects import ane, host
+from anec.dialects.ane import shape_of, values
+from anec.targets import Target
+
+
+@dataclass(frozen=True)
+class Legality:
+    ok: bool
+    reason: str = ""
+    rule: str = ""
+    hint: str = ""
+    tileable: bool = False
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __iter__(self) -> Iterator:
+        """Unpacks as `ok, reason`."""
+        return iter((self.ok, self.reason))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named check: returns why `op` cannot run on `target`, or None when it can."""
+
+    name: str
+    check: Callable[[Operation, Target], str | None]
+    hint: str = ""
+    tileable: bool = False
+
+
+LEGAL = Legality(True)
+
+
+def legality(op: Operation, target: Target, *, strict: bool = False) -> Legality:
+    """Can `target`'s ANE run `op`? With `strict`, limits the tile pass would remove also count."""
+    for rule in rules_for(op):
+        if rule.tileable and not strict:
+            continue
+        if (why := rule.check(op, target)) is not None:
+            return Legality(False, why, rule.name, rule.hint, rule.tileable)
+    return LEGAL
+
+
+def rules_for(op: Operation) -> tuple[Rule, ...]:
+    if isinstance(op, host.HostOp):
+        return (NO_ANE_EQUIVALENT,)
+    if isinstance(op, ane.ConstOp):
+        return ()
+    for cls in type(op).__mro__:
+        if cls in RULES:
+            return COMMON + RULES[cls]
+    if op.name.startswith("ane."):
+        return COMMON + DEFAULT_RULES
+    return (NOT_AN_ANE_OP,)
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+
+_FP = (Float16Type, Float32Type)
+
+
+def _tensors(op: Operation) -> list[SSAValue]:
+    return [v for v in (*op.operands, *op.results) if isinstance(v.type, TensorType)]
+
+
+def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
+    et = value.type.element_type  # type: ignore[union-attr]
+    if isinstance(et, _FP):
+        return True
+    if isinstance(et, IntegerType) and et.width.data == 1:
+        # masks: produced by comparisons, consumed by select (fp16 0/1 in hardware)
+        return (isinstance(op, ane.CompareOp) and value in op.results) or (isinstance(op, ane.SelectOp) and value is op.cond)
+    if isinstance(et, IntegerType) and et.width.data == 32:
+        return isinstance(op, ane.ArgReduceOp) and value in op.results  # indices <= 2048 are exact in fp16
+    return False
+
+
+def _reduced_axes(op: Operation) -> set[int]:
+    """Axes an op reduces over; splitting them is not a tiling the tile pass does."""
+    match op:
+        case ane.SoftmaxOp() | ane.ArgReduceOp():
+            return {op.axis.value.data}
+        case ane.ReduceOp() | ane.LayerNormOp() | ane.L2NormOp():
+            return set(values(op.axes))
+        case ane.InstanceNormOp() | ane.GroupNormOp():
+            return set(range(1, len(shape_of(op.input))))
+    return set()
+
+
+_AXIS_NAMES = ("N", "D", "C", "H", "W")
+
+
+def _axis_roles(rank: int) -> tuple[str, ...]:
+    """Right-aligned mapping of tensor axes onto the hardware's [N, D, C, H, W]."""
+    return _AXIS_NAMES[5 - rank:] if rank <= 5 else ()
+
+
+def _dim_limit(role: str, target: Target) -> int:
+    lim = target.limits
+    return {"N": lim.max_batch, "C": lim.max_channels}.get(role, lim.max_spatial).value
+
+
+def _dims_over(op: Operation, target: Target, axes: Callable[[Operation, SSAValue], set[int]]) -> str | None:
+    for v in _tensors(op):
+        shape = shape_of(v)
+        for axis in axes(op, v):
+            if axis < len(shape):
+                role = _axis_roles(len(shape))[axis]
+                if shape[axis] > _dim_limit(role, target):
+                    return f"{role} extent {shape[axis]} of {list(shape)} exceeds the {_dim_limit(role, target)} the {target.name} allows"
+    return None
+
+
+def _conv_kernel(op: ane.ConvBase) -> tuple[int, int]:
+    k = op.kernel()
+    return (1, k[0]) if len(k) == 1 else (k[0], k[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Rules
+# ------------------------------------------------------------------------------------------------
+
+NO_ANE_EQUIVALENT = Rule(
+    "no-ane-op",
+    lambda op, t: f"{op.op_name.data} has no ANE equivalent, so it runs on the CPU",  # type: ignore[attr-defined]
+    hint="rewrite the model to avoid it, or accept a CPU segment",
+)
+NOT_AN_ANE_OP = Rule("not-ane", lambda op, t: f"{op.name} is not an ANE op")
+
+FP16_TENSORS = Rule(
+    "fp16-tensors",
+    lambda op, t: next((f"{v.type} tensors do not reach the ANE, which computes in fp16" for v in _tensors(op) if not _ane_type_ok(op, v)), None),
+    hint="keep integer and double arithmetic out of the hot path, or cast to float32 before it",
+)
+RANK = Rule(
+    "rank",
+    lambda op, t: next((f"rank-{len(shape_of(v))} tensor exceeds the ANE's rank {t.limits.max_rank.value} [N,D,C,H,W]"
+                        for v in _tensors(op) if len(shape_of(v)) > t.limits.max_rank.value), None),
+    hint="reshape to at most 4 axes (the layout pass does this where it can)",
+)
+REDUCED_DIMS = Rule(
+    "reduced-dims",
+    lambda op, t: _dims_over(op, t, lambda o, v: _reduced_axes(o) if v is o.operands[0] else set()),
+    hint="reduce over a shorter axis (split the reduction into chunks in the model)",
+)
+DIMS = Rule(
+    "dims",
+    lambda op, t: _dims_over(op, t, lambda o, v: set(range(len(shape_of(v))))),
+    hint="the tile pass splits oversized axes",
+    tileable=True,
+)
+WORKING_SET = Rule(
+    "working-set",
+    lambda op, t: (f"its largest operand holds {largest_operand_bytes(op)} bytes, more than the {t.memory.l2_bytes.value}-byte L2"
+                   if largest_operand_bytes(op) > t.memory.l2_bytes.value else None),
+    hint="the tile pass splits it along H or channels",
+    tileable=True,
+)
+KERNEL_MEMORY = Rule(
+    "kernel-memory",
+    lambda op, t: (f"its {weight_bytes(op)}-byte fp16 kernel exceeds the {t.memory.kernel_memory_bytes.value}-byte kernel memory"
+                   if weight_bytes(op) > t.memory.kernel_memory_bytes.value else None),
+    hint="the tile pass splits output channels",
+    tileable=True,
+)
+
+COMMON: tuple[Rule, ...] = (FP16_TENSORS, RANK, REDUCED_DIMS, DIMS)
+
+
+def _rule(name: str, hint: str = "", tileable: bool = False):
+    def make(check: Callable[[Operation, Target], str | None]) -> Rule:
+        return Rule(name, check, hint, tileable)
+    return make
+
+
+@_rule("conv-kernel-width", "the tile pass splits a wide kernel into a sum of narrower ones", tileable=True)
+def conv_kernel_width(op: ane.ConvOp, t: Target) -> str | None:
+    kw, lim = _conv_kernel(op)[1], t.limits.max_kernel_width_fp16.value
+    return f"kernel width {kw} exceeds the fp16 limit of {lim}" if kw > lim else None
+
+
+@_rule("conv-kernel-height", "the tile pass splits a tall kernel into a sum of shorter ones", tileable=True)
+def conv_kernel_height(op: ane.ConvOp, t: Target) -> str | None:
+    kh, lim = _conv_kernel(op)[0], t.limits.max_kernel_height.value
+    return f"kernel height {kh} exceeds the limit of {lim}" if kh > lim else None
+
+
+@_rule("conv-stride", "the tile pass runs stride 1 and subsamples", tileable=True)
+def conv_stride(op: ane.ConvOp, t: Target) -> str | None:
+    s, lim = max(values(op.strides)), t.limits.max_stride.value
+    return f"stride {s} exceeds the ANE's maximum of {lim} per axis" if s > lim else None
+
+
+@_rule("conv-dilation", "use a smaller dilation")
+def conv_dilation(op: ane.ConvBase, t: Target) -> str | None:
+    d, lim = max(values(op.dilations)), t.limits.max_dilation.value
+    return f"dilation {d} exceeds the maximum of {lim}" if d > lim else None
+
+
+@_rule("conv-pad", "the tile pass moves large pads into an explicit pad", tileable=True)
+def conv_pad(op: ane.ConvBase, t: Target) -> str | None:
+    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    return f"padding {p} exceeds the maximum of {lim}" if p > lim else None
+
+
+@_rule("conv-groups", "use fewer groups")
+def conv_groups(op: ane.ConvBase, t: Target) -> str | None:
+    g, lim = op.groups.value.data, t.limits.max_groups.value
+    return f"{g} groups exceed the {t.limits.max_groups.value}-group field" if g > lim else None
+
+
+@_rule("group-conv-taps", "the tile pass splits the groups", tileable=True)
+def group_conv_taps(op: ane.ConvOp, t: Target) -> str | None:
+    w, g = shape_of(op.weight), op.groups.value.data
+    if g == 1 or w[1] == 1:
+        return None
+    taps, lim = w[1] * math.prod(w[2:]), t.limits.max_group_conv_taps.value
+    return f"grouped conv with {taps} taps per group exceeds {lim}" if taps > lim else None
+
+
+@_rule("dynamic-weight-batch", "the tile pass runs one batch element at a time", tileable=True)
+def dynamic_weight_batch(op: ane.ConvOp, t: Target) -> str | None:
+    n = shape_of(op.input)[0]
+    if isinstance(op.weight.owner, ane.ConstOp) or n == 1:
+        return None
+    return f"a conv whose weight is computed at run time works only at batch 1 (batch {n})"
+
+
+@_rule("deconv-stride", "use stride 1 or 2, or an upsample followed by a conv")
+def deconv_stride(op: ane.ConvTransposeOp, t: Target) -> str | None:
+    s, lim = max(values(op.strides)), t.limits.max_deconv_stride.value
+    return f"transposed-conv stride {s} exceeds {lim}" if s > lim else None
+
+
+@_rule("deconv-kernel", "use a kernel within the fp16 limits")
+def deconv_kernel(op: ane.ConvTransposeOp, t: Target) -> str | None:
+    kh, kw = _conv_kernel(op)
+    if kw > t.limits.max_kernel_width_fp16.value or kh > t.limits.max_kernel_height.value:
+        return f"transposed-conv kernel {kh}x{kw} exceeds the fp16 kernel limits"
+    return None
+
+
+@_rule("matmul-depth", "fold the extra batch axis into N")
+def matmul_depth(op: ane.MatmulOp, t: Target) -> str | None:
+    for v in (op.lhs, op.rhs):
+        s = shape_of(v)
+        if len(s) == 5 and s[1] != 1:
+            return f"matmul needs D = 1 on both operands, got {list(s)}"
+    return None
+
+
+@_rule("sdpa-mask", "anec's legalize pass splits it into matmul, mask + softmax, matmul")
+def sdpa_mask(op: ane.SdpaOp, t: Target) -> str | None:
+    return "fused attention silently ignores its mask on the ANE" if op.mask is not None else None
+
+
+@_rule("reduce-axes", "reduce in two steps")
+def reduce_axes(op: ane.ReduceOp, t: Target) -> str | None:
+    n, lim = len(values(op.axes)), t.limits.max_reduce_axes.value
+    return f"reduction over {n} axes exceeds {lim}" if n > lim else None
+
+
+@_rule("argmax-axis", "reduce a shorter axis, or split it and combine on the CPU")
+def argmax_axis(op: ane.ArgReduceOp, t: Target) -> str | None:
+    n, lim = shape_of(op.input)[op.axis.value.data], t.limits.max_argmax_axis.value
+    return f"{op.name.removeprefix('ane.')} over {n} elements exceeds {lim}" if n > lim else None
+
+
+@_rule("pool-window", "the tile pass cascades smaller pools", tileable=True)
+def pool_window(op: ane.PoolOp, t: Target) -> str | None:
+    k, lim = max(values(op.kernel)), t.limits.max_pool_window.value
+    return f"pool window {k} exceeds {lim}" if k > lim else None
+
+
+@_rule("pool-stride", "the tile pass pools at stride 1 and subsamples", tileable=True)
+def pool_stride(op: ane.PoolOp, t: Target) -> str | None:
+    s, lim = max(values(op.strides)), t.limits.max_pool_stride.value
+    return f"pool stride {s} exceeds {lim}" if s > lim else None
+
+
+@_rule("pool-pad", "pad explicitly before the pool")
+def pool_pad(op: ane.PoolOp, t: Target) -> str | None:
+    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    return f"pool padding {p} exceeds {lim}" if p > lim else None
+
+
+@_rule("pad-axes", "pad only H and W; move channel padding into the weights")
+def pad_axes(op: ane.PadOp, t: Target) -> str | None:
+    pads, n = values(op.pads), len(shape_of(op.input))
+    padded = [i for i in range(n) if pads[i] or pads[n + i]]
+    if any(i < n - 2 for i in padded):
+        return "the ANE pads only the H and W axes"
+    return None
+
+
+@_rule("pad-mode", "use constant padding on an M1")
+def pad_mode(op: ane.PadOp, t: Target) -> str | None:
+    if op.mode.data != "constant" and not t.has("texture_engine"):
+        return f"{op.mode.data} padding needs the texture engine (M2 and later)"
+    return None
+
+
+@_rule("pad-size", "the tile pass chains smaller pads", tileable=True)
+def pad_size(op: ane.PadOp, t: Target) -> str | None:
+    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    return f"padding {p} exceeds {lim}" if p > lim else None
+
+
+@_rule("resize-scale", "upsample by 2 at a time, or target M2 and later")
+def resize_scale(op: ane.ResizeOp, t: Target) -> str | None:
+    if t.has("texture_engine"):
+        return None
+    scales, lim = values(op.scales), t.limits.max_upsample_scale.value
+    if any(s != int(s) or not 1 <= s <= lim for s in scales):
+        return f"resize by {list(scales)} needs the texture engine; {t.name} upsamples only by whole factors up to {lim}"
+    return None
+
+
+@_rule("transpose-extent", "transpose smaller blocks")
+def transpose_extent(op: ane.TransposeOp, t: Target) -> str | None:
+    lim = t.limits.max_transpose_extent.value
+    big = [d for d in shape_of(op.input) if d > lim]
+    return f"transpose extent {big[0]} exceeds {lim}" if big else None
+
+
+@_rule("cast-types", "keep integer casts on the CPU")
+def cast_types(op: ane.CastOp, t: Target) -> str | None:
+    return None if all(isinstance(v.type.element_type, _FP) for v in (op.input, op.result)) else "the ANE casts only between fp16 and fp32"  # type: ignore[union-attr]
+
+
+@_rule("sin-cos", "target M3 or later, or precompute the table")
+def sin_cos(op: Operation, t: Target) -> str | None:
+    return None if t.has("sin_cos") else f"{op.name.removeprefix('ane.')} needs an A15-family ANE (M3 and later)"
+
+
+_CONV_RULES = (conv_dilation, conv_groups, conv_kernel_width, conv_kernel_height, conv_stride, conv_pad,
+               group_conv_taps, dynamic_weight_batch, KERNEL_MEMORY, WORKING_SET)
+
+RULES: dict[type[Operation], tuple[Rule, ...]] = {
+    ane.ConvOp: _CONV_RULES,
+    ane.ConvTransposeOp: (deconv_stride, deconv_kernel, conv_dilation, conv_groups, conv_pad, KERNEL_MEMORY, WORKING_SET),
+    ane.MatmulOp: (matmul_depth, KERNEL_MEMORY, WORKING_SET),
+    ane.SdpaOp: (sdpa_mask, WORKING_SET),
+    ane.ReduceOp: (reduce_axes, WORKING_SET),
+    ane.ArgReduceOp: (argmax_axis, WORKING_SET),
+    ane.PoolOp: (pool_pad, pool_window, pool_stride, WORKING_SET),
+    ane.PadOp: (pad_axes, pad_mode, pad_size, WORKING_SET),
+    ane.ResizeOp: (resize_scale, WORKING_SET),
+    ane.TransposeOp: (transpose_extent, WORKING_SET),
+    ane.CastOp: (cast_types,),
+    ane.SinOp: (sin_cos, WORKING_SET),
+    ane.CosOp: (sin_cos, WORKING_SET),
+}
+"""Op-specific rules, checked after the common ones; ops not listed only need `COMMON` + working set."""
+
+DEFAULT_RULES: tuple[Rule, ...] = (WORKING_SET,)

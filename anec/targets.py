@@ -1,0 +1,296 @@
+"""One frozen record per ANE generation: limits, memories, capabilities, numerics and speed.
+
+Every number is a `Fact` that says where it comes from and how sure we are:
+  measured    timed or probed on hardware (the ane-guide's M1/M5 hosts, community benchmarks)
+  decompiled  read from Apple's compiler (HAL tables, validators, register field widths)
+  spec        Apple's published figure
+  predicted   interpolated by us between measured generations; treat as an estimate
+Where sources disagree, the disputed value is a field, so code never hard-codes one side; the
+`note` of such a fact names the other claim. Sources live in ../shared/reference in the steering
+repository: "guide" is sbryngelson/ane-guide (edition v2), "eco" the ecosystem notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Generic, Literal, TypeVar
+
+from anec.errors import AnecError
+
+T = TypeVar("T")
+Kind = Literal["measured", "decompiled", "spec", "predicted"]
+
+
+@dataclass(frozen=True)
+class Fact(Generic[T]):
+    value: T
+    kind: Kind
+    source: str
+    note: str = ""
+
+
+def measured(value: T, source: str, note: str = "") -> Fact[T]:
+    return Fact(value, "measured", source, note)
+
+
+def decompiled(value: T, source: str, note: str = "") -> Fact[T]:
+    return Fact(value, "decompiled", source, note)
+
+
+def spec(value: T, source: str, note: str = "") -> Fact[T]:
+    return Fact(value, "spec", source, note)
+
+
+def predicted(value: T, source: str, note: str = "") -> Fact[T]:
+    return Fact(value, "predicted", source, note)
+
+
+KB, MB, GB = 1024, 1024 * 1024, 1e9
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one task can hold; the tile pass splits work that exceeds any of these."""
+
+    max_rank: Fact[int] = decompiled(5, "guide §3: logical layout [N,D,C,H,W]")
+    max_spatial: Fact[int] = decompiled(16384, "guide §3 limits table: W,H,D <= 16384; 16385 rejects")
+    max_channels: Fact[int] = decompiled(65536, "guide §3: C <= 65536 (17-bit Cin/Cout field)")
+    max_batch: Fact[int] = decompiled(65536, "guide §3: N <= 65536")
+    max_kernel_width_fp16: Fact[int] = measured(13, "guide §3: kernel width <= 13 in fp16", note="the frontend validator says 15; 14 and 15 fail at lowering")
+    max_kernel_height: Fact[int] = decompiled(29, "guide §3: kernel height <= 29")
+    max_stride: Fact[int] = decompiled(2, "guide §3: stride factors {2,3,4,8}, at most 2 per axis")
+    max_dilation: Fact[int] = decompiled(8, "guide §3: dilation <= 8 via space-to-batch", note="hollance lists dilated convolution as unsupported")
+    max_deconv_stride: Fact[int] = decompiled(2, "guide §3: deconvolution stride {1,2}")
+    max_pad: Fact[int] = decompiled(16, "guide §3: pad <= 16, H/W only")
+    max_pool_window: Fact[int] = decompiled(29, "guide §3: pool window <= 29 (31 on M2+)", note="another chapter says >= 128 is accepted; hollance says > 13 fails")
+    max_pool_stride: Fact[int] = measured(2, "eco (a) hollance: pooling with stride > 2 leaves the ANE")
+    max_groups: Fact[int] = decompiled(8191, "eco (c): NumGroups is a 13-bit field")
+    max_group_conv_taps: Fact[int] = decompiled(2048, "guide §3: group-conv decompose limit Cin*kW*kH <= 2048")
+    max_argmax_axis: Fact[int] = decompiled(2048, "guide §3: argmin/argmax axis <= 2048")
+    max_reduce_axes: Fact[int] = decompiled(4, "guide §3: reductions over <= 4 axes")
+    max_transpose_extent: Fact[int] = decompiled(16384, "guide §3: transpose extent <= 16384")
+    max_upsample_scale: Fact[int] = measured(2, "eco (a) hollance: upsampling by more than 2 leaves the ANE")
+    spatial_field_bits: Fact[int] = decompiled(15, "eco (c): Win/Hin are 15-bit TD fields")
+    channel_field_bits: Fact[int] = decompiled(17, "eco (c): Cin/Cout are 17-bit TD fields")
+    kernel_field_bits: Fact[int] = decompiled(5, "eco (c): Kw/Kh are 5-bit TD fields")
+
+
+@dataclass(frozen=True)
+class Memory:
+    l2_bytes: Fact[int] = decompiled(2 * MB, "guide §1: 2 MB operand SRAM, HAL 0x1b8")
+    l2_cliff_bytes: Fact[int] = measured(int(2.28 * MB), "guide §2: the streaming step is at 2.28-2.34 MB on M1 (tiler margin)")
+    kernel_memory_bytes: Fact[int] = decompiled(64 * KB, "guide §1: 64 KB kernel memory, HAL 0x200")
+    streamed_kernel_cap_bytes: Fact[int] = decompiled(16 * MB, "guide §1: 16 MB streamed-kernel cap, HAL 0x210")
+    row_alignment_bytes: Fact[int] = decompiled(64, "guide §3: rows padded to 64 B; DMA strides in 64-B units")
+    l2_unit_bytes: Fact[int] = decompiled(16, "guide §3: L2 bases and strides in 16-B units")
+    buffer_page_bytes: Fact[int] = decompiled(16 * KB, "guide §3: buffers map at 16 KB pages")
+    sram_banks: Fact[int] = decompiled(64, "guide §1: 64 banks x 16 B")
+    weights_per_core: Fact[bool] = decompiled(True, "guide §3: on M1 weights are replicated per core; from A14 kernel memory is shared")
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How the hardware computes in fp16 (the simulator follows these)."""
+
+    fp16_max: Fact[float] = spec(65504.0, "IEEE 754 binary16")
+    mac_saturation: Fact[float] = measured(32768.0, "guide §2: the MAC output port saturates at 2^15 (32752 passes, 32768 -> inf)")
+    width_slice_overflow: Fact[float | None] = measured(4094.0, "guide §2: a width slice with nonzero begin goes through a Q.4 crop DMA; > 4094 -> inf on M1/M2",
+                                                         note="chapters disagree on which generation removes it")
+    mac_flushes_denormals: Fact[bool] = measured(True, "guide §2: denormals flushed inside the MAC on M1 (kept on M5)")
+    rounding: Fact[str] = measured("half-even", "guide §2: round-half-to-even on M1 (one M5 case differs)")
+    nan_to_inf: Fact[bool] = measured(True, "guide §2: NaN coerced to +inf at input; no NaN is produced")
+    log_of_zero: Fact[float] = measured(-45440.0, "guide §2: log(0) = -45440")
+    lut_segments: Fact[int] = measured(32, "guide §2: activations are a 33-knot / 32-segment PWL LUT")
+    accumulator_group: Fact[int] = measured(4, "guide §2: the first stage reduces in fp16-rounded groups of 4 lanes")
+
+
+@dataclass(frozen=True)
+class Performance:
+    """Inputs of the timing model (anec.sim.timing)."""
+
+    cores: Fact[int]
+    clock_hz: Fact[float]
+    peak_fp16_flops: Fact[float]
+    sustained_fp16_flops: Fact[float]
+    dram_bytes_per_s: Fact[float]
+    weight_stream_bytes_per_s: Fact[float]
+    activation_bytes_per_s: Fact[float]
+    dispatch_floor_s: Fact[float]
+    output_channels_per_cycle: Fact[int] = decompiled(4, "guide §2: lane width is 4 output channels/cycle/core in fp16")
+    accumulator_slots: Fact[int] = decompiled(8, "guide §2: 8-entry accumulator file, HAL 0x0c")
+    layer_overhead_cycles: Fact[int] = measured(44, "guide §2: fixed per-layer overhead of 44 cycles")
+    chained_op_s: Fact[float] = measured(6e-6, "guide §2: 32 fused conv+ReLU layers cost ~0.19 ms, ~6 us per op")
+    energy_j_per_flop: Fact[float] = measured(0.5e-12, "guide §1: 0.5 pJ/FLOP sustained")
+
+
+Capability = Literal[
+    "texture_engine",       # resize as a sampler, reflect/edge pad, hardware gather
+    "topk_sort",            # top-k, sort, dynamic slice
+    "sin_cos",
+    "global_argmax",
+    "wide_dims",            # 65536-wide spatial dimensions
+    "int8_weight_stream",
+    "shared_kernel_memory",
+]
+
+CAPABILITY_SOURCES: dict[str, str] = {
+    "texture_engine": "guide §4: from A14, the texture engine (resize, crop-resize, gather, reflect/symmetric pad)",
+    "topk_sort": "guide §4: from A14, top-k, sort, dynamic-slice (pass the M1 validator, fail M1 codegen)",
+    "sin_cos": "guide §4: from A15, sin/cos",
+    "global_argmax": "guide §4: from A15, global argmin/argmax",
+    "wide_dims": "guide §4: from A16, 65536-wide dimensions",
+    "int8_weight_stream": "guide §4: int8 weights stream from A14",
+    "shared_kernel_memory": "guide §3: from A14 kernels go to shared kernel memory",
+}
+
+# Apple's compiler family per generation (guide §1: M(n) uses H(n+12); family enum A13 = M1).
+_CAPABILITIES_FROM_FAMILY: dict[str, int] = {
+    "texture_engine": 14, "topk_sort": 14, "int8_weight_stream": 14, "shared_kernel_memory": 14,
+    "sin_cos": 15, "global_argmax": 15, "wide_dims": 16,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str                      # marketing name, "M1"
+    arch: str                      # runtime architecture, "h13"
+    aliases: tuple[str, ...]       # accepted spellings, "m1", "m1-max"
+    soc: str
+    family: Fact[str]              # Apple compiler family, "A13"
+    generation: int                # 13 for H13 … 17 for H17
+    codegen_revision: Fact[int]    # hwx cpusubtype: M1 4 … M5 9
+    perf: Performance
+    limits: Limits = field(default_factory=Limits)
+    memory: Memory = field(default_factory=Memory)
+    numerics: Numerics = field(default_factory=Numerics)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset(c for c, first in _CAPABILITIES_FROM_FAMILY.items() if self.generation >= first)
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.arch})"
+
+
+def facts(record: object, prefix: str = "") -> list[tuple[str, Fact]]:
+    """Every fact of a record and its sub-records, as (dotted name, fact), for tables and docs."""
+    out: list[tuple[str, Fact]] = []
+    for f in fields(record):  # type: ignore[arg-type]
+        value = getattr(record, f.name)
+        if isinstance(value, Fact):
+            out.append((prefix + f.name, value))
+        elif hasattr(value, "__dataclass_fields__"):
+            out.extend(facts(value, f"{prefix}{f.name}."))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The seven chips
+# ------------------------------------------------------------------------------------------------
+
+_M1_PERF = Performance(
+    cores=decompiled(4, "guide §1: H13 has 4 architectural cores (HAL num_nes)", note="Apple markets 16; eiln reads 8 from the patents"),
+    clock_hz=measured(1.14e9, "guide §1: ~1.14 GHz (DVFS 0.40-1.43)"),
+    peak_fp16_flops=measured(12e12, "guide §1: 12 TFLOP/s slope", note="above the guide's own theoretical 5.5 (11 TOPS int8 marketed)"),
+    sustained_fp16_flops=measured(3.25e12, "guide §6: cost-model fit P = 3.25 TFLOP/s over 5 reference convs"),
+    dram_bytes_per_s=measured(85e9, "guide §1: 85 GB/s DRAM roof", note="Apple's LPDDR4X spec is 68 GB/s"),
+    weight_stream_bytes_per_s=measured(51e9, "guide §1: 51 GB/s weight stream"),
+    activation_bytes_per_s=measured(24e9, "guide §1: 24 GB/s standalone activation path"),
+    dispatch_floor_s=measured(0.21e-3, "guide §2: t0 = 0.19-0.23 ms on M1"),
+)
+
+_M5_MAX_PERF = Performance(
+    cores=measured(16, "guide §1: H17s has 16 cores (measured host)"),
+    clock_hz=measured(1.89e9, "guide §1: ~1.89 GHz (DVFS 0.74-2.36)"),
+    peak_fp16_flops=measured(19.6e12, "guide §1: 19.6 TFLOP/s slope", note="community peak 19.3 (eco (d))"),
+    sustained_fp16_flops=measured(8.9e12, "guide §1: 8.9 TFLOP/s fit"),
+    dram_bytes_per_s=measured(145e9, "guide §1: ~145 GB/s weight stream (no separate DRAM roof given)"),
+    weight_stream_bytes_per_s=measured(145e9, "guide §1: ~145 GB/s weight stream"),
+    activation_bytes_per_s=measured(57e9, "guide §1: 57 GB/s fit"),
+    dispatch_floor_s=measured(0.11e-3, "guide §1: dispatch floor 0.11 ms on M5"),
+)
+
+
+def _scaled(base: Performance, source: str, *, cores: int, clock_hz: float, peak: float, dram: float) -> Performance:
+    """A generation without its own measurements: M1's figures scaled by cores x clock."""
+    ratio = cores * clock_hz / (base.cores.value * base.clock_hz.value)
+    why = f"{source}; scaled from M1 by cores x clock ({ratio:.2f}x)"
+    return replace(
+        base,
+        cores=decompiled(cores, f"guide §1: suffix sets num_nes ({cores})"),
+        clock_hz=predicted(clock_hz, source),
+        peak_fp16_flops=predicted(peak, source),
+        sustained_fp16_flops=predicted(base.sustained_fp16_flops.value * ratio, why),
+        dram_bytes_per_s=spec(dram, "Apple memory-bandwidth spec for the SoC"),
+        weight_stream_bytes_per_s=predicted(base.weight_stream_bytes_per_s.value * dram / base.dram_bytes_per_s.value, "M1 weight-stream share of DRAM bandwidth"),
+        activation_bytes_per_s=predicted(base.activation_bytes_per_s.value * dram / base.dram_bytes_per_s.value, "M1 activation share of DRAM bandwidth"),
+        dispatch_floor_s=predicted(0.16e-3, "between M1 (0.21 ms) and M5 (0.11 ms)"),
+    )
+
+
+_WIDE = replace(Limits(), max_spatial=decompiled(65536, "guide §3: A16+ dimensions up to 65536"))
+_M2_LIMITS = replace(Limits(), max_pool_window=decompiled(31, "guide §3: pool window <= 31 on M2+"))
+_SHARED_KERNELS = replace(Memory(), weights_per_core=decompiled(False, "guide §3: from A14 kernels go to shared kernel memory"))
+_NO_SLICE_Q4 = replace(Numerics(), width_slice_overflow=predicted(None, "guide §2: the Q.4 width-slice overflow is reported on M1/M2 only"))
+_M5_NUMERICS = replace(_NO_SLICE_Q4, mac_flushes_denormals=measured(False, "guide §2: denormals kept inside the MAC on M5"))
+_M5_MEMORY = replace(_SHARED_KERNELS, l2_cliff_bytes=measured(int(4.72 * MB), "guide §1: 4.72 MB measured threshold on M5"))
+
+TARGETS: tuple[Target, ...] = (
+    Target("M1", "h13", ("m1",), "T8103", decompiled("A13", "guide §1 family enum", note="outside sources pair M1 with A14"), 13,
+           decompiled(4, "guide §5: hwx cpusubtype M1 = 4"), _M1_PERF),
+    Target("M1 Pro/Max", "h13g", ("m1-pro", "m1-max", "m1-ultra"), "T600x", decompiled("A13", "guide §1 family enum"), 13,
+           decompiled(4, "guide §5: hwx cpusubtype M1 = 4"),
+           _scaled(_M1_PERF, "guide §1: h13g doubles the cores at M1's clock", cores=8, clock_hz=1.14e9, peak=24e12, dram=200e9)),
+    Target("M2", "h14", ("m2",), "T8112", decompiled("A14", "guide §1: M(n) -> family A(n+12)"), 14,
+           predicted(5, "between M1 = 4 and M5 = 9"),
+           _scaled(_M1_PERF, "guide §1: M2 numerically identical to M1; 15.8 TOPS marketed", cores=4, clock_hz=1.40e9, peak=15.8e12, dram=100e9),
+           limits=_M2_LIMITS, memory=_SHARED_KERNELS),
+    Target("M3", "h15", ("m3",), "T8122", decompiled("A15", "guide §1: M(n) -> family A(n+12)"), 15,
+           predicted(6, "between M1 = 4 and M5 = 9"),
+           _scaled(_M1_PERF, "eco (d): community peak ~10 TFLOP/s (M3 Pro); 18 TOPS marketed", cores=4, clock_hz=1.55e9, peak=18e12, dram=100e9),
+           limits=_M2_LIMITS, memory=_SHARED_KERNELS, numerics=_NO_SLICE_Q4),
+    Target("M4", "h16", ("m4",), "T8132", decompiled("A16", "guide §1: M(n) -> family A(n+12)"), 16,
+           predicted(7, "between M1 = 4 and M5 = 9"),
+           replace(_scaled(_M1_PERF, "eco (d): 18.6 TFLOP/s measured on 128 stacked convs", cores=4, clock_hz=1.70e9, peak=18.6e12, dram=120e9),
+                   peak_fp16_flops=measured(18.6e12, "eco (d) maderix: 128 stacked 512-channel convs on M4")),
+           limits=replace(_WIDE, max_pool_window=_M2_LIMITS.max_pool_window), memory=_SHARED_KERNELS, numerics=_NO_SLICE_Q4),
+    Target("M5", "h17", ("m5",), "T8142", decompiled("A17", "guide §1: M(n) -> family A(n+12)"), 17,
+           decompiled(9, "guide §5: hwx cpusubtype M5 = 9"),
+           replace(_M5_MAX_PERF, cores=decompiled(4, "guide §1: T8142 h17 = 4 cores"),
+                   peak_fp16_flops=measured(12.2e12, "eco (d): community peak 12.2 TFLOP/s on M5"),
+                   sustained_fp16_flops=predicted(8.9e12 / 4, "M5 Max fit scaled by cores (4/16)"),
+                   dram_bytes_per_s=spec(153e9, "Apple memory-bandwidth spec for M5"),
+                   weight_stream_bytes_per_s=predicted(145e9 * 153 / 546, "M5 Max weight stream scaled by DRAM bandwidth"),
+                   activation_bytes_per_s=predicted(57e9 * 153 / 546, "M5 Max fit scaled by DRAM bandwidth")),
+           limits=replace(_WIDE, max_pool_window=_M2_LIMITS.max_pool_window), memory=_M5_MEMORY, numerics=_M5_NUMERICS),
+    Target("M5 Pro/Max", "h17s", ("m5-pro", "m5-max"), "T605x", decompiled("A17", "guide §1: M(n) -> family A(n+12)"), 17,
+           decompiled(9, "guide §5: hwx cpusubtype M5 = 9"), _M5_MAX_PERF,
+           limits=replace(_WIDE, max_pool_window=_M2_LIMITS.max_pool_window), memory=_M5_MEMORY, numerics=_M5_NUMERICS),
+)
+
+_BY_NAME: dict[str, Target] = {}
+for _t in TARGETS:
+    for _key in (_t.arch, *_t.aliases):
+        _BY_NAME[_key] = _t
+
+
+def target_names() -> list[str]:
+    return sorted(_BY_NAME)
+
+
+def get_target(name: str | Target) -> Target:
+    """Look a chip up by chip name (`m1`, `m5-max`) or architecture (`h13`); case-insensitive."""
+    if isinstance(name, Target):
+        return name
+    key = name.strip().lower().replace(" ", "-").replace("_", "-")
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    raise AnecError(f"unknown target {name!r}", hint=f"use one of {', '.join(target_names())}")
+
+
+def resolve_targets(name: str) -> list[Target]:
+    """`all` gives every chip once; any other name gives that one chip."""
+    return list(TARGETS) if name.strip().lower() == "all" else [get_target(name)]
