@@ -73,11 +73,15 @@ def output_names(function: func.FuncOp) -> list[str]:
 
 
 def interpret(module: ModuleOp | func.FuncOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], *,
-              precision: Precision = "f32", store: WeightStore | None = None, function: str | None = None) -> list[np.ndarray]:
-    """Run the module's entry function on `inputs` (a list in argument order, or a dict by name)."""
+              precision: Precision = "f32", segments: Precision = "f16", store: WeightStore | None = None,
+              function: str | None = None) -> list[np.ndarray]:
+    """Run the module's entry function on `inputs` (a list in argument order, or a dict by name).
+
+    `precision` applies outside `ane.segment`s, `segments` inside them (the ANE stores fp16).
+    """
     fn = entry_function(module, function)
     store = store if store is not None else store_of(fn)
-    outs = Run(store, precision).run_block(fn.body.block, _bind_inputs(fn, inputs))
+    outs = Run(store, precision, segments).run_block(fn.body.block, _bind_inputs(fn, inputs))
     return [_as_declared(x, v) for x, v in zip(outs, fn.function_type.outputs.data)]
 
 
@@ -108,9 +112,10 @@ def _as_declared(value: np.ndarray, v: SSAValue | Attribute) -> np.ndarray:
 class Run:
     """Executes single ops; holds what stays fixed during one interpretation."""
 
-    def __init__(self, store: WeightStore, precision: Precision):
+    def __init__(self, store: WeightStore, precision: Precision, segments: Precision = "f16"):
         self.store = store
         self.precision = precision
+        self.segments = segments
 
     def storage_dtype(self, v: SSAValue) -> np.dtype:
         dtype = numpy_dtype(v.type.element_type)  # type: ignore[union-attr]
@@ -129,7 +134,7 @@ class Run:
 
     def execute(self, op: Operation, inputs: list[np.ndarray]) -> list[np.ndarray]:
         if isinstance(op, ane.SegmentOp):
-            return self.run_block(op.body.block, inputs)
+            return Run(self.store, self.segments, self.segments).run_block(op.body.block, inputs)
         if isinstance(op, ane.ConstOp):
             return [const_value(op, self.store).astype(self.storage_dtype(op.result), copy=False)]
         if isinstance(op, host.HostOp):

@@ -163,3 +163,22 @@ def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
     if flat.size == 1 and int(np.prod(shape)) != 1:
         flat = np.broadcast_to(flat, (int(np.prod(shape)),))
     return flat.reshape(shape).astype(dtype)
+
+
+def load_module(path: str | Path, ctx=None) -> ModuleOp:
+    """Parse a textual module and attach its weights (`ane.weights_file`, relative to the file)."""
+    from xdsl.parser import Parser
+
+    from anec.context import make_context
+
+    path = Path(path)
+    module = Parser(ctx or make_context(), path.read_text(), str(path)).parse_module()
+    attach_weights_file(module, path.parent)
+    return module
+
+
+def attach_weights_file(module: ModuleOp, base: Path) -> None:
+    """Bind the store that `ane.weights_file` names, resolved relative to `base`."""
+    name = module.attributes.get(WEIGHTS_FILE_ATTR)
+    if isinstance(name, StringAttr) and module not in _STORES:
+        attach(module, WeightStore.load(base / name.data))

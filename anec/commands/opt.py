@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.xdsl_opt_main import xDSLOptMain
@@ -37,10 +38,12 @@ class AnecOpt(xDSLOptMain):
         super().setup_pipeline()
 
     def apply_passes(self, prog: ModuleOp) -> None:
-        if self.args.weights:
-            from anec.weights import WeightStore, attach
+        from anec.weights import WeightStore, attach, attach_weights_file
 
+        if self.args.weights:
             attach(prog, WeightStore.load(self.args.weights))
+        elif self.args.input_file:
+            attach_weights_file(prog, Path(self.args.input_file).parent)
         super().apply_passes(prog)
 
 

@@ -1,0 +1,46 @@
+"""Importers turn a model (ONNX, torch.export, nn.Module) into a module of `ane`/`host` ops.
+
+`import_model` dispatches on what it is given without importing torch unless the model is a torch
+object or a `.pt2` file. Each importer is a table of small op handlers in its own module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+
+from anec.errors import AnecError
+
+InputShapes = Mapping[str, Sequence[int]]
+
+
+def import_model(model: Any, *, input_shapes: InputShapes | None = None, example_inputs: Any = None) -> ModuleOp:
+    """A module whose `@main` function computes `model`; weights are attached to it."""
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if not path.exists():
+            raise AnecError(f"{path}: no such file", hint="check the path")
+        suffix = path.suffix.lower()
+        if suffix == ".onnx":
+            from anec.importers.onnx import import_onnx
+
+            return import_onnx(path, input_shapes=input_shapes)
+        if suffix == ".pt2":
+            from anec.importers.torch import import_pt2
+
+            return import_pt2(path, input_shapes=input_shapes)
+        raise AnecError(f"{path}: unknown model format {suffix or '(no suffix)'!r}", hint="anec reads .onnx and .pt2 (torch.export.save) files")
+    kind = f"{type(model).__module__}.{type(model).__qualname__}"
+    if kind.startswith("onnx"):
+        from anec.importers.onnx import import_onnx
+
+        return import_onnx(model, input_shapes=input_shapes)
+    if kind.startswith("torch"):
+        from anec.importers.torch import import_torch
+
+        return import_torch(model, example_inputs=example_inputs, input_shapes=input_shapes)
+    raise AnecError(f"cannot compile a {kind}", hint="pass an .onnx/.pt2 path, an onnx.ModelProto, a torch.export.ExportedProgram, "
+                    "or an nn.Module with example_inputs")

@@ -1,0 +1,146 @@
+"""The compile driver and the named pass pipelines — the one place pipelines are assembled.
+
+`compile(model, …)` imports the model, runs the pipeline of its `emit` kind for the chosen target,
+and returns a `CompiledModel` that can run, report and save itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.printer import Printer
+
+from anec.context import make_context
+from anec.emit import EMITTERS, emitter
+from anec.errors import AnecError
+from anec.importers import InputShapes, import_model
+from anec.report import Report, build_report
+from anec.targets import Target, get_target
+from anec.universe import PASSES
+from anec.weights import WeightStore, store_of
+
+GRAPH_PASSES: tuple[str, ...] = ()
+"""Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
+
+HARDWARE_PASSES: tuple[str, ...] = ()
+"""Passes that take ANE segments to task descriptors (tile, to-anehw, plan-memory)."""
+
+PIPELINES: dict[str, tuple[str, ...]] = {
+    "ir": GRAPH_PASSES,
+    "coreml": GRAPH_PASSES,
+    "mil-text": GRAPH_PASSES,
+    "descriptors": GRAPH_PASSES + HARDWARE_PASSES,
+}
+"""`--emit` kind -> the passes that prepare a module for it."""
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    target: str = "m1"
+    emit: str = "coreml"
+    input_shapes: InputShapes | None = None
+    example_inputs: Any = None
+    min_segment_ops: int = 1
+    print_ir_after_all: bool = False
+    stop_after: str | None = None
+    pass_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Extra options per pass name, e.g. {"ane-fp16": {"calibrate": True}}."""
+
+
+def build_passes(options: CompileOptions) -> list[ModulePass]:
+    names = PIPELINES.get(options.emit)
+    if names is None:
+        raise AnecError(f"unknown --emit kind {options.emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
+    passes = []
+    for name in names:
+        cls = PASSES[name]()
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in (("target", options.target), ("min_segment_ops", options.min_segment_ops)) if k in fields}
+        kwargs.update(options.pass_options.get(name, {}))
+        passes.append(cls(**kwargs))
+    return passes
+
+
+def run_pipeline(module: ModuleOp, options: CompileOptions, out=sys.stdout) -> dict[str, object]:
+    """Run the pipeline of `options.emit` over `module` in place; returns its statistics."""
+    ctx = make_context()
+    stats: dict[str, object] = {"pass_seconds": {}}
+    if options.stop_after and options.stop_after not in PIPELINES.get(options.emit, ()):
+        raise AnecError(f"--stop-after {options.stop_after}: no such pass in the {options.emit} pipeline",
+                        hint=f"passes: {', '.join(PIPELINES.get(options.emit, ())) or '(none)'}")
+    for p in build_passes(options):
+        start = time.perf_counter()
+        p.apply(ctx, module)
+        stats["pass_seconds"][p.name] = time.perf_counter() - start  # type: ignore[index]
+        module.verify()
+        if options.print_ir_after_all:
+            print(f"// -----// IR after {p.name} //----- //", file=out)
+            Printer(stream=out).print_op(module)
+            print(file=out)
+        if p.name == options.stop_after:
+            break
+    return stats
+
+
+@dataclass
+class CompiledModel:
+    ir: ModuleOp
+    target: Target
+    options: CompileOptions
+    report: Report
+
+    @property
+    def weights(self) -> WeightStore:
+        return store_of(self.ir)
+
+    def run(self, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by name: ANE segments in fp16, host ops on the CPU."""
+        from anec.runtime import run_compiled
+
+        return run_compiled(self, inputs)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the artifact of `options.emit` to `path`; nothing is left behind if it fails."""
+        path = Path(path)
+        if self.options.emit not in EMITTERS:
+            raise AnecError(f"--emit {self.options.emit} is not available in this build", hint=f"use one of {', '.join(EMITTERS)}")
+        emit, _ = emitter(self.options.emit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".anec-", dir=path.parent))
+        try:
+            emit(self, staging / path.name)
+            for item in sorted(staging.iterdir()):
+                dest = path.parent / item.name
+                if dest.is_dir() and not dest.is_symlink():
+                    shutil.rmtree(dest)
+                item.replace(dest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return path
+
+    def default_output(self, model_path: Path) -> Path:
+        _, suffix = emitter(self.options.emit)
+        return model_path.with_suffix(suffix)
+
+
+def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", input_shapes: InputShapes | None = None,
+            example_inputs: Any = None, **options: Any) -> CompiledModel:
+    """Import `model`, lower it for `target`, and return the compiled model (see DESIGN: Public interfaces)."""
+    opts = CompileOptions(target=get_target(target).arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)
+    if emit not in PIPELINES:
+        raise AnecError(f"unknown --emit kind {emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
+    module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs)
+    stats = run_pipeline(module, opts)
+    tgt = get_target(opts.target)
+    return CompiledModel(ir=module, target=tgt, options=opts, report=build_report(module, tgt, stats))
