@@ -27,7 +27,13 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
     "host": _dialect("host", "HOST"),
 }
 
-PASSES: dict[str, Callable[[], type[ModulePass]]] = {}
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "ane-legalize": _pass("legalize", "LegalizePass"),
+    "ane-layout": _pass("layout", "LayoutPass"),
+    "ane-fp16": _pass("fp16", "Fp16Pass"),
+    "ane-fuse": _pass("fuse", "FusePass"),
+    "ane-tile": _pass("tile", "TilePass"),
+}
 """Every anec pass by its registered name (one pass per file in lowering/)."""
 
 ANEC_UNIVERSE = Universe(all_dialects=DIALECTS, all_passes=PASSES)

@@ -1,0 +1,78 @@
+"""Build small `ane` graphs in Python and check that a pass preserves what they compute.
+
+`graph(shapes, body)` makes a module whose `@main` takes tensors of `shapes` and returns what
+`body(emit, *args)` returns; `emit` is the passes' own `Emitter`, so constants go to the module's
+weight store. `assert_same_results` runs a pass on a copy and interprets both on seeded inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from anec.dialects.ane import shape_of, tensor
+from anec.lowering.rewriting import Emitter
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, f32
+from xdsl.ir import Block, Region, SSAValue
+from xdsl.passes import ModulePass
+
+from anec.context import make_context
+from anec.interpreter import Precision, interpret
+from anec.weights import WeightStore, attach, clone_module
+
+Body = Callable[..., SSAValue | Sequence[SSAValue]]
+
+
+def graph(shapes: Sequence[Sequence[int]], body: Body, element_type=f32) -> ModuleOp:
+    block = Block(arg_types=[tensor(s, element_type) for s in shapes])
+    ret = func.ReturnOp()
+    block.add_op(ret)
+    fn = func.FuncOp("main", ([a.type for a in block.args], []), Region(block))
+    module = ModuleOp([fn])
+    attach(module, WeightStore())
+    outs = body(Emitter(ret, name="n"), *block.args)
+    outs = [outs] if isinstance(outs, SSAValue) else list(outs)
+    ret.operands = outs
+    fn.update_function_type()
+    module.verify()
+    return module
+
+
+def random_inputs(module: ModuleOp, seed: int = 0, scale: float = 1.0) -> list[np.ndarray]:
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(shape_of(a)) * scale).astype(np.float32) for a in fn.args]
+
+
+def run_pass(module: ModuleOp, *passes: ModulePass) -> ModuleOp:
+    """A copy of `module` (sharing its weights) after `passes`, verified."""
+    copy = clone_module(module)
+    for p in passes:
+        p.apply(make_context(), copy)
+        copy.verify()
+    return copy
+
+
+def assert_same_results(before: ModuleOp, after: ModuleOp, *, seed: int = 0, rtol: float = 1e-5, atol: float = 1e-5,
+                        inputs: Sequence[np.ndarray] | None = None, precision: Precision = "f32") -> None:
+    """Interpret both modules on the same seeded inputs; fp16 comparisons use a relative L2 bound."""
+    inputs = random_inputs(before, seed) if inputs is None else inputs
+    expected = interpret(before, inputs, precision="f32", segments="f32")
+    actual = interpret(after, inputs, precision=precision, segments="f16" if precision == "f16" else "f32")
+    assert len(expected) == len(actual)
+    for e, a in zip(expected, actual):
+        assert e.shape == a.shape
+        if precision == "f16":
+            rel = np.linalg.norm(a.astype(np.float64) - e) / max(np.linalg.norm(e), 1e-30)
+            assert rel <= rtol, f"relative L2 error {rel:.2e} > {rtol:.0e}"
+        else:
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
+
+
+def ops_named(module: ModuleOp, name: str) -> list:
+    return [op for op in module.walk() if op.name == name]
+
+
+def ctx():
+    return make_context()
