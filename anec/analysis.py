@@ -34,6 +34,12 @@ def padding_bytes(value: SSAValue) -> int:
     return ane_bytes(shape) - dense_bytes(shape)
 
 
+def total_padding_bytes(module: Operation) -> int:
+    """Row padding over every tensor the ANE ops of `module` produce (the layout pass's figure)."""
+    return sum(padding_bytes(r) for op in module.walk() if op.name.startswith("ane.") and not isinstance(op, ane.ConstOp)
+               for r in op.results if isinstance(r.type, ane.TensorType))
+
+
 def is_constant(value: SSAValue) -> bool:
     return isinstance(value.owner, ane.ConstOp)
 

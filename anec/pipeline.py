@@ -21,6 +21,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 
+from anec.analysis import total_padding_bytes
 from anec.context import make_context
 from anec.emit import EMITTERS, emitter
 from anec.errors import AnecError
@@ -30,10 +31,10 @@ from anec.targets import Target, get_target
 from anec.universe import PASSES
 from anec.weights import WeightStore, store_of
 
-GRAPH_PASSES: tuple[str, ...] = ()
+GRAPH_PASSES: tuple[str, ...] = ("ane-legalize", "ane-layout", "ane-fp16", "ane-fuse")
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
 
-HARDWARE_PASSES: tuple[str, ...] = ()
+HARDWARE_PASSES: tuple[str, ...] = ("ane-tile",)
 """Passes that take ANE segments to task descriptors (tile, to-anehw, plan-memory)."""
 
 PIPELINES: dict[str, tuple[str, ...]] = {
@@ -80,9 +81,13 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=sys.stdout) -> d
         raise AnecError(f"--stop-after {options.stop_after}: no such pass in the {options.emit} pipeline",
                         hint=f"passes: {', '.join(PIPELINES.get(options.emit, ())) or '(none)'}")
     for p in build_passes(options):
+        if p.name == "ane-layout":
+            stats["padding_bytes_before_layout"] = total_padding_bytes(module)
         start = time.perf_counter()
         p.apply(ctx, module)
         stats["pass_seconds"][p.name] = time.perf_counter() - start  # type: ignore[index]
+        if p.name == "ane-layout":
+            stats["padding_bytes_after_layout"] = total_padding_bytes(module)
         module.verify()
         if options.print_ir_after_all:
             print(f"// -----// IR after {p.name} //----- //", file=out)

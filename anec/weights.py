@@ -69,6 +69,12 @@ class WeightStore:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._arrays.values())
 
+    def copy(self) -> WeightStore:
+        """A store holding the same (read-only, shared) arrays that can be pruned on its own."""
+        other = WeightStore()
+        other._arrays = dict(self._arrays)
+        return other
+
     def prune(self, keep: Iterable[str]) -> None:
         """Drop every array not named in `keep` (after passes replaced constants)."""
         wanted = set(keep)

@@ -60,11 +60,11 @@ class Emitter:
     def __init__(self, anchor: Operation, rewriter: PatternRewriter | None = None, name: str | None = None):
         self.anchor = anchor
         self.rewriter = rewriter
-        self.name = op_name(anchor) if name is None else name
+        self.name = name if name is not None else (op_name(anchor) if NAME_ATTR in anchor.attributes else None)
         self.store: WeightStore = store_of(anchor)
 
     def op(self, op: OpT, suffix: str = "") -> OpT:
-        if NAME_ATTR not in op.attributes and not isinstance(op, ane.ConstOp):
+        if self.name is not None and NAME_ATTR not in op.attributes and not isinstance(op, ane.ConstOp):
             set_name(op, f"{self.name}#{suffix}" if suffix else self.name)
         if self.rewriter is not None:
             self.rewriter.insert(op, InsertPoint.before(self.anchor))
@@ -86,7 +86,7 @@ class Emitter:
     def const(self, array: np.ndarray, like: SSAValue | Attribute | None = None, suffix: str = "c") -> SSAValue:
         """A constant holding `array`, with the element type of `like` (default: the array's)."""
         element_type = element_type_of(like) if like is not None else None
-        return self(make_const(np.asarray(array), f"{self.name}#{suffix}", self.store, element_type))
+        return self(make_const(np.asarray(array), f"{self.name or 'const'}#{suffix}", self.store, element_type))
 
     def scalar(self, value: float, like: SSAValue) -> SSAValue:
         """A one-element constant of `like`'s rank and element type, broadcastable against it."""
@@ -139,18 +139,6 @@ def prune_weights(module: ModuleOp) -> None:
     """Drop store arrays no `ane.const` refers to any more (after passes replaced constants)."""
     keep = {op.handle.data for op in module.walk() if isinstance(op, ane.ConstOp) and op.handle is not None}
     store_of(module).prune(keep)
-
-
-def inverse(perm: Sequence[int]) -> tuple[int, ...]:
-    out = [0] * len(perm)
-    for i, p in enumerate(perm):
-        out[p] = i
-    return tuple(out)
-
-
-def compose(first: Sequence[int], then: Sequence[int]) -> tuple[int, ...]:
-    """The permutation of transposing by `first`, then by `then`."""
-    return tuple(first[p] for p in then)
 
 
 def nbytes(value: SSAValue) -> int:

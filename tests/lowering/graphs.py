@@ -19,7 +19,7 @@ from xdsl.passes import ModulePass
 
 from anec.context import make_context
 from anec.interpreter import Precision, interpret
-from anec.weights import WeightStore, attach, clone_module
+from anec.weights import WeightStore, attach, clone_module, store_of
 
 Body = Callable[..., SSAValue | Sequence[SSAValue]]
 
@@ -48,6 +48,7 @@ def random_inputs(module: ModuleOp, seed: int = 0, scale: float = 1.0) -> list[n
 def run_pass(module: ModuleOp, *passes: ModulePass) -> ModuleOp:
     """A copy of `module` (sharing its weights) after `passes`, verified."""
     copy = clone_module(module)
+    attach(copy, store_of(module).copy())  # passes prune their store: the copy gets its own
     for p in passes:
         p.apply(make_context(), copy)
         copy.verify()
@@ -76,3 +77,34 @@ def ops_named(module: ModuleOp, name: str) -> list:
 
 def ctx():
     return make_context()
+
+
+def transformer_block(e: Emitter, x: SSAValue, mask: SSAValue, *, heads: int, ffn: int, seed: int = 0) -> SSAValue:
+    """A vanilla post-norm transformer layer as PyTorch's ONNX exporter writes BERT's: rank-3
+    (B, S, C) activations, MatMul + Add linears, reshape/transpose heads, an additive mask."""
+    from anec.dialects import ane
+
+    rng = np.random.default_rng(seed)
+    _, seq, hidden = shape_of(x)
+    depth = hidden // heads
+
+    def linear(v: SSAValue, cout: int) -> SSAValue:
+        cin = shape_of(v)[-1]
+        w = e.const((rng.standard_normal((1, cin, cout)) / np.sqrt(cin)).astype(np.float32))
+        return e(ane.AddOp(e(ane.MatmulOp(v, w)), e.const((0.1 * rng.standard_normal((1, 1, cout))).astype(np.float32))))
+
+    def norm(v: SSAValue) -> SSAValue:
+        scale = e.const((1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32))
+        return e(ane.LayerNormOp(v, scale, e.const((0.1 * rng.standard_normal(hidden)).astype(np.float32)), axes=[2], epsilon=1e-12))
+
+    def split(v: SSAValue) -> SSAValue:
+        return e(ane.TransposeOp(e(ane.ReshapeOp(v, (1, seq, heads, depth))), (0, 2, 1, 3)))
+
+    q, k, v = split(linear(x, hidden)), split(linear(x, hidden)), split(linear(x, hidden))
+    scores = e(ane.MatmulOp(q, e(ane.TransposeOp(k, (0, 1, 3, 2)))))
+    scores = e(ane.AddOp(e(ane.DivOp(scores, e.scalar(float(np.sqrt(depth)), scores))), mask))
+    context = e(ane.MatmulOp(e(ane.SoftmaxOp(scores, 3)), v))
+    context = e(ane.ReshapeOp(e(ane.TransposeOp(context, (0, 2, 1, 3))), (1, seq, hidden)))
+    h = norm(e(ane.AddOp(linear(context, hidden), x)))
+    up = e(ane.GeluOp(linear(h, ffn)))
+    return norm(e(ane.AddOp(linear(up, hidden), h)))

@@ -1,0 +1,666 @@
+"""ane-layout: put every ANE tensor in the shape the hardware streams best.
+
+The ANE stores tensors as [N, C, H, W] with W contiguous and each W row padded to 64 bytes, and its
+matmul engine is a 1×1 convolution over C. So, as Apple's transformer guidance does by hand:
+
+1. a matmul with constant weights (a linear layer) becomes a 1×1 conv over (N, K, 1, M): features on
+   C, the sequence on W; 1-D convs and pools become 2-D ones over (N, C, 1, W);
+2. every run of layout-agnostic ops (elementwise, norms, softmax, reductions, concat, …) — a *region*
+   — picks one axis order for all its tensors: the one that leaves the fewest transposes at its
+   edges (the residual stream of a transformer settles on (B, C, 1, S)), lifted to rank 4 and
+   avoiding size-1 innermost axes;
+3. local rules merge and cancel transposes and reshapes, move transposes through reshapes when
+   that lets them meet, and fold swaps of the last two axes into matmul flags;
+4. attention is split per head where the batched scores would not fit the L2 (`heads` option).
+
+Results are unchanged: only the arrangement of data moves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from anec.dialects import ane
+from anec.dialects.ane import element_type_of, int_attr, ints, shape_of, tensor, values
+from anec.lowering.rewriting import (
+    Emitter,
+    constant_of,
+    functions,
+    prune_weights,
+    single_user,
+    users,
+)
+from anec.lowering.shapes import (
+    Perm,
+    Shape,
+    compose,
+    inverse,
+    is_identity,
+    moves_data,
+    permuted,
+    reshape_after_transpose,
+    swaps_last_two,
+    transpose_after_reshape,
+)
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from anec.analysis import ane_bytes, dense_bytes
+from anec.errors import AnecError
+from anec.report import op_name
+from anec.targets import Target, get_target
+
+# ------------------------------------------------------------------------------------------------
+# 1. Linear layers become 1×1 convolutions; 1-D windows become 2-D
+# ------------------------------------------------------------------------------------------------
+
+
+def _copy_epilogue(src: ane.EpilogueOp, dst: ane.EpilogueOp) -> None:
+    if src.activation is not None:
+        dst.set_activation(src.activation.data, values(src.activation_params))
+
+
+class LinearToConv(RewritePattern):
+    """x·W with a constant W → a 1×1 conv over (N, K, 1, M): K on channels, rows on W."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.MatmulOp, rewriter: PatternRewriter) -> None:
+        weight = constant_of(op.rhs)
+        a, w = shape_of(op.lhs), shape_of(op.rhs)
+        if weight is None or any(d != 1 for d in w[:-2]):
+            return
+        transpose_lhs, transpose_rhs = op.flags()
+        batch = a[:-2]
+        n = math.prod(batch)
+        m, k = (a[-1], a[-2]) if transpose_lhs else (a[-2], a[-1])
+        kernel = weight.reshape(w[-2:]) if transpose_rhs else weight.reshape(w[-2:]).T
+        emit = Emitter(op, rewriter)
+        x = op.lhs if transpose_lhs else emit.transpose(emit.reshape(op.lhs, (n, m, k)), (0, 2, 1))
+        x = emit.reshape(x, (n, k, 1, m))
+        conv = ane.ConvOp(x, emit.const(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
+        _copy_epilogue(op, conv)
+        y = emit.reshape(emit(conv), (n, kernel.shape[0], m))
+        emit.replace(emit.reshape(emit.transpose(y, (0, 2, 1)), shape_of(op.result)))
+
+
+class LiftWindowOps(RewritePattern):
+    """Convolutions and pools over (N, C, W) run as 2-D ones over (N, C, 1, W)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.ConvBase | ane.PoolOp, rewriter: PatternRewriter) -> None:
+        x = shape_of(op.input)
+        if len(x) != 3:
+            return
+        emit = Emitter(op, rewriter)
+        lifted = emit.reshape(op.input, (x[0], x[1], 1, x[2]))
+        pads = values(op.pads)
+        wide = {"strides": [1, *values(op.strides)], "pads": [0, pads[0], 0, pads[1]]}
+        if isinstance(op, ane.ConvBase):
+            w = shape_of(op.weight)
+            weight = emit.reshape(op.weight, (w[0], w[1], 1, w[2]))
+            extra = {"output_padding": [0, *values(op.output_padding)]} if isinstance(op, ane.ConvTransposeOp) else {}
+            new = type(op)(lifted, weight, op.bias, dilations=[1, *values(op.dilations)], groups=op.groups.value.data, **wide, **extra)
+            _copy_epilogue(op, new)
+        elif isinstance(op, ane.AvgPoolOp):
+            new = ane.AvgPoolOp(lifted, [1, *values(op.kernel)], count_include_pad=bool(op.count_include_pad.value.data), **wide)
+        else:
+            new = type(op)(lifted, [1, *values(op.kernel)], **wide)
+        emit.replace(emit.reshape(emit(new), shape_of(op.result)))
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Local rules: merge, cancel and move transposes and reshapes
+# ------------------------------------------------------------------------------------------------
+
+
+class MergeTransposes(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.TransposeOp, rewriter: PatternRewriter) -> None:
+        perm = values(op.perm)
+        if is_identity(perm):
+            rewriter.replace(op, [], [op.input])
+        elif not moves_data(perm, shape_of(op.input)):
+            Emitter(op, rewriter).replace(ane.ReshapeOp(op.input, shape_of(op.result)))
+        elif isinstance(inner := op.input.owner, ane.TransposeOp):
+            Emitter(op, rewriter).replace(ane.TransposeOp(inner.input, compose(values(inner.perm), perm)))
+
+
+class MergeReshapes(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.ReshapeOp, rewriter: PatternRewriter) -> None:
+        if shape_of(op.input) == shape_of(op.result):
+            rewriter.replace(op, [], [op.input])
+        elif isinstance(inner := op.input.owner, ane.ReshapeOp):
+            Emitter(op, rewriter).replace(ane.ReshapeOp(inner.input, shape_of(op.result)))
+
+
+class FoldConstantMovement(RewritePattern):
+    """A transpose or reshape of a constant is a constant."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.TransposeOp | ane.ReshapeOp, rewriter: PatternRewriter) -> None:
+        if (array := constant_of(op.input)) is None:
+            return
+        moved = np.transpose(array, values(op.perm)) if isinstance(op, ane.TransposeOp) else array.reshape(shape_of(op.result))
+        emit = Emitter(op, rewriter)
+        emit.replace(emit.const(moved, op.result))
+
+
+def _units_only(a: Shape, b: Shape) -> bool:
+    """True when a reshape from `a` to `b` only inserts or removes size-1 axes."""
+    return [d for d in a if d != 1] == [d for d in b if d != 1]
+
+
+def _absorbs(user: Operation, perm: Perm) -> bool:
+    """Would `user` swallow a transpose by `perm` (merge with it, or take it as a matmul flag)?"""
+    return isinstance(user, ane.TransposeOp) or (isinstance(user, ane.MatmulOp) and swaps_last_two(perm))
+
+
+class SinkTransposeBelowReshape(RewritePattern):
+    """reshape(transpose(x)) → transpose(reshape(x)) when the moved transpose meets another one."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.ReshapeOp, rewriter: PatternRewriter) -> None:
+        t = op.input.owner
+        if not isinstance(t, ane.TransposeOp):
+            return
+        found = reshape_after_transpose(shape_of(t.input), values(t.perm), shape_of(op.result))
+        if found is None:
+            return
+        mid, perm = found
+        unit_only = t.result.has_one_use() and _units_only(shape_of(op.input), shape_of(op.result))
+        if not (is_identity(perm) or unit_only or all(_absorbs(u, perm) for u in users(op.result))):
+            return
+        emit = Emitter(op, rewriter)
+        emit.replace(emit.transpose(emit.reshape(t.input, mid), perm))
+
+
+class HoistTransposeAboveReshape(RewritePattern):
+    """transpose(reshape(y)) → reshape(transpose(y)) when the moved transpose meets another one
+    (or a matmul that can produce its result transposed)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.TransposeOp, rewriter: PatternRewriter) -> None:
+        r = op.input.owner
+        if not isinstance(r, ane.ReshapeOp) or not r.result.has_one_use():
+            return
+        found = transpose_after_reshape(shape_of(r.input), shape_of(r.result), values(op.perm))
+        if found is None:
+            return
+        perm, _ = found
+        producer = r.input.owner
+        meets = isinstance(producer, ane.TransposeOp) or (_transposable_matmul(producer) and swaps_last_two(perm))
+        if not (meets or is_identity(perm)):
+            return
+        emit = Emitter(op, rewriter)
+        emit.replace(emit.reshape(emit.transpose(r.input, perm), shape_of(op.result)))
+
+
+def _transposable_matmul(op: Operation | None) -> bool:
+    """A matmul that can produce its result transposed by swapping its operands."""
+    return isinstance(op, ane.MatmulOp) and op.bias is None and op.result.has_one_use()
+
+
+class AbsorbTransposeIntoMatmul(RewritePattern):
+    """matmul(transpose_last_two(a), b) → matmul(a, b, transpose_lhs) (and likewise for b)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.MatmulOp, rewriter: PatternRewriter) -> None:
+        lhs, rhs, flags = op.lhs, op.rhs, list(op.flags())
+        for i, v in enumerate((lhs, rhs)):
+            t = v.owner
+            if isinstance(t, ane.TransposeOp) and swaps_last_two(values(t.perm)):
+                flags[i] = not flags[i]
+                lhs, rhs = (t.input, rhs) if i == 0 else (lhs, t.input)
+        if lhs is op.lhs and rhs is op.rhs:
+            return
+        new = ane.MatmulOp(lhs, rhs, op.bias, transpose_lhs=flags[0], transpose_rhs=flags[1])
+        _copy_epilogue(op, new)
+        Emitter(op, rewriter).replace(new)
+
+
+class TransposeMatmulResult(RewritePattern):
+    """transpose_last_two(a·b) → bᵀ·aᵀ: the matmul writes its result transposed."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.TransposeOp, rewriter: PatternRewriter) -> None:
+        mm = op.input.owner
+        if not swaps_last_two(values(op.perm)) or not _transposable_matmul(mm):
+            return
+        assert isinstance(mm, ane.MatmulOp)
+        ta, tb = mm.flags()
+        new = ane.MatmulOp(mm.rhs, mm.lhs, transpose_lhs=not tb, transpose_rhs=not ta)
+        _copy_epilogue(mm, new)
+        Emitter(op, rewriter, name=Emitter(mm).name).replace(new)
+
+
+CLEANUP: tuple[RewritePattern, ...] = (
+    MergeTransposes(), MergeReshapes(), FoldConstantMovement(), SinkTransposeBelowReshape(),
+    HoistTransposeAboveReshape(), AbsorbTransposeIntoMatmul(), TransposeMatmulResult(),
+)
+
+
+def cleanup(module: ModuleOp) -> None:
+    walk(module, CLEANUP)
+    if share_equal_views(module):
+        walk(module, CLEANUP)
+
+
+def share_equal_views(module: ModuleOp) -> bool:
+    """Chains of reshapes and transposes that rearrange one value into the same tensor are one:
+    each chain's element order is computed on an index array and compared."""
+    views: dict[SSAValue, tuple[SSAValue, np.ndarray]] = {}
+
+    def view(value: SSAValue) -> tuple[SSAValue, np.ndarray]:
+        if value not in views:
+            op = value.owner
+            if isinstance(op, ane.TransposeOp | ane.ReshapeOp):
+                root, index = view(op.input)
+                index = np.transpose(index, values(op.perm)) if isinstance(op, ane.TransposeOp) else index.reshape(shape_of(value))
+            else:
+                root, index = value, np.arange(math.prod(shape_of(value)), dtype=np.int64).reshape(shape_of(value))
+            views[value] = (root, index)
+        return views[value]
+
+    changed = False
+    for block in _blocks(module):
+        seen: dict[tuple, SSAValue] = {}
+        for op in list(block.ops):
+            if isinstance(op, ane.TransposeOp | ane.ReshapeOp):
+                root, index = view(op.result)
+                key = (root, index.shape, hash(np.ascontiguousarray(index).tobytes()))
+                if (twin := seen.setdefault(key, op.result)) is not op.result:
+                    op.result.replace_all_uses_with(twin)
+                    changed = True
+    return changed
+
+
+def _blocks(module: ModuleOp) -> list[Block]:
+    return [s.body.block for s in module.walk() if isinstance(s, ane.SegmentOp)] + [fn.body.block for fn in functions(module)]
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Regions of layout-agnostic ops choose one axis order
+# ------------------------------------------------------------------------------------------------
+
+
+def _lift_positions(rank: int) -> tuple[int, ...]:
+    """Where the axes of a rank-r tensor go in rank 4: (…, X, W) → (N, C, 1, W)."""
+    return {1: (3,), 2: (1, 3), 3: (0, 1, 3)}.get(rank, tuple(range(rank)))
+
+
+@dataclass(frozen=True)
+class View:
+    """How a region stores its tensors: transposed by `perm`, then lifted to rank 4.
+
+    physical = reshape(transpose(logical, perm), lifted shape)."""
+
+    perm: Perm
+
+    @property
+    def rank(self) -> int:
+        return len(self.perm)
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return _lift_positions(self.rank)
+
+    def physical_shape(self, shape: Sequence[int]) -> Shape:
+        out = [1] * max(4, self.rank)
+        for pos, d in zip(self.positions, permuted(shape, self.perm)):
+            out[pos] = d
+        return tuple(out)
+
+    def axis(self, logical_axis: int) -> int:
+        return self.positions[inverse(self.perm)[logical_axis]]
+
+    def physical_list(self, per_axis: Sequence[int], fill: int) -> list[int]:
+        out = [fill] * max(4, self.rank)
+        for a, v in enumerate(per_axis):
+            out[self.axis(a)] = v
+        return out
+
+    def is_trivial(self) -> bool:
+        return is_identity(self.perm) and self.rank >= 4
+
+    def to_physical(self, emit: Emitter, value: SSAValue) -> SSAValue:
+        return emit.reshape(emit.transpose(value, self.perm, "layout"), self.physical_shape(shape_of(value)), "layout")
+
+    def to_logical(self, emit: Emitter, value: SSAValue, logical: Shape) -> SSAValue:
+        return emit.transpose(emit.reshape(value, permuted(logical, self.perm), "layout"), inverse(self.perm), "layout")
+
+
+_AGNOSTIC = (ane.UnaryOp, ane.BinaryOp, ane.CompareOp, ane.SelectOp, ane.CastOp, ane.LayerNormOp, ane.L2NormOp,
+             ane.ConcatOp, ane.SplitOp, ane.SliceOp, ane.TileOp, ane.BroadcastOp)
+
+
+def is_agnostic(op: Operation) -> bool:
+    """Ops that compute the same thing whatever axis order their tensors are stored in."""
+    if isinstance(op, ane.ReduceOp | ane.ArgReduceOp):
+        return bool(op.keepdims.value.data)
+    return isinstance(op, _AGNOSTIC)
+
+
+def region_operands(op: Operation) -> list[SSAValue]:
+    """The operands that share the op's axes (a norm's scale and bias run along its axes only)."""
+    return [op.operands[0]] if isinstance(op, ane.AffineNormOp) else list(op.operands)
+
+
+def _reduced_axes(op: Operation) -> Sequence[int]:
+    if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
+        return values(op.axes)
+    return ()
+
+
+def accepts(op: Operation, view: View) -> bool:
+    """A layer norm's scale spans its axes in order, so a view must keep that order."""
+    axes = _reduced_axes(op)
+    mapped = [view.axis(a) for a in axes]
+    return not isinstance(op, ane.LayerNormOp) or mapped == sorted(mapped)
+
+
+def _remapped_properties(op: Operation, view: View) -> dict:
+    props = dict(op.properties)
+    if isinstance(op, ane.SoftmaxOp | ane.ArgReduceOp | ane.ConcatOp | ane.SplitOp):
+        props["axis"] = int_attr(view.axis(op.axis.value.data))
+    if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
+        props["axes"] = ints(sorted(view.axis(a) for a in values(op.axes)))
+    if isinstance(op, ane.SliceOp):
+        for key, fill in (("starts", 0), ("ends", 1), ("steps", 1)):
+            props[key] = ints(view.physical_list(values(props[key]), fill))
+    if isinstance(op, ane.TileOp):
+        props["repeats"] = ints(view.physical_list(values(op.repeats), 1))
+    return props
+
+
+@dataclass
+class Region:
+    ops: list[Operation] = field(default_factory=list)
+    values: set[SSAValue] = field(default_factory=set)
+
+    @property
+    def rank(self) -> int:
+        return len(shape_of(next(iter(self.values))))
+
+    def entries(self) -> list[SSAValue]:
+        """Values the region reads but does not compute (in first-use order)."""
+        inside = {r for op in self.ops for r in op.results}
+        seen: dict[SSAValue, None] = {}
+        for op in self.ops:
+            for v in region_operands(op):
+                if v not in inside and constant_of(v) is None:
+                    seen.setdefault(v)
+        return list(seen)
+
+    def exits(self) -> list[tuple[SSAValue, Operation]]:
+        """(value, user) pairs where a value computed inside is used outside."""
+        members = set(map(id, self.ops))
+        return [(r, u) for op in self.ops for r in op.results for u in users(r) if id(u) not in members]
+
+
+def find_regions(block: Block) -> list[Region]:
+    parent: dict[SSAValue, SSAValue] = {}
+
+    def find(v: SSAValue) -> SSAValue:
+        while parent.setdefault(v, v) is not v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    agnostic = [op for op in block.ops if is_agnostic(op)]
+    for op in agnostic:
+        members = [v for v in (*region_operands(op), *op.results) if constant_of(v) is None]
+        for v in members[1:]:
+            parent[find(v)] = find(members[0])
+    regions: dict[SSAValue, Region] = {}
+    for op in agnostic:
+        region = regions.setdefault(find(op.results[0]), Region())
+        region.ops.append(op)
+        region.values.update(v for v in (*region_operands(op), *op.results) if constant_of(v) is None)
+    return list(regions.values())
+
+
+def _left(remaining: Perm, shape: Shape, neighbour: Operation | None, entry: bool) -> int:
+    """1 if a transpose by `remaining` of `shape` stays on an edge: not when it moves no data (a
+    reshape) nor when it swaps the last two axes next to a matmul (a flag)."""
+    if not moves_data(remaining, shape):
+        return 0
+    if swaps_last_two(remaining) and isinstance(neighbour, ane.MatmulOp) and (not entry or _transposable_matmul(neighbour)):
+        return 0
+    return 1
+
+
+def _entry_cost(value: SSAValue, perm: Perm) -> int:
+    """Transposes left where `value` enters a region stored transposed by `perm`, looking through
+    a transpose or a reshape (+ transpose) that produces it."""
+    producer = value.owner if isinstance(value.owner, Operation) else None
+    if isinstance(producer, ane.ReshapeOp):
+        found = transpose_after_reshape(shape_of(producer.input), shape_of(value), perm)
+        if found is not None:
+            value, perm, producer = producer.input, found[0], producer.input.owner
+    if isinstance(producer, ane.TransposeOp):
+        return _left(compose(values(producer.perm), perm), shape_of(producer.input), producer.input.owner, True)
+    return _left(perm, shape_of(value), producer, True)
+
+
+def _exit_cost(physical: Shape, user: Operation, perm: Perm) -> int:
+    """Transposes left where a region value (of `physical` shape, stored transposed by `perm`)
+    reaches `user`, looking through a reshape and the transposes after it."""
+    back = inverse(perm)
+    if isinstance(user, ane.ReshapeOp):
+        found = reshape_after_transpose(physical, back, shape_of(user.result))
+        if found is not None:
+            mid, moved = found
+            return sum(_exit_cost(mid, u, inverse(moved)) for u in users(user.result))
+    if isinstance(user, ane.TransposeOp):
+        return _left(compose(back, values(user.perm)), physical, single_user(user.result), False)
+    return _left(back, physical, user, False)
+
+
+def view_cost(region: Region, view: View) -> tuple[int, int]:
+    """(transposes left at the region's edges, row-padding bytes of its tensors) under `view`."""
+    cost = sum(_entry_cost(v, view.perm) for v in region.entries())
+    cost += sum(_exit_cost(view.physical_shape(shape_of(v)), user, view.perm) for v, user in region.exits())
+    padding = sum(ane_bytes(s) - dense_bytes(s) for s in (view.physical_shape(shape_of(v)) for v in region.values))
+    return cost, padding
+
+
+def canonical(perm: Perm, region: Region) -> Perm:
+    """The same data order with axes that are 1 in every tensor of the region moved out of the way:
+    non-unit axes fill (N, C, 1, W) from the right, as a rank-4 lift would place them."""
+    unit = [a for a in range(len(perm)) if all(shape_of(v)[a] == 1 for v in region.values)]
+    moving = [a for a in perm if a not in unit]
+    out: list[int | None] = [None] * len(perm)
+    for pos, a in zip(_lift_positions(len(moving)) if len(perm) == 4 else range(len(perm)), moving):
+        out[pos] = a
+    spare = iter(unit)
+    return tuple(a if a is not None else next(spare) for a in out)
+
+
+def candidate_views(region: Region) -> list[View]:
+    """The identity first, then orders that cancel a neighbouring transpose or a matmul flag,
+    each with unit axes placed canonically."""
+    rank = region.rank
+    perms: list[Perm] = [tuple(range(rank))]
+    for v in region.entries():
+        if isinstance(v.owner, ane.TransposeOp):
+            perms.append(inverse(values(v.owner.perm)))
+    for _, user in region.exits():
+        if isinstance(user, ane.TransposeOp):
+            perms.append(tuple(values(user.perm)))
+    if rank >= 2:
+        perms.append((*range(rank - 2), rank - 1, rank - 2))
+    unique = dict.fromkeys([perms[0], *(canonical(p, region) for p in perms)])
+    return [View(p) for p in unique if all(accepts(op, View(p)) for op in region.ops)]
+
+
+def choose_view(region: Region) -> View:
+    views = candidate_views(region)
+    return min(views, key=lambda v: view_cost(region, v))  # min keeps the first (identity) on ties
+
+
+def apply_view(region: Region, view: View) -> None:
+    """Rebuild the region's ops on physical tensors; convert at its edges."""
+    physical: dict[SSAValue, SSAValue] = {}
+    members = set(map(id, region.ops))
+
+    def operand(v: SSAValue, emit: Emitter) -> SSAValue:
+        if v in physical:
+            return physical[v]
+        if constant_of(v) is not None:
+            return view.to_physical(emit, v)
+        if v in region.values:  # an entry: convert once, before its first use
+            physical[v] = view.to_physical(Emitter(emit.anchor, name=_name_of_value(v)), v)
+            return physical[v]
+        return v
+
+    for op in region.ops:
+        emit = Emitter(op)
+        shared = set(map(id, region_operands(op)))
+        new_operands = [operand(v, emit) if id(v) in shared else v for v in op.operands]
+        result_types = [tensor(view.physical_shape(shape_of(r)), element_type_of(r)) for r in op.results]
+        new = emit.op(type(op).create(operands=new_operands, result_types=result_types, properties=_remapped_properties(op, view),
+                                      attributes=dict(op.attributes)))
+        for old, res in zip(op.results, new.results):
+            physical[old] = res
+            outside = [u for u in users(old) if id(u) not in members]
+            if outside:
+                logical = view.to_logical(emit, res, shape_of(old))
+                old.replace_uses_with_if(logical, lambda use: id(use.operation) not in members)
+    for op in reversed(region.ops):
+        op.detach()
+        op.erase()
+
+
+def _name_of_value(v: SSAValue) -> str:
+    owner = v.owner
+    return Emitter(owner).name if isinstance(owner, Operation) else "input"
+
+
+def assign_layouts(module: ModuleOp, *, lift_only: bool = False) -> bool:
+    """Lift every region to rank 4 (`lift_only`), or give every region its cheapest axis order.
+    Returns True if any region changed."""
+    changed = False
+    for block in _blocks(module):
+        for region in find_regions(block):
+            if region.rank > 4 or (lift_only and region.rank == 4):
+                continue
+            view = View(tuple(range(region.rank))) if lift_only else choose_view(region)
+            if not view.is_trivial():
+                apply_view(region, view)
+                changed = True
+    return changed
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Attention per head
+# ------------------------------------------------------------------------------------------------
+
+
+def _attention_chain(scores: ane.MatmulOp) -> tuple[list[Operation], ane.MatmulOp] | None:
+    """The single-use elementwise/softmax ops from a scores matmul to the context matmul."""
+    chain: list[Operation] = []
+    value = scores.result
+    while (user := single_user(value)) is not None:
+        if isinstance(user, ane.MatmulOp):
+            return chain, user
+        if not isinstance(user, ane.UnaryOp | ane.BinaryOp) or (isinstance(user, ane.SoftmaxOp) and user.axis.value.data == 1):
+            return None
+        chain.append(user)
+        value = user.results[0]
+    return None
+
+
+def _head(value: SSAValue, h: int, anchor: Operation) -> SSAValue:
+    """Head `h` of a [B, H, …] tensor (the tensor itself when it broadcasts over heads)."""
+    s = shape_of(value)
+    if s[1] == 1:
+        return value
+    starts, ends = [0] * len(s), list(s)
+    starts[1], ends[1] = h, h + 1
+    return Emitter(anchor, name=f"{op_name(anchor)}#head{h}")(ane.SliceOp(value, starts, ends), "slice")
+
+
+def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.MatmulOp) -> None:
+    outputs = []
+    for h in range(shape_of(scores.result)[1]):
+        local: dict[SSAValue, SSAValue] = {}
+        for op in (scores, *chain, context):
+            operands = [local[v] if v in local else _head(v, h, context) for v in op.operands]
+            if isinstance(op, ane.MatmulOp):
+                new: Operation = ane.MatmulOp(operands[0], operands[1], transpose_lhs=op.flags()[0], transpose_rhs=op.flags()[1])
+                _copy_epilogue(op, new)
+            else:
+                out = shape_of(op.results[0])
+                new = type(op).create(operands=operands, result_types=[tensor((out[0], 1, *out[2:]), element_type_of(op.results[0]))],
+                                      properties=dict(op.properties))
+            local[op.results[0]] = Emitter(context, name=f"{op_name(op)}#head{h}")(new)
+        outputs.append(local[context.result])
+    Emitter(context).replace(ane.ConcatOp(outputs, 1))
+    for op in reversed([scores, *chain]):
+        op.detach()
+        op.erase()
+
+
+def split_heads(module: ModuleOp, target: Target, mode: str) -> int:
+    """Split attention chains along the head axis (1) of rank-4 scores; returns how many."""
+    count = 0
+    for scores in [op for op in module.walk() if isinstance(op, ane.MatmulOp)]:
+        shape = shape_of(scores.result)
+        if len(shape) != 4 or shape[1] == 1 or (found := _attention_chain(scores)) is None:
+            continue
+        if mode == "never" or (mode == "auto" and ane_bytes(shape) <= target.memory.l2_bytes.value):
+            continue
+        _split_attention(scores, *found)
+        count += 1
+    return count
+
+
+# ------------------------------------------------------------------------------------------------
+# The pass
+# ------------------------------------------------------------------------------------------------
+
+HEAD_MODES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class LayoutPass(ModulePass):
+    """Rank ≤ 4 NCHW tensors, linear layers as 1×1 convs, (B, C, 1, S) sequences, few transposes."""
+
+    name = "ane-layout"
+
+    target: str = "m1"
+    heads: str = "auto"
+    """Split attention per head: "auto" (when the batched scores exceed the L2), "always", "never"."""
+    max_rounds: int = 6
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.heads not in HEAD_MODES:
+            raise AnecError(f"ane-layout: heads={self.heads!r}", hint=f"use one of {', '.join(HEAD_MODES)}")
+        walk(op, [LinearToConv(), LiftWindowOps()])
+        assign_layouts(op, lift_only=True)
+        for _ in range(self.max_rounds):
+            cleanup(op)
+            if not assign_layouts(op):
+                break
+        cleanup(op)
+        if split_heads(op, get_target(self.target), self.heads):
+            cleanup(op)
+        prune_weights(op)
+
+
+def walk(module: ModuleOp, patterns: Iterable[RewritePattern]) -> None:
+    PatternRewriteWalker(GreedyRewritePatternApplier(list(patterns))).rewrite_module(module)
+

@@ -1,0 +1,170 @@
+"""ane-layout: a vanilla transformer block comes out in the ANE's preferred form, computing the same."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from anec.dialects import ane
+from anec.dialects.ane import shape_of
+from anec.lowering.layout import LayoutPass
+
+from anec.analysis import total_padding_bytes
+from tests.lowering.graphs import assert_same_results, graph, ops_named, run_pass, transformer_block
+
+SEQ, HIDDEN, HEADS, FFN = 32, 64, 4, 128
+
+
+@pytest.fixture(scope="module")
+def block():
+    return graph([(1, SEQ, HIDDEN), (1, 1, 1, SEQ)], lambda e, x, mask: transformer_block(e, x, mask, heads=HEADS, ffn=FFN))
+
+
+@pytest.fixture(scope="module")
+def laid_out(block):
+    return run_pass(block, LayoutPass(heads="never"))
+
+
+def _ane_values(module):
+    return [r for op in module.walk() if op.name.startswith("ane.") and op.name != "ane.const" for r in op.results]
+
+
+def test_transformer_block_computes_the_same_after_layout(block, laid_out) -> None:
+    assert_same_results(block, laid_out, rtol=1e-4, atol=1e-4)
+
+
+def test_every_tensor_is_rank_4_or_less(laid_out) -> None:
+    assert all(len(shape_of(v)) <= 4 for v in _ane_values(laid_out))
+
+
+def test_linear_layers_become_1x1_convs_over_channels_with_the_sequence_on_w(laid_out) -> None:
+    assert not [m for m in ops_named(laid_out, "ane.matmul") if isinstance(m.rhs.owner, ane.ConstOp)]
+    convs = ops_named(laid_out, "ane.conv")
+    assert len(convs) == 6
+    for conv in convs:
+        assert shape_of(conv.weight)[2:] == (1, 1)
+        n, c, h, w = shape_of(conv.input)
+        assert (n, h, w) == (1, 1, SEQ) and c in (HIDDEN, FFN)
+
+
+def test_the_residual_stream_is_b_c_1_s_and_norms_run_over_channels(laid_out) -> None:
+    norms = ops_named(laid_out, "ane.layer_norm")
+    assert len(norms) == 2
+    for norm in norms:
+        assert shape_of(norm.input) == (1, HIDDEN, 1, SEQ)
+        assert list(norm.axes.get_values()) == [1]
+    for op in ops_named(laid_out, "ane.add") + ops_named(laid_out, "ane.gelu"):
+        shape = shape_of(op.results[0])
+        if shape[-1] != SEQ:  # only the attention scores have keys on W
+            pytest.fail(f"{op.name} produces {shape}")
+
+
+def test_transposes_cancel_except_at_the_block_edges(block, laid_out) -> None:
+    before = len(ops_named(block, "ane.transpose"))
+    transposes = ops_named(laid_out, "ane.transpose")
+    assert before == 5 and len(transposes) == 2
+    # what remains converts the (B, S, C) input and output, nothing inside
+    assert {tuple(d for d in shape_of(t.input) if d != 1) for t in transposes} == {(HIDDEN, SEQ), (SEQ, HIDDEN)}
+
+
+def test_attention_uses_matmul_flags_instead_of_transposes(laid_out) -> None:
+    matmuls = ops_named(laid_out, "ane.matmul")
+    assert len(matmuls) == 2
+    assert {m.flags() for m in matmuls} == {(True, False), (False, True)}
+    softmax = ops_named(laid_out, "ane.softmax")[0]
+    assert shape_of(softmax.input) == (1, HEADS, SEQ, SEQ)
+
+
+def test_no_size_1_innermost_axis_on_activations(laid_out) -> None:
+    assert all(shape_of(v)[-1] > 1 for v in _ane_values(laid_out))
+
+
+def test_layout_reduces_row_padding(block, laid_out) -> None:
+    assert total_padding_bytes(laid_out) < total_padding_bytes(block)
+
+
+def test_attention_is_split_per_head_when_the_scores_exceed_l2() -> None:
+    seq = 512  # 8 heads x 512 x 512 fp16 scores = 4 MB > 2 MB
+    module = graph([(1, seq, 64), (1, 1, 1, seq)], lambda e, x, mask: transformer_block(e, x, mask, heads=8, ffn=64))
+    after = run_pass(module, LayoutPass())
+    softmaxes = ops_named(after, "ane.softmax")
+    assert len(softmaxes) == 8
+    assert all(shape_of(s.input) == (1, 1, seq, seq) for s in softmaxes)
+    assert len(ops_named(after, "ane.matmul")) == 16
+    inputs = [np.random.default_rng(0).standard_normal((1, seq, 64)).astype(np.float32), np.zeros((1, 1, 1, seq), np.float32)]
+    assert_same_results(module, after, inputs=inputs, rtol=1e-4, atol=1e-4)
+
+
+def test_small_attention_stays_batched_unless_asked(block) -> None:
+    assert len(ops_named(run_pass(block, LayoutPass()), "ane.softmax")) == 1
+    split = run_pass(block, LayoutPass(heads="always"))
+    assert len(ops_named(split, "ane.softmax")) == HEADS
+    assert_same_results(block, split, rtol=1e-4, atol=1e-4)
+
+
+def _weights(e, shape, seed=0):
+    return e.const((np.random.default_rng(seed).standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32))
+
+
+def _cnn(e, x):
+    y = e(ane.ReluOp(e(ane.ConvOp(x, _weights(e, (8, 3, 3, 3)), pads=[1, 1, 1, 1]))))
+    y = e(ane.MaxPoolOp(y, [2, 2], [2, 2]))
+    z = e(ane.ConvOp(y, _weights(e, (8, 8, 3, 3), 1), pads=[1, 1, 1, 1]))
+    pooled = e(ane.ReshapeOp(e(ane.GlobalAvgPoolOp(e(ane.AddOp(z, y)))), (1, 8)))
+    return e(ane.AddOp(e(ane.MatmulOp(pooled, _weights(e, (8, 10), 2))), e.const(np.arange(10, dtype=np.float32).reshape(1, 10))))
+
+
+def _conv1d(e, x):
+    y = e(ane.ReluOp(e(ane.ConvOp(x, _weights(e, (6, 4, 3)), pads=[1, 1], strides=[2]))))
+    return e(ane.AvgPoolOp(y, [3], [1], [1, 1]))
+
+
+def _gpt2_attention_input(e, x):
+    seq, hidden = shape_of(x)[1:]
+    flat = e(ane.ReshapeOp(x, (seq, hidden)))
+    qkv = e(ane.AddOp(e(ane.MatmulOp(flat, _weights(e, (hidden, 3 * hidden)))), e.const(np.ones((1, 3 * hidden), np.float32))))
+    parts = e.op(ane.SplitOp(e(ane.ReshapeOp(qkv, (1, seq, 3 * hidden))), 2, [hidden] * 3)).results
+    q, k, v = (e(ane.TransposeOp(e(ane.ReshapeOp(p, (1, seq, 2, hidden // 2))), (0, 2, 1, 3))) for p in parts)
+    probs = e(ane.SoftmaxOp(e(ane.MatmulOp(q, k, transpose_rhs=True)), 3))
+    return e(ane.ReshapeOp(e(ane.TransposeOp(e(ane.MatmulOp(probs, v)), (0, 2, 1, 3))), (1, seq, hidden)))
+
+
+def _vit_embedding(e, pixels):
+    patches = e(ane.ConvOp(pixels, _weights(e, (16, 3, 4, 4)), strides=[4, 4]))
+    tokens = e(ane.TransposeOp(e(ane.ReshapeOp(patches, (1, 16, 16))), (0, 2, 1)))
+    tokens = e(ane.ConcatOp([e.const(np.full((1, 1, 16), 0.5, np.float32)), tokens], 1))
+    tokens = e(ane.AddOp(tokens, e.const(np.random.default_rng(3).standard_normal((1, 17, 16)).astype(np.float32))))
+    normed = e(ane.LayerNormOp(tokens, e.const(np.ones(16, np.float32)), e.const(np.zeros(16, np.float32)), axes=[2]))
+    return e(ane.MatmulOp(normed, _weights(e, (1, 16, 32))))
+
+
+SHAPES = {
+    "cnn": ([(1, 3, 16, 16)], _cnn),
+    "conv1d": ([(1, 4, 50)], _conv1d),
+    "gpt2-attention": ([(1, 12, 16)], _gpt2_attention_input),
+    "vit-embedding": ([(1, 3, 16, 16)], _vit_embedding),
+}
+
+
+@pytest.mark.parametrize("case", SHAPES, ids=list(SHAPES))
+def test_layout_preserves_results(case: str) -> None:
+    shapes, body = SHAPES[case]
+    before = graph(shapes, body)
+    after = run_pass(before, LayoutPass())
+    assert_same_results(before, after, rtol=1e-4, atol=1e-4)
+    assert all(len(shape_of(v)) <= 4 for v in _ane_values(after))
+    assert not [m for m in ops_named(after, "ane.matmul") if isinstance(m.rhs.owner, ane.ConstOp)]
+    for op in ops_named(after, "ane.conv") + ops_named(after, "ane.avg_pool"):
+        assert len(shape_of(op.input)) == 4
+
+
+def test_gpt2_heads_need_no_transpose() -> None:
+    after = run_pass(graph([(1, 12, 16)], _gpt2_attention_input), LayoutPass())
+    transposes = ops_named(after, "ane.transpose")
+    assert len(transposes) == 2, [str(t) for t in transposes]  # the block's input and output only
+
+
+def test_vit_tokens_stay_channel_major() -> None:
+    after = run_pass(graph([(1, 3, 16, 16)], _vit_embedding), LayoutPass())
+    (norm,) = ops_named(after, "ane.layer_norm")
+    assert shape_of(norm.input) == (1, 16, 1, 17)
+    assert len(ops_named(after, "ane.transpose")) == 1  # only the output, back to (B, S, C)
