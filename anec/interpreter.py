@@ -72,16 +72,20 @@ def output_names(function: func.FuncOp) -> list[str]:
     return [_io_name(function.res_attrs, i, None, "out") for i in range(len(function.function_type.outputs.data))]
 
 
+Observer = Callable[[Operation, list[np.ndarray]], None]
+"""Called with every op and the values it computed (the fp16 pass calibrates its lint this way)."""
+
+
 def interpret(module: ModuleOp | func.FuncOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], *,
               precision: Precision = "f32", segments: Precision = "f16", store: WeightStore | None = None,
-              function: str | None = None) -> list[np.ndarray]:
+              function: str | None = None, observe: Observer | None = None) -> list[np.ndarray]:
     """Run the module's entry function on `inputs` (a list in argument order, or a dict by name).
 
     `precision` applies outside `ane.segment`s, `segments` inside them (the ANE stores fp16).
     """
     fn = entry_function(module, function)
     store = store if store is not None else store_of(fn)
-    outs = Run(store, precision, segments).run_block(fn.body.block, _bind_inputs(fn, inputs))
+    outs = Run(store, precision, segments, observe).run_block(fn.body.block, _bind_inputs(fn, inputs))
     return [_as_declared(x, v) for x, v in zip(outs, fn.function_type.outputs.data)]
 
 
@@ -112,10 +116,11 @@ def _as_declared(value: np.ndarray, v: SSAValue | Attribute) -> np.ndarray:
 class Run:
     """Executes single ops; holds what stays fixed during one interpretation."""
 
-    def __init__(self, store: WeightStore, precision: Precision, segments: Precision = "f16"):
+    def __init__(self, store: WeightStore, precision: Precision, segments: Precision = "f16", observe: Observer | None = None):
         self.store = store
         self.precision = precision
         self.segments = segments
+        self.observe = observe
 
     def storage_dtype(self, v: SSAValue) -> np.dtype:
         dtype = numpy_dtype(v.type.element_type)  # type: ignore[union-attr]
@@ -129,12 +134,15 @@ class Run:
         for op in block.ops:
             if isinstance(op, func.ReturnOp | ane.YieldOp):
                 return [env[v] for v in op.operands]
-            env.update(zip(op.results, self.execute(op, [env[v] for v in op.operands])))
+            outs = self.execute(op, [env[v] for v in op.operands])
+            if self.observe is not None:
+                self.observe(op, outs)
+            env.update(zip(op.results, outs))
         raise AnecError("a block ends without func.return or ane.yield")
 
     def execute(self, op: Operation, inputs: list[np.ndarray]) -> list[np.ndarray]:
         if isinstance(op, ane.SegmentOp):
-            return Run(self.store, self.segments, self.segments).run_block(op.body.block, inputs)
+            return Run(self.store, self.segments, self.segments, self.observe).run_block(op.body.block, inputs)
         if isinstance(op, ane.ConstOp):
             return [const_value(op, self.store).astype(self.storage_dtype(op.result), copy=False)]
         if isinstance(op, host.HostOp):

@@ -67,7 +67,8 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
     for name in names:
         cls = PASSES[name]()
         fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in (("target", options.target), ("min_segment_ops", options.min_segment_ops)) if k in fields}
+        given = (("target", options.target), ("min_segment_ops", options.min_segment_ops), ("example_inputs", options.example_inputs))
+        kwargs = {k: v for k, v in given if k in fields}
         kwargs.update(options.pass_options.get(name, {}))
         passes.append(cls(**kwargs))
     return passes

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from anec.dialects import ane
 from anec.dialects.ane import shape_of, tensor
 from anec.lowering.rewriting import Emitter
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, f32
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
 
 from anec.context import make_context
 from anec.interpreter import Precision, interpret
@@ -37,6 +39,26 @@ def graph(shapes: Sequence[Sequence[int]], body: Body, element_type=f32) -> Modu
     fn.update_function_type()
     module.verify()
     return module
+
+
+def segment_graph(shapes: Sequence[Sequence[int]], body: Body) -> ModuleOp:
+    """Like `graph`, with the body inside one `ane.segment` (as the partition pass outlines it)."""
+    inner = Block(arg_types=[tensor(s, f32) for s in shapes])
+    yield_op = ane.YieldOp()
+    inner.add_op(yield_op)
+
+    def outer(e: Emitter, *args: SSAValue) -> Sequence[SSAValue]:
+        placeholder = e.op(ane.SegmentOp(list(args), [], Region(inner)))
+        outs = body(Emitter(yield_op, name="n"), *inner.args)
+        outs = [outs] if isinstance(outs, SSAValue) else list(outs)
+        yield_op.operands = outs
+        region = Rewriter.move_region_contents_to_new_regions(placeholder.body)
+        segment = e.op(ane.SegmentOp(list(args), [v.type for v in outs], region))
+        placeholder.detach()
+        placeholder.erase()
+        return list(segment.outputs)
+
+    return graph(shapes, outer)
 
 
 def random_inputs(module: ModuleOp, seed: int = 0, scale: float = 1.0) -> list[np.ndarray]:
@@ -82,8 +104,6 @@ def ctx():
 def transformer_block(e: Emitter, x: SSAValue, mask: SSAValue, *, heads: int, ffn: int, seed: int = 0) -> SSAValue:
     """A vanilla post-norm transformer layer as PyTorch's ONNX exporter writes BERT's: rank-3
     (B, S, C) activations, MatMul + Add linears, reshape/transpose heads, an additive mask."""
-    from anec.dialects import ane
-
     rng = np.random.default_rng(seed)
     _, seq, hidden = shape_of(x)
     depth = hidden // heads

@@ -1,0 +1,336 @@
+"""ane-fp16: ANE segments compute in fp16; what fp16 cannot hold is fixed where safe, else reported.
+
+The ANE stores every tensor as fp16 (largest finite value 65504) and its MAC output port saturates
+at 2^15. This pass
+
+1. lints the graph statically: normalization epsilons below 1e-7 (they vanish in fp16), softmax and
+   log-sum-exp written without subtracting the maximum (exp overflows past x ≈ 11), masks of -inf or
+   of float32's lowest value, constants beyond 65504;
+2. with sample inputs (`example_inputs`, or `calibrate` for seeded random ones) runs the graph in
+   float32 and flags tensors above 65504 and conv/matmul outputs above 2^15, by op name;
+3. applies the safe fixes (raise the epsilon, subtract the maximum, make masks finite at -1e4) and
+   records each as `ane.fp16_fixes` on the op concerned; the rest become `ane.fp16_warnings`;
+4. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from anec.dialects import ane
+from anec.dialects.ane import float_attr, shape_of, tensor, values
+from anec.lowering.rewriting import (
+    Emitter,
+    ane_blocks,
+    append_note,
+    constant_of,
+    prune_weights,
+    segments,
+    users,
+)
+from xdsl.context import Context
+from xdsl.dialects.builtin import Float32Type, ModuleOp, f16, f32
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.transforms.dead_code_elimination import dce
+
+from anec.errors import AnecError
+from anec.interpreter import entry_function, input_names, interpret
+from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, op_name
+from anec.targets import Target, get_target
+from anec.types import numpy_dtype
+from anec.weights import make_const
+
+FP16_MAX = 65504.0
+MIN_EPSILON = 1e-7
+"""Apple's fp16 guidance: epsilons below 1e-7 round away next to fp16 variances."""
+MASK_VALUE = -1e4
+"""A finite 'minus infinity' for additive masks: exp(-1e4 - max) is 0 in fp16, and sums of a few
+such masks stay finite."""
+
+_MAC_OPS = (ane.ConvOp, ane.ConvTransposeOp, ane.MatmulOp)
+
+
+def fix(op: Operation, note: str) -> None:
+    append_note(op, FP16_FIXES_ATTR, note)
+
+
+def warn(op: Operation, note: str) -> None:
+    append_note(op, FP16_WARNINGS_ATTR, note)
+
+
+# ------------------------------------------------------------------------------------------------
+# Static lint and safe fixes
+# ------------------------------------------------------------------------------------------------
+
+
+def raise_epsilons(block: Block) -> None:
+    for op in block.ops:
+        if isinstance(op, ane.NormOp) and 0 <= (eps := op.epsilon.value.data) < MIN_EPSILON:
+            op.properties["epsilon"] = float_attr(MIN_EPSILON)
+            fix(op, f"epsilon {eps:.0e} raised to {MIN_EPSILON:.0e}: smaller values vanish next to fp16 variances")
+
+
+def _max_subtracted(x: SSAValue) -> bool:
+    """Is `x` of the form y - max(y)?"""
+    sub = x.owner
+    return isinstance(sub, ane.SubOp) and isinstance(peak := sub.rhs.owner, ane.ReduceMaxOp) and peak.input is sub.lhs
+
+
+def _unsubtracted_softmax(op: Operation) -> tuple[SSAValue, int] | None:
+    """exp(x) / sum(exp(x)) along one axis, x not already max-subtracted: (x, axis)."""
+    if not isinstance(op, ane.DivOp) or not isinstance(exp := op.lhs.owner, ane.ExpOp) or _max_subtracted(exp.input):
+        return None
+    total = op.rhs.owner
+    if not isinstance(total, ane.ReduceSumOp) or total.input is not op.lhs or len(values(total.axes)) != 1:
+        return None
+    return exp.input, values(total.axes)[0]
+
+
+def _unsubtracted_logsumexp(op: Operation) -> tuple[SSAValue, Sequence[int]] | None:
+    """log(sum(exp(x))) or ane.reduce_logsumexp: (x, axes)."""
+    if isinstance(op, ane.ReduceLogSumExpOp):
+        return op.input, values(op.axes)
+    if (isinstance(op, ane.LogOp) and isinstance(total := op.input.owner, ane.ReduceSumOp)
+            and isinstance(exp := total.input.owner, ane.ExpOp) and not _max_subtracted(exp.input)):
+        return exp.input, values(total.axes)
+    return None
+
+
+def subtract_maxima(block: Block) -> None:
+    """Softmax and log-sum-exp without max subtraction overflow fp16: rewrite them with it."""
+    for op in list(block.ops):
+        if (found := _unsubtracted_softmax(op)) is not None:
+            x, axis = found
+            emit = Emitter(op)
+            softmax = emit.op(ane.SoftmaxOp(x, axis))
+            fix(softmax, "softmax written as exp(x)/sum(exp(x)) overflows fp16 above x = 11; computed with max subtraction")
+            emit.replace(softmax.result)
+        elif (found := _unsubtracted_logsumexp(op)) is not None:
+            x, axes = found
+            emit = Emitter(op)
+            peak = emit(ane.ReduceMaxOp(x, axes), "max")
+            total = emit(ane.ReduceSumOp(emit(ane.ExpOp(emit(ane.SubOp(x, peak), "shift")), "exp"), axes), "sum")
+            out = emit.op(ane.AddOp(emit(ane.LogOp(total), "log"), peak))
+            fix(out, "log-sum-exp without max subtraction overflows fp16 above x = 11; the maximum is subtracted first")
+            emit.replace(emit.reshape(out.result, shape_of(op.results[0])))
+
+
+_MASK_PATH = (ane.AddOp, ane.SubOp, ane.MulOp, ane.SelectOp, ane.BroadcastOp, ane.ReshapeOp, ane.TransposeOp, ane.TileOp,
+              ane.SliceOp, ane.ConcatOp, ane.CastOp, ane.NegOp, ane.MinOp, ane.MaxOp)
+
+
+def feeds_softmax(value: SSAValue) -> bool:
+    """Does `value` reach a softmax through additive-mask arithmetic and data movement only?"""
+    seen: set[int] = set()
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        for user in users(v):
+            if isinstance(user, ane.SoftmaxOp):
+                return True
+            if isinstance(user, _MASK_PATH) and id(user) not in seen:
+                seen.add(id(user))
+                todo.extend(user.results)
+    return False
+
+
+def finite_masks_and_constants(block: Block) -> None:
+    """Constants beyond fp16's range: finite -1e4 where they mask a softmax, else a warning."""
+    for op in list(block.ops):
+        if not isinstance(op, ane.ConstOp) or (array := constant_of(op.result)) is None or array.dtype.kind != "f":
+            continue
+        big = ~np.isfinite(array) | (np.abs(array) > FP16_MAX)
+        if not big.any():
+            continue
+        worst = float(array[big].flat[0])
+        if feeds_softmax(op.result) and (array[big] < 0).all():
+            emit = Emitter(op)
+            masked = emit.const(np.where(big, MASK_VALUE, array).astype(array.dtype), op.result, "finite")
+            for user in users(op.result):
+                fix(user, f"mask value {worst:.3g} is not finite in fp16; replaced by {MASK_VALUE:g}")
+            op.result.replace_all_uses_with(masked)
+            op.detach()
+            op.erase()
+        else:
+            for user in users(op.result):
+                warn(user, f"constant operand holds {worst:.3g}, beyond the fp16 range (max {FP16_MAX:g})")
+
+
+# ------------------------------------------------------------------------------------------------
+# Calibration: an f32 run over sample inputs
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ranges:
+    """Largest finite magnitude and whether a non-finite value was seen, per op."""
+
+    peak: dict[int, float] = field(default_factory=dict)
+    nonfinite: set[int] = field(default_factory=set)
+
+    def observe(self, op: Operation, outs: list[np.ndarray]) -> None:
+        for x in outs:
+            if x.dtype.kind != "f" or x.size == 0:
+                continue
+            finite = np.isfinite(x)
+            if not finite.all():
+                self.nonfinite.add(id(op))
+            if finite.any():
+                self.peak[id(op)] = max(self.peak.get(id(op), 0.0), float(np.abs(x[finite]).max()))
+
+
+def sample_inputs(module: ModuleOp, given: Any, synthesize: bool) -> Sequence[np.ndarray] | Mapping[str, np.ndarray] | None:
+    """The inputs to calibrate with: the given ones, seeded random ones, or None."""
+    if given is not None:
+        if isinstance(given, Mapping):
+            return {k: np.asarray(v) for k, v in given.items()}
+        return [np.asarray(v) for v in (given if isinstance(given, Sequence) else [given])]
+    if not synthesize:
+        return None
+    rng = np.random.default_rng(0)
+    out = []
+    for arg in entry_function(module).args:
+        dtype = numpy_dtype(arg.type.element_type)  # type: ignore[union-attr]
+        shape = shape_of(arg)
+        out.append(rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype))
+    return out
+
+
+def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], blocks: list[Block], target: Target) -> None:
+    """Run in float32 and flag, by op, values fp16 cannot hold and MAC outputs past the port's limit."""
+    ranges = Ranges()
+    interpret(module, inputs, precision="f32", segments="f32", observe=ranges.observe)
+    fp16_max, mac_limit = target.numerics.fp16_max.value, target.numerics.mac_saturation.value
+    fn = entry_function(module)
+    arg_peaks = {arg: float(np.abs(np.asarray(x, np.float64)).max(initial=0.0)) for arg, x in _bound(module, inputs)}
+    names = dict(zip(fn.args, input_names(fn)))
+    for segment in segments(module):
+        for outer, inner in zip(segment.inputs, segment.body.block.args):
+            owner = outer.owner
+            peak = ranges.peak.get(id(owner), 0.0) if isinstance(owner, Operation) else arg_peaks.get(outer, 0.0)
+            if peak > fp16_max:
+                source = op_name(owner) if isinstance(owner, Operation) else f"input {names.get(outer, '?')!r}"
+                for user in users(inner):
+                    warn(user, f"{source} reaches {peak:.3g} on the sample inputs, above fp16's {fp16_max:g} (inf in the ANE)")
+    for block in blocks:
+        for op in block.ops:
+            if isinstance(op, ane.ConstOp | ane.YieldOp):
+                continue
+            peak = ranges.peak.get(id(op), 0.0)
+            if isinstance(op, _MAC_OPS) and peak >= mac_limit:
+                warn(op, f"output reaches {peak:.3g} on the sample inputs, past the MAC port's limit of {mac_limit:g} (saturates)")
+            elif peak > fp16_max:
+                warn(op, f"output reaches {peak:.3g} on the sample inputs, above fp16's {fp16_max:g} (becomes inf)")
+            if id(op) in ranges.nonfinite:
+                warn(op, "produces inf or NaN on the sample inputs")
+
+
+def _bound(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> list[tuple[SSAValue, np.ndarray]]:
+    fn = entry_function(module)
+    if isinstance(inputs, Mapping):
+        return [(arg, inputs[name]) for arg, name in zip(fn.args, input_names(fn)) if name in inputs]
+    return list(zip(fn.args, inputs))
+
+
+# ------------------------------------------------------------------------------------------------
+# Conversion to f16
+# ------------------------------------------------------------------------------------------------
+
+
+def _is_f32(value: SSAValue) -> bool:
+    return isinstance(getattr(value.type, "element_type", None), Float32Type)
+
+
+def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
+    """Retype the segment's body to f16; cast its f32 inputs and results at the edges."""
+    block = segment.body.block
+    first = block.first_op
+    for arg, outer in zip(block.args, segment.inputs):
+        if _is_f32(arg) and arg.uses:
+            cast = ane.CastOp(arg, f16)
+            Emitter(first, name=f"{op_name(outer.owner) if isinstance(outer.owner, Operation) else 'input'}#to_f16").op(cast)
+            arg.replace_uses_with_if(cast.result, lambda use, c=cast: use.operation is not c)
+    for op in list(block.ops):
+        if isinstance(op, ane.ConstOp) and _is_f32(op.result):
+            _const_to_f16(op, converted)
+        elif not isinstance(op, ane.YieldOp):
+            for r in op.results:
+                if _is_f32(r):
+                    Rewriter.replace_value_with_new_type(r, tensor(shape_of(r), f16))
+    terminator = block.last_op
+    assert isinstance(terminator, ane.YieldOp)
+    for i, v in enumerate(list(terminator.values)):
+        if _is_f32(segment.outputs[i]) and not _is_f32(v):
+            cast = ane.CastOp(v, f32)
+            Emitter(terminator, name=f"{op_name(v.owner) if isinstance(v.owner, Operation) else 'input'}#to_f32").op(cast)
+            terminator.operands = [*terminator.operands[:i], cast.result, *terminator.operands[i + 1:]]
+    _drop_identity_casts(block)
+
+
+def _const_to_f16(op: ane.ConstOp, converted: dict[str, str]) -> None:
+    """Replace an f32 constant by its fp16 copy (one copy per weight handle, clipped to fp16)."""
+    typ = tensor(shape_of(op.result), f16)
+    if op.handle is not None and op.handle.data in converted:
+        new = ane.ConstOp(typ, handle=converted[op.handle.data])
+    else:
+        array = constant_of(op.result)
+        assert array is not None
+        name = op.handle.data if op.handle is not None else "const"
+        new = make_const(np.clip(array, -FP16_MAX, FP16_MAX).astype(np.float16), name, Emitter(op).store, f16)
+        if op.handle is not None and new.handle is not None:
+            converted[op.handle.data] = new.handle.data
+    Rewriter.insert_op(new, InsertPoint.before(op))
+    op.result.replace_all_uses_with(new.result)
+    op.detach()
+    op.erase()
+
+
+def _drop_identity_casts(block: Block) -> None:
+    for op in list(block.ops):
+        if isinstance(op, ane.CastOp) and op.input.type == op.result.type:
+            op.result.replace_all_uses_with(op.input)
+            op.detach()
+            op.erase()
+
+
+# ------------------------------------------------------------------------------------------------
+# The pass
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fp16Pass(ModulePass):
+    """fp16 on the ANE: lint, safe fixes, f16 segments with casts at their edges."""
+
+    name = "ane-fp16"
+
+    target: str = "m1"
+    calibrate: bool = False
+    """Calibrate the range lint on seeded random inputs when no `example_inputs` are given."""
+    example_inputs: Any = None
+    """Sample inputs (name -> array, or a list in argument order) to calibrate the range lint on."""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        target = get_target(self.target)
+        blocks = ane_blocks(op)
+        for block in blocks:
+            raise_epsilons(block)
+            subtract_maxima(block)
+            finite_masks_and_constants(block)
+        inputs = sample_inputs(op, self.example_inputs, self.calibrate)
+        if inputs is not None:
+            try:
+                calibrate(op, inputs, blocks, target)
+            except AnecError as e:
+                raise AnecError("cannot calibrate the fp16 lint on the sample inputs", why=e.one_line(),
+                                hint="give one array per model input, named as the model names them") from None
+        converted: dict[str, str] = {}
+        for segment in segments(op):
+            to_f16(segment, converted)
+        dce(op)
+        prune_weights(op)

@@ -1,0 +1,105 @@
+"""ane-fp16: f16 segments with casts at the edges, safe fixes, and a lint that names the ops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xdsl.dialects.builtin import Float16Type, StringAttr
+
+from anec.dialects import ane
+from anec.dialects.ane import element_type_of, shape_of
+from anec.errors import AnecError
+from anec.lowering.fp16 import Fp16Pass
+from anec.lowering.layout import LayoutPass
+from anec.pipeline import CompileOptions, run_pipeline
+from anec.report import build_report
+from anec.targets import get_target
+from anec.weights import clone_module
+from tests.lowering.graphs import assert_same_results, ops_named, run_pass, segment_graph, transformer_block
+
+
+def _block(e, x, mask):
+    return transformer_block(e, x, mask, heads=4, ffn=64)
+
+
+@pytest.fixture(scope="module")
+def block():
+    return segment_graph([(1, 16, 32), (1, 1, 1, 16)], _block)
+
+
+def _mask_inputs(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mask = np.where(np.arange(16) < 12, 0.0, np.finfo(np.float32).min).astype(np.float32).reshape(1, 1, 1, 16)
+    return [rng.standard_normal((1, 16, 32)).astype(np.float32), mask]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # the f32 mask's lowest value is -inf in fp16
+@pytest.mark.parametrize("laid_out", [False, True], ids=["as-imported", "after-layout"])
+def test_transformer_block_in_fp16_matches_float32(block, laid_out: bool) -> None:
+    before = run_pass(block, LayoutPass()) if laid_out else block
+    after = run_pass(before, Fp16Pass())
+    assert_same_results(block, after, inputs=_mask_inputs(), precision="f16", rtol=1e-2)
+
+
+def test_segment_tensors_are_f16_and_casts_sit_only_at_the_edges(block) -> None:
+    after = run_pass(block, Fp16Pass())
+    (segment,) = ops_named(after, "ane.segment")
+    body = segment.body.block
+    for op in body.ops:
+        if isinstance(op, ane.CastOp):
+            at_entry = op.input in body.args
+            at_exit = isinstance(op.result.get_user_of_unique_use(), ane.YieldOp)
+            assert at_entry or at_exit, f"cast inside the segment: {op}"
+        elif not isinstance(op, ane.YieldOp):
+            for r in op.results:
+                assert isinstance(element_type_of(r), Float16Type), f"{op.name} produces {r.type}"
+    assert [r.type for r in segment.outputs] == [r.type for r in ops_named(block, "ane.segment")[0].outputs]
+
+
+def test_fixes_are_recorded_and_reported(block) -> None:
+    after = run_pass(block, Fp16Pass())
+    report = build_report(after, get_target("m1"))
+    assert sum("epsilon 1e-12 raised to 1e-07" in f for f in report.fp16_fixes) == 2
+
+
+def _hazards(e, x):
+    hot = e(ane.MatmulOp(x, e.const(np.full((1, 64, 64), 16.0, np.float32))))
+    hot.owner.attributes["ane.name"] = StringAttr("hot_matmul")
+    big = e(ane.MulOp(x, e.scalar(6.0e4, x)))
+    big.owner.attributes["ane.name"] = StringAttr("big_scale")
+    return e(ane.AddOp(e(ane.ReluOp(hot)), e(ane.TanhOp(big))))
+
+
+def test_planted_range_hazards_are_flagged_by_name_in_the_report() -> None:
+    module = segment_graph([(1, 8, 64)], _hazards)
+    inputs = {"arg0": np.full((1, 8, 64), 40.0, np.float32)}
+    stats = run_pipeline(module, CompileOptions(emit="ir", example_inputs=[inputs["arg0"]], stop_after="ane-fp16"))
+    warnings = build_report(module, get_target("m1"), stats).fp16_warnings
+    assert any(w.startswith("hot_matmul: output reaches 4.1e+04") and "MAC" in w for w in warnings), warnings
+    assert any(w.startswith("big_scale: output reaches 2.4e+06") and "65504" in w for w in warnings), warnings
+
+
+def test_without_sample_inputs_range_hazards_cannot_be_seen() -> None:
+    after = run_pass(segment_graph([(1, 8, 64)], _hazards), Fp16Pass())
+    assert not build_report(after, get_target("m1")).fp16_warnings
+
+
+def test_calibrate_uses_seeded_random_inputs() -> None:
+    after = run_pass(segment_graph([(1, 8, 64)], _hazards), Fp16Pass(calibrate=True))
+    warnings = build_report(after, get_target("m1")).fp16_warnings
+    assert any(w.startswith("big_scale:") for w in warnings)
+
+
+def test_sample_inputs_that_do_not_fit_the_model_are_a_user_error() -> None:
+    module = segment_graph([(1, 8, 64)], _hazards)
+    with pytest.raises(AnecError, match="cannot calibrate"):
+        Fp16Pass(example_inputs={"nope": np.zeros(3)}).apply(None, clone_module(module))  # type: ignore[arg-type]
+
+
+def test_log_sum_exp_gets_max_subtraction_and_survives_large_inputs() -> None:
+    module = segment_graph([(2, 6, 16)], lambda e, x: e(ane.ReduceLogSumExpOp(x, [2], keepdims=False)))
+    after = run_pass(module, Fp16Pass())
+    assert ops_named(after, "ane.reduce_max") and not ops_named(after, "ane.reduce_logsumexp")
+    x = (np.random.default_rng(0).standard_normal((2, 6, 16)) * 3 + 20).astype(np.float32)  # exp(23) overflows fp16
+    assert_same_results(module, after, inputs=[x], precision="f16", rtol=1e-3)
+    assert shape_of(ops_named(after, "ane.segment")[0].outputs[0]) == (2, 6)
