@@ -1,0 +1,83 @@
+"""ane-fuse: epilogue folding preserves results and leaves the affine work inside the MAC op."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from anec.dialects import ane
+from anec.lowering.fp16 import Fp16Pass
+from anec.lowering.fuse import FusePass
+from anec.lowering.layout import LayoutPass
+
+from tests.lowering.graphs import (
+    assert_same_results,
+    ops_named,
+    run_pass,
+    segment_graph,
+    transformer_block,
+)
+
+
+def _rand(shape, seed=0, scale=1.0, offset=0.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale + offset).astype(np.float32)
+
+
+def _conv_bn(act):
+    def body(e, x):
+        y = e(ane.ConvOp(x, e.const(_rand((6, 4, 3, 3), 1, 0.3)), pads=[1, 1, 1, 1]))
+        y = e(ane.SubOp(y, e.const(_rand((1, 6, 1, 1), 2))))
+        y = e(ane.DivOp(y, e.const(_rand((1, 6, 1, 1), 3, 0.2, 1.5))))
+        y = e(ane.MulOp(e.const(_rand((1, 6, 1, 1), 4)), y))
+        y = e(ane.AddOp(y, e.const(_rand((1, 6, 1, 1), 5))))
+        return e(act(y))
+    return body
+
+
+def _linear_scale(e, x):
+    y = e(ane.MatmulOp(x, e.const(_rand((1, 16, 8), 1, 0.25)), e.const(_rand((8,), 2))))
+    y = e(ane.MulOp(y, e.const(_rand((1, 1, 8), 3))))
+    return e(ane.LeakyReluOp(e(ane.AddOp(y, e.scalar(0.5, y))), alpha=0.1))
+
+
+def _deconv_scale(e, x):
+    y = e(ane.ConvTransposeOp(x, e.const(_rand((4, 3, 2, 2), 1, 0.3)), strides=[2, 2]))
+    return e(ane.SigmoidOp(e(ane.MulOp(y, e.const(_rand((1, 3, 1, 1), 2))))))
+
+
+CASES = {
+    "conv-bn-relu": ([(1, 4, 8, 8)], _conv_bn(ane.ReluOp)),
+    "conv-bn-gelu": ([(1, 4, 8, 8)], _conv_bn(ane.GeluOp)),
+    "conv-bn-relu6": ([(1, 4, 8, 8)], _conv_bn(lambda y: ane.ClampOp(y, min=0.0, max=6.0))),
+    "matmul-bias-scale-leaky": ([(1, 5, 16)], _linear_scale),
+    "deconv-scale-sigmoid": ([(1, 4, 5, 5)], _deconv_scale),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_affine_and_activation_fold_into_the_mac_op(case: str) -> None:
+    shapes, body = CASES[case]
+    before = segment_graph(shapes, body)
+    after = run_pass(before, FusePass())
+    (segment,) = ops_named(after, "ane.segment")
+    ops = [op for op in segment.body.block.ops if not isinstance(op, ane.ConstOp | ane.YieldOp)]
+    assert len(ops) == 1, [op.name for op in ops]
+    assert ops[0].activation is not None
+    assert_same_results(before, after, rtol=1e-4, atol=1e-4)
+
+
+def test_transformer_biases_fold_into_the_1x1_convs_and_gelu_into_the_ffn() -> None:
+    module = segment_graph([(1, 16, 32), (1, 1, 1, 16)], lambda e, x, m: transformer_block(e, x, m, heads=4, ffn=64))
+    laid_out = run_pass(module, LayoutPass())
+    after = run_pass(laid_out, FusePass())
+    convs = ops_named(after, "ane.conv")
+    assert len(convs) == 6 and all(c.bias is not None for c in convs)
+    assert sum(c.activation is not None and c.activation.data == "gelu" for c in convs) == 1
+    assert len(ops_named(after, "ane.add")) == len(ops_named(laid_out, "ane.add")) - 6
+    inputs = [_rand((1, 16, 32)), np.zeros((1, 1, 1, 16), np.float32)]
+    assert_same_results(module, after, inputs=inputs, rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_after_fp16_stays_within_fp16_tolerance() -> None:
+    before = segment_graph([(1, 4, 8, 8)], _conv_bn(ane.ReluOp))
+    after = run_pass(before, Fp16Pass(), FusePass())
+    assert_same_results(before, after, precision="f16", rtol=1e-2)
