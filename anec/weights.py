@@ -33,7 +33,8 @@ WEIGHTS_FILE_ATTR = "ane.weights_file"
 
 
 class WeightStore:
-    """Named, read-only numpy arrays. Handles are readable, unique and stable."""
+    """Named, read-only numpy arrays (views, not copies, of what was added). Handles are readable,
+    unique and stable."""
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
@@ -44,7 +45,7 @@ class WeightStore:
         handle, n = base, 1
         while handle in self._arrays:
             handle, n = f"{base}#{n}", n + 1
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array).view()  # a view: read-only here, the caller's array untouched
         array.flags.writeable = False
         self._arrays[handle] = array
         return handle

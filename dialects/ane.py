@@ -978,7 +978,7 @@ class AffineNormOp(NormOp, ABC):
     result = result_def(TensorType)
     epsilon = prop_def(FloatAttr)
 
-    def __init__(self, input: SSAValue, scale: SSAValue, bias: SSAValue, *, epsilon: float, **props: Attribute):
+    def __init__(self, input: SSAValue, scale: SSAValue, bias: SSAValue, *, epsilon: float = 1e-5, **props: Attribute):
         super().__init__(operands=[input, scale, bias], result_types=[input.type], properties={"epsilon": float_attr(epsilon), **props})
 
     def affine_shape(self) -> Shape:
