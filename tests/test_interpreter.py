@@ -499,23 +499,25 @@ def test_pad_matches_onnx(mode: str, value: float) -> None:
     assert_close(actual, expected, rtol=0, atol=0)
 
 
+# Output extents are whole (in x scale): for fractional ones onnx's reference evaluator divides by the
+# fractional extent in align_corners mode, unlike onnxruntime and PyTorch (see the corner test below).
 RESIZE_CASES = [
     ((1, 2, 4, 5), [2.0, 3.0]),  # integer upsampling
     ((1, 2, 6, 6), [0.5, 1.5]),  # downsampling and a fractional factor
     ((2, 3, 8), [1.75]),  # 1-D
+    ((1, 2, 4, 3), [0.25, 2.0]),  # down to a single row, where the coordinate modes special-case length 1
 ]
-"""Output extents are whole (in x scale): for fractional ones onnx's reference evaluator divides by the
-fractional extent in align_corners mode, unlike onnxruntime and PyTorch (see the corner test below)."""
+RESIZE_IDS = ["up", "down-and-fractional", "1d", "to-one"]
 
 
-@pytest.mark.parametrize("shape, scales", RESIZE_CASES, ids=["up", "down-and-fractional", "1d"])
+@pytest.mark.parametrize("shape, scales", RESIZE_CASES, ids=RESIZE_IDS)
 @pytest.mark.parametrize("coordinate_mode", ane.ResizeOp.COORDINATE_MODES)
 @pytest.mark.parametrize("nearest_mode", ane.ResizeOp.NEAREST_MODES)
 def test_nearest_resize_matches_onnx(shape: tuple[int, ...], scales: list[float], coordinate_mode: str, nearest_mode: str) -> None:
     resize_case(shape, scales, "nearest", coordinate_mode, nearest_mode)
 
 
-@pytest.mark.parametrize("shape, scales", RESIZE_CASES, ids=["up", "down-and-fractional", "1d"])
+@pytest.mark.parametrize("shape, scales", RESIZE_CASES, ids=RESIZE_IDS)
 @pytest.mark.parametrize("coordinate_mode", ane.ResizeOp.COORDINATE_MODES)
 def test_bilinear_resize_matches_onnx(shape: tuple[int, ...], scales: list[float], coordinate_mode: str) -> None:
     resize_case(shape, scales, "bilinear", coordinate_mode, "round_prefer_floor")
