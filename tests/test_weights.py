@@ -193,3 +193,25 @@ def _print(module: ModuleOp) -> str:
     out = io.StringIO()
     Printer(stream=out).print_op(module)
     return out.getvalue()
+
+
+@pytest.mark.parametrize("array", [
+    np.random.default_rng(2).standard_normal(16).astype(np.float32),
+    np.random.default_rng(3).standard_normal(16).astype(np.float16),
+    np.random.default_rng(4).standard_normal(7),
+    np.array([np.inf, -np.inf, np.nan, -0.0, 1e-40, 3.4e38], np.float32),
+    np.array([-(2**31), 2**31 - 1, 0], np.int32),
+    np.array([True, False]),
+], ids=["f32", "f16", "f64", "f32-specials", "i32", "bool"])
+def test_small_constants_survive_printing_and_parsing_bit_exactly(array: np.ndarray, tmp_path: Path) -> None:
+    store = WeightStore()
+    const = make_const(array, "c", store)
+    block = Block()
+    block.add_ops([const, ReturnOp(const.result)])
+    module = ModuleOp([FuncOp("main", ([], [const.result.type]), Region(block))])
+    module.attributes[WEIGHTS_FILE_ATTR] = StringAttr("m.weights.npz")
+    store.save(tmp_path / "m.weights.npz")
+    (tmp_path / "m.mlir").write_text(_print(module))
+    (value,) = interpret(load_module(tmp_path / "m.mlir"), [])
+    assert value.dtype == array.dtype and value.tobytes() == array.tobytes()
+    assert (const.value is None) == (array.dtype.kind == "f" and not np.isfinite(array).all())
