@@ -20,8 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import Float32Type, ModuleOp, f16, f32
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.transforms.dead_code_elimination import dce
+
 from anec.dialects import ane
 from anec.dialects.ane import float_attr, shape_of, tensor, values
+from anec.errors import AnecError
+from anec.interpreter import entry_function, input_names, interpret
 from anec.lowering.rewriting import (
     Emitter,
     ane_blocks,
@@ -31,15 +40,6 @@ from anec.lowering.rewriting import (
     segments,
     users,
 )
-from xdsl.context import Context
-from xdsl.dialects.builtin import Float32Type, ModuleOp, f16, f32
-from xdsl.ir import Block, Operation, SSAValue
-from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.transforms.dead_code_elimination import dce
-
-from anec.errors import AnecError
-from anec.interpreter import entry_function, input_names, interpret
 from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, op_name
 from anec.targets import Target, get_target
 from anec.types import numpy_dtype

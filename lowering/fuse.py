@@ -16,9 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from anec.dialects import ane
-from anec.dialects.ane import shape_of
-from anec.lowering.rewriting import Emitter, ane_blocks, constant_of, prune_weights, single_user
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
@@ -30,6 +27,10 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+
+from anec.dialects import ane
+from anec.dialects.ane import shape_of
+from anec.lowering.rewriting import Emitter, ane_blocks, constant_of, prune_weights, single_user
 
 MacOp = ane.ConvOp | ane.ConvTransposeOp | ane.MatmulOp
 

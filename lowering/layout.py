@@ -23,8 +23,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from anec.analysis import ane_bytes, dense_bytes
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, int_attr, ints, shape_of, tensor, values
+from anec.errors import AnecError
 from anec.lowering.rewriting import (
     Emitter,
     constant_of,
@@ -45,20 +59,6 @@ from anec.lowering.shapes import (
     swaps_last_two,
     transpose_after_reshape,
 )
-from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Block, Operation, SSAValue
-from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
-    PatternRewriter,
-    PatternRewriteWalker,
-    RewritePattern,
-    op_type_rewrite_pattern,
-)
-
-from anec.analysis import ane_bytes, dense_bytes
-from anec.errors import AnecError
 from anec.report import op_name
 from anec.targets import Target, get_target
 

@@ -14,9 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from anec.dialects import ane
-from anec.dialects.ane import shape_of, values
-from anec.lowering.rewriting import Emitter, constant_of, prune_weights, scalar_of, single_user
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import SSAValue
@@ -29,6 +26,9 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from anec.dialects import ane
+from anec.dialects.ane import shape_of, values
+from anec.lowering.rewriting import Emitter, constant_of, prune_weights, scalar_of, single_user
 from anec.targets import Target, get_target
 
 

@@ -12,14 +12,14 @@ from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import numpy as np
-from anec.dialects import ane
-from anec.dialects.ane import element_type_of, shape_of
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from anec.dialects import ane
+from anec.dialects.ane import element_type_of, shape_of
 from anec.report import NAME_ATTR, op_name
 from anec.weights import WeightStore, const_value, make_const, store_of
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from anec.dialects import ane
-from anec.dialects.ane import shape_of, tensor
-from anec.lowering.rewriting import Emitter
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, f32
 from xdsl.ir import Block, Region, SSAValue
@@ -20,7 +17,10 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from anec.context import make_context
+from anec.dialects import ane
+from anec.dialects.ane import shape_of, tensor
 from anec.interpreter import Precision, interpret
+from anec.lowering.rewriting import Emitter
 from anec.weights import WeightStore, attach, clone_module, store_of
 
 Body = Callable[..., SSAValue | Sequence[SSAValue]]

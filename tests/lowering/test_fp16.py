@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from anec.dialects import ane
-from anec.dialects.ane import element_type_of, shape_of
-from anec.lowering.fp16 import Fp16Pass
-from anec.lowering.layout import LayoutPass
 from xdsl.dialects.builtin import Float16Type, StringAttr
 
+from anec.dialects import ane
+from anec.dialects.ane import element_type_of, shape_of
 from anec.errors import AnecError
+from anec.lowering.fp16 import Fp16Pass
+from anec.lowering.layout import LayoutPass
 from anec.pipeline import CompileOptions, run_pipeline
 from anec.report import build_report
 from anec.targets import get_target

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from anec.dialects import ane
 from anec.lowering.fp16 import Fp16Pass
 from anec.lowering.fuse import FusePass
 from anec.lowering.layout import LayoutPass
-
 from tests.lowering.graphs import (
     assert_same_results,
     ops_named,

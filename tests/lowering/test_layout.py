@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from anec.analysis import total_padding_bytes
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.lowering.layout import LayoutPass
-
-from anec.analysis import total_padding_bytes
 from tests.lowering.graphs import assert_same_results, graph, ops_named, run_pass, transformer_block
 
 SEQ, HIDDEN, HEADS, FFN = 32, 64, 4, 128

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from anec.dialects import ane
-from anec.lowering.legalize import LegalizePass
 
+from anec.dialects import ane
 from anec.legality import legality
+from anec.lowering.legalize import LegalizePass
 from anec.targets import get_target
 from tests.lowering.graphs import assert_same_results, graph, ops_named, run_pass
 
