@@ -61,9 +61,21 @@ def activation_operands(op: Operation) -> list[SSAValue]:
     return [v for v in op.operands if v not in weights and not is_constant(v)]
 
 
+def engine_tensors(op: Operation) -> list[SSAValue]:
+    """The tensors that pass through the engine for `op`. A slice or split reads only its windows
+    and a concat writes its pieces into place (DMA windows onto memory), so their large side is
+    never held whole: the tile pass relies on this to cut an oversized tensor into legal pieces."""
+    if isinstance(op, ane.SliceOp | ane.SplitOp):
+        return list(op.results)
+    if isinstance(op, ane.ConcatOp):
+        return list(op.inputs)
+    return [*op.operands, *op.results]
+
+
 def largest_operand_bytes(op: Operation) -> int:
     """The largest single tensor an op streams (the guide's 2 MB-cliff criterion)."""
-    tensors = [*activation_operands(op), *op.results]
+    engine = {id(v) for v in engine_tensors(op)}
+    tensors = [v for v in (*activation_operands(op), *op.results) if id(v) in engine]
     return max((ane_bytes(shape_of(v)) for v in tensors), default=0)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, TensorType
 from xdsl.ir import Operation, SSAValue
 
-from anec.analysis import largest_operand_bytes, weight_bytes
+from anec.analysis import engine_tensors, largest_operand_bytes, weight_bytes
 from anec.dialects import ane, host
 from anec.dialects.ane import shape_of, values
 from anec.targets import Target
@@ -122,6 +122,11 @@ def _dim_limit(role: str, target: Target) -> int:
     return {"N": lim.max_batch, "C": lim.max_channels}.get(role, lim.max_spatial).value
 
 
+def axis_limit(rank: int, axis: int, target: Target) -> int:
+    """The largest extent `target` allows on `axis` of a rank-`rank` tensor."""
+    return _dim_limit(_axis_roles(rank)[axis], target)
+
+
 def _dims_over(op: Operation, target: Target, axes: Callable[[Operation, SSAValue], set[int]]) -> str | None:
     for v in _tensors(op):
         shape = shape_of(v)
@@ -131,6 +136,11 @@ def _dims_over(op: Operation, target: Target, axes: Callable[[Operation, SSAValu
                 if shape[axis] > _dim_limit(role, target):
                     return f"{role} extent {shape[axis]} of {list(shape)} exceeds the {_dim_limit(role, target)} the {target.name} allows"
     return None
+
+
+def _engine_axes(op: Operation, v: SSAValue) -> set[int]:
+    """Every axis of a tensor the engine holds (slices and concats only hold their windows)."""
+    return set(range(len(shape_of(v)))) if any(v is t for t in engine_tensors(op)) else set()
 
 
 def _conv_kernel(op: ane.ConvBase) -> tuple[int, int]:
@@ -167,7 +177,7 @@ REDUCED_DIMS = Rule(
 )
 DIMS = Rule(
     "dims",
-    lambda op, t: _dims_over(op, t, lambda o, v: set(range(len(shape_of(v))))),
+    lambda op, t: _dims_over(op, t, _engine_axes),
     hint="the tile pass splits oversized axes",
     tileable=True,
 )

@@ -1,0 +1,659 @@
+"""ane-tile: rewrite every ANE op that breaks a limit of the target until it fits, then verify.
+
+The legality predicate marks some limits *tileable*; this pass removes each one with the rewrite
+the hardware's own compiler uses:
+
+  dims / working-set   split the output along an axis (rows first, then channels, batch, width),
+                       each piece reading only its window of the inputs (halos for windows), and
+                       concatenate; a conv whose input channels are too many sums partial convs
+  kernel-memory        split output channels so each piece's weights fit the kernel memory
+                       (input channels, with accumulation, when even one channel does not fit)
+  conv kernel size     a large kernel as a sum of convs with smaller kernels over shifted windows
+  strides > 2          stride 2 (or 1), then subsample
+  pool window          max pools cascade (a k-window is a k1- then a (k-k1+1)-window); average
+                       pools sum weighted pools over shifted windows
+  pads                 large pads become explicit pads, chained in legal steps
+  group taps, batch    split groups or batch elements
+
+The worklist re-checks every new op, so pieces that still break a limit are split again. At the
+end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises otherwise.
+Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.transforms.dead_code_elimination import dce
+
+from anec.analysis import ane_bytes, engine_tensors, weight_bytes
+from anec.dialects import ane
+from anec.dialects.ane import element_type_of, shape_of, tensor, values, window_output_size
+from anec.errors import AnecError
+from anec.legality import axis_limit, legality
+from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
+from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, NAME_ATTR, TILE_OF_ATTR, op_name
+from anec.targets import Target, get_target
+
+Bounds = list[tuple[int, int]]
+
+ROW_ELEMENTS = 32
+"""fp16 elements per 64-byte row: width tiles start on row boundaries."""
+
+
+def origin(op: Operation) -> str:
+    attr = op.attributes.get(TILE_OF_ATTR)
+    return attr.data if isinstance(attr, StringAttr) else op_name(op)
+
+
+class Pieces:
+    """Builds the ops that replace `op`, each named `<origin>#tile<n>` and marked `ane.tile_of`."""
+
+    def __init__(self, op: Operation):
+        self.op = op
+        self.origin = origin(op)
+        self.emit = Emitter(op, name=self.origin)
+        self.created: list[Operation] = []
+        notes = {k: op.attributes[k] for k in (FP16_WARNINGS_ATTR, FP16_FIXES_ATTR) if k in op.attributes}
+        self.notes: dict[str, ArrayAttr] = notes  # type: ignore[assignment]
+
+    def __call__(self, new: Operation) -> SSAValue:
+        if not isinstance(new, ane.ConstOp):
+            new.attributes[NAME_ATTR] = StringAttr(f"{self.origin}#tile{len(self.created)}")
+            new.attributes[TILE_OF_ATTR] = StringAttr(self.origin)
+            new.attributes.update(self.notes)
+            self.created.append(new)
+        return self.emit(new)
+
+    def const(self, array: np.ndarray, like: SSAValue) -> SSAValue:
+        return self.emit.const(array, like, "tile")
+
+    def slice(self, value: SSAValue, axis: int, lo: int, hi: int, step: int = 1) -> SSAValue:
+        shape = shape_of(value)
+        if lo == 0 and hi >= shape[axis] and step == 1:
+            return value
+        if (array := constant_of(value)) is not None:
+            index = [slice(None)] * len(shape)
+            index[axis] = slice(lo, hi, step)
+            return self.const(np.ascontiguousarray(array[tuple(index)]), value)
+        starts, ends, steps = [0] * len(shape), list(shape), [1] * len(shape)
+        starts[axis], ends[axis], steps[axis] = lo, hi, step
+        return self(ane.SliceOp(value, starts, ends, steps))
+
+    def activation(self, value: SSAValue, mac: ane.EpilogueOp) -> SSAValue:
+        """The epilogue activation of `mac` as a separate op (after an accumulation)."""
+        if mac.activation is None:
+            return value
+        cls = ane.UNARY_OPS[mac.activation.data]
+        return self(cls(value, **dict(zip(cls.PARAMS, values(mac.activation_params)))))
+
+    def replace(self, value: SSAValue) -> list[Operation]:
+        self.emit.replace(value)
+        return self.created
+
+
+def _with(op: Operation, operands: Sequence[SSAValue], result_shape: Sequence[int], **props) -> Operation:
+    """A copy of `op` on new operands, producing `result_shape`, with some properties replaced."""
+    properties = dict(op.properties)
+    properties.update({k: ane.ints(v) if isinstance(v, list | tuple) else v for k, v in props.items()})
+    return type(op).create(operands=list(operands), result_types=[tensor(result_shape, element_type_of(op.results[0]))],
+                           properties=properties)
+
+
+def even_bounds(extent: int, pieces: int, align: int = 1) -> Bounds:
+    """`extent` cut into at most `pieces` near-equal ranges, inner cuts on multiples of `align`."""
+    pieces = max(1, min(pieces, extent))
+    size = -(-extent // pieces)
+    size = -(-size // align) * align if align > 1 and size > align else size
+    return [(lo, min(lo + size, extent)) for lo in range(0, extent, size)]
+
+
+def sized_bounds(extent: int, size: int, align: int = 1) -> Bounds:
+    size = max(1, size - size % align if size >= 2 * align else size)
+    return [(lo, min(lo + size, extent)) for lo in range(0, extent, size)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces of an op along one output axis
+# ------------------------------------------------------------------------------------------------
+
+
+def _window(op: ane.ConvBase | ane.PoolOp, i: int) -> tuple[int, int, int, int, int]:
+    """(kernel, stride, dilation, pad begin, pad end) of spatial axis i."""
+    k = len(shape_of(op.input)) - 2
+    kernel = op.kernel()[i] if isinstance(op, ane.ConvBase) else values(op.kernel)[i]
+    dilation = values(op.dilations)[i] if isinstance(op, ane.ConvBase) else 1
+    pads = values(op.pads)
+    return kernel, values(op.strides)[i], dilation, pads[i], pads[k + i]
+
+
+def _spatial_piece(op: ane.ConvOp | ane.PoolOp, axis: int, lo: int, hi: int, p: Pieces, extra: Sequence[SSAValue]) -> Operation:
+    """Output rows [lo, hi) of a window op along spatial `axis`: the input window with its halo."""
+    i, k = axis - 2, len(shape_of(op.input)) - 2
+    kernel, stride, dilation, pad_begin, _ = _window(op, i)
+    size = shape_of(op.input)[axis]
+    first, last = lo * stride - pad_begin, (hi - 1) * stride + (kernel - 1) * dilation - pad_begin + 1
+    x = p.slice(op.input, axis, max(first, 0), min(last, size))
+    pads = list(values(op.pads))
+    pads[i], pads[k + i] = max(0, -first), max(0, last - size)
+    out = list(shape_of(op.results[0]))
+    out[axis] = hi - lo
+    return _with(op, [x, *extra], out, pads=pads)
+
+
+def _same_axis_operands(op: Operation, axis: int, lo: int, hi: int, p: Pieces, operands: Sequence[SSAValue]) -> list[SSAValue]:
+    out = shape_of(op.results[0])
+    return [p.slice(v, axis, lo, hi) if len(shape_of(v)) == len(out) and shape_of(v)[axis] == out[axis] else v for v in operands]
+
+
+def _elementwise_piece(op: Operation, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    if axis in _reduced(op):
+        return None
+    shared = [op.operands[0]] if isinstance(op, ane.AffineNormOp) else list(op.operands)
+    operands = _same_axis_operands(op, axis, lo, hi, p, shared)
+    if isinstance(op, ane.InstanceNormOp | ane.GroupNormOp):
+        if axis != 0:
+            return None
+        operands += list(op.operands[1:])
+    elif isinstance(op, ane.AffineNormOp):
+        operands += list(op.operands[1:])
+    out = list(shape_of(op.results[0]))
+    out[axis] = hi - lo
+    return _with(op, operands, out)
+
+
+def _reduced(op: Operation) -> set[int]:
+    if isinstance(op, ane.SoftmaxOp | ane.ArgReduceOp):
+        return {op.axis.value.data}
+    if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
+        return set(values(op.axes))
+    return set()
+
+
+def _conv_piece(op: ane.ConvOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    w, groups = shape_of(op.weight), op.groups.value.data
+    bias = [op.bias] if op.bias is not None else []
+    if axis == 0:
+        return _with(op, [p.slice(op.input, 0, lo, hi), op.weight, *bias], (hi - lo, *shape_of(op.result)[1:]))
+    if axis == 1:
+        per_group = w[0] // groups
+        if groups > 1 and (lo % per_group or hi % per_group):
+            return None
+        g0, g1 = lo // per_group, hi // per_group
+        x = p.slice(op.input, 1, g0 * w[1], g1 * w[1]) if groups > 1 else op.input
+        operands = [x, p.slice(op.weight, 0, lo, hi), *[p.slice(b, 0, lo, hi) for b in bias]]
+        out = list(shape_of(op.result))
+        out[1] = hi - lo
+        new = _with(op, operands, out)
+        new.properties["groups"] = ane.int_attr(g1 - g0 if groups > 1 else 1)
+        return new
+    return _spatial_piece(op, axis, lo, hi, p, [op.weight, *bias])
+
+
+def _pool_piece(op: ane.PoolOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    if axis < 2:
+        return _with(op, [p.slice(op.input, axis, lo, hi)], [hi - lo if a == axis else d for a, d in enumerate(shape_of(op.result))])
+    return _spatial_piece(op, axis, lo, hi, p, [])
+
+
+def _conv_transpose_piece(op: ane.ConvTransposeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    bias = [op.bias] if op.bias is not None else []
+    if axis == 0:
+        return _with(op, [p.slice(op.input, 0, lo, hi), op.weight, *bias], out)
+    if axis == 1 and op.groups.value.data == 1:
+        return _with(op, [op.input, p.slice(op.weight, 1, lo, hi), *[p.slice(b, 0, lo, hi) for b in bias]], out)
+    return None
+
+
+def _matmul_piece(op: ane.MatmulOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    rank = len(shape_of(op.result))
+    ta, tb = op.flags()
+    lhs, rhs, bias = op.lhs, op.rhs, op.bias
+    if axis < rank - 2:
+        lhs, rhs = _same_axis_operands(op, axis, lo, hi, p, [lhs, rhs])
+    elif axis == rank - 2:
+        lhs = p.slice(lhs, rank - 1 if ta else rank - 2, lo, hi)
+    else:
+        rhs = p.slice(rhs, rank - 2 if tb else rank - 1, lo, hi)
+        bias = p.slice(bias, 0, lo, hi) if bias is not None else None
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    return _with(op, [lhs, rhs, *([bias] if bias is not None else [])], out)
+
+
+def _transpose_piece(op: ane.TransposeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation:
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    return _with(op, [p.slice(op.input, values(op.perm)[axis], lo, hi)], out)
+
+
+def _slice_piece(op: ane.SliceOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation:
+    starts, ends, steps = list(values(op.starts)), list(values(op.ends)), list(values(op.steps))
+    starts[axis], ends[axis] = starts[axis] + lo * steps[axis], starts[axis] + (hi - 1) * steps[axis] + 1
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    return _with(op, [op.input], out, starts=starts, ends=ends)
+
+
+def _concat_piece(op: ane.ConcatOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    if axis == op.axis.value.data:
+        return None
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    return _with(op, [p.slice(v, axis, lo, hi) for v in op.inputs], out)
+
+
+def _reshape_piece(op: ane.ReshapeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    """Reshapes that keep every axis up to `axis` can be cut along it."""
+    x, out = shape_of(op.input), list(shape_of(op.result))
+    if x[: axis + 1] != tuple(out[: axis + 1]):
+        return None
+    out[axis] = hi - lo
+    return _with(op, [p.slice(op.input, axis, lo, hi)], out)
+
+
+PieceBuilder = Callable[[Operation, int, int, int, Pieces], Operation | None]
+
+PIECES: dict[type[Operation], PieceBuilder] = {
+    ane.ConvOp: _conv_piece,  # type: ignore[dict-item]
+    ane.ConvTransposeOp: _conv_transpose_piece,  # type: ignore[dict-item]
+    ane.PoolOp: _pool_piece,  # type: ignore[dict-item]
+    ane.MatmulOp: _matmul_piece,  # type: ignore[dict-item]
+    ane.TransposeOp: _transpose_piece,  # type: ignore[dict-item]
+    ane.SliceOp: _slice_piece,  # type: ignore[dict-item]
+    ane.ConcatOp: _concat_piece,  # type: ignore[dict-item]
+    ane.ReshapeOp: _reshape_piece,  # type: ignore[dict-item]
+    ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
+    ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
+    ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,
+    ane.BroadcastOp: _elementwise_piece,
+}
+"""How to build the piece of an op that computes output range [lo, hi) along one axis."""
+
+
+def piece_builder(op: Operation) -> PieceBuilder | None:
+    return next((PIECES[c] for c in type(op).__mro__ if c in PIECES), None)
+
+
+def split_along(op: Operation, axis: int, bounds: Bounds) -> list[Operation] | None:
+    """Replace `op` by one piece per output range along `axis`, concatenated."""
+    build = piece_builder(op)
+    if build is None or len(bounds) < 2 or len(op.results) != 1:
+        return None
+    p = Pieces(op)
+    outs = []
+    for lo, hi in bounds:
+        piece = build(op, axis, lo, hi, p)
+        if piece is None:
+            _abandon(p)
+            return None
+        outs.append(p(piece))
+    return p.replace(p(ane.ConcatOp(outs, axis)))
+
+
+def _abandon(p: Pieces) -> None:
+    for op in reversed(p.created):
+        op.detach()
+        op.erase()
+
+
+def accumulate_input_channels(op: ane.ConvOp | ane.MatmulOp, bounds: Bounds) -> list[Operation] | None:
+    """A sum of partial products over input-channel (contraction) ranges; bias on the first,
+    the activation after the sum."""
+    if isinstance(op, ane.ConvOp) and op.groups.value.data != 1:
+        return None
+    p = Pieces(op)
+    total: SSAValue | None = None
+    for i, (lo, hi) in enumerate(bounds):
+        bias = [op.bias] if op.bias is not None and i == 0 else []
+        if isinstance(op, ane.ConvOp):
+            operands = [p.slice(op.input, 1, lo, hi), p.slice(op.weight, 1, lo, hi), *bias]
+        else:
+            rank = len(shape_of(op.result))
+            ta, tb = op.flags()
+            operands = [p.slice(op.lhs, rank - 2 if ta else rank - 1, lo, hi), p.slice(op.rhs, rank - 1 if tb else rank - 2, lo, hi), *bias]
+        part = _with(op, operands, shape_of(op.result))
+        for key in ("activation", "activation_params"):
+            part.properties.pop(key, None)
+        value = p(part)
+        total = value if total is None else p(ane.AddOp(total, value))
+    assert total is not None
+    return p.replace(p.activation(total, op))
+
+
+def _contraction(op: ane.ConvOp | ane.MatmulOp) -> int:
+    if isinstance(op, ane.ConvOp):
+        return shape_of(op.input)[1]
+    a = shape_of(op.lhs)
+    return a[-2] if op.flags()[0] else a[-1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Tilers, one per tileable rule
+# ------------------------------------------------------------------------------------------------
+
+
+def _preferred_axes(op: Operation, big: SSAValue) -> list[int]:
+    """Output axes whose split shrinks tensor `big`, best first: rows, channels, batch, width."""
+    rank = len(shape_of(op.results[0]))
+    order = [rank - 2, 1, 0, rank - 1] if rank >= 3 else list(range(rank))
+    order = list(dict.fromkeys(a for a in order if 0 <= a < rank))
+    if isinstance(op, ane.ConvOp | ane.PoolOp) and big is not op.results[0]:
+        return [a for a in order if a != 1]  # output channels do not shrink the input
+    if isinstance(op, ane.MatmulOp) and big is op.lhs:
+        return [a for a in order if a != rank - 1]
+    if isinstance(op, ane.MatmulOp) and big is op.rhs:
+        return [a for a in order if a != rank - 2]
+    return order
+
+
+def _split_for(op: Operation, big: SSAValue, factor: float, target: Target) -> list[Operation] | None:
+    """Split `op` into about `factor` pieces along the best axis that shrinks `big`."""
+    out = shape_of(op.results[0])
+    for axis in _preferred_axes(op, big):
+        if out[axis] < 2:
+            continue
+        align = ROW_ELEMENTS if axis == len(out) - 1 and out[axis] > 2 * ROW_ELEMENTS else 1
+        if (done := split_along(op, axis, even_bounds(out[axis], math.ceil(factor), align))) is not None:
+            return done
+    if isinstance(op, ane.ConvOp | ane.MatmulOp) and big in op.operands[:1]:
+        return accumulate_input_channels(op, even_bounds(_contraction(op), math.ceil(factor)))
+    return None
+
+
+def tile_working_set(op: Operation, target: Target) -> list[Operation] | None:
+    budget = 0.9 * target.memory.l2_bytes.value
+    engine = {id(v) for v in engine_tensors(op)}
+    streamed = [v for v in (*op.operands, *op.results) if id(v) in engine and constant_of(v) is None]
+    if not streamed:
+        return None
+    big = max(streamed, key=lambda v: ane_bytes(shape_of(v)))
+    return _split_for(op, big, ane_bytes(shape_of(big)) / budget, target)
+
+
+def result_axis(op: Operation, value: SSAValue, axis: int) -> int | None:
+    """The output axis whose split cuts `value` along `axis` (None: a contraction axis)."""
+    out_rank = len(shape_of(op.results[0]))
+    if any(value is r for r in op.results):
+        return axis
+    if isinstance(op, ane.ConvBase):
+        if value is op.weight:
+            return 1 if axis == (0 if isinstance(op, ane.ConvOp) else 1) else None
+        return None if axis == 1 else axis
+    if isinstance(op, ane.MatmulOp):
+        ta, tb = op.flags()
+        if axis < out_rank - 2:
+            return axis
+        rows = (out_rank - 1 if ta else out_rank - 2) if value is op.lhs else None
+        cols = (out_rank - 2 if tb else out_rank - 1) if value is op.rhs else None
+        return out_rank - 2 if axis == rows else out_rank - 1 if axis == cols else None
+    if isinstance(op, ane.TransposeOp):
+        return list(values(op.perm)).index(axis)
+    if isinstance(op, ane.GlobalPoolOp):
+        return axis if axis < 2 else None
+    return axis if len(shape_of(value)) == out_rank else None
+
+
+def tile_dims(op: Operation, target: Target) -> list[Operation] | None:
+    """Cut the output so that no tensor the engine holds has an axis over the target's limit."""
+    for v in engine_tensors(op):
+        shape = shape_of(v)
+        for axis, extent in enumerate(shape):
+            limit = axis_limit(len(shape), axis, target)
+            if extent <= limit:
+                continue
+            pieces = math.ceil(extent / (0.9 * limit))
+            target_axis = result_axis(op, v, axis)
+            if target_axis is not None:
+                out = shape_of(op.results[0])
+                align = ROW_ELEMENTS if target_axis == len(out) - 1 else 1
+                return split_along(op, target_axis, even_bounds(out[target_axis], pieces, align))
+            if isinstance(op, ane.ConvOp | ane.MatmulOp):
+                return accumulate_input_channels(op, even_bounds(_contraction(op), pieces))
+            return None
+    return None
+
+
+def tile_kernel_memory(op: Operation, target: Target) -> list[Operation] | None:
+    """Split output channels so each piece's weights (and bias) fit the kernel memory, in whole
+    lanes of output channels; split input channels, with accumulation, when one does not fit."""
+    budget = target.memory.kernel_memory_bytes.value
+    if isinstance(op, ane.ConvOp | ane.ConvTransposeOp):
+        axis, group = 1, 1
+        if isinstance(op, ane.ConvOp) and op.groups.value.data > 1:
+            group = shape_of(op.result)[1] // op.groups.value.data
+    elif isinstance(op, ane.MatmulOp):
+        axis, group = len(shape_of(op.result)) - 1, 1
+    else:
+        return None
+    channels = shape_of(op.result)[axis]
+    per_channel = weight_bytes(op) / channels
+    if per_channel * group > budget:
+        if isinstance(op, ane.ConvOp | ane.MatmulOp):
+            return accumulate_input_channels(op, even_bounds(_contraction(op), math.ceil(per_channel * group / budget)))
+        return None
+    per_piece = max(group, int(budget // per_channel) // group * group)
+    lanes = target.perf.output_channels_per_cycle.value
+    return split_along(op, axis, sized_bounds(channels, per_piece, lanes if group == 1 else group))
+
+
+def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
+    """A conv with a kernel beyond the limits = Σ convs with kernel blocks over shifted windows."""
+    if not isinstance(op, ane.ConvOp):
+        return None
+    limits = (target.limits.max_kernel_height.value, target.limits.max_kernel_width_fp16.value)
+    k = len(shape_of(op.input)) - 2
+    limits = limits[2 - k:]
+    p = Pieces(op)
+    x = _explicit_pad(op, p, 0.0)
+    out = shape_of(op.result)[2:]
+    strides, dilations = values(op.strides), values(op.dilations)
+    blocks = [even_bounds(op.kernel()[i], -(-op.kernel()[i] // limits[i])) for i in range(k)]
+    total: SSAValue | None = None
+    for corner in _product(blocks):
+        window = x
+        for i, (k0, k1) in enumerate(corner):
+            start = k0 * dilations[i]
+            window = p.slice(window, 2 + i, start, start + (out[i] - 1) * strides[i] + (k1 - k0 - 1) * dilations[i] + 1)
+        weight = op.weight
+        for i, (k0, k1) in enumerate(corner):
+            weight = p.slice(weight, 2 + i, k0, k1)
+        bias = [op.bias] if op.bias is not None and total is None else []
+        part = ane.ConvOp(window, weight, *bias, strides=strides, dilations=dilations, groups=op.groups.value.data)
+        value = p(part)
+        total = value if total is None else p(ane.AddOp(total, value))
+    assert total is not None
+    return p.replace(p.activation(total, op))
+
+
+def _product(blocks: list[Bounds]) -> list[tuple[tuple[int, int], ...]]:
+    out: list[tuple[tuple[int, int], ...]] = [()]
+    for b in blocks:
+        out = [(*o, r) for o in out for r in b]
+    return out
+
+
+def _explicit_pad(op: ane.ConvBase | ane.PoolOp, p: Pieces, fill: float) -> SSAValue:
+    """The op's input with its spatial padding applied as an ane.pad (the op then pads nothing)."""
+    pads = values(op.pads)
+    if not any(pads):
+        return op.input
+    rank, k = len(shape_of(op.input)), len(pads) // 2
+    full = [0] * (rank - k) + list(pads[:k]) + [0] * (rank - k) + list(pads[k:])
+    return p(ane.PadOp(op.input, full, "constant", fill))
+
+
+def subsample(op: Operation, target: Target) -> list[Operation] | None:
+    """Stride s > 2: run at stride 2 (s even) or 1, then keep every (s/stride)-th output."""
+    if not isinstance(op, ane.ConvOp | ane.PoolOp):
+        return None
+    p = Pieces(op)
+    strides = values(op.strides)
+    inner = [2 if s > 2 and s % 2 == 0 else (1 if s > 2 else s) for s in strides]
+    k = len(strides)
+    rank = len(shape_of(op.input))
+    full = [window_output_size(shape_of(op.input)[2 + i], *_window_args(op, i, inner[i])) for i in range(k)]
+    dense = _with(op, list(op.operands), (*shape_of(op.results[0])[:2], *full), strides=inner)
+    y = p(dense)
+    full_shape = shape_of(y)
+    steps = [1] * (rank - k) + [s // i for s, i in zip(strides, inner)]
+    return p.replace(p(ane.SliceOp(y, [0] * rank, list(full_shape), steps)))
+
+
+def _window_args(op: ane.ConvOp | ane.PoolOp, i: int, stride: int) -> tuple[int, int, int, int, int]:
+    kernel, _, dilation, pad_begin, pad_end = _window(op, i)
+    return kernel, stride, pad_begin, pad_end, dilation
+
+
+def explicit_pads(op: Operation, target: Target) -> list[Operation] | None:
+    """Conv padding beyond the limit moves into an explicit (chainable) pad."""
+    if not isinstance(op, ane.ConvOp):
+        return None
+    p = Pieces(op)
+    x = _explicit_pad(op, p, 0.0)
+    operands = [x, *op.operands[1:]]
+    return p.replace(p(_with(op, operands, shape_of(op.result), pads=[0] * len(values(op.pads)))))
+
+
+def chain_pads(op: Operation, target: Target) -> list[Operation] | None:
+    """A pad beyond the limit as several pads within it (constant and edge modes compose)."""
+    if not isinstance(op, ane.PadOp) or op.mode.data == "reflect":
+        return None
+    limit = target.limits.max_pad.value
+    p = Pieces(op)
+    remaining, x = list(values(op.pads)), op.input
+    while any(remaining):
+        step = [min(r, limit) for r in remaining]
+        x = p(ane.PadOp(x, step, op.mode.data, op.value.value.data))
+        remaining = [r - s for r, s in zip(remaining, step)]
+    return p.replace(x)
+
+
+def cascade_pool(op: Operation, target: Target) -> list[Operation] | None:
+    """Max pool: a k-window is a k1-window (stride 1) then a (k - k1 + 1)-window. Average pool
+    (no excluded padding): a weighted sum of pools over blocks of the window at their offsets."""
+    limit = target.limits.max_pool_window.value
+    kernel, strides = values(op.kernel), values(op.strides)  # type: ignore[attr-defined]
+    k = len(kernel)
+    p = Pieces(op)
+    if isinstance(op, ane.MaxPoolOp):
+        x = _explicit_pad(op, p, float("-inf"))
+        first = [min(kk, limit) for kk in kernel]
+        y = p(ane.MaxPoolOp(x, first, [1] * k))
+        return p.replace(p(ane.MaxPoolOp(y, [kk - f + 1 for kk, f in zip(kernel, first)], strides)))
+    if isinstance(op, ane.AvgPoolOp) and (op.count_include_pad.value.data or not any(values(op.pads))):
+        x = _explicit_pad(op, p, 0.0)
+        out = shape_of(op.result)[2:]
+        rank = len(shape_of(op.input))
+        area = math.prod(kernel)
+        total: SSAValue | None = None
+        for corner in _product([even_bounds(kk, -(-kk // limit)) for kk in kernel]):
+            window = x
+            for i, (k0, k1) in enumerate(corner):
+                window = p.slice(window, rank - k + i, k0, k0 + (out[i] - 1) * strides[i] + (k1 - k0))
+            part = p(ane.AvgPoolOp(window, [k1 - k0 for k0, k1 in corner], strides))
+            share = math.prod(k1 - k0 for k0, k1 in corner) / area
+            part = p(ane.MulOp(part, p.const(np.full((1,) * rank, share, np.float32), part)))
+            total = part if total is None else p(ane.AddOp(total, part))
+        assert total is not None
+        return p.replace(total)
+    return None
+
+
+def split_groups(op: Operation, target: Target) -> list[Operation] | None:
+    """Grouped convs with too many taps per group run group by group."""
+    if not isinstance(op, ane.ConvOp):
+        return None
+    groups, cout = op.groups.value.data, shape_of(op.result)[1]
+    return split_along(op, 1, sized_bounds(cout, cout // groups))
+
+
+def split_batch(op: Operation, target: Target) -> list[Operation] | None:
+    return split_along(op, 0, [(n, n + 1) for n in range(shape_of(op.results[0])[0])])
+
+
+TILERS: dict[str, Callable[[Operation, Target], list[Operation] | None]] = {
+    "working-set": tile_working_set,
+    "dims": tile_dims,
+    "kernel-memory": tile_kernel_memory,
+    "conv-kernel-width": split_kernel,
+    "conv-kernel-height": split_kernel,
+    "conv-stride": subsample,
+    "pool-stride": subsample,
+    "conv-pad": explicit_pads,
+    "pad-size": chain_pads,
+    "pool-window": cascade_pool,
+    "group-conv-taps": split_groups,
+    "dynamic-weight-batch": split_batch,
+}
+"""The rewrite that removes each tileable limit (rule names from anec.legality)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver and verifier
+# ------------------------------------------------------------------------------------------------
+
+
+def placed_ops(module: ModuleOp, target: Target) -> list[tuple[Block, list[Operation]]]:
+    """The ops that run on the ANE: every op in a segment; before partitioning, every ANE op that
+    the (non-strict) legality predicate accepts."""
+    found = list(segments(module))
+    if found:
+        return [(s.body.block, [op for op in s.body.block.ops if not isinstance(op, ane.ConstOp | ane.YieldOp)]) for s in found]
+    return [(fn.body.block, [op for op in fn.body.block.ops if op.name.startswith("ane.") and not isinstance(op, ane.ConstOp)
+                             and legality(op, target)]) for fn in functions(module)]
+
+
+def tile_ops(ops: list[Operation], target: Target, max_steps: int) -> None:
+    work = list(reversed(ops))
+    steps = 0
+    while work:
+        op = work.pop()
+        if op.parent is None:
+            continue
+        verdict = legality(op, target, strict=True)
+        if verdict.ok or not verdict.tileable:
+            continue
+        created = TILERS[verdict.rule](op, target)
+        if created:
+            steps += 1
+            if steps > max_steps:
+                raise AnecError(f"tiling {origin(op)} does not converge", why=verdict.reason, hint="report this model to anec")
+            work.extend(reversed(created))
+
+
+def verify_tiled(module: ModuleOp, target: Target) -> None:
+    """Every op placed on the ANE satisfies every limit of `target`."""
+    for _, ops in placed_ops(module, target):
+        for op in ops:
+            verdict = legality(op, target, strict=True)
+            if not verdict.ok:
+                raise AnecError(f"{op_name(op)} ({op.name}) cannot be tiled for the {target.name}", why=verdict.reason,
+                                hint=verdict.hint or "the op stays outside what the ANE can run")
+
+
+@dataclass(frozen=True)
+class TilePass(ModulePass):
+    """Every ANE op within every limit of the target; verified."""
+
+    name = "ane-tile"
+
+    target: str = "m1"
+    max_steps: int = 100000
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        target = get_target(self.target)
+        for _, ops in placed_ops(op, target):
+            tile_ops(ops, target, self.max_steps)
+        dce(op)
+        verify_tiled(op, target)
+        prune_weights(op)

@@ -1,0 +1,85 @@
+"""ane-tile: ops beyond the target's limits become legal tiles that compute the same results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anec.analysis import largest_operand_bytes, weight_bytes
+from anec.dialects import ane
+from anec.dialects.ane import shape_of
+from anec.legality import legality
+from anec.lowering.tile import TilePass
+from anec.report import TILE_OF_ATTR, build_report
+from anec.targets import get_target
+from tests.lowering.graphs import assert_same_results, ops_named, run_pass, segment_graph
+
+
+def _w(shape, seed=0):
+    return (np.random.default_rng(seed).standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+
+def _named(value, name):
+    value.owner.attributes["ane.name"] = ane.StringAttr(name)
+    return value
+
+
+CASES = {
+    # name: (input shapes, body, the limit it breaks on m1)
+    "kernel-31x31": ([(1, 4, 40, 40)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((4, 4, 31, 31))), pads=[15, 15, 15, 15])), "big_kernel"), "conv-kernel-width"),
+    "width-20000": ([(1, 4, 2, 20000)], lambda e, x: _named(e(ane.ConvOp(e(ane.ReluOp(x)), e.const(_w((8, 4, 1, 3))), pads=[0, 1, 0, 1])), "wide"), "dims"),
+    "activation-4mb": ([(1, 64, 128, 256)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((32, 64, 3, 3))), pads=[1, 1, 1, 1])), "big_act"), "working-set"),
+    "weight-3mb": ([(1, 1024, 1, 16)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((1536, 1024, 1, 1))), e.const(_w((1536,), 1)))), "big_weight"), "kernel-memory"),
+    "stride-4": ([(1, 3, 35, 35)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((8, 3, 7, 7))), strides=[4, 4], pads=[3, 3, 3, 3])), "strided"), "conv-stride"),
+    "max-pool-35": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.MaxPoolOp(x, [35, 35], [1, 1], [2, 2, 2, 2])), "wide_max"), "pool-window"),
+    "avg-pool-33": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.AvgPoolOp(x, [33, 3], [3, 1])), "wide_avg"), "pool-window"),
+    "pad-20": ([(1, 2, 8, 8)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 20, 3, 0, 0, 1, 20], value=0.5)), "padded"), "pad-size"),
+    "matmul-4mb": ([(1, 8, 512, 512), (1, 8, 512, 64)], lambda e, a, b: _named(e(ane.MatmulOp(a, b)), "big_matmul"), "working-set"),
+    "deep-input-5mb": ([(1, 40000, 1, 32)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((4, 40000, 1, 1))))), "deep"), "kernel-memory"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_over_limit_op_compiles_to_legal_tiles_that_compute_the_same(case: str) -> None:
+    shapes, body, rule = CASES[case]
+    m1 = get_target("m1")
+    before = segment_graph(shapes, body)
+    (original,) = [op for op in before.walk() if legality(op, m1, strict=True).rule == rule and op.name != "ane.segment"
+                   and op.attributes.get("ane.name", ane.StringAttr("n")).data != "n"]
+    after = run_pass(before, TilePass(target="m1"))
+    (segment,) = ops_named(after, "ane.segment")
+    body_ops = [op for op in segment.body.block.ops if not isinstance(op, ane.ConstOp | ane.YieldOp)]
+    for op in body_ops:
+        assert legality(op, m1, strict=True), f"{op.name}: {legality(op, m1, strict=True).reason}"
+    name = original.attributes["ane.name"].data
+    tiles = [op for op in body_ops if TILE_OF_ATTR in op.attributes and op.attributes[TILE_OF_ATTR].data == name]
+    assert len(tiles) >= 2
+    report = build_report(after, m1)
+    assert next(r for r in report.ops if r.name == name).tiles == len(tiles)
+    assert_same_results(before, after, rtol=2e-4, atol=2e-4)
+
+
+def test_limits_of_the_target_decide_what_is_tiled() -> None:
+    # 20000 wide is legal on an M4 (65536-wide dimensions), not on an M1
+    shapes, body, _ = CASES["width-20000"]
+    module = segment_graph(shapes, body)
+    m4 = run_pass(module, TilePass(target="m4"))
+    assert not [op for op in m4.walk() if TILE_OF_ATTR in op.attributes]
+    m1 = run_pass(module, TilePass(target="m1"))
+    assert [op for op in m1.walk() if TILE_OF_ATTR in op.attributes]
+
+
+def test_weight_tiles_fill_the_kernel_memory_in_whole_lanes() -> None:
+    shapes, body, _ = CASES["weight-3mb"]
+    after = run_pass(segment_graph(shapes, body), TilePass())
+    convs = ops_named(after, "ane.conv")
+    assert len(convs) == 55  # 28 channels of 2 KB weights + 2 B bias each: 7 whole 4-channel lanes per tile
+    assert all(weight_bytes(c) <= 64 * 1024 and shape_of(c.result)[1] % 4 == 0 for c in convs)
+
+
+def test_working_set_tiles_split_rows_first() -> None:
+    shapes, body, _ = CASES["activation-4mb"]
+    after = run_pass(segment_graph(shapes, body), TilePass())
+    convs = ops_named(after, "ane.conv")
+    assert all(shape_of(c.result)[1] == 32 and shape_of(c.result)[3] == 256 for c in convs)
+    assert all(largest_operand_bytes(c) <= 2 * 1024 * 1024 for c in convs)

@@ -1,0 +1,46 @@
+// RUN: anec opt %s -p 'ane-tile{target=m1}' | filecheck %s
+
+// Stride 4 is beyond the M1's 2: the conv runs at stride 2 and every other output is kept.
+// CHECK-LABEL: func.func @stride4
+// CHECK:         %[[C:.*]] = ane.conv %{{.*}}, %{{.*}} {ane.name = "patchify#tile0", ane.tile_of = "patchify", strides = array<i64: 2, 2>{{.*}} -> tensor<1x8x7x7xf32>
+// CHECK-NEXT:    %{{.*}} = ane.slice %[[C]] {ane.name = "patchify#tile1", ane.tile_of = "patchify", starts = array<i64: 0, 0, 0, 0>, ends = array<i64: 1, 8, 7, 7>, steps = array<i64: 1, 1, 2, 2>} : (tensor<1x8x7x7xf32>) -> tensor<1x8x4x4xf32>
+func.func @stride4(%in: tensor<1x3x16x16xf32>) -> tensor<1x8x4x4xf32> {
+  %r = ane.segment(%in) : (tensor<1x3x16x16xf32>) -> tensor<1x8x4x4xf32> {
+  ^bb0(%x: tensor<1x3x16x16xf32>):
+    %w = ane.const dense<0.1> : tensor<8x3x4x4xf32>
+    %c = ane.conv %x, %w {ane.name = "patchify", strides = array<i64: 4, 4>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x3x16x16xf32>, tensor<8x3x4x4xf32>) -> tensor<1x8x4x4xf32>
+    ane.yield %c : tensor<1x8x4x4xf32>
+  }
+  func.return %r : tensor<1x8x4x4xf32>
+}
+
+// A 1x17 kernel (fp16 limit 13 on the M1) is the sum of a 1x9 and a 1x8 conv over shifted windows;
+// the ReLU moves after the sum.
+// CHECK-LABEL: func.func @wide_kernel
+// CHECK:         %[[P:.*]] = ane.pad %x {{.*}}pads = array<i64: 0, 0, 0, 8, 0, 0, 0, 8>
+// CHECK:         %[[A:.*]] = ane.conv %{{.*}}, %{{.*}} {{.*}} : (tensor<1x2x1x28xf32>, tensor<4x2x1x9xf32>) -> tensor<1x4x1x20xf32>
+// CHECK:         %[[B:.*]] = ane.conv %{{.*}}, %{{.*}} {{.*}} : (tensor<1x2x1x27xf32>, tensor<4x2x1x8xf32>) -> tensor<1x4x1x20xf32>
+// CHECK-NEXT:    %[[S:.*]] = ane.add %[[A]], %[[B]] {ane.name = "smear#tile{{.*}}", ane.tile_of = "smear"}
+// CHECK-NEXT:    ane.relu %[[S]] {ane.name = "smear#tile{{.*}}", ane.tile_of = "smear"}
+func.func @wide_kernel(%in: tensor<1x2x1x20xf32>) -> tensor<1x4x1x20xf32> {
+  %r = ane.segment(%in) : (tensor<1x2x1x20xf32>) -> tensor<1x4x1x20xf32> {
+  ^bb0(%x: tensor<1x2x1x20xf32>):
+    %w = ane.const dense<0.1> : tensor<4x2x1x17xf32>
+    %c = ane.conv %x, %w {ane.name = "smear", strides = array<i64: 1, 1>, pads = array<i64: 0, 8, 0, 8>, dilations = array<i64: 1, 1>, groups = 1 : i64, activation = "relu"} : (tensor<1x2x1x20xf32>, tensor<4x2x1x17xf32>) -> tensor<1x4x1x20xf32>
+    ane.yield %c : tensor<1x4x1x20xf32>
+  }
+  func.return %r : tensor<1x4x1x20xf32>
+}
+
+// A pad of 20 is two pads within the 16 limit.
+// CHECK-LABEL: func.func @big_pad
+// CHECK:         %[[A:.*]] = ane.pad %x {ane.name = "pad#tile0", ane.tile_of = "pad", pads = array<i64: 0, 0, 16, 0, 0, 0, 0, 3>
+// CHECK-NEXT:    ane.pad %[[A]] {ane.name = "pad#tile1", ane.tile_of = "pad", pads = array<i64: 0, 0, 4, 0, 0, 0, 0, 0>
+func.func @big_pad(%in: tensor<1x1x4x4xf32>) -> tensor<1x1x24x7xf32> {
+  %r = ane.segment(%in) : (tensor<1x1x4x4xf32>) -> tensor<1x1x24x7xf32> {
+  ^bb0(%x: tensor<1x1x4x4xf32>):
+    %p = ane.pad %x {ane.name = "pad", pads = array<i64: 0, 0, 20, 0, 0, 0, 0, 3>} : (tensor<1x1x4x4xf32>) -> tensor<1x1x24x7xf32>
+    ane.yield %p : tensor<1x1x24x7xf32>
+  }
+  func.return %r : tensor<1x1x24x7xf32>
+}
