@@ -101,6 +101,7 @@ def flops(op: Operation) -> int:
         case ane.ConstOp() | ane.ReshapeOp() | ane.TransposeOp() | ane.SliceOp() | ane.ConcatOp() | ane.SplitOp() | ane.CastOp():
             return 0
     if op.results and all(isinstance(r.type, ane.TensorType) for r in op.results):
-        inputs = max((math.prod(shape_of(v)) for v in op.operands), default=0)
+        # one operation per streamed element; a constant table (an embedding) is looked up, not computed on
+        inputs = max((math.prod(shape_of(v)) for v in op.operands if not is_constant(v)), default=0)
         return max(inputs, math.prod(shape_of(op.results[0])))
     return 0

@@ -39,6 +39,7 @@ from anec.analysis import ane_bytes, dense_bytes
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, int_attr, ints, shape_of, tensor, values
 from anec.errors import AnecError
+from anec.legality import legality
 from anec.lowering.rewriting import (
     Emitter,
     constant_of,
@@ -410,7 +411,8 @@ class Region:
         return [(r, u) for op in self.ops for r in op.results for u in users(r) if id(u) not in members]
 
 
-def find_regions(block: Block) -> list[Region]:
+def find_regions(block: Block, target: Target) -> list[Region]:
+    """Regions of layout-agnostic ops the ANE can run (CPU ops keep the layout they came with)."""
     parent: dict[SSAValue, SSAValue] = {}
 
     def find(v: SSAValue) -> SSAValue:
@@ -419,7 +421,7 @@ def find_regions(block: Block) -> list[Region]:
             v = parent[v]
         return v
 
-    agnostic = [op for op in block.ops if is_agnostic(op)]
+    agnostic = [op for op in block.ops if is_agnostic(op) and legality(op, target)]
     for op in agnostic:
         members = [v for v in (*region_operands(op), *op.results) if constant_of(v) is None]
         for v in members[1:]:
@@ -549,12 +551,12 @@ def _name_of_value(v: SSAValue) -> str:
     return Emitter(owner).name if isinstance(owner, Operation) else "input"
 
 
-def assign_layouts(module: ModuleOp, *, lift_only: bool = False) -> bool:
+def assign_layouts(module: ModuleOp, target: Target, *, lift_only: bool = False) -> bool:
     """Lift every region to rank 4 (`lift_only`), or give every region its cheapest axis order.
     Returns True if any region changed."""
     changed = False
     for block in _blocks(module):
-        for region in find_regions(block):
+        for region in find_regions(block, target):
             if region.rank > 4 or (lift_only and region.rank == 4):
                 continue
             view = View(tuple(range(region.rank))) if lift_only else choose_view(region)
@@ -650,13 +652,14 @@ class LayoutPass(ModulePass):
         if self.heads not in HEAD_MODES:
             raise AnecError(f"ane-layout: heads={self.heads!r}", hint=f"use one of {', '.join(HEAD_MODES)}")
         walk(op, [LinearToConv(), LiftWindowOps()])
-        assign_layouts(op, lift_only=True)
+        target = get_target(self.target)
+        assign_layouts(op, target, lift_only=True)
         for _ in range(self.max_rounds):
             cleanup(op)
-            if not assign_layouts(op):
+            if not assign_layouts(op, target):
                 break
         cleanup(op)
-        if split_heads(op, get_target(self.target), self.heads):
+        if split_heads(op, target, self.heads):
             cleanup(op)
         prune_weights(op)
 
