@@ -492,8 +492,9 @@ def canonical(perm: Perm, region: Region) -> Perm:
 
 
 def candidate_views(region: Region) -> list[View]:
-    """The identity first, then orders that cancel a neighbouring transpose or a matmul flag,
-    each with unit axes placed canonically."""
+    """The identity first, then orders that cancel a neighbouring transpose or a matmul flag, as
+    they are and with unit axes placed canonically (the two store the same bytes but meet
+    different neighbours)."""
     rank = region.rank
     perms: list[Perm] = [tuple(range(rank))]
     for v in region.entries():
@@ -504,7 +505,7 @@ def candidate_views(region: Region) -> list[View]:
             perms.append(tuple(values(user.perm)))
     if rank >= 2:
         perms.append((*range(rank - 2), rank - 1, rank - 2))
-    unique = dict.fromkeys([perms[0], *(canonical(p, region) for p in perms)])
+    unique = dict.fromkeys([perms[0], *(canonical(p, region) for p in perms), *perms])
     return [View(p) for p in unique if all(accepts(op, View(p)) for op in region.ops)]
 
 
