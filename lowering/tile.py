@@ -450,6 +450,8 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
     """A conv with a kernel beyond the limits = Σ convs with kernel blocks over shifted windows."""
     if not isinstance(op, ane.ConvOp):
         return None
+    if max(values(op.strides)) > target.limits.max_stride.value:
+        return strided_conv(op, target)  # space-to-depth shrinks the kernel first
     limits = (target.limits.max_kernel_height.value, target.limits.max_kernel_width_fp16.value)
     k = len(shape_of(op.input)) - 2
     limits = limits[2 - k:]
@@ -490,6 +492,37 @@ def _explicit_pad(op: ane.ConvBase | ane.PoolOp, p: Pieces, fill: float) -> SSAV
     rank, k = len(shape_of(op.input)), len(pads) // 2
     full = [0] * (rank - k) + list(pads[:k]) + [0] * (rank - k) + list(pads[k:])
     return p(ane.PadOp(op.input, full, "constant", fill))
+
+
+def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
+    """A conv with stride s > 2 on both axes is a space-to-depth by s and a stride-1 conv: kernel
+    taps (i·s + a, j·s + b) become channel (a·s + b)·C + c of an ⌈k/s⌉-sized kernel. No output is
+    computed and thrown away, so patch embeddings (k = s = 16) stay cheap; otherwise subsample."""
+    if not isinstance(op, ane.ConvOp) or (weight := constant_of(op.weight)) is None:
+        return subsample(op, target)
+    strides, dilations = values(op.strides), values(op.dilations)
+    if len(strides) != 2 or strides[0] != strides[1] or op.groups.value.data != 1 or any(d != 1 for d in dilations):
+        return subsample(op, target)
+    block = strides[0]
+    c = shape_of(op.input)[1]
+    out = shape_of(op.result)
+    taps = [-(-k // block) for k in op.kernel()]  # kernel size in blocks
+    kernel = np.zeros((weight.shape[0], c, taps[0] * block, taps[1] * block), np.float32)
+    kernel[:, :, : weight.shape[2], : weight.shape[3]] = weight
+    p = Pieces(op)
+    x = _explicit_pad(op, p, 0.0)
+    need = [(out[2 + i] + taps[i] - 1) * block for i in range(2)]  # input rows/cols the blocks cover
+    have = shape_of(x)[2:]
+    extra = [max(0, need[i] - have[i]) for i in range(2)]
+    if any(extra):
+        x = p(ane.PadOp(x, [0, 0, 0, 0, 0, 0, *extra], "constant", 0.0))
+    x = p.slice(p.slice(x, 2, 0, need[0]), 3, 0, need[1])
+    blocks = p(ane.SpaceToDepthOp(x, block))
+    folded = kernel.reshape(kernel.shape[0], c, taps[0], block, taps[1], block).transpose(0, 3, 5, 1, 2, 4)
+    folded = folded.reshape(kernel.shape[0], block * block * c, taps[0], taps[1])
+    conv = ane.ConvOp(blocks, p.const(folded, op.weight), *([op.bias] if op.bias is not None else []))
+    conv.properties.update({k: op.properties[k] for k in ("activation", "activation_params") if k in op.properties})
+    return p.replace(p(conv))
 
 
 def subsample(op: Operation, target: Target) -> list[Operation] | None:
@@ -587,7 +620,7 @@ TILERS: dict[str, Callable[[Operation, Target], list[Operation] | None]] = {
     "kernel-memory": tile_kernel_memory,
     "conv-kernel-width": split_kernel,
     "conv-kernel-height": split_kernel,
-    "conv-stride": subsample,
+    "conv-stride": strided_conv,
     "pool-stride": subsample,
     "conv-pad": explicit_pads,
     "pad-size": chain_pads,

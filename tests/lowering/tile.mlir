@@ -1,9 +1,10 @@
 // RUN: anec opt %s -p 'ane-tile{target=m1}' | filecheck %s
 
-// Stride 4 is beyond the M1's 2: the conv runs at stride 2 and every other output is kept.
+// Stride 4 is beyond the M1's 2: a 4x4/4 patchify conv is a space-to-depth by 4 and a 1x1 conv
+// whose weights hold the 16 taps as channels.
 // CHECK-LABEL: func.func @stride4
-// CHECK:         %[[C:.*]] = ane.conv %{{.*}}, %{{.*}} {ane.name = "patchify#tile0", ane.tile_of = "patchify", strides = array<i64: 2, 2>{{.*}} -> tensor<1x8x7x7xf32>
-// CHECK-NEXT:    %{{.*}} = ane.slice %[[C]] {ane.name = "patchify#tile1", ane.tile_of = "patchify", starts = array<i64: 0, 0, 0, 0>, ends = array<i64: 1, 8, 7, 7>, steps = array<i64: 1, 1, 2, 2>} : (tensor<1x8x7x7xf32>) -> tensor<1x8x4x4xf32>
+// CHECK:         %[[B:.*]] = ane.space_to_depth %x {ane.name = "patchify#tile0", ane.tile_of = "patchify", block_size = 4 : i64} : (tensor<1x3x16x16xf32>) -> tensor<1x48x4x4xf32>
+// CHECK:         ane.conv %[[B]], %{{.*}} {ane.name = "patchify#tile1", ane.tile_of = "patchify", strides = array<i64: 1, 1>{{.*}} : (tensor<1x48x4x4xf32>, tensor<8x48x1x1xf32>) -> tensor<1x8x4x4xf32>
 func.func @stride4(%in: tensor<1x3x16x16xf32>) -> tensor<1x8x4x4xf32> {
   %r = ane.segment(%in) : (tensor<1x3x16x16xf32>) -> tensor<1x8x4x4xf32> {
   ^bb0(%x: tensor<1x3x16x16xf32>):
@@ -12,6 +13,19 @@ func.func @stride4(%in: tensor<1x3x16x16xf32>) -> tensor<1x8x4x4xf32> {
     ane.yield %c : tensor<1x8x4x4xf32>
   }
   func.return %r : tensor<1x8x4x4xf32>
+}
+
+// A pool with stride 3 pools at stride 1 and keeps every third output.
+// CHECK-LABEL: func.func @pool_stride3
+// CHECK:         %[[P:.*]] = ane.max_pool %x {ane.name = "pool#tile0", ane.tile_of = "pool", kernel = array<i64: 3, 3>, strides = array<i64: 1, 1>{{.*}} -> tensor<1x2x7x7xf32>
+// CHECK-NEXT:    ane.slice %[[P]] {{.*}}steps = array<i64: 1, 1, 3, 3>} : (tensor<1x2x7x7xf32>) -> tensor<1x2x3x3xf32>
+func.func @pool_stride3(%in: tensor<1x2x9x9xf32>) -> tensor<1x2x3x3xf32> {
+  %r = ane.segment(%in) : (tensor<1x2x9x9xf32>) -> tensor<1x2x3x3xf32> {
+  ^bb0(%x: tensor<1x2x9x9xf32>):
+    %p = ane.max_pool %x {ane.name = "pool", kernel = array<i64: 3, 3>, strides = array<i64: 3, 3>, pads = array<i64: 0, 0, 0, 0>} : (tensor<1x2x9x9xf32>) -> tensor<1x2x3x3xf32>
+    ane.yield %p : tensor<1x2x3x3xf32>
+  }
+  func.return %r : tensor<1x2x3x3xf32>
 }
 
 // A 1x17 kernel (fp16 limit 13 on the M1) is the sum of a 1x9 and a 1x8 conv over shifted windows;
