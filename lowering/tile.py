@@ -252,6 +252,22 @@ def _concat_piece(op: ane.ConcatOp, axis: int, lo: int, hi: int, p: Pieces) -> O
     return _with(op, [p.slice(v, axis, lo, hi) for v in op.inputs], out)
 
 
+def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    """Output [lo, hi) of a pad: the input rows it covers, padded only where it meets the border."""
+    pads, rank = list(values(op.pads)), len(shape_of(op.input))
+    begin, end, size = pads[axis], pads[rank + axis], shape_of(op.input)[axis]
+    if (begin or end) and op.mode.data != "constant":
+        return None
+    first, last = lo - begin, hi - begin
+    x = p.slice(op.input, axis, max(first, 0), min(max(last, 0), size)) if min(max(last, 0), size) > max(first, 0) else None
+    if x is None:  # the piece lies entirely in the padding
+        return None
+    pads[axis], pads[rank + axis] = max(0, -first), max(0, last - size)
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    return _with(op, [x], out, pads=pads)
+
+
 def _reshape_piece(op: ane.ReshapeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
     """Reshapes that keep every axis up to `axis` can be cut along it."""
     x, out = shape_of(op.input), list(shape_of(op.result))
@@ -272,6 +288,7 @@ PIECES: dict[type[Operation], PieceBuilder] = {
     ane.SliceOp: _slice_piece,  # type: ignore[dict-item]
     ane.ConcatOp: _concat_piece,  # type: ignore[dict-item]
     ane.ReshapeOp: _reshape_piece,  # type: ignore[dict-item]
+    ane.PadOp: _pad_piece,  # type: ignore[dict-item]
     ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
     ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
     ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,

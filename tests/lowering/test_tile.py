@@ -33,6 +33,7 @@ CASES = {
     "stride-4": ([(1, 3, 35, 35)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((8, 3, 7, 7))), strides=[4, 4], pads=[3, 3, 3, 3])), "strided"), "conv-stride"),
     "patchify-16": ([(1, 3, 64, 64)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((32, 3, 16, 16))), strides=[16, 16])), "patchify"), "conv-kernel-width"),
     "pool-stride-3": ([(1, 2, 17, 17)], lambda e, x: _named(e(ane.AvgPoolOp(x, [3, 3], [3, 3], [1, 1, 1, 1])), "pooled"), "pool-stride"),
+    "pad-3mb": ([(1, 96, 112, 112)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 0, 0, 0, 0, 1, 1])), "padded_big"), "working-set"),
     "max-pool-35": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.MaxPoolOp(x, [35, 35], [1, 1], [2, 2, 2, 2])), "wide_max"), "pool-window"),
     "avg-pool-33": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.AvgPoolOp(x, [33, 3], [3, 1])), "wide_avg"), "pool-window"),
     "pad-20": ([(1, 2, 8, 8)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 20, 3, 0, 0, 1, 20], value=0.5)), "padded"), "pad-size"),
