@@ -30,7 +30,7 @@ from anec.targets import Target, get_target
 from anec.universe import PASSES
 from anec.weights import WeightStore, store_of
 
-GRAPH_PASSES: tuple[str, ...] = ()
+GRAPH_PASSES: tuple[str, ...] = ("ane-partition",)
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
 
 HARDWARE_PASSES: tuple[str, ...] = ()

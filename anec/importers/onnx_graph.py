@@ -46,7 +46,7 @@ from anec.errors import AnecError
 from anec.importers.onnx_load import node_label, order_nodes
 from anec.runtime.host import ARG_SLOTS_ATTR, RESULT_SLOTS_ATTR, evaluate_onnx_node
 from anec.types import numpy_dtype, xdsl_element_type
-from anec.weights import WeightStore, make_const, numpy_to_dense
+from anec.weights import WeightStore, const_value, make_const, numpy_to_dense
 
 NAME_ATTR = "ane.name"
 REASON_ATTR = "ane.reason"
@@ -59,12 +59,18 @@ NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike
 STANDARD_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32,
                                                   np.int64, np.uint8, np.uint16, np.uint32, np.uint64))
 """Element types `ane` ops are built on; narrower formats (bfloat16, float8, int4) stay in host ops."""
+TYPE_ONLY_INPUTS = {"CastLike": {1}}
+"""Inputs an op reads only the element type of: they need not be constant for the op to fold."""
 FOLD_LIMIT_BYTES = 1 << 28
 """Folded results larger than this (and larger than their inputs) are computed at run time instead."""
 
 
 class NotOnAne(Exception):
     """Raised by a handler: this node, as configured, has no ANE mapping; it will run on the CPU."""
+
+
+class DataDependentShape(AnecError):
+    """An output's shape depends on input values, not just on input shapes."""
 
 
 def canonical_domain(domain: str) -> str:
@@ -184,6 +190,8 @@ class GraphBuilder:
         exotic = next((d for x in node.inputs if x and (d := self.dtype(x)) not in STANDARD_DTYPES), None)
         if exotic is not None:
             handler, reason = None, f"{exotic} tensors stay on the CPU"
+        elif any(x and 0 in self.shape(x) for x in node.inputs):
+            handler, reason = None, "empty tensors stay on the CPU"
         if handler is not None:
             try:
                 self._define(node, self._run_handler(handler, node))
@@ -238,12 +246,13 @@ class GraphBuilder:
     # ------------------------------------------------------------------------------------------
 
     def _fold(self, node: Node) -> bool:
-        present = [x for x in node.inputs if x]
+        type_only = TYPE_ONLY_INPUTS.get(node.op_type, set()) if node.domain == "" else set()
+        present = [x for i, x in enumerate(node.inputs) if x and i not in type_only]
         if not present or node.op_type in NONDETERMINISTIC or any(self.const(x) is None for x in present):
             return False
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.proto.attribute):
             return False
-        inputs = [self.const(x) if x else None for x in node.inputs]
+        inputs = [(np.empty(0, self.dtype(x)) if i in type_only else self.const(x)) if x else None for i, x in enumerate(node.inputs)]
         try:
             outs = evaluate_onnx_node(node.proto, node.opsets, inputs)
         except Exception:  # the evaluator cannot run it: leave it to a handler or the CPU
@@ -311,7 +320,11 @@ class GraphBuilder:
         return op.results[0]
 
     def reshape(self, v: SSAValue, shape: Sequence[int]) -> SSAValue:
-        return v if shape_of(v) == tuple(shape) else self.emit(ane.ReshapeOp(v, shape))
+        if shape_of(v) == tuple(shape):
+            return v
+        if isinstance(v.owner, ane.ConstOp):
+            return self.constant(const_value(v.owner, self.store).reshape(shape), "reshaped")
+        return self.emit(ane.ReshapeOp(v, shape))
 
     def with_rank(self, v: SSAValue, rank: int) -> SSAValue:
         """`v` with leading size-1 axes added up to `rank` (the IR's equal-rank broadcasting)."""
@@ -507,7 +520,7 @@ def _static_type(t: TypeProto | None, node: Node, out: str) -> TensorType:
     tt = t.tensor_type
     dtype = _element_dtype(tt.elem_type, f"output {out!r} of {node.label}")
     if not tt.HasField("shape") or any(not d.HasField("dim_value") for d in tt.shape.dim):
-        raise AnecError(f"the shape of output {out!r} depends on the input values", where=node.label,
+        raise DataDependentShape(f"the shape of output {out!r} depends on the input values", where=node.label,
                         why="the ANE needs static shapes, and onnx's shape inference cannot fix this one",
                         hint="move the data-dependent part out of the model, or make its inputs constant")
     return tensor_type([d.dim_value for d in tt.shape.dim], dtype)

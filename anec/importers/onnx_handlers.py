@@ -579,12 +579,16 @@ def group_norm(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(ane.GroupNormOp(x, *affine, num_groups=groups, epsilon=node.attr("epsilon", 1e-5)))]
 
 
-@handles("LpNormalization", emits=[ane.L2NormOp])
+@handles("LpNormalization", emits=[ane.L2NormOp, ane.AbsOp, ane.ReduceSumOp, ane.MaxOp, ane.DivOp])
 def lp_normalization(node: Node, b: GraphBuilder) -> list[Value]:
-    if node.attr("p", 2) != 2:
-        raise NotOnAne(f"L{node.attr('p')} normalization (the ANE has L2)")
-    x = x_of(node, b)
-    return [b.emit(ane.L2NormOp(x, axes=[axis_of(node.attr("axis", -1), len(shape_of(x)))], epsilon=1e-24))]
+    x, p = x_of(node, b), node.attr("p", 2)
+    axis = axis_of(node.attr("axis", -1), len(shape_of(x)))
+    if p == 2:
+        return [b.emit(ane.L2NormOp(x, axes=[axis], epsilon=1e-24))]
+    if p != 1:
+        raise NotOnAne(f"L{p} normalization")
+    norm = b.emit(ane.ReduceSumOp(b.emit(ane.AbsOp(x)), [axis]))
+    return [b.emit(ane.DivOp(x, b.emit(ane.MaxOp(norm, b.scalar(1e-12, norm)))))]
 
 
 @handles("LRN", emits=[ane.MulOp, ane.AvgPoolOp, ane.AddOp, ane.PowOp, ane.DivOp])
@@ -757,6 +761,8 @@ def depth_to_space(node: Node, b: GraphBuilder) -> list[Value]:
 
 @handles("SpaceToDepth", emits=[ane.SpaceToDepthOp])
 def space_to_depth(node: Node, b: GraphBuilder) -> list[Value]:
+    if node.attr("mode", "DCR") != "DCR":
+        raise NotOnAne(f"{node.attr('mode')} block order")
     return [b.emit(ane.SpaceToDepthOp(x_of(node, b), node.attr("blocksize")))]
 
 
@@ -777,6 +783,8 @@ def _resize(b: GraphBuilder, x: SSAValue, out: Sequence[int], scales: Sequence[f
         raise NotOnAne(f"{mode} resize")
     if coords not in ane.ResizeOp.COORDINATE_MODES:
         raise NotOnAne(f"{coords} coordinates")
+    if coords == "align_corners" and any(abs(shape[i] * scales[i] - out[i]) > 1e-6 for i in changed):
+        raise NotOnAne("align_corners with a scale that does not give a whole output size")
     return b.emit(ane.ResizeOp(x, out, RESIZE_MODES[mode], [float(s) for s in scales[first:]], coords, nearest))
 
 
@@ -802,6 +810,15 @@ def resize(node: Node, b: GraphBuilder) -> list[Value]:
         raise NotOnAne("neither scales nor sizes")
     coords = node.attr("coordinate_transformation_mode", "half_pixel")
     return [_resize(b, x, out, scales, node.attr("mode", "nearest"), coords, node.attr("nearest_mode", "round_prefer_floor"))]
+
+
+@handles("Scatter", emits=[])
+def scatter(node: Node, b: GraphBuilder) -> list[Value]:
+    """Scatter (op sets 9-10) is ScatterElements under its old name; the CPU runs it by the new one."""
+    renamed = type(node.proto)()
+    renamed.CopyFrom(node.proto)
+    renamed.op_type = "ScatterElements"
+    return b.host(type(node)(renamed, {**node.opsets, "": 11}, node.name, node.attrs))
 
 
 @handles("Upsample", emits=[ane.ResizeOp])
