@@ -56,9 +56,6 @@ Value = SSAValue | np.ndarray
 
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
                               "Multinomial"})
-STANDARD_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32,
-                                                  np.int64, np.uint8, np.uint16, np.uint32, np.uint64))
-"""Element types `ane` ops are built on; narrower formats (bfloat16, float8, int4) stay in host ops."""
 TYPE_ONLY_INPUTS = {"CastLike": {1}}
 """Inputs an op reads only the element type of: they need not be constant for the op to fold."""
 FOLD_LIMIT_BYTES = 1 << 28
@@ -187,11 +184,6 @@ class GraphBuilder:
             return
         reason = None
         handler = self.handlers.get(node.op_type) if node.domain == "" else None
-        exotic = next((d for x in node.inputs if x and (d := self.dtype(x)) not in STANDARD_DTYPES), None)
-        if exotic is not None:
-            handler, reason = None, f"{exotic} tensors stay on the CPU"
-        elif any(x and 0 in self.shape(x) for x in node.inputs):
-            handler, reason = None, "empty tensors stay on the CPU"
         if handler is not None:
             try:
                 self._define(node, self._run_handler(handler, node))

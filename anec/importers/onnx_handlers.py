@@ -21,7 +21,7 @@ from xdsl.ir import Operation, SSAValue
 
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
-from anec.importers.onnx_graph import STANDARD_DTYPES, GraphBuilder, Handler, Node, NotOnAne, Value
+from anec.importers.onnx_graph import GraphBuilder, Handler, Node, NotOnAne, Value
 from anec.types import xdsl_element_type
 
 
@@ -36,13 +36,31 @@ TABLE: dict[str, HandlerInfo] = {}
 HANDLERS: dict[str, Handler] = {}
 
 
+STANDARD_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32,
+                                                  np.int64, np.uint8, np.uint16, np.uint32, np.uint64))
+"""Element types `ane` ops are built on; narrower formats (bfloat16, float8, int4) stay in host ops."""
+
+
 def handles(*op_types: str, emits: Sequence[type[Operation]]) -> Callable[[Handler], Handler]:
+    """Register a handler; one that emits ops is only called on non-empty tensors of standard types."""
     def register(fn: Handler) -> Handler:
+        checked = _standard_tensors_only(fn) if emits else fn
         for t in op_types:
-            TABLE[t] = HandlerInfo(fn, tuple(emits))
-            HANDLERS[t] = fn
+            TABLE[t] = HandlerInfo(checked, tuple(emits))
+            HANDLERS[t] = checked
         return fn
     return register
+
+
+def _standard_tensors_only(fn: Handler) -> Handler:
+    def run(node: Node, b: GraphBuilder) -> Sequence[Value | None]:
+        for x in node.inputs:
+            if x and b.dtype(x) not in STANDARD_DTYPES:
+                raise NotOnAne(f"{b.dtype(x)} tensors stay on the CPU")
+            if x and 0 in b.shape(x):
+                raise NotOnAne("empty tensors stay on the CPU")
+        return fn(node, b)
+    return run
 
 
 # ------------------------------------------------------------------------------------------------

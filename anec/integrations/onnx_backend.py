@@ -7,9 +7,9 @@ backend API) can compile and run models with it:
 `prepare` compiles the model (for the `m1` unless `target=` says otherwise); `run` executes it with
 ANE segments in fp16 and host ops on the CPU. The ANE needs static shapes, so a model that cannot
 be compiled without seeing its inputs is compiled on its first `run`, specialized to them (and
-again for new ones): dynamic input dimensions take the shapes given, and inputs that decide output
-shapes (a Reshape's target, a reduction's axes, TopK's k: inputs never used as an op's first
-operand) take the values given, as constants.
+again for new ones): dynamic input dimensions take the shapes given, and inputs that may decide
+output shapes (a Reshape's target, a reduction's axes, TopK's k, a Range's limits: inputs never
+used as an op's first operand, and small integer tensors) take the values given, as constants.
 
 Outputs computed on the ANE carry fp16 rounding. `outputs_match` is the tolerance anec's
 conformance tests and benchmark apply: the case's own tolerance for outputs computed entirely on
@@ -18,6 +18,7 @@ the CPU, and an fp16-aware one when any ANE segment ran (see `FP16_RTOL`, `FP16_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,21 +40,31 @@ magnitude: fp16 rounds intermediate values relative to their own size, so an out
 
 
 def _dynamic(model: onnx.ModelProto) -> bool:
+    """Does some tensor input have a dimension only a run can fix? (Non-tensor inputs: compile now,
+    so the user hears at once that anec takes tensors only.)"""
     initializers = {t.name for t in model.graph.initializer}
-    for v in model.graph.input:
-        if v.name in initializers or v.type.WhichOneof("value") != "tensor_type":
-            continue
-        t = v.type.tensor_type
-        if not t.HasField("shape") or any(not d.HasField("dim_value") for d in t.shape.dim):
-            return True
-    return False
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    if any(v.type.WhichOneof("value") != "tensor_type" for v in inputs):
+        return False
+    return any(not v.type.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)
+               for v in inputs)
+
+
+SHAPE_INPUT_MAX_ELEMENTS = 64
 
 
 def _shape_inputs(model: onnx.ModelProto) -> set[str]:
-    """Graph inputs that only ever feed later operands (axes, shapes, counts), never an op's data."""
+    """Graph inputs that may decide shapes: those only ever feeding later operands (axes, shapes,
+    counts, never an op's data), and small integer tensors."""
     first = {n.input[0] for n in model.graph.node if n.input}
     used = {x for n in model.graph.node for x in n.input}
-    return {v.name for v in model.graph.input if v.name in used and v.name not in first}
+    small_ints = set()
+    for v in model.graph.input:
+        t = v.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else SHAPE_INPUT_MAX_ELEMENTS + 1 for d in t.shape.dim]
+        if t.elem_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64) and math.prod(dims) <= SHAPE_INPUT_MAX_ELEMENTS:
+            small_ints.add(v.name)
+    return {v.name for v in model.graph.input if v.name in used and (v.name not in first or v.name in small_ints)}
 
 
 class AnecBackendRep(BackendRep):
