@@ -72,8 +72,9 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
     return passes
 
 
-def run_pipeline(module: ModuleOp, options: CompileOptions, out=sys.stdout) -> dict[str, object]:
+def run_pipeline(module: ModuleOp, options: CompileOptions, out=None) -> dict[str, object]:
     """Run the pipeline of `options.emit` over `module` in place; returns its statistics."""
+    out = out or sys.stdout  # looked up per call, so redirected output (tests, notebooks) is honoured
     ctx = make_context()
     stats: dict[str, object] = {"pass_seconds": {}}
     if options.stop_after and options.stop_after not in PIPELINES.get(options.emit, ()):

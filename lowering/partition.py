@@ -1,12 +1,14 @@
 """Partition: outline runs of ANE-legal ops into `ane.segment`s; everything else runs on the CPU.
 
 Legality comes from the one predicate, `anec.legality.legality` (limits the tile pass removes do not
-count). Segments are chosen to keep switches between the ANE and the CPU few: every op gets a
-*level*, the number of ANE↔CPU changes on the longest path reaching it, and all ANE ops of one
-level form one segment. No path leaves such a group through a CPU op and comes back (that path
-would raise the level), so each group is a valid program, and the number of segments equals the
-smallest number of switches any path needs. Segments with fewer than `min_segment_ops` ops are
-not worth a dispatch: their ops go to the CPU and the levels are recomputed.
+count). Segments are chosen to keep switches between the ANE and the CPU few. Every op gets a
+*phase*: ANE ops take even phases, CPU ops odd ones, and each op takes the earliest phase of its
+kind not before its operands' phases. All ANE ops of one phase form one segment: no path leaves
+such a group through a CPU op and comes back (the CPU op would push the return to a later phase),
+so each group is a valid program, and since every op sits as early as it can, the segments are as
+few as any path through the graph forces (the most ANE runs any one path has). Segments with fewer
+than `min_segment_ops` ops are not worth a dispatch: their ops go to the CPU and phases are
+recomputed.
 
 Constants a segment uses are cloned into it (segments are isolated from above). Each op left on
 the CPU carries `ane.reason`: its first failing legality rule, or the importer's more specific
@@ -57,19 +59,19 @@ def partition_block(block: Block, target: Target, min_segment_ops: int = 1) -> l
         if not verdict.ok:
             reasons[op] = verdict.reason
     while True:
-        levels = _levels(compute, reasons)
+        phases = _phases(compute, reasons)
         groups: dict[int, list[Operation]] = defaultdict(list)
         for op in compute:
             if op not in reasons:
-                groups[levels[op]].append(op)
+                groups[phases[op]].append(op)
         small = [g for g in groups.values() if len(g) < min_segment_ops]
         if not small:
             break
         for g in small:
             for op in g:
                 reasons[op] = f"a run of {len(g)} ANE op(s) is below min-segment-ops={min_segment_ops}, so it stays on the CPU"
-    _reorder(block, compute, levels, reasons)
-    segments = [_outline(block, groups[level]) for level in sorted(groups)]
+    _reorder(block, compute, phases)
+    segments = [_outline(block, groups[phase]) for phase in sorted(groups)]
     for op in compute:
         if op in reasons:
             if not (isinstance(op, host.HostOp) and REASON_ATTR in op.attributes):
@@ -79,29 +81,22 @@ def partition_block(block: Block, target: Target, min_segment_ops: int = 1) -> l
     return segments
 
 
-def _levels(ops: list[Operation], cpu: dict[Operation, str]) -> dict[Operation, int]:
-    """Number of ANE↔CPU changes on the longest path into each op (ops are in program order)."""
-    level: dict[Operation, int] = {}
+def _phases(ops: list[Operation], cpu: dict[Operation, str]) -> dict[Operation, int]:
+    """The earliest phase of each op's kind (ANE even, CPU odd) after its operands' (program order)."""
+    phase: dict[Operation, int] = {}
     for op in ops:
-        on_ane = op not in cpu
-        best = 0
-        for v in op.operands:
-            p = v.owner
-            if isinstance(p, Operation) and p in level:
-                best = max(best, level[p] + ((p not in cpu) != on_ane))
-        level[op] = best
-    return level
+        parity = 1 if op in cpu else 0
+        earliest = max((phase[v.owner] for v in op.operands if v.owner in phase), default=-1)
+        phase[op] = earliest if earliest % 2 == parity else earliest + 1
+    return phase
 
 
-def _reorder(block: Block, ops: list[Operation], levels: dict[Operation, int], cpu: dict[Operation, str]) -> None:
-    """Constants first, then per level its ANE ops and then its CPU ops, each in program order.
-
-    Within a level neither kind depends on the other (an edge between kinds raises the level), so
-    this order respects every use.
-    """
+def _reorder(block: Block, ops: list[Operation], phases: dict[Operation, int]) -> None:
+    """Constants first, then ops by phase, each phase in program order (phases never decrease
+    along a use, so this respects every use)."""
     consts = [op for op in block.ops if isinstance(op, ane.ConstOp)]
     terminator = block.last_op
-    order = sorted(range(len(ops)), key=lambda i: (levels[ops[i]], ops[i] in cpu, i))
+    order = sorted(range(len(ops)), key=lambda i: (phases[ops[i]], i))
     for op in [*consts, *(ops[i] for i in order)]:
         block.detach_op(op)
         block.insert_op_before(op, terminator) if terminator is not None else block.add_op(op)

@@ -270,6 +270,32 @@ def variadic(node: Node, b: GraphBuilder) -> list[Value]:
     return [y]
 
 
+@handles("IsNaN", emits=[ane.NotEqualOp])
+def is_nan(node: Node, b: GraphBuilder) -> list[Value]:
+    """x != x: true only for NaN (which the ANE never produces: it saturates to inf)."""
+    x = x_of(node, b)
+    return [b.emit(ane.NotEqualOp(x, x))]
+
+
+@handles("Not", "And", "Or", "Xor", emits=[ane.SelectOp, ane.NotEqualOp])
+def logical(node: Node, b: GraphBuilder) -> list[Value]:
+    """Boolean logic as selects between masks (fp16 0/1 on the ANE)."""
+    vals = b.same_rank(*(b.value(x) for x in node.inputs))
+    if any(b.dtype(x) != np.bool_ for x in node.inputs):
+        raise NotOnAne("bitwise logic on integers")
+    rank = len(shape_of(vals[0]))
+    false, true = (b.constant(np.full((1,) * rank, v), "mask") for v in (False, True))
+    match node.op_type, vals:
+        case "Not", [a]:
+            return [b.emit(ane.SelectOp(a, false, true))]
+        case "And", [a, c]:
+            return [b.emit(ane.SelectOp(a, c, false))]
+        case "Or", [a, c]:
+            return [b.emit(ane.SelectOp(a, true, c))]
+    a, c = vals
+    return [b.emit(ane.NotEqualOp(a, c))]
+
+
 @handles("Where", emits=[ane.SelectOp])
 def where(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(ane.SelectOp(*b.same_rank(*(b.value(x) for x in node.inputs))))]

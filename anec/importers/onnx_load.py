@@ -35,7 +35,7 @@ def read_model(model: str | Path | ModelProto) -> ModelProto:
         if _needs_external_data(proto):
             try:
                 onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, onnx.checker.ValidationError) as e:
                 raise AnecError("cannot load the model's external data", where=where, why=str(e).splitlines()[0],
                                 hint="keep the .data file(s) next to the .onnx file, under the names the model records") from None
     validate(proto, where)
