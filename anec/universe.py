@@ -30,6 +30,7 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ane-legalize": _pass("legalize", "LegalizePass"),
     "ane-layout": _pass("layout", "LayoutPass"),
+    "ane-partition": _pass("partition", "PartitionPass"),
     "ane-fp16": _pass("fp16", "Fp16Pass"),
     "ane-fuse": _pass("fuse", "FusePass"),
     "ane-tile": _pass("tile", "TilePass"),
