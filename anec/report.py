@@ -14,7 +14,7 @@ from typing import Literal
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Operation
+from xdsl.ir import Block, Operation
 
 from anec.analysis import ane_bytes, flops
 from anec.dialects import ane
@@ -105,6 +105,13 @@ def op_name(op: Operation) -> str:
     return attr.data if isinstance(attr, StringAttr) else op.name
 
 
+def _edge_cast(op: Operation) -> bool:
+    """A cast the fp16 pass put at a segment edge: the segment's I/O conversion, not a model op."""
+    if not isinstance(op, ane.CastOp):
+        return False
+    return isinstance(op.input.owner, Block) or all(isinstance(use.operation, ane.YieldOp) for use in op.result.uses)
+
+
 def _walk_placed(module: ModuleOp) -> Iterator[tuple[Operation, int | None]]:
     """Every compute op with the index of its segment (None: CPU)."""
     segment_index = 0
@@ -114,7 +121,7 @@ def _walk_placed(module: ModuleOp) -> Iterator[tuple[Operation, int | None]]:
         for op in fn.body.block.ops:
             if isinstance(op, ane.SegmentOp):
                 for inner in op.body.block.ops:
-                    if not isinstance(inner, ane.YieldOp | ane.ConstOp):
+                    if not isinstance(inner, ane.YieldOp | ane.ConstOp) and not _edge_cast(inner):
                         yield inner, segment_index
                 segment_index += 1
             elif not isinstance(op, func.ReturnOp | ane.ConstOp):

@@ -124,23 +124,37 @@ _MASK_PATH = (ane.AddOp, ane.SubOp, ane.MulOp, ane.SelectOp, ane.BroadcastOp, an
               ane.SliceOp, ane.ConcatOp, ane.CastOp, ane.NegOp, ane.MinOp, ane.MaxOp)
 
 
-def feeds_softmax(value: SSAValue) -> bool:
-    """Does `value` reach a softmax through additive-mask arithmetic and data movement only?"""
+def mask_uses(value: SSAValue) -> tuple[list[ane.SoftmaxOp], bool]:
+    """(the softmaxes `value` reaches through additive-mask arithmetic and data movement, whether
+    the model also inspects the mask values themselves: compares or reduces them)."""
     seen: set[int] = set()
+    found: list[ane.SoftmaxOp] = []
+    inspected = False
     todo = [value]
     while todo:
         v = todo.pop()
         for user in users(v):
             if isinstance(user, ane.SoftmaxOp):
-                return True
-            if isinstance(user, _MASK_PATH) and id(user) not in seen:
+                found.append(user)
+            elif isinstance(user, ane.CompareOp | ane.ReduceOp):
+                inspected = True
+            elif isinstance(user, _MASK_PATH) and id(user) not in seen:
                 seen.add(id(user))
                 todo.extend(user.results)
-    return False
+    return found, inspected
+
+
+def _nan_guarded(softmax: ane.SoftmaxOp) -> bool:
+    """Does the model replace NaN probabilities (rows masked entirely with -inf) itself?"""
+    return any(isinstance(u, ane.NotEqualOp) and u.lhs is u.rhs for u in users(softmax.result))
 
 
 def finite_masks_and_constants(block: Block) -> None:
-    """Constants beyond fp16's range: finite -1e4 where they mask a softmax, else a warning."""
+    """Constants beyond fp16's range. Masks of a softmax become a finite -1e4: exact for finite
+    values (float32's lowest is -inf in fp16), and for -inf it keeps every row that is not masked
+    entirely — unless the model handles such rows itself (compares the mask, or replaces the NaN
+    of the softmax), then -inf stays (a warning).
+    Any other constant beyond the range is a warning."""
     for op in list(block.ops):
         if not isinstance(op, ane.ConstOp) or (array := constant_of(op.result)) is None or array.dtype.kind != "f":
             continue
@@ -148,7 +162,9 @@ def finite_masks_and_constants(block: Block) -> None:
         if not big.any():
             continue
         worst = float(array[big].flat[0])
-        if feeds_softmax(op.result) and (array[big] < 0).all():
+        softmaxes, inspected = mask_uses(op.result)
+        guarded = np.isinf(array[big]).any() and (inspected or any(_nan_guarded(s) for s in softmaxes))
+        if softmaxes and (array[big] < 0).all() and not guarded:
             emit = Emitter(op)
             masked = emit.const(np.where(big, MASK_VALUE, array).astype(array.dtype), op.result, "finite")
             for user in users(op.result):
@@ -156,6 +172,10 @@ def finite_masks_and_constants(block: Block) -> None:
             op.result.replace_all_uses_with(masked)
             op.detach()
             op.erase()
+        elif softmaxes and guarded:
+            for user in users(op.result):
+                warn(user, f"mask value {worst:.3g} kept: the model handles fully masked rows itself, "
+                           "but the ANE turns their NaN into +inf")
         else:
             for user in users(op.result):
                 warn(user, f"constant operand holds {worst:.3g}, beyond the fp16 range (max {FP16_MAX:g})")
@@ -273,7 +293,7 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
 
 
 def _const_to_f16(op: ane.ConstOp, converted: dict[str, str]) -> None:
-    """Replace an f32 constant by its fp16 copy (one copy per weight handle, clipped to fp16)."""
+    """Replace an f32 constant by its fp16 copy (one copy per weight handle)."""
     typ = tensor(shape_of(op.result), f16)
     if op.handle is not None and op.handle.data in converted:
         new = ane.ConstOp(typ, handle=converted[op.handle.data])
@@ -281,7 +301,9 @@ def _const_to_f16(op: ane.ConstOp, converted: dict[str, str]) -> None:
         array = constant_of(op.result)
         assert array is not None
         name = op.handle.data if op.handle is not None else "const"
-        new = make_const(np.clip(array, -FP16_MAX, FP16_MAX).astype(np.float16), name, Emitter(op).store, f16)
+        with np.errstate(over="ignore"):  # beyond ±65504 is inf in fp16, as on the ANE (the lint has said so)
+            half = array.astype(np.float16)
+        new = make_const(half, name, Emitter(op).store, f16)
         if op.handle is not None and new.handle is not None:
             converted[op.handle.data] = new.handle.data
     Rewriter.insert_op(new, InsertPoint.before(op))

@@ -9,6 +9,7 @@ from xdsl.dialects.builtin import Float16Type, StringAttr
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
 from anec.errors import AnecError
+from anec.interpreter import interpret
 from anec.lowering.fp16 import Fp16Pass
 from anec.lowering.layout import LayoutPass
 from anec.pipeline import CompileOptions, run_pipeline
@@ -109,3 +110,39 @@ def test_log_sum_exp_gets_max_subtraction_and_survives_large_inputs() -> None:
     x = (np.random.default_rng(0).standard_normal((2, 6, 16)) * 3 + 20).astype(np.float32)  # exp(23) overflows fp16
     assert_same_results(module, after, inputs=[x], precision="f16", rtol=1e-3)
     assert shape_of(ops_named(after, "ane.segment")[0].outputs[0]) == (2, 6)
+
+
+def _masked_attention(fill: float, guard: bool):
+    def body(e, scores, keep):
+        mask = e(ane.SelectOp(e(ane.GreaterOp(keep, e.scalar(0.5, keep))), e.scalar(0.0, keep), e.scalar(fill, keep)))
+        probs = e(ane.SoftmaxOp(e(ane.AddOp(scores, mask)), 3))
+        if guard:  # the exporters' NaN guard for rows masked entirely
+            probs = e(ane.SelectOp(e(ane.NotEqualOp(probs, probs)), e.scalar(0.0, probs), probs))
+        return probs
+    return body
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # NaN rows of the -inf reference
+@pytest.mark.parametrize("fill, guard, fixed", [(float(np.finfo(np.float32).min), False, True), (float("-inf"), False, True),
+                                                (float("-inf"), True, False)], ids=["f32-lowest", "-inf", "-inf-nan-guarded"])
+def test_masks_become_finite_unless_the_model_handles_fully_masked_rows(fill: float, guard: bool, fixed: bool) -> None:
+    module = segment_graph([(1, 2, 4, 8), (1, 1, 4, 8)], _masked_attention(fill, guard))
+    after = run_pass(module, Fp16Pass())
+    report = build_report(after, get_target("m1"))
+    assert bool(report.fp16_fixes) == fixed and bool(report.fp16_warnings) == (not fixed)
+    keep = np.ones((1, 1, 4, 8), np.float32)
+    keep[..., 5:] = 0.0
+    keep[..., 2, :] = 0.0  # row 2 masked entirely
+    scores = np.random.default_rng(0).standard_normal((1, 2, 4, 8)).astype(np.float32)
+    inputs = [scores, keep]
+    if fixed and np.isinf(fill):  # a fully masked row turns from NaN into uniform weights; the others agree
+        expected = interpret_rows(module, inputs)
+        actual = interpret_rows(after, inputs)
+        np.testing.assert_allclose(np.delete(actual, 2, axis=2), np.delete(expected, 2, axis=2), atol=2e-3)
+        np.testing.assert_allclose(actual[:, :, 2], 1 / 8, atol=1e-3)
+    else:
+        assert_same_results(module, after, inputs=inputs, precision="f16", rtol=1e-2)
+
+
+def interpret_rows(module, inputs):
+    return interpret(module, inputs, precision="f32", segments="f32")[0]
