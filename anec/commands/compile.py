@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
     p.add_argument("--all-ops", action="store_true", help="list every ANE op in the placement table, not one row per segment")
+    p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
+                   "(.npy files; with none, on seeded random inputs)")
     p.set_defaults(run=run)
 
 
@@ -53,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
         raise AnecError(f"--emit {args.emit} is not available in this build", why="its emitter has not landed yet",
                         hint=f"use --emit {' or --emit '.join(EMITTERS)}")
     shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
-    compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes,
+    samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
+    calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
+    compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes, example_inputs=samples,
                              min_segment_ops=args.min_segment_ops, print_ir_after_all=args.print_ir_after_all,
-                             stop_after=args.stop_after)
+                             stop_after=args.stop_after, pass_options=calibrate)
     out = Path(args.output) if args.output else compiled.default_output(Path(args.model))
     compiled.save(out)
     print_placement(compiled.report, f"{args.model} → {out}", compiled.target.name, all_ops=args.all_ops)
@@ -83,6 +88,20 @@ def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = Fa
             summary = ", ".join(f"{op} ×{n}" for op, n in kinds.most_common(4)) + (", …" if len(kinds) > 4 else "")
             table.add_row(f"ANE {first.segment}", f"{len(group)} ops", summary, "")
     console.print(table)
+    for kind, notes in (("fixed", report.fp16_fixes), ("warning", report.fp16_warnings)):
+        for note in notes:
+            console.print(f"fp16 {kind}: {note}")
+
+
+def load_sample(text: str) -> tuple[str, np.ndarray]:
+    """`NAME=FILE.npy` → (name, array) for --calibrate."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise AnecError(f"--calibrate {text!r} is not NAME=FILE.npy", hint="e.g. --calibrate input_ids=ids.npy")
+    try:
+        return name, np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise AnecError(f"--calibrate {text!r}: cannot read {path}", why=str(e).splitlines()[0], hint="give a .npy file (numpy.save)") from None
 
 
 def _runs(ops: list[OpRecord], all_ops: bool) -> list[list[OpRecord]]:

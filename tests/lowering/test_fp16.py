@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 from xdsl.dialects.builtin import Float16Type, StringAttr
 
+from anec.cli import main
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
 from anec.errors import AnecError
@@ -146,3 +148,19 @@ def test_masks_become_finite_unless_the_model_handles_fully_masked_rows(fill: fl
 
 def interpret_rows(module, inputs):
     return interpret(module, inputs, precision="f32", segments="f32")[0]
+
+
+def test_compile_cli_calibrates_on_sample_files(tmp_path, capsys) -> None:
+    nodes = [helper.make_node("Mul", ["x", "k"], ["big"], name="big_scale"), helper.make_node("Relu", ["big"], ["y"], name="act")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor("k", TensorProto.FLOAT, [1], [6.0e4])])
+    model = tmp_path / "m.onnx"
+    model.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    np.save(tmp_path / "x.npy", np.full((1, 4, 8, 8), 3.0, np.float32))
+    code = main(["compile", str(model), "--emit", "ir", "-o", str(tmp_path / "m.mlir"), "--calibrate", f"x={tmp_path / 'x.npy'}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "fp16 warning: big_scale: output reaches 1.8e+05" in out
+    assert main(["compile", str(model), "--emit", "ir", "-o", str(tmp_path / "n.mlir"), "--calibrate", "x"]) == 2
+    assert "is not NAME=FILE.npy" in capsys.readouterr().err
