@@ -7,6 +7,7 @@ import pytest
 from onnx import TensorProto, helper
 from xdsl.dialects.builtin import Float16Type, StringAttr
 
+import anec
 from anec.cli import main
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
@@ -164,3 +165,20 @@ def test_compile_cli_calibrates_on_sample_files(tmp_path, capsys) -> None:
     assert "fp16 warning: big_scale: output reaches 1.8e+05" in out
     assert main(["compile", str(model), "--emit", "ir", "-o", str(tmp_path / "n.mlir"), "--calibrate", "x"]) == 2
     assert "is not NAME=FILE.npy" in capsys.readouterr().err
+
+
+def test_planted_hazards_in_an_onnx_model_are_named_in_the_compiled_report() -> None:
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["hot"], name="hot_matmul"),
+             helper.make_node("Mul", ["x", "k"], ["big"], name="big_scale"),
+             helper.make_node("Add", ["hot", "big"], ["y"], name="sum")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8])],
+                              [helper.make_tensor("w", TensorProto.FLOAT, [8, 8], [600.0] * 64),
+                               helper.make_tensor("k", TensorProto.FLOAT, [1], [6.0e4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sample = {"x": np.full((1, 16, 8), 8.0, np.float32)}  # x·w = 38400 > 2^15; x·k = 480000 > 65504
+    compiled = anec.compile(model, target="m1", emit="ir", example_inputs=sample)
+    warnings = compiled.report.to_json()["fp16_warnings"]
+    assert any(w.startswith("hot_matmul:") and "32768" in w for w in warnings), warnings
+    assert any(w.startswith("big_scale:") and "65504" in w for w in warnings), warnings
+    assert not anec.compile(model, target="m1", emit="ir").report.fp16_warnings  # no samples, no range facts
