@@ -407,6 +407,7 @@ class GraphBuilder:
         op.attributes[NAME_ATTR] = StringAttr(node.name)
         if reason:
             op.attributes[REASON_ATTR] = StringAttr(f"{node.op_type}: {reason}")
+        op.verify()
         self.block.add_op(op)
         results = iter(op.results)
         return [next(results) if t is not None else None for t in types]
