@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from anec.dialects import ane, host
 from onnx import TensorProto, helper, numpy_helper
 from xdsl.dialects import func
 
+from anec.dialects import ane, host
 from anec.errors import AnecError
 from anec.importers import import_model
 from anec.importers.onnx import import_onnx

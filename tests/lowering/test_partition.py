@@ -6,17 +6,17 @@ import io
 
 import numpy as np
 import pytest
-from anec.dialects import ane, host
-from anec.dialects.ane import tensor
-from anec.lowering.partition import PartitionPass
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.printer import Printer
 
 from anec.context import make_context
+from anec.dialects import ane, host
+from anec.dialects.ane import tensor
 from anec.interpreter import interpret
 from anec.legality import legality
+from anec.lowering.partition import PartitionPass
 from anec.targets import get_target
 from anec.weights import clone_module
 
