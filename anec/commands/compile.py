@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--target", default="m1", help="chip (m1 … m5-max) or architecture (h13 …); default m1")
     p.add_argument("--emit", default="coreml", help="coreml (.mlpackage), descriptors (.anec), mil-text (folder) or ir (.mlir)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
+    p.add_argument("--deployment-target", default="ios17", metavar="OS",
+                   help="for --emit coreml/mil-text: oldest OS to run on, ios16/17/18 or macos13/14/15 (default ios17)")
     p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
     compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes,
-                             min_segment_ops=args.min_segment_ops, print_ir_after_all=args.print_ir_after_all,
+                             min_segment_ops=args.min_segment_ops, deployment_target=args.deployment_target,
+                             print_ir_after_all=args.print_ir_after_all,
                              stop_after=args.stop_after)
     out = Path(args.output) if args.output else compiled.default_output(Path(args.model))
     compiled.save(out)
