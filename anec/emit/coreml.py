@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,18 +103,31 @@ def model_metadata(model: CompiledModel, target: DeploymentTarget) -> dict[str, 
             "anec.target": model.target.name, "anec.deployment_target": target.name}
 
 
+BACKEND_PASSES = ("mil_backend::adjust_io_to_supported_types", "nn_backend::handle_unused_inputs")
+"""The coremltools passes a program from `anec.emit.mil` still needs: Core ML's I/O types (bool
+outputs) and a use for every input. Everything else was done by anec's own passes."""
+
+
 def write_package(program: Program, path: Path, target: DeploymentTarget, metadata: dict[str, str]) -> None:
-    """Serialize `program` (ops and weights) as the package `path`, with no optimization passes."""
+    """Serialize `program` (ops and weights) as the package `path`.
+
+    This is what `ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY)` does, minus its costs
+    that buy nothing here: printing the whole program for debug logs before each pipeline, a forced
+    `gc.collect()`, and a second write of the spec to record metadata.
+    """
     with quiet_coremltools():
         import coremltools as ct
-        from coremltools.models.utils import _get_model_spec_path
+        from coremltools.converters.mil.backend.mil.load import load as mil_to_spec
+        from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+        from coremltools.models.utils import _create_mlpackage
 
-        mlmodel = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target.opset,
-                             compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY,
-                             skip_model_load=True, package_dir=str(path))
-        spec = mlmodel.get_spec()
-        user = spec.description.metadata.userDefined
-        for key in [k for k in user if "conversion_date" in k]:
-            del user[key]  # keeps packages of equal models equal
-        user.update(metadata)
-        ct.utils.save_spec(spec, _get_model_spec_path(str(path)), auto_set_specification_version=False)
+        for name in BACKEND_PASSES:
+            PASS_REGISTRY[name](program)
+        try:
+            program._check_early_error_out_for_invalid_program()
+        except ValueError as e:
+            raise AnecError("the model cannot be a Core ML program", why=str(e).splitlines()[0]) from e
+        with tempfile.TemporaryDirectory(prefix="anec-weights-") as weights_dir:
+            spec = mil_to_spec(program, weights_dir, specification_version=target.opset.value, convert_to="mlprogram")
+            spec.description.metadata.userDefined.update({"com.github.apple.coremltools.version": ct.__version__, **metadata})
+            _create_mlpackage(spec, weights_dir, str(path))

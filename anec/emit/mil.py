@@ -74,7 +74,7 @@ def as_mil_array(array: np.ndarray, dtype: type) -> np.ndarray:
     if dtype == types.int32 and array.dtype.kind in "iu":
         info = np.iinfo(np.int32)
         array = np.clip(array, info.min, info.max)
-    return np.ascontiguousarray(array, dtype=numpy_dtype(dtype))
+    return np.asarray(array, dtype=numpy_dtype(dtype), order="C")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -114,7 +114,8 @@ class Lowering:
             base = attr.data
         else:
             self.counter += 1
-            base = f"{op.name.split('.')[-1].rsplit('.', 1)[-1]}_{self.counter}"
+            kind = op.op_name.data if isinstance(op, host.HostOp) else op.name
+            base = f"{kind.rsplit('.', 1)[-1]}_{self.counter}"
         return self.unique(base + (f"_{suffix}" if suffix else ""), len(op.results))
 
     # -- values -----------------------------------------------------------------------------
@@ -173,7 +174,7 @@ class Lowering:
             produced = handler(op, self)
         except AnecError:
             raise
-        except (ValueError, TypeError, NotImplementedError, AssertionError) as e:
+        except (ValueError, TypeError, NotImplementedError, AssertionError, IndexError, KeyError) as e:
             raise unsupported(op, f"coremltools rejects it ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
         produced = [produced] if isinstance(produced, Var) else list(produced)
         for result, var in zip(op.results, produced, strict=True):
@@ -209,6 +210,9 @@ def unsupported(op: Operation, why: str) -> AnecError:
 
 def build_program(module: ModuleOp, target: DeploymentTarget) -> Program:
     """The pymil program computing `module`'s entry function (named `main`)."""
+    from coremltools.converters.mil.converter import _reset_conversion_state
+
+    _reset_conversion_state()  # the builder numbers the constants it makes in a process-wide table
     fn = entry_function(module)
     lowering = Lowering(target=target, store=store_of(module))
     in_names = [mil_name(n) for n in input_names(fn)]
@@ -572,10 +576,8 @@ def _pad(op: ane.PadOp, low: Lowering) -> Var:
     first = next((i for i in range(rank) if pads[i] or pads[rank + i]), rank - 1)
     mil_pads = [p for i in range(first, rank) for p in (pads[i], pads[rank + i])]
     x = low.var(op.input)
-    params: dict[str, Any] = {"x": x, "pad": mil_pads, "mode": _PAD_MODES[op.mode.data], "name": low.name(op)}
-    if op.mode.data == "constant":
-        params["constant_val"] = low.scalar(op.value.value.data, x)
-    return mb.pad(**params)
+    # constant_val also for the other modes: its default is fp32, which an fp16 program rejects on load
+    return mb.pad(x=x, pad=mil_pads, mode=_PAD_MODES[op.mode.data], constant_val=low.scalar(op.value.value.data, x), name=low.name(op))
 
 
 @lowers(ane.TileOp)
@@ -749,7 +751,7 @@ def _onnx_static(op: host.HostOp, low: Lowering) -> Var:
     if op.op_name.data in ("onnx.ConstantOfShape", "onnx.Range") and any(low.constant(v) is None for v in op.args):
         raise unsupported(op, "its operands must be constants (MIL programs have static shapes)")
     (value,) = run_host_op(op, args)
-    return low.const(value, mil_dtype(op.outputs[0]), low.name(op))
+    return low.const(np.asarray(value).reshape(shape_of(op.outputs[0])), mil_dtype(op.outputs[0]), low.name(op))
 
 
 @lowers("onnx.Einsum")

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from tests import zoo
 from tests.emit.mil_interpreter import load_package, run_program
+from tests.emit.support import rel_l2
 
 
 class Vision(nn.Module):
@@ -103,11 +104,6 @@ def _convert(model, inputs: dict[str, np.ndarray], path: Path, target: str, fp16
     return loaded, expected if isinstance(expected, tuple) else (expected,)
 
 
-def _rel_l2(got: np.ndarray, expected: np.ndarray) -> float:
-    expected = np.asarray(expected, dtype=np.float64)
-    return float(np.linalg.norm(got.astype(np.float64) - expected) / max(np.linalg.norm(expected), 1e-12))
-
-
 def _random_inputs(name: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     if name == "vision":
@@ -148,7 +144,7 @@ def test_interpreter_matches_pytorch_on_coremltools_programs(name: str, target: 
         if want.dtype.kind in "iu":
             np.testing.assert_array_equal(got, want, err_msg=out_name)
         else:
-            assert _rel_l2(got, want) <= tolerance, f"{out_name}: relative L2 {_rel_l2(got, want):.2e} > {tolerance}"
+            assert rel_l2(got, want) <= tolerance, f"{out_name}: relative L2 {rel_l2(got, want):.2e} > {tolerance}"
 
 
 def test_interpreter_rejects_an_op_it_does_not_know():
