@@ -87,12 +87,31 @@ def emit_coreml(model: CompiledModel, path: Path) -> None:
     """Write `model` as the `.mlpackage` folder `path`."""
     if path.suffix != ".mlpackage":
         raise AnecError(f"{path}: a Core ML package must be named *.mlpackage", hint="use -o NAME.mlpackage")
+    program, target = core_ml_program(model)
+    write_package(program, path, target, model_metadata(model, target))
+
+
+BACKEND_PASSES = ("mil_backend::adjust_io_to_supported_types", "nn_backend::handle_unused_inputs")
+"""The coremltools passes a program from `anec.emit.mil` still needs: Core ML's I/O types (bool
+outputs) and a use for every input. Everything else was done by anec's own passes."""
+
+
+def core_ml_program(model: CompiledModel) -> tuple[Program, DeploymentTarget]:
+    """The pymil program of `model`, as it is serialized (a package or MIL text)."""
     target = deployment_target(model.options.deployment_target)
     with quiet_coremltools():
+        from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
         from anec.emit.mil import build_program
 
         program = build_program(model.ir, target)
-        write_package(program, path, target, model_metadata(model, target))
+        for name in BACKEND_PASSES:
+            PASS_REGISTRY[name](program)
+        try:
+            program._check_early_error_out_for_invalid_program()
+        except ValueError as e:
+            raise AnecError("the model cannot be a Core ML program", why=str(e).splitlines()[0]) from e
+    return program, target
 
 
 def model_metadata(model: CompiledModel, target: DeploymentTarget) -> dict[str, str]:
@@ -103,30 +122,18 @@ def model_metadata(model: CompiledModel, target: DeploymentTarget) -> dict[str, 
             "anec.target": model.target.name, "anec.deployment_target": target.name}
 
 
-BACKEND_PASSES = ("mil_backend::adjust_io_to_supported_types", "nn_backend::handle_unused_inputs")
-"""The coremltools passes a program from `anec.emit.mil` still needs: Core ML's I/O types (bool
-outputs) and a use for every input. Everything else was done by anec's own passes."""
-
-
 def write_package(program: Program, path: Path, target: DeploymentTarget, metadata: dict[str, str]) -> None:
     """Serialize `program` (ops and weights) as the package `path`.
 
-    This is what `ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY)` does, minus its costs
-    that buy nothing here: printing the whole program for debug logs before each pipeline, a forced
-    `gc.collect()`, and a second write of the spec to record metadata.
+    This is what `ct.convert(program, pass_pipeline=ct.PassPipeline.EMPTY)` does after its backend
+    passes, minus the costs that buy nothing here: printing the whole program for debug logs before
+    each pipeline, a forced `gc.collect()`, and a second write of the spec to record metadata.
     """
     with quiet_coremltools():
         import coremltools as ct
         from coremltools.converters.mil.backend.mil.load import load as mil_to_spec
-        from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
         from coremltools.models.utils import _create_mlpackage
 
-        for name in BACKEND_PASSES:
-            PASS_REGISTRY[name](program)
-        try:
-            program._check_early_error_out_for_invalid_program()
-        except ValueError as e:
-            raise AnecError("the model cannot be a Core ML program", why=str(e).splitlines()[0]) from e
         with tempfile.TemporaryDirectory(prefix="anec-weights-") as weights_dir:
             spec = mil_to_spec(program, weights_dir, specification_version=target.opset.value, convert_to="mlprogram")
             spec.description.metadata.userDefined.update({"com.github.apple.coremltools.version": ct.__version__, **metadata})

@@ -126,8 +126,9 @@ class Lowering:
             const = self.consts.get(value)
             if const is None:
                 raise AnecError(f"{value} is used before it is defined")
-            handle = const.handle.data if const.handle is not None else "const"
-            self.env[value] = self.const(const_value(const, self.store), mil_dtype(value), handle)
+            name = const.attributes.get(NAME_ATTR)
+            base = const.handle.data if const.handle is not None else name.data if isinstance(name, StringAttr) else "constant"
+            self.env[value] = self.const(const_value(const, self.store), mil_dtype(value), base)
         return self.env[value]
 
     def const(self, array: np.ndarray | float | int, dtype: type, base: str) -> Var:

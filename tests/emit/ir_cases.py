@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from anec.dialects import ane, host
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -27,7 +28,6 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
-from anec.dialects import ane, host
 from anec.interpreter import NAME_ATTR
 from anec.types import xdsl_element_type
 from anec.weights import WeightStore, attach, make_const

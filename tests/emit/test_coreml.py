@@ -10,11 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from anec.dialects import ane, host
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType, f32, i64
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    f32,
+    i64,
+)
 from xdsl.ir import Block, Region
 
-from anec.dialects import ane, host
 from anec.emit.coreml import INPUT_NAMES_KEY, OUTPUT_NAMES_KEY
 from anec.errors import AnecError
 from anec.interpreter import NAME_ATTR, interpret
@@ -121,7 +129,7 @@ def test_a_form_coremltools_rejects_is_an_error_naming_the_op(tmp_path: Path):
         op = host.HostOp("onnx.Einsum", list(block.args), [TensorType(f32, [2, 4])], {"equation": StringAttr("ij,jk->ik")})
         return _add(block, op)
 
-    with pytest.raises(AnecError, match="onnx.Einsum cannot be expressed.*coremltools rejects it"):
+    with pytest.raises(AnecError, match=r"onnx\.Einsum cannot be expressed.*coremltools rejects it"):
         compiled_model(_module(body, types, ["a", "b"], ["c"])).save(tmp_path / "m.mlpackage")
 
 
@@ -166,7 +174,7 @@ def test_aten_embedding_is_a_gather(tmp_path: Path):
 
 def test_unknown_deployment_target_is_an_error(tmp_path: Path):
     module, _, _ = build_module([CASES["relu"]], segments=True)
-    with pytest.raises(AnecError, match="unknown deployment target 'ios12'.*ios16"):
+    with pytest.raises(AnecError, match=r"unknown deployment target 'ios12'.*ios16"):
         compiled_model(module, deployment_target="ios12").save(tmp_path / "m.mlpackage")
 
 
