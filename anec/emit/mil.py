@@ -134,6 +134,14 @@ class Lowering:
     def const(self, array: np.ndarray | float | int, dtype: type, base: str) -> Var:
         return mb.const(val=as_mil_array(np.asarray(array), dtype), name=self.unique(base))
 
+    def data(self, value: SSAValue, *, ints: bool = True) -> Var:
+        """`value` for an op whose data input takes no bool (with `ints=False`, no integers either):
+        widened to int32 or fp32, exactly; `conform` casts the op's result back."""
+        var = self.var(value)
+        if var.dtype == types.bool or (not ints and var.dtype == types.int32):
+            return mb.cast(x=var, dtype="int32" if ints and var.dtype == types.bool else "fp32", name=self.unique(f"{var.name}_data"))
+        return var
+
     def constant(self, value: SSAValue) -> np.ndarray | None:
         """The value of `value` if an `ane.const` defines it (used as a parameter, not a tensor)."""
         op = self.consts.get(value)
@@ -343,7 +351,32 @@ def _div(op: ane.DivOp, low: Lowering) -> Var:
 
 @lowers(ane.SelectOp)
 def _select(op: ane.SelectOp, low: Lowering) -> Var:
-    return mb.select(cond=low.var(op.cond), a=low.var(op.on_true), b=low.var(op.on_false), name=low.name(op))
+    return select(op, op.cond, op.on_true, op.on_false, low)
+
+
+def select(op: Operation, cond: SSAValue, on_true: SSAValue, on_false: SSAValue, low: Lowering) -> Var:
+    """MIL's select takes its shape from the two branches alone (coremltools ignores the condition's
+    shape), so when the condition is what broadcasts, one branch is widened first: a constant is
+    stored at full size, anything else tiled."""
+    out = shape_of(op.results[0])
+    a, b = on_true, on_false
+    if broadcast_shape(shape_of(a), shape_of(b)) == out:
+        return mb.select(cond=low.var(cond), a=low.var(a), b=low.var(b), name=low.name(op))
+    name = low.name(op)
+    widened = {}
+    for branch in (a, b):
+        array = low.constant(branch)
+        if array is not None:
+            widened[branch] = low.const(np.broadcast_to(array, out), mil_dtype(branch), f"{name}_branch")
+            break
+    else:
+        widened[a] = broadcast_to(low.var(a), out, low.unique(f"{name}_branch"))
+    return mb.select(cond=low.var(cond), a=widened[a] if a in widened else low.var(a), b=widened[b] if b in widened else low.var(b),
+                     name=name)
+
+
+def broadcast_shape(x: Sequence[int], y: Sequence[int]) -> tuple[int, ...]:
+    return tuple(np.broadcast_shapes(tuple(x), tuple(y)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -576,7 +609,7 @@ def _pad(op: ane.PadOp, low: Lowering) -> Var:
     pads, rank = values(op.pads), len(shape_of(op.input))
     first = next((i for i in range(rank) if pads[i] or pads[rank + i]), rank - 1)
     mil_pads = [p for i in range(first, rank) for p in (pads[i], pads[rank + i])]
-    x = low.var(op.input)
+    x = low.data(op.input, ints=False)
     # constant_val also for the other modes: its default is fp32, which an fp16 program rejects on load
     return mb.pad(x=x, pad=mil_pads, mode=_PAD_MODES[op.mode.data], constant_val=low.scalar(op.value.value.data, x), name=low.name(op))
 
@@ -613,7 +646,7 @@ def _resize(op: ane.ResizeOp, low: Lowering) -> Var:
         if pair not in _NEAREST_AS_FLOOR or (pair[0] != "asymmetric" and not integral):
             raise unsupported(op, f"MIL's nearest resize picks floor(i / scale); {mode} with {op.nearest_mode.data} "
                                   f"at scales {scales} does not")
-        return mb.upsample_nearest_neighbor(x=x, scale_factor_height=scale_h, scale_factor_width=scale_w, name=name)
+        return mb.upsample_nearest_neighbor(x=low.data(op.input, ints=False), scale_factor_height=scale_h, scale_factor_width=scale_w, name=name)
     if mode == "pytorch_half_pixel" and any(d == 1 for d in shape_of(op.result)[-len(scales):]):
         raise unsupported(op, "pytorch_half_pixel resizing to a size of 1 has no MIL sampling mode")
     return mb.upsample_bilinear(x=x, scale_factor_height=scale_h, scale_factor_width=scale_w, align_corners=mode == "align_corners",
@@ -622,7 +655,7 @@ def _resize(op: ane.ResizeOp, low: Lowering) -> Var:
 
 @lowers(ane.DepthToSpaceOp)
 def _depth_to_space(op: ane.DepthToSpaceOp, low: Lowering) -> Var:
-    x, block = low.var(op.input), op.block_size.value.data
+    x, block = low.data(op.input, ints=False), op.block_size.value.data
     if op.mode.data == "CRD":
         return mb.pixel_shuffle(x=x, upscale_factor=block, name=low.name(op))
     return mb.depth_to_space(x=x, block_size=block, name=low.name(op))
@@ -630,7 +663,7 @@ def _depth_to_space(op: ane.DepthToSpaceOp, low: Lowering) -> Var:
 
 @lowers(ane.SpaceToDepthOp)
 def _space_to_depth(op: ane.SpaceToDepthOp, low: Lowering) -> Var:
-    return mb.space_to_depth(x=low.var(op.input), block_size=op.block_size.value.data, name=low.name(op))
+    return mb.space_to_depth(x=low.data(op.input, ints=False), block_size=op.block_size.value.data, name=low.name(op))
 
 
 @lowers(ane.CastOp)
@@ -682,13 +715,13 @@ def _onnx_gather(op: host.HostOp, low: Lowering) -> Var:
     data = op.args[0]
     axis = _axis(attr(op, "axis", 0), len(shape_of(data)))
     indices = _indices(op, low, op.args[1], shape_of(data)[axis])
-    return mb.gather(x=low.var(data), indices=indices, axis=axis, name=low.name(op))
+    return mb.gather(x=low.data(data), indices=indices, axis=axis, name=low.name(op))
 
 
 @lowers("aten.embedding.default")
 def _aten_embedding(op: host.HostOp, low: Lowering) -> Var:
     weight, indices = op.args[0], op.args[1]
-    return mb.gather(x=low.var(weight), indices=_indices(op, low, indices, shape_of(weight)[0]), axis=0, name=low.name(op))
+    return mb.gather(x=low.data(weight), indices=_indices(op, low, indices, shape_of(weight)[0]), axis=0, name=low.name(op))
 
 
 @lowers("onnx.GatherElements")
@@ -696,18 +729,17 @@ def _onnx_gather_elements(op: host.HostOp, low: Lowering) -> Var:
     data = op.args[0]
     axis = _axis(attr(op, "axis", 0), len(shape_of(data)))
     indices = _indices(op, low, op.args[1], shape_of(data)[axis])
-    return mb.gather_along_axis(x=low.var(data), indices=indices, axis=axis, name=low.name(op))
+    return mb.gather_along_axis(x=low.data(data), indices=indices, axis=axis, name=low.name(op))
 
 
 @lowers("onnx.GatherND")
 def _onnx_gather_nd(op: host.HostOp, low: Lowering) -> Var:
-    return mb.gather_nd(x=low.var(op.args[0]), indices=low.var(op.args[1]), batch_dims=attr(op, "batch_dims", 0), name=low.name(op))
+    return mb.gather_nd(x=low.data(op.args[0]), indices=low.var(op.args[1]), batch_dims=attr(op, "batch_dims", 0), name=low.name(op))
 
 
 @lowers("onnx.Where")
 def _onnx_where(op: host.HostOp, low: Lowering) -> Var:
-    cond, a, b = (low.var(v) for v in op.args)
-    return mb.select(cond=cond, a=a, b=b, name=low.name(op))
+    return select(op, *op.args, low)
 
 
 @lowers("onnx.Expand")
@@ -731,7 +763,7 @@ def _onnx_topk(op: host.HostOp, low: Lowering) -> Sequence[Var]:
     x = op.args[0]
     k = int(low.required_constant(op, op.args[1], "k").reshape(-1)[0])
     axis = _axis(attr(op, "axis", -1), len(shape_of(x)))
-    return mb.topk(x=low.var(x), k=k, axis=axis, ascending=not attr(op, "largest", 1), sort=bool(attr(op, "sorted", 1)),
+    return mb.topk(x=low.data(x), k=k, axis=axis, ascending=not attr(op, "largest", 1), sort=bool(attr(op, "sorted", 1)),
                    name=low.name(op))
 
 
@@ -739,7 +771,7 @@ def _onnx_topk(op: host.HostOp, low: Lowering) -> Sequence[Var]:
 def _onnx_cumsum(op: host.HostOp, low: Lowering) -> Var:
     x = op.args[0]
     axis = _axis(int(low.required_constant(op, op.args[1], "axis").reshape(-1)[0]), len(shape_of(x)))
-    return mb.cumsum(x=low.var(x), axis=axis, exclusive=bool(attr(op, "exclusive", 0)), reverse=bool(attr(op, "reverse", 0)),
+    return mb.cumsum(x=low.data(x), axis=axis, exclusive=bool(attr(op, "exclusive", 0)), reverse=bool(attr(op, "reverse", 0)),
                      name=low.name(op))
 
 
@@ -776,7 +808,7 @@ def _onnx_trilu(op: host.HostOp, low: Lowering) -> Var:
 def _onnx_scatter_nd(op: host.HostOp, low: Lowering) -> Var:
     if attr(op, "reduction", "none") != "none":
         raise unsupported(op, "only ScatterND without reduction maps to MIL's scatter_nd")
-    data, indices, updates = (low.var(v) for v in op.args)
+    data, indices, updates = low.data(op.args[0]), low.var(op.args[1]), low.data(op.args[2])
     return mb.scatter_nd(data=data, indices=indices, updates=updates, mode="update", name=low.name(op))
 
 
@@ -784,7 +816,7 @@ def _onnx_scatter_nd(op: host.HostOp, low: Lowering) -> Var:
 def _onnx_scatter_elements(op: host.HostOp, low: Lowering) -> Var:
     if attr(op, "reduction", "none") != "none":
         raise unsupported(op, "only ScatterElements without reduction maps to MIL's scatter_along_axis")
-    data, indices, updates = (low.var(v) for v in op.args)
+    data, indices, updates = low.data(op.args[0]), low.var(op.args[1]), low.data(op.args[2])
     axis = _axis(attr(op, "axis", 0), len(shape_of(op.args[0])))
     return mb.scatter_along_axis(data=data, indices=indices, updates=updates, axis=axis, mode="update", name=low.name(op))
 
@@ -821,6 +853,21 @@ _ONNX_BINARY: dict[str, Callable[..., Var]] = {
 def _onnx_binary(op: host.HostOp, low: Lowering) -> Var:
     x, y = (low.var(v) for v in op.args)
     return _ONNX_BINARY[op.op_name.data](x=x, y=y, name=low.name(op))
+
+
+@lowers("onnx.IsNaN")
+def _onnx_is_nan(op: host.HostOp, low: Lowering) -> Var:
+    x = low.var(op.args[0])
+    return mb.not_equal(x=x, y=x, name=low.name(op))
+
+
+@lowers("onnx.IsInf")
+def _onnx_is_inf(op: host.HostOp, low: Lowering) -> Var:
+    x, name = low.var(op.args[0]), low.name(op)
+    positive, negative = attr(op, "detect_positive", 1), attr(op, "detect_negative", 1)
+    if positive and negative:
+        return mb.equal(x=mb.abs(x=x, name=low.unique(f"{name}_abs")), y=low.scalar(np.inf, x), name=name)
+    return mb.equal(x=x, y=low.scalar(np.inf if positive else -np.inf, x), name=name)
 
 
 @lowers("onnx.Mod")

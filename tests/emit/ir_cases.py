@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from anec.dialects import ane, host
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -24,10 +23,12 @@ from xdsl.dialects.builtin import (
     TensorType,
     f16,
     f32,
+    i1,
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
+from anec.dialects import ane, host
 from anec.interpreter import NAME_ATTR
 from anec.types import xdsl_element_type
 from anec.weights import WeightStore, attach, make_const
@@ -136,7 +137,9 @@ def power(g: Graph, a, b):
 @case(((2, 3, 4), STEPS), ((2, 1, 4), STEPS))
 def compare_select(g: Graph, a, b):
     classes = (ane.EqualOp, ane.NotEqualOp, ane.GreaterOp, ane.GreaterEqualOp, ane.LessOp, ane.LessEqualOp)
-    return tuple(g.op(ane.SelectOp(g.op(cls(a, b)), a, b)) for cls in classes)
+    chosen = tuple(g.op(ane.SelectOp(g.op(cls(a, b)), a, b)) for cls in classes)
+    mask = g.op(ane.SelectOp(g.op(ane.GreaterOp(a, b)), g.const(np.zeros((1, 1, 1), np.float32)), g.const(np.full((1, 1, 1), -1e4, np.float32))))
+    return (*chosen, mask, g.op(ane.SelectOp(g.op(ane.LessOp(a, b)), b, g.const(np.ones((1, 1, 1), np.float32)))))
 
 
 @case(((3, 4), ints), ((3, 4), nonzero_ints), host_only=True)
@@ -321,8 +324,10 @@ def gather_elements_nd(g: Graph, x, idx):
 def where_expand(g: Graph, c, a, b):
     cond = g.op(ane.GreaterOp(c, g.const(np.zeros((1, 1), np.float32))))
     chosen = onnx(g, "onnx.Where", [cond, a, b], [t((2, 3))])
+    widened = onnx(g, "onnx.Where", [cond, b, g.const(np.ones((1, 1), np.float32))], [t((2, 3))])
+    masked = g.op(ane.SelectOp(cond, g.const(np.zeros((1, 1), np.float32)), g.const(np.full((1, 1), -1e4, np.float32))))
     expanded = onnx(g, "onnx.Expand", [b, g.const(np.array([2, 2, 3], np.int64))], [t((2, 2, 3))])
-    return chosen, expanded
+    return chosen, widened, masked, expanded
 
 
 @case((2, 5), host_only=True)
@@ -371,9 +376,27 @@ def onnx_elementwise(g: Graph, x, p):
     logic = [onnx(g, f"onnx.{name}", [pos, neg], [t((2, 5), pos.type.element_type)]) for name in ("And", "Or", "Xor")]
     logic.append(onnx(g, "onnx.Not", [pos], [t((2, 5), pos.type.element_type)]))
     as_float = [g.op(ane.CastOp(v, f32)) for v in logic]
+    special = g.op(ane.DivOp(x, g.const(np.zeros((1, 1), np.float32))))  # ±inf, and nan where x is 0
+    checks = [onnx(g, "onnx.IsNaN", [special], [t((2, 5), pos.type.element_type)])]
+    checks += [onnx(g, "onnx.IsInf", [special], [t((2, 5), pos.type.element_type)], detect_positive=p_, detect_negative=n_)
+               for p_, n_ in ((1, 1), (1, 0), (0, 1))]
+    as_float += [g.op(ane.CastOp(v, f32)) for v in checks]
     modulo = onnx(g, "onnx.Mod", [x, g.const(np.full((1, 1), 1.5, np.float32))], [t((2, 5))])
     cast = onnx(g, "onnx.Cast", [p], [t((2, 5), i64)], to=7)
     return (*unary, rounded, *as_float, modulo, cast, onnx(g, "onnx.Identity", [x], [t((2, 5))]))
+
+
+@case(((1, 4, 2, 3), STEPS), host_only=True)
+def bool_and_int_data(g: Graph, x):
+    """Data movement on masks and integers, which several MIL ops take only as floats."""
+    mask = g.op(ane.GreaterOp(x, g.const(np.zeros((1, 1, 1, 1), np.float32))))
+    ints = g.op(ane.CastOp(x, xdsl_element_type(np.int32)))
+    picked = onnx(g, "onnx.Gather", [mask, g.const(np.array([2, 0], np.int64))], [t((1, 2, 2, 3), i1)], axis=1)
+    nd = onnx(g, "onnx.GatherND", [mask, g.const(np.array([[0, 1], [0, 3]], np.int64))], [t((2, 2, 3), i1)])
+    padded = g.op(ane.PadOp(ints, [0, 0, 1, 0, 0, 0, 0, 2], value=7.0))
+    moved = g.op(ane.DepthToSpaceOp(ints, 2))
+    resized = g.op(ane.ResizeOp(mask, (1, 4, 4, 6), "nearest", [2, 2], "asymmetric", "floor"))
+    return (*(g.op(ane.CastOp(v, f32)) for v in (picked, nd, resized)), padded, moved)
 
 
 # -- building ------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from anec.dialects import ane, host
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -23,6 +22,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Block, Region
 
+from anec.dialects import ane, host
 from anec.emit.coreml import INPUT_NAMES_KEY, OUTPUT_NAMES_KEY
 from anec.errors import AnecError
 from anec.interpreter import NAME_ATTR, interpret

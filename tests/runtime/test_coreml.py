@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from anec.dialects import ane
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -21,6 +20,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Block, Region
 
+from anec.dialects import ane
 from anec.errors import AnecError
 from anec.interpreter import NAME_ATTR
 from anec.runtime.coreml import core_ml_feeds, named_outputs, predict
