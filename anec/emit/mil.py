@@ -236,6 +236,7 @@ def build_program(module: ModuleOp, target: DeploymentTarget) -> Program:
         results = [lowering.var(v) for v in lowering.run_block(list(fn.body.block.ops))]
         outputs: list[Var] = []
         for name, var in zip(out_names, results):
+            var = _unwidened(var, results)
             if var.name != name:
                 var = _rename_output(var, name, function, outputs)
             outputs.append(var)
@@ -243,6 +244,21 @@ def build_program(module: ModuleOp, target: DeploymentTarget) -> Program:
     program = Program()
     program.add_function("main", function)
     return program
+
+
+def _unwidened(var: Var, results: list[Var]) -> Var:
+    """An output that only widens fp16 to fp32 is returned in fp16, as coremltools returns fp16
+    programs' outputs from iOS 16 on: the app receives what the ANE wrote, one op fewer."""
+    op = var.op
+    if op is None or op.op_type != "cast" or var.dtype != types.fp32 or op.x.dtype != types.fp16:
+        return var
+    if var.child_ops or results.count(var) != 1:
+        return var
+    dtype = op.dtype.op
+    op.enclosing_block.remove_ops([op])
+    if not dtype.outputs[0].child_ops:
+        dtype.enclosing_block.remove_ops([dtype])
+    return op.x
 
 
 def _rename_output(var: Var, name: str, function: Function, taken: list[Var]) -> Var:

@@ -39,5 +39,12 @@ def rel_l2(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(got, dtype=np.float64) - expected) / max(np.linalg.norm(expected), 1e-12))
 
 
+def dtype_name(var: Any) -> str:
+    """A MIL value's element type as MIL spells it: fp16, fp32, int32, bool."""
+    from coremltools.converters.mil.mil import types
+
+    return types.builtin_to_string(var.dtype)
+
+
 def op_types(program: Any) -> list[str]:
     return [op.op_type for op in program.functions["main"].operations if op.op_type != "const"]

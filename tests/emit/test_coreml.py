@@ -28,7 +28,14 @@ from anec.errors import AnecError
 from anec.interpreter import NAME_ATTR, interpret
 from anec.weights import WeightStore, attach
 from tests.emit.ir_cases import CASES, build_module
-from tests.emit.support import compiled_model, emit_package, op_types, rel_l2, run_emitted
+from tests.emit.support import (
+    compiled_model,
+    dtype_name,
+    emit_package,
+    op_types,
+    rel_l2,
+    run_emitted,
+)
 
 TARGETS = ("ios16", "ios17", "ios18")
 
@@ -67,10 +74,13 @@ def test_every_ane_op_in_fp16_segments_matches_the_ir(segmented, target: str):
 def test_segments_become_fp16_ops_between_casts(segmented):
     program = segmented[3]["ios17"]
     function = program.functions["main"]
-    assert all(v.dtype.__name__ == "fp32" for v in function.inputs.values() if v.dtype.__name__ != "int32")
+    assert all(dtype_name(v) == "fp32" for v in function.inputs.values() if dtype_name(v) != "int32")
+    # an output that a segment widens to fp32 is returned in fp16, as coremltools does from iOS 16
+    assert {dtype_name(v) for v in function.outputs} == {"fp16", "int32"}
+    assert not any(op.op_type == "cast" and not op.outputs[0].child_ops for op in function.operations)
     computed = [op for op in function.operations if op.op_type not in ("const", "cast")]
-    fp16 = [op for op in computed if op.outputs[0].dtype.__name__ == "fp16"]
-    assert len(fp16) > 0.9 * len([op for op in computed if op.outputs[0].dtype.__name__ in ("fp16", "fp32")])
+    fp16 = [op for op in computed if dtype_name(op.outputs[0]) == "fp16"]
+    assert len(fp16) > 0.9 * len([op for op in computed if dtype_name(op.outputs[0]) in ("fp16", "fp32")])
     assert {"conv", "conv_transpose", "linear", "matmul", "layer_norm", "instance_norm", "max_pool", "avg_pool",
             "upsample_bilinear", "pixel_shuffle", "depth_to_space", "reduce_argmax", "softmax"} <= set(op_types(program))
 
@@ -85,7 +95,7 @@ def test_fused_attention_only_from_ios18(segmented):
 def test_every_op_outside_segments_matches_the_ir_at_f32(tmp_path: Path):
     module, feeds, names = build_module(list(CASES.values()), segments=False)
     program = emit_package(compiled_model(module), tmp_path / "flat.mlpackage")
-    assert not any(v.dtype.__name__ == "fp16" for op in program.functions["main"].operations if op.op_type != "cast" for v in op.outputs)
+    assert not any(dtype_name(v) == "fp16" for op in program.functions["main"].operations if op.op_type != "cast" for v in op.outputs)
     _check_outputs(module, feeds, names, program, tolerance=1e-5)
 
 

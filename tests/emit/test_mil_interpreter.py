@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from tests import zoo
 from tests.emit.mil_interpreter import load_package, run_program
-from tests.emit.support import rel_l2
+from tests.emit.support import dtype_name, rel_l2
 
 
 class Vision(nn.Module):
@@ -134,7 +134,7 @@ def test_interpreter_matches_pytorch_on_coremltools_programs(name: str, target: 
     function = program.functions["main"]
     op_types = {op.op_type for op in function.operations}
     if fp16:
-        assert any(var.dtype.__name__ == "fp16" for op in function.operations for var in op.outputs), "expected an fp16 program"
+        assert any(dtype_name(var) == "fp16" for op in function.operations for var in op.outputs), "expected an fp16 program"
     if name == "text":
         assert ("scaled_dot_product_attention" in op_types) == (target == "iOS18")
     outputs = run_program(program, dict(zip(function.inputs, inputs.values())))

@@ -14,7 +14,7 @@ import pytest
 from anec.emit.coreml import deployment_target
 from anec.emit.miltext import ALIGNMENT, BLOB_DTYPES, SENTINEL, BlobWriter, MilTextPrinter
 from tests.emit.ir_cases import CASES, build_module
-from tests.emit.support import compiled_model, emit_package
+from tests.emit.support import compiled_model, dtype_name, emit_package
 
 CONST = re.compile(r"^(?P<type>\S+(?:, \[[^\]]*\]>)?) (?P<name>\w+) = const\(\)\[name = [^(]+\(\"(?P=name)\"\), val = (?P<val>.*)\];$")
 OP = re.compile(r"^(?P<outs>.+?) = (?P<op>\w+)\((?P<args>.*)\)\[name = [^(]+\(\"(?P<name>[^\"]*)\"\)\];$")
@@ -90,7 +90,7 @@ def test_the_text_names_every_op_of_the_package(emitted):
         assert (m["op"], m["name"]) == (op.op_type, op.name)
         outs = TYPED_OUT.findall(m["outs"])
         assert [name for _, name in outs] == [v.name for v in op.outputs]
-        assert all(typ.startswith("tensor<fp16") == (v.dtype.__name__ == "fp16") for (typ, _), v in zip(outs, op.outputs))
+        assert all(typ.startswith("tensor<fp16") == (dtype_name(v) == "fp16") for (typ, _), v in zip(outs, op.outputs))
         args = dict(part.split(" = ", 1) for part in re.split(r", (?![^(]*\))", m["args"]))
         expected = {k: f"({', '.join(x.name for x in v)})" if isinstance(v, tuple | list) else v.name for k, v in op.inputs.items()}
         assert args == expected
