@@ -90,6 +90,8 @@ class Lowering:
     store: WeightStore
     env: dict[SSAValue, Var] = field(default_factory=dict)
     consts: dict[SSAValue, ane.ConstOp] = field(default_factory=dict)
+    weights: dict[tuple[str, type], Var] = field(default_factory=dict)
+    """One MIL constant per stored weight and element type, however many `ane.const`s name it."""
     taken: set[str] = field(default_factory=set)
     counter: int = 0
 
@@ -126,9 +128,15 @@ class Lowering:
             const = self.consts.get(value)
             if const is None:
                 raise AnecError(f"{value} is used before it is defined")
-            name = const.attributes.get(NAME_ATTR)
-            base = const.handle.data if const.handle is not None else name.data if isinstance(name, StringAttr) else "constant"
-            self.env[value] = self.const(const_value(const, self.store), mil_dtype(value), base)
+            dtype = mil_dtype(value)
+            if const.handle is not None:
+                key = (const.handle.data, dtype)
+                if key not in self.weights:
+                    self.weights[key] = self.const(const_value(const, self.store), dtype, const.handle.data)
+                self.env[value] = self.weights[key]
+            else:
+                name = const.attributes.get(NAME_ATTR)
+                self.env[value] = self.const(const_value(const, self.store), dtype, name.data if isinstance(name, StringAttr) else "constant")
         return self.env[value]
 
     def const(self, array: np.ndarray | float | int, dtype: type, base: str) -> Var:

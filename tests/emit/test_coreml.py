@@ -182,6 +182,22 @@ def test_aten_embedding_is_a_gather(tmp_path: Path):
     np.testing.assert_array_equal(run_emitted(program, {"ids": ids})["emb"], table[ids])
 
 
+def test_a_weight_named_by_two_constants_is_stored_once(tmp_path: Path):
+    store = WeightStore()
+    handle = store.add(np.arange(20, dtype=np.float32).reshape(4, 5), "shared")
+
+    def body(block):
+        first = _add(block, ane.ConstOp(TensorType(f32, [4, 5]), handle=handle))[0]
+        second = _add(block, ane.ConstOp(TensorType(f32, [4, 5]), handle=handle))[0]
+        return _add(block, ane.AddOp(_add(block, ane.MulOp(block.args[0], first))[0], second))
+
+    program = emit_package(compiled_model(_module(body, [TensorType(f32, [4, 5])], ["x"], ["y"], store)), tmp_path / "w.mlpackage")
+    consts = [op for op in program.functions["main"].operations if op.op_type == "const" and op.outputs[0].shape == (4, 5)]
+    assert len(consts) == 1
+    x = np.ones((4, 5), np.float32)
+    np.testing.assert_array_equal(run_emitted(program, {"x": x})["y"], 2 * np.arange(20).reshape(4, 5))
+
+
 def test_unknown_deployment_target_is_an_error(tmp_path: Path):
     module, _, _ = build_module([CASES["relu"]], segments=True)
     with pytest.raises(AnecError, match=r"unknown deployment target 'ios12'.*ios16"):
