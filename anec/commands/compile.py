@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from anec.emit.coreml import deployment_target
     from anec.pipeline import compile as compile_model
 
+    deployment_target(args.deployment_target)  # a typo fails before the model is compiled
     shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
     compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes,
                              min_segment_ops=args.min_segment_ops, deployment_target=args.deployment_target,
