@@ -552,6 +552,13 @@ def _pixel_shuffle(o: Op, a: Args) -> np.ndarray:
     return x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c // (b * b), h * b, w * b)
 
 
+@op("pixel_unshuffle")
+def _pixel_unshuffle(o: Op, a: Args) -> np.ndarray:
+    x, b = a["x"], a.scalar("downscale_factor")
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // b, b, w // b, b).transpose(0, 1, 3, 5, 2, 4).reshape(n, c * b * b, h // b, w // b)
+
+
 @op("space_to_depth")
 def _space_to_depth(o: Op, a: Args) -> np.ndarray:
     x, b = a["x"], a.scalar("block_size")

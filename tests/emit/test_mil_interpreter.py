@@ -75,6 +75,18 @@ class Text(nn.Module):
         return y, torch.cumsum(y, 1), values, indices.to(torch.int32), y.argmax(-1).to(torch.int32)
 
 
+class Indexing(nn.Module):
+    """Gathers, flips, tiling, block moves, triangular masks, einsum and the rarer reductions."""
+
+    def forward(self, x, idx):
+        y = torch.gather(x, 2, idx) + torch.flip(x, [3])[:, :, :3] + x.tile(1, 1, 1, 2)[:, :, :3, 1:5]
+        blocks = F.pixel_unshuffle(x[:, :, :, :2].repeat(1, 1, 1, 2), 2)
+        tri = torch.triu(x[0, 0], diagonal=1) - torch.tril(x[0, 1])
+        product = torch.einsum("bchw,bcwk->bchk", x, x.transpose(2, 3))
+        norms = torch.logsumexp(x, dim=1) + torch.linalg.vector_norm(x, dim=3)[..., None] + (x * x).sum(dim=2, keepdim=True)
+        return y, blocks, tri, product, norms, F.lp_pool2d(x.abs(), 2, 2)
+
+
 def convert_with_coremltools(model, args: tuple, **options):
     """`ct.convert` of `model`'s torch.export program: ATen ops as exported when coremltools takes
     them (`run_decompositions({})`), else decomposed to core ATen (HF BERT's `new_ones`)."""
@@ -108,6 +120,8 @@ def _random_inputs(name: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     if name == "vision":
         return {"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    if name == "indexing":
+        return {"x": rng.standard_normal((1, 2, 4, 4)).astype(np.float32), "idx": rng.integers(0, 4, (1, 2, 3, 4))}
     return {"ids": rng.integers(0, 50, (1, 8)), "mask": np.array([[1, 1, 1, 1, 1, 1, 0, 0]])}
 
 
@@ -116,6 +130,7 @@ CASES = [
     ("vision", "iOS17", False, 1e-5),
     ("text", "iOS17", False, 1e-5),
     ("text", "iOS18", False, 1e-5),       # fused scaled_dot_product_attention
+    ("indexing", "iOS17", False, 1e-5),
     ("bert-tiny", "iOS17", False, 1e-5),
     ("resnet-tiny", "iOS17", False, 1e-5),
     ("bert-tiny", "iOS17", True, 1e-2),   # fp16 storage after every op
@@ -129,7 +144,7 @@ def test_interpreter_matches_pytorch_on_coremltools_programs(name: str, target: 
     if name in zoo.ZOO:
         model, inputs = zoo.torch_model(name)
     else:
-        model, inputs = {"vision": Vision, "text": Text}[name]().eval(), _random_inputs(name)
+        model, inputs = {"vision": Vision, "text": Text, "indexing": Indexing}[name]().eval(), _random_inputs(name)
     program, expected = _convert(model, inputs, tmp_path / "model.mlpackage", target, fp16)
     function = program.functions["main"]
     op_types = {op.op_type for op in function.operations}
