@@ -19,6 +19,9 @@ from tests import zoo
 from tests.emit.mil_interpreter import load_package, run_program
 from tests.emit.support import dtype_name, rel_l2
 
+pytestmark = [pytest.mark.filterwarnings("ignore:Function _TORCH_OPS_REGISTRY:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`:FutureWarning")]
+
 
 class Vision(nn.Module):
     """Convolutions of every kind, norms, pools, resampling, padding and activations."""
