@@ -45,7 +45,8 @@ class WeightStore:
         handle, n = base, 1
         while handle in self._arrays:
             handle, n = f"{base}#{n}", n + 1
-        array = np.ascontiguousarray(array).reshape(np.shape(array))  # a view (0-d stays 0-d): read-only here, the caller's untouched
+        # a view: read-only here, the caller's array untouched (reshape: ascontiguousarray makes 0-d arrays 1-d)
+        array = np.ascontiguousarray(array).reshape(np.shape(array)).view()
         array.flags.writeable = False
         self._arrays[handle] = array
         return handle
