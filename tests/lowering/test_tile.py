@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
+import anec
 from anec.analysis import largest_operand_bytes, weight_bytes
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
@@ -86,3 +88,47 @@ def test_working_set_tiles_split_rows_first() -> None:
     convs = ops_named(after, "ane.conv")
     assert all(shape_of(c.result)[1] == 32 and shape_of(c.result)[3] == 256 for c in convs)
     assert all(largest_operand_bytes(c) <= 2 * 1024 * 1024 for c in convs)
+
+
+def _over_limit_onnx_model():
+    def conv(name, x, w, **attrs):
+        return helper.make_node("Conv", [x, w], [name], name=name, **attrs)
+
+    weights = {"w1": _w((4, 4, 31, 31)), "w2": _w((8, 4, 1, 3), 1), "w3": _w((32, 64, 3, 3), 2), "w4": _w((1024, 1536), 3) * 8,
+               "w5": _w((8, 3, 7, 7), 4)}
+    nodes = [conv("kernel_31x31", "x1", "w1", pads=[15, 15, 15, 15]),
+             helper.make_node("Relu", ["x2"], ["r2"], name="relu_wide"), conv("width_20000", "r2", "w2", pads=[0, 1, 0, 1]),
+             conv("activation_4mb", "x3", "w3", pads=[1, 1, 1, 1]),
+             helper.make_node("MatMul", ["x4", "w4"], ["weight_3mb"], name="weight_3mb"),
+             conv("stride_4", "x5", "w5", strides=[4, 4], pads=[3, 3, 3, 3])]
+    shapes = {"x1": [1, 4, 40, 40], "x2": [1, 4, 2, 20000], "x3": [1, 64, 128, 256], "x4": [1, 16, 1024], "x5": [1, 3, 35, 35]}
+    outs = {"kernel_31x31": [1, 4, 40, 40], "width_20000": [1, 8, 2, 20000], "activation_4mb": [1, 32, 128, 256],
+            "weight_3mb": [1, 16, 1536], "stride_4": [1, 8, 9, 9]}
+    graph = helper.make_graph(nodes, "over_limits", [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in shapes.items()],
+                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outs.items()],
+                              [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # onnxruntime reads IR <= 13
+    rng = np.random.default_rng(0)
+    return model, {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
+
+
+@pytest.mark.parametrize("target", ["m1", "m4"])
+def test_over_limit_onnx_model_compiles_to_legal_tiles_through_the_whole_pipeline(target: str) -> None:
+    import onnxruntime
+
+    model, feeds = _over_limit_onnx_model()
+    compiled = anec.compile(model, target=target, emit="descriptors")
+    segments = ops_named(compiled.ir, "ane.segment")
+    assert segments and not compiled.report.host_ops
+    for segment in segments:
+        for op in segment.body.block.ops:
+            if not isinstance(op, ane.ConstOp | ane.YieldOp):
+                assert legality(op, compiled.target, strict=True), f"{op.name}: {legality(op, compiled.target, strict=True).reason}"
+    tiled = {r.name for r in compiled.report.ops if r.tiles > 1}
+    assert {"kernel_31x31", "activation_4mb", "weight_3mb", "stride_4"} <= tiled
+    assert ("width_20000" in tiled) == (target == "m1")  # M4 allows 65536-wide tensors
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = compiled.run(feeds)
+    for name, want in zip([o.name for o in session.get_outputs()], session.run(None, feeds)):
+        rel = np.linalg.norm(got[name].astype(np.float64) - want) / np.linalg.norm(want)
+        assert rel <= 1e-2, f"{name}: relative L2 error {rel:.2e}"
