@@ -74,7 +74,9 @@ def _copy_epilogue(src: ane.EpilogueOp, dst: ane.EpilogueOp) -> None:
 
 
 class LinearToConv(RewritePattern):
-    """x·W with a constant W → a 1×1 conv over (N, K, 1, M): K on channels, rows on W."""
+    """x·W with a constant W → a 1×1 conv with K on channels and the rows of x on W. The batch axis
+    next to the rows becomes H, the rest N: (B, S, K) runs as (B, K, 1, S), and a channels-last
+    image (N, H, W, K) — ConvNeXt's pointwise layers — as (N, K, H, W), its NCHW layout."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.MatmulOp, rewriter: PatternRewriter) -> None:
@@ -84,16 +86,18 @@ class LinearToConv(RewritePattern):
             return
         transpose_lhs, transpose_rhs = op.flags()
         batch = a[:-2]
-        n = math.prod(batch)
+        n, h = math.prod(batch[:-1]), (batch[-1] if batch else 1)
         m, k = (a[-1], a[-2]) if transpose_lhs else (a[-2], a[-1])
         kernel = weight.reshape(w[-2:]) if transpose_rhs else weight.reshape(w[-2:]).T
         emit = Emitter(op, rewriter)
-        x = op.lhs if transpose_lhs else emit.transpose(emit.reshape(op.lhs, (n, m, k)), (0, 2, 1))
-        x = emit.reshape(x, (n, k, 1, m))
+        if transpose_lhs:
+            x = emit.transpose(emit.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
+        else:
+            x = emit.transpose(emit.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
         conv = ane.ConvOp(x, emit.const(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
         _copy_epilogue(op, conv)
-        y = emit.reshape(emit(conv), (n, kernel.shape[0], m))
-        emit.replace(emit.reshape(emit.transpose(y, (0, 2, 1)), shape_of(op.result)))
+        y = emit.transpose(emit(conv), (0, 2, 3, 1))
+        emit.replace(emit.reshape(y, shape_of(op.result)))
 
 
 class LiftWindowOps(RewritePattern):
@@ -481,11 +485,15 @@ def view_cost(region: Region, view: View) -> tuple[int, int]:
 
 def canonical(perm: Perm, region: Region) -> Perm:
     """The same data order with axes that are 1 in every tensor of the region moved out of the way:
-    non-unit axes fill (N, C, 1, W) from the right, as a rank-4 lift would place them."""
-    unit = [a for a in range(len(perm)) if all(shape_of(v)[a] == 1 for v in region.values)]
+    two non-unit axes as (1, C, 1, W) (a sequence), three as (1, C, H, W) when the batch is 1 (an
+    image) or else (N, C, 1, W), four as they are."""
+    if len(perm) != 4:
+        return perm
+    unit = [a for a in range(4) if all(shape_of(v)[a] == 1 for v in region.values)]
     moving = [a for a in perm if a not in unit]
-    out: list[int | None] = [None] * len(perm)
-    for pos, a in zip(_lift_positions(len(moving)) if len(perm) == 4 else range(len(perm)), moving):
+    positions = (1, 2, 3) if len(moving) == 3 and 0 in unit else _lift_positions(len(moving))
+    out: list[int | None] = [None] * 4
+    for pos, a in zip(positions, moving):
         out[pos] = a
     spare = iter(unit)
     return tuple(a if a is not None else next(spare) for a in out)
@@ -509,9 +517,15 @@ def candidate_views(region: Region) -> list[View]:
     return [View(p) for p in unique if all(accepts(op, View(p)) for op in region.ops)]
 
 
-def choose_view(region: Region) -> View:
+def choose_view(region: Region, padding_ties: bool) -> View:
+    """The candidate leaving the fewest transposes. A region keeps its current order unless another
+    one leaves strictly fewer — or, with `padding_ties` (the first round only, so that neighbours
+    cannot flip each other back and forth), as few but with less row padding."""
     views = candidate_views(region)
-    return min(views, key=lambda v: view_cost(region, v))  # min keeps the first (identity) on ties
+    current, best = views[0], min(views, key=lambda v: view_cost(region, v))
+    if view_cost(region, best)[0] < view_cost(region, current)[0] or padding_ties:
+        return best
+    return current
 
 
 def apply_view(region: Region, view: View) -> None:
@@ -552,7 +566,7 @@ def _name_of_value(v: SSAValue) -> str:
     return Emitter(owner).name if isinstance(owner, Operation) else "input"
 
 
-def assign_layouts(module: ModuleOp, target: Target, *, lift_only: bool = False) -> bool:
+def assign_layouts(module: ModuleOp, target: Target, *, lift_only: bool = False, padding_ties: bool = False) -> bool:
     """Lift every region to rank 4 (`lift_only`), or give every region its cheapest axis order.
     Returns True if any region changed."""
     changed = False
@@ -560,7 +574,7 @@ def assign_layouts(module: ModuleOp, target: Target, *, lift_only: bool = False)
         for region in find_regions(block, target):
             if region.rank > 4 or (lift_only and region.rank == 4):
                 continue
-            view = View(tuple(range(region.rank))) if lift_only else choose_view(region)
+            view = View(tuple(range(region.rank))) if lift_only else choose_view(region, padding_ties)
             if not view.is_trivial():
                 apply_view(region, view)
                 changed = True
@@ -655,9 +669,9 @@ class LayoutPass(ModulePass):
         walk(op, [LinearToConv(), LiftWindowOps()])
         target = get_target(self.target)
         assign_layouts(op, target, lift_only=True)
-        for _ in range(self.max_rounds):
+        for round_ in range(self.max_rounds):
             cleanup(op)
-            if not assign_layouts(op, target):
+            if not assign_layouts(op, target, padding_ties=round_ == 0):
                 break
         cleanup(op)
         if split_heads(op, target, self.heads):
