@@ -45,7 +45,6 @@ from anec.targets import Target, get_target
 from anec.types import numpy_dtype
 from anec.weights import make_const
 
-FP16_MAX = 65504.0
 MIN_EPSILON = 1e-7
 """Apple's fp16 guidance: epsilons below 1e-7 round away next to fp16 variances."""
 MASK_VALUE = -1e4
@@ -149,7 +148,7 @@ def _nan_guarded(softmax: ane.SoftmaxOp) -> bool:
     return any(isinstance(u, ane.NotEqualOp) and u.lhs is u.rhs for u in users(softmax.result))
 
 
-def finite_masks_and_constants(block: Block) -> None:
+def finite_masks_and_constants(block: Block, fp16_max: float) -> None:
     """Constants beyond fp16's range. Masks of a softmax become a finite -1e4: exact for finite
     values (float32's lowest is -inf in fp16), and for -inf it keeps every row that is not masked
     entirely — unless the model handles such rows itself (compares the mask, or replaces the NaN
@@ -158,7 +157,7 @@ def finite_masks_and_constants(block: Block) -> None:
     for op in list(block.ops):
         if not isinstance(op, ane.ConstOp) or (array := constant_of(op.result)) is None or array.dtype.kind != "f":
             continue
-        big = ~np.isfinite(array) | (np.abs(array) > FP16_MAX)
+        big = ~np.isfinite(array) | (np.abs(array) > fp16_max)
         if not big.any():
             continue
         worst = float(array[big].flat[0])
@@ -178,7 +177,7 @@ def finite_masks_and_constants(block: Block) -> None:
                            "but the ANE turns their NaN into +inf")
         else:
             for user in users(op.result):
-                warn(user, f"constant operand holds {worst:.3g}, beyond the fp16 range (max {FP16_MAX:g})")
+                warn(user, f"constant operand holds {worst:.3g}, beyond the fp16 range (max {fp16_max:g})")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -343,7 +342,7 @@ class Fp16Pass(ModulePass):
         for block in blocks:
             raise_epsilons(block)
             subtract_maxima(block)
-            finite_masks_and_constants(block)
+            finite_masks_and_constants(block, target.numerics.fp16_max.value)
         inputs = sample_inputs(op, self.example_inputs, self.calibrate)
         if inputs is not None:
             try:
