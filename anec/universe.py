@@ -25,6 +25,7 @@ def _pass(module: str, name: str) -> Callable[[], type[ModulePass]]:
 DIALECTS: dict[str, Callable[[], Dialect]] = {
     "ane": _dialect("ane", "ANE"),
     "host": _dialect("host", "HOST"),
+    "anehw": _dialect("anehw", "ANEHW"),
 }
 
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {}
