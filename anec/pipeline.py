@@ -33,7 +33,7 @@ from anec.weights import WeightStore, store_of
 GRAPH_PASSES: tuple[str, ...] = ()
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
 
-HARDWARE_PASSES: tuple[str, ...] = ()
+HARDWARE_PASSES: tuple[str, ...] = ("to-anehw", "plan-memory")
 """Passes that take ANE segments to task descriptors (tile, to-anehw, plan-memory)."""
 
 PIPELINES: dict[str, tuple[str, ...]] = {

@@ -100,6 +100,7 @@ class Numerics:
     rounding: Fact[str] = measured("half-even", "guide §2: round-half-to-even on M1 (one M5 case differs)")
     nan_to_inf: Fact[bool] = measured(True, "guide §2: NaN coerced to +inf at input; no NaN is produced")
     log_of_zero: Fact[float] = measured(-45440.0, "guide §2: log(0) = -45440")
+    indeterminate_result: Fact[float] = measured(0.0, "guide §2: inf-inf, 0*inf, sqrt(-1) and log(-1) all return +0; no NaN is produced")
     lut_segments: Fact[int] = measured(32, "guide §2: activations are a 33-knot / 32-segment PWL LUT")
     accumulator_group: Fact[int] = measured(4, "guide §2: the first stage reduces in fp16-rounded groups of 4 lanes")
 

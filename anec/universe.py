@@ -28,7 +28,10 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
     "anehw": _dialect("anehw", "ANEHW"),
 }
 
-PASSES: dict[str, Callable[[], type[ModulePass]]] = {}
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "to-anehw": _pass("to_anehw", "ToAneHwPass"),
+    "plan-memory": _pass("plan_memory", "PlanMemoryPass"),
+}
 """Every anec pass by its registered name (one pass per file in lowering/)."""
 
 ANEC_UNIVERSE = Universe(all_dialects=DIALECTS, all_passes=PASSES)

@@ -110,11 +110,11 @@ class ViewAttr(ParametrizedAttribute):
         printer.print_string(f"<@{self.buffer.data}, rows [{rows}], offset {self.offset.data}, w {self.w_offset.data} step {self.w_step.data}>")
 
 
-def _ints(values: Sequence[int]) -> DenseArrayBase:
+def ints(values: Sequence[int]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, list(values))
 
 
-def _int(value: int) -> IntegerAttr:
+def int_attr(value: int) -> IntegerAttr:
     return IntegerAttr(value, i64)
 
 
@@ -136,9 +136,9 @@ class BufferOp(IRDLOperation):
     assembly_format = "$sym_name attr-dict"
 
     def __init__(self, name: str, role: str, shape: Sequence[int], port: int | None = None):
-        props: dict[str, Attribute] = {"sym_name": StringAttr(name), "role": StringAttr(role), "shape": _ints(shape)}
+        props: dict[str, Attribute] = {"sym_name": StringAttr(name), "role": StringAttr(role), "shape": ints(shape)}
         if port is not None:
-            props["port"] = _int(port)
+            props["port"] = int_attr(port)
         super().__init__(properties=props)
 
     @property
@@ -172,7 +172,7 @@ class WeightOp(IRDLOperation):
 
     def __init__(self, name: str, handle: str, layout: str, shape: Sequence[int]):
         super().__init__(properties={"sym_name": StringAttr(name), "handle": StringAttr(handle), "layout": StringAttr(layout),
-                                     "shape": _ints(shape)})
+                                     "shape": ints(shape)})
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -230,7 +230,7 @@ class TaskOp(IRDLOperation):
         merged = self.fields(group) | dict(values)
         merged = {k: v for k, v in sorted(merged.items()) if v != 0}
         if merged:
-            self.properties[group] = DictionaryAttr({k: _int(v) for k, v in merged.items()})
+            self.properties[group] = DictionaryAttr({k: int_attr(v) for k, v in merged.items()})
         else:
             self.properties.pop(group, None)
 
@@ -311,7 +311,7 @@ class CallOp(IRDLOperation):
     assembly_format = "$program `(` $args `)` attr-dict `:` functional-type($args, $outputs)"
 
     def __init__(self, program: int, args: Sequence[SSAValue], result_types: Sequence[Attribute]):
-        super().__init__(operands=[list(args)], result_types=[list(result_types)], properties={"program": _int(program)})
+        super().__init__(operands=[list(args)], result_types=[list(result_types)], properties={"program": int_attr(program)})
 
 
 ANEHW = Dialect("anehw", [ProgramOp, BufferOp, WeightOp, TaskOp, CallOp], [ViewAttr])

@@ -150,7 +150,6 @@ def _unpack(read: _Reader, table: FieldTable, group: str, index: int, word: int,
 def decode_tds(read: _Reader, table: FieldTable, count: int, first_words: int) -> list[Task]:
     tasks: list[Task] = []
     offset, words = 0, first_words
-    group_by_address = sorted(GROUPS, key=lambda g: g.reg_base)
     for i in range(count):
         where = f"TD {i}"
         if words < HEADER.words or offset + 4 * words > len(read.data):
@@ -170,19 +169,20 @@ def decode_tds(read: _Reader, table: FieldTable, count: int, first_words: int) -
             raise read.fail(f"{where}: the last TD links to a next one")
         if not last and next_pointer != offset + 4 * words:
             raise read.fail(f"{where}: next TD at {next_pointer}, expected {offset + 4 * words}")
-        pos, previous_end = HEADER.words, -1
+        pos, previous_end = HEADER.words, (-1, -1)
         while pos < words:
             run = raw[pos]
             n, address = (run >> 26) + 1, run & ((1 << 26) - 1)
-            group = next((g for g in group_by_address if g.reg_base <= address < g.address(g.words)), None)
+            group = next((g for g in GROUPS if g.reg_base <= address < g.address(g.words)), None)
             if group is None or address % 4:
                 raise read.fail(f"{where}: run at register {address:#x} is in no register group")
             first = (address - group.reg_base) // 4
             if first + n > group.words or pos + 1 + n > words:
                 raise read.fail(f"{where}: a {n}-word run at register {address:#x} overruns its group or the TD")
-            if address <= previous_end:
-                raise read.fail(f"{where}: register runs overlap or are out of order at {address:#x}")
-            previous_end = group.address(first + n - 1)
+            order = (GROUPS.index(group), first)
+            if order <= previous_end:
+                raise read.fail(f"{where}: register runs overlap or are out of TD order at {address:#x}")
+            previous_end = (order[0], first + n - 1)
             regs.setdefault(group.name, {})
             for k in range(n):
                 regs[group.name].update(_unpack(read, table, group.name, first + k, raw[pos + 1 + k], where))

@@ -85,3 +85,17 @@ LUT_WORDS = 43
 def mode_name(kind: int, mode: int) -> str:
     names = MODES.get(Kind(kind), ())
     return names[mode] if mode < len(names) else str(mode)
+
+
+def ocg_size(kh: int, kw: int) -> int:
+    """Output channels per accumulator group: floor_pow2(8 / taps), at least 1 (guide §2, fp16)."""
+    ocg = 8
+    while ocg > 1 and ocg * kh * kw > 8:
+        ocg //= 2
+    return ocg
+
+
+def active_cores(cout: int, ocg: int, cores: int) -> int:
+    """Cores a task keeps busy: min(N, next_pow2(ceil(Cout / OCG))) (guide §2: channel c goes to core c mod N)."""
+    groups = -(-cout // ocg)
+    return min(cores, 1 << (groups - 1).bit_length())

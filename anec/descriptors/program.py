@@ -26,6 +26,26 @@ outputs, then inputs; 32 slots."""
 Extents = tuple[int, int, int, int, int]
 
 
+def buffer_strides(shape: tuple[int, ...], row_align: int) -> tuple[int, ...]:
+    """Byte strides of the ANE layout: fp16, W contiguous, rows padded to `row_align`, outer axes dense."""
+    strides = [2] * len(shape)
+    if len(shape) >= 2:
+        strides[-2] = -(-2 * shape[-1] // row_align) * row_align
+        for i in range(len(shape) - 3, -1, -1):
+            strides[i] = strides[i + 1] * shape[i + 1]
+    return tuple(strides)
+
+
+def buffer_bytes(shape: tuple[int, ...], row_align: int) -> int:
+    """Bytes a tensor of `shape` occupies in the ANE layout."""
+    row = -(-2 * shape[-1] // row_align) * row_align
+    return row * math.prod(shape[:-1])
+
+
+def round_up(n: int, unit: int) -> int:
+    return -(-n // unit) * unit
+
+
 @dataclass(frozen=True)
 class Buffer:
     """One row of the buffer table: a tensor bound to a slot (or the weight section)."""

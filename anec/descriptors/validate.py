@@ -19,6 +19,7 @@ from anec.descriptors.ops import (
     NEURONS,
     NORMS,
     PAD_MODES,
+    REDUCTIONS,
     Coeff,
     Kind,
 )
@@ -32,6 +33,8 @@ from anec.descriptors.program import (
     Program,
     Task,
     View,
+    buffer_bytes,
+    buffer_strides,
     coeff_range,
     dst_view,
     f32_value,
@@ -39,9 +42,8 @@ from anec.descriptors.program import (
     src2_view,
 )
 from anec.errors import AnecError
+from anec.targets import get_target
 
-PAGE = 16 * 1024
-ROW_ALIGN = 64
 MAX_SLOT_BYTES = (1 << 26) * 64
 MAX_TASK_ELEMENTS = 1 << 31
 MAX_PAD = 31
@@ -51,24 +53,10 @@ def _fail(what: str, where: str = "") -> AnecError:
     return AnecError(what, where=where)
 
 
-def buffer_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The ANE layout: fp16, W contiguous, rows padded to 64 bytes, outer axes dense."""
-    strides = [2] * len(shape)
-    if len(shape) >= 2:
-        strides[-2] = -(-2 * shape[-1] // ROW_ALIGN) * ROW_ALIGN
-        for i in range(len(shape) - 3, -1, -1):
-            strides[i] = strides[i + 1] * shape[i + 1]
-    return tuple(strides)
-
-
-def buffer_bytes(shape: tuple[int, ...]) -> int:
-    if len(shape) == 1:
-        return -(-2 * shape[0] // ROW_ALIGN) * ROW_ALIGN
-    return buffer_strides(shape)[0] * shape[0]
-
-
 def validate_buffers(program: Program) -> dict[int, int]:
     """Checks the buffer table; returns the size of every slot."""
+    memory = get_target(program.arch).memory
+    row_align, page = memory.row_alignment_bytes.value, memory.buffer_page_bytes.value
     io_slots: set[int] = set()
     for role in ("input", "output"):
         ports = [b.port for b in program.ports(role)]  # type: ignore[arg-type]
@@ -76,7 +64,7 @@ def validate_buffers(program: Program) -> dict[int, int]:
             raise _fail(f"{role} ports {ports} are not 0..{len(ports) - 1}", "buffer table")
     for b in program.buffers:
         where = f"buffer in slot {b.slot}"
-        _check_buffer_layout(b, where)
+        _check_buffer_layout(b, where, row_align, page)
         if b.role == "weights" and (b.slot != WEIGHT_SLOT or b.offset):
             raise _fail("the weight buffer must be slot 1 at offset 0", where)
         if b.role in ("input", "output"):
@@ -102,17 +90,18 @@ def validate_buffers(program: Program) -> dict[int, int]:
     return sizes
 
 
-def _check_buffer_layout(b: Buffer, where: str) -> None:
+def _check_buffer_layout(b: Buffer, where: str, row_align: int, page: int) -> None:
     if not 0 <= b.slot < SLOTS or b.slot == COMMAND_SLOT:
         raise _fail(f"slot {b.slot} is not a data slot (1..31)", where)
     if any(d < 1 for d in b.shape):
         raise _fail(f"shape {list(b.shape)} has an empty axis", where)
-    if b.role != "weights" and b.strides != buffer_strides(b.shape):
-        raise _fail(f"strides {list(b.strides)} of shape {list(b.shape)} are not the ANE layout {list(buffer_strides(b.shape))}", where)
-    if b.size % PAGE or b.offset % PAGE:
-        raise _fail(f"offset {b.offset} and size {b.size} must be multiples of the 16 KB page", where)
-    if b.role != "weights" and b.size < buffer_bytes(b.shape):
-        raise _fail(f"size {b.size} is smaller than the {buffer_bytes(b.shape)} bytes its shape needs", where)
+    layout = buffer_strides(b.shape, row_align)
+    if b.role != "weights" and b.strides != layout:
+        raise _fail(f"strides {list(b.strides)} of shape {list(b.shape)} are not the ANE layout {list(layout)}", where)
+    if b.size % page or b.offset % page:
+        raise _fail(f"offset {b.offset} and size {b.size} must be multiples of the {page}-byte page", where)
+    if b.role != "weights" and b.size < buffer_bytes(b.shape, row_align):
+        raise _fail(f"size {b.size} is smaller than the {buffer_bytes(b.shape, row_align)} bytes its shape needs", where)
 
 
 def validate_program(program: Program) -> None:
@@ -214,6 +203,10 @@ def _window_crop(size_in: int, size_out: int, kernel: int, stride: int, dilation
 def _check_shapes(task: Task, kind: Kind, where: str) -> None:
     src, out = task.in_extents, task.out_extents
     c, g = task.get, task.groups
+    if kind in (Kind.CONV, Kind.DECONV, Kind.POOL, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH) and (src[1], out[1]) != (1, 1):
+        raise _fail(f"{kind.name} needs D = 1", where)
+    if kind == Kind.REDUCE and REDUCTIONS[task.mode] in ("argmax", "argmin") and c("planar", "AxisMask") not in (1, 2, 4, 8, 16):
+        raise _fail("an arg-reduction needs exactly one axis", where)
     if kind in (Kind.CONV, Kind.POOL):
         kh, kw = task.kernel_hw
         _same(src[:2], out[:2], "batch and depth", where)

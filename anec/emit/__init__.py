@@ -19,6 +19,7 @@ Emitter = Callable[["CompiledModel", Path], None]
 
 EMITTERS: dict[str, tuple[str, str, str]] = {
     "ir": ("anec.emit.ir", "emit_ir", ".mlir"),
+    "descriptors": ("anec.emit.descriptors", "emit_descriptors", ".anec"),
 }
 """`--emit` kind -> (module, function, default file suffix); modules load lazily."""
 

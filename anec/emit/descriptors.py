@@ -1,0 +1,113 @@
+"""`--emit descriptors`: the compiled module as a `.anec` file (see docs/descriptor-format.md).
+
+Each `anehw.program` (after `plan-memory`) becomes a program section: its buffer table, its task
+descriptors (the fields of the IR, packed by the architecture's field table) and its weight section
+(fp16, dense for coefficient streams, in the row-padded tensor layout for tile-DMA reads). The rest
+of the function stays IR: each program is replaced by an `anehw.call` of its index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.printer import Printer
+from xdsl.rewriter import Rewriter
+
+from anec.descriptors.binary import encode
+from anec.descriptors.program import (
+    WEIGHT_SLOT,
+    AnecFile,
+    Buffer,
+    Program,
+    Task,
+    buffer_strides,
+    round_up,
+)
+from anec.dialects import ane, anehw
+from anec.errors import AnecError
+from anec.report import NAME_ATTR
+from anec.targets import get_target
+from anec.weights import WEIGHTS_FILE_ATTR, WeightStore, store_of
+
+if TYPE_CHECKING:
+    from anec.pipeline import CompiledModel
+
+SOURCE_ATTR = "ane.source"
+"""Module attribute: the model file a module was compiled from."""
+
+
+def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
+    memory = get_target(program.arch.data).memory
+    weights = program.weights()
+    if not weights:
+        return b""
+    end = max(w.offset.value.data + w.size.value.data for w in weights)  # type: ignore[union-attr]
+    data = bytearray(end)
+    for w in weights:
+        array = np.asarray(store[w.handle.data], dtype=np.float16).reshape(w.dims)
+        if w.layout.data == "tensor":
+            row = round_up(2 * w.dims[-1], memory.row_alignment_bytes.value) // 2
+            rows = array.reshape(-1, w.dims[-1])
+            padded = np.zeros((rows.shape[0], row), dtype=np.float16)
+            padded[:, :w.dims[-1]] = rows
+            array = padded
+        raw = array.astype("<f2").tobytes()
+        offset = w.offset.value.data  # type: ignore[union-attr]
+        data[offset:offset + len(raw)] = raw
+    return bytes(data)
+
+
+def program_of(op: anehw.ProgramOp, store: WeightStore, name: str) -> Program:
+    """The descriptor program of one planned `anehw.program`."""
+    memory = get_target(op.arch.data).memory
+    align, page = memory.row_alignment_bytes.value, memory.buffer_page_bytes.value
+    buffers = []
+    for b in op.buffers():
+        if b.slot is None or b.offset is None or b.size is None:
+            raise AnecError("anehw.program has unplaced buffers", hint="run plan-memory before emitting descriptors")
+        buffers.append(Buffer(b.slot.value.data, b.role.data, b.port.value.data if b.port is not None else 0,  # type: ignore[arg-type]
+                              b.offset.value.data, b.size.value.data, b.dims, buffer_strides(b.dims, align)))
+    weights = weight_section(op, store)
+    if weights:
+        buffers.insert(0, Buffer(WEIGHT_SLOT, "weights", 0, 0, round_up(len(weights), page), (max(len(weights) // 2, 1),), (2,)))
+    tasks = []
+    for t in op.tasks():
+        label = t.attributes.get(NAME_ATTR) or t.attributes.get("ane.op")
+        tasks.append(Task(t.all_fields(), label.data.replace("\n", " ") if isinstance(label, StringAttr) else ""))
+    return Program(op.arch.data, buffers, tasks, weights, name)
+
+
+def anec_file(module: ModuleOp, arch: str) -> AnecFile:
+    """Programs, host graph and host weights of a module whose segments were lowered and planned."""
+    store = store_of(module)
+    graph = module.clone()
+    graph.attributes.pop(WEIGHTS_FILE_ATTR, None)
+    source = graph.attributes.pop(SOURCE_ATTR, None)
+    programs: list[Program] = []
+    for op in list(graph.walk()):
+        if isinstance(op, ane.SegmentOp):
+            raise AnecError("the module still has ANE segments", hint="compile with --emit descriptors (runs to-anehw and plan-memory)")
+        if isinstance(op, anehw.ProgramOp):
+            if op.arch.data != arch:
+                raise AnecError(f"a program for {op.arch.data} in a module compiled for {arch}")
+            programs.append(program_of(op, store, f"program{len(programs)}"))
+            Rewriter.replace_op(op, anehw.CallOp(len(programs) - 1, list(op.inputs), [r.type for r in op.outputs]))
+    host = {c.handle.data: np.asarray(store[c.handle.data]) for c in graph.walk() if isinstance(c, ane.ConstOp) and c.handle is not None}
+    text = _print(graph)
+    return AnecFile(arch, programs, text, host, source.data if isinstance(source, StringAttr) else "")
+
+
+def _print(module: ModuleOp) -> str:
+    import io
+
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    return out.getvalue() + "\n"
+
+
+def emit_descriptors(model: CompiledModel, path: Path) -> None:
+    """Writes PATH, the `.anec` program."""
+    path.write_bytes(encode(anec_file(model.ir, model.target.arch)))
