@@ -122,6 +122,9 @@ class Performance:
     layer_overhead_cycles: Fact[int] = measured(44, "guide §2: fixed per-layer overhead of 44 cycles")
     chained_op_s: Fact[float] = measured(6e-6, "guide §2: 32 fused conv+ReLU layers cost ~0.19 ms, ~6 us per op")
     energy_j_per_flop: Fact[float] = measured(0.5e-12, "guide §1: 0.5 pJ/FLOP sustained")
+    cliff_slowdown: Fact[float] = measured(2.5, "guide §2: a matmul chain whose activation passes the 2 MB cliff fell from 12 to 4.8 TFLOP/s")
+    host_flops_per_s: Fact[float] = decompiled(20e9, "guide §6: Core ML's segmenter anchors the CPU at 20 GFLOP/s")
+    host_bytes_per_s: Fact[float] = decompiled(10e9, "guide §6: Core ML's segmenter anchors the CPU at 10 GB/s")
 
 
 Capability = Literal[

@@ -121,7 +121,7 @@ def int_attr(value: int) -> IntegerAttr:
 @irdl_op_definition
 class BufferOp(IRDLOperation):
     """A tensor of the program: an input or output port, or an intermediate. `plan-memory` adds its
-    slot, offset and size (bytes, a multiple of the 16 KB page)."""
+    slot, offset, size (bytes, a multiple of the 16 KB page) and lifetime."""
 
     name = "anehw.buffer"
     sym_name = prop_def(SymbolNameConstraint())
@@ -131,6 +131,8 @@ class BufferOp(IRDLOperation):
     slot = opt_prop_def(IntegerAttr[I64])
     offset = opt_prop_def(IntegerAttr[I64])
     size = opt_prop_def(IntegerAttr[I64])
+    live = opt_prop_def(DenseArrayBase[I64])
+    """[first, last] task that uses the buffer; intermediates whose lifetimes are disjoint may share bytes."""
     traits = lazy_traits_def(lambda: (SymbolOpInterface(), HasParent(ProgramOp)))
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$sym_name attr-dict"

@@ -104,12 +104,16 @@ def plan_program(program: anehw.ProgramOp) -> None:
     for slot, b in enumerate([*outputs, *inputs], start=FIRST_IO_SLOT):
         places[b.sym_name.data] = Placement(slot, 0, round_up(2 * b.dims[-1], align))
     arena = [b for b in buffers if b.role.data == "intermediate"]
-    offsets = pack_arena({b.sym_name.data: sizes[b.sym_name.data] for b in arena}, _lifetimes(program))
+    spans = _lifetimes(program)
+    offsets = pack_arena({b.sym_name.data: sizes[b.sym_name.data] for b in arena}, spans)
+    whole = (0, max(len(program.tasks()) - 1, 0))
     for b in arena:
         places[b.sym_name.data] = Placement(ARENA_SLOT, offsets[b.sym_name.data], round_up(2 * b.dims[-1], align))
     for b in buffers:
         place = places[b.sym_name.data]
-        b.properties.update(slot=anehw.int_attr(place.slot), offset=anehw.int_attr(place.offset), size=anehw.int_attr(sizes[b.sym_name.data]))
+        live = spans.get(b.sym_name.data, (0, 0)) if b.role.data == "intermediate" else whole
+        b.properties.update(slot=anehw.int_attr(place.slot), offset=anehw.int_attr(place.offset), size=anehw.int_attr(sizes[b.sym_name.data]),
+                            live=anehw.ints(live))
 
     weights = {w.sym_name.data: w for w in program.weights()}
     tasks = program.tasks()

@@ -463,7 +463,8 @@ def _pool(L: SegmentLowering, op: ane.PoolOp) -> None:
     include_pad = isinstance(op, ane.AvgPoolOp) and bool(op.count_include_pad.value.data)
     kind = {ane.MaxPoolOp: "max", ane.AvgPoolOp: "avg", ane.L2PoolOp: "l2"}[type(op)]
     src_ext, out_ext = extents(x.shape, axes), extents(out.shape, axes)
-    L.task(Kind.POOL, src_ext, out_ext, src1=x.view(axes, src_ext), dst=out.view(axes, out_ext), common=window,
+    common = window | _ne_fields(L.target, out_ext[2], window["Kh"], window["Kw"])
+    L.task(Kind.POOL, src_ext, out_ext, src1=x.view(axes, src_ext), dst=out.view(axes, out_ext), common=common,
            kernel_dma={"Mode": POOLS.index(kind), "CountIncludePad": int(include_pad)} | dilation)
 
 

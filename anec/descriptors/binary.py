@@ -36,7 +36,7 @@ MAX_RUN_WORDS = 64          # a run header holds (word count - 1) in 6 bits
 _FILE_HEADER = struct.Struct("<8sHHI16sHHIQ16x")
 _SECTION = struct.Struct("<IIQQQ")
 _PROGRAM_HEADER = struct.Struct("<4sHHIIIIIQQ20x")
-_BUFFER = struct.Struct("<BBBBHHQQ5I5I")
+_BUFFER = struct.Struct("<BBBBHHHHII5I5I4x")
 _HOST_WEIGHT = struct.Struct("<HBB")
 
 SECTION_PROGRAM, SECTION_GRAPH, SECTION_HOST_WEIGHTS, SECTION_SOURCE = 1, 2, 3, 4
@@ -222,7 +222,7 @@ def encode_program(program: Program) -> bytes:
 def _encode_buffer(b: Buffer) -> bytes:
     dims = list(b.shape) + [0] * (5 - len(b.shape))
     strides = list(b.strides) + [0] * (5 - len(b.strides))
-    return _BUFFER.pack(b.slot, ROLES.index(b.role), len(b.shape), 0, b.port, 0, b.offset, b.size, *dims, *strides)
+    return _BUFFER.pack(b.slot, ROLES.index(b.role), len(b.shape), 0, b.port, 0, b.first_task, b.last_task, b.offset, b.size, *dims, *strides)
 
 
 def decode_program(data: memoryview, arch: str, index: int) -> Program:
@@ -257,13 +257,13 @@ def decode_program(data: memoryview, arch: str, index: int) -> Program:
 
 
 def _decode_buffer(read: _Reader, offset: int) -> Buffer:
-    slot, role, rank, reserved, port, reserved2, where, size, *rest = read.unpack(_BUFFER, offset)
+    slot, role, rank, reserved, port, reserved2, first, last, where, size, *rest = read.unpack(_BUFFER, offset)
     dims, strides = rest[:5], rest[5:]
     if role >= len(ROLES) or not 1 <= rank <= 5 or reserved or reserved2:
         raise read.fail(f"buffer record at {offset}: bad role {role} or rank {rank}")
     if any(dims[rank:]) or any(strides[rank:]):
         raise read.fail(f"buffer record at {offset}: values beyond its rank {rank}")
-    return Buffer(slot, ROLES[role], port, where, size, tuple(dims[:rank]), tuple(strides[:rank]))
+    return Buffer(slot, ROLES[role], port, where, size, tuple(dims[:rank]), tuple(strides[:rank]), first, last)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -26,6 +26,26 @@ outputs, then inputs; 32 slots."""
 Extents = tuple[int, int, int, int, int]
 
 
+@dataclass(frozen=True)
+class View:
+    """A 5-D strided window of a slot: fp16 elements at `base + sum(index * stride)` bytes."""
+
+    slot: int
+    base: int
+    strides: Extents
+    extents: Extents
+
+    def byte_span(self) -> tuple[int, int]:
+        """[lowest, highest] byte touched (inclusive of the last element's 2 bytes)."""
+        lo = hi = self.base
+        for e, s in zip(self.extents, self.strides):
+            if s > 0:
+                hi += (e - 1) * s
+            else:
+                lo += (e - 1) * s
+        return lo, hi + 2
+
+
 def buffer_strides(shape: tuple[int, ...], row_align: int) -> tuple[int, ...]:
     """Byte strides of the ANE layout: fp16, W contiguous, rows padded to `row_align`, outer axes dense."""
     strides = [2] * len(shape)
@@ -57,6 +77,14 @@ class Buffer:
     size: int                    # bytes, a multiple of the 16 KB page
     shape: tuple[int, ...]       # logical shape (rank <= 5)
     strides: tuple[int, ...]     # byte strides per logical axis (the last is 2: W is contiguous fp16)
+    first_task: int = 0          # the buffer holds its tensor from this task …
+    last_task: int = 0           # … to this one (intermediates sharing bytes never overlap in time)
+
+    def holds(self, view: View, task_index: int) -> bool:
+        """Whether `view` lies inside this buffer while task `task_index` runs."""
+        lo, hi = view.byte_span()
+        return view.slot == self.slot and self.first_task <= task_index <= self.last_task and \
+            self.offset <= lo and hi <= self.offset + self.size
 
 
 @dataclass
@@ -143,26 +171,6 @@ def norm_affine_elements(task: Task) -> int:
         mask = task.get("planar", "AxisMask")
         return math.prod(e for i, e in enumerate(task.out_extents) if mask >> i & 1)
     return task.out_extents[2]
-
-
-@dataclass(frozen=True)
-class View:
-    """A 5-D strided window of a slot: fp16 elements at `base + sum(index * stride)` bytes."""
-
-    slot: int
-    base: int
-    strides: Extents
-    extents: Extents
-
-    def byte_span(self) -> tuple[int, int]:
-        """[lowest, highest] byte touched (inclusive of the last element's 2 bytes)."""
-        lo = hi = self.base
-        for e, s in zip(self.extents, self.strides):
-            if s > 0:
-                hi += (e - 1) * s
-            else:
-                lo += (e - 1) * s
-        return lo, hi + 2
 
 
 def _dma(task: Task, group: str, prefix: str, slot_field: str, w_offset: int, w_step: int) -> tuple[int, int, Extents]:

@@ -81,6 +81,13 @@ def validate_buffers(program: Program) -> dict[int, int]:
         raise _fail("output slots come before input slots", "buffer table")
     if sum(1 for b in program.buffers if b.role == "weights") > 1:
         raise _fail("more than one weight buffer", "buffer table")
+    last = len(program.tasks) - 1
+    for b in program.buffers:
+        if b.role != "intermediate" and (b.first_task, b.last_task) != (0, last):
+            raise _fail(f"{b.role} buffers live for the whole program (tasks 0..{last})", f"buffer in slot {b.slot}")
+        if not 0 <= b.first_task <= b.last_task <= last:
+            raise _fail(f"lifetime {b.first_task}..{b.last_task} is not within tasks 0..{last}", f"buffer in slot {b.slot}")
+    _check_reuse([b for b in program.buffers if b.role == "intermediate"])
     sizes = program.slot_sizes()
     weights = next((b for b in program.buffers if b.role == "weights"), None)
     if program.weights and (weights is None or weights.size < len(program.weights)):
@@ -88,6 +95,17 @@ def validate_buffers(program: Program) -> dict[int, int]:
     if any(s > MAX_SLOT_BYTES for s in sizes.values()):
         raise _fail("a slot exceeds the 4 GiB a task can address", "buffer table")
     return sizes
+
+
+def _check_reuse(buffers: list[Buffer]) -> None:
+    """Intermediates may share bytes only when their lifetimes are disjoint."""
+    ordered = sorted(buffers, key=lambda b: (b.slot, b.offset))
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            if b.slot != a.slot or b.offset >= a.offset + a.size:
+                break
+            if a.first_task <= b.last_task and b.first_task <= a.last_task:
+                raise _fail(f"intermediates at {a.offset} and {b.offset} share bytes while both are live", f"slot {a.slot}")
 
 
 def _check_buffer_layout(b: Buffer, where: str, row_align: int, page: int) -> None:
@@ -110,6 +128,9 @@ def validate_program(program: Program) -> None:
     sizes = validate_buffers(program)
     for i, task in enumerate(program.tasks):
         validate_task(program, task, sizes, f"task {i}" + (f" ({task.name})" if task.name else ""))
+        for label, view in (("src1", src1_view(task)), ("src2", src2_view(task)), ("dst", dst_view(task))):
+            if view is not None and not any(b.holds(view, i) for b in program.buffers):
+                raise _fail(f"{label} reads or writes bytes no live buffer holds", f"task {i}")
 
 
 def validate_task(program: Program, task: Task, sizes: dict[int, int], where: str) -> None:

@@ -42,10 +42,7 @@ SOURCE_ATTR = "ane.source"
 def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
     memory = get_target(program.arch.data).memory
     weights = program.weights()
-    if not weights:
-        return b""
-    end = max(w.offset.value.data + w.size.value.data for w in weights)  # type: ignore[union-attr]
-    data = bytearray(end)
+    data = bytearray(weight_section_size(program))
     for w in weights:
         array = np.asarray(store[w.handle.data], dtype=np.float16).reshape(w.dims)
         if w.layout.data == "tensor":
@@ -60,19 +57,26 @@ def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
     return bytes(data)
 
 
-def program_of(op: anehw.ProgramOp, store: WeightStore, name: str) -> Program:
-    """The descriptor program of one planned `anehw.program`."""
+def weight_section_size(program: anehw.ProgramOp) -> int:
+    return max((w.offset.value.data + w.size.value.data for w in program.weights()), default=0)  # type: ignore[union-attr]
+
+
+def program_of(op: anehw.ProgramOp, store: WeightStore, name: str, with_weights: bool = True) -> Program:
+    """The descriptor program of one planned `anehw.program` (without weight bytes for costing only)."""
     memory = get_target(op.arch.data).memory
     align, page = memory.row_alignment_bytes.value, memory.buffer_page_bytes.value
     buffers = []
     for b in op.buffers():
         if b.slot is None or b.offset is None or b.size is None:
             raise AnecError("anehw.program has unplaced buffers", hint="run plan-memory before emitting descriptors")
+        first, last = b.live.get_values() if b.live is not None else (0, 0)
         buffers.append(Buffer(b.slot.value.data, b.role.data, b.port.value.data if b.port is not None else 0,  # type: ignore[arg-type]
-                              b.offset.value.data, b.size.value.data, b.dims, buffer_strides(b.dims, align)))
-    weights = weight_section(op, store)
-    if weights:
-        buffers.insert(0, Buffer(WEIGHT_SLOT, "weights", 0, 0, round_up(len(weights), page), (max(len(weights) // 2, 1),), (2,)))
+                              b.offset.value.data, b.size.value.data, b.dims, buffer_strides(b.dims, align), first, last))  # type: ignore[arg-type]
+    weights = weight_section(op, store) if with_weights else b""
+    size = weight_section_size(op)
+    if size:
+        last_task = max(len(op.tasks()) - 1, 0)
+        buffers.insert(0, Buffer(WEIGHT_SLOT, "weights", 0, 0, round_up(size, page), (max(size // 2, 1),), (2,), 0, last_task))
     tasks = []
     for t in op.tasks():
         label = t.attributes.get(NAME_ATTR) or t.attributes.get("ane.op")

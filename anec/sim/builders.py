@@ -1,4 +1,8 @@
-"""Hand-built modules with one ANE segment (f16 ops within the limits), for the descriptor route's tests."""
+"""Small hand-built modules with one ANE segment of f16 ops: the simulator's and the cost model's
+Python entry point for experiments, calibration and tests (no importer needed).
+
+    module = segment_module([(1, 64, 28, 28)], lambda b, x: [b.add(ane.ReluOp(x[0]))])
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType, f16, f32
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    f16,
+    f32,
+)
 from xdsl.ir import Block, Operation, Region, SSAValue
 
 from anec.dialects import ane
