@@ -162,7 +162,7 @@ RANK = Rule(
 )
 REDUCED_DIMS = Rule(
     "reduced-dims",
-    lambda op, t: _dims_over(op, t, lambda o, v: _reduced_axes(o) if v is o.operands[0] else set()),
+    lambda op, t: _dims_over(op, t, lambda o, v: _reduced_axes(o) if o.operands and v is o.operands[0] else set()),
     hint="reduce over a shorter axis (split the reduction into chunks in the model)",
 )
 DIMS = Rule(
