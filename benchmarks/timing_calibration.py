@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from anec.dialects import ane
 
+from anec.dialects import ane
 from anec.runtime import module_descriptors
 from anec.sim.builders import SegmentBuilder, segment_module
 from anec.sim.timing import ProgramTime, program_time

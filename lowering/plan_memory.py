@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anec.dialects import anehw
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -28,6 +27,7 @@ from anec.descriptors.program import (
     buffer_bytes,
     round_up,
 )
+from anec.dialects import anehw
 from anec.errors import AnecError
 from anec.targets import Memory, get_target
 

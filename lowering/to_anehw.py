@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from anec.dialects import ane, anehw
-from anec.dialects.ane import shape_of, values
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, Region, SSAValue
@@ -46,6 +44,8 @@ from anec.descriptors.ops import (
     ocg_size,
 )
 from anec.descriptors.program import f32_bits, fp16_bits
+from anec.dialects import ane, anehw
+from anec.dialects.ane import shape_of, values
 from anec.errors import AnecError
 from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, NAME_ATTR, TILE_OF_ATTR, op_name
 from anec.targets import Target, get_target

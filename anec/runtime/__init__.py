@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,8 +20,10 @@ from xdsl.ir import Operation
 
 from anec.descriptors.program import AnecFile
 from anec.dialects import ane, anehw
+from anec.errors import AnecError
 from anec.interpreter import Run, entry_function, interpret, output_names
 from anec.sim.functional import Machine
+from anec.targets import get_target
 from anec.types import numpy_dtype
 from anec.weights import store_of
 
@@ -95,3 +98,28 @@ def run_interpreted(model: CompiledModel, inputs: Mapping[str, np.ndarray] | Seq
     """Outputs by name from the IR interpreter (ANE segments with fp16 storage, no hardware quirks)."""
     outs = interpret(model.ir, inputs, precision="f32", segments="f16")
     return dict(zip(output_names(entry_function(model.ir)), outs))
+
+
+def read_file(path: str | Path) -> AnecFile:
+    """Decode a `.anec` file from disk (every problem is one AnecError)."""
+    from anec.descriptors.binary import decode
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise AnecError(f"cannot read {path}", why=e.strerror or str(e)) from None
+    return decode(data)
+
+
+def load_program(path: str | Path, target: str | None = None) -> AnecFile:
+    """A decoded descriptor program: read from a `.anec` file, or compiled from a model for `target`."""
+    path = Path(path)
+    if path.suffix == ".anec":
+        file = read_file(path)
+        if target is not None and get_target(target).arch != file.arch:
+            raise AnecError(f"{path} was compiled for {file.arch}, not {get_target(target).arch}",
+                            hint="recompile it with --target, or drop --target")
+        return file
+    from anec.pipeline import compile as compile_model
+
+    return descriptor_file(compile_model(path, target=target or "m1", emit="descriptors"))

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from anec.dialects import ane
 
+from anec.dialects import ane
 from anec.interpreter import interpret
 from anec.runtime import module_descriptors, run_file
 from anec.sim.builders import SegmentBuilder, segment_module
