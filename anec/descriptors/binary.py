@@ -3,19 +3,21 @@
 Layout (docs/descriptor-format.md has the full description):
 
     file header (64 B)  magic, format version, section count, architecture, TD layout version
-    section table       32 B per section: kind, index, offset, size (sections are 64-byte aligned)
+    section table       32 B per section: kind, index, offset, size, checksum (sections are 64-byte aligned)
     PROGRAM sections    program header (64 B), buffer table (64 B per buffer), task names,
                         TD stream (10-word header + sparse register runs per TD), weight section
     GRAPH section       the host graph as textual IR (func.func calling programs with anehw.call)
     HOST_WEIGHTS        named arrays used by host-side constants
     SOURCE              the model file the program was compiled from (informational)
 
-The decoder never trusts a count or an offset before checking it against the bytes that remain, so
-arbitrary input ends in one `AnecError` (never an exception of another type, never a hang).
+The decoder never trusts a count or an offset before checking it against the bytes that remain, and
+reads no section whose checksum (the first 8 bytes of its SHA-256) does not match, so arbitrary input
+ends in one `AnecError` (never an exception of another type, never a hang).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 from collections.abc import Callable
@@ -46,6 +48,11 @@ HOST_DTYPES: tuple[np.dtype, ...] = tuple(np.dtype(t) for t in (
     np.float16, np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64))
 
 T = TypeVar("T")
+
+
+def checksum(blob: bytes | memoryview) -> int:
+    """The first 8 bytes of the section's SHA-256, little-endian."""
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little")
 
 
 def _pad(n: int, align: int = ALIGN) -> int:
@@ -323,7 +330,7 @@ def encode(model: AnecFile) -> bytes:
     offset = _aligned(_FILE_HEADER.size + _SECTION.size * len(sections))
     entries, blobs = [], []
     for kind, index, blob in sections:
-        entries.append(_SECTION.pack(kind, index, offset, len(blob), 0))
+        entries.append(_SECTION.pack(kind, index, offset, len(blob), checksum(blob)))
         blobs.append(blob + bytes(_pad(len(blob))))
         offset += len(blobs[-1])
     header = _FILE_HEADER.pack(MAGIC, FORMAT_VERSION, len(sections), 0, model.arch.encode(), table.version,
@@ -355,10 +362,12 @@ def decode(data: bytes | memoryview) -> AnecFile:
         raise read.fail("nonzero padding after the section table")
     programs: list[Program] = []
     found: dict[int, memoryview] = {}
-    for kind, index, offset, length, reserved in sections:
-        if offset != expected or reserved:
+    for kind, index, offset, length, digest in sections:
+        if offset != expected:
             raise read.fail(f"section {SECTION_NAMES.get(kind, kind)} at {offset}, expected {expected}")
         blob = read.bytes(offset, length)
+        if checksum(blob) != digest:
+            raise read.fail(f"the {SECTION_NAMES.get(kind, f'kind-{kind}')} section's checksum does not match its bytes")
         if any(read.bytes(offset + length, _pad(length))):
             raise read.fail("nonzero padding after a section")
         expected = _aligned(offset + length)

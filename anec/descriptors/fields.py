@@ -257,8 +257,8 @@ _H13_EXTENSIONS: list[tuple[int, str]] = [
            "SelectLast b20 LutEn b21 KernelFromSrc2 b22 DilationX[27:24] DilationY[31:28]"),
     (0x30, "InBatch[16:0]"),
     (0xF4, "OutBatch[16:0]"),
-    # element step along W of the source views (0 broadcasts), beside the documented DMA bits
-    (0x16C, "WStep[23:20]"),
+    # element step along W of the source view (0 broadcasts)
+    (0x170, "WStep[3:0]"),
     # the second tile-DMA source (the guide lists three tile DMAs: src1, src2, dst)
     (0x188, "Src2En b0 Src2WStep[23:20]"),
     (0x18C, "Src2BaseAddr[31:6]"), (0x190, "Src2RowStride[31:6]"), (0x194, "Src2PlaneStride[31:6]"),

@@ -24,9 +24,28 @@ def dims(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape or (1,)
 
 
+def strings_closed(text: str) -> bool:
+    """Every string literal ends on its own line (xDSL prints no raw newline inside one). The check
+    comes first because xDSL 0.74's parser can loop forever on an unterminated string."""
+    for line in text.splitlines():
+        inside = escaped = False
+        for ch in line:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and inside:
+                escaped = True
+            elif ch == '"':
+                inside = not inside
+        if inside:
+            return False
+    return True
+
+
 def check_graph(model: AnecFile) -> ModuleOp:
     from anec.context import make_context
 
+    if not strings_closed(model.graph):
+        raise _fail("the graph section has an unterminated string")
     try:
         module = Parser(make_context(), model.graph, "graph").parse_module()
         module.verify()

@@ -63,11 +63,17 @@ _ONNX_CACHE: weakref.WeakKeyDictionary[HostOp, object] = weakref.WeakKeyDictiona
 @runner("onnx")
 def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """One node in onnx's ReferenceEvaluator (the most complete ONNX implementation available)."""
-    evaluator = _ONNX_CACHE.get(op)
-    if evaluator is None:
-        evaluator = _ONNX_CACHE[op] = _onnx_evaluator(op)
     names = [f"in{i}" for i in range(len(inputs))]
-    return list(evaluator.run(None, dict(zip(names, inputs))))  # type: ignore[attr-defined]
+    try:
+        evaluator = _ONNX_CACHE.get(op)
+        if evaluator is None:
+            evaluator = _ONNX_CACHE[op] = _onnx_evaluator(op)
+        return list(evaluator.run(None, dict(zip(names, inputs))))  # type: ignore[attr-defined]
+    except AnecError:
+        raise
+    except Exception as e:  # onnx raises many types for an op it cannot build or run
+        raise AnecError(f"onnx cannot run {op.op_name.data}", where="host op",
+                        why=str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 def _onnx_evaluator(op: HostOp) -> object:
