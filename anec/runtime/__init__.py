@@ -65,15 +65,15 @@ def descriptor_file(model: CompiledModel) -> AnecFile:
     return _FILES[model.ir]
 
 
-def module_descriptors(module: ModuleOp, arch: str) -> AnecFile:
+def module_descriptors(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, object]] | None = None) -> AnecFile:
     """Encode `module` (its segments lowered first if needed) and decode it again: what a file holds."""
     from anec.descriptors.binary import decode, encode
     from anec.emit.descriptors import anec_file
 
-    return decode(encode(anec_file(lowered(module, arch), arch)))
+    return decode(encode(anec_file(lowered(module, arch, pass_options), arch)))
 
 
-def lowered(module: ModuleOp, arch: str) -> ModuleOp:
+def lowered(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, object]] | None = None) -> ModuleOp:
     """`module` with its segments lowered to planned programs (the module itself if it has none)."""
     if not any(isinstance(op, ane.SegmentOp) for op in module.walk()):
         return module
@@ -83,7 +83,7 @@ def lowered(module: ModuleOp, arch: str) -> ModuleOp:
 
     module = clone_module(module)
     ctx = make_context()
-    for p in build_passes(CompileOptions(target=arch, emit="descriptors")):
+    for p in build_passes(CompileOptions(target=arch, emit="descriptors", pass_options=pass_options or {})):
         if p.name in HARDWARE_PASSES:
             p.apply(ctx, module)
     return module
