@@ -113,5 +113,7 @@ def _print(module: ModuleOp) -> str:
 
 
 def emit_descriptors(model: CompiledModel, path: Path) -> None:
-    """Writes PATH, the `.anec` program."""
-    path.write_bytes(encode(anec_file(model.ir, model.target.arch)))
+    """Writes PATH, the `.anec` program (lowering the model's segments first if it was compiled for another route)."""
+    from anec.runtime import lowered
+
+    path.write_bytes(encode(anec_file(lowered(model.ir, model.target.arch), model.target.arch)))

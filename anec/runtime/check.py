@@ -43,6 +43,16 @@ def error(got: np.ndarray, want: np.ndarray) -> Error:
 
 
 def reference_outputs(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The reference framework's outputs for `inputs` (onnxruntime for .onnx, eager PyTorch for .pt2)."""
+    try:
+        return _reference(model, inputs)
+    except AnecError:
+        raise
+    except Exception as e:  # the frameworks raise their own error types
+        raise AnecError(f"the reference framework cannot run {model}", why=str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def _reference(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if model.suffix == ".onnx":
         import onnxruntime
 
