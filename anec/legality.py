@@ -90,8 +90,8 @@ def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
     if isinstance(et, _FP):
         return True
     if isinstance(et, IntegerType) and et.width.data == 1:
-        # masks: produced by comparisons, consumed by select (fp16 0/1 in hardware)
-        return (isinstance(op, ane.CompareOp) and value in op.results) or (isinstance(op, ane.SelectOp) and value is op.cond)
+        # masks are fp16 0/1 in hardware: compared, selected between and moved like any tensor
+        return isinstance(op, ane.CompareOp | ane.SelectOp | ane.MovementOp | ane.ConcatOp | ane.SplitOp)
     if isinstance(et, IntegerType) and et.width.data == 32:
         return isinstance(op, ane.ArgReduceOp) and value in op.results  # indices <= 2048 are exact in fp16
     return False

@@ -29,6 +29,7 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
 }
 
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "ane-partition": _pass("partition", "PartitionPass"),
     "to-anehw": _pass("to_anehw", "ToAneHwPass"),
     "plan-memory": _pass("plan_memory", "PlanMemoryPass"),
 }

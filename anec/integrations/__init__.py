@@ -1,0 +1,1 @@
+"""Adapters that plug anec into other tools' entry points (onnx's backend API, torch.compile)."""
