@@ -22,7 +22,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from anec import kernels
 from anec.descriptors.fields import FieldTable, table_for
@@ -665,6 +665,25 @@ def _bind_outputs(L: SegmentLowering, yielded: list[SSAValue]) -> None:
         _copy(L, tensor, out, dims(value))
 
 
+def has_empty_tensor(segment: ane.SegmentOp) -> bool:
+    values = [*segment.body.block.args, *(r for op in segment.body.block.ops for r in op.results)]
+    return any(0 in shape_of(v) for v in values)
+
+
+def inline_on_cpu(segment: ane.SegmentOp) -> None:
+    """A segment that touches an empty tensor does no work: its ops run on the CPU instead (a
+    descriptor buffer holds at least one element)."""
+    block = segment.body.block
+    terminator = block.last_op
+    assert isinstance(terminator, ane.YieldOp)
+    results = list(terminator.values)
+    Rewriter.erase_op(terminator)
+    Rewriter.inline_block(block, InsertPoint.before(segment), list(segment.inputs))
+    for old, new in zip(segment.results, results):
+        old.replace_all_uses_with(new)
+    Rewriter.erase_op(segment)
+
+
 @dataclass(frozen=True)
 class ToAneHwPass(ModulePass):
     """Lower every `ane.segment` to an `anehw.program` of task descriptors for `target`."""
@@ -677,6 +696,9 @@ class ToAneHwPass(ModulePass):
         target = get_target(self.target)
         store = store_of(op)
         for segment in [s for s in op.walk() if isinstance(s, ane.SegmentOp)]:
+            if has_empty_tensor(segment):
+                inline_on_cpu(segment)
+                continue
             program = lower_segment(segment, target, store, self.lut_activations)
             for key, value in segment.attributes.items():
                 program.attributes[key] = value

@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+import ml_dtypes
 import numpy as np
 
 from anec.descriptors.fields import GROUPS, HEADER, FieldTable, table_for
@@ -45,7 +47,10 @@ SECTION_PROGRAM, SECTION_GRAPH, SECTION_HOST_WEIGHTS, SECTION_SOURCE = 1, 2, 3, 
 SECTION_NAMES = {SECTION_PROGRAM: "program", SECTION_GRAPH: "graph", SECTION_HOST_WEIGHTS: "host weights", SECTION_SOURCE: "source"}
 
 HOST_DTYPES: tuple[np.dtype, ...] = tuple(np.dtype(t) for t in (
-    np.float16, np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64))
+    np.float16, np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz,
+    ml_dtypes.float8_e8m0fnu, ml_dtypes.float4_e2m1fn, ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.int2, ml_dtypes.uint2))
+"""Element types of host weights, by their code in the file (values are little-endian)."""
 
 T = TypeVar("T")
 
@@ -282,11 +287,17 @@ def encode_host_weights(weights: dict[str, np.ndarray]) -> bytes:
     out = bytearray(struct.pack("<I", len(weights)))
     for name in sorted(weights):
         array = np.ascontiguousarray(weights[name])
+        if array.dtype not in HOST_DTYPES:
+            raise AnecError(f"host weight {name!r} has element type {array.dtype}, which a .anec file cannot hold")
         raw_name = name.encode()
         out += _HOST_WEIGHT.pack(len(raw_name), HOST_DTYPES.index(array.dtype), array.ndim) + raw_name
         out += struct.pack(f"<{array.ndim}Q", *array.shape)
-        out += array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        out += _little_endian(array).tobytes()
     return bytes(out)
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    return array if array.dtype.byteorder in ("<", "|", "=") and sys.byteorder == "little" else array.byteswap()
 
 
 def decode_host_weights(data: memoryview) -> dict[str, np.ndarray]:
@@ -306,7 +317,7 @@ def decode_host_weights(data: memoryview) -> dict[str, np.ndarray]:
         nbytes = math.prod(dims) * dtype.itemsize
         raw = read.bytes(pos, nbytes)
         pos += nbytes
-        out[name] = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(dims)
+        out[name] = _little_endian(np.frombuffer(raw, dtype=dtype).copy()).reshape(dims)
     if pos != len(data):
         raise read.fail(f"{len(data) - pos} bytes follow the last host weight")
     return out

@@ -212,7 +212,11 @@ def coeff_range(task: Task, channel: int) -> tuple[int, int] | None:
 
 
 def fp16_bits(value: float) -> int:
-    return struct.unpack("<H", struct.pack("<e", value))[0]
+    """The bits of `value` rounded to fp16 (half to even; beyond 65504 it is ±inf)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        return int(np.array(value, dtype=np.float32).astype(np.float16).view(np.uint16))
 
 
 def fp16_value(bits: int) -> float:

@@ -253,8 +253,6 @@ def _check_shapes(task: Task, kind: Kind, where: str) -> None:
         rows = src[4] if task.flag("TransposeLhs") else src[3]
         if rows != out[3]:
             raise _fail(f"matmul gives {rows} rows, the output has {out[3]}", where)
-        if out[1] != 1:
-            raise _fail("matmul needs D = 1", where)
     elif kind in (Kind.ELEMENTWISE, Kind.NEURON, Kind.SOFTMAX, Kind.NORM, Kind.COPY):
         _same(src, out, f"{kind.name} input and output", where)
         mask = c("planar", "AxisMask")

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import AnyFloat, DenseIntOrFPElementsAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute
 from xdsl.printer import Printer
 from xdsl.rewriter import Rewriter
 
@@ -30,7 +31,7 @@ from anec.dialects import ane, anehw
 from anec.errors import AnecError
 from anec.report import NAME_ATTR
 from anec.targets import get_target
-from anec.weights import WEIGHTS_FILE_ATTR, WeightStore, store_of
+from anec.weights import WEIGHTS_FILE_ATTR, WeightStore, dense_to_numpy, store_of
 
 if TYPE_CHECKING:
     from anec.pipeline import CompiledModel
@@ -104,11 +105,24 @@ def anec_file(module: ModuleOp, arch: str) -> AnecFile:
     return AnecFile(arch, programs, text, host, source.data if isinstance(source, StringAttr) else "")
 
 
+class ExactPrinter(Printer):
+    """xDSL's printer, except that a float tensor holding NaN or inf is printed as raw hex data
+    (`dense<"0x…">`): xDSL 0.74 prints such values as hex floats it cannot parse back."""
+
+    def print_attribute(self, attribute: Attribute) -> None:
+        if isinstance(attribute, DenseIntOrFPElementsAttr) and isinstance(attribute.get_element_type(), AnyFloat) \
+                and not np.isfinite(dense_to_numpy(attribute).astype(np.float64)).all():
+            self.print_string(f'dense<"0x{attribute.data.data.hex().upper()}"> : ')
+            self.print_attribute(attribute.type)
+            return
+        super().print_attribute(attribute)
+
+
 def _print(module: ModuleOp) -> str:
     import io
 
     out = io.StringIO()
-    Printer(stream=out).print_op(module)
+    ExactPrinter(stream=out).print_op(module)
     return out.getvalue() + "\n"
 
 
