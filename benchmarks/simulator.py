@@ -1,0 +1,56 @@
+"""The simulator's speed against onnxruntime's f32 CPU time, on the same inputs, in one process.
+
+    flock /work/tools/heavy.lock python benchmarks/simulator.py [resnet50 bert-base ...]
+
+For each model: compile it for the M1 to descriptors, run the decoded program once (building the
+machine), then time the simulator (ANE programs plus the CPU ops between them) and onnxruntime over
+the same inputs; print both medians, their ratio (goal: within 3x) and the outputs' agreement.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests import zoo  # noqa: E402  (the test model zoo: seeded random weights, exported once)
+
+MODELS = ("resnet50", "bert-base")
+REPEATS = 5
+
+
+def median_seconds(fn, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(names: list[str]) -> None:
+    import onnxruntime
+
+    import anec
+    from anec.runtime.check import error
+
+    print(f"{'model':12} {'simulator':>11} {'onnxruntime':>12} {'ratio':>6}  agreement")
+    for name in names:
+        path = zoo.onnx_model(name, "legacy")
+        feeds = zoo.inputs(name)
+        compiled = anec.compile(str(path), target="m1", emit="descriptors")
+        outputs = compiled.run(feeds)                     # builds the decoded program and the machine
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        reference = session.run(None, feeds)
+        sim = median_seconds(lambda: compiled.run(feeds))
+        ort = median_seconds(lambda: session.run(None, feeds))
+        e = error(next(iter(outputs.values())), reference[0])
+        print(f"{name:12} {sim * 1e3:8.1f} ms {ort * 1e3:9.1f} ms {sim / ort:5.2f}x  "
+              f"cosine {e.cosine:.6f}, rel L2 {e.rel_l2:.2e}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or list(MODELS))
