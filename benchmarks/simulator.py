@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests import zoo  # noqa: E402  (the test model zoo: seeded random weights, exported once)
+from tests import zoo  # the test model zoo: seeded random weights, exported once
 
 MODELS = ("resnet50", "bert-base")
 REPEATS = 5
@@ -45,8 +45,8 @@ def main(names: list[str]) -> None:
         outputs = compiled.run(feeds)                     # builds the decoded program and the machine
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         reference = session.run(None, feeds)
-        sim = median_seconds(lambda: compiled.run(feeds))
-        ort = median_seconds(lambda: session.run(None, feeds))
+        sim = median_seconds(lambda compiled=compiled, feeds=feeds: compiled.run(feeds))
+        ort = median_seconds(lambda session=session, feeds=feeds: session.run(None, feeds))
         e = error(next(iter(outputs.values())), reference[0])
         print(f"{name:12} {sim * 1e3:8.1f} ms {ort * 1e3:9.1f} ms {sim / ort:5.2f}x  "
               f"cosine {e.cosine:.6f}, rel L2 {e.rel_l2:.2e}")

@@ -274,3 +274,5 @@ class AnecFile:
     source: str = ""                             # the model file it was compiled from (informational)
     module: object = field(default=None, compare=False, repr=False)
     """The parsed graph (a ModuleOp with the host weights attached), set by the decoder."""
+    machines: dict[int, object] = field(default_factory=dict, compare=False, repr=False)
+    """Simulator state per program index, kept between runs (anec.runtime)."""

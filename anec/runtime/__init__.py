@@ -39,13 +39,14 @@ class SimulatorRun(Run):
     def __init__(self, file: AnecFile):
         super().__init__(store_of(file.module), "f32", "f16")  # type: ignore[arg-type]
         self.file = file
-        self.machines: dict[int, Machine] = {}
 
     def execute(self, op: Operation, inputs: list[np.ndarray]) -> list[np.ndarray]:
         if not isinstance(op, anehw.CallOp):
             return super().execute(op, inputs)
         index = op.program.value.data
-        machine = self.machines.get(index) or self.machines.setdefault(index, Machine.for_program(self.file.programs[index]))
+        machine = self.file.machines.get(index)
+        if machine is None:
+            machine = self.file.machines[index] = Machine.for_program(self.file.programs[index])
         outs = machine.run(inputs)
         return [y.reshape(ane.shape_of(r)).astype(numpy_dtype(r.type.element_type)) for y, r in zip(outs, op.outputs)]  # type: ignore[attr-defined]
 

@@ -22,7 +22,7 @@ Everything is vectorized numpy over BLAS (`anec.kernels`), and bit-deterministic
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,6 +59,8 @@ from anec.errors import AnecError
 from anec.targets import Numerics, get_target
 
 FP16_MIN_NORMAL = np.float32(2.0**-14)
+MOVES = frozenset({Kind.COPY, Kind.RESHAPE, Kind.TRANSPOSE, Kind.TILE, Kind.PAD, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH})
+"""Kinds that only move fp16 values: the simulator moves them without converting."""
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Machine:
     program: Program
     numerics: Numerics
     slots: dict[int, np.ndarray]
+    _coefficients: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
 
     @classmethod
     def for_program(cls, program: Program) -> Machine:
@@ -83,29 +86,31 @@ class Machine:
     def array(self, view: View) -> np.ndarray:
         return np.ndarray(view.extents, dtype=np.float16, buffer=self.slots[view.slot], offset=view.base, strides=view.strides)
 
-    def load(self, view: View, pixel_offset: int) -> np.ndarray:
-        """A source view as float32; a view starting inside a row passes the Q.4 crop DMA."""
-        x = self.array(view).astype(np.float32)
+    def load(self, view: View, pixel_offset: int, dtype: type = np.float32) -> np.ndarray:
+        """A source view (float32 to compute on, fp16 to move); a view starting inside a row passes
+        the Q.4 crop DMA."""
+        x = self.array(view).astype(dtype)
         limit = self.numerics.width_slice_overflow.value
         if pixel_offset and limit is not None:
-            x = np.where(np.abs(x) > limit, np.copysign(np.float32(np.inf), x), x)
+            x = np.where(np.abs(x) > limit, np.copysign(dtype(np.inf), x), x)
         return x
 
     def coefficients(self, task: Task, channel: Coeff) -> np.ndarray | None:
-        span = coeff_range(task, channel)
-        if span is None:
-            return None
-        offset, _ = span
-        n = task.coeff_elements(channel)
-        return np.frombuffer(self.slots[WEIGHT_SLOT], dtype=np.float16, count=n, offset=offset).astype(np.float32)
+        """A coefficient stream as float32 (read once per machine: the weight section is read-only)."""
+        key = (id(task), channel)
+        if key not in self._coefficients:
+            span = coeff_range(task, channel)
+            self._coefficients[key] = None if span is None else np.frombuffer(
+                self.slots[WEIGHT_SLOT], dtype=np.float16, count=task.coeff_elements(channel), offset=span[0]).astype(np.float32)
+        return self._coefficients[key]
 
     def store(self, view: View, result: np.ndarray) -> None:
         """Round to fp16 (half to even) and write; an indeterminate result is stored as +0."""
-        result = np.asarray(result, dtype=np.float32)
-        if np.isnan(result).any():
-            result = np.where(np.isnan(result), np.float32(self.numerics.indeterminate_result.value), result)
-        with np.errstate(over="ignore"):
-            self.array(view)[...] = np.broadcast_to(result, view.extents).astype(np.float16)
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = np.asarray(result).astype(np.float16, copy=False)
+        if np.isnan(values).any():
+            values = np.where(np.isnan(values), np.float16(self.numerics.indeterminate_result.value), values)
+        self.array(view)[...] = values
 
     # -- I/O -------------------------------------------------------------------------------------
 
@@ -139,9 +144,10 @@ class Machine:
     def execute(self, task: Task) -> None:
         src1, src2, dst = src1_view(task), src2_view(task), dst_view(task)
         assert src1 is not None and dst is not None
-        x = self.load(src1, task.get("tile_src", "PixelOffset0"))
-        y = self.load(src2, task.get("tile_src", "Src2PixelOffset")) if src2 is not None else None
         kind = task.kind
+        dtype = np.float16 if kind in MOVES else np.float32
+        x = self.load(src1, task.get("tile_src", "PixelOffset0"), dtype)
+        y = self.load(src2, task.get("tile_src", "Src2PixelOffset"), dtype) if src2 is not None else None
         self.store(dst, self.mac(task, x, y) if kind in MAC_KINDS else EXECUTORS[kind](self, task, x, y))
 
     def mac(self, task: Task, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
