@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 
@@ -142,6 +142,8 @@ def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", in
     if emit not in PIPELINES:
         raise AnecError(f"unknown --emit kind {emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
     module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs)
+    if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
+        module.attributes["ane.source"] = StringAttr(str(Path(model).resolve()))
     stats = run_pipeline(module, opts)
     tgt = get_target(opts.target)
     return CompiledModel(ir=module, target=tgt, options=opts, report=build_report(module, tgt, stats))

@@ -73,3 +73,32 @@ def test_check_compares_with_onnxruntime(tmp_path: Path) -> None:
     good, bad = compare({"y": np.maximum(x, 0)}, reference), compare({"y": -x}, reference)
     assert good[0].startswith("check y: cosine 1.000000") and good[0].endswith("ok")
     assert "MISMATCH" in bad[0]
+
+
+def small_onnx(path: Path) -> Path:
+    """Conv + ReLU + global average pool + Gemm: what `anec compile` turns into one ANE program."""
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "w")
+    fc = onnx.numpy_helper.from_array(rng.standard_normal((8, 5)).astype(np.float32) * 0.3, "fc")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], [w, fc])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def test_compile_to_descriptors_then_run_and_check_against_onnxruntime(tmp_path: Path, capsys) -> None:
+    model = small_onnx(tmp_path / "small.onnx")
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32))
+    program = tmp_path / "small.anec"
+    assert main(["compile", str(model), "--emit", "descriptors", "-o", str(program)]) == 0
+    assert program.exists()
+    capsys.readouterr()
+    assert main(["run", str(program), "--input", f"x={x}", "--check"]) == 0   # the file names its source
+    checked = capsys.readouterr().out
+    assert "check y: cosine" in checked and checked.rstrip().endswith("ok")
+    assert main(["run", str(model), "--input", f"x={x}", "--check", "--target", "m4"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("ok")
