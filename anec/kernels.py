@@ -181,28 +181,40 @@ def _expand_params(rank: int, strides: Sequence[int], pads: Sequence[int], dilat
 
 
 def conv(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int], groups: int) -> np.ndarray:
-    """N-C-(H)-W convolution; weight [O, C/groups, (kH), kW]; computed as a sum of tap matmuls."""
+    """N-C-(H)-W convolution; weight [O, C/groups, (kH), kW]: one GEMM per group over the gathered
+    taps (a 1x1 stride-1 convolution needs no gathering), or a multiply-add per tap when depthwise."""
     rank = x.ndim
     strides, pads, dilations = _expand_params(rank, strides, pads, dilations)
     x, w = _as_2d(upcast(x)), _as_2d(upcast(w))
     n = x.shape[0]
     o, cg, kh, kw = w.shape
+    og = o // groups
+    if kh == kw == 1 and not any(pads) and strides == [1, 1]:
+        ho, wo = x.shape[2:]
+        out = np.matmul(w.reshape(groups, og, cg)[None], x.reshape(n, groups, cg, ho * wo))
+        out = out.reshape(n, o, ho, wo)
+        return out[:, :, 0, :] if rank == 3 else out
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
     wo = (xp.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    og = o // groups
-    wg = w.reshape(groups, og, cg, kh, kw)
-    out = np.zeros((n, groups, og, ho * wo), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            r0, c0 = i * dilations[0], j * dilations[1]
-            tap = xp[:, :, r0:r0 + strides[0] * (ho - 1) + 1:strides[0], c0:c0 + strides[1] * (wo - 1) + 1:strides[1]]
-            tap = tap.reshape(n, groups, cg, ho * wo)
-            if cg == 1 and og == 1:
-                out += tap * wg[:, 0, 0, i, j][None, :, None, None]  # depthwise: no matmul needed
-            else:
-                out += np.matmul(wg[:, :, :, i, j][None], tap)
-    out = out.reshape(n, o, ho, wo)
+
+    def tap(i: int, j: int) -> np.ndarray:
+        r0, c0 = i * dilations[0], j * dilations[1]
+        return xp[:, :, r0:r0 + strides[0] * (ho - 1) + 1:strides[0], c0:c0 + strides[1] * (wo - 1) + 1:strides[1]]
+
+    if cg == 1 and og == 1:  # depthwise: no matmul needed
+        wd = w.reshape(groups, kh, kw)
+        out = np.zeros((n, o, ho, wo), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                out += tap(i, j) * wd[:, i, j][None, :, None, None]
+    else:
+        cols = np.empty((n, groups, cg, kh, kw, ho, wo), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, :, :, i, j] = tap(i, j).reshape(n, groups, cg, ho, wo)
+        out = np.matmul(w.reshape(groups, og, cg * kh * kw)[None], cols.reshape(n, groups, cg * kh * kw, ho * wo))
+        out = out.reshape(n, o, ho, wo)
     return out[:, :, 0, :] if rank == 3 else out
 
 

@@ -19,16 +19,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import zoo  # the test model zoo: seeded random weights, exported once
 
 MODELS = ("resnet50", "bert-base")
-REPEATS = 5
+REPEATS = 7
 
 
-def median_seconds(fn, repeats: int = REPEATS) -> float:
-    times = []
+def median_seconds(*fns, repeats: int = REPEATS) -> list[float]:
+    """Median time of each function, the functions taking turns so they share the machine's load."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main(names: list[str]) -> None:
@@ -45,8 +47,8 @@ def main(names: list[str]) -> None:
         outputs = compiled.run(feeds)                     # builds the decoded program and the machine
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         reference = session.run(None, feeds)
-        sim = median_seconds(lambda compiled=compiled, feeds=feeds: compiled.run(feeds))
-        ort = median_seconds(lambda session=session, feeds=feeds: session.run(None, feeds))
+        sim, ort = median_seconds(lambda compiled=compiled, feeds=feeds: compiled.run(feeds),
+                                  lambda session=session, feeds=feeds: session.run(None, feeds))
         e = error(next(iter(outputs.values())), reference[0])
         print(f"{name:12} {sim * 1e3:8.1f} ms {ort * 1e3:9.1f} ms {sim / ort:5.2f}x  "
               f"cosine {e.cosine:.6f}, rel L2 {e.rel_l2:.2e}")

@@ -21,6 +21,7 @@ Everything is vectorized numpy over BLAS (`anec.kernels`), and bit-deterministic
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -95,6 +96,30 @@ class Machine:
             x = np.where(np.abs(x) > limit, np.copysign(dtype(np.inf), x), x)
         return x
 
+    def load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
+        """A MAC operand as float32, denormals flushed where the target flushes them (one table lookup)."""
+        x = mac_input_table(self.numerics.mac_flushes_denormals.value)[self.array(view).view(np.uint16)]
+        limit = self.numerics.width_slice_overflow.value
+        if pixel_offset and limit is not None:
+            x = np.where(np.abs(x) > limit, np.copysign(np.float32(np.inf), x), x)
+        return x
+
+    def constant(self, task: Task, view: View) -> np.ndarray:
+        """A MAC operand read from the weight section (a constant right-hand side), converted once."""
+        key = (id(task), -2)
+        if key not in self._coefficients:
+            self._coefficients[key] = self.load_mac(view, task.get("tile_src", "Src2PixelOffset"))
+        return self._coefficients[key]  # type: ignore[return-value]
+
+    def kernel(self, task: Task) -> np.ndarray | None:
+        """The kernel coefficient stream as a MAC operand (flushed once per machine)."""
+        key = (id(task), -1)
+        if key not in self._coefficients:
+            weights = self.coefficients(task, Coeff.KERNEL)
+            self._coefficients[key] = None if weights is None else \
+                mac_input_table(self.numerics.mac_flushes_denormals.value)[weights.astype(np.float16).view(np.uint16)]
+        return self._coefficients[key]
+
     def coefficients(self, task: Task, channel: Coeff) -> np.ndarray | None:
         """A coefficient stream as float32 (read once per machine: the weight section is read-only)."""
         key = (id(task), channel)
@@ -105,12 +130,13 @@ class Machine:
         return self._coefficients[key]
 
     def store(self, view: View, result: np.ndarray) -> None:
-        """Round to fp16 (half to even) and write; an indeterminate result is stored as +0."""
+        """Round to fp16 (half to even) into the destination; an indeterminate result is stored as +0."""
+        target = self.array(view)
         with np.errstate(over="ignore", invalid="ignore"):
-            values = np.asarray(result).astype(np.float16, copy=False)
-        if np.isnan(values).any():
-            values = np.where(np.isnan(values), np.float16(self.numerics.indeterminate_result.value), values)
-        self.array(view)[...] = values
+            np.copyto(target, result, casting="unsafe")
+        nan = np.isnan(target)
+        if nan.any():
+            target[nan] = np.float16(self.numerics.indeterminate_result.value)
 
     # -- I/O -------------------------------------------------------------------------------------
 
@@ -145,23 +171,24 @@ class Machine:
         src1, src2, dst = src1_view(task), src2_view(task), dst_view(task)
         assert src1 is not None and dst is not None
         kind = task.kind
+        if kind in MAC_KINDS:
+            x = self.load_mac(src1, task.get("tile_src", "PixelOffset0"))
+            y = None if src2 is None else self.constant(task, src2) if src2.slot == WEIGHT_SLOT else \
+                self.load_mac(src2, task.get("tile_src", "Src2PixelOffset"))
+            self.store(dst, self.mac(task, x, y))
+            return
         dtype = np.float16 if kind in MOVES else np.float32
         x = self.load(src1, task.get("tile_src", "PixelOffset0"), dtype)
         y = self.load(src2, task.get("tile_src", "Src2PixelOffset"), dtype) if src2 is not None else None
-        self.store(dst, self.mac(task, x, y) if kind in MAC_KINDS else EXECUTORS[kind](self, task, x, y))
+        self.store(dst, EXECUTORS[kind](self, task, x, y))
 
     def mac(self, task: Task, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         """A MAC task: float32 accumulation, the saturating MAC port, then post-scale, bias, activation."""
-        weights = y if y is not None else self.coefficients(task, Coeff.KERNEL)
-        if self.numerics.mac_flushes_denormals.value:
-            x, weights = flush_denormals(x), flush_denormals(weights)
+        weights = y if y is not None else self.kernel(task)
         with np.errstate(invalid="ignore", over="ignore"):
             acc = MAC_EXECUTORS[task.kind](self, task, x, weights)
             out = acc.astype(np.float16)
-        limit = self.numerics.mac_saturation.value
-        out = np.where(np.abs(out) >= limit, np.copysign(np.float16(np.inf), out), out)
-        if self.numerics.mac_flushes_denormals.value:
-            out = flush_denormals(out)
+        out = mac_port_table(self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)[out.view(np.uint16)].view(np.float16)
         if task.get("neural", "PostScaleMode"):
             out = fp16(out.astype(np.float32) * np.float32(fp16_value(task.get("neural", "PostScale"))))
         bias = self.coefficients(task, Coeff.BIAS)
@@ -192,10 +219,30 @@ def coerce_nan(x: np.ndarray) -> None:
         x[np.isnan(x)] = np.inf
 
 
-def flush_denormals(x: np.ndarray) -> np.ndarray:
-    """Denormal fp16 values become zero (of the same sign) inside the MAC."""
-    tiny = np.abs(x) < FP16_MIN_NORMAL
-    return np.where(tiny, np.copysign(np.zeros((), x.dtype), x), x) if tiny.any() else x
+def _fp16_values() -> np.ndarray:
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
+def _flushed(values: np.ndarray) -> np.ndarray:
+    return np.where((values != 0) & (np.abs(values) < FP16_MIN_NORMAL), np.copysign(np.float32(0), values), values)
+
+
+@functools.cache
+def mac_input_table(flush: bool) -> np.ndarray:
+    """fp16 bits -> the float32 value the MAC multiplies (denormals become zero of the same sign)."""
+    values = _fp16_values()
+    return _flushed(values) if flush else values
+
+
+@functools.cache
+def mac_port_table(saturation: float, flush: bool) -> np.ndarray:
+    """fp16 bits -> fp16 bits leaving the MAC port: magnitudes of 2^15 and above become ±inf, and
+    denormal results become zero where the target flushes them."""
+    values = _fp16_values()
+    with np.errstate(invalid="ignore"):
+        out = np.where(np.abs(values) >= saturation, np.copysign(np.float32(np.inf), values), values)
+    out = _flushed(out) if flush else out
+    return out.astype(np.float16).view(np.uint16)
 
 
 def neuron(name: str, x: np.ndarray, params: tuple[float, float], numerics: Numerics) -> np.ndarray:
