@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("run", parents=[common], help="run a model: ANE programs on the simulator, the rest on the CPU",
                        description="Run MODEL (.anec, or .onnx/.pt2 compiled on the fly for --target) on the given inputs; "
                        "print the outputs and, with --check, their error against onnxruntime or eager PyTorch.")
-    p.add_argument("model", help="a .anec program, or an .onnx / .pt2 model")
+    p.add_argument("model", help="a .anec program, or an .onnx / .pt2 model (or, with --device coreml, an .mlpackage)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input tensor (repeatable)")
     p.add_argument("--target", help="chip to compile for (m1 … m5-max); a .anec file knows its own")
     p.add_argument("--device", choices=("sim", "coreml"), default="sim", help="the simulator (default) or Core ML (macOS only)")
@@ -78,11 +78,19 @@ def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
 
 
 def run_coreml(path: Path, inputs: dict[str, np.ndarray], target: str | None) -> dict[str, np.ndarray]:
-    """Core ML's own prediction, through the helper the Core ML emitter provides (macOS only)."""
+    """Core ML's own prediction of the model (macOS only): a `.mlpackage` as it is, a model compiled to one."""
     if sys.platform != "darwin":
         raise AnecError("--device coreml needs macOS: Core ML cannot run models on this system", hint="use --device sim")
-    try:
-        from anec.runtime.coreml import predict  # type: ignore[import-not-found]
-    except ImportError:
-        raise AnecError("this anec has no Core ML runtime", hint="install anec with Core ML support, or use --device sim") from None
-    return predict(path, inputs, target=target)
+    if path.suffix == ".anec":
+        raise AnecError(f"{path} is a descriptor program, which only the simulator runs", hint="pass the model itself, or --device sim")
+    from anec.runtime.coreml import predict
+
+    if path.suffix == ".mlpackage":
+        return predict(path, inputs)
+    import tempfile
+
+    from anec.pipeline import compile as compile_model
+
+    with tempfile.TemporaryDirectory(prefix="anec-run-") as folder:
+        package = compile_model(path, target=target or "m1", emit="coreml").save(Path(folder) / f"{path.stem}.mlpackage")
+        return predict(package, inputs)
