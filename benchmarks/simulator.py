@@ -1,18 +1,26 @@
 """The simulator's speed against onnxruntime's f32 CPU time, on the same inputs, in one process.
 
-    flock /work/tools/heavy.lock python benchmarks/simulator.py [resnet50 bert-base ...]
+    flock /work/tools/heavy.lock python benchmarks/simulator.py [--blas-threads N] [resnet50 bert-base ...]
 
 For each model: compile it for the M1 to descriptors, run the decoded program once (building the
 machine), then time the simulator (ANE programs plus the CPU ops between them) and onnxruntime over
 the same inputs; print both medians, their ratio (goal: within 3x) and the outputs' agreement.
+The simulator's GEMMs run in OpenBLAS; on a machine other jobs keep busy, its threads contend, and
+`--blas-threads 1` (set before numpy loads) is faster. onnxruntime keeps its own thread pool.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+if "--blas-threads" in sys.argv:  # must be set before numpy loads OpenBLAS
+    at = sys.argv.index("--blas-threads")
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = sys.argv[at + 1]
+    del sys.argv[at:at + 2]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,6 +47,7 @@ def main(names: list[str]) -> None:
     import anec
     from anec.runtime.check import error
 
+    print(f"OpenBLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, CPUs: {os.cpu_count()}")
     print(f"{'model':12} {'simulator':>11} {'onnxruntime':>12} {'ratio':>6}  agreement")
     for name in names:
         path = zoo.onnx_model(name, "legacy")
