@@ -80,28 +80,54 @@ def extents(shape: Shape, axes: AxisMap) -> Extents:
 
 @dataclass(frozen=True)
 class Tensor:
-    """A value of the segment: the buffer (or weight) holding it and its logical shape."""
+    """A value of the segment: a window of the buffer (or weight) holding it.
+
+    `layout` is the shape the buffer is laid out in (rows of its last axis, outer axes dense); the
+    value starts at `origin` and takes every `steps`-th element along each axis (0 repeats one
+    element: a broadcast). A whole buffer has origin 0 and steps 1. Slices, broadcasts and the pieces
+    of a concatenation are windows, so they cost no task.
+    """
 
     buffer: str
     shape: Shape
+    layout: Shape = ()
+    origin: tuple[int, ...] = ()
+    steps: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.layout:
+            object.__setattr__(self, "layout", self.shape)
+            object.__setattr__(self, "origin", (0,) * len(self.shape))
+            object.__setattr__(self, "steps", (1,) * len(self.shape))
+
+    @property
+    def whole(self) -> bool:
+        return self.layout == self.shape and not any(self.origin) and all(s == 1 for s in self.steps)
+
+    def window(self, shape: Shape, origin: Sequence[int] = (), steps: Sequence[int] = ()) -> Tensor:
+        """The sub-window of `shape` starting at `origin` of this tensor, every `steps` (0 repeats)."""
+        origin = tuple(origin) or (0,) * len(shape)
+        steps = tuple(steps) or (1,) * len(shape)
+        return Tensor(self.buffer, tuple(shape), self.layout, tuple(o + a * s for o, a, s in zip(self.origin, origin, self.steps)),
+                      tuple(a * s for a, s in zip(steps, self.steps)))
 
     def view(self, axes: AxisMap, want: Extents, offsets: Sequence[int] = (), steps: Sequence[int] = ()) -> anehw.ViewAttr:
-        """The view of this tensor walked with extents `want` (axes of extent 1 here broadcast)."""
-        rank = len(self.shape)
+        """The DMA view walking this tensor (from `offsets`, every `steps`) with extents `want`; an axis
+        of extent 1 here repeats."""
+        rank = len(self.layout)
         if axes[4] not in (None, rank - 1):
             raise AnecError(f"internal: the W axis of a view must be the innermost axis (got {axes})")
-        offsets = list(offsets) or [0] * rank
-        steps = list(steps) or [1] * rank
-        rows = [math.prod(self.shape[i + 1:rank - 1]) for i in range(rank)]
+        inner = self.window(self.shape, offsets, steps) if offsets or steps else self
+        rows = [math.prod(self.layout[i + 1:rank - 1]) for i in range(rank)]
         strides = []
         for k, a in enumerate(axes[:4]):
             if a is None or want[k] == 1 or self.shape[a] == 1:
                 strides.append(0)
             else:
-                strides.append(rows[a] * steps[a])
-        offset = sum(offsets[i] * rows[i] for i in range(rank - 1))
-        w_step = 0 if self.shape[-1] == 1 and want[4] > 1 else (steps[-1] if want[4] > 1 else 1)
-        return anehw.ViewAttr(self.buffer, strides, offset, offsets[-1], w_step)
+                strides.append(rows[a] * inner.steps[a])
+        offset = sum(inner.origin[i] * rows[i] for i in range(rank - 1))
+        w_step = 0 if self.shape[-1] == 1 and want[4] > 1 else (inner.steps[-1] if want[4] > 1 else 1)
+        return anehw.ViewAttr(self.buffer, strides, offset, inner.origin[-1], w_step)
 
 
 @dataclass
@@ -117,6 +143,8 @@ class SegmentLowering:
     values: dict[SSAValue, Tensor] = field(default_factory=dict)
     roles: dict[str, anehw.BufferOp] = field(default_factory=dict)
     origin: Operation | None = None
+    planned: dict[SSAValue, Tensor] = field(default_factory=dict)
+    """Values whose producer writes straight into their window of a concatenation."""
     _names: set[str] = field(default_factory=set)
     _noted: set[int] = field(default_factory=set)
 
@@ -161,7 +189,9 @@ class SegmentLowering:
         return self.weight(const_value(owner, self.store).reshape(-1), f"{op_name(owner)}.{label}", "dense").buffer
 
     def result(self, value: SSAValue, shape: Shape | None = None) -> Tensor:
-        tensor = self.buffer(tuple(shape or dims(value)))
+        """Where an op writes `value`: its window of a concatenation planned in place, else a new buffer."""
+        tensor = self.planned.get(value) if shape is None else None
+        tensor = tensor or self.buffer(tuple(shape or dims(value)))
         self.values[value] = tensor
         return tensor
 
@@ -169,7 +199,7 @@ class SegmentLowering:
         """`tensor` under another shape: an alias when W is unchanged, else a reshape task."""
         if tensor.shape == shape:
             return tensor
-        if tensor.shape[-1] == shape[-1]:
+        if tensor.whole and tensor.shape[-1] == shape[-1]:
             return Tensor(tensor.buffer, shape)
         out = self.buffer(shape)
         src_ext, dst_ext = extents(tensor.shape, std_axes(len(tensor.shape))), extents(shape, std_axes(len(shape)))
@@ -519,30 +549,53 @@ def _reshape(L: SegmentLowering, op: Operation) -> None:
     L.values[op.results[0]] = L.as_shape(L.tensor(op.operands[0]), dims(op.results[0]))
 
 
-def _copy(L: SegmentLowering, src: Tensor, dst: Tensor, shape: Shape, src_offsets: Sequence[int] = (), steps: Sequence[int] = (),
-          dst_offsets: Sequence[int] = ()) -> None:
-    """Copy a `shape` window of `src` (from `src_offsets`, every `steps`) into `dst` at `dst_offsets`."""
+def _copy(L: SegmentLowering, src: Tensor, dst: Tensor, shape: Shape) -> None:
+    """Copy the `shape` tensor `src` into `dst` (both may be windows)."""
     axes = std_axes(len(shape))
     ext = extents(shape, axes)
-    L.task(Kind.COPY, ext, ext, src1=src.view(axes, ext, src_offsets, steps), dst=dst.view(axes, ext, dst_offsets))
+    L.task(Kind.COPY, ext, ext, src1=src.view(axes, ext), dst=dst.view(axes, ext))
 
 
 @lowers(ane.SliceOp)
 def _slice(L: SegmentLowering, op: ane.SliceOp) -> None:
-    _copy(L, L.tensor(op.input), L.result(op.result), dims(op.result), values(op.starts), values(op.steps))
+    """A window of the input: the consumers' DMAs read it in place."""
+    L.values[op.result] = L.tensor(op.input).window(dims(op.result), values(op.starts), values(op.steps))
 
 
 @lowers(ane.BroadcastOp)
 def _broadcast(L: SegmentLowering, op: ane.BroadcastOp) -> None:
-    _copy(L, L.tensor(op.input), L.result(op.result), dims(op.result))
+    """A window repeating the input's unit axes (stride 0)."""
+    x = L.tensor(op.input)
+    L.values[op.result] = x.window(dims(op.result), steps=[0 if a == 1 and b > 1 else 1 for a, b in zip(x.shape, dims(op.result))])
+
+
+def plan_concatenations(L: SegmentLowering, block: Block) -> None:
+    """Let producers write their pieces of a concatenation in place: a piece qualifies when the op
+    that makes it is in the segment and the concatenation is its only user. Outer concatenations
+    are planned first, so nested ones land in their window of the outer buffer."""
+    for op in reversed(list(block.ops)):
+        if not isinstance(op, ane.ConcatOp):
+            continue
+        out = L.planned.get(op.result) or L.buffer(dims(op.result))
+        L.planned[op.result] = out
+        axis, start = op.axis.value.data, 0
+        for value in op.inputs:
+            shape = dims(value)
+            owner = value.owner
+            if isinstance(owner, Operation) and not isinstance(owner, ane.ConstOp) and value.has_one_use() and value not in L.planned:
+                L.planned[value] = out.window(shape, [start if i == axis else 0 for i in range(len(shape))])
+            start += shape[axis]
 
 
 @lowers(ane.ConcatOp)
 def _concat(L: SegmentLowering, op: ane.ConcatOp) -> None:
+    """Pieces already written in place cost nothing; the others are copied into their window."""
     out, axis, start = L.result(op.result), op.axis.value.data, 0
     for value in op.inputs:
         shape = dims(value)
-        _copy(L, L.tensor(value), out, shape, dst_offsets=[start if i == axis else 0 for i in range(len(shape))])
+        origin = [start if i == axis else 0 for i in range(len(shape))]
+        if L.values.get(value) != L.planned.get(value) or value not in L.planned:
+            _copy(L, L.tensor(value), out.window(shape, origin), shape)
         start += shape[axis]
 
 
@@ -551,7 +604,7 @@ def _split(L: SegmentLowering, op: ane.SplitOp) -> None:
     x, axis, start = L.tensor(op.input), op.axis.value.data, 0
     for value in op.outputs:
         shape = dims(value)
-        _copy(L, x, L.result(value), shape, [start if i == axis else 0 for i in range(len(shape))])
+        L.values[value] = x.window(shape, [start if i == axis else 0 for i in range(len(shape))])
         start += shape[axis]
 
 
@@ -634,6 +687,7 @@ def lower_segment(segment: ane.SegmentOp, target: Target, store: WeightStore, lu
     block = segment.body.block
     for i, arg in enumerate(block.args):
         L.values[arg] = L.buffer(dims(arg), "input", i, base="in")
+    plan_concatenations(L, block)
     yielded: list[SSAValue] = []
     for op in block.ops:
         if isinstance(op, ane.YieldOp):
@@ -655,7 +709,7 @@ def _bind_outputs(L: SegmentLowering, yielded: list[SSAValue]) -> None:
     for port, value in enumerate(yielded):
         tensor = L.tensor(value)
         decl = L.roles.get(tensor.buffer)
-        if decl is not None and decl.role.data == "intermediate" and tensor.buffer not in claimed and decl.dims[-1] == tensor.shape[-1]:
+        if decl is not None and decl.role.data == "intermediate" and tensor.buffer not in claimed and tensor.whole:
             decl.properties["role"] = StringAttr("output")
             decl.properties["port"] = anehw.int_attr(port)
             decl.properties["shape"] = anehw.ints(tensor.shape)

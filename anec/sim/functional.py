@@ -22,6 +22,7 @@ Everything is vectorized numpy over BLAS (`anec.kernels`), and bit-deterministic
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +73,8 @@ class Machine:
     numerics: Numerics
     slots: dict[int, np.ndarray]
     _coefficients: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
+    _recent: OrderedDict[tuple, np.ndarray] = field(default_factory=OrderedDict)
+    """The last source views converted (tiles of one op read the same input), dropped when written."""
 
     @classmethod
     def for_program(cls, program: Program) -> Machine:
@@ -87,9 +90,27 @@ class Machine:
     def array(self, view: View) -> np.ndarray:
         return np.ndarray(view.extents, dtype=np.float16, buffer=self.slots[view.slot], offset=view.base, strides=view.strides)
 
+    def cached(self, key: tuple, convert: Callable[[], np.ndarray]) -> np.ndarray:
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key]
+        value = self._recent[key] = convert()
+        if len(self._recent) > RECENT_VIEWS:
+            self._recent.popitem(last=False)
+        return value
+
+    def forget(self, view: View) -> None:
+        """Drop converted copies of anything a write to `view` may change."""
+        lo, hi = view.byte_span()
+        for key in [k for k in self._recent if k[0].slot == view.slot and _overlap(k[0].byte_span(), (lo, hi))]:
+            del self._recent[key]
+
     def load(self, view: View, pixel_offset: int, dtype: type = np.float32) -> np.ndarray:
         """A source view (float32 to compute on, fp16 to move); a view starting inside a row passes
         the Q.4 crop DMA."""
+        return self.cached((view, pixel_offset, dtype), lambda: self._load(view, pixel_offset, dtype))
+
+    def _load(self, view: View, pixel_offset: int, dtype: type) -> np.ndarray:
         x = self.array(view).astype(dtype)
         limit = self.numerics.width_slice_overflow.value
         if pixel_offset and limit is not None:
@@ -98,6 +119,9 @@ class Machine:
 
     def load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
         """A MAC operand as float32, denormals flushed where the target flushes them (one table lookup)."""
+        return self.cached((view, pixel_offset, "mac"), lambda: self._load_mac(view, pixel_offset))
+
+    def _load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
         x = mac_input_table(self.numerics.mac_flushes_denormals.value)[self.array(view).view(np.uint16)]
         limit = self.numerics.width_slice_overflow.value
         if pixel_offset and limit is not None:
@@ -131,6 +155,7 @@ class Machine:
 
     def store(self, view: View, result: np.ndarray) -> None:
         """Round to fp16 (half to even) into the destination; an indeterminate result is stored as +0."""
+        self.forget(view)
         target = self.array(view)
         with np.errstate(over="ignore", invalid="ignore"):
             np.copyto(target, result, casting="unsafe")
@@ -159,6 +184,7 @@ class Machine:
         ports = self.program.inputs
         if len(inputs) != len(ports):
             raise AnecError(f"program {self.program.name or ''} takes {len(ports)} inputs, got {len(inputs)}")
+        self._recent.clear()
         for buffer, value in zip(ports, inputs):
             if int(np.prod(np.shape(value))) != int(np.prod(buffer.shape)):
                 raise AnecError(f"input {buffer.port} has shape {list(np.shape(value))}, the program expects {list(buffer.shape)}")
@@ -206,6 +232,13 @@ class Machine:
             if table is not None:
                 return piecewise_linear(x, table)
             return neuron(name, x, params, self.numerics)
+
+
+RECENT_VIEWS = 8
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
 
 
 def fp16(x: np.ndarray) -> np.ndarray:

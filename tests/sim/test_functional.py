@@ -109,6 +109,10 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
                                                  b.add(ane.SpaceToDepthOp(b.add(ane.DepthToSpaceOp(x[0], 2)), 2))]),
     "concat-split": ([(1, 4, 5, 6), (1, 2, 5, 6)], lambda b, x: [b.add(ane.ConcatOp([x[0], x[1]], 1)), b.add(ane.ConcatOp([x[0], x[0]], 3)),
                                                                 *ane_split(b, x[0])]),
+    "concat-in-place-nested": ([(1, 4, 5, 6), (1, 2, 5, 6)], lambda b, x: [b.add(ane.ConcatOp([
+        b.add(ane.ConcatOp([b.add(ane.ReluOp(x[0])), b.add(ane.SigmoidOp(x[1]))], 1)), b.add(ane.TanhOp(x[0]))], 1))]),
+    "slice-window-into-conv": ([(1, 4, 9, 12)], lambda b, x: [b.add(ane.ConvOp(
+        b.add(ane.SliceOp(x[0], [0, 0, 1, 2], [1, 4, 9, 12], [1, 1, 2, 3])), b.random((4, 4, 1, 1), 0.3)))]),
     "yield-input-twice-and-const": ([(1, 4, 5, 6)], lambda b, x: [x[0], x[0], b.const(np.arange(24.0).reshape(1, 4, 1, 6))]),
 }
 
@@ -142,3 +146,13 @@ def test_simulator_matches_the_interpreter(case: str) -> None:
         e32, g32 = e.astype(np.float32), g.astype(np.float32)
         scale = max(float(np.abs(e32).max()), 1.0)
         np.testing.assert_allclose(g32, e32, atol=4e-3 * scale, rtol=4e-3, err_msg=case)
+
+
+def test_windows_cost_no_tasks() -> None:
+    """Pieces of a concatenation are written in place, and slices are read in place: no copy tasks."""
+    from anec.descriptors.ops import Kind
+
+    for case in ("concat-in-place-nested", "slice-window-into-conv"):
+        shapes, build = CASES[case]
+        program = module_descriptors(segment_module(shapes, build), "h13").programs[0]
+        assert Kind.COPY not in [t.kind for t in program.tasks], case
