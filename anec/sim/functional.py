@@ -73,6 +73,8 @@ class Machine:
     numerics: Numerics
     slots: dict[int, np.ndarray]
     _coefficients: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
+    plan: list[Task] = field(default_factory=list)
+    """The tasks in execution order, output-channel tiles of one convolution merged (`merged_tiles`)."""
     _recent: OrderedDict[tuple, np.ndarray] = field(default_factory=OrderedDict)
     """The last source views converted (tiles of one op read the same input), dropped when written."""
 
@@ -83,7 +85,34 @@ class Machine:
             weights = np.frombuffer(program.weights, dtype=np.uint8)
             slots[WEIGHT_SLOT][:weights.size] = weights
             coerce_nan(slots[WEIGHT_SLOT][:weights.size - weights.size % 2].view(np.float16))
-        return cls(program, get_target(program.arch).numerics, slots)
+        machine = cls(program, get_target(program.arch).numerics, slots)
+        machine.plan = machine.merged_tiles()
+        return machine
+
+    def merged_tiles(self) -> list[Task]:
+        """The program's tasks, with each run of output-channel tiles of one convolution (same input,
+        same fields, outputs adjacent along C) executed as one task: each output channel is computed
+        as its tile computes it, with one GEMM instead of one per tile."""
+        plan: list[Task] = []
+        run: list[Task] = []
+        for task in [*self.program.tasks, None]:
+            if task is not None and run and _continues(run[-1], task):
+                run.append(task)
+                continue
+            if run:
+                plan.append(run[0] if len(run) == 1 else self.merge(run))
+            run = [task] if task is not None else []
+        return plan
+
+    def merge(self, tiles: list[Task]) -> Task:
+        regs = {g: dict(v) for g, v in tiles[0].regs.items()}
+        regs["common"]["Cout"] = sum(t.out_extents[2] for t in tiles)
+        merged = Task(regs, tiles[0].name)
+        for channel in (Coeff.KERNEL, Coeff.BIAS):
+            parts = [self.coefficients(t, channel) for t in tiles]
+            self._coefficients[(id(merged), channel)] = None if parts[0] is None else np.concatenate(parts)
+        self._coefficients[(id(merged), Coeff.LUT)] = self.coefficients(tiles[0], Coeff.LUT)
+        return merged
 
     # -- memory ----------------------------------------------------------------------------------
 
@@ -189,7 +218,7 @@ class Machine:
             if int(np.prod(np.shape(value))) != int(np.prod(buffer.shape)):
                 raise AnecError(f"input {buffer.port} has shape {list(np.shape(value))}, the program expects {list(buffer.shape)}")
             self.write_input(buffer, value)
-        for task in self.program.tasks:
+        for task in self.plan:
             self.execute(task)
         return [self.read_output(b) for b in self.program.outputs]
 
@@ -235,6 +264,24 @@ class Machine:
 
 
 RECENT_VIEWS = 8
+TILE_FIELDS = {("common", "Cout"), ("common", "OCGSize"), ("common", "ActiveNE"), ("tile_dst", "BaseAddr"),
+               ("header", "TID"), ("header", "EON"), ("header", "NextSize"), ("header", "NextPointer")} | {("kernel_dma", f"Coeff{f}{i}") for f in ("BaseAddr", "BfrSize") for i in range(16)}
+"""Fields in which output-channel tiles of one convolution may differ."""
+
+
+def _continues(previous: Task, task: Task) -> bool:
+    """Whether `task` is the next output-channel tile of the convolution `previous` belongs to."""
+    if task.kind != Kind.CONV or previous.kind != Kind.CONV or task.groups != 1 or task.flag("KernelFromSrc2"):
+        return False
+    groups = set(task.regs) | set(previous.regs)
+    if any(task.regs.get(g, {}).get(k) != previous.regs.get(g, {}).get(k)
+           for g in groups for k in set(task.regs.get(g, {})) | set(previous.regs.get(g, {})) if (g, k) not in TILE_FIELDS):
+        return False
+    a, b, src = dst_view(previous), dst_view(task), src1_view(task)
+    assert a is not None and b is not None and src is not None
+    adjacent = a.slot == b.slot and a.strides == b.strides and a.base + a.extents[2] * a.strides[2] == b.base
+    return adjacent and (src.slot != b.slot or not _overlap(src.byte_span(), (a.base, b.byte_span()[1])))
+
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
