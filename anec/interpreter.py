@@ -78,14 +78,16 @@ Observer = Callable[[Operation, list[np.ndarray]], None]
 
 def interpret(module: ModuleOp | func.FuncOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], *,
               precision: Precision = "f32", segments: Precision = "f16", store: WeightStore | None = None,
-              function: str | None = None, observe: Observer | None = None) -> list[np.ndarray]:
+              function: str | None = None, observe: Observer | None = None,
+              run: Run | None = None) -> list[np.ndarray]:
     """Run the module's entry function on `inputs` (a list in argument order, or a dict by name).
 
-    `precision` applies outside `ane.segment`s, `segments` inside them (the ANE stores fp16).
+    `precision` applies outside `ane.segment`s, `segments` inside them (the ANE stores fp16). `run`
+    replaces the executor (the runtime passes one that also runs `anehw.call`s on the simulator).
     """
     fn = entry_function(module, function)
     store = store if store is not None else store_of(fn)
-    outs = Run(store, precision, segments, observe).run_block(fn.body.block, _bind_inputs(fn, inputs))
+    outs = (run or Run(store, precision, segments, observe)).run_block(fn.body.block, _bind_inputs(fn, inputs))
     return [_as_declared(x, v) for x, v in zip(outs, fn.function_type.outputs.data)]
 
 

@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -181,28 +180,40 @@ def _expand_params(rank: int, strides: Sequence[int], pads: Sequence[int], dilat
 
 
 def conv(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int], groups: int) -> np.ndarray:
-    """N-C-(H)-W convolution; weight [O, C/groups, (kH), kW]; computed as a sum of tap matmuls."""
+    """N-C-(H)-W convolution; weight [O, C/groups, (kH), kW]: one GEMM per group over the gathered
+    taps (a 1x1 stride-1 convolution needs no gathering), or a multiply-add per tap when depthwise."""
     rank = x.ndim
     strides, pads, dilations = _expand_params(rank, strides, pads, dilations)
     x, w = _as_2d(upcast(x)), _as_2d(upcast(w))
     n = x.shape[0]
     o, cg, kh, kw = w.shape
+    og = o // groups
+    if kh == kw == 1 and not any(pads) and strides == [1, 1]:
+        ho, wo = x.shape[2:]
+        out = np.matmul(w.reshape(groups, og, cg)[None], x.reshape(n, groups, cg, ho * wo))
+        out = out.reshape(n, o, ho, wo)
+        return out[:, :, 0, :] if rank == 3 else out
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
     wo = (xp.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    og = o // groups
-    wg = w.reshape(groups, og, cg, kh, kw)
-    out = np.zeros((n, groups, og, ho * wo), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            r0, c0 = i * dilations[0], j * dilations[1]
-            tap = xp[:, :, r0:r0 + strides[0] * (ho - 1) + 1:strides[0], c0:c0 + strides[1] * (wo - 1) + 1:strides[1]]
-            tap = tap.reshape(n, groups, cg, ho * wo)
-            if cg == 1 and og == 1:
-                out += tap * wg[:, 0, 0, i, j][None, :, None, None]  # depthwise: no matmul needed
-            else:
-                out += np.matmul(wg[:, :, :, i, j][None], tap)
-    out = out.reshape(n, o, ho, wo)
+
+    def tap(i: int, j: int) -> np.ndarray:
+        r0, c0 = i * dilations[0], j * dilations[1]
+        return xp[:, :, r0:r0 + strides[0] * (ho - 1) + 1:strides[0], c0:c0 + strides[1] * (wo - 1) + 1:strides[1]]
+
+    if cg == 1 and og == 1:  # depthwise: no matmul needed
+        wd = w.reshape(groups, kh, kw)
+        out = np.zeros((n, o, ho, wo), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                out += tap(i, j) * wd[:, i, j][None, :, None, None]
+    else:
+        cols = np.empty((n, groups, cg, kh, kw, ho, wo), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, :, :, i, j] = tap(i, j).reshape(n, groups, cg, ho, wo)
+        out = np.matmul(w.reshape(groups, og, cg * kh * kw)[None], cols.reshape(n, groups, cg * kh * kw, ho * wo))
+        out = out.reshape(n, o, ho, wo)
     return out[:, :, 0, :] if rank == 3 else out
 
 
@@ -252,29 +263,39 @@ def sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, s
 # ------------------------------------------------------------------------------------------------
 
 
-def _windows(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float) -> np.ndarray:
-    """[N, C, Ho, Wo, kH, kW] strided view of the padded input."""
+def _window_reduce(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float,
+                   combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Combine the taps of every window of the padded input, one strided slice per tap (no window copies)."""
     if x.ndim == 3:
         kernel, strides, pads = [1, kernel[0]], [1, strides[0]], [0, pads[0], 0, pads[1]]
     x = _as_2d(x)
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=fill)
-    return sliding_window_view(xp, tuple(kernel), axis=(2, 3))[:, :, ::strides[0], ::strides[1]]
+    ho = (xp.shape[2] - kernel[0]) // strides[0] + 1
+    wo = (xp.shape[3] - kernel[1]) // strides[1] + 1
+    out: np.ndarray | None = None
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            tap = xp[:, :, i:i + strides[0] * (ho - 1) + 1:strides[0], j:j + strides[1] * (wo - 1) + 1:strides[1]]
+            out = tap.copy() if out is None else combine(out, tap)
+    assert out is not None
+    return out
 
 
 def pool(kind: str, x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], count_include_pad: bool = False) -> np.ndarray:
     rank = x.ndim
     x = upcast(x)
+    add = lambda a, b: np.add(a, b, out=a)  # noqa: E731
     if kind == "max":
-        out = _windows(x, kernel, strides, pads, -np.inf).max(axis=(-2, -1))
+        out = _window_reduce(x, kernel, strides, pads, -np.inf, lambda a, b: np.maximum(a, b, out=a))
     elif kind == "l2":
-        out = np.sqrt(np.square(_windows(x, kernel, strides, pads, 0.0)).sum(axis=(-2, -1)))
+        out = np.sqrt(_window_reduce(np.square(x), kernel, strides, pads, 0.0, add))
     else:
-        total = _windows(x, kernel, strides, pads, 0.0).sum(axis=(-2, -1))
+        total = _window_reduce(x, kernel, strides, pads, 0.0, add)
         if count_include_pad:
             out = total / math.prod(kernel)
         else:
             ones = np.ones((1, 1, *x.shape[2:]), dtype=x.dtype)
-            out = total / _windows(ones, kernel, strides, pads, 0.0).sum(axis=(-2, -1))
+            out = total / _window_reduce(ones, kernel, strides, pads, 0.0, add)
     return out[:, :, 0, :] if rank == 3 else out
 
 

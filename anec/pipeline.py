@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 
@@ -34,7 +34,7 @@ from anec.weights import WeightStore, store_of
 GRAPH_PASSES: tuple[str, ...] = ("ane-legalize", "ane-layout", "ane-partition", "ane-fp16", "ane-fuse")
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
 
-HARDWARE_PASSES: tuple[str, ...] = ("ane-tile",)
+HARDWARE_PASSES: tuple[str, ...] = ("ane-tile", "to-anehw", "plan-memory")
 """Passes that take ANE segments to task descriptors (tile, to-anehw, plan-memory)."""
 
 PIPELINES: dict[str, tuple[str, ...]] = {
@@ -150,6 +150,8 @@ def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", in
     if emit not in PIPELINES:
         raise AnecError(f"unknown --emit kind {emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
     module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs)
+    if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
+        module.attributes["ane.source"] = StringAttr(str(Path(model).resolve()))
     stats = run_pipeline(module, opts)
     tgt = get_target(opts.target)
     return CompiledModel(ir=module, target=tgt, options=opts, report=build_report(module, tgt, stats))

@@ -17,7 +17,7 @@ from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
 from xdsl.ir import Block, Operation
 
 from anec.analysis import ane_bytes, flops
-from anec.dialects import ane
+from anec.dialects import ane, anehw
 from anec.dialects.ane import shape_of
 from anec.targets import Target
 
@@ -124,40 +124,84 @@ def _walk_placed(module: ModuleOp) -> Iterator[tuple[Operation, int | None]]:
                     if not isinstance(inner, ane.YieldOp | ane.ConstOp) and not _edge_cast(inner):
                         yield inner, segment_index
                 segment_index += 1
+            elif isinstance(op, anehw.ProgramOp):
+                for task in op.tasks():
+                    yield task, segment_index
+                segment_index += 1
             elif not isinstance(op, func.ReturnOp | ane.ConstOp):
                 yield op, None
 
 
+@dataclass(frozen=True)
+class _Cost:
+    kind: str
+    flops: int
+    bytes: int
+    shape: list[int]
+    seconds: float
+
+
+def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
+    """Cost of every task of every `anehw.program`, from the timing model of its program."""
+    from anec.emit.descriptors import program_of
+    from anec.sim.timing import program_time
+    from anec.weights import store_of
+
+    out: dict[int, _Cost] = {}
+    for program in [p for p in module.walk() if isinstance(p, anehw.ProgramOp)]:
+        times = program_time(program_of(program, store_of(module), "", with_weights=False), target)
+        for task, t in zip(program.tasks(), times.tasks):
+            kind = task.attributes.get("ane.op")
+            out[id(task)] = _Cost(kind.data if isinstance(kind, StringAttr) else t.kind, int(t.work.flops), t.work.write_bytes, list(t.shape),
+                                  t.cost.total_s)
+    return out
+
+
+def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
+    from anec.sim.timing import host_seconds, op_seconds
+
+    kind = op.name.removeprefix("ane.") if not op.name.startswith("host.") else op.op_name.data  # type: ignore[attr-defined]
+    seconds = op_seconds(op, target) if segment is not None else host_seconds(op, target)
+    return _Cost(kind, flops(op), sum(ane_bytes(shape_of(r)) for r in op.results),
+                 list(shape_of(op.results[0])) if op.results else [], seconds)
+
+
 def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | None = None) -> Report:
-    """Read the placement, tiles and fp16 notes off the compiled IR."""
+    """Read the placement, tiles, fp16 notes and predicted times off the compiled IR."""
     records: dict[str, OpRecord] = {}
     order: list[str] = []
     segments: set[int] = set()
+    task_costs = _task_costs(module, target)
     for op, segment in _walk_placed(module):
         origin = op.attributes.get(TILE_OF_ATTR)
-        key = origin.data if isinstance(origin, StringAttr) else f"{op_name(op)}@{id(op)}"
+        named = isinstance(op.attributes.get(NAME_ATTR), StringAttr)
+        key = origin.data if isinstance(origin, StringAttr) else op_name(op) if id(op) in task_costs and named else f"{op_name(op)}@{id(op)}"
         placement: Placement = "ane" if segment is not None else "host"
         if segment is not None:
             segments.add(segment)
         reason = op.attributes.get(REASON_ATTR)
-        out_shape = list(shape_of(op.results[0])) if op.results else []
-        if key in records:  # another tile of an op already recorded
+        c = task_costs.get(id(op)) or _op_cost(op, segment, target)
+        if key in records:  # another tile (or task) of an op already recorded
             rec = records[key]
-            rec.tiles += 1
-            rec.flops += flops(op)
-            rec.bytes += sum(ane_bytes(shape_of(r)) for r in op.results)
+            rec.tiles += 1 if isinstance(origin, StringAttr) else 0
+            rec.flops += c.flops
+            rec.bytes += c.bytes
+            rec.predicted_s = (rec.predicted_s or 0.0) + c.seconds
             continue
         records[key] = OpRecord(
             name=origin.data if isinstance(origin, StringAttr) else op_name(op),
-            op=op.name.removeprefix("ane.") if not op.name.startswith("host.") else op.op_name.data,  # type: ignore[attr-defined]
+            op=c.kind,
             placement=placement,
             reason="" if placement == "ane" else (reason.data if isinstance(reason, StringAttr) else "not placed on the ANE"),
-            flops=flops(op),
-            bytes=sum(ane_bytes(shape_of(r)) for r in op.results),
-            shape=out_shape,
+            flops=c.flops,
+            bytes=c.bytes,
+            shape=c.shape,
+            predicted_s=c.seconds,
             segment=segment,
             fp16_warnings=_strings(op, FP16_WARNINGS_ATTR),
             fp16_fixes=_strings(op, FP16_FIXES_ATTR),
         )
         order.append(key)
-    return Report(target=target.arch, ops=[records[k] for k in order], segments=len(segments), stats=dict(stats or {}))
+    latency = sum(r.predicted_s or 0.0 for r in records.values()) + len(segments) * target.perf.dispatch_floor_s.value
+    return Report(target=target.arch, ops=[records[k] for k in order], segments=len(segments), stats=dict(stats or {}),
+                  predicted_latency_s=latency)

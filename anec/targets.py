@@ -100,6 +100,7 @@ class Numerics:
     rounding: Fact[str] = measured("half-even", "guide §2: round-half-to-even on M1 (one M5 case differs)")
     nan_to_inf: Fact[bool] = measured(True, "guide §2: NaN coerced to +inf at input; no NaN is produced")
     log_of_zero: Fact[float] = measured(-45440.0, "guide §2: log(0) = -45440")
+    indeterminate_result: Fact[float] = measured(0.0, "guide §2: inf-inf, 0*inf, sqrt(-1) and log(-1) all return +0; no NaN is produced")
     lut_segments: Fact[int] = measured(32, "guide §2: activations are a 33-knot / 32-segment PWL LUT")
     accumulator_group: Fact[int] = measured(4, "guide §2: the first stage reduces in fp16-rounded groups of 4 lanes")
 
@@ -121,6 +122,9 @@ class Performance:
     layer_overhead_cycles: Fact[int] = measured(44, "guide §2: fixed per-layer overhead of 44 cycles")
     chained_op_s: Fact[float] = measured(6e-6, "guide §2: 32 fused conv+ReLU layers cost ~0.19 ms, ~6 us per op")
     energy_j_per_flop: Fact[float] = measured(0.5e-12, "guide §1: 0.5 pJ/FLOP sustained")
+    cliff_slowdown: Fact[float] = measured(2.5, "guide §2: a matmul chain whose activation passes the 2 MB cliff fell from 12 to 4.8 TFLOP/s")
+    host_flops_per_s: Fact[float] = decompiled(20e9, "guide §6: Core ML's segmenter anchors the CPU at 20 GFLOP/s")
+    host_bytes_per_s: Fact[float] = decompiled(10e9, "guide §6: Core ML's segmenter anchors the CPU at 10 GB/s")
 
 
 Capability = Literal[

@@ -25,6 +25,7 @@ def _pass(module: str, name: str) -> Callable[[], type[ModulePass]]:
 DIALECTS: dict[str, Callable[[], Dialect]] = {
     "ane": _dialect("ane", "ANE"),
     "host": _dialect("host", "HOST"),
+    "anehw": _dialect("anehw", "ANEHW"),
 }
 
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
@@ -34,6 +35,8 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ane-fp16": _pass("fp16", "Fp16Pass"),
     "ane-fuse": _pass("fuse", "FusePass"),
     "ane-tile": _pass("tile", "TilePass"),
+    "to-anehw": _pass("to_anehw", "ToAneHwPass"),
+    "plan-memory": _pass("plan_memory", "PlanMemoryPass"),
 }
 """Every anec pass by its registered name (one pass per file in lowering/)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import weakref
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,15 @@ class WeightStore:
                 info = zipfile.ZipInfo(f"{handle}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 with zf.open(info, "w") as f:
                     np.lib.format.write_array(f, self._arrays[handle], allow_pickle=False)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> WeightStore:
+        """A store holding `arrays` under exactly the given handles (a decoded artifact's weights)."""
+        store = cls()
+        for handle, array in arrays.items():
+            store._arrays[handle] = np.asarray(array)
+            store._arrays[handle].flags.writeable = False
+        return store
 
     @classmethod
     def load(cls, path: str | Path) -> WeightStore:

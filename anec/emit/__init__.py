@@ -21,6 +21,7 @@ EMITTERS: dict[str, tuple[str, str, str]] = {
     "ir": ("anec.emit.ir", "emit_ir", ".mlir"),
     "coreml": ("anec.emit.coreml", "emit_coreml", ".mlpackage"),
     "mil-text": ("anec.emit.miltext", "emit_mil_text", ""),
+    "descriptors": ("anec.emit.descriptors", "emit_descriptors", ".anec"),
 }
 """`--emit` kind -> (module, function, default file suffix); modules load lazily."""
 

@@ -77,14 +77,20 @@ def _slots(op: HostOp, key: str, count: int) -> list[int]:
 @runner("onnx")
 def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """One node in onnx's ReferenceEvaluator (the most complete ONNX implementation available)."""
-    evaluator = _ONNX_CACHE.get(op)
-    if evaluator is None:
-        evaluator = _ONNX_CACHE[op] = _onnx_evaluator(op)
-    captured = _captured(op)
-    explicit = len(inputs) - len(captured)
-    feeds = {f"in{i}": x for i, x in zip(_slots(op, ARG_SLOTS_ATTR, explicit), inputs)}
-    feeds.update(zip(captured, inputs[explicit:]))
-    return list(evaluator.run(None, feeds))  # type: ignore[attr-defined]
+    try:
+        evaluator = _ONNX_CACHE.get(op)
+        if evaluator is None:
+            evaluator = _ONNX_CACHE[op] = _onnx_evaluator(op)
+        captured = _captured(op)
+        explicit = len(inputs) - len(captured)
+        feeds = {f"in{i}": x for i, x in zip(_slots(op, ARG_SLOTS_ATTR, explicit), inputs)}
+        feeds.update(zip(captured, inputs[explicit:]))
+        return list(evaluator.run(None, feeds))  # type: ignore[attr-defined]
+    except AnecError:
+        raise
+    except Exception as e:  # onnx raises many types for an op it cannot build or run
+        raise AnecError(f"onnx cannot run {op.op_name.data}", where="host op",
+                        why=str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 def _captured(op: HostOp) -> list[str]:

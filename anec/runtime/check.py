@@ -1,0 +1,83 @@
+"""Compare anec's outputs with a reference framework: onnxruntime for ONNX, eager PyTorch for .pt2."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anec.errors import AnecError
+
+COSINE_MIN = 0.999
+REL_L2_MAX = 1e-2
+"""What the simulator must reach against the reference (issue #5's acceptance bar)."""
+
+
+@dataclass(frozen=True)
+class Error:
+    cosine: float
+    rel_l2: float
+    max_abs: float
+
+    @property
+    def ok(self) -> bool:
+        return self.cosine >= COSINE_MIN and self.rel_l2 <= REL_L2_MAX
+
+
+def error(got: np.ndarray, want: np.ndarray) -> Error:
+    a = np.asarray(got, dtype=np.float64).ravel()
+    b = np.asarray(want, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise AnecError(f"output has {a.size} elements, the reference {b.size}")
+    finite = np.isfinite(a) & np.isfinite(b)
+    if not finite.all() and not np.array_equal(a[~finite], b[~finite]):
+        return Error(float("nan"), float("inf"), float("inf"))
+    a, b = a[finite], b[finite]
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    cosine = float(a @ b / norm) if norm else float(np.array_equal(a, b))
+    ref = float(np.linalg.norm(b))
+    diff = float(np.linalg.norm(a - b))
+    return Error(cosine, diff / ref if ref else diff, float(np.abs(a - b).max(initial=0.0)))
+
+
+def reference_outputs(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The reference framework's outputs for `inputs` (onnxruntime for .onnx, eager PyTorch for .pt2)."""
+    try:
+        return _reference(model, inputs)
+    except AnecError:
+        raise
+    except Exception as e:  # the frameworks raise their own error types
+        raise AnecError(f"the reference framework cannot run {model}", why=str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def _reference(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if model.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        feeds = {i.name: inputs[i.name] for i in session.get_inputs() if i.name in inputs}
+        return dict(zip(names, session.run(names, feeds)))
+    if model.suffix == ".pt2":
+        import torch
+
+        program = torch.export.load(str(model))
+        with torch.no_grad():
+            result = program.module()(*(torch.from_numpy(np.asarray(v)) for v in inputs.values()))
+        results = result if isinstance(result, tuple | list) else (result,)
+        return {f"output{i}": r.detach().numpy() for i, r in enumerate(results)}
+    raise AnecError(f"cannot run {model} as a reference", hint="the reference is an .onnx or .pt2 model")
+
+
+def compare(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> list[str]:
+    """One line per output: cosine similarity, relative L2 and max abs error against the reference."""
+    pairs = [(n, outputs[n], reference[n]) for n in outputs if n in reference] or \
+        [(n, v, r) for (n, v), r in zip(outputs.items(), reference.values())]
+    lines = []
+    for name, got, want in pairs:
+        e = error(got, want)
+        verdict = "ok" if e.ok else f"MISMATCH (needs cosine >= {COSINE_MIN}, rel L2 <= {REL_L2_MAX})"
+        lines.append(f"check {name}: cosine {e.cosine:.6f}  rel L2 {e.rel_l2:.3e}  max abs {e.max_abs:.3e}  {verdict}")
+    return lines

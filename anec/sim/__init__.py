@@ -1,0 +1,1 @@
+"""anec's ANE simulator: `functional` executes decoded descriptor programs, `timing` costs them."""

@@ -1,0 +1,267 @@
+"""The timing model: how long a program (or an op, before tiling) takes on a chip's Neural Engine.
+
+Per task: a fixed overhead plus the larger of compute time and data-movement time.
+
+- Compute. MAC tasks run at the chip's peak scaled by how many of the 4 output-channel lanes and how
+  many cores the task can keep busy: a kernel of k taps fills floor_pow2(8/k) output channels per
+  accumulator group (OCG), so a 3×3 convolution keeps one lane of four; Cout/OCG groups spread over at
+  most next_pow2 cores. Planar-engine and DMA tasks stream their bytes at the activation path's rate.
+- Data movement. Weights stream at the weight-stream rate; activations cross DRAM at the activation
+  rate when they are program inputs or outputs. When the largest tensor a task touches exceeds the
+  L2 cliff, the task streams from DRAM: its activations all cross DRAM and its compute slows by the
+  measured cliff factor.
+- Per program: the dispatch floor, then the tasks in order. Utilization is the roofline time
+  (max of peak compute and DRAM traffic) over the predicted time.
+
+Every parameter is a `Fact` of `anec.targets`; `benchmarks/timing_calibration.py` prints the error
+against each published measurement. The same `Work` record describes a decoded task and a
+graph-level `ane` op, so the report's per-op prediction and `anec profile` share one model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from xdsl.ir import Operation
+
+from anec.analysis import activation_operands, ane_bytes, flops, largest_operand_bytes, weight_bytes
+from anec.descriptors.ops import DMA_KINDS, NE_KINDS, NEURONS, Coeff, Kind, active_cores, ocg_size
+from anec.descriptors.program import (
+    FIRST_IO_SLOT,
+    WEIGHT_SLOT,
+    Program,
+    Task,
+    View,
+    buffer_bytes,
+    coeff_range,
+    dst_view,
+    src1_view,
+    src2_view,
+)
+from anec.dialects import ane
+from anec.dialects.ane import shape_of
+from anec.targets import Target, get_target
+
+Engine = Literal["ne", "pe", "dma"]
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a task (or an op) asks of the engine."""
+
+    engine: Engine
+    flops: float
+    read_bytes: int = 0
+    write_bytes: int = 0
+    weight_bytes: int = 0
+    dram_bytes: int = 0           # activation bytes that cross DRAM (program I/O)
+    largest_bytes: int = 0        # the largest tensor touched, in the ANE layout (the cliff criterion)
+    lane_utilization: float = 1.0
+    core_utilization: float = 1.0
+    tasks: int = 1
+
+
+@dataclass(frozen=True)
+class Cost:
+    overhead_s: float
+    compute_s: float
+    memory_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.overhead_s + max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> str:
+        if max(self.compute_s, self.memory_s) < self.overhead_s:
+            return "overhead"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def cost(work: Work, target: Target) -> Cost:
+    p, memory = target.perf, target.memory
+    overhead = work.tasks * p.layer_overhead_cycles.value / p.clock_hz.value
+    streams = work.largest_bytes > memory.l2_cliff_bytes.value
+    if work.engine == "ne":
+        compute = work.flops / (p.peak_fp16_flops.value * work.lane_utilization * work.core_utilization)
+    else:
+        compute = (work.read_bytes + work.write_bytes) / p.activation_bytes_per_s.value
+    dram = work.read_bytes + work.write_bytes if streams else work.dram_bytes
+    if streams:
+        compute *= p.cliff_slowdown.value
+    data = dram / p.activation_bytes_per_s.value + work.weight_bytes / p.weight_stream_bytes_per_s.value
+    return Cost(overhead, compute, data)
+
+
+def roofline_s(work_flops: float, dram_bytes: float, target: Target) -> float:
+    """The least time the chip's roofline allows for this much compute and DRAM traffic."""
+    return max(work_flops / target.perf.peak_fp16_flops.value, dram_bytes / target.perf.dram_bytes_per_s.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoded tasks
+# ------------------------------------------------------------------------------------------------
+
+
+def _engine(kind: Kind) -> Engine:
+    return "ne" if kind in NE_KINDS else "dma" if kind in DMA_KINDS else "pe"
+
+
+def view_bytes(view: View) -> int:
+    """Bytes a view touches (a broadcast axis reads its elements once)."""
+    return 2 * math.prod(e for e, s in zip(view.extents, view.strides) if s != 0)
+
+
+def task_flops(task: Task) -> float:
+    kind, out = task.kind, task.out_extents
+    cin = task.in_extents[2]
+    kh, kw = task.kernel_hw
+    if kind == Kind.CONV:
+        return 2.0 * math.prod(out) * (cin // task.groups) * kh * kw
+    if kind == Kind.DECONV:
+        return 2.0 * math.prod(task.in_extents) * (out[2] // task.groups) * kh * kw
+    if kind == Kind.MATMUL:
+        k = task.in_extents[3] if task.flag("TransposeLhs") else task.in_extents[4]
+        return 2.0 * math.prod(out) * k
+    if kind == Kind.POOL:
+        return float(math.prod(out) * kh * kw)
+    if kind in DMA_KINDS:
+        return 0.0
+    per_element = {Kind.SOFTMAX: 5, Kind.NORM: 5}.get(kind, 1)
+    return float(per_element * max(math.prod(task.in_extents), math.prod(out)))
+
+
+def task_work(program: Program, index: int, target: Target) -> Work:
+    task = program.tasks[index]
+    kind = task.kind
+    align = target.memory.row_alignment_bytes.value
+    read = write = weights = dram = largest = 0
+    for role, view in (("src", src1_view(task)), ("src", src2_view(task)), ("dst", dst_view(task))):
+        if view is None:
+            continue
+        n = view_bytes(view)
+        if view.slot == WEIGHT_SLOT:
+            weights += n
+            continue
+        read, write = (read + n, write) if role == "src" else (read, write + n)
+        dram += n if view.slot >= FIRST_IO_SLOT else 0
+        holder = next((b for b in program.buffers if b.holds(view, index)), None)
+        largest = max(largest, buffer_bytes(holder.shape, align) if holder is not None else n)
+    for channel in Coeff:
+        span = coeff_range(task, channel)
+        weights += span[1] if span is not None else 0
+    lanes, cores = target.perf.output_channels_per_cycle.value, target.perf.cores.value
+    ocg, active = 1 << task.get("common", "OCGSize"), 1 << task.get("common", "ActiveNE")
+    engine = _engine(kind)
+    return Work(engine, task_flops(task), read, write, weights, dram, largest,
+                lane_utilization=min(ocg, lanes) / lanes if engine == "ne" else 1.0,
+                core_utilization=min(active, cores) / cores if engine == "ne" else 1.0)
+
+
+@dataclass(frozen=True)
+class TaskTime:
+    index: int
+    name: str
+    kind: str
+    shape: tuple[int, ...]     # output extents without leading unit axes
+    work: Work
+    cost: Cost
+
+
+@dataclass
+class ProgramTime:
+    name: str
+    tasks: list[TaskTime]
+    dispatch_s: float
+    target: Target = field(repr=False)
+
+    @property
+    def total_s(self) -> float:
+        return self.dispatch_s + sum(t.cost.total_s for t in self.tasks)
+
+    @property
+    def flops(self) -> float:
+        return sum(t.work.flops for t in self.tasks)
+
+    @property
+    def dram_bytes(self) -> float:
+        return sum(t.work.dram_bytes + t.work.weight_bytes for t in self.tasks)
+
+    @property
+    def utilization(self) -> float:
+        """Roofline time over predicted time: 1.0 is as fast as the chip's roof allows."""
+        return roofline_s(self.flops, self.dram_bytes, self.target) / self.total_s if self.total_s else 0.0
+
+
+def describe(task: Task) -> str:
+    """A short label of what a task does: kind, mode and activation."""
+    from anec.descriptors.ops import mode_name
+
+    text = task.kind.name.lower()
+    if task.kind in (Kind.ELEMENTWISE, Kind.REDUCE, Kind.POOL, Kind.NORM, Kind.RESIZE):
+        text += f".{mode_name(task.kind, task.mode)}"
+    if task.get("kernel_dma", "Neuron"):
+        text += f"+{NEURONS[task.get('kernel_dma', 'Neuron')]}"
+    return text
+
+
+def program_time(program: Program, target: Target | None = None) -> ProgramTime:
+    target = target or get_target(program.arch)
+    times = []
+    for i, task in enumerate(program.tasks):
+        work = task_work(program, i, target)
+        shape = task.out_extents
+        while len(shape) > 1 and shape[0] == 1:
+            shape = shape[1:]
+        times.append(TaskTime(i, task.name, describe(task), shape, work, cost(work, target)))
+    return ProgramTime(program.name, times, target.perf.dispatch_floor_s.value, target)
+
+
+# ------------------------------------------------------------------------------------------------
+# Graph-level ops (before tiling): what the report predicts per op
+# ------------------------------------------------------------------------------------------------
+
+
+def _free(op: Operation) -> bool:
+    """Casts and reshapes that keep the innermost axis move no data on the ANE."""
+    if isinstance(op, ane.CastOp):
+        return True
+    return isinstance(op, ane.ReshapeOp) and (shape_of(op.input) or (1,))[-1] == (shape_of(op.result) or (1,))[-1]
+
+
+def op_work(op: Operation, target: Target) -> Work:
+    """The work of one `ane` op as a whole (the tile pass may split it into several tasks)."""
+    if _free(op) or isinstance(op, ane.ConstOp):
+        return Work("dma", 0.0, tasks=0)
+    read = sum(ane_bytes(shape_of(v)) for v in activation_operands(op))
+    write = sum(ane_bytes(shape_of(r)) for r in op.results)
+    weights = weight_bytes(op)
+    largest = largest_operand_bytes(op)
+    lanes, cores = target.perf.output_channels_per_cycle.value, target.perf.cores.value
+    if isinstance(op, ane.ConvBase | ane.PoolOp):
+        kernel = op.kernel() if isinstance(op, ane.ConvBase) else ane.values(op.kernel)
+        kh, kw = (1, kernel[0]) if len(kernel) == 1 else kernel
+        ocg = ocg_size(kh, kw)
+        cout = shape_of(op.results[0])[1]
+        tasks = max(1, -(-weights // target.memory.kernel_memory_bytes.value))
+        return Work("ne", flops(op), read, write, weights, 0, largest, min(ocg, lanes) / lanes,
+                    active_cores(cout, ocg, cores) / cores, tasks)
+    if isinstance(op, ane.MatmulOp | ane.SdpaOp):
+        tasks = max(1, -(-weights // target.memory.kernel_memory_bytes.value))
+        return Work("ne", flops(op), read, write, weights, 0, largest, tasks=tasks)
+    movement = isinstance(op, ane.MovementOp | ane.ConcatOp | ane.SplitOp)
+    return Work("dma" if movement else "pe", flops(op), read, write, weights, 0, largest)
+
+
+def op_seconds(op: Operation, target: Target) -> float:
+    """Predicted ANE time of a graph-level op inside a segment."""
+    return cost(op_work(op, target), target).total_s
+
+
+def host_seconds(op: Operation, target: Target) -> float:
+    """Predicted CPU time of an op left on the host (Core ML's segmenter CPU anchors)."""
+    p = target.perf
+    moved = sum(4 * math.prod(shape_of(v)) for v in (*op.operands, *op.results) if hasattr(v.type, "get_shape"))
+    return max(flops(op) / p.host_flops_per_s.value, moved / p.host_bytes_per_s.value)
