@@ -88,3 +88,18 @@ def _onnx_evaluator(op: HostOp) -> object:
                               [helper.make_tensor_value_info(n, 0, None) for n in outputs])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version)])
     return ReferenceEvaluator(model)
+
+
+@runner("aten")
+def run_aten(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """One ATen op, eagerly in torch (imported only when a model has ATen host ops)."""
+    import torch
+
+    from anec.importers.aten import decode_arguments, to_numpy
+
+    tensors = [torch.from_numpy(np.array(x)) for x in inputs]
+    target, kwargs = decode_arguments(op, tensors)
+    with torch.no_grad():
+        result = target(**kwargs)
+    results = result if isinstance(result, list | tuple) else [result]
+    return [to_numpy(t) for t in results if isinstance(t, torch.Tensor)]
