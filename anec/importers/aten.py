@@ -862,7 +862,7 @@ def host_op(e: Emitter) -> Value:
 
 def _same(a: Any, b: Any) -> bool:
     try:
-        return type(a) is type(b) and a == b or (a is None and b is None)
+        return (type(a) is type(b) and a == b) or (a is None and b is None)
     except Exception:
         return False
 

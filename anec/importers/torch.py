@@ -31,7 +31,6 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
-from anec.dialects.ane import shape_of
 from anec.errors import AnecError
 from anec.importers.aten import (
     HANDLERS,

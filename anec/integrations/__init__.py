@@ -1,0 +1,1 @@
+"""Bridges from other frameworks' compile and test APIs into anec."""
