@@ -104,6 +104,10 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
     opts = BackendOptions.parse(options)
     report = GraphReport(target=opts.target)
     REPORTS.append(report)
+    if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
+        return _eager(gm, opts, report, AnecError(
+            "the graph was captured with dynamic shapes", why="anec compiles static shapes",
+            hint="torch.compile(model, backend='anec', dynamic=False) compiles one static graph per input shape"))
 
     def compile_forward(aot_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
@@ -114,11 +118,20 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
     try:
         return aot_autograd(fw_compiler=compile_forward, decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
     except Exception as e:
-        if opts.strict:
-            raise
-        report.fallback = _why(e)
-        warnings.warn(f"anec: this graph runs eagerly in torch: {report.fallback}", AnecFallbackWarning, stacklevel=2)
-        return gm.forward
+        return _eager(gm, opts, report, e)
+
+
+def _static(t: torch.Tensor) -> bool:
+    return all(isinstance(d, int) for d in t.shape)
+
+
+def _eager(gm: fx.GraphModule, opts: BackendOptions, report: GraphReport, error: Exception) -> Callable:
+    """Run `gm` eagerly, saying why once (or raise `error` when strict)."""
+    if opts.strict:
+        raise error
+    report.fallback = _why(error)
+    warnings.warn(f"anec: this graph runs eagerly in torch: {report.fallback}", AnecFallbackWarning, stacklevel=3)
+    return gm.forward
 
 
 def _why(e: Exception) -> str:
@@ -151,8 +164,11 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], o
     fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
     for node in fused.graph.nodes:
         if node.op == "call_module" and node.target.startswith("ane_partition_"):
-            setattr(fused, node.target, AnePartition(getattr(fused, node.target), opts.target))
+            sub = getattr(fused, node.target)
+            inline_constant_inputs(fused, node, sub)
+            setattr(fused, node.target, AnePartition(sub, opts.target))
             report.partitions += 1
+    fused.graph.eliminate_dead_code()
     fused.recompile()
     return make_boxed_func(_guarded(fused.forward, eager.forward, opts))
 
@@ -181,6 +197,20 @@ def constant_node(gm: fx.GraphModule, name: str, value: torch.Tensor, before: fx
         node = gm.graph.get_attr(name)
     node.meta["val"] = value
     return node
+
+
+def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphModule) -> None:
+    """Move the constants a fused partition receives as inputs into the partition itself."""
+    placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+    kept = []
+    for placeholder, arg in zip(placeholders, call.args):
+        if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            placeholder.replace_all_uses_with(constant_node(sub, placeholder.name, getattr(parent, arg.target), placeholder))
+            sub.graph.erase_node(placeholder)
+        else:
+            kept.append(arg)
+    call.args = tuple(kept)
+    sub.recompile()
 
 
 def fold_constants(gm: fx.GraphModule, values: Mapping[fx.Node, Any]) -> None:
