@@ -850,6 +850,8 @@ def host_op(e: Emitter) -> Value:
         value = e.args[arg.name]
         if not isinstance(value, SSAValue | torch.Tensor) and arg.has_default_value() and _same(value, arg.default_value):
             continue
+        if str(arg.type) == "Tensor" and isinstance(value, int | float | bool):
+            value = torch.tensor(value)  # a number where the schema says Tensor: a 0-d tensor promotes alike
         attrs[arg.name] = encode_argument(value, operands, e)
     tensor_types = [TensorType(element_type(dtype), list(shape)) for shape, dtype in (o for o in e.out if o is not None)]
     op = HostOp(op_key(target), operands, tensor_types, attrs)
