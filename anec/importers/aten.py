@@ -90,7 +90,7 @@ class Emitter:
     """Builds the `ane` ops of one FX node; every op gets the node's name."""
 
     def __init__(self, node: torch.fx.Node, args: Mapping[str, Value], out: Sequence[tuple[tuple[int, ...], torch.dtype] | None],
-                 constant: Callable[[torch.Tensor, str], SSAValue]):
+                 constant: Callable[[torch.Tensor, torch.Tensor | None], SSAValue]):
         self.node = node
         self.args = args
         self.out = out
@@ -129,7 +129,7 @@ class Emitter:
         t = t.to(dtype or t.dtype)
         if rank and rank > t.dim():
             t = t.reshape((1,) * (rank - t.dim()) + tuple(t.shape))
-        return self._constant(t, self.name)
+        return self._constant(t, x if isinstance(x, torch.Tensor) else None)
 
     def reshape(self, x: SSAValue, shape: Sequence[int]) -> SSAValue:
         return x if shape_of(x) == tuple(shape) else self.add(ane.ReshapeOp(x, shape))

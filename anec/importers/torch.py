@@ -16,8 +16,11 @@ the input and axis. torch is imported only by this module and `aten` (never by `
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import operator
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,8 +75,10 @@ def keep_whole(table: Any) -> Any:
 class ShapeEnv:
     """Concrete values for the symbols of a program's sizes, bound from its inputs' shapes."""
 
-    def __init__(self) -> None:
-        self.bindings: dict[sympy.Symbol, int] = {}
+    def __init__(self, ranges: Mapping[sympy.Symbol, Any] | None = None) -> None:
+        self.bindings: dict[sympy.Symbol, sympy.Integer] = {}
+        self.ranges = ranges or {}
+        """The program's allowed values per symbol (torch's ValueRanges, with `lower` and `upper`)."""
 
     def bind(self, name: str, meta: torch.Tensor, shape: Sequence[int] | None) -> None:
         for axis, size in enumerate(meta.shape):
@@ -82,13 +87,18 @@ class ShapeEnv:
             if shape is None:
                 raise AnecError(f"input {name!r} has a dynamic axis {axis} ({size})", why="anec compiles static shapes",
                                 hint=f"give the shape: --input-shape {name}=D0,D1,… or example_inputs")
-            if isinstance(size.node.expr, sympy.Symbol):
-                self.bindings.setdefault(size.node.expr, int(shape[axis]))
+            symbol = size.node.expr
+            if isinstance(symbol, sympy.Symbol):
+                allowed = self.ranges.get(symbol)
+                if allowed is not None and not allowed.lower <= int(shape[axis]) <= allowed.upper:
+                    raise AnecError(f"input {name!r} axis {axis} = {shape[axis]} is outside the range [{allowed.lower}, {allowed.upper}] "
+                                    "the program was exported for")
+                self.bindings.setdefault(symbol, sympy.Integer(int(shape[axis])))
 
     def size(self, size: int | torch.SymInt, what: str) -> int:
         if not isinstance(size, torch.SymInt):
             return int(size)
-        value = size.node.expr.xreplace(self.bindings)
+        value = sympy.sympify(size.node.expr.xreplace(self.bindings))
         if not value.is_Integer:
             raise AnecError(f"{what} has a size {size} that the input shapes do not determine",
                             why="it depends on data or on an input whose shape was not given",
@@ -137,10 +147,11 @@ class GraphImporter:
     `node_ops[node]` the ops it was imported as: the torch.compile partitioner asks legality of them.
     """
 
-    def __init__(self, constants: Mapping[fx.Node, torch.Tensor], weight_names: Mapping[int, str] | None = None):
+    def __init__(self, constants: Mapping[fx.Node, torch.Tensor], weight_names: Mapping[int, str] | None = None,
+                 ranges: Mapping[sympy.Symbol, Any] | None = None):
         self.constants = constants
         self.weight_names = dict(weight_names or {})
-        self.shapes = ShapeEnv()
+        self.shapes = ShapeEnv(ranges)
         self.store = WeightStore()
         self.block = Block()
         self.values: dict[fx.Node, Any] = {}
@@ -149,16 +160,17 @@ class GraphImporter:
 
     # -- values ----------------------------------------------------------------------------------
 
-    def constant(self, t: torch.Tensor, name: str, emitter: Emitter | None = None) -> SSAValue:
+    def constant(self, t: torch.Tensor, name: str, emitter: Emitter | None = None, origin: torch.Tensor | None = None) -> SSAValue:
         """An `ane.const` for `t`, one per tensor object (large ones go to the weight store).
 
+        The weight is named after `t` or the tensor it was derived from (`origin`), else `name`.
         Constants an emitter asks for join the module only with the emitter's ops, so a handler that
         declines leaves nothing behind.
         """
         for cache in (self._const_cache, emitter.constants if emitter else {}):
             if (hit := cache.get(id(t))) is not None and hit[0] is t:
                 return hit[1]
-        name = self.weight_names.get(id(t), name)
+        name = self.weight_names.get(id(t)) or self.weight_names.get(id(origin)) or name
         op = make_const(to_numpy(t), name, self.store)
         op.attributes[NAME_ATTR] = StringAttr(name)
         if emitter is None:
@@ -232,7 +244,7 @@ class GraphImporter:
         bound = bind_schema(node.target, args, kwargs) if isinstance(node.target, torch._ops.OpOverload) else {}
         if "val" not in node.meta:
             raise AnecError(f"{key} has no shape information", where=node.name, hint="import programs made by torch.export or torch.compile")
-        emitter = Emitter(node, bound, self.out_specs(node), lambda t, name: self.constant(t, name, emitter))
+        emitter = Emitter(node, bound, self.out_specs(node), lambda t, origin: self.constant(t, node.name, emitter, origin))
         handler = HANDLERS.get(key)
         try:
             value = handler(emitter) if handler else host_op(emitter)
@@ -298,7 +310,8 @@ def import_torch(model: Any, *, example_inputs: Any = None, input_shapes: InputS
 def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None) -> ModuleOp:
     """A module for a `torch.export.save` file."""
     try:
-        program = torch.export.load(str(path))
+        with _quiet():
+            program = torch.export.load(str(path))
     except Exception as e:
         raise AnecError(f"{path}: not a torch.export program", why=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
                         hint="write it with torch.export.save(torch.export.export(model, args), path)") from e
@@ -308,7 +321,8 @@ def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None) -> 
 def import_exported(program: torch.export.ExportedProgram, *, input_shapes: InputShapes | None = None,
                     input_names: Sequence[str] | None = None) -> ModuleOp:
     """Decompose `program` (keeping `KEEP_WHOLE` ops) and import it; weights go to the store."""
-    program = program.run_decompositions(keep_whole(torch.export.default_decompositions()))
+    with _quiet():
+        program = program.run_decompositions(keep_whole(torch.export.default_decompositions()))
     nodes = {n.name: n for n in program.graph.nodes}
     constants: dict[fx.Node, torch.Tensor] = {}
     weight_names: dict[int, str] = {}
@@ -329,7 +343,7 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
             if not isinstance(spec.arg, torch.export.graph_signature.TensorArgument):
                 raise AnecError(f"output {spec.arg} is not a tensor", hint="return tensors only")
             outputs.append((spec.arg.name, nodes[spec.arg.name]))
-    return GraphImporter(constants, weight_names).run(program.graph, list(zip(names, users)), outputs, shapes)
+    return GraphImporter(constants, weight_names, program.range_constraints).run(program.graph, list(zip(names, users)), outputs, shapes)
 
 
 def import_graph_module(gm: fx.GraphModule) -> ModuleOp:
@@ -386,6 +400,20 @@ def shapes_of(example_inputs: Any, users: Sequence[fx.Node]) -> dict[str, list[i
         return {k: list(np.shape(v)) for k, v in example_inputs.items()}
     values = example_inputs if isinstance(example_inputs, list | tuple) else [example_inputs]
     return {n.name: list(np.shape(v)) for n, v in zip(users, values)}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence torch.export's own deprecation warnings and error logs (anec reports errors itself)."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _tensor(value: Any) -> Any:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from anec.dialects import ane
 from anec.dialects.host import HostOp
+from torch import nn
+
 from anec.importers.torch import import_torch
 from anec.interpreter import interpret
 
