@@ -100,6 +100,7 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
     """The Dynamo backend: returns a callable computing `gm`, with ANE partitions run by anec."""
     from torch._decomp import core_aten_decompositions
     from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
 
     opts = BackendOptions.parse(options)
     report = GraphReport(target=opts.target)
@@ -115,8 +116,12 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
         with unset_fake_temporarily():  # weights are real tensors; folding computes with them
             return partitioned_forward(aot_gm, example_inputs, opts, report)
 
+    def eager_backward(bw_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
+        return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
+
     try:
-        return aot_autograd(fw_compiler=compile_forward, decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
+        return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
+                            decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
     except Exception as e:
         return _eager(gm, opts, report, e)
 
