@@ -73,7 +73,7 @@ def exported_pt2(case: Loaded) -> Path:
 def through_export(case: Loaded) -> tuple[np.ndarray, float]:
     model: Any = exported_pt2(case) if case.name in FULL_SIZE else case.model
     compiled = anec.compile(model, example_inputs=case.inputs, emit="descriptors")
-    (output,) = compiled.run(case.inputs).values()
+    (output,) = compiled.run(list(case.inputs.values())).values()
     return output, compiled.report.ane_flops_fraction
 
 
