@@ -90,8 +90,8 @@ def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
     if isinstance(et, _FP):
         return True
     if isinstance(et, IntegerType) and et.width.data == 1:
-        # masks: produced by comparisons, consumed by select (fp16 0/1 in hardware)
-        return (isinstance(op, ane.CompareOp) and value in op.results) or (isinstance(op, ane.SelectOp) and value is op.cond)
+        # masks are fp16 0/1 in hardware: compared, selected between and moved like any tensor
+        return isinstance(op, ane.CompareOp | ane.SelectOp | ane.MovementOp | ane.ConcatOp | ane.SplitOp)
     if isinstance(et, IntegerType) and et.width.data == 32:
         return isinstance(op, ane.ArgReduceOp) and value in op.results  # indices <= 2048 are exact in fp16
     return False
@@ -162,7 +162,7 @@ RANK = Rule(
 )
 REDUCED_DIMS = Rule(
     "reduced-dims",
-    lambda op, t: _dims_over(op, t, lambda o, v: _reduced_axes(o) if v is o.operands[0] else set()),
+    lambda op, t: _dims_over(op, t, lambda o, v: _reduced_axes(o) if o.operands and v is o.operands[0] else set()),
     hint="reduce over a shorter axis (split the reduction into chunks in the model)",
 )
 DIMS = Rule(

@@ -30,7 +30,7 @@ from anec.targets import Target, get_target
 from anec.universe import PASSES
 from anec.weights import WeightStore, store_of
 
-GRAPH_PASSES: tuple[str, ...] = ()
+GRAPH_PASSES: tuple[str, ...] = ("ane-partition",)
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
 
 HARDWARE_PASSES: tuple[str, ...] = ()
@@ -72,8 +72,9 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
     return passes
 
 
-def run_pipeline(module: ModuleOp, options: CompileOptions, out=sys.stdout) -> dict[str, object]:
+def run_pipeline(module: ModuleOp, options: CompileOptions, out=None) -> dict[str, object]:
     """Run the pipeline of `options.emit` over `module` in place; returns its statistics."""
+    out = out or sys.stdout  # looked up per call, so redirected output (tests, notebooks) is honoured
     ctx = make_context()
     stats: dict[str, object] = {"pass_seconds": {}}
     if options.stop_after and options.stop_after not in PIPELINES.get(options.emit, ()):

@@ -27,7 +27,9 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
     "host": _dialect("host", "HOST"),
 }
 
-PASSES: dict[str, Callable[[], type[ModulePass]]] = {}
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "ane-partition": _pass("partition", "PartitionPass"),
+}
 """Every anec pass by its registered name (one pass per file in lowering/)."""
 
 ANEC_UNIVERSE = Universe(all_dialects=DIALECTS, all_passes=PASSES)

@@ -33,7 +33,8 @@ WEIGHTS_FILE_ATTR = "ane.weights_file"
 
 
 class WeightStore:
-    """Named, read-only numpy arrays. Handles are readable, unique and stable."""
+    """Named, read-only numpy arrays (views, not copies, of what was added). Handles are readable,
+    unique and stable."""
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
@@ -44,7 +45,7 @@ class WeightStore:
         handle, n = base, 1
         while handle in self._arrays:
             handle, n = f"{base}#{n}", n + 1
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array).view()  # a view: read-only here, the caller's array untouched
         array.flags.writeable = False
         self._arrays[handle] = array
         return handle
@@ -139,11 +140,15 @@ INLINE_LIMIT = 16
 
 
 def make_const(array: np.ndarray, name: str, store: WeightStore, element_type: Attribute | None = None) -> ConstOp:
-    """A constant for `array`: inline when tiny, otherwise a handle into `store`."""
+    """A constant for `array`: inline when tiny and finite, otherwise a handle into `store`.
+
+    Non-finite values stay out of line because xDSL 0.74 prints them in `dense<…>` as hex bit
+    patterns but parses those back as integers (xdslproject/xdsl#3370), so they would not round-trip.
+    """
     element_type = element_type or xdsl_element_type(array.dtype)
     array = np.asarray(array, dtype=numpy_dtype(element_type))
     typ = TensorType(element_type, list(array.shape))
-    if array.size <= INLINE_LIMIT:
+    if array.size <= INLINE_LIMIT and (array.dtype.kind != "f" or np.isfinite(array).all()):
         return ConstOp(typ, value=numpy_to_dense(array, typ))
     return ConstOp(typ, handle=store.add(array, name))
 

@@ -123,7 +123,7 @@ def _require_numeric(op: Operation, *vals: SSAValue) -> None:
         et = element_type_of(v)
         _require(
             is_float(et) or (isinstance(et, IntegerType) and not is_bool(et)),
-            f"{op.name} needs numeric tensors, got {et}",
+            f"{op.name} needs numeric tensors, got {v.type}",
         )
 
 
@@ -150,16 +150,18 @@ def _check_result(op: Operation, expected: Shape, actual: Shape) -> None:
     )
 
 
-def broadcast_shapes(*shapes: Shape) -> Shape:
-    """Numpy broadcasting between shapes of equal rank; raises VerifyException if incompatible."""
+def broadcast_shapes(*shapes: Shape, op_name: str = "") -> Shape:
+    """Numpy broadcasting between shapes of equal rank; raises VerifyException (naming `op_name`)
+    if they are incompatible."""
+    prefix = f"{op_name}: " if op_name else ""
     ranks = {len(s) for s in shapes}
     if len(ranks) != 1:
-        raise VerifyException(f"broadcast needs operands of equal rank, got shapes {[list(s) for s in shapes]}")
+        raise VerifyException(f"{prefix}broadcast needs operands of equal rank, got shapes {[list(s) for s in shapes]}")
     out = []
     for dims in zip(*shapes):
         sizes = {d for d in dims if d != 1}
         if len(sizes) > 1:
-            raise VerifyException(f"shapes {[list(s) for s in shapes]} do not broadcast")
+            raise VerifyException(f"{prefix}shapes {[list(s) for s in shapes]} do not broadcast")
         out.append(sizes.pop() if sizes else 1)
     return tuple(out)
 
@@ -423,7 +425,7 @@ class BroadcastingOp(IRDLOperation, ABC):
         return tuple(self.operands)
 
     def verify_(self) -> None:
-        _check_result(self, broadcast_shapes(*(shape_of(v) for v in self.broadcast_operands())), shape_of(self.results[0]))
+        _check_result(self, broadcast_shapes(*(shape_of(v) for v in self.broadcast_operands()), op_name=self.name), shape_of(self.results[0]))
 
 
 class BinaryOp(BroadcastingOp, ABC):
@@ -434,7 +436,7 @@ class BinaryOp(BroadcastingOp, ABC):
     result = result_def(TensorType)
 
     def __init__(self, lhs: SSAValue, rhs: SSAValue):
-        out = tensor(broadcast_shapes(shape_of(lhs), shape_of(rhs)), element_type_of(lhs))
+        out = tensor(broadcast_shapes(shape_of(lhs), shape_of(rhs), op_name=self.name), element_type_of(lhs))
         super().__init__(operands=[lhs, rhs], result_types=[out])
 
     def verify_(self) -> None:
@@ -486,7 +488,7 @@ class CompareOp(BroadcastingOp, ABC):
     result = result_def(TensorType)
 
     def __init__(self, lhs: SSAValue, rhs: SSAValue):
-        out = tensor(broadcast_shapes(shape_of(lhs), shape_of(rhs)), i1)
+        out = tensor(broadcast_shapes(shape_of(lhs), shape_of(rhs), op_name=self.name), i1)
         super().__init__(operands=[lhs, rhs], result_types=[out])
 
     def verify_(self) -> None:
@@ -536,7 +538,7 @@ class SelectOp(BroadcastingOp):
     result = result_def(TensorType)
 
     def __init__(self, cond: SSAValue, on_true: SSAValue, on_false: SSAValue):
-        out = tensor(broadcast_shapes(shape_of(cond), shape_of(on_true), shape_of(on_false)), element_type_of(on_true))
+        out = tensor(broadcast_shapes(shape_of(cond), shape_of(on_true), shape_of(on_false), op_name=self.name), element_type_of(on_true))
         super().__init__(operands=[cond, on_true, on_false], result_types=[out])
 
     def verify_(self) -> None:
@@ -638,7 +640,7 @@ class ConvOp(ConvBase):
     def verify_(self) -> None:
         self.verify_common()
         x, w, groups = shape_of(self.input), shape_of(self.weight), self.groups.value.data
-        _require(x[1] == w[1] * groups, f"ane.conv: input has {x[1]} channels, weight expects {w[1]}x{groups} (groups)")
+        _require(x[1] == w[1] * groups, f"ane.conv: input has {x[1]} channels, the weight takes {w[1]} per group x {groups} groups")
         _require(w[0] % groups == 0, f"ane.conv: {w[0]} output channels are not divisible by {groups} groups")
         out = self.infer(x, w, values(self.strides), values(self.pads), values(self.dilations))
         _require(all(d >= 1 for d in out), f"ane.conv: the kernel does not fit the padded input (output {list(out)})")
@@ -709,7 +711,7 @@ class MatmulOp(EpilogueOp):
         m, ka = (a[-1], a[-2]) if transpose_lhs else (a[-2], a[-1])
         kb, n = (b[-1], b[-2]) if transpose_rhs else (b[-2], b[-1])
         _require(ka == kb, f"ane.matmul: contraction sizes differ ({ka} vs {kb})")
-        return (*broadcast_shapes(a[:-2], b[:-2]), m, n)
+        return (*broadcast_shapes(a[:-2], b[:-2], op_name="ane.matmul batch axes"), m, n)
 
     def flags(self) -> tuple[bool, bool]:
         return bool(self.transpose_lhs.value.data), bool(self.transpose_rhs.value.data)
@@ -754,8 +756,11 @@ class SdpaOp(IRDLOperation):
         _require(q[:-2] == k[:-2] == v[:-2], "ane.sdpa: batch and head axes must match")
         if self.mask is not None:
             m = shape_of(self.mask)
+            scores = (*q[:-1], k[-2])
             _require(len(m) == len(q), "ane.sdpa: the mask needs the rank of the query")
-            broadcast_shapes(m, (*q[:-1], k[-2]))
+            _require(element_type_of(self.mask) == element_type_of(self.query),
+                     f"ane.sdpa: the mask is added to the scores, so it needs their element type {element_type_of(self.query)}, got {self.mask.type}")
+            _require(all(a in (1, b) for a, b in zip(m, scores)), f"ane.sdpa: mask {list(m)} does not broadcast to the scores {list(scores)}")
         _check_result(self, (*q[:-1], v[-1]), shape_of(self.result))
 
 
@@ -973,7 +978,7 @@ class AffineNormOp(NormOp, ABC):
     result = result_def(TensorType)
     epsilon = prop_def(FloatAttr)
 
-    def __init__(self, input: SSAValue, scale: SSAValue, bias: SSAValue, *, epsilon: float, **props: Attribute):
+    def __init__(self, input: SSAValue, scale: SSAValue, bias: SSAValue, *, epsilon: float = 1e-5, **props: Attribute):
         super().__init__(operands=[input, scale, bias], result_types=[input.type], properties={"epsilon": float_attr(epsilon), **props})
 
     def affine_shape(self) -> Shape:
@@ -1131,7 +1136,8 @@ class SliceOp(MovementOp):
         starts, ends, steps = values(self.starts), values(self.ends), values(self.steps)
         _require(len(starts) == len(ends) == len(steps) == len(x), f"ane.slice: starts/ends/steps need {len(x)} values each")
         _require(all(st >= 1 for st in steps), "ane.slice: steps must be >= 1")
-        _require(all(0 <= s <= d for s, d in zip(starts, x)) and all(e >= s for s, e in zip(starts, ends)), "ane.slice: bounds out of range")
+        _require(all(0 <= s <= d for s, d in zip(starts, x)) and all(e >= s for s, e in zip(starts, ends)),
+                 f"ane.slice: starts {list(starts)} and ends {list(ends)} are out of range for shape {list(x)}")
         return self.infer(x, starts, ends, steps)
 
 
@@ -1392,11 +1398,13 @@ class SegmentOp(IRDLOperation):
 
     def verify_(self) -> None:
         block = self.body.block
-        _require([a.type for a in block.args] == [v.type for v in self.inputs], "ane.segment: block arguments must match the operand types")
+        args, operands = [str(a.type) for a in block.args], [str(v.type) for v in self.inputs]
+        _require(args == operands, f"ane.segment: block argument types {args} differ from the operand types {operands}")
         term = block.last_op
         _require(isinstance(term, YieldOp), "ane.segment must end with ane.yield")
         assert isinstance(term, YieldOp)
-        _require([v.type for v in term.values] == [r.type for r in self.outputs], "ane.segment: yielded types must match the result types")
+        yielded, results = [str(v.type) for v in term.values], [str(r.type) for r in self.outputs]
+        _require(yielded == results, f"ane.segment: yielded types {yielded} differ from the result types {results}")
 
 
 ANE = Dialect(

@@ -54,7 +54,8 @@ class HostOp(IRDLOperation):
         return self.op_name.data.split(".", 1)[1]
 
     def verify_(self) -> None:
-        if "." not in self.op_name.data:
+        source, _, op = self.op_name.data.partition(".")
+        if not source or not op:
             raise VerifyException(f"host.op name {self.op_name.data!r} must be <source>.<op>, e.g. onnx.TopK")
 
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from anec.errors import AnecError
+
+if TYPE_CHECKING:
+    from anec.report import OpRecord, Report
 
 
 def parse_input_shape(text: str) -> tuple[str, list[int]]:
@@ -26,28 +35,62 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
     p.add_argument("-o", "--output", help="where to write the artifact (default: next to MODEL)")
     p.add_argument("--target", default="m1", help="chip (m1 … m5-max) or architecture (h13 …); default m1")
-    p.add_argument("--emit", default="coreml", help="coreml (.mlpackage), descriptors (.anec), mil-text (folder) or ir (.mlir)")
+    p.add_argument("--emit", default="coreml", help="coreml (.mlpackage), descriptors (.anec), mil-text (folder) or ir (.mlir); "
+                   "an emitter not in this build is refused before compiling")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
     p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
+    p.add_argument("--all-ops", action="store_true", help="list every ANE op in the placement table, not one row per segment")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from anec.emit import EMITTERS
     from anec.pipeline import compile as compile_model
 
+    if args.emit not in EMITTERS:  # say so before a long compile, not after it
+        raise AnecError(f"--emit {args.emit} is not available in this build", why="its emitter has not landed yet",
+                        hint=f"use --emit {' or --emit '.join(EMITTERS)}")
     shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
     compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes,
                              min_segment_ops=args.min_segment_ops, print_ir_after_all=args.print_ir_after_all,
                              stop_after=args.stop_after)
     out = Path(args.output) if args.output else compiled.default_output(Path(args.model))
     compiled.save(out)
-    report = compiled.report
-    ane_ops = len(report.ops) - len(report.host_ops)
-    print(f"{args.model}: {ane_ops} of {len(report.ops)} ops on the ANE of the {compiled.target}, "
-          f"{report.ane_flops_fraction:.1%} of FLOPs, {report.segments} segment(s)")
-    for r in report.host_ops:
-        print(f"  CPU  {r.name} ({r.op}): {r.reason}")
-    print(f"wrote {out}")
+    print_placement(compiled.report, f"{args.model} → {out}", compiled.target.name, all_ops=args.all_ops)
     return 0
+
+
+def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = False, console: Console | None = None) -> None:
+    """Where each op runs: one row per ANE segment (or per op with `all_ops`) and per CPU op, why."""
+    console = console or Console(highlight=False)
+    ane_ops = len(report.ops) - len(report.host_ops)
+    console.print(f"{title}: {ane_ops} of {len(report.ops)} ops on the ANE of the {chip} "
+                  f"({report.ane_flops_fraction:.1%} of FLOPs) in {report.segments} segment(s), "
+                  f"{len(report.host_ops)} on the CPU")
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+    for column in ("where", "op", "name", "why not the ANE"):
+        table.add_column(column, overflow="fold")
+    for group in _runs(report.ops, all_ops):
+        first = group[0]
+        if first.placement == "host":
+            table.add_row("CPU", first.op, first.name, first.reason)
+        elif len(group) == 1:
+            table.add_row(f"ANE {first.segment}", first.op, first.name, "")
+        else:
+            kinds = Counter(r.op for r in group)
+            summary = ", ".join(f"{op} ×{n}" for op, n in kinds.most_common(4)) + (", …" if len(kinds) > 4 else "")
+            table.add_row(f"ANE {first.segment}", f"{len(group)} ops", summary, "")
+    console.print(table)
+
+
+def _runs(ops: list[OpRecord], all_ops: bool) -> list[list[OpRecord]]:
+    """Consecutive ops of one segment grouped (unless `all_ops`); each CPU op on its own."""
+    runs: list[list[OpRecord]] = []
+    for r in ops:
+        if runs and not all_ops and r.placement == "ane" and runs[-1][0].placement == "ane" and runs[-1][0].segment == r.segment:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return runs

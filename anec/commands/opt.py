@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.exceptions import DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
+from anec.errors import AnecError
 from anec.universe import ANEC_UNIVERSE
 
 
@@ -59,6 +64,33 @@ def run(args: argparse.Namespace) -> int:
     argv = [a for a in args.opt_args if a != "--debug"]
     if argv == ["--help"] or argv == ["-h"]:
         argv = ["--help"]
-    AnecOpt(description="anec opt: run passes over anec IR", args=argv).run()
+    try:
+        opt = AnecOpt(description="anec opt: run passes over anec IR", args=argv)
+    except ValueError as e:  # xdsl-opt's complaint about the pass pipeline
+        raise AnecError(str(e), hint="`anec opt --help` lists the passes") from None
+    with _output_written_on_success(opt):
+        try:
+            opt.run()
+        except ParseError as e:
+            raise AnecError(e.msg, where=str(e.span.get_location())) from None
+        except DiagnosticException as e:  # the input (or a pass's result) does not verify
+            raise AnecError(str(e).splitlines()[0], where=opt.get_input_name()) from None
+        except OSError as e:
+            raise AnecError(f"cannot read {e.filename}", why=e.strerror or str(e)) from None
     sys.stdout.flush()
     return 0
+
+
+@contextlib.contextmanager
+def _output_written_on_success(opt: AnecOpt) -> Iterator[None]:
+    """Send `-o FILE` output to a side file that replaces FILE only once everything succeeded."""
+    target = opt.args.output_file
+    if target is None:
+        yield
+        return
+    partial = opt.args.output_file = f"{target}.partial"
+    try:
+        yield
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)

@@ -35,7 +35,7 @@ def summary_rows() -> list[dict[str, str]]:
             "DRAM GB/s": _show(p.dram_bytes_per_s, 1e9, "{:.0f}"), "dispatch ms": _show(p.dispatch_floor_s, 1e-3, "{:.2f}"),
             "L2 MB": _show(m.l2_bytes, 2**20), "kernel KB": _show(m.kernel_memory_bytes, 2**10),
             "max W/H": _show(lim.max_spatial), "kernel W": _show(lim.max_kernel_width_fp16), "pool": _show(lim.max_pool_window),
-            "new caps": str(len(t.capabilities)),
+            "caps": str(len(t.capabilities)),
         })
     return rows
 

@@ -1,1 +1,1 @@
-"""Bridges from other frameworks' compile and test APIs into anec."""
+"""Adapters that plug anec into other tools' entry points (onnx's backend API, torch.compile)."""

@@ -6,12 +6,14 @@ One runner per source framework, chosen by the prefix of the op name: `onnx.*` o
 
 from __future__ import annotations
 
+import functools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     FloatAttr,
     IntegerAttr,
@@ -59,6 +61,16 @@ def python_value(attr: Attribute) -> object:
 
 _ONNX_CACHE: weakref.WeakKeyDictionary[HostOp, object] = weakref.WeakKeyDictionary()
 
+ARG_SLOTS_ATTR = "host.arg_slots"
+"""On a host op whose source op skips optional inputs: the input position of each operand."""
+RESULT_SLOTS_ATTR = "host.result_slots"
+"""On a host op whose source op skips optional outputs: the output position of each result."""
+
+
+def _slots(op: HostOp, key: str, count: int) -> list[int]:
+    attr = op.attributes.get(key)
+    return [int(v) for v in attr.get_values()] if isinstance(attr, DenseArrayBase) else list(range(count))
+
 
 @runner("onnx")
 def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -66,28 +78,86 @@ def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
     evaluator = _ONNX_CACHE.get(op)
     if evaluator is None:
         evaluator = _ONNX_CACHE[op] = _onnx_evaluator(op)
-    names = [f"in{i}" for i in range(len(inputs))]
-    return list(evaluator.run(None, dict(zip(names, inputs))))  # type: ignore[attr-defined]
+    slots = _slots(op, ARG_SLOTS_ATTR, len(inputs))
+    return list(evaluator.run(None, {f"in{i}": x for i, x in zip(slots, inputs)}))  # type: ignore[attr-defined]
 
 
 def _onnx_evaluator(op: HostOp) -> object:
     import onnx
     from onnx import helper
-    from onnx.reference import ReferenceEvaluator
 
     domain, _, op_type = op.source_op.rpartition(".")
-    attrs = {k: python_value(v) for k, v in op.attrs.data.items()}
-    for k, v in attrs.items():
-        if isinstance(v, np.ndarray):
-            attrs[k] = onnx.numpy_helper.from_array(v)
-    inputs = [f"in{i}" for i in range(len(op.args))]
-    outputs = [f"out{i}" for i in range(len(op.outputs))]
-    node = helper.make_node(op_type, inputs, outputs, domain=domain, **attrs)
     version = op.version.value.data if op.version is not None else onnx.defs.onnx_opset_version()
-    graph = helper.make_graph([node], "host_op", [helper.make_tensor_value_info(n, 0, None) for n in inputs],
-                              [helper.make_tensor_value_info(n, 0, None) for n in outputs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version)])
-    return ReferenceEvaluator(model)
+    arg_slots = _slots(op, ARG_SLOTS_ATTR, len(op.args))
+    result_slots = _slots(op, RESULT_SLOTS_ATTR, len(op.outputs))
+    inputs = [f"in{i}" if i in arg_slots else "" for i in range(max(arg_slots, default=-1) + 1)]
+    outputs = [f"out{i}" if i in result_slots else "" for i in range(max(result_slots, default=-1) + 1)]
+    node = helper.make_node(op_type, inputs, outputs, domain=domain)
+    schema = _schema(op_type, version, domain)
+    for key, attr in op.attrs.data.items():
+        node.attribute.append(_onnx_attribute(key, python_value(attr), schema))
+    return onnx_node_evaluator(node, {domain: version})
+
+
+def _schema(op_type: str, version: int, domain: str) -> object | None:
+    import onnx
+
+    try:
+        return onnx.defs.get_schema(op_type, version, domain)
+    except onnx.defs.SchemaError:
+        return None
+
+
+def _onnx_attribute(key: str, value: object, schema: object | None) -> object:
+    """An ONNX AttributeProto; an empty list takes its type from the op's schema."""
+    import onnx
+    from onnx import helper
+
+    if isinstance(value, np.ndarray):
+        value = onnx.numpy_helper.from_array(value)
+    attr_type = None
+    if isinstance(value, list) and not value and schema is not None and key in schema.attributes:  # type: ignore[attr-defined]
+        attr_type = schema.attributes[key].type  # type: ignore[attr-defined]
+        return helper.make_attribute(key, value, attr_type=onnx.AttributeProto.AttributeType(int(attr_type)))
+    return helper.make_attribute(key, value)
+
+
+def onnx_node_evaluator(node: object, opsets: Mapping[str, int]) -> object:
+    """A ReferenceEvaluator for one ONNX node; its inputs and outputs keep the node's names."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = helper.make_graph([node], "node", [helper.make_tensor_value_info(n, 0, None) for n in node.input if n],  # type: ignore[attr-defined]
+                              [helper.make_tensor_value_info(n, 0, None) for n in node.output if n])  # type: ignore[attr-defined]
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    return ReferenceEvaluator(model, new_ops=_reference_fixes())
+
+
+@functools.cache
+def _reference_fixes() -> list[type]:
+    """Replacements for ReferenceEvaluator kernels that are wrong on shapes real models use."""
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        """onnx's version uses np.choose, which fails beyond 64 entries along the axis (BERT's position ids)."""
+
+        op_domain = ""
+
+        def _run(self, data, indices, axis=None):  # type: ignore[no-untyped-def]
+            axis = (axis or 0) % max(data.ndim, 1)
+            indices = np.where(indices < 0, indices + data.shape[axis], indices)
+            return (np.take_along_axis(data, indices.astype(np.int64), axis),)
+
+    return [GatherElements]
+
+
+def evaluate_onnx_node(node: object, opsets: Mapping[str, int], inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """Run one ONNX node once (constant folding): `inputs` align with the node's inputs (None: absent)."""
+    evaluator = onnx_node_evaluator(node, opsets)
+    feeds = {name: x for name, x in zip(node.input, inputs) if name and x is not None}  # type: ignore[attr-defined]
+    outs = evaluator.run(None, feeds)  # type: ignore[attr-defined]
+    produced = iter(outs)
+    return [next(produced) if name else None for name in node.output]  # type: ignore[attr-defined]
 
 
 @runner("aten")

@@ -1,0 +1,33 @@
+"""The ONNX importer: an ONNX model (a path or a ModelProto) becomes a module of `ane` and `host` ops.
+
+    module = import_onnx("bert.onnx", input_shapes={"input_ids": [1, 128]})
+
+Three modules do the work: `onnx_load` reads and validates the file (one-line errors for bad
+input), `onnx_graph` walks the graph (constant folding of exporters' shape arithmetic, function
+inlining, the CPU fallback), and `onnx_handlers` maps each op to `ane` ops. Op sets 11 to the
+newest onnx defines are supported; older ones import where their semantics are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from onnx import ModelProto
+from xdsl.dialects.builtin import ModuleOp
+
+from anec.importers.onnx_graph import GraphBuilder
+from anec.importers.onnx_handlers import HANDLERS
+from anec.importers.onnx_load import read_model
+from anec.weights import WeightStore, attach
+
+
+def import_onnx(model: str | Path | ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModuleOp:
+    """A module whose `@main` computes the model; its weights are in the attached store."""
+    proto = read_model(model)
+    store = WeightStore()
+    function = GraphBuilder(proto, store, HANDLERS).build(input_shapes)
+    module = ModuleOp([function])
+    attach(module, store)
+    module.verify()
+    return module

@@ -1,0 +1,111 @@
+"""`anec compile`: bad models are refused with one line and exit 2, nothing written; good ones
+compile, write the IR and print where each op runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from anec.cli import main
+from anec.weights import load_module
+from tests.importers.onnx_models import F, model, random
+
+
+def good_model() -> onnx.ModelProto:
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("TopK", ["c", "k"], ["v", "i"], name="topk", axis=3),
+             helper.make_node("Relu", ["v"], ["y"], name="relu")]
+    return model(nodes, [("x", F, ["n", 3, 8, 8])], ["y"], {"w": random((4, 3, 3, 3)), "k": np.array([2], np.int64)})
+
+
+def compile_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["compile", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(path: Path, m: onnx.ModelProto) -> Path:
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
+def missing_initializer() -> onnx.ModelProto:
+    return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", F, [2, 4])], ["y"])
+
+
+def cycle() -> onnx.ModelProto:
+    return model([helper.make_node("Add", ["x", "b"], ["a"], name="first"), helper.make_node("Relu", ["a"], ["b"], name="second")],
+                 [("x", F, [2])], ["b"])
+
+
+def unknown_domain() -> onnx.ModelProto:
+    return model([helper.make_node("Frobnicate", ["x"], ["y"], domain="com.acme")], [("x", F, [2])], ["y"],
+                 extra_opsets={"com.acme": 1})
+
+
+def too_new() -> onnx.ModelProto:
+    m = model([helper.make_node("Relu", ["x"], ["y"])], [("x", F, [2])], ["y"])
+    m.ir_version = onnx.IR_VERSION + 1
+    return m
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+BAD: dict[str, tuple] = {
+    "not-a-protobuf": (lambda p: write_bytes(p, b"this is not a model\n" * 20), "not a protobuf-encoded ONNX model"),
+    "truncated": (lambda p: write_bytes(p, good_model().SerializeToString()[:300]), "ends early or is corrupt"),
+    "missing-initializer": (lambda p: write(p, missing_initializer()), "node 'mm' (MatMul): input 'w' is not produced"),
+    "cycle": (lambda p: write(p, cycle()), "the graph has a cycle"),
+    "unknown-domain": (lambda p: write(p, unknown_domain()), "unknown op domain 'com.acme'"),
+    "too-new-ir-version": (lambda p: write(p, too_new()), f"IR version {onnx.IR_VERSION + 1} is newer than the installed onnx"),
+    "dynamic-dimension": (lambda p: write(p, good_model()), "input 'x' has a dynamic dimension 0 (n)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_models_fail_with_one_line_and_exit_2_writing_nothing(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make, message = BAD[case]
+    path = make(tmp_path / "model.onnx")
+    out_dir = tmp_path / "out"
+    code, out, err = compile_cli(capsys, str(path), "--emit", "ir", "-o", str(out_dir / "model.mlir"))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("anec: error: ") and message in err, err
+    assert "Traceback" not in err + out
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_an_emitter_not_in_this_build_is_refused_before_compiling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = compile_cli(capsys, str(tmp_path / "does-not-matter.onnx"), "--emit", "descriptors")
+    assert code == 2
+    assert err.startswith("anec: error: --emit descriptors is not available in this build") and "--emit ir" in err
+
+
+def test_compile_writes_ir_and_weights_and_prints_the_placement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "model.onnx", good_model())
+    out = tmp_path / "build" / "model.mlir"
+    code, stdout, err = compile_cli(capsys, str(path), "--emit", "ir", "-o", str(out), "--input-shape", "x=1,3,8,8")
+    assert code == 0, err
+    assert out.exists() and out.with_name("model.weights.npz").exists()
+    assert "2 of 3 ops on the ANE of the M1" in stdout and "2 segment(s)" in stdout
+    assert "onnx.TopK" in stdout and "topk" in stdout and "no ANE equivalent" in stdout
+    module = load_module(out)
+    from anec.interpreter import interpret
+
+    x = random((1, 3, 8, 8))
+    y = interpret(module, {"x": x})[0]
+    assert y.shape == (1, 4, 8, 2) and np.all(y >= 0)
+
+
+def test_print_ir_after_all_shows_the_partitioned_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "model.onnx", good_model())
+    code, stdout, _ = compile_cli(capsys, str(path), "--emit", "ir", "-o", str(tmp_path / "m.mlir"), "--input-shape", "x=1,3,8,8",
+                                  "--print-ir-after-all")
+    assert code == 0
+    assert "// -----// IR after ane-partition //----- //" in stdout and "ane.segment" in stdout

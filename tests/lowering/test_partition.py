@@ -1,0 +1,150 @@
+"""ane-partition: segments hold only legal ops, are as few as the graph allows, and keep meaning."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.printer import Printer
+
+from anec.context import make_context
+from anec.dialects import ane, host
+from anec.dialects.ane import tensor
+from anec.interpreter import interpret
+from anec.legality import legality
+from anec.lowering.partition import PartitionPass
+from anec.targets import get_target
+from anec.weights import clone_module
+
+M1 = get_target("m1")
+
+
+def random_graph(seed: int, size: int = 12) -> ModuleOp:
+    """A random DAG of ANE ops (relu, add) and CPU ops (onnx.Abs), interleaved in program order."""
+    rng = np.random.default_rng(seed)
+    t = tensor([2, 3])
+    block = Block(arg_types=[t, t])
+    values: list[SSAValue] = list(block.args)
+    for k in range(size):
+        kind = rng.choice(["relu", "add", "cpu"], p=[0.35, 0.35, 0.3])
+        a, b = (values[int(i)] for i in rng.integers(0, len(values), 2))
+        if kind == "relu":
+            op: Operation = ane.ReluOp(a)
+        elif kind == "add":
+            op = ane.AddOp(a, b)
+        else:
+            op = host.HostOp("onnx.Abs", [a], [t], version=13)
+        op.attributes["ane.name"] = StringAttr(f"op{k}")
+        block.add_op(op)
+        values.append(op.results[0])
+    block.add_op(func.ReturnOp(values[-1], values[-2]))
+    return ModuleOp([func.FuncOp("main", ([t, t], [t, t]), Region(block))])
+
+
+def printed(module: ModuleOp) -> str:
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    return out.getvalue()
+
+
+def partitioned(module: ModuleOp, **options) -> ModuleOp:
+    after = clone_module(module)
+    PartitionPass(**options).apply(make_context(), after)
+    after.verify()
+    return after
+
+
+def main_ops(module: ModuleOp) -> list[Operation]:
+    return list(next(iter(module.ops)).body.block.ops)  # type: ignore[attr-defined]
+
+
+def most_ane_runs_on_a_path(module: ModuleOp) -> int:
+    """The fewest segments any partition can have: the most separate ANE runs one path goes through."""
+    runs: dict[Operation, int] = {}
+    for op in main_ops(module):
+        if isinstance(op, func.ReturnOp | ane.ConstOp):
+            continue
+        on_ane = legality(op, M1).ok
+        preds = [(runs[v.owner], legality(v.owner, M1).ok) for v in op.operands if v.owner in runs]
+        if on_ane:
+            runs[op] = max([r if p_ane else r + 1 for r, p_ane in preds], default=1)
+        else:
+            runs[op] = max([r for r, _ in preds], default=0)
+    return max(runs.values(), default=0)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_graphs_keep_their_meaning_with_the_fewest_segments(seed: int) -> None:
+    module = random_graph(seed)
+    after = partitioned(module)
+    segments = [op for op in main_ops(after) if isinstance(op, ane.SegmentOp)]
+    assert len(segments) == most_ane_runs_on_a_path(module)
+    for seg in segments:
+        for op in seg.body.block.ops:
+            assert isinstance(op, ane.YieldOp | ane.ConstOp) or legality(op, M1).ok
+    for op in main_ops(after):
+        if isinstance(op, host.HostOp):
+            assert "no ANE equivalent" in op.attributes["ane.reason"].data
+    rng = np.random.default_rng(seed)
+    inputs = [rng.standard_normal((2, 3)).astype(np.float32) for _ in range(2)]
+    for before, now in zip(interpret(module, inputs), interpret(after, inputs, segments="f32")):
+        np.testing.assert_array_equal(before, now)
+
+
+def test_independent_cpu_ops_do_not_split_a_segment() -> None:
+    """relu, then a CPU op nobody on the ANE needs, then add: one segment, not two."""
+    t = tensor([4])
+    block = Block(arg_types=[t])
+    x = block.args[0]
+    relu = ane.ReluOp(x)
+    cpu = host.HostOp("onnx.Abs", [x], [t], version=13)
+    add = ane.AddOp(relu.result, x)
+    block.add_ops([relu, cpu, add, func.ReturnOp(add.result, cpu.outputs[0])])
+    after = partitioned(ModuleOp([func.FuncOp("main", ([t], [t, t]), Region(block))]))
+    assert sum(isinstance(op, ane.SegmentOp) for op in main_ops(after)) == 1
+
+
+def test_partition_is_idempotent() -> None:
+    once = partitioned(random_graph(3))
+    twice = partitioned(once)
+    assert printed(once) == printed(twice)
+
+
+def test_min_segment_ops_sends_short_runs_to_the_cpu_and_says_why() -> None:
+    """relu | cpu | relu relu relu relu with min-segment-ops=4: the lone relu joins the CPU."""
+    t = tensor([4])
+    block = Block(arg_types=[t])
+    first = ane.ReluOp(block.args[0])
+    cpu = host.HostOp("onnx.Abs", [first.result], [t], version=13)
+    chain: list[Operation] = [first, cpu]
+    for _ in range(4):
+        chain.append(ane.ReluOp(chain[-1].results[0]))
+    block.add_ops([*chain, func.ReturnOp(chain[-1].results[0])])
+    module = ModuleOp([func.FuncOp("main", ([t], [t]), Region(block))])
+    after = partitioned(module, min_segment_ops=4)
+    (segment,) = [op for op in main_ops(after) if isinstance(op, ane.SegmentOp)]
+    assert sum(isinstance(op, ane.ReluOp) for op in segment.body.block.ops) == 4
+    (lone,) = [op for op in main_ops(after) if isinstance(op, ane.ReluOp)]
+    assert "a run of 1 ANE op(s) is below min-segment-ops=4" in lone.attributes["ane.reason"].data
+    x = np.array([-1, 2, -3, 4], np.float32)
+    np.testing.assert_array_equal(interpret(after, [x], segments="f32")[0], np.abs(np.maximum(x, 0)))
+
+
+def test_bert_tiny_partitions_into_one_encoder_segment_and_keeps_its_meaning(bert_tiny_module: ModuleOp) -> None:
+    """Only the embedding lookup and the integer mask cast stay on the CPU; fp16 stays within 1e-2."""
+    from tests import zoo
+
+    after = partitioned(bert_tiny_module)
+    segments = [op for op in main_ops(after) if isinstance(op, ane.SegmentOp)]
+    cpu = [op for op in main_ops(after) if not isinstance(op, ane.SegmentOp | ane.ConstOp | func.ReturnOp)]
+    assert len(segments) == 1 and len(cpu) == 2
+    feeds = zoo.inputs("bert-tiny")
+    (before,) = interpret(bert_tiny_module, feeds)
+    (exact,) = interpret(after, feeds, segments="f32")
+    (fp16,) = interpret(after, feeds, segments="f16")
+    np.testing.assert_array_equal(before, exact)
+    assert np.linalg.norm(fp16 - before) / np.linalg.norm(before) < 1e-2
