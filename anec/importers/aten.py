@@ -360,6 +360,58 @@ def _logical_not(e: Emitter) -> Value:
     return binary(e, ane.EqualOp, e["self"], False, torch.bool)
 
 
+@handles("aten.logical_and.default", "aten.logical_or.default", "aten.logical_xor.default", "aten.bitwise_and.Tensor",
+         "aten.bitwise_or.Tensor", "aten.bitwise_xor.Tensor")
+def _logical(e: Emitter) -> Value:
+    """Boolean logic as selects on masks: a and b = a ? b : false; a or b = a ? true : b; xor = a != b."""
+    a, b = e["self"], e["other"]
+    if e.dtype != torch.bool or common_dtype(a, b) != torch.bool:
+        decline("bitwise logic on integers")
+    name = e.node.target._schema.name.split("::")[-1]
+    if name.endswith("xor"):
+        return binary(e, ane.NotEqualOp, a, b, torch.bool)
+    rank = max(rank_of(a), rank_of(b))
+    a, b = e.value(a, torch.bool, rank), e.value(b, torch.bool, rank)
+    constant = e.value(name.endswith("or"), torch.bool, rank)
+    return e.add(ane.SelectOp(a, constant, b) if name.endswith("or") else ane.SelectOp(a, b, e.value(False, torch.bool, rank)))
+
+
+@handles("aten.isnan.default", "aten.isinf.default")
+def _isnan_isinf(e: Emitter) -> Value:
+    x = e.value(e["self"])
+    if "isnan" in op_key(e.node.target):
+        return e.add(ane.NotEqualOp(x, x))
+    return binary(e, ane.EqualOp, e.add(ane.AbsOp(x)), math.inf, torch_dtype_of(x))
+
+
+@handles("aten.log2.default", "aten.log10.default", "aten.log1p.default", "aten.expm1.default")
+def _log_exp_variants(e: Emitter) -> Value:
+    x = e.cast(e.value(e["self"]), e.dtype)
+    name = e.node.target._schema.name.split("::")[-1]
+    if name == "log1p":
+        return e.add(ane.LogOp(binary(e, ane.AddOp, x, 1.0, e.dtype)))
+    if name == "expm1":
+        return binary(e, ane.SubOp, e.add(ane.ExpOp(x)), 1.0, e.dtype)
+    return binary(e, ane.MulOp, e.add(ane.LogOp(x)), 1 / math.log(2 if name == "log2" else 10), e.dtype)
+
+
+@handles("aten.clamp.Tensor")
+def _clamp_tensor(e: Emitter) -> Value:
+    y = e["self"]
+    if e["min"] is not None:
+        y = binary(e, ane.MaxOp, y, e["min"], e.dtype)
+    if e["max"] is not None:
+        y = binary(e, ane.MinOp, y, e["max"], e.dtype)
+    return e.reshape(e.value(y, e.dtype, len(e.shape)), e.shape)
+
+
+@handles("aten.copy.default")
+def _copy(e: Emitter) -> Value:
+    """`copy(self, src)` is `src` in `self`'s dtype, broadcast to `self`'s shape."""
+    src = e.value(e["src"], e.dtype, len(e.shape))
+    return src if shape_of(src) == e.shape else e.add(ane.BroadcastOp(src, e.shape))
+
+
 # --- matrix products and convolution -------------------------------------------------------------
 
 
@@ -759,6 +811,20 @@ def _pad(e: Emitter) -> Value:
     return e.add(ane.PadOp(x, begins + ends, value=float(e["value"])))
 
 
+_PAD_MODES = {"reflection": "reflect", "replication": "edge"}
+
+
+@handles("aten.reflection_pad1d.default", "aten.reflection_pad2d.default", "aten.replication_pad1d.default",
+         "aten.replication_pad2d.default")
+def _pad_mode(e: Emitter) -> Value:
+    x = e.value(e["self"])
+    rank, pad = len(shape_of(x)), list(e["padding"])
+    begins, ends = [0] * rank, [0] * rank
+    for i in range(len(pad) // 2):
+        begins[rank - 1 - i], ends[rank - 1 - i] = pad[2 * i], pad[2 * i + 1]
+    return e.add(ane.PadOp(x, begins + ends, mode=_PAD_MODES[e.node.target._schema.name.split("::")[-1].split("_")[0]]))
+
+
 @handles("aten.pixel_shuffle.default")
 def _pixel_shuffle(e: Emitter) -> Value:
     x = e.value(e["self"])
@@ -795,10 +861,11 @@ def _sym_numel(e: Emitter) -> Value:
 
 
 @handles("aten.zeros_like.default", "aten.ones_like.default", "aten.full_like.default", "aten.empty_like.default",
-         "aten.new_zeros.default", "aten.new_ones.default", "aten.new_full.default", "aten.new_empty.default")
+         "aten.new_zeros.default", "aten.new_ones.default", "aten.new_full.default", "aten.new_empty.default",
+         "aten.fill.Scalar")
 def _like(e: Emitter) -> Value:
     name = op_key(e.node.target)
-    fill = 0 if "zeros" in name or "empty" in name else 1 if "ones" in name else e["fill_value"]
+    fill = 0 if "zeros" in name or "empty" in name else 1 if "ones" in name else e.args.get("fill_value", e.args.get("value"))
     return torch.full(e.shape, fill, dtype=e.dtype)
 
 

@@ -54,7 +54,8 @@ KEEP_WHOLE = (
     "linear", "matmul", "layer_norm", "native_layer_norm", "group_norm", "native_group_norm",
     "scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu", "gelu", "silu", "hardswish",
     "hardsigmoid", "hardtanh", "elu", "softplus", "leaky_relu", "pixel_shuffle", "upsample_nearest2d",
-    "upsample_bilinear2d", "logsumexp", "adaptive_avg_pool2d", "_adaptive_avg_pool2d",
+    "upsample_bilinear2d", "logsumexp", "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "reflection_pad1d", "reflection_pad2d",
+    "replication_pad1d", "replication_pad2d",
 )
 """ATen ops the ANE has natively: decompositions leave them whole (all overloads)."""
 

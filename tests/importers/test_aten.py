@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from anec.dialects import ane
-from anec.dialects.host import HostOp
 from torch import nn
 
+from anec.dialects import ane
+from anec.dialects.host import HostOp
 from anec.importers.torch import import_torch
 from anec.interpreter import interpret
 
@@ -108,6 +108,12 @@ CASES: dict[str, Callable[[], Case]] = {
     "max_min_where": lambda: fn(lambda m, x, y: torch.where(x > y, torch.maximum(x, y), torch.minimum(x, y) * 2), X3, rand(2, 6, 16, seed=1),
                                 has=ane.SelectOp),
     "compare_cast": lambda: fn(lambda m, x: (x >= 0.1).float() + (x < -0.2).to(torch.float32) * 2 + (x == x).float(), X3),
+    "logical_ops": lambda: fn(lambda m, x: ((x > 0) & (x < 0.5) | (x < -1) ^ (x > 1)).float() + torch.logical_not(x > 0).float(), X3,
+                              has=ane.SelectOp),
+    "isnan_isinf_log_variants": lambda: fn(lambda m, x: torch.isnan(x).float() + torch.isinf(1 / x).float() + torch.log2(x.abs() + 1)
+                                           + torch.log10(x.abs() + 1) + torch.log1p(x.abs()) + torch.expm1(x), X3),
+    "clamp_tensor_copy_fill": lambda: fn(lambda m, x, lo: torch.clamp(x, min=lo, max=lo + 1) + torch.ops.aten.copy.default(x, lo)
+                                         + torch.ops.aten.fill.Scalar(x, 2.0), X3, rand(1, 16, seed=1)),
     "masked_fill": lambda: fn(lambda m, x: x.masked_fill(x > 0.5, -1.0), X3),
     "int_arithmetic": lambda: fn(lambda m, i: (i * 3 + 1) // 2, IDS, host={"aten.div.Tensor_mode"}),
     # data movement
@@ -118,6 +124,8 @@ CASES: dict[str, Callable[[], Case]] = {
                                          + torch.stack(x.chunk(2, dim=1)[0].unbind(1), 1).sum(1, keepdim=True), X3,
                                          has=ane.SplitOp),
     "pad": lambda: fn(lambda m, x: F.pad(x, (1, 2, 3, 0), value=0.5), X4, has=ane.PadOp),
+    "pad_reflect_replicate": lambda: fn(lambda m, x: F.pad(x, (2, 1, 1, 3), mode="reflect") + F.pad(x, (2, 1, 1, 3), mode="replicate"),
+                                        X4),
     "pixel_shuffle": lambda: fn(lambda m, x: F.pixel_shuffle(x, 2), X4, has=ane.DepthToSpaceOp),
     "upsample_nearest": lambda: fn(lambda m, x: F.interpolate(x, scale_factor=2, mode="nearest"), X4, has=ane.ResizeOp),
     "upsample_bilinear": lambda: fn(lambda m, x: F.interpolate(x, size=(15, 20), mode="bilinear"), X4),

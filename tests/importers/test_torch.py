@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from anec.dialects import ane
 from torch import nn
 from xdsl.printer import Printer
 
 import anec
 from anec.cli import main as anec_main
+from anec.dialects import ane
 from anec.importers.torch import import_torch
 from anec.interpreter import input_names, interpret, output_names
 from anec.weights import store_of
