@@ -62,9 +62,10 @@ KEEP_WHOLE = (
 
 def keep_whole(table: Any) -> Any:
     """`table` (a decomposition table, changed in place) without the ops in `KEEP_WHOLE`."""
-    packets = {getattr(torch.ops.aten, name) for name in KEEP_WHOLE}
-    for op in [op for op in table if getattr(op, "overloadpacket", None) in packets]:
-        table.pop(op)
+    for name in KEEP_WHOLE:
+        packet = getattr(torch.ops.aten, name)
+        for overload in packet.overloads():
+            table.pop(getattr(packet, overload), None)
     return table
 
 
