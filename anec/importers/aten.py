@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ class Declined(Exception):
     """A handler cannot map these arguments onto `ane` ops; the node becomes a host op."""
 
 
-def decline(why: str) -> None:
+def decline(why: str) -> NoReturn:
     raise Declined(why)
 
 
