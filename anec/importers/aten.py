@@ -132,6 +132,8 @@ class Emitter:
         return self._constant(t, x if isinstance(x, torch.Tensor) else None)
 
     def reshape(self, x: SSAValue, shape: Sequence[int]) -> SSAValue:
+        if isinstance(x.owner, ane.ReshapeOp):  # a reshape of a reshape is one reshape
+            x = x.owner.input
         return x if shape_of(x) == tuple(shape) else self.add(ane.ReshapeOp(x, shape))
 
     def cast(self, x: SSAValue, dtype: torch.dtype) -> SSAValue:
@@ -430,6 +432,8 @@ def matmul(e: Emitter, a: Value, b: Value, bias: Value = None, *, transpose_rhs:
     ra, rb = rank_of(a), rank_of(b)
     if ra == 1 or rb == 1:
         decline("matrix-vector product")
+    if ra == 2 and rb == 2:
+        a, ra = unflattened(a), rank_of(unflattened(a))
     rank = max(ra, rb)
     x, w = e.value(a, e.dtype, rank), e.value(b, e.dtype, rank)
     n = shape_of(w)[-2 if transpose_rhs else -1]
@@ -438,6 +442,16 @@ def matmul(e: Emitter, a: Value, b: Value, bias: Value = None, *, transpose_rhs:
     if bias is not None and vector is None:
         y = binary(e, ane.AddOp, y, bias, e.dtype)
     return e.reshape(y, e.shape)
+
+
+def unflattened(x: Value) -> Value:
+    """The [..., K] tensor a [M, K] operand was flattened from (torch.compile lowers linear to view + addmm):
+    the product keeps its leading axes, as `linear` would."""
+    if isinstance(x, SSAValue) and isinstance(x.owner, ane.ReshapeOp):
+        source = x.owner.input
+        if len(shape_of(source)) > 2 and shape_of(source)[-1] == shape_of(x)[-1]:
+            return source
+    return x
 
 
 @handles("aten.mm.default", "aten.bmm.default", "aten.matmul.default")

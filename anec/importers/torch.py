@@ -214,6 +214,7 @@ class GraphImporter:
                 self.values[node] = self.call(node)
         results = [self.result(name, value) for name, value in outputs]
         self.block.add_op(func.ReturnOp(*results))
+        _erase_dead_ops(self.block)
         fn = func.FuncOp("main", (arg_types, [r.type for r in results]), Region(self.block),
                          arg_attrs=_names([n for n, _ in inputs]), res_attrs=_names([n for n, _ in outputs]))
         module = ModuleOp([fn])
@@ -260,6 +261,13 @@ class GraphImporter:
         self._const_cache.update(emitter.constants)
         self.node_ops[node] = emitter.ops
         return value
+
+
+def _erase_dead_ops(block: Block) -> None:
+    """Drop ops whose results nobody uses (reshapes that later reshapes looked through, unused outputs)."""
+    for op in reversed(list(block.ops)):
+        if op.results and all(not r.uses for r in op.results):
+            block.erase_op(op)
 
 
 def _check(node: fx.Node, key: str, value: Any, out: Sequence[tuple[tuple[int, ...], torch.dtype] | None]) -> None:
