@@ -90,7 +90,7 @@ class Emitter:
     """Builds the `ane` ops of one FX node; every op gets the node's name."""
 
     def __init__(self, node: torch.fx.Node, args: Mapping[str, Value], out: Sequence[tuple[tuple[int, ...], torch.dtype] | None],
-                 constant: Callable[[torch.Tensor, torch.Tensor | None], SSAValue]):
+                 constant: Callable[[torch.Tensor], SSAValue]):
         self.node = node
         self.args = args
         self.out = out
@@ -129,7 +129,7 @@ class Emitter:
         t = t.to(dtype or t.dtype)
         if rank and rank > t.dim():
             t = t.reshape((1,) * (rank - t.dim()) + tuple(t.shape))
-        return self._constant(t, x if isinstance(x, torch.Tensor) else None)
+        return self._constant(t)
 
     def reshape(self, x: SSAValue, shape: Sequence[int]) -> SSAValue:
         if isinstance(x.owner, ane.ReshapeOp):  # a reshape of a reshape is one reshape
@@ -434,6 +434,8 @@ def matmul(e: Emitter, a: Value, b: Value, bias: Value = None, *, transpose_rhs:
         decline("matrix-vector product")
     if ra == 2 and rb == 2:
         a, ra = unflattened(a), rank_of(unflattened(a))
+    if isinstance(b, torch.Tensor) and b.dim() == 2 and not transpose_rhs and not b.is_contiguous() and b.t().is_contiguous():
+        b, transpose_rhs = b.t(), True  # a transposed weight (`t(weight)`) is used as stored, like `linear`'s
     rank = max(ra, rb)
     x, w = e.value(a, e.dtype, rank), e.value(b, e.dtype, rank)
     n = shape_of(w)[-2 if transpose_rhs else -1]

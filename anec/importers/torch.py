@@ -162,17 +162,17 @@ class GraphImporter:
 
     # -- values ----------------------------------------------------------------------------------
 
-    def constant(self, t: torch.Tensor, name: str, emitter: Emitter | None = None, origin: torch.Tensor | None = None) -> SSAValue:
+    def constant(self, t: torch.Tensor, name: str, emitter: Emitter | None = None) -> SSAValue:
         """An `ane.const` for `t`, one per tensor object (large ones go to the weight store).
 
-        The weight is named after `t` or the tensor it was derived from (`origin`), else `name`.
+        The weight is named after `t` or the parameter it is a view of, else `name`.
         Constants an emitter asks for join the module only with the emitter's ops, so a handler that
         declines leaves nothing behind.
         """
         for cache in (self._const_cache, emitter.constants if emitter else {}):
             if (hit := cache.get(id(t))) is not None and hit[0] is t:
                 return hit[1]
-        name = self.weight_names.get(id(t)) or self.weight_names.get(id(origin)) or name
+        name = self.weight_names.get(id(t)) or self.weight_names.get(id(t._base)) or name
         op = make_const(to_numpy(t), name, self.store)
         op.attributes[NAME_ATTR] = StringAttr(name)
         if emitter is None:
@@ -247,7 +247,7 @@ class GraphImporter:
         bound = bind_schema(node.target, args, kwargs) if isinstance(node.target, torch._ops.OpOverload) else {}
         if "val" not in node.meta:
             raise AnecError(f"{key} has no shape information", where=node.name, hint="import programs made by torch.export or torch.compile")
-        emitter = Emitter(node, bound, self.out_specs(node), lambda t, origin: self.constant(t, node.name, emitter, origin))
+        emitter = Emitter(node, bound, self.out_specs(node), lambda t: self.constant(t, node.name, emitter))
         handler = HANDLERS.get(key)
         try:
             value = handler(emitter) if handler else host_op(emitter)
