@@ -52,6 +52,8 @@ class CompileOptions:
     input_shapes: InputShapes | None = None
     example_inputs: Any = None
     min_segment_ops: int = 1
+    deployment_target: str = "ios17"
+    """Oldest OS a Core ML package must run on (ios16/17/18, macos13/14/15): the MIL opset."""
     print_ir_after_all: bool = False
     stop_after: str | None = None
     pass_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -45,7 +45,8 @@ class WeightStore:
         handle, n = base, 1
         while handle in self._arrays:
             handle, n = f"{base}#{n}", n + 1
-        array = np.ascontiguousarray(array).view()  # a view: read-only here, the caller's array untouched
+        # a view: read-only here, the caller's array untouched (reshape: ascontiguousarray makes 0-d arrays 1-d)
+        array = np.ascontiguousarray(array).reshape(np.shape(array)).view()
         array.flags.writeable = False
         self._arrays[handle] = array
         return handle

@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--emit", default="coreml", help="coreml (.mlpackage), descriptors (.anec), mil-text (folder) or ir (.mlir); "
                    "an emitter not in this build is refused before compiling")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
+    p.add_argument("--deployment-target", default="ios17", metavar="OS",
+                   help="for --emit coreml/mil-text: oldest OS to run on, ios16/17/18 or macos13/14/15 (default ios17)")
     p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
@@ -47,14 +49,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     from anec.emit import EMITTERS
+    from anec.emit.coreml import deployment_target
     from anec.pipeline import compile as compile_model
 
     if args.emit not in EMITTERS:  # say so before a long compile, not after it
         raise AnecError(f"--emit {args.emit} is not available in this build", why="its emitter has not landed yet",
                         hint=f"use --emit {' or --emit '.join(EMITTERS)}")
+    deployment_target(args.deployment_target)  # a typo fails before the model is compiled
     shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
     compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes,
-                             min_segment_ops=args.min_segment_ops, print_ir_after_all=args.print_ir_after_all,
+                             min_segment_ops=args.min_segment_ops, deployment_target=args.deployment_target,
+                             print_ir_after_all=args.print_ir_after_all,
                              stop_after=args.stop_after)
     out = Path(args.output) if args.output else compiled.default_output(Path(args.model))
     compiled.save(out)

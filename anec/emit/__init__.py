@@ -19,6 +19,8 @@ Emitter = Callable[["CompiledModel", Path], None]
 
 EMITTERS: dict[str, tuple[str, str, str]] = {
     "ir": ("anec.emit.ir", "emit_ir", ".mlir"),
+    "coreml": ("anec.emit.coreml", "emit_coreml", ".mlpackage"),
+    "mil-text": ("anec.emit.miltext", "emit_mil_text", ""),
 }
 """`--emit` kind -> (module, function, default file suffix); modules load lazily."""
 

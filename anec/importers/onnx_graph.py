@@ -43,8 +43,8 @@ from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
-from anec.importers.onnx_load import node_label, order_nodes
-from anec.runtime.host import ARG_SLOTS_ATTR, RESULT_SLOTS_ATTR, evaluate_onnx_node
+from anec.importers.onnx_load import node_label, order_nodes, outer_names, walk_nodes
+from anec.runtime.host import ARG_SLOTS_ATTR, CAPTURED_ATTR, RESULT_SLOTS_ATTR, evaluate_onnx_node
 from anec.types import numpy_dtype, xdsl_element_type
 from anec.weights import WeightStore, const_value, make_const, numpy_to_dense
 
@@ -190,12 +190,24 @@ class GraphBuilder:
                 return
             except NotOnAne as e:
                 reason = str(e)
-        body = self._function_body(node)
-        if body is not None:
-            for inner in body:
-                self.convert(inner)
+        body = self._taken_branch(node) if node.op_type == "If" and node.domain == "" else self._function_body(node)
+        if body is not None and self._convert_all(body):
             return
         self._define(node, self.host(node, reason))
+
+    def _convert_all(self, body: list[Node]) -> bool:
+        """Convert an inlined body; if some node of it cannot be imported, undo it all (False)."""
+        ops_before = len(self.block.ops)
+        values, consts = dict(self.values), dict(self.consts)
+        try:
+            for inner in body:
+                self.convert(inner)
+        except AnecError:
+            for op in reversed(list(self.block.ops)[ops_before:]):
+                self.block.erase_op(op, safe_erase=False)
+            self.values, self.consts = values, consts
+            return False
+        return True
 
     def _run_handler(self, handler: Handler, node: Node) -> Sequence[Value | None]:
         self._pending = pending = []
@@ -353,25 +365,22 @@ class GraphBuilder:
         return self._instantiate(node, proto, defaults)
 
     def _instantiate(self, node: Node, fn: FunctionProto, defaults: Mapping[str, onnx.AttributeProto]) -> list[Node] | None:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in fn.node for a in n.attribute):
-            return None  # bodies with subgraphs would need renaming inside them; the op stays whole
+        nested = [n for inner in fn.node for a in inner.attribute for g in (*a.graphs, *([a.g] if a.HasField("g") else []))
+                  for n in walk_nodes(g.node)]
+        if any(a.ref_attr_name for n in nested for a in n.attribute):
+            return None  # attribute references inside subgraphs: the op stays whole
         prefix = f"{node.name}/{next(self._expansions)}/"
         rename = {formal: node.input(i) for i, formal in enumerate(fn.input)}
         rename.update({formal: (node.outputs[i] if i < len(node.outputs) else "") for i, formal in enumerate(fn.output)})
+        rename.update({x: prefix + x for inner in fn.node for x in inner.output if x and x not in rename})
         given = {a.name: a for a in node.proto.attribute}
         opsets = dict(self.opsets)
         opsets.update({canonical_domain(o.domain): o.version for o in fn.opset_import})
         body: list[Node] = []
         for k, inner in enumerate(fn.node):
-            copy = NodeProto()
-            copy.CopyFrom(inner)
-            copy.name = f"{prefix}{inner.name or f'{inner.op_type}{k}'}"
-            copy.ClearField("input")
-            copy.input.extend(rename.get(x, prefix + x) if x else "" for x in inner.input)
-            copy.ClearField("output")
-            copy.output.extend(rename.get(x, prefix + x) if x else "" for x in inner.output)
+            copy = _renamed(inner, rename, f"{prefix}{inner.name or f'{inner.op_type}{k}'}")
             copy.ClearField("attribute")
-            for a in inner.attribute:
+            for a in _renamed(inner, rename).attribute:
                 if a.ref_attr_name:
                     source = given.get(a.ref_attr_name) or defaults.get(a.ref_attr_name)
                     if source is None:
@@ -385,9 +394,25 @@ class GraphBuilder:
             body.append(Node.of(copy, opsets))
         return body
 
+    def _taken_branch(self, node: Node) -> list[Node] | None:
+        """An If whose condition is a constant is the branch it takes, inlined (renamed apart)."""
+        cond = self.const(node.input(0))
+        if cond is None or cond.size != 1:
+            return None
+        branch: onnx.GraphProto = node.attrs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"]
+        prefix = f"{node.name}/{next(self._expansions)}/"
+        local = {t.name for t in branch.initializer} | {o for n in branch.node for o in n.output if o}
+        rename = {x: prefix + x for x in local}
+        for t in branch.initializer:
+            self.consts[prefix + t.name] = t
+        body = [Node.of(_renamed(inner, rename, prefix + (inner.name or inner.output[0])), node.opsets) for inner in branch.node]
+        for out, result in zip(node.outputs, branch.output):
+            identity = helper.make_node("Identity", [rename.get(result.name, result.name)], [out], name=f"{prefix}{out}")
+            body.append(Node.of(identity, node.opsets))
+        return body
+
     def _type_protos(self, node: Node) -> dict[str, TypeProto]:
-        return {x: helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(self.dtype(x)), self.shape(x))
-                for x in node.inputs if x}
+        return self._type_protos_of([x for x in node.inputs if x])
 
     # ------------------------------------------------------------------------------------------
     # The CPU fallback
@@ -396,33 +421,42 @@ class GraphBuilder:
     def host(self, node: Node, reason: str | None = None) -> list[SSAValue | None]:
         """`node` as a `host.op` the CPU runs with onnx's own implementation."""
         present = [(i, x) for i, x in enumerate(node.inputs) if x]
-        types = self._infer_output_types(node)
+        captured = sorted(outer_names(node.proto))
+        types = self._infer_output_types(node, captured)
         produced = [(i, t) for i, t in enumerate(types) if t is not None]
-        op = HostOp(host_op_name(node.domain, node.op_type), [self.value(x) for _, x in present], [t for _, t in produced],
-                    {a.name: xdsl_attribute(a, node) for a in node.proto.attribute}, version=node.opset)
+        op = HostOp(host_op_name(node.domain, node.op_type), [self.value(x) for x in [*(x for _, x in present), *captured]],
+                    [t for _, t in produced], {a.name: xdsl_attribute(a, node) for a in node.proto.attribute}, version=node.opset)
         if [i for i, _ in present] != list(range(len(present))):
             op.attributes[ARG_SLOTS_ATTR] = DenseArrayBase.from_list(i64, [i for i, _ in present])
         if [i for i, _ in produced] != list(range(len(produced))):
             op.attributes[RESULT_SLOTS_ATTR] = DenseArrayBase.from_list(i64, [i for i, _ in produced])
+        if captured:
+            op.attributes[CAPTURED_ATTR] = ArrayAttr([StringAttr(x) for x in captured])
         op.attributes[NAME_ATTR] = StringAttr(node.name)
         if reason:
             op.attributes[REASON_ATTR] = StringAttr(f"{node.op_type}: {reason}")
+        op.verify()
         self.block.add_op(op)
         results = iter(op.results)
         return [next(results) if t is not None else None for t in types]
 
-    def _infer_output_types(self, node: Node) -> list[TensorType | None]:
+    def _infer_output_types(self, node: Node, captured: Sequence[str]) -> list[TensorType | None]:
+        """Output types from onnx's shape inference on this node alone, given our static inputs."""
         try:
             schema = onnx.defs.get_schema(node.op_type, node.opset, node.domain)
         except onnx.defs.SchemaError:
             raise AnecError(f"unknown op {node.op_type} in op set {node.opset} of domain {node.domain or 'ai.onnx'!r}",
                             where=node.label, hint="check the exporter's op set, or replace the op") from None
-        data = {x: numpy_helper.from_array(c, x) for x in node.inputs
-                if x and (c := self.const(x)) is not None and c.size <= 1 << 16 and c.dtype != object}
+        names = [x for x in dict.fromkeys([*node.inputs, *captured]) if x]
+        data = {x: numpy_helper.from_array(c, x) for x in names
+                if (c := self.const(x)) is not None and c.size <= 1 << 16 and c.dtype != object}
         opsets = [helper.make_opsetid(d, v) for d, v in node.opsets.items()]
         try:
-            inferred = onnx.shape_inference.infer_node_outputs(schema, node.proto, self._type_protos(node), data,
-                                                               opset_imports=opsets, ir_version=self.model.ir_version)
+            if captured:  # subgraphs see outer values: infer over a one-node model that defines them
+                inferred = self._infer_with_scope(node, names, data, opsets)
+            else:
+                inferred = onnx.shape_inference.infer_node_outputs(schema, node.proto, self._type_protos(node), data,
+                                                                   opset_imports=opsets, ir_version=self.model.ir_version)
         except Exception as e:
             raise AnecError("onnx's shape inference rejects the node", where=node.label, why=str(e).strip().splitlines()[-1],
                             hint="check the node's input types and attributes") from None
@@ -430,6 +464,37 @@ class GraphBuilder:
         for out in node.outputs:
             types.append(_static_type(inferred.get(out), node, out) if out else None)
         return types
+
+    def _infer_with_scope(self, node: Node, names: Sequence[str], data: Mapping[str, onnx.TensorProto],
+                          opsets: Sequence[onnx.OperatorSetIdProto]) -> dict[str, TypeProto]:
+        types = self._type_protos_of(names)
+        graph = helper.make_graph([node.proto], "scope", [helper.make_value_info(x, types[x]) for x in names if x not in data],
+                                  [helper.make_value_info(o, TypeProto()) for o in node.outputs if o], list(data.values()))
+        model = helper.make_model(graph, opset_imports=list(opsets), ir_version=self.model.ir_version)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        return {v.name: v.type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+
+    def _type_protos_of(self, names: Sequence[str]) -> dict[str, TypeProto]:
+        return {x: helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(self.dtype(x)), self.shape(x)) for x in names}
+
+
+def _renamed(node: NodeProto, rename: Mapping[str, str], name: str | None = None) -> NodeProto:
+    """A copy of `node` with values renamed, also where its subgraphs read them."""
+    copy = NodeProto()
+    copy.CopyFrom(node)
+    if name is not None:
+        copy.name = name
+    for field_ in (copy.input, copy.output):
+        for i, x in enumerate(field_):
+            field_[i] = rename.get(x, x)
+    for attr in copy.attribute:
+        for g in (*attr.graphs, *([attr.g] if attr.HasField("g") else [])):
+            inner = [_renamed(n, rename) for n in g.node]
+            del g.node[:]
+            g.node.extend(inner)
+            for out in g.output:
+                out.name = rename.get(out.name, out.name)
+    return copy
 
 
 def _schema_function(schema: onnx.defs.OpSchema, node: Node, types: Mapping[str, TypeProto]) -> FunctionProto | None:
@@ -538,7 +603,17 @@ def xdsl_attribute(attr: onnx.AttributeProto, node: Node) -> Attribute:
             array = numpy_helper.to_array(attr.t)
             dtype = _element_dtype(attr.t.data_type, f"attribute {attr.name!r} of {node.label}")
             return numpy_to_dense(array, tensor_type(array.shape, dtype))
+        case A.GRAPH:
+            return _serialized(attr.g)
+        case A.GRAPHS:
+            return ArrayAttr([_serialized(g) for g in attr.graphs])
     raise AnecError(f"attribute {attr.name!r} of type {A.AttributeType.Name(attr.type)} cannot be carried to the CPU runner",
-                    where=node.label, why="anec's host ops hold plain attributes (no subgraphs, types or sparse tensors)",
-                    hint="unroll control flow in the model, or run this part outside it")
+                    where=node.label, why="anec's host ops hold plain attributes and subgraphs (no types or sparse tensors)",
+                    hint="replace the attribute with a constant input, or run this part outside the model")
+
+
+def _serialized(graph: onnx.GraphProto) -> Attribute:
+    """A subgraph as its serialized bytes (a ui8 tensor); the runner parses it back by the schema's attribute type."""
+    data = np.frombuffer(graph.SerializeToString(), dtype=np.uint8)
+    return numpy_to_dense(data, tensor_type(data.shape, data.dtype))
 

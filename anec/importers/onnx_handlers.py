@@ -29,7 +29,9 @@ from anec.types import xdsl_element_type
 class HandlerInfo:
     fn: Handler
     emits: tuple[type[Operation], ...]
-    """The `ane` ops the handler produces (documentation and the conformance's ANE-capable set)."""
+    """The `ane` ops the handler produces (for docs/supported-ops.md)."""
+    note: str = ""
+    """What happens instead, for handlers that emit no op, or a condition worth documenting."""
 
 
 TABLE: dict[str, HandlerInfo] = {}
@@ -41,12 +43,12 @@ STANDARD_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.flo
 """Element types `ane` ops are built on; narrower formats (bfloat16, float8, int4) stay in host ops."""
 
 
-def handles(*op_types: str, emits: Sequence[type[Operation]]) -> Callable[[Handler], Handler]:
+def handles(*op_types: str, emits: Sequence[type[Operation]], note: str = "") -> Callable[[Handler], Handler]:
     """Register a handler; one that emits ops is only called on non-empty tensors of standard types."""
     def register(fn: Handler) -> Handler:
         checked = _standard_tensors_only(fn) if emits else fn
         for t in op_types:
-            TABLE[t] = HandlerInfo(checked, tuple(emits))
+            TABLE[t] = HandlerInfo(checked, tuple(emits), note)
             HANDLERS[t] = checked
         return fn
     return register
@@ -104,9 +106,12 @@ UNARY: dict[str, type[ane.UnaryOp]] = {
 }
 
 
-@handles(*UNARY, emits=list(UNARY.values()))
 def unary(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(UNARY[node.op_type](x_of(node, b)))]
+
+
+for _op, _cls in UNARY.items():
+    handles(_op, emits=[_cls])(unary)
 
 
 @handles("LeakyRelu", emits=[ane.LeakyReluOp])
@@ -204,14 +209,14 @@ def prelu(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(ane.SelectOp(negative, b.emit(ane.MulOp(x, s)), x))]
 
 
-@handles("Identity", emits=[])
+@handles("Identity", emits=[], note="no op: the output is the input")
 def identity(node: Node, b: GraphBuilder) -> list[Value]:
     name = node.input(0)
     c = b.const(name)
     return [c if c is not None else b.value(name)]
 
 
-@handles("Dropout", emits=[])
+@handles("Dropout", emits=[], note="no op at inference (the mask output is a constant); training mode runs on the CPU")
 def dropout(node: Node, b: GraphBuilder) -> list[Value]:
     training = node.attr("is_test", 1) == 0 if node.opset < 7 else False
     if node.input(2):
@@ -246,20 +251,27 @@ def binary_operands(node: Node, b: GraphBuilder) -> list[SSAValue]:
     return b.same_rank(lhs, rhs)
 
 
-@handles(*BINARY, emits=list(BINARY.values()))
 def binary(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(BINARY[node.op_type](*binary_operands(node, b)))]
 
 
-@handles(*COMPARE, emits=list(COMPARE.values()))
 def compare(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(COMPARE[node.op_type](*binary_operands(node, b)))]
+
+
+for _op, _cls in BINARY.items():
+    handles(_op, emits=[_cls])(binary)
+for _op, _cls in COMPARE.items():
+    handles(_op, emits=[_cls])(compare)
 
 
 VARIADIC: dict[str, type[ane.BinaryOp]] = {"Max": ane.MaxOp, "Min": ane.MinOp, "Sum": ane.AddOp, "Mean": ane.AddOp}
 
 
-@handles(*VARIADIC, emits=[ane.MaxOp, ane.MinOp, ane.AddOp, ane.MulOp])
+@handles("Max", emits=[ane.MaxOp])
+@handles("Min", emits=[ane.MinOp])
+@handles("Sum", emits=[ane.AddOp])
+@handles("Mean", emits=[ane.AddOp, ane.MulOp])
 def variadic(node: Node, b: GraphBuilder) -> list[Value]:
     vals = b.same_rank(*(b.value(x) for x in node.inputs if x))
     y = vals[0]
@@ -277,7 +289,8 @@ def is_nan(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(ane.NotEqualOp(x, x))]
 
 
-@handles("Not", "And", "Or", "Xor", emits=[ane.SelectOp, ane.NotEqualOp])
+@handles("Not", "And", "Or", emits=[ane.SelectOp])
+@handles("Xor", emits=[ane.NotEqualOp])
 def logical(node: Node, b: GraphBuilder) -> list[Value]:
     """Boolean logic as selects between masks (fp16 0/1 on the ANE)."""
     vals = b.same_rank(*(b.value(x) for x in node.inputs))
@@ -372,7 +385,7 @@ def _spatial_rank(x: SSAValue, what: str) -> int:
     return rank - 2
 
 
-@handles("Conv", emits=[ane.ConvOp])
+@handles("Conv", emits=[ane.ConvOp], note="1-D and 2-D")
 def conv(node: Node, b: GraphBuilder) -> list[Value]:
     x, w = x_of(node, b, 0), x_of(node, b, 1)
     _spatial_rank(x, "convolution")
@@ -381,7 +394,7 @@ def conv(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(ane.ConvOp(x, w, bias, strides=strides, pads=pads, dilations=dilations, groups=node.attr("group", 1)))]
 
 
-@handles("ConvTranspose", emits=[ane.ConvTransposeOp])
+@handles("ConvTranspose", emits=[ane.ConvTransposeOp], note="1-D and 2-D")
 def conv_transpose(node: Node, b: GraphBuilder) -> list[Value]:
     x, w = x_of(node, b, 0), x_of(node, b, 1)
     k = _spatial_rank(x, "transposed convolution")
@@ -469,7 +482,8 @@ def lp_pool(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(ane.L2PoolOp(x, kernel, strides, pads))]
 
 
-@handles("GlobalAveragePool", "GlobalMaxPool", emits=[ane.GlobalAvgPoolOp, ane.GlobalMaxPoolOp])
+@handles("GlobalAveragePool", emits=[ane.GlobalAvgPoolOp])
+@handles("GlobalMaxPool", emits=[ane.GlobalMaxPoolOp])
 def global_pool(node: Node, b: GraphBuilder) -> list[Value]:
     cls = ane.GlobalAvgPoolOp if node.op_type == "GlobalAveragePool" else ane.GlobalMaxPoolOp
     return [b.emit(cls(x_of(node, b)))]
@@ -510,7 +524,6 @@ AXES_AS_INPUT = {"ReduceSum": 13}
 """Op set from which a reduction takes its axes as an input (18 for all but ReduceSum)."""
 
 
-@handles(*REDUCE, emits=[*dict.fromkeys(REDUCE.values()), ane.AbsOp, ane.MulOp, ane.LogOp])
 def reduce(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
     rank = len(shape_of(x))
@@ -532,7 +545,13 @@ def reduce(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(ane.LogOp(y)) if node.op_type == "ReduceLogSum" else y]
 
 
-@handles("ArgMax", "ArgMin", emits=[ane.ArgmaxOp, ane.ArgminOp, ane.CastOp])
+for _op, _cls in REDUCE.items():
+    _extra = {"ReduceL1": [ane.AbsOp], "ReduceSumSquare": [ane.MulOp], "ReduceLogSum": [ane.LogOp]}.get(_op, [])
+    handles(_op, emits=[*_extra, _cls])(reduce)
+
+
+@handles("ArgMax", emits=[ane.ArgmaxOp, ane.CastOp])
+@handles("ArgMin", emits=[ane.ArgminOp, ane.CastOp])
 def arg_reduce(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
     cls = ane.ArgmaxOp if node.op_type == "ArgMax" else ane.ArgminOp
@@ -550,7 +569,7 @@ def _per_channel(b: GraphBuilder, v: SSAValue, rank: int) -> SSAValue:
     return b.reshape(v, (1, shape_of(v)[0]) + (1,) * (rank - 2))
 
 
-@handles("BatchNormalization", emits=[ane.MulOp, ane.AddOp, ane.SubOp, ane.RsqrtOp])
+@handles("BatchNormalization", emits=[ane.MulOp, ane.AddOp, ane.SubOp, ane.RsqrtOp], note="inference mode; constant statistics fold into a scale and a shift")
 def batch_norm(node: Node, b: GraphBuilder) -> list[Value]:
     if node.attr("training_mode", 0) or any(node.outputs[1:]) or (node.opset < 7 and not node.attr("is_test", 0)):
         raise NotOnAne("training-mode batch normalization")
@@ -832,7 +851,7 @@ def _resize(b: GraphBuilder, x: SSAValue, out: Sequence[int], scales: Sequence[f
     return b.emit(ane.ResizeOp(x, out, RESIZE_MODES[mode], [float(s) for s in scales[first:]], coords, nearest))
 
 
-@handles("Resize", emits=[ane.ResizeOp])
+@handles("Resize", emits=[ane.ResizeOp], note="op set 11 and later; nearest and linear over the last two axes")
 def resize(node: Node, b: GraphBuilder) -> list[Value]:
     if node.opset < 11:
         raise NotOnAne("op-set-10 resize semantics")
@@ -856,7 +875,7 @@ def resize(node: Node, b: GraphBuilder) -> list[Value]:
     return [_resize(b, x, out, scales, node.attr("mode", "nearest"), coords, node.attr("nearest_mode", "round_prefer_floor"))]
 
 
-@handles("Scatter", emits=[])
+@handles("Scatter", emits=[], note="runs on the CPU as ScatterElements, its op-set-11 name")
 def scatter(node: Node, b: GraphBuilder) -> list[Value]:
     """Scatter (op sets 9-10) is ScatterElements under its old name; the CPU runs it by the new one."""
     renamed = type(node.proto)()
@@ -884,7 +903,7 @@ def cast(node: Node, b: GraphBuilder) -> list[Value]:
     return [x if b.dtype(node.input(0)) == to else b.emit(ane.CastOp(x, xdsl_element_type(to)))]
 
 
-@handles("Gather", emits=[ane.SliceOp, ane.ReshapeOp, ane.ConcatOp])
+@handles("Gather", emits=[ane.SliceOp, ane.ReshapeOp, ane.ConcatOp], note="constant indices only; lookups (embeddings) run on the CPU")
 def gather(node: Node, b: GraphBuilder) -> list[Value]:
     idx = b.const(node.input(1))
     if idx is None:
@@ -926,7 +945,7 @@ def _arithmetic_runs(indices: Sequence[int]) -> list[tuple[int, int, int]]:
 # ------------------------------------------------------------------------------------------------
 
 
-@handles("Constant", emits=[])
+@handles("Constant", emits=[], note="a constant (in the weight store when large)")
 def constant(node: Node, b: GraphBuilder) -> list[Value]:
     attrs = node.attrs
     if "value" in attrs:
@@ -937,19 +956,19 @@ def constant(node: Node, b: GraphBuilder) -> list[Value]:
     raise NotOnAne("a string or sparse constant")
 
 
-@handles("Shape", emits=[])
+@handles("Shape", emits=[], note="a constant: shapes are static")
 def shape_op(node: Node, b: GraphBuilder) -> list[Value]:
     shape = b.shape(node.input(0))
     start, end = node.attr("start", 0), node.attr("end", len(shape))
     return [np.asarray(shape[slice(start, end)], dtype=np.int64)]
 
 
-@handles("Size", emits=[])
+@handles("Size", emits=[], note="a constant: shapes are static")
 def size(node: Node, b: GraphBuilder) -> list[Value]:
     return [np.asarray(math.prod(b.shape(node.input(0))), dtype=np.int64)]
 
 
-@handles("EyeLike", emits=[])
+@handles("EyeLike", emits=[], note="a constant: shapes are static")
 def eye_like(node: Node, b: GraphBuilder) -> list[Value]:
     from onnx import helper
 
@@ -1025,7 +1044,7 @@ def _permute(b: GraphBuilder, v: SSAValue, term: str, order: str) -> SSAValue:
     return v if perm == list(range(len(term))) else b.emit(ane.TransposeOp(v, perm))
 
 
-@handles("Einsum", emits=[ane.MatmulOp, ane.TransposeOp, ane.ReshapeOp, ane.ReduceSumOp])
+@handles("Einsum", emits=[ane.MatmulOp, ane.TransposeOp, ane.ReshapeOp, ane.ReduceSumOp], note="one or two operands, no diagonals")
 def einsum(node: Node, b: GraphBuilder) -> list[Value]:
     vals = [b.value(x) for x in node.inputs]
     terms, out = _einsum_terms(node.attr("equation"), [len(shape_of(v)) for v in vals])

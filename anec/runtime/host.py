@@ -65,6 +65,8 @@ ARG_SLOTS_ATTR = "host.arg_slots"
 """On a host op whose source op skips optional inputs: the input position of each operand."""
 RESULT_SLOTS_ATTR = "host.result_slots"
 """On a host op whose source op skips optional outputs: the output position of each result."""
+CAPTURED_ATTR = "host.captured"
+"""On a host op whose subgraphs read values of the enclosing graph: their names, one per trailing operand."""
 
 
 def _slots(op: HostOp, key: str, count: int) -> list[int]:
@@ -78,8 +80,16 @@ def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
     evaluator = _ONNX_CACHE.get(op)
     if evaluator is None:
         evaluator = _ONNX_CACHE[op] = _onnx_evaluator(op)
-    slots = _slots(op, ARG_SLOTS_ATTR, len(inputs))
-    return list(evaluator.run(None, {f"in{i}": x for i, x in zip(slots, inputs)}))  # type: ignore[attr-defined]
+    captured = _captured(op)
+    explicit = len(inputs) - len(captured)
+    feeds = {f"in{i}": x for i, x in zip(_slots(op, ARG_SLOTS_ATTR, explicit), inputs)}
+    feeds.update(zip(captured, inputs[explicit:]))
+    return list(evaluator.run(None, feeds))  # type: ignore[attr-defined]
+
+
+def _captured(op: HostOp) -> list[str]:
+    attr = op.attributes.get(CAPTURED_ATTR)
+    return [a.data for a in attr.data if isinstance(a, StringAttr)] if isinstance(attr, ArrayAttr) else []
 
 
 def _onnx_evaluator(op: HostOp) -> object:
@@ -88,7 +98,8 @@ def _onnx_evaluator(op: HostOp) -> object:
 
     domain, _, op_type = op.source_op.rpartition(".")
     version = op.version.value.data if op.version is not None else onnx.defs.onnx_opset_version()
-    arg_slots = _slots(op, ARG_SLOTS_ATTR, len(op.args))
+    captured = _captured(op)
+    arg_slots = _slots(op, ARG_SLOTS_ATTR, len(op.args) - len(captured))
     result_slots = _slots(op, RESULT_SLOTS_ATTR, len(op.outputs))
     inputs = [f"in{i}" if i in arg_slots else "" for i in range(max(arg_slots, default=-1) + 1)]
     outputs = [f"out{i}" if i in result_slots else "" for i in range(max(result_slots, default=-1) + 1)]
@@ -96,7 +107,7 @@ def _onnx_evaluator(op: HostOp) -> object:
     schema = _schema(op_type, version, domain)
     for key, attr in op.attrs.data.items():
         node.attribute.append(_onnx_attribute(key, python_value(attr), schema))
-    return onnx_node_evaluator(node, {domain: version})
+    return onnx_node_evaluator(node, {domain: version}, captured)
 
 
 def _schema(op_type: str, version: int, domain: str) -> object | None:
@@ -113,6 +124,11 @@ def _onnx_attribute(key: str, value: object, schema: object | None) -> object:
     import onnx
     from onnx import helper
 
+    kind = schema.attributes[key].type if schema is not None and key in schema.attributes else None  # type: ignore[attr-defined]
+    if kind == onnx.defs.OpSchema.AttrType.GRAPH:
+        return helper.make_attribute(key, _graph(value))
+    if kind == onnx.defs.OpSchema.AttrType.GRAPHS:
+        return helper.make_attribute(key, [_graph(v) for v in value])  # type: ignore[attr-defined]
     if isinstance(value, np.ndarray):
         value = onnx.numpy_helper.from_array(value)
     attr_type = None
@@ -122,12 +138,23 @@ def _onnx_attribute(key: str, value: object, schema: object | None) -> object:
     return helper.make_attribute(key, value)
 
 
-def onnx_node_evaluator(node: object, opsets: Mapping[str, int]) -> object:
-    """A ReferenceEvaluator for one ONNX node; its inputs and outputs keep the node's names."""
+def _graph(value: object) -> object:
+    """A subgraph back from the serialized bytes a host op keeps (a ui8 tensor)."""
+    import onnx
+
+    graph = onnx.GraphProto()
+    graph.ParseFromString(np.asarray(value, dtype=np.uint8).tobytes())
+    return graph
+
+
+def onnx_node_evaluator(node: object, opsets: Mapping[str, int], captured: Sequence[str] = ()) -> object:
+    """A ReferenceEvaluator for one ONNX node; its inputs and outputs keep the node's names, and the
+    values its subgraphs read from outside (`captured`) are inputs too."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
 
-    graph = helper.make_graph([node], "node", [helper.make_tensor_value_info(n, 0, None) for n in node.input if n],  # type: ignore[attr-defined]
+    inputs = dict.fromkeys([*(n for n in node.input if n), *captured])  # type: ignore[attr-defined]
+    graph = helper.make_graph([node], "node", [helper.make_tensor_value_info(n, 0, None) for n in inputs],
                               [helper.make_tensor_value_info(n, 0, None) for n in node.output if n])  # type: ignore[attr-defined]
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
     return ReferenceEvaluator(model, new_ops=_reference_fixes())

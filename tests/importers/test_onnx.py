@@ -196,3 +196,29 @@ def test_folded_constants_keep_their_dtype_in_the_ir() -> None:
               [], ["y"])
     module = import_onnx(m)
     assert interpret(module, {})[0].dtype == np.float32
+
+
+def _if_model(cond: np.ndarray | None) -> onnx.ModelProto:
+    """y = If(c, then: x * w, else: x + w), where w is a value of the outer graph the branches read."""
+    then_g = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["t"])], "then", [], [helper.make_tensor_value_info("t", F, [2, 3])])
+    else_g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["e"])], "else", [], [helper.make_tensor_value_info("e", F, [2, 3])])
+    nodes = [helper.make_node("Relu", ["x0"], ["x"]),
+             helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then_g, else_branch=else_g)]
+    inputs = [("x0", F, [2, 3])] + ([] if cond is not None else [("c", TensorProto.BOOL, [])])
+    inits = {"w": random((2, 3), 1)} | ({"c": cond} if cond is not None else {})
+    return model(nodes, inputs, ["y"], inits)
+
+
+def test_an_if_with_a_constant_condition_is_the_branch_it_takes() -> None:
+    module = check_against_reference(_if_model(np.array(False)), {"x0": random((2, 3))})
+    assert names_of(module) == ["ane.relu", "ane.add"]
+
+
+def test_an_if_decided_at_run_time_runs_on_the_cpu_with_the_values_its_branches_read() -> None:
+    m = _if_model(None)
+    module = import_onnx(m)
+    (branch,) = [op for op in ops_of(module) if isinstance(op, host.HostOp)]
+    assert [a.data for a in branch.attributes["host.captured"].data] == ["w", "x"]
+    x = random((2, 3))
+    for c in (True, False):
+        np.testing.assert_allclose(interpret(module, {"x0": x, "c": np.array(c)})[0], reference(m, {"x0": x, "c": np.array(c)})[0])
