@@ -786,6 +786,42 @@ def _select(e: Emitter) -> Value:
     return e.reshape(e.add(ane.SliceOp(x, starts, ends)), e.shape)
 
 
+@handles("aten.index.Tensor")
+def _index(e: Emitter) -> Value:
+    """Advanced indexing by constant index tensors that each step evenly along one result axis
+    (`mask[batch_idx[:, None], kv_idx[None, :]]` in attention-mask code) is a strided slice,
+    moved to the result's axes by transpose, reshape and broadcast. Other indexing is a gather."""
+    x, indices = e["self"], list(e["indices"])
+    if not isinstance(x, SSAValue) or any(not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64) for t in indices):
+        decline("indexing by run-time, absent or boolean indices")
+    shape = shape_of(x)
+    rest = shape[len(indices):]
+    grid = torch.broadcast_shapes(*(t.shape for t in indices))
+    starts, ends, steps, targets = [0] * len(shape), list(shape), [1] * len(shape), {}
+    for i, t in enumerate(indices):
+        t = torch.broadcast_to(torch.where(t < 0, t + shape[i], t), grid)
+        varying = [a for a in range(len(grid)) if grid[a] > 1 and not bool((t == t.narrow(a, 0, 1)).all())]
+        first = int(t.flatten()[0]) if t.numel() else 0
+        if not varying:
+            starts[i], ends[i] = first, first + 1
+            continue
+        (a,) = varying if len(varying) == 1 else decline("an index that varies along several axes")
+        along = t.movedim(a, -1).reshape(-1, grid[a])[0]
+        step = int(along[1] - along[0])
+        if step < 1 or a in targets.values() or not torch.equal(along, first + step * torch.arange(grid[a])):
+            decline("indices that are not an increasing arithmetic sequence")
+        starts[i], ends[i], steps[i], targets[i] = first, first + step * (grid[a] - 1) + 1, step, a
+    if starts != [0] * len(shape) or ends != list(shape) or steps != [1] * len(shape):
+        x = e.add(ane.SliceOp(x, starts, ends, steps))
+    kept = sorted(targets, key=targets.__getitem__)
+    x = e.reshape(x, [grid[targets[i]] for i in targets] + list(rest))
+    order = [list(targets).index(i) for i in kept] + list(range(len(targets), len(targets) + len(rest)))
+    if order != sorted(order):
+        x = e.add(ane.TransposeOp(x, order))
+    x = e.reshape(x, [grid[a] if a in targets.values() else 1 for a in range(len(grid))] + list(rest))
+    return x if shape_of(x) == e.shape else e.add(ane.BroadcastOp(x, e.shape))
+
+
 @handles("aten.cat.default", "aten.concat.default")
 def _cat(e: Emitter) -> Value:
     parts = [t for t in e["tensors"] if not (rank_of(t) == 1 and _numel(t) == 0)]

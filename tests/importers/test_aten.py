@@ -130,6 +130,10 @@ CASES: dict[str, Callable[[], Case]] = {
     "upsample_nearest": lambda: fn(lambda m, x: F.interpolate(x, scale_factor=2, mode="nearest"), X4, has=ane.ResizeOp),
     "upsample_bilinear": lambda: fn(lambda m, x: F.interpolate(x, size=(15, 20), mode="bilinear"), X4),
     "upsample_bilinear_align_corners": lambda: fn(lambda m, x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True), X4),
+    "index_by_constant_ranges": lambda: fn(lambda m, x: x[torch.arange(2)[:, None, None], torch.arange(1, 6, 2)[None, None, :],
+                                                          torch.arange(4)[None, :, None]]
+                                           + x[torch.tensor(1), torch.arange(2, 6)[:, None], torch.arange(3)[None, :]], X3,
+                                           has=ane.TransposeOp),
     "flatten_squeeze": lambda: fn(lambda m, x: x.unsqueeze(0).flatten(2).squeeze(0), X4),
     # constants folded at import, and shape-only constants
     "folded_arange_mask": lambda: fn(lambda m, x: x + torch.arange(16).float() * (torch.ones(6, 16).tril() - 0.5), X3),
