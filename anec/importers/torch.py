@@ -143,10 +143,10 @@ def bind_schema(target: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapp
 
 
 class GraphImporter:
-    """Imports one ATen FX graph into a `@main` function; remembers what each node became.
+    """Imports one ATen FX graph into a `@main` function.
 
-    `values[node]` is the node's value (SSA value, constant tensor or Python value) and
-    `node_ops[node]` the ops it was imported as: the torch.compile partitioner asks legality of them.
+    `values[node]` keeps each node's value (SSA value, constant tensor or Python value): the
+    torch.compile backend folds the nodes that became constants.
     """
 
     def __init__(self, constants: Mapping[fx.Node, torch.Tensor], weight_names: Mapping[int, str] | None = None,
@@ -157,7 +157,6 @@ class GraphImporter:
         self.store = WeightStore()
         self.block = Block()
         self.values: dict[fx.Node, Any] = {}
-        self.node_ops: dict[fx.Node, list[Operation]] = {}
         self._const_cache: dict[int, tuple[torch.Tensor, SSAValue]] = {}
 
     # -- values ----------------------------------------------------------------------------------
@@ -259,7 +258,6 @@ class GraphImporter:
         for op in emitter.ops:
             self.block.add_op(op)
         self._const_cache.update(emitter.constants)
-        self.node_ops[node] = emitter.ops
         return value
 
 
