@@ -164,7 +164,8 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], o
     in_partitions = {n for p in partitions for n in p.nodes}
     report.total_flops = sum(node_flops.values())
     report.ane_flops = sum(node_flops.get(n, 0) for n in in_partitions)
-    report.host_ops = [(n.name, str(n.target), support.reason(n)) for n in aot_gm.graph.nodes
+    small = f"its ANE partition has fewer than the {opts.min_partition_size} ops of min_partition_size"
+    report.host_ops = [(n.name, str(n.target), support.reason(n) or small) for n in aot_gm.graph.nodes
                        if support.node_ops.get(n) and n not in in_partitions]
     fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
     for node in fused.graph.nodes:

@@ -100,6 +100,8 @@ def test_min_partition_size_keeps_small_partitions_in_torch() -> None:
     expected, got = run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16), min_partition_size=1000)
     (report,) = dynamo.REPORTS
     assert report.partitions == 0 and report.ane_flops == 0
+    assert {why for _, op, why in report.host_ops if op != "aten.cumsum.default"} == {
+        "its ANE partition has fewer than the 1000 ops of min_partition_size"}
     torch.testing.assert_close(got, expected)
 
 
