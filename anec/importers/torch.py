@@ -50,6 +50,9 @@ from anec.weights import WeightStore, attach, make_const
 
 InputShapes = Mapping[str, Sequence[int]]
 
+WEIGHT_NAMES = "anec_weight_names"
+"""`GraphModule.meta` key: attribute name -> the name its weight gets in the store (`layers.0.weight`)."""
+
 KEEP_WHOLE = (
     "linear", "matmul", "layer_norm", "native_layer_norm", "group_norm", "native_group_norm",
     "scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu", "gelu", "silu", "hardswish",
@@ -202,6 +205,13 @@ class GraphImporter:
                 raise AnecError(f"input {name!r} is given shape {list(shapes[name])}, the program expects {list(shape)}")
             arg_types.append(TensorType(element_type(node.meta["val"].dtype), list(shape)))
         self.block = Block(arg_types=arg_types)
+        if owner is not None:
+            labels = getattr(owner, "meta", {}).get(WEIGHT_NAMES, {})
+            for target, label in labels.items():
+                tensor = _attribute(owner, target)
+                self.weight_names[id(tensor)] = label
+                if tensor._base is not None:  # other views of the same weight share its name
+                    self.weight_names.setdefault(id(tensor._base), label)
         input_nodes = {node: arg for (_, node), arg in zip(inputs, self.block.args)}
         for node in graph.nodes:
             if node.op == "placeholder":
@@ -286,7 +296,7 @@ def _attribute(owner: torch.nn.Module | None, target: str) -> Any:
     value: Any = owner
     for part in target.split("."):
         value = getattr(value, part)
-    return value.detach() if isinstance(value, torch.Tensor) else value
+    return value
 
 
 # ------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import operator
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from anec.dialects import ane
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
 from anec.importers.aten import NAME_ATTR, to_numpy
-from anec.importers.torch import GraphImporter, keep_whole
+from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
 from anec.legality import legality
 from anec.targets import Target, get_target
 
@@ -114,7 +115,7 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
         from torch._subclasses.fake_tensor import unset_fake_temporarily
 
         with unset_fake_temporarily():  # weights are real tensors; folding computes with them
-            return partitioned_forward(aot_gm, example_inputs, opts, report)
+            return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report)
 
     def eager_backward(bw_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
@@ -144,13 +145,14 @@ def _why(e: Exception) -> str:
     return text
 
 
-def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOptions, report: GraphReport) -> Callable:
+def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], names: Sequence[str], opts: BackendOptions,
+                        report: GraphReport) -> Callable:
     """A boxed callable for an ATen graph: frozen, folded, partitioned, ANE parts compiled by anec."""
     from torch._functorch.aot_autograd import make_boxed_func
 
     eager = copy.deepcopy(aot_gm)
     placeholders = [n for n in aot_gm.graph.nodes if n.op == "placeholder"]
-    freeze(aot_gm, placeholders, example_inputs)
+    freeze(aot_gm, placeholders, example_inputs, names)
     importer = GraphImporter({})
     runtime_inputs = [(n.name, n) for n in placeholders if n.users]
     output = next(n for n in aot_gm.graph.nodes if n.op == "output")
@@ -179,26 +181,41 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], o
     return make_boxed_func(_guarded(fused.forward, eager.forward, opts))
 
 
-def freeze(gm: fx.GraphModule, placeholders: Sequence[fx.Node], example_inputs: Sequence[Any]) -> None:
+def input_names(gm: fx.GraphModule) -> list[str]:
+    """Dynamo's graph inputs as module paths (`layers.0.weight`) where they come from a module."""
+    names = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            source = getattr(node.meta.get("grapharg"), "source", None)
+            keys = re.findall(r"\['([^']+)'\]", source.name) if source is not None else []
+            names.append(".".join(keys[1:]) if len(keys) > 1 and keys[0] == "self" else node.name)
+    return names
+
+
+def freeze(gm: fx.GraphModule, placeholders: Sequence[fx.Node], example_inputs: Sequence[Any], names: Sequence[str]) -> None:
     """Turn the parameter and buffer inputs of `gm` into attributes (constants for the importer)."""
     context = torch._guards.TracingContext.try_get()
     metadata = context.fw_metadata if context is not None else None
     if metadata is None:
         return
-    real = [*(context.params_flat or []), *example_inputs]
+    params = list(context.params_flat or [])
+    real = [*params, *example_inputs]
     if len(real) != len(placeholders):
         raise AnecError(f"cannot match {len(placeholders)} graph inputs with {len(real)} values to freeze them")
+    labels = [f"param{i}" for i in range(len(params))] + list(names)
     mutated = {i for i, info in enumerate(metadata.input_info) if info.mutates_data or info.mutates_metadata}
     first = next(iter(gm.graph.nodes))
     for i in metadata.static_input_indices:
         if i in mutated or not isinstance(real[i], torch.Tensor):
             continue
-        placeholders[i].replace_all_uses_with(constant_node(gm, f"_anec_frozen_{i}", real[i].detach(), first))
+        placeholders[i].replace_all_uses_with(constant_node(gm, f"_anec_frozen_{i}", real[i].detach(), first, labels[i]))
 
 
-def constant_node(gm: fx.GraphModule, name: str, value: torch.Tensor, before: fx.Node) -> fx.Node:
-    """A `get_attr` node (inserted before `before`) for a constant kept as a buffer of `gm`."""
+def constant_node(gm: fx.GraphModule, name: str, value: torch.Tensor, before: fx.Node, label: str) -> fx.Node:
+    """A `get_attr` node (inserted before `before`) for a constant kept as a buffer of `gm`; `label`
+    is the name its weight gets in anec's store (`gm.meta[WEIGHT_NAMES]`)."""
     gm.register_buffer(name, value, persistent=False)
+    gm.meta.setdefault(WEIGHT_NAMES, {})[name] = label
     with gm.graph.inserting_before(before):
         node = gm.graph.get_attr(name)
     node.meta["val"] = value
@@ -211,7 +228,8 @@ def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphM
     kept = []
     for placeholder, arg in zip(placeholders, call.args):
         if isinstance(arg, fx.Node) and arg.op == "get_attr":
-            placeholder.replace_all_uses_with(constant_node(sub, placeholder.name, getattr(parent, arg.target), placeholder))
+            label = parent.meta.get(WEIGHT_NAMES, {}).get(arg.target, arg.target)
+            placeholder.replace_all_uses_with(constant_node(sub, placeholder.name, getattr(parent, arg.target), placeholder, label))
             sub.graph.erase_node(placeholder)
         else:
             kept.append(arg)
@@ -221,9 +239,12 @@ def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphM
 
 def fold_constants(gm: fx.GraphModule, values: Mapping[fx.Node, Any]) -> None:
     """Replace nodes the importer evaluated to constant tensors by attributes holding them."""
+    labels = {id(getattr(gm, buffer)): label for buffer, label in gm.meta.get(WEIGHT_NAMES, {}).items()}
     for i, node in enumerate(list(gm.graph.nodes)):
-        if node.op == "call_function" and node.users and isinstance(values.get(node), torch.Tensor):
-            node.replace_all_uses_with(constant_node(gm, f"_anec_folded_{i}", values[node], node))
+        value = values.get(node)
+        if node.op == "call_function" and node.users and isinstance(value, torch.Tensor):
+            label = labels.get(id(value._base), node.name)  # a view of a weight (`t(w)`) keeps its name
+            node.replace_all_uses_with(constant_node(gm, f"_anec_folded_{i}", value, node, label))
     gm.graph.eliminate_dead_code()
     gm.recompile()
 
