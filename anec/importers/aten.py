@@ -185,12 +185,17 @@ def axes(dims: Sequence[int] | int | None, rank: int) -> list[int]:
 
 Handler = Callable[[Emitter], Value]
 HANDLERS: dict[str, Handler] = {}
+EMITS: dict[str, tuple[type[Operation], ...]] = {}
+"""The `ane` ops each ATen op may become besides `HELPER_OPS` (the importer checks; the docs list them)."""
+HELPER_OPS: tuple[type[Operation], ...] = (ane.ConstOp, ane.ReshapeOp, ane.CastOp)
+"""Ops any handler may add: constants, rank equalization, dtype promotion."""
 
 
-def handles(*names: str) -> Callable[[Handler], Handler]:
+def handles(*names: str, emits: tuple[type[Operation], ...] = ()) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         for n in names:
             HANDLERS[n] = fn
+            EMITS[n] = emits
         return fn
     return register
 
@@ -216,7 +221,7 @@ def _identity(e: Emitter) -> Value:
 
 
 @handles("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten._to_dtype.default",
-         "aten.type_as.default")
+         "aten.type_as.default", emits=(ane.CastOp,))
 def _to_copy(e: Emitter) -> Value:
     return e.cast(e.value(e.args.get("self")), e.dtype)
 
@@ -228,7 +233,7 @@ _UNARY: dict[str, tuple[type[ane.UnaryOp], Callable[[Emitter], dict[str, float] 
 
 def _unary(name: str, op: type[ane.UnaryOp], params: Callable[[Emitter], dict[str, float] | None] = lambda e: {}) -> None:
     _UNARY[name] = (op, params)
-    HANDLERS[name] = _emit_unary
+    handles(name, emits=(op,))(_emit_unary)
 
 
 def _emit_unary(e: Emitter) -> Value:
@@ -259,7 +264,7 @@ def _bound(x: Any, default: float) -> float:
     return default if x is None else float(x)
 
 
-@handles("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default")
+@handles("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default", emits=(ane.ClampOp,))
 def _clamp(e: Emitter) -> Value:
     lo = _bound(e.args.get("min"), -math.inf)
     hi = _bound(e.args.get("max"), math.inf)
@@ -268,7 +273,7 @@ def _clamp(e: Emitter) -> Value:
     return e.add(ane.ClampOp(e.cast(e.value(e["self"]), e.dtype), min=lo, max=hi))
 
 
-@handles("aten.gelu.default")
+@handles("aten.gelu.default", emits=(ane.GeluOp,))
 def _gelu(e: Emitter) -> Value:
     return e.add(ane.GeluOp(e.cast(e.value(e["self"]), e.dtype), e["approximate"]))
 
@@ -290,8 +295,6 @@ _ARITHMETIC = {"add": ane.AddOp, "sub": ane.SubOp, "mul": ane.MulOp, "div": ane.
                "minimum": ane.MinOp, "pow": ane.PowOp}
 
 
-@handles(*(f"aten.{op}.{overload}" for op in ("add", "sub", "mul", "div") for overload in ("Tensor", "Scalar")),
-         "aten.maximum.default", "aten.minimum.default", "aten.rsub.Tensor", "aten.rsub.Scalar")
 def _arithmetic(e: Emitter) -> Value:
     name = e.node.target._schema.name.split("::")[-1]
     a, b = e["self"], e["other"]
@@ -308,7 +311,14 @@ def _arithmetic(e: Emitter) -> Value:
     return binary(e, _ARITHMETIC[name], a, b, dtype)
 
 
-@handles("aten.div.Tensor_mode", "aten.div.Scalar_mode")
+for _op, _emits in {"add": (ane.AddOp, ane.MulOp), "sub": (ane.SubOp, ane.MulOp), "mul": (ane.MulOp,), "div": (ane.DivOp,),
+                    "rsub": (ane.SubOp, ane.MulOp)}.items():
+    handles(f"aten.{_op}.Tensor", f"aten.{_op}.Scalar", emits=_emits)(_arithmetic)
+handles("aten.maximum.default", emits=(ane.MaxOp,))(_arithmetic)
+handles("aten.minimum.default", emits=(ane.MinOp,))(_arithmetic)
+
+
+@handles("aten.div.Tensor_mode", "aten.div.Scalar_mode", emits=(ane.DivOp,))
 def _div_mode(e: Emitter) -> Value:
     # Only truncating division of integers has an `ane` equivalent (ane.div truncates integers).
     if e["rounding_mode"] != "trunc" or e.dtype.is_floating_point or e.dtype == torch.bool:
@@ -316,7 +326,7 @@ def _div_mode(e: Emitter) -> Value:
     return binary(e, ane.DivOp, e["self"], e["other"], e.dtype)
 
 
-@handles("aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor", "aten.pow.Scalar")
+@handles("aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor", "aten.pow.Scalar", emits=(ane.PowOp, ane.MulOp, ane.SqrtOp, ane.RsqrtOp, ane.ReciprocalOp))
 def _pow(e: Emitter) -> Value:
     base, exponent = e["self"], e["exponent"]
     if not e.dtype.is_floating_point:
@@ -334,28 +344,31 @@ _COMPARE = {"eq": ane.EqualOp, "ne": ane.NotEqualOp, "gt": ane.GreaterOp, "ge": 
             "le": ane.LessEqualOp}
 
 
-@handles(*(f"aten.{op}.{overload}" for op in _COMPARE for overload in ("Tensor", "Scalar")))
 def _compare(e: Emitter) -> Value:
     name = e.node.target._schema.name.split("::")[-1]
     a, b = e["self"], e["other"]
     return binary(e, _COMPARE[name], a, b, common_dtype(a, b))
 
 
-@handles("aten.where.self")
+for _op, _cls in _COMPARE.items():
+    handles(f"aten.{_op}.Tensor", f"aten.{_op}.Scalar", emits=(_cls,))(_compare)
+
+
+@handles("aten.where.self", emits=(ane.SelectOp,))
 def _where(e: Emitter) -> Value:
     cond, a, b = e["condition"], e["self"], e["other"]
     rank = max(rank_of(cond), rank_of(a), rank_of(b))
     return e.add(ane.SelectOp(e.value(cond, torch.bool, rank), e.value(a, e.dtype, rank), e.value(b, e.dtype, rank)))
 
 
-@handles("aten.masked_fill.Scalar", "aten.masked_fill.Tensor")
+@handles("aten.masked_fill.Scalar", "aten.masked_fill.Tensor", emits=(ane.SelectOp,))
 def _masked_fill(e: Emitter) -> Value:
     x, mask, value = e["self"], e["mask"], e["value"]
     rank = max(rank_of(x), rank_of(mask))
     return e.add(ane.SelectOp(e.value(mask, torch.bool, rank), e.value(value, e.dtype, rank), e.value(x, e.dtype, rank)))
 
 
-@handles("aten.logical_not.default", "aten.bitwise_not.default")
+@handles("aten.logical_not.default", "aten.bitwise_not.default", emits=(ane.EqualOp,))
 def _logical_not(e: Emitter) -> Value:
     if e.dtype != torch.bool:
         decline("bitwise not of integers")
@@ -363,7 +376,7 @@ def _logical_not(e: Emitter) -> Value:
 
 
 @handles("aten.logical_and.default", "aten.logical_or.default", "aten.logical_xor.default", "aten.bitwise_and.Tensor",
-         "aten.bitwise_or.Tensor", "aten.bitwise_xor.Tensor")
+         "aten.bitwise_or.Tensor", "aten.bitwise_xor.Tensor", emits=(ane.SelectOp, ane.NotEqualOp))
 def _logical(e: Emitter) -> Value:
     """Boolean logic as selects on masks: a and b = a ? b : false; a or b = a ? true : b; xor = a != b."""
     a, b = e["self"], e["other"]
@@ -378,7 +391,7 @@ def _logical(e: Emitter) -> Value:
     return e.add(ane.SelectOp(a, constant, b) if name.endswith("or") else ane.SelectOp(a, b, e.value(False, torch.bool, rank)))
 
 
-@handles("aten.isnan.default", "aten.isinf.default")
+@handles("aten.isnan.default", "aten.isinf.default", emits=(ane.NotEqualOp, ane.AbsOp, ane.EqualOp))
 def _isnan_isinf(e: Emitter) -> Value:
     x = e.value(e["self"])
     if "isnan" in op_key(e.node.target):
@@ -386,7 +399,7 @@ def _isnan_isinf(e: Emitter) -> Value:
     return binary(e, ane.EqualOp, e.add(ane.AbsOp(x)), math.inf, torch_dtype_of(x))
 
 
-@handles("aten.log2.default", "aten.log10.default", "aten.log1p.default", "aten.expm1.default")
+@handles("aten.log2.default", "aten.log10.default", "aten.log1p.default", "aten.expm1.default", emits=(ane.LogOp, ane.ExpOp, ane.MulOp, ane.AddOp, ane.SubOp))
 def _log_exp_variants(e: Emitter) -> Value:
     x = e.cast(e.value(e["self"]), e.dtype)
     name = e.node.target._schema.name.split("::")[-1]
@@ -397,7 +410,7 @@ def _log_exp_variants(e: Emitter) -> Value:
     return binary(e, ane.MulOp, e.add(ane.LogOp(x)), 1 / math.log(2 if name == "log2" else 10), e.dtype)
 
 
-@handles("aten.clamp.Tensor")
+@handles("aten.clamp.Tensor", emits=(ane.MaxOp, ane.MinOp))
 def _clamp_tensor(e: Emitter) -> Value:
     y = e["self"]
     if e["min"] is not None:
@@ -407,7 +420,7 @@ def _clamp_tensor(e: Emitter) -> Value:
     return e.reshape(e.value(y, e.dtype, len(e.shape)), e.shape)
 
 
-@handles("aten.copy.default")
+@handles("aten.copy.default", emits=(ane.BroadcastOp,))
 def _copy(e: Emitter) -> Value:
     """`copy(self, src)` is `src` in `self`'s dtype, broadcast to `self`'s shape."""
     src = e.value(e["src"], e.dtype, len(e.shape))
@@ -456,12 +469,12 @@ def unflattened(x: Value) -> Value:
     return x
 
 
-@handles("aten.mm.default", "aten.bmm.default", "aten.matmul.default")
+@handles("aten.mm.default", "aten.bmm.default", "aten.matmul.default", emits=(ane.MatmulOp,))
 def _mm(e: Emitter) -> Value:
     return matmul(e, e["self"], e[next(k for k in ("mat2", "other") if k in e.args)])
 
 
-@handles("aten.addmm.default", "aten.baddbmm.default")
+@handles("aten.addmm.default", "aten.baddbmm.default", emits=(ane.MatmulOp, ane.MulOp, ane.AddOp))
 def _addmm(e: Emitter) -> Value:
     a, b = (e["mat1"], e["mat2"]) if "mat1" in e.args else (e["batch1"], e["batch2"])
     bias, beta, alpha = e["self"], e["beta"], e["alpha"]
@@ -472,7 +485,7 @@ def _addmm(e: Emitter) -> Value:
     return matmul(e, a, b, bias)
 
 
-@handles("aten.linear.default")
+@handles("aten.linear.default", emits=(ane.MatmulOp,))
 def _linear(e: Emitter) -> Value:
     return matmul(e, e["input"], e["weight"], e["bias"], transpose_rhs=True)
 
@@ -482,7 +495,7 @@ def _pairs(values: Sequence[int], k: int) -> list[int]:
     return values * k if len(values) == 1 else values
 
 
-@handles("aten.convolution.default", "aten.conv2d.default", "aten.conv1d.default")
+@handles("aten.convolution.default", "aten.conv2d.default", "aten.conv1d.default", emits=(ane.ConvOp, ane.ConvTransposeOp))
 def _convolution(e: Emitter) -> Value:
     x, w, bias = e["input"], e["weight"], e["bias"]
     k = rank_of(x) - 2
@@ -503,7 +516,7 @@ def _convolution(e: Emitter) -> Value:
     return e.add(op)
 
 
-@handles("aten.scaled_dot_product_attention.default", "aten._scaled_dot_product_flash_attention_for_cpu.default")
+@handles("aten.scaled_dot_product_attention.default", "aten._scaled_dot_product_flash_attention_for_cpu.default", emits=(ane.SdpaOp, ane.SelectOp, ane.AddOp))
 def _sdpa(e: Emitter) -> Value:
     q, k, v, mask = e["query"], e["key"], e["value"], e["attn_mask"]
     if e.args.get("dropout_p", 0.0) or e.args.get("enable_gqa"):
@@ -550,7 +563,7 @@ def _affine(e: Emitter, t: Value, shape: Sequence[int], fill: float) -> SSAValue
     return e.reshape(e.value(t, e.dtype), tuple(shape))
 
 
-@handles("aten.native_layer_norm.default", "aten.layer_norm.default")
+@handles("aten.native_layer_norm.default", "aten.layer_norm.default", emits=(ane.LayerNormOp,))
 def _layer_norm(e: Emitter) -> Value:
     x = e.value(e["input"], e.dtype)
     rank, normalized = len(shape_of(x)), tuple(e["normalized_shape"])
@@ -560,7 +573,7 @@ def _layer_norm(e: Emitter) -> Value:
     return _first_only(e, y, 3)
 
 
-@handles("aten.native_group_norm.default", "aten.group_norm.default")
+@handles("aten.native_group_norm.default", "aten.group_norm.default", emits=(ane.GroupNormOp,))
 def _group_norm(e: Emitter) -> Value:
     x = e.value(e["input"], e.dtype)
     shape = shape_of(x)
@@ -584,7 +597,7 @@ def _first_only(e: Emitter, y: SSAValue, outputs: int) -> Value:
 
 
 @handles("aten._native_batch_norm_legit_no_training.default", "aten.native_batch_norm.default",
-         "aten.batch_norm.default", "aten._native_batch_norm_legit.default")
+         "aten.batch_norm.default", "aten._native_batch_norm_legit.default", emits=(ane.MulOp, ane.AddOp))
 def _batch_norm(e: Emitter) -> Value:
     if e.args.get("training"):
         decline("batch norm in training mode")
@@ -606,19 +619,20 @@ def _batch_norm(e: Emitter) -> Value:
 # --- softmax and reductions ----------------------------------------------------------------------
 
 
-@handles("aten._softmax.default", "aten.softmax.int", "aten._log_softmax.default", "aten.log_softmax.int")
 def _softmax(e: Emitter) -> Value:
     x = e.value(e["self"], e.dtype)
     y = e.add(ane.SoftmaxOp(x, axis(e["dim"], len(shape_of(x)))))
     return e.add(ane.LogOp(y)) if "log_softmax" in op_key(e.node.target) else y
 
 
+handles("aten._softmax.default", "aten.softmax.int", emits=(ane.SoftmaxOp,))(_softmax)
+handles("aten._log_softmax.default", "aten.log_softmax.int", emits=(ane.SoftmaxOp, ane.LogOp))(_softmax)
+
+
 _REDUCE = {"mean": ane.ReduceMeanOp, "sum": ane.ReduceSumOp, "amax": ane.ReduceMaxOp, "amin": ane.ReduceMinOp,
            "logsumexp": ane.ReduceLogSumExpOp, "max": ane.ReduceMaxOp, "min": ane.ReduceMinOp}
 
 
-@handles("aten.mean.dim", "aten.sum.dim_IntList", "aten.amax.default", "aten.amin.default", "aten.logsumexp.default",
-         "aten.mean.default", "aten.sum.default", "aten.max.default", "aten.min.default")
 def _reduce(e: Emitter) -> Value:
     name = e.node.target._schema.name.split("::")[-1]
     if e.dtype == torch.bool:
@@ -631,7 +645,12 @@ def _reduce(e: Emitter) -> Value:
     return e.add(_REDUCE[name](x, axes(e.args.get("dim"), rank), keep))
 
 
-@handles("aten.var.correction", "aten.var.dim", "aten.std.correction", "aten.std.dim", "aten.var_mean.correction")
+for _op, _overloads in {"mean": ("dim", "default"), "sum": ("dim_IntList", "default"), "amax": ("default",), "amin": ("default",),
+                        "logsumexp": ("default",), "max": ("default",), "min": ("default",)}.items():
+    handles(*(f"aten.{_op}.{o}" for o in _overloads), emits=(_REDUCE[_op],))(_reduce)
+
+
+@handles("aten.var.correction", "aten.var.dim", "aten.std.correction", "aten.std.dim", "aten.var_mean.correction", emits=(ane.ReduceMeanOp, ane.SubOp, ane.MulOp, ane.ReduceSumOp, ane.DivOp, ane.SqrtOp))
 def _variance(e: Emitter) -> Value:
     if not e.dtype.is_floating_point:
         decline("integer variance")
@@ -653,7 +672,6 @@ def _variance(e: Emitter) -> Value:
     return var
 
 
-@handles("aten.argmax.default", "aten.argmin.default")
 def _argreduce(e: Emitter) -> Value:
     if e["dim"] is None:
         decline("arg-reduction over a flattened tensor")
@@ -662,7 +680,10 @@ def _argreduce(e: Emitter) -> Value:
     return e.add(op(x, axis(e["dim"], len(shape_of(x))), bool(e["keepdim"]), index_type=element_type(e.out[0][1])))
 
 
-@handles("aten.max.dim", "aten.min.dim")
+handles("aten.argmax.default", emits=(ane.ArgmaxOp,))(_argreduce)
+handles("aten.argmin.default", emits=(ane.ArgminOp,))(_argreduce)
+
+
 def _max_dim(e: Emitter) -> Value:
     x = e.value(e["self"])
     rank, largest = len(shape_of(x)), "max" in op_key(e.node.target)
@@ -672,10 +693,13 @@ def _max_dim(e: Emitter) -> Value:
     return values, indices
 
 
+handles("aten.max.dim", emits=(ane.ReduceMaxOp, ane.ArgmaxOp))(_max_dim)
+handles("aten.min.dim", emits=(ane.ReduceMinOp, ane.ArgminOp))(_max_dim)
+
+
 # --- pooling -------------------------------------------------------------------------------------
 
 
-@handles("aten.max_pool2d_with_indices.default", "aten.max_pool2d.default", "aten.avg_pool2d.default")
 def _pool(e: Emitter) -> Value:
     kernel = _pairs(e["kernel_size"], 2)
     strides = _pairs(e["stride"] or kernel, 2)
@@ -703,7 +727,11 @@ def _pool(e: Emitter) -> Value:
     return y
 
 
-@handles("aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool2d.default")
+handles("aten.max_pool2d_with_indices.default", "aten.max_pool2d.default", emits=(ane.MaxPoolOp, ane.PadOp))(_pool)
+handles("aten.avg_pool2d.default", emits=(ane.AvgPoolOp,))(_pool)
+
+
+@handles("aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool2d.default", emits=(ane.GlobalAvgPoolOp, ane.AvgPoolOp))
 def _adaptive_avg_pool(e: Emitter) -> Value:
     x = e.value(e["self"], e.dtype)
     shape = shape_of(x)
@@ -723,13 +751,13 @@ def _adaptive_avg_pool(e: Emitter) -> Value:
 
 @handles("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default", "aten.view_copy.default",
          "aten.squeeze.default", "aten.squeeze.dim", "aten.squeeze.dims", "aten.unsqueeze.default",
-         "aten.flatten.using_ints", "aten.unflatten.int", "aten.squeeze_copy.dims", "aten.unsqueeze_copy.default")
+         "aten.flatten.using_ints", "aten.unflatten.int", "aten.squeeze_copy.dims", "aten.unsqueeze_copy.default", emits=(ane.ReshapeOp,))
 def _reshape(e: Emitter) -> Value:
     return e.reshape(e.value(e["self"]), e.shape)
 
 
 @handles("aten.permute.default", "aten.permute_copy.default", "aten.transpose.int", "aten.t.default",
-         "aten.numpy_T.default")
+         "aten.numpy_T.default", emits=(ane.TransposeOp,))
 def _permute(e: Emitter) -> Value:
     x = e.value(e["self"])
     rank = len(shape_of(x))
@@ -745,19 +773,19 @@ def _permute(e: Emitter) -> Value:
     return e.add(ane.TransposeOp(x, perm))
 
 
-@handles("aten.expand.default", "aten.expand_copy.default", "aten.broadcast_to.default")
+@handles("aten.expand.default", "aten.expand_copy.default", "aten.broadcast_to.default", emits=(ane.BroadcastOp,))
 def _expand(e: Emitter) -> Value:
     x = e.value(e["self"], rank=len(e.shape))
     return x if shape_of(x) == e.shape else e.add(ane.BroadcastOp(x, e.shape))
 
 
-@handles("aten.repeat.default")
+@handles("aten.repeat.default", emits=(ane.TileOp,))
 def _repeat(e: Emitter) -> Value:
     repeats = list(e["repeats"])
     return e.add(ane.TileOp(e.value(e["self"], rank=len(repeats)), repeats))
 
 
-@handles("aten.slice.Tensor", "aten.slice_copy.Tensor", "aten.narrow.default")
+@handles("aten.slice.Tensor", "aten.slice_copy.Tensor", "aten.narrow.default", emits=(ane.SliceOp,))
 def _slice(e: Emitter) -> Value:
     x = e.value(e["self"])
     shape = shape_of(x)
@@ -775,7 +803,7 @@ def _slice(e: Emitter) -> Value:
     return e.add(ane.SliceOp(x, starts, ends, steps))
 
 
-@handles("aten.select.int", "aten.select_copy.int")
+@handles("aten.select.int", "aten.select_copy.int", emits=(ane.SliceOp,))
 def _select(e: Emitter) -> Value:
     x = e.value(e["self"])
     shape = shape_of(x)
@@ -786,7 +814,7 @@ def _select(e: Emitter) -> Value:
     return e.reshape(e.add(ane.SliceOp(x, starts, ends)), e.shape)
 
 
-@handles("aten.index.Tensor")
+@handles("aten.index.Tensor", emits=(ane.SliceOp, ane.TransposeOp, ane.BroadcastOp))
 def _index(e: Emitter) -> Value:
     """Advanced indexing by constant index tensors that each step evenly along one result axis
     (`mask[batch_idx[:, None], kv_idx[None, :]]` in attention-mask code) is a strided slice,
@@ -822,7 +850,7 @@ def _index(e: Emitter) -> Value:
     return x if shape_of(x) == e.shape else e.add(ane.BroadcastOp(x, e.shape))
 
 
-@handles("aten.cat.default", "aten.concat.default")
+@handles("aten.cat.default", "aten.concat.default", emits=(ane.ConcatOp,))
 def _cat(e: Emitter) -> Value:
     parts = [t for t in e["tensors"] if not (rank_of(t) == 1 and _numel(t) == 0)]
     rank = len(e.shape)
@@ -837,7 +865,7 @@ def _numel(x: Value) -> int:
 
 
 @handles("aten.split_with_sizes.default", "aten.split.Tensor", "aten.chunk.default", "aten.unbind.int",
-         "aten.split_with_sizes_copy.default", "aten.split_copy.Tensor")
+         "aten.split_with_sizes_copy.default", "aten.split_copy.Tensor", emits=(ane.SplitOp,))
 def _split(e: Emitter) -> Value:
     x = e.value(e["self"])
     dim = axis(e["dim"], len(shape_of(x)))
@@ -851,7 +879,7 @@ def _split(e: Emitter) -> Value:
     return [e.reshape(p, s) for p, (s, _) in zip(pieces, e.out)]
 
 
-@handles("aten.constant_pad_nd.default")
+@handles("aten.constant_pad_nd.default", emits=(ane.PadOp,))
 def _pad(e: Emitter) -> Value:
     x = e.value(e["self"])
     rank, pad = len(shape_of(x)), list(e["pad"])
@@ -867,7 +895,7 @@ _PAD_MODES = {"reflection": "reflect", "replication": "edge"}
 
 
 @handles("aten.reflection_pad1d.default", "aten.reflection_pad2d.default", "aten.replication_pad1d.default",
-         "aten.replication_pad2d.default")
+         "aten.replication_pad2d.default", emits=(ane.PadOp,))
 def _pad_mode(e: Emitter) -> Value:
     x = e.value(e["self"])
     rank, pad = len(shape_of(x)), list(e["padding"])
@@ -877,7 +905,7 @@ def _pad_mode(e: Emitter) -> Value:
     return e.add(ane.PadOp(x, begins + ends, mode=_PAD_MODES[e.node.target._schema.name.split("::")[-1].split("_")[0]]))
 
 
-@handles("aten.pixel_shuffle.default")
+@handles("aten.pixel_shuffle.default", emits=(ane.DepthToSpaceOp,))
 def _pixel_shuffle(e: Emitter) -> Value:
     x = e.value(e["self"])
     if len(shape_of(x)) != 4:
@@ -886,7 +914,7 @@ def _pixel_shuffle(e: Emitter) -> Value:
 
 
 @handles("aten.upsample_nearest2d.default", "aten.upsample_nearest2d.vec", "aten.upsample_bilinear2d.default",
-         "aten.upsample_bilinear2d.vec")
+         "aten.upsample_bilinear2d.vec", emits=(ane.ResizeOp,))
 def _upsample(e: Emitter) -> Value:
     x = e.value(e.args.get("input", e.args.get("self")), e.dtype)
     shape = shape_of(x)

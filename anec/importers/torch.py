@@ -34,9 +34,12 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
+from anec.dialects.host import HostOp
 from anec.errors import AnecError
 from anec.importers.aten import (
+    EMITS,
     HANDLERS,
+    HELPER_OPS,
     NAME_ATTR,
     NO_OP,
     Declined,
@@ -260,6 +263,9 @@ class GraphImporter:
         handler = HANDLERS.get(key)
         try:
             value = handler(emitter) if handler else host_op(emitter)
+            unexpected = {type(op) for op in emitter.ops} - {*HELPER_OPS, *EMITS.get(key, (HostOp,))}
+            if unexpected:
+                raise RuntimeError(f"anec bug: the handler of {key} made {sorted(c.name for c in unexpected)}, not in its `emits`")
         except Declined:
             emitter.ops.clear()
             emitter.constants.clear()
