@@ -38,7 +38,7 @@ def import_model(model: Any, *, input_shapes: InputShapes | None = None, example
         from anec.importers.onnx import import_onnx
 
         return import_onnx(model, input_shapes=input_shapes)
-    if kind.startswith("torch"):
+    if any(cls.__module__.startswith("torch") for cls in type(model).__mro__):
         from anec.importers.torch import import_torch
 
         return import_torch(model, example_inputs=example_inputs, input_shapes=input_shapes)

@@ -191,3 +191,18 @@ def evaluate_onnx_node(node: object, opsets: Mapping[str, int], inputs: Sequence
     outs = evaluator.run(None, feeds)  # type: ignore[attr-defined]
     produced = iter(outs)
     return [next(produced) if name else None for name in node.output]  # type: ignore[attr-defined]
+
+
+@runner("aten")
+def run_aten(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """One ATen op, eagerly in torch (imported only when a model has ATen host ops)."""
+    import torch
+
+    from anec.importers.aten import decode_arguments, to_numpy
+
+    tensors = [torch.from_numpy(np.array(x)) for x in inputs]
+    target, kwargs = decode_arguments(op, tensors)
+    with torch.no_grad():
+        result = target(**kwargs)
+    results = result if isinstance(result, list | tuple) else [result]
+    return [to_numpy(t) for t in results if isinstance(t, torch.Tensor)]

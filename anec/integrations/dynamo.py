@@ -1,0 +1,340 @@
+"""`torch.compile(model, backend="anec")`: ANE partitions through anec, everything else eager.
+
+Registered as the `anec` entry of the `torch_dynamo_backends` entry-point group, so it works right
+after installation without `import anec`. For each graph Dynamo captures:
+
+1. aot_autograd lowers it to ATen with torch's core decompositions minus the ops the ANE runs
+   whole (`anec.importers.torch.KEEP_WHOLE`);
+2. parameters and buffers are frozen into constants (as inductor's freezing does: later in-place
+   changes to the module's weights are not seen);
+3. the graph is imported once; each node is ANE-capable when every op it became passes
+   `anec.legality.legality` for the target — the same predicate the compiler partitions with —
+   and nodes whose value is a constant are folded;
+4. torch.fx's `CapabilityBasedPartitioner` groups ANE-capable nodes; each group of at least
+   `min_partition_size` ops is compiled once by `anec.compile` and runs through the anec runtime
+   (fp16 on the ANE segments); the rest of the graph runs eagerly in torch.
+
+Options (`torch.compile(m, backend="anec", options={...})`): `target` (default "m1"), `strict`
+(raise instead of falling back), `min_partition_size` (default 1). Any failure to compile a graph
+runs that graph eagerly with one `AnecFallbackWarning` that says why. `REPORTS` holds one
+`GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the host ops with reasons.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import operator
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx
+from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
+from torch.fx.passes.operator_support import OperatorSupportBase
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Operation
+
+from anec.analysis import flops
+from anec.dialects import ane
+from anec.dialects.host import HostOp
+from anec.errors import AnecError
+from anec.importers.aten import NAME_ATTR, to_numpy
+from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
+from anec.legality import legality
+from anec.targets import Target, get_target
+
+RUNTIME_EMIT = "descriptors"
+"""The pipeline an ANE partition is compiled with: the one whose output the runtime executes."""
+
+
+class AnecFallbackWarning(UserWarning):
+    """A graph (or the rest of its calls) runs eagerly in torch because anec could not compile it."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    target: str = "m1"
+    strict: bool = False
+    min_partition_size: int = 1
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any] | None) -> BackendOptions:
+        options = dict(options or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise AnecError(f"unknown anec backend option {unknown[0]!r}", hint=f"options are {', '.join(sorted(known))}")
+        opts = cls(**options)
+        get_target(opts.target)
+        if not isinstance(opts.min_partition_size, int) or opts.min_partition_size < 1:
+            raise AnecError(f"min_partition_size must be a positive integer, got {opts.min_partition_size!r}")
+        return opts
+
+
+@dataclass
+class GraphReport:
+    """What happened to one captured graph."""
+
+    target: str
+    partitions: int = 0
+    ane_flops: int = 0
+    total_flops: int = 0
+    host_ops: list[tuple[str, str, str]] = field(default_factory=list)
+    """(node, op, why it is not on the ANE) for every node that runs in torch."""
+    fallback: str | None = None
+    """Why the whole graph runs eagerly, if it does."""
+
+    @property
+    def ane_flops_fraction(self) -> float:
+        return 0.0 if self.total_flops == 0 else self.ane_flops / self.total_flops
+
+
+REPORTS: list[GraphReport] = []
+"""One report per graph compiled in this process, in compile order."""
+
+
+def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Mapping[str, Any] | None = None) -> Callable:
+    """The Dynamo backend: returns a callable computing `gm`, with ANE partitions run by anec."""
+    from torch._decomp import core_aten_decompositions
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
+
+    opts = BackendOptions.parse(options)
+    report = GraphReport(target=opts.target)
+    REPORTS.append(report)
+    if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
+        return _eager(gm, opts, report, AnecError(
+            "the graph was captured with dynamic shapes", why="anec compiles static shapes",
+            hint="torch.compile(model, backend='anec', dynamic=False) compiles one static graph per input shape"))
+
+    def compile_forward(aot_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        with unset_fake_temporarily():  # weights are real tensors; folding computes with them
+            return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report)
+
+    def eager_backward(bw_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
+        return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
+
+    try:
+        return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
+                            decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
+    except Exception as e:
+        return _eager(gm, opts, report, e)
+
+
+def _static(t: torch.Tensor) -> bool:
+    return all(isinstance(d, int) for d in t.shape)
+
+
+def _eager(gm: fx.GraphModule, opts: BackendOptions, report: GraphReport, error: Exception) -> Callable:
+    """Run `gm` eagerly, saying why once (or raise `error` when strict)."""
+    if opts.strict:
+        raise error
+    report.fallback = _why(error)
+    warnings.warn(f"anec: this graph runs eagerly in torch: {report.fallback}", AnecFallbackWarning, stacklevel=3)
+    return gm.forward
+
+
+def _why(e: Exception) -> str:
+    text = e.one_line() if isinstance(e, AnecError) else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    return text
+
+
+def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], names: Sequence[str], opts: BackendOptions,
+                        report: GraphReport) -> Callable:
+    """A boxed callable for an ATen graph: frozen, folded, partitioned, ANE parts compiled by anec."""
+    from torch._functorch.aot_autograd import make_boxed_func
+
+    eager = copy.deepcopy(aot_gm)
+    placeholders = [n for n in aot_gm.graph.nodes if n.op == "placeholder"]
+    freeze(aot_gm, placeholders, example_inputs, names)
+    importer = GraphImporter({})
+    runtime_inputs = [(n.name, n) for n in placeholders if n.users]
+    output = next(n for n in aot_gm.graph.nodes if n.op == "output")
+    outputs = [(f"out{i}", v) for i, v in enumerate(fx.node.map_arg(output.args[0], lambda n: n)) if isinstance(v, fx.Node)]
+    module = importer.run(aot_gm.graph, runtime_inputs, outputs, owner=aot_gm)
+    fold_constants(aot_gm, importer.values)
+    support = AneSupport(ops_by_node(module, aot_gm.graph, opts.target), get_target(opts.target))
+    partitioner = CapabilityBasedPartitioner(aot_gm, support, allows_single_node_partition=True)
+    partitions = [p for p in partitioner.propose_partitions() if support.op_count(p.nodes) >= opts.min_partition_size]
+    node_flops = {n: sum(flops(op) for op in ops) for n, ops in support.node_ops.items()}
+    in_partitions = {n for p in partitions for n in p.nodes}
+    report.total_flops = sum(node_flops.values())
+    report.ane_flops = sum(node_flops.get(n, 0) for n in in_partitions)
+    small = f"its ANE partition has fewer than the {opts.min_partition_size} ops of min_partition_size"
+    report.host_ops = [(n.name, str(n.target), support.reason(n) or small) for n in aot_gm.graph.nodes
+                       if support.node_ops.get(n) and n not in in_partitions]
+    fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
+    for node in fused.graph.nodes:
+        if node.op == "call_module" and node.target.startswith("ane_partition_"):
+            sub = getattr(fused, node.target)
+            inline_constant_inputs(fused, node, sub)
+            setattr(fused, node.target, AnePartition(sub, opts.target))
+            report.partitions += 1
+    fused.graph.eliminate_dead_code()
+    fused.recompile()
+    return make_boxed_func(_guarded(fused.forward, eager.forward, opts))
+
+
+def input_names(gm: fx.GraphModule) -> list[str]:
+    """Dynamo's graph inputs as module paths (`layers.0.weight`) where they come from a module."""
+    names = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            source = getattr(node.meta.get("grapharg"), "source", None)
+            keys = re.findall(r"\['([^']+)'\]", source.name) if source is not None else []
+            names.append(".".join(keys[1:]) if len(keys) > 1 and keys[0] == "self" else node.name)
+    return names
+
+
+def freeze(gm: fx.GraphModule, placeholders: Sequence[fx.Node], example_inputs: Sequence[Any], names: Sequence[str]) -> None:
+    """Turn the parameter and buffer inputs of `gm` into attributes (constants for the importer)."""
+    context = torch._guards.TracingContext.try_get()
+    metadata = context.fw_metadata if context is not None else None
+    if metadata is None:
+        return
+    params = list(context.params_flat or [])
+    real = [*params, *example_inputs]
+    if len(real) != len(placeholders):
+        raise AnecError(f"cannot match {len(placeholders)} graph inputs with {len(real)} values to freeze them")
+    labels = [f"param{i}" for i in range(len(params))] + list(names)
+    mutated = {i for i, info in enumerate(metadata.input_info) if info.mutates_data or info.mutates_metadata}
+    first = next(iter(gm.graph.nodes))
+    for i in metadata.static_input_indices:
+        if i in mutated or not isinstance(real[i], torch.Tensor):
+            continue
+        placeholders[i].replace_all_uses_with(constant_node(gm, f"_anec_frozen_{i}", real[i].detach(), first, labels[i]))
+
+
+def constant_node(gm: fx.GraphModule, name: str, value: torch.Tensor, before: fx.Node, label: str) -> fx.Node:
+    """A `get_attr` node (inserted before `before`) for a constant kept as a buffer of `gm`; `label`
+    is the name its weight gets in anec's store (`gm.meta[WEIGHT_NAMES]`)."""
+    gm.register_buffer(name, value, persistent=False)
+    gm.meta.setdefault(WEIGHT_NAMES, {})[name] = label
+    with gm.graph.inserting_before(before):
+        node = gm.graph.get_attr(name)
+    node.meta["val"] = value
+    return node
+
+
+def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphModule) -> None:
+    """Move the constants a fused partition receives as inputs into the partition itself."""
+    placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+    kept = []
+    for placeholder, arg in zip(placeholders, call.args):
+        if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            label = parent.meta.get(WEIGHT_NAMES, {}).get(arg.target, arg.target)
+            placeholder.replace_all_uses_with(constant_node(sub, placeholder.name, getattr(parent, arg.target), placeholder, label))
+            sub.graph.erase_node(placeholder)
+        else:
+            kept.append(arg)
+    call.args = tuple(kept)
+    sub.recompile()
+
+
+def fold_constants(gm: fx.GraphModule, values: Mapping[fx.Node, Any]) -> None:
+    """Replace nodes the importer evaluated to constant tensors by attributes holding them."""
+    labels = {id(getattr(gm, buffer)): label for buffer, label in gm.meta.get(WEIGHT_NAMES, {}).items()}
+    for i, node in enumerate(list(gm.graph.nodes)):
+        value = values.get(node)
+        if node.op == "call_function" and node.users and isinstance(value, torch.Tensor):
+            label = labels.get(id(value._base), node.name)  # a view of a weight (`t(w)`) keeps its name
+            node.replace_all_uses_with(constant_node(gm, f"_anec_folded_{i}", value, node, label))
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+
+
+PARTITION_PASS = "ane-partition"
+
+
+def ops_by_node(module: ModuleOp, graph: fx.Graph, target: str) -> dict[fx.Node, list[Operation]]:
+    """The ops each node became once the passes that precede partitioning have run.
+
+    Passes give the ops they make the name of the op they replace (`ane.name`, suffixed after '#'),
+    so each op is traced back to its FX node; constants are left out.
+    """
+    from anec.context import make_context
+    from anec.pipeline import CompileOptions, build_passes
+
+    ctx = make_context()
+    for p in build_passes(CompileOptions(target=target, emit=RUNTIME_EMIT)):
+        if p.name == PARTITION_PASS:
+            break
+        p.apply(ctx, module)
+    nodes = {n.name: n for n in graph.nodes}
+    grouped: dict[fx.Node, list[Operation]] = {}
+    for op in module.walk():
+        name = op.attributes.get(NAME_ATTR)
+        if isinstance(name, StringAttr) and not isinstance(op, ane.ConstOp) and (node := nodes.get(name.data.split("#")[0])):
+            grouped.setdefault(node, []).append(op)
+    return grouped
+
+
+class AneSupport(OperatorSupportBase):
+    """A node is ANE-capable when every op it became is legal on the target (`anec.legality`)."""
+
+    def __init__(self, node_ops: Mapping[fx.Node, list[Operation]], target: Target):
+        self.node_ops = node_ops
+        self.target = target
+
+    def _source(self, node: fx.Node) -> fx.Node:
+        """The node whose ops decide: a tuple element is placed with the op that makes the tuple."""
+        return self._source(node.args[0]) if node.target is operator.getitem and isinstance(node.args[0], fx.Node) else node
+
+    def reason(self, node: fx.Node) -> str:
+        """Why `node` cannot run on the ANE ("" when it can)."""
+        if node.op != "call_function":
+            return "not an op"
+        for op in self.node_ops.get(self._source(node), ()):
+            if isinstance(op, HostOp):
+                return f"{op.op_name.data} has no ANE equivalent"
+            if not (verdict := legality(op, self.target)):
+                return verdict.reason
+        return ""
+
+    def is_node_supported(self, submodules: Mapping[str, torch.nn.Module], node: fx.Node) -> bool:
+        return self.reason(node) == ""
+
+    def op_count(self, nodes: Any) -> int:
+        """How many ops the nodes of a partition became."""
+        return sum(len(self.node_ops.get(n, ())) for n in nodes)
+
+
+class AnePartition(torch.nn.Module):
+    """One ANE partition: compiled once by anec, run through the anec runtime on each call."""
+
+    def __init__(self, graph: fx.GraphModule, target: str):
+        super().__init__()
+        from anec.pipeline import compile as compile_model
+
+        output = next(n for n in graph.graph.nodes if n.op == "output").args[0]
+        self.returns_tuple = isinstance(output, list | tuple)
+        self.compiled = compile_model(graph, target=target, emit=RUNTIME_EMIT)
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        results = self.compiled.run([to_numpy(a) for a in args]).values()
+        outputs = [torch.from_numpy(y if y.flags.writeable else y.copy()) for y in results]
+        return tuple(outputs) if self.returns_tuple else outputs[0]
+
+
+def _guarded(forward: Callable, eager: Callable, opts: BackendOptions) -> Callable:
+    """`forward`, falling back for good to `eager` (with one warning) if the anec runtime fails."""
+    state = {"broken": False}
+
+    def run(*args: Any) -> Any:
+        if not state["broken"]:
+            try:
+                return forward(*args)
+            except Exception as e:
+                if opts.strict:
+                    raise
+                state["broken"] = True
+                warnings.warn(f"anec: this graph runs eagerly in torch from now on: {_why(e)}", AnecFallbackWarning, stacklevel=2)
+        return eager(*args)
+
+    return run

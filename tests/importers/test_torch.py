@@ -1,0 +1,153 @@
+"""Entry points of the PyTorch importer: nn.Module + example inputs, ExportedProgram, `.pt2` files
+(API and `anec compile`), symbolic sizes, weights in the store, names, and user errors."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from xdsl.printer import Printer
+
+import anec
+from anec.cli import main as anec_main
+from anec.dialects import ane
+from anec.importers.torch import import_torch
+from anec.interpreter import input_names, interpret, output_names
+from anec.weights import store_of
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+class TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(16, 32)
+        self.norm = nn.LayerNorm(32)
+
+    def forward(self, tokens: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(tokens)).relu().reshape(tokens.shape[0], -1) * scale
+
+
+def feeds(batch: int = 2) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"tokens": rng.standard_normal((batch, 3, 16), dtype=np.float32), "scale": rng.standard_normal((1,), dtype=np.float32)}
+
+
+def eager(model: nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        return model(*(torch.from_numpy(v) for v in inputs.values())).numpy()
+
+
+@pytest.fixture(scope="module")
+def dynamic_pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(TwoInputs(), tuple(torch.from_numpy(v) for v in feeds().values()),
+                                  dynamic_shapes={"tokens": {0: batch}, "scale": None})
+    path = tmp_path_factory.mktemp("pt2") / "dynamic.pt2"
+    torch.export.save(program, path)
+    return path
+
+
+def test_module_with_example_dict_names_inputs_and_matches_eager() -> None:
+    model = TwoInputs().eval()
+    compiled = anec.compile(model, example_inputs=feeds(), emit="ir")
+    fn = compiled.ir.ops.first
+    assert input_names(fn) == ["tokens", "scale"]
+    assert len(output_names(fn)) == 1
+    (got,) = compiled.run(feeds()).values()
+    np.testing.assert_allclose(got, eager(model, feeds()), rtol=1e-2, atol=1e-2)  # ANE segments store fp16
+
+
+def test_exported_program_and_positional_examples() -> None:
+    model = TwoInputs().eval()
+    program = torch.export.export(model, tuple(torch.from_numpy(v) for v in feeds().values()))
+    module = import_torch(program)
+    (got,) = interpret(module, list(feeds().values()))
+    np.testing.assert_allclose(got, eager(model, feeds()), rtol=1e-5, atol=1e-5)
+
+
+def test_weights_live_in_the_store_under_their_parameter_names() -> None:
+    module = import_torch(TwoInputs(), example_inputs=tuple(torch.from_numpy(v) for v in feeds().values()))
+    store = store_of(module)
+    assert "proj.weight" in store and store["proj.weight"].shape == (1, 32, 16)  # rank of the 3-D input
+    inline = [op.value for op in module.walk() if isinstance(op, ane.ConstOp) and op.value is not None]
+    assert all(math.prod(v.get_shape()) <= 16 for v in inline)
+    text = io.StringIO()
+    Printer(stream=text).print_op(module)
+    assert 'ane.const "proj.weight" : tensor<1x32x16xf32>' in text.getvalue()
+
+
+def test_pt2_with_a_dynamic_batch_is_specialized_from_the_given_shape(dynamic_pt2: Path) -> None:
+    inputs = feeds(batch=5)
+    compiled = anec.compile(dynamic_pt2, emit="ir", input_shapes={"tokens": [5, 3, 16], "scale": [1]})
+    assert ane.shape_of(compiled.ir.ops.first.args[0]) == (5, 3, 16)
+    (got,) = compiled.run(inputs).values()
+    np.testing.assert_allclose(got, eager(TwoInputs().eval(), inputs), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize(("shapes", "message"), [
+    (None, "input 'tokens' has a dynamic axis 0"),
+    ({"tokens": [5, 4, 16]}, "input 'tokens' is given shape [5, 4, 16], the program expects [5, 3, 16]"),
+    ({"tokens": [100, 3, 16]}, "outside the range [1, 64]"),
+])
+def test_pt2_dynamic_sizes_without_a_fitting_shape_are_refused(dynamic_pt2: Path, shapes, message: str) -> None:
+    with pytest.raises(anec.AnecError, match=re.escape(message)):
+        anec.compile(dynamic_pt2, emit="ir", input_shapes=shapes)
+
+
+def test_anec_compile_cli_writes_ir_for_a_pt2_file(dynamic_pt2: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "model.mlir"
+    assert anec_main(["compile", str(dynamic_pt2), "--emit", "ir", "-o", str(out), "--input-shape", "tokens=2,3,16"]) == 0
+    assert out.exists() and (tmp_path / "model.weights.npz").exists()
+    capsys.readouterr()
+    assert anec_main(["compile", str(dynamic_pt2), "--emit", "ir", "-o", str(tmp_path / "again.mlir")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dynamic axis 0" in err and "Traceback" not in err
+    assert not (tmp_path / "again.mlir").exists()
+
+
+def test_a_file_that_is_not_a_program_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.pt2"
+    bad.write_text("not a zip")
+    assert anec_main(["compile", str(bad), "--emit", "ir"]) == 2
+    err = capsys.readouterr().err
+    assert "not a torch.export program" in err and err.count("\n") == 1
+
+
+def test_a_module_needs_example_inputs() -> None:
+    with pytest.raises(anec.AnecError, match="needs example_inputs"):
+        anec.compile(TwoInputs(), emit="ir")
+
+
+def test_an_untraceable_module_is_a_clear_error() -> None:
+    class DataDependent(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[x > 0]  # output size depends on the data
+
+    with pytest.raises(anec.AnecError):
+        anec.compile(DataDependent(), example_inputs=(torch.randn(4),), emit="ir")
+
+
+def test_import_anec_and_the_onnx_route_never_import_torch() -> None:
+    code = """
+import sys, numpy as np, onnx
+from onnx import TensorProto, helper
+import anec, anec.cli
+anec.cli.build_parser()
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+compiled = anec.compile(helper.make_model(graph), emit="ir")
+assert (compiled.run({"x": -np.ones((2, 3), np.float32)})["y"] == 0).all()
+assert "torch" not in sys.modules, "torch was imported"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)

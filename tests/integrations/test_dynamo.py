@@ -1,0 +1,173 @@
+"""The `anec` torch.compile backend: partitions, graph breaks, host ops, options and fallbacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anec.importers.torch import import_graph_module
+from anec.integrations import dynamo
+from anec.integrations.dynamo import AnecFallbackWarning, AnePartition
+from anec.weights import store_of
+from tests.integrations.plain_models import PLAIN
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo() -> None:
+    torch._dynamo.reset()
+    dynamo.REPORTS.clear()
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def run_both(model: nn.Module, *inputs: torch.Tensor, **options: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eager output, torch.compile(backend="anec") output), without autograd."""
+    with torch.no_grad():
+        expected = model(*inputs)
+        got = torch.compile(model, backend="anec", options=options or None)(*inputs)
+    return expected, got
+
+
+class GraphBreak(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(x)).mean((2, 3))
+        torch._dynamo.graph_break()
+        return self.fc(x).sigmoid()
+
+
+class HostOpInTheMiddle(nn.Module):
+    """cumsum has no ANE equivalent: it runs in torch between two ANE partitions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(16, 32), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.cumsum(F.gelu(self.a(x)), dim=-1))
+
+
+def test_a_graph_break_gives_two_graphs_each_with_an_ane_partition() -> None:
+    expected, got = run_both(GraphBreak().eval(), torch.randn(2, 3, 8, 8))
+    assert len(dynamo.REPORTS) == 2
+    assert [r.partitions for r in dynamo.REPORTS] == [1, 1] and all(r.fallback is None for r in dynamo.REPORTS)
+    assert cosine(got, expected) >= 0.999
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=2e-3)
+
+
+def test_an_op_the_ane_lacks_runs_in_torch_between_ane_partitions() -> None:
+    expected, got = run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16))
+    (report,) = dynamo.REPORTS
+    assert report.partitions == 2
+    assert [(op, why) for _, op, why in report.host_ops] == [("aten.cumsum.default", "aten.cumsum.default has no ANE equivalent")]
+    assert 0.9 < report.ane_flops_fraction < 1.0
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=2e-3)
+
+
+def test_partition_weights_are_frozen_constants_named_after_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    graphs: list[torch.fx.GraphModule] = []
+    original = AnePartition.__init__
+
+    def spy(self: AnePartition, graph: torch.fx.GraphModule, target: str) -> None:
+        graphs.append(graph)
+        original(self, graph, target)
+
+    monkeypatch.setattr(AnePartition, "__init__", spy)
+    run_both(PLAIN["mlp"][0](), torch.from_numpy(PLAIN["mlp"][1]()["features"]))
+    (graph,) = graphs
+    assert len([n for n in graph.graph.nodes if n.op == "placeholder"]) == 1  # the features; the weights are constants
+    store = store_of(import_graph_module(graph))
+    assert {"layers.0.weight", "layers.0.bias", "layers.3.weight", "layers.5.weight"} <= set(store)
+    assert store["layers.0.weight"].shape == (256, 64)  # as the parameter is stored (the matmul transposes it)
+
+
+def test_min_partition_size_keeps_small_partitions_in_torch() -> None:
+    expected, got = run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16), min_partition_size=1000)
+    (report,) = dynamo.REPORTS
+    assert report.partitions == 0 and report.ane_flops == 0
+    assert {why for _, op, why in report.host_ops if op != "aten.cumsum.default"} == {
+        "its ANE partition has fewer than the 1000 ops of min_partition_size"}
+    torch.testing.assert_close(got, expected)
+
+
+def test_target_option_reaches_the_partitions() -> None:
+    run_both(PLAIN["mlp"][0](), torch.from_numpy(PLAIN["mlp"][1]()["features"]), target="m4")
+    assert dynamo.REPORTS[0].target == "m4" and dynamo.REPORTS[0].partitions == 1
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"bogus": 1}, "unknown anec backend option 'bogus'"),
+    ({"target": "m99"}, "m99"),
+    ({"min_partition_size": 0}, "min_partition_size must be a positive integer"),
+])
+def test_bad_options_are_errors(options: dict, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16), **options)
+
+
+def test_a_graph_anec_cannot_compile_runs_eagerly_with_one_warning() -> None:
+    model = HostOpInTheMiddle().eval()
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        compiled = torch.compile(model, backend="anec", dynamic=True)
+        outputs = [compiled(torch.randn(n, 16)) for n in (3, 5)]
+    fallbacks = [w for w in caught if issubclass(w.category, AnecFallbackWarning)]
+    assert len(fallbacks) == 1 and "dynamic shapes" in str(fallbacks[0].message)
+    assert dynamo.REPORTS[0].fallback is not None
+    assert [o.shape for o in outputs] == [(3, 8), (5, 8)]
+
+
+def test_strict_raises_instead_of_falling_back() -> None:
+    with pytest.raises(Exception, match="dynamic shapes"), torch.no_grad():
+        torch.compile(HostOpInTheMiddle().eval(), backend="anec", dynamic=True, options={"strict": True})(torch.randn(3, 16))
+
+
+def test_a_runtime_failure_falls_back_to_eager_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: AnePartition, *args: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("simulated device failure")
+
+    monkeypatch.setattr(AnePartition, "forward", broken)
+    model, x = HostOpInTheMiddle().eval(), torch.randn(4, 16)
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        compiled = torch.compile(model, backend="anec")
+        outputs = [compiled(x) for _ in range(3)]
+        expected = model(x)
+    fallbacks = [w for w in caught if issubclass(w.category, AnecFallbackWarning)]
+    assert len(fallbacks) == 1 and "simulated device failure" in str(fallbacks[0].message)
+    for out in outputs:
+        torch.testing.assert_close(out, expected)
+
+
+def test_gradients_flow_through_an_ane_forward() -> None:
+    model = PLAIN["mlp"][0]()
+    x = torch.from_numpy(PLAIN["mlp"][1]()["features"])
+    torch.compile(model, backend="anec")(x).square().sum().backward()
+    compiled_grad = model.layers[0].weight.grad.clone()
+    model.zero_grad()
+    model(x).square().sum().backward()
+    assert cosine(compiled_grad, model.layers[0].weight.grad) >= 0.999
+
+
+def test_the_backend_is_registered_by_entry_point_without_importing_anec() -> None:
+    code = ("import sys, torch; f = torch.compile(lambda x: (x @ x.T).relu() + 1, backend='anec'); "
+            "x = torch.randn(4, 4); assert torch.allclose(f(x), (x @ x.T).relu() + 1, atol=1e-2); "
+            "assert 'anec.integrations.dynamo' in sys.modules")
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True)
+
