@@ -185,6 +185,8 @@ class SinkTransposeBelowReshape(RewritePattern):
         if found is None:
             return
         mid, perm = found
+        if _transposable_matmul(t.input.owner) and swaps_last_two(values(t.perm)):
+            return  # TransposeMatmulResult removes this transpose; sinking it would undo HoistTransposeAboveReshape
         unit_only = t.result.has_one_use() and _units_only(shape_of(op.input), shape_of(op.result))
         if not (is_identity(perm) or unit_only or all(_absorbs(u, perm) for u in users(op.result))):
             return
