@@ -44,7 +44,9 @@ def main() -> None:
         expected, expected_top3 = model(image)
         probabilities, top3 = fast(image)
 
-    from anec.integrations.dynamo import REPORTS  # filled by the backend, one report per captured graph
+    from anec.integrations.dynamo import (
+        REPORTS,  # filled by the backend, one report per captured graph
+    )
 
     for i, report in enumerate(REPORTS):
         print(f"graph {i}: {report.partitions} ANE partition(s), {report.ane_flops_fraction:.1%} of "
