@@ -59,3 +59,17 @@ func.func @attention_scores(%q: tensor<1x8x16xf32>, %k: tensor<1x8x16xf32>) -> t
   %s = ane.matmul %x, %y {ane.name = "scores"} : (tensor<1x2x16x4xf32>, tensor<1x2x4x16xf32>) -> tensor<1x2x16x16xf32>
   func.return %s : tensor<1x2x16x16xf32>
 }
+
+// A linear layer after a matmul of two activations (attention's output projection): the matmul
+// writes its result transposed, so the projection's NCHW input needs no transpose. (Sinking the
+// transpose back below the reshape used to undo this rewrite forever.)
+// CHECK-LABEL: func.func @mix_then_project
+// CHECK-NEXT:    %[[M:.*]] = ane.matmul %v, %p {ane.name = "mix", transpose_lhs = true, transpose_rhs = true} {{.*}} -> tensor<1x8x16xf32>
+// CHECK-NEXT:    %[[R:.*]] = ane.reshape %[[M]] {{.*}} -> tensor<1x8x1x16xf32>
+// CHECK:         ane.conv %[[R]], %{{.*}} {ane.name = "out"
+func.func @mix_then_project(%p: tensor<1x16x16xf32>, %v: tensor<1x16x8xf32>) -> tensor<1x16x8xf32> {
+  %m = ane.matmul %p, %v {ane.name = "mix"} : (tensor<1x16x16xf32>, tensor<1x16x8xf32>) -> tensor<1x16x8xf32>
+  %w = ane.const dense<0.5> : tensor<1x8x8xf32>
+  %o = ane.matmul %m, %w {ane.name = "out"} : (tensor<1x16x8xf32>, tensor<1x8x8xf32>) -> tensor<1x16x8xf32>
+  func.return %o : tensor<1x16x8xf32>
+}
