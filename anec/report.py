@@ -27,6 +27,8 @@ FP16_WARNINGS_ATTR = "ane.fp16_warnings"
 FP16_FIXES_ATTR = "ane.fp16_fixes"
 TILE_OF_ATTR = "ane.tile_of"
 """On each op the tile pass makes: the `ane.name` of the op it was split from."""
+TILE_SUFFIX = "#tile"
+"""Tiles are named `<op name>#tile<n>` (descriptor tasks keep only the name)."""
 
 Placement = Literal["ane", "host"]
 

@@ -437,14 +437,10 @@ def _matmul_task(L: SegmentLowering, a: Tensor, b: Tensor, out: Tensor, transpos
 
 @lowers(ane.SdpaOp)
 def _sdpa(L: SegmentLowering, op: ane.SdpaOp) -> None:
-    """q·kᵀ·scale (+ mask), softmax over keys, ·v: three tasks (four with a mask)."""
+    """q·kᵀ·scale, softmax over keys, ·v: three tasks (legalize splits masked attention before this)."""
     q, k, v = L.tensor(op.query), L.tensor(op.key), L.tensor(op.value)
     scores = L.buffer((*q.shape[:-1], k.shape[-2]))
     _matmul_task(L, q, k, scores, True, op.scale.value.data)
-    if op.mask is not None:
-        masked = L.buffer(scores.shape)
-        L.elementwise("add", scores, L.tensor(op.mask), masked)
-        scores = masked
     probs = L.buffer(scores.shape)
     ext = extents(scores.shape, std_axes(len(scores.shape)))
     L.task(Kind.SOFTMAX, ext, ext, src1=scores.view(std_axes(len(scores.shape)), ext), dst=probs.view(std_axes(len(scores.shape)), ext),
