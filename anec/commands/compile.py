@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             written += model.write(base if len(compiled) == 1 else with_chip(base, model.target.arch))
     if args.quiet:
         return 0
-    console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 120))
+    console = Console(highlight=False, markup=False, soft_wrap=True, width=max(Console().width, 120))
     if len(compiled) == 1:
         print_summary(compiled[0].report, f"{args.model} → {base}", compiled[0].target.name, all_ops=args.all_ops, console=console)
     else:
@@ -142,7 +142,7 @@ def _ms(seconds: float | None) -> str:
 
 def print_summary(report: Report, title: str, chip: str, *, all_ops: bool = False, console: Console | None = None) -> None:
     """The placement table, then ops and FLOPs on the ANE, fp16 notes, tiles and the predicted latency."""
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, markup=False)
     print_placement(report, title, chip, all_ops=all_ops, console=console)
     ane = [r for r in report.ops if r.placement == "ane"]
     ane_flops, total_flops = sum(r.flops for r in ane), sum(r.flops for r in report.ops)
@@ -191,7 +191,7 @@ def print_comparison(reports: list[Report], chips: list[Target], console: Consol
 
 def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = False, console: Console | None = None) -> None:
     """Where each op runs: one row per ANE segment (or per op with `all_ops`) and per CPU op, why."""
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, markup=False)
     ane_ops = len(report.ops) - len(report.host_ops)
     console.print(f"{title}: {ane_ops} of {len(report.ops)} ops on the ANE of the {chip} "
                   f"({report.ane_flops_fraction:.1%} of FLOPs) in {report.segments} segment(s), "
