@@ -160,9 +160,8 @@ def run(args: argparse.Namespace) -> int:
     schema = resolve_op(args.op)
     inputs = [parse_input(kind, text, i) for i, (kind, text) in enumerate(args.inputs)]
     model = one_node_model(schema, inputs, args.attr)
-    print(f"{schema.name} on the {target}:")
-    for line in explain(model, target):
-        print(line)
+    lines = explain(model, target)  # before printing anything: it may refuse the op
+    print(f"{schema.name} on the {target}:", *lines, sep="\n")
     return 0
 
 

@@ -60,6 +60,7 @@ def test_matmul_shows_every_op_the_node_becomes(capsys: pytest.CaptureFixture[st
     (["Relu"], "Relu needs its inputs"),
     (["Relu", "--shape", "4", "--target", "m9"], "unknown target 'm9'"),
     (["TopK", "--shape", "4", "--value", "1,x"], "--value '1,x' is not a comma-separated list of numbers"),
+    (["NonZero", "--shape", "4x4"], "depends on the input values"),
 ])
 def test_bad_requests_fail_with_one_line_and_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["explain", *args])
