@@ -77,7 +77,7 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
 
 
 Progress = Callable[[str], None]
-"""Told the name of each stage as it starts ("import", a pass name, "report"), for progress displays."""
+"""Told the name of each stage as it starts ("import", a pass name, "report"; with several chips "M2: ane-tile")."""
 
 
 def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: Progress | None = None) -> dict[str, object]:
@@ -179,8 +179,9 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
     for i, tgt in enumerate(chips):
         opts = CompileOptions(target=tgt.arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)
         ir = module if i == len(chips) - 1 else attach_copy(module)
-        stats = run_pipeline(ir, opts, progress=progress)
-        stage("report")
+        chip_stage = stage if len(chips) == 1 else lambda name, chip=tgt.name: stage(f"{chip}: {name}")
+        stats = run_pipeline(ir, opts, progress=chip_stage)
+        chip_stage("report")
         compiled.append(CompiledModel(ir=ir, target=tgt, options=opts, report=build_report(ir, tgt, stats)))
     return compiled
 

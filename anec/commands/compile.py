@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         base = Path(args.output) if args.output else compiled[0].default_output(Path(args.model))
         written: list[Path] = []
         for model in compiled:
-            progress(f"emit {args.emit}")
+            progress(f"emit {args.emit}" if len(compiled) == 1 else f"{model.target.name}: emit {args.emit}")
             written += model.write(base if len(compiled) == 1 else with_chip(base, model.target.arch))
     if args.quiet:
         return 0

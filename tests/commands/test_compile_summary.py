@@ -112,3 +112,12 @@ def test_progress_names_each_stage_on_a_terminal() -> None:
     assert "import" in shown and "ane-legalize" in shown and "emit ir" in shown
     assert StageProgress(3, console=Console(file=io.StringIO())).progress is None  # not a terminal: silent
     assert StageProgress(3, enabled=False, console=console).progress is None
+
+
+def test_every_stage_is_reported_in_order_naming_the_chip_when_there_are_several(model_path: Path) -> None:
+    from anec.pipeline import PIPELINES
+
+    stages: list[str] = []
+    compile_targets(str(model_path), ["m1", "m3"], emit="ir", progress=stages.append)
+    per_chip = [*PIPELINES["ir"], "report"]
+    assert stages == ["import", *(f"{chip}: {s}" for chip in ("M1", "M3") for s in per_chip)]
