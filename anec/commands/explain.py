@@ -34,7 +34,7 @@ random values) and --value (a constant with these values); a shape may end in :i
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("explain", parents=[common], help="say whether one op runs on a chip's ANE, and if not why and what would",
+    p = sub.add_parser("explain", parents=[common], help="does one op run on a chip's ANE? if not, why, and what would let it",
                        description="Whether one ONNX op with the given inputs and attributes runs on the ANE of a chip; if not, "
                        "the legality rule that stops it, its hint and the chips that do run it; if the tile pass must split "
                        "it first, the limit it exceeds and the number of tiles.",
