@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich import box
@@ -30,23 +30,36 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
     return name, shape
 
 
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """What to compile and for which chip: the options `anec compile` shares with `anec report`."""
+    p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
+    p.add_argument("--target", default="m1", help="chip (m1 … m5-max) or architecture (h13 …); default m1")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
+    p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
+    p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
+                   "(.npy files; with none, on seeded random inputs)")
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of `anec.pipeline.compile` from the options of `add_model_options`."""
+    shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
+    samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
+    calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
+    return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate}
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compile", parents=[common], help="compile an ONNX or torch.export model for the ANE",
                        description="Import MODEL (.onnx or .pt2), lower it for a chip, write the artifact and print where each op runs.")
-    p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
+    add_model_options(p)
     p.add_argument("-o", "--output", help="where to write the artifact (default: next to MODEL)")
-    p.add_argument("--target", default="m1", help="chip (m1 … m5-max) or architecture (h13 …); default m1")
     p.add_argument("--emit", default="coreml", help="coreml (.mlpackage), descriptors (.anec), mil-text (folder) or ir (.mlir); "
                    "an emitter not in this build is refused before compiling")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
     p.add_argument("--deployment-target", default="ios17", metavar="OS",
                    help="for --emit coreml/mil-text: oldest OS to run on, ios16/17/18 or macos13/14/15 (default ios17)")
-    p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
     p.add_argument("--all-ops", action="store_true", help="list every ANE op in the placement table, not one row per segment")
-    p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
-                   "(.npy files; with none, on seeded random inputs)")
     p.set_defaults(run=run)
 
 
@@ -59,13 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise AnecError(f"--emit {args.emit} is not available in this build", why="its emitter has not landed yet",
                         hint=f"use --emit {' or --emit '.join(EMITTERS)}")
     deployment_target(args.deployment_target)  # a typo fails before the model is compiled
-    shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
-    samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
-    calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
-    compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes, example_inputs=samples,
-                             min_segment_ops=args.min_segment_ops, deployment_target=args.deployment_target,
-                             print_ir_after_all=args.print_ir_after_all,
-                             stop_after=args.stop_after, pass_options=calibrate)
+    compiled = compile_model(args.model, target=args.target, emit=args.emit, deployment_target=args.deployment_target,
+                             print_ir_after_all=args.print_ir_after_all, stop_after=args.stop_after, **model_options(args))
     out = Path(args.output) if args.output else compiled.default_output(Path(args.model))
     compiled.save(out)
     print_placement(compiled.report, f"{args.model} → {out}", compiled.target.name, all_ops=args.all_ops)
