@@ -88,11 +88,20 @@ def node_label(record: OpRecord) -> str:
 
 
 def layout(ops: Sequence[OpRecord]) -> list[Box]:
-    """A box per op: layer = longest path from an input; within a layer, ops sit below the mean
-    position of their inputs, packed left to right without overlap."""
+    """A box per op: layer = longest path from an input, then each op moved down to just above its
+    first consumer (so a mask computed from an input sits beside the attention that uses it, not
+    at the top); within a layer, ops sit below the mean position of their inputs, packed left to
+    right without overlap."""
     layer: list[int] = []
+    consumers: list[list[int]] = [[] for _ in ops]
     for i, r in enumerate(ops):
         layer.append(1 + max((layer[j] for j in r.inputs if j < i), default=-1))
+        for j in r.inputs:
+            if j < i:
+                consumers[j].append(i)
+    for i in reversed(range(len(ops))):
+        if consumers[i]:
+            layer[i] = min(layer[c] for c in consumers[i]) - 1
     by_layer: dict[int, list[int]] = {}
     for i, n in enumerate(layer):
         by_layer.setdefault(n, []).append(i)
