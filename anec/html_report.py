@@ -382,7 +382,8 @@ def render(report: Report, target: Target, *, title: str, chips: Sequence[ChipRu
     plotted = sum(1 for r in report.ops if r.placement == "ane" and intensity(r) is not None and achieved(r) is not None)
     roofline_note = (f"{plotted} ANE ops plotted (ops that compute nothing, and CPU ops, are not). x: FLOPs over bytes read, "
                      "written and streamed as weights; y: FLOPs over the predicted time. The roof is min(peak FP16 FLOP/s, "
-                     "DRAM bandwidth × x) from anec.targets.")
+                     "DRAM bandwidth × x) from anec.targets. The bytes are all the engine moves, on-chip (L2) traffic included, so an "
+                     "op whose tensors stay on chip can sit above the DRAM slope.")
     return PAGE.substitute(
         title=escape(title), summary=summary, graph=graph_svg(report.ops), rows=op_rows(report, target),
         fp16_note=escape(fp16_note), chip=escape(target.name), roofline=roofline_svg(report, target),
