@@ -29,7 +29,7 @@ from anec.importers import InputShapes, import_model
 from anec.report import Report, build_report
 from anec.targets import Target, get_target
 from anec.universe import PASSES
-from anec.weights import WeightStore, attach, store_of
+from anec.weights import WeightStore, copy_module, store_of
 
 GRAPH_PASSES: tuple[str, ...] = ("ane-legalize", "ane-layout", "ane-partition", "ane-fp16", "ane-fuse")
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
@@ -178,16 +178,10 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
     compiled = []
     for i, tgt in enumerate(chips):
         opts = CompileOptions(target=tgt.arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)
-        ir = module if i == len(chips) - 1 else attach_copy(module)
+        ir = module if i == len(chips) - 1 else copy_module(module)
         chip_stage = stage if len(chips) == 1 else lambda name, chip=tgt.name: stage(f"{chip}: {name}")
         stats = run_pipeline(ir, opts, progress=chip_stage)
         chip_stage("report")
         compiled.append(CompiledModel(ir=ir, target=tgt, options=opts, report=build_report(ir, tgt, stats)))
     return compiled
 
-
-def attach_copy(module: ModuleOp) -> ModuleOp:
-    """A deep copy of `module` with a copy of its weight store, to be lowered on its own."""
-    copy = module.clone()
-    attach(copy, store_of(module).copy())
-    return copy

@@ -47,7 +47,14 @@ from anec.descriptors.program import f32_bits, fp16_bits
 from anec.dialects import ane, anehw
 from anec.dialects.ane import shape_of, values
 from anec.errors import AnecError
-from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, NAME_ATTR, TILE_OF_ATTR, op_name
+from anec.report import (
+    FP16_FIXES_ATTR,
+    FP16_PEAK_ATTR,
+    FP16_WARNINGS_ATTR,
+    NAME_ATTR,
+    TILE_OF_ATTR,
+    op_name,
+)
 from anec.targets import Target, get_target
 from anec.weights import WeightStore, const_value, store_of
 
@@ -55,7 +62,7 @@ Shape = tuple[int, ...]
 Extents = tuple[int, int, int, int, int]
 AxisMap = tuple[int | None, int | None, int | None, int | None, int | None]
 
-CARRIED_ATTRS = (NAME_ATTR, TILE_OF_ATTR, FP16_WARNINGS_ATTR, FP16_FIXES_ATTR)
+CARRIED_ATTRS = (NAME_ATTR, TILE_OF_ATTR, FP16_WARNINGS_ATTR, FP16_FIXES_ATTR, FP16_PEAK_ATTR)
 """Attributes a task inherits from its op, so the report and `anec profile` can name it."""
 
 

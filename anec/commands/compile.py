@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich import box
@@ -31,27 +31,41 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
     return name, shape
 
 
+def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> None:
+    """What to compile and for which chip: the options `anec compile` shares with `anec report`."""
+    p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
+    p.add_argument("--target", default="m1", help="chip (m1 … m5-max), architecture (h13 …)" + (
+        " or 'all': compile for every chip, write one artifact per chip and print a per-chip comparison" if every_chip else "")
+        + "; default m1")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
+    p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
+    p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
+                   "(.npy files; with none, on seeded random inputs)")
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of `anec.pipeline.compile` from the options of `add_model_options`."""
+    shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
+    samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
+    calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
+    return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate}
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compile", parents=[common], help="compile an ONNX or torch.export model for the ANE",
                        description="Import MODEL (.onnx or .pt2), lower it for a chip, write the artifact and print where each op runs: "
                        "ops and FLOPs on the ANE, each CPU op with its reason, fp16 warnings and fixes, tiles, the predicted "
                        "latency and the files written. Progress goes to stderr when it is a terminal.")
-    p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
+    add_model_options(p, every_chip=True)
     p.add_argument("-o", "--output", help="where to write the artifact (default: next to MODEL); with --target all each chip's "
                    "artifact gets the chip's architecture before the suffix (model.h13.mlpackage, model.h14.mlpackage, …)")
-    p.add_argument("--target", default="m1", help="chip (m1 … m5-max), architecture (h13 …) or 'all': compile for every chip, "
-                   "write one artifact per chip and print a per-chip comparison; default m1")
     p.add_argument("--emit", default="coreml", help="coreml (.mlpackage), descriptors (.anec), mil-text (folder) or ir (.mlir); "
                    "an emitter not in this build is refused before compiling")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
     p.add_argument("--deployment-target", default="ios17", metavar="OS",
                    help="for --emit coreml/mil-text: oldest OS to run on, ios16/17/18 or macos13/14/15 (default ios17)")
-    p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
     p.add_argument("--all-ops", action="store_true", help="list every ANE op in the placement table, not one row per segment")
-    p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
-                   "(.npy files; with none, on seeded random inputs)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; only errors")
     p.set_defaults(run=run)
 
@@ -67,15 +81,11 @@ def run(args: argparse.Namespace) -> int:
                         hint=f"use --emit {' or --emit '.join(EMITTERS)}")
     deployment_target(args.deployment_target)  # a typo fails before the model is compiled
     chips = resolve_targets(args.target)
-    shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
-    samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
-    calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
     stages = 1 + len(chips) * (len(PIPELINES[args.emit]) + 2)  # import; per chip: passes, report, emit
     with StageProgress(stages, enabled=not args.quiet) as progress:
-        compiled = compile_targets(args.model, chips, emit=args.emit, input_shapes=shapes, example_inputs=samples,
-                                   min_segment_ops=args.min_segment_ops, deployment_target=args.deployment_target,
+        compiled = compile_targets(args.model, chips, emit=args.emit, deployment_target=args.deployment_target,
                                    print_ir_after_all=args.print_ir_after_all, stop_after=args.stop_after,
-                                   pass_options=calibrate, progress=progress)
+                                   progress=progress, **model_options(args))
         base = Path(args.output) if args.output else compiled[0].default_output(Path(args.model))
         written: list[Path] = []
         for model in compiled:
