@@ -382,6 +382,10 @@ RULES: dict[type[Operation], tuple[Rule, ...]] = {
     ane.CastOp: (cast_types,),
     ane.SinOp: (sin_cos, WORKING_SET),
     ane.CosOp: (sin_cos, WORKING_SET),
+    # Pieces of a concatenation or split are windows of one buffer that producers write and consumers
+    # read in place; what remains is a DMA copy that streams, so no operand has to fit the L2.
+    ane.ConcatOp: (),
+    ane.SplitOp: (),
 }
 """Op-specific rules, checked after the common ones; ops not listed only need `COMMON` + working set."""
 

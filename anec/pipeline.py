@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from anec.importers import InputShapes, import_model
 from anec.report import Report, build_report
 from anec.targets import Target, get_target
 from anec.universe import PASSES
-from anec.weights import WeightStore, store_of
+from anec.weights import WeightStore, copy_module, store_of
 
 GRAPH_PASSES: tuple[str, ...] = ("ane-legalize", "ane-layout", "ane-partition", "ane-fp16", "ane-fuse")
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
@@ -76,7 +76,11 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
     return passes
 
 
-def run_pipeline(module: ModuleOp, options: CompileOptions, out=None) -> dict[str, object]:
+Progress = Callable[[str], None]
+"""Told the name of each stage as it starts ("import", a pass name, "report"; with several chips "M2: ane-tile")."""
+
+
+def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: Progress | None = None) -> dict[str, object]:
     """Run the pipeline of `options.emit` over `module` in place; returns its statistics."""
     out = out or sys.stdout  # looked up per call, so redirected output (tests, notebooks) is honoured
     ctx = make_context()
@@ -85,6 +89,8 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None) -> dict[st
         raise AnecError(f"--stop-after {options.stop_after}: no such pass in the {options.emit} pipeline",
                         hint=f"passes: {', '.join(PIPELINES.get(options.emit, ())) or '(none)'}")
     for p in build_passes(options):
+        if progress:
+            progress(p.name)
         if p.name == "ane-layout":
             stats["padding_bytes_before_layout"] = total_padding_bytes(module)
         start = time.perf_counter()
@@ -121,6 +127,11 @@ class CompiledModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the artifact of `options.emit` to `path`; nothing is left behind if it fails."""
+        self.write(path)
+        return Path(path)
+
+    def write(self, path: str | Path) -> list[Path]:
+        """`save`, returning every file or folder written: the artifact and what its emitter puts beside it."""
         path = Path(path)
         if self.options.emit not in EMITTERS:
             raise AnecError(f"--emit {self.options.emit} is not available in this build", hint=f"use one of {', '.join(EMITTERS)}")
@@ -129,14 +140,16 @@ class CompiledModel:
         staging = Path(tempfile.mkdtemp(prefix=".anec-", dir=path.parent))
         try:
             emit(self, staging / path.name)
+            written = []
             for item in sorted(staging.iterdir()):
                 dest = path.parent / item.name
                 if dest.is_dir() and not dest.is_symlink():
                     shutil.rmtree(dest)
                 item.replace(dest)
+                written.append(dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return path
+        return written
 
     def default_output(self, model_path: Path) -> Path:
         _, suffix = emitter(self.options.emit)
@@ -144,14 +157,31 @@ class CompiledModel:
 
 
 def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", input_shapes: InputShapes | None = None,
-            example_inputs: Any = None, **options: Any) -> CompiledModel:
+            example_inputs: Any = None, progress: Progress | None = None, **options: Any) -> CompiledModel:
     """Import `model`, lower it for `target`, and return the compiled model (see DESIGN: Public interfaces)."""
-    opts = CompileOptions(target=get_target(target).arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)
+    return compile_targets(model, [target], emit=emit, input_shapes=input_shapes, example_inputs=example_inputs,
+                           progress=progress, **options)[0]
+
+
+def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = "coreml", input_shapes: InputShapes | None = None,
+                    example_inputs: Any = None, progress: Progress | None = None, **options: Any) -> list[CompiledModel]:
+    """`compile` for several chips (`anec compile --target all`): the model is imported once and each
+    chip lowers its own copy, with its own weight store (passes prune and add weights)."""
+    chips = [get_target(t) for t in targets]
     if emit not in PIPELINES:
         raise AnecError(f"unknown --emit kind {emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
+    stage = progress or (lambda name: None)
+    stage("import")
     module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs)
     if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
         module.attributes["ane.source"] = StringAttr(str(Path(model).resolve()))
-    stats = run_pipeline(module, opts)
-    tgt = get_target(opts.target)
-    return CompiledModel(ir=module, target=tgt, options=opts, report=build_report(module, tgt, stats))
+    compiled = []
+    for i, tgt in enumerate(chips):
+        opts = CompileOptions(target=tgt.arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)
+        ir = module if i == len(chips) - 1 else copy_module(module)
+        chip_stage = stage if len(chips) == 1 else lambda name, chip=tgt.name: stage(f"{chip}: {name}")
+        stats = run_pipeline(ir, opts, progress=chip_stage)
+        chip_stage("report")
+        compiled.append(CompiledModel(ir=ir, target=tgt, options=opts, report=build_report(ir, tgt, stats)))
+    return compiled
+

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Operation
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from anec.analysis import ane_bytes, flops
 from anec.dialects import ane, anehw
@@ -25,8 +25,12 @@ NAME_ATTR = "ane.name"
 REASON_ATTR = "ane.reason"
 FP16_WARNINGS_ATTR = "ane.fp16_warnings"
 FP16_FIXES_ATTR = "ane.fp16_fixes"
+FP16_PEAK_ATTR = "ane.fp16_peak"
+"""On each segment op calibrated by ane-fp16: the largest magnitude its output reached in float32."""
 TILE_OF_ATTR = "ane.tile_of"
 """On each op the tile pass makes: the `ane.name` of the op it was split from."""
+TILE_SUFFIX = "#tile"
+"""Tiles are named `<op name>#tile<n>` (descriptor tasks keep only the name)."""
 
 Placement = Literal["ane", "host"]
 
@@ -45,6 +49,12 @@ class OpRecord:
     segment: int | None = None
     fp16_warnings: list[str] = field(default_factory=list)
     fp16_fixes: list[str] = field(default_factory=list)
+    traffic_bytes: int = 0
+    """Bytes read, written and streamed as weights (`bytes` counts the output only): the roofline's x."""
+    fp16_peak: float | None = None
+    """Largest magnitude of the output on the calibration inputs (None: not calibrated)."""
+    inputs: list[int] = field(default_factory=list)
+    """Indices in `Report.ops` of the ops whose outputs this op reads (the graph's edges)."""
 
 
 @dataclass
@@ -132,6 +142,49 @@ def _walk_placed(module: ModuleOp) -> Iterator[tuple[Operation, int | None]]:
                 yield op, None
 
 
+def _producers(module: ModuleOp) -> dict[int, list[Operation]]:
+    """For every placed op (by id), the placed ops it reads from, followed through segment and
+    program boundaries; inside a program, through the buffers its tasks read and write."""
+    yielded = {id(s): s.body.block.last_op for s in module.walk() if isinstance(s, ane.SegmentOp)}
+    outputs: dict[tuple[int, int], list[Operation]] = {}  # (program id, port) -> tasks writing that output
+
+    def source(value: SSAValue) -> list[Operation]:
+        owner = value.owner
+        if isinstance(owner, Block):
+            parent = owner.parent_op()
+            return source(parent.operands[value.index]) if isinstance(parent, ane.SegmentOp) and isinstance(value, BlockArgument) else []
+        if isinstance(owner, ane.SegmentOp):
+            return source(yielded[id(owner)].operands[value.index])  # type: ignore[index, union-attr]
+        if isinstance(owner, anehw.ProgramOp):
+            return outputs.get((id(owner), value.index), [])  # type: ignore[attr-defined]
+        if isinstance(owner, ane.ConstOp):
+            return []
+        return source(owner.operands[0]) if _edge_cast(owner) else [owner]
+
+    out: dict[int, list[Operation]] = {}
+    for op in module.walk():
+        if isinstance(op, anehw.ProgramOp):
+            buffers = {b.sym_name.data: b for b in op.buffers()}
+            writers: dict[str, list[Operation]] = {}
+            for task in op.tasks():
+                reads: list[Operation] = []
+                for view in (task.src1, task.src2):
+                    buffer = buffers.get(view.buffer.data) if view is not None else None
+                    if buffer is not None and buffer.role.data == "input" and buffer.port is not None:
+                        reads += source(op.inputs[buffer.port.value.data])
+                    elif buffer is not None:
+                        reads += writers.get(buffer.sym_name.data, [])
+                out[id(task)] = reads
+                if task.dst is not None:
+                    writers.setdefault(task.dst.buffer.data, []).append(task)
+            for buffer in op.buffers():
+                if buffer.role.data == "output" and buffer.port is not None:
+                    outputs[(id(op), buffer.port.value.data)] = writers.get(buffer.sym_name.data, [])
+        elif op.name.startswith(("ane.", "host.")):
+            out[id(op)] = [p for v in op.operands for p in source(v)]
+    return out
+
+
 @dataclass(frozen=True)
 class _Cost:
     kind: str
@@ -139,6 +192,7 @@ class _Cost:
     bytes: int
     shape: list[int]
     seconds: float
+    traffic_bytes: int
 
 
 def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
@@ -153,17 +207,22 @@ def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
         for task, t in zip(program.tasks(), times.tasks):
             kind = task.attributes.get("ane.op")
             out[id(task)] = _Cost(kind.data if isinstance(kind, StringAttr) else t.kind, int(t.work.flops), t.work.write_bytes, list(t.shape),
-                                  t.cost.total_s)
+                                  t.cost.total_s, t.work.read_bytes + t.work.write_bytes + t.work.weight_bytes)
     return out
 
 
 def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
-    from anec.sim.timing import host_seconds, op_seconds
+    from anec.sim.timing import cost, host_seconds, op_work
 
     kind = op.name.removeprefix("ane.") if not op.name.startswith("host.") else op.op_name.data  # type: ignore[attr-defined]
-    seconds = op_seconds(op, target) if segment is not None else host_seconds(op, target)
-    return _Cost(kind, flops(op), sum(ane_bytes(shape_of(r)) for r in op.results),
-                 list(shape_of(op.results[0])) if op.results else [], seconds)
+    written = sum(ane_bytes(shape_of(r)) for r in op.results)
+    if segment is None:
+        read = sum(ane_bytes(shape_of(v)) for v in op.operands if hasattr(v.type, "get_shape"))
+        seconds, traffic = host_seconds(op, target), read + written
+    else:
+        work = op_work(op, target)
+        seconds, traffic = cost(work, target).total_s, work.read_bytes + work.write_bytes + work.weight_bytes
+    return _Cost(kind, flops(op), written, list(shape_of(op.results[0])) if op.results else [], seconds, traffic)
 
 
 def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | None = None) -> Report:
@@ -172,6 +231,8 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
     order: list[str] = []
     segments: set[int] = set()
     task_costs = _task_costs(module, target)
+    producers = _producers(module)
+    key_of: dict[int, str] = {}
     for op, segment in _walk_placed(module):
         origin = op.attributes.get(TILE_OF_ATTR)
         named = isinstance(op.attributes.get(NAME_ATTR), StringAttr)
@@ -181,11 +242,13 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             segments.add(segment)
         reason = op.attributes.get(REASON_ATTR)
         c = task_costs.get(id(op)) or _op_cost(op, segment, target)
+        key_of[id(op)] = key
         if key in records:  # another tile (or task) of an op already recorded
             rec = records[key]
             rec.tiles += 1 if isinstance(origin, StringAttr) else 0
             rec.flops += c.flops
             rec.bytes += c.bytes
+            rec.traffic_bytes += c.traffic_bytes
             rec.predicted_s = (rec.predicted_s or 0.0) + c.seconds
             continue
         records[key] = OpRecord(
@@ -200,8 +263,15 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             segment=segment,
             fp16_warnings=_strings(op, FP16_WARNINGS_ATTR),
             fp16_fixes=_strings(op, FP16_FIXES_ATTR),
+            traffic_bytes=c.traffic_bytes,
+            fp16_peak=peak.value.data if isinstance(peak := op.attributes.get(FP16_PEAK_ATTR), FloatAttr) else None,
         )
         order.append(key)
+    index = {key: i for i, key in enumerate(order)}
+    for op_id, key in key_of.items():
+        rec = records[key]
+        reads = {index[key_of[id(p)]] for p in producers.get(op_id, []) if id(p) in key_of} - {index[key]}
+        rec.inputs = sorted(set(rec.inputs) | reads)
     latency = sum(r.predicted_s or 0.0 for r in records.values()) + len(segments) * target.perf.dispatch_floor_s.value
     return Report(target=target.arch, ops=[records[k] for k in order], segments=len(segments), stats=dict(stats or {}),
                   predicted_latency_s=latency)

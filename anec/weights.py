@@ -140,6 +140,14 @@ def clone_module(module: ModuleOp) -> ModuleOp:
     return copy
 
 
+def copy_module(module: ModuleOp) -> ModuleOp:
+    """A deep copy of `module` with its own weight store (passes prune and add weights), to be
+    lowered on its own: for another chip, or by the runtime without touching the caller's module."""
+    copy = module.clone()
+    attach(copy, store_of(module).copy())
+    return copy
+
+
 def const_value(op: ConstOp, store: WeightStore | None = None) -> np.ndarray:
     """The array a constant holds, from its inline value or the weight store."""
     if op.value is not None:

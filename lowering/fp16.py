@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import Float32Type, ModuleOp, f16, f32
+from xdsl.dialects.builtin import Float32Type, FloatAttr, ModuleOp, f16, f32, f64
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -40,7 +40,7 @@ from anec.lowering.rewriting import (
     segments,
     users,
 )
-from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, op_name
+from anec.report import FP16_FIXES_ATTR, FP16_PEAK_ATTR, FP16_WARNINGS_ATTR, op_name
 from anec.targets import Target, get_target
 from anec.types import numpy_dtype
 from anec.weights import make_const
@@ -241,6 +241,8 @@ def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
             if isinstance(op, ane.ConstOp | ane.YieldOp):
                 continue
             peak = ranges.peak.get(id(op), 0.0)
+            if id(op) in ranges.peak:  # the report's fp16 range column
+                op.attributes[FP16_PEAK_ATTR] = FloatAttr(peak, f64)
             if isinstance(op, _MAC_OPS) and peak >= mac_limit:
                 warn(op, f"output reaches {peak:.3g} on the sample inputs, past the MAC port's limit of {mac_limit:g} (saturates)")
             elif peak > fp16_max:

@@ -39,7 +39,14 @@ from anec.dialects.ane import element_type_of, shape_of, tensor, values, window_
 from anec.errors import AnecError
 from anec.legality import axis_limit, legality
 from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
-from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, NAME_ATTR, TILE_OF_ATTR, op_name
+from anec.report import (
+    FP16_FIXES_ATTR,
+    FP16_WARNINGS_ATTR,
+    NAME_ATTR,
+    TILE_OF_ATTR,
+    TILE_SUFFIX,
+    op_name,
+)
 from anec.targets import Target, get_target
 
 Bounds = list[tuple[int, int]]
@@ -66,7 +73,7 @@ class Pieces:
 
     def __call__(self, new: Operation) -> SSAValue:
         if not isinstance(new, ane.ConstOp):
-            new.attributes[NAME_ATTR] = StringAttr(f"{self.origin}#tile{len(self.created)}")
+            new.attributes[NAME_ATTR] = StringAttr(f"{self.origin}{TILE_SUFFIX}{len(self.created)}")
             new.attributes[TILE_OF_ATTR] = StringAttr(self.origin)
             new.attributes.update(self.notes)
             self.created.append(new)

@@ -47,7 +47,14 @@ from anec.descriptors.program import f32_bits, fp16_bits
 from anec.dialects import ane, anehw
 from anec.dialects.ane import shape_of, values
 from anec.errors import AnecError
-from anec.report import FP16_FIXES_ATTR, FP16_WARNINGS_ATTR, NAME_ATTR, TILE_OF_ATTR, op_name
+from anec.report import (
+    FP16_FIXES_ATTR,
+    FP16_PEAK_ATTR,
+    FP16_WARNINGS_ATTR,
+    NAME_ATTR,
+    TILE_OF_ATTR,
+    op_name,
+)
 from anec.targets import Target, get_target
 from anec.weights import WeightStore, const_value, store_of
 
@@ -55,7 +62,7 @@ Shape = tuple[int, ...]
 Extents = tuple[int, int, int, int, int]
 AxisMap = tuple[int | None, int | None, int | None, int | None, int | None]
 
-CARRIED_ATTRS = (NAME_ATTR, TILE_OF_ATTR, FP16_WARNINGS_ATTR, FP16_FIXES_ATTR)
+CARRIED_ATTRS = (NAME_ATTR, TILE_OF_ATTR, FP16_WARNINGS_ATTR, FP16_FIXES_ATTR, FP16_PEAK_ATTR)
 """Attributes a task inherits from its op, so the report and `anec profile` can name it."""
 
 
@@ -437,14 +444,10 @@ def _matmul_task(L: SegmentLowering, a: Tensor, b: Tensor, out: Tensor, transpos
 
 @lowers(ane.SdpaOp)
 def _sdpa(L: SegmentLowering, op: ane.SdpaOp) -> None:
-    """q·kᵀ·scale (+ mask), softmax over keys, ·v: three tasks (four with a mask)."""
+    """q·kᵀ·scale, softmax over keys, ·v: three tasks (legalize splits masked attention before this)."""
     q, k, v = L.tensor(op.query), L.tensor(op.key), L.tensor(op.value)
     scores = L.buffer((*q.shape[:-1], k.shape[-2]))
     _matmul_task(L, q, k, scores, True, op.scale.value.data)
-    if op.mask is not None:
-        masked = L.buffer(scores.shape)
-        L.elementwise("add", scores, L.tensor(op.mask), masked)
-        scores = masked
     probs = L.buffer(scores.shape)
     ext = extents(scores.shape, std_axes(len(scores.shape)))
     L.task(Kind.SOFTMAX, ext, ext, src1=scores.view(std_axes(len(scores.shape)), ext), dst=probs.view(std_axes(len(scores.shape)), ext),

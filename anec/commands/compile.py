@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich import box
@@ -16,6 +16,7 @@ from anec.errors import AnecError
 
 if TYPE_CHECKING:
     from anec.report import OpRecord, Report
+    from anec.targets import Target
 
 
 def parse_input_shape(text: str) -> tuple[str, list[int]]:
@@ -30,51 +31,177 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
     return name, shape
 
 
+def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> None:
+    """What to compile and for which chip: the options `anec compile` shares with `anec report`."""
+    p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
+    p.add_argument("--target", default="m1", help="chip (m1 … m5-max), architecture (h13 …)" + (
+        " or 'all': compile for every chip, write one artifact per chip and print a per-chip comparison" if every_chip else "")
+        + "; default m1")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
+    p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
+    p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
+                   "(.npy files; with none, on seeded random inputs)")
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of `anec.pipeline.compile` from the options of `add_model_options`."""
+    shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
+    samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
+    calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
+    return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate}
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compile", parents=[common], help="compile an ONNX or torch.export model for the ANE",
-                       description="Import MODEL (.onnx or .pt2), lower it for a chip, write the artifact and print where each op runs.")
-    p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
-    p.add_argument("-o", "--output", help="where to write the artifact (default: next to MODEL)")
-    p.add_argument("--target", default="m1", help="chip (m1 … m5-max) or architecture (h13 …); default m1")
+                       description="Import MODEL (.onnx or .pt2), lower it for a chip, write the artifact and print where each op runs: "
+                       "ops and FLOPs on the ANE, each CPU op with its reason, fp16 warnings and fixes, tiles, the predicted "
+                       "latency and the files written. Progress goes to stderr when it is a terminal.")
+    add_model_options(p, every_chip=True)
+    p.add_argument("-o", "--output", help="where to write the artifact (default: next to MODEL); with --target all each chip's "
+                   "artifact gets the chip's architecture before the suffix (model.h13.mlpackage, model.h14.mlpackage, …)")
     p.add_argument("--emit", default="coreml", help="coreml (.mlpackage), descriptors (.anec), mil-text (folder) or ir (.mlir); "
                    "an emitter not in this build is refused before compiling")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
     p.add_argument("--deployment-target", default="ios17", metavar="OS",
                    help="for --emit coreml/mil-text: oldest OS to run on, ios16/17/18 or macos13/14/15 (default ios17)")
-    p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
     p.add_argument("--all-ops", action="store_true", help="list every ANE op in the placement table, not one row per segment")
-    p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
-                   "(.npy files; with none, on seeded random inputs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; only errors")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from anec.emit import EMITTERS
     from anec.emit.coreml import deployment_target
-    from anec.pipeline import compile as compile_model
+    from anec.pipeline import PIPELINES, compile_targets
+    from anec.targets import resolve_targets
 
     if args.emit not in EMITTERS:  # say so before a long compile, not after it
         raise AnecError(f"--emit {args.emit} is not available in this build", why="its emitter has not landed yet",
                         hint=f"use --emit {' or --emit '.join(EMITTERS)}")
     deployment_target(args.deployment_target)  # a typo fails before the model is compiled
-    shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
-    samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
-    calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
-    compiled = compile_model(args.model, target=args.target, emit=args.emit, input_shapes=shapes, example_inputs=samples,
-                             min_segment_ops=args.min_segment_ops, deployment_target=args.deployment_target,
-                             print_ir_after_all=args.print_ir_after_all,
-                             stop_after=args.stop_after, pass_options=calibrate)
-    out = Path(args.output) if args.output else compiled.default_output(Path(args.model))
-    compiled.save(out)
-    print_placement(compiled.report, f"{args.model} → {out}", compiled.target.name, all_ops=args.all_ops)
+    chips = resolve_targets(args.target)
+    stages = 1 + len(chips) * (len(PIPELINES[args.emit]) + 2)  # import; per chip: passes, report, emit
+    with StageProgress(stages, enabled=not args.quiet) as progress:
+        compiled = compile_targets(args.model, chips, emit=args.emit, deployment_target=args.deployment_target,
+                                   print_ir_after_all=args.print_ir_after_all, stop_after=args.stop_after,
+                                   progress=progress, **model_options(args))
+        base = Path(args.output) if args.output else compiled[0].default_output(Path(args.model))
+        written: list[Path] = []
+        for model in compiled:
+            progress(f"emit {args.emit}" if len(compiled) == 1 else f"{model.target.name}: emit {args.emit}")
+            written += model.write(base if len(compiled) == 1 else with_chip(base, model.target.arch))
+    if args.quiet:
+        return 0
+    console = Console(highlight=False, markup=False, soft_wrap=True, width=max(Console().width, 120))
+    if len(compiled) == 1:
+        print_summary(compiled[0].report, f"{args.model} → {base}", compiled[0].target.name, all_ops=args.all_ops, console=console)
+    else:
+        console.print(f"{args.model} on every chip (--emit {args.emit}):")
+        print_comparison([m.report for m in compiled], [m.target for m in compiled], console)
+    console.print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def with_chip(path: Path, arch: str) -> Path:
+    """`model.mlpackage` → `model.h13.mlpackage` (a suffix-less folder: `model` → `model.h13`)."""
+    return path.with_name(f"{path.stem}.{arch}{path.suffix}")
+
+
+class StageProgress:
+    """A transient rich progress bar on stderr naming the stage running; silent when stderr is not a
+    terminal (pipes, CI logs, tests) or when disabled."""
+
+    def __init__(self, stages: int, *, enabled: bool = True, console: Console | None = None) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        console = console or Console(stderr=True)
+        self.progress = (Progress(SpinnerColumn(), TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(),
+                                  console=console, transient=True)
+                         if enabled and console.is_terminal else None)
+        self.stages, self.started, self.task = stages, 0, None
+
+    def __enter__(self) -> StageProgress:
+        if self.progress:
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=self.stages)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    def __call__(self, stage: str) -> None:
+        if self.progress and self.task is not None:
+            self.progress.update(self.task, description=stage, completed=self.started)
+        self.started += 1
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.3g} µs"
+
+
+def print_summary(report: Report, title: str, chip: str, *, all_ops: bool = False, console: Console | None = None) -> None:
+    """The placement table, then ops and FLOPs on the ANE, fp16 notes, tiles and the predicted latency."""
+    console = console or Console(highlight=False, markup=False)
+    print_placement(report, title, chip, all_ops=all_ops, console=console)
+    ane = [r for r in report.ops if r.placement == "ane"]
+    ane_flops, total_flops = sum(r.flops for r in ane), sum(r.flops for r in report.ops)
+    console.print(f"on the ANE: {len(ane)} of {len(report.ops)} ops ({len(ane) / max(len(report.ops), 1):.1%}), "
+                  f"{_si(ane_flops, 'FLOP')} of {_si(total_flops, 'FLOP')} ({report.ane_flops_fraction:.1%})")
+    console.print(_tiles_line(report))
+    host_s = sum(r.predicted_s or 0.0 for r in report.host_ops)
+    ane_s = sum(r.predicted_s or 0.0 for r in ane)
+    dispatch_s = (report.predicted_latency_s or 0.0) - ane_s - host_s
+    console.print(f"predicted latency on the {chip}: {_ms(report.predicted_latency_s)} "
+                  f"(ANE {_ms(ane_s)}, {report.segments} dispatch(es) {_ms(dispatch_s)}, CPU {_ms(host_s)})")
+
+
+def _tiles_line(report: Report) -> str:
+    if "ane-tile" not in report.stats.get("pass_seconds", {}):  # type: ignore[operator]
+        return "tiles: not tiled here; Core ML's compiler tiles on the device (--emit descriptors shows anec's tiling)"
+    tiled = [r for r in report.ops if r.placement == "ane" and r.tiles > 1]
+    if not tiled:
+        return "tiles: every ANE op fits in one task"
+    listed = ", ".join(f"{r.name} ×{r.tiles}" for r in tiled[:6]) + (", …" if len(tiled) > 6 else "")
+    return f"tiles: {len(tiled)} op(s) split into {report.tiles} tiles: {listed}"
+
+
+def print_comparison(reports: list[Report], chips: list[Target], console: Console) -> None:
+    """`--target all`: one row per chip, then each CPU op with its reason and the chips it leaves."""
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+    for column in ("chip", "arch", "predicted latency", "ANE FLOPs", "ANE ops", "CPU ops", "segments", "tiles", "fp16 warnings"):
+        table.add_column(column, justify="left" if column in ("chip", "arch") else "right")
+    for report, chip in zip(reports, chips):
+        tiled = "ane-tile" in report.stats.get("pass_seconds", {})  # type: ignore[operator]
+        table.add_row(chip.name, chip.arch, _ms(report.predicted_latency_s), f"{report.ane_flops_fraction:.1%}",
+                      str(len(report.ops) - len(report.host_ops)), str(len(report.host_ops)), str(report.segments),
+                      str(report.tiles) if tiled else "—", str(len(report.fp16_warnings)))
+    console.print(table)
+    chips_by_host_op: dict[tuple[str, str, str], list[str]] = {}
+    for report, chip in zip(reports, chips):
+        for r in report.host_ops:
+            chips_by_host_op.setdefault((r.name, r.op, r.reason), []).append(chip.name)
+    for (name, op, reason), names in chips_by_host_op.items():
+        where = "every chip" if len(names) == len(chips) else ", ".join(names)
+        console.print(f"CPU on {where}: {name} ({op}): {reason}")
+    for kind, notes in (("fixed", reports[0].fp16_fixes), ("warning", reports[0].fp16_warnings)):
+        for note in notes:
+            console.print(f"fp16 {kind} (on {chips[0].name}): {note}")
 
 
 def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = False, console: Console | None = None) -> None:
     """Where each op runs: one row per ANE segment (or per op with `all_ops`) and per CPU op, why."""
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, markup=False)
     ane_ops = len(report.ops) - len(report.host_ops)
     console.print(f"{title}: {ane_ops} of {len(report.ops)} ops on the ANE of the {chip} "
                   f"({report.ane_flops_fraction:.1%} of FLOPs) in {report.segments} segment(s), "

@@ -18,7 +18,12 @@ InputShapes = Mapping[str, Sequence[int]]
 
 
 def import_model(model: Any, *, input_shapes: InputShapes | None = None, example_inputs: Any = None) -> ModuleOp:
-    """A module whose `@main` function computes `model`; weights are attached to it."""
+    """A module whose `@main` function computes `model`; weights are attached to it. An already
+    imported module is copied, so one import can be compiled for several chips."""
+    if isinstance(model, ModuleOp):  # passes prune and add weights, so the copy gets its own store
+        from anec.weights import copy_module
+
+        return copy_module(model)
     if isinstance(model, str | Path):
         path = Path(model)
         if not path.exists():

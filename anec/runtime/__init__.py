@@ -80,9 +80,9 @@ def lowered(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str,
         return module
     from anec.context import make_context
     from anec.pipeline import HARDWARE_PASSES, CompileOptions, build_passes
-    from anec.weights import clone_module
+    from anec.weights import copy_module
 
-    module = clone_module(module)
+    module = copy_module(module)
     ctx = make_context()
     for p in build_passes(CompileOptions(target=arch, emit="descriptors", pass_options=pass_options or {})):
         if p.name in HARDWARE_PASSES:

@@ -7,7 +7,8 @@ Per task: a fixed overhead plus the larger of compute time and data-movement tim
   accumulator group (OCG), so a 3×3 convolution keeps one lane of four; Cout/OCG groups spread over at
   most next_pow2 cores. Planar-engine and DMA tasks stream their bytes at the activation path's rate.
 - Data movement. Weights stream at the weight-stream rate; activations cross DRAM at the activation
-  rate when they are program inputs or outputs. When the largest tensor a task touches exceeds the
+  rate when they are program inputs or outputs, except a source an earlier tile of the same op read (tiles
+  read their op's input once from DRAM, then from L2). When the largest tensor a task touches exceeds the
   L2 cliff, the task streams from DRAM: its activations all cross DRAM and its compute slows by the
   measured cliff factor.
 - Per program: the dispatch floor, then the tasks in order. Utilization is the roofline time
@@ -42,6 +43,7 @@ from anec.descriptors.program import (
 )
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
+from anec.report import TILE_SUFFIX
 from anec.targets import Target, get_target
 
 Engine = Literal["ne", "pe", "dma"]
@@ -61,6 +63,7 @@ class Work:
     lane_utilization: float = 1.0
     core_utilization: float = 1.0
     tasks: int = 1
+    reread_bytes: int = 0         # source bytes an earlier tile of the same op already brought in
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def cost(work: Work, target: Target) -> Cost:
         compute = work.flops / (p.peak_fp16_flops.value * work.lane_utilization * work.core_utilization)
     else:
         compute = (work.read_bytes + work.write_bytes) / p.activation_bytes_per_s.value
-    dram = work.read_bytes + work.write_bytes if streams else work.dram_bytes
+    dram = work.read_bytes - work.reread_bytes + work.write_bytes if streams else work.dram_bytes
     if streams:
         compute *= p.cliff_slowdown.value
     data = dram / p.activation_bytes_per_s.value + work.weight_bytes / p.weight_stream_bytes_per_s.value
@@ -133,11 +136,17 @@ def task_flops(task: Task) -> float:
     return float(per_element * max(math.prod(task.in_extents), math.prod(out)))
 
 
-def task_work(program: Program, index: int, target: Target) -> Work:
+def source_keys(task: Task) -> set[tuple[int, int]]:
+    """The (slot, base address) of each tensor a task reads."""
+    return {(v.slot, v.base) for v in (src1_view(task), src2_view(task)) if v is not None}
+
+
+def task_work(program: Program, index: int, target: Target, in_l2: set[tuple[int, int]] | frozenset = frozenset()) -> Work:
+    """The work of one task; sources in `in_l2` (read by an earlier tile of the same op) cost no DRAM."""
     task = program.tasks[index]
     kind = task.kind
     align = target.memory.row_alignment_bytes.value
-    read = write = weights = dram = largest = 0
+    read = write = weights = dram = largest = reread = 0
     for role, view in (("src", src1_view(task)), ("src", src2_view(task)), ("dst", dst_view(task))):
         if view is None:
             continue
@@ -146,7 +155,9 @@ def task_work(program: Program, index: int, target: Target) -> Work:
             weights += n
             continue
         read, write = (read + n, write) if role == "src" else (read, write + n)
-        dram += n if view.slot >= FIRST_IO_SLOT else 0
+        again = role == "src" and (view.slot, view.base) in in_l2
+        reread += n if again else 0
+        dram += n if view.slot >= FIRST_IO_SLOT and not again else 0
         holder = next((b for b in program.buffers if b.holds(view, index)), None)
         largest = max(largest, buffer_bytes(holder.shape, align) if holder is not None else n)
     for channel in Coeff:
@@ -157,7 +168,7 @@ def task_work(program: Program, index: int, target: Target) -> Work:
     engine = _engine(kind)
     return Work(engine, task_flops(task), read, write, weights, dram, largest,
                 lane_utilization=min(ocg, lanes) / lanes if engine == "ne" else 1.0,
-                core_utilization=min(active, cores) / cores if engine == "ne" else 1.0)
+                core_utilization=min(active, cores) / cores if engine == "ne" else 1.0, reread_bytes=reread)
 
 
 @dataclass(frozen=True)
@@ -210,8 +221,11 @@ def describe(task: Task) -> str:
 def program_time(program: Program, target: Target | None = None) -> ProgramTime:
     target = target or get_target(program.arch)
     times = []
+    read_by_op: dict[str, set[tuple[int, int]]] = {}
     for i, task in enumerate(program.tasks):
-        work = task_work(program, i, target)
+        read = read_by_op.setdefault(task.name.split(TILE_SUFFIX)[0], set())
+        work = task_work(program, i, target, read)
+        read |= source_keys(task)
         shape = task.out_extents
         while len(shape) > 1 and shape[0] == 1:
             shape = shape[1:]

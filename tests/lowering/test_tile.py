@@ -117,7 +117,7 @@ def test_over_limit_onnx_model_compiles_to_legal_tiles_through_the_whole_pipelin
     import onnxruntime
 
     model, feeds = _over_limit_onnx_model()
-    compiled = anec.compile(model, target=target, emit="descriptors")
+    compiled = anec.compile(model, target=target, emit="descriptors", stop_after="ane-tile")
     segments = ops_named(compiled.ir, "ane.segment")
     assert segments and not compiled.report.host_ops
     for segment in segments:

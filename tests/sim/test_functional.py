@@ -80,8 +80,6 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
     "linear-bias-gelu": ([(1, 1, 16, 32)], lambda b, x: [b.add(_epilogue(ane.MatmulOp(x[0], b.random((1, 1, 32, 24), 0.2),
                                                                                            b.random((24,), 0.1)), "gelu"))]),
     "sdpa": ([(1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 8, 16)], lambda b, x: [b.add(ane.SdpaOp(x[0], x[1], x[2]))]),
-    "sdpa-mask": ([(1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 8, 16)],
-                  lambda b, x: [b.add(ane.SdpaOp(x[0], x[1], x[2], b.const(np.triu(np.full((1, 1, 8, 8), -1e4), 1))))]),
     "reduce": ([(1, 8, 4, 12)], lambda b, x: [b.add(ane.ReduceSumOp(x[0], [1], False)), b.add(ane.ReduceMeanOp(x[0], [2, 3])),
                                              b.add(ane.ReduceMaxOp(x[0], [3], False)), b.add(ane.ReduceMinOp(x[0], [1, 2])),
                                              b.add(ane.ReduceL2Op(x[0], [3])), b.add(ane.ReduceLogSumExpOp(x[0], [1]))]),
@@ -130,6 +128,10 @@ def ane_split(b: SegmentBuilder, x) -> list:
     return list(op.results)
 
 
+ARCH = {"pad": "h16"}
+"""Cases using a feature the M1 lacks (edge padding needs the M2's texture engine) run on the M4."""
+
+
 def inputs_for(shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
     rng = np.random.default_rng(1)
     return [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -141,7 +143,7 @@ def test_simulator_matches_the_interpreter(case: str) -> None:
     module = segment_module(shapes, build)
     feeds = inputs_for(shapes)
     expected = interpret(module, feeds)
-    got = list(run_file(module_descriptors(module, "h13"), feeds).values())
+    got = list(run_file(module_descriptors(module, ARCH.get(case, "h13")), feeds).values())
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         assert g.shape == e.shape and g.dtype == e.dtype
