@@ -188,9 +188,8 @@ class Machine:
         target = self.array(view)
         with np.errstate(over="ignore", invalid="ignore"):
             np.copyto(target, result, casting="unsafe")
-        nan = np.isnan(target)
-        if nan.any():
-            target[nan] = np.float16(self.numerics.indeterminate_result.value)
+        if has_nan(result):  # rounding to fp16 makes NaN of NaN only: test the (cheaper) result
+            target[np.isnan(target)] = np.float16(self.numerics.indeterminate_result.value)
 
     # -- I/O -------------------------------------------------------------------------------------
 
@@ -243,15 +242,28 @@ class Machine:
         with np.errstate(invalid="ignore", over="ignore"):
             acc = MAC_EXECUTORS[task.kind](self, task, x, weights)
             out = acc.astype(np.float16)
-        out = mac_port_table(self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)[out.view(np.uint16)].view(np.float16)
-        if task.get("neural", "PostScaleMode"):
-            out = fp16(out.astype(np.float32) * np.float32(fp16_value(task.get("neural", "PostScale"))))
+        port_facts = (self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)
         bias = self.coefficients(task, Coeff.BIAS)
-        if bias is not None:
-            shape = [1] * 5
-            shape[4 if task.kind == Kind.MATMUL else 2] = -1
-            out = fp16(out.astype(np.float32) + bias.reshape(shape))
-        return self.activation(task, out.astype(np.float32)) if task.get("kernel_dma", "Neuron") else out
+        if task.get("neural", "PostScaleMode") or bias is not None:
+            value = mac_port_values(*port_facts)[out.view(np.uint16)]
+            if task.get("neural", "PostScaleMode"):
+                value = fp16(value * np.float32(fp16_value(task.get("neural", "PostScale")))).astype(np.float32)
+            if bias is not None:
+                shape = [1] * 5
+                shape[4 if task.kind == Kind.MATMUL else 2] = -1
+                value = value + bias.reshape(shape)
+            out = fp16(value)
+        else:
+            out = mac_port_table(*port_facts)[out.view(np.uint16)].view(np.float16)
+        return self.activation_table(task)[out.view(np.uint16)].view(np.float16) if task.get("kernel_dma", "Neuron") else out
+
+    def activation_table(self, task: Task) -> np.ndarray:
+        """fp16 bits -> the fp16 bits of the task's activation (computed in float32, then rounded): on
+        fp16 operands an elementwise activation followed by rounding is a function of 2^16 inputs."""
+        key = (id(task), "activation")
+        if key not in self._coefficients:
+            self._coefficients[key] = fp16(self.activation(task, _fp16_values())).view(np.uint16)
+        return self._coefficients[key]  # type: ignore[return-value]
 
     def activation(self, task: Task, x: np.ndarray) -> np.ndarray:
         name = NEURONS[task.get("kernel_dma", "Neuron")]
@@ -293,6 +305,13 @@ def fp16(x: np.ndarray) -> np.ndarray:
         return np.asarray(x).astype(np.float16)
 
 
+def has_nan(x: np.ndarray) -> bool:
+    """Whether `x` holds a NaN (on fp16, a test of the bits: numpy's fp16 isnan is a slow loop)."""
+    if x.dtype == np.float16:
+        return bool(((x.view(np.uint16) & 0x7FFF) > 0x7C00).any())
+    return bool(np.isnan(x).any())
+
+
 def coerce_nan(x: np.ndarray) -> None:
     """NaN is coerced to +inf where values enter the ANE (in place)."""
     if np.isnan(x).any():
@@ -323,6 +342,12 @@ def mac_port_table(saturation: float, flush: bool) -> np.ndarray:
         out = np.where(np.abs(values) >= saturation, np.copysign(np.float32(np.inf), values), values)
     out = _flushed(out) if flush else out
     return out.astype(np.float16).view(np.uint16)
+
+
+@functools.cache
+def mac_port_values(saturation: float, flush: bool) -> np.ndarray:
+    """fp16 bits -> the fp16 value leaving the MAC port, as float32 (for the post-scale and bias)."""
+    return mac_port_table(saturation, flush).view(np.float16).astype(np.float32)
 
 
 def neuron(name: str, x: np.ndarray, params: tuple[float, float], numerics: Numerics) -> np.ndarray:
