@@ -63,6 +63,8 @@ from anec.targets import Numerics, get_target
 FP16_MIN_NORMAL = np.float32(2.0**-14)
 MOVES = frozenset({Kind.COPY, Kind.RESHAPE, Kind.TRANSPOSE, Kind.TILE, Kind.PAD, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH})
 """Kinds that only move fp16 values: the simulator moves them without converting."""
+FP16_OPERANDS = MOVES | {Kind.NEURON}
+"""Kinds the simulator runs on fp16 operands: moves, and activations (a table of fp16 bits)."""
 
 
 @dataclass
@@ -151,7 +153,7 @@ class Machine:
         return self.cached((view, pixel_offset, "mac"), lambda: self._load_mac(view, pixel_offset))
 
     def _load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
-        x = mac_input_table(self.numerics.mac_flushes_denormals.value)[self.array(view).view(np.uint16)]
+        x = lookup(mac_input_table(self.numerics.mac_flushes_denormals.value), self.array(view))
         limit = self.numerics.width_slice_overflow.value
         if pixel_offset and limit is not None:
             x = np.where(np.abs(x) > limit, np.copysign(np.float32(np.inf), x), x)
@@ -170,7 +172,7 @@ class Machine:
         if key not in self._coefficients:
             weights = self.coefficients(task, Coeff.KERNEL)
             self._coefficients[key] = None if weights is None else \
-                mac_input_table(self.numerics.mac_flushes_denormals.value)[weights.astype(np.float16).view(np.uint16)]
+                lookup(mac_input_table(self.numerics.mac_flushes_denormals.value), weights.astype(np.float16))
         return self._coefficients[key]
 
     def coefficients(self, task: Task, channel: Coeff) -> np.ndarray | None:
@@ -231,7 +233,7 @@ class Machine:
                 self.load_mac(src2, task.get("tile_src", "Src2PixelOffset"))
             self.store(dst, self.mac(task, x, y))
             return
-        dtype = np.float16 if kind in MOVES else np.float32
+        dtype = np.float16 if kind in FP16_OPERANDS else np.float32
         x = self.load(src1, task.get("tile_src", "PixelOffset0"), dtype)
         y = self.load(src2, task.get("tile_src", "Src2PixelOffset"), dtype) if src2 is not None else None
         self.store(dst, EXECUTORS[kind](self, task, x, y))
@@ -245,7 +247,7 @@ class Machine:
         port_facts = (self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)
         bias = self.coefficients(task, Coeff.BIAS)
         if task.get("neural", "PostScaleMode") or bias is not None:
-            value = mac_port_values(*port_facts)[out.view(np.uint16)]
+            value = lookup(mac_port_values(*port_facts), out)
             if task.get("neural", "PostScaleMode"):
                 value = fp16(value * np.float32(fp16_value(task.get("neural", "PostScale")))).astype(np.float32)
             if bias is not None:
@@ -254,15 +256,20 @@ class Machine:
                 value = value + bias.reshape(shape)
             out = fp16(value)
         else:
-            out = mac_port_table(*port_facts)[out.view(np.uint16)].view(np.float16)
-        return self.activation_table(task)[out.view(np.uint16)].view(np.float16) if task.get("kernel_dma", "Neuron") else out
+            out = lookup(mac_port_table(*port_facts), out).view(np.float16)
+        return lookup(self.activation_table(task), out).view(np.float16) if task.get("kernel_dma", "Neuron") else out
 
     def activation_table(self, task: Task) -> np.ndarray:
         """fp16 bits -> the fp16 bits of the task's activation (computed in float32, then rounded): on
-        fp16 operands an elementwise activation followed by rounding is a function of 2^16 inputs."""
+        fp16 operands an elementwise activation followed by rounding is a function of 2^16 inputs.
+        NaN stays NaN (as every exact activation keeps it), to be stored as the indeterminate result."""
         key = (id(task), "activation")
         if key not in self._coefficients:
-            self._coefficients[key] = fp16(self.activation(task, _fp16_values())).view(np.uint16)
+            values = _fp16_values()
+            nan = np.isnan(values)
+            table = fp16(self.activation(task, np.where(nan, np.float32(0), values))).view(np.uint16)
+            table[nan] = np.float16(np.nan).view(np.uint16)
+            self._coefficients[key] = table
         return self._coefficients[key]  # type: ignore[return-value]
 
     def activation(self, task: Task, x: np.ndarray) -> np.ndarray:
@@ -303,6 +310,11 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
 def fp16(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         return np.asarray(x).astype(np.float16)
+
+
+def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`table` indexed by the bits of the fp16 array `x` (np.take: about twice as fast as indexing)."""
+    return np.take(table, x.view(np.uint16))
 
 
 def has_nan(x: np.ndarray) -> bool:
@@ -450,7 +462,7 @@ def _elementwise(m: Machine, task: Task, a: np.ndarray, b: np.ndarray | None) ->
 
 @executes(EXECUTORS, Kind.NEURON)
 def _neuron(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
-    return m.activation(task, x)
+    return lookup(m.activation_table(task), x).view(np.float16)
 
 
 def _axes(task: Task) -> tuple[int, ...]:
