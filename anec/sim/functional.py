@@ -239,25 +239,32 @@ class Machine:
         self.store(dst, EXECUTORS[kind](self, task, x, y))
 
     def mac(self, task: Task, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        """A MAC task: float32 accumulation, the saturating MAC port, then post-scale, bias, activation."""
+        """A MAC task: float32 accumulation, the saturating MAC port, then post-scale, bias, activation
+        (elementwise: done by blocks that stay in cache)."""
         weights = y if y is not None else self.kernel(task)
         with np.errstate(invalid="ignore", over="ignore"):
             acc = MAC_EXECUTORS[task.kind](self, task, x, weights)
-            out = acc.astype(np.float16)
-        port_facts = (self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)
         bias = self.coefficients(task, Coeff.BIAS)
-        if task.get("neural", "PostScaleMode") or bias is not None:
-            value = lookup(mac_port_values(*port_facts), out)
-            if task.get("neural", "PostScaleMode"):
-                value = fp16(value * np.float32(fp16_value(task.get("neural", "PostScale")))).astype(np.float32)
-            if bias is not None:
-                shape = [1] * 5
-                shape[4 if task.kind == Kind.MATMUL else 2] = -1
-                value = value + bias.reshape(shape)
-            out = fp16(value)
-        else:
-            out = lookup(mac_port_table(*port_facts), out).view(np.float16)
-        return lookup(self.activation_table(task), out).view(np.float16) if task.get("kernel_dma", "Neuron") else out
+        if bias is not None:
+            shape = [1] * 5
+            shape[4 if task.kind == Kind.MATMUL else 2] = -1
+            bias = bias.reshape(shape)
+        post_scale = np.float32(fp16_value(task.get("neural", "PostScale"))) if task.get("neural", "PostScaleMode") else None
+        table = self.activation_table(task) if task.get("kernel_dma", "Neuron") else None
+        port_facts = (self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)
+
+        def leave(acc: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+            out = fp16(acc)
+            if post_scale is not None or bias is not None:
+                value = lookup(mac_port_values(*port_facts), out)
+                if post_scale is not None:
+                    value = fp16(value * post_scale).astype(np.float32)
+                out = fp16(value if bias is None else value + bias)
+            else:
+                out = lookup(mac_port_table(*port_facts), out).view(np.float16)
+            return out if table is None else lookup(table, out).view(np.float16)
+
+        return blockwise(leave, acc, bias)
 
     def activation_table(self, task: Task) -> np.ndarray:
         """fp16 bits -> the fp16 bits of the task's activation (computed in float32, then rounded): on
@@ -310,6 +317,25 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
 def fp16(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         return np.asarray(x).astype(np.float16)
+
+
+BLOCK_ELEMENTS = 1 << 16
+"""Elements per block of `blockwise`: a block and its temporaries stay in the core's cache."""
+
+
+def blockwise(fn: Callable[[np.ndarray, np.ndarray | None], np.ndarray], x: np.ndarray, operand: np.ndarray | None) -> np.ndarray:
+    """`fn(x, operand)` for an elementwise `fn` returning fp16, computed by blocks along x's outermost
+    axis longer than 1 (`operand` broadcasts against x): each output element is computed as the
+    whole-array call computes it, with the temporaries in cache. (A thread pool for the blocks was
+    slower on 2 cores: OpenBLAS threads spin after each GEMM.)"""
+    axis = next((i for i, extent in enumerate(x.shape) if extent > 1), 0)
+    step = max(1, BLOCK_ELEMENTS * x.shape[axis] // max(x.size, 1))
+    out = np.empty(x.shape, dtype=np.float16)
+
+    for start in range(0, x.shape[axis], step):
+        part = (slice(None),) * axis + (slice(start, start + step),)
+        out[part] = fn(x[part], operand if operand is None or operand.shape[axis] == 1 else operand[part])
+    return out
 
 
 def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
