@@ -63,8 +63,9 @@ from anec.targets import Numerics, get_target
 FP16_MIN_NORMAL = np.float32(2.0**-14)
 MOVES = frozenset({Kind.COPY, Kind.RESHAPE, Kind.TRANSPOSE, Kind.TILE, Kind.PAD, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH})
 """Kinds that only move fp16 values: the simulator moves them without converting."""
-FP16_OPERANDS = MOVES | {Kind.NEURON}
-"""Kinds the simulator runs on fp16 operands: moves, and activations (a table of fp16 bits)."""
+FP16_OPERANDS = MOVES | {Kind.NEURON, Kind.ELEMENTWISE}
+"""Kinds the simulator runs on fp16 operands: moves, activations (a table of fp16 bits) and
+elementwise operations (converted block by block)."""
 
 
 @dataclass
@@ -328,6 +329,10 @@ def blockwise(fn: Callable[[np.ndarray, np.ndarray | None], np.ndarray], x: np.n
     axis longer than 1 (`operand` broadcasts against x): each output element is computed as the
     whole-array call computes it, with the temporaries in cache. (A thread pool for the blocks was
     slower on 2 cores: OpenBLAS threads spin after each GEMM.)"""
+    if operand is not None and np.broadcast_shapes(x.shape, operand.shape) != x.shape:
+        return fn(x, operand)  # x broadcasts against the operand: one block
+    if operand is not None:
+        operand = operand.reshape((1,) * (x.ndim - operand.ndim) + operand.shape)
     axis = next((i for i, extent in enumerate(x.shape) if extent > 1), 0)
     step = max(1, BLOCK_ELEMENTS * x.shape[axis] // max(x.size, 1))
     out = np.empty(x.shape, dtype=np.float16)
@@ -481,9 +486,12 @@ def _matmul(m: Machine, task: Task, a: np.ndarray, b: np.ndarray | None) -> np.n
 
 @executes(EXECUTORS, Kind.ELEMENTWISE)
 def _elementwise(m: Machine, task: Task, a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        out = kernels.BINARY[BINARY[task.mode]](a, np.asarray(b))
-    return out.astype(np.float32)
+    operation = kernels.BINARY[BINARY[task.mode]]
+
+    def apply(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return fp16(operation(a.astype(np.float32), np.asarray(b).astype(np.float32)).astype(np.float32, copy=False))
+    return blockwise(apply, a, b)
 
 
 @executes(EXECUTORS, Kind.NEURON)

@@ -169,3 +169,21 @@ def test_output_channel_tiles_run_as_one_gemm() -> None:
     program = module_descriptors(segment_module(shapes, build), "h13").programs[0]
     machine = Machine.for_program(program)
     assert len(program.tasks) == 3 and len(machine.plan) == 1 and machine.plan[0].out_extents[2] == 8
+
+
+def test_blockwise_computes_every_element_as_the_whole_array_call() -> None:
+    from anec.sim.functional import BLOCK_ELEMENTS, blockwise
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 37, 61, 131)).astype(np.float32)  # several blocks, the last one short
+    assert x.size > 3 * BLOCK_ELEMENTS
+
+    def fn(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        return (a * np.float32(3.1) + b).astype(np.float16)
+
+    for operand in (rng.standard_normal((1, 1, 37, 1, 1)).astype(np.float32),   # sliced with x
+                    rng.standard_normal((131,)).astype(np.float32),              # lower rank, not sliced
+                    rng.standard_normal((1, 1, 37, 61, 131)).astype(np.float32)):
+        assert blockwise(fn, x, operand).tobytes() == fn(x, operand).tobytes()
+    small = x[:, :, :1, :1]  # broadcasts against its operand: computed in one block
+    assert blockwise(fn, small, x).shape == x.shape
