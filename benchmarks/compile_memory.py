@@ -1,6 +1,6 @@
 """Peak memory of compiling a zoo model from ONNX with anec, next to onnxruntime loading it.
 
-    flock /work/tools/heavy.lock python benchmarks/compile_memory.py [bert-base] [--target m1]
+    python benchmarks/compile_memory.py [bert-base] [--target m1]
 
 Each measurement runs in a fresh subprocess (peak RSS is per process): anec imports the ONNX file
 and runs the whole descriptor pipeline (legalize … tile); the anchor creates an onnxruntime

@@ -8,7 +8,7 @@ file and the torch.export program is not timed), after a warm-up that pays every
 target the same OS with fp16 compute. MIL op counts are read back from the saved packages
 (constants excluded). The goal: anec at most half of coremltools' time, with no more ops.
 
-    flock /work/tools/heavy.lock python benchmarks/coreml.py                 # the five full-size models
+    python benchmarks/coreml.py                 # the five full-size models
     python benchmarks/coreml.py bert-tiny resnet-tiny --exporter dynamo      # quick look
 """
 

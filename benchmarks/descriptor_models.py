@@ -1,6 +1,6 @@
 """The descriptor route on full-size models: compile to .anec for each chip, check the file, simulate.
 
-    flock /work/tools/heavy.lock python benchmarks/descriptor_models.py [--targets m1,m4] [MODEL ...]
+    python benchmarks/descriptor_models.py [--targets m1,m4] [MODEL ...]
 
 For every model and chip: compile to descriptors twice (the two files must be byte-identical), check
 that decode → encode reproduces the file, run the decoded program on the simulator and compare with

@@ -1,6 +1,6 @@
 """The simulator's speed against onnxruntime's f32 CPU time, on the same inputs, in one process.
 
-    flock /work/tools/heavy.lock python benchmarks/simulator.py [--blas-threads N] [resnet50 bert-base ...]
+    python benchmarks/simulator.py [--blas-threads N] [resnet50 bert-base ...]
 
 For each model: compile it for the M1 to descriptors, run the decoded program once (building the
 machine), then time the simulator (ANE programs plus the CPU ops between them) and onnxruntime over

@@ -2,7 +2,7 @@
 inductor backend (both measured in this process), and anec's steady-state simulated latency on
 every target's ANE (the simulator's timing model, from the compiled model's report).
 
-    flock /work/tools/heavy.lock python benchmarks/torch_compile.py [--model bert-base] [--seq 128]
+    python benchmarks/torch_compile.py [--model bert-base] [--seq 128]
 
 Numbers come from a shared machine: read them as ranges.
 """

@@ -572,6 +572,16 @@ def _broadcast(L: SegmentLowering, op: ane.BroadcastOp) -> None:
     L.values[op.result] = x.window(dims(op.result), steps=[0 if a == 1 and b > 1 else 1 for a, b in zip(x.shape, dims(op.result))])
 
 
+def _pieces(values: Sequence[SSAValue], axis: int) -> list[tuple[SSAValue, Shape, list[int]]]:
+    """Each piece of a concatenation or split along `axis`: its shape and its origin in the whole."""
+    pieces, start = [], 0
+    for value in values:
+        shape = dims(value)
+        pieces.append((value, shape, [start if i == axis else 0 for i in range(len(shape))]))
+        start += shape[axis]
+    return pieces
+
+
 def plan_concatenations(L: SegmentLowering, block: Block) -> None:
     """Let producers write their pieces of a concatenation in place: a piece qualifies when the op
     that makes it is in the segment and the concatenation is its only user. Outer concatenations
@@ -581,34 +591,26 @@ def plan_concatenations(L: SegmentLowering, block: Block) -> None:
             continue
         out = L.planned.get(op.result) or L.buffer(dims(op.result))
         L.planned[op.result] = out
-        axis, start = op.axis.value.data, 0
-        for value in op.inputs:
-            shape = dims(value)
+        for value, shape, origin in _pieces(op.inputs, op.axis.value.data):
             owner = value.owner
             if isinstance(owner, Operation) and not isinstance(owner, ane.ConstOp) and value.has_one_use() and value not in L.planned:
-                L.planned[value] = out.window(shape, [start if i == axis else 0 for i in range(len(shape))])
-            start += shape[axis]
+                L.planned[value] = out.window(shape, origin)
 
 
 @lowers(ane.ConcatOp)
 def _concat(L: SegmentLowering, op: ane.ConcatOp) -> None:
     """Pieces already written in place cost nothing; the others are copied into their window."""
-    out, axis, start = L.result(op.result), op.axis.value.data, 0
-    for value in op.inputs:
-        shape = dims(value)
-        origin = [start if i == axis else 0 for i in range(len(shape))]
+    out = L.result(op.result)
+    for value, shape, origin in _pieces(op.inputs, op.axis.value.data):
         if L.values.get(value) != L.planned.get(value) or value not in L.planned:
             _copy(L, L.tensor(value), out.window(shape, origin), shape)
-        start += shape[axis]
 
 
 @lowers(ane.SplitOp)
 def _split(L: SegmentLowering, op: ane.SplitOp) -> None:
-    x, axis, start = L.tensor(op.input), op.axis.value.data, 0
-    for value in op.outputs:
-        shape = dims(value)
-        L.values[value] = x.window(shape, [start if i == axis else 0 for i in range(len(shape))])
-        start += shape[axis]
+    x = L.tensor(op.input)
+    for value, shape, origin in _pieces(op.outputs, op.axis.value.data):
+        L.values[value] = x.window(shape, origin)
 
 
 @lowers(ane.TransposeOp)

@@ -141,8 +141,8 @@ def source_keys(task: Task) -> set[tuple[int, int]]:
     return {(v.slot, v.base) for v in (src1_view(task), src2_view(task)) if v is not None}
 
 
-def task_work(program: Program, index: int, target: Target, in_l2: set[tuple[int, int]] | frozenset = frozenset()) -> Work:
-    """The work of one task; sources in `in_l2` (read by an earlier tile of the same op) cost no DRAM."""
+def task_work(program: Program, index: int, target: Target, read_before: set[tuple[int, int]] | frozenset = frozenset()) -> Work:
+    """The work of one task; sources in `read_before` (read by an earlier tile of the same op) cost no DRAM."""
     task = program.tasks[index]
     kind = task.kind
     align = target.memory.row_alignment_bytes.value
@@ -155,7 +155,7 @@ def task_work(program: Program, index: int, target: Target, in_l2: set[tuple[int
             weights += n
             continue
         read, write = (read + n, write) if role == "src" else (read, write + n)
-        again = role == "src" and (view.slot, view.base) in in_l2
+        again = role == "src" and (view.slot, view.base) in read_before
         reread += n if again else 0
         dram += n if view.slot >= FIRST_IO_SLOT and not again else 0
         holder = next((b for b in program.buffers if b.holds(view, index)), None)

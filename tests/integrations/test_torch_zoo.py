@@ -4,8 +4,7 @@ of FLOPs on the ANE is printed for each in the terminal summary.
 
 Each model is built once and its eager output computed once, shared by its two routes; full-size
 models are exported once per machine to `.pt2` files in the zoo cache, so the export route also
-covers `anec.compile("model.pt2")`. The full-size models are heavy: on shared machines run this
-file under `flock /work/tools/heavy.lock`.
+covers `anec.compile("model.pt2")`.
 """
 
 from __future__ import annotations
