@@ -5,8 +5,12 @@
 For each model: compile it for the M1 to descriptors, run the decoded program once (building the
 machine), then time the simulator (ANE programs plus the CPU ops between them) and onnxruntime over
 the same inputs; print both medians, their ratio (goal: within 3x) and the outputs' agreement.
-The simulator's GEMMs run in OpenBLAS; on a machine other jobs keep busy, its threads contend, and
-`--blas-threads 1` (set before numpy loads) is faster. onnxruntime keeps its own thread pool.
+
+Each tool is timed in its own block after a pause. Both keep worker threads that spin for a while
+after each parallel section (OpenBLAS after a GEMM, onnxruntime after a run); timed in turns, each
+tool ran beside the other's spinning threads — onnxruntime's ResNet-50 took 49-91 ms that way and
+26 ms alone, which made the simulator look two to three times closer than it is. The simulator's GEMMs run in OpenBLAS;
+`--blas-threads N` (set before numpy loads) pins its thread count.
 """
 
 from __future__ import annotations
@@ -28,17 +32,19 @@ from tests import zoo  # the test model zoo: seeded random weights, exported onc
 
 MODELS = ("resnet50", "bert-base")
 REPEATS = 7
+PAUSE_S = 1.0
+"""Longer than the worker threads of either tool spin after their last job (OpenBLAS: 2^28 cycles)."""
 
 
-def median_seconds(*fns, repeats: int = REPEATS) -> list[float]:
-    """Median time of each function, the functions taking turns so they share the machine's load."""
-    times: list[list[float]] = [[] for _ in fns]
+def quiet_median(fn, repeats: int = REPEATS) -> float:
+    """Median time of `fn` over `repeats` calls, after a pause that lets the other tool's threads sleep."""
+    time.sleep(PAUSE_S)
+    spent = []
     for _ in range(repeats):
-        for fn, spent in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+        start = time.perf_counter()
+        fn()
+        spent.append(time.perf_counter() - start)
+    return statistics.median(spent)
 
 
 def main(names: list[str]) -> None:
@@ -56,8 +62,8 @@ def main(names: list[str]) -> None:
         outputs = compiled.run(feeds)                     # builds the decoded program and the machine
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         reference = session.run(None, feeds)
-        sim, ort = median_seconds(lambda compiled=compiled, feeds=feeds: compiled.run(feeds),
-                                  lambda session=session, feeds=feeds: session.run(None, feeds))
+        sim = quiet_median(lambda compiled=compiled, feeds=feeds: compiled.run(feeds))
+        ort = quiet_median(lambda session=session, feeds=feeds: session.run(None, feeds))
         e = error(next(iter(outputs.values())), reference[0])
         print(f"{name:12} {sim * 1e3:8.1f} ms {ort * 1e3:9.1f} ms {sim / ort:5.2f}x  "
               f"cosine {e.cosine:.6f}, rel L2 {e.rel_l2:.2e}")

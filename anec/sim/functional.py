@@ -255,14 +255,13 @@ class Machine:
         port_facts = (self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)
 
         def leave(acc: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-            out = fp16(acc)
-            if post_scale is not None or bias is not None:
-                value = lookup(mac_port_values(*port_facts), out)
-                if post_scale is not None:
-                    value = fp16(value * post_scale).astype(np.float32)
-                out = fp16(value if bias is None else value + bias)
+            if post_scale is None and bias is None:
+                out = lookup(mac_port_table(*port_facts), fp16(acc)).view(np.float16)
             else:
-                out = lookup(mac_port_table(*port_facts), out).view(np.float16)
+                value = fp16_values(acc, *port_facts)
+                if post_scale is not None:
+                    value = fp16_values(value * post_scale)
+                out = fp16(value if bias is None else np.add(value, bias, out=value))
             return out if table is None else lookup(table, out).view(np.float16)
 
         return blockwise(leave, acc, bias)
@@ -387,10 +386,32 @@ def mac_port_table(saturation: float, flush: bool) -> np.ndarray:
     return out.astype(np.float16).view(np.uint16)
 
 
-@functools.cache
-def mac_port_values(saturation: float, flush: bool) -> np.ndarray:
-    """fp16 bits -> the fp16 value leaving the MAC port, as float32 (for the post-scale and bias)."""
-    return mac_port_table(saturation, flush).view(np.float16).astype(np.float32)
+SIGN_BIT = np.int32(-0x80000000)
+EXPONENT_BITS = np.int32(0x7F800000)
+FP16_MIN_NORMAL_BITS = np.int32(0x38800000)
+FP16_QUANTUM_SHIFT = np.int32(13 << 23)
+"""Added to a float32's exponent bits: a power of two whose last place is the fp16 quantum there."""
+
+
+def fp16_values(x: np.ndarray, saturation: float = 65536.0, flush: bool = False) -> np.ndarray:
+    """float32 `x` rounded to fp16 (half to even), as float32 — what converting to fp16 and back
+    gives, without the conversions (numpy's are scalar loops): |x| + 2^(e+13) has the fp16 quantum of
+    |x|'s binade e (at least 2^-14's) as its last place, so float32 addition rounds |x| there, half to
+    even, and subtracting 2^(e+13) back is exact. Magnitudes of `saturation` or more become ±inf (the
+    MAC port saturates at 2^15; 2^16 is fp16's overflow); with `flush`, denormal results become zero.
+    NaN stays NaN. Equal to the conversion on all 2^32 float32 values (checked once, exhaustively;
+    tests/sim/test_numerics.py samples every class of value)."""
+    magnitude = np.minimum(np.abs(x), np.float32(65536))
+    place = magnitude.view(np.int32) & EXPONENT_BITS
+    np.maximum(place, FP16_MIN_NORMAL_BITS, out=place)
+    place += FP16_QUANTUM_SHIFT
+    rounded = magnitude + place.view(np.float32)
+    rounded -= place.view(np.float32)
+    rounded[rounded >= saturation] = np.inf
+    if flush:
+        rounded[rounded < FP16_MIN_NORMAL] = 0
+    rounded.view(np.int32)[...] |= x.view(np.int32) & SIGN_BIT  # x's sign (np.copysign is slower)
+    return rounded
 
 
 def neuron(name: str, x: np.ndarray, params: tuple[float, float], numerics: Numerics) -> np.ndarray:
