@@ -9,8 +9,8 @@ the same inputs; print both medians, their ratio (goal: within 3x) and the outpu
 Each tool is timed in its own block after a pause. Both keep worker threads that spin for a while
 after each parallel section (OpenBLAS after a GEMM, onnxruntime after a run); timed in turns, each
 tool ran beside the other's spinning threads — onnxruntime's ResNet-50 took 49-91 ms that way and
-26 ms alone, which made the simulator look two to three times closer than it is. The simulator's GEMMs run in OpenBLAS;
-`--blas-threads N` (set before numpy loads) pins its thread count.
+26 ms alone, which made the simulator look two to three times closer than it is. The simulator's
+GEMMs run in OpenBLAS; `--blas-threads N` (set before numpy loads) pins its thread count.
 """
 
 from __future__ import annotations
