@@ -208,13 +208,21 @@ def conv(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[in
             for j in range(kw):
                 out += tap(i, j) * wd[:, i, j][None, :, None, None]
     else:
-        cols = np.empty((n, groups, cg, kh, kw, ho, wo), dtype=x.dtype)
+        cols = np.empty((n, groups * cg, kh, kw, ho, wo), dtype=x.dtype)
         for i in range(kh):
             for j in range(kw):
-                cols[:, :, :, i, j] = tap(i, j).reshape(n, groups, cg, ho, wo)
-        out = np.matmul(w.reshape(groups, og, cg * kh * kw)[None], cols.reshape(n, groups, cg * kh * kw, ho * wo))
-        out = out.reshape(n, o, ho, wo)
+                cols[:, :, i, j] = tap(i, j)
+        out = conv_columns(cols, w, groups)
     return out[:, :, 0, :] if rank == 3 else out
+
+
+def conv_columns(cols: np.ndarray, w: np.ndarray, groups: int) -> np.ndarray:
+    """A convolution from its columns cols[N, C, kH, kW, Ho, Wo] (the input under each tap of each
+    output pixel): one GEMM per group; weight [O, C/groups, kH, kW]."""
+    n, c, kh, kw, ho, wo = cols.shape
+    o = w.shape[0]
+    out = np.matmul(w.reshape(groups, o // groups, c // groups * kh * kw)[None], cols.reshape(n, groups, c // groups * kh * kw, ho * wo))
+    return out.reshape(n, o, ho, wo)
 
 
 def conv_transpose(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],

@@ -11,6 +11,7 @@ after each parallel section (OpenBLAS after a GEMM, onnxruntime after a run); ti
 tool ran beside the other's spinning threads — onnxruntime's ResNet-50 took 49-91 ms that way and
 26 ms alone, which made the simulator look two to three times closer than it is. The simulator's
 GEMMs run in OpenBLAS; `--blas-threads N` (set before numpy loads) pins its thread count.
+`ANEC_SIM_KERNELS=numpy` times the simulator with the numpy twins of its C fp16 kernels.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def main(names: list[str]) -> None:
 
     import anec
     from anec.runtime.check import error
+    from anec.sim.fp16_kernels import ACTIVE
 
-    print(f"OpenBLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, CPUs: {os.cpu_count()}")
+    print(f"OpenBLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, CPUs: {os.cpu_count()}, "
+          f"fp16 kernels: {ACTIVE.name}")
     print(f"{'model':12} {'simulator':>11} {'onnxruntime':>12} {'ratio':>6}  agreement")
     for name in names:
         path = zoo.onnx_model(name, "legacy")

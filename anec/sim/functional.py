@@ -5,8 +5,8 @@ task's fields alone (`anec.descriptors.program`), so what runs here is exactly w
 Numerics follow the target's `Numerics` facts:
 
 - storage is fp16; every task computes in float32 from fp16 operands and rounds its result to fp16
-  once, round-half-to-even (numpy's conversion; fp32 then fp16 is innocuous double rounding for
-  + − × ÷ √ since 24 ≥ 2·11 + 2);
+  once, round-half-to-even (fp32 then fp16 is innocuous double rounding for + − × ÷ √ since
+  24 ≥ 2·11 + 2);
 - MAC tasks (conv, transposed conv, matmul) accumulate in float32 and leave through the MAC port,
   which saturates at ±2^15 (a value that rounds to 32768 or more becomes ±inf); denormal operands
   and results are flushed inside the MAC when the target does so; bias and activation follow in fp16;
@@ -16,12 +16,13 @@ Numerics follow the target's `Numerics` facts:
   DMA on targets that have it: magnitudes above its limit become ±inf;
 - activations are exact functions, or the 33-knot piecewise-linear table when a task streams one.
 
-Everything is vectorized numpy over BLAS (`anec.kernels`), and bit-deterministic.
+Compute is vectorized numpy over BLAS (`anec.kernels`); every conversion between a slot's fp16 and
+float32 goes through the fp16 storage kernels (`anec.sim.fp16_kernels`: C, with numpy twins that
+give the same bits). Bit-deterministic.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,14 +59,14 @@ from anec.descriptors.program import (
     src2_view,
 )
 from anec.errors import AnecError
+from anec.sim import fp16_kernels
+from anec.sim.fp16_kernels import Fp16Kernels, fp16, store_fp16, widening_table
 from anec.targets import Numerics, get_target
 
-FP16_MIN_NORMAL = np.float32(2.0**-14)
 MOVES = frozenset({Kind.COPY, Kind.RESHAPE, Kind.TRANSPOSE, Kind.TILE, Kind.PAD, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH})
 """Kinds that only move fp16 values: the simulator moves them without converting."""
-FP16_OPERANDS = MOVES | {Kind.NEURON, Kind.ELEMENTWISE}
-"""Kinds the simulator runs on fp16 operands: moves, activations (a table of fp16 bits) and
-elementwise operations (converted block by block)."""
+FP16_OPERANDS = MOVES | {Kind.NEURON}
+"""Kinds the simulator runs on fp16 operands: moves, and activations (a table of fp16 bits)."""
 
 
 @dataclass
@@ -75,6 +76,8 @@ class Machine:
     program: Program
     numerics: Numerics
     slots: dict[int, np.ndarray]
+    kernels: Fp16Kernels = field(default_factory=lambda: fp16_kernels.ACTIVE)
+    """Every conversion between a slot's fp16 and float32 goes through these."""
     _coefficients: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
     plan: list[Task] = field(default_factory=list)
     """The tasks in execution order, output-channel tiles of one convolution merged (`merged_tiles`)."""
@@ -82,13 +85,13 @@ class Machine:
     """The last source views converted (tiles of one op read the same input), dropped when written."""
 
     @classmethod
-    def for_program(cls, program: Program) -> Machine:
+    def for_program(cls, program: Program, kernels: Fp16Kernels | None = None) -> Machine:
         slots = {slot: np.zeros(size, dtype=np.uint8) for slot, size in program.slot_sizes().items()}
         if program.weights:
             weights = np.frombuffer(program.weights, dtype=np.uint8)
             slots[WEIGHT_SLOT][:weights.size] = weights
             coerce_nan(slots[WEIGHT_SLOT][:weights.size - weights.size % 2].view(np.float16))
-        machine = cls(program, get_target(program.arch).numerics, slots)
+        machine = cls(program, get_target(program.arch).numerics, slots, kernels or fp16_kernels.ACTIVE)
         machine.plan = machine.merged_tiles()
         return machine
 
@@ -143,18 +146,18 @@ class Machine:
         return self.cached((view, pixel_offset, dtype), lambda: self._load(view, pixel_offset, dtype))
 
     def _load(self, view: View, pixel_offset: int, dtype: type) -> np.ndarray:
-        x = self.array(view).astype(dtype)
+        x = self.widened(self.array(view), flush=False) if dtype == np.float32 else self.array(view).copy()
         limit = self.numerics.width_slice_overflow.value
         if pixel_offset and limit is not None:
             x = np.where(np.abs(x) > limit, np.copysign(dtype(np.inf), x), x)
         return x
 
     def load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
-        """A MAC operand as float32, denormals flushed where the target flushes them (one table lookup)."""
+        """A MAC operand as float32, denormals flushed where the target flushes them."""
         return self.cached((view, pixel_offset, "mac"), lambda: self._load_mac(view, pixel_offset))
 
     def _load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
-        x = lookup(mac_input_table(self.numerics.mac_flushes_denormals.value), self.array(view))
+        x = self.widened(self.array(view), self.numerics.mac_flushes_denormals.value)
         limit = self.numerics.width_slice_overflow.value
         if pixel_offset and limit is not None:
             x = np.where(np.abs(x) > limit, np.copysign(np.float32(np.inf), x), x)
@@ -173,7 +176,7 @@ class Machine:
         if key not in self._coefficients:
             weights = self.coefficients(task, Coeff.KERNEL)
             self._coefficients[key] = None if weights is None else \
-                lookup(mac_input_table(self.numerics.mac_flushes_denormals.value), weights.astype(np.float16))
+                self.widened(weights.astype(np.float16), self.numerics.mac_flushes_denormals.value)
         return self._coefficients[key]
 
     def coefficients(self, task: Task, channel: Coeff) -> np.ndarray | None:
@@ -185,14 +188,25 @@ class Machine:
                 self.slots[WEIGHT_SLOT], dtype=np.float16, count=task.coeff_elements(channel), offset=span[0]).astype(np.float32)
         return self._coefficients[key]
 
+    def widened(self, x: np.ndarray, flush: bool) -> np.ndarray:
+        out = np.empty(x.shape, dtype=np.float32)
+        self.kernels.widen(x, out, flush)
+        return out
+
+    def destination(self, view: View) -> np.ndarray:
+        """The slot view a task writes, after dropping converted copies of what it overwrites."""
+        self.forget(view)
+        return self.array(view)
+
     def store(self, view: View, result: np.ndarray) -> None:
         """Round to fp16 (half to even) into the destination; an indeterminate result is stored as +0."""
-        self.forget(view)
-        target = self.array(view)
+        target, indeterminate = self.destination(view), self.numerics.indeterminate_result.value
+        result = np.broadcast_to(result, target.shape)
+        if result.dtype == np.float32:
+            self.kernels.narrow(result, target, indeterminate)
+            return
         with np.errstate(over="ignore", invalid="ignore"):
-            np.copyto(target, result, casting="unsafe")
-        if has_nan(result):  # rounding to fp16 makes NaN of NaN only: test the (cheaper) result
-            target[np.isnan(target)] = np.float16(self.numerics.indeterminate_result.value)
+            store_fp16(target, result.astype(np.float16, copy=False), indeterminate)
 
     # -- I/O -------------------------------------------------------------------------------------
 
@@ -229,42 +243,41 @@ class Machine:
         assert src1 is not None and dst is not None
         kind = task.kind
         if kind in MAC_KINDS:
-            x = self.load_mac(src1, task.get("tile_src", "PixelOffset0"))
             y = None if src2 is None else self.constant(task, src2) if src2.slot == WEIGHT_SLOT else \
                 self.load_mac(src2, task.get("tile_src", "Src2PixelOffset"))
-            self.store(dst, self.mac(task, x, y))
+            self.mac(task, self.accumulate(task, src1, y), self.destination(dst))
             return
         dtype = np.float16 if kind in FP16_OPERANDS else np.float32
         x = self.load(src1, task.get("tile_src", "PixelOffset0"), dtype)
+        if kind == Kind.NEURON:
+            self.kernels.lookup(x, self.destination(dst), self.activation_table(task), self.numerics.indeterminate_result.value)
+            return
         y = self.load(src2, task.get("tile_src", "Src2PixelOffset"), dtype) if src2 is not None else None
         self.store(dst, EXECUTORS[kind](self, task, x, y))
 
-    def mac(self, task: Task, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        """A MAC task: float32 accumulation, the saturating MAC port, then post-scale, bias, activation
-        (elementwise: done by blocks that stay in cache)."""
+    def accumulate(self, task: Task, src: View, y: np.ndarray | None) -> np.ndarray:
+        """A MAC task's float32 sums. A convolution that needs its windows gathered (not 1x1, not
+        depthwise) gathers them as float32 columns straight from the fp16 source."""
         weights = y if y is not None else self.kernel(task)
+        offset = task.get("tile_src", "PixelOffset0")
         with np.errstate(invalid="ignore", over="ignore"):
-            acc = MAC_EXECUTORS[task.kind](self, task, x, weights)
-        bias = self.coefficients(task, Coeff.BIAS)
-        if bias is not None:
-            shape = [1] * 5
-            shape[4 if task.kind == Kind.MATMUL else 2] = -1
-            bias = bias.reshape(shape)
-        post_scale = np.float32(fp16_value(task.get("neural", "PostScale"))) if task.get("neural", "PostScaleMode") else None
+            if _gathers_windows(task) and not (offset and self.numerics.width_slice_overflow.value is not None):
+                kernel, strides, pads, dilations = _window(task)
+                n, _, cin, _, _ = src.extents
+                _, _, cout, hout, wout = task.out_extents
+                cols = np.empty((n, cin, *kernel, hout, wout), dtype=np.float32)
+                self.kernels.windows(self.array(src)[:, 0], cols, kernel, strides, pads, dilations, self.numerics.mac_flushes_denormals.value)
+                return kernels.conv_columns(cols, np.asarray(weights).reshape(cout, cin // task.groups, *kernel), task.groups)[:, None]
+            return MAC_EXECUTORS[task.kind](self, task, self.load_mac(src, offset), weights)
+
+    def mac(self, task: Task, acc: np.ndarray, target: np.ndarray) -> None:
+        """The MAC port (saturation, post-scale, bias, activation) from the sums `acc` into `target`."""
+        post_scale = fp16_value(task.get("neural", "PostScale")) if task.get("neural", "PostScaleMode") else None
         table = self.activation_table(task) if task.get("kernel_dma", "Neuron") else None
-        port_facts = (self.numerics.mac_saturation.value, self.numerics.mac_flushes_denormals.value)
-
-        def leave(acc: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-            if post_scale is None and bias is None:
-                out = lookup(mac_port_table(*port_facts), fp16(acc)).view(np.float16)
-            else:
-                value = fp16_values(acc, *port_facts)
-                if post_scale is not None:
-                    value = fp16_values(value * post_scale)
-                out = fp16(value if bias is None else np.add(value, bias, out=value))
-            return out if table is None else lookup(table, out).view(np.float16)
-
-        return blockwise(leave, acc, bias)
+        n = self.numerics
+        self.kernels.mac_port(acc.astype(np.float32, copy=False), target, self.coefficients(task, Coeff.BIAS),
+                              4 if task.kind == Kind.MATMUL else 2, post_scale, n.mac_saturation.value,
+                              n.mac_flushes_denormals.value, table, n.indeterminate_result.value)
 
     def activation_table(self, task: Task) -> np.ndarray:
         """fp16 bits -> the fp16 bits of the task's activation (computed in float32, then rounded): on
@@ -272,7 +285,7 @@ class Machine:
         NaN stays NaN (as every exact activation keeps it), to be stored as the indeterminate result."""
         key = (id(task), "activation")
         if key not in self._coefficients:
-            values = _fp16_values()
+            values = widening_table(False)
             nan = np.isnan(values)
             table = fp16(self.activation(task, np.where(nan, np.float32(0), values))).view(np.uint16)
             table[nan] = np.float16(np.nan).view(np.uint16)
@@ -314,104 +327,10 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def fp16(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.asarray(x).astype(np.float16)
-
-
-BLOCK_ELEMENTS = 1 << 16
-"""Elements per block of `blockwise`: a block and its temporaries stay in the core's cache."""
-
-
-def blockwise(fn: Callable[[np.ndarray, np.ndarray | None], np.ndarray], x: np.ndarray, operand: np.ndarray | None) -> np.ndarray:
-    """`fn(x, operand)` for an elementwise `fn` returning fp16, computed by blocks along x's outermost
-    axis longer than 1 (`operand` broadcasts against x): each output element is computed as the
-    whole-array call computes it, with the temporaries in cache. (A thread pool for the blocks was
-    slower on 2 cores: OpenBLAS threads spin after each GEMM.)"""
-    if operand is not None and np.broadcast_shapes(x.shape, operand.shape) != x.shape:
-        return fn(x, operand)  # x broadcasts against the operand: one block
-    if operand is not None:
-        operand = operand.reshape((1,) * (x.ndim - operand.ndim) + operand.shape)
-    axis = next((i for i, extent in enumerate(x.shape) if extent > 1), 0)
-    step = max(1, BLOCK_ELEMENTS * x.shape[axis] // max(x.size, 1))
-    out = np.empty(x.shape, dtype=np.float16)
-
-    for start in range(0, x.shape[axis], step):
-        part = (slice(None),) * axis + (slice(start, start + step),)
-        out[part] = fn(x[part], operand if operand is None or operand.shape[axis] == 1 else operand[part])
-    return out
-
-
-def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """`table` indexed by the bits of the fp16 array `x` (np.take: about twice as fast as indexing)."""
-    return np.take(table, x.view(np.uint16))
-
-
-def has_nan(x: np.ndarray) -> bool:
-    """Whether `x` holds a NaN (on fp16, a test of the bits: numpy's fp16 isnan is a slow loop)."""
-    if x.dtype == np.float16:
-        return bool(((x.view(np.uint16) & 0x7FFF) > 0x7C00).any())
-    return bool(np.isnan(x).any())
-
-
 def coerce_nan(x: np.ndarray) -> None:
     """NaN is coerced to +inf where values enter the ANE (in place)."""
     if np.isnan(x).any():
         x[np.isnan(x)] = np.inf
-
-
-def _fp16_values() -> np.ndarray:
-    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
-
-
-def _flushed(values: np.ndarray) -> np.ndarray:
-    return np.where((values != 0) & (np.abs(values) < FP16_MIN_NORMAL), np.copysign(np.float32(0), values), values)
-
-
-@functools.cache
-def mac_input_table(flush: bool) -> np.ndarray:
-    """fp16 bits -> the float32 value the MAC multiplies (denormals become zero of the same sign)."""
-    values = _fp16_values()
-    return _flushed(values) if flush else values
-
-
-@functools.cache
-def mac_port_table(saturation: float, flush: bool) -> np.ndarray:
-    """fp16 bits -> fp16 bits leaving the MAC port: magnitudes of 2^15 and above become ±inf, and
-    denormal results become zero where the target flushes them."""
-    values = _fp16_values()
-    with np.errstate(invalid="ignore"):
-        out = np.where(np.abs(values) >= saturation, np.copysign(np.float32(np.inf), values), values)
-    out = _flushed(out) if flush else out
-    return out.astype(np.float16).view(np.uint16)
-
-
-SIGN_BIT = np.int32(-0x80000000)
-EXPONENT_BITS = np.int32(0x7F800000)
-FP16_MIN_NORMAL_BITS = np.int32(0x38800000)
-FP16_QUANTUM_SHIFT = np.int32(13 << 23)
-"""Added to a float32's exponent bits: a power of two whose last place is the fp16 quantum there."""
-
-
-def fp16_values(x: np.ndarray, saturation: float = 65536.0, flush: bool = False) -> np.ndarray:
-    """float32 `x` rounded to fp16 (half to even), as float32 — what converting to fp16 and back
-    gives, without the conversions (numpy's are scalar loops): |x| + 2^(e+13) has the fp16 quantum of
-    |x|'s binade e (at least 2^-14's) as its last place, so float32 addition rounds |x| there, half to
-    even, and subtracting 2^(e+13) back is exact. Magnitudes of `saturation` or more become ±inf (the
-    MAC port saturates at 2^15; 2^16 is fp16's overflow); with `flush`, denormal results become zero.
-    NaN stays NaN. Equal to the conversion on all 2^32 float32 values (checked once, exhaustively;
-    tests/sim/test_numerics.py samples every class of value)."""
-    magnitude = np.minimum(np.abs(x), np.float32(65536))
-    place = magnitude.view(np.int32) & EXPONENT_BITS
-    np.maximum(place, FP16_MIN_NORMAL_BITS, out=place)
-    place += FP16_QUANTUM_SHIFT
-    rounded = magnitude + place.view(np.float32)
-    rounded -= place.view(np.float32)
-    rounded[rounded >= saturation] = np.inf
-    if flush:
-        rounded[rounded < FP16_MIN_NORMAL] = 0
-    rounded.view(np.int32)[...] |= x.view(np.int32) & SIGN_BIT  # x's sign (np.copysign is slower)
-    return rounded
 
 
 def neuron(name: str, x: np.ndarray, params: tuple[float, float], numerics: Numerics) -> np.ndarray:
@@ -467,6 +386,13 @@ def _window(task: Task) -> tuple[tuple[int, int], tuple[int, int], tuple[int, in
             (k.get("DilationY", 0) or 1, k.get("DilationX", 0) or 1))
 
 
+def _gathers_windows(task: Task) -> bool:
+    kernel, strides, pads, _ = _window(task)
+    pointwise = kernel == (1, 1) and strides == (1, 1) and pads == (0, 0) and task.in_extents[3:] == task.out_extents[3:]
+    depthwise = task.in_extents[2] == task.out_extents[2] == task.groups
+    return task.kind == Kind.CONV and not pointwise and not depthwise
+
+
 def _fit_window(x: np.ndarray, task: Task, fill: float = 0.0) -> tuple[np.ndarray, list[int]]:
     """Crop or pad the input's trailing edge so its windows give exactly the output extents."""
     (kh, kw), (sy, sx), (py, px), (dy, dx) = _window(task)
@@ -507,17 +433,8 @@ def _matmul(m: Machine, task: Task, a: np.ndarray, b: np.ndarray | None) -> np.n
 
 @executes(EXECUTORS, Kind.ELEMENTWISE)
 def _elementwise(m: Machine, task: Task, a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    operation = kernels.BINARY[BINARY[task.mode]]
-
-    def apply(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            return fp16(operation(a.astype(np.float32), np.asarray(b).astype(np.float32)).astype(np.float32, copy=False))
-    return blockwise(apply, a, b)
-
-
-@executes(EXECUTORS, Kind.NEURON)
-def _neuron(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
-    return lookup(m.activation_table(task), x).view(np.float16)
+    with np.errstate(all="ignore"):
+        return kernels.BINARY[BINARY[task.mode]](a, np.asarray(b)).astype(np.float32, copy=False)
 
 
 def _axes(task: Task) -> tuple[int, ...]:

@@ -172,7 +172,7 @@ def test_output_channel_tiles_run_as_one_gemm() -> None:
 
 
 def test_blockwise_computes_every_element_as_the_whole_array_call() -> None:
-    from anec.sim.functional import BLOCK_ELEMENTS, blockwise
+    from anec.sim.fp16_kernels import BLOCK_ELEMENTS, blockwise
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 1, 37, 61, 131)).astype(np.float32)  # several blocks, the last one short

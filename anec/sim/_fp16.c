@@ -1,0 +1,547 @@
+/* fp16 storage kernels for the functional simulator (anec/sim/functional.py).
+
+numpy converts between float32 and float16 with scalar loops (about 2 ns per element) and cannot
+fuse the MAC port's epilogue; these kernels use the CPU's conversion instructions (F16C on x86-64)
+and run each store in one pass, straight into a strided slot view. `anec.sim.fp16_kernels` holds
+their numpy twins, which are the specification: tests/sim/test_fp16_kernels.py checks that both
+give the same bits.
+
+Every kernel takes same-shaped buffers of any strides (numpy views) and works on them span by span:
+a span is up to SPAN contiguous elements of one row, gathered into a local array when the row is
+strided. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_F16C_PATH 1
+#endif
+
+#define SPAN 512
+#define MAX_DIMS 8
+
+/* -- scalar conversions (the portable path, and the model the vector path must match) -------- */
+
+static inline float bits_float(uint32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
+static inline uint32_t float_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    if (exponent == 0x1f)
+        return bits_float(sign | 0x7f800000u | mantissa << 13);
+    if (exponent == 0)  /* zero or denormal: mantissa * 2^-24, exact in float32 */
+        return bits_float(sign | float_bits((float)mantissa * 0x1p-24f));
+    return bits_float(sign | (exponent + 112) << 23 | mantissa << 13);
+}
+
+/* Round half to even; 65520 and above overflow to infinity; NaN stays NaN. */
+static inline uint16_t float_to_half(float f) {
+    uint32_t bits = float_bits(f), sign = (bits >> 16) & 0x8000u, magnitude = bits & 0x7fffffffu;
+    if (magnitude > 0x7f800000u)
+        return (uint16_t)(sign | 0x7e00u);
+    if (magnitude >= 0x47800000u)  /* 2^16 and above (and infinity) */
+        return (uint16_t)(sign | 0x7c00u);
+    if (magnitude < 0x38800000u) {  /* below 2^-14: adding 0.5 puts the fp16 denormal quantum 2^-24
+                                       in float32's last place, so the addition rounds there */
+        uint32_t rounded = float_bits(bits_float(magnitude) + 0.5f) - 0x3f000000u;
+        return (uint16_t)(sign | rounded);
+    }
+    uint32_t odd = (magnitude >> 13) & 1u;  /* rebias, then round the 13 dropped bits half to even */
+    return (uint16_t)(sign | (magnitude - 0x38000000u + 0xfffu + odd) >> 13);
+}
+
+static inline int half_is_nan(uint16_t h) { return (h & 0x7fffu) > 0x7c00u; }
+
+/* -- the kernels on one contiguous span ----------------------------------------------------- */
+
+typedef struct {
+    int flush;                 /* denormals become signed zero (MAC operands and results) */
+    float saturation;          /* the MAC port: rounded magnitudes of this or more become infinity */
+    int has_post_scale;
+    float post_scale;
+    const float *bias;         /* NULL, or the bias of this span's first element */
+    Py_ssize_t bias_step;      /* 0: one bias for the span; 1: one per element */
+    const uint16_t *table;     /* NULL, or fp16 bits -> fp16 bits (an activation), followed by one
+                                  spare entry so that a 32-bit gather of the last entry stays inside */
+    uint16_t indeterminate;    /* stored in place of NaN */
+} Params;
+
+static inline float flushed(float v, int flush) {
+    return flush && fabsf(v) < 0x1p-14f ? copysignf(0.0f, v) : v;
+}
+
+static void widen_scalar(const uint16_t *src, float *dst, Py_ssize_t n, const Params *p) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        dst[i] = flushed(half_to_float(src[i]), p->flush);
+}
+
+static inline uint16_t finish(uint16_t h, const Params *p) {
+    if (p->table)
+        h = p->table[h];
+    return half_is_nan(h) ? p->indeterminate : h;
+}
+
+static void narrow_scalar(const float *src, uint16_t *dst, Py_ssize_t n, const Params *p) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        dst[i] = finish(float_to_half(src[i]), p);
+}
+
+static void lookup_scalar(const uint16_t *src, uint16_t *dst, Py_ssize_t n, const Params *p) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        dst[i] = finish(src[i], p);
+}
+
+static void mac_port_scalar(const float *acc, uint16_t *dst, Py_ssize_t n, const Params *p) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float v = half_to_float(float_to_half(acc[i]));
+        if (fabsf(v) >= p->saturation)
+            v = copysignf(INFINITY, v);
+        v = flushed(v, p->flush);
+        if (p->has_post_scale)
+            v = half_to_float(float_to_half(v * p->post_scale));
+        if (p->bias)
+            v += p->bias[i * p->bias_step];
+        dst[i] = finish(float_to_half(v), p);
+    }
+}
+
+#ifdef HAVE_F16C_PATH
+/* The same kernels, eight lanes at a time; a span's tail goes through a padded local block so
+   every element takes the vector path. */
+#define VECTOR __attribute__((target("avx2,f16c")))
+#define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+VECTOR static inline __m256 flushed8(__m256 v, int flush) {
+    if (!flush)
+        return v;
+    __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), _mm256_set1_ps(0x1p-14f), _CMP_LT_OQ);
+    return _mm256_blendv_ps(v, _mm256_and_ps(v, sign), tiny);
+}
+
+VECTOR static inline __m128i finish8(__m128i h, const Params *p) {
+    if (p->table) {  /* gather 32 bits at each entry, keep the low 16 (little-endian) */
+        __m256i entries = _mm256_i32gather_epi32((const int *)p->table, _mm256_cvtepu16_epi32(h), 2);
+        entries = _mm256_and_si256(entries, _mm256_set1_epi32(0xffff));
+        h = _mm_packus_epi32(_mm256_castsi256_si128(entries), _mm256_extracti128_si256(entries, 1));
+    }
+    __m128i nan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7fff)), _mm_set1_epi16(0x7c00));
+    return _mm_blendv_epi8(h, _mm_set1_epi16((short)p->indeterminate), nan);
+}
+
+VECTOR static void widen_vector(const uint16_t *src, float *dst, Py_ssize_t n, const Params *p) {
+    for (Py_ssize_t i = 0; i < n; i += 8) {
+        uint16_t in[8] = {0};
+        float out[8];
+        Py_ssize_t lanes = n - i < 8 ? n - i : 8;
+        const uint16_t *s = src + i;
+        if (lanes < 8) { memcpy(in, s, (size_t)lanes * 2); s = in; }
+        __m256 v = flushed8(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)), p->flush);
+        if (lanes < 8) { _mm256_storeu_ps(out, v); memcpy(dst + i, out, (size_t)lanes * 4); }
+        else _mm256_storeu_ps(dst + i, v);
+    }
+}
+
+VECTOR static inline __m256 round8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, RNE)); }
+
+/* One step of the MAC port on eight lanes (`bias` points at this step's first lane). */
+VECTOR static inline __m128i mac_port8(__m256 v, const float *bias, const Params *p) {
+    __m256 sign = _mm256_set1_ps(-0.0f);
+    v = round8(v);
+    __m256 saturated = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), _mm256_set1_ps(p->saturation), _CMP_GE_OQ);
+    v = _mm256_blendv_ps(v, _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(INFINITY)), saturated);
+    v = flushed8(v, p->flush);
+    if (p->has_post_scale)
+        v = round8(_mm256_mul_ps(v, _mm256_set1_ps(p->post_scale)));
+    if (bias)
+        v = _mm256_add_ps(v, p->bias_step ? _mm256_loadu_ps(bias) : _mm256_set1_ps(*bias));
+    return _mm256_cvtps_ph(v, RNE);
+}
+
+/* The kernels that produce fp16: `step` turns eight lanes of the source into fp16 bits. */
+#define NARROWING_KERNEL(name, source_type, step)                                                   \
+    VECTOR static void name(const source_type *src, uint16_t *dst, Py_ssize_t n, const Params *p) { \
+        for (Py_ssize_t i = 0; i < n; i += 8) {                                                     \
+            source_type in[8] = {0};                                                                \
+            float bias_in[8] = {0};                                                                 \
+            uint16_t out[8];                                                                        \
+            Py_ssize_t lanes = n - i < 8 ? n - i : 8;                                               \
+            const source_type *s = src + i;                                                         \
+            const float *b = p->bias ? p->bias + i * p->bias_step : NULL;                           \
+            if (lanes < 8) {                                                                        \
+                memcpy(in, s, (size_t)lanes * sizeof(source_type));                                 \
+                s = in;                                                                             \
+                if (b && p->bias_step) { memcpy(bias_in, b, (size_t)lanes * 4); b = bias_in; }      \
+            }                                                                                       \
+            (void)b;                                                                                \
+            __m128i h = finish8(step, p);                                                           \
+            if (lanes < 8) { _mm_storeu_si128((__m128i *)out, h); memcpy(dst + i, out, (size_t)lanes * 2); } \
+            else _mm_storeu_si128((__m128i *)(dst + i), h);                                         \
+        }                                                                                           \
+    }
+
+NARROWING_KERNEL(narrow_vector, float, _mm256_cvtps_ph(_mm256_loadu_ps(s), RNE))
+NARROWING_KERNEL(lookup_vector, uint16_t, _mm_loadu_si128((const __m128i *)s))
+NARROWING_KERNEL(mac_port_vector, float, mac_port8(_mm256_loadu_ps(s), b, p))
+#endif
+
+/* -- strided traversal ---------------------------------------------------------------------- */
+
+typedef void (*SpanKernel)(const void *src, void *dst, Py_ssize_t n, const Params *p);
+
+typedef struct {
+    const char *name;
+    SpanKernel scalar, vector;
+    char src_format, dst_format;  /* buffer-protocol formats: 'e' fp16, 'f' float32 */
+} Kernel;
+
+static SpanKernel pick(const Kernel *k) {
+#ifdef HAVE_F16C_PATH
+    static int has_f16c = -1;
+    if (has_f16c < 0) {
+        __builtin_cpu_init();
+        has_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    }
+    if (has_f16c)
+        return k->vector;
+#endif
+    return k->scalar;
+}
+
+static int item_size(char format) { return format == 'f' ? 4 : 2; }
+
+static int check_format(const Py_buffer *view, char format, const char *what, const char *kernel) {
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    if (f[0] != format || f[1] != 0 || view->itemsize != item_size(format)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be %s, got format '%s'", kernel, what,
+                     format == 'f' ? "float32" : "float16", view->format ? view->format : "B");
+        return -1;
+    }
+    return 0;
+}
+
+/* Short or strided rows are packed: their pieces are gathered into one local span (with a bias per
+   element), converted together, and scattered back; rows of DIRECT or more contiguous elements are
+   converted in place. */
+#define DIRECT 32
+
+typedef struct {
+    const Kernel *k;
+    SpanKernel span;
+    Params *p;
+    Py_ssize_t src_item, dst_item, src_step, dst_step;
+    Py_ssize_t used, pieces;
+    char *piece_dst[SPAN];
+    Py_ssize_t piece_size[SPAN];
+    float src_local[SPAN];  /* room for SPAN elements of either format */
+    uint16_t dst_local[SPAN * 2];
+    float bias_local[SPAN];
+} Packer;
+
+static void flush_packed(Packer *q) {
+    if (!q->used)
+        return;
+    int has_bias = q->p->bias != NULL;
+    Py_ssize_t step = q->p->bias_step;
+    if (has_bias) {
+        q->p->bias = q->bias_local;
+        q->p->bias_step = 1;
+    }
+    q->span(q->src_local, q->dst_local, q->used, q->p);
+    const char *out = (const char *)q->dst_local;
+    for (Py_ssize_t i = 0; i < q->pieces; i++) {
+        if (q->dst_step == q->dst_item)
+            memcpy(q->piece_dst[i], out, (size_t)(q->piece_size[i] * q->dst_item));
+        else
+            for (Py_ssize_t j = 0; j < q->piece_size[i]; j++)
+                memcpy(q->piece_dst[i] + j * q->dst_step, out + j * q->dst_item, (size_t)q->dst_item);
+        out += q->piece_size[i] * q->dst_item;
+    }
+    if (has_bias)
+        q->p->bias_step = step;
+    q->used = q->pieces = 0;
+}
+
+/* Add `n` elements starting at `s` (destination `t`, bias `bias` per element or one for all). */
+static void pack(Packer *q, const char *s, char *t, Py_ssize_t n, const float *bias, Py_ssize_t bias_step) {
+    if (q->used + n > SPAN)
+        flush_packed(q);
+    char *in = (char *)q->src_local + q->used * q->src_item;
+    if (q->src_step == q->src_item)
+        memcpy(in, s, (size_t)(n * q->src_item));
+    else
+        for (Py_ssize_t j = 0; j < n; j++)
+            memcpy(in + j * q->src_item, s + j * q->src_step, (size_t)q->src_item);
+    if (bias)
+        for (Py_ssize_t j = 0; j < n; j++)
+            q->bias_local[q->used + j] = bias[j * bias_step];
+    q->piece_dst[q->pieces] = t;
+    q->piece_size[q->pieces++] = n;
+    q->used += n;
+}
+
+/* Apply `k` to same-shaped strided buffers; `bias` (one per index of `bias_axis`) is optional. */
+static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *dst, Params *p, const float *bias, int bias_axis) {
+    int ndim = src->ndim;
+    if (ndim != dst->ndim || ndim > MAX_DIMS || memcmp(src->shape, dst->shape, sizeof(Py_ssize_t) * (size_t)ndim) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: source and destination must have the same shape (up to %d axes)", k->name, MAX_DIMS);
+        return -1;
+    }
+    Py_ssize_t inner = ndim ? src->shape[ndim - 1] : 1, rows = 1, index[MAX_DIMS] = {0};
+    for (int d = 0; d < ndim - 1; d++)
+        rows *= src->shape[d];
+    if (inner == 0 || rows == 0)
+        return 0;
+    Packer *q = PyMem_RawMalloc(sizeof(Packer));
+    if (!q) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    q->k = k;
+    q->span = pick(k);
+    q->p = p;
+    q->src_item = item_size(k->src_format);
+    q->dst_item = item_size(k->dst_format);
+    q->src_step = ndim ? src->strides[ndim - 1] : q->src_item;
+    q->dst_step = ndim ? dst->strides[ndim - 1] : q->dst_item;
+    q->used = q->pieces = 0;
+    int direct = inner >= DIRECT && q->src_step == q->src_item && q->dst_step == q->dst_item;
+    Py_ssize_t bias_step = p->bias_step;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        const char *s = src->buf;
+        char *t = dst->buf;
+        for (int d = 0; d < ndim - 1; d++) {
+            s += index[d] * src->strides[d];
+            t += index[d] * dst->strides[d];
+        }
+        const float *row_bias = bias && bias_axis < ndim - 1 ? bias + index[bias_axis] : bias;
+        for (Py_ssize_t start = 0; start < inner; start += SPAN) {
+            Py_ssize_t n = inner - start < SPAN ? inner - start : SPAN;
+            const float *span_bias = row_bias ? row_bias + start * bias_step : NULL;
+            if (direct) {
+                p->bias = span_bias;
+                q->span(s + start * q->src_step, t + start * q->dst_step, n, p);
+            } else {
+                p->bias = span_bias;  /* flush_packed needs to know whether there is a bias */
+                pack(q, s + start * q->src_step, t + start * q->dst_step, n, span_bias, bias_step);
+            }
+        }
+        for (int d = ndim - 2; d >= 0 && ++index[d] == src->shape[d]; d--)
+            index[d] = 0;
+    }
+    flush_packed(q);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(q);
+    return 0;
+}
+
+#ifdef HAVE_F16C_PATH
+#define KERNEL(name, src, dst) {#name, (SpanKernel)name##_scalar, (SpanKernel)name##_vector, src, dst}
+#else
+#define KERNEL(name, src, dst) {#name, (SpanKernel)name##_scalar, (SpanKernel)name##_scalar, src, dst}
+#endif
+static const Kernel WIDEN = KERNEL(widen, 'e', 'f');
+static const Kernel NARROW = KERNEL(narrow, 'f', 'e');
+static const Kernel LOOKUP = KERNEL(lookup, 'e', 'e');
+static const Kernel MAC_PORT = KERNEL(mac_port, 'f', 'e');
+
+/* -- Python entry points -------------------------------------------------------------------- */
+
+typedef struct {
+    Py_buffer src, dst, bias, table;
+    uint16_t *padded_table;
+} Buffers;
+
+static void release(Buffers *b) {
+    PyMem_RawFree(b->padded_table);
+    PyBuffer_Release(&b->src);
+    PyBuffer_Release(&b->dst);
+    PyBuffer_Release(&b->bias);
+    PyBuffer_Release(&b->table);
+}
+
+static PyObject *run(const Kernel *k, PyObject *src, PyObject *dst, PyObject *bias, int bias_axis, PyObject *table, Params *p) {
+    Buffers b;
+    memset(&b, 0, sizeof b);
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(src, &b.src, PyBUF_STRIDES | PyBUF_FORMAT) < 0)
+        goto done;
+    if (PyObject_GetBuffer(dst, &b.dst, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        goto done;
+    if (check_format(&b.src, k->src_format, "source", k->name) < 0 || check_format(&b.dst, k->dst_format, "destination", k->name) < 0)
+        goto done;
+    if (bias != Py_None) {
+        if (PyObject_GetBuffer(bias, &b.bias, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0 || check_format(&b.bias, 'f', "bias", k->name) < 0)
+            goto done;
+        if (bias_axis < 0 || bias_axis >= b.src.ndim || b.bias.len / 4 != b.src.shape[bias_axis]) {
+            PyErr_Format(PyExc_ValueError, "%s: the bias must hold one value per index of axis %d", k->name, bias_axis);
+            goto done;
+        }
+        p->bias_step = bias_axis == b.src.ndim - 1;
+    }
+    if (table != Py_None) {
+        if (PyObject_GetBuffer(table, &b.table, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        if (b.table.len != 65536 * 2) {
+            PyErr_Format(PyExc_ValueError, "%s: the table must hold 65536 uint16 values", k->name);
+            goto done;
+        }
+        if (!(b.padded_table = PyMem_RawCalloc(65536 + 1, 2))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        memcpy(b.padded_table, b.table.buf, 65536 * 2);
+        p->table = b.padded_table;
+    }
+    if (traverse(k, &b.src, &b.dst, p, bias != Py_None ? b.bias.buf : NULL, bias_axis) == 0)
+        result = Py_NewRef(Py_None);
+done:
+    release(&b);
+    return result;
+}
+
+/* The windows of a convolution, widened: cols[n, c, i, j, y, x] = src[n, c, y*sy + i*dy - py,
+   x*sx + j*dx - px] as float32 (denormals flushed with `flush`), zero outside the source: the columns
+   a GEMM multiplies. Each plane is widened once into a zero-bordered local plane, then every tap
+   copies its rows out of it. */
+static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geometry, int flush) {
+    Py_ssize_t kh = geometry[0], kw = geometry[1], sy = geometry[2], sx = geometry[3];
+    Py_ssize_t py = geometry[4], px = geometry[5], dy = geometry[6], dx = geometry[7];
+    if (src->ndim != 4 || cols->ndim != 6 || cols->shape[0] != src->shape[0] || cols->shape[1] != src->shape[1]
+        || cols->shape[2] != kh || cols->shape[3] != kw || !PyBuffer_IsContiguous(cols, 'C') || py < 0 || px < 0) {
+        PyErr_SetString(PyExc_ValueError, "windows: the source must be [N, C, H, W] and the columns a C-contiguous [N, C, kh, kw, ho, wo]");
+        return -1;
+    }
+    Py_ssize_t channels = src->shape[1], h = src->shape[2], w = src->shape[3], ho = cols->shape[4], wo = cols->shape[5];
+    if (cols->len == 0)
+        return 0;
+    /* the local plane covers the source and every window: rows, columns */
+    Py_ssize_t rows = (ho - 1) * sy + (kh - 1) * dy + 1, width = (wo - 1) * sx + (kw - 1) * dx + 1;
+    rows = rows > py + h ? rows : py + h;
+    width = width > px + w ? width : px + w;
+    float *plane = PyMem_RawCalloc((size_t)(rows * width), 4);
+    if (!plane) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Params p = {.flush = flush};
+    SpanKernel widen_span = pick(&WIDEN);
+    uint16_t line[SPAN];
+    float *out = cols->buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t index = 0; index < src->shape[0] * channels; index++) {
+        const char *base = (const char *)src->buf + (index / channels) * src->strides[0] + (index % channels) * src->strides[1];
+        for (Py_ssize_t y = 0; y < h; y++) {
+            const char *row = base + y * src->strides[2];
+            float *target = plane + (py + y) * width + px;
+            for (Py_ssize_t start = 0; start < w; start += SPAN) {
+                Py_ssize_t n = w - start < SPAN ? w - start : SPAN;
+                const void *in = row + start * src->strides[3];
+                if (src->strides[3] != 2) {
+                    for (Py_ssize_t x = 0; x < n; x++)
+                        line[x] = *(const uint16_t *)(row + (start + x) * src->strides[3]);
+                    in = line;
+                }
+                widen_span(in, target + start, n, &p);
+            }
+        }
+        for (Py_ssize_t i = 0; i < kh; i++)
+            for (Py_ssize_t j = 0; j < kw; j++)
+                for (Py_ssize_t y = 0; y < ho; y++, out += wo) {
+                    const float *tap = plane + (y * sy + i * dy) * width + j * dx;
+                    if (sx == 1)
+                        memcpy(out, tap, (size_t)wo * 4);
+                    else
+                        for (Py_ssize_t x = 0; x < wo; x++)
+                            out[x] = tap[x * sx];
+                }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(plane);
+    return 0;
+}
+
+static uint16_t indeterminate_bits(double value) { return float_to_half((float)value); }
+
+static PyObject *widen(PyObject *self, PyObject *args) {
+    PyObject *src, *dst;
+    int flush;
+    if (!PyArg_ParseTuple(args, "OOp:widen", &src, &dst, &flush))
+        return NULL;
+    Params p = {.flush = flush};
+    return run(&WIDEN, src, dst, Py_None, 0, Py_None, &p);
+}
+
+static PyObject *narrow(PyObject *self, PyObject *args) {
+    PyObject *src, *dst;
+    double indeterminate;
+    if (!PyArg_ParseTuple(args, "OOd:narrow", &src, &dst, &indeterminate))
+        return NULL;
+    Params p = {.indeterminate = indeterminate_bits(indeterminate)};
+    return run(&NARROW, src, dst, Py_None, 0, Py_None, &p);
+}
+
+static PyObject *lookup(PyObject *self, PyObject *args) {
+    PyObject *src, *dst, *table;
+    double indeterminate;
+    if (!PyArg_ParseTuple(args, "OOOd:lookup", &src, &dst, &table, &indeterminate))
+        return NULL;
+    Params p = {.indeterminate = indeterminate_bits(indeterminate)};
+    return run(&LOOKUP, src, dst, Py_None, 0, table, &p);
+}
+
+static PyObject *mac_port(PyObject *self, PyObject *args) {
+    PyObject *acc, *dst, *bias, *post_scale, *table;
+    int bias_axis, flush;
+    double saturation, indeterminate;
+    if (!PyArg_ParseTuple(args, "OOOiOdpOd:mac_port", &acc, &dst, &bias, &bias_axis, &post_scale, &saturation, &flush, &table, &indeterminate))
+        return NULL;
+    Params p = {.flush = flush, .saturation = (float)saturation, .indeterminate = indeterminate_bits(indeterminate)};
+    if (post_scale != Py_None) {
+        p.has_post_scale = 1;
+        p.post_scale = (float)PyFloat_AsDouble(post_scale);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return run(&MAC_PORT, acc, dst, bias, bias_axis, table, &p);
+}
+
+static PyObject *windows(PyObject *self, PyObject *args) {
+    PyObject *src, *cols;
+    Py_ssize_t geometry[8];
+    int flush;
+    if (!PyArg_ParseTuple(args, "OO(nn)(nn)(nn)(nn)p:windows", &src, &cols, &geometry[0], &geometry[1], &geometry[2], &geometry[3],
+                          &geometry[4], &geometry[5], &geometry[6], &geometry[7], &flush))
+        return NULL;
+    Buffers b;
+    memset(&b, 0, sizeof b);
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(src, &b.src, PyBUF_STRIDES | PyBUF_FORMAT) == 0
+        && PyObject_GetBuffer(cols, &b.dst, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) == 0
+        && check_format(&b.src, 'e', "source", "windows") == 0 && check_format(&b.dst, 'f', "columns", "windows") == 0
+        && gather_windows(&b.src, &b.dst, geometry, flush) == 0)
+        result = Py_NewRef(Py_None);
+    release(&b);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"widen", widen, METH_VARARGS, "widen(src: f16, dst: f32, flush): dst = src as float32, denormals flushed if asked."},
+    {"narrow", narrow, METH_VARARGS, "narrow(src: f32, dst: f16, indeterminate): dst = src rounded half to even; NaN -> indeterminate."},
+    {"lookup", lookup, METH_VARARGS, "lookup(src: f16, dst: f16, table, indeterminate): dst = table[src bits]; NaN -> indeterminate."},
+    {"mac_port", mac_port, METH_VARARGS,
+     "mac_port(acc: f32, dst: f16, bias, bias_axis, post_scale, saturation, flush, table, indeterminate): the MAC port's epilogue."},
+    {"windows", windows, METH_VARARGS,
+     "windows(src: f16 [N,C,H,W], cols: f32 [N,C,kh,kw,ho,wo], kernel, strides, pads, dilations, flush): a convolution's columns."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fp16", "fp16 storage kernels for the functional simulator.", -1, methods};
+
+PyMODINIT_FUNC PyInit__fp16(void) { return PyModule_Create(&module); }

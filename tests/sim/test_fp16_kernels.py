@@ -1,0 +1,186 @@
+"""The C fp16 kernels give the same bits as their numpy twins (the specification), on every class of
+value, through strided and padded slot views, and for whole programs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anec.sim import fp16_kernels
+from anec.sim.fp16_kernels import NUMPY, Fp16Kernels
+from tests.sim.support import F16, float32_samples
+
+
+def compiled() -> Fp16Kernels:
+    assert fp16_kernels.COMPILED is not None, \
+        "the C kernels (anec/sim/_fp16.c) were not built: reinstall with a C compiler (pip install -e .)"
+    return fp16_kernels.COMPILED
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit for bit, except that NaN payloads may differ (NaN never reaches a slot)."""
+    nan = np.isnan(a)
+    return bool(np.array_equal(nan, np.isnan(b)) and np.array_equal(a[~nan].view(f"u{a.itemsize}"), b[~nan].view(f"u{b.itemsize}")))
+
+
+def every_fp16() -> np.ndarray:
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(F16)
+
+
+def padded(shape: tuple[int, ...], dtype: type, pad: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A destination view whose rows are padded (as slot rows are), and the whole block around it."""
+    block = np.full((*shape[:-1], shape[-1] + pad), 7, dtype=dtype)
+    return block[..., :shape[-1]], block
+
+
+def test_the_simulator_uses_the_c_kernels() -> None:
+    assert fp16_kernels.ACTIVE is compiled()
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_widen(flush: bool) -> None:
+    x = every_fp16()
+    outs = []
+    for kernels in (NUMPY, compiled()):
+        out = np.empty(x.shape, np.float32)
+        kernels.widen(x, out, flush)
+        outs.append(out)
+    assert same_bits(*outs)
+    assert outs[1][1] == (0 if flush else 2.0**-24) and np.signbit(outs[1][0x8001]) and outs[1][0x7C00] == np.inf
+
+
+def test_narrow() -> None:
+    x = float32_samples()
+    outs = []
+    for kernels in (NUMPY, compiled()):
+        out = np.empty(x.shape, F16)
+        kernels.narrow(x, out, 0.0)
+        outs.append(out)
+    assert same_bits(*outs) and not np.isnan(outs[1]).any()
+    with np.errstate(all="ignore"):
+        finite = ~np.isnan(x)
+        assert np.array_equal(outs[1][finite].view(np.uint16), x[finite].astype(F16).view(np.uint16))
+
+
+def test_lookup() -> None:
+    x = every_fp16()
+    table = np.random.default_rng(1).integers(0, 1 << 16, 1 << 16, dtype=np.uint64).astype(np.uint16)
+    outs = []
+    for kernels in (NUMPY, compiled()):
+        out = np.empty(x.shape, F16)
+        kernels.lookup(x, out, table, 0.0)
+        outs.append(out)
+    assert same_bits(*outs) and not np.isnan(outs[1]).any()
+
+
+def nan_keeping(table: np.ndarray) -> np.ndarray:
+    """An activation table maps every NaN to NaN (the port's rounding may change a NaN's payload)."""
+    table[np.isnan(every_fp16())] = 0x7E00
+    return table
+
+
+PORTS = [  # bias axis, post-scale, saturation, flush, activation table
+    (None, None, 32768.0, True, False),
+    (None, None, 32768.0, False, True),
+    (2, None, 32768.0, True, False),
+    (2, 0.375, 32768.0, True, True),
+    (4, None, 65536.0, False, False),
+    (4, 3.0, 32768.0, False, True),
+]
+
+
+@pytest.mark.parametrize(("bias_axis", "post_scale", "saturation", "flush", "table"), PORTS)
+def test_mac_port(bias_axis: int | None, post_scale: float | None, saturation: float, flush: bool, table: bool) -> None:
+    """Every class of value, with every per-channel bias (including ±inf and denormals), through a
+    padded destination; the padding is never written."""
+    samples = float32_samples()
+    rng = np.random.default_rng(2)
+    shape = (1, 1, 16, 3, 4) if bias_axis == 2 else (1, 1, 3, 4, 16)
+    acc = np.resize(samples, (samples.size // 192, *shape[2:]))  # 192 = 16 * 3 * 4 values per block
+    acc = acc.reshape(-1, 1, *shape[2:])
+    bias = None
+    if bias_axis is not None:
+        bias = rng.standard_normal(16).astype(np.float32) * 100
+        bias[:4] = [np.inf, -np.inf, 1e-6, -3e-8]
+    activation = nan_keeping(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)[::-1].copy()) if table else None
+    outs = []
+    for kernels in (NUMPY, compiled()):
+        out, block = padded(acc.shape, F16)
+        kernels.mac_port(acc, out, bias, bias_axis if bias_axis is not None else 0, post_scale, saturation, flush, activation, 0.0)
+        assert (block[..., acc.shape[-1]:].view(np.uint16) == np.float16(7).view(np.uint16)).all()
+        outs.append(out)
+    assert same_bits(*outs) and not np.isnan(outs[1]).any()
+
+
+@pytest.mark.parametrize("width", [1, 7, 31, 32, 56, 600])
+def test_strided_views(width: int) -> None:
+    """Short rows (packed), long rows (converted in place, across spans), a transposed source, a
+    broadcast source and a padded destination."""
+    rng = np.random.default_rng(width)
+    x = (rng.standard_normal((3, width, 5)) * 1000).astype(np.float32).transpose(0, 2, 1)
+    row = (rng.standard_normal((1, 1, width)) * 10).astype(np.float32)
+    halves = rng.standard_normal((3, 5, width + 3)).astype(F16)[..., 3:]
+    for source in (x, np.broadcast_to(row, x.shape)):
+        outs = []
+        for kernels in (NUMPY, compiled()):
+            out, block = padded(source.shape, F16)
+            kernels.narrow(source, out, 0.0)
+            assert (block[..., width:] == 7).all()
+            outs.append(out)
+        assert same_bits(*outs)
+    widened = []
+    for kernels in (NUMPY, compiled()):
+        out, _ = padded(halves.shape, np.float32)
+        kernels.widen(halves, out, True)
+        widened.append(out)
+    assert same_bits(*widened)
+
+
+def test_bad_buffers_are_refused() -> None:
+    kernels = compiled()
+    with pytest.raises(TypeError, match="float16"):
+        kernels.widen(np.zeros(4, np.float32), np.zeros(4, np.float32), False)
+    with pytest.raises(ValueError, match="same shape"):
+        kernels.narrow(np.zeros(4, np.float32), np.zeros(5, F16), 0.0)
+    with pytest.raises(ValueError, match="bias"):
+        kernels.mac_port(np.zeros((2, 3), np.float32), np.zeros((2, 3), F16), np.zeros(2, np.float32), 1, None, 32768.0, False, None, 0.0)
+    with pytest.raises(ValueError, match="65536"):
+        kernels.lookup(np.zeros(4, F16), np.zeros(4, F16), np.zeros(10, np.uint16), 0.0)
+
+
+def test_programs_run_the_same_with_either_kernels() -> None:
+    """Every simulator test case gives the same output bits with the C kernels and the numpy twins,
+    on ordinary inputs and on inputs large enough to saturate the MAC port and overflow fp16."""
+    from anec.runtime import module_descriptors
+    from anec.sim.builders import segment_module
+    from anec.sim.functional import Machine
+    from tests.sim.test_functional import ARCH, CASES, inputs_for
+
+    for case, (shapes, build) in CASES.items():
+        file = module_descriptors(segment_module(shapes, build), ARCH.get(case, "h13"))
+        for program in file.programs:
+            for scale in (1.0, 3000.0):
+                inputs = [x * np.float32(scale) for x in inputs_for([tuple(b.shape) for b in program.inputs])]
+                outs = [Machine.for_program(program, kernels).run(inputs) for kernels in (NUMPY, compiled())]
+                assert all(same_bits(a, b) for a, b in zip(*outs)), (case, scale)
+
+
+@pytest.mark.parametrize(("kernel", "strides", "pads", "dilations", "out"), [
+    ((3, 3), (1, 1), (1, 1), (1, 1), (9, 11)),
+    ((3, 3), (2, 2), (1, 1), (1, 1), (5, 6)),
+    ((7, 7), (2, 2), (3, 3), (1, 1), (5, 6)),
+    ((3, 2), (1, 2), (2, 0), (2, 3), (7, 4)),
+    ((1, 1), (2, 2), (0, 0), (1, 1), (5, 6)),
+])
+@pytest.mark.parametrize("flush", [False, True])
+def test_windows(kernel, strides, pads, dilations, out, flush: bool) -> None:
+    """A convolution's columns, from a padded fp16 source holding every fp16 value (denormals, ±0,
+    ±inf): zero outside the source, and trailing windows cropped to the output extents."""
+    block = np.resize(every_fp16(), (2, 3, 9, 16))
+    src = block[..., 2:13]
+    outs = []
+    for kernels in (NUMPY, compiled()):
+        cols = np.full((2, 3, *kernel, *out), np.nan, np.float32)
+        kernels.windows(src, cols, kernel, strides, pads, dilations, flush)
+        outs.append(cols)
+    assert same_bits(*outs) and not np.isnan(outs[1][..., 0, 0]).any()
