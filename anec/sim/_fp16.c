@@ -198,17 +198,21 @@ typedef struct {
     char src_format, dst_format;  /* buffer-protocol formats: 'e' fp16, 'f' float32 */
 } Kernel;
 
-static SpanKernel pick(const Kernel *k) {
+static int has_vector_path(void) {
 #ifdef HAVE_F16C_PATH
-    static int has_f16c = -1;
-    if (has_f16c < 0) {
-        __builtin_cpu_init();
-        has_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-    }
-    if (has_f16c)
-        return k->vector;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
 #endif
-    return k->scalar;
+}
+
+static int vector_path = -1;  /* -1: not decided yet; `use_vector_path` lets tests choose */
+
+static SpanKernel pick(const Kernel *k) {
+    if (vector_path < 0)
+        vector_path = has_vector_path();
+    return vector_path ? k->vector : k->scalar;
 }
 
 static int item_size(char format) { return format == 'f' ? 4 : 2; }
@@ -531,6 +535,24 @@ static PyObject *windows(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *use_vector_path(PyObject *self, PyObject *flag) {
+    int want = PyObject_IsTrue(flag);
+    if (want < 0)
+        return NULL;
+    if (want && !has_vector_path()) {
+        PyErr_SetString(PyExc_RuntimeError, "this CPU has no AVX2/F16C vector path");
+        return NULL;
+    }
+    vector_path = want;
+    Py_RETURN_NONE;
+}
+
+static PyObject *uses_vector_path(PyObject *self, PyObject *unused) {
+    if (vector_path < 0)
+        vector_path = has_vector_path();
+    return PyBool_FromLong(vector_path);
+}
+
 static PyMethodDef methods[] = {
     {"widen", widen, METH_VARARGS, "widen(src: f16, dst: f32, flush): dst = src as float32, denormals flushed if asked."},
     {"narrow", narrow, METH_VARARGS, "narrow(src: f32, dst: f16, indeterminate): dst = src rounded half to even; NaN -> indeterminate."},
@@ -539,6 +561,8 @@ static PyMethodDef methods[] = {
      "mac_port(acc: f32, dst: f16, bias, bias_axis, post_scale, saturation, flush, table, indeterminate): the MAC port's epilogue."},
     {"windows", windows, METH_VARARGS,
      "windows(src: f16 [N,C,H,W], cols: f32 [N,C,kh,kw,ho,wo], kernel, strides, pads, dilations, flush): a convolution's columns."},
+    {"use_vector_path", use_vector_path, METH_O, "use_vector_path(flag): run the AVX2/F16C kernels (True) or the portable scalar ones."},
+    {"uses_vector_path", uses_vector_path, METH_NOARGS, "Whether the kernels run the AVX2/F16C vector path."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,6 +11,20 @@ from anec.sim.fp16_kernels import NUMPY, Fp16Kernels
 from tests.sim.support import F16, float32_samples
 
 
+@pytest.fixture(autouse=True, params=["vector", "scalar"])
+def code_path(request: pytest.FixtureRequest):
+    """Every test runs on both C code paths: AVX2/F16C (x86-64) and the portable scalar one (other CPUs)."""
+    compiled()
+    from anec.sim import _fp16
+
+    was = _fp16.uses_vector_path()
+    if request.param == "vector" and not was:
+        pytest.fail("this machine's CPU has no AVX2/F16C: the vector path cannot be tested here")
+    _fp16.use_vector_path(request.param == "vector")
+    yield request.param
+    _fp16.use_vector_path(was)
+
+
 def compiled() -> Fp16Kernels:
     assert fp16_kernels.COMPILED is not None, \
         "the C kernels (anec/sim/_fp16.c) were not built: reinstall with a C compiler (pip install -e .)"
