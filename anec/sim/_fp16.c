@@ -209,11 +209,13 @@ static int has_vector_path(void) {
 
 static int vector_path = -1;  /* -1: not decided yet; `use_vector_path` lets tests choose */
 
-static SpanKernel pick(const Kernel *k) {
+static int vector_path_on(void) {
     if (vector_path < 0)
         vector_path = has_vector_path();
-    return vector_path ? k->vector : k->scalar;
+    return vector_path;
 }
+
+static SpanKernel pick(const Kernel *k) { return vector_path_on() ? k->vector : k->scalar; }
 
 static int item_size(char format) { return format == 'f' ? 4 : 2; }
 
@@ -235,9 +237,8 @@ static int check_format(const Py_buffer *view, char format, const char *what, co
 #define DIRECT 32
 
 typedef struct {
-    const Kernel *k;
     SpanKernel span;
-    Params *p;
+    Params packed;  /* the call's parameters, with the bias (if any) read per element from bias_local */
     Py_ssize_t src_item, dst_item, src_step, dst_step;
     Py_ssize_t used, pieces;
     char *piece_dst[SPAN];
@@ -250,13 +251,7 @@ typedef struct {
 static void flush_packed(Packer *q) {
     if (!q->used)
         return;
-    int has_bias = q->p->bias != NULL;
-    Py_ssize_t step = q->p->bias_step;
-    if (has_bias) {
-        q->p->bias = q->bias_local;
-        q->p->bias_step = 1;
-    }
-    q->span(q->src_local, q->dst_local, q->used, q->p);
+    q->span(q->src_local, q->dst_local, q->used, &q->packed);
     const char *out = (const char *)q->dst_local;
     for (Py_ssize_t i = 0; i < q->pieces; i++) {
         if (q->dst_step == q->dst_item)
@@ -266,8 +261,6 @@ static void flush_packed(Packer *q) {
                 memcpy(q->piece_dst[i] + j * q->dst_step, out + j * q->dst_item, (size_t)q->dst_item);
         out += q->piece_size[i] * q->dst_item;
     }
-    if (has_bias)
-        q->p->bias_step = step;
     q->used = q->pieces = 0;
 }
 
@@ -306,9 +299,12 @@ static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *dst, Params *p, 
         PyErr_NoMemory();
         return -1;
     }
-    q->k = k;
     q->span = pick(k);
-    q->p = p;
+    q->packed = *p;
+    if (bias) {
+        q->packed.bias = q->bias_local;
+        q->packed.bias_step = 1;
+    }
     q->src_item = item_size(k->src_format);
     q->dst_item = item_size(k->dst_format);
     q->src_step = ndim ? src->strides[ndim - 1] : q->src_item;
@@ -332,7 +328,6 @@ static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *dst, Params *p, 
                 p->bias = span_bias;
                 q->span(s + start * q->src_step, t + start * q->dst_step, n, p);
             } else {
-                p->bias = span_bias;  /* flush_packed needs to know whether there is a bias */
                 pack(q, s + start * q->src_step, t + start * q->dst_step, n, span_bias, bias_step);
             }
         }
@@ -547,11 +542,7 @@ static PyObject *use_vector_path(PyObject *self, PyObject *flag) {
     Py_RETURN_NONE;
 }
 
-static PyObject *uses_vector_path(PyObject *self, PyObject *unused) {
-    if (vector_path < 0)
-        vector_path = has_vector_path();
-    return PyBool_FromLong(vector_path);
-}
+static PyObject *uses_vector_path(PyObject *self, PyObject *unused) { return PyBool_FromLong(vector_path_on()); }
 
 static PyMethodDef methods[] = {
     {"widen", widen, METH_VARARGS, "widen(src: f16, dst: f32, flush): dst = src as float32, denormals flushed if asked."},

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class Machine:
     program: Program
     numerics: Numerics
     slots: dict[int, np.ndarray]
-    kernels: Fp16Kernels = field(default_factory=lambda: fp16_kernels.ACTIVE)
+    kernels: Fp16Kernels = fp16_kernels.ACTIVE
     """Every conversion between a slot's fp16 and float32 goes through these."""
     _coefficients: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
     plan: list[Task] = field(default_factory=list)
@@ -85,13 +86,13 @@ class Machine:
     """The last source views converted (tiles of one op read the same input), dropped when written."""
 
     @classmethod
-    def for_program(cls, program: Program, kernels: Fp16Kernels | None = None) -> Machine:
+    def for_program(cls, program: Program, kernels: Fp16Kernels = fp16_kernels.ACTIVE) -> Machine:
         slots = {slot: np.zeros(size, dtype=np.uint8) for slot, size in program.slot_sizes().items()}
         if program.weights:
             weights = np.frombuffer(program.weights, dtype=np.uint8)
             slots[WEIGHT_SLOT][:weights.size] = weights
             coerce_nan(slots[WEIGHT_SLOT][:weights.size - weights.size % 2].view(np.float16))
-        machine = cls(program, get_target(program.arch).numerics, slots, kernels or fp16_kernels.ACTIVE)
+        machine = cls(program, get_target(program.arch).numerics, slots, kernels)
         machine.plan = machine.merged_tiles()
         return machine
 
@@ -140,28 +141,28 @@ class Machine:
         for key in [k for k in self._recent if k[0].slot == view.slot and _overlap(k[0].byte_span(), (lo, hi))]:
             del self._recent[key]
 
-    def load(self, view: View, pixel_offset: int, dtype: type = np.float32) -> np.ndarray:
-        """A source view (float32 to compute on, fp16 to move); a view starting inside a row passes
-        the Q.4 crop DMA."""
-        return self.cached((view, pixel_offset, dtype), lambda: self._load(view, pixel_offset, dtype))
+    def load(self, view: View, pixel_offset: int, dtype: type = np.float32, flush: bool = False) -> np.ndarray:
+        """A source view (float32 to compute on, with denormals flushed if asked; fp16 to move); a
+        view starting inside a row passes the Q.4 crop DMA."""
+        return self.cached((view, pixel_offset, dtype, flush), lambda: self._load(view, pixel_offset, dtype, flush))
 
-    def _load(self, view: View, pixel_offset: int, dtype: type) -> np.ndarray:
-        x = self.widened(self.array(view), flush=False) if dtype == np.float32 else self.array(view).copy()
-        limit = self.numerics.width_slice_overflow.value
-        if pixel_offset and limit is not None:
+    def _load(self, view: View, pixel_offset: int, dtype: type, flush: bool) -> np.ndarray:
+        x = self.widened(self.array(view), flush) if dtype == np.float32 else self.array(view).copy()
+        if self.crops(pixel_offset):
+            limit = self.numerics.width_slice_overflow.value
             x = np.where(np.abs(x) > limit, np.copysign(dtype(np.inf), x), x)
         return x
 
+    def crops(self, pixel_offset: int) -> bool:
+        """Whether a view starting `pixel_offset` elements into a row passes a limiting crop DMA."""
+        return bool(pixel_offset) and self.numerics.width_slice_overflow.value is not None
+
     def load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
         """A MAC operand as float32, denormals flushed where the target flushes them."""
-        return self.cached((view, pixel_offset, "mac"), lambda: self._load_mac(view, pixel_offset))
+        return self.load(view, pixel_offset, np.float32, self.numerics.mac_flushes_denormals.value)
 
-    def _load_mac(self, view: View, pixel_offset: int) -> np.ndarray:
-        x = self.widened(self.array(view), self.numerics.mac_flushes_denormals.value)
-        limit = self.numerics.width_slice_overflow.value
-        if pixel_offset and limit is not None:
-            x = np.where(np.abs(x) > limit, np.copysign(np.float32(np.inf), x), x)
-        return x
+    def mac_source(self, task: Task, view: View) -> np.ndarray:
+        return self.load_mac(view, task.get("tile_src", "PixelOffset0"))
 
     def constant(self, task: Task, view: View) -> np.ndarray:
         """A MAC operand read from the weight section (a constant right-hand side), converted once."""
@@ -245,7 +246,10 @@ class Machine:
         if kind in MAC_KINDS:
             y = None if src2 is None else self.constant(task, src2) if src2.slot == WEIGHT_SLOT else \
                 self.load_mac(src2, task.get("tile_src", "Src2PixelOffset"))
-            self.mac(task, self.accumulate(task, src1, y), self.destination(dst))
+            weights = y if y is not None else self.kernel(task)
+            with np.errstate(invalid="ignore", over="ignore"):
+                acc = MAC_EXECUTORS[kind](self, task, src1, weights)
+            self.mac(task, acc, self.destination(dst))
             return
         dtype = np.float16 if kind in FP16_OPERANDS else np.float32
         x = self.load(src1, task.get("tile_src", "PixelOffset0"), dtype)
@@ -254,21 +258,6 @@ class Machine:
             return
         y = self.load(src2, task.get("tile_src", "Src2PixelOffset"), dtype) if src2 is not None else None
         self.store(dst, EXECUTORS[kind](self, task, x, y))
-
-    def accumulate(self, task: Task, src: View, y: np.ndarray | None) -> np.ndarray:
-        """A MAC task's float32 sums. A convolution that needs its windows gathered (not 1x1, not
-        depthwise) gathers them as float32 columns straight from the fp16 source."""
-        weights = y if y is not None else self.kernel(task)
-        offset = task.get("tile_src", "PixelOffset0")
-        with np.errstate(invalid="ignore", over="ignore"):
-            if _gathers_windows(task) and not (offset and self.numerics.width_slice_overflow.value is not None):
-                kernel, strides, pads, dilations = _window(task)
-                n, _, cin, _, _ = src.extents
-                _, _, cout, hout, wout = task.out_extents
-                cols = np.empty((n, cin, *kernel, hout, wout), dtype=np.float32)
-                self.kernels.windows(self.array(src)[:, 0], cols, kernel, strides, pads, dilations, self.numerics.mac_flushes_denormals.value)
-                return kernels.conv_columns(cols, np.asarray(weights).reshape(cout, cin // task.groups, *kernel), task.groups)[:, None]
-            return MAC_EXECUTORS[task.kind](self, task, self.load_mac(src, offset), weights)
 
     def mac(self, task: Task, acc: np.ndarray, target: np.ndarray) -> None:
         """The MAC port (saturation, post-scale, bias, activation) from the sums `acc` into `target`."""
@@ -368,11 +357,16 @@ def piecewise_linear(x: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 Executor = Callable[[Machine, Task, np.ndarray, np.ndarray | None], np.ndarray]
 EXECUTORS: dict[Kind, Executor] = {}
-MAC_EXECUTORS: dict[Kind, Executor] = {}
+MacExecutor = Callable[[Machine, Task, View, np.ndarray], np.ndarray]
+"""(machine, task, source view, weights) -> float32 sums: a MAC reads its source itself."""
+MAC_EXECUTORS: dict[Kind, MacExecutor] = {}
 
 
-def executes(table: dict[Kind, Executor], *kinds: Kind) -> Callable[[Executor], Executor]:
-    def register(fn: Executor) -> Executor:
+E = TypeVar("E")
+
+
+def executes(table: dict[Kind, E], *kinds: Kind) -> Callable[[E], E]:
+    def register(fn: E) -> E:
         for k in kinds:
             table[k] = fn
         return fn
@@ -384,13 +378,6 @@ def _window(task: Task) -> tuple[tuple[int, int], tuple[int, int], tuple[int, in
     c, k = task.regs["common"], task.regs["kernel_dma"]
     return ((c.get("Kh", 0), c.get("Kw", 0)), (c.get("Sy", 0), c.get("Sx", 0)), (c.get("Py", 0), c.get("Px", 0)),
             (k.get("DilationY", 0) or 1, k.get("DilationX", 0) or 1))
-
-
-def _gathers_windows(task: Task) -> bool:
-    kernel, strides, pads, _ = _window(task)
-    pointwise = kernel == (1, 1) and strides == (1, 1) and pads == (0, 0) and task.in_extents[3:] == task.out_extents[3:]
-    depthwise = task.in_extents[2] == task.out_extents[2] == task.groups
-    return task.kind == Kind.CONV and not pointwise and not depthwise
 
 
 def _fit_window(x: np.ndarray, task: Task, fill: float = 0.0) -> tuple[np.ndarray, list[int]]:
@@ -407,16 +394,25 @@ def _fit_window(x: np.ndarray, task: Task, fill: float = 0.0) -> tuple[np.ndarra
 
 
 @executes(MAC_EXECUTORS, Kind.CONV)
-def _conv(m: Machine, task: Task, x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-    (kh, kw), strides, _, dilations = _window(task)
-    cout, cin = task.out_extents[2], task.in_extents[2]
-    x, pads = _fit_window(x, task)
-    weight = np.asarray(w).reshape(cout, cin // task.groups, kh, kw)
-    return kernels.conv(x[:, 0], weight, strides, pads, dilations, task.groups)[:, None]
+def _conv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
+    """A convolution that needs its windows gathered (not 1x1, not depthwise) gathers them as float32
+    columns straight from the fp16 source (unless the source passes a limiting crop DMA)."""
+    kernel, strides, pads, dilations = _window(task)
+    (n, _, cin, _, _), (_, _, cout, hout, wout) = task.in_extents, task.out_extents
+    weight = np.asarray(w).reshape(cout, cin // task.groups, *kernel)
+    pointwise = kernel == (1, 1) and strides == (1, 1) and pads == (0, 0) and task.in_extents[3:] == task.out_extents[3:]
+    depthwise = cin == cout == task.groups
+    if not (pointwise or depthwise or m.crops(task.get("tile_src", "PixelOffset0"))):
+        cols = np.empty((n, cin, *kernel, hout, wout), dtype=np.float32)
+        m.kernels.windows(m.array(src)[:, 0], cols, kernel, strides, pads, dilations, m.numerics.mac_flushes_denormals.value)
+        return kernels.conv_columns(cols, weight, task.groups)[:, None]
+    x, all_pads = _fit_window(m.mac_source(task, src), task)
+    return kernels.conv(x[:, 0], weight, strides, all_pads, dilations, task.groups)[:, None]
 
 
 @executes(MAC_EXECUTORS, Kind.DECONV)
-def _deconv(m: Machine, task: Task, x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+def _deconv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
+    x = m.mac_source(task, src)
     (kh, kw), strides, (py, px), dilations = _window(task)
     cout, cin = task.out_extents[2], task.in_extents[2]
     weight = np.asarray(w).reshape(cin, cout // task.groups, kh, kw)
@@ -427,8 +423,8 @@ def _deconv(m: Machine, task: Task, x: np.ndarray, w: np.ndarray | None) -> np.n
 
 
 @executes(MAC_EXECUTORS, Kind.MATMUL)
-def _matmul(m: Machine, task: Task, a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    return kernels.matmul(a, np.asarray(b), task.flag("TransposeLhs"), task.flag("TransposeRhs"))
+def _matmul(m: Machine, task: Task, src: View, b: np.ndarray) -> np.ndarray:
+    return kernels.matmul(m.mac_source(task, src), np.asarray(b), task.flag("TransposeLhs"), task.flag("TransposeRhs"))
 
 
 @executes(EXECUTORS, Kind.ELEMENTWISE)
