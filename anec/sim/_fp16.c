@@ -60,6 +60,7 @@ static inline int half_is_nan(uint16_t h) { return (h & 0x7fffu) > 0x7c00u; }
 typedef struct {
     int flush;                 /* denormals become signed zero (MAC operands and results) */
     float saturation;          /* the MAC port: rounded magnitudes of this or more become infinity */
+    uint16_t saturation_bits;  /* the least fp16 magnitude (bits) of `saturation` or more */
     int has_post_scale;
     float post_scale;
     const float *bias;         /* NULL, or the bias of this span's first element */
@@ -67,7 +68,18 @@ typedef struct {
     const uint16_t *table;     /* NULL, or fp16 bits -> fp16 bits (an activation), followed by one
                                   spare entry so that a 32-bit gather of the last entry stays inside */
     uint16_t indeterminate;    /* stored in place of NaN */
+    const uint16_t *other;     /* `binary`: the second operand of this span, contiguous */
+    int op;                    /* `binary`: one of BinaryOp */
+    int apart;                 /* the destination shares no memory with the sources, so a span's last
+                                  partial group of eight may be recomputed overlapping the one before */
 } Params;
+
+/* The elementwise operations `binary` fuses: their float32 results are exact IEEE operations
+   (no signed-zero or NaN-payload choices), so C and numpy agree on every bit. */
+typedef enum { OP_ADD, OP_SUB, OP_MUL } BinaryOp;
+static const char *const BINARY_OPS[] = {"add", "sub", "mul", NULL};
+
+static inline float apply(int op, float a, float b) { return op == OP_ADD ? a + b : op == OP_SUB ? a - b : a * b; }
 
 static inline float flushed(float v, int flush) {
     return flush && fabsf(v) < 0x1p-14f ? copysignf(0.0f, v) : v;
@@ -92,6 +104,11 @@ static void narrow_scalar(const float *src, uint16_t *dst, Py_ssize_t n, const P
 static void lookup_scalar(const uint16_t *src, uint16_t *dst, Py_ssize_t n, const Params *p) {
     for (Py_ssize_t i = 0; i < n; i++)
         dst[i] = finish(src[i], p);
+}
+
+static void binary_scalar(const uint16_t *src, uint16_t *dst, Py_ssize_t n, const Params *p) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        dst[i] = finish(float_to_half(apply(p->op, half_to_float(src[i]), half_to_float(p->other[i]))), p);
 }
 
 static void mac_port_scalar(const float *acc, uint16_t *dst, Py_ssize_t n, const Params *p) {
@@ -132,28 +149,43 @@ VECTOR static inline __m128i finish8(__m128i h, const Params *p) {
     return _mm_blendv_epi8(h, _mm_set1_epi16((short)p->indeterminate), nan);
 }
 
+VECTOR static inline void widen8(const uint16_t *src, float *dst, const Params *p) {
+    _mm256_storeu_ps(dst, flushed8(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)src)), p->flush));
+}
+
 VECTOR static void widen_vector(const uint16_t *src, float *dst, Py_ssize_t n, const Params *p) {
-    for (Py_ssize_t i = 0; i < n; i += 8) {
-        uint16_t in[8] = {0};
-        float out[8];
-        Py_ssize_t lanes = n - i < 8 ? n - i : 8;
-        const uint16_t *s = src + i;
-        if (lanes < 8) { memcpy(in, s, (size_t)lanes * 2); s = in; }
-        __m256 v = flushed8(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)), p->flush);
-        if (lanes < 8) { _mm256_storeu_ps(out, v); memcpy(dst + i, out, (size_t)lanes * 4); }
-        else _mm256_storeu_ps(dst + i, v);
+    Py_ssize_t whole = n - n % 8;
+    for (Py_ssize_t i = 0; i < whole; i += 8)
+        widen8(src + i, dst + i, p);
+    if (whole == n)
+        return;
+    if (p->apart && n >= 8) {
+        widen8(src + n - 8, dst + n - 8, p);
+        return;
     }
+    uint16_t in[8] = {0};
+    float out[8];
+    memcpy(in, src + whole, (size_t)(n - whole) * 2);
+    widen8(in, out, p);
+    memcpy(dst + whole, out, (size_t)(n - whole) * 4);
 }
 
 VECTOR static inline __m256 round8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, RNE)); }
 
-/* One step of the MAC port on eight lanes (`bias` points at this step's first lane). */
+/* One step of the MAC port on eight lanes (`bias` points at this step's first lane). Saturation and
+   flushing act on the rounded value's fp16 bits (magnitudes order as their bits do): integer
+   operations on 128 bits, and no conversion back unless a post-scale or bias follows. */
 VECTOR static inline __m128i mac_port8(__m256 v, const float *bias, const Params *p) {
-    __m256 sign = _mm256_set1_ps(-0.0f);
-    v = round8(v);
-    __m256 saturated = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), _mm256_set1_ps(p->saturation), _CMP_GE_OQ);
-    v = _mm256_blendv_ps(v, _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(INFINITY)), saturated);
-    v = flushed8(v, p->flush);
+    __m128i h = _mm256_cvtps_ph(v, RNE), sign = _mm_set1_epi16((short)0x8000);
+    __m128i magnitude = _mm_andnot_si128(sign, h), infinity = _mm_set1_epi16(0x7c00);
+    __m128i saturated = _mm_andnot_si128(_mm_cmpgt_epi16(magnitude, infinity),  /* NaN stays NaN */
+                                         _mm_cmpgt_epi16(magnitude, _mm_set1_epi16((short)(p->saturation_bits - 1))));
+    h = _mm_blendv_epi8(h, _mm_or_si128(_mm_and_si128(h, sign), infinity), saturated);
+    if (p->flush)
+        h = _mm_andnot_si128(_mm_andnot_si128(sign, _mm_cmpgt_epi16(_mm_set1_epi16(0x0400), magnitude)), h);
+    if (!p->has_post_scale && !bias)
+        return h;
+    v = _mm256_cvtph_ps(h);
     if (p->has_post_scale)
         v = round8(_mm256_mul_ps(v, _mm256_set1_ps(p->post_scale)));
     if (bias)
@@ -161,31 +193,51 @@ VECTOR static inline __m128i mac_port8(__m256 v, const float *bias, const Params
     return _mm256_cvtps_ph(v, RNE);
 }
 
-/* The kernels that produce fp16: `step` turns eight lanes of the source into fp16 bits. */
+VECTOR static inline __m256 apply8(int op, __m256 a, __m256 b) {
+    return op == OP_ADD ? _mm256_add_ps(a, b) : op == OP_SUB ? _mm256_sub_ps(a, b) : _mm256_mul_ps(a, b);
+}
+
+/* The kernels that produce fp16: `step` turns eight lanes of the source `s` (with the bias `b` and
+   the second operand `o` of those lanes) into fp16 bits. Whole groups of eight are read in place; so
+   is a partial last group when it can overlap the one before it (n >= 8, destination apart from
+   the sources); otherwise it is copied into zero-padded local lanes. */
 #define NARROWING_KERNEL(name, source_type, step)                                                   \
+    VECTOR static inline void name##_group(const source_type *s, const float *b, const uint16_t *o, \
+                                           uint16_t *d, const Params *p) {                          \
+        (void)b, (void)o;                                                                           \
+        _mm_storeu_si128((__m128i *)d, finish8(step, p));                                           \
+    }                                                                                               \
     VECTOR static void name(const source_type *src, uint16_t *dst, Py_ssize_t n, const Params *p) { \
-        for (Py_ssize_t i = 0; i < n; i += 8) {                                                     \
-            source_type in[8] = {0};                                                                \
-            float bias_in[8] = {0};                                                                 \
-            uint16_t out[8];                                                                        \
-            Py_ssize_t lanes = n - i < 8 ? n - i : 8;                                               \
-            const source_type *s = src + i;                                                         \
-            const float *b = p->bias ? p->bias + i * p->bias_step : NULL;                           \
-            if (lanes < 8) {                                                                        \
-                memcpy(in, s, (size_t)lanes * sizeof(source_type));                                 \
-                s = in;                                                                             \
-                if (b && p->bias_step) { memcpy(bias_in, b, (size_t)lanes * 4); b = bias_in; }      \
-            }                                                                                       \
-            (void)b;                                                                                \
-            __m128i h = finish8(step, p);                                                           \
-            if (lanes < 8) { _mm_storeu_si128((__m128i *)out, h); memcpy(dst + i, out, (size_t)lanes * 2); } \
-            else _mm_storeu_si128((__m128i *)(dst + i), h);                                         \
+        Py_ssize_t whole = n - n % 8;                                                               \
+        for (Py_ssize_t i = 0; i < whole; i += 8)                                                   \
+            name##_group(src + i, p->bias ? p->bias + i * p->bias_step : NULL,                      \
+                         p->other ? p->other + i : NULL, dst + i, p);                               \
+        if (whole == n)                                                                             \
+            return;                                                                                 \
+        if (p->apart && n >= 8) {                                                                   \
+            Py_ssize_t i = n - 8;                                                                   \
+            name##_group(src + i, p->bias ? p->bias + i * p->bias_step : NULL,                      \
+                         p->other ? p->other + i : NULL, dst + i, p);                               \
+            return;                                                                                 \
         }                                                                                           \
+        Py_ssize_t lanes = n - whole;                                                               \
+        source_type s[8] = {0};                                                                     \
+        float bias[8] = {0};                                                                        \
+        uint16_t other[8] = {0}, out[8];                                                            \
+        memcpy(s, src + whole, (size_t)lanes * sizeof(source_type));                                \
+        const float *b = p->bias ? p->bias + whole * p->bias_step : NULL;                           \
+        if (b && p->bias_step) { memcpy(bias, b, (size_t)lanes * 4); b = bias; }                    \
+        if (p->other) memcpy(other, p->other + whole, (size_t)lanes * 2);                           \
+        name##_group(s, b, p->other ? other : NULL, out, p);                                        \
+        memcpy(dst + whole, out, (size_t)lanes * 2);                                                \
     }
 
 NARROWING_KERNEL(narrow_vector, float, _mm256_cvtps_ph(_mm256_loadu_ps(s), RNE))
 NARROWING_KERNEL(lookup_vector, uint16_t, _mm_loadu_si128((const __m128i *)s))
 NARROWING_KERNEL(mac_port_vector, float, mac_port8(_mm256_loadu_ps(s), b, p))
+NARROWING_KERNEL(binary_vector, uint16_t,
+                 _mm256_cvtps_ph(apply8(p->op, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)),
+                                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o))), RNE))
 #endif
 
 /* -- strided traversal ---------------------------------------------------------------------- */
@@ -231,21 +283,24 @@ static int check_format(const Py_buffer *view, char format, const char *what, co
     return 0;
 }
 
-/* Short or strided rows are packed: their pieces are gathered into one local span (with a bias per
-   element), converted together, and scattered back; rows of DIRECT or more contiguous elements are
-   converted in place. */
+/* Short or strided rows are packed: their pieces are gathered into one local span (with a bias and
+   a second operand per element), converted together, and scattered back. Contiguous rows are
+   converted in place: rows of 8 or more when the destination is apart from the sources, of DIRECT
+   or more otherwise (a partial group of eight then goes through local lanes). */
 #define DIRECT 32
 
 typedef struct {
     SpanKernel span;
-    Params packed;  /* the call's parameters, with the bias (if any) read per element from bias_local */
-    Py_ssize_t src_item, dst_item, src_step, dst_step;
+    Params packed;  /* the call's parameters, with the bias and the second operand (if any) read per
+                       element from bias_local and other_local */
+    Py_ssize_t src_item, dst_item, src_step, dst_step, other_step;
     Py_ssize_t used, pieces;
     char *piece_dst[SPAN];
     Py_ssize_t piece_size[SPAN];
     float src_local[SPAN];  /* room for SPAN elements of either format */
     uint16_t dst_local[SPAN * 2];
     float bias_local[SPAN];
+    uint16_t other_local[SPAN];
 } Packer;
 
 static void flush_packed(Packer *q) {
@@ -264,16 +319,22 @@ static void flush_packed(Packer *q) {
     q->used = q->pieces = 0;
 }
 
-/* Add `n` elements starting at `s` (destination `t`, bias `bias` per element or one for all). */
-static void pack(Packer *q, const char *s, char *t, Py_ssize_t n, const float *bias, Py_ssize_t bias_step) {
-    if (q->used + n > SPAN)
-        flush_packed(q);
-    char *in = (char *)q->src_local + q->used * q->src_item;
-    if (q->src_step == q->src_item)
-        memcpy(in, s, (size_t)(n * q->src_item));
+static void gather(char *to, const char *from, Py_ssize_t n, Py_ssize_t item, Py_ssize_t step) {
+    if (step == item)
+        memcpy(to, from, (size_t)(n * item));
     else
         for (Py_ssize_t j = 0; j < n; j++)
-            memcpy(in + j * q->src_item, s + j * q->src_step, (size_t)q->src_item);
+            memcpy(to + j * item, from + j * step, (size_t)item);
+}
+
+/* Add `n` elements starting at `s` (destination `t`, bias `bias` per element or one for all, second
+   operand `o` if any). */
+static void pack(Packer *q, const char *s, const char *o, char *t, Py_ssize_t n, const float *bias, Py_ssize_t bias_step) {
+    if (q->used + n > SPAN)
+        flush_packed(q);
+    gather((char *)q->src_local + q->used * q->src_item, s, n, q->src_item, q->src_step);
+    if (o)
+        gather((char *)(q->other_local + q->used), o, n, 2, q->other_step);
     if (bias)
         for (Py_ssize_t j = 0; j < n; j++)
             q->bias_local[q->used + j] = bias[j * bias_step];
@@ -282,11 +343,34 @@ static void pack(Packer *q, const char *s, char *t, Py_ssize_t n, const float *b
     q->used += n;
 }
 
-/* Apply `k` to same-shaped strided buffers; `bias` (one per index of `bias_axis`) is optional. */
-static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *dst, Params *p, const float *bias, int bias_axis) {
+/* Whether two buffers' bytes are disjoint (compared by the span from lowest to highest element). */
+static int apart(const Py_buffer *a, const Py_buffer *b) {
+    const char *lo[2], *hi[2];
+    const Py_buffer *buffers[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        lo[i] = hi[i] = buffers[i]->buf;
+        for (int d = 0; d < buffers[i]->ndim; d++) {
+            Py_ssize_t reach = (buffers[i]->shape[d] - 1) * buffers[i]->strides[d];
+            if (reach < 0)
+                lo[i] += reach;
+            else
+                hi[i] += reach;
+        }
+        hi[i] += buffers[i]->itemsize;
+    }
+    return hi[0] <= lo[1] || hi[1] <= lo[0];
+}
+
+static int same_shape(const Py_buffer *a, const Py_buffer *b) {
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(Py_ssize_t) * (size_t)a->ndim) == 0;
+}
+
+/* Apply `k` to same-shaped strided buffers; `bias` (one per index of `bias_axis`) and the second
+   fp16 operand `other` are optional. */
+static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *other, Py_buffer *dst, Params *p, const float *bias, int bias_axis) {
     int ndim = src->ndim;
-    if (ndim != dst->ndim || ndim > MAX_DIMS || memcmp(src->shape, dst->shape, sizeof(Py_ssize_t) * (size_t)ndim) != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: source and destination must have the same shape (up to %d axes)", k->name, MAX_DIMS);
+    if (ndim > MAX_DIMS || !same_shape(src, dst) || (other && !same_shape(src, other))) {
+        PyErr_Format(PyExc_ValueError, "%s: operands and destination must have the same shape (up to %d axes)", k->name, MAX_DIMS);
         return -1;
     }
     Py_ssize_t inner = ndim ? src->shape[ndim - 1] : 1, rows = 1, index[MAX_DIMS] = {0};
@@ -300,7 +384,9 @@ static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *dst, Params *p, 
         return -1;
     }
     q->span = pick(k);
+    p->apart = apart(src, dst) && (!other || apart(other, dst));
     q->packed = *p;
+    q->packed.apart = 1;  /* packed spans work on local copies */
     if (bias) {
         q->packed.bias = q->bias_local;
         q->packed.bias_step = 1;
@@ -309,30 +395,42 @@ static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *dst, Params *p, 
     q->dst_item = item_size(k->dst_format);
     q->src_step = ndim ? src->strides[ndim - 1] : q->src_item;
     q->dst_step = ndim ? dst->strides[ndim - 1] : q->dst_item;
+    q->other_step = other && ndim ? other->strides[ndim - 1] : 2;
+    if (other)
+        q->packed.other = q->other_local;
     q->used = q->pieces = 0;
-    int direct = inner >= DIRECT && q->src_step == q->src_item && q->dst_step == q->dst_item;
+    int direct = inner >= (p->apart ? 8 : DIRECT) && q->src_step == q->src_item && q->dst_step == q->dst_item && q->other_step == 2;
     Py_ssize_t bias_step = p->bias_step;
     Py_BEGIN_ALLOW_THREADS
+    const char *s = src->buf, *o = other ? other->buf : NULL;
+    char *t = dst->buf;
     for (Py_ssize_t row = 0; row < rows; row++) {
-        const char *s = src->buf;
-        char *t = dst->buf;
-        for (int d = 0; d < ndim - 1; d++) {
-            s += index[d] * src->strides[d];
-            t += index[d] * dst->strides[d];
-        }
         const float *row_bias = bias && bias_axis < ndim - 1 ? bias + index[bias_axis] : bias;
         for (Py_ssize_t start = 0; start < inner; start += SPAN) {
             Py_ssize_t n = inner - start < SPAN ? inner - start : SPAN;
             const float *span_bias = row_bias ? row_bias + start * bias_step : NULL;
+            const char *span_other = o ? o + start * q->other_step : NULL;
             if (direct) {
                 p->bias = span_bias;
+                p->other = (const uint16_t *)span_other;
                 q->span(s + start * q->src_step, t + start * q->dst_step, n, p);
             } else {
-                pack(q, s + start * q->src_step, t + start * q->dst_step, n, span_bias, bias_step);
+                pack(q, s + start * q->src_step, span_other, t + start * q->dst_step, n, span_bias, bias_step);
             }
         }
-        for (int d = ndim - 2; d >= 0 && ++index[d] == src->shape[d]; d--)
+        for (int d = ndim - 2; d >= 0; d--) {  /* the next row: step the outer indices like an odometer */
+            s += src->strides[d];
+            t += dst->strides[d];
+            if (o)
+                o += other->strides[d];
+            if (++index[d] < src->shape[d])
+                break;
+            s -= src->shape[d] * src->strides[d];
+            t -= dst->shape[d] * dst->strides[d];
+            if (o)
+                o -= other->shape[d] * other->strides[d];
             index[d] = 0;
+        }
     }
     flush_packed(q);
     Py_END_ALLOW_THREADS
@@ -349,23 +447,25 @@ static const Kernel WIDEN = KERNEL(widen, 'e', 'f');
 static const Kernel NARROW = KERNEL(narrow, 'f', 'e');
 static const Kernel LOOKUP = KERNEL(lookup, 'e', 'e');
 static const Kernel MAC_PORT = KERNEL(mac_port, 'f', 'e');
+static const Kernel BINARY = KERNEL(binary, 'e', 'e');
 
 /* -- Python entry points -------------------------------------------------------------------- */
 
 typedef struct {
-    Py_buffer src, dst, bias, table;
+    Py_buffer src, other, dst, bias, table;
     uint16_t *padded_table;
 } Buffers;
 
 static void release(Buffers *b) {
     PyMem_RawFree(b->padded_table);
     PyBuffer_Release(&b->src);
+    PyBuffer_Release(&b->other);
     PyBuffer_Release(&b->dst);
     PyBuffer_Release(&b->bias);
     PyBuffer_Release(&b->table);
 }
 
-static PyObject *run(const Kernel *k, PyObject *src, PyObject *dst, PyObject *bias, int bias_axis, PyObject *table, Params *p) {
+static PyObject *run(const Kernel *k, PyObject *src, PyObject *other, PyObject *dst, PyObject *bias, int bias_axis, PyObject *table, Params *p) {
     Buffers b;
     memset(&b, 0, sizeof b);
     PyObject *result = NULL;
@@ -374,6 +474,9 @@ static PyObject *run(const Kernel *k, PyObject *src, PyObject *dst, PyObject *bi
     if (PyObject_GetBuffer(dst, &b.dst, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
         goto done;
     if (check_format(&b.src, k->src_format, "source", k->name) < 0 || check_format(&b.dst, k->dst_format, "destination", k->name) < 0)
+        goto done;
+    if (other != Py_None && (PyObject_GetBuffer(other, &b.other, PyBUF_STRIDES | PyBUF_FORMAT) < 0
+                             || check_format(&b.other, 'e', "second operand", k->name) < 0))
         goto done;
     if (bias != Py_None) {
         if (PyObject_GetBuffer(bias, &b.bias, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0 || check_format(&b.bias, 'f', "bias", k->name) < 0)
@@ -398,11 +501,34 @@ static PyObject *run(const Kernel *k, PyObject *src, PyObject *dst, PyObject *bi
         memcpy(b.padded_table, b.table.buf, 65536 * 2);
         p->table = b.padded_table;
     }
-    if (traverse(k, &b.src, &b.dst, p, bias != Py_None ? b.bias.buf : NULL, bias_axis) == 0)
+    if (traverse(k, &b.src, other != Py_None ? &b.other : NULL, &b.dst, p, bias != Py_None ? b.bias.buf : NULL, bias_axis) == 0)
         result = Py_NewRef(Py_None);
 done:
     release(&b);
     return result;
+}
+
+/* out[x] = tap[x * step] for x < n. Rows of a convolution's columns are short (7 to 112 elements):
+   fixed-size copies of eight or four (the last one overlapping) compile to vector moves, where a memcpy of
+   a varying length is a call; a stride of 2 gets its own loop, which the compiler vectorizes. */
+static inline void copy_row(float *out, const float *tap, Py_ssize_t n, Py_ssize_t step) {
+    if (step == 1 && n >= 8) {
+        for (Py_ssize_t x = 0; x + 8 <= n; x += 8)
+            memcpy(out + x, tap + x, 32);
+        if (n % 8)
+            memcpy(out + n - 8, tap + n - 8, 32);
+    } else if (step == 1 && n >= 4) {
+        memcpy(out, tap, 16);
+        memcpy(out + n - 4, tap + n - 4, 16);
+    } else if (step == 1) {
+        memcpy(out, tap, (size_t)n * 4);
+    } else if (step == 2) {
+        for (Py_ssize_t x = 0; x < n; x++)
+            out[x] = tap[2 * x];
+    } else {
+        for (Py_ssize_t x = 0; x < n; x++)
+            out[x] = tap[x * step];
+    }
 }
 
 /* The windows of a convolution, widened: cols[n, c, i, j, y, x] = src[n, c, y*sy + i*dy - py,
@@ -452,14 +578,8 @@ static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geo
         }
         for (Py_ssize_t i = 0; i < kh; i++)
             for (Py_ssize_t j = 0; j < kw; j++)
-                for (Py_ssize_t y = 0; y < ho; y++, out += wo) {
-                    const float *tap = plane + (y * sy + i * dy) * width + j * dx;
-                    if (sx == 1)
-                        memcpy(out, tap, (size_t)wo * 4);
-                    else
-                        for (Py_ssize_t x = 0; x < wo; x++)
-                            out[x] = tap[x * sx];
-                }
+                for (Py_ssize_t y = 0; y < ho; y++, out += wo)
+                    copy_row(out, plane + (y * sy + i * dy) * width + j * dx, wo, sx);
     }
     Py_END_ALLOW_THREADS
     PyMem_RawFree(plane);
@@ -474,7 +594,7 @@ static PyObject *widen(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOp:widen", &src, &dst, &flush))
         return NULL;
     Params p = {.flush = flush};
-    return run(&WIDEN, src, dst, Py_None, 0, Py_None, &p);
+    return run(&WIDEN, src, Py_None, dst, Py_None, 0, Py_None, &p);
 }
 
 static PyObject *narrow(PyObject *self, PyObject *args) {
@@ -483,7 +603,7 @@ static PyObject *narrow(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOd:narrow", &src, &dst, &indeterminate))
         return NULL;
     Params p = {.indeterminate = indeterminate_bits(indeterminate)};
-    return run(&NARROW, src, dst, Py_None, 0, Py_None, &p);
+    return run(&NARROW, src, Py_None, dst, Py_None, 0, Py_None, &p);
 }
 
 static PyObject *lookup(PyObject *self, PyObject *args) {
@@ -492,7 +612,7 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOd:lookup", &src, &dst, &table, &indeterminate))
         return NULL;
     Params p = {.indeterminate = indeterminate_bits(indeterminate)};
-    return run(&LOOKUP, src, dst, Py_None, 0, table, &p);
+    return run(&LOOKUP, src, Py_None, dst, Py_None, 0, table, &p);
 }
 
 static PyObject *mac_port(PyObject *self, PyObject *args) {
@@ -502,13 +622,37 @@ static PyObject *mac_port(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOiOdpOd:mac_port", &acc, &dst, &bias, &bias_axis, &post_scale, &saturation, &flush, &table, &indeterminate))
         return NULL;
     Params p = {.flush = flush, .saturation = (float)saturation, .indeterminate = indeterminate_bits(indeterminate)};
+    if (isnan(p.saturation) || p.saturation <= 0.0f)  /* |v| >= saturation: never, or always */
+        p.saturation_bits = isnan(p.saturation) ? 0x7fffu : 0u;
+    else {
+        p.saturation_bits = float_to_half(p.saturation);
+        if (p.saturation_bits < 0x7c00u && half_to_float(p.saturation_bits) < p.saturation)
+            p.saturation_bits++;
+    }
     if (post_scale != Py_None) {
         p.has_post_scale = 1;
         p.post_scale = (float)PyFloat_AsDouble(post_scale);
         if (PyErr_Occurred())
             return NULL;
     }
-    return run(&MAC_PORT, acc, dst, bias, bias_axis, table, &p);
+    return run(&MAC_PORT, acc, Py_None, dst, bias, bias_axis, table, &p);
+}
+
+static PyObject *binary(PyObject *self, PyObject *args) {
+    const char *op;
+    PyObject *a, *b, *dst;
+    double indeterminate;
+    if (!PyArg_ParseTuple(args, "sOOOd:binary", &op, &a, &b, &dst, &indeterminate))
+        return NULL;
+    Params p = {.indeterminate = indeterminate_bits(indeterminate), .op = -1};
+    for (int i = 0; BINARY_OPS[i]; i++)
+        if (strcmp(op, BINARY_OPS[i]) == 0)
+            p.op = i;
+    if (p.op < 0) {
+        PyErr_Format(PyExc_ValueError, "binary: no fused operation '%s' (add, sub or mul)", op);
+        return NULL;
+    }
+    return run(&BINARY, a, b, dst, Py_None, 0, Py_None, &p);
 }
 
 static PyObject *windows(PyObject *self, PyObject *args) {
@@ -550,6 +694,8 @@ static PyMethodDef methods[] = {
     {"lookup", lookup, METH_VARARGS, "lookup(src: f16, dst: f16, table, indeterminate): dst = table[src bits]; NaN -> indeterminate."},
     {"mac_port", mac_port, METH_VARARGS,
      "mac_port(acc: f32, dst: f16, bias, bias_axis, post_scale, saturation, flush, table, indeterminate): the MAC port's epilogue."},
+    {"binary", binary, METH_VARARGS,
+     "binary(op, a: f16, b: f16, dst: f16, indeterminate): dst = a op b (add, sub or mul) in float32, rounded; NaN -> indeterminate."},
     {"windows", windows, METH_VARARGS,
      "windows(src: f16 [N,C,H,W], cols: f32 [N,C,kh,kw,ho,wo], kernel, strides, pads, dilations, flush): a convolution's columns."},
     {"use_vector_path", use_vector_path, METH_O, "use_vector_path(flag): run the AVX2/F16C kernels (True) or the portable scalar ones."},

@@ -17,6 +17,8 @@ into the slot view. tests/sim/test_fp16_kernels.py checks that both give the sam
   port: float32 sums rounded to fp16, magnitudes of `saturation` or more to ±inf, denormals flushed,
   then post-scale (rounded), bias (one per index of `bias_axis`), rounding, activation `table`
   (which maps every NaN to NaN: rounding may change a NaN's payload).
+- `binary(op, a, b, dst, indeterminate)`: an elementwise `op` (one of BINARY_OPS) of two fp16
+  operands, computed in float32 and stored as `narrow` stores it.
 - `windows(src, cols, kernel, strides, pads, dilations, flush)`: a convolution's columns,
   cols[n, c, i, j, y, x] = src[n, c, y·sy + i·dy − py, x·sx + j·dx − px] widened, zero outside src.
 
@@ -42,6 +44,7 @@ class Fp16Kernels:
     narrow: Callable[[np.ndarray, np.ndarray, float], None]
     lookup: Callable[[np.ndarray, np.ndarray, np.ndarray, float], None]
     mac_port: Callable[..., None]
+    binary: Callable[[str, np.ndarray, np.ndarray, np.ndarray, float], None]
     windows: Callable[..., None]
 
 
@@ -120,6 +123,19 @@ def mac_port(acc: np.ndarray, dst: np.ndarray, bias: np.ndarray | None, bias_axi
         store_fp16(dst, blockwise(leave, acc, bias), indeterminate)
 
 
+BINARY_OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"add": np.add, "sub": np.subtract, "mul": np.multiply}
+"""The operations `binary` fuses: exact IEEE operations in float32 (no choice of a zero's sign or a
+NaN's payload), so both twins give the same bits."""
+
+
+def binary(op: str, a: np.ndarray, b: np.ndarray, dst: np.ndarray, indeterminate: float) -> None:
+    wide_a, wide_b = (np.empty(x.shape, np.float32) for x in (a, b))
+    widen(a, wide_a, False)
+    widen(b, wide_b, False)
+    with np.errstate(all="ignore"):
+        narrow(BINARY_OPS[op](wide_a, wide_b), dst, indeterminate)
+
+
 def windows(src: np.ndarray, cols: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int],
             dilations: tuple[int, int], flush: bool) -> None:
     (kh, kw), (sy, sx), (py, px), (dy, dx) = kernel, strides, pads, dilations
@@ -187,7 +203,7 @@ def fp16_values(x: np.ndarray, saturation: float = 65536.0, flush: bool = False)
     return rounded
 
 
-NUMPY = Fp16Kernels("numpy", widen, narrow, lookup, mac_port, windows)
+NUMPY = Fp16Kernels("numpy", widen, narrow, lookup, mac_port, binary, windows)
 
 
 def _compiled() -> Fp16Kernels | None:
@@ -195,7 +211,7 @@ def _compiled() -> Fp16Kernels | None:
         from anec.sim import _fp16
     except ImportError:
         return None
-    return Fp16Kernels("c", _fp16.widen, _fp16.narrow, _fp16.lookup, _fp16.mac_port, _fp16.windows)
+    return Fp16Kernels("c", _fp16.widen, _fp16.narrow, _fp16.lookup, _fp16.mac_port, _fp16.binary, _fp16.windows)
 
 
 COMPILED = _compiled()

@@ -61,7 +61,7 @@ from anec.descriptors.program import (
 )
 from anec.errors import AnecError
 from anec.sim import fp16_kernels
-from anec.sim.fp16_kernels import Fp16Kernels, fp16, store_fp16, widening_table
+from anec.sim.fp16_kernels import BINARY_OPS, Fp16Kernels, fp16, store_fp16, widening_table
 from anec.targets import Numerics, get_target
 
 MOVES = frozenset({Kind.COPY, Kind.RESHAPE, Kind.TRANSPOSE, Kind.TILE, Kind.PAD, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH})
@@ -84,6 +84,7 @@ class Machine:
     """The tasks in execution order, output-channel tiles of one convolution merged (`merged_tiles`)."""
     _recent: OrderedDict[tuple, np.ndarray] = field(default_factory=OrderedDict)
     """The last source views converted (tiles of one op read the same input), dropped when written."""
+    _views: dict[int, tuple[View | None, View | None, View | None]] = field(default_factory=dict)
 
     @classmethod
     def for_program(cls, program: Program, kernels: Fp16Kernels = fp16_kernels.ACTIVE) -> Machine:
@@ -239,8 +240,15 @@ class Machine:
             self.execute(task)
         return [self.read_output(b) for b in self.program.outputs]
 
+    def views(self, task: Task) -> tuple[View | None, View | None, View | None]:
+        """(first source, second source, destination) of a task, derived once per machine."""
+        key = id(task)
+        if key not in self._views:
+            self._views[key] = (src1_view(task), src2_view(task), dst_view(task))
+        return self._views[key]
+
     def execute(self, task: Task) -> None:
-        src1, src2, dst = src1_view(task), src2_view(task), dst_view(task)
+        src1, src2, dst = self.views(task)
         assert src1 is not None and dst is not None
         kind = task.kind
         if kind in MAC_KINDS:
@@ -251,13 +259,35 @@ class Machine:
                 acc = MAC_EXECUTORS[kind](self, task, src1, weights)
             self.mac(task, acc, self.destination(dst))
             return
-        dtype = np.float16 if kind in FP16_OPERANDS else np.float32
-        x = self.load(src1, task.get("tile_src", "PixelOffset0"), dtype)
+        if kind == Kind.ELEMENTWISE and self.binary(task, src1, src2, dst):
+            return
+        offset = task.get("tile_src", "PixelOffset0")
         if kind == Kind.NEURON:
+            x = self.array(src1) if self.streams(dst, src1) and not self.crops(offset) else self.load(src1, offset, np.float16)
             self.kernels.lookup(x, self.destination(dst), self.activation_table(task), self.numerics.indeterminate_result.value)
             return
+        dtype = np.float16 if kind in FP16_OPERANDS else np.float32
+        x = self.load(src1, offset, dtype)
         y = self.load(src2, task.get("tile_src", "Src2PixelOffset"), dtype) if src2 is not None else None
         self.store(dst, EXECUTORS[kind](self, task, x, y))
+
+    @staticmethod
+    def streams(dst: View, *sources: View) -> bool:
+        """Whether a one-pass kernel may read `sources` straight from their slots while it writes
+        `dst`: each source is `dst` itself (in place) or lies apart from it."""
+        return all(v == dst or v.slot != dst.slot or not _overlap(v.byte_span(), dst.byte_span()) for v in sources)
+
+    def binary(self, task: Task, a: View, b: View | None, dst: View) -> bool:
+        """An add, subtract or multiply of two slot views in one pass of the fp16 kernels (computed as
+        the float32 path computes it); not when a source passes the crop DMA or cannot be streamed."""
+        op = BINARY[task.mode]
+        if b is None or op not in BINARY_OPS or self.crops(task.get("tile_src", "PixelOffset0")) \
+                or self.crops(task.get("tile_src", "Src2PixelOffset")) or not self.streams(dst, a, b):
+            return False
+        target = self.destination(dst)
+        a_values, b_values = (np.broadcast_to(self.array(v), target.shape) for v in (a, b))
+        self.kernels.binary(op, a_values, b_values, target, self.numerics.indeterminate_result.value)
+        return True
 
     def mac(self, task: Task, acc: np.ndarray, target: np.ndarray) -> None:
         """The MAC port (saturation, post-scale, bias, activation) from the sums `acc` into `target`."""

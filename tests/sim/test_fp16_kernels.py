@@ -126,10 +126,29 @@ def test_mac_port(bias_axis: int | None, post_scale: float | None, saturation: f
     assert same_bits(*outs) and not np.isnan(outs[1]).any()
 
 
+@pytest.mark.parametrize("op", ["add", "sub", "mul"])
+def test_binary(op: str) -> None:
+    """Every fp16 value against every fp16 value shifted (and against itself: x - x, inf - inf), and
+    random pairs: the float32 operation rounded half to even, NaN stored as the indeterminate result."""
+    x = every_fp16()
+    rng = np.random.default_rng(3)
+    a = np.concatenate([x, x, x, rng.integers(0, 1 << 16, 1 << 20).astype(np.uint16).view(F16)])
+    b = np.concatenate([x, np.roll(x, 1), np.roll(x, 12345), rng.integers(0, 1 << 16, 1 << 20).astype(np.uint16).view(F16)])
+    outs = []
+    for kernels in (NUMPY, compiled()):
+        out = np.empty(a.shape, F16)
+        kernels.binary(op, a, b, out, 0.5)
+        outs.append(out)
+    with np.errstate(all="ignore"):
+        exact = fp16_kernels.BINARY_OPS[op](a.astype(np.float32), b.astype(np.float32)).astype(F16)
+    exact[np.isnan(exact)] = 0.5
+    assert same_bits(outs[0], exact) and same_bits(outs[1], exact)
+
+
 @pytest.mark.parametrize("width", [1, 7, 31, 32, 56, 600])
 def test_strided_views(width: int) -> None:
-    """Short rows (packed), long rows (converted in place, across spans), a transposed source, a
-    broadcast source and a padded destination."""
+    """Short rows (packed), long rows (converted in place, across spans), transposed and broadcast
+    operands, and a padded destination."""
     rng = np.random.default_rng(width)
     x = (rng.standard_normal((3, width, 5)) * 1000).astype(np.float32).transpose(0, 2, 1)
     row = (rng.standard_normal((1, 1, width)) * 10).astype(np.float32)
@@ -148,6 +167,32 @@ def test_strided_views(width: int) -> None:
         kernels.widen(halves, out, True)
         widened.append(out)
     assert same_bits(*widened)
+    transposed, broadcast = x.astype(F16), np.broadcast_to(row.astype(F16), x.shape)
+    sums = []
+    for kernels in (NUMPY, compiled()):
+        out, block = padded(x.shape, F16)
+        kernels.binary("sub", broadcast, transposed, out, 0.0)
+        assert (block[..., width:] == 7).all()
+        sums.append(out)
+    assert same_bits(*sums)
+    with np.errstate(all="ignore"):
+        assert same_bits(sums[1], (broadcast.astype(np.float32) - transposed.astype(np.float32)).astype(F16))
+
+
+@pytest.mark.parametrize("width", [7, 13, 600])
+def test_in_place(width: int) -> None:
+    """A destination that is also a source (an activation or an add in place) is read before it is
+    written, group by group: a partial last group is not recomputed over values already stored."""
+    rng = np.random.default_rng(width)
+    start = rng.standard_normal((4, width)).astype(F16) * 3
+    table = rng.integers(0, 0x7C00, 1 << 16).astype(np.uint16)
+    outs = []
+    for kernels in (NUMPY, compiled()):
+        x = start.copy()
+        kernels.binary("mul", x, x, x, 0.0)
+        kernels.lookup(x, x, table, 0.0)
+        outs.append(x)
+    assert same_bits(*outs)
 
 
 def test_bad_buffers_are_refused() -> None:
@@ -158,6 +203,10 @@ def test_bad_buffers_are_refused() -> None:
         kernels.narrow(np.zeros(4, np.float32), np.zeros(5, F16), 0.0)
     with pytest.raises(ValueError, match="bias"):
         kernels.mac_port(np.zeros((2, 3), np.float32), np.zeros((2, 3), F16), np.zeros(2, np.float32), 1, None, 32768.0, False, None, 0.0)
+    with pytest.raises(ValueError, match="no fused operation 'div'"):
+        kernels.binary("div", np.zeros(4, F16), np.zeros(4, F16), np.zeros(4, F16), 0.0)
+    with pytest.raises(ValueError, match="same shape"):
+        kernels.binary("add", np.zeros(4, F16), np.zeros(3, F16), np.zeros(4, F16), 0.0)
     with pytest.raises(ValueError, match="65536"):
         kernels.lookup(np.zeros(4, F16), np.zeros(4, F16), np.zeros(10, np.uint16), 0.0)
 
@@ -185,11 +234,14 @@ def test_programs_run_the_same_with_either_kernels() -> None:
     ((7, 7), (2, 2), (3, 3), (1, 1), (5, 6)),
     ((3, 2), (1, 2), (2, 0), (2, 3), (7, 4)),
     ((1, 1), (2, 2), (0, 0), (1, 1), (5, 6)),
+    ((2, 2), (3, 3), (1, 0), (1, 1), (3, 3)),
+    ((1, 3), (1, 1), (0, 1), (1, 1), (9, 8)),
 ])
 @pytest.mark.parametrize("flush", [False, True])
 def test_windows(kernel, strides, pads, dilations, out, flush: bool) -> None:
     """A convolution's columns, from a padded fp16 source holding every fp16 value (denormals, ±0,
-    ±inf): zero outside the source, and trailing windows cropped to the output extents."""
+    ±inf): zero outside the source, and trailing windows cropped to the output extents. Output rows
+    of 3 to 11 elements, strides 1 to 3."""
     block = np.resize(every_fp16(), (2, 3, 9, 16))
     src = block[..., 2:13]
     outs = []
