@@ -271,7 +271,7 @@ def sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, s
 # ------------------------------------------------------------------------------------------------
 
 
-def _window_reduce(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float,
+def window_reduce(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float | np.generic,
                    combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Combine the taps of every window of the padded input, one strided slice per tap (no window copies)."""
     if x.ndim == 3:
@@ -294,16 +294,16 @@ def pool(kind: str, x: np.ndarray, kernel: Sequence[int], strides: Sequence[int]
     x = upcast(x)
     add = lambda a, b: np.add(a, b, out=a)  # noqa: E731
     if kind == "max":
-        out = _window_reduce(x, kernel, strides, pads, -np.inf, lambda a, b: np.maximum(a, b, out=a))
+        out = window_reduce(x, kernel, strides, pads, -np.inf, lambda a, b: np.maximum(a, b, out=a))
     elif kind == "l2":
-        out = np.sqrt(_window_reduce(np.square(x), kernel, strides, pads, 0.0, add))
+        out = np.sqrt(window_reduce(np.square(x), kernel, strides, pads, 0.0, add))
     else:
-        total = _window_reduce(x, kernel, strides, pads, 0.0, add)
+        total = window_reduce(x, kernel, strides, pads, 0.0, add)
         if count_include_pad:
             out = total / math.prod(kernel)
         else:
             ones = np.ones((1, 1, *x.shape[2:]), dtype=x.dtype)
-            out = total / _window_reduce(ones, kernel, strides, pads, 0.0, add)
+            out = total / window_reduce(ones, kernel, strides, pads, 0.0, add)
     return out[:, :, 0, :] if rank == 3 else out
 
 

@@ -55,6 +55,32 @@ static inline uint16_t float_to_half(float f) {
 
 static inline int half_is_nan(uint16_t h) { return (h & 0x7fffu) > 0x7c00u; }
 
+/* memcpy for the short rows of slot views (7 to 112 elements): fixed-size copies, the last one
+   overlapping, compile to vector moves, where a memcpy of varying length is a call. Writes only
+   [to, to + n). */
+static inline void copy_bytes(void *to, const void *from, size_t n) {
+    char *t = to;
+    const char *f = from;
+    if (n >= 32) {
+        size_t i = 0;
+        for (; i + 32 <= n; i += 32)
+            memcpy(t + i, f + i, 32);
+        if (i < n)
+            memcpy(t + n - 32, f + n - 32, 32);
+    } else if (n >= 16) {
+        memcpy(t, f, 16);
+        memcpy(t + n - 16, f + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(t, f, 8);
+        memcpy(t + n - 8, f + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(t, f, 4);
+        memcpy(t + n - 4, f + n - 4, 4);
+    } else {
+        memcpy(t, f, n);
+    }
+}
+
 /* -- the kernels on one contiguous span ----------------------------------------------------- */
 
 typedef struct {
@@ -310,7 +336,7 @@ static void flush_packed(Packer *q) {
     const char *out = (const char *)q->dst_local;
     for (Py_ssize_t i = 0; i < q->pieces; i++) {
         if (q->dst_step == q->dst_item)
-            memcpy(q->piece_dst[i], out, (size_t)(q->piece_size[i] * q->dst_item));
+            copy_bytes(q->piece_dst[i], out, (size_t)(q->piece_size[i] * q->dst_item));
         else
             for (Py_ssize_t j = 0; j < q->piece_size[i]; j++)
                 memcpy(q->piece_dst[i] + j * q->dst_step, out + j * q->dst_item, (size_t)q->dst_item);
@@ -321,7 +347,7 @@ static void flush_packed(Packer *q) {
 
 static void gather(char *to, const char *from, Py_ssize_t n, Py_ssize_t item, Py_ssize_t step) {
     if (step == item)
-        memcpy(to, from, (size_t)(n * item));
+        copy_bytes(to, from, (size_t)(n * item));
     else
         for (Py_ssize_t j = 0; j < n; j++)
             memcpy(to + j * item, from + j * step, (size_t)item);
@@ -508,20 +534,11 @@ done:
     return result;
 }
 
-/* out[x] = tap[x * step] for x < n. Rows of a convolution's columns are short (7 to 112 elements):
-   fixed-size copies of eight or four (the last one overlapping) compile to vector moves, where a memcpy of
-   a varying length is a call; a stride of 2 gets its own loop, which the compiler vectorizes. */
+/* out[x] = tap[x * step] for x < n: a row of a convolution's columns. A stride of 2 gets its own
+   loop, which the compiler vectorizes. */
 static inline void copy_row(float *out, const float *tap, Py_ssize_t n, Py_ssize_t step) {
-    if (step == 1 && n >= 8) {
-        for (Py_ssize_t x = 0; x + 8 <= n; x += 8)
-            memcpy(out + x, tap + x, 32);
-        if (n % 8)
-            memcpy(out + n - 8, tap + n - 8, 32);
-    } else if (step == 1 && n >= 4) {
-        memcpy(out, tap, 16);
-        memcpy(out + n - 4, tap + n - 4, 16);
-    } else if (step == 1) {
-        memcpy(out, tap, (size_t)n * 4);
+    if (step == 1) {
+        copy_bytes(out, tap, (size_t)n * 4);
     } else if (step == 2) {
         for (Py_ssize_t x = 0; x < n; x++)
             out[x] = tap[2 * x];

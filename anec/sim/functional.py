@@ -67,7 +67,8 @@ from anec.targets import Numerics, get_target
 MOVES = frozenset({Kind.COPY, Kind.RESHAPE, Kind.TRANSPOSE, Kind.TILE, Kind.PAD, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH})
 """Kinds that only move fp16 values: the simulator moves them without converting."""
 FP16_OPERANDS = MOVES | {Kind.NEURON}
-"""Kinds the simulator runs on fp16 operands: moves, and activations (a table of fp16 bits)."""
+"""Kinds the simulator runs on fp16 operands: moves, and activations (a table of fp16 bits); max
+pooling too (`fp16_operands`)."""
 
 
 @dataclass
@@ -266,7 +267,7 @@ class Machine:
             x = self.array(src1) if self.streams(dst, src1) and not self.crops(offset) else self.load(src1, offset, np.float16)
             self.kernels.lookup(x, self.destination(dst), self.activation_table(task), self.numerics.indeterminate_result.value)
             return
-        dtype = np.float16 if kind in FP16_OPERANDS else np.float32
+        dtype = np.float16 if fp16_operands(task) else np.float32
         x = self.load(src1, offset, dtype)
         y = self.load(src2, task.get("tile_src", "Src2PixelOffset"), dtype) if src2 is not None else None
         self.store(dst, EXECUTORS[kind](self, task, x, y))
@@ -410,7 +411,7 @@ def _window(task: Task) -> tuple[tuple[int, int], tuple[int, int], tuple[int, in
             (k.get("DilationY", 0) or 1, k.get("DilationX", 0) or 1))
 
 
-def _fit_window(x: np.ndarray, task: Task, fill: float = 0.0) -> tuple[np.ndarray, list[int]]:
+def _fit_window(x: np.ndarray, task: Task) -> tuple[np.ndarray, list[int]]:
     """Crop or pad the input's trailing edge so its windows give exactly the output extents."""
     (kh, kw), (sy, sx), (py, px), (dy, dx) = _window(task)
     _, _, _, hout, wout = task.out_extents
@@ -483,11 +484,31 @@ def _reduce(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.n
         return kernels.REDUCE[f"reduce_{mode}"](x, axes, True)
 
 
+def fp16_operands(task: Task) -> bool:
+    return task.kind in FP16_OPERANDS or (task.kind == Kind.POOL and POOLS[task.mode] == "max")
+
+
+def ordered(x: np.ndarray) -> np.ndarray:
+    """fp16 bits (as int16) -> int16 keys in the order of the values, −0 just below +0; the map is its
+    own inverse. Slots hold no NaN."""
+    return x ^ ((x >> 15) & np.int16(0x7FFF))
+
+
+LOWEST_KEY = ordered(np.array(np.float16(-np.inf)).view(np.int16))
+"""The key of −inf: what max pooling pads with."""
+
+
 @executes(EXECUTORS, Kind.POOL)
 def _pool(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
+    """Max pooling compares fp16 operands by their keys (`ordered`): exact, with no conversion, and
+    independent of the taps' order; average and L2 pooling compute in float32."""
     kind = POOLS[task.mode]
-    x, pads = _fit_window(x, task, -np.inf if kind == "max" else 0.0)
     kernel, strides, _, _ = _window(task)
+    if kind == "max":
+        keys, pads = _fit_window(ordered(x.view(np.int16)), task)
+        return ordered(kernels.window_reduce(keys[:, 0], kernel, strides, pads, LOWEST_KEY,
+                                             lambda a, b: np.maximum(a, b, out=a))).view(np.float16)[:, None]
+    x, pads = _fit_window(x, task)
     with np.errstate(all="ignore"):
         return kernels.pool(kind, x[:, 0], kernel, strides, pads, task.flag("CountIncludePad"))[:, None]
 

@@ -134,3 +134,18 @@ def test_fp16_values_round_as_the_conversion_does(saturation: float, flush: bool
     assert np.array_equal(np.isnan(got), nan)
     mismatched = np.flatnonzero(got[~nan].view(np.uint32) != expected[~nan].view(np.uint32))
     assert mismatched.size == 0, f"{x[~nan][mismatched[:5]]} -> {got[~nan][mismatched[:5]]}, expected {expected[~nan][mismatched[:5]]}"
+
+
+def max_pool(values: list[float], kernel: list[int], strides: list[int], pads: list[int]) -> np.ndarray:
+    module = segment_module([(1, 1, 1, len(values))], lambda b, x: [b.add(ane.MaxPoolOp(x[0], kernel, strides, pads))])
+    return simulate(module, [np.array(values, np.float32).reshape(1, 1, 1, -1)])[0].ravel()
+
+
+def test_max_pooling_orders_fp16_values_with_minus_zero_below_plus_zero() -> None:
+    """Max pooling compares fp16 values exactly (denormals included) and picks +0 over -0 whichever
+    tap comes first; its padding never wins, even over negative values."""
+    pooled = max_pool([-0.0, 0.0, 0.0, -0.0, -3.0, -2.0**-24, 2.0**-24, 2.0**-23], [1, 2], [1, 2], [0, 0, 0, 0])
+    assert pooled.tolist() == [0.0, 0.0, -2.0**-24, 2.0**-23] and not np.signbit(pooled[:2]).any()
+    assert max_pool([-0.0, -0.0], [1, 2], [1, 1], [0, 0, 0, 0]).tolist() == [-0.0]
+    assert np.signbit(max_pool([-0.0, -0.0], [1, 2], [1, 1], [0, 0, 0, 0])).all()
+    assert max_pool([-5.0, -7.0], [3, 3], [1, 1], [1, 1, 1, 1]).tolist() == [-5.0, -5.0]
