@@ -100,8 +100,9 @@ class Machine:
 
     def merged_tiles(self) -> list[Task]:
         """The program's tasks, with each run of output-channel tiles of one convolution (same input,
-        same fields, outputs adjacent along C) executed as one task: each output channel is computed
-        as its tile computes it, with one GEMM instead of one per tile."""
+        same fields, outputs adjacent along C) executed as one task: one GEMM instead of one per tile.
+        Each output channel is still a float32 dot product over the same inputs; BLAS may sum it in
+        another order than the tile's own GEMM would (fp32-class accumulation either way)."""
         plan: list[Task] = []
         run: list[Task] = []
         for task in [*self.program.tasks, None]:
@@ -326,19 +327,23 @@ RECENT_VIEWS = 8
 TILE_FIELDS = {("common", "Cout"), ("common", "OCGSize"), ("common", "ActiveNE"), ("tile_dst", "BaseAddr"),
                ("header", "TID"), ("header", "EON"), ("header", "NextSize"), ("header", "NextPointer")} | {("kernel_dma", f"Coeff{f}{i}") for f in ("BaseAddr", "BfrSize") for i in range(16)}
 """Fields in which output-channel tiles of one convolution may differ."""
+ONE_CHANNEL_FIELDS = {("tile_dst", "PlaneStride")}
+"""Fields a tile of one output channel leaves unset (a last tile: 512 channels in tiles of 7)."""
 
 
 def _continues(previous: Task, task: Task) -> bool:
     """Whether `task` is the next output-channel tile of the convolution `previous` belongs to."""
     if task.kind != Kind.CONV or previous.kind != Kind.CONV or task.groups != 1 or task.flag("KernelFromSrc2"):
         return False
+    free = TILE_FIELDS | (ONE_CHANNEL_FIELDS if task.out_extents[2] == 1 else set())
     groups = set(task.regs) | set(previous.regs)
     if any(task.regs.get(g, {}).get(k) != previous.regs.get(g, {}).get(k)
-           for g in groups for k in set(task.regs.get(g, {})) | set(previous.regs.get(g, {})) if (g, k) not in TILE_FIELDS):
+           for g in groups for k in set(task.regs.get(g, {})) | set(previous.regs.get(g, {})) if (g, k) not in free):
         return False
     a, b, src = dst_view(previous), dst_view(task), src1_view(task)
     assert a is not None and b is not None and src is not None
-    adjacent = a.slot == b.slot and a.strides == b.strides and a.base + a.extents[2] * a.strides[2] == b.base
+    same_layout = all(stride == a.strides[axis] for axis, (stride, extent) in enumerate(zip(b.strides, b.extents)) if extent > 1)
+    adjacent = a.slot == b.slot and same_layout and a.base + a.extents[2] * a.strides[2] == b.base
     return adjacent and (src.slot != b.slot or not _overlap(src.byte_span(), (a.base, b.byte_span()[1])))
 
 

@@ -113,6 +113,8 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
         b.add(ane.SliceOp(x[0], [0, 0, 1, 2], [1, 4, 9, 12], [1, 1, 2, 3])), b.random((4, 4, 1, 1), 0.3)))]),
     "conv-output-channel-tiles": ([(1, 4, 6, 6)], lambda b, x: [b.add(ane.ConcatOp([b.add(_epilogue(ane.ConvOp(
         x[0], b.random((n, 4, 3, 3), 0.3), b.random((n,), 0.1), pads=[1, 1, 1, 1]), "relu")) for n in (3, 3, 2)], 1))]),
+    "conv-output-channel-tiles-one-last": ([(1, 4, 6, 6)], lambda b, x: [b.add(ane.ConcatOp([b.add(ane.ConvOp(
+        x[0], b.random((n, 4, 3, 3), 0.3), b.random((n,), 0.1), pads=[1, 1, 1, 1])) for n in (3, 3, 1)], 1))]),
     "yield-input-twice-and-const": ([(1, 4, 5, 6)], lambda b, x: [x[0], x[0], b.const(np.arange(24.0).reshape(1, 4, 1, 6))]),
 }
 
@@ -162,13 +164,15 @@ def test_windows_cost_no_tasks() -> None:
         assert Kind.COPY not in [t.kind for t in program.tasks], case
 
 
-def test_output_channel_tiles_run_as_one_gemm() -> None:
+@pytest.mark.parametrize(("case", "channels"), [("conv-output-channel-tiles", 8), ("conv-output-channel-tiles-one-last", 7)])
+def test_output_channel_tiles_run_as_one_gemm(case: str, channels: int) -> None:
+    """Adjacent tiles merge, including a last tile of one channel (which leaves its plane stride unset)."""
     from anec.sim.functional import Machine
 
-    shapes, build = CASES["conv-output-channel-tiles"]
+    shapes, build = CASES[case]
     program = module_descriptors(segment_module(shapes, build), "h13").programs[0]
     machine = Machine.for_program(program)
-    assert len(program.tasks) == 3 and len(machine.plan) == 1 and machine.plan[0].out_extents[2] == 8
+    assert len(program.tasks) == 3 and len(machine.plan) == 1 and machine.plan[0].out_extents[2] == channels
 
 
 def test_blockwise_computes_every_element_as_the_whole_array_call() -> None:
