@@ -85,8 +85,8 @@ static inline void copy_bytes(void *to, const void *from, size_t n) {
 
 typedef struct {
     int flush;                 /* denormals become signed zero (MAC operands and results) */
-    float saturation;          /* the MAC port: rounded magnitudes of this or more become infinity */
-    uint16_t saturation_bits;  /* the least fp16 magnitude (bits) of `saturation` or more */
+    uint16_t saturation_bits;  /* the MAC port: rounded magnitudes of these fp16 bits or more become
+                                  infinity (the least fp16 magnitude at or above the saturation) */
     int has_post_scale;
     float post_scale;
     const float *bias;         /* NULL, or the bias of this span's first element */
@@ -137,12 +137,18 @@ static void binary_scalar(const uint16_t *src, uint16_t *dst, Py_ssize_t n, cons
         dst[i] = finish(float_to_half(apply(p->op, half_to_float(src[i]), half_to_float(p->other[i]))), p);
 }
 
+/* The MAC port's saturation and flush, on the rounded value's fp16 bits (magnitudes order as their
+   bits do); NaN stays NaN. */
+static inline uint16_t saturated_and_flushed(uint16_t h, const Params *p) {
+    uint16_t sign = h & 0x8000u, magnitude = h & 0x7fffu;
+    if (magnitude >= p->saturation_bits && magnitude <= 0x7c00u)
+        return sign | 0x7c00u;
+    return p->flush && magnitude < 0x0400u ? sign : h;
+}
+
 static void mac_port_scalar(const float *acc, uint16_t *dst, Py_ssize_t n, const Params *p) {
     for (Py_ssize_t i = 0; i < n; i++) {
-        float v = half_to_float(float_to_half(acc[i]));
-        if (fabsf(v) >= p->saturation)
-            v = copysignf(INFINITY, v);
-        v = flushed(v, p->flush);
+        float v = half_to_float(saturated_and_flushed(float_to_half(acc[i]), p));
         if (p->has_post_scale)
             v = half_to_float(float_to_half(v * p->post_scale));
         if (p->bias)
@@ -152,8 +158,8 @@ static void mac_port_scalar(const float *acc, uint16_t *dst, Py_ssize_t n, const
 }
 
 #ifdef HAVE_F16C_PATH
-/* The same kernels, eight lanes at a time; a span's tail goes through a padded local block so
-   every element takes the vector path. */
+/* The same kernels, eight lanes at a time; a span's partial last group overlaps the one before it
+   or goes through a padded local block, so every element takes the vector path. */
 #define VECTOR __attribute__((target("avx2,f16c")))
 #define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
@@ -329,28 +335,26 @@ typedef struct {
     uint16_t other_local[SPAN];
 } Packer;
 
+/* Copy `n` items of `item` bytes, `from_step` bytes apart, to `to_step` bytes apart: a packed
+   piece's gather (to_step == item) or scatter (from_step == item). */
+static void copy_items(char *to, Py_ssize_t to_step, const char *from, Py_ssize_t from_step, Py_ssize_t n, Py_ssize_t item) {
+    if (to_step == item && from_step == item)
+        copy_bytes(to, from, (size_t)(n * item));
+    else
+        for (Py_ssize_t j = 0; j < n; j++)
+            memcpy(to + j * to_step, from + j * from_step, (size_t)item);
+}
+
 static void flush_packed(Packer *q) {
     if (!q->used)
         return;
     q->span(q->src_local, q->dst_local, q->used, &q->packed);
     const char *out = (const char *)q->dst_local;
     for (Py_ssize_t i = 0; i < q->pieces; i++) {
-        if (q->dst_step == q->dst_item)
-            copy_bytes(q->piece_dst[i], out, (size_t)(q->piece_size[i] * q->dst_item));
-        else
-            for (Py_ssize_t j = 0; j < q->piece_size[i]; j++)
-                memcpy(q->piece_dst[i] + j * q->dst_step, out + j * q->dst_item, (size_t)q->dst_item);
+        copy_items(q->piece_dst[i], q->dst_step, out, q->dst_item, q->piece_size[i], q->dst_item);
         out += q->piece_size[i] * q->dst_item;
     }
     q->used = q->pieces = 0;
-}
-
-static void gather(char *to, const char *from, Py_ssize_t n, Py_ssize_t item, Py_ssize_t step) {
-    if (step == item)
-        copy_bytes(to, from, (size_t)(n * item));
-    else
-        for (Py_ssize_t j = 0; j < n; j++)
-            memcpy(to + j * item, from + j * step, (size_t)item);
 }
 
 /* Add `n` elements starting at `s` (destination `t`, bias `bias` per element or one for all, second
@@ -358,9 +362,9 @@ static void gather(char *to, const char *from, Py_ssize_t n, Py_ssize_t item, Py
 static void pack(Packer *q, const char *s, const char *o, char *t, Py_ssize_t n, const float *bias, Py_ssize_t bias_step) {
     if (q->used + n > SPAN)
         flush_packed(q);
-    gather((char *)q->src_local + q->used * q->src_item, s, n, q->src_item, q->src_step);
+    copy_items((char *)q->src_local + q->used * q->src_item, q->src_item, s, q->src_step, n, q->src_item);
     if (o)
-        gather((char *)(q->other_local + q->used), o, n, 2, q->other_step);
+        copy_items((char *)(q->other_local + q->used), 2, o, q->other_step, n, 2);
     if (bias)
         for (Py_ssize_t j = 0; j < n; j++)
             q->bias_local[q->used + j] = bias[j * bias_step];
@@ -572,7 +576,7 @@ static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geo
         PyErr_NoMemory();
         return -1;
     }
-    Params p = {.flush = flush};
+    Params p = {.flush = flush, .apart = 1};  /* the local plane is apart from the source */
     SpanKernel widen_span = pick(&WIDEN);
     uint16_t line[SPAN];
     float *out = cols->buf;
@@ -584,11 +588,10 @@ static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geo
             float *target = plane + (py + y) * width + px;
             for (Py_ssize_t start = 0; start < w; start += SPAN) {
                 Py_ssize_t n = w - start < SPAN ? w - start : SPAN;
-                const void *in = row + start * src->strides[3];
+                const char *in = row + start * src->strides[3];
                 if (src->strides[3] != 2) {
-                    for (Py_ssize_t x = 0; x < n; x++)
-                        line[x] = *(const uint16_t *)(row + (start + x) * src->strides[3]);
-                    in = line;
+                    copy_items((char *)line, 2, in, src->strides[3], n, 2);
+                    in = (const char *)line;
                 }
                 widen_span(in, target + start, n, &p);
             }
@@ -604,6 +607,14 @@ static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geo
 }
 
 static uint16_t indeterminate_bits(double value) { return float_to_half((float)value); }
+
+/* The least fp16 magnitude (bits) at or above `limit`: |v| >= limit on fp16 values, as bits. */
+static uint16_t least_half_at_or_above(float limit) {
+    if (isnan(limit) || limit <= 0.0f)  /* never true, or always */
+        return isnan(limit) ? 0x7fffu : 0u;
+    uint16_t bits = float_to_half(limit);
+    return bits < 0x7c00u && half_to_float(bits) < limit ? bits + 1 : bits;
+}
 
 static PyObject *widen(PyObject *self, PyObject *args) {
     PyObject *src, *dst;
@@ -638,14 +649,8 @@ static PyObject *mac_port(PyObject *self, PyObject *args) {
     double saturation, indeterminate;
     if (!PyArg_ParseTuple(args, "OOOiOdpOd:mac_port", &acc, &dst, &bias, &bias_axis, &post_scale, &saturation, &flush, &table, &indeterminate))
         return NULL;
-    Params p = {.flush = flush, .saturation = (float)saturation, .indeterminate = indeterminate_bits(indeterminate)};
-    if (isnan(p.saturation) || p.saturation <= 0.0f)  /* |v| >= saturation: never, or always */
-        p.saturation_bits = isnan(p.saturation) ? 0x7fffu : 0u;
-    else {
-        p.saturation_bits = float_to_half(p.saturation);
-        if (p.saturation_bits < 0x7c00u && half_to_float(p.saturation_bits) < p.saturation)
-            p.saturation_bits++;
-    }
+    Params p = {.flush = flush, .saturation_bits = least_half_at_or_above((float)saturation),
+                .indeterminate = indeterminate_bits(indeterminate)};
     if (post_scale != Py_None) {
         p.has_post_scale = 1;
         p.post_scale = (float)PyFloat_AsDouble(post_scale);

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anec.kernels import BINARY
+
 FP16_MIN_NORMAL = np.float32(2.0**-14)
 
 
@@ -123,17 +125,17 @@ def mac_port(acc: np.ndarray, dst: np.ndarray, bias: np.ndarray | None, bias_axi
         store_fp16(dst, blockwise(leave, acc, bias), indeterminate)
 
 
-BINARY_OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"add": np.add, "sub": np.subtract, "mul": np.multiply}
-"""The operations `binary` fuses: exact IEEE operations in float32 (no choice of a zero's sign or a
-NaN's payload), so both twins give the same bits."""
+BINARY_OPS = ("add", "sub", "mul")
+"""The operations (of `anec.kernels.BINARY`) that `binary` fuses: exact IEEE operations in float32
+(no choice of a zero's sign or a NaN's payload), so both twins give the same bits."""
 
 
 def binary(op: str, a: np.ndarray, b: np.ndarray, dst: np.ndarray, indeterminate: float) -> None:
-    wide_a, wide_b = (np.empty(x.shape, np.float32) for x in (a, b))
-    widen(a, wide_a, False)
-    widen(b, wide_b, False)
+    if op not in BINARY_OPS:
+        raise ValueError(f"binary: no fused operation '{op}' (add, sub or mul)")
+    values = widening_table(False)
     with np.errstate(all="ignore"):
-        narrow(BINARY_OPS[op](wide_a, wide_b), dst, indeterminate)
+        narrow(BINARY[op](take(values, a), take(values, b)), dst, indeterminate)
 
 
 def windows(src: np.ndarray, cols: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], pads: tuple[int, int],

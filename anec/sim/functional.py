@@ -86,6 +86,7 @@ class Machine:
     _recent: OrderedDict[tuple, np.ndarray] = field(default_factory=OrderedDict)
     """The last source views converted (tiles of one op read the same input), dropped when written."""
     _views: dict[int, tuple[View | None, View | None, View | None]] = field(default_factory=dict)
+    """Each task's source and destination views (`views`), derived from its fields once."""
 
     @classmethod
     def for_program(cls, program: Program, kernels: Fp16Kernels = fp16_kernels.ACTIVE) -> Machine:
@@ -490,6 +491,7 @@ def _reduce(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.n
 
 
 def fp16_operands(task: Task) -> bool:
+    """Whether a planar task runs on its fp16 operands as stored (see FP16_OPERANDS)."""
     return task.kind in FP16_OPERANDS or (task.kind == Kind.POOL and POOLS[task.mode] == "max")
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from anec.kernels import BINARY
 from anec.sim import fp16_kernels
 from anec.sim.fp16_kernels import NUMPY, Fp16Kernels
-from tests.sim.support import F16, float32_samples
+from tests.sim.support import F16, every_fp16, float32_samples
 
 
 @pytest.fixture(autouse=True, params=["vector", "scalar"])
@@ -35,10 +36,6 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     """Bit for bit, except that NaN payloads may differ (NaN never reaches a slot)."""
     nan = np.isnan(a)
     return bool(np.array_equal(nan, np.isnan(b)) and np.array_equal(a[~nan].view(f"u{a.itemsize}"), b[~nan].view(f"u{b.itemsize}")))
-
-
-def every_fp16() -> np.ndarray:
-    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(F16)
 
 
 def padded(shape: tuple[int, ...], dtype: type, pad: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +113,7 @@ def test_mac_port(bias_axis: int | None, post_scale: float | None, saturation: f
     if bias_axis is not None:
         bias = rng.standard_normal(16).astype(np.float32) * 100
         bias[:4] = [np.inf, -np.inf, 1e-6, -3e-8]
-    activation = nan_keeping(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)[::-1].copy()) if table else None
+    activation = nan_keeping(every_fp16().view(np.uint16)[::-1].copy()) if table else None
     outs = []
     for kernels in (NUMPY, compiled()):
         out, block = padded(acc.shape, F16)
@@ -140,7 +137,7 @@ def test_binary(op: str) -> None:
         kernels.binary(op, a, b, out, 0.5)
         outs.append(out)
     with np.errstate(all="ignore"):
-        exact = fp16_kernels.BINARY_OPS[op](a.astype(np.float32), b.astype(np.float32)).astype(F16)
+        exact = BINARY[op](a.astype(np.float32), b.astype(np.float32)).astype(F16)
     exact[np.isnan(exact)] = 0.5
     assert same_bits(outs[0], exact) and same_bits(outs[1], exact)
 
@@ -240,13 +237,13 @@ def test_programs_run_the_same_with_either_kernels() -> None:
 @pytest.mark.parametrize("flush", [False, True])
 def test_windows(kernel, strides, pads, dilations, out, flush: bool) -> None:
     """A convolution's columns, from a padded fp16 source holding every fp16 value (denormals, ±0,
-    ±inf): zero outside the source, and trailing windows cropped to the output extents. Output rows
-    of 3 to 11 elements, strides 1 to 3."""
-    block = np.resize(every_fp16(), (2, 3, 9, 16))
-    src = block[..., 2:13]
-    outs = []
-    for kernels in (NUMPY, compiled()):
-        cols = np.full((2, 3, *kernel, *out), np.nan, np.float32)
-        kernels.windows(src, cols, kernel, strides, pads, dilations, flush)
-        outs.append(cols)
-    assert same_bits(*outs) and not np.isnan(outs[1][..., 0, 0]).any()
+    ±inf), with contiguous or strided rows: zero outside the source, and trailing windows cropped to
+    the output extents. Output rows of 3 to 11 elements, strides 1 to 3."""
+    block = np.resize(every_fp16(), (2, 3, 9, 24))
+    for src in (block[..., 2:13], block[..., 2::2]):
+        outs = []
+        for kernels in (NUMPY, compiled()):
+            cols = np.full((2, 3, *kernel, *out), np.nan, np.float32)
+            kernels.windows(src, cols, kernel, strides, pads, dilations, flush)
+            outs.append(cols)
+        assert same_bits(*outs) and not np.isnan(outs[1][..., 0, 0]).any()
