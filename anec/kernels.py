@@ -23,6 +23,10 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
     return dtype
 
 
+Gemm = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""A matrix product with np.matmul's broadcasting (the simulator passes its threaded one)."""
+
+
 def upcast(x: np.ndarray) -> np.ndarray:
     return x.astype(compute_dtype(x.dtype), copy=False)
 
@@ -179,7 +183,8 @@ def _expand_params(rank: int, strides: Sequence[int], pads: Sequence[int], dilat
     return list(strides), list(pads), list(dilations)
 
 
-def conv(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int], groups: int) -> np.ndarray:
+def conv(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int], groups: int,
+         gemm: Gemm = np.matmul) -> np.ndarray:
     """N-C-(H)-W convolution; weight [O, C/groups, (kH), kW]: one GEMM per group over the gathered
     taps (a 1x1 stride-1 convolution needs no gathering), or a multiply-add per tap when depthwise."""
     rank = x.ndim
@@ -190,7 +195,7 @@ def conv(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[in
     og = o // groups
     if kh == kw == 1 and not any(pads) and strides == [1, 1]:
         ho, wo = x.shape[2:]
-        out = np.matmul(w.reshape(groups, og, cg)[None], x.reshape(n, groups, cg, ho * wo))
+        out = gemm(w.reshape(groups, og, cg)[None], x.reshape(n, groups, cg, ho * wo))
         out = out.reshape(n, o, ho, wo)
         return out[:, :, 0, :] if rank == 3 else out
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
@@ -212,21 +217,21 @@ def conv(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[in
         for i in range(kh):
             for j in range(kw):
                 cols[:, :, i, j] = tap(i, j)
-        out = conv_columns(cols, w, groups)
+        out = conv_columns(cols, w, groups, gemm)
     return out[:, :, 0, :] if rank == 3 else out
 
 
-def conv_columns(cols: np.ndarray, w: np.ndarray, groups: int) -> np.ndarray:
+def conv_columns(cols: np.ndarray, w: np.ndarray, groups: int, gemm: Gemm = np.matmul) -> np.ndarray:
     """A convolution from its columns cols[N, C, kH, kW, Ho, Wo] (the input under each tap of each
     output pixel): one GEMM per group; weight [O, C/groups, kH, kW]."""
     n, c, kh, kw, ho, wo = cols.shape
     o = w.shape[0]
-    out = np.matmul(w.reshape(groups, o // groups, c // groups * kh * kw)[None], cols.reshape(n, groups, c // groups * kh * kw, ho * wo))
+    out = gemm(w.reshape(groups, o // groups, c // groups * kh * kw)[None], cols.reshape(n, groups, c // groups * kh * kw, ho * wo))
     return out.reshape(n, o, ho, wo)
 
 
 def conv_transpose(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
-                   groups: int, output_padding: Sequence[int]) -> np.ndarray:
+                   groups: int, output_padding: Sequence[int], gemm: Gemm = np.matmul) -> np.ndarray:
     """Transposed convolution; weight [C, O/groups, (kH), kW]; scatter of tap matmuls, then crop."""
     rank = x.ndim
     strides, pads, dilations = _expand_params(rank, strides, pads, dilations)
@@ -242,7 +247,7 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: S
     wg = w.reshape(groups, cg, og, kh, kw)
     for i in range(kh):
         for j in range(kw):
-            contrib = np.matmul(np.swapaxes(wg[:, :, :, i, j], 1, 2)[None], xg).reshape(n, groups, og, h, wd)
+            contrib = gemm(np.swapaxes(wg[:, :, :, i, j], 1, 2)[None], xg).reshape(n, groups, og, h, wd)
             r0, c0 = i * dilations[0], j * dilations[1]
             out[:, :, :, r0:r0 + strides[0] * (h - 1) + 1:strides[0], c0:c0 + strides[1] * (wd - 1) + 1:strides[1]] += contrib
     out = out.reshape(n, groups * og, full_h, full_w)
@@ -250,13 +255,13 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: S
     return out[:, :, 0, :] if rank == 3 else out
 
 
-def matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False, transpose_b: bool = False) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, transpose_a: bool = False, transpose_b: bool = False, gemm: Gemm = np.matmul) -> np.ndarray:
     a, b = upcast(a), upcast(b)
     if transpose_a:
         a = np.swapaxes(a, -1, -2)
     if transpose_b:
         b = np.swapaxes(b, -1, -2)
-    return np.matmul(a, b)
+    return gemm(a, b)
 
 
 def sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, scale: float) -> np.ndarray:

@@ -1,17 +1,18 @@
 """The simulator's speed against onnxruntime's f32 CPU time, on the same inputs, in one process.
 
-    python benchmarks/simulator.py [--blas-threads N] [resnet50 bert-base ...]
+    python benchmarks/simulator.py [resnet50 bert-base ...]
 
 For each model: compile it for the M1 to descriptors, run the decoded program once (building the
 machine), then time the simulator (ANE programs plus the CPU ops between them) and onnxruntime over
 the same inputs; print both medians, their ratio (goal: within 3x) and the outputs' agreement.
 
 Each tool is timed in its own block after a pause. Both keep worker threads that spin for a while
-after each parallel section (OpenBLAS after a GEMM, onnxruntime after a run); timed in turns, each
-tool ran beside the other's spinning threads — onnxruntime's ResNet-50 took 49-91 ms that way and
-26 ms alone, which made the simulator look two to three times closer than it is. The simulator's
-GEMMs run in OpenBLAS; `--blas-threads N` (set before numpy loads) pins its thread count.
-`ANEC_SIM_KERNELS=numpy` times the simulator with the numpy twins of its C fp16 kernels.
+after each parallel section (the simulator's kernel pool after a kernel, onnxruntime after a run);
+timed in turns, each tool ran beside the other's spinning threads — onnxruntime's ResNet-50 took
+49-91 ms that way and 26 ms alone, which made the simulator look two to three times closer than it
+is. Both use every CPU: `ANEC_SIM_THREADS=N` sets the simulator's kernel threads (its GEMMs run on
+them, in numpy's OpenBLAS), and `ANEC_SIM_KERNELS=numpy` times the numpy twins of its C kernels
+(single-threaded products: the specification, not a fast path).
 """
 
 from __future__ import annotations
@@ -22,11 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-if "--blas-threads" in sys.argv:  # must be set before numpy loads OpenBLAS
-    at = sys.argv.index("--blas-threads")
-    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = sys.argv[at + 1]
-    del sys.argv[at:at + 2]
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests import zoo  # the test model zoo: seeded random weights, exported once
@@ -34,7 +30,7 @@ from tests import zoo  # the test model zoo: seeded random weights, exported onc
 MODELS = ("resnet50", "bert-base")
 REPEATS = 7
 PAUSE_S = 1.0
-"""Longer than the worker threads of either tool spin after their last job (OpenBLAS: 2^28 cycles)."""
+"""Longer than the worker threads of either tool spin after their last job."""
 
 
 def quiet_median(fn, repeats: int = REPEATS) -> float:
@@ -53,10 +49,9 @@ def main(names: list[str]) -> None:
 
     import anec
     from anec.runtime.check import error
-    from anec.sim.fp16_kernels import ACTIVE
+    from anec.sim.fp16_kernels import ACTIVE, threads
 
-    print(f"OpenBLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, CPUs: {os.cpu_count()}, "
-          f"fp16 kernels: {ACTIVE.name}")
+    print(f"CPUs: {os.cpu_count()}, simulator kernels: {ACTIVE.name}" + (f" on {threads()} threads" if ACTIVE.name == "c" else ""))
     print(f"{'model':12} {'simulator':>11} {'onnxruntime':>12} {'ratio':>6}  agreement")
     for name in names:
         path = zoo.onnx_model(name, "legacy")

@@ -8,7 +8,8 @@ give the same bits.
 
 Every kernel takes same-shaped buffers of any strides (numpy views) and works on them span by span:
 a span is up to SPAN contiguous elements of one row, gathered into a local array when the row is
-strided. */
+strided. Large kernels share their rows among a pool of threads; the MAC tasks' matrix products run
+on the same pool, through numpy's own sgemm. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -272,6 +273,118 @@ NARROWING_KERNEL(binary_vector, uint16_t,
                                         _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o))), RNE))
 #endif
 
+/* -- a pool of worker threads ---------------------------------------------------------------- */
+
+/* A kernel large enough to share splits its work into parts: the calling thread runs part 0 and the
+   pool's workers the others, all at once. After a job a worker spins a little while for the next
+   one (the simulator calls kernels back to back) before it sleeps. Two callers never share the
+   pool: a call that finds it busy runs all its work itself. */
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define HAVE_THREADS 1
+#endif
+#define MAX_THREADS 16
+#define PARALLEL_MIN 16384  /* elements: a smaller kernel runs on the calling thread */
+#define SPIN_ROUNDS 20000   /* a worker's pauses between jobs before it sleeps (tens of microseconds) */
+
+typedef void (*PartFn)(void *context, int part, int parts);
+
+static int pool_threads = 1;  /* the threads a job may use, the caller's included (`set_threads`) */
+
+static inline void cpu_relax(void) {
+#ifdef HAVE_F16C_PATH
+    _mm_pause();
+#endif
+}
+
+#ifdef HAVE_THREADS
+static struct {
+    pthread_mutex_t busy, lock;
+    pthread_cond_t wake;
+    int started;           /* workers running; worker i runs part i */
+    unsigned first[MAX_THREADS];  /* the generation current when worker i was started */
+    unsigned generation;   /* one more for each job */
+    int pending;           /* workers yet to finish the job */
+    PartFn fn;
+    void *context;
+    int parts;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0}, 0, 0, NULL, NULL, 0};
+
+static void *worker(void *arg) {
+    int part = (int)(intptr_t)arg;
+    unsigned seen = pool.first[part];
+    for (;;) {
+        unsigned now = seen;
+        for (int round = 0; round < SPIN_ROUNDS && now == seen; round++) {
+            cpu_relax();
+            now = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
+        }
+        if (now == seen) {
+            pthread_mutex_lock(&pool.lock);
+            while ((now = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE)) == seen)
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = now;
+        if (part < pool.parts)
+            pool.fn(pool.context, part, pool.parts);
+        __atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* A forked child has none of its parent's workers. */
+static void forget_workers(void) {
+    pthread_mutex_t unlocked = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t idle = PTHREAD_COND_INITIALIZER;
+    pool.busy = pool.lock = unlocked;
+    pool.wake = idle;
+    pool.started = 0;
+}
+
+/* Run fn(context, part, parts) for every part, on up to `parts` threads at once. */
+static void parallel(PartFn fn, void *context, int parts) {
+    parts = parts < pool_threads ? parts : pool_threads;
+    if (parts > 1 && pthread_mutex_trylock(&pool.busy) == 0) {
+        while (pool.started < parts - 1) {
+            pthread_t thread;
+            pool.first[pool.started + 1] = pool.generation;
+            if (pthread_create(&thread, NULL, worker, (void *)(intptr_t)(pool.started + 1)) != 0)
+                break;
+            pthread_detach(thread);
+            pool.started++;
+        }
+        parts = parts < pool.started + 1 ? parts : pool.started + 1;
+        if (parts > 1) {
+            pool.fn = fn;
+            pool.context = context;
+            pool.parts = parts;
+            __atomic_store_n(&pool.pending, pool.started, __ATOMIC_RELAXED);
+            pthread_mutex_lock(&pool.lock);
+            __atomic_add_fetch(&pool.generation, 1, __ATOMIC_RELEASE);
+            pthread_cond_broadcast(&pool.wake);
+            pthread_mutex_unlock(&pool.lock);
+            fn(context, 0, parts);
+            while (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0)
+                cpu_relax();
+            pthread_mutex_unlock(&pool.busy);
+            return;
+        }
+        pthread_mutex_unlock(&pool.busy);
+    }
+    fn(context, 0, 1);
+}
+#else
+static void parallel(PartFn fn, void *context, int parts) { (void)parts, fn(context, 0, 1); }
+#endif
+
+/* The parts a job of `elements` elements in `units` indivisible units is worth splitting into. */
+static int parts_for(Py_ssize_t elements, Py_ssize_t units) {
+    if (elements < PARALLEL_MIN || units < 2)
+        return 1;
+    return units < pool_threads ? (int)units : pool_threads;
+}
+
 /* -- strided traversal ---------------------------------------------------------------------- */
 
 typedef void (*SpanKernel)(const void *src, void *dst, Py_ssize_t n, const Params *p);
@@ -395,55 +508,72 @@ static int same_shape(const Py_buffer *a, const Py_buffer *b) {
     return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(Py_ssize_t) * (size_t)a->ndim) == 0;
 }
 
-/* Apply `k` to same-shaped strided buffers; `bias` (one per index of `bias_axis`) and the second
-   fp16 operand `other` are optional. */
-static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *other, Py_buffer *dst, Params *p, const float *bias, int bias_axis) {
-    int ndim = src->ndim;
-    if (ndim > MAX_DIMS || !same_shape(src, dst) || (other && !same_shape(src, other))) {
-        PyErr_Format(PyExc_ValueError, "%s: operands and destination must have the same shape (up to %d axes)", k->name, MAX_DIMS);
-        return -1;
-    }
-    Py_ssize_t inner = ndim ? src->shape[ndim - 1] : 1, rows = 1, index[MAX_DIMS] = {0};
-    for (int d = 0; d < ndim - 1; d++)
-        rows *= src->shape[d];
-    if (inner == 0 || rows == 0)
-        return 0;
+/* Whether `source` may be read by one part while other parts write `dst`: it shares no memory with
+   `dst`, or it is `dst` itself, element for element. */
+static int separate_or_same(const Py_buffer *source, const Py_buffer *dst) {
+    return apart(source, dst) || (source->buf == dst->buf && same_shape(source, dst)
+                                  && memcmp(source->strides, dst->strides, sizeof(Py_ssize_t) * (size_t)dst->ndim) == 0);
+}
+
+typedef struct {
+    const Kernel *k;
+    const Py_buffer *src, *other, *dst;
+    Params params;
+    const float *bias;
+    int bias_axis, direct, failed;
+    Py_ssize_t rows, inner;  /* rows: the product of the outer extents */
+} Traversal;
+
+/* One part of a traversal: a range of whole rows. */
+static void traverse_rows(void *context, int part, int parts) {
+    Traversal *w = context;
+    const Py_buffer *src = w->src, *other = w->other, *dst = w->dst;
+    Py_ssize_t begin = w->rows * part / parts, end = w->rows * (part + 1) / parts, index[MAX_DIMS] = {0};
+    if (begin == end)
+        return;
     Packer *q = PyMem_RawMalloc(sizeof(Packer));
     if (!q) {
-        PyErr_NoMemory();
-        return -1;
+        w->failed = 1;
+        return;
     }
-    q->span = pick(k);
-    p->apart = apart(src, dst) && (!other || apart(other, dst));
-    q->packed = *p;
+    int ndim = src->ndim;
+    Params p = w->params;
+    q->span = pick(w->k);
+    q->packed = p;
     q->packed.apart = 1;  /* packed spans work on local copies */
-    if (bias) {
+    if (w->bias) {
         q->packed.bias = q->bias_local;
         q->packed.bias_step = 1;
     }
-    q->src_item = item_size(k->src_format);
-    q->dst_item = item_size(k->dst_format);
+    q->src_item = item_size(w->k->src_format);
+    q->dst_item = item_size(w->k->dst_format);
     q->src_step = ndim ? src->strides[ndim - 1] : q->src_item;
     q->dst_step = ndim ? dst->strides[ndim - 1] : q->dst_item;
     q->other_step = other && ndim ? other->strides[ndim - 1] : 2;
     if (other)
         q->packed.other = q->other_local;
     q->used = q->pieces = 0;
-    int direct = inner >= (p->apart ? 8 : DIRECT) && q->src_step == q->src_item && q->dst_step == q->dst_item && q->other_step == 2;
-    Py_ssize_t bias_step = p->bias_step;
-    Py_BEGIN_ALLOW_THREADS
     const char *s = src->buf, *o = other ? other->buf : NULL;
     char *t = dst->buf;
-    for (Py_ssize_t row = 0; row < rows; row++) {
-        const float *row_bias = bias && bias_axis < ndim - 1 ? bias + index[bias_axis] : bias;
+    for (Py_ssize_t d = ndim - 2, rest = begin; d >= 0; d--) {  /* the odometer at row `begin` */
+        index[d] = rest % src->shape[d];
+        rest /= src->shape[d];
+        s += index[d] * src->strides[d];
+        t += index[d] * dst->strides[d];
+        if (o)
+            o += index[d] * other->strides[d];
+    }
+    Py_ssize_t inner = w->inner, bias_step = p.bias_step;
+    for (Py_ssize_t row = begin; row < end; row++) {
+        const float *row_bias = w->bias && w->bias_axis < ndim - 1 ? w->bias + index[w->bias_axis] : w->bias;
         for (Py_ssize_t start = 0; start < inner; start += SPAN) {
             Py_ssize_t n = inner - start < SPAN ? inner - start : SPAN;
             const float *span_bias = row_bias ? row_bias + start * bias_step : NULL;
             const char *span_other = o ? o + start * q->other_step : NULL;
-            if (direct) {
-                p->bias = span_bias;
-                p->other = (const uint16_t *)span_other;
-                q->span(s + start * q->src_step, t + start * q->dst_step, n, p);
+            if (w->direct) {
+                p.bias = span_bias;
+                p.other = (const uint16_t *)span_other;
+                q->span(s + start * q->src_step, t + start * q->dst_step, n, &p);
             } else {
                 pack(q, s + start * q->src_step, span_other, t + start * q->dst_step, n, span_bias, bias_step);
             }
@@ -463,8 +593,37 @@ static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *other, Py_buffer
         }
     }
     flush_packed(q);
-    Py_END_ALLOW_THREADS
     PyMem_RawFree(q);
+}
+
+/* Apply `k` to same-shaped strided buffers; `bias` (one per index of `bias_axis`) and the second
+   fp16 operand `other` are optional. Rows are shared among the pool's threads when every source is
+   apart from the destination or is the destination itself. */
+static int traverse(const Kernel *k, Py_buffer *src, Py_buffer *other, Py_buffer *dst, Params *p, const float *bias, int bias_axis) {
+    int ndim = src->ndim;
+    if (ndim > MAX_DIMS || !same_shape(src, dst) || (other && !same_shape(src, other))) {
+        PyErr_Format(PyExc_ValueError, "%s: operands and destination must have the same shape (up to %d axes)", k->name, MAX_DIMS);
+        return -1;
+    }
+    Traversal w = {.k = k, .src = src, .other = other, .dst = dst, .bias = bias, .bias_axis = bias_axis,
+                   .inner = ndim ? src->shape[ndim - 1] : 1, .rows = 1};
+    for (int d = 0; d < ndim - 1; d++)
+        w.rows *= src->shape[d];
+    if (w.inner == 0 || w.rows == 0)
+        return 0;
+    p->apart = apart(src, dst) && (!other || apart(other, dst));
+    w.params = *p;
+    Py_ssize_t src_item = item_size(k->src_format), dst_item = item_size(k->dst_format);
+    w.direct = w.inner >= (p->apart ? 8 : DIRECT) && (!ndim || (src->strides[ndim - 1] == src_item && dst->strides[ndim - 1] == dst_item
+                                                                && (!other || other->strides[ndim - 1] == 2)));
+    int parts = separate_or_same(src, dst) && (!other || separate_or_same(other, dst)) ? parts_for(w.rows * w.inner, w.rows) : 1;
+    Py_BEGIN_ALLOW_THREADS
+    parallel(traverse_rows, &w, parts);
+    Py_END_ALLOW_THREADS
+    if (w.failed) {
+        PyErr_NoMemory();
+        return -1;
+    }
     return 0;
 }
 
@@ -555,37 +714,32 @@ static inline void copy_row(float *out, const float *tap, Py_ssize_t n, Py_ssize
 /* The windows of a convolution, widened: cols[n, c, i, j, y, x] = src[n, c, y*sy + i*dy - py,
    x*sx + j*dx - px] as float32 (denormals flushed with `flush`), zero outside the source: the columns
    a GEMM multiplies. Each plane is widened once into a zero-bordered local plane, then every tap
-   copies its rows out of it. */
-static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geometry, int flush) {
-    Py_ssize_t kh = geometry[0], kw = geometry[1], sy = geometry[2], sx = geometry[3];
-    Py_ssize_t py = geometry[4], px = geometry[5], dy = geometry[6], dx = geometry[7];
-    if (src->ndim != 4 || cols->ndim != 6 || cols->shape[0] != src->shape[0] || cols->shape[1] != src->shape[1]
-        || cols->shape[2] != kh || cols->shape[3] != kw || !PyBuffer_IsContiguous(cols, 'C') || py < 0 || px < 0) {
-        PyErr_SetString(PyExc_ValueError, "windows: the source must be [N, C, H, W] and the columns a C-contiguous [N, C, kh, kw, ho, wo]");
-        return -1;
-    }
+   copies its rows out of it. The pool's threads share the planes. */
+typedef struct {
+    const Py_buffer *src, *cols;
+    Py_ssize_t kh, kw, sy, sx, py, px, dy, dx, rows, width;  /* rows, width: the local plane's */
+    int flush, failed;
+} Windows;
+
+static void gather_planes(void *context, int part, int parts) {
+    Windows *g = context;
+    const Py_buffer *src = g->src, *cols = g->cols;
     Py_ssize_t channels = src->shape[1], h = src->shape[2], w = src->shape[3], ho = cols->shape[4], wo = cols->shape[5];
-    if (cols->len == 0)
-        return 0;
-    /* the local plane covers the source and every window: rows, columns */
-    Py_ssize_t rows = (ho - 1) * sy + (kh - 1) * dy + 1, width = (wo - 1) * sx + (kw - 1) * dx + 1;
-    rows = rows > py + h ? rows : py + h;
-    width = width > px + w ? width : px + w;
-    float *plane = PyMem_RawCalloc((size_t)(rows * width), 4);
+    Py_ssize_t planes = src->shape[0] * channels, begin = planes * part / parts, end = planes * (part + 1) / parts;
+    float *plane = PyMem_RawCalloc((size_t)(g->rows * g->width), 4);
     if (!plane) {
-        PyErr_NoMemory();
-        return -1;
+        g->failed = 1;
+        return;
     }
-    Params p = {.flush = flush, .apart = 1};  /* the local plane is apart from the source */
+    Params p = {.flush = g->flush, .apart = 1};  /* the local plane is apart from the source */
     SpanKernel widen_span = pick(&WIDEN);
     uint16_t line[SPAN];
-    float *out = cols->buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t index = 0; index < src->shape[0] * channels; index++) {
+    float *out = (float *)cols->buf + begin * g->kh * g->kw * ho * wo;
+    for (Py_ssize_t index = begin; index < end; index++) {
         const char *base = (const char *)src->buf + (index / channels) * src->strides[0] + (index % channels) * src->strides[1];
         for (Py_ssize_t y = 0; y < h; y++) {
             const char *row = base + y * src->strides[2];
-            float *target = plane + (py + y) * width + px;
+            float *target = plane + (g->py + y) * g->width + g->px;
             for (Py_ssize_t start = 0; start < w; start += SPAN) {
                 Py_ssize_t n = w - start < SPAN ? w - start : SPAN;
                 const char *in = row + start * src->strides[3];
@@ -596,14 +750,176 @@ static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geo
                 widen_span(in, target + start, n, &p);
             }
         }
-        for (Py_ssize_t i = 0; i < kh; i++)
-            for (Py_ssize_t j = 0; j < kw; j++)
+        for (Py_ssize_t i = 0; i < g->kh; i++)
+            for (Py_ssize_t j = 0; j < g->kw; j++)
                 for (Py_ssize_t y = 0; y < ho; y++, out += wo)
-                    copy_row(out, plane + (y * sy + i * dy) * width + j * dx, wo, sx);
+                    copy_row(out, plane + (y * g->sy + i * g->dy) * g->width + j * g->dx, wo, g->sx);
     }
-    Py_END_ALLOW_THREADS
     PyMem_RawFree(plane);
+}
+
+static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geometry, int flush) {
+    Windows g = {.src = src, .cols = cols, .kh = geometry[0], .kw = geometry[1], .sy = geometry[2], .sx = geometry[3],
+                 .py = geometry[4], .px = geometry[5], .dy = geometry[6], .dx = geometry[7], .flush = flush};
+    if (src->ndim != 4 || cols->ndim != 6 || cols->shape[0] != src->shape[0] || cols->shape[1] != src->shape[1]
+        || cols->shape[2] != g.kh || cols->shape[3] != g.kw || !PyBuffer_IsContiguous(cols, 'C') || g.py < 0 || g.px < 0) {
+        PyErr_SetString(PyExc_ValueError, "windows: the source must be [N, C, H, W] and the columns a C-contiguous [N, C, kh, kw, ho, wo]");
+        return -1;
+    }
+    if (cols->len == 0)
+        return 0;
+    Py_ssize_t ho = cols->shape[4], wo = cols->shape[5];
+    /* the local plane covers the source and every window: rows, columns */
+    g.rows = (ho - 1) * g.sy + (g.kh - 1) * g.dy + 1;
+    g.width = (wo - 1) * g.sx + (g.kw - 1) * g.dx + 1;
+    g.rows = g.rows > g.py + src->shape[2] ? g.rows : g.py + src->shape[2];
+    g.width = g.width > g.px + src->shape[3] ? g.width : g.px + src->shape[3];
+    Py_ssize_t planes = src->shape[0] * src->shape[1];
+    Py_BEGIN_ALLOW_THREADS
+    parallel(gather_planes, &g, parts_for(cols->len / 4, planes));
+    Py_END_ALLOW_THREADS
+    if (g.failed) {
+        PyErr_NoMemory();
+        return -1;
+    }
     return 0;
+}
+
+/* -- matrix products through the BLAS numpy uses --------------------------------------------- */
+
+/* numpy's OpenBLAS (ILP64 CBLAS) and its thread-count override, found by `use_blas`. The pool's
+   threads share a product, each calling the single-threaded sgemm on its part: OpenBLAS's own threads
+   would keep spinning on the other cores after every product, where the kernels above need them.
+   The parts depend on the shapes alone, never on the thread count, so the bits do not either: the
+   entries of a batch, or bands of a lone product's output (see `bands`). */
+typedef void (*Sgemm)(int order, int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+typedef int (*SetBlasThreads)(int threads);
+static Sgemm sgemm;
+static SetBlasThreads blas_threads_override;
+enum { ROW_MAJOR = 101, NO_TRANSPOSE = 111, TRANSPOSE = 112 };
+#define BAND_ALIGN 16       /* a band's first row or column is a multiple of this */
+#define BAND_WORK (1 << 22) /* multiply-adds: a product is split in bands of at least about this many */
+#define MAX_BANDS 2
+
+typedef struct {
+    const char *a, *b;
+    char *out;
+    Py_ssize_t batch, m, n, k, a_batch, b_batch;  /* the batch strides in bytes (0: broadcast) */
+    int transpose_a, transpose_b, bands;
+    int64_t lda, ldb;
+} Product;
+
+/* How BLAS reads a matrix of `rows` x `cols` float32 elements with these byte strides: row-major
+   (0) or transposed (1), its leading dimension in `ld`; -1 when it needs a copy. */
+static int blas_layout(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride, Py_ssize_t col_stride, int64_t *ld) {
+    if ((col_stride == 4 || cols == 1) && (rows == 1 || (row_stride % 4 == 0 && row_stride >= 4 * cols))) {
+        *ld = rows == 1 ? cols : row_stride / 4;
+        return 0;
+    }
+    if ((row_stride == 4 || rows == 1) && (cols == 1 || (col_stride % 4 == 0 && col_stride >= 4 * rows))) {
+        *ld = cols == 1 ? rows : col_stride / 4;
+        return 1;
+    }
+    return -1;
+}
+
+/* The bands of a lone m x n product summing over k: a power of two, at most MAX_BANDS, each about
+   BAND_WORK multiply-adds or more and BAND_ALIGN lines or more, along the output's longer axis
+   (columns when n >= m). fp16_kernels.bands is the same rule. */
+static int bands(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t extent = n >= m ? n : m;
+    double work = (double)m * (double)n * (double)k;
+    int count = 1;
+    while (count < MAX_BANDS && work >= 2.0 * count * BAND_WORK && extent >= 2 * count * BAND_ALIGN)
+        count *= 2;
+    return count;
+}
+
+static Py_ssize_t band_start(Py_ssize_t extent, int band, int count) {
+    return band == count ? extent : extent * band / count / BAND_ALIGN * BAND_ALIGN;
+}
+
+/* out[b][r0:r1, c0:c1] of batch entry b. */
+static void product_block(const Product *g, Py_ssize_t b, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize_t c1) {
+    const float *a = (const float *)(g->a + b * g->a_batch), *bb = (const float *)(g->b + b * g->b_batch);
+    a += g->transpose_a ? r0 : r0 * g->lda;
+    bb += g->transpose_b ? c0 * g->ldb : c0;
+    float *out = (float *)g->out + b * g->m * g->n + r0 * g->n + c0;
+    sgemm(ROW_MAJOR, g->transpose_a ? TRANSPOSE : NO_TRANSPOSE, g->transpose_b ? TRANSPOSE : NO_TRANSPOSE, r1 - r0, c1 - c0,
+          g->k, 1.0f, a, g->lda, bb, g->ldb, 0.0f, out, g->n);
+}
+
+/* One part: a share of the batch entries, or of the bands. */
+static void product_part(void *context, int part, int parts) {
+    const Product *g = context;
+    Py_ssize_t units = g->batch > 1 ? g->batch : g->bands;
+    for (Py_ssize_t unit = units * part / parts; unit < units * (part + 1) / parts; unit++) {
+        if (g->batch > 1)
+            product_block(g, unit, 0, g->m, 0, g->n);
+        else if (g->n >= g->m)
+            product_block(g, 0, 0, g->m, band_start(g->n, (int)unit, g->bands), band_start(g->n, (int)unit + 1, g->bands));
+        else
+            product_block(g, 0, band_start(g->m, (int)unit, g->bands), band_start(g->m, (int)unit + 1, g->bands), 0, g->n);
+    }
+}
+
+static PyObject *matmul(PyObject *self, PyObject *args) {
+    PyObject *a, *b, *out;
+    if (!PyArg_ParseTuple(args, "OOO:matmul", &a, &b, &out))
+        return NULL;
+    if (!sgemm)
+        Py_RETURN_FALSE;
+    Buffers v;
+    memset(&v, 0, sizeof v);
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(a, &v.src, PyBUF_STRIDES | PyBUF_FORMAT) < 0 || PyObject_GetBuffer(b, &v.other, PyBUF_STRIDES | PyBUF_FORMAT) < 0
+        || PyObject_GetBuffer(out, &v.dst, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0
+        || check_format(&v.src, 'f', "a", "matmul") < 0 || check_format(&v.other, 'f', "b", "matmul") < 0
+        || check_format(&v.dst, 'f', "out", "matmul") < 0)
+        goto done;
+    const Py_buffer *x = &v.src, *y = &v.other, *z = &v.dst;
+    if (x->ndim != 3 || y->ndim != 3 || z->ndim != 3 || x->shape[0] != z->shape[0] || y->shape[0] != z->shape[0]
+        || x->shape[1] != z->shape[1] || y->shape[2] != z->shape[2] || x->shape[2] != y->shape[1]) {
+        PyErr_SetString(PyExc_ValueError, "matmul: a [B, M, K], b [B, K, N] and out [B, M, N] must agree");
+        goto done;
+    }
+    Product g = {.a = x->buf, .b = y->buf, .out = z->buf, .batch = z->shape[0], .m = z->shape[1], .n = z->shape[2],
+                 .k = x->shape[2], .a_batch = x->strides[0], .b_batch = y->strides[0]};
+    g.transpose_a = blas_layout(g.m, g.k, x->strides[1], x->strides[2], &g.lda);
+    g.transpose_b = blas_layout(g.k, g.n, y->strides[1], y->strides[2], &g.ldb);
+    if (g.transpose_a < 0 || g.transpose_b < 0 || g.m < 2 || g.n < 2 || g.k == 0) {
+        result = Py_NewRef(Py_False);  /* numpy's: a copy, a vector product (gemv) or nothing to do */
+        goto done;
+    }
+    g.bands = bands(g.m, g.n, g.k);
+    int parts = parts_for(g.m * g.n * g.k * g.batch, g.batch > 1 ? g.batch : g.bands);
+    Py_BEGIN_ALLOW_THREADS
+    int previous = blas_threads_override(1);
+    parallel(product_part, &g, parts);
+    blas_threads_override(previous);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_True);
+done:
+    release(&v);
+    return result;
+}
+
+static PyObject *use_blas(PyObject *self, PyObject *args) {
+    unsigned long long sgemm_address, threads_address;
+    if (!PyArg_ParseTuple(args, "KK:use_blas", &sgemm_address, &threads_address))
+        return NULL;
+    sgemm = sgemm_address && threads_address ? (Sgemm)(uintptr_t)sgemm_address : NULL;
+    blas_threads_override = sgemm ? (SetBlasThreads)(uintptr_t)threads_address : NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_threads(PyObject *self, PyObject *arg) {
+    long threads = PyLong_AsLong(arg);
+    if (threads == -1 && PyErr_Occurred())
+        return NULL;
+    pool_threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : (int)threads;
+    Py_RETURN_NONE;
 }
 
 static uint16_t indeterminate_bits(double value) { return float_to_half((float)value); }
@@ -720,6 +1036,10 @@ static PyMethodDef methods[] = {
      "binary(op, a: f16, b: f16, dst: f16, indeterminate): dst = a op b (add, sub or mul) in float32, rounded; NaN -> indeterminate."},
     {"windows", windows, METH_VARARGS,
      "windows(src: f16 [N,C,H,W], cols: f32 [N,C,kh,kw,ho,wo], kernel, strides, pads, dilations, flush): a convolution's columns."},
+    {"matmul", matmul, METH_VARARGS,
+     "matmul(a: f32 [B,M,K], b: f32 [B,K,N], out: f32 [B,M,N] C-contiguous) -> whether it ran (BLAS found, layouts BLAS reads)."},
+    {"use_blas", use_blas, METH_VARARGS, "use_blas(sgemm, set_threads_local): the addresses of numpy's ILP64 cblas_sgemm and OpenBLAS's thread override."},
+    {"set_threads", set_threads, METH_O, "set_threads(n): the threads a kernel may use (1 to 16)."},
     {"use_vector_path", use_vector_path, METH_O, "use_vector_path(flag): run the AVX2/F16C kernels (True) or the portable scalar ones."},
     {"uses_vector_path", uses_vector_path, METH_NOARGS, "Whether the kernels run the AVX2/F16C vector path."},
     {NULL, NULL, 0, NULL},
@@ -727,4 +1047,9 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fp16", "fp16 storage kernels for the functional simulator.", -1, methods};
 
-PyMODINIT_FUNC PyInit__fp16(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fp16(void) {
+#ifdef HAVE_THREADS
+    pthread_atfork(NULL, NULL, forget_workers);
+#endif
+    return PyModule_Create(&module);
+}

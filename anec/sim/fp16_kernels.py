@@ -1,5 +1,5 @@
-"""The simulator's fp16 storage kernels: every value the simulator reads from or writes to a slot
-passes one of them.
+"""The simulator's kernels: every value the simulator reads from or writes to a slot passes one of
+the fp16 storage kernels, and every MAC task's sum is one of their matrix products.
 
 Each kernel exists twice with one signature: in numpy (here: the specification) and in C
 (`_fp16.c`, built when the package is installed with a C compiler). numpy's float32 <-> float16
@@ -21,15 +21,26 @@ into the slot view. tests/sim/test_fp16_kernels.py checks that both give the sam
   operands, computed in float32 and stored as `narrow` stores it.
 - `windows(src, cols, kernel, strides, pads, dilations, flush)`: a convolution's columns,
   cols[n, c, i, j, y, x] = src[n, c, y·sy + i·dy − py, x·sx + j·dx − px] widened, zero outside src.
+- `matmul(a, b)`: the MAC tasks' float32 products, as np.matmul with numpy's BLAS on one thread
+  computes them, a lone product in `bands`. The C twin runs the same sgemm calls (numpy's
+  OpenBLAS, found by `numpy_blas`) on its threads.
+
+The C kernels share their work among a pool of threads, one per CPU the process may use
+(`ANEC_SIM_THREADS` sets another number; 1 keeps everything on the calling thread): rows of a view,
+planes of a convolution's input, entries of a batch or bands of a product. The parts never change
+an element's computation, so the bits do not depend on the number of threads.
 
 Sources and destinations are same-shaped arrays of any strides (slot views).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +59,7 @@ class Fp16Kernels:
     mac_port: Callable[..., None]
     binary: Callable[[str, np.ndarray, np.ndarray, np.ndarray, float], None]
     windows: Callable[..., None]
+    matmul: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 # -- the numpy twins -----------------------------------------------------------------------------
@@ -205,7 +217,88 @@ def fp16_values(x: np.ndarray, saturation: float = 65536.0, flush: bool = False)
     return rounded
 
 
-NUMPY = Fp16Kernels("numpy", widen, narrow, lookup, mac_port, binary, windows)
+BAND_ALIGN = 16
+BAND_WORK = 1 << 22
+MAX_BANDS = 2
+
+
+def bands(m: int, n: int, k: int) -> list[slice]:
+    """The bands a lone m x n product summing over k is computed in, each by one sgemm: a power of
+    two, at most MAX_BANDS, each about BAND_WORK multiply-adds or more and BAND_ALIGN lines or more,
+    along the output's longer axis (columns when n >= m). The rule depends on the shapes alone, so
+    the bits do not depend on how many threads share the bands."""
+    extent, count = max(m, n), 1
+    while count < MAX_BANDS and m * n * k >= 2 * count * BAND_WORK and extent >= 2 * count * BAND_ALIGN:
+        count *= 2
+    starts = [extent * band // count // BAND_ALIGN * BAND_ALIGN for band in range(count)] + [extent]
+    return [slice(lo, hi) for lo, hi in itertools.pairwise(starts)]
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.matmul as the C kernels compute it: numpy's BLAS on one thread (OpenBLAS's threads change
+    some sums' order), a lone float32 matrix product in `bands`."""
+    with single_threaded_blas():
+        if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim < 2 or b.ndim < 2:
+            return np.matmul(a, b)
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        (m, k), n = a.shape[-2:], b.shape[-1]
+        if math.prod(batch) != 1 or min(m, n) < 2:
+            return np.matmul(a, b)
+        a, b = a.reshape(m, k), b.reshape(k, n)
+        out = np.empty((m, n), np.float32)
+        for band in bands(m, n, k):
+            if n >= m:
+                np.matmul(a, b[:, band], out=out[:, band])
+            else:
+                np.matmul(a[band], b, out=out[band])
+        return out.reshape(*batch, m, n)
+
+
+NUMPY = Fp16Kernels("numpy", widen, narrow, lookup, mac_port, binary, windows, matmul)
+
+
+@functools.cache
+def numpy_blas() -> tuple[int, int] | None:
+    """The addresses of cblas_sgemm and openblas_set_num_threads_local in the OpenBLAS numpy ships
+    (scipy-openblas, ILP64), or None when numpy uses another BLAS."""
+    import ctypes
+    import glob
+
+    numpy_dir = os.path.dirname(np.__file__)
+    for path in sorted(glob.glob(os.path.join(numpy_dir, os.pardir, "numpy.libs", "libscipy_openblas64_*"))
+                       + glob.glob(os.path.join(numpy_dir, ".dylibs", "libscipy_openblas64_*"))):
+        try:
+            library = ctypes.CDLL(path)
+            return (ctypes.cast(library.scipy_cblas_sgemm64_, ctypes.c_void_p).value or 0,
+                    ctypes.cast(library.openblas_set_num_threads_local, ctypes.c_void_p).value or 0)
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """numpy's OpenBLAS on the calling thread only, for the duration (nothing with another BLAS)."""
+    found = numpy_blas()
+    if found is None:
+        yield
+        return
+    import ctypes
+
+    override = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(found[1])
+    previous = override(1)
+    try:
+        yield
+    finally:
+        override(previous)
+
+
+def threads() -> int:
+    """The threads the C kernels share their work among: `ANEC_SIM_THREADS`, else the CPUs this
+    process may run on."""
+    if os.environ.get("ANEC_SIM_THREADS"):
+        return int(os.environ["ANEC_SIM_THREADS"])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _compiled() -> Fp16Kernels | None:
@@ -213,7 +306,26 @@ def _compiled() -> Fp16Kernels | None:
         from anec.sim import _fp16
     except ImportError:
         return None
-    return Fp16Kernels("c", _fp16.widen, _fp16.narrow, _fp16.lookup, _fp16.mac_port, _fp16.binary, _fp16.windows)
+    _fp16.set_threads(threads())
+    _fp16.use_blas(*(numpy_blas() or (0, 0)))
+
+    def compiled_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """`matmul`, on the pool's threads when numpy's BLAS was found and BLAS reads the layouts."""
+        if a.dtype == np.float32 and b.dtype == np.float32 and a.ndim >= 2 and b.ndim >= 2 \
+                and a.__array_interface__["data"][0] != b.__array_interface__["data"][0]:  # numpy's x @ x.T is a syrk
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            out = np.empty((*batch, a.shape[-2], b.shape[-1]), np.float32)
+            if _fp16.matmul(_as_batch(a, batch), _as_batch(b, batch), out.reshape(-1, *out.shape[-2:])):
+                return out
+        return matmul(a, b)
+
+    return Fp16Kernels("c", _fp16.widen, _fp16.narrow, _fp16.lookup, _fp16.mac_port, _fp16.binary, _fp16.windows, compiled_matmul)
+
+
+def _as_batch(x: np.ndarray, batch: tuple[int, ...]) -> np.ndarray:
+    """x broadcast to `batch` leading axes and viewed as [B, rows, cols] (a copy only when the batch
+    axes do not merge)."""
+    return np.broadcast_to(x, (*batch, *x.shape[-2:])).reshape(-1, *x.shape[-2:])
 
 
 COMPILED = _compiled()

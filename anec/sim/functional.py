@@ -442,9 +442,9 @@ def _conv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
     if not (pointwise or depthwise or m.crops(task.get("tile_src", "PixelOffset0"))):
         cols = np.empty((n, cin, *kernel, hout, wout), dtype=np.float32)
         m.kernels.windows(m.array(src)[:, 0], cols, kernel, strides, pads, dilations, m.numerics.mac_flushes_denormals.value)
-        return kernels.conv_columns(cols, weight, task.groups)[:, None]
+        return kernels.conv_columns(cols, weight, task.groups, m.kernels.matmul)[:, None]
     x, all_pads = _fit_window(m.mac_source(task, src), task)
-    return kernels.conv(x[:, 0], weight, strides, all_pads, dilations, task.groups)[:, None]
+    return kernels.conv(x[:, 0], weight, strides, all_pads, dilations, task.groups, m.kernels.matmul)[:, None]
 
 
 @executes(MAC_EXECUTORS, Kind.DECONV)
@@ -453,7 +453,7 @@ def _deconv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
     (kh, kw), strides, (py, px), dilations = _window(task)
     cout, cin = task.out_extents[2], task.in_extents[2]
     weight = np.asarray(w).reshape(cin, cout // task.groups, kh, kw)
-    full = kernels.conv_transpose(x[:, 0], weight, strides, [0, 0, 0, 0], dilations, task.groups, [0, 0])
+    full = kernels.conv_transpose(x[:, 0], weight, strides, [0, 0, 0, 0], dilations, task.groups, [0, 0], m.kernels.matmul)
     _, _, _, hout, wout = task.out_extents
     grow = [(0, 0), (0, 0), (0, max(py + hout - full.shape[2], 0)), (0, max(px + wout - full.shape[3], 0))]
     return np.pad(full, grow)[:, :, py:py + hout, px:px + wout][:, None]
@@ -461,7 +461,8 @@ def _deconv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
 
 @executes(MAC_EXECUTORS, Kind.MATMUL)
 def _matmul(m: Machine, task: Task, src: View, b: np.ndarray) -> np.ndarray:
-    return kernels.matmul(m.mac_source(task, src), np.asarray(b), task.flag("TransposeLhs"), task.flag("TransposeRhs"))
+    return kernels.matmul(m.mac_source(task, src), np.asarray(b), task.flag("TransposeLhs"), task.flag("TransposeRhs"),
+                          m.kernels.matmul)
 
 
 @executes(EXECUTORS, Kind.ELEMENTWISE)

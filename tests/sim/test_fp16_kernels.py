@@ -247,3 +247,114 @@ def test_windows(kernel, strides, pads, dilations, out, flush: bool) -> None:
             kernels.windows(src, cols, kernel, strides, pads, dilations, flush)
             outs.append(cols)
         assert same_bits(*outs) and not np.isnan(outs[1][..., 0, 0]).any()
+
+
+@pytest.fixture(params=[1, 2, 3])
+def threads(request: pytest.FixtureRequest):
+    """The C kernels' pool: one thread, two (this machine's CPUs, usually), or three."""
+    from anec.sim import _fp16
+
+    _fp16.set_threads(request.param)
+    yield request.param
+    _fp16.set_threads(fp16_kernels.threads())
+
+
+def test_kernels_share_rows_among_threads(threads: int) -> None:
+    """Large enough to be shared: padded rows of every fp16 value, a per-channel bias, a broadcast
+    second operand, an activation in place and a convolution's windows give the numpy twins' bits
+    whatever the number of threads."""
+    x = np.resize(every_fp16(), (64, 56, 40))[..., 3:]  # rows of 37 elements, 40 apart
+    acc = np.resize(float32_samples(), (1, 64, 56, 37))
+    bias = np.random.default_rng(4).standard_normal(64).astype(np.float32)
+    table = nan_keeping(every_fp16().view(np.uint16)[::-1].copy())
+    results = []
+    for kernels in (NUMPY, compiled()):
+        widened, _ = padded(x.shape, np.float32)
+        kernels.widen(x, widened, True)
+        port, _ = padded(acc.shape, F16)
+        kernels.mac_port(acc, port, bias, 1, None, 32768.0, True, table, 0.0)
+        total, _ = padded(x.shape, F16)
+        kernels.binary("add", x, np.broadcast_to(x[:1], x.shape), total, 0.0)
+        kernels.lookup(total, total, table, 0.0)
+        cols = np.empty((1, 64, 3, 3, 28, 19), np.float32)
+        kernels.windows(x[None], cols, (3, 3), (2, 2), (1, 1), (1, 1), True)
+        results.append((widened, port, total, cols))
+    assert all(same_bits(a, b) for a, b in zip(*results))
+
+
+def test_kernels_called_from_two_threads_at_once() -> None:
+    """A call that finds the pool busy does its work alone: results are unchanged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    acc = np.resize(float32_samples(), (8, 64, 56, 56))
+
+    def port(part: np.ndarray) -> np.ndarray:
+        out = np.empty(part.shape, F16)
+        compiled().mac_port(part, out, None, 0, None, 32768.0, False, None, 0.0)
+        return out
+
+    expected = [port(part) for part in acc]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            assert all(same_bits(a, b) for a, b in zip(pool.map(port, acc), expected))
+
+
+def test_kernels_run_in_a_forked_child() -> None:
+    """A forked child has none of its parent's pool threads; its kernels start their own."""
+    import multiprocessing
+
+    acc = np.resize(float32_samples(), (64, 56, 56))
+    out = np.empty(acc.shape, F16)
+    compiled().mac_port(acc, out, None, 0, None, 32768.0, False, None, 0.0)  # the pool is running
+    with multiprocessing.get_context("fork").Pool(1) as children:
+        child = children.apply_async(_port_in_child, (acc,)).get(timeout=60)
+    assert same_bits(child, out)
+
+
+def _port_in_child(acc: np.ndarray) -> np.ndarray:
+    out = np.empty(acc.shape, F16)
+    compiled().mac_port(acc, out, None, 0, None, 32768.0, False, None, 0.0)
+    return out
+
+
+def matmul_operands(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Products of every kind the simulator makes: lone products in bands along rows or columns
+    (and too small for bands), transposed operands, a weight broadcast over a batch, attention's
+    batched products, vector products (gemv in numpy), x @ x.T (syrk in numpy) and float64."""
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    x = normal(300, 200)
+    return [
+        (normal(64, 576), normal(576, 3136)),
+        (normal(2048, 512), normal(512, 49)),
+        (normal(13, 391), normal(391, 274)),
+        (normal(604, 91), normal(91, 34)),
+        (normal(7, 5), normal(5, 3)),
+        (normal(576, 64).T, normal(3136, 576).T),
+        (normal(1, 1, 256, 64), normal(1, 1, 64, 3136)),
+        (normal(1, 256, 64), normal(3, 1, 64, 200)),
+        (normal(12, 128, 64), np.swapaxes(normal(12, 128, 64), 1, 2)),
+        (normal(1, 700), normal(700, 300)),
+        (normal(300, 700), normal(700, 1)),
+        (x, x.T),
+        (normal(100, 200)[:, ::2], normal(100, 300)),
+        (normal(40, 50).astype(np.float64), normal(50, 60).astype(np.float64)),
+    ]
+
+
+def test_matmul(threads: int) -> None:
+    """np.matmul's values, and the numpy twin's bits whatever the number of threads."""
+    for a, b in matmul_operands(np.random.default_rng(5)):
+        product = compiled().matmul(a, b)
+        assert product.dtype == np.result_type(a, b) and product.shape == np.matmul(a, b).shape
+        assert same_bits(product, NUMPY.matmul(a, b)), (a.shape, b.shape)
+        np.testing.assert_allclose(product, np.matmul(a.astype(np.float64), b.astype(np.float64)), rtol=1e-4, atol=1e-3)
+
+
+def test_lone_products_are_split_in_bands() -> None:
+    """At most two bands, aligned, along the longer output axis, only when each holds enough work."""
+    assert fp16_kernels.bands(64, 3136, 576) == [slice(0, 1568), slice(1568, 3136)]
+    assert fp16_kernels.bands(2048, 49, 512) == [slice(0, 1024), slice(1024, 2048)]
+    assert fp16_kernels.bands(13, 391, 274) == [slice(0, 391)]
+    assert fp16_kernels.bands(20, 100, 5000) == [slice(0, 48), slice(48, 100)]
