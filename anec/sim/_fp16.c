@@ -787,16 +787,15 @@ static int gather_windows(Py_buffer *src, Py_buffer *cols, const Py_ssize_t *geo
 
 /* -- matrix products through the BLAS numpy uses --------------------------------------------- */
 
-/* numpy's OpenBLAS (ILP64 CBLAS) and its thread-count override, found by `use_blas`. The pool's
-   threads share a product, each calling the single-threaded sgemm on its part: OpenBLAS's own threads
-   would keep spinning on the other cores after every product, where the kernels above need them.
+/* numpy's OpenBLAS (ILP64 CBLAS), found by `use_blas`. The pool's threads share a product, each
+   calling sgemm on its part while the caller holds OpenBLAS to one thread (Python's
+   `single_threaded_blas`): OpenBLAS's own threads would keep spinning on the other cores after
+   every product, where the kernels above need them.
    The parts depend on the shapes alone, never on the thread count, so the bits do not either: the
    entries of a batch, or bands of a lone product's output (see `bands`). */
 typedef void (*Sgemm)(int order, int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
-typedef int (*SetBlasThreads)(int threads);
 static Sgemm sgemm;
-static SetBlasThreads blas_threads_override;
 enum { ROW_MAJOR = 101, NO_TRANSPOSE = 111, TRANSPOSE = 112 };
 #define BAND_ALIGN 16       /* a band's first row or column is a multiple of this */
 #define BAND_WORK (1 << 22) /* multiply-adds: a product is split in bands of at least about this many */
@@ -895,9 +894,7 @@ static PyObject *matmul(PyObject *self, PyObject *args) {
     g.bands = bands(g.m, g.n, g.k);
     int parts = parts_for(g.m * g.n * g.k * g.batch, g.batch > 1 ? g.batch : g.bands);
     Py_BEGIN_ALLOW_THREADS
-    int previous = blas_threads_override(1);
     parallel(product_part, &g, parts);
-    blas_threads_override(previous);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_True);
 done:
@@ -906,11 +903,10 @@ done:
 }
 
 static PyObject *use_blas(PyObject *self, PyObject *args) {
-    unsigned long long sgemm_address, threads_address;
-    if (!PyArg_ParseTuple(args, "KK:use_blas", &sgemm_address, &threads_address))
+    unsigned long long sgemm_address;
+    if (!PyArg_ParseTuple(args, "K:use_blas", &sgemm_address))
         return NULL;
-    sgemm = sgemm_address && threads_address ? (Sgemm)(uintptr_t)sgemm_address : NULL;
-    blas_threads_override = sgemm ? (SetBlasThreads)(uintptr_t)threads_address : NULL;
+    sgemm = (Sgemm)(uintptr_t)sgemm_address;
     Py_RETURN_NONE;
 }
 
@@ -1038,7 +1034,7 @@ static PyMethodDef methods[] = {
      "windows(src: f16 [N,C,H,W], cols: f32 [N,C,kh,kw,ho,wo], kernel, strides, pads, dilations, flush): a convolution's columns."},
     {"matmul", matmul, METH_VARARGS,
      "matmul(a: f32 [B,M,K], b: f32 [B,K,N], out: f32 [B,M,N] C-contiguous) -> whether it ran (BLAS found, layouts BLAS reads)."},
-    {"use_blas", use_blas, METH_VARARGS, "use_blas(sgemm, set_threads_local): the addresses of numpy's ILP64 cblas_sgemm and OpenBLAS's thread override."},
+    {"use_blas", use_blas, METH_VARARGS, "use_blas(sgemm): the address of numpy's ILP64 cblas_sgemm (0: none; `matmul` then declines)."},
     {"set_threads", set_threads, METH_O, "set_threads(n): the threads a kernel may use (1 to 16)."},
     {"use_vector_path", use_vector_path, METH_O, "use_vector_path(flag): run the AVX2/F16C kernels (True) or the portable scalar ones."},
     {"uses_vector_path", uses_vector_path, METH_NOARGS, "Whether the kernels run the AVX2/F16C vector path."},

@@ -40,6 +40,7 @@ import functools
 import itertools
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -257,10 +258,17 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 NUMPY = Fp16Kernels("numpy", widen, narrow, lookup, mac_port, binary, windows, matmul)
 
 
+@dataclass(frozen=True)
+class NumpyBlas:
+    """The OpenBLAS numpy ships (scipy-openblas, ILP64): cblas_sgemm's address, for the C kernels,
+    and its thread-count override (`openblas_set_num_threads_local`, which returns the previous one)."""
+    sgemm_address: int
+    set_threads: Callable[[int], int]
+
+
 @functools.cache
-def numpy_blas() -> tuple[int, int] | None:
-    """The addresses of cblas_sgemm and openblas_set_num_threads_local in the OpenBLAS numpy ships
-    (scipy-openblas, ILP64), or None when numpy uses another BLAS."""
+def numpy_blas() -> NumpyBlas | None:
+    """numpy's OpenBLAS, or None when numpy uses another BLAS."""
     import ctypes
     import glob
 
@@ -269,28 +277,50 @@ def numpy_blas() -> tuple[int, int] | None:
                        + glob.glob(os.path.join(numpy_dir, ".dylibs", "libscipy_openblas64_*"))):
         try:
             library = ctypes.CDLL(path)
-            return (ctypes.cast(library.scipy_cblas_sgemm64_, ctypes.c_void_p).value or 0,
-                    ctypes.cast(library.openblas_set_num_threads_local, ctypes.c_void_p).value or 0)
+            set_threads = library.openblas_set_num_threads_local
+            set_threads.argtypes, set_threads.restype = [ctypes.c_int], ctypes.c_int
+            return NumpyBlas(ctypes.cast(library.scipy_cblas_sgemm64_, ctypes.c_void_p).value or 0, set_threads)
         except (OSError, AttributeError):
             continue
     return None
 
 
+class _OneThreadHold:
+    """Holds numpy's OpenBLAS to one thread while any caller needs it (callers on several threads may
+    overlap: the last one out restores the thread count the first one found)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.saved = 0
+
+    @contextlib.contextmanager
+    def __call__(self, blas: NumpyBlas) -> Iterator[None]:
+        with self.lock:
+            if self.depth == 0:
+                self.saved = blas.set_threads(1)
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.depth -= 1
+                if self.depth == 0:
+                    blas.set_threads(self.saved)
+
+
+_ONE_THREAD = _OneThreadHold()
+
+
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """numpy's OpenBLAS on the calling thread only, for the duration (nothing with another BLAS)."""
-    found = numpy_blas()
-    if found is None:
+    blas = numpy_blas()
+    if blas is None:
         yield
         return
-    import ctypes
-
-    override = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(found[1])
-    previous = override(1)
-    try:
+    with _ONE_THREAD(blas):
         yield
-    finally:
-        override(previous)
 
 
 def threads() -> int:
@@ -307,7 +337,8 @@ def _compiled() -> Fp16Kernels | None:
     except ImportError:
         return None
     _fp16.set_threads(threads())
-    _fp16.use_blas(*(numpy_blas() or (0, 0)))
+    blas = numpy_blas()
+    _fp16.use_blas(blas.sgemm_address if blas else 0)
 
     def compiled_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """`matmul`, on the pool's threads when numpy's BLAS was found and BLAS reads the layouts."""
@@ -315,8 +346,9 @@ def _compiled() -> Fp16Kernels | None:
                 and a.__array_interface__["data"][0] != b.__array_interface__["data"][0]:  # numpy's x @ x.T is a syrk
             batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
             out = np.empty((*batch, a.shape[-2], b.shape[-1]), np.float32)
-            if _fp16.matmul(_as_batch(a, batch), _as_batch(b, batch), out.reshape(-1, *out.shape[-2:])):
-                return out
+            with single_threaded_blas():
+                if _fp16.matmul(_as_batch(a, batch), _as_batch(b, batch), out.reshape(-1, *out.shape[-2:])):
+                    return out
         return matmul(a, b)
 
     return Fp16Kernels("c", _fp16.widen, _fp16.narrow, _fp16.lookup, _fp16.mac_port, _fp16.binary, _fp16.windows, compiled_matmul)

@@ -358,3 +358,21 @@ def test_lone_products_are_split_in_bands() -> None:
     assert fp16_kernels.bands(2048, 49, 512) == [slice(0, 1024), slice(1024, 2048)]
     assert fp16_kernels.bands(13, 391, 274) == [slice(0, 391)]
     assert fp16_kernels.bands(20, 100, 5000) == [slice(0, 48), slice(48, 100)]
+
+
+def test_products_from_several_threads_restore_openblas_threads() -> None:
+    """Products that overlap on several Python threads (C and numpy twins) give their bits, and the
+    last one out restores the OpenBLAS thread count the first one found."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    blas = fp16_kernels.numpy_blas()
+    assert blas is not None, "numpy's OpenBLAS (scipy-openblas) was not found: the products fall back to np.matmul"
+    operands = matmul_operands(np.random.default_rng(6))[:4]
+    expected = [NUMPY.matmul(a, b) for a, b in operands]
+    before = blas.set_threads(0)
+    blas.set_threads(before)
+    with ThreadPoolExecutor(4) as pool:
+        for kernels in (compiled(), NUMPY, compiled()):
+            products = pool.map(lambda ab, kernels=kernels: kernels.matmul(*ab), operands * 4)
+            assert all(same_bits(p, e) for p, e in zip(products, expected * 4))
+    assert blas.set_threads(before) == before
