@@ -275,10 +275,13 @@ TARGETS: tuple[Target, ...] = (
            limits=replace(_WIDE, max_pool_window=_M2_LIMITS.max_pool_window), memory=_M5_MEMORY, numerics=_M5_NUMERICS),
 )
 
-_BY_NAME: dict[str, Target] = {}
-for _t in TARGETS:
-    for _key in (_t.arch, *_t.aliases):
-        _BY_NAME[_key] = _t
+def _spelling(name: str) -> str:
+    return name.strip().lower().replace(" ", "-").replace("_", "-")
+
+
+_BY_NAME: dict[str, Target] = {_spelling(key): t for t in TARGETS for key in (t.arch, *t.aliases)}
+_BY_DISPLAY_NAME: dict[str, Target] = {_spelling(t.name): t for t in TARGETS}
+"""Display names as reports print them ("M1 Pro/Max"), accepted but not listed in hints."""
 
 
 def target_names() -> list[str]:
@@ -286,12 +289,13 @@ def target_names() -> list[str]:
 
 
 def get_target(name: str | Target) -> Target:
-    """Look a chip up by chip name (`m1`, `m5-max`) or architecture (`h13`); case-insensitive."""
+    """Look a chip up by chip name (`m1`, `m5-max`), architecture (`h13`) or display name
+    (`M1 Pro/Max`, as reports print it); case-insensitive."""
     if isinstance(name, Target):
         return name
-    key = name.strip().lower().replace(" ", "-").replace("_", "-")
-    if key in _BY_NAME:
-        return _BY_NAME[key]
+    key = _spelling(name)
+    if key in _BY_NAME or key in _BY_DISPLAY_NAME:
+        return _BY_NAME.get(key) or _BY_DISPLAY_NAME[key]
     raise AnecError(f"unknown target {name!r}", hint=f"use one of {', '.join(target_names())}")
 
 

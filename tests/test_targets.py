@@ -47,7 +47,8 @@ def test_there_are_seven_chips_in_generation_order() -> None:
 @pytest.mark.parametrize("name", list(CHIPS))
 def test_chip_and_arch_names_resolve(name: str) -> None:
     arch, aliases = CHIPS[name]
-    for spelling in (arch, arch.upper(), *aliases, *(a.upper().replace("-", " ") for a in aliases), *(a.replace("-", "_") for a in aliases)):
+    for spelling in (arch, arch.upper(), name, name.lower(), *aliases, *(a.upper().replace("-", " ") for a in aliases),
+                     *(a.replace("-", "_") for a in aliases)):
         assert get_target(spelling).name == name, spelling
     target = get_target(arch)
     assert get_target(target) is target

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anec.errors import AnecError
 from anec.kernels import BINARY
 
 FP16_MIN_NORMAL = np.float32(2.0**-14)
@@ -326,8 +327,12 @@ def single_threaded_blas() -> Iterator[None]:
 def threads() -> int:
     """The threads the C kernels share their work among: `ANEC_SIM_THREADS`, else the CPUs this
     process may run on."""
-    if os.environ.get("ANEC_SIM_THREADS"):
-        return int(os.environ["ANEC_SIM_THREADS"])
+    text = os.environ.get("ANEC_SIM_THREADS", "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise AnecError(f"ANEC_SIM_THREADS={text!r} is not a number of threads", where="environment",
+                            why="the simulator's kernels run on that many threads", hint="set it to 1 or more, or unset it")
+        return int(text)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -376,3 +376,16 @@ def test_products_from_several_threads_restore_openblas_threads() -> None:
             products = pool.map(lambda ab, kernels=kernels: kernels.matmul(*ab), operands * 4)
             assert all(same_bits(p, e) for p, e in zip(products, expected * 4))
     assert blas.set_threads(before) == before
+
+
+def test_the_thread_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anec.errors import AnecError
+
+    monkeypatch.setenv("ANEC_SIM_THREADS", "3")
+    assert fp16_kernels.threads() == 3
+    for wrong in ("0", "two", "-1"):
+        monkeypatch.setenv("ANEC_SIM_THREADS", wrong)
+        with pytest.raises(AnecError, match="ANEC_SIM_THREADS"):
+            fp16_kernels.threads()
+    monkeypatch.delenv("ANEC_SIM_THREADS")
+    assert fp16_kernels.threads() >= 1
