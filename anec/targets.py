@@ -293,9 +293,9 @@ def get_target(name: str | Target) -> Target:
     (`M1 Pro/Max`, as reports print it); case-insensitive."""
     if isinstance(name, Target):
         return name
-    key = _spelling(name)
-    if key in _BY_NAME or key in _BY_DISPLAY_NAME:
-        return _BY_NAME.get(key) or _BY_DISPLAY_NAME[key]
+    target = _BY_NAME.get(_spelling(name)) or _BY_DISPLAY_NAME.get(_spelling(name))
+    if target is not None:
+        return target
     raise AnecError(f"unknown target {name!r}", hint=f"use one of {', '.join(target_names())}")
 
 

@@ -236,11 +236,16 @@ def bands(m: int, n: int, k: int) -> list[slice]:
     return [slice(lo, hi) for lo, hi in itertools.pairwise(starts)]
 
 
+def float32_matrices(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a @ b multiplies float32 matrices (or stacks of them): the products sgemm computes."""
+    return a.dtype == np.float32 and b.dtype == np.float32 and a.ndim >= 2 and b.ndim >= 2
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """np.matmul as the C kernels compute it: numpy's BLAS on one thread (OpenBLAS's threads change
     some sums' order), a lone float32 matrix product in `bands`."""
     with single_threaded_blas():
-        if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim < 2 or b.ndim < 2:
+        if not float32_matrices(a, b):
             return np.matmul(a, b)
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         (m, k), n = a.shape[-2:], b.shape[-1]
@@ -347,8 +352,7 @@ def _compiled() -> Fp16Kernels | None:
 
     def compiled_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """`matmul`, on the pool's threads when numpy's BLAS was found and BLAS reads the layouts."""
-        if a.dtype == np.float32 and b.dtype == np.float32 and a.ndim >= 2 and b.ndim >= 2 \
-                and a.__array_interface__["data"][0] != b.__array_interface__["data"][0]:  # numpy's x @ x.T is a syrk
+        if float32_matrices(a, b) and a.__array_interface__["data"][0] != b.__array_interface__["data"][0]:  # numpy's x @ x.T: a syrk
             batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
             out = np.empty((*batch, a.shape[-2], b.shape[-1]), np.float32)
             with single_threaded_blas():

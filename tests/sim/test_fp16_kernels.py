@@ -287,16 +287,10 @@ def test_kernels_called_from_two_threads_at_once() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     acc = np.resize(float32_samples(), (8, 64, 56, 56))
-
-    def port(part: np.ndarray) -> np.ndarray:
-        out = np.empty(part.shape, F16)
-        compiled().mac_port(part, out, None, 0, None, 32768.0, False, None, 0.0)
-        return out
-
-    expected = [port(part) for part in acc]
+    expected = [ported(part) for part in acc]
     with ThreadPoolExecutor(4) as pool:
         for _ in range(3):
-            assert all(same_bits(a, b) for a, b in zip(pool.map(port, acc), expected))
+            assert all(same_bits(a, b) for a, b in zip(pool.map(ported, acc), expected))
 
 
 def test_kernels_run_in_a_forked_child() -> None:
@@ -304,14 +298,14 @@ def test_kernels_run_in_a_forked_child() -> None:
     import multiprocessing
 
     acc = np.resize(float32_samples(), (64, 56, 56))
-    out = np.empty(acc.shape, F16)
-    compiled().mac_port(acc, out, None, 0, None, 32768.0, False, None, 0.0)  # the pool is running
+    out = ported(acc)  # the pool is running
     with multiprocessing.get_context("fork").Pool(1) as children:
-        child = children.apply_async(_port_in_child, (acc,)).get(timeout=60)
+        child = children.apply_async(ported, (acc,)).get(timeout=60)
     assert same_bits(child, out)
 
 
-def _port_in_child(acc: np.ndarray) -> np.ndarray:
+def ported(acc: np.ndarray) -> np.ndarray:
+    """`acc` through the C MAC port (no bias, scale or activation): a kernel large enough to share."""
     out = np.empty(acc.shape, F16)
     compiled().mac_port(acc, out, None, 0, None, 32768.0, False, None, 0.0)
     return out
