@@ -13,24 +13,27 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from anec.analysis import ane_bytes, flops
+from anec.descriptors.build import program_of
 from anec.dialects import ane, anehw
 from anec.dialects.ane import shape_of
+from anec.dialects.discardable import (
+    FP16_FIXES_ATTR,
+    FP16_PEAK_ATTR,
+    FP16_WARNINGS_ATTR,
+    NAME_ATTR,
+    OP_ATTR,
+    REASON_ATTR,
+    TILE_OF_ATTR,
+    name_of,
+    notes,
+)
+from anec.sim.timing import cost, host_seconds, op_work, program_time
 from anec.targets import Target
-
-NAME_ATTR = "ane.name"
-REASON_ATTR = "ane.reason"
-FP16_WARNINGS_ATTR = "ane.fp16_warnings"
-FP16_FIXES_ATTR = "ane.fp16_fixes"
-FP16_PEAK_ATTR = "ane.fp16_peak"
-"""On each segment op calibrated by ane-fp16: the largest magnitude its output reached in float32."""
-TILE_OF_ATTR = "ane.tile_of"
-"""On each op the tile pass makes: the `ane.name` of the op it was split from."""
-TILE_SUFFIX = "#tile"
-"""Tiles are named `<op name>#tile<n>` (descriptor tasks keep only the name)."""
+from anec.weights import store_of
 
 Placement = Literal["ane", "host"]
 
@@ -103,16 +106,6 @@ class Report:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=True, default=str)
-
-
-def _strings(op: Operation, key: str) -> list[str]:
-    attr = op.attributes.get(key)
-    return [a.data for a in attr.data if isinstance(a, StringAttr)] if isinstance(attr, ArrayAttr) else []
-
-
-def op_name(op: Operation) -> str:
-    attr = op.attributes.get(NAME_ATTR)
-    return attr.data if isinstance(attr, StringAttr) else op.name
 
 
 def _edge_cast(op: Operation) -> bool:
@@ -197,23 +190,17 @@ class _Cost:
 
 def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
     """Cost of every task of every `anehw.program`, from the timing model of its program."""
-    from anec.emit.descriptors import program_of
-    from anec.sim.timing import program_time
-    from anec.weights import store_of
-
     out: dict[int, _Cost] = {}
     for program in [p for p in module.walk() if isinstance(p, anehw.ProgramOp)]:
         times = program_time(program_of(program, store_of(module), "", with_weights=False), target)
         for task, t in zip(program.tasks(), times.tasks):
-            kind = task.attributes.get("ane.op")
+            kind = task.attributes.get(OP_ATTR)
             out[id(task)] = _Cost(kind.data if isinstance(kind, StringAttr) else t.kind, int(t.work.flops), t.work.write_bytes, list(t.shape),
                                   t.cost.total_s, t.work.read_bytes + t.work.write_bytes + t.work.weight_bytes)
     return out
 
 
 def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
-    from anec.sim.timing import cost, host_seconds, op_work
-
     kind = op.name.removeprefix("ane.") if not op.name.startswith("host.") else op.op_name.data  # type: ignore[attr-defined]
     written = sum(ane_bytes(shape_of(r)) for r in op.results)
     if segment is None:
@@ -236,7 +223,7 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
     for op, segment in _walk_placed(module):
         origin = op.attributes.get(TILE_OF_ATTR)
         named = isinstance(op.attributes.get(NAME_ATTR), StringAttr)
-        key = origin.data if isinstance(origin, StringAttr) else op_name(op) if id(op) in task_costs and named else f"{op_name(op)}@{id(op)}"
+        key = origin.data if isinstance(origin, StringAttr) else name_of(op) if id(op) in task_costs and named else f"{name_of(op)}@{id(op)}"
         placement: Placement = "ane" if segment is not None else "host"
         if segment is not None:
             segments.add(segment)
@@ -252,7 +239,7 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             rec.predicted_s = (rec.predicted_s or 0.0) + c.seconds
             continue
         records[key] = OpRecord(
-            name=origin.data if isinstance(origin, StringAttr) else op_name(op),
+            name=origin.data if isinstance(origin, StringAttr) else name_of(op),
             op=c.kind,
             placement=placement,
             reason="" if placement == "ane" else (reason.data if isinstance(reason, StringAttr) else "not placed on the ANE"),
@@ -261,8 +248,8 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             shape=c.shape,
             predicted_s=c.seconds,
             segment=segment,
-            fp16_warnings=_strings(op, FP16_WARNINGS_ATTR),
-            fp16_fixes=_strings(op, FP16_FIXES_ATTR),
+            fp16_warnings=notes(op, FP16_WARNINGS_ATTR),
+            fp16_fixes=notes(op, FP16_FIXES_ATTR),
             traffic_bytes=c.traffic_bytes,
             fp16_peak=peak.value.data if isinstance(peak := op.attributes.get(FP16_PEAK_ATTR), FloatAttr) else None,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 
-from anec.sim.calibration import errors
+from anec.calibration import errors
 
 
 def main() -> None:

@@ -36,17 +36,17 @@ from xdsl.transforms.dead_code_elimination import dce
 from anec.analysis import ane_bytes, engine_tensors, weight_bytes
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of, tensor, values, window_output_size
-from anec.errors import AnecError
-from anec.legality import axis_limit, legality
-from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
-from anec.report import (
+from anec.dialects.discardable import (
     FP16_FIXES_ATTR,
     FP16_WARNINGS_ATTR,
     NAME_ATTR,
     TILE_OF_ATTR,
-    TILE_SUFFIX,
-    op_name,
+    name_of,
+    tiled_name,
 )
+from anec.errors import AnecError
+from anec.legality import axis_limit, legality
+from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
 from anec.targets import Target, get_target
 
 Bounds = list[tuple[int, int]]
@@ -57,7 +57,7 @@ ROW_ELEMENTS = 32
 
 def origin(op: Operation) -> str:
     attr = op.attributes.get(TILE_OF_ATTR)
-    return attr.data if isinstance(attr, StringAttr) else op_name(op)
+    return attr.data if isinstance(attr, StringAttr) else name_of(op)
 
 
 class Pieces:
@@ -73,7 +73,7 @@ class Pieces:
 
     def __call__(self, new: Operation) -> SSAValue:
         if not isinstance(new, ane.ConstOp):
-            new.attributes[NAME_ATTR] = StringAttr(f"{self.origin}{TILE_SUFFIX}{len(self.created)}")
+            new.attributes[NAME_ATTR] = StringAttr(tiled_name(self.origin, len(self.created)))
             new.attributes[TILE_OF_ATTR] = StringAttr(self.origin)
             new.attributes.update(self.notes)
             self.created.append(new)
@@ -694,7 +694,7 @@ def verify_tiled(module: ModuleOp, target: Target) -> None:
         for op in ops:
             verdict = legality(op, target, strict=True)
             if not verdict.ok:
-                raise AnecError(f"{op_name(op)} ({op.name}) cannot be tiled for the {target.name}", why=verdict.reason,
+                raise AnecError(f"{name_of(op)} ({op.name}) cannot be tiled for the {target.name}", why=verdict.reason,
                                 hint=verdict.hint or "the op stays outside what the ANE can run")
 
 

@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from anec.commands.run import load_program
     from anec.dialects import ane, host
-    from anec.runtime import load_program
     from anec.sim.timing import host_seconds, program_time
     from anec.targets import get_target
 

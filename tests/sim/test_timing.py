@@ -7,11 +7,11 @@ import statistics
 import numpy as np
 import pytest
 
+from anec.calibration import conv1x1_chain, conv3x3, errors
 from anec.dialects import ane
+from anec.pipeline import descriptor_program, lower_segments
 from anec.report import build_report
-from anec.runtime import lowered, module_descriptors
 from anec.sim.builders import segment_module
-from anec.sim.calibration import conv1x1_chain, conv3x3, errors
 from anec.sim.timing import op_seconds, program_time
 from anec.targets import get_target
 
@@ -19,7 +19,7 @@ M1 = get_target("m1")
 
 
 def predicted(module, target=M1):
-    return program_time(module_descriptors(module, target.arch).programs[0], target)
+    return program_time(descriptor_program(module, target.arch).programs[0], target)
 
 
 def test_calibration_median_error_is_under_25_percent() -> None:
@@ -70,7 +70,7 @@ def test_report_predicts_every_op_and_the_latency_for_both_routes() -> None:
     module = segment_module([(1, 32, 14, 14)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.ConvOp(
         x[0], b.random((32, 32, 3, 3), 0.1), pads=[1, 1, 1, 1]))))])
     graph = build_report(module, M1)
-    tasks = build_report(lowered(module, "h13"), M1)
+    tasks = build_report(lower_segments(module, "h13"), M1)
     for report in (graph, tasks):
         ane_ops = [r for r in report.ops if r.placement == "ane" and r.op in ("conv", "relu")]
         assert len(ane_ops) == 2 and all(r.predicted_s and r.predicted_s > 0 for r in ane_ops)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anec.dialects import ane
-from anec.runtime import module_descriptors
+from anec.pipeline import descriptor_program
 from anec.sim.builders import SegmentBuilder, segment_module
 from anec.sim.timing import ProgramTime, program_time
 from anec.targets import get_target
@@ -82,7 +82,7 @@ MEASUREMENTS = (
 
 def predict(m: Measurement) -> float:
     target = get_target(m.target)
-    program = module_descriptors(m.build(), target.arch).programs[0]  # type: ignore[arg-type]
+    program = descriptor_program(m.build(), target.arch).programs[0]  # type: ignore[arg-type]
     return m.metric(program_time(program, target))
 
 
