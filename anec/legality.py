@@ -97,18 +97,6 @@ def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
     return False
 
 
-def _reduced_axes(op: Operation) -> set[int]:
-    """Axes an op reduces over; splitting them is not a tiling the tile pass does."""
-    match op:
-        case ane.SoftmaxOp() | ane.ArgReduceOp():
-            return {op.axis.value.data}
-        case ane.ReduceOp() | ane.LayerNormOp() | ane.L2NormOp():
-            return set(values(op.axes))
-        case ane.InstanceNormOp() | ane.GroupNormOp():
-            return set(range(1, len(shape_of(op.input))))
-    return set()
-
-
 _AXIS_NAMES = ("N", "D", "C", "H", "W")
 
 
@@ -172,7 +160,7 @@ RANK = Rule(
 )
 REDUCED_DIMS = Rule(
     "reduced-dims",
-    lambda op, t: _dims_over(op, t, lambda o, v: _reduced_axes(o) if o.operands and v is o.operands[0] else set()),
+    lambda op, t: _dims_over(op, t, lambda o, v: set(ane.reduced_axes(o)) if o.operands and v is o.operands[0] else set()),
     hint="reduce over a shorter axis (split the reduction into chunks in the model)",
 )
 DIMS = Rule(

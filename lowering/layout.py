@@ -365,17 +365,12 @@ def region_operands(op: Operation) -> list[SSAValue]:
     return [op.operands[0]] if isinstance(op, ane.AffineNormOp) else list(op.operands)
 
 
-def _reduced_axes(op: Operation) -> Sequence[int]:
-    if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
-        return values(op.axes)
-    return ()
-
-
 def accepts(op: Operation, view: View) -> bool:
     """A layer norm's scale spans its axes in order, so a view must keep that order."""
-    axes = _reduced_axes(op)
-    mapped = [view.axis(a) for a in axes]
-    return not isinstance(op, ane.LayerNormOp) or mapped == sorted(mapped)
+    if not isinstance(op, ane.LayerNormOp):
+        return True
+    mapped = [view.axis(a) for a in values(op.axes)]
+    return mapped == sorted(mapped)
 
 
 def _remapped_properties(op: Operation, view: View) -> dict:

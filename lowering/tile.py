@@ -161,7 +161,7 @@ def _same_axis_operands(op: Operation, axis: int, lo: int, hi: int, p: Pieces, o
 
 
 def _elementwise_piece(op: Operation, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
-    if axis in _reduced(op):
+    if axis in ane.reduced_axes(op):
         return None
     shared = [op.operands[0]] if isinstance(op, ane.AffineNormOp) else list(op.operands)
     operands = _same_axis_operands(op, axis, lo, hi, p, shared)
@@ -174,14 +174,6 @@ def _elementwise_piece(op: Operation, axis: int, lo: int, hi: int, p: Pieces) ->
     out = list(shape_of(op.results[0]))
     out[axis] = hi - lo
     return _with(op, operands, out)
-
-
-def _reduced(op: Operation) -> set[int]:
-    if isinstance(op, ane.SoftmaxOp | ane.ArgReduceOp):
-        return {op.axis.value.data}
-    if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
-        return set(values(op.axes))
-    return set()
 
 
 def _conv_piece(op: ane.ConvOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
