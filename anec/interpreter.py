@@ -164,7 +164,7 @@ class Run:
 
 
 def _name(op: Operation) -> str:
-    return op.name.removeprefix("ane.")
+    return ane.kind(op)
 
 
 def apply_activation(y: np.ndarray, op: ane.EpilogueOp) -> np.ndarray:

@@ -18,7 +18,7 @@ from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from anec.analysis import ane_bytes, flops
 from anec.descriptors.build import program_of
-from anec.dialects import ane, anehw
+from anec.dialects import ane, anehw, host
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import (
     FP16_FIXES_ATTR,
@@ -173,7 +173,7 @@ def _producers(module: ModuleOp) -> dict[int, list[Operation]]:
             for buffer in op.buffers():
                 if buffer.role.data == "output" and buffer.port is not None:
                     outputs[(id(op), buffer.port.value.data)] = writers.get(buffer.sym_name.data, [])
-        elif op.name.startswith(("ane.", "host.")):
+        elif ane.is_ane(op) or isinstance(op, host.HostOp):
             out[id(op)] = [p for v in op.operands for p in source(v)]
     return out
 
@@ -201,7 +201,7 @@ def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
 
 
 def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
-    kind = op.name.removeprefix("ane.") if not op.name.startswith("host.") else op.op_name.data  # type: ignore[attr-defined]
+    kind = op.op_name.data if isinstance(op, host.HostOp) else ane.kind(op)
     written = sum(ane_bytes(shape_of(r)) for r in op.results)
     if segment is None:
         read = sum(ane_bytes(shape_of(v)) for v in op.operands if hasattr(v.type, "get_shape"))

@@ -63,6 +63,17 @@ Shape = tuple[int, ...]
 # --------------------------------------------------------------------------------------------
 
 
+def is_ane(op: Operation) -> bool:
+    """An op of the `ane` dialect."""
+    return op.dialect_name() == "ane"
+
+
+def kind(op: Operation) -> str:
+    """An op's name without its dialect prefix (`conv`, `reduce_sum`): what tasks, kernels and
+    reports call it."""
+    return op.name.split(".", 1)[1]
+
+
 def shape_of(value: SSAValue | Attribute) -> Shape:
     """The static shape of a tensor value or tensor type."""
     typ = value.type if isinstance(value, SSAValue) else value

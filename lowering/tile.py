@@ -658,7 +658,7 @@ def placed_ops(module: ModuleOp, target: Target) -> list[tuple[Block, list[Opera
     found = list(segments(module))
     if found:
         return [(s.body.block, [op for op in s.body.block.ops if not isinstance(op, ane.ConstOp | ane.YieldOp)]) for s in found]
-    return [(fn.body.block, [op for op in fn.body.block.ops if op.name.startswith("ane.") and not isinstance(op, ane.ConstOp)
+    return [(fn.body.block, [op for op in fn.body.block.ops if ane.is_ane(op) and not isinstance(op, ane.ConstOp)
                              and legality(op, target)]) for fn in functions(module)]
 
 

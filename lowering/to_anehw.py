@@ -33,6 +33,7 @@ from anec.dialects.discardable import (
     FP16_PEAK_ATTR,
     FP16_WARNINGS_ATTR,
     NAME_ATTR,
+    OP_ATTR,
     TILE_OF_ATTR,
     name_of,
 )
@@ -238,7 +239,7 @@ class SegmentLowering:
             for key in CARRIED_ATTRS:
                 if key in self.origin.attributes and (first or key in (NAME_ATTR, TILE_OF_ATTR)):
                     op.attributes[key] = self.origin.attributes[key]
-            op.attributes["ane.op"] = StringAttr(self.origin.name.removeprefix("ane."))
+            op.attributes[OP_ATTR] = StringAttr(ane.kind(self.origin))
         self.tasks.append(op)
         return op
 
@@ -321,7 +322,7 @@ def lowers(*op_types: type[Operation]) -> Callable[[Handler], Handler]:
 def neuron_name(op: Operation) -> str:
     if isinstance(op, ane.GeluOp):
         return "gelu_tanh" if op.approximate.data == "tanh" else "gelu"
-    return op.name.removeprefix("ane.")
+    return ane.kind(op)
 
 
 @lowers(ane.UnaryOp)
@@ -340,7 +341,7 @@ def _softmax(L: SegmentLowering, op: ane.SoftmaxOp) -> None:
 
 @lowers(ane.BinaryOp, ane.CompareOp)
 def _binary(L: SegmentLowering, op: Operation) -> None:
-    L.elementwise(op.name.removeprefix("ane."), L.tensor(op.operands[0]), L.tensor(op.operands[1]), L.result(op.results[0]))
+    L.elementwise(ane.kind(op), L.tensor(op.operands[0]), L.tensor(op.operands[1]), L.result(op.results[0]))
 
 
 @lowers(ane.SelectOp)
@@ -470,7 +471,7 @@ def _reduce_into(L: SegmentLowering, op: Operation, x: Tensor, reduced_axes: Seq
 
 @lowers(ane.ReduceOp)
 def _reduce(L: SegmentLowering, op: ane.ReduceOp) -> None:
-    _reduce_into(L, op, L.tensor(op.input), values(op.axes), op.name.removeprefix("ane.reduce_"), op.result)
+    _reduce_into(L, op, L.tensor(op.input), values(op.axes), ane.kind(op).removeprefix("reduce_"), op.result)
 
 
 @lowers(ane.ArgReduceOp)

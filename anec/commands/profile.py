@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
               f"{times.utilization:.0%} of the roofline")
         total += times.total_s
     host_ops = [op for op in file.module.walk() if isinstance(op, host.HostOp) or  # type: ignore[union-attr]
-                (op.name.startswith("ane.") and not isinstance(op, ane.ConstOp | ane.YieldOp))]
+                (ane.is_ane(op) and not isinstance(op, ane.ConstOp | ane.YieldOp))]
     cpu = sum(host_seconds(op, target) for op in host_ops)
     if host_ops:
         print(f"\nCPU: {len(host_ops)} op(s), {cpu * 1e3:.3f} ms (Core ML segmenter's CPU anchors)")

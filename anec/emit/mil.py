@@ -337,7 +337,7 @@ UNARY: dict[str, UnaryBuilder] = {
 
 @lowers(*(cls for cls in ane.UNARY_OPS.values() if cls is not ane.GeluOp))
 def _unary(op: ane.UnaryOp, low: Lowering) -> Var:
-    return UNARY[op.name.removeprefix("ane.")](low.var(op.input), *op.param_values(), low.name(op), low)
+    return UNARY[ane.kind(op)](low.var(op.input), *op.param_values(), low.name(op), low)
 
 
 @lowers(ane.GeluOp)
