@@ -133,3 +133,11 @@ def test_over_limit_onnx_model_compiles_to_legal_tiles_through_the_whole_pipelin
     for name, want in zip([o.name for o in session.get_outputs()], session.run(None, feeds)):
         rel = np.linalg.norm(got[name].astype(np.float64) - want) / np.linalg.norm(want)
         assert rel <= 1e-2, f"{name}: relative L2 error {rel:.2e}"
+
+
+def test_every_tileable_rule_has_a_tiler_and_every_tiler_removes_a_tileable_rule() -> None:
+    from anec.legality import all_rules
+    from anec.lowering.tile import TILERS
+
+    tileable = {rule for rule in all_rules() if rule.tileable}
+    assert tileable and set(TILERS) == tileable
