@@ -70,6 +70,20 @@ class DataDependentShape(AnecError):
     """An output's shape depends on input values, not just on input shapes."""
 
 
+def ssa_name_hint(name: str) -> str | None:
+    """A name xDSL accepts as an SSA name hint for the ONNX value `name` (None when nothing is left).
+
+    ONNX names are any strings: older exporters number values (`390`), others use `:` or spaces. xDSL
+    only takes `[A-Za-z_$.-][A-Za-z0-9_$.-]*`, so other characters become `_` and a leading digit
+    gets a `v`. The hint is cosmetic; the original name is kept where it matters (`ane.name` on ops,
+    the function's argument and result attributes).
+    """
+    hint = re.sub(r"[^A-Za-z0-9_$.-]", "_", name).strip("_")
+    if not hint:
+        return None
+    return f"v{hint}" if hint[0].isdigit() else hint
+
+
 def canonical_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
 
@@ -168,7 +182,7 @@ class GraphBuilder:
                             hint=f"the inputs are {[v.name for v in inputs]}")
         for v in inputs:
             arg = self.block.insert_arg(_input_type(v, (input_shapes or {}).get(v.name)), len(self.block.args))
-            arg.name_hint = v.name
+            arg.name_hint = ssa_name_hint(v.name)
             self.values[v.name] = arg
         for node in order_nodes(graph.node, set(self.values) | set(self.consts)):
             self.convert(Node.of(node, self.opsets))
@@ -238,7 +252,7 @@ class GraphBuilder:
             else:
                 self.values[name] = out
                 if out.name_hint is None:
-                    out.name_hint = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or None
+                    out.name_hint = ssa_name_hint(name)
 
     def _drop_unused_constants(self) -> None:
         for op in reversed(list(self.block.ops)):

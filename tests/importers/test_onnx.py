@@ -222,3 +222,23 @@ def test_an_if_decided_at_run_time_runs_on_the_cpu_with_the_values_its_branches_
     x = random((2, 3))
     for c in (True, False):
         np.testing.assert_allclose(interpret(module, {"x0": x, "c": np.array(c)})[0], reference(m, {"x0": x, "c": np.array(c)})[0])
+
+
+def test_numeric_and_punctuated_onnx_names_import_and_keep_their_names() -> None:
+    """Older exporters number values ("390") and TF-converted models use "input:0": neither is an
+    xDSL SSA name, yet the model compiles, runs, and its I/O and ops keep the ONNX names."""
+    import anec
+
+    nodes = [helper.make_node("Relu", ["0"], ["390"], name="12"),
+             helper.make_node("Mul", ["390", "w:0"], ["467"], name="13"),
+             helper.make_node("Add", ["467", "0"], ["1"], name="14")]
+    m = model(nodes, [("0", F, [2, 3])], ["1"], {"w:0": random((2, 3), 1)})
+    x = random((2, 3))
+    module = check_against_reference(m, {"0": x})
+    fn = next(iter(module.ops))
+    assert input_names(fn) == ["0"] and output_names(fn) == ["1"]
+    assert [op.attributes["ane.name"].data for op in ops_of(module) if not isinstance(op, ane.ConstOp)] == ["12", "13", "14"]
+    compiled = anec.compile(m, emit="ir")
+    out = compiled.run({"0": x})
+    assert list(out) == ["1"]
+    np.testing.assert_allclose(out["1"], reference(m, {"0": x})[0], rtol=1e-2, atol=1e-2)
