@@ -70,6 +70,18 @@ class DataDependentShape(AnecError):
     """An output's shape depends on input values, not just on input shapes."""
 
 
+class ImportFailure(AnecError):
+    """anec's own failure on a node (not the user's): still one line naming the node, exit code 1."""
+
+    exit_code = 1
+    HINT = "this is a bug in anec: please report it with the model; --debug shows the traceback"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(e).__name__
+
+
 def ssa_name_hint(name: str) -> str | None:
     """A name xDSL accepts as an SSA name hint for the ONNX value `name` (None when nothing is left).
 
@@ -194,6 +206,19 @@ class GraphBuilder:
                            arg_attrs=names(inputs), res_attrs=names(graph.output))
 
     def convert(self, node: Node) -> None:
+        """Import one node; whatever goes wrong leaves as an `AnecError` that names the node."""
+        try:
+            self._convert(node)
+        except AnecError:
+            raise
+        except VerifyException as e:  # xDSL's message goes on to print the op (or the module): keep its first line
+            raise ImportFailure("an op it imports to does not verify", where=node.label, why=_first_line(e),
+                                hint=ImportFailure.HINT) from e
+        except Exception as e:
+            raise ImportFailure("anec failed to import the node", where=node.label, why=f"{type(e).__name__}: {_first_line(e)}",
+                                hint=ImportFailure.HINT) from e
+
+    def _convert(self, node: Node) -> None:
         if self._fold(node):
             return
         reason = None

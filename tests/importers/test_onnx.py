@@ -242,3 +242,32 @@ def test_numeric_and_punctuated_onnx_names_import_and_keep_their_names() -> None
     out = compiled.run({"0": x})
     assert list(out) == ["1"]
     np.testing.assert_allclose(out["1"], reference(m, {"0": x})[0], rtol=1e-2, atol=1e-2)
+
+
+def test_internal_failures_leave_as_one_line_errors_naming_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler bug or an op that does not verify is an AnecError naming the node, never xDSL's
+    multi-line VerifyException with the module printed."""
+    from xdsl.utils.exceptions import VerifyException
+
+    from anec.importers import onnx_handlers
+    from anec.importers.onnx_graph import ImportFailure
+
+    m = model([helper.make_node("Relu", ["x"], ["r"], name="act"), helper.make_node("TopK", ["r", "k"], ["v", "i"], name="top")],
+              [("x", F, [3, 8])], ["v"], {"k": np.array([2], np.int64)})
+
+    def broken(node, b):
+        raise KeyError("oops")
+
+    monkeypatch.setitem(onnx_handlers.HANDLERS, "Relu", broken)
+    with pytest.raises(ImportFailure, match=r"node 'act' \(Relu\): anec failed to import the node: KeyError") as e:
+        import_onnx(m)
+    assert e.value.exit_code == 1
+    monkeypatch.undo()
+
+    def bad_verify(self):
+        raise VerifyException("operand types do not match\nbuiltin.module {\n  ...\n}")
+
+    monkeypatch.setattr(host.HostOp, "verify_", bad_verify)
+    with pytest.raises(AnecError, match=r"node 'top' \(TopK\): an op it imports to does not verify: operand types do not match") as e:
+        import_onnx(m)
+    assert "\n" not in str(e.value) and "builtin.module" not in str(e.value)
