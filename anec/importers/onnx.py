@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from onnx import ModelProto
 from xdsl.dialects.builtin import ModuleOp
@@ -22,15 +23,19 @@ from anec.importers.onnx_load import read_model
 from anec.weights import WeightStore, attach
 
 
-def import_onnx(model: str | Path | ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModuleOp:
+def import_onnx(model: str | Path | ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                input_values: Mapping[str, Any] | None = None) -> ModuleOp:
     """A module whose `@main` computes the model; its weights are in the attached store.
+
+    `input_values` fixes inputs to values (a sample rate, a flag): they become constants, so the shape
+    arithmetic and `If`s that depend on them fold, and they are no longer arguments of `@main`.
 
     Each op is verified as it is made (a handler whose ops do not verify falls back to the CPU), so
     the module is not verified again here.
     """
     proto = read_model(model)
     store = WeightStore()
-    function = GraphBuilder(proto, store, HANDLERS).build(input_shapes)
+    function = GraphBuilder(proto, store, HANDLERS).build(input_shapes, input_values)
     module = ModuleOp([function])
     attach(module, store)
     return module

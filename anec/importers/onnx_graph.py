@@ -183,15 +183,22 @@ class GraphBuilder:
     # The walk
     # ------------------------------------------------------------------------------------------
 
-    def build(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> func.FuncOp:
+    def build(self, input_shapes: Mapping[str, Sequence[int]] | None = None,
+              input_values: Mapping[str, Any] | None = None) -> func.FuncOp:
+        """The `@main` function; inputs named in `input_values` are constants (`--freeze`), not arguments."""
         graph = self.model.graph
         for t in graph.initializer:
             self.consts[t.name] = t
         inputs = [v for v in graph.input if v.name not in self.consts]
-        unknown = sorted(set(input_shapes or {}) - {v.name for v in inputs})
-        if unknown:
-            raise AnecError(f"--input-shape names {unknown[0]!r}, which is not an input of the model",
-                            hint=f"the inputs are {[v.name for v in inputs]}")
+        for flag, given in (("--input-shape", input_shapes), ("--freeze", input_values)):
+            unknown = sorted(set(given or {}) - {v.name for v in inputs})
+            if unknown:
+                raise AnecError(f"{flag} names {unknown[0]!r}, which is not an input of the model",
+                                hint=f"the inputs are {[v.name for v in inputs]}")
+        for v in inputs:
+            if v.name in (input_values or {}):
+                self.consts[v.name] = _frozen_value(v, input_values[v.name], (input_shapes or {}).get(v.name))  # type: ignore[index]
+        inputs = [v for v in inputs if v.name not in self.consts]
         for v in inputs:
             arg = self.block.insert_arg(_input_type(v, (input_shapes or {}).get(v.name)), len(self.block.args))
             arg.name_hint = ssa_name_hint(v.name)
@@ -229,7 +236,13 @@ class GraphBuilder:
                 return
             except NotOnAne as e:
                 reason = str(e)
-        body = self._taken_branch(node) if node.op_type == "If" and node.domain == "" else self._function_body(node)
+        if node.op_type == "If" and node.domain == "":
+            body = self._taken_branch(node)
+            if body is None:
+                reason = ("its condition is computed at run time (if it follows from an input such as a sample rate, "
+                          "fix that input with --freeze NAME=VALUE)")
+        else:
+            body = self._function_body(node)
         if body is not None and self._convert_all(body):
             return
         self._define(node, self.host(node, reason))
@@ -591,6 +604,32 @@ def _input_type(v: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorTy
                             hint=f"fix it with --input-shape {v.name}={','.join(str(x) if isinstance(x, int) and x >= 0 else 'N' for x in dims)}"
                                  " (input_shapes= in the API)")
     return tensor_type(dims, _element_dtype(t.elem_type, f"input {v.name!r}"))  # type: ignore[arg-type]
+
+
+def _frozen_value(v: onnx.ValueInfoProto, value: Any, shape: Sequence[int] | None) -> np.ndarray:
+    """An input fixed by `--freeze NAME=VALUE`, in the input's declared element type and shape.
+
+    A value given as a number or a flat list takes the declared shape when the element counts agree,
+    so `--freeze sr=16000` fits an input declared as a scalar or as `[1]`.
+    """
+    t = v.type.tensor_type if v.type.WhichOneof("value") == "tensor_type" else None
+    if t is None:
+        raise AnecError(f"--freeze {v.name}: the input is not a tensor", hint="freeze tensor inputs only")
+    dtype = _element_dtype(t.elem_type, f"input {v.name!r}")
+    try:
+        array = np.asarray(value).astype(dtype)
+    except (TypeError, ValueError) as e:
+        raise AnecError(f"--freeze {v.name}: cannot convert the value to {dtype}", why=str(e)) from None
+    dims = list(shape) if shape is not None else (
+        [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim] if t.HasField("shape") else None)
+    if dims is None:
+        return array
+    if all(d >= 0 for d in dims) and array.size == int(np.prod(dims)):
+        return array.reshape(dims)
+    if array.ndim != len(dims) or any(d >= 0 and d != a for d, a in zip(dims, array.shape)):
+        raise AnecError(f"--freeze {v.name}: a value of shape {list(array.shape)} does not fit the input's shape {dims}",
+                        hint="give a value with the input's shape (a .npy file for arrays)")
+    return array
 
 
 def _element_dtype(elem_type: int, what: str) -> np.dtype:
