@@ -43,7 +43,14 @@ from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
-from anec.importers.onnx_load import node_label, order_nodes, outer_names, walk_nodes
+from anec.importers.onnx_load import (
+    CONTRIB_DOMAINS,
+    CONTRIB_HINT,
+    node_label,
+    order_nodes,
+    outer_names,
+    walk_nodes,
+)
 from anec.runtime.host import ARG_SLOTS_ATTR, CAPTURED_ATTR, RESULT_SLOTS_ATTR, evaluate_onnx_node
 from anec.types import numpy_dtype, xdsl_element_type
 from anec.weights import WeightStore, const_value, make_const, numpy_to_dense
@@ -75,6 +82,13 @@ class ImportFailure(AnecError):
 
     exit_code = 1
     HINT = "this is a bug in anec: please report it with the model; --debug shows the traceback"
+
+
+def _contrib_refusal(node: Node, reason: str | None = None) -> AnecError:
+    """A com.microsoft op anec does not map (at all, or as configured): no CPU runner knows it either."""
+    why = (f"anec maps this op, but not {reason}" if reason else
+           "ONNX Runtime's contrib ops have no ONNX definition; anec maps only those with a standard decomposition")
+    return AnecError(f"unsupported {node.domain} op {node.op_type}", where=node.label, why=why, hint=CONTRIB_HINT)
 
 
 def _first_line(e: BaseException) -> str:
@@ -203,6 +217,11 @@ class GraphBuilder:
             arg = self.block.insert_arg(_input_type(v, (input_shapes or {}).get(v.name)), len(self.block.args))
             arg.name_hint = ssa_name_hint(v.name)
             self.values[v.name] = arg
+        for proto in walk_nodes(graph.node):  # before any work: a contrib op anec cannot map is refused by name
+            node = Node.of(proto, self.opsets)
+            key = f"{node.domain}.{node.op_type}"
+            if node.domain in CONTRIB_DOMAINS and key not in self.handlers and (node.domain, node.op_type) not in self.functions:
+                raise _contrib_refusal(node)
         for node in order_nodes(graph.node, set(self.values) | set(self.consts)):
             self.convert(Node.of(node, self.opsets))
         results = [self.value(o.name) for o in graph.output]
@@ -229,13 +248,15 @@ class GraphBuilder:
         if self._fold(node):
             return
         reason = None
-        handler = self.handlers.get(node.op_type) if node.domain == "" else None
+        handler = self.handlers.get(node.op_type if node.domain == "" else f"{node.domain}.{node.op_type}")
         if handler is not None:
             try:
                 self._define(node, self._run_handler(handler, node))
                 return
             except NotOnAne as e:
                 reason = str(e)
+        if node.domain in CONTRIB_DOMAINS and self.functions.get((node.domain, node.op_type)) is None:
+            raise _contrib_refusal(node, reason)
         if node.op_type == "If" and node.domain == "":
             body = self._taken_branch(node)
             if body is None:

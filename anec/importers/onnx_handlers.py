@@ -1071,4 +1071,4 @@ def einsum(node: Node, b: GraphBuilder) -> list[Value]:
 
 
 # Handler families in their own modules register themselves into TABLE when imported.
-from anec.importers import onnx_recurrent  # noqa: E402, F401
+from anec.importers import onnx_contrib, onnx_recurrent  # noqa: E402, F401

@@ -75,10 +75,17 @@ def _needs_external_data(model: ModelProto) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL and not t.raw_data for t in _tensors(model.graph))
 
 
+CONTRIB_DOMAINS = frozenset({"com.microsoft"})
+"""Domains onnx does not define whose ops anec maps one by one (ONNX Runtime's contrib ops); the
+importer refuses their other ops by name."""
+CONTRIB_HINT = ("use the model as exported, before ONNX Runtime's graph optimizations (or its transformers optimizer) "
+                "fused standard ops into com.microsoft ones")
+
+
 @functools.cache
 def known_domains() -> frozenset[str]:
-    """Domains onnx defines op schemas for (the default domain is '' or 'ai.onnx')."""
-    return frozenset({s.domain for s in onnx.defs.get_all_schemas_with_history()} | {"", "ai.onnx"})
+    """Domains onnx defines op schemas for (the default domain is '' or 'ai.onnx'), and `CONTRIB_DOMAINS`."""
+    return frozenset({s.domain for s in onnx.defs.get_all_schemas_with_history()} | {"", "ai.onnx"} | CONTRIB_DOMAINS)
 
 
 def validate(model: ModelProto, where: str = "model") -> None:

@@ -1,0 +1,217 @@
+"""ONNX Runtime's `com.microsoft` contrib ops that have a standard decomposition, as `ane` ops.
+
+Models saved after ONNX Runtime's graph optimizations (or its transformers optimizer) contain fused
+ops from the `com.microsoft` domain: Gelu, SkipLayerNormalization, FusedMatMul, Attention, … They
+have no ONNX definition, so nothing in onnx can run them on the CPU; the ones below are spelled
+out in `ane` ops with the semantics onnxruntime implements (the tests compare against it). Every
+other op of the domain, and a configuration a handler cannot map, is refused with the op's name and
+the hint to use the model as exported (`onnx_load.CONTRIB_HINT`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from xdsl.ir import Operation, SSAValue
+
+from anec.dialects import ane
+from anec.dialects.ane import shape_of
+from anec.importers.onnx_graph import GraphBuilder, Handler, Node, NotOnAne, Value
+from anec.importers.onnx_handlers import _affine, _np, conv, emit_all, handles, x_of
+from anec.types import xdsl_element_type
+
+DOMAIN = "com.microsoft"
+
+
+def contrib(*op_types: str, emits: Sequence[type[Operation]], note: str = "") -> Callable[[Handler], Handler]:
+    """Register a handler for `com.microsoft` ops (table keys are `com.microsoft.<op>`)."""
+    return handles(*(f"{DOMAIN}.{t}" for t in op_types), emits=emits, note=note)
+
+
+def _with_bias(b: GraphBuilder, x: SSAValue, name: str) -> SSAValue:
+    return b.emit(ane.AddOp(*b.same_rank(x, b.value(name)))) if name else x
+
+
+# ------------------------------------------------------------------------------------------------
+# GELU family, bias adds
+# ------------------------------------------------------------------------------------------------
+
+
+@contrib("Gelu", emits=[ane.GeluOp])
+def gelu(node: Node, b: GraphBuilder) -> list[Value]:
+    return [b.emit(ane.GeluOp(x_of(node, b)))]
+
+
+@contrib("BiasGelu", emits=[ane.AddOp, ane.GeluOp], note="gelu(x + bias), erf form")
+def bias_gelu(node: Node, b: GraphBuilder) -> list[Value]:
+    return [b.emit(ane.GeluOp(_with_bias(b, x_of(node, b), node.input(1))))]
+
+
+@contrib("FastGelu", emits=[ane.AddOp, ane.GeluOp], note="gelu(x + bias), tanh form")
+def fast_gelu(node: Node, b: GraphBuilder) -> list[Value]:
+    return [b.emit(ane.GeluOp(_with_bias(b, x_of(node, b), node.input(1)), "tanh"))]
+
+
+@contrib("QuickGelu", emits=[ane.MulOp, ane.SigmoidOp], note="x * sigmoid(alpha * x)")
+def quick_gelu(node: Node, b: GraphBuilder) -> list[Value]:
+    x, alpha = x_of(node, b), node.attr("alpha", 1.702)
+    return [b.emit(ane.MulOp(x, b.emit(ane.SigmoidOp(b.emit(ane.MulOp(x, b.scalar(alpha, x)))))))]
+
+
+@contrib("BiasAdd", emits=[ane.AddOp], note="x + bias + skip")
+def bias_add(node: Node, b: GraphBuilder) -> list[Value]:
+    y = _with_bias(b, x_of(node, b), node.input(1))
+    return [b.emit(ane.AddOp(*b.same_rank(y, b.value(node.input(2)))))]
+
+
+# ------------------------------------------------------------------------------------------------
+# MAC ops
+# ------------------------------------------------------------------------------------------------
+
+FUSED_ACTIVATIONS = {"Relu": (ane.ReluOp, 0), "Tanh": (ane.TanhOp, 0), "Sigmoid": (ane.SigmoidOp, 0), "LeakyRelu": (ane.LeakyReluOp, 1),
+                     "HardSigmoid": (ane.HardsigmoidOp, 2), "Clip": (ane.ClampOp, 2)}
+
+
+@contrib("FusedConv", emits=[ane.ConvOp, ane.AddOp, ane.ReluOp, ane.TanhOp, ane.SigmoidOp, ane.LeakyReluOp, ane.HardsigmoidOp, ane.ClampOp],
+         note="Conv, + the optional sum input, then the activation")
+def fused_conv(node: Node, b: GraphBuilder) -> list[Value]:
+    act = node.attr("activation", "")
+    if act and act not in FUSED_ACTIVATIONS:
+        raise NotOnAne(f"the fused activation {act}")
+    y = conv(node, b)[0]
+    assert isinstance(y, SSAValue)
+    if node.input(3):
+        y = b.emit(ane.AddOp(y, b.value(node.input(3))))
+    if not act:
+        return [y]
+    cls, count = FUSED_ACTIVATIONS[act]
+    params = list(node.attr("activation_params", []))
+    if len(params) < count:
+        raise NotOnAne(f"{act} without its {count} activation parameter(s)")
+    kwargs = {"LeakyRelu": lambda p: {"alpha": p[0]}, "HardSigmoid": lambda p: {"alpha": p[0], "beta": p[1]},
+              "Clip": lambda p: {"min": p[0], "max": p[1]}}.get(act, lambda p: {})(params)
+    return [b.emit(cls(y, **kwargs))]
+
+
+@contrib("FusedMatMul", emits=[ane.MatmulOp, ane.MulOp], note="alpha * op(A) @ op(B); transBatchA/B stay refused")
+def fused_matmul(node: Node, b: GraphBuilder) -> list[Value]:
+    if node.attr("transBatchA", 0) or node.attr("transBatchB", 0):
+        raise NotOnAne("transBatchA/transBatchB")
+    a, c = x_of(node, b, 0), x_of(node, b, 1)
+    if len(shape_of(a)) < 2 or len(shape_of(c)) < 2:
+        raise NotOnAne("a vector operand")
+    y = b.emit(ane.MatmulOp(*b.same_rank(a, c), transpose_lhs=bool(node.attr("transA", 0)), transpose_rhs=bool(node.attr("transB", 0))))
+    alpha = node.attr("alpha", 1.0)
+    return [y if alpha == 1.0 else b.emit(ane.MulOp(y, b.scalar(alpha, y)))]
+
+
+# ------------------------------------------------------------------------------------------------
+# Normalization
+# ------------------------------------------------------------------------------------------------
+
+SKIP_EPSILON = 1e-12
+"""onnxruntime's default epsilon of the Skip*LayerNormalization ops."""
+
+
+def _rms_norm(b: GraphBuilder, x: SSAValue, scale: SSAValue, axes: list[int], epsilon: float) -> SSAValue:
+    """x / sqrt(mean(x², axes) + epsilon) * scale: RMS normalization (no mean subtraction, no bias)."""
+    mean_square = b.emit(ane.ReduceMeanOp(b.emit(ane.MulOp(x, x)), axes, keepdims=True))
+    inv = b.emit(ane.RsqrtOp(b.emit(ane.AddOp(mean_square, b.scalar(epsilon, mean_square)))))
+    return b.emit(ane.MulOp(b.emit(ane.MulOp(x, inv)), b.with_rank(scale, len(shape_of(x)))))
+
+
+@handles("SimplifiedLayerNormalization",
+         emits=[ane.MulOp, ane.ReduceMeanOp, ane.AddOp, ane.RsqrtOp], note="RMS normalization (onnxruntime registers it in the ONNX domain)")
+def simplified_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
+    if any(node.outputs[1:]):
+        raise NotOnAne("its inverse-deviation output")
+    x = x_of(node, b)
+    rank = len(shape_of(x))
+    axis = node.attr("axis", -1) % rank
+    scale = _affine(b, node.input(1), shape_of(x)[axis:], x, 1.0, f"{node.name}.scale")
+    return [_rms_norm(b, x, scale, list(range(axis, rank)), node.attr("epsilon", 1e-5))]
+
+
+@contrib("SkipLayerNormalization", "SkipSimplifiedLayerNormalization",
+         emits=[ane.AddOp, ane.LayerNormOp, ane.MulOp, ane.ReduceMeanOp, ane.RsqrtOp],
+         note="norm(input + skip + bias) over the last axis; also the sum output")
+def skip_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
+    if any(node.outputs[1:3]):
+        raise NotOnAne("its mean and inverse-deviation outputs")
+    simplified = node.op_type == "SkipSimplifiedLayerNormalization"
+    x, skip = b.same_rank(x_of(node, b), b.value(node.input(1)))
+    if shape_of(skip) != shape_of(x):
+        skip = b.emit(ane.BroadcastOp(skip, shape_of(x)))
+    total = b.emit(ane.AddOp(x, skip))
+    bias_index = 3 if simplified else 4
+    if node.input(bias_index):
+        total = b.emit(ane.AddOp(*b.same_rank(total, b.value(node.input(bias_index)))))
+    rank, eps = len(shape_of(total)), node.attr("epsilon", SKIP_EPSILON)
+    affine = shape_of(total)[-1:]
+    gamma = _affine(b, node.input(2), affine, total, 1.0, f"{node.name}.gamma")
+    if simplified:
+        y = _rms_norm(b, total, gamma, [rank - 1], eps)
+    else:
+        beta = _affine(b, node.input(3), affine, total, 0.0, f"{node.name}.beta")
+        y = b.emit(ane.LayerNormOp(total, gamma, beta, axes=[rank - 1], epsilon=eps))
+    return [y, None, None, total]
+
+
+# ------------------------------------------------------------------------------------------------
+# Attention
+# ------------------------------------------------------------------------------------------------
+
+
+def _heads(b: GraphBuilder, v: SSAValue, heads: int) -> SSAValue:
+    """[B, S, H·d] → [B, H, S, d]."""
+    batch, seq, width = shape_of(v)
+    return b.emit(ane.TransposeOp(b.reshape(v, (batch, seq, heads, width // heads)), [0, 2, 1, 3]))
+
+
+def _key_mask(node: Node, b: GraphBuilder, like: SSAValue, batch: int, seq: int) -> SSAValue | None:
+    """mask_index as an additive mask over [B, 1, S or 1, S]: 0 where it is > 0, mask_filter_value elsewhere."""
+    name = node.input(3)
+    if not name:
+        return None
+    shape = b.shape(name)
+    if shape not in ((batch, seq), (batch, seq, seq)):
+        raise NotOnAne(f"a mask_index of shape {list(shape)} (key lengths or a past sequence)")
+    m = b.value(name)
+    if b.dtype(name) != _np(like):
+        m = b.emit(ane.CastOp(m, xdsl_element_type(_np(like))))
+    keep = b.emit(ane.GreaterOp(m, b.scalar(0.0, m)))
+    additive = b.emit(ane.SelectOp(keep, b.scalar(0.0, m), b.scalar(node.attr("mask_filter_value", -10000.0), m)))
+    return b.reshape(additive, (batch, 1, 1, seq) if len(shape) == 2 else (batch, 1, seq, seq))
+
+
+@contrib("Attention", emits=[ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.SelectOp],
+         note="self-attention with packed QKV weights, a 2-D/3-D key mask, causal or not; no past state")
+def attention(node: Node, b: GraphBuilder) -> list[Value]:
+    if any(node.input(i) for i in (4, 6, 7)) or any(node.outputs[1:]):
+        raise NotOnAne("past/present key-value state")
+    if node.attr("do_rotary", 0) or node.attr("past_present_share_buffer", 0):
+        raise NotOnAne("rotary embeddings or a shared past buffer")
+    x, heads = x_of(node, b), node.attr("num_heads")
+    if len(shape_of(x)) != 3:
+        raise NotOnAne("an input that is not [batch, sequence, hidden]")
+    batch, seq, _ = shape_of(x)
+    sizes = list(node.attr("qkv_hidden_sizes", [])) or [shape_of(x_of(node, b, 1))[-1] // 3] * 3
+    if sizes[0] != sizes[1] or any(s % heads for s in sizes):
+        raise NotOnAne(f"qkv_hidden_sizes {sizes} for {heads} heads")
+    w = b.reshape(x_of(node, b, 1), (1, *shape_of(x_of(node, b, 1))))
+    bias = b.value(node.input(2)) if node.input(2) else None
+    qkv = b.emit(ane.MatmulOp(x, w, bias))
+    q, k, v = (_heads(b, t, heads) for t in emit_all(b, ane.SplitOp(qkv, 2, sizes)))
+    mask = _key_mask(node, b, x, batch, seq)
+    if node.attr("unidirectional", 0):
+        causal = np.triu(np.full((seq, seq), node.attr("mask_filter_value", -10000.0), _np(x)), 1).reshape(1, 1, seq, seq)
+        c = b.constant(causal, f"{node.name}.causal")
+        mask = c if mask is None else b.emit(ane.AddOp(mask, c))
+    if node.input(5):  # attention_bias: added to the scores, [B or 1, H or 1, S, S]
+        extra = b.value(node.input(5))
+        mask = extra if mask is None else b.emit(ane.AddOp(mask, extra))
+    scale = node.attr("scale", 0.0) or 1.0 / math.sqrt(sizes[0] // heads)
+    y = b.emit(ane.SdpaOp(q, k, v, mask, scale=scale))
+    return [b.reshape(b.emit(ane.TransposeOp(y, [0, 2, 1, 3])), (batch, seq, sizes[2]))]
