@@ -95,13 +95,22 @@ def fused_conv(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.emit(cls(y, **kwargs))]
 
 
-@contrib("FusedMatMul", emits=[ane.MatmulOp, ane.MulOp], note="alpha * op(A) @ op(B); transBatchA/B stay refused")
+def _batch_first_last(b: GraphBuilder, v: SSAValue) -> SSAValue:
+    """transBatchA/B: axis 0 moves to just before the last axis ([d0, d1, …, dk, n] → [d1, …, dk, d0, n])."""
+    rank = len(shape_of(v))
+    perm = [*range(1, rank - 1), 0, rank - 1]
+    return v if perm == list(range(rank)) else b.emit(ane.TransposeOp(v, perm))
+
+
+@contrib("FusedMatMul", emits=[ane.TransposeOp, ane.MatmulOp, ane.MulOp], note="alpha * op(A) @ op(B), with transA/B and transBatchA/B")
 def fused_matmul(node: Node, b: GraphBuilder) -> list[Value]:
-    if node.attr("transBatchA", 0) or node.attr("transBatchB", 0):
-        raise NotOnAne("transBatchA/transBatchB")
     a, c = x_of(node, b, 0), x_of(node, b, 1)
     if len(shape_of(a)) < 2 or len(shape_of(c)) < 2:
         raise NotOnAne("a vector operand")
+    if node.attr("transBatchA", 0):
+        a = _batch_first_last(b, a)
+    if node.attr("transBatchB", 0):
+        c = _batch_first_last(b, c)
     y = b.emit(ane.MatmulOp(*b.same_rank(a, c), transpose_lhs=bool(node.attr("transA", 0)), transpose_rhs=bool(node.attr("transB", 0))))
     alpha = node.attr("alpha", 1.0)
     return [y if alpha == 1.0 else b.emit(ane.MulOp(y, b.scalar(alpha, y)))]

@@ -84,6 +84,11 @@ def test_fused_conv(activation: str, params: list[float], z: bool) -> None:
     (([2, 3, 4], [2, 5, 4]), {"transB": 1, "alpha": 0.5}),
     (([4, 3], [4, 5]), {"transA": 1}),
     (([2, 3, 4], [4, 5]), {}),
+    (([3, 2, 4], [2, 4, 5]), {"transBatchA": 1}),
+    (([3, 2, 4], [2, 5, 4]), {"transBatchA": 1, "transB": 1, "alpha": 0.125}),
+    (([4, 2, 3], [2, 4, 5]), {"transBatchA": 1, "transA": 1}),
+    (([2, 3, 4], [4, 2, 5]), {"transBatchB": 1}),
+    (([2, 3, 2, 4], [5, 2, 3, 4]), {"transBatchB": 1, "transB": 1}),
 ])
 def test_fused_matmul(shapes: tuple[list[int], list[int]], attrs: dict[str, Any]) -> None:
     m = contrib_model("FusedMatMul", [("a", F, shapes[0]), ("c", F, shapes[1])], **attrs)
@@ -143,6 +148,34 @@ def test_other_contrib_ops_are_refused_by_name_with_the_hint() -> None:
 
 
 def test_a_contrib_configuration_anec_cannot_map_is_refused_with_the_reason() -> None:
-    m = contrib_model("FusedMatMul", [("a", F, [2, 3, 4]), ("c", F, [2, 4, 5])], transBatchA=1)
-    with pytest.raises(AnecError, match=r"unsupported com.microsoft op FusedMatMul: anec maps this op, but not transBatchA"):
+    m = contrib_model("FusedMatMul", [("a", F, [4]), ("c", F, [4, 5])])
+    with pytest.raises(AnecError, match=r"unsupported com.microsoft op FusedMatMul: anec maps this op, but not a vector operand"):
         import_onnx(m)
+
+
+def test_a_model_saved_by_onnxruntime_after_its_graph_optimizations_compiles_wholly_for_the_ane(tmp_path) -> None:
+    """A PyTorch transformer encoder exported to ONNX, then saved by onnxruntime at ORT_ENABLE_EXTENDED: it has
+    FusedMatMul (with transBatchA), Gelu and SkipLayerNormalization, and imports domains it never uses
+    (ai.onnx.training, com.microsoft.nchwc, …)."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    import anec
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, activation="gelu", dropout=0.0)
+    net = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False).eval()
+    x = torch.randn(1, 10, 32)
+    exported, optimized = tmp_path / "encoder.onnx", tmp_path / "encoder.ort.onnx"
+    torch.onnx.export(net, (x,), str(exported), dynamo=False, input_names=["x"], output_names=["y"], opset_version=17)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(exported), options, providers=["CPUExecutionProvider"])
+    ops = {(n.domain, n.op_type) for n in onnx.load(str(optimized)).graph.node}
+    assert {(MS, "FusedMatMul"), (MS, "SkipLayerNormalization")} <= ops
+
+    compiled = anec.compile(optimized, emit="descriptors")
+    assert not compiled.report.host_ops
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(compiled.run({"x": x.numpy()})["y"], want, rtol=1e-2, atol=1e-2)

@@ -170,3 +170,35 @@ def test_an_unrolled_lstm_compiles_wholly_for_the_ane_and_runs_on_the_simulator(
     out = compiled.run(feeds)
     for got, want in zip(out.values(), onnxruntime_outputs(m, feeds), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)
+
+
+def test_a_pytorch_exported_lstm_and_gru_compile_wholly_for_the_ane() -> None:
+    """torch.onnx.export of a two-layer bidirectional batch-first LSTM feeding a GRU: the exporter's
+    LSTM/GRU nodes (with their Transposes, Squeezes and zero initial states) all map to ANE ops."""
+    torch = pytest.importorskip("torch")
+    import io
+
+    import anec
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = torch.nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)
+            self.gru = torch.nn.GRU(32, 8, batch_first=True)
+
+        def forward(self, x):
+            y, _ = self.lstm(x)
+            return self.gru(y)
+
+    torch.manual_seed(0)
+    net, x = Net().eval(), torch.randn(2, 7, 8)
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (x,), buffer, dynamo=False, input_names=["x"], output_names=["z", "h"])
+    m = onnx.load_from_string(buffer.getvalue())
+    assert {"LSTM", "GRU"} <= {n.op_type for n in m.graph.node}
+    compiled = anec.compile(m, emit="descriptors")
+    assert not compiled.report.host_ops
+    with torch.no_grad():
+        want = [t.numpy() for t in net(x)]
+    for got, w in zip(compiled.run({"x": x.numpy()}).values(), want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-2, atol=1e-2)
