@@ -17,8 +17,8 @@ from typing import Any
 from onnx import ModelProto
 from xdsl.dialects.builtin import ModuleOp
 
-from anec.errors import AnecError
-from anec.importers.onnx_graph import GraphBuilder, ImportFailure
+from anec.errors import AnecError, ImportFailure
+from anec.importers.onnx_graph import GraphBuilder
 from anec.importers.onnx_handlers import HANDLERS
 from anec.importers.onnx_load import read_model
 from anec.weights import WeightStore, attach
@@ -41,8 +41,7 @@ def import_onnx(model: str | Path | ModelProto, input_shapes: Mapping[str, Seque
     except AnecError:
         raise
     except Exception as e:  # outside any one node (the function's signature, its outputs): still one line
-        raise ImportFailure("anec failed to import the model", why=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
-                            hint=ImportFailure.HINT) from e
+        raise ImportFailure.of("anec failed to import the model", "", e) from e
     module = ModuleOp([function])
     attach(module, store)
     return module

@@ -42,7 +42,7 @@ from xdsl.utils.exceptions import VerifyException
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.host import HostOp
-from anec.errors import AnecError
+from anec.errors import AnecError, ImportFailure
 from anec.importers.onnx_load import (
     CONTRIB_DOMAINS,
     CONTRIB_HINT,
@@ -77,23 +77,11 @@ class DataDependentShape(AnecError):
     """An output's shape depends on input values, not just on input shapes."""
 
 
-class ImportFailure(AnecError):
-    """anec's own failure on a node (not the user's): still one line naming the node, exit code 1."""
-
-    exit_code = 1
-    HINT = "this is a bug in anec: please report it with the model; --debug shows the traceback"
-
-
 def _contrib_refusal(node: Node, reason: str | None = None) -> AnecError:
     """A com.microsoft op anec does not map (at all, or as configured): no CPU runner knows it either."""
     why = (f"anec maps this op, but not {reason}" if reason else
            "ONNX Runtime's contrib ops have no ONNX definition; anec maps only those with a standard decomposition")
     return AnecError(f"unsupported {node.domain} op {node.op_type}", where=node.label, why=why, hint=CONTRIB_HINT)
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    return lines[0].strip() if lines else type(e).__name__
 
 
 def ssa_name_hint(name: str) -> str | None:
@@ -238,11 +226,9 @@ class GraphBuilder:
         except AnecError:
             raise
         except VerifyException as e:  # xDSL's message goes on to print the op (or the module): keep its first line
-            raise ImportFailure("an op it imports to does not verify", where=node.label, why=_first_line(e),
-                                hint=ImportFailure.HINT) from e
+            raise ImportFailure.of("an op it imports to does not verify", node.label, e) from e
         except Exception as e:
-            raise ImportFailure("anec failed to import the node", where=node.label, why=f"{type(e).__name__}: {_first_line(e)}",
-                                hint=ImportFailure.HINT) from e
+            raise ImportFailure.of("anec failed to import the node", node.label, e) from e
 
     def _convert(self, node: Node) -> None:
         if self._fold(node):
