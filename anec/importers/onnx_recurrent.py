@@ -4,13 +4,14 @@ The ANE has no recurrent op, but with a static sequence length a recurrence is a
 matmuls and elementwise ops: the input projection of every step is one matmul (weights and both
 biases folded into it), then each step multiplies the previous hidden state by the recurrence
 weights, adds, splits the gates and applies the activations. Forward, reverse and bidirectional
-runs, initial states, peepholes, `clip`, `input_forget`, `linear_before_reset`, both layouts and
-all outputs are mapped; run-time weights, padded batches (`sequence_lens` below the sequence
-length) and activations with parameters stay on the CPU with the reason.
+runs, initial states, peepholes, `clip`, `input_forget`, `linear_before_reset`, every activation
+ONNX names, both layouts and all outputs are mapped; run-time weights and padded batches
+(`sequence_lens` below the sequence length) stay on the CPU with the reason.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,20 +32,41 @@ UNROLL_LIMIT = 2048
 """Most steps (sequence length x directions) unrolled; longer sequences would make the IR huge."""
 
 Activation = Callable[[GraphBuilder, SSAValue], SSAValue]
+Family = Callable[[GraphBuilder, SSAValue, float, float], SSAValue]
 
 
-def _softsign(b: GraphBuilder, x: SSAValue) -> SSAValue:
+def _softsign(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
     return b.emit(ane.DivOp(x, b.emit(ane.AddOp(b.emit(ane.AbsOp(x)), b.scalar(1.0, x)))))
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    "Sigmoid": lambda b, x: b.emit(ane.SigmoidOp(x)),
-    "Tanh": lambda b, x: b.emit(ane.TanhOp(x)),
-    "Relu": lambda b, x: b.emit(ane.ReluOp(x)),
-    "Softplus": lambda b, x: b.emit(ane.SoftplusOp(x)),
-    "Softsign": _softsign,
+def _affine(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
+    return b.emit(ane.AddOp(b.emit(ane.MulOp(x, b.scalar(alpha, x))), b.scalar(beta, x)))
+
+
+def _scaled_tanh(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
+    y = b.emit(ane.TanhOp(b.emit(ane.MulOp(x, b.scalar(beta, x)))))
+    return b.emit(ane.MulOp(y, b.scalar(alpha, y)))
+
+
+def _thresholded_relu(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
+    return b.emit(ane.SelectOp(b.emit(ane.GreaterOp(x, b.scalar(alpha, x))), x, b.scalar(0.0, x)))
+
+
+ACTIVATIONS: dict[str, tuple[Family, str]] = {
+    "Sigmoid": (lambda b, x, a, c: b.emit(ane.SigmoidOp(x)), ""),
+    "Tanh": (lambda b, x, a, c: b.emit(ane.TanhOp(x)), ""),
+    "Relu": (lambda b, x, a, c: b.emit(ane.ReluOp(x)), ""),
+    "Softplus": (lambda b, x, a, c: b.emit(ane.SoftplusOp(x)), ""),
+    "Softsign": (_softsign, ""),
+    "LeakyRelu": (lambda b, x, a, c: b.emit(ane.LeakyReluOp(x, alpha=a)), "a"),
+    "Elu": (lambda b, x, a, c: b.emit(ane.EluOp(x, alpha=a)), "a"),
+    "HardSigmoid": (lambda b, x, a, c: b.emit(ane.HardsigmoidOp(x, alpha=a, beta=c)), "ab"),
+    "ThresholdedRelu": (_thresholded_relu, "a"),
+    "Affine": (_affine, "ab"),
+    "ScaledTanh": (_scaled_tanh, "ab"),
 }
-"""The parameterless activations ONNX names (case-insensitively) for recurrent ops."""
+"""The activations ONNX names (case-insensitively) for recurrent ops, with the parameters each takes
+from `activation_alpha` ("a") and `activation_beta` ("b")."""
 
 
 @dataclass
@@ -116,22 +138,35 @@ def _check_lengths(node: Node, b: GraphBuilder, seq: int) -> None:
 
 
 def _activations(node: Node, dirs: int) -> list[list[Activation]]:
-    if "activation_alpha" in node.attrs or "activation_beta" in node.attrs:
-        raise NotOnAne("activations with parameters")
+    """Each direction's activations. `activation_alpha`/`activation_beta` are consumed in order by the
+    activations that take them (as onnxruntime does); one left without its value stays on the CPU."""
     per = len(DEFAULT_ACTIVATIONS[node.op_type])
     names = list(node.attr("activations") or DEFAULT_ACTIVATIONS[node.op_type] * dirs)
     if len(names) != per * dirs:
         raise NotOnAne(f"{len(names)} activations for {dirs} direction(s)")
     canonical = {k.lower(): k for k in ACTIVATIONS}
+    alphas, betas = iter(node.attr("activation_alpha") or []), iter(node.attr("activation_beta") or [])
+    acts: list[Activation] = []
     for n in names:
         if n.lower() not in canonical:
             raise NotOnAne(f"the {n} activation")
-    return [[ACTIVATIONS[canonical[n.lower()]] for n in names[d * per:(d + 1) * per]] for d in range(dirs)]
+        fn, params = ACTIVATIONS[canonical[n.lower()]]
+        alpha = next(alphas, None) if "a" in params else 0.0
+        beta = next(betas, None) if "b" in params else 0.0
+        if alpha is None or beta is None:
+            raise NotOnAne(f"the {n} activation without its activation_alpha/activation_beta value")
+        acts.append(functools.partial(_bound, fn, float(alpha), float(beta)))
+    return [acts[d * per:(d + 1) * per] for d in range(dirs)]
+
+
+def _bound(fn: Family, alpha: float, beta: float, b: GraphBuilder, x: SSAValue) -> SSAValue:
+    return fn(b, x, alpha, beta)
 
 
 @handles("LSTM", "GRU", "RNN", emits=[ane.MatmulOp, ane.SliceOp, ane.SplitOp, ane.AddOp, ane.SubOp, ane.MulOp, ane.SigmoidOp,
-                                     ane.TanhOp, ane.ConcatOp, ane.ReshapeOp],
-          note="unrolled over a static sequence; constant weights, full-length sequences, parameterless activations")
+                                     ane.TanhOp, ane.ConcatOp, ane.ReshapeOp, ane.ClampOp, ane.ReluOp, ane.SoftplusOp, ane.AbsOp,
+                                     ane.DivOp, ane.LeakyReluOp, ane.EluOp, ane.HardsigmoidOp, ane.GreaterOp, ane.SelectOp],
+          note="unrolled over a static sequence; constant weights, full-length sequences")
 def recurrent(node: Node, b: GraphBuilder) -> list[Value]:
     kind = node.op_type
     x = b.value(node.input(0))

@@ -128,17 +128,22 @@ def test_lstm_peepholes_and_full_length_sequence_lengths() -> None:
     ("GRU", {"clip": 0.3, "linear_before_reset": 1}),
     ("RNN", {"activations": ["Relu", "Sigmoid"]}),
     ("LSTM", {"activations": ["Sigmoid", "Relu", "Softsign", "Sigmoid", "Tanh", "Softplus"]}),
+    ("RNN", {"activations": ["LeakyRelu", "ThresholdedRelu"], "activation_alpha": [0.1, 0.2]}),
+    ("GRU", {"activations": ["HardSigmoid", "ScaledTanh", "Elu", "Affine"], "activation_alpha": [0.3, 0.9, 0.7, 0.1],
+             "activation_beta": [0.4, 1.3, -0.2]}),
+    ("LSTM", {"activations": ["Sigmoid", "Affine", "LeakyRelu", "HardSigmoid", "Tanh", "ScaledTanh"],
+              "activation_alpha": [0.8, 0.05, 0.25, 1.1], "activation_beta": [0.1, 0.45, 0.7]}),
 ])
 def test_recurrent_attributes_match_onnxruntime(kind: str, attrs: dict[str, Any]) -> None:
     """onnxruntime implements clip, input_forget and every activation; the ReferenceEvaluator does not."""
-    direction = "bidirectional" if len(attrs.get("activations", [])) in (2, 6) else "forward"
+    direction = "bidirectional" if len(attrs.get("activations", [])) in (2, 4, 6) else "forward"
     check(*recurrent_model(kind, direction, states=True, **attrs), evaluator="linear_before_reset" in attrs and "clip" not in attrs)
 
 
 @pytest.mark.parametrize(("change", "reason"), [
     ({"lengths": np.array([SEQ, 2], np.int32)}, "padded batches"),
-    ({"activations": ["LeakyRelu"], "activation_alpha": [0.1]}, "activations with parameters"),
-    ({"activations": ["ScaledTanh"]}, "the ScaledTanh activation"),
+    ({"activations": ["ScaledTanh"], "activation_alpha": [0.5]}, "the ScaledTanh activation without its activation_alpha/activation_beta"),
+    ({"activations": ["Swish"]}, "the Swish activation"),
 ])
 def test_unsupported_recurrent_configurations_run_on_the_cpu_with_a_reason(change: dict[str, Any], reason: str) -> None:
     m, feeds = recurrent_model("RNN", **change)
