@@ -179,48 +179,75 @@ def _heads(b: GraphBuilder, v: SSAValue, heads: int) -> SSAValue:
     return b.emit(ane.TransposeOp(b.reshape(v, (batch, seq, heads, width // heads)), [0, 2, 1, 3]))
 
 
-def _key_mask(node: Node, b: GraphBuilder, like: SSAValue, batch: int, seq: int) -> SSAValue | None:
-    """mask_index as an additive mask over [B, 1, S or 1, S]: 0 where it is > 0, mask_filter_value elsewhere."""
-    name = node.input(3)
+def _key_mask(node: Node, b: GraphBuilder, name: str, like: SSAValue, batch: int, seq: int, keys: int) -> SSAValue | None:
+    """A 0/1 key mask ([B, L], or [B, S, L]) as an additive one over [B, 1, 1 or S, L]: 0 where it is
+    > 0, `mask_filter_value` elsewhere (as onnxruntime applies it)."""
     if not name:
         return None
     shape = b.shape(name)
-    if shape not in ((batch, seq), (batch, seq, seq)):
-        raise NotOnAne(f"a mask_index of shape {list(shape)} (key lengths or a past sequence)")
+    if shape not in ((batch, keys), (batch, seq, keys)):
+        raise NotOnAne(f"a key mask of shape {list(shape)} (key lengths or a packed layout)")
     m = b.value(name)
     if b.dtype(name) != _np(like):
         m = b.emit(ane.CastOp(m, xdsl_element_type(_np(like))))
     keep = b.emit(ane.GreaterOp(m, b.scalar(0.0, m)))
     additive = b.emit(ane.SelectOp(keep, b.scalar(0.0, m), b.scalar(node.attr("mask_filter_value", -10000.0), m)))
-    return b.reshape(additive, (batch, 1, 1, seq) if len(shape) == 2 else (batch, 1, seq, seq))
+    return b.reshape(additive, (batch, 1, 1, keys) if len(shape) == 2 else (batch, 1, seq, keys))
 
 
-@contrib("Attention", emits=[ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.SelectOp],
-         note="self-attention with packed QKV weights, a 2-D/3-D key mask, causal or not; no past state")
+def _attend(node: Node, b: GraphBuilder, q: SSAValue, k: SSAValue, v: SSAValue, mask_name: str, bias_name: str) -> SSAValue:
+    """softmax(q·kᵀ·scale + masks)·v for [B, S, D] projections: heads split, masks added, heads joined."""
+    heads = node.attr("num_heads")
+    (batch, seq, width), keys, out = shape_of(q), shape_of(k)[1], shape_of(v)[2]
+    if width % heads or out % heads or shape_of(k)[2] != width:
+        raise NotOnAne(f"widths {width}/{shape_of(k)[2]}/{out} for {heads} heads")
+    mask = _key_mask(node, b, mask_name, q, batch, seq, keys)
+    if node.attr("unidirectional", 0):
+        fill = node.attr("mask_filter_value", -10000.0)
+        c = b.constant(np.triu(np.full((seq, keys), fill, _np(q)), 1 + keys - seq).reshape(1, 1, seq, keys), f"{node.name}.causal")
+        mask = c if mask is None else b.emit(ane.AddOp(mask, c))
+    if bias_name:  # attention_bias: added to the scores, [B or 1, H or 1, S, L]
+        extra = b.with_rank(b.value(bias_name), 4)
+        mask = extra if mask is None else b.emit(ane.AddOp(mask, extra))
+    scale = node.attr("scale", 0.0) or 1.0 / math.sqrt(width // heads)
+    y = b.emit(ane.SdpaOp(_heads(b, q, heads), _heads(b, k, heads), _heads(b, v, heads), mask, scale=scale))
+    return b.reshape(b.emit(ane.TransposeOp(y, [0, 2, 1, 3])), (batch, seq, out))
+
+
+ATTENTION_OPS = [ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.CastOp, ane.GreaterOp, ane.SelectOp]
+
+
+@contrib("Attention", emits=ATTENTION_OPS,
+         note="self-attention with packed QKV weights, a [B, S]/[B, S, S] key mask, causal or not; no past state")
 def attention(node: Node, b: GraphBuilder) -> list[Value]:
     if any(node.input(i) for i in (4, 6, 7)) or any(node.outputs[1:]):
         raise NotOnAne("past/present key-value state")
     if node.attr("do_rotary", 0) or node.attr("past_present_share_buffer", 0):
         raise NotOnAne("rotary embeddings or a shared past buffer")
-    x, heads = x_of(node, b), node.attr("num_heads")
+    x, w = x_of(node, b), x_of(node, b, 1)
     if len(shape_of(x)) != 3:
         raise NotOnAne("an input that is not [batch, sequence, hidden]")
-    batch, seq, _ = shape_of(x)
-    sizes = list(node.attr("qkv_hidden_sizes", [])) or [shape_of(x_of(node, b, 1))[-1] // 3] * 3
-    if sizes[0] != sizes[1] or any(s % heads for s in sizes):
-        raise NotOnAne(f"qkv_hidden_sizes {sizes} for {heads} heads")
-    w = b.reshape(x_of(node, b, 1), (1, *shape_of(x_of(node, b, 1))))
+    sizes = list(node.attr("qkv_hidden_sizes", [])) or [shape_of(w)[-1] // 3] * 3
     bias = b.value(node.input(2)) if node.input(2) else None
-    qkv = b.emit(ane.MatmulOp(x, w, bias))
-    q, k, v = (_heads(b, t, heads) for t in emit_all(b, ane.SplitOp(qkv, 2, sizes)))
-    mask = _key_mask(node, b, x, batch, seq)
-    if node.attr("unidirectional", 0):
-        causal = np.triu(np.full((seq, seq), node.attr("mask_filter_value", -10000.0), _np(x)), 1).reshape(1, 1, seq, seq)
-        c = b.constant(causal, f"{node.name}.causal")
-        mask = c if mask is None else b.emit(ane.AddOp(mask, c))
-    if node.input(5):  # attention_bias: added to the scores, [B or 1, H or 1, S, S]
-        extra = b.value(node.input(5))
-        mask = extra if mask is None else b.emit(ane.AddOp(mask, extra))
-    scale = node.attr("scale", 0.0) or 1.0 / math.sqrt(sizes[0] // heads)
-    y = b.emit(ane.SdpaOp(q, k, v, mask, scale=scale))
-    return [b.reshape(b.emit(ane.TransposeOp(y, [0, 2, 1, 3])), (batch, seq, sizes[2]))]
+    qkv = b.emit(ane.MatmulOp(x, b.reshape(w, (1, *shape_of(w))), bias))
+    q, k, v = emit_all(b, ane.SplitOp(qkv, 2, sizes))
+    return [_attend(node, b, q, k, v, node.input(3), node.input(5))]
+
+
+@contrib("MultiHeadAttention", emits=[*ATTENTION_OPS, ane.SliceOp],
+         note="separate [B, S, D] query, key and value (bias, a [B, L]/[B, S, L] key mask, attention bias); no past state")
+def multi_head_attention(node: Node, b: GraphBuilder) -> list[Value]:
+    if any(node.input(i) for i in (6, 7, 8, 9)) or any(node.outputs[1:]):
+        raise NotOnAne("past/present key-value state")
+    names = [node.input(i) for i in range(3)]
+    if not all(names) or any(len(b.shape(x)) != 3 for x in names):
+        raise NotOnAne("packed or 4-D query, key or value")
+    q, k, v = (b.value(x) for x in names)
+    if node.input(3):  # one bias [D + D + Dv] for the three projections
+        d, dv = shape_of(q)[2], shape_of(v)[2]
+        bounds = ((0, d), (d, 2 * d), (2 * d, 2 * d + dv))
+        c = b.const(node.input(3))
+        parts = ([b.constant(c[lo:hi], f"{node.name}.bias") for lo, hi in bounds] if c is not None else
+                 [b.emit(ane.SliceOp(b.value(node.input(3)), [lo], [hi])) for lo, hi in bounds])
+        q, k, v = (b.emit(ane.AddOp(t, b.with_rank(p, 3))) for t, p in zip((q, k, v), parts))
+    return [_attend(node, b, q, k, v, node.input(4), node.input(5))]

@@ -141,6 +141,31 @@ def test_attention_with_static_shapes(mask: str | None, attrs: dict[str, Any]) -
     assert "ane.sdpa" in check(m, feeds, tol=1e-4)
 
 
+@pytest.mark.parametrize(("mask", "attrs", "keys"), [
+    (None, {}, 5),
+    ("2d", {}, 7),
+    ("3d", {"scale": 0.3}, 7),
+    (None, {"unidirectional": 1}, 5),
+    ("bias", {}, 7),
+])
+def test_multi_head_attention_with_separate_query_key_value(mask: str | None, attrs: dict[str, Any], keys: int) -> None:
+    inputs = [("q", F, [2, 5, 8]), ("k", F, [2, keys, 8]), ("v", F, [2, keys, 12])]
+    feeds: dict[str, np.ndarray] = {"q": random((2, 5, 8)), "k": random((2, keys, 8), 1), "v": random((2, keys, 12), 2)}
+    order = ["q", "k", "v", "bias"]
+    if mask in ("2d", "3d"):
+        shape = [2, keys] if mask == "2d" else [2, 5, keys]
+        inputs.append(("mask", TensorProto.INT32, shape))
+        feeds["mask"] = (np.random.default_rng(5).random(shape) > 0.3).astype(np.int32)
+        feeds["mask"][..., 0] = 1
+        order.append("mask")
+    elif mask == "bias":
+        inputs.append(("attn_bias", F, [1, 2, 5, keys]))
+        feeds["attn_bias"] = random((1, 2, 5, keys), 6)
+        order += ["", "attn_bias"]
+    m = contrib_model("MultiHeadAttention", inputs, {"bias": random((28,), 3)}, order=order, num_heads=2, **attrs)
+    assert "ane.sdpa" in check(m, feeds, tol=1e-4)
+
+
 def test_other_contrib_ops_are_refused_by_name_with_the_hint() -> None:
     m = contrib_model("MatMulNBits", [("a", F, [2, 8])], {"w": np.zeros((4, 1, 4), np.uint8)}, K=8, N=4, bits=4, block_size=8)
     with pytest.raises(AnecError, match=r"node 'fused' \(MatMulNBits\): unsupported com.microsoft op MatMulNBits.*hint: use the model as exported"):
