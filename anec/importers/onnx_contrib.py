@@ -168,6 +168,55 @@ def skip_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
     return [y, None, None, total]
 
 
+def _lookup(node: Node, b: GraphBuilder, table: str, ids: str, what: str) -> SSAValue:
+    """Rows `ids` of the constant `table`: folded when the ids are constant, else an onnx Gather on the CPU
+    (a lookup has no ANE form; Gather is a standard op the CPU runner knows, unlike the contrib op)."""
+    rows, index = b.require_const(table, f"{what} table"), b.const(ids)
+    if index is not None:
+        return b.constant(np.take(rows, index.astype(np.int64), axis=0), f"{node.name}.{what}")
+    from onnx import helper
+
+    gather = helper.make_node("Gather", [table, ids], [f"{node.name}/{what}"], name=f"{node.name}/{what}")
+    (rows_of,) = b.host(Node.of(gather, {"": 13}), "a lookup with run-time indices (an embedding) has no ANE equivalent")
+    assert rows_of is not None
+    return rows_of
+
+
+@contrib("EmbedLayerNormalization", emits=[ane.AddOp, ane.LayerNormOp, ane.ReduceSumOp],
+         note="word, position and segment lookups (onnx Gathers on the CPU when the ids are run-time inputs), their sum, "
+              "a layer norm; mask_index as the mask's row sums (zeros without a mask)")
+def embed_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
+    ids = node.input(0)
+    if len(b.shape(ids)) != 2:
+        raise NotOnAne("input ids that are not [batch, sequence]")
+    batch, seq = b.shape(ids)
+    for i, what in ((2, "word embedding"), (3, "position embedding"), (4, "segment embedding"), (5, "gamma"), (6, "beta")):
+        if node.input(i):
+            b.require_const(node.input(i), what)
+    positions = node.input(8)
+    mask = node.input(7)
+    # every refusal above: the lookups below add CPU ops at once, so nothing may fail after them
+    total = _lookup(node, b, node.input(2), ids, "word")
+    if positions:
+        pos = b.with_rank(_lookup(node, b, node.input(3), positions, "position"), 3)
+    else:
+        pos = b.constant(b.require_const(node.input(3), "position embedding")[None, :seq], f"{node.name}.position")
+    total = b.emit(ane.AddOp(total, pos))
+    if node.input(1) and node.input(4):
+        total = b.emit(ane.AddOp(total, _lookup(node, b, node.input(4), node.input(1), "segment")))
+    width = shape_of(total)[2]
+    gamma = _affine(b, node.input(5), (width,), total, 1.0, f"{node.name}.gamma")
+    beta = _affine(b, node.input(6), (width,), total, 0.0, f"{node.name}.beta")
+    y = b.emit(ane.LayerNormOp(total, gamma, beta, axes=[2], epsilon=node.attr("epsilon", SKIP_EPSILON)))
+    mask_index = None
+    if len(node.outputs) > 1 and node.outputs[1]:
+        if mask and node.attr("mask_index_type", 1):
+            mask_index = b.emit(ane.ReduceSumOp(b.value(mask), [1], keepdims=False))
+        else:  # no mask: onnxruntime writes zeros
+            mask_index = np.zeros((batch,), np.int32)
+    return [y, mask_index, total]
+
+
 # ------------------------------------------------------------------------------------------------
 # Attention
 # ------------------------------------------------------------------------------------------------
@@ -180,19 +229,25 @@ def _heads(b: GraphBuilder, v: SSAValue, heads: int) -> SSAValue:
 
 
 def _key_mask(node: Node, b: GraphBuilder, name: str, like: SSAValue, batch: int, seq: int, keys: int) -> SSAValue | None:
-    """A 0/1 key mask ([B, L], or [B, S, L]) as an additive one over [B, 1, 1 or S, L]: 0 where it is
-    > 0, `mask_filter_value` elsewhere (as onnxruntime applies it)."""
+    """A key mask as an additive one over [B, 1, 1 or S, L]: 0 where a [B, L] or [B, S, L] mask is > 0
+    or, for [B] key lengths, where the key is within the length; `mask_filter_value` elsewhere."""
     if not name:
         return None
     shape = b.shape(name)
-    if shape not in ((batch, keys), (batch, seq, keys)):
-        raise NotOnAne(f"a key mask of shape {list(shape)} (key lengths or a packed layout)")
+    if shape not in ((batch,), (batch, keys), (batch, seq, keys)):
+        raise NotOnAne(f"a key mask of shape {list(shape)} (start positions or a packed layout)")
     m = b.value(name)
     if b.dtype(name) != _np(like):
         m = b.emit(ane.CastOp(m, xdsl_element_type(_np(like))))
-    keep = b.emit(ane.GreaterOp(m, b.scalar(0.0, m)))
-    additive = b.emit(ane.SelectOp(keep, b.scalar(0.0, m), b.scalar(node.attr("mask_filter_value", -10000.0), m)))
-    return b.reshape(additive, (batch, 1, 1, keys) if len(shape) == 2 else (batch, 1, seq, keys))
+    if len(shape) == 1:  # key lengths (EmbedLayerNormalization's mask_index): key j is kept while j < length
+        position = b.constant(np.arange(keys, dtype=_np(like)).reshape(1, keys), "key_position")
+        keep = b.emit(ane.LessOp(position, b.reshape(m, (batch, 1))))
+    else:
+        keep = b.emit(ane.GreaterOp(m, b.scalar(0.0, m)))
+    zero, fill = (b.constant(np.full((1,) * len(shape_of(keep)), v, _np(like)), "mask_value")
+                  for v in (0.0, node.attr("mask_filter_value", -10000.0)))
+    additive = b.emit(ane.SelectOp(keep, zero, fill))
+    return b.reshape(additive, (batch, 1, seq, keys) if len(shape) == 3 else (batch, 1, 1, keys))
 
 
 def _attend(node: Node, b: GraphBuilder, q: SSAValue, k: SSAValue, v: SSAValue, mask_name: str, bias_name: str) -> SSAValue:
@@ -214,11 +269,12 @@ def _attend(node: Node, b: GraphBuilder, q: SSAValue, k: SSAValue, v: SSAValue, 
     return b.reshape(b.emit(ane.TransposeOp(y, [0, 2, 1, 3])), (batch, seq, out))
 
 
-ATTENTION_OPS = [ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.CastOp, ane.GreaterOp, ane.SelectOp]
+ATTENTION_OPS = [ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.CastOp, ane.GreaterOp, ane.LessOp,
+                 ane.SelectOp]
 
 
 @contrib("Attention", emits=ATTENTION_OPS,
-         note="self-attention with packed QKV weights, a [B, S]/[B, S, S] key mask, causal or not; no past state")
+         note="self-attention with packed QKV weights, a [B] (key lengths), [B, S] or [B, S, S] key mask, causal or not; no past state")
 def attention(node: Node, b: GraphBuilder) -> list[Value]:
     if any(node.input(i) for i in (4, 6, 7)) or any(node.outputs[1:]):
         raise NotOnAne("past/present key-value state")

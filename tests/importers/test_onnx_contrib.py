@@ -124,6 +124,7 @@ def test_simplified_layer_normalization_in_the_onnx_domain() -> None:
     (None, {"unidirectional": 1}),
     ("3d", {"scale": 0.3}),
     ("2d", {"qkv_hidden_sizes": [8, 8, 16], "unidirectional": 1}),
+    ("lengths", {}),
 ])
 def test_attention_with_static_shapes(mask: str | None, attrs: dict[str, Any]) -> None:
     sizes = attrs.get("qkv_hidden_sizes", [8, 8, 8])
@@ -131,7 +132,11 @@ def test_attention_with_static_shapes(mask: str | None, attrs: dict[str, Any]) -
     inputs = [("x", F, [2, 5, 8])]
     feeds: dict[str, np.ndarray] = {"x": random((2, 5, 8))}
     order = ["x", "w", "bias"]
-    if mask:
+    if mask == "lengths":
+        inputs.append(("mask", TensorProto.INT32, [2]))
+        feeds["mask"] = np.array([5, 3], np.int32)
+        order.append("mask")
+    elif mask:
         shape = [2, 5] if mask == "2d" else [2, 5, 5]
         inputs.append(("mask", TensorProto.INT32, shape))
         feeds["mask"] = (np.random.default_rng(5).random(shape) > 0.3).astype(np.int32)
@@ -164,6 +169,35 @@ def test_multi_head_attention_with_separate_query_key_value(mask: str | None, at
         order += ["", "attn_bias"]
     m = contrib_model("MultiHeadAttention", inputs, {"bias": random((28,), 3)}, order=order, num_heads=2, **attrs)
     assert "ane.sdpa" in check(m, feeds, tol=1e-4)
+
+
+@pytest.mark.parametrize(("segments", "mask", "positions"), [(True, True, False), (False, False, False), (True, False, True)])
+def test_embed_layer_normalization(segments: bool, mask: bool, positions: bool) -> None:
+    """BERT's embeddings as the transformers optimizer fuses them: the lookups run on the CPU as onnx
+    Gathers (the only CPU ops), the sum and the layer norm on the ANE."""
+    rng = np.random.default_rng(7)
+    inits = {"word": random((30, 8), 1), "pos": random((16, 8), 2), "seg": random((2, 8), 3), "gamma": random((8,), 4),
+             "beta": random((8,), 5)}
+    ids = rng.integers(0, 30, (2, 5)).astype(np.int32)
+    inputs, feeds = [("ids", TensorProto.INT32, [2, 5])], {"ids": ids}
+    order = ["ids", "segment_ids" if segments else "", "word", "pos", "seg" if segments else "", "gamma", "beta",
+             "mask" if mask else "", "position_ids" if positions else ""]
+    for name, used, value in (("segment_ids", segments, rng.integers(0, 2, (2, 5))), ("mask", mask, np.array([[1] * 5, [1, 1, 1, 0, 0]])),
+                              ("position_ids", positions, np.array([[4, 3, 2, 1, 0]] * 2))):
+        if used:
+            inputs.append((name, TensorProto.INT32, [2, 5]))
+            feeds[name] = value.astype(np.int32)
+    outputs = ("y", "mask_index", "sum")
+    m = contrib_model("EmbedLayerNormalization", inputs, inits, outputs=outputs, order=[o for o in order], epsilon=1e-5)
+    for k, out in enumerate(m.graph.output):
+        out.type.tensor_type.elem_type = TensorProto.INT32 if k == 1 else F
+    module = import_onnx(m)
+    hosts = [op for op in ops_of(module) if isinstance(op, host.HostOp)]
+    assert {op.op_name.data for op in hosts} == {"onnx.Gather"} and len(hosts) == 1 + segments + positions
+    ort = pytest.importorskip("onnxruntime")
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for got, w in zip(interpret(module, feeds), want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-4)
 
 
 def test_other_contrib_ops_are_refused_by_name_with_the_hint() -> None:
@@ -204,3 +238,38 @@ def test_a_model_saved_by_onnxruntime_after_its_graph_optimizations_compiles_who
     with torch.no_grad():
         want = net(x).numpy()
     np.testing.assert_allclose(compiled.run({"x": x.numpy()})["y"], want, rtol=1e-2, atol=1e-2)
+
+
+def test_a_bert_layer_as_the_transformers_optimizer_writes_it_compiles_and_runs() -> None:
+    """EmbedLayerNormalization → Attention (masked by its key lengths) → SkipLayerNormalization →
+    MatMul + FastGelu → MatMul → SkipLayerNormalization: the embedding lookups and the integer mask
+    arithmetic run on the CPU, everything else on the ANE."""
+    import anec
+
+    hidden, inner = 16, 32
+    inits = {"word": random((50, hidden), 1), "pos": random((12, hidden), 2), "seg": random((2, hidden), 3),
+             "g0": random((hidden,), 4), "b0": random((hidden,), 5), "qkv_w": random((hidden, 3 * hidden), 6) * 0.3,
+             "qkv_b": random((3 * hidden,), 7), "g1": random((hidden,), 8), "b1": random((hidden,), 9),
+             "w1": random((hidden, inner), 10) * 0.3, "fb": random((inner,), 11), "w2": random((inner, hidden), 12) * 0.3,
+             "g2": random((hidden,), 13), "b2": random((hidden,), 14)}
+    nodes = [
+        helper.make_node("EmbedLayerNormalization", ["ids", "segments", "word", "pos", "seg", "g0", "b0", "mask"], ["emb", "lengths"],
+                         name="embed", domain=MS, epsilon=1e-12),
+        helper.make_node("Attention", ["emb", "qkv_w", "qkv_b", "lengths"], ["att"], name="attention", domain=MS, num_heads=4),
+        helper.make_node("SkipLayerNormalization", ["att", "emb", "g1", "b1"], ["ln1"], name="ln1", domain=MS),
+        helper.make_node("MatMul", ["ln1", "w1"], ["up"], name="up"),
+        helper.make_node("FastGelu", ["up", "fb"], ["act"], name="gelu", domain=MS),
+        helper.make_node("MatMul", ["act", "w2"], ["down"], name="down"),
+        helper.make_node("SkipLayerNormalization", ["down", "ln1", "g2", "b2"], ["y"], name="ln2", domain=MS),
+    ]
+    I32 = TensorProto.INT32
+    m = model(nodes, [("ids", I32, [2, 8]), ("segments", I32, [2, 8]), ("mask", I32, [2, 8])], ["y"], inits, extra_opsets={MS: 1})
+    rng = np.random.default_rng(0)
+    feeds = {"ids": rng.integers(0, 50, (2, 8)).astype(np.int32), "segments": np.zeros((2, 8), np.int32),
+             "mask": np.array([[1] * 8, [1] * 5 + [0] * 3], np.int32)}
+    compiled = anec.compile(m, emit="descriptors")
+    assert "onnx.Gather" in {r.op for r in compiled.report.host_ops}  # with the integer mask bookkeeping
+    assert compiled.report.ane_flops_fraction > 0.99
+    want = onnxruntime_outputs(m, feeds)[0]
+    got = compiled.run(feeds)["y"]
+    np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
