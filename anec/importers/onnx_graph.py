@@ -206,10 +206,10 @@ class GraphBuilder:
             arg.name_hint = ssa_name_hint(v.name)
             self.values[v.name] = arg
         for proto in walk_nodes(graph.node):  # before any work: a contrib op anec cannot map is refused by name
-            node = Node.of(proto, self.opsets)
-            key = f"{node.domain}.{node.op_type}"
-            if node.domain in CONTRIB_DOMAINS and key not in self.handlers and (node.domain, node.op_type) not in self.functions:
-                raise _contrib_refusal(node)
+            domain = canonical_domain(proto.domain)
+            if (domain in CONTRIB_DOMAINS and f"{domain}.{proto.op_type}" not in self.handlers
+                    and (domain, proto.op_type) not in self.functions):
+                raise _contrib_refusal(Node.of(proto, self.opsets))
         for node in order_nodes(graph.node, set(self.values) | set(self.consts)):
             self.convert(Node.of(node, self.opsets))
         results = [self.value(o.name) for o in graph.output]
