@@ -330,3 +330,10 @@ def test_anec_compile_freeze_option(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert compiled.options.input_values == {"sr": 8000}
     x = random((1, 8))
     np.testing.assert_allclose(compiled.run({"x": x})["z"], (x + random((1, 8), 1)).reshape(8, 1), rtol=1e-2, atol=1e-2)
+
+
+def test_freeze_is_for_onnx_models(tmp_path: Path) -> None:
+    program = tmp_path / "m.pt2"
+    program.write_bytes(b"not read")
+    with pytest.raises(AnecError, match=r"--freeze \(input_values=\) applies to ONNX models"):
+        import_model(program, input_values={"sr": 16000})
