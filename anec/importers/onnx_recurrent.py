@@ -71,7 +71,8 @@ from `activation_alpha` ("a") and `activation_beta` ("b")."""
 
 @dataclass
 class Step:
-    """What one direction's recurrence reads: the weights of that direction, as numpy constants."""
+    """One direction's step helpers: a zero state is None, so the first step of a run without an
+    initial state skips its recurrence matmul and the products with the state."""
 
     b: GraphBuilder
     hidden: int
