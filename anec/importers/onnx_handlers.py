@@ -1067,3 +1067,7 @@ def einsum(node: Node, b: GraphBuilder) -> list[Value]:
     y = b.emit(ane.MatmulOp(a, c))
     y = b.reshape(y, (*shape_of(y)[:nb], *[size_a[ch] for ch in free_a], *[size_c[ch] for ch in free_c]))
     return [_permute(b, y, "".join(batch + free_a + free_c), out)]
+
+
+# Handler families in their own modules register themselves into TABLE when imported.
+from anec.importers import onnx_contrib, onnx_recurrent  # noqa: E402, F401
