@@ -275,17 +275,14 @@ DVFS: dict[str, tuple[int, float]] = {
 
 def _scaled(base: Performance, base_arch: str, arch: str, *, peak: Fact[float], dram: Fact[float]) -> Performance:
     """A generation without its own measurements: the nearest measured generation's fitted model,
-    its MAC rate scaled by the ratio of measured peaks where the chip has one, else by cores x top
-    clock from the DVFS tables (cores do not scale throughput linearly: M5 Pro has 4x M5's cores
-    and 1.6x its measured peak); its per-task overhead by clock, its bandwidths by DRAM bandwidth;
-    dispatch floor, kernel exponent and cliff factor carried over."""
+    its NE rate scaled by cores x top clock from the DVFS tables (the model's NE rate is that of all
+    cores busy; few output channels leave cores idle, which is why M5 Pro's measured slope is only
+    1.6x M5's with 4x the cores, and why M4's measured 18.6 TFLOP/s agrees with this scaling of the
+    M5 Pro fit), its per-task overhead by clock, its bandwidths by DRAM bandwidth; dispatch floor,
+    kernel exponent and cliff factor carried over."""
     (cores, clock), (base_cores, base_clock) = DVFS[arch], DVFS[base_arch]
-    if peak.kind == "measured":
-        ratio = peak.value / base.peak_fp16_flops.value
-        why = f"{base_arch} fit scaled by the measured peaks ({ratio:.2f}x)"
-    else:
-        ratio = cores * clock / (base_cores * base_clock)
-        why = f"{base_arch} fit scaled by cores x top DVFS clock ({cores} x {clock / 1e9:.3f} GHz: {ratio:.2f}x)"
+    ratio = cores * clock / (base_cores * base_clock)
+    why = f"{base_arch} fit scaled by cores x top DVFS clock ({cores} x {clock / 1e9:.3f} GHz: {ratio:.2f}x)"
     share = dram.value / base.dram_bytes_per_s.value
     bandwidth = f"{base_arch} fit scaled by DRAM bandwidth ({share:.2f}x)"
     carried = f"carried over from the {base_arch} fit (no measurement of this generation)"
