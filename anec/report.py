@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr
@@ -20,6 +20,9 @@ from anec.analysis import ane_bytes, flops
 from anec.dialects import ane, anehw
 from anec.dialects.ane import shape_of
 from anec.targets import Target
+
+if TYPE_CHECKING:
+    from anec.sim.timing import Cost
 
 NAME_ATTR = "ane.name"
 REASON_ATTR = "ane.reason"
@@ -193,6 +196,8 @@ class _Cost:
     shape: list[int]
     seconds: float
     traffic_bytes: int
+    cost: Cost | None = None
+    """The timing model's cost on the ANE (None: on the CPU), which the segment's pipeline overlaps."""
 
 
 def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
@@ -207,7 +212,7 @@ def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
         for task, t in zip(program.tasks(), times.tasks):
             kind = task.attributes.get("ane.op")
             out[id(task)] = _Cost(kind.data if isinstance(kind, StringAttr) else t.kind, int(t.work.flops), t.work.write_bytes, list(t.shape),
-                                  t.cost.total_s, t.work.read_bytes + t.work.write_bytes + t.work.weight_bytes)
+                                  t.cost.total_s, t.work.read_bytes + t.work.write_bytes + t.work.weight_bytes, t.cost)
     return out
 
 
@@ -216,23 +221,29 @@ def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
 
     kind = op.name.removeprefix("ane.") if not op.name.startswith("host.") else op.op_name.data  # type: ignore[attr-defined]
     written = sum(ane_bytes(shape_of(r)) for r in op.results)
+    ane_cost = None
     if segment is None:
         read = sum(ane_bytes(shape_of(v)) for v in op.operands if hasattr(v.type, "get_shape"))
         seconds, traffic = host_seconds(op, target), read + written
     else:
         work = op_work(op, target)
-        seconds, traffic = cost(work, target).total_s, work.read_bytes + work.write_bytes + work.weight_bytes
-    return _Cost(kind, flops(op), written, list(shape_of(op.results[0])) if op.results else [], seconds, traffic)
+        ane_cost = cost(work, target)
+        seconds, traffic = ane_cost.total_s, work.read_bytes + work.write_bytes + work.weight_bytes
+    return _Cost(kind, flops(op), written, list(shape_of(op.results[0])) if op.results else [], seconds, traffic, ane_cost)
 
 
 def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | None = None) -> Report:
     """Read the placement, tiles, fp16 notes and predicted times off the compiled IR."""
+    from anec.sim.timing import program_seconds
+
     records: dict[str, OpRecord] = {}
     order: list[str] = []
     segments: set[int] = set()
     task_costs = _task_costs(module, target)
     producers = _producers(module)
     key_of: dict[int, str] = {}
+    pipelines: dict[int, list[Cost]] = {}  # segment -> its ops' (or tasks') costs, in order
+    host_s = 0.0
     for op, segment in _walk_placed(module):
         origin = op.attributes.get(TILE_OF_ATTR)
         named = isinstance(op.attributes.get(NAME_ATTR), StringAttr)
@@ -242,6 +253,10 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             segments.add(segment)
         reason = op.attributes.get(REASON_ATTR)
         c = task_costs.get(id(op)) or _op_cost(op, segment, target)
+        if c.cost is not None and segment is not None:
+            pipelines.setdefault(segment, []).append(c.cost)
+        else:
+            host_s += c.seconds
         key_of[id(op)] = key
         if key in records:  # another tile (or task) of an op already recorded
             rec = records[key]
@@ -272,6 +287,8 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
         rec = records[key]
         reads = {index[key_of[id(p)]] for p in producers.get(op_id, []) if id(p) in key_of} - {index[key]}
         rec.inputs = sorted(set(rec.inputs) | reads)
-    latency = sum(r.predicted_s or 0.0 for r in records.values()) + len(segments) * target.perf.dispatch_floor_s.value
+    # Each segment is one dispatch whose ops overlap as the program model says (`predicted_s` is an
+    # op alone); the CPU ops run in between.
+    latency = host_s + sum(program_seconds(costs, target) for costs in pipelines.values())
     return Report(target=target.arch, ops=[records[k] for k in order], segments=len(segments), stats=dict(stats or {}),
                   predicted_latency_s=latency)
