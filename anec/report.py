@@ -58,6 +58,9 @@ class OpRecord:
     """Largest magnitude of the output on the calibration inputs (None: not calibrated)."""
     inputs: list[int] = field(default_factory=list)
     """Indices in `Report.ops` of the ops whose outputs this op reads (the graph's edges)."""
+    bound: str | None = None
+    """What bounds the op on the ANE (its costliest tile's term: overhead, compute, weights,
+    activations, l2-cliff); None on the CPU."""
 
 
 @dataclass
@@ -243,6 +246,7 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
     producers = _producers(module)
     key_of: dict[int, str] = {}
     pipelines: dict[int, list[Cost]] = {}  # segment -> its ops' (or tasks') costs, in order
+    rec_max: dict[str, float] = {}  # op -> its costliest piece's time (whose bound the op reports)
     host_s = 0.0
     for op, segment in _walk_placed(module):
         origin = op.attributes.get(TILE_OF_ATTR)
@@ -264,6 +268,8 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             rec.flops += c.flops
             rec.bytes += c.bytes
             rec.traffic_bytes += c.traffic_bytes
+            if c.cost is not None and c.seconds > rec_max.get(key, 0.0):
+                rec.bound, rec_max[key] = c.cost.bound, c.seconds
             rec.predicted_s = (rec.predicted_s or 0.0) + c.seconds
             continue
         records[key] = OpRecord(
@@ -280,7 +286,9 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             fp16_fixes=_strings(op, FP16_FIXES_ATTR),
             traffic_bytes=c.traffic_bytes,
             fp16_peak=peak.value.data if isinstance(peak := op.attributes.get(FP16_PEAK_ATTR), FloatAttr) else None,
+            bound=c.cost.bound if c.cost is not None else None,
         )
+        rec_max[key] = c.seconds
         order.append(key)
     index = {key: i for i, key in enumerate(order)}
     for op_id, key in key_of.items():

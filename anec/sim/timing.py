@@ -86,6 +86,7 @@ class Cost:
     weight_s: float = 0.0
     activation_s: float = 0.0
     cliff: bool = False           # the task streams past the L2 cliff
+    engine: Engine = "ne"         # planar and DMA tasks "compute" by moving activations
 
     @property
     def memory_s(self) -> float:
@@ -104,7 +105,7 @@ class Cost:
     def bound(self) -> Bound:
         """The term that sets the task's time: what would have to shrink to make it faster."""
         if self.engine_s >= self.memory_s:
-            term: Bound = "overhead" if self.overhead_s > self.compute_s else "compute"
+            term: Bound = "overhead" if self.overhead_s > self.compute_s else "compute" if self.engine == "ne" else "activations"
         else:
             term = "weights" if self.weight_s >= self.activation_s else "activations"
         return "l2-cliff" if self.cliff and term in ("compute", "activations") else term
@@ -126,7 +127,7 @@ def cost(work: Work, target: Target) -> Cost:
     if streams:
         compute *= p.cliff_slowdown.value
     return Cost(overhead, compute, work.weight_bytes / p.weight_stream_bytes_per_s.value,
-                dram / p.activation_bytes_per_s.value, streams)
+                dram / p.activation_bytes_per_s.value, streams, work.engine)
 
 
 def pipelined_s(costs: Sequence[Cost]) -> float:

@@ -23,6 +23,7 @@ from anec.sim.calibration import (
     m5_measurements,
     measurements,
     predict,
+    vector_matmul,
 )
 from anec.sim.timing import Cost, op_seconds, pipelined_s, program_time
 from anec.targets import DVFS, FITTED, get_target
@@ -180,3 +181,23 @@ def test_the_report_latency_is_the_program_model_not_a_sum_of_ops() -> None:
     assert tasks.predicted_latency_s < summed  # weight streams hide behind the previous task's compute
     graph = build_report(module, m5)
     assert graph.predicted_latency_s == pytest.approx(tasks.predicted_latency_s, rel=0.25)
+
+
+def test_each_cost_names_the_term_that_bounds_it() -> None:
+    assert Cost(1e-6, 10e-6, weight_s=2e-6).bound == "compute"
+    assert Cost(1e-6, 1e-6, weight_s=20e-6, activation_s=2e-6).bound == "weights"
+    assert Cost(1e-6, 1e-6, weight_s=2e-6, activation_s=20e-6).bound == "activations"
+    assert Cost(5e-6, 1e-6).bound == "overhead"
+    assert Cost(0.0, 10e-6, engine="pe").bound == "activations"  # the planar engine moves bytes
+    assert Cost(0.0, 10e-6, activation_s=1e-6, cliff=True).bound == "l2-cliff"
+    small = predicted(segment_module([(1, 1, 1, 64)], lambda b, x: [b.add(ane.ReluOp(x[0]))]))
+    assert small.bound == "dispatch"
+    streamed = predicted(vector_matmul(4096), get_target("m5-max"))  # 32 MB of weights: 3x the floor
+    assert streamed.bound == "weights" and {t.cost.bound for t in streamed.tasks} == {"weights"}
+
+
+def test_the_report_names_what_bounds_each_ane_op() -> None:
+    report = build_report(lowered(vector_matmul(2048), "h17s"), get_target("m5-max"))
+    conv = next(r for r in report.ops if r.op == "conv")
+    assert conv.tiles > 1 and conv.bound == "weights"
+    assert report.to_json()["ops"][report.ops.index(conv)]["bound"] == "weights"
