@@ -43,7 +43,9 @@ DATA_SIGMA = 0.1
 PRIOR_SIGMA = math.log(3.0)
 """Spread of a published figure in log space: a parameter far from it costs like a 3x miss."""
 BOUNDS: dict[str, tuple[float, float]] = {"narrow_kernel_exponent": (0.0, 1.5), "cliff_slowdown": (1.0, 10.0)}
-"""Parameters with a physical range (others are positive, fitted as logarithms)."""
+"""Parameters with a physical range (the others are only positive)."""
+LINEAR = frozenset({"narrow_kernel_exponent"})
+"""Parameters fitted as themselves (an exponent); the rest are rates and times, fitted as logarithms."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,11 +260,11 @@ def fit(arch: str, points: Sequence[Measurement]) -> dict[str, float]:
 
 
 def _to_x(name: str, value: float) -> float:
-    return value if name in BOUNDS and name != "cliff_slowdown" else math.log(value)
+    return value if name in LINEAR else math.log(value)
 
 
 def _from_x(name: str, x: float) -> float:
-    return x if name in BOUNDS and name != "cliff_slowdown" else math.exp(x)
+    return x if name in LINEAR else math.exp(x)
 
 
 def leave_one_group_out(arch: str, points: Sequence[Measurement]) -> dict[str, list[tuple[Measurement, float, float]]]:
