@@ -121,6 +121,7 @@ class Performance:
     task_overhead_s: Fact[float]
     ne_flops_per_s: Fact[float]
     narrow_kernel_exponent: Fact[float]
+    planar_bytes_per_s: Fact[float]
     output_channels_per_cycle: Fact[int] = decompiled(4, "guide §2: lane width is 4 output channels/cycle/core in fp16")
     accumulator_slots: Fact[int] = decompiled(8, "guide §2: 8-entry accumulator file, HAL 0x0c")
     layer_overhead_cycles: Fact[int] = measured(44, "guide §2: fixed per-layer overhead of 44 cycles")
@@ -211,6 +212,7 @@ _M1_PUBLISHED = Performance(
     task_overhead_s=decompiled(44 / 1.14e9, "guide §2: fixed per-layer overhead of 44 cycles at 1.14 GHz"),
     ne_flops_per_s=measured(12e12, "guide §1: 12 TFLOP/s slope"),
     narrow_kernel_exponent=decompiled(1.0, "guide §2: 4 output channels/cycle/core; a 3x3 kernel fills one (OCG 1)"),
+    planar_bytes_per_s=measured(24e9, "guide §1: 24 GB/s standalone activation path (elementwise, norm, softmax)"),
 )
 
 _M5_MAX_PUBLISHED = Performance(
@@ -225,6 +227,7 @@ _M5_MAX_PUBLISHED = Performance(
     task_overhead_s=decompiled(44 / 1.89e9, "guide §2: fixed per-layer overhead of 44 cycles at 1.89 GHz"),
     ne_flops_per_s=measured(19.6e12, "guide §1: 19.6 TFLOP/s slope"),
     narrow_kernel_exponent=decompiled(1.0, "guide §2: 4 output channels/cycle/core; a 3x3 kernel fills one (OCG 1)"),
+    planar_bytes_per_s=measured(57e9, "guide §1: 57 GB/s activation fit"),
 )
 
 PUBLISHED: dict[str, Performance] = {"h13": _M1_PUBLISHED, "h17s": _M5_MAX_PUBLISHED}
@@ -232,13 +235,13 @@ PUBLISHED: dict[str, Performance] = {"h13": _M1_PUBLISHED, "h17s": _M5_MAX_PUBLI
 prior (`anec.sim.calibration.fit`)."""
 
 FIT_PARAMETERS: tuple[str, ...] = ("dispatch_floor_s", "task_overhead_s", "ne_flops_per_s", "narrow_kernel_exponent",
-                                   "weight_stream_bytes_per_s", "activation_bytes_per_s", "cliff_slowdown")
+                                   "planar_bytes_per_s", "weight_stream_bytes_per_s", "activation_bytes_per_s", "cliff_slowdown")
 """The timing model's free parameters, fitted per generation where the measurements constrain them."""
 
 FITTED: dict[str, dict[str, float]] = {
     # benchmarks/timing_calibration.py --fit prints this table; paste it here.
-    "h13": {"dispatch_floor_s": 0.0002461, "task_overhead_s": 3.865e-08, "ne_flops_per_s": 1.286e+13, "narrow_kernel_exponent": 0.9569, "activation_bytes_per_s": 2.655e+10, "weight_stream_bytes_per_s": 5.134e+10, "cliff_slowdown": 2.541},
-    "h17s": {"dispatch_floor_s": 7.544e-05, "task_overhead_s": 2.296e-08, "ne_flops_per_s": 8.76e+13, "narrow_kernel_exponent": 0.7882, "activation_bytes_per_s": 2.226e+10, "weight_stream_bytes_per_s": 1.547e+11},
+    "h13": {"dispatch_floor_s": 0.0002461, "task_overhead_s": 3.865e-08, "ne_flops_per_s": 1.286e+13, "narrow_kernel_exponent": 0.9569, "planar_bytes_per_s": 2.402e+10, "activation_bytes_per_s": 2.653e+10, "weight_stream_bytes_per_s": 5.134e+10, "cliff_slowdown": 2.541},
+    "h17s": {"dispatch_floor_s": 7.47e-05, "task_overhead_s": 2.261e-08, "ne_flops_per_s": 8.632e+13, "narrow_kernel_exponent": 0.7503, "planar_bytes_per_s": 1.487e+10, "activation_bytes_per_s": 2.384e+10, "weight_stream_bytes_per_s": 1.531e+11},
 }
 """Fitted parameter values per measured generation (architecture -> parameter -> value); a parameter
 no measurement of that generation constrains keeps its published figure."""
@@ -297,6 +300,7 @@ def _scaled(base: Performance, base_arch: str, arch: str, *, peak: Fact[float], 
         dram_bytes_per_s=dram,
         weight_stream_bytes_per_s=predicted(base.weight_stream_bytes_per_s.value * share, bandwidth),
         activation_bytes_per_s=predicted(base.activation_bytes_per_s.value * share, bandwidth),
+        planar_bytes_per_s=predicted(base.planar_bytes_per_s.value * clock / base_clock, f"{base_arch} fit scaled by clock"),
         dispatch_floor_s=predicted(base.dispatch_floor_s.value, carried),
         narrow_kernel_exponent=predicted(base.narrow_kernel_exponent.value, carried),
         cliff_slowdown=predicted(base.cliff_slowdown.value, carried),

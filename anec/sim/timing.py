@@ -8,7 +8,7 @@ Per task, two overlapping times: the engine's (a fixed overhead plus compute) an
   3×3 convolution fills one lane of four; the cost is (OCG/lanes)^γ with γ fitted per generation
   (γ = 1 would be the decompiled lane count taken literally; the chips measure milder). Cout/OCG
   groups spread over at most next_pow2 cores. Planar-engine and DMA tasks stream their bytes at the
-  activation path's rate.
+  planar rate (L2 to L2; a program input or output also crosses DRAM, overlapped).
 - Data movement. Weights stream at the weight-stream rate (a weight above the kernel memory is tiled
   into output-channel groups that stream one after another); activations cross DRAM at the
   activation rate when they are program inputs or outputs, except a source an earlier tile of the
@@ -113,7 +113,7 @@ class Cost:
 
 def cost(work: Work, target: Target) -> Cost:
     """Engine time: a fixed per-task overhead, then MACs at the fitted NE rate (narrow output-channel
-    groups and idle cores slow it) or bytes at the activation rate for planar/DMA tasks. DMA time:
+    groups and idle cores slow it) or bytes at the planar rate for planar/DMA tasks. DMA time:
     weights at the weight-stream rate, activations at the activation rate when they cross DRAM."""
     p, memory = target.perf, target.memory
     overhead = work.tasks * p.task_overhead_s.value
@@ -122,7 +122,7 @@ def cost(work: Work, target: Target) -> Cost:
         lanes = work.lane_utilization ** p.narrow_kernel_exponent.value
         compute = work.flops / (p.ne_flops_per_s.value * lanes * work.core_utilization)
     else:
-        compute = (work.read_bytes + work.write_bytes) / p.activation_bytes_per_s.value
+        compute = (work.read_bytes + work.write_bytes) / p.planar_bytes_per_s.value
     dram = work.read_bytes - work.reread_bytes + work.write_bytes if streams else work.dram_bytes
     if streams:
         compute *= p.cliff_slowdown.value
