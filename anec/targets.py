@@ -248,7 +248,7 @@ no measurement of that generation constrains keeps its published figure."""
 
 FIT_SOURCES: dict[str, str] = {
     "h13": "the M1 measurements of ane-hardware.md (anec.sim.calibration)",
-    "h17s": "ANEForge's 27 M5 Pro single-op latencies (anec/sim/data/m5pro-single-op-latency.json)",
+    "h17s": "ANEForge's 27 M5 Pro single-op latencies (anec/sim/data/m5pro-single-op-latency.json) and the guide's 19.6 TFLOP/s slope",
 }
 
 
