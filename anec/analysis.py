@@ -36,7 +36,7 @@ def padding_bytes(value: SSAValue) -> int:
 
 def total_padding_bytes(module: Operation) -> int:
     """Row padding over every tensor the ANE ops of `module` produce (the layout pass's figure)."""
-    return sum(padding_bytes(r) for op in module.walk() if op.name.startswith("ane.") and not isinstance(op, ane.ConstOp)
+    return sum(padding_bytes(r) for op in module.walk() if ane.is_ane(op) and not isinstance(op, ane.ConstOp)
                for r in op.results if isinstance(r.type, ane.TensorType))
 
 

@@ -5,7 +5,7 @@ Two precisions:
          in the IR itself, so this already gives fp16 storage there);
   "f16"  every float `ane` tensor is stored as fp16 whatever the IR says: a quick way to see what
          fp16 does to a graph before any pass has run.
-Kernels compute in float32 either way; `host.op`s run on their source framework (anec.runtime.host).
+Kernels compute in float32 either way; `host.op`s run on their source framework (anec.host_kernels).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from anec import kernels
 from anec.dialects import ane, host
 from anec.dialects.ane import shape_of, values
+from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
+from anec.host_kernels import run_host_op
 from anec.types import numpy_dtype
 from anec.weights import WeightStore, const_value, store_of
 
@@ -41,9 +43,6 @@ def kernel(*op_types: type[Operation]) -> Callable[[Kernel], Kernel]:
 
     return register
 
-
-NAME_ATTR = "ane.name"
-"""Argument/result attribute holding a function's original input or output name."""
 
 
 def entry_function(module: ModuleOp | func.FuncOp, name: str | None = None) -> func.FuncOp:
@@ -148,8 +147,6 @@ class Run:
         if isinstance(op, ane.ConstOp):
             return [const_value(op, self.store).astype(self.storage_dtype(op.result), copy=False)]
         if isinstance(op, host.HostOp):
-            from anec.runtime.host import run_host_op
-
             args = [_as_declared(x, v) for x, v in zip(inputs, op.operands)]
             return [_as_declared(y, r) for y, r in zip(run_host_op(op, args), op.results)]
         impl = next((KERNELS[c] for c in type(op).__mro__ if c in KERNELS), None)
@@ -167,7 +164,7 @@ class Run:
 
 
 def _name(op: Operation) -> str:
-    return op.name.removeprefix("ane.")
+    return ane.kind(op)
 
 
 def apply_activation(y: np.ndarray, op: ane.EpilogueOp) -> np.ndarray:

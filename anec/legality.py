@@ -69,7 +69,7 @@ def rules_for(op: Operation) -> tuple[Rule, ...]:
     for cls in type(op).__mro__:
         if cls in RULES:
             return COMMON + RULES[cls]
-    if op.name.startswith("ane."):
+    if ane.is_ane(op):
         return COMMON + DEFAULT_RULES
     return (NOT_AN_ANE_OP,)
 
@@ -95,18 +95,6 @@ def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
     if isinstance(et, IntegerType) and et.width.data == 32:
         return isinstance(op, ane.ArgReduceOp) and value in op.results  # indices <= 2048 are exact in fp16
     return False
-
-
-def _reduced_axes(op: Operation) -> set[int]:
-    """Axes an op reduces over; splitting them is not a tiling the tile pass does."""
-    match op:
-        case ane.SoftmaxOp() | ane.ArgReduceOp():
-            return {op.axis.value.data}
-        case ane.ReduceOp() | ane.LayerNormOp() | ane.L2NormOp():
-            return set(values(op.axes))
-        case ane.InstanceNormOp() | ane.GroupNormOp():
-            return set(range(1, len(shape_of(op.input))))
-    return set()
 
 
 _AXIS_NAMES = ("N", "D", "C", "H", "W")
@@ -172,7 +160,7 @@ RANK = Rule(
 )
 REDUCED_DIMS = Rule(
     "reduced-dims",
-    lambda op, t: _dims_over(op, t, lambda o, v: _reduced_axes(o) if o.operands and v is o.operands[0] else set()),
+    lambda op, t: _dims_over(op, t, lambda o, v: set(ane.reduced_axes(o)) if o.operands and v is o.operands[0] else set()),
     hint="reduce over a shorter axis (split the reduction into chunks in the model)",
 )
 DIMS = Rule(
@@ -295,7 +283,7 @@ def reduce_axes(op: ane.ReduceOp, t: Target) -> str | None:
 @_rule("argmax-axis", "reduce a shorter axis, or split it and combine on the CPU")
 def argmax_axis(op: ane.ArgReduceOp, t: Target) -> str | None:
     n, lim = shape_of(op.input)[op.axis.value.data], t.limits.max_argmax_axis.value
-    return f"{op.name.removeprefix('ane.')} over {n} elements exceeds {lim}" if n > lim else None
+    return f"{ane.kind(op)} over {n} elements exceeds {lim}" if n > lim else None
 
 
 @_rule("pool-window", "the tile pass cascades smaller pools", tileable=True)
@@ -362,7 +350,7 @@ def cast_types(op: ane.CastOp, t: Target) -> str | None:
 
 @_rule("sin-cos", "target M3 or later, or precompute the table")
 def sin_cos(op: Operation, t: Target) -> str | None:
-    return None if t.has("sin_cos") else f"{op.name.removeprefix('ane.')} needs an A15-family ANE (M3 and later)"
+    return None if t.has("sin_cos") else f"{ane.kind(op)} needs an A15-family ANE (M3 and later)"
 
 
 _CONV_RULES = (conv_dilation, conv_groups, conv_kernel_width, conv_kernel_height, conv_stride, conv_pad,

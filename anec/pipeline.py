@@ -1,7 +1,10 @@
 """The compile driver and the named pass pipelines — the one place pipelines are assembled.
 
 `compile(model, …)` imports the model, runs the pipeline of its `emit` kind for the chosen target,
-and returns a `CompiledModel` that can run, report and save itself.
+and returns a `CompiledModel` that can run, report and save itself. Data flows one way:
+import → passes → artifacts → run. The pipeline builds every product a compiled model needs — the
+graph-level IR, and on demand its lowered module and descriptor program (`HARDWARE_PASSES`, run
+only here) — and hands them to the emitters and the runtime, which never run passes themselves.
 """
 
 from __future__ import annotations
@@ -23,10 +26,16 @@ from xdsl.printer import Printer
 
 from anec.analysis import total_padding_bytes
 from anec.context import make_context
-from anec.emit import EMITTERS, emitter
+from anec.descriptors.binary import decode, encode
+from anec.descriptors.build import anec_file
+from anec.descriptors.program import AnecFile
+from anec.dialects import ane
+from anec.dialects.discardable import SOURCE_ATTR
+from anec.emit import EMITTERS, EmitOptions
 from anec.errors import AnecError
 from anec.importers import InputShapes, import_model
 from anec.report import Report, build_report
+from anec.runtime import run_file
 from anec.targets import Target, get_target
 from anec.universe import PASSES
 from anec.weights import WeightStore, copy_module, store_of
@@ -108,22 +117,47 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
     return stats
 
 
+def lower_segments(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> ModuleOp:
+    """A copy of `module` with its ANE segments lowered to planned programs (`HARDWARE_PASSES`);
+    the module itself when it has no segment left to lower."""
+    if not any(isinstance(op, ane.SegmentOp) for op in module.walk()):
+        return module
+    lowered = copy_module(module)
+    ctx = make_context()
+    for p in build_passes(CompileOptions(target=arch, emit="descriptors", pass_options=pass_options or {})):
+        if p.name in HARDWARE_PASSES:
+            p.apply(ctx, lowered)
+    return lowered
+
+
+def descriptor_program(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> AnecFile:
+    """The descriptor program of `module` as a file holds it: lowered, encoded and decoded again,
+    so what runs is what `.anec` files carry."""
+    return decode(encode(anec_file(lower_segments(module, arch, pass_options), arch)))
+
+
 @dataclass
 class CompiledModel:
     ir: ModuleOp
     target: Target
     options: CompileOptions
     report: Report
+    _program: AnecFile | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def weights(self) -> WeightStore:
         return store_of(self.ir)
 
-    def run(self, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Outputs by name: ANE segments in fp16, host ops on the CPU."""
-        from anec.runtime import run_compiled
+    @property
+    def program(self) -> AnecFile:
+        """The model's descriptor program (decoded), built once: its segments lowered for the target."""
+        if self._program is None:
+            self._program = descriptor_program(self.ir, self.target.arch, self.options.pass_options)
+        return self._program
 
-        return run_compiled(self, inputs)
+    def run(self, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by name: the descriptor program's ANE segments on the simulator, host ops on the CPU."""
+        return run_file(self.program, inputs)
 
     def save(self, path: str | Path) -> Path:
         """Write the artifact of `options.emit` to `path`; nothing is left behind if it fails."""
@@ -135,11 +169,12 @@ class CompiledModel:
         path = Path(path)
         if self.options.emit not in EMITTERS:
             raise AnecError(f"--emit {self.options.emit} is not available in this build", hint=f"use one of {', '.join(EMITTERS)}")
-        emit, _ = emitter(self.options.emit)
+        emitter = EMITTERS[self.options.emit]
+        product = self.program if emitter.takes == "descriptors" else self.ir
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".anec-", dir=path.parent))
         try:
-            emit(self, staging / path.name)
+            emitter.write(product, staging / path.name, EmitOptions(self.target.name, self.options.deployment_target))
             written = []
             for item in sorted(staging.iterdir()):
                 dest = path.parent / item.name
@@ -152,8 +187,7 @@ class CompiledModel:
         return written
 
     def default_output(self, model_path: Path) -> Path:
-        _, suffix = emitter(self.options.emit)
-        return model_path.with_suffix(suffix)
+        return model_path.with_suffix(EMITTERS[self.options.emit].suffix)
 
 
 def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", input_shapes: InputShapes | None = None,
@@ -174,7 +208,7 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
     stage("import")
     module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs)
     if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
-        module.attributes["ane.source"] = StringAttr(str(Path(model).resolve()))
+        module.attributes[SOURCE_ATTR] = StringAttr(str(Path(model).resolve()))
     compiled = []
     for i, tgt in enumerate(chips):
         opts = CompileOptions(target=tgt.arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)

@@ -10,30 +10,30 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from anec.analysis import ane_bytes, flops
-from anec.dialects import ane, anehw
+from anec.descriptors.build import program_of
+from anec.dialects import ane, anehw, host
 from anec.dialects.ane import shape_of
+from anec.dialects.discardable import (
+    FP16_FIXES_ATTR,
+    FP16_PEAK_ATTR,
+    FP16_WARNINGS_ATTR,
+    NAME_ATTR,
+    OP_ATTR,
+    REASON_ATTR,
+    TILE_OF_ATTR,
+    name_of,
+    notes,
+)
+from anec.sim.timing import Cost, cost, host_seconds, op_work, program_seconds, program_time
 from anec.targets import Target
-
-if TYPE_CHECKING:
-    from anec.sim.timing import Cost
-
-NAME_ATTR = "ane.name"
-REASON_ATTR = "ane.reason"
-FP16_WARNINGS_ATTR = "ane.fp16_warnings"
-FP16_FIXES_ATTR = "ane.fp16_fixes"
-FP16_PEAK_ATTR = "ane.fp16_peak"
-"""On each segment op calibrated by ane-fp16: the largest magnitude its output reached in float32."""
-TILE_OF_ATTR = "ane.tile_of"
-"""On each op the tile pass makes: the `ane.name` of the op it was split from."""
-TILE_SUFFIX = "#tile"
-"""Tiles are named `<op name>#tile<n>` (descriptor tasks keep only the name)."""
+from anec.weights import store_of
 
 Placement = Literal["ane", "host"]
 
@@ -111,16 +111,6 @@ class Report:
         return json.dumps(self.to_json(), indent=2, sort_keys=True, default=str)
 
 
-def _strings(op: Operation, key: str) -> list[str]:
-    attr = op.attributes.get(key)
-    return [a.data for a in attr.data if isinstance(a, StringAttr)] if isinstance(attr, ArrayAttr) else []
-
-
-def op_name(op: Operation) -> str:
-    attr = op.attributes.get(NAME_ATTR)
-    return attr.data if isinstance(attr, StringAttr) else op.name
-
-
 def _edge_cast(op: Operation) -> bool:
     """A cast the fp16 pass put at a segment edge: the segment's I/O conversion, not a model op."""
     if not isinstance(op, ane.CastOp):
@@ -186,7 +176,7 @@ def _producers(module: ModuleOp) -> dict[int, list[Operation]]:
             for buffer in op.buffers():
                 if buffer.role.data == "output" and buffer.port is not None:
                     outputs[(id(op), buffer.port.value.data)] = writers.get(buffer.sym_name.data, [])
-        elif op.name.startswith(("ane.", "host.")):
+        elif ane.is_ane(op) or isinstance(op, host.HostOp):
             out[id(op)] = [p for v in op.operands for p in source(v)]
     return out
 
@@ -205,24 +195,18 @@ class _Cost:
 
 def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
     """Cost of every task of every `anehw.program`, from the timing model of its program."""
-    from anec.emit.descriptors import program_of
-    from anec.sim.timing import program_time
-    from anec.weights import store_of
-
     out: dict[int, _Cost] = {}
     for program in [p for p in module.walk() if isinstance(p, anehw.ProgramOp)]:
         times = program_time(program_of(program, store_of(module), "", with_weights=False), target)
         for task, t in zip(program.tasks(), times.tasks):
-            kind = task.attributes.get("ane.op")
+            kind = task.attributes.get(OP_ATTR)
             out[id(task)] = _Cost(kind.data if isinstance(kind, StringAttr) else t.kind, int(t.work.flops), t.work.write_bytes, list(t.shape),
                                   t.cost.total_s, t.work.read_bytes + t.work.write_bytes + t.work.weight_bytes, t.cost)
     return out
 
 
 def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
-    from anec.sim.timing import cost, host_seconds, op_work
-
-    kind = op.name.removeprefix("ane.") if not op.name.startswith("host.") else op.op_name.data  # type: ignore[attr-defined]
+    kind = op.op_name.data if isinstance(op, host.HostOp) else ane.kind(op)
     written = sum(ane_bytes(shape_of(r)) for r in op.results)
     ane_cost = None
     if segment is None:
@@ -237,8 +221,6 @@ def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
 
 def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | None = None) -> Report:
     """Read the placement, tiles, fp16 notes and predicted times off the compiled IR."""
-    from anec.sim.timing import program_seconds
-
     records: dict[str, OpRecord] = {}
     order: list[str] = []
     segments: set[int] = set()
@@ -251,7 +233,7 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
     for op, segment in _walk_placed(module):
         origin = op.attributes.get(TILE_OF_ATTR)
         named = isinstance(op.attributes.get(NAME_ATTR), StringAttr)
-        key = origin.data if isinstance(origin, StringAttr) else op_name(op) if id(op) in task_costs and named else f"{op_name(op)}@{id(op)}"
+        key = origin.data if isinstance(origin, StringAttr) else name_of(op) if id(op) in task_costs and named else f"{name_of(op)}@{id(op)}"
         placement: Placement = "ane" if segment is not None else "host"
         if segment is not None:
             segments.add(segment)
@@ -273,7 +255,7 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             rec.predicted_s = (rec.predicted_s or 0.0) + c.seconds
             continue
         records[key] = OpRecord(
-            name=origin.data if isinstance(origin, StringAttr) else op_name(op),
+            name=origin.data if isinstance(origin, StringAttr) else name_of(op),
             op=c.kind,
             placement=placement,
             reason="" if placement == "ane" else (reason.data if isinstance(reason, StringAttr) else "not placed on the ANE"),
@@ -282,8 +264,8 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             shape=c.shape,
             predicted_s=c.seconds,
             segment=segment,
-            fp16_warnings=_strings(op, FP16_WARNINGS_ATTR),
-            fp16_fixes=_strings(op, FP16_FIXES_ATTR),
+            fp16_warnings=notes(op, FP16_WARNINGS_ATTR),
+            fp16_fixes=notes(op, FP16_FIXES_ATTR),
             traffic_bytes=c.traffic_bytes,
             fp16_peak=peak.value.data if isinstance(peak := op.attributes.get(FP16_PEAK_ATTR), FloatAttr) else None,
             bound=c.cost.bound if c.cost is not None else None,

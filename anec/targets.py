@@ -232,7 +232,7 @@ _M5_MAX_PUBLISHED = Performance(
 
 PUBLISHED: dict[str, Performance] = {"h13": _M1_PUBLISHED, "h17s": _M5_MAX_PUBLISHED}
 """The published figures of the generations with measurements: the fitter's starting point and
-prior (`anec.sim.calibration.fit`)."""
+prior (`anec.calibration.fit`)."""
 
 FIT_PARAMETERS: tuple[str, ...] = ("dispatch_floor_s", "task_overhead_s", "ne_flops_per_s", "narrow_kernel_exponent",
                                    "planar_bytes_per_s", "weight_stream_bytes_per_s", "activation_bytes_per_s", "cliff_slowdown")
@@ -247,7 +247,7 @@ FITTED: dict[str, dict[str, float]] = {
 no measurement of that generation constrains keeps its published figure."""
 
 FIT_SOURCES: dict[str, str] = {
-    "h13": "the M1 measurements of ane-hardware.md (anec.sim.calibration)",
+    "h13": "the M1 measurements of ane-hardware.md (anec.calibration)",
     "h17s": "ANEForge's 27 M5 Pro single-op latencies (anec/sim/data/m5pro-single-op-latency.json) and the guide's 19.6 TFLOP/s slope",
 }
 

@@ -1,7 +1,8 @@
 """anec's dialects and passes for xDSL tools: registered as the `xdsl.universe` entry point, so
-stock `xdsl-opt` knows them, and used by `anec opt` and `anec.context.make_context`.
+stock `xdsl-opt` knows them, and used by `anec opt` and the pipeline.
 
-Everything is imported lazily: listing the universe costs nothing.
+Passes are named here and imported only when asked for (xDSL's `Universe` takes factories), so
+listing the universe costs nothing; the dialects come from `anec.context`.
 """
 
 from __future__ import annotations
@@ -9,24 +10,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from xdsl.ir import Dialect
 from xdsl.passes import ModulePass
 from xdsl.universe import Universe
 
-
-def _dialect(module: str, name: str) -> Callable[[], Dialect]:
-    return lambda: getattr(importlib.import_module(f"anec.dialects.{module}"), name)
+from anec.context import DIALECTS
 
 
 def _pass(module: str, name: str) -> Callable[[], type[ModulePass]]:
     return lambda: getattr(importlib.import_module(f"anec.lowering.{module}"), name)
 
-
-DIALECTS: dict[str, Callable[[], Dialect]] = {
-    "ane": _dialect("ane", "ANE"),
-    "host": _dialect("host", "HOST"),
-    "anehw": _dialect("anehw", "ANEHW"),
-}
 
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ane-legalize": _pass("legalize", "LegalizePass"),

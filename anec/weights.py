@@ -24,11 +24,12 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Operation
 
+from anec.context import make_context
 from anec.dialects.ane import ConstOp, shape_of
+from anec.dialects.discardable import WEIGHTS_FILE_ATTR
 from anec.errors import AnecError
 from anec.types import numpy_dtype, xdsl_element_type
 
-WEIGHTS_FILE_ATTR = "ane.weights_file"
 """Module attribute naming the `.npz` file that holds a parsed module's weights."""
 
 
@@ -197,8 +198,6 @@ def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
 def load_module(path: str | Path, ctx=None) -> ModuleOp:
     """Parse a textual module and attach its weights (`ane.weights_file`, relative to the file)."""
     from xdsl.parser import Parser
-
-    from anec.context import make_context
 
     path = Path(path)
     module = Parser(ctx or make_context(), path.read_text(), str(path)).parse_module()

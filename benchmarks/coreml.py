@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--deployment-target", default="ios17", choices=("ios16", "ios17", "ios18"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    from anec.emit.coreml import quiet_coremltools
+    from anec.mlpackage import quiet_coremltools
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, quiet_coremltools(), contextlib.redirect_stdout(io.StringIO()) as log:

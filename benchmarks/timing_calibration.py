@@ -1,4 +1,4 @@
-"""The timing model against every published ANE measurement (anec.sim.calibration).
+"""The timing model against every published ANE measurement (anec.calibration).
 
     python benchmarks/timing_calibration.py          # errors of the committed parameters, and LOGO
     python benchmarks/timing_calibration.py --fit    # refit; print the FITTED table for anec/targets.py
@@ -15,7 +15,7 @@ import argparse
 import statistics
 from collections import defaultdict
 
-from anec.sim.calibration import Measurement, errors, fit, leave_one_group_out, measurements
+from anec.calibration import Measurement, errors, fit, leave_one_group_out, measurements
 from anec.targets import FITTED, get_target
 
 

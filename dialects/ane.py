@@ -13,7 +13,7 @@ rank; weights live out of line (`ane.const "handle"`), small constants inline (`
 from __future__ import annotations
 
 import math
-from abc import ABC
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -61,6 +61,17 @@ Shape = tuple[int, ...]
 # --------------------------------------------------------------------------------------------
 # Shape and attribute helpers (shared by every op, the importers and the passes)
 # --------------------------------------------------------------------------------------------
+
+
+def is_ane(op: Operation) -> bool:
+    """An op of the `ane` dialect."""
+    return op.dialect_name() == "ane"
+
+
+def kind(op: Operation) -> str:
+    """An op's name without its dialect prefix (`conv`, `reduce_sum`): what tasks, kernels and
+    reports call it."""
+    return op.name.split(".", 1)[1]
 
 
 def shape_of(value: SSAValue | Attribute) -> Shape:
@@ -389,8 +400,23 @@ class GeluOp(UnaryOp):
         _require(self.approximate.data in ("none", "tanh"), f"ane.gelu: approximate must be none or tanh, got {self.approximate.data!r}")
 
 
+class Reduces(ABC):
+    """An op that computes a statistic over some of its input's axes: the one answer to "which axes
+    does it reduce" that legality (their extents cannot be tiled), the tile pass (never split them)
+    and layout (keep a layer norm's in order) all ask."""
+
+    @abstractmethod
+    def reduced_axes(self) -> tuple[int, ...]:
+        """The reduced axes of the input, ascending."""
+
+
+def reduced_axes(op: Operation) -> tuple[int, ...]:
+    """The axes `op` reduces over; () for an op that reduces none."""
+    return op.reduced_axes() if isinstance(op, Reduces) else ()
+
+
 @irdl_op_definition
-class SoftmaxOp(UnaryOp):
+class SoftmaxOp(UnaryOp, Reduces):
     """Softmax along `axis` (the hardware subtracts the running max)."""
 
     name = "ane.softmax"
@@ -399,6 +425,9 @@ class SoftmaxOp(UnaryOp):
     def __init__(self, input: SSAValue, axis: int):
         super().__init__(input)
         self.properties["axis"] = int_attr(axis)
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        return (self.axis.value.data,)
 
     def verify_(self) -> None:
         super().verify_()
@@ -775,7 +804,7 @@ def reduced_shape(shape: Shape, axes: Sequence[int], keepdims: bool) -> Shape:
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-class ReduceOp(IRDLOperation, ABC):
+class ReduceOp(IRDLOperation, Reduces, ABC):
     """Reduce over `axes`, keeping them as size 1 when `keepdims`."""
 
     input = operand_def(TensorType)
@@ -789,6 +818,9 @@ class ReduceOp(IRDLOperation, ABC):
     def __init__(self, input: SSAValue, axes: Sequence[int], keepdims: bool = True):
         out = tensor(reduced_shape(shape_of(input), axes, keepdims), element_type_of(input))
         super().__init__(operands=[input], result_types=[out], properties={"axes": ints(sorted(axes)), "keepdims": bool_attr(keepdims)})
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        return tuple(sorted(values(self.axes)))
 
     def verify_(self) -> None:
         _require_numeric(self, self.input)
@@ -828,7 +860,7 @@ class ReduceLogSumExpOp(ReduceOp):
     name = "ane.reduce_logsumexp"
 
 
-class ArgReduceOp(IRDLOperation, ABC):
+class ArgReduceOp(IRDLOperation, Reduces, ABC):
     """Index of the extreme value along `axis`; ties go to the first (or last) index."""
 
     input = operand_def(TensorType)
@@ -844,6 +876,9 @@ class ArgReduceOp(IRDLOperation, ABC):
         out = tensor(reduced_shape(shape_of(input), [axis], keepdims), index_type)
         props = {"axis": int_attr(axis), "keepdims": bool_attr(keepdims), "select_last_index": bool_attr(select_last_index)}
         super().__init__(operands=[input], result_types=[out], properties=props)
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        return (self.axis.value.data,)
 
     def verify_(self) -> None:
         _require_numeric(self, self.input)
@@ -954,7 +989,7 @@ class GlobalMaxPoolOp(GlobalPoolOp):
     name = "ane.global_max_pool"
 
 
-class NormOp(IRDLOperation, ABC):
+class NormOp(IRDLOperation, Reduces, ABC):
     """A normalization: statistics over some axes, then (x - mean) / sqrt(var + epsilon)."""
 
     traits = traits_def(Pure())
@@ -1007,6 +1042,9 @@ class LayerNormOp(AffineNormOp):
         x = shape_of(self.input)
         return tuple(x[a] for a in values(self.axes))
 
+    def reduced_axes(self) -> tuple[int, ...]:
+        return tuple(sorted(values(self.axes)))
+
     def verify_(self) -> None:
         _check_axes(self, values(self.axes), len(shape_of(self.input)))
         super().verify_()
@@ -1017,6 +1055,10 @@ class InstanceNormOp(AffineNormOp):
     """Normalize each (n, c) plane over the spatial axes."""
 
     name = "ane.instance_norm"
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        """The spatial axes: each (n, c) plane has its own statistics."""
+        return tuple(range(2, len(shape_of(self.input))))
 
     def verify_(self) -> None:
         _require(len(shape_of(self.input)) >= 3, "ane.instance_norm needs an NC(H)W input")
@@ -1032,6 +1074,10 @@ class GroupNormOp(AffineNormOp):
 
     def __init__(self, input: SSAValue, scale: SSAValue, bias: SSAValue, *, num_groups: int, epsilon: float = 1e-5):
         super().__init__(input, scale, bias, epsilon=epsilon, num_groups=int_attr(num_groups))
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        """The channels (a group's statistics span several) and the spatial axes."""
+        return tuple(range(1, len(shape_of(self.input))))
 
     def verify_(self) -> None:
         x = shape_of(self.input)
@@ -1053,6 +1099,9 @@ class L2NormOp(NormOp):
 
     def __init__(self, input: SSAValue, *, axes: Sequence[int], epsilon: float = 1e-12):
         super().__init__(operands=[input], result_types=[input.type], properties={"epsilon": float_attr(epsilon), "axes": ints(axes)})
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        return tuple(sorted(values(self.axes)))
 
     def verify_(self) -> None:
         _check_axes(self, values(self.axes), len(shape_of(self.input)))

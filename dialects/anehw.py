@@ -5,7 +5,7 @@ declarations plus one `anehw.task` per task descriptor. A task holds register-fi
 dictionaries (the TD header and the seven register groups: kernel DMA, common, tile-DMA source, L2,
 planar engine, neural engine, tile-DMA destination); values are in the hardware's units (tile-DMA
 strides in 64-byte steps, L2 addresses in 16-byte steps), and every field is checked against the
-field table of the program's architecture (`anec.descriptors.fields`). Tasks name buffer *slots*,
+field table of the program's architecture (`anec.isa.fields`). Tasks name buffer *slots*,
 never addresses: `to-anehw` states which tensor each DMA walks (`#anehw.view`), and `plan-memory`
 places the tensors and turns views into slots, bases and strides.
 
@@ -51,8 +51,8 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, NoTerminator, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
-from anec.descriptors.fields import GROUP_NAMES, table_for
 from anec.errors import AnecError
+from anec.isa.fields import GROUP_NAMES, table_for
 
 FIELD_GROUPS: tuple[str, ...] = ("header", *GROUP_NAMES)
 ROLES = ("input", "output", "intermediate")

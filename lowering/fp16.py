@@ -29,18 +29,23 @@ from xdsl.transforms.dead_code_elimination import dce
 
 from anec.dialects import ane
 from anec.dialects.ane import float_attr, shape_of, tensor, values
+from anec.dialects.discardable import (
+    FP16_FIXES_ATTR,
+    FP16_PEAK_ATTR,
+    FP16_WARNINGS_ATTR,
+    append_note,
+    name_of,
+)
 from anec.errors import AnecError
 from anec.interpreter import entry_function, input_names, interpret
 from anec.lowering.rewriting import (
     Emitter,
     ane_blocks,
-    append_note,
     constant_of,
     prune_weights,
     segments,
     users,
 )
-from anec.report import FP16_FIXES_ATTR, FP16_PEAK_ATTR, FP16_WARNINGS_ATTR, op_name
 from anec.targets import Target, get_target
 from anec.types import numpy_dtype
 from anec.weights import make_const
@@ -233,7 +238,7 @@ def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
             owner = outer.owner
             peak = ranges.peak.get(id(owner), 0.0) if isinstance(owner, Operation) else arg_peaks.get(outer, 0.0)
             if peak > fp16_max:
-                source = op_name(owner) if isinstance(owner, Operation) else f"input {names.get(outer, '?')!r}"
+                source = name_of(owner) if isinstance(owner, Operation) else f"input {names.get(outer, '?')!r}"
                 for user in users(inner):
                     warn(user, f"{source} reaches {peak:.3g} on the sample inputs, above fp16's {fp16_max:g} (inf in the ANE)")
     for block in blocks:
@@ -274,7 +279,7 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
     for arg, outer in zip(block.args, segment.inputs):
         if _is_f32(arg) and arg.uses:
             cast = ane.CastOp(arg, f16)
-            Emitter(first, name=f"{op_name(outer.owner) if isinstance(outer.owner, Operation) else 'input'}#to_f16").op(cast)
+            Emitter(first, name=f"{name_of(outer.owner) if isinstance(outer.owner, Operation) else 'input'}#to_f16").op(cast)
             arg.replace_uses_with_if(cast.result, lambda use, c=cast: use.operation is not c)
     for op in list(block.ops):
         if isinstance(op, ane.ConstOp) and _is_f32(op.result):
@@ -288,7 +293,7 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
     for i, v in enumerate(list(terminator.values)):
         if _is_f32(segment.outputs[i]) and not _is_f32(v):
             cast = ane.CastOp(v, f32)
-            Emitter(terminator, name=f"{op_name(v.owner) if isinstance(v.owner, Operation) else 'input'}#to_f32").op(cast)
+            Emitter(terminator, name=f"{name_of(v.owner) if isinstance(v.owner, Operation) else 'input'}#to_f32").op(cast)
             terminator.operands = [*terminator.operands[:i], cast.result, *terminator.operands[i + 1:]]
     _drop_identity_casts(block)
 

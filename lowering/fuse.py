@@ -156,7 +156,7 @@ class FoldActivation(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.UnaryOp, rewriter: PatternRewriter) -> None:
-        key = op.name.removeprefix("ane.")
+        key = ane.kind(op)
         if key not in ane.UNARY_OPS or (isinstance(op, ane.GeluOp) and op.approximate.data != "none"):
             return
         mac = _fusable_producer(op.input)

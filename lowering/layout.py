@@ -38,6 +38,7 @@ from xdsl.pattern_rewriter import (
 from anec.analysis import ane_bytes, dense_bytes
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, int_attr, ints, shape_of, tensor, values
+from anec.dialects.discardable import name_of
 from anec.errors import AnecError
 from anec.legality import legality
 from anec.lowering.rewriting import (
@@ -60,7 +61,6 @@ from anec.lowering.shapes import (
     swaps_last_two,
     transpose_after_reshape,
 )
-from anec.report import op_name
 from anec.targets import Target, get_target
 
 # ------------------------------------------------------------------------------------------------
@@ -365,17 +365,12 @@ def region_operands(op: Operation) -> list[SSAValue]:
     return [op.operands[0]] if isinstance(op, ane.AffineNormOp) else list(op.operands)
 
 
-def _reduced_axes(op: Operation) -> Sequence[int]:
-    if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
-        return values(op.axes)
-    return ()
-
-
 def accepts(op: Operation, view: View) -> bool:
     """A layer norm's scale spans its axes in order, so a view must keep that order."""
-    axes = _reduced_axes(op)
-    mapped = [view.axis(a) for a in axes]
-    return not isinstance(op, ane.LayerNormOp) or mapped == sorted(mapped)
+    if not isinstance(op, ane.LayerNormOp):
+        return True
+    mapped = [view.axis(a) for a in values(op.axes)]
+    return mapped == sorted(mapped)
 
 
 def _remapped_properties(op: Operation, view: View) -> dict:
@@ -609,7 +604,7 @@ def _head(value: SSAValue, h: int, anchor: Operation) -> SSAValue:
         return value
     starts, ends = [0] * len(s), list(s)
     starts[1], ends[1] = h, h + 1
-    return Emitter(anchor, name=f"{op_name(anchor)}#head{h}")(ane.SliceOp(value, starts, ends), "slice")
+    return Emitter(anchor, name=f"{name_of(anchor)}#head{h}")(ane.SliceOp(value, starts, ends), "slice")
 
 
 def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.MatmulOp) -> None:
@@ -625,7 +620,7 @@ def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.
                 out = shape_of(op.results[0])
                 new = type(op).create(operands=operands, result_types=[tensor((out[0], 1, *out[2:]), element_type_of(op.results[0]))],
                                       properties=dict(op.properties))
-            local[op.results[0]] = Emitter(context, name=f"{op_name(op)}#head{h}")(new)
+            local[op.results[0]] = Emitter(context, name=f"{name_of(op)}#head{h}")(new)
         outputs.append(local[context.result])
     Emitter(context).replace(ane.ConcatOp(outputs, 1))
     for op in reversed([scores, *chain]):

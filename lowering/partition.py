@@ -28,10 +28,9 @@ from xdsl.passes import ModulePass
 from xdsl.traits import IsTerminator
 
 from anec.dialects import ane, host
+from anec.dialects.discardable import REASON_ATTR
 from anec.legality import legality
 from anec.targets import Target, get_target
-
-REASON_ATTR = "ane.reason"
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ from typing import TypeVar
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
-from anec.report import NAME_ATTR, op_name
+from anec.dialects.discardable import NAME_ATTR, derived_name, name_of, set_name
 from anec.weights import WeightStore, const_value, make_const, store_of
 
 OpT = TypeVar("OpT", bound=Operation)
@@ -41,31 +41,18 @@ def scalar_of(value: SSAValue) -> float | None:
     return float(first) if np.all(array == first) else None
 
 
-def set_name(op: OpT, name: str) -> OpT:
-    op.attributes[NAME_ATTR] = StringAttr(name)
-    return op
-
-
-def append_note(op: Operation, key: str, note: str) -> None:
-    """Add one string to an array-of-strings attribute (`ane.fp16_fixes`, `ane.fp16_warnings`)."""
-    old = op.attributes.get(key)
-    notes = list(old.data) if isinstance(old, ArrayAttr) else []
-    if all(n.data != note for n in notes if isinstance(n, StringAttr)):
-        op.attributes[key] = ArrayAttr([*notes, StringAttr(note)])
-
-
 class Emitter:
     """Inserts new ops before `anchor`, named after it; makes constants in the module's store."""
 
     def __init__(self, anchor: Operation, rewriter: PatternRewriter | None = None, name: str | None = None):
         self.anchor = anchor
         self.rewriter = rewriter
-        self.name = name if name is not None else (op_name(anchor) if NAME_ATTR in anchor.attributes else None)
+        self.name = name if name is not None else (name_of(anchor) if NAME_ATTR in anchor.attributes else None)
         self.store: WeightStore = store_of(anchor)
 
     def op(self, op: OpT, suffix: str = "") -> OpT:
         if self.name is not None and NAME_ATTR not in op.attributes and not isinstance(op, ane.ConstOp):
-            set_name(op, f"{self.name}#{suffix}" if suffix else self.name)
+            set_name(op, derived_name(self.name, suffix))
         if self.rewriter is not None:
             self.rewriter.insert(op, InsertPoint.before(self.anchor))
         else:
@@ -86,7 +73,7 @@ class Emitter:
     def const(self, array: np.ndarray, like: SSAValue | Attribute | None = None, suffix: str = "c") -> SSAValue:
         """A constant holding `array`, with the element type of `like` (default: the array's)."""
         element_type = element_type_of(like) if like is not None else None
-        return self(make_const(np.asarray(array), f"{self.name or 'const'}#{suffix}", self.store, element_type))
+        return self(make_const(np.asarray(array), derived_name(self.name or 'const', suffix), self.store, element_type))
 
     def scalar(self, value: float, like: SSAValue) -> SSAValue:
         """A one-element constant of `like`'s rank and element type, broadcastable against it."""

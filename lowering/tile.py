@@ -36,17 +36,17 @@ from xdsl.transforms.dead_code_elimination import dce
 from anec.analysis import ane_bytes, engine_tensors, weight_bytes
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of, tensor, values, window_output_size
-from anec.errors import AnecError
-from anec.legality import axis_limit, legality
-from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
-from anec.report import (
+from anec.dialects.discardable import (
     FP16_FIXES_ATTR,
     FP16_WARNINGS_ATTR,
     NAME_ATTR,
     TILE_OF_ATTR,
-    TILE_SUFFIX,
-    op_name,
+    name_of,
+    tiled_name,
 )
+from anec.errors import AnecError
+from anec.legality import axis_limit, legality
+from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
 from anec.targets import Target, get_target
 
 Bounds = list[tuple[int, int]]
@@ -57,7 +57,7 @@ ROW_ELEMENTS = 32
 
 def origin(op: Operation) -> str:
     attr = op.attributes.get(TILE_OF_ATTR)
-    return attr.data if isinstance(attr, StringAttr) else op_name(op)
+    return attr.data if isinstance(attr, StringAttr) else name_of(op)
 
 
 class Pieces:
@@ -73,7 +73,7 @@ class Pieces:
 
     def __call__(self, new: Operation) -> SSAValue:
         if not isinstance(new, ane.ConstOp):
-            new.attributes[NAME_ATTR] = StringAttr(f"{self.origin}{TILE_SUFFIX}{len(self.created)}")
+            new.attributes[NAME_ATTR] = StringAttr(tiled_name(self.origin, len(self.created)))
             new.attributes[TILE_OF_ATTR] = StringAttr(self.origin)
             new.attributes.update(self.notes)
             self.created.append(new)
@@ -161,7 +161,7 @@ def _same_axis_operands(op: Operation, axis: int, lo: int, hi: int, p: Pieces, o
 
 
 def _elementwise_piece(op: Operation, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
-    if axis in _reduced(op):
+    if axis in ane.reduced_axes(op):
         return None
     shared = [op.operands[0]] if isinstance(op, ane.AffineNormOp) else list(op.operands)
     operands = _same_axis_operands(op, axis, lo, hi, p, shared)
@@ -174,14 +174,6 @@ def _elementwise_piece(op: Operation, axis: int, lo: int, hi: int, p: Pieces) ->
     out = list(shape_of(op.results[0]))
     out[axis] = hi - lo
     return _with(op, operands, out)
-
-
-def _reduced(op: Operation) -> set[int]:
-    if isinstance(op, ane.SoftmaxOp | ane.ArgReduceOp):
-        return {op.axis.value.data}
-    if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
-        return set(values(op.axes))
-    return set()
 
 
 def _conv_piece(op: ane.ConvOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
@@ -670,7 +662,7 @@ def placed_ops(module: ModuleOp, target: Target) -> list[tuple[Block, list[Opera
     found = list(segments(module))
     if found:
         return [(s.body.block, [op for op in s.body.block.ops if not isinstance(op, ane.ConstOp | ane.YieldOp)]) for s in found]
-    return [(fn.body.block, [op for op in fn.body.block.ops if op.name.startswith("ane.") and not isinstance(op, ane.ConstOp)
+    return [(fn.body.block, [op for op in fn.body.block.ops if ane.is_ane(op) and not isinstance(op, ane.ConstOp)
                              and legality(op, target)]) for fn in functions(module)]
 
 
@@ -698,7 +690,7 @@ def verify_tiled(module: ModuleOp, target: Target) -> None:
         for op in ops:
             verdict = legality(op, target, strict=True)
             if not verdict.ok:
-                raise AnecError(f"{op_name(op)} ({op.name}) cannot be tiled for the {target.name}", why=verdict.reason,
+                raise AnecError(f"{name_of(op)} ({op.name}) cannot be tiled for the {target.name}", why=verdict.reason,
                                 hint=verdict.hint or "the op stays outside what the ANE can run")
 
 

@@ -25,8 +25,21 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from anec import kernels
-from anec.descriptors.fields import FieldTable, table_for
-from anec.descriptors.ops import (
+from anec.descriptors.program import f32_bits, fp16_bits
+from anec.dialects import ane, anehw
+from anec.dialects.ane import shape_of, values
+from anec.dialects.discardable import (
+    FP16_FIXES_ATTR,
+    FP16_PEAK_ATTR,
+    FP16_WARNINGS_ATTR,
+    NAME_ATTR,
+    OP_ATTR,
+    TILE_OF_ATTR,
+    name_of,
+)
+from anec.errors import AnecError
+from anec.isa.fields import FieldTable, table_for
+from anec.isa.tasks import (
     BINARY,
     COORDINATE_MODES,
     LUT_KNOTS,
@@ -42,18 +55,6 @@ from anec.descriptors.ops import (
     Kind,
     active_cores,
     ocg_size,
-)
-from anec.descriptors.program import f32_bits, fp16_bits
-from anec.dialects import ane, anehw
-from anec.dialects.ane import shape_of, values
-from anec.errors import AnecError
-from anec.report import (
-    FP16_FIXES_ATTR,
-    FP16_PEAK_ATTR,
-    FP16_WARNINGS_ATTR,
-    NAME_ATTR,
-    TILE_OF_ATTR,
-    op_name,
 )
 from anec.targets import Target, get_target
 from anec.weights import WeightStore, const_value, store_of
@@ -185,7 +186,7 @@ class SegmentLowering:
             owner = value.owner
             if not isinstance(owner, ane.ConstOp):
                 raise AnecError(f"internal: {value} has no tensor yet")
-            self.values[value] = self.weight(const_value(owner, self.store), op_name(owner), "tensor", dims(value))
+            self.values[value] = self.weight(const_value(owner, self.store), name_of(owner), "tensor", dims(value))
         return self.values[value]
 
     def coefficient(self, value: SSAValue, label: str) -> str | None:
@@ -193,7 +194,7 @@ class SegmentLowering:
         owner = value.owner
         if not isinstance(owner, ane.ConstOp):
             return None
-        return self.weight(const_value(owner, self.store).reshape(-1), f"{op_name(owner)}.{label}", "dense").buffer
+        return self.weight(const_value(owner, self.store).reshape(-1), f"{name_of(owner)}.{label}", "dense").buffer
 
     def result(self, value: SSAValue, shape: Shape | None = None) -> Tensor:
         """Where an op writes `value`: its window of a concatenation planned in place, else a new buffer."""
@@ -223,7 +224,7 @@ class SegmentLowering:
         fields.setdefault("kernel_dma", {}).update(Kind=int(kind), InBatch=src_ext[0], OutBatch=dst_ext[0])
         fields.setdefault("common", {}).update(InputDepth=src_ext[1], Cin=src_ext[2], Hin=src_ext[3], Win=src_ext[4],
                                                OutDepth=dst_ext[1], Cout=dst_ext[2], Hout=dst_ext[3], Wout=dst_ext[4])
-        where = op_name(self.origin) if self.origin is not None else "segment"
+        where = name_of(self.origin) if self.origin is not None else "segment"
         for group, vals in fields.items():
             for name, value in vals.items():
                 try:
@@ -238,7 +239,7 @@ class SegmentLowering:
             for key in CARRIED_ATTRS:
                 if key in self.origin.attributes and (first or key in (NAME_ATTR, TILE_OF_ATTR)):
                     op.attributes[key] = self.origin.attributes[key]
-            op.attributes["ane.op"] = StringAttr(self.origin.name.removeprefix("ane."))
+            op.attributes[OP_ATTR] = StringAttr(ane.kind(self.origin))
         self.tasks.append(op)
         return op
 
@@ -259,7 +260,7 @@ class SegmentLowering:
         if name is None:
             return {}, {}
         if name not in NEURONS:
-            raise AnecError(f"the ANE has no activation {name!r}", where=op_name(self.origin) if self.origin else "")
+            raise AnecError(f"the ANE has no activation {name!r}", where=name_of(self.origin) if self.origin else "")
         scalars = [fp16_bits(p) for p in params][:NEURON_PARAMS.get(name, 0)]
         planar = dict(zip(("ScaleScalar", "BiasScalar"), scalars))
         kernel_dma = {"Neuron": NEURONS.index(name)}
@@ -321,7 +322,7 @@ def lowers(*op_types: type[Operation]) -> Callable[[Handler], Handler]:
 def neuron_name(op: Operation) -> str:
     if isinstance(op, ane.GeluOp):
         return "gelu_tanh" if op.approximate.data == "tanh" else "gelu"
-    return op.name.removeprefix("ane.")
+    return ane.kind(op)
 
 
 @lowers(ane.UnaryOp)
@@ -340,7 +341,7 @@ def _softmax(L: SegmentLowering, op: ane.SoftmaxOp) -> None:
 
 @lowers(ane.BinaryOp, ane.CompareOp)
 def _binary(L: SegmentLowering, op: Operation) -> None:
-    L.elementwise(op.name.removeprefix("ane."), L.tensor(op.operands[0]), L.tensor(op.operands[1]), L.result(op.results[0]))
+    L.elementwise(ane.kind(op), L.tensor(op.operands[0]), L.tensor(op.operands[1]), L.result(op.results[0]))
 
 
 @lowers(ane.SelectOp)
@@ -470,7 +471,7 @@ def _reduce_into(L: SegmentLowering, op: Operation, x: Tensor, reduced_axes: Seq
 
 @lowers(ane.ReduceOp)
 def _reduce(L: SegmentLowering, op: ane.ReduceOp) -> None:
-    _reduce_into(L, op, L.tensor(op.input), values(op.axes), op.name.removeprefix("ane.reduce_"), op.result)
+    _reduce_into(L, op, L.tensor(op.input), values(op.axes), ane.kind(op).removeprefix("reduce_"), op.result)
 
 
 @lowers(ane.ArgReduceOp)
@@ -630,7 +631,7 @@ def _pad(L: SegmentLowering, op: ane.PadOp) -> None:
     rank = len(x.shape)
     pads = values(op.pads)
     if any(pads[i] or pads[rank + i] for i in range(max(rank - 2, 0))):
-        raise AnecError("the ANE pads only H and W", where=op_name(op), hint="legality keeps such pads on the CPU")
+        raise AnecError("the ANE pads only H and W", where=name_of(op), hint="legality keeps such pads on the CPU")
     axes = std_axes(rank)
     before = {"Px": pads[rank - 1], "Py": pads[rank - 2] if rank >= 2 else 0}
     L.task(Kind.PAD, extents(x.shape, axes), extents(out.shape, axes), src1=x.view(axes, extents(x.shape, axes)),
@@ -683,7 +684,7 @@ def handler_for(op: Operation) -> Handler:
     for cls in type(op).__mro__:
         if cls in HANDLERS:
             return HANDLERS[cls]
-    raise AnecError(f"{op.name} has no task-descriptor lowering", where=op_name(op),
+    raise AnecError(f"{op.name} has no task-descriptor lowering", where=name_of(op),
                     hint="the partition pass should have left it on the CPU")
 
 

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     from anec.emit import EMITTERS
-    from anec.emit.coreml import deployment_target
+    from anec.mlpackage import deployment_target
     from anec.pipeline import PIPELINES, compile_targets
     from anec.targets import resolve_targets
 

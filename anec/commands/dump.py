@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from anec.descriptors.fields import FieldTable
 from anec.descriptors.program import Program, Task, f32_value, fp16_value
+from anec.isa.fields import FieldTable
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

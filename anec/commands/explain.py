@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anec.dialects.discardable import REASON_ATTR, name_of
 from anec.errors import AnecError
 
 DTYPES: dict[str, np.dtype] = {name: np.dtype(t) for names, t in (
@@ -173,7 +174,6 @@ def explain(model, target) -> list[str]:
     from anec.importers import import_model
     from anec.legality import legality
     from anec.pipeline import CompileOptions, run_pipeline
-    from anec.report import REASON_ATTR, op_name
     from anec.targets import TARGETS
 
     module = import_model(model)
@@ -187,7 +187,7 @@ def explain(model, target) -> list[str]:
     for op in ops:
         verdict, limit = legality(op, target), legality(op, target, strict=True)
         kind = op.op_name.data if isinstance(op, host.HostOp) else op.name
-        lines.append(f"  {kind} {op_name(op)}: {_signature(op)}")
+        lines.append(f"  {kind} {name_of(op)}: {_signature(op)}")
         if not verdict:
             reason = op.attributes.get(REASON_ATTR)
             lines.append(f"    CPU — {reason.data if reason is not None else verdict.reason}  [rule {verdict.rule}]")  # type: ignore[union-attr]
@@ -197,7 +197,7 @@ def explain(model, target) -> list[str]:
             lines.append(f"    runs on the ANE of: {', '.join(others)}" if others else "    no chip's ANE runs it as it is")
         elif not limit:
             tiled = tiled if tiled is not None else _tiles(model, target)
-            count = tiled.get(op_name(op)) if isinstance(tiled, dict) else None
+            count = tiled.get(name_of(op)) if isinstance(tiled, dict) else None
             lines.append(f"    ANE, once the tile pass splits it{f' into {count} tiles' if count else ''}  [rule {limit.rule}: {limit.reason}]")
             lines.append(f"    how: {limit.hint}" if not isinstance(tiled, str) else f"    but the tile pass fails here: {tiled}")
         else:

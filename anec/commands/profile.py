@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from anec.commands.run import load_program
     from anec.dialects import ane, host
-    from anec.runtime import load_program
     from anec.sim.timing import host_seconds, program_time
     from anec.targets import get_target
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
               f"{times.utilization:.0%} of the roofline")
         total += times.total_s
     host_ops = [op for op in file.module.walk() if isinstance(op, host.HostOp) or  # type: ignore[union-attr]
-                (op.name.startswith("ane.") and not isinstance(op, ane.ConstOp | ane.YieldOp))]
+                (ane.is_ane(op) and not isinstance(op, ane.ConstOp | ane.YieldOp))]
     cpu = sum(host_seconds(op, target) for op in host_ops)
     if host_ops:
         print(f"\nCPU: {len(host_ops)} op(s), {cpu * 1e3:.3f} ms (Core ML segmenter's CPU anchors)")

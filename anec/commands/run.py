@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anec.errors import AnecError
+
+if TYPE_CHECKING:
+    from anec.descriptors.program import AnecFile
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "coreml":
         outputs, source = run_coreml(path, inputs, args.target), str(path)
     else:
-        from anec.runtime import load_program, run_file
+        from anec.runtime import run_file
 
         program = load_program(path, args.target)
         outputs, source = run_file(program, inputs), program.source or str(path)
@@ -66,6 +70,18 @@ def run(args: argparse.Namespace) -> int:
         for line in compare(outputs, reference_outputs(reference, inputs)):
             print(line)
     return 0
+
+
+def load_program(path: Path, target: str | None) -> AnecFile:
+    """The decoded descriptor program to run or profile: read from a `.anec` file, or compiled from
+    a model for `target` (the command compiles through the pipeline; the runtime only runs)."""
+    from anec.pipeline import compile as compile_model
+    from anec.runtime import read_file
+    from anec.targets import get_target
+
+    if path.suffix == ".anec":
+        return read_file(path, get_target(target) if target is not None else None)
+    return compile_model(path, target=target or "m1", emit="descriptors").program
 
 
 def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:

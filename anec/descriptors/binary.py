@@ -27,9 +27,12 @@ from typing import TypeVar
 import ml_dtypes
 import numpy as np
 
-from anec.descriptors.fields import GROUPS, HEADER, FieldTable, table_for
+from anec.descriptors.graph import check_graph
 from anec.descriptors.program import ROLES, AnecFile, Buffer, Program, Task
+from anec.descriptors.validate import validate_program
 from anec.errors import AnecError
+from anec.isa.fields import GROUPS, HEADER, FieldTable, table_for
+from anec.targets import get_target
 
 MAGIC = b"\x89ANEC\r\n\x1a"
 PROGRAM_MAGIC = b"ANEP"
@@ -213,8 +216,6 @@ def decode_tds(read: _Reader, table: FieldTable, count: int, first_words: int) -
 
 
 def encode_program(program: Program) -> bytes:
-    from anec.descriptors.validate import validate_program
-
     validate_program(program)
     table = program.table
     tds, first_words = encode_tds(table, program.tasks)
@@ -238,8 +239,6 @@ def _encode_buffer(b: Buffer) -> bytes:
 
 
 def decode_program(data: memoryview, arch: str, index: int) -> Program:
-    from anec.descriptors.validate import validate_program
-
     read = _Reader(data, f"program {index}")
     magic, td_count, buffer_count, first_words, td_offset, td_size, names_offset, names_size, weights_offset, weights_size = \
         read.unpack(_PROGRAM_HEADER, 0)
@@ -330,8 +329,6 @@ def decode_host_weights(data: memoryview) -> dict[str, np.ndarray]:
 
 def encode(model: AnecFile) -> bytes:
     """The `.anec` bytes of `model` (deterministic: equal models give equal bytes)."""
-    from anec.targets import get_target
-
     sections: list[tuple[int, int, bytes]] = [(SECTION_PROGRAM, i, encode_program(p)) for i, p in enumerate(model.programs)]
     sections.append((SECTION_GRAPH, 0, model.graph.encode()))
     sections.append((SECTION_HOST_WEIGHTS, 0, encode_host_weights(model.host_weights)))  # type: ignore[arg-type]
@@ -352,8 +349,6 @@ def encode(model: AnecFile) -> bytes:
 
 def decode(data: bytes | memoryview) -> AnecFile:
     """Read and check a `.anec` file; raises one AnecError for anything malformed."""
-    from anec.targets import get_target
-
     read = _Reader(data, "anec file")
     magic, version, count, flags, arch_raw, layout, revision, reserved, size = read.unpack(_FILE_HEADER, 0)
     if magic != MAGIC:
@@ -396,7 +391,5 @@ def decode(data: bytes | memoryview) -> AnecFile:
     graph = _Reader(found[SECTION_GRAPH], "graph").text(0, len(found[SECTION_GRAPH]), "graph")
     source = _Reader(found[SECTION_SOURCE], "source").text(0, len(found[SECTION_SOURCE]), "source") if SECTION_SOURCE in found else ""
     model = AnecFile(arch, programs, graph, decode_host_weights(found[SECTION_HOST_WEIGHTS]), source)
-    from anec.descriptors.graph import check_graph
-
     model.module = check_graph(model)
     return model

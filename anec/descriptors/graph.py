@@ -10,6 +10,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 
+from anec.context import make_context
 from anec.descriptors.program import AnecFile
 from anec.dialects import ane, anehw
 from anec.errors import AnecError
@@ -42,8 +43,6 @@ def strings_closed(text: str) -> bool:
 
 
 def check_graph(model: AnecFile) -> ModuleOp:
-    from anec.context import make_context
-
     if not strings_closed(model.graph):
         raise _fail("the graph section has an unterminated string")
     try:

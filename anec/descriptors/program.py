@@ -13,8 +13,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Literal
 
-from anec.descriptors.fields import GROUP_NAMES, FieldTable, table_for
-from anec.descriptors.ops import LUT_WORDS, Coeff, Kind
+from anec.isa.fields import GROUP_NAMES, FieldTable, table_for
+from anec.isa.tasks import LUT_WORDS, NORMS, Coeff, Kind
 
 Role = Literal["weights", "input", "output", "intermediate"]
 ROLES: tuple[Role, ...] = ("weights", "input", "output", "intermediate")
@@ -165,8 +165,6 @@ class Task:
 
 def norm_affine_elements(task: Task) -> int:
     """Scale/bias length of a NORM task: the normalized axes (layer), else the channels."""
-    from anec.descriptors.ops import NORMS
-
     if NORMS[task.mode] == "layer":
         mask = task.get("planar", "AxisMask")
         return math.prod(e for i, e in enumerate(task.out_extents) if mask >> i & 1)

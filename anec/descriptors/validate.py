@@ -10,19 +10,6 @@ from __future__ import annotations
 
 import math
 
-from anec.descriptors.fields import GROUP_NAMES
-from anec.descriptors.ops import (
-    BINARY,
-    COORDINATE_MODES,
-    MODES,
-    NEAREST_MODES,
-    NEURONS,
-    NORMS,
-    PAD_MODES,
-    REDUCTIONS,
-    Coeff,
-    Kind,
-)
 from anec.descriptors.program import (
     ARENA_SLOT,
     COMMAND_SLOT,
@@ -42,6 +29,19 @@ from anec.descriptors.program import (
     src2_view,
 )
 from anec.errors import AnecError
+from anec.isa.fields import GROUP_NAMES
+from anec.isa.tasks import (
+    BINARY,
+    COORDINATE_MODES,
+    MODES,
+    NEAREST_MODES,
+    NEURONS,
+    NORMS,
+    PAD_MODES,
+    REDUCTIONS,
+    Coeff,
+    Kind,
+)
 from anec.targets import get_target
 
 MAX_SLOT_BYTES = (1 << 26) * 64

@@ -2,8 +2,8 @@
 
 anec's passes have already legalized, laid out, cast to fp16 and fused the graph, so the program
 built by `anec.emit.mil` goes through `ct.convert` with an empty main pass pipeline (only the
-backend's serialization passes run) and is written straight to the staging path `CompiledModel.save`
-hands us. On the device, Core ML compiles the package with Apple's own ANE compiler.
+backend's serialization passes run) and is written straight to the path the pipeline's
+`CompiledModel.save` hands us (a staging folder). On the device, Core ML compiles the package with Apple's own ANE compiler.
 
 The deployment target (iOS 16 / 17 / 18, or the macOS of the same year) picks the MIL opset and
 so which ops exist: fused scaled-dot-product attention only from iOS 18.
@@ -13,82 +13,34 @@ coremltools is imported only when a package is written (it imports torch, which 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xdsl.dialects.builtin import ModuleOp
+
+from anec.emit.options import EmitOptions
 from anec.errors import AnecError
+from anec.interpreter import entry_function, input_names, output_names
+from anec.mlpackage import (
+    INPUT_NAMES_KEY,
+    OUTPUT_NAMES_KEY,
+    DeploymentTarget,
+    deployment_target,
+    quiet_coremltools,
+)
 
 if TYPE_CHECKING:
     from coremltools.converters.mil.mil import Program
 
-    from anec.pipeline import CompiledModel
 
-
-@dataclass(frozen=True)
-class DeploymentTarget:
-    """The oldest OS a package must run on: it fixes the MIL opset (`iOS16` … `iOS18`)."""
-
-    name: str
-    ios: int
-
-    @property
-    def opset(self) -> Any:
-        """coremltools' `ct.target` member for this OS generation."""
-        import coremltools as ct
-
-        return getattr(ct.target, f"iOS{self.ios}")
-
-    @property
-    def fused_attention(self) -> bool:
-        """MIL's `scaled_dot_product_attention` op exists from iOS 18 / macOS 15."""
-        return self.ios >= 18
-
-
-DEPLOYMENT_TARGETS: dict[str, int] = {"ios16": 16, "ios17": 17, "ios18": 18, "macos13": 16, "macos14": 17, "macos15": 18}
-"""Deployment-target names -> the iOS generation whose MIL opset they share."""
-
-DEFAULT_DEPLOYMENT_TARGET = "ios17"
-
-
-def deployment_target(name: str) -> DeploymentTarget:
-    key = name.lower().replace(" ", "").replace("_", "")
-    if key not in DEPLOYMENT_TARGETS:
-        raise AnecError(f"unknown deployment target {name!r}", hint=f"use one of {', '.join(DEPLOYMENT_TARGETS)}")
-    return DeploymentTarget(key, DEPLOYMENT_TARGETS[key])
-
-
-def mil_name(name: str) -> str:
-    """`name` as a MIL identifier: letters, digits and underscores, not starting with a digit."""
-    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "v"
-    return f"v_{cleaned}" if cleaned[0].isdigit() else cleaned
-
-
-INPUT_NAMES_KEY = "anec.inputs"
-OUTPUT_NAMES_KEY = "anec.outputs"
-"""User-defined metadata of a package: the model's original input/output names, in MIL order."""
-
-
-@contextlib.contextmanager
-def quiet_coremltools():
-    """coremltools logs import warnings (no Core ML runtime on Linux) and draws progress bars."""
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    with contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
-def emit_coreml(model: CompiledModel, path: Path) -> None:
-    """Write `model` as the `.mlpackage` folder `path`."""
+def emit_coreml(module: ModuleOp, path: Path, options: EmitOptions) -> None:
+    """Write the graph-level `module` as the `.mlpackage` folder `path`."""
     if path.suffix != ".mlpackage":
         raise AnecError(f"{path}: a Core ML package must be named *.mlpackage", hint="use -o NAME.mlpackage")
-    program, target = core_ml_program(model)
-    write_package(program, path, target, model_metadata(model, target))
+    program, target = core_ml_program(module, options.deployment_target)
+    write_package(program, path, target, package_metadata(module, options.chip, target))
 
 
 BACKEND_PASSES = ("mil_backend::adjust_io_to_supported_types", "nn_backend::handle_unused_inputs")
@@ -96,15 +48,16 @@ BACKEND_PASSES = ("mil_backend::adjust_io_to_supported_types", "nn_backend::hand
 outputs) and a use for every input. Everything else was done by anec's own passes."""
 
 
-def core_ml_program(model: CompiledModel) -> tuple[Program, DeploymentTarget]:
-    """The pymil program of `model`, as it is serialized (a package or MIL text)."""
-    target = deployment_target(model.options.deployment_target)
+def core_ml_program(module: ModuleOp, deployment: str) -> tuple[Program, DeploymentTarget]:
+    """The pymil program of `module` for the deployment target named `deployment`, as it is
+    serialized (a package or MIL text)."""
+    target = deployment_target(deployment)
     with quiet_coremltools():
         from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 
         from anec.emit.mil import build_program
 
-        program = build_program(model.ir, target)
+        program = build_program(module, target)
         for name in BACKEND_PASSES:
             PASS_REGISTRY[name](program)
         try:
@@ -114,12 +67,26 @@ def core_ml_program(model: CompiledModel) -> tuple[Program, DeploymentTarget]:
     return program, target
 
 
-def model_metadata(model: CompiledModel, target: DeploymentTarget) -> dict[str, str]:
-    from anec.interpreter import entry_function, input_names, output_names
-
-    fn = entry_function(model.ir)
+def package_metadata(module: ModuleOp, chip: str, target: DeploymentTarget) -> dict[str, str]:
+    """The user metadata of a package: original I/O names, the chip and the deployment target."""
+    fn = entry_function(module)
     return {INPUT_NAMES_KEY: json.dumps(input_names(fn)), OUTPUT_NAMES_KEY: json.dumps(output_names(fn)),
-            "anec.target": model.target.name, "anec.deployment_target": target.name}
+            "anec.target": chip, "anec.deployment_target": target.name}
+
+
+class KeyOrdered:
+    """A Core ML spec that serializes its map fields (the package metadata) in key order.
+
+    protobuf's default order follows the process's string-hash seed, so two runs would write
+    different `model.mlmodel` bytes for the same model; `_create_mlpackage` only calls
+    `SerializeToString()`, which this gives deterministically.
+    """
+
+    def __init__(self, spec: Any):
+        self.spec = spec
+
+    def SerializeToString(self) -> bytes:
+        return self.spec.SerializeToString(deterministic=True)
 
 
 def write_package(program: Program, path: Path, target: DeploymentTarget, metadata: dict[str, str]) -> None:
@@ -137,4 +104,4 @@ def write_package(program: Program, path: Path, target: DeploymentTarget, metada
         with tempfile.TemporaryDirectory(prefix="anec-weights-") as weights_dir:
             spec = mil_to_spec(program, weights_dir, specification_version=target.opset.value, convert_to="mlprogram")
             spec.description.metadata.userDefined.update({"com.github.apple.coremltools.version": ct.__version__, **metadata})
-            _create_mlpackage(spec, weights_dir, str(path))
+            _create_mlpackage(KeyOrdered(spec), weights_dir, str(path))  # type: ignore[arg-type]

@@ -29,9 +29,11 @@ from xdsl.ir import Operation, SSAValue
 
 from anec.dialects import ane, host
 from anec.dialects.ane import shape_of, values
-from anec.emit.coreml import DeploymentTarget, mil_name
+from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
-from anec.interpreter import NAME_ATTR, entry_function, input_names, output_names
+from anec.host_kernels import python_value, run_host_op
+from anec.interpreter import entry_function, input_names, output_names
+from anec.mlpackage import DeploymentTarget, mil_name
 from anec.weights import WeightStore, const_value, store_of
 
 Handler = Callable[[Operation, "Lowering"], Var | Sequence[Var]]
@@ -335,7 +337,7 @@ UNARY: dict[str, UnaryBuilder] = {
 
 @lowers(*(cls for cls in ane.UNARY_OPS.values() if cls is not ane.GeluOp))
 def _unary(op: ane.UnaryOp, low: Lowering) -> Var:
-    return UNARY[op.name.removeprefix("ane.")](low.var(op.input), *op.param_values(), low.name(op), low)
+    return UNARY[ane.kind(op)](low.var(op.input), *op.param_values(), low.name(op), low)
 
 
 @lowers(ane.GeluOp)
@@ -716,8 +718,6 @@ def _split(op: ane.SplitOp, low: Lowering) -> Sequence[Var]:
 
 
 def attr(op: host.HostOp, key: str, default: Any = None) -> Any:
-    from anec.runtime.host import python_value
-
     value = op.attrs.data.get(key)
     return default if value is None else python_value(value)
 
@@ -802,8 +802,6 @@ def _onnx_cumsum(op: host.HostOp, low: Lowering) -> Var:
 @lowers("onnx.Shape", "onnx.Size", "onnx.ConstantOfShape", "onnx.Range")
 def _onnx_static(op: host.HostOp, low: Lowering) -> Var:
     """Ops whose result follows from static shapes and constant operands: folded to a constant."""
-    from anec.runtime.host import run_host_op
-
     args = [low.constant(v) if low.constant(v) is not None else np.zeros(shape_of(v), np.float32) for v in op.args]
     if op.op_name.data in ("onnx.ConstantOfShape", "onnx.Range") and any(low.constant(v) is None for v in op.args):
         raise unsupported(op, "its operands must be constants (MIL programs have static shapes)")

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+from xdsl.dialects.builtin import ModuleOp
 
-from anec.emit.coreml import DeploymentTarget, core_ml_program
+from anec.emit.coreml import core_ml_program
+from anec.emit.options import EmitOptions
+from anec.mlpackage import DeploymentTarget
 
 if TYPE_CHECKING:
     from coremltools.converters.mil.mil import Program
 
-    from anec.pipeline import CompiledModel
 
 WEIGHTS_PATH = "@model_path/weights/weight.bin"
 ALIGNMENT = 64
@@ -44,9 +46,9 @@ BLOB_DTYPES: dict[np.dtype, int] = {
 """numpy dtype -> MILBlob data type code."""
 
 
-def emit_mil_text(model: CompiledModel, path: Path) -> None:
-    """Write the folder `path` with `model.mil` and `weights/weight.bin`."""
-    program, target = core_ml_program(model)
+def emit_mil_text(module: ModuleOp, path: Path, options: EmitOptions) -> None:
+    """Write the folder `path` with `model.mil` and `weights/weight.bin` for the graph-level `module`."""
+    program, target = core_ml_program(module, options.deployment_target)
     (path / "weights").mkdir(parents=True)
     with open(path / "weights" / "weight.bin", "wb") as blob_file:
         blobs = BlobWriter(blob_file)

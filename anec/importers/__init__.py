@@ -13,6 +13,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from anec.errors import AnecError
+from anec.weights import copy_module
 
 InputShapes = Mapping[str, Sequence[int]]
 
@@ -21,8 +22,6 @@ def import_model(model: Any, *, input_shapes: InputShapes | None = None, example
     """A module whose `@main` function computes `model`; weights are attached to it. An already
     imported module is copied, so one import can be compiled for several chips."""
     if isinstance(model, ModuleOp):  # passes prune and add weights, so the copy gets its own store
-        from anec.weights import copy_module
-
         return copy_module(model)
     if isinstance(model, str | Path):
         path = Path(model)

@@ -34,11 +34,10 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
+from anec.dialects.discardable import NAME_ATTR
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
 from anec.types import numpy_dtype, xdsl_element_type
-
-NAME_ATTR = "ane.name"
 
 # ------------------------------------------------------------------------------------------------
 # dtypes
@@ -61,13 +60,6 @@ _TORCH_OF_NUMPY = {np.dtype(d): t for t, d in ((t, numpy_of(t)) for t in (
 
 def torch_dtype_of(v: SSAValue) -> torch.dtype:
     return _TORCH_OF_NUMPY[numpy_dtype(element_type_of(v))]
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.contiguous().numpy()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1014,34 +1006,3 @@ def _same(a: Any, b: Any) -> bool:
         return (type(a) is type(b) and a == b) or (a is None and b is None)
     except Exception:
         return False
-
-
-def decode_arguments(op: HostOp, tensors: Sequence[torch.Tensor]) -> tuple[Any, dict[str, Any]]:
-    """The OpOverload and the keyword arguments a host op encodes (the inverse of `host_op`)."""
-    namespace, name, overload = op.op_name.data.split(".")
-    target = getattr(getattr(getattr(torch.ops, namespace), name), overload)
-    attrs = op.attrs.data
-    kwargs = {arg.name: _decode(attrs[arg.name], "Tensor" in str(arg.type), tensors)
-              for arg in target._schema.arguments if arg.name in attrs}
-    return target, kwargs
-
-
-def _decode(attr: Attribute, is_tensor: bool, tensors: Sequence[torch.Tensor]) -> Any:
-    match attr:
-        case UnitAttr():
-            return None
-        case ArrayAttr():
-            return [_decode(a, is_tensor, tensors) for a in attr.data]
-        case IntegerAttr() if is_tensor:
-            return tensors[attr.value.data]
-        case IntegerAttr() if attr.type.width.data == 1:
-            return bool(attr.value.data)
-        case IntegerAttr():
-            return int(attr.value.data)
-        case FloatAttr():
-            return float(attr.value.data)
-        case StringAttr() if attr.data.startswith("torch."):
-            return getattr(torch, attr.data.removeprefix("torch."))
-        case StringAttr():
-            return attr.data
-    raise AnecError(f"host-op attribute {attr} has no ATen equivalent")

@@ -41,15 +41,19 @@ from xdsl.utils.exceptions import VerifyException
 
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
+from anec.dialects.discardable import (
+    ARG_SLOTS_ATTR,
+    CAPTURED_ATTR,
+    NAME_ATTR,
+    REASON_ATTR,
+    RESULT_SLOTS_ATTR,
+)
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
+from anec.host_kernels import evaluate_onnx_node
 from anec.importers.onnx_load import node_label, order_nodes, outer_names, walk_nodes
-from anec.runtime.host import ARG_SLOTS_ATTR, CAPTURED_ATTR, RESULT_SLOTS_ATTR, evaluate_onnx_node
 from anec.types import numpy_dtype, xdsl_element_type
 from anec.weights import WeightStore, const_value, make_const, numpy_to_dense
-
-NAME_ATTR = "ane.name"
-REASON_ATTR = "ane.reason"
 
 Value = SSAValue | np.ndarray
 """What an ONNX name refers to during import: an SSA value, or a constant not yet materialized."""
@@ -584,7 +588,7 @@ def _static_type(t: TypeProto | None, node: Node, out: str) -> TensorType:
 
 
 def xdsl_attribute(attr: onnx.AttributeProto, node: Node) -> Attribute:
-    """An ONNX attribute as an xDSL attribute of a host op (`anec.runtime.host` reads it back)."""
+    """An ONNX attribute as an xDSL attribute of a host op (`anec.host_kernels` reads it back)."""
     A = onnx.AttributeProto
     match attr.type:
         case A.FLOAT:

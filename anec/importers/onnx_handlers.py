@@ -22,7 +22,7 @@ from xdsl.ir import Operation, SSAValue
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.importers.onnx_graph import GraphBuilder, Handler, Node, NotOnAne, Value
-from anec.types import xdsl_element_type
+from anec.types import numpy_dtype, xdsl_element_type
 
 
 @dataclass(frozen=True)
@@ -604,8 +604,6 @@ def _affine(b: GraphBuilder, name: str, shape: Sequence[int], like: SSAValue, fi
 
 
 def _np(v: SSAValue) -> np.dtype:
-    from anec.types import numpy_dtype
-
     return numpy_dtype(v.type.element_type)  # type: ignore[union-attr]
 
 

@@ -34,20 +34,20 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
+from anec.dialects.discardable import NAME_ATTR
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
+from anec.host_kernels.aten import to_numpy
 from anec.importers.aten import (
     EMITS,
     HANDLERS,
     HELPER_OPS,
-    NAME_ATTR,
     NO_OP,
     Declined,
     Emitter,
     element_type,
     host_op,
     op_key,
-    to_numpy,
 )
 from anec.weights import WeightStore, attach, make_const
 

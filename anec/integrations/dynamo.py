@@ -40,11 +40,14 @@ from xdsl.ir import Operation
 
 from anec.analysis import flops
 from anec.dialects import ane
+from anec.dialects.discardable import NAME_ATTR, source_name
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
-from anec.importers.aten import NAME_ATTR, to_numpy
+from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
 from anec.legality import legality
+from anec.pipeline import GRAPH_PASSES, CompileOptions, run_pipeline
+from anec.pipeline import compile as compile_model
 from anec.targets import Target, get_target
 
 RUNTIME_EMIT = "descriptors"
@@ -258,19 +261,13 @@ def ops_by_node(module: ModuleOp, graph: fx.Graph, target: str) -> dict[fx.Node,
     Passes give the ops they make the name of the op they replace (`ane.name`, suffixed after '#'),
     so each op is traced back to its FX node; constants are left out.
     """
-    from anec.context import make_context
-    from anec.pipeline import CompileOptions, build_passes
-
-    ctx = make_context()
-    for p in build_passes(CompileOptions(target=target, emit=RUNTIME_EMIT)):
-        if p.name == PARTITION_PASS:
-            break
-        p.apply(ctx, module)
+    before_partition = GRAPH_PASSES[GRAPH_PASSES.index(PARTITION_PASS) - 1]
+    run_pipeline(module, CompileOptions(target=target, emit=RUNTIME_EMIT, stop_after=before_partition))
     nodes = {n.name: n for n in graph.nodes}
     grouped: dict[fx.Node, list[Operation]] = {}
     for op in module.walk():
         name = op.attributes.get(NAME_ATTR)
-        if isinstance(name, StringAttr) and not isinstance(op, ane.ConstOp) and (node := nodes.get(name.data.split("#")[0])):
+        if isinstance(name, StringAttr) and not isinstance(op, ane.ConstOp) and (node := nodes.get(source_name(name.data))):
             grouped.setdefault(node, []).append(op)
     return grouped
 
@@ -310,8 +307,6 @@ class AnePartition(torch.nn.Module):
 
     def __init__(self, graph: fx.GraphModule, target: str):
         super().__init__()
-        from anec.pipeline import compile as compile_model
-
         output = next(n for n in graph.graph.nodes if n.op == "output").args[0]
         self.returns_tuple = isinstance(output, list | tuple)
         self.compiled = compile_model(graph, target=target, emit=RUNTIME_EMIT)

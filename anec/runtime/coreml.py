@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from anec.emit.coreml import INPUT_NAMES_KEY, OUTPUT_NAMES_KEY, quiet_coremltools
 from anec.errors import AnecError
+from anec.mlpackage import INPUT_NAMES_KEY, OUTPUT_NAMES_KEY, quiet_coremltools
 
 COMPUTE_UNITS = ("CPU_AND_NE", "ALL", "CPU_ONLY", "CPU_AND_GPU")
 

@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from anec.dialects import ane, host
+from anec.dialects.discardable import NAME_ATTR
 from anec.weights import WeightStore, attach, make_const
 
 
@@ -86,8 +87,8 @@ def stages_module(shapes: Sequence[Sequence[int]], stages: Sequence[Stage]) -> M
         values = stage(outer, store, values, i)
     outer.add_op(func.ReturnOp(*values))
     fn = func.FuncOp("main", ([a.type for a in outer.args], [v.type for v in values]), Region(outer))
-    fn.properties["arg_attrs"] = ArrayAttr([DictionaryAttr({"ane.name": StringAttr(f"x{i}")}) for i in range(len(shapes))])
-    fn.properties["res_attrs"] = ArrayAttr([DictionaryAttr({"ane.name": StringAttr(f"y{i}")}) for i in range(len(values))])
+    fn.properties["arg_attrs"] = ArrayAttr([DictionaryAttr({NAME_ATTR: StringAttr(f"x{i}")}) for i in range(len(shapes))])
+    fn.properties["res_attrs"] = ArrayAttr([DictionaryAttr({NAME_ATTR: StringAttr(f"y{i}")}) for i in range(len(values))])
     module = ModuleOp([fn])
     attach(module, store)
     return module

@@ -31,21 +31,6 @@ from typing import TypeVar
 import numpy as np
 
 from anec import kernels
-from anec.descriptors.ops import (
-    BINARY,
-    COORDINATE_MODES,
-    LUT_KNOTS,
-    MAC_KINDS,
-    NEAREST_MODES,
-    NEURONS,
-    NORMS,
-    PAD_MODES,
-    POOLS,
-    REDUCTIONS,
-    RESIZE_MODES,
-    Coeff,
-    Kind,
-)
 from anec.descriptors.program import (
     WEIGHT_SLOT,
     Buffer,
@@ -60,6 +45,21 @@ from anec.descriptors.program import (
     src2_view,
 )
 from anec.errors import AnecError
+from anec.isa.tasks import (
+    BINARY,
+    COORDINATE_MODES,
+    LUT_KNOTS,
+    MAC_KINDS,
+    NEAREST_MODES,
+    NEURONS,
+    NORMS,
+    PAD_MODES,
+    POOLS,
+    REDUCTIONS,
+    RESIZE_MODES,
+    Coeff,
+    Kind,
+)
 from anec.sim import fp16_kernels
 from anec.sim.fp16_kernels import BINARY_OPS, Fp16Kernels, fp16, store_fp16, widening_table
 from anec.targets import Numerics, get_target

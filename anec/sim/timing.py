@@ -21,8 +21,9 @@ Per task, two overlapping times: the engine's (a fixed overhead plus compute) an
   predicted time.
 
 Every parameter is a `Fact` of `anec.targets`, fitted to the published measurements
-(`anec.sim.calibration`) by `benchmarks/timing_calibration.py --fit`, which also prints each error. The same `Work` record describes a decoded task and a
-graph-level `ane` op, so the report's per-op prediction and `anec profile` share one model.
+(`anec.calibration`) by `benchmarks/timing_calibration.py --fit`, which also prints each error.
+The same `Work` record describes a decoded task and a graph-level `ane` op, so the report's per-op
+prediction and `anec profile` share one model.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from typing import Literal
 from xdsl.ir import Operation
 
 from anec.analysis import activation_operands, ane_bytes, flops, largest_operand_bytes, weight_bytes
-from anec.descriptors.ops import DMA_KINDS, NE_KINDS, NEURONS, Coeff, Kind, active_cores, ocg_size
 from anec.descriptors.program import (
     FIRST_IO_SLOT,
     WEIGHT_SLOT,
@@ -50,7 +50,17 @@ from anec.descriptors.program import (
 )
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
-from anec.report import TILE_SUFFIX
+from anec.dialects.discardable import tile_origin
+from anec.isa.tasks import (
+    DMA_KINDS,
+    NE_KINDS,
+    NEURONS,
+    Coeff,
+    Kind,
+    active_cores,
+    mode_name,
+    ocg_size,
+)
 from anec.targets import Target, get_target
 
 Engine = Literal["ne", "pe", "dma"]
@@ -277,8 +287,6 @@ class ProgramTime:
 
 def describe(task: Task) -> str:
     """A short label of what a task does: kind, mode and activation."""
-    from anec.descriptors.ops import mode_name
-
     text = task.kind.name.lower()
     if task.kind in (Kind.ELEMENTWISE, Kind.REDUCE, Kind.POOL, Kind.NORM, Kind.RESIZE):
         text += f".{mode_name(task.kind, task.mode)}"
@@ -292,7 +300,7 @@ def program_time(program: Program, target: Target | None = None) -> ProgramTime:
     times = []
     read_by_op: dict[str, set[tuple[int, int]]] = {}
     for i, task in enumerate(program.tasks):
-        read = read_by_op.setdefault(task.name.split(TILE_SUFFIX)[0], set())
+        read = read_by_op.setdefault(tile_origin(task.name), set())
         work = task_work(program, i, target, read)
         read |= source_keys(task)
         shape = task.out_extents

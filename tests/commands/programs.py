@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from anec.descriptors.binary import encode
+from anec.descriptors.build import anec_file
 from anec.dialects import ane
-from anec.emit.descriptors import anec_file
-from anec.runtime import lowered
+from anec.pipeline import lower_segments
 from anec.sim.builders import host_stage, segment, stages_module
 
 
@@ -21,7 +21,7 @@ def write_program(folder: Path) -> tuple[Path, Path]:
     """(the .anec file, an input .npy for x0)."""
     module = stages_module([(1, 8, 6, 6)], [segment(conv_relu), host_stage("onnx.Neg"), segment(conv_relu)])
     program = folder / "model.anec"
-    program.write_bytes(encode(anec_file(lowered(module, "h13"), "h13")))
+    program.write_bytes(encode(anec_file(lower_segments(module, "h13"), "h13")))
     x = folder / "x.npy"
     np.save(x, np.random.default_rng(0).standard_normal((1, 8, 6, 6)).astype(np.float32))
     return program, x

@@ -22,11 +22,12 @@ from anec.descriptors.binary import (
     decode,
     encode,
 )
+from anec.descriptors.build import anec_file
 from anec.descriptors.program import AnecFile
 from anec.dialects import ane
-from anec.emit.descriptors import anec_file
 from anec.errors import AnecError
-from anec.runtime import lowered, run_file
+from anec.pipeline import lower_segments
+from anec.runtime import run_file
 from anec.sim.builders import host_stage, segment, stages_module
 
 
@@ -41,7 +42,7 @@ def _second(b, x):
 
 def model() -> AnecFile:
     module = stages_module([(1, 8, 6, 6), (1, 8, 5, 6)], [segment(_first), host_stage("onnx.Relu"), segment(_second)])
-    return anec_file(lowered(module, "h13"), "h13")
+    return anec_file(lower_segments(module, "h13"), "h13")
 
 
 BASE = encode(model())

@@ -29,7 +29,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from anec.dialects import ane, host
-from anec.interpreter import NAME_ATTR
+from anec.dialects.discardable import NAME_ATTR
 from anec.types import xdsl_element_type
 from anec.weights import WeightStore, attach, make_const
 

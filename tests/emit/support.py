@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from anec.emit.coreml import mil_name
+from anec.mlpackage import mil_name
 from anec.pipeline import CompiledModel, CompileOptions
 from anec.report import build_report
 from anec.targets import get_target

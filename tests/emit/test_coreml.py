@@ -23,9 +23,10 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block, Region
 
 from anec.dialects import ane, host
-from anec.emit.coreml import INPUT_NAMES_KEY, OUTPUT_NAMES_KEY
+from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
-from anec.interpreter import NAME_ATTR, interpret
+from anec.interpreter import interpret
+from anec.mlpackage import INPUT_NAMES_KEY, OUTPUT_NAMES_KEY
 from anec.weights import WeightStore, attach
 from tests.emit.ir_cases import CASES, build_module
 from tests.emit.support import (

@@ -106,7 +106,7 @@ def _convert(model, inputs: dict[str, np.ndarray], path: Path, target: str, fp16
     """(the package's MIL read back, eager outputs)."""
     import coremltools as ct
 
-    from anec.emit.coreml import quiet_coremltools
+    from anec.mlpackage import quiet_coremltools
 
     args = tuple(torch.from_numpy(v) for v in inputs.values())
     with torch.no_grad():
@@ -169,7 +169,7 @@ def test_interpreter_rejects_an_op_it_does_not_know():
     """An unknown op is an error, never a silently skipped op."""
     from coremltools.converters.mil.mil import Builder as mb
 
-    from anec.emit.coreml import quiet_coremltools
+    from anec.mlpackage import quiet_coremltools
 
     with quiet_coremltools():
         @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3))])

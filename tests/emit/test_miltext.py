@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anec.emit.coreml import deployment_target
 from anec.emit.miltext import ALIGNMENT, BLOB_DTYPES, SENTINEL, BlobWriter, MilTextPrinter
+from anec.mlpackage import deployment_target
 from tests.emit.ir_cases import CASES, build_module
 from tests.emit.support import compiled_model, dtype_name, emit_package
 

@@ -10,9 +10,10 @@ import anec
 from anec.analysis import largest_operand_bytes, weight_bytes
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
+from anec.dialects.discardable import TILE_OF_ATTR
 from anec.legality import legality
 from anec.lowering.tile import TilePass
-from anec.report import TILE_OF_ATTR, build_report
+from anec.report import build_report
 from anec.targets import TARGETS, get_target
 from tests.lowering.graphs import assert_same_results, ops_named, run_pass, segment_graph
 

@@ -21,8 +21,8 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block, Region
 
 from anec.dialects import ane
+from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
-from anec.interpreter import NAME_ATTR
 from anec.runtime.coreml import core_ml_feeds, named_outputs, predict
 from anec.weights import WeightStore, attach
 from tests.emit.support import compiled_model

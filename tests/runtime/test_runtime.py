@@ -29,7 +29,7 @@ def test_run_uses_the_simulator_not_the_interpreter() -> None:
     model = compiled(segment_module([(1, 2, 1, 1)], saturating_sum))
     x = {"x0": np.full((1, 2, 1, 1), 16384.0, np.float32)}
     assert model.run(x)["y0"].item() == np.inf                  # the MAC port saturates at 2^15
-    assert run_interpreted(model, x)["y0"].item() == 32768.0     # the interpreter has no MAC port
+    assert run_interpreted(model.ir, x)["y0"].item() == 32768.0     # the interpreter has no MAC port
 
 
 def conv_relu(b, x):
@@ -40,7 +40,7 @@ def test_host_ops_run_on_the_cpu_between_programs() -> None:
     module = stages_module([(1, 8, 6, 6)], [segment(conv_relu), host_stage("onnx.Neg"), segment(conv_relu)])
     x = {"x0": np.random.default_rng(0).standard_normal((1, 8, 6, 6)).astype(np.float32)}
     model = compiled(module)
-    got, want = model.run(x)["y0"], run_interpreted(model, x)["y0"]
+    got, want = model.run(x)["y0"], run_interpreted(model.ir, x)["y0"]
     assert error(got, want).ok and np.abs(got).max() > 0
 
 

@@ -7,8 +7,9 @@ import pytest
 
 import anec
 from anec.descriptors.binary import decode, encode
-from anec.emit.descriptors import anec_file
-from anec.runtime import lowered, run_file
+from anec.descriptors.build import anec_file
+from anec.pipeline import lower_segments
+from anec.runtime import run_file
 from anec.runtime.check import error
 from tests import zoo
 
@@ -20,7 +21,7 @@ def test_zoo_model_simulates_like_onnxruntime(name: str, target: str) -> None:
     path = zoo.onnx_model(name, "legacy")
     feeds = zoo.inputs(name)
     compiled = anec.compile(str(path), target=target, emit="descriptors")
-    data = encode(anec_file(lowered(compiled.ir, compiled.target.arch), compiled.target.arch))
+    data = encode(anec_file(lower_segments(compiled.ir, compiled.target.arch), compiled.target.arch))
     assert encode(decode(data)) == data
     got = run_file(decode(data), feeds)
     reference = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)

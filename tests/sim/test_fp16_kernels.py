@@ -211,13 +211,13 @@ def test_bad_buffers_are_refused() -> None:
 def test_programs_run_the_same_with_either_kernels() -> None:
     """Every simulator test case gives the same output bits with the C kernels and the numpy twins,
     on ordinary inputs and on inputs large enough to saturate the MAC port and overflow fp16."""
-    from anec.runtime import module_descriptors
+    from anec.pipeline import descriptor_program
     from anec.sim.builders import segment_module
     from anec.sim.functional import Machine
     from tests.sim.test_functional import ARCH, CASES, inputs_for
 
     for case, (shapes, build) in CASES.items():
-        file = module_descriptors(segment_module(shapes, build), ARCH.get(case, "h13"))
+        file = descriptor_program(segment_module(shapes, build), ARCH.get(case, "h13"))
         for program in file.programs:
             for scale in (1.0, 3000.0):
                 inputs = [x * np.float32(scale) for x in inputs_for([tuple(b.shape) for b in program.inputs])]

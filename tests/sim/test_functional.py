@@ -15,7 +15,8 @@ import pytest
 
 from anec.dialects import ane
 from anec.interpreter import interpret
-from anec.runtime import module_descriptors, run_file
+from anec.pipeline import descriptor_program
+from anec.runtime import run_file
 from anec.sim.builders import SegmentBuilder, segment_module
 
 Build = Callable[[SegmentBuilder, list], Sequence]
@@ -145,7 +146,7 @@ def test_simulator_matches_the_interpreter(case: str) -> None:
     module = segment_module(shapes, build)
     feeds = inputs_for(shapes)
     expected = interpret(module, feeds)
-    got = list(run_file(module_descriptors(module, ARCH.get(case, "h13")), feeds).values())
+    got = list(run_file(descriptor_program(module, ARCH.get(case, "h13")), feeds).values())
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         assert g.shape == e.shape and g.dtype == e.dtype
@@ -156,11 +157,11 @@ def test_simulator_matches_the_interpreter(case: str) -> None:
 
 def test_windows_cost_no_tasks() -> None:
     """Pieces of a concatenation are written in place, and slices are read in place: no copy tasks."""
-    from anec.descriptors.ops import Kind
+    from anec.isa.tasks import Kind
 
     for case in ("concat-in-place-nested", "slice-window-into-conv"):
         shapes, build = CASES[case]
-        program = module_descriptors(segment_module(shapes, build), "h13").programs[0]
+        program = descriptor_program(segment_module(shapes, build), "h13").programs[0]
         assert Kind.COPY not in [t.kind for t in program.tasks], case
 
 
@@ -170,7 +171,7 @@ def test_output_channel_tiles_run_as_one_gemm(case: str, channels: int) -> None:
     from anec.sim.functional import Machine
 
     shapes, build = CASES[case]
-    program = module_descriptors(segment_module(shapes, build), "h13").programs[0]
+    program = descriptor_program(segment_module(shapes, build), "h13").programs[0]
     machine = Machine.for_program(program)
     assert len(program.tasks) == 3 and len(machine.plan) == 1 and machine.plan[0].out_extents[2] == channels
 

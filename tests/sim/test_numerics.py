@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from anec.dialects import ane
-from anec.runtime import module_descriptors, run_file
+from anec.pipeline import descriptor_program
+from anec.runtime import run_file
 from anec.sim.builders import segment_module
 from tests.sim.support import float32_samples
 
@@ -15,7 +16,7 @@ F16 = np.float16
 
 
 def simulate(module, inputs: list[np.ndarray], arch: str = "h13", **options) -> list[np.ndarray]:
-    file = module_descriptors(module, arch, {"to-anehw": options} if options else None)
+    file = descriptor_program(module, arch, {"to-anehw": options} if options else None)
     return [v.astype(np.float32) for v in run_file(file, inputs).values()]
 
 

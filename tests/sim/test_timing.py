@@ -8,11 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
-from anec.dialects import ane
-from anec.report import build_report
-from anec.runtime import lowered, module_descriptors
-from anec.sim.builders import segment_module
-from anec.sim.calibration import (
+from anec.calibration import (
     M1_MEASUREMENTS,
     M5_LATENCIES,
     conv1x1_chain,
@@ -25,6 +21,10 @@ from anec.sim.calibration import (
     predict,
     vector_matmul,
 )
+from anec.dialects import ane
+from anec.pipeline import descriptor_program, lower_segments
+from anec.report import build_report
+from anec.sim.builders import segment_module
 from anec.sim.timing import Cost, op_seconds, pipelined_s, program_time
 from anec.targets import DVFS, FITTED, get_target
 
@@ -32,7 +32,7 @@ M1 = get_target("m1")
 
 
 def predicted(module, target=M1):
-    return program_time(module_descriptors(module, target.arch).programs[0], target)
+    return program_time(descriptor_program(module, target.arch).programs[0], target)
 
 
 def _m5_points_from_the_data() -> list[tuple[float, float]]:
@@ -161,7 +161,7 @@ def test_report_predicts_every_op_and_the_latency_for_both_routes() -> None:
     module = segment_module([(1, 32, 14, 14)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.ConvOp(
         x[0], b.random((32, 32, 3, 3), 0.1), pads=[1, 1, 1, 1]))))])
     graph = build_report(module, M1)
-    tasks = build_report(lowered(module, "h13"), M1)
+    tasks = build_report(lower_segments(module, "h13"), M1)
     for report in (graph, tasks):
         ane_ops = [r for r in report.ops if r.placement == "ane" and r.op in ("conv", "relu")]
         assert len(ane_ops) == 2 and all(r.predicted_s and r.predicted_s > 0 for r in ane_ops)
@@ -174,8 +174,8 @@ def test_the_report_latency_is_the_program_model_not_a_sum_of_ops() -> None:
     m5 = get_target("m5-max")
     module = segment_module([(1, 256, 16, 16)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.ConvOp(
         b.add(ane.ConvOp(x[0], b.random((256, 256, 3, 3), 0.01), pads=[1, 1, 1, 1])), b.random((256, 256, 1, 1), 0.01)))))])
-    tasks = build_report(lowered(module, m5.arch), m5)
-    programs = module_descriptors(module, m5.arch).programs
+    tasks = build_report(lower_segments(module, m5.arch), m5)
+    programs = descriptor_program(module, m5.arch).programs
     assert tasks.predicted_latency_s == pytest.approx(sum(program_time(p, m5).total_s for p in programs))
     summed = sum(r.predicted_s or 0.0 for r in tasks.ops) + tasks.segments * m5.perf.dispatch_floor_s.value
     assert tasks.predicted_latency_s < summed  # weight streams hide behind the previous task's compute
@@ -197,7 +197,7 @@ def test_each_cost_names_the_term_that_bounds_it() -> None:
 
 
 def test_the_report_names_what_bounds_each_ane_op() -> None:
-    report = build_report(lowered(vector_matmul(2048), "h17s"), get_target("m5-max"))
+    report = build_report(lower_segments(vector_matmul(2048), "h17s"), get_target("m5-max"))
     conv = next(r for r in report.ops if r.op == "conv")
     assert conv.tiles > 1 and conv.bound == "weights"
     assert report.to_json()["ops"][report.ops.index(conv)]["bound"] == "weights"

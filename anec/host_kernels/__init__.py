@@ -21,8 +21,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute
 
+from anec.dialects.discardable import ARG_SLOTS_ATTR, CAPTURED_ATTR, RESULT_SLOTS_ATTR
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
+from anec.weights import dense_to_numpy
 
 HostRunner = Callable[[HostOp, list[np.ndarray]], list[np.ndarray]]
 RUNNERS: dict[str, HostRunner] = {}
@@ -53,20 +55,11 @@ def python_value(attr: Attribute) -> object:
         case ArrayAttr():
             return [python_value(a) for a in attr.data]
         case DenseIntOrFPElementsAttr():
-            from anec.weights import dense_to_numpy
-
             return dense_to_numpy(attr)
     raise AnecError(f"host-op attribute {attr} has no Python equivalent")
 
 
 _ONNX_CACHE: weakref.WeakKeyDictionary[HostOp, object] = weakref.WeakKeyDictionary()
-
-ARG_SLOTS_ATTR = "host.arg_slots"
-"""On a host op whose source op skips optional inputs: the input position of each operand."""
-RESULT_SLOTS_ATTR = "host.result_slots"
-"""On a host op whose source op skips optional outputs: the output position of each result."""
-CAPTURED_ATTR = "host.captured"
-"""On a host op whose subgraphs read values of the enclosing graph: their names, one per trailing operand."""
 
 
 def _slots(op: HostOp, key: str, count: int) -> list[int]:
@@ -196,13 +189,6 @@ def evaluate_onnx_node(node: object, opsets: Mapping[str, int], inputs: Sequence
 @runner("aten")
 def run_aten(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """One ATen op, eagerly in torch (imported only when a model has ATen host ops)."""
-    import torch
+    from anec.host_kernels import aten
 
-    from anec.importers.aten import decode_arguments, to_numpy
-
-    tensors = [torch.from_numpy(np.array(x)) for x in inputs]
-    target, kwargs = decode_arguments(op, tensors)
-    with torch.no_grad():
-        result = target(**kwargs)
-    results = result if isinstance(result, list | tuple) else [result]
-    return [to_numpy(t) for t in results if isinstance(t, torch.Tensor)]
+    return aten.run(op, inputs)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from anec.descriptors.fields import ANEC, ECO, GROUP_BY_NAME, TABLES, table_for
 from anec.errors import AnecError
+from anec.isa.fields import ANEC, ECO, GROUP_BY_NAME, TABLES, table_for
 from anec.targets import TARGETS, get_target
 
 H13 = TABLES["h13"]

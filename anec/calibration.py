@@ -7,8 +7,8 @@ leave-one-group-out check. Two sources:
 
 - M1 (h13): the figures of ane-hardware.md (sbryngelson/ane-guide); M5 Pro's peak slope from the
   same guide.
-- M5 Pro (h17s): ANEForge's 27 single-op latencies (`data/m5pro-single-op-latency.json`, MIT licence,
-  `data/LICENSE-ANEFORGE`); `min_us`, the minimum end-to-end call over 40 repetitions, dispatch
+- M5 Pro (h17s): ANEForge's 27 single-op latencies (`sim/data/m5pro-single-op-latency.json`, MIT
+  licence, `sim/data/LICENSE-ANEFORGE`); `min_us`, the minimum end-to-end call over 40 repetitions, dispatch
   included. Where the file leaves a shape open (pool window, group count) the workload says what we
   assumed.
 
@@ -31,11 +31,12 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from anec.dialects import ane
+from anec.pipeline import descriptor_program
 from anec.sim.builders import SegmentBuilder, segment_module
 from anec.sim.timing import ProgramTime, program_time
 from anec.targets import FIT_PARAMETERS, PUBLISHED, Fact, Performance, Target, get_target
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "sim" / "data"
 M5_LATENCIES = DATA / "m5pro-single-op-latency.json"
 
 DATA_SIGMA = 0.1
@@ -196,10 +197,8 @@ def measurements() -> tuple[Measurement, ...]:
 @cache
 def _baseline(m: Measurement) -> ProgramTime:
     """The decoded program of a measurement, costed once; refits only re-cost its tasks."""
-    from anec.runtime import module_descriptors
-
     target = get_target(m.target)
-    return program_time(module_descriptors(m.build(), target.arch).programs[0], target)
+    return program_time(descriptor_program(m.build(), target.arch).programs[0], target)
 
 
 def predict(m: Measurement, target: Target | None = None) -> float:

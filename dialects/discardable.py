@@ -1,0 +1,98 @@
+"""The discardable attributes anec puts on IR, declared once, beside the dialects that own them.
+
+Passes write them, and the report, the emitters and the runtime read them: every module that tags
+or reads an op imports its names and helpers from here (as xDSL's `gpu` dialect declares
+`gpu.known_block_size`), never from a consumer such as the report.
+
+Derived names: an op a pass makes in place of another is named `<source>#<what>` (`/conv1#tile3`,
+`/attn#layout`); `derived_name` builds such a name and `source_name` recovers the source.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from xdsl.dialects.builtin import ArrayAttr, StringAttr
+from xdsl.ir import Operation
+
+NAME_ATTR = "ane.name"
+"""On ops: the source-model node an op comes from. On function arguments and results: the I/O name."""
+REASON_ATTR = "ane.reason"
+"""On ops outside ANE segments: why the op is not on the ANE (the first failing legality rule)."""
+TILE_OF_ATTR = "ane.tile_of"
+"""On each op the tile pass makes: the `ane.name` of the op it was split from."""
+FP16_WARNINGS_ATTR = "ane.fp16_warnings"
+"""Findings of the fp16 lint on an op (strings)."""
+FP16_FIXES_ATTR = "ane.fp16_fixes"
+"""Rewrites the fp16 pass applied to an op (strings)."""
+FP16_PEAK_ATTR = "ane.fp16_peak"
+"""On each segment op calibrated by ane-fp16: the largest magnitude its output reached in float32."""
+OP_ATTR = "ane.op"
+"""On `anehw.task`s: the kind of `ane` op the task computes (`conv`, `matmul`, …)."""
+SOURCE_ATTR = "ane.source"
+"""On the module: the model file it was compiled from (so `anec run --check` finds the reference)."""
+WEIGHTS_FILE_ATTR = "ane.weights_file"
+"""On a saved module: the `.npz` weight store its `ane.const` handles refer into."""
+
+ARG_SLOTS_ATTR = "host.arg_slots"
+"""On a `host.op` whose source op skips optional inputs: each operand's position among them."""
+RESULT_SLOTS_ATTR = "host.result_slots"
+"""On a `host.op` whose source op skips optional outputs: each result's position among them."""
+CAPTURED_ATTR = "host.captured"
+"""On a `host.op` whose subgraphs read values of the enclosing graph: their names, one per trailing operand."""
+
+DERIVED_SEPARATOR = "#"
+TILE = "tile"
+"""Tiles are named `derived_name(<op name>, f"{TILE}{n}")`."""
+
+OpT = TypeVar("OpT", bound=Operation)
+
+
+def derived_name(base: str, what: str) -> str:
+    """The name of an op a pass made from the op named `base` (`what` says which piece or role)."""
+    return f"{base}{DERIVED_SEPARATOR}{what}" if what else base
+
+
+def source_name(name: str) -> str:
+    """The source-model name an op's (possibly derived) name comes from."""
+    return name.split(DERIVED_SEPARATOR, 1)[0]
+
+
+def name_of(op: Operation) -> str:
+    """The op's `ane.name`, or its op name when it has none."""
+    attr = op.attributes.get(NAME_ATTR)
+    return attr.data if isinstance(attr, StringAttr) else op.name
+
+
+def set_name(op: OpT, name: str) -> OpT:
+    op.attributes[NAME_ATTR] = StringAttr(name)
+    return op
+
+
+def string_attr(op: Operation, key: str) -> str | None:
+    """A string attribute's value, or None when the op lacks it."""
+    attr = op.attributes.get(key)
+    return attr.data if isinstance(attr, StringAttr) else None
+
+
+def notes(op: Operation, key: str) -> list[str]:
+    """The strings of an array-of-strings attribute (`ane.fp16_warnings`, `ane.fp16_fixes`)."""
+    attr = op.attributes.get(key)
+    return [a.data for a in attr.data if isinstance(a, StringAttr)] if isinstance(attr, ArrayAttr) else []
+
+
+def append_note(op: Operation, key: str, note: str) -> None:
+    """Add one string to an array-of-strings attribute, once."""
+    old = notes(op, key)
+    if note not in old:
+        op.attributes[key] = ArrayAttr([StringAttr(n) for n in [*old, note]])
+
+
+def tiled_name(origin: str, index: int) -> str:
+    """The name of the `index`-th tile of the op named `origin`."""
+    return derived_name(origin, f"{TILE}{index}")
+
+
+def tile_origin(name: str) -> str:
+    """The name of the op a tile (or a task lowered from one) was split from; `name` if not a tile."""
+    return name.split(f"{DERIVED_SEPARATOR}{TILE}", 1)[0]

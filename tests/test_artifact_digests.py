@@ -1,0 +1,116 @@
+"""Restructuring never changes what anec writes: the `.anec` and `.mlpackage` of the shipped example
+and the zoo models, for the M1 and the M4, hash to digests recorded before the change.
+
+A package's digest covers `model.mlmodel` (re-serialized with its map entries in key order, as
+`anec.emit.coreml` now writes it) and `weight.bin`, not `Manifest.json`, whose item identifiers
+are random UUIDs. Models are compiled from a `ModelProto` so no file path enters the `.anec` file.
+When a change is meant to alter an artifact, re-record with `python -m tests.test_artifact_digests
+[--slow]` and say why in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+import onnx
+import pytest
+
+import anec
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ("tiny", "bert-tiny", "resnet-tiny")
+SLOW = ("bert-base", "gpt2", "vit-b16", "resnet50", "mobilenetv2")
+TARGETS = ("m1", "m4")
+SUFFIXES = {"descriptors": ".anec", "coreml": ".mlpackage"}
+
+RECORDED: dict[tuple[str, str, str], str] = {
+    # recorded at ce59f31, before the one-direction-of-flow restructuring
+    ('tiny', 'm1', 'descriptors'): 'c52e529f3bf83dfa34f6848b06729822fe5ac99552ae0c6c13272adea73a539a',
+    ('tiny', 'm1', 'coreml'): 'dc74921c4f213fab9857dcf6a1a061679ee8fab03f094d876790f868988b3fc4',
+    ('tiny', 'm4', 'descriptors'): 'e23dc56a38e4c4cf69a9cd91c2f6ba6810ced9e84eede518bc989a87e22089a5',
+    ('tiny', 'm4', 'coreml'): '5ea733c3e8d99e4d6186dc1cb9e2fe6ffce693e3203bba86eb8820c2e9a60412',
+    ('bert-tiny', 'm1', 'descriptors'): 'c7c610240a50c2cd6725af54e241a35caa6ad5830b97f65c16be6420ca06bda2',
+    ('bert-tiny', 'm1', 'coreml'): '6c3216e99adf0497e33e050d19c82ddc87a56379668a13b7af6964de33793193',
+    ('bert-tiny', 'm4', 'descriptors'): 'e1a0cb0d865f0196c1270cf491d47437b28a3f689ba4e0df66036bd10a0eff60',
+    ('bert-tiny', 'm4', 'coreml'): '3e6ee68770482c3e62f0fc0cfe6c70ead86cd5220ac75e641e6d120b4686f5df',
+    ('resnet-tiny', 'm1', 'descriptors'): '9df2b483d04f0f26338f053459cb24bb4b5fc4272b0d9cec35f0166da25db9b2',
+    ('resnet-tiny', 'm1', 'coreml'): 'a127a66f6367c35b1342dffa7c0b7ff182c0c6f2a94ee4410acb95b672606d79',
+    ('resnet-tiny', 'm4', 'descriptors'): '72c312f2e131c0c476439d9fcb710494a535620917960d25f5d6a415d8563d1b',
+    ('resnet-tiny', 'm4', 'coreml'): '876bf7690d9547439373c432ddc46412b090ccbe997f7994e65c2cf9c54d5ff0',
+    ('bert-base', 'm1', 'descriptors'): '2148256b0a168ea91f1db1fbd39059f71e4de2506f5bf99a767ba8fc9d863823',
+    ('bert-base', 'm1', 'coreml'): '32f0261f39bf8428bec63d7995a7e3e46769d2c3650ab5c40f9aa560f83292ea',
+    ('bert-base', 'm4', 'descriptors'): '71228fcda59b052a389caf17180726882118a530c8667ef446b44512485e7da7',
+    ('bert-base', 'm4', 'coreml'): '7c0896ad62c80f4ecc1b16080e104d4a32c0e07f6bfd7dbeedd4f096ce52df6a',
+    ('gpt2', 'm1', 'descriptors'): '6e49c0d22b50f107e9b493c805aced966ac5b36ae0c543c0e7e8ec8a45db6c78',
+    ('gpt2', 'm1', 'coreml'): 'cae45c589fd189aa895f65d30906c8e689ad658d7bf0c1291249733b503fab7e',
+    ('gpt2', 'm4', 'descriptors'): '393e032ea96acfceb169670eb6a5a9cccb999548a9e21da5701ae155bd5ded85',
+    ('gpt2', 'm4', 'coreml'): 'fea90bf1ae017ce858132cc79031c43937e17b7d538e36d75b4869ca75f1639a',
+}
+
+
+def model_proto(name: str) -> onnx.ModelProto:
+    if name == "tiny":
+        return onnx.load(str(ROOT / "examples" / "tiny.onnx"))
+    from tests.zoo import onnx_model
+
+    return onnx.load(str(onnx_model(name)))
+
+
+def canonical(file: Path) -> bytes:
+    """A file's bytes; a Core ML spec re-serialized with its map entries in key order."""
+    if file.suffix != ".mlmodel":
+        return file.read_bytes()
+    from coremltools.proto import Model_pb2
+
+    return Model_pb2.Model.FromString(file.read_bytes()).SerializeToString(deterministic=True)
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_file():
+        h.update(path.read_bytes())
+        return h.hexdigest()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "Manifest.json"):
+        h.update(file.relative_to(path).as_posix().encode())
+        h.update(canonical(file))
+    return h.hexdigest()
+
+
+def artifact_digest(name: str, target: str, emit: str) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"model{SUFFIXES[emit]}"
+        anec.compile(model_proto(name), target=target, emit=emit).save(path)
+        return digest(path)
+
+
+def cases(names: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    return [(n, t, e) for n in names for t in TARGETS for e in SUFFIXES]
+
+
+@pytest.mark.parametrize(("name", "target", "emit"), cases(FAST))
+def test_artifact_is_unchanged(name: str, target: str, emit: str) -> None:
+    assert artifact_digest(name, target, emit) == RECORDED[(name, target, emit)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "target", "emit"), cases(SLOW))
+def test_full_size_artifact_is_unchanged(name: str, target: str, emit: str) -> None:
+    assert artifact_digest(name, target, emit) == RECORDED[(name, target, emit)]
+
+
+def test_a_package_digest_sees_its_weights(tmp_path: Path) -> None:
+    anec.compile(model_proto("tiny"), target="m1", emit="coreml").save(tmp_path / "a.mlpackage")
+    before = digest(tmp_path / "a.mlpackage")
+    weights = next((tmp_path / "a.mlpackage").rglob("weight.bin"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert digest(tmp_path / "a.mlpackage") != before
+
+
+if __name__ == "__main__":
+    for case in cases(FAST + (SLOW if "--slow" in sys.argv else ())):
+        print(f"    {case!r}: {artifact_digest(*case)!r},", flush=True)
