@@ -25,3 +25,17 @@ class AnecError(Exception):
         if self.hint:
             text += f" (hint: {self.hint})"
         return text.replace("\n", " ")
+
+
+class ImportFailure(AnecError):
+    """anec's own failure while importing a node (a bug, not the user's mistake): still one line that
+    names the node, so `anec.compile` raises nothing but `AnecError`s; the CLI exits with 1."""
+
+    exit_code = 1
+    HINT = "this is a bug in anec: please report it with the model; --debug shows the traceback"
+
+    @classmethod
+    def of(cls, what: str, where: str, error: BaseException) -> ImportFailure:
+        """`error` (any exception, xDSL's multi-line VerifyException included) as one line: its type and first line."""
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return cls(what, where=where, why=f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__, hint=cls.HINT)

@@ -24,24 +24,16 @@ from anec.dialects.ane import shape_of, values
 from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
 from anec.host_kernels import run_host_op
+from anec.registry import Registry
 from anec.types import numpy_dtype
 from anec.weights import WeightStore, const_value, store_of
 
 Precision = Literal["f32", "f16"]
 Kernel = Callable[..., np.ndarray | tuple[np.ndarray, ...]]
 
-KERNELS: dict[type[Operation], Kernel] = {}
-
-
-def kernel(*op_types: type[Operation]) -> Callable[[Kernel], Kernel]:
-    """Register the numpy implementation of one or more op classes."""
-
-    def register(fn: Kernel) -> Kernel:
-        for t in op_types:
-            KERNELS[t] = fn
-        return fn
-
-    return register
+KERNELS: Registry[Kernel] = Registry("interpreter kernel")
+kernel = KERNELS.register
+"""Register the numpy implementation of one or more op classes."""
 
 
 
@@ -149,7 +141,7 @@ class Run:
         if isinstance(op, host.HostOp):
             args = [_as_declared(x, v) for x, v in zip(inputs, op.operands)]
             return [_as_declared(y, r) for y, r in zip(run_host_op(op, args), op.results)]
-        impl = next((KERNELS[c] for c in type(op).__mro__ if c in KERNELS), None)
+        impl = KERNELS.lookup(op)
         if impl is None:
             raise AnecError(f"the interpreter has no kernel for {op.name}")
         args = [x.astype(self.storage_dtype(v), copy=False) for x, v in zip(inputs, op.operands)]

@@ -29,6 +29,8 @@ class Legality:
     rule: str = ""
     hint: str = ""
     tileable: bool = False
+    violated: Rule | None = None
+    """The rule that failed (the tile pass looks its tiler up by it)."""
 
     def __bool__(self) -> bool:
         return self.ok
@@ -57,7 +59,7 @@ def legality(op: Operation, target: Target, *, strict: bool = False) -> Legality
         if rule.tileable and not strict:
             continue
         if (why := rule.check(op, target)) is not None:
-            return Legality(False, why, rule.name, rule.hint, rule.tileable)
+            return Legality(False, why, rule.name, rule.hint, rule.tileable, rule)
     return LEGAL
 
 
@@ -378,3 +380,9 @@ RULES: dict[type[Operation], tuple[Rule, ...]] = {
 """Op-specific rules, checked after the common ones; ops not listed only need `COMMON` + working set."""
 
 DEFAULT_RULES: tuple[Rule, ...] = (WORKING_SET,)
+
+
+def all_rules() -> list[Rule]:
+    """Every rule legality may apply, once each."""
+    found = [NO_ANE_EQUIVALENT, NOT_AN_ANE_OP, *COMMON, *(r for rules in RULES.values() for r in rules), *DEFAULT_RULES]
+    return list(dict.fromkeys(found))

@@ -61,6 +61,8 @@ class CompileOptions:
     emit: str = "coreml"
     input_shapes: InputShapes | None = None
     example_inputs: Any = None
+    input_values: Mapping[str, Any] | None = None
+    """ONNX inputs fixed to values at import (`--freeze NAME=VALUE`)."""
     min_segment_ops: int = 1
     deployment_target: str = "ios17"
     """Oldest OS a Core ML package must run on (ios16/17/18, macos13/14/15): the MIL opset."""
@@ -192,7 +194,8 @@ class CompiledModel:
 
 def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", input_shapes: InputShapes | None = None,
             example_inputs: Any = None, progress: Progress | None = None, **options: Any) -> CompiledModel:
-    """Import `model`, lower it for `target`, and return the compiled model (see DESIGN: Public interfaces)."""
+    """Import `model`, lower it for `target`, and return the compiled model (see DESIGN: Public interfaces).
+    `input_values={"sr": 16000}` fixes ONNX inputs to constants before shape inference and folding."""
     return compile_targets(model, [target], emit=emit, input_shapes=input_shapes, example_inputs=example_inputs,
                            progress=progress, **options)[0]
 
@@ -206,7 +209,7 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
         raise AnecError(f"unknown --emit kind {emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
     stage = progress or (lambda name: None)
     stage("import")
-    module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs)
+    module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs, input_values=options.get("input_values"))
     if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
         module.attributes[SOURCE_ATTR] = StringAttr(str(Path(model).resolve()))
     compiled = []

@@ -33,6 +33,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 
+from anec import legality as rules
 from anec.analysis import ane_bytes, engine_tensors, weight_bytes
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of, tensor, values, window_output_size
@@ -634,21 +635,21 @@ def split_batch(op: Operation, target: Target) -> list[Operation] | None:
     return split_along(op, 0, [(n, n + 1) for n in range(shape_of(op.results[0])[0])])
 
 
-TILERS: dict[str, Callable[[Operation, Target], list[Operation] | None]] = {
-    "working-set": tile_working_set,
-    "dims": tile_dims,
-    "kernel-memory": tile_kernel_memory,
-    "conv-kernel-width": split_kernel,
-    "conv-kernel-height": split_kernel,
-    "conv-stride": strided_conv,
-    "pool-stride": subsample,
-    "conv-pad": explicit_pads,
-    "pad-size": chain_pads,
-    "pool-window": cascade_pool,
-    "group-conv-taps": split_groups,
-    "dynamic-weight-batch": split_batch,
+TILERS: dict[rules.Rule, Callable[[Operation, Target], list[Operation] | None]] = {
+    rules.WORKING_SET: tile_working_set,
+    rules.DIMS: tile_dims,
+    rules.KERNEL_MEMORY: tile_kernel_memory,
+    rules.conv_kernel_width: split_kernel,
+    rules.conv_kernel_height: split_kernel,
+    rules.conv_stride: strided_conv,
+    rules.pool_stride: subsample,
+    rules.conv_pad: explicit_pads,
+    rules.pad_size: chain_pads,
+    rules.pool_window: cascade_pool,
+    rules.group_conv_taps: split_groups,
+    rules.dynamic_weight_batch: split_batch,
 }
-"""The rewrite that removes each tileable limit (rule names from anec.legality)."""
+"""The rewrite that removes each tileable limit, keyed by the `anec.legality` rule it removes."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -676,7 +677,7 @@ def tile_ops(ops: list[Operation], target: Target, max_steps: int) -> None:
         verdict = legality(op, target, strict=True)
         if verdict.ok or not verdict.tileable:
             continue
-        created = TILERS[verdict.rule](op, target)
+        created = TILERS[verdict.violated](op, target)  # type: ignore[index]
         if created:
             steps += 1
             if steps > max_steps:

@@ -56,6 +56,7 @@ from anec.isa.tasks import (
     active_cores,
     ocg_size,
 )
+from anec.registry import Registry
 from anec.targets import Target, get_target
 from anec.weights import WeightStore, const_value, store_of
 
@@ -308,15 +309,8 @@ def pwl_table(name: str, params: Sequence[float] = ()) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 Handler = Callable[[SegmentLowering, Operation], None]
-HANDLERS: dict[type[Operation], Handler] = {}
-
-
-def lowers(*op_types: type[Operation]) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for t in op_types:
-            HANDLERS[t] = fn
-        return fn
-    return register
+HANDLERS: Registry[Handler] = Registry("task-descriptor lowering")
+lowers = HANDLERS.register
 
 
 def neuron_name(op: Operation) -> str:
@@ -681,9 +675,8 @@ def _const(L: SegmentLowering, op: ane.ConstOp) -> None:
 
 
 def handler_for(op: Operation) -> Handler:
-    for cls in type(op).__mro__:
-        if cls in HANDLERS:
-            return HANDLERS[cls]
+    if (handler := HANDLERS.lookup(op)) is not None:
+        return handler
     raise AnecError(f"{op.name} has no task-descriptor lowering", where=name_of(op),
                     hint="the partition pass should have left it on the CPU")
 

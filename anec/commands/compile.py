@@ -32,6 +32,36 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
     return name, shape
 
 
+def parse_freeze(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE`: a number, `true`/`false`, comma-separated numbers, or a .npy file."""
+    name, sep, value = text.rpartition("=")
+    if not sep or not name or not value:
+        raise AnecError(f"--freeze {text!r} is not NAME=VALUE", hint="e.g. --freeze sample_rate=16000")
+    if value.endswith(".npy"):
+        try:
+            return name, np.load(value, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise AnecError(f"--freeze {text!r}: cannot read {value}", why=str(e).splitlines()[0],
+                            hint="give a .npy file (numpy.save)") from None
+    words = {"true": True, "false": False}
+
+    def number(word: str) -> int | float | bool:
+        word = word.strip()
+        if word.lower() in words:
+            return words[word.lower()]
+        try:
+            return int(word)
+        except ValueError:
+            return float(word)
+
+    try:
+        numbers = [number(w) for w in value.split(",")]
+    except ValueError:
+        raise AnecError(f"--freeze {text!r}: {value!r} is not a number, a list of numbers or a .npy file",
+                        hint="e.g. --freeze sample_rate=16000 or --freeze scales=1,2") from None
+    return name, numbers[0] if len(numbers) == 1 else numbers
+
+
 def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> None:
     """What to compile and for which chip: the options `anec compile` shares with `anec report`."""
     p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
@@ -39,6 +69,9 @@ def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> N
         " or 'all': compile for every chip, write one artifact per chip and print a per-chip comparison" if every_chip else "")
         + "; default m1")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
+    p.add_argument("--freeze", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix an input to a value (a number, comma-separated numbers or a .npy file), so the shapes and branches "
+                   "that depend on it are decided at compile time (repeatable; ONNX models)")
     p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
                    "(.npy files; with none, on seeded random inputs)")
@@ -49,7 +82,9 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
     samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
     calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
-    return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate}
+    frozen = dict(parse_freeze(s) for s in args.freeze) or None
+    return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate,
+            "input_values": frozen}
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     target = get_target(args.target)  # a typo fails before the model is imported
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".html")
     options = model_options(args)
-    module = import_model(args.model, input_shapes=options["input_shapes"], example_inputs=options["example_inputs"])
+    module = import_model(args.model, input_shapes=options["input_shapes"], example_inputs=options["example_inputs"],
+                          input_values=options["input_values"])
     compiled = compile_model(module, target=target, emit="descriptors", **options)
     # placement and latency do not depend on calibration, so the comparison compiles without it
     chips = [ChipRun(t, compile_model(module, target=t, emit="ir", input_shapes=options["input_shapes"],

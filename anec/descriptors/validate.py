@@ -9,6 +9,7 @@ weight section and hold enough elements, and no task would touch more elements t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from anec.descriptors.program import (
     ARENA_SLOT,
@@ -221,88 +222,163 @@ def _window_crop(size_in: int, size_out: int, kernel: int, stride: int, dilation
         raise _fail(f"a window of {kernel} at stride {stride} cannot give {size_out} outputs from {size_in}", where)
 
 
-def _check_shapes(task: Task, kind: Kind, where: str) -> None:
-    src, out = task.in_extents, task.out_extents
-    c, g = task.get, task.groups
-    if kind in (Kind.CONV, Kind.DECONV, Kind.POOL, Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH) and (src[1], out[1]) != (1, 1):
+ShapeRule = Callable[[Task, Kind, str], None]
+"""One check of a task's shape fields; raises `_fail(..., where)` when they do not hold."""
+
+
+def _depth_one(task: Task, kind: Kind, where: str) -> None:
+    if (task.in_extents[1], task.out_extents[1]) != (1, 1):
         raise _fail(f"{kind.name} needs D = 1", where)
-    if kind == Kind.REDUCE and REDUCTIONS[task.mode] in ("argmax", "argmin") and c("planar", "AxisMask") not in (1, 2, 4, 8, 16):
-        raise _fail("an arg-reduction needs exactly one axis", where)
-    if kind in (Kind.CONV, Kind.POOL):
-        kh, kw = task.kernel_hw
-        _same(src[:2], out[:2], "batch and depth", where)
-        for size_in, size_out, k, s, d, p in ((src[3], out[3], kh, c("common", "Sy"), c("kernel_dma", "DilationY") or 1, c("common", "Py")),
-                                              (src[4], out[4], kw, c("common", "Sx"), c("kernel_dma", "DilationX") or 1, c("common", "Px"))):
-            _window_crop(size_in, size_out, k, s, d, p, where)
-        if kind == Kind.POOL:
-            _same(src[2:3], out[2:3], "pool channels", where)
-        elif src[2] % g or out[2] % g:
-            raise _fail(f"{g} groups do not divide {src[2]} -> {out[2]} channels", where)
-    elif kind == Kind.DECONV:
-        kh, kw = task.kernel_hw
-        _same(src[:2], out[:2], "batch and depth", where)
-        if src[2] % g or out[2] % g or min(kh, kw, c("common", "Sx"), c("common", "Sy")) < 1:
-            raise _fail("transposed convolution groups, kernel or strides", where)
-        for size_in, size_out, k, s, p in ((src[3], out[3], kh, c("common", "Sy"), c("common", "Py")),
-                                           (src[4], out[4], kw, c("common", "Sx"), c("common", "Px"))):
-            full = s * (size_in - 1) + k
-            if not (p + size_out <= full + MAX_PAD):
-                raise _fail(f"a transposed window of {k} at stride {s} cannot give {size_out} outputs from {size_in}", where)
-    elif kind == Kind.MATMUL:
-        _same(src[:3], out[:3], "matmul batch axes", where)
-        rows = src[4] if task.flag("TransposeLhs") else src[3]
-        if rows != out[3]:
-            raise _fail(f"matmul gives {rows} rows, the output has {out[3]}", where)
-    elif kind in (Kind.ELEMENTWISE, Kind.NEURON, Kind.SOFTMAX, Kind.NORM, Kind.COPY):
-        _same(src, out, f"{kind.name} input and output", where)
-        mask = c("planar", "AxisMask")
-        if kind == Kind.SOFTMAX and mask not in (1, 2, 4, 8, 16):
-            raise _fail("softmax needs exactly one axis", where)
-        if kind == Kind.NORM:
-            norm = NORMS[task.mode]
-            if norm in ("layer", "l2") and not mask:
-                raise _fail(f"{norm} norm needs axes", where)
-            if norm == "group" and out[2] % g:
-                raise _fail(f"{g} groups do not divide {out[2]} channels", where)
-            eps = f32_value(c("planar", "Epsilon"))
-            if not (eps >= 0 and math.isfinite(eps)):
-                raise _fail(f"epsilon {eps} must be finite and >= 0", where)
-        if kind == Kind.ELEMENTWISE and task.mode >= len(BINARY):
-            raise _fail("unknown elementwise op", where)
-    elif kind == Kind.REDUCE:
-        mask = c("planar", "AxisMask")
-        expected = tuple(1 if mask >> i & 1 else e for i, e in enumerate(src))
-        if not mask:
-            raise _fail("a reduction needs axes", where)
-        _same(expected, out, "reduced shape", where)
-    elif kind == Kind.RESHAPE:
-        if math.prod(src) != math.prod(out):
-            raise _fail(f"reshape {list(src)} -> {list(out)} changes the element count", where)
-    elif kind == Kind.TRANSPOSE:
-        perm = [c("planar", "Perm") >> (3 * i) & 7 for i in range(5)]
-        if sorted(perm) != list(range(5)):
-            raise _fail(f"{perm} is not a permutation of 5 axes", where)
-        _same(tuple(src[p] for p in perm), out, "transposed shape", where)
-    elif kind == Kind.PAD:
-        _same(src[:3], out[:3], "pad batch/depth/channels", where)
-        mode = c("planar", "PadMode")
-        if mode >= len(PAD_MODES):
-            raise _fail("unknown pad mode", where)
-        for size_in, size_out, before in ((src[3], out[3], c("common", "Py")), (src[4], out[4], c("common", "Px"))):
-            after = size_out - size_in - before
-            if not 0 <= after <= MAX_PAD or (PAD_MODES[mode] == "reflect" and max(before, after) >= size_in):
-                raise _fail(f"padding {before}+{after} around {size_in}", where)
-    elif kind == Kind.RESIZE:
-        _same(src[:3], out[:3], "resize batch/depth/channels", where)
-        scales = (f32_value(c("l2", "ResampleScaleH")), f32_value(c("l2", "ResampleScaleW")))
-        if not all(math.isfinite(s) and s > 0 for s in scales):
-            raise _fail(f"resample scales {scales} must be finite and > 0", where)
-        if c("planar", "CoordMode") >= len(COORDINATE_MODES) or c("planar", "NearestMode") >= len(NEAREST_MODES):
-            raise _fail("unknown resample coordinate or rounding mode", where)
-    elif kind in (Kind.DEPTH_TO_SPACE, Kind.SPACE_TO_DEPTH):
-        b = c("planar", "BlockSize")
-        rich, spatial = (src, out) if kind == Kind.DEPTH_TO_SPACE else (out, src)
-        if b < 1 or (rich[0], rich[1], rich[2], rich[3] * b, rich[4] * b) != (spatial[0], spatial[1], spatial[2] * b * b, spatial[3], spatial[4]):
-            raise _fail(f"{list(src)} -> {list(out)} is not a block-{b} rearrangement", where)
-    elif kind == Kind.TILE and any(o % i for i, o in zip(src, out)):
+
+
+def _same_batch_and_depth(task: Task, kind: Kind, where: str) -> None:
+    _same(task.in_extents[:2], task.out_extents[:2], "batch and depth", where)
+
+
+def _window(task: Task, kind: Kind, where: str) -> None:
+    src, out, c = task.in_extents, task.out_extents, task.get
+    kh, kw = task.kernel_hw
+    for size_in, size_out, k, s, d, p in ((src[3], out[3], kh, c("common", "Sy"), c("kernel_dma", "DilationY") or 1, c("common", "Py")),
+                                          (src[4], out[4], kw, c("common", "Sx"), c("kernel_dma", "DilationX") or 1, c("common", "Px"))):
+        _window_crop(size_in, size_out, k, s, d, p, where)
+
+
+def _conv_groups(task: Task, kind: Kind, where: str) -> None:
+    src, out, g = task.in_extents, task.out_extents, task.groups
+    if src[2] % g or out[2] % g:
+        raise _fail(f"{g} groups do not divide {src[2]} -> {out[2]} channels", where)
+
+
+def _pool_channels(task: Task, kind: Kind, where: str) -> None:
+    _same(task.in_extents[2:3], task.out_extents[2:3], "pool channels", where)
+
+
+def _transposed_window(task: Task, kind: Kind, where: str) -> None:
+    src, out, c, g = task.in_extents, task.out_extents, task.get, task.groups
+    kh, kw = task.kernel_hw
+    if src[2] % g or out[2] % g or min(kh, kw, c("common", "Sx"), c("common", "Sy")) < 1:
+        raise _fail("transposed convolution groups, kernel or strides", where)
+    for size_in, size_out, k, s, p in ((src[3], out[3], kh, c("common", "Sy"), c("common", "Py")),
+                                       (src[4], out[4], kw, c("common", "Sx"), c("common", "Px"))):
+        if not (p + size_out <= s * (size_in - 1) + k + MAX_PAD):
+            raise _fail(f"a transposed window of {k} at stride {s} cannot give {size_out} outputs from {size_in}", where)
+
+
+def _matmul_rows(task: Task, kind: Kind, where: str) -> None:
+    src, out = task.in_extents, task.out_extents
+    _same(src[:3], out[:3], "matmul batch axes", where)
+    rows = src[4] if task.flag("TransposeLhs") else src[3]
+    if rows != out[3]:
+        raise _fail(f"matmul gives {rows} rows, the output has {out[3]}", where)
+
+
+def _same_shape(task: Task, kind: Kind, where: str) -> None:
+    _same(task.in_extents, task.out_extents, f"{kind.name} input and output", where)
+
+
+def _one_axis(task: Task, kind: Kind, where: str) -> None:
+    if task.get("planar", "AxisMask") not in (1, 2, 4, 8, 16):
+        raise _fail(f"{'an arg-reduction' if kind == Kind.REDUCE else kind.name.lower()} needs exactly one axis", where)
+
+
+def _arg_reduction_axis(task: Task, kind: Kind, where: str) -> None:
+    if REDUCTIONS[task.mode] in ("argmax", "argmin"):
+        _one_axis(task, kind, where)
+
+
+def _norm_fields(task: Task, kind: Kind, where: str) -> None:
+    norm, mask, g = NORMS[task.mode], task.get("planar", "AxisMask"), task.groups
+    if norm in ("layer", "l2") and not mask:
+        raise _fail(f"{norm} norm needs axes", where)
+    if norm == "group" and task.out_extents[2] % g:
+        raise _fail(f"{g} groups do not divide {task.out_extents[2]} channels", where)
+    eps = f32_value(task.get("planar", "Epsilon"))
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise _fail(f"epsilon {eps} must be finite and >= 0", where)
+
+
+def _known_binary(task: Task, kind: Kind, where: str) -> None:
+    if task.mode >= len(BINARY):
+        raise _fail("unknown elementwise op", where)
+
+
+def _reduced_shape(task: Task, kind: Kind, where: str) -> None:
+    mask = task.get("planar", "AxisMask")
+    if not mask:
+        raise _fail("a reduction needs axes", where)
+    _same(tuple(1 if mask >> i & 1 else e for i, e in enumerate(task.in_extents)), task.out_extents, "reduced shape", where)
+
+
+def _element_count(task: Task, kind: Kind, where: str) -> None:
+    src, out = task.in_extents, task.out_extents
+    if math.prod(src) != math.prod(out):
+        raise _fail(f"reshape {list(src)} -> {list(out)} changes the element count", where)
+
+
+def _permutation(task: Task, kind: Kind, where: str) -> None:
+    perm = [task.get("planar", "Perm") >> (3 * i) & 7 for i in range(5)]
+    if sorted(perm) != list(range(5)):
+        raise _fail(f"{perm} is not a permutation of 5 axes", where)
+    _same(tuple(task.in_extents[p] for p in perm), task.out_extents, "transposed shape", where)
+
+
+def _pads(task: Task, kind: Kind, where: str) -> None:
+    src, out, c = task.in_extents, task.out_extents, task.get
+    _same(src[:3], out[:3], "pad batch/depth/channels", where)
+    mode = c("planar", "PadMode")
+    if mode >= len(PAD_MODES):
+        raise _fail("unknown pad mode", where)
+    for size_in, size_out, before in ((src[3], out[3], c("common", "Py")), (src[4], out[4], c("common", "Px"))):
+        after = size_out - size_in - before
+        if not 0 <= after <= MAX_PAD or (PAD_MODES[mode] == "reflect" and max(before, after) >= size_in):
+            raise _fail(f"padding {before}+{after} around {size_in}", where)
+
+
+def _resample(task: Task, kind: Kind, where: str) -> None:
+    c = task.get
+    _same(task.in_extents[:3], task.out_extents[:3], "resize batch/depth/channels", where)
+    scales = (f32_value(c("l2", "ResampleScaleH")), f32_value(c("l2", "ResampleScaleW")))
+    if not all(math.isfinite(s) and s > 0 for s in scales):
+        raise _fail(f"resample scales {scales} must be finite and > 0", where)
+    if c("planar", "CoordMode") >= len(COORDINATE_MODES) or c("planar", "NearestMode") >= len(NEAREST_MODES):
+        raise _fail("unknown resample coordinate or rounding mode", where)
+
+
+def _block_rearrangement(task: Task, kind: Kind, where: str) -> None:
+    src, out, b = task.in_extents, task.out_extents, task.get("planar", "BlockSize")
+    rich, spatial = (src, out) if kind == Kind.DEPTH_TO_SPACE else (out, src)
+    if b < 1 or (rich[0], rich[1], rich[2], rich[3] * b, rich[4] * b) != (spatial[0], spatial[1], spatial[2] * b * b, spatial[3], spatial[4]):
+        raise _fail(f"{list(src)} -> {list(out)} is not a block-{b} rearrangement", where)
+
+
+def _whole_repetition(task: Task, kind: Kind, where: str) -> None:
+    src, out = task.in_extents, task.out_extents
+    if any(o % i for i, o in zip(src, out)):
         raise _fail(f"{list(out)} is not a whole repetition of {list(src)}", where)
+
+
+SHAPE_RULES: dict[Kind, tuple[ShapeRule, ...]] = {
+    Kind.CONV: (_depth_one, _same_batch_and_depth, _window, _conv_groups),
+    Kind.POOL: (_depth_one, _same_batch_and_depth, _window, _pool_channels),
+    Kind.DECONV: (_depth_one, _same_batch_and_depth, _transposed_window),
+    Kind.MATMUL: (_matmul_rows,),
+    Kind.ELEMENTWISE: (_same_shape, _known_binary),
+    Kind.NEURON: (_same_shape,),
+    Kind.SOFTMAX: (_same_shape, _one_axis),
+    Kind.NORM: (_same_shape, _norm_fields),
+    Kind.COPY: (_same_shape,),
+    Kind.REDUCE: (_arg_reduction_axis, _reduced_shape),
+    Kind.RESHAPE: (_element_count,),
+    Kind.TRANSPOSE: (_permutation,),
+    Kind.PAD: (_pads,),
+    Kind.RESIZE: (_resample,),
+    Kind.DEPTH_TO_SPACE: (_depth_one, _block_rearrangement),
+    Kind.SPACE_TO_DEPTH: (_depth_one, _block_rearrangement),
+    Kind.TILE: (_whole_repetition,),
+}
+"""The shape checks of each task kind, in order (like `anec.legality.RULES` for ops)."""
+
+
+def _check_shapes(task: Task, kind: Kind, where: str) -> None:
+    for rule in SHAPE_RULES.get(kind, ()):
+        rule(task, kind, where)

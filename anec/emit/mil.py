@@ -34,20 +34,15 @@ from anec.errors import AnecError
 from anec.host_kernels import python_value, run_host_op
 from anec.interpreter import entry_function, input_names, output_names
 from anec.mlpackage import DeploymentTarget, mil_name
+from anec.registry import Registry
 from anec.weights import WeightStore, const_value, store_of
 
 Handler = Callable[[Operation, "Lowering"], Var | Sequence[Var]]
 
-HANDLERS: dict[type[Operation] | str, Handler] = {}
-"""`ane` op class, or `host.op` name (`onnx.Gather`), -> the handler that lowers it."""
-
-
-def lowers(*keys: type[Operation] | str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for key in keys:
-            HANDLERS[key] = fn
-        return fn
-    return register
+HANDLERS: Registry[Handler] = Registry("MIL lowering")
+"""`ane` op class (found through the class hierarchy), or `host.op` name (`onnx.Gather`), -> the
+handler that lowers it."""
+lowers = HANDLERS.register
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,7 +181,7 @@ class Lowering:
             for result, value in zip(op.outputs, self.run_block(list(op.body.block.ops))):
                 self.alias(result, value)
             return
-        handler = HANDLERS.get(op.op_name.data if isinstance(op, host.HostOp) else type(op))
+        handler = HANDLERS.lookup(op.op_name.data if isinstance(op, host.HostOp) else op)
         if handler is None:
             raise unsupported(op, "MIL has no equivalent")
         try:

@@ -24,17 +24,13 @@ from xdsl.ir import Attribute
 from anec.dialects.discardable import ARG_SLOTS_ATTR, CAPTURED_ATTR, RESULT_SLOTS_ATTR
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
+from anec.registry import Registry
 from anec.weights import dense_to_numpy
 
 HostRunner = Callable[[HostOp, list[np.ndarray]], list[np.ndarray]]
-RUNNERS: dict[str, HostRunner] = {}
-
-
-def runner(source: str) -> Callable[[HostRunner], HostRunner]:
-    def register(fn: HostRunner) -> HostRunner:
-        RUNNERS[source] = fn
-        return fn
-    return register
+RUNNERS: Registry[HostRunner] = Registry("CPU runner")
+"""Source framework (`onnx`, `aten`) -> the runner of its host ops."""
+runner = RUNNERS.register
 
 
 def run_host_op(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:

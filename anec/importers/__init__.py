@@ -18,9 +18,11 @@ from anec.weights import copy_module
 InputShapes = Mapping[str, Sequence[int]]
 
 
-def import_model(model: Any, *, input_shapes: InputShapes | None = None, example_inputs: Any = None) -> ModuleOp:
+def import_model(model: Any, *, input_shapes: InputShapes | None = None, example_inputs: Any = None,
+                 input_values: Mapping[str, Any] | None = None) -> ModuleOp:
     """A module whose `@main` function computes `model`; weights are attached to it. An already
-    imported module is copied, so one import can be compiled for several chips."""
+    imported module is copied, so one import can be compiled for several chips. `input_values`
+    (`--freeze`) fixes ONNX inputs to constants."""
     if isinstance(model, ModuleOp):  # passes prune and add weights, so the copy gets its own store
         return copy_module(model)
     if isinstance(model, str | Path):
@@ -31,7 +33,8 @@ def import_model(model: Any, *, input_shapes: InputShapes | None = None, example
         if suffix == ".onnx":
             from anec.importers.onnx import import_onnx
 
-            return import_onnx(path, input_shapes=input_shapes)
+            return import_onnx(path, input_shapes=input_shapes, input_values=input_values)
+        _onnx_only(input_values)
         if suffix == ".pt2":
             from anec.importers.torch import import_pt2
 
@@ -41,10 +44,17 @@ def import_model(model: Any, *, input_shapes: InputShapes | None = None, example
     if kind.startswith("onnx"):
         from anec.importers.onnx import import_onnx
 
-        return import_onnx(model, input_shapes=input_shapes)
+        return import_onnx(model, input_shapes=input_shapes, input_values=input_values)
+    _onnx_only(input_values)
     if any(cls.__module__.startswith("torch") for cls in type(model).__mro__):
         from anec.importers.torch import import_torch
 
         return import_torch(model, example_inputs=example_inputs, input_shapes=input_shapes)
     raise AnecError(f"cannot compile a {kind}", hint="pass an .onnx/.pt2 path, an onnx.ModelProto, a torch.export.ExportedProgram, "
                     "or an nn.Module with example_inputs")
+
+
+def _onnx_only(input_values: Mapping[str, Any] | None) -> None:
+    if input_values:
+        raise AnecError("--freeze (input_values=) applies to ONNX models",
+                        hint="for PyTorch, bind the value in the module (functools.partial, a constant attribute) before export")

@@ -37,6 +37,7 @@ from anec.dialects.ane import element_type_of, shape_of
 from anec.dialects.discardable import NAME_ATTR
 from anec.dialects.host import HostOp
 from anec.errors import AnecError
+from anec.registry import Registry
 from anec.types import numpy_dtype, xdsl_element_type
 
 # ------------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def axes(dims: Sequence[int] | int | None, rank: int) -> list[int]:
 # ------------------------------------------------------------------------------------------------
 
 Handler = Callable[[Emitter], Value]
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: Registry[Handler] = Registry("ATen import handler")
 EMITS: dict[str, tuple[type[Operation], ...]] = {}
 """The `ane` ops each ATen op may become besides `HELPER_OPS` (the importer checks; the docs list them)."""
 HELPER_OPS: tuple[type[Operation], ...] = (ane.ConstOp, ane.ReshapeOp, ane.CastOp)
@@ -186,7 +187,7 @@ HELPER_OPS: tuple[type[Operation], ...] = (ane.ConstOp, ane.ReshapeOp, ane.CastO
 def handles(*names: str, emits: tuple[type[Operation], ...] = ()) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         for n in names:
-            HANDLERS[n] = fn
+            HANDLERS.add(n, fn)
             EMITS[n] = emits
         return fn
     return register

@@ -12,25 +12,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from onnx import ModelProto
 from xdsl.dialects.builtin import ModuleOp
 
+from anec.errors import AnecError, ImportFailure
 from anec.importers.onnx_graph import GraphBuilder
 from anec.importers.onnx_handlers import HANDLERS
 from anec.importers.onnx_load import read_model
 from anec.weights import WeightStore, attach
 
 
-def import_onnx(model: str | Path | ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModuleOp:
+def import_onnx(model: str | Path | ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                input_values: Mapping[str, Any] | None = None) -> ModuleOp:
     """A module whose `@main` computes the model; its weights are in the attached store.
+
+    `input_values` fixes inputs to values (a sample rate, a flag): they become constants, so the shape
+    arithmetic and `If`s that depend on them fold, and they are no longer arguments of `@main`.
 
     Each op is verified as it is made (a handler whose ops do not verify falls back to the CPU), so
     the module is not verified again here.
     """
     proto = read_model(model)
     store = WeightStore()
-    function = GraphBuilder(proto, store, HANDLERS).build(input_shapes)
+    try:
+        function = GraphBuilder(proto, store, HANDLERS).build(input_shapes, input_values)
+    except AnecError:
+        raise
+    except Exception as e:  # outside any one node (the function's signature, its outputs): still one line
+        raise ImportFailure.of("anec failed to import the model", "", e) from e
     module = ModuleOp([function])
     attach(module, store)
     return module

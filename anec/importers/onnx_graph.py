@@ -49,9 +49,16 @@ from anec.dialects.discardable import (
     RESULT_SLOTS_ATTR,
 )
 from anec.dialects.host import HostOp
-from anec.errors import AnecError
+from anec.errors import AnecError, ImportFailure
 from anec.host_kernels import evaluate_onnx_node
-from anec.importers.onnx_load import node_label, order_nodes, outer_names, walk_nodes
+from anec.importers.onnx_load import (
+    CONTRIB_DOMAINS,
+    CONTRIB_HINT,
+    node_label,
+    order_nodes,
+    outer_names,
+    walk_nodes,
+)
 from anec.types import numpy_dtype, xdsl_element_type
 from anec.weights import WeightStore, const_value, make_const, numpy_to_dense
 
@@ -72,6 +79,27 @@ class NotOnAne(Exception):
 
 class DataDependentShape(AnecError):
     """An output's shape depends on input values, not just on input shapes."""
+
+
+def _contrib_refusal(node: Node, reason: str | None = None) -> AnecError:
+    """A com.microsoft op anec does not map (at all, or as configured): no CPU runner knows it either."""
+    why = (f"anec maps this op, but not {reason}" if reason else
+           "ONNX Runtime's contrib ops have no ONNX definition; anec maps only those with a standard decomposition")
+    return AnecError(f"unsupported {node.domain} op {node.op_type}", where=node.label, why=why, hint=CONTRIB_HINT)
+
+
+def ssa_name_hint(name: str) -> str | None:
+    """A name xDSL accepts as an SSA name hint for the ONNX value `name` (None when nothing is left).
+
+    ONNX names are any strings: older exporters number values (`390`), others use `:` or spaces. xDSL
+    only takes `[A-Za-z_$.-][A-Za-z0-9_$.-]*`, so other characters become `_` and a leading digit
+    gets a `v`. The hint is cosmetic; the original name is kept where it matters (`ane.name` on ops,
+    the function's argument and result attributes).
+    """
+    hint = re.sub(r"[^A-Za-z0-9_$.-]", "_", name).strip("_")
+    if not hint:
+        return None
+    return f"v{hint}" if hint[0].isdigit() else hint
 
 
 def canonical_domain(domain: str) -> str:
@@ -161,19 +189,31 @@ class GraphBuilder:
     # The walk
     # ------------------------------------------------------------------------------------------
 
-    def build(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> func.FuncOp:
+    def build(self, input_shapes: Mapping[str, Sequence[int]] | None = None,
+              input_values: Mapping[str, Any] | None = None) -> func.FuncOp:
+        """The `@main` function; inputs named in `input_values` are constants (`--freeze`), not arguments."""
         graph = self.model.graph
         for t in graph.initializer:
             self.consts[t.name] = t
         inputs = [v for v in graph.input if v.name not in self.consts]
-        unknown = sorted(set(input_shapes or {}) - {v.name for v in inputs})
-        if unknown:
-            raise AnecError(f"--input-shape names {unknown[0]!r}, which is not an input of the model",
-                            hint=f"the inputs are {[v.name for v in inputs]}")
+        for flag, given in (("--input-shape", input_shapes), ("--freeze", input_values)):
+            unknown = sorted(set(given or {}) - {v.name for v in inputs})
+            if unknown:
+                raise AnecError(f"{flag} names {unknown[0]!r}, which is not an input of the model",
+                                hint=f"the inputs are {[v.name for v in inputs]}")
+        for v in inputs:
+            if v.name in (input_values or {}):
+                self.consts[v.name] = _frozen_value(v, input_values[v.name], (input_shapes or {}).get(v.name))  # type: ignore[index]
+        inputs = [v for v in inputs if v.name not in self.consts]
         for v in inputs:
             arg = self.block.insert_arg(_input_type(v, (input_shapes or {}).get(v.name)), len(self.block.args))
-            arg.name_hint = v.name
+            arg.name_hint = ssa_name_hint(v.name)
             self.values[v.name] = arg
+        for proto in walk_nodes(graph.node):  # before any work: a contrib op anec cannot map is refused by name
+            domain = canonical_domain(proto.domain)
+            if (domain in CONTRIB_DOMAINS and f"{domain}.{proto.op_type}" not in self.handlers
+                    and (domain, proto.op_type) not in self.functions):
+                raise _contrib_refusal(Node.of(proto, self.opsets))
         for node in order_nodes(graph.node, set(self.values) | set(self.consts)):
             self.convert(Node.of(node, self.opsets))
         results = [self.value(o.name) for o in graph.output]
@@ -184,17 +224,36 @@ class GraphBuilder:
                            arg_attrs=names(inputs), res_attrs=names(graph.output))
 
     def convert(self, node: Node) -> None:
+        """Import one node; whatever goes wrong leaves as an `AnecError` that names the node."""
+        try:
+            self._convert(node)
+        except AnecError:
+            raise
+        except VerifyException as e:  # xDSL's message goes on to print the op (or the module): keep its first line
+            raise ImportFailure.of("an op it imports to does not verify", node.label, e) from e
+        except Exception as e:
+            raise ImportFailure.of("anec failed to import the node", node.label, e) from e
+
+    def _convert(self, node: Node) -> None:
         if self._fold(node):
             return
         reason = None
-        handler = self.handlers.get(node.op_type) if node.domain == "" else None
+        handler = self.handlers.get(node.op_type if node.domain == "" else f"{node.domain}.{node.op_type}")
         if handler is not None:
             try:
                 self._define(node, self._run_handler(handler, node))
                 return
             except NotOnAne as e:
                 reason = str(e)
-        body = self._taken_branch(node) if node.op_type == "If" and node.domain == "" else self._function_body(node)
+        if node.domain in CONTRIB_DOMAINS and self.functions.get((node.domain, node.op_type)) is None:
+            raise _contrib_refusal(node, reason)
+        if node.op_type == "If" and node.domain == "":
+            body = self._taken_branch(node)
+            if body is None:
+                reason = ("its condition is computed at run time (if it follows from an input such as a sample rate, "
+                          "fix that input with --freeze NAME=VALUE)")
+        else:
+            body = self._function_body(node)
         if body is not None and self._convert_all(body):
             return
         self._define(node, self.host(node, reason))
@@ -242,7 +301,7 @@ class GraphBuilder:
             else:
                 self.values[name] = out
                 if out.name_hint is None:
-                    out.name_hint = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or None
+                    out.name_hint = ssa_name_hint(name)
 
     def _drop_unused_constants(self) -> None:
         for op in reversed(list(self.block.ops)):
@@ -556,6 +615,32 @@ def _input_type(v: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorTy
                             hint=f"fix it with --input-shape {v.name}={','.join(str(x) if isinstance(x, int) and x >= 0 else 'N' for x in dims)}"
                                  " (input_shapes= in the API)")
     return tensor_type(dims, _element_dtype(t.elem_type, f"input {v.name!r}"))  # type: ignore[arg-type]
+
+
+def _frozen_value(v: onnx.ValueInfoProto, value: Any, shape: Sequence[int] | None) -> np.ndarray:
+    """An input fixed by `--freeze NAME=VALUE`, in the input's declared element type and shape.
+
+    A value given as a number or a flat list takes the declared shape when the element counts agree,
+    so `--freeze sr=16000` fits an input declared as a scalar or as `[1]`.
+    """
+    t = v.type.tensor_type if v.type.WhichOneof("value") == "tensor_type" else None
+    if t is None:
+        raise AnecError(f"--freeze {v.name}: the input is not a tensor", hint="freeze tensor inputs only")
+    dtype = _element_dtype(t.elem_type, f"input {v.name!r}")
+    try:
+        array = np.asarray(value).astype(dtype)
+    except (TypeError, ValueError) as e:
+        raise AnecError(f"--freeze {v.name}: cannot convert the value to {dtype}", why=str(e)) from None
+    dims = list(shape) if shape is not None else (
+        [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim] if t.HasField("shape") else None)
+    if dims is None:
+        return array
+    if all(d >= 0 for d in dims) and array.size == int(np.prod(dims)):
+        return array.reshape(dims)
+    if array.ndim != len(dims) or any(d >= 0 and d != a for d, a in zip(dims, array.shape)):
+        raise AnecError(f"--freeze {v.name}: a value of shape {list(array.shape)} does not fit the input's shape {dims}",
+                        hint="give a value with the input's shape (a .npy file for arrays)")
+    return array
 
 
 def _element_dtype(elem_type: int, what: str) -> np.dtype:

@@ -22,6 +22,7 @@ from xdsl.ir import Operation, SSAValue
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.importers.onnx_graph import GraphBuilder, Handler, Node, NotOnAne, Value
+from anec.registry import Registry
 from anec.types import numpy_dtype, xdsl_element_type
 
 
@@ -34,8 +35,8 @@ class HandlerInfo:
     """What happens instead, for handlers that emit no op, or a condition worth documenting."""
 
 
-TABLE: dict[str, HandlerInfo] = {}
-HANDLERS: dict[str, Handler] = {}
+TABLE: Registry[HandlerInfo] = Registry("ONNX import handler")
+HANDLERS: Registry[Handler] = Registry("ONNX import handler")
 
 
 STANDARD_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64, np.bool_, np.int8, np.int16, np.int32,
@@ -48,8 +49,8 @@ def handles(*op_types: str, emits: Sequence[type[Operation]], note: str = "") ->
     def register(fn: Handler) -> Handler:
         checked = _standard_tensors_only(fn) if emits else fn
         for t in op_types:
-            TABLE[t] = HandlerInfo(checked, tuple(emits), note)
-            HANDLERS[t] = checked
+            TABLE.add(t, HandlerInfo(checked, tuple(emits), note))
+            HANDLERS.add(t, checked)
         return fn
     return register
 
@@ -1066,3 +1067,7 @@ def einsum(node: Node, b: GraphBuilder) -> list[Value]:
     y = b.emit(ane.MatmulOp(a, c))
     y = b.reshape(y, (*shape_of(y)[:nb], *[size_a[ch] for ch in free_a], *[size_c[ch] for ch in free_c]))
     return [_permute(b, y, "".join(batch + free_a + free_c), out)]
+
+
+# Handler families in their own modules register themselves into TABLE when imported.
+from anec.importers import onnx_contrib, onnx_recurrent  # noqa: E402, F401

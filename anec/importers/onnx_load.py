@@ -75,10 +75,17 @@ def _needs_external_data(model: ModelProto) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL and not t.raw_data for t in _tensors(model.graph))
 
 
+CONTRIB_DOMAINS = frozenset({"com.microsoft"})
+"""Domains onnx does not define whose ops anec maps one by one (ONNX Runtime's contrib ops); the
+importer refuses their other ops by name."""
+CONTRIB_HINT = ("use the model as exported, before ONNX Runtime's graph optimizations (or its transformers optimizer) "
+                "fused standard ops into com.microsoft ones")
+
+
 @functools.cache
 def known_domains() -> frozenset[str]:
-    """Domains onnx defines op schemas for (the default domain is '' or 'ai.onnx')."""
-    return frozenset({s.domain for s in onnx.defs.get_all_schemas_with_history()} | {"", "ai.onnx"})
+    """Domains onnx defines op schemas for (the default domain is '' or 'ai.onnx'), and `CONTRIB_DOMAINS`."""
+    return frozenset({s.domain for s in onnx.defs.get_all_schemas_with_history()} | {"", "ai.onnx"} | CONTRIB_DOMAINS)
 
 
 def validate(model: ModelProto, where: str = "model") -> None:
@@ -88,11 +95,14 @@ def validate(model: ModelProto, where: str = "model") -> None:
                         hint="upgrade onnx, or export the model with an older IR version")
     newest = onnx.defs.onnx_opset_version()
     local = {f.domain for f in model.functions}
+    # ONNX Runtime's saved optimized models import every domain it registers (ai.onnx.training,
+    # com.microsoft.nchwc, …) whether or not a node uses it: only a domain in use must be known
+    used = {n.domain or "" for n in walk_nodes([*model.graph.node, *(n for f in model.functions for n in f.node)])}
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx") and imp.version > newest:
             raise AnecError(f"op set {imp.version} is newer than the installed onnx {onnx.__version__} defines ({newest})",
                             where=where, hint=f"export the model for op set {newest} or older")
-        if imp.domain not in known_domains() and imp.domain not in local:
+        if imp.domain not in known_domains() and imp.domain not in local and imp.domain in used:
             raise AnecError(f"unknown op domain {imp.domain!r}", where=where,
                             why="neither onnx nor the model's own functions define it, so its ops have no meaning anec can know",
                             hint="export with standard ONNX ops, or include the functions that define them")

@@ -36,7 +36,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from anec.dialects.discardable import NAME_ATTR
 from anec.dialects.host import HostOp
-from anec.errors import AnecError
+from anec.errors import AnecError, ImportFailure
 from anec.host_kernels.aten import to_numpy
 from anec.importers.aten import (
     EMITS,
@@ -223,7 +223,12 @@ class GraphImporter:
                 self.values[node] = _attribute(owner, node.target)
                 self.weight_names.setdefault(id(self.values[node]), node.target)
             elif node.op == "call_function":
-                self.values[node] = self.call(node)
+                try:
+                    self.values[node] = self.call(node)
+                except AnecError:
+                    raise
+                except Exception as e:  # a handler bug: one line naming the node, not a traceback out of anec.compile
+                    raise ImportFailure.of("anec failed to import the node", f"node {node.name!r} ({op_key(node.target)})", e) from e
         results = [self.result(name, value) for name, value in outputs]
         self.block.add_op(func.ReturnOp(*results))
         _erase_dead_ops(self.block)
@@ -234,7 +239,7 @@ class GraphImporter:
         try:
             module.verify()
         except VerifyException as e:
-            raise RuntimeError(f"the torch importer built invalid IR: {e}") from e
+            raise _invalid_ir(fn, e) from e
         return module
 
     def result(self, name: str, arg: Any) -> SSAValue:
@@ -275,6 +280,18 @@ class GraphImporter:
             self.block.add_op(op)
         self._const_cache.update(emitter.constants)
         return value
+
+
+def _invalid_ir(fn: func.FuncOp, error: VerifyException) -> ImportFailure:
+    """The first op that does not verify, by its node name, in one line (xDSL's message prints the module)."""
+    for op in fn.body.block.ops:
+        try:
+            op.verify()
+        except VerifyException as e:
+            name = op.attributes.get(NAME_ATTR)
+            where = f"node {name.data!r}" if isinstance(name, StringAttr) else "the imported program"
+            return ImportFailure.of(f"the torch importer built an invalid {op.name}", where, e)
+    return ImportFailure.of("the torch importer built invalid IR", "the imported program", error)
 
 
 def _erase_dead_ops(block: Block) -> None:

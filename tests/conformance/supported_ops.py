@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 
 from anec.importers.onnx_handlers import TABLE
+from anec.importers.onnx_load import CONTRIB_DOMAINS, CONTRIB_HINT
 from anec.legality import COMMON, DEFAULT_RULES, RULES
 from anec.targets import TARGETS, Limits
 from tests.conformance.cases import TARGET, buckets
@@ -61,6 +62,25 @@ def _op_rows(domain: str, versions: dict[tuple[str, str], list[int]]) -> list[st
     return rows
 
 
+def _contrib_section() -> list[str]:
+    """ONNX Runtime's contrib ops anec maps (onnx defines no schemas for them, so they are listed from the table)."""
+    rows = []
+    for key, info in sorted(TABLE.items()):
+        domain, _, name = key.rpartition(".")
+        if domain not in CONTRIB_DOMAINS and not (domain == "" and not _is_onnx_op(name)):
+            continue
+        ane_ops = ", ".join(dict.fromkeys(f"`{c.name}`" for c in info.emits))
+        rows.append(f"| {name} | {domain or 'ai.onnx (onnxruntime)'} | ANE | {ane_ops} | {_rules(info.emits)} | {info.note} |")
+    return ["## ONNX Runtime contrib ops", "",
+            "Ops that ONNX Runtime's graph optimizations write. Every other op of these domains is refused by name, with the",
+            f"hint to {CONTRIB_HINT}.", "",
+            "| op | domain | runs on | ANE ops | ANE legality rules | notes |", "|---|---|---|---|---|---|", *rows, ""]
+
+
+def _is_onnx_op(name: str) -> bool:
+    return onnx.defs.has(name)
+
+
 def _limits_table() -> list[str]:
     head = "| limit | " + " | ".join(t.name for t in TARGETS) + " |"
     rows = [head, "|---|" + "---|" * len(TARGETS)]
@@ -102,6 +122,7 @@ def render() -> str:
             continue
         lines += [f"## Domain {title}", "", "| op | op sets | runs on | ANE ops | ANE legality rules | notes |",
                   "|---|---|---|---|---|---|", *rows, ""]
+    lines += _contrib_section()
     lines += ["## Limits per target", "", "The values the legality rules above compare against, per chip.", "", *_limits_table(), ""]
     lines += [f"## Conformance gaps (onnx node cases, target {TARGET})", "",
               "Cases of kind *fails* do not pass; cases of kind *off-ane* pass but run partly on the CPU.", "",

@@ -219,6 +219,121 @@ def test_an_if_decided_at_run_time_runs_on_the_cpu_with_the_values_its_branches_
     module = import_onnx(m)
     (branch,) = [op for op in ops_of(module) if isinstance(op, host.HostOp)]
     assert [a.data for a in branch.attributes["host.captured"].data] == ["w", "x"]
+    assert "condition is computed at run time" in branch.attributes["ane.reason"].data and "--freeze" in branch.attributes["ane.reason"].data
     x = random((2, 3))
     for c in (True, False):
         np.testing.assert_allclose(interpret(module, {"x0": x, "c": np.array(c)})[0], reference(m, {"x0": x, "c": np.array(c)})[0])
+
+
+def test_numeric_and_punctuated_onnx_names_import_and_keep_their_names() -> None:
+    """Older exporters number values ("390") and TF-converted models use "input:0": neither is an
+    xDSL SSA name, yet the model compiles, runs, and its I/O and ops keep the ONNX names."""
+    import anec
+
+    nodes = [helper.make_node("Relu", ["0"], ["390"], name="12"),
+             helper.make_node("Mul", ["390", "w:0"], ["467"], name="13"),
+             helper.make_node("Add", ["467", "0"], ["1"], name="14")]
+    m = model(nodes, [("0", F, [2, 3])], ["1"], {"w:0": random((2, 3), 1)})
+    x = random((2, 3))
+    module = check_against_reference(m, {"0": x})
+    fn = next(iter(module.ops))
+    assert input_names(fn) == ["0"] and output_names(fn) == ["1"]
+    assert [op.attributes["ane.name"].data for op in ops_of(module) if not isinstance(op, ane.ConstOp)] == ["12", "13", "14"]
+    compiled = anec.compile(m, emit="ir")
+    out = compiled.run({"0": x})
+    assert list(out) == ["1"]
+    np.testing.assert_allclose(out["1"], reference(m, {"0": x})[0], rtol=1e-2, atol=1e-2)
+
+
+def test_internal_failures_leave_as_one_line_errors_naming_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler bug or an op that does not verify is an AnecError naming the node, never xDSL's
+    multi-line VerifyException with the module printed."""
+    from xdsl.utils.exceptions import VerifyException
+
+    from anec.errors import ImportFailure
+    from anec.importers import onnx_handlers
+
+    m = model([helper.make_node("Relu", ["x"], ["r"], name="act"), helper.make_node("TopK", ["r", "k"], ["v", "i"], name="top")],
+              [("x", F, [3, 8])], ["v"], {"k": np.array([2], np.int64)})
+
+    def broken(node, b):
+        raise KeyError("oops")
+
+    monkeypatch.setitem(onnx_handlers.HANDLERS, "Relu", broken)
+    with pytest.raises(ImportFailure, match=r"node 'act' \(Relu\): anec failed to import the node: KeyError") as e:
+        import_onnx(m)
+    assert e.value.exit_code == 1
+    monkeypatch.undo()
+
+    def bad_verify(self):
+        raise VerifyException("operand types do not match\nbuiltin.module {\n  ...\n}")
+
+    monkeypatch.setattr(host.HostOp, "verify_", bad_verify)
+    with pytest.raises(AnecError, match=r"node 'top' \(TopK\): an op it imports to does not verify: VerifyException: operand types do not match") as e:
+        import_onnx(m)
+    assert "\n" not in str(e.value) and "builtin.module" not in str(e.value)
+
+
+def _sample_rate_model() -> onnx.ModelProto:
+    """An audio front end's shape arithmetic: y = If(sr == 16000, x * w, x + w) reshaped to [-1, sr / 8000]."""
+    then_g = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["t"])], "then", [], [helper.make_tensor_value_info("t", F, [1, 8])])
+    else_g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["e"])], "else", [], [helper.make_tensor_value_info("e", F, [1, 8])])
+    nodes = [helper.make_node("Equal", ["sr", "sr16k"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["y"], name="by_rate", then_branch=then_g, else_branch=else_g),
+             helper.make_node("Div", ["sr", "k8"], ["cols"]),
+             helper.make_node("Unsqueeze", ["cols", "zero"], ["cols1"]),
+             helper.make_node("Concat", ["minus_one", "cols1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["y", "shape"], ["z"], name="frames")]
+    inits = {"w": random((1, 8), 1), "sr16k": np.array(16000, np.int64), "k8": np.array(8000, np.int64),
+             "zero": np.array([0], np.int64), "minus_one": np.array([-1], np.int64)}
+    return model(nodes, [("x", F, [1, 8]), ("sr", TensorProto.INT64, [])], ["z"], inits)
+
+
+@pytest.mark.parametrize("rate", [16000, 8000])
+def test_freezing_an_input_folds_the_if_and_the_shapes_that_depend_on_it(rate: int) -> None:
+    m = _sample_rate_model()
+    with pytest.raises(AnecError, match=r"node 'frames'.*depends on the input values"):
+        import_onnx(m)
+    module = import_onnx(m, input_values={"sr": rate})
+    fn = next(iter(module.ops))
+    assert input_names(fn) == ["x"]
+    assert not any(isinstance(op, host.HostOp) for op in ops_of(module))
+    assert names_of(module) == ["ane.mul" if rate == 16000 else "ane.add", "ane.reshape"]
+    x = random((1, 8))
+    got = interpret(module, {"x": x})[0]
+    want = reference(m, {"x": x, "sr": np.array(rate, np.int64)})[0]
+    assert got.shape == want.shape == (8 * 8000 // rate, rate // 8000)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_freeze_is_checked_against_the_model_inputs() -> None:
+    m = _sample_rate_model()
+    with pytest.raises(AnecError, match="--freeze names 'rate', which is not an input"):
+        import_onnx(m, input_values={"rate": 16000})
+    with pytest.raises(AnecError, match=r"--freeze sr: a value of shape \[2\] does not fit the input's shape \[\]"):
+        import_onnx(m, input_values={"sr": [1, 2]})
+    assert import_onnx(m, input_values={"sr": [16000]}) is not None  # one element fits a scalar input
+
+
+def test_anec_compile_freeze_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import anec
+    from anec.cli import main
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_sample_rate_model().SerializeToString())
+    out = tmp_path / "m.mlir"
+    assert main(["compile", str(path), "--emit", "ir", "-o", str(out), "--freeze", "sr=16000", "-q"]) == 0
+    assert "host.op" not in out.read_text() and "ane.reshape" in out.read_text()
+    assert main(["compile", str(path), "--emit", "ir", "-o", str(out), "--freeze", "sr=fast"]) == 2
+    assert "--freeze 'sr=fast'" in capsys.readouterr().err
+    compiled = anec.compile(path, emit="ir", input_values={"sr": 8000})
+    assert compiled.options.input_values == {"sr": 8000}
+    x = random((1, 8))
+    np.testing.assert_allclose(compiled.run({"x": x})["z"], (x + random((1, 8), 1)).reshape(8, 1), rtol=1e-2, atol=1e-2)
+
+
+def test_freeze_is_for_onnx_models(tmp_path: Path) -> None:
+    program = tmp_path / "m.pt2"
+    program.write_bytes(b"not read")
+    with pytest.raises(AnecError, match=r"--freeze \(input_values=\) applies to ONNX models"):
+        import_model(program, input_values={"sr": 16000})

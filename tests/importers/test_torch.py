@@ -151,3 +151,31 @@ assert (compiled.run({"x": -np.ones((2, 3), np.float32)})["y"] == 0).all()
 assert "torch" not in sys.modules, "torch was imported"
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_internal_failures_are_one_line_errors_naming_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler bug, or an op that only fails the module's verification, leaves `anec.compile` as one
+    line naming the node, never a bare exception or xDSL's message with the module printed."""
+    from xdsl.utils.exceptions import VerifyException
+
+    from anec.errors import ImportFailure
+    from anec.importers import aten
+
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval()
+    example = (torch.randn(2, 4),)
+
+    def broken(e):
+        raise IndexError("out of range")
+
+    monkeypatch.setitem(aten.HANDLERS, "aten.relu.default", broken)
+    with pytest.raises(ImportFailure, match=r"node 'relu' \(aten.relu.default\): anec failed to import the node: IndexError: out of range"):
+        anec.compile(net, example_inputs=example, emit="ir")
+    monkeypatch.undo()
+
+    def bad_verify(self):
+        raise VerifyException("operand types do not match")
+
+    monkeypatch.setattr(ane.ReluOp, "verify_", bad_verify)
+    with pytest.raises(ImportFailure, match=r"node 'relu': the torch importer built an invalid ane.relu: VerifyException: operand") as e:
+        anec.compile(net, example_inputs=example, emit="ir")
+    assert "\n" not in str(e.value)

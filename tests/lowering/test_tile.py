@@ -135,6 +135,14 @@ def test_over_limit_onnx_model_compiles_to_legal_tiles_through_the_whole_pipelin
         assert rel <= 1e-2, f"{name}: relative L2 error {rel:.2e}"
 
 
+def test_every_tileable_rule_has_a_tiler_and_every_tiler_removes_a_tileable_rule() -> None:
+    from anec.legality import all_rules
+    from anec.lowering.tile import TILERS
+
+    tileable = {rule for rule in all_rules() if rule.tileable}
+    assert tileable and set(TILERS) == tileable
+
+
 def _streamed_matmul_onnx_model():
     """x[512,1024] @ W[1024,4096]: 8 MB of fp16 weights (128× the kernel memory) and a 4 MB output."""
     w = _w((4096, 1024), 5).T.copy()  # unit-scale outputs: no fp16 denormals for M1 to flush
