@@ -31,7 +31,7 @@ from anec.dialects.discardable import (
     name_of,
     notes,
 )
-from anec.sim.timing import cost, host_seconds, op_work, program_time
+from anec.sim.timing import Cost, cost, host_seconds, op_work, program_seconds, program_time
 from anec.targets import Target
 from anec.weights import store_of
 
@@ -58,6 +58,9 @@ class OpRecord:
     """Largest magnitude of the output on the calibration inputs (None: not calibrated)."""
     inputs: list[int] = field(default_factory=list)
     """Indices in `Report.ops` of the ops whose outputs this op reads (the graph's edges)."""
+    bound: str | None = None
+    """What bounds the op on the ANE (its costliest tile's term: overhead, compute, weights,
+    activations, l2-cliff); None on the CPU."""
 
 
 @dataclass
@@ -186,6 +189,8 @@ class _Cost:
     shape: list[int]
     seconds: float
     traffic_bytes: int
+    cost: Cost | None = None
+    """The timing model's cost on the ANE (None: on the CPU), which the segment's pipeline overlaps."""
 
 
 def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
@@ -196,20 +201,22 @@ def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
         for task, t in zip(program.tasks(), times.tasks):
             kind = task.attributes.get(OP_ATTR)
             out[id(task)] = _Cost(kind.data if isinstance(kind, StringAttr) else t.kind, int(t.work.flops), t.work.write_bytes, list(t.shape),
-                                  t.cost.total_s, t.work.read_bytes + t.work.write_bytes + t.work.weight_bytes)
+                                  t.cost.total_s, t.work.read_bytes + t.work.write_bytes + t.work.weight_bytes, t.cost)
     return out
 
 
 def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
     kind = op.op_name.data if isinstance(op, host.HostOp) else ane.kind(op)
     written = sum(ane_bytes(shape_of(r)) for r in op.results)
+    ane_cost = None
     if segment is None:
         read = sum(ane_bytes(shape_of(v)) for v in op.operands if hasattr(v.type, "get_shape"))
         seconds, traffic = host_seconds(op, target), read + written
     else:
         work = op_work(op, target)
-        seconds, traffic = cost(work, target).total_s, work.read_bytes + work.write_bytes + work.weight_bytes
-    return _Cost(kind, flops(op), written, list(shape_of(op.results[0])) if op.results else [], seconds, traffic)
+        ane_cost = cost(work, target)
+        seconds, traffic = ane_cost.total_s, work.read_bytes + work.write_bytes + work.weight_bytes
+    return _Cost(kind, flops(op), written, list(shape_of(op.results[0])) if op.results else [], seconds, traffic, ane_cost)
 
 
 def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | None = None) -> Report:
@@ -220,6 +227,9 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
     task_costs = _task_costs(module, target)
     producers = _producers(module)
     key_of: dict[int, str] = {}
+    pipelines: dict[int, list[Cost]] = {}  # segment -> its ops' (or tasks') costs, in order
+    rec_max: dict[str, float] = {}  # op -> its costliest piece's time (whose bound the op reports)
+    host_s = 0.0
     for op, segment in _walk_placed(module):
         origin = op.attributes.get(TILE_OF_ATTR)
         named = isinstance(op.attributes.get(NAME_ATTR), StringAttr)
@@ -229,6 +239,10 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             segments.add(segment)
         reason = op.attributes.get(REASON_ATTR)
         c = task_costs.get(id(op)) or _op_cost(op, segment, target)
+        if c.cost is not None and segment is not None:
+            pipelines.setdefault(segment, []).append(c.cost)
+        else:
+            host_s += c.seconds
         key_of[id(op)] = key
         if key in records:  # another tile (or task) of an op already recorded
             rec = records[key]
@@ -236,6 +250,8 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             rec.flops += c.flops
             rec.bytes += c.bytes
             rec.traffic_bytes += c.traffic_bytes
+            if c.cost is not None and c.seconds > rec_max.get(key, 0.0):
+                rec.bound, rec_max[key] = c.cost.bound, c.seconds
             rec.predicted_s = (rec.predicted_s or 0.0) + c.seconds
             continue
         records[key] = OpRecord(
@@ -252,13 +268,17 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             fp16_fixes=notes(op, FP16_FIXES_ATTR),
             traffic_bytes=c.traffic_bytes,
             fp16_peak=peak.value.data if isinstance(peak := op.attributes.get(FP16_PEAK_ATTR), FloatAttr) else None,
+            bound=c.cost.bound if c.cost is not None else None,
         )
+        rec_max[key] = c.seconds
         order.append(key)
     index = {key: i for i, key in enumerate(order)}
     for op_id, key in key_of.items():
         rec = records[key]
         reads = {index[key_of[id(p)]] for p in producers.get(op_id, []) if id(p) in key_of} - {index[key]}
         rec.inputs = sorted(set(rec.inputs) | reads)
-    latency = sum(r.predicted_s or 0.0 for r in records.values()) + len(segments) * target.perf.dispatch_floor_s.value
+    # Each segment is one dispatch whose ops overlap as the program model says (`predicted_s` is an
+    # op alone); the CPU ops run in between.
+    latency = host_s + sum(program_seconds(costs, target) for costs in pipelines.values())
     return Report(target=target.arch, ops=[records[k] for k in order], segments=len(segments), stats=dict(stats or {}),
                   predicted_latency_s=latency)

@@ -107,7 +107,8 @@ class Numerics:
 
 @dataclass(frozen=True)
 class Performance:
-    """Inputs of the timing model (anec.sim.timing)."""
+    """Inputs of the timing model (anec.sim.timing). `FIT_PARAMETERS` are fitted per measured
+    generation; `peak_fp16_flops` and `dram_bytes_per_s` stay the published roofs (utilization)."""
 
     cores: Fact[int]
     clock_hz: Fact[float]
@@ -117,6 +118,10 @@ class Performance:
     weight_stream_bytes_per_s: Fact[float]
     activation_bytes_per_s: Fact[float]
     dispatch_floor_s: Fact[float]
+    task_overhead_s: Fact[float]
+    ne_flops_per_s: Fact[float]
+    narrow_kernel_exponent: Fact[float]
+    planar_bytes_per_s: Fact[float]
     output_channels_per_cycle: Fact[int] = decompiled(4, "guide §2: lane width is 4 output channels/cycle/core in fp16")
     accumulator_slots: Fact[int] = decompiled(8, "guide §2: 8-entry accumulator file, HAL 0x0c")
     layer_overhead_cycles: Fact[int] = measured(44, "guide §2: fixed per-layer overhead of 44 cycles")
@@ -195,7 +200,7 @@ def facts(record: object, prefix: str = "") -> list[tuple[str, Fact]]:
 # The seven chips
 # ------------------------------------------------------------------------------------------------
 
-_M1_PERF = Performance(
+_M1_PUBLISHED = Performance(
     cores=decompiled(4, "guide §1: H13 has 4 architectural cores (HAL num_nes)", note="Apple markets 16; eiln reads 8 from the patents"),
     clock_hz=measured(1.14e9, "guide §1: ~1.14 GHz (DVFS 0.40-1.43)"),
     peak_fp16_flops=measured(12e12, "guide §1: 12 TFLOP/s slope", note="above the guide's own theoretical 5.5 (11 TOPS int8 marketed)"),
@@ -204,9 +209,13 @@ _M1_PERF = Performance(
     weight_stream_bytes_per_s=measured(51e9, "guide §1: 51 GB/s weight stream"),
     activation_bytes_per_s=measured(24e9, "guide §1: 24 GB/s standalone activation path"),
     dispatch_floor_s=measured(0.21e-3, "guide §2: t0 = 0.19-0.23 ms on M1"),
+    task_overhead_s=decompiled(44 / 1.14e9, "guide §2: fixed per-layer overhead of 44 cycles at 1.14 GHz"),
+    ne_flops_per_s=measured(12e12, "guide §1: 12 TFLOP/s slope"),
+    narrow_kernel_exponent=decompiled(1.0, "guide §2: 4 output channels/cycle/core; a 3x3 kernel fills one (OCG 1)"),
+    planar_bytes_per_s=measured(24e9, "guide §1: 24 GB/s standalone activation path (elementwise, norm, softmax)"),
 )
 
-_M5_MAX_PERF = Performance(
+_M5_MAX_PUBLISHED = Performance(
     cores=measured(16, "guide §1: H17s has 16 cores (measured host)"),
     clock_hz=measured(1.89e9, "guide §1: ~1.89 GHz (DVFS 0.74-2.36)"),
     peak_fp16_flops=measured(19.6e12, "guide §1: 19.6 TFLOP/s slope", note="community peak 19.3 (eco (d))"),
@@ -215,23 +224,86 @@ _M5_MAX_PERF = Performance(
     weight_stream_bytes_per_s=measured(145e9, "guide §1: ~145 GB/s weight stream"),
     activation_bytes_per_s=measured(57e9, "guide §1: 57 GB/s fit"),
     dispatch_floor_s=measured(0.11e-3, "guide §1: dispatch floor 0.11 ms on M5"),
+    task_overhead_s=decompiled(44 / 1.89e9, "guide §2: fixed per-layer overhead of 44 cycles at 1.89 GHz"),
+    ne_flops_per_s=measured(19.6e12, "guide §1: 19.6 TFLOP/s slope"),
+    narrow_kernel_exponent=decompiled(1.0, "guide §2: 4 output channels/cycle/core; a 3x3 kernel fills one (OCG 1)"),
+    planar_bytes_per_s=measured(57e9, "guide §1: 57 GB/s activation fit"),
 )
 
+PUBLISHED: dict[str, Performance] = {"h13": _M1_PUBLISHED, "h17s": _M5_MAX_PUBLISHED}
+"""The published figures of the generations with measurements: the fitter's starting point and
+prior (`anec.calibration.fit`)."""
 
-def _scaled(base: Performance, source: str, *, cores: int, clock_hz: float, peak: float, dram: float) -> Performance:
-    """A generation without its own measurements: M1's figures scaled by cores x clock."""
-    ratio = cores * clock_hz / (base.cores.value * base.clock_hz.value)
-    why = f"{source}; scaled from M1 by cores x clock ({ratio:.2f}x)"
+FIT_PARAMETERS: tuple[str, ...] = ("dispatch_floor_s", "task_overhead_s", "ne_flops_per_s", "narrow_kernel_exponent",
+                                   "planar_bytes_per_s", "weight_stream_bytes_per_s", "activation_bytes_per_s", "cliff_slowdown")
+"""The timing model's free parameters, fitted per generation where the measurements constrain them."""
+
+FITTED: dict[str, dict[str, float]] = {
+    # benchmarks/timing_calibration.py --fit prints this table; paste it here.
+    "h13": {"dispatch_floor_s": 0.0002461, "task_overhead_s": 3.865e-08, "ne_flops_per_s": 1.286e+13, "narrow_kernel_exponent": 0.9569, "planar_bytes_per_s": 2.402e+10, "activation_bytes_per_s": 2.653e+10, "weight_stream_bytes_per_s": 5.134e+10, "cliff_slowdown": 2.541},
+    "h17s": {"dispatch_floor_s": 7.47e-05, "task_overhead_s": 2.261e-08, "ne_flops_per_s": 8.632e+13, "narrow_kernel_exponent": 0.7503, "planar_bytes_per_s": 1.487e+10, "activation_bytes_per_s": 2.384e+10, "weight_stream_bytes_per_s": 1.531e+11},
+}
+"""Fitted parameter values per measured generation (architecture -> parameter -> value); a parameter
+no measurement of that generation constrains keeps its published figure."""
+
+FIT_SOURCES: dict[str, str] = {
+    "h13": "the M1 measurements of ane-hardware.md (anec.calibration)",
+    "h17s": "ANEForge's 27 M5 Pro single-op latencies (anec/sim/data/m5pro-single-op-latency.json) and the guide's 19.6 TFLOP/s slope",
+}
+
+
+def _fitted(published: Performance, arch: str) -> Performance:
+    """A measured generation's performance: the published figures with the fitted parameters."""
+    why = f"fitted to {FIT_SOURCES[arch]} by benchmarks/timing_calibration.py --fit"
+    perf = replace(published, **{name: measured(value, why, note=f"published: {getattr(published, name).value:.4g} "
+                                                 f"({getattr(published, name).source})")
+                                 for name, value in FITTED[arch].items()})
+    stream = max(perf.weight_stream_bytes_per_s.value, perf.activation_bytes_per_s.value)
+    if stream > perf.dram_bytes_per_s.value:  # a roof below a stream the chip sustains is no roof
+        perf = replace(perf, dram_bytes_per_s=measured(stream, f"the fitted weight stream ({why})",
+                                                       note=f"published: {perf.dram_bytes_per_s.value:.4g} ({perf.dram_bytes_per_s.source})"))
+    return perf
+
+
+_M1_PERF = _fitted(_M1_PUBLISHED, "h13")
+_M5_MAX_PERF = _fitted(_M5_MAX_PUBLISHED, "h17s")
+
+_DVFS_SOURCE = "ANEForge chip-dvfs-tables.json (anec/sim/data): cores_0x238 and the top effective clock of eff_map_0x7a8"
+DVFS: dict[str, tuple[int, float]] = {
+    "h13": (4, 1.428e9), "h13g": (8, 1.464e9), "h14": (4, 1.452e9), "h15": (4, 1.524e9),
+    "h16": (4, 1.620e9), "h17": (4, 1.644e9), "h17s": (16, 1.788e9),
+}
+"""Per generation, from the firmware's DVFS tables: (cores, top effective clock in Hz)."""
+
+
+def _scaled(base: Performance, base_arch: str, arch: str, *, peak: Fact[float], dram: Fact[float]) -> Performance:
+    """A generation without its own measurements: the nearest measured generation's fitted model,
+    its NE rate scaled by cores x top clock from the DVFS tables (the model's NE rate is that of all
+    cores busy; few output channels leave cores idle, which is why M5 Pro's measured slope is only
+    1.6x M5's with 4x the cores, and why M4's measured 18.6 TFLOP/s agrees with this scaling of the
+    M5 Pro fit), its per-task overhead by clock, its bandwidths by DRAM bandwidth; dispatch floor,
+    kernel exponent and cliff factor carried over."""
+    (cores, clock), (base_cores, base_clock) = DVFS[arch], DVFS[base_arch]
+    ratio = cores * clock / (base_cores * base_clock)
+    why = f"{base_arch} fit scaled by cores x top DVFS clock ({cores} x {clock / 1e9:.3f} GHz: {ratio:.2f}x)"
+    share = dram.value / base.dram_bytes_per_s.value
+    bandwidth = f"{base_arch} fit scaled by DRAM bandwidth ({share:.2f}x)"
+    carried = f"carried over from the {base_arch} fit (no measurement of this generation)"
     return replace(
         base,
-        cores=decompiled(cores, f"guide §1: suffix sets num_nes ({cores})"),
-        clock_hz=predicted(clock_hz, source),
-        peak_fp16_flops=predicted(peak, source),
+        cores=decompiled(cores, f"guide §1: suffix sets num_nes ({cores}); {_DVFS_SOURCE}"),
+        clock_hz=decompiled(clock, _DVFS_SOURCE),
+        peak_fp16_flops=peak,
         sustained_fp16_flops=predicted(base.sustained_fp16_flops.value * ratio, why),
-        dram_bytes_per_s=spec(dram, "Apple memory-bandwidth spec for the SoC"),
-        weight_stream_bytes_per_s=predicted(base.weight_stream_bytes_per_s.value * dram / base.dram_bytes_per_s.value, "M1 weight-stream share of DRAM bandwidth"),
-        activation_bytes_per_s=predicted(base.activation_bytes_per_s.value * dram / base.dram_bytes_per_s.value, "M1 activation share of DRAM bandwidth"),
-        dispatch_floor_s=predicted(0.16e-3, "between M1 (0.21 ms) and M5 (0.11 ms)"),
+        ne_flops_per_s=predicted(base.ne_flops_per_s.value * ratio, why),
+        task_overhead_s=predicted(base.task_overhead_s.value * base_clock / clock, f"{base_arch} fit scaled by clock"),
+        dram_bytes_per_s=dram,
+        weight_stream_bytes_per_s=predicted(base.weight_stream_bytes_per_s.value * share, bandwidth),
+        activation_bytes_per_s=predicted(base.activation_bytes_per_s.value * share, bandwidth),
+        planar_bytes_per_s=predicted(base.planar_bytes_per_s.value * clock / base_clock, f"{base_arch} fit scaled by clock"),
+        dispatch_floor_s=predicted(base.dispatch_floor_s.value, carried),
+        narrow_kernel_exponent=predicted(base.narrow_kernel_exponent.value, carried),
+        cliff_slowdown=predicted(base.cliff_slowdown.value, carried),
     )
 
 
@@ -242,33 +314,29 @@ _NO_SLICE_Q4 = replace(Numerics(), width_slice_overflow=predicted(None, "guide �
 _M5_NUMERICS = replace(_NO_SLICE_Q4, mac_flushes_denormals=measured(False, "guide §2: denormals kept inside the MAC on M5"))
 _M5_MEMORY = replace(_SHARED_KERNELS, l2_cliff_bytes=measured(int(4.72 * MB), "guide §1: 4.72 MB measured threshold on M5"))
 
+_SPEC_DRAM = "Apple memory-bandwidth spec for the SoC"
+
 TARGETS: tuple[Target, ...] = (
     Target("M1", "h13", ("m1",), "T8103", decompiled("A13", "guide §1 family enum", note="outside sources pair M1 with A14"), 13,
            decompiled(4, "guide §5: hwx cpusubtype M1 = 4"), _M1_PERF),
     Target("M1 Pro/Max", "h13g", ("m1-pro", "m1-max", "m1-ultra"), "T600x", decompiled("A13", "guide §1 family enum"), 13,
            decompiled(4, "guide §5: hwx cpusubtype M1 = 4"),
-           _scaled(_M1_PERF, "guide §1: h13g doubles the cores at M1's clock", cores=8, clock_hz=1.14e9, peak=24e12, dram=200e9)),
+           _scaled(_M1_PERF, "h13", "h13g", peak=predicted(24e12, "guide §1: h13g doubles the cores at M1's clock"), dram=spec(200e9, _SPEC_DRAM))),
     Target("M2", "h14", ("m2",), "T8112", decompiled("A14", "guide §1: M(n) -> family A(n+12)"), 14,
            predicted(5, "between M1 = 4 and M5 = 9"),
-           _scaled(_M1_PERF, "guide §1: M2 numerically identical to M1; 15.8 TOPS marketed", cores=4, clock_hz=1.40e9, peak=15.8e12, dram=100e9),
+           _scaled(_M1_PERF, "h13", "h14", peak=predicted(15.8e12, "guide §1: M2 numerically identical to M1; 15.8 TOPS marketed"), dram=spec(100e9, _SPEC_DRAM)),
            limits=_M2_LIMITS, memory=_SHARED_KERNELS),
     Target("M3", "h15", ("m3",), "T8122", decompiled("A15", "guide §1: M(n) -> family A(n+12)"), 15,
            predicted(6, "between M1 = 4 and M5 = 9"),
-           _scaled(_M1_PERF, "eco (d): community peak ~10 TFLOP/s (M3 Pro); 18 TOPS marketed", cores=4, clock_hz=1.55e9, peak=18e12, dram=100e9),
+           _scaled(_M1_PERF, "h13", "h15", peak=predicted(18e12, "eco (d): community peak ~10 TFLOP/s (M3 Pro); 18 TOPS marketed"), dram=spec(100e9, _SPEC_DRAM)),
            limits=_M2_LIMITS, memory=_SHARED_KERNELS, numerics=_NO_SLICE_Q4),
     Target("M4", "h16", ("m4",), "T8132", decompiled("A16", "guide §1: M(n) -> family A(n+12)"), 16,
            predicted(7, "between M1 = 4 and M5 = 9"),
-           replace(_scaled(_M1_PERF, "eco (d): 18.6 TFLOP/s measured on 128 stacked convs", cores=4, clock_hz=1.70e9, peak=18.6e12, dram=120e9),
-                   peak_fp16_flops=measured(18.6e12, "eco (d) maderix: 128 stacked 512-channel convs on M4")),
+           _scaled(_M5_MAX_PERF, "h17s", "h16", peak=measured(18.6e12, "eco (d) maderix: 128 stacked 512-channel convs on M4"), dram=spec(120e9, _SPEC_DRAM)),
            limits=replace(_WIDE, max_pool_window=_M2_LIMITS.max_pool_window), memory=_SHARED_KERNELS, numerics=_NO_SLICE_Q4),
     Target("M5", "h17", ("m5",), "T8142", decompiled("A17", "guide §1: M(n) -> family A(n+12)"), 17,
            decompiled(9, "guide §5: hwx cpusubtype M5 = 9"),
-           replace(_M5_MAX_PERF, cores=decompiled(4, "guide §1: T8142 h17 = 4 cores"),
-                   peak_fp16_flops=measured(12.2e12, "eco (d): community peak 12.2 TFLOP/s on M5"),
-                   sustained_fp16_flops=predicted(8.9e12 / 4, "M5 Max fit scaled by cores (4/16)"),
-                   dram_bytes_per_s=spec(153e9, "Apple memory-bandwidth spec for M5"),
-                   weight_stream_bytes_per_s=predicted(145e9 * 153 / 546, "M5 Max weight stream scaled by DRAM bandwidth"),
-                   activation_bytes_per_s=predicted(57e9 * 153 / 546, "M5 Max fit scaled by DRAM bandwidth")),
+           _scaled(_M5_MAX_PERF, "h17s", "h17", peak=measured(12.2e12, "eco (d): community peak 12.2 TFLOP/s on M5"), dram=spec(153e9, "Apple memory-bandwidth spec for M5")),
            limits=replace(_WIDE, max_pool_window=_M2_LIMITS.max_pool_window), memory=_M5_MEMORY, numerics=_M5_NUMERICS),
     Target("M5 Pro/Max", "h17s", ("m5-pro", "m5-max"), "T605x", decompiled("A17", "guide §1: M(n) -> family A(n+12)"), 17,
            decompiled(9, "guide §5: hwx cpusubtype M5 = 9"), _M5_MAX_PERF,

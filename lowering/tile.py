@@ -269,12 +269,16 @@ def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operati
 
 
 def _reshape_piece(op: ane.ReshapeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
-    """Reshapes that keep every axis up to `axis` can be cut along it."""
+    """A reshape can be cut along output `axis` when some input axis has the same extent and the
+    same number of elements before it (unit axes aside): the piece is then that input slice,
+    reshaped. A (1, C, 1, W) -> (C, W) reshape after a 1×1-conv matmul is the common case."""
     x, out = shape_of(op.input), list(shape_of(op.result))
-    if x[: axis + 1] != tuple(out[: axis + 1]):
+    before = math.prod(out[:axis])
+    source = next((b for b in range(len(x)) if x[b] == out[axis] and math.prod(x[:b]) == before), None)
+    if source is None:
         return None
     out[axis] = hi - lo
-    return _with(op, [p.slice(op.input, axis, lo, hi)], out)
+    return _with(op, [p.slice(op.input, source, lo, hi)], out)
 
 
 PieceBuilder = Callable[[Operation, int, int, int, Pieces], Operation | None]

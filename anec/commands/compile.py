@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from anec.errors import AnecError
+from anec.targets import get_target
 
 if TYPE_CHECKING:
     from anec.report import OpRecord, Report
@@ -195,10 +196,14 @@ def print_summary(report: Report, title: str, chip: str, *, all_ops: bool = Fals
                   f"{_si(ane_flops, 'FLOP')} of {_si(total_flops, 'FLOP')} ({report.ane_flops_fraction:.1%})")
     console.print(_tiles_line(report))
     host_s = sum(r.predicted_s or 0.0 for r in report.host_ops)
-    ane_s = sum(r.predicted_s or 0.0 for r in ane)
-    dispatch_s = (report.predicted_latency_s or 0.0) - ane_s - host_s
+    dispatch_s = report.segments * get_target(report.target).perf.dispatch_floor_s.value
+    ane_s = (report.predicted_latency_s or 0.0) - dispatch_s - host_s  # the ops overlap: less than their sum
+    by_bound: dict[str, float] = {}
+    for r in ane:
+        by_bound[r.bound or "?"] = by_bound.get(r.bound or "?", 0.0) + (r.predicted_s or 0.0)
+    bound = f"; ANE ops mostly {max(by_bound, key=lambda b: by_bound[b])}-bound" if by_bound else ""
     console.print(f"predicted latency on the {chip}: {_ms(report.predicted_latency_s)} "
-                  f"(ANE {_ms(ane_s)}, {report.segments} dispatch(es) {_ms(dispatch_s)}, CPU {_ms(host_s)})")
+                  f"(ANE {_ms(ane_s)}, {report.segments} dispatch(es) {_ms(dispatch_s)}, CPU {_ms(host_s)}){bound}")
 
 
 def _tiles_line(report: Report) -> str:

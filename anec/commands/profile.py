@@ -12,7 +12,9 @@ from anec.errors import AnecError
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("profile", parents=[common], help="predict how long a model takes on a chip, task by task",
                        description="Compile MODEL (or read a .anec program) and print the timing model's time for every task "
-                       "descriptor, each program's total with its dispatch floor, and the predicted latency.")
+                       "descriptor with the term that bounds it (overhead, compute, weights, activations, l2-cliff), each "
+                       "program's total with its dispatch floor and bound (dispatch when the floor outweighs the tasks), "
+                       "and the predicted latency.")
     p.add_argument("model", help="a .anec program, or an .onnx / .pt2 model")
     p.add_argument("--target", help="chip (m1 … m5-max); a .anec file knows its own")
     p.add_argument("--top", type=int, default=0, metavar="N", help="show only the N slowest tasks of each program")
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             shape = "x".join(map(str, t.shape))
             print(f"  {t.index:5d} {t.name[:32]:32} {t.kind[:22]:22} {shape[:18]:18} {t.work.flops / 1e6:9.2f} {moved:9.1f} "
                   f"{t.cost.bound:>8} {t.cost.total_s * 1e6:9.1f}")
-        print(f"  dispatch floor {times.dispatch_s * 1e6:.0f} µs; program {times.total_s * 1e3:.3f} ms, "
+        print(f"  dispatch floor {times.dispatch_s * 1e6:.0f} µs; program {times.total_s * 1e3:.3f} ms ({times.bound}-bound), "
               f"{times.flops / 1e9:.3f} GFLOP, {times.flops / times.total_s / 1e12:.2f} TFLOP/s, "
               f"{times.utilization:.0%} of the roofline")
         total += times.total_s

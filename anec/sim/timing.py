@@ -1,28 +1,36 @@
 """The timing model: how long a program (or an op, before tiling) takes on a chip's Neural Engine.
 
-Per task: a fixed overhead plus the larger of compute time and data-movement time.
+Per task, two overlapping times: the engine's (a fixed overhead plus compute) and the DMA's
+(weights plus activations that cross DRAM).
 
-- Compute. MAC tasks run at the chip's peak scaled by how many of the 4 output-channel lanes and how
-  many cores the task can keep busy: a kernel of k taps fills floor_pow2(8/k) output channels per
-  accumulator group (OCG), so a 3×3 convolution keeps one lane of four; Cout/OCG groups spread over at
-  most next_pow2 cores. Planar-engine and DMA tasks stream their bytes at the activation path's rate.
-- Data movement. Weights stream at the weight-stream rate; activations cross DRAM at the activation
-  rate when they are program inputs or outputs, except a source an earlier tile of the same op read (tiles
-  read their op's input once from DRAM, then from L2). When the largest tensor a task touches exceeds the
-  L2 cliff, the task streams from DRAM: its activations all cross DRAM and its compute slows by the
-  measured cliff factor.
-- Per program: the dispatch floor, then the tasks in order. Utilization is the roofline time
-  (max of peak compute and DRAM traffic) over the predicted time.
+- Compute. MAC tasks run at the fitted NE rate, slowed by idle cores and by narrow output-channel
+  groups: a kernel of k taps fills floor_pow2(8/k) output channels per accumulator group (OCG), so a
+  3×3 convolution fills one lane of four; the cost is (OCG/lanes)^γ with γ fitted per generation
+  (γ = 1 would be the decompiled lane count taken literally; the chips measure milder). Cout/OCG
+  groups spread over at most next_pow2 cores. Planar-engine and DMA tasks stream their bytes at the
+  planar rate (L2 to L2; a program input or output also crosses DRAM, overlapped).
+- Data movement. Weights stream at the weight-stream rate (a weight above the kernel memory is tiled
+  into output-channel groups that stream one after another); activations cross DRAM at the
+  activation rate when they are program inputs or outputs, except a source an earlier tile of the
+  same op read (tiles read their op's input once from DRAM, then from L2). Intermediate tensors stay
+  in L2 and cost no DMA. When the largest tensor a task touches exceeds the L2 cliff, the task
+  streams from DRAM: its activations all cross DRAM and its compute slows by the cliff factor.
+- Per program: the dispatch floor once, then the tasks pipelined (`pipelined_s`): the DMA of a task
+  overlaps its own compute and the previous task's, so N tasks never pay N times an overhead the
+  hardware hides. Utilization is the roofline time (max of peak compute and DRAM traffic) over the
+  predicted time.
 
-Every parameter is a `Fact` of `anec.targets`; `benchmarks/timing_calibration.py` prints the error
-against each published measurement. The same `Work` record describes a decoded task and a
-graph-level `ane` op, so the report's per-op prediction and `anec profile` share one model.
+Every parameter is a `Fact` of `anec.targets`, fitted to the published measurements
+(`anec.calibration`) by `benchmarks/timing_calibration.py --fit`, which also prints each error.
+The same `Work` record describes a decoded task and a graph-level `ane` op, so the report's per-op
+prediction and `anec profile` share one model.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from xdsl.ir import Operation
@@ -75,36 +83,81 @@ class Work:
     reread_bytes: int = 0         # source bytes an earlier tile of the same op already brought in
 
 
+Bound = Literal["dispatch", "overhead", "compute", "weights", "activations", "l2-cliff"]
+
+
 @dataclass(frozen=True)
 class Cost:
+    """One task's engine time (overhead + compute) and DMA time (weights + activations). The two
+    overlap: a task streams its data while it computes, and prefetches behind the previous task."""
+
     overhead_s: float
     compute_s: float
-    memory_s: float
+    weight_s: float = 0.0
+    activation_s: float = 0.0
+    cliff: bool = False           # the task streams past the L2 cliff
+    engine: Engine = "ne"         # planar and DMA tasks "compute" by moving activations
+
+    @property
+    def memory_s(self) -> float:
+        return self.weight_s + self.activation_s
+
+    @property
+    def engine_s(self) -> float:
+        return self.overhead_s + self.compute_s
 
     @property
     def total_s(self) -> float:
-        return self.overhead_s + max(self.compute_s, self.memory_s)
+        """The task alone (no neighbour to hide behind)."""
+        return max(self.engine_s, self.memory_s)
 
     @property
-    def bound(self) -> str:
-        if max(self.compute_s, self.memory_s) < self.overhead_s:
-            return "overhead"
-        return "compute" if self.compute_s >= self.memory_s else "memory"
+    def bound(self) -> Bound:
+        """The term that sets the task's time: what would have to shrink to make it faster."""
+        if self.engine_s >= self.memory_s:
+            term: Bound = "overhead" if self.overhead_s > self.compute_s else "compute" if self.engine == "ne" else "activations"
+        else:
+            term = "weights" if self.weight_s >= self.activation_s else "activations"
+        return "l2-cliff" if self.cliff and term in ("compute", "activations") else term
 
 
 def cost(work: Work, target: Target) -> Cost:
+    """Engine time: a fixed per-task overhead, then MACs at the fitted NE rate (narrow output-channel
+    groups and idle cores slow it) or bytes at the planar rate for planar/DMA tasks. DMA time:
+    weights at the weight-stream rate, activations at the activation rate when they cross DRAM."""
     p, memory = target.perf, target.memory
-    overhead = work.tasks * p.layer_overhead_cycles.value / p.clock_hz.value
+    overhead = work.tasks * p.task_overhead_s.value
     streams = work.largest_bytes > memory.l2_cliff_bytes.value
     if work.engine == "ne":
-        compute = work.flops / (p.peak_fp16_flops.value * work.lane_utilization * work.core_utilization)
+        lanes = work.lane_utilization ** p.narrow_kernel_exponent.value
+        compute = work.flops / (p.ne_flops_per_s.value * lanes * work.core_utilization)
     else:
-        compute = (work.read_bytes + work.write_bytes) / p.activation_bytes_per_s.value
+        compute = (work.read_bytes + work.write_bytes) / p.planar_bytes_per_s.value
     dram = work.read_bytes - work.reread_bytes + work.write_bytes if streams else work.dram_bytes
     if streams:
         compute *= p.cliff_slowdown.value
-    data = dram / p.activation_bytes_per_s.value + work.weight_bytes / p.weight_stream_bytes_per_s.value
-    return Cost(overhead, compute, data)
+    return Cost(overhead, compute, work.weight_bytes / p.weight_stream_bytes_per_s.value,
+                dram / p.activation_bytes_per_s.value, streams, work.engine)
+
+
+def pipelined_s(costs: Sequence[Cost]) -> float:
+    """Tasks in order on two engines that overlap: the DMA streams task i's data while task i
+    computes, and may start it as soon as task i-1 is computing (double-buffered, one task of
+    lookahead). So a run of DMA-bound tasks costs its DMA time and a run of compute-bound tasks its
+    engine time: a per-task overhead is paid only where the engine is the bottleneck."""
+    dma_end = engine_end = previous_start = 0.0
+    for c in costs:
+        dma_start = max(dma_end, previous_start)
+        dma_end = dma_start + c.memory_s
+        start = max(engine_end, dma_start)
+        engine_end = max(start + c.engine_s, dma_end)
+        previous_start = start
+    return engine_end
+
+
+def program_seconds(costs: Sequence[Cost], target: Target) -> float:
+    """One dispatch of a program: the dispatch floor once, then its tasks pipelined."""
+    return target.perf.dispatch_floor_s.value + pipelined_s(costs)
 
 
 def roofline_s(work_flops: float, dram_bytes: float, target: Target) -> float:
@@ -199,7 +252,24 @@ class ProgramTime:
 
     @property
     def total_s(self) -> float:
-        return self.dispatch_s + sum(t.cost.total_s for t in self.tasks)
+        return self.dispatch_s + pipelined_s([t.cost for t in self.tasks])
+
+    @property
+    def bound(self) -> Bound:
+        """What sets the program's time: the dispatch floor when it outweighs all the tasks, else
+        the bound that accounts for most of the tasks' time."""
+        busy = self.total_s - self.dispatch_s
+        if self.dispatch_s >= busy or not self.tasks:
+            return "dispatch"
+        share: dict[Bound, float] = {}
+        for t in self.tasks:
+            share[t.cost.bound] = share.get(t.cost.bound, 0.0) + t.cost.total_s
+        return max(share, key=lambda b: share[b])
+
+    def retimed(self, target: Target) -> ProgramTime:
+        """The same tasks costed with another target's parameters (the fitter's inner loop)."""
+        tasks = [replace(t, cost=cost(t.work, target)) for t in self.tasks]
+        return ProgramTime(self.name, tasks, target.perf.dispatch_floor_s.value, target)
 
     @property
     def flops(self) -> float:

@@ -23,6 +23,9 @@ def test_profile_lists_every_task_and_the_total(tmp_path: Path, capsys) -> None:
     total = float(re.search(r"predicted latency on the M1 \(h13\): ([\d.]+) ms", out).group(1))
     programs = sum(program_time(p).total_s for p in file.programs) * 1e3
     assert programs <= total < programs + 1.0
+    bounds = ("dispatch", "overhead", "compute", "weights", "activations", "l2-cliff")
+    assert all(row.split()[-2] in bounds for row in rows)  # every task names what bounds it
+    assert re.findall(r"ms \(([\w-]+)-bound\)", out) == [program_time(p).bound for p in file.programs]
 
 
 def test_profile_of_a_missing_model_is_one_line(capsys) -> None:

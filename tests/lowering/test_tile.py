@@ -14,7 +14,7 @@ from anec.dialects.discardable import TILE_OF_ATTR
 from anec.legality import legality
 from anec.lowering.tile import TilePass
 from anec.report import build_report
-from anec.targets import get_target
+from anec.targets import TARGETS, get_target
 from tests.lowering.graphs import assert_same_results, ops_named, run_pass, segment_graph
 
 
@@ -141,3 +141,28 @@ def test_every_tileable_rule_has_a_tiler_and_every_tiler_removes_a_tileable_rule
 
     tileable = {rule for rule in all_rules() if rule.tileable}
     assert tileable and set(TILERS) == tileable
+
+
+def _streamed_matmul_onnx_model():
+    """x[512,1024] @ W[1024,4096]: 8 MB of fp16 weights (128× the kernel memory) and a 4 MB output."""
+    w = _w((4096, 1024), 5).T.copy()  # unit-scale outputs: no fp16 denormals for M1 to flush
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="streamed")], "streamed_matmul",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [512, 1024])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512, 4096])], [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), w
+
+
+@pytest.mark.parametrize("target", [t.aliases[0] for t in TARGETS])
+def test_a_matmul_with_weights_beyond_the_kernel_memory_streams_by_output_channel_groups(target: str) -> None:
+    """Runs on hardware, so it must compile for every chip: output-channel groups whose weights fit
+    the kernel memory, streamed one after another, and the (1, C, 1, W) -> (C, W) reshape of the
+    4 MB result cut along C as well."""
+    model, w = _streamed_matmul_onnx_model()
+    compiled = anec.compile(model, target=target, emit="descriptors")
+    assert not compiled.report.host_ops
+    record = next(r for r in compiled.report.ops if r.name == "streamed")
+    assert record.tiles * get_target(target).memory.kernel_memory_bytes.value >= 1024 * 4096 * 2
+    x = np.random.default_rng(1).standard_normal((512, 1024)).astype(np.float32)
+    got = compiled.run([x])["y"].astype(np.float64)
+    want = x.astype(np.float16).astype(np.float64) @ w.astype(np.float16).astype(np.float64)
+    assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
