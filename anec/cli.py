@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from anec.errors import AnecError
 
-COMMANDS = ("compile", "explain", "report", "targets", "opt", "run", "profile", "dump")
+COMMANDS = ("compile", "check", "explain", "report", "targets", "opt", "run", "profile", "dump")
 """Modules under anec.commands, in the order `anec --help` lists them."""
 
 

@@ -275,6 +275,6 @@ def _extend_segment(segment: ane.SegmentOp, values: Sequence[SSAValue]) -> list[
     assert block is not None
     block.insert_op_before(grown, segment)
     for old, new in zip(segment.results, grown.results):
-        old.replace_by(new)
+        old.replace_all_uses_with(new)
     block.erase_op(segment)
     return list(grown.results[kept:])

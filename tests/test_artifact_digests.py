@@ -60,14 +60,6 @@ RECORDED: dict[tuple[str, str, str], str] = {
     ('mobilenetv2', 'm1', 'coreml'): '9d05213400ea765eae2d821997811c01bc102a3f7cc24f92faa7ea3f965976dd',
     ('mobilenetv2', 'm4', 'descriptors'): 'e53947d589e35512e8b28a014dbcff8fc0b204a784567a5cb8f1dfb94b3647fe',
     ('mobilenetv2', 'm4', 'coreml'): 'a1ad5f286f2d51d32c21273d9fa8b45a7394af6bc3550b9573024708b08a3b0f',
-    ('bert-base', 'm1', 'descriptors'): '2148256b0a168ea91f1db1fbd39059f71e4de2506f5bf99a767ba8fc9d863823',
-    ('bert-base', 'm1', 'coreml'): '32f0261f39bf8428bec63d7995a7e3e46769d2c3650ab5c40f9aa560f83292ea',
-    ('bert-base', 'm4', 'descriptors'): '71228fcda59b052a389caf17180726882118a530c8667ef446b44512485e7da7',
-    ('bert-base', 'm4', 'coreml'): '7c0896ad62c80f4ecc1b16080e104d4a32c0e07f6bfd7dbeedd4f096ce52df6a',
-    ('gpt2', 'm1', 'descriptors'): '6e49c0d22b50f107e9b493c805aced966ac5b36ae0c543c0e7e8ec8a45db6c78',
-    ('gpt2', 'm1', 'coreml'): 'cae45c589fd189aa895f65d30906c8e689ad658d7bf0c1291249733b503fab7e',
-    ('gpt2', 'm4', 'descriptors'): '393e032ea96acfceb169670eb6a5a9cccb999548a9e21da5701ae155bd5ded85',
-    ('gpt2', 'm4', 'coreml'): 'fea90bf1ae017ce858132cc79031c43937e17b7d538e36d75b4869ca75f1639a',
 }
 
 

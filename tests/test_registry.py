@@ -12,6 +12,7 @@ from anec.host_kernels import RUNNERS
 from anec.importers import aten, onnx_handlers
 from anec.lowering import to_anehw
 from anec.registry import Registry
+from anec.sim import functional
 
 
 def test_a_key_registered_twice_is_refused() -> None:
@@ -32,7 +33,8 @@ def test_lookup_goes_through_the_class_hierarchy() -> None:
 
 
 @pytest.mark.parametrize("table", [interpreter.KERNELS, to_anehw.HANDLERS, mil.HANDLERS, onnx_handlers.TABLE,
-                                   onnx_handlers.HANDLERS, aten.HANDLERS, RUNNERS])
+                                   onnx_handlers.HANDLERS, aten.HANDLERS, RUNNERS,
+                                   functional.EXECUTORS, functional.MAC_EXECUTORS])
 def test_every_op_table_is_a_registry(table: object) -> None:
     assert isinstance(table, Registry)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 
@@ -60,6 +59,7 @@ from anec.isa.tasks import (
     Coeff,
     Kind,
 )
+from anec.registry import Registry
 from anec.sim import fp16_kernels
 from anec.sim.fp16_kernels import BINARY_OPS, Fp16Kernels, fp16, store_fp16, widening_table
 from anec.targets import Numerics, get_target
@@ -393,21 +393,12 @@ def piecewise_linear(x: np.ndarray, table: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 Executor = Callable[[Machine, Task, np.ndarray, np.ndarray | None], np.ndarray]
-EXECUTORS: dict[Kind, Executor] = {}
+EXECUTORS: Registry[Executor] = Registry("simulator executor")
 MacExecutor = Callable[[Machine, Task, View, np.ndarray], np.ndarray]
 """(machine, task, source view, weights) -> float32 sums: a MAC reads its source itself."""
-MAC_EXECUTORS: dict[Kind, MacExecutor] = {}
+MAC_EXECUTORS: Registry[MacExecutor] = Registry("simulator MAC executor")
 
 
-E = TypeVar("E")
-
-
-def executes(table: dict[Kind, E], *kinds: Kind) -> Callable[[E], E]:
-    def register(fn: E) -> E:
-        for k in kinds:
-            table[k] = fn
-        return fn
-    return register
 
 
 def _window(task: Task) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -430,7 +421,7 @@ def _fit_window(x: np.ndarray, task: Task) -> tuple[np.ndarray, list[int]]:
     return x, [py, px, ends[0], ends[1]]
 
 
-@executes(MAC_EXECUTORS, Kind.CONV)
+@MAC_EXECUTORS.register(Kind.CONV)
 def _conv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
     """A convolution that needs its windows gathered (not 1x1, not depthwise) gathers them as float32
     columns straight from the fp16 source (unless the source passes a limiting crop DMA)."""
@@ -447,7 +438,7 @@ def _conv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
     return kernels.conv(x[:, 0], weight, strides, all_pads, dilations, task.groups, m.kernels.matmul)[:, None]
 
 
-@executes(MAC_EXECUTORS, Kind.DECONV)
+@MAC_EXECUTORS.register(Kind.DECONV)
 def _deconv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
     x = m.mac_source(task, src)
     (kh, kw), strides, (py, px), dilations = _window(task)
@@ -459,13 +450,13 @@ def _deconv(m: Machine, task: Task, src: View, w: np.ndarray) -> np.ndarray:
     return np.pad(full, grow)[:, :, py:py + hout, px:px + wout][:, None]
 
 
-@executes(MAC_EXECUTORS, Kind.MATMUL)
+@MAC_EXECUTORS.register(Kind.MATMUL)
 def _matmul(m: Machine, task: Task, src: View, b: np.ndarray) -> np.ndarray:
     return kernels.matmul(m.mac_source(task, src), np.asarray(b), task.flag("TransposeLhs"), task.flag("TransposeRhs"),
                           m.kernels.matmul)
 
 
-@executes(EXECUTORS, Kind.ELEMENTWISE)
+@EXECUTORS.register(Kind.ELEMENTWISE)
 def _elementwise(m: Machine, task: Task, a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     with np.errstate(all="ignore"):
         return kernels.BINARY[BINARY[task.mode]](a, np.asarray(b)).astype(np.float32, copy=False)
@@ -476,13 +467,13 @@ def _axes(task: Task) -> tuple[int, ...]:
     return tuple(i for i in range(5) if mask >> i & 1)
 
 
-@executes(EXECUTORS, Kind.SOFTMAX)
+@EXECUTORS.register(Kind.SOFTMAX)
 def _softmax(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         return kernels.softmax(x, _axes(task)[0])
 
 
-@executes(EXECUTORS, Kind.REDUCE)
+@EXECUTORS.register(Kind.REDUCE)
 def _reduce(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     mode, axes = REDUCTIONS[task.mode], _axes(task)
     with np.errstate(all="ignore"):
@@ -506,7 +497,7 @@ LOWEST_KEY = ordered(np.array(np.float16(-np.inf)).view(np.int16))
 """The key of −inf: what max pooling pads with."""
 
 
-@executes(EXECUTORS, Kind.POOL)
+@EXECUTORS.register(Kind.POOL)
 def _pool(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     """Max pooling compares fp16 operands by their keys (`ordered`): exact, with no conversion, and
     independent of the taps' order; average and L2 pooling compute in float32."""
@@ -521,7 +512,7 @@ def _pool(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.nda
         return kernels.pool(kind, x[:, 0], kernel, strides, pads, task.flag("CountIncludePad"))[:, None]
 
 
-@executes(EXECUTORS, Kind.NORM)
+@EXECUTORS.register(Kind.NORM)
 def _norm(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     norm, axes = NORMS[task.mode], _axes(task)
     eps = f32_value(task.get("planar", "Epsilon"))
@@ -543,23 +534,23 @@ def _norm(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.nda
     return y
 
 
-@executes(EXECUTORS, Kind.COPY)
+@EXECUTORS.register(Kind.COPY)
 def _copy(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     return x
 
 
-@executes(EXECUTORS, Kind.RESHAPE)
+@EXECUTORS.register(Kind.RESHAPE)
 def _reshape(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     return x.reshape(task.out_extents)
 
 
-@executes(EXECUTORS, Kind.TRANSPOSE)
+@EXECUTORS.register(Kind.TRANSPOSE)
 def _transpose(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     perm = task.get("planar", "Perm")
     return np.transpose(x, [perm >> (3 * i) & 7 for i in range(5)])
 
 
-@executes(EXECUTORS, Kind.PAD)
+@EXECUTORS.register(Kind.PAD)
 def _pad(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     (_, _, _, hin, win), (_, _, _, hout, wout) = task.in_extents, task.out_extents
     py, px = task.get("common", "Py"), task.get("common", "Px")
@@ -570,24 +561,24 @@ def _pad(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndar
     return np.pad(x, widths, mode=mode)
 
 
-@executes(EXECUTORS, Kind.RESIZE)
+@EXECUTORS.register(Kind.RESIZE)
 def _resize(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     scales = (f32_value(task.get("l2", "ResampleScaleH")), f32_value(task.get("l2", "ResampleScaleW")))
     return kernels.resize(x, task.out_extents, RESIZE_MODES[task.mode], scales, COORDINATE_MODES[task.get("planar", "CoordMode")],
                           NEAREST_MODES[task.get("planar", "NearestMode")])
 
 
-@executes(EXECUTORS, Kind.DEPTH_TO_SPACE)
+@EXECUTORS.register(Kind.DEPTH_TO_SPACE)
 def _depth_to_space(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     return kernels.depth_to_space(x[:, 0], task.get("planar", "BlockSize"), ("DCR", "CRD")[task.mode])[:, None]
 
 
-@executes(EXECUTORS, Kind.SPACE_TO_DEPTH)
+@EXECUTORS.register(Kind.SPACE_TO_DEPTH)
 def _space_to_depth(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     return kernels.space_to_depth(x[:, 0], task.get("planar", "BlockSize"))[:, None]
 
 
-@executes(EXECUTORS, Kind.TILE)
+@EXECUTORS.register(Kind.TILE)
 def _tile(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
     return np.tile(x, [o // i for i, o in zip(task.in_extents, task.out_extents)])
 

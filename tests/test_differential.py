@@ -1,0 +1,66 @@
+"""`anec check` / `anec.differential`: each stage against its reference, and the op where the first
+disagreement enters — shown on the shipped example with a fault planted in one stage at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anec import interpreter
+from anec.cli import main
+from anec.dialects import ane
+from anec.differential import check, with_every_value_returned
+from anec.importers import import_model
+from anec.isa.tasks import Kind
+from anec.runtime import run_interpreted
+from anec.sim import functional
+
+TINY = str(Path(__file__).resolve().parents[1] / "examples" / "tiny.onnx")
+
+
+@pytest.mark.parametrize("target", ["m1", "m4"])
+def test_every_stage_of_the_example_agrees(target: str) -> None:
+    report = check(TINY, target=target)
+    stages = [s.stage for s in report.stages]
+    assert stages[0] == "import" and "ane-fp16" in stages and stages[-1] == "hardware"
+    assert report.ok and report.culprit is None
+
+
+def test_a_simulator_fault_is_found_at_its_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    softmax = functional.EXECUTORS[Kind.SOFTMAX]
+    monkeypatch.setitem(functional.EXECUTORS, Kind.SOFTMAX, lambda m, task, x, y: softmax(m, task, x, y)[..., ::-1])
+    report = check(TINY, target="m1")
+    assert report.first_failure is not None and report.first_failure.stage == "hardware"
+    assert report.culprit is not None and report.culprit.kind == "softmax"
+
+
+def test_an_importer_fault_is_found_at_its_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    relu = interpreter.KERNELS.lookup(ane.ReluOp)
+    assert relu is not None
+    monkeypatch.setitem(interpreter.KERNELS, ane.ReluOp, lambda op, x: -relu(op, x))
+    report = check(TINY, target="m1")
+    assert [s.stage for s in report.stages] == ["import"] and not report.ok
+    assert report.culprit is not None and report.culprit.kind == "relu" and report.culprit.stage == "import"
+
+
+def test_every_value_returned_keeps_the_model_outputs() -> None:
+    from anec.pipeline import CompileOptions, run_pipeline
+
+    module = import_model(TINY)
+    run_pipeline(module, CompileOptions(target="m1", emit="descriptors", stop_after="ane-fuse"))
+    probed, names = with_every_value_returned(module)
+    x = {"image": np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)}
+    before, after = run_interpreted(module, x), run_interpreted(probed, x)
+    assert names and set(before) < set(after)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_the_command_exits_3_on_a_disagreement(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", TINY]) == 0
+    assert "hardware" in capsys.readouterr().out
+    softmax = functional.EXECUTORS[Kind.SOFTMAX]
+    monkeypatch.setitem(functional.EXECUTORS, Kind.SOFTMAX, lambda m, task, x, y: softmax(m, task, x, y) * 2)
+    assert main(["check", TINY]) == 3
+    assert "first disagreement: hardware, at" in capsys.readouterr().out
