@@ -10,6 +10,7 @@ only here) — and hands them to the emitters and the runtime, which never run p
 from __future__ import annotations
 
 import dataclasses
+import resource
 import shutil
 import sys
 import tempfile
@@ -95,7 +96,7 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
     """Run the pipeline of `options.emit` over `module` in place; returns its statistics."""
     out = out or sys.stdout  # looked up per call, so redirected output (tests, notebooks) is honoured
     ctx = make_context()
-    stats: dict[str, object] = {"pass_seconds": {}}
+    stats: dict[str, object] = {"pass_seconds": {}, "pass_peak_mb": {}}
     if options.stop_after and options.stop_after not in PIPELINES.get(options.emit, ()):
         raise AnecError(f"--stop-after {options.stop_after}: no such pass in the {options.emit} pipeline",
                         hint=f"passes: {', '.join(PIPELINES.get(options.emit, ())) or '(none)'}")
@@ -107,6 +108,7 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
         start = time.perf_counter()
         p.apply(ctx, module)
         stats["pass_seconds"][p.name] = time.perf_counter() - start  # type: ignore[index]
+        stats["pass_peak_mb"][p.name] = peak_memory_mb()  # type: ignore[index]
         if p.name == "ane-layout":
             stats["padding_bytes_after_layout"] = total_padding_bytes(module)
         module.verify()
@@ -117,6 +119,12 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
         if p.name == options.stop_after:
             break
     return stats
+
+
+def peak_memory_mb() -> float:
+    """The process's peak resident memory so far, in MiB (what `--timings` reports after each stage)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
 def lower_segments(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> ModuleOp:
@@ -209,16 +217,21 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
         raise AnecError(f"unknown --emit kind {emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
     stage = progress or (lambda name: None)
     stage("import")
+    start = time.perf_counter()
     module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs, input_values=options.get("input_values"))
     if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
         module.attributes[SOURCE_ATTR] = StringAttr(str(Path(model).resolve()))
+    imported = {"import_seconds": time.perf_counter() - start, "import_peak_mb": peak_memory_mb()}
     compiled = []
     for i, tgt in enumerate(chips):
         opts = CompileOptions(target=tgt.arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)
         ir = module if i == len(chips) - 1 else copy_module(module)
         chip_stage = stage if len(chips) == 1 else lambda name, chip=tgt.name: stage(f"{chip}: {name}")
-        stats = run_pipeline(ir, opts, progress=chip_stage)
+        stats = {**imported, **run_pipeline(ir, opts, progress=chip_stage)}
         chip_stage("report")
-        compiled.append(CompiledModel(ir=ir, target=tgt, options=opts, report=build_report(ir, tgt, stats)))
+        start = time.perf_counter()
+        report = build_report(ir, tgt, stats)
+        report.stats.update(report_seconds=time.perf_counter() - start, report_peak_mb=peak_memory_mb())
+        compiled.append(CompiledModel(ir=ir, target=tgt, options=opts, report=report))
     return compiled
 

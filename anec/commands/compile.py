@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS", help="stop the pipeline after this pass")
     p.add_argument("--all-ops", action="store_true", help="list every ANE op in the placement table, not one row per segment")
+    p.add_argument("--timings", action="store_true", help="print each stage's time and the peak memory after it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; only errors")
     p.set_defaults(run=run)
 
@@ -109,7 +111,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run(args: argparse.Namespace) -> int:
     from anec.emit import EMITTERS
     from anec.mlpackage import deployment_target
-    from anec.pipeline import PIPELINES, compile_targets
+    from anec.pipeline import PIPELINES, compile_targets, peak_memory_mb
     from anec.targets import resolve_targets
 
     if args.emit not in EMITTERS:  # say so before a long compile, not after it
@@ -126,10 +128,15 @@ def run(args: argparse.Namespace) -> int:
         written: list[Path] = []
         for model in compiled:
             progress(f"emit {args.emit}" if len(compiled) == 1 else f"{model.target.name}: emit {args.emit}")
+            start = time.perf_counter()
             written += model.write(base if len(compiled) == 1 else with_chip(base, model.target.arch))
+            model.report.stats.update(emit_seconds=time.perf_counter() - start, emit_peak_mb=peak_memory_mb())
     if args.quiet:
         return 0
     console = Console(highlight=False, markup=False, soft_wrap=True, width=max(Console().width, 120))
+    if args.timings:
+        for model in compiled:
+            print_timings(model.report.stats, model.target.name, args.emit, console)
     if len(compiled) == 1:
         print_summary(compiled[0].report, f"{args.model} → {base}", compiled[0].target.name, all_ops=args.all_ops, console=console)
     else:
@@ -285,3 +292,25 @@ def _runs(ops: list[OpRecord], all_ops: bool) -> list[list[OpRecord]]:
         else:
             runs.append([r])
     return runs
+
+
+def timing_rows(stats: dict[str, Any], emit: str) -> list[tuple[str, float, float]]:
+    """(stage, seconds, peak MiB after it) for import, each pass, the report and the emitter."""
+    rows = [("import", stats.get("import_seconds", 0.0), stats.get("import_peak_mb", 0.0))]
+    peaks = stats.get("pass_peak_mb", {})
+    rows += [(name, seconds, peaks.get(name, 0.0)) for name, seconds in stats.get("pass_seconds", {}).items()]
+    rows.append(("report", stats.get("report_seconds", 0.0), stats.get("report_peak_mb", 0.0)))
+    if "emit_seconds" in stats:
+        rows.append((f"emit {emit}", stats["emit_seconds"], stats.get("emit_peak_mb", 0.0)))
+    return rows
+
+
+def print_timings(stats: dict[str, Any], chip: str, emit: str, console: Console) -> None:
+    rows = timing_rows(stats, emit)
+    table = Table(title=f"compile time on the {chip}", box=box.SIMPLE, title_justify="left")
+    for column in ("stage", "seconds", "peak MiB"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for name, seconds, peak in rows:
+        table.add_row(name, f"{seconds:.2f}", f"{peak:.0f}")
+    table.add_row("total", f"{sum(r[1] for r in rows):.2f}", f"{max(r[2] for r in rows):.0f}")
+    console.print(table)

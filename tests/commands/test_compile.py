@@ -113,3 +113,13 @@ def test_print_ir_after_all_shows_the_partitioned_module(tmp_path: Path, capsys:
                                   "--print-ir-after-all")
     assert code == 0
     assert "// -----// IR after ane-partition //----- //" in stdout and "ane.segment" in stdout
+
+
+def test_timings_list_every_stage_with_its_time_and_peak_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "model.onnx", good_model())
+    code, out, _ = compile_cli(capsys, str(path), "--emit", "descriptors", "--timings", "--input-shape", "x=1,3,8,8")
+    assert code == 0
+    table = out.split("compile time on the M1", 1)[1].split("total", 1)[0]
+    stages = [line.split()[0] for line in table.splitlines() if line.strip() and line.split()[0][0].isalpha() and "stage" not in line]
+    assert stages[0] == "import" and stages[-2:] == ["report", "emit"]
+    assert {"ane-legalize", "ane-tile", "to-anehw", "plan-memory"} <= set(stages)
