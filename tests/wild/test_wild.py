@@ -131,3 +131,17 @@ def test_real_model_matches_onnxruntime(entry: manifest.Entry, target: str) -> N
     assert record["status"] == "ok", f"{record['status']} at {record.get('stage')}: {record.get('reason')}"
     for name, e in record["errors"]["sim"].items():
         assert e["cosine"] >= 0.999 and e["rel_l2"] <= 1e-2, name
+
+
+def test_the_scoreboard_page_is_generated_from_the_committed_results() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wild_benchmark", ROOT / "benchmarks" / "wild.py")
+    assert spec is not None and spec.loader is not None
+    wild = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wild)
+    rows = wild.load_results()
+    assert rows, "benchmarks/wild-results.json is missing: run the campaign"
+    assert {r["status"] for r in rows} <= {*evaluate.STATUSES, "missing"}
+    assert (ROOT / "docs" / "wild.md").read_text() == wild.report(rows), \
+        "docs/wild.md is stale: run `python benchmarks/wild.py report`"
