@@ -129,7 +129,9 @@ def report(rows: list[dict[str, Any]]) -> str:
         "Statuses: **ok**; **fp16-mismatch** (simulator agrees with the fp16 interpreter, both off onnxruntime); "
         "**wrong** (anec's own routes disagree: a graph pass at f32, or simulator vs interpreter); "
         "**importer-wrong** (the imported IR at f32 is already off); **refused** (an AnecError); "
-        "**crash** (any other exception); **timeout**.",
+        "**crash** (any other exception); **timeout**. *fp16 warnings*: how many the ane-fp16 pass "
+        "gives when calibrated on the same inputs (does anec tell the user?). *Core ML*: the same graph "
+        "emitted as an .mlpackage.",
         "",
         "## Scoreboard",
         "",
@@ -145,14 +147,15 @@ def report(rows: list[dict[str, Any]]) -> str:
         str(sum(1 for r in rows if r["target"] == t and r.get("coreml_saved"))) for t in targets) + " |")
     for t in targets:
         lines += ["", f"## {t}", "",
-                  "| model | package | task | ops | ANE FLOPs | sim vs onnxruntime (cosine / rel L2) | status | stage | reason | Core ML |",
-                  "|---|---|---|---:|---:|---|---|---|---|---|"]
+                  "| model | package | task | ops | ANE FLOPs | sim vs onnxruntime (cosine / rel L2) | status | stage | reason "
+                  "| fp16 warnings | Core ML |",
+                  "|---|---|---|---:|---:|---|---|---|---|---:|---|"]
         for r in (r for r in rows if r["target"] == t):
             frac = r.get("ane_flops_fraction")
             reason = str(r.get("reason", "")).replace("|", "\\|")
             lines.append(f"| {r['name']} | {r['package']} {r['version']} | {r['task']} | {r.get('ops', '–')} | "
                          f"{'–' if frac is None else f'{100 * frac:.1f}%'} | {_fmt_err(r.get('errors', {}).get('sim'))} | "
-                         f"{r['status']} | {r.get('stage', '')} | {reason} | {_coreml(r)} |")
+                         f"{r['status']} | {r.get('stage', '')} | {reason} | {r.get('fp16_warning_count', '–')} | {_coreml(r)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -71,6 +71,30 @@ def conv_transpose_tiles_too_big() -> onnx.ModelProto:
     return _model([node], [_tensor("x", [1, 24, 240, 240])], [_tensor("y", [1, 24, 480, 480])], [w])
 
 
+def stft_magnitude() -> onnx.ModelProto:
+    """Silero VAD op15 and half: the STFT is a stride-128 Conv1d onto 258 channels (real, imag),
+    sliced into two 129-channel halves that are squared. to-anehw folds each Slice into the Pow's
+    source DMA view with a W step of 64, which does not fit the 4-bit `tile_src.WStep` field: the
+    descriptors fail verification after plan-memory (a VerifyException, so a crash)."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((258, 1, 256)) * 0.05).astype(np.float32), "w")
+    two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    starts_r, ends_r = (numpy_helper.from_array(np.array([v], np.int64), n) for v, n in ((0, "s0"), (129, "e0")))
+    starts_i, ends_i = (numpy_helper.from_array(np.array([v], np.int64), n) for v, n in ((129, "s1"), (258, "e1")))
+    axis = numpy_helper.from_array(np.array([1], np.int64), "axis")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["spec"], strides=[128], kernel_shape=[256]),
+        helper.make_node("Slice", ["spec", "s0", "e0", "axis"], ["re"]),
+        helper.make_node("Slice", ["spec", "s1", "e1", "axis"], ["im"]),
+        helper.make_node("Pow", ["re", "two"], ["re2"]),
+        helper.make_node("Pow", ["im", "two"], ["im2"]),
+        helper.make_node("Add", ["re2", "im2"], ["p"]),
+        helper.make_node("Sqrt", ["p"], ["y"]),
+    ]
+    return _model(nodes, [_tensor("x", [1, 1, 640])], [_tensor("y", [1, 129, 4])],
+                  [w, two, starts_r, ends_r, starts_i, ends_i, axis])
+
+
 def wide_ctc_head() -> onnx.ModelProto:
     """PP-OCRv5 / v6-small recognisers: the CTC head is a MatMul onto 18,385 (v6: 18,710) character
     classes, then Softmax. The layout pass turns the MatMul's output into a reshape whose H extent
@@ -130,6 +154,7 @@ REPROS: dict[str, tuple[Callable[[], onnx.ModelProto], Callable[[np.random.Gener
     "big_upsample": (big_upsample, lambda rng, s: rng.standard_normal(s)),
     "big_conv_transpose": (big_conv_transpose, lambda rng, s: rng.standard_normal(s)),
     "conv_transpose_tiles_too_big": (conv_transpose_tiles_too_big, lambda rng, s: rng.standard_normal(s)),
+    "stft_magnitude": (stft_magnitude, lambda rng, s: 0.3 * rng.standard_normal(s)),
     "wide_ctc_head": (wide_ctc_head, lambda rng, s: rng.standard_normal(s)),
     "unused_domain": (unused_domain, lambda rng, s: rng.standard_normal(s)),
     "numeric_value_names": (numeric_value_names, lambda rng, s: rng.standard_normal(s)),

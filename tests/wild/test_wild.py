@@ -77,8 +77,11 @@ def test_classify_blames_the_earliest_route_that_went_wrong() -> None:
     assert evaluate.classify({"import-f32": good, "graph-f32": good, "sim": good, "sim-vs-interp": good}, None)["status"] == "ok"
     assert evaluate.classify({"import-f32": bad, "sim": bad}, None)["status"] == "importer-wrong"
     assert evaluate.classify({"import-f32": good, "graph-f32": bad, "sim": bad}, None)["stage"] == "graph passes"
-    assert evaluate.classify({"import-f32": good, "graph-f32": good, "sim": bad, "sim-vs-interp": bad}, None)["status"] == "wrong"
-    assert evaluate.classify({"import-f32": good, "graph-f32": good, "sim": bad, "sim-vs-interp": good}, None)["status"] == "fp16-mismatch"
+    routes = {"import-f32": good, "graph-f32": good, "sim": bad}
+    assert evaluate.classify({**routes, "interp-f16": good, "sim-vs-interp": bad}, None)["status"] == "wrong"
+    assert evaluate.classify({**routes, "interp-f16": bad, "sim-vs-interp": good}, None)["status"] == "fp16-mismatch"
+    # both fp16 routes off (e.g. inf in one, saturation in the other): fp16, not the hardware path
+    assert evaluate.classify({**routes, "interp-f16": bad, "sim-vs-interp": bad}, None)["status"] == "fp16-mismatch"
     refused = {"status": "refused", "stage": "ane-tile", "reason": "no"}
     assert evaluate.classify({"import-f32": good}, refused) == refused
 
