@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.wild.classes import CLASSES, classify_record, failing  # noqa: E402
 from tests.wild.evaluate import STATUSES  # noqa: E402
 from tests.wild.manifest import Entry, load  # noqa: E402
 
@@ -145,6 +146,34 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines.append("| **total** | " + " | ".join(str(sum(counts[t].values())) for t in targets) + " |")
     lines.append("| Core ML package saved | " + " | ".join(
         str(sum(1 for r in rows if r["target"] == t and r.get("coreml_saved"))) for t in targets) + " |")
+    lines += ["", "## Failure classes", "",
+              "Each failing record is put in the first class that matches it (`tests/wild/classes.py`); "
+              "the reproducers are tiny ONNX graphs in `tests/wild/repros.py` (`python -m tests.wild.repros NAME`). "
+              "`python -m tests.wild.triage NAME --mode stages|fp16|next` finds the pass, the op, or what fails "
+              "once the import blockers are worked around.", "",
+              "| class | status | stage / op at fault | models (" + ", ".join(targets) + ") | reproducer | what happens |",
+              "|---|---|---|---|---|---|"]
+    assigned: dict[str, dict[str, list[str]]] = {}
+    unclassified = []
+    for r in rows:
+        if not failing(r):
+            continue
+        keys = classify_record(r)
+        if not keys:
+            unclassified.append(r)
+        for k in keys:
+            assigned.setdefault(k, {}).setdefault(r["target"], []).append(r["name"])
+    for c in CLASSES:
+        if c.key not in assigned:
+            continue
+        by_target = assigned[c.key]
+        names = sorted({n for t in targets for n in by_target.get(t, [])})
+        per = " / ".join(str(len(by_target.get(t, []))) for t in targets)
+        repro = f"`{c.repro}`" if c.repro else "–"
+        lines.append(f"| {c.key} | {c.status} | {c.stage} | {per}: {', '.join(names)} | {repro} | {c.summary} |")
+    for r in unclassified:
+        lines.append(f"| unclassified | {r['status']} | {r.get('stage', '')} | {r['target']}: {r['name']} | – | "
+                     f"{str(r.get('reason', '')).replace('|', chr(92) + '|')} |")
     for t in targets:
         lines += ["", f"## {t}", "",
                   "| model | package | task | ops | ANE FLOPs | sim vs onnxruntime (cosine / rel L2) | status | stage | reason "

@@ -149,6 +149,7 @@ def evaluate(entry: Entry, target: str) -> dict[str, Any]:
             record["fp16_warnings"] = graph.report.fp16_warnings[:5]
             record["fp16_warning_count"] = len(graph.report.fp16_warnings)
             record["ops"] = len(graph.report.ops)
+            record["ane_flops_fraction"] = graph.report.ane_flops_fraction  # placement; the descriptor route refines it
             record["host_ops"] = sorted({r.op for r in graph.report.host_ops})
             interp = st.run("interpret-f16", lambda: run_interpreted(graph, feeds))
             if interp is not None:

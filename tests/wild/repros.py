@@ -95,6 +95,33 @@ def stft_magnitude() -> onnx.ModelProto:
                   [w, two, starts_r, ends_r, starts_i, ends_i, axis])
 
 
+def if_on_input() -> onnx.ModelProto:
+    """Silero VAD (silero_vad.onnx, op18_ifless): an If on `sr == 16000` whose branches give
+    differently shaped outputs; the importer refuses since the shape depends on an input value."""
+    k16 = numpy_helper.from_array(np.array(16000, np.int64), "k16")
+    then = helper.make_graph([helper.make_node("Identity", ["x"], ["a"])], "then", [], [_tensor("a", [1, 8])])
+    starts, ends, axes = (numpy_helper.from_array(np.array([v], np.int64), n) for v, n in ((0, "s"), (4, "e"), (1, "ax")))
+    other = helper.make_graph([helper.make_node("Slice", ["x", "s", "e", "ax"], ["b"])], "else", [],
+                              [_tensor("b", [1, 4])], [starts, ends, axes])
+    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["y"], then_branch=then, else_branch=other)]
+    return _model(nodes, [_tensor("x", [1, 8]), helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                  [helper.make_tensor_value_info("y", F, ["b", "n"])], [k16])
+
+
+def dequantize_opset18() -> onnx.ModelProto:
+    """Smart Turn v3.2 (int8 weights, op set 18), once its unused domains are dropped: the weights'
+    DequantizeLinear stays a host op, and the host-op runner (onnx's reference evaluator) has no
+    implementation for DequantizeLinear at op set 18 ("found 19, 21, …"), so the interpreter and
+    the simulator refuse to run it, though onnxruntime does."""
+    q = numpy_helper.from_array(np.arange(-8, 8, dtype=np.int8).reshape(2, 8), "q")
+    scale = numpy_helper.from_array(np.array(0.05, np.float32), "scale")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "zero")
+    nodes = [helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["w"]),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    return _model(nodes, [_tensor("x", [1, 2])], [_tensor("y", [1, 8])], [q, scale, zero], opset=18)
+
+
 def wide_ctc_head() -> onnx.ModelProto:
     """PP-OCRv5 / v6-small recognisers: the CTC head is a MatMul onto 18,385 (v6: 18,710) character
     classes, then Softmax. The layout pass turns the MatMul's output into a reshape whose H extent
@@ -120,7 +147,9 @@ def unused_domain() -> onnx.ModelProto:
 def numeric_value_names() -> onnx.ModelProto:
     """ddddocr's recogniser and detector (old PyTorch exports): value names such as "390" start with
     a digit; the importer's name sanitiser (onnx_graph.py `_define`) keeps them and xDSL's
-    name_hint setter raises ValueError ("Invalid OpResult name format"). A crash, not a refusal."""
+    name_hint setter raises ValueError ("Invalid OpResult name format"). A crash, not a refusal.
+    basic-pitch's input `serving_default_input_2:0` crashes the same way (graph inputs are not
+    sanitised at all)."""
     return _model([helper.make_node("Relu", ["x"], ["390"]), helper.make_node("Neg", ["390"], ["y"])],
                   [_tensor("x", [1, 8])], [_tensor("y", [1, 8])])
 
@@ -155,6 +184,8 @@ REPROS: dict[str, tuple[Callable[[], onnx.ModelProto], Callable[[np.random.Gener
     "big_conv_transpose": (big_conv_transpose, lambda rng, s: rng.standard_normal(s)),
     "conv_transpose_tiles_too_big": (conv_transpose_tiles_too_big, lambda rng, s: rng.standard_normal(s)),
     "stft_magnitude": (stft_magnitude, lambda rng, s: 0.3 * rng.standard_normal(s)),
+    "if_on_input": (if_on_input, lambda rng, s: rng.standard_normal(s)),
+    "dequantize_opset18": (dequantize_opset18, lambda rng, s: rng.standard_normal(s)),
     "wide_ctc_head": (wide_ctc_head, lambda rng, s: rng.standard_normal(s)),
     "unused_domain": (unused_domain, lambda rng, s: rng.standard_normal(s)),
     "numeric_value_names": (numeric_value_names, lambda rng, s: rng.standard_normal(s)),
@@ -176,7 +207,10 @@ def run(name: str, target: str = "m1") -> str:
     feeds = {}
     for vi in model.graph.input:
         shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        feeds[vi.name] = np.asarray(gen(rng, shape), np.float32)
+        if vi.type.tensor_type.elem_type == TensorProto.INT64:
+            feeds[vi.name] = np.asarray(16000, np.int64).reshape(shape)
+        else:
+            feeds[vi.name] = np.asarray(gen(rng, shape), np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
         onnx.save(model, path)

@@ -148,3 +148,44 @@ def test_the_scoreboard_page_is_generated_from_the_committed_results() -> None:
     assert {r["status"] for r in rows} <= {*evaluate.STATUSES, "missing"}
     assert (ROOT / "docs" / "wild.md").read_text() == wild.report(rows), \
         "docs/wild.md is stale: run `python benchmarks/wild.py report`"
+
+
+@pytest.mark.parametrize("name", sorted(__import__("tests.wild.repros", fromlist=["REPROS"]).REPROS))
+def test_each_reproducer_is_a_valid_model_onnxruntime_runs(name: str, tmp_path: Path) -> None:
+    """A reproducer must show anec's bug, not a broken model: the checker and onnxruntime accept it."""
+    import onnxruntime
+
+    from tests.wild import repros
+
+    build, gen = repros.REPROS[name]
+    model = build()
+    onnx.checker.check_model(model, full_check=True)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {i.name: (np.asarray(16000, np.int64) if i.type == "tensor(int64)" else np.asarray(gen(rng, i.shape), np.float32))
+             for i in session.get_inputs()}
+    outs = session.run(None, feeds)
+    assert all(np.isfinite(o).all() for o in outs)
+
+
+def test_failure_classes_match_their_records_and_nothing_else() -> None:
+    from tests.wild.classes import CLASSES, classify_record
+
+    keys = [c.key for c in CLASSES]
+    assert len(set(keys)) == len(keys)
+    record = {"status": "refused", "path": "x.onnx",
+              "reason": "ConvTranspose.0#tile0 (ane.conv_transpose) cannot be tiled for the M1: its largest operand"}
+    assert classify_record(record) == ["conv-transpose-tile-too-big"]
+    record["reason"] = "ConvTranspose.2 (ane.conv_transpose) cannot be tiled for the M1: its largest operand"
+    assert classify_record(record) == ["conv-transpose-untileable"]
+    crash = {"status": "crash", "reason": "VerifyException: anehw.task: tile_src.WStep = 64 does not fit its 4-bit field"}
+    assert classify_record(crash) == ["w-step-field"]
+    fp16 = {"status": "fp16-mismatch", "fp16_warnings": ["x: output reaches 2e+05 on the sample inputs, above fp16's 65504"]}
+    assert classify_record(fp16) == ["fp16-overflow"]
+    assert classify_record({**fp16, "fp16_warnings": []}) == ["fp16-rounding"]
+    ok_but_no_package = {"status": "ok", "coreml_saved": False,
+                         "coreml_reason": "Resize.0 (onnx.Resize): onnx.Resize cannot be expressed in Core ML's MIL"}
+    assert classify_record(ok_but_no_package) == ["resize-empty-roi"]
+    assert classify_record({"status": "crash", "reason": "KeyError: 'x'"}) == []

@@ -1,6 +1,6 @@
 """Find where a corpus model goes wrong: the first op whose value leaves the reference.
 
-    python -m tests.wild.triage NAME [--target m1] [--stop-after ane-fuse] [--mode fp16|stages]
+    python -m tests.wild.triage NAME [--target m1] [--stop-after ane-fp16] [--mode fp16|stages]
 
 `fp16` interprets the IR before ane-fp16 (f32) and after `--stop-after` (fp16 segments), matches
 ops by `ane.name`, and lists the first whose fp16 value leaves the pass bar, with the largest
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
     parser.add_argument("--target", default="m1")
-    parser.add_argument("--stop-after", default="ane-fuse")
+    parser.add_argument("--stop-after", default="ane-fp16")
     parser.add_argument("--mode", choices=("fp16", "stages", "next"), default="fp16")
     args = parser.parse_args(argv)
     entry = by_name(args.name)
