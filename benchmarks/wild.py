@@ -3,6 +3,7 @@
     python -m tests.wild.fetch                       # once: wheels -> ~/.cache/anec/wild/
     python benchmarks/wild.py run [--targets m1,m4] [--only NAME ...] [--timeout 300] [--mem-gb 8]
     python benchmarks/wild.py report                 # docs/wild.md from the results
+    python benchmarks/wild.py reclassify             # verdicts again from stored errors (classify changed)
 
 Each (model, chip) runs `tests.wild.evaluate` in its own process under a wall-clock timeout and an
 address-space limit, so a crash, a hang or a memory blow-up costs one row, not the campaign. Results
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.wild.classes import CLASSES, classify_record, failing  # noqa: E402
-from tests.wild.evaluate import STATUSES  # noqa: E402
+from tests.wild.evaluate import STATUSES, classify  # noqa: E402
 from tests.wild.manifest import Entry, load  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "wild-results.json"
@@ -92,6 +93,17 @@ def campaign(args: argparse.Namespace) -> int:
             print(f"{target} {entry.name:28} {row['status']:15} {row.get('stage', '')}: {row.get('reason', '')[:110]}",
                   flush=True)
     return 0
+
+
+def reclassify(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows that ran every route get their verdict again from their stored errors (after a change to
+    `classify`); rows that stopped early keep theirs (their exception is not re-derivable)."""
+    out = []
+    for r in rows:
+        if r.get("status") in ("ok", "fp16-mismatch", "wrong", "importer-wrong") and "sim" in r.get("errors", {}):
+            r = {**r, **classify(r["errors"], None)}
+        out.append(r)
+    return out
 
 
 def _fmt_err(errors: dict[str, dict[str, float]] | None) -> str:
@@ -174,6 +186,18 @@ def report(rows: list[dict[str, Any]]) -> str:
     for r in unclassified:
         lines.append(f"| unclassified | {r['status']} | {r.get('stage', '')} | {r['target']}: {r['name']} | – | "
                      f"{str(r.get('reason', '')).replace('|', chr(92) + '|')} |")
+    blocked = [r for r in rows if r.get("next")]
+    if blocked:
+        lines += ["", "### Past the import blockers", "",
+                  "What the models stopped by an import blocker (invalid value names, unused op domains) do "
+                  "once `tests.wild.triage.patched_model` works around it in a copy of the model:", "",
+                  "| model | chip | status then | stage | reason | class |", "|---|---|---|---|---|---|"]
+        for r in blocked:
+            n = r["next"]
+            reason = str(n.get("reason", "")).replace("|", "\\|")
+            keys = classify_record({**n, "path": r["path"]}) if n.get("status") != "ok" else []
+            lines.append(f"| {r['name']} | {r['target']} | {n.get('status')} | {n.get('stage', '')} | {reason} | "
+                         f"{', '.join(keys) or '–'} |")
     for t in targets:
         lines += ["", f"## {t}", "",
                   "| model | package | task | ops | ANE FLOPs | sim vs onnxruntime (cosine / rel L2) | status | stage | reason "
@@ -198,12 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=300.0, help="seconds per model and chip")
     run.add_argument("--mem-gb", type=float, default=8.0, help="address-space limit per model process")
     run.add_argument("--results", type=Path, default=RESULTS)
+    again = sub.add_parser("reclassify", help="re-derive the verdicts of completed rows from their errors")
+    again.add_argument("--results", type=Path, default=RESULTS)
     rep = sub.add_parser("report", help="write docs/wild.md from the results")
     rep.add_argument("--results", type=Path, default=RESULTS)
     rep.add_argument("-o", "--output", type=Path, default=DOC)
     args = parser.parse_args(argv)
     if args.command == "run":
         return campaign(args)
+    if args.command == "reclassify":
+        save_results(reclassify(load_results(args.results)), args.results)
+        return 0
     args.output.write_text(report(load_results(args.results)))
     print(f"wrote {args.output}")
     return 0

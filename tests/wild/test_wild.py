@@ -79,6 +79,8 @@ def test_classify_blames_the_earliest_route_that_went_wrong() -> None:
     assert evaluate.classify({"import-f32": good, "graph-f32": bad, "sim": bad}, None)["stage"] == "graph passes"
     routes = {"import-f32": good, "graph-f32": good, "sim": bad}
     assert evaluate.classify({**routes, "interp-f16": good, "sim-vs-interp": bad}, None)["status"] == "wrong"
+    # both just around the bar, the simulator close to the interpreter: fp16, not the hardware path
+    assert evaluate.classify({**routes, "interp-f16": good, "sim-vs-interp": good}, None)["status"] == "fp16-mismatch"
     assert evaluate.classify({**routes, "interp-f16": bad, "sim-vs-interp": good}, None)["status"] == "fp16-mismatch"
     # both fp16 routes off (e.g. inf in one, saturation in the other): fp16, not the hardware path
     assert evaluate.classify({**routes, "interp-f16": bad, "sim-vs-interp": bad}, None)["status"] == "fp16-mismatch"
