@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +32,12 @@ def _reason(pattern: str, status: str | None = None) -> Callable[[Record], bool]
     return lambda r: (status is None or r.get("status") == status) and bool(rx.search(str(r.get("reason", ""))))
 
 
-@cache
-def _node_domains(path: str) -> frozenset[str]:
-    import onnx
-
-    from tests.wild.manifest import cache_dir
-
-    for p in (cache_dir() / "models").glob(f"*/{path}"):
-        return frozenset(n.domain for n in onnx.load(str(p), load_external_data=False).graph.node)
-    return frozenset()
-
-
 def _domain(used: bool) -> Callable[[Record], bool]:
     def match(r: Record) -> bool:
         m = re.search(r"unknown op domain '([^']+)'", str(r.get("reason", "")))
         if not m or r.get("status") != "refused":
             return False
-        domains = _node_domains(r["path"])
-        if not domains:  # model not in the cache: cannot tell
-            return not used
-        return (m.group(1) in domains) == used
+        return (m.group(1) in r.get("node_domains", ())) == used  # recorded by the evaluation
     return match
 
 

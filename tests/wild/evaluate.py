@@ -126,7 +126,9 @@ def evaluate(entry: Entry, target: str) -> dict[str, Any]:
         return record
     import onnx
 
-    record["onnx_nodes"] = len(onnx.load(str(path), load_external_data=False).graph.node)
+    graph_proto = onnx.load(str(path), load_external_data=False).graph
+    record["onnx_nodes"] = len(graph_proto.node)
+    record["node_domains"] = sorted({n.domain for n in graph_proto.node})
     module = st.run("import", lambda: import_model(str(path), input_shapes=entry.input_shapes))
     errors: dict[str, dict] = {}
     if module is not None:
