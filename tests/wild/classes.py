@@ -83,10 +83,11 @@ CLASSES: list[FailureClass] = [
                  "ane.resize has no piece builder in lowering/tile.py, so a 2x nearest upsample whose output is "
                  "over the L2 cannot be split at all (it is elementwise per channel: a channel split is trivial).",
                  "big_upsample", _reason(r"\(ane\.resize\) cannot be tiled", "refused")),
-    FailureClass("reshape-h-extent", "refused", "ane-tile (ane.reshape from ane-layout)",
-                 "A CTC head onto 18,385 classes: the layout pass puts the class axis on H (extent over the "
-                 "M1's 16,384) in a reshape, and the tile pass does not split reshapes over the H limit.",
-                 "wide_ctc_head", _reason(r"\(ane\.reshape\) cannot be tiled .*H extent", "refused")),
+    FailureClass("reshape-untileable", "refused", "ane-tile (ane.reshape made by ane-layout)",
+                 "A CTC head onto 18,385 classes (and basic-pitch's 43,844-sample input): the layout pass "
+                 "leaves a reshape with the long axis on H. ane-tile cannot split that reshape: on the M1 "
+                 "its H extent is over the 16,384 limit, on the M4 its 2.3 MB operand is over the L2.",
+                 "wide_ctc_head", _reason(r"\(ane\.reshape\) cannot be tiled", "refused")),
     FailureClass("w-step-field", "crash", "to-anehw (DMA view), caught by verification after plan-memory",
                  "A channel Slice folded into its consumer's source view gets a W step of 64; the descriptor's "
                  "`tile_src.WStep` field has 4 bits. to-anehw should materialise the slice (or refuse) instead "

@@ -126,7 +126,8 @@ def wide_ctc_head() -> onnx.ModelProto:
     """PP-OCRv5 / v6-small recognisers: the CTC head is a MatMul onto 18,385 (v6: 18,710) character
     classes, then Softmax. The layout pass turns the MatMul's output into a reshape whose H extent
     (the class count) is over the 16,384 the M1 allows, and ane-tile refuses the reshape ("cannot
-    be tiled ... H extent 18385") instead of splitting it."""
+    be tiled ... H extent 18385") instead of splitting it; on the M4 the same reshape is refused for
+    its 2.3 MB operand (over the L2)."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array((rng.standard_normal((120, 18385)) * 0.05).astype(np.float32), "w")
     bias = numpy_helper.from_array((rng.standard_normal(18385) * 0.05).astype(np.float32), "bias")
