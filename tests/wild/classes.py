@@ -88,6 +88,13 @@ CLASSES: list[FailureClass] = [
                  "leaves a reshape with the long axis on H. ane-tile cannot split that reshape: on the M1 "
                  "its H extent is over the 16,384 limit, on the M4 its 2.3 MB operand is over the L2.",
                  "wide_ctc_head", _reason(r"\(ane\.reshape\) cannot be tiled", "refused")),
+    FailureClass("reflect-pad-limit", "refused", "partition/legality (pad-size) vs ane-tile (chain_pads)",
+                 "Silero's STFT reflect Pad of 64-128 samples on the M2+ chips (the M1 keeps reflect pads on "
+                 "the CPU): legality's pad-size rule says the tile pass will chain smaller pads, so the pad "
+                 "goes to the ANE, but chain_pads declines reflect mode (reflect pads do not compose), and "
+                 "ane-tile refuses. Either legality must keep large reflect pads on the CPU, or the tile pass "
+                 "must build them from slices and concats.",
+                 "big_reflect_pad", _reason(r"\(ane\.pad\) cannot be tiled .*padding \d+ exceeds", "refused")),
     FailureClass("w-step-field", "crash", "to-anehw (DMA view), caught by verification after plan-memory",
                  "A channel Slice folded into its consumer's source view gets a W step of 64; the descriptor's "
                  "`tile_src.WStep` field has 4 bits. to-anehw should materialise the slice (or refuse) instead "

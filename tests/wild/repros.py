@@ -122,6 +122,16 @@ def dequantize_opset18() -> onnx.ModelProto:
     return _model(nodes, [_tensor("x", [1, 2])], [_tensor("y", [1, 8])], [q, scale, zero], opset=18)
 
 
+def big_reflect_pad() -> onnx.ModelProto:
+    """Silero VAD's STFT front end on the M4: a reflect Pad of 64 samples on the right of the audio
+    window (128 in the sequence variants). The M4's pad limit is 16 and the tile pass chains smaller
+    pads only for constant padding, so it refuses ("padding 64 exceeds 16"). On the M1 the same pad
+    passes and the model fails later (`stft_magnitude`)."""
+    pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 64], np.int64), "pads")
+    node = helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")
+    return _model([node], [_tensor("x", [1, 1, 576])], [_tensor("y", [1, 1, 640])], [pads])
+
+
 def wide_ctc_head() -> onnx.ModelProto:
     """PP-OCRv5 / v6-small recognisers: the CTC head is a MatMul onto 18,385 (v6: 18,710) character
     classes, then Softmax. The layout pass turns the MatMul's output into a reshape whose H extent
@@ -187,6 +197,7 @@ REPROS: dict[str, tuple[Callable[[], onnx.ModelProto], Callable[[np.random.Gener
     "stft_magnitude": (stft_magnitude, lambda rng, s: 0.3 * rng.standard_normal(s)),
     "if_on_input": (if_on_input, lambda rng, s: rng.standard_normal(s)),
     "dequantize_opset18": (dequantize_opset18, lambda rng, s: rng.standard_normal(s)),
+    "big_reflect_pad": (big_reflect_pad, lambda rng, s: 0.3 * rng.standard_normal(s)),
     "wide_ctc_head": (wide_ctc_head, lambda rng, s: rng.standard_normal(s)),
     "unused_domain": (unused_domain, lambda rng, s: rng.standard_normal(s)),
     "numeric_value_names": (numeric_value_names, lambda rng, s: rng.standard_normal(s)),
