@@ -195,7 +195,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         for r in blocked:
             n = r["next"]
             reason = str(n.get("reason", "")).replace("|", "\\|")
-            keys = classify_record({**n, "path": r["path"]}) if n.get("status") != "ok" else []
+            keys = classify_record({**n, "path": r["path"], "node_domains": r.get("node_domains", [])}) if n.get("status") != "ok" else []
             lines.append(f"| {r['name']} | {r['target']} | {n.get('status')} | {n.get('stage', '')} | {reason} | "
                          f"{', '.join(keys) or '–'} |")
     for t in targets:

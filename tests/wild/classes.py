@@ -70,6 +70,11 @@ CLASSES: list[FailureClass] = [
                  "the If's output shape depends on an input value. A fair refusal today; pinning an input to a "
                  "constant (an import option) would let the importer fold the If.",
                  "if_on_input", _reason(r"depends on the input values", "refused")),
+    FailureClass("host-dequantize-op18", "refused", "host-op runner (onnx reference evaluator)",
+                 "Int8 weights dequantised by DequantizeLinear at op set 18 stay host ops; the host runner asks "
+                 "onnx's reference evaluator, which implements DequantizeLinear only from op set 19, so the "
+                 "interpreter and the simulator refuse a model onnxruntime runs.",
+                 "dequantize_opset18", _reason(r"onnx cannot run onnx\.DequantizeLinear", "refused")),
     FailureClass("conv-transpose-untileable", "refused", "ane-tile (ane.conv_transpose)",
                  "A ConvTranspose whose input is over the L2 (the DB head's last upsampling at 640/960): the "
                  "tile pass splits conv_transpose only along batch and output channels, never along H.",
