@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -95,6 +96,14 @@ def campaign(args: argparse.Namespace) -> int:
     return 0
 
 
+_MODEL_DIR = re.compile(r"/[^\s:'\"]*/models/[^/\s]+/")
+
+
+def _text(value: Any) -> str:
+    """A reason for a Markdown cell: no machine-specific cache paths, no cell breaks."""
+    return _MODEL_DIR.sub("", str(value or "")).replace("|", "\\|")
+
+
 def reclassify(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows that ran every route get their verdict again from their stored errors (after a change to
     `classify`); rows that stopped early keep theirs (their exception is not re-derivable)."""
@@ -119,7 +128,7 @@ def _fmt_err(errors: dict[str, dict[str, float]] | None) -> str:
 def _coreml(row: dict[str, Any]) -> str:
     if "coreml_saved" not in row:
         return "–"
-    return "saved" if row["coreml_saved"] else "refused: " + str(row.get("coreml_reason", "")).replace("|", "\\|")[:120]
+    return "saved" if row["coreml_saved"] else "refused: " + _text(row.get("coreml_reason"))[:120]
 
 
 def report(rows: list[dict[str, Any]]) -> str:
@@ -185,7 +194,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {c.key} | {c.status} | {c.stage} | {per}: {', '.join(names)} | {repro} | {c.summary} |")
     for r in unclassified:
         lines.append(f"| unclassified | {r['status']} | {r.get('stage', '')} | {r['target']}: {r['name']} | – | "
-                     f"{str(r.get('reason', '')).replace('|', chr(92) + '|')} |")
+                     f"{_text(r.get('reason'))} |")
     blocked = [r for r in rows if r.get("next")]
     if blocked:
         lines += ["", "### Past the import blockers", "",
@@ -194,7 +203,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                   "| model | chip | status then | stage | reason | class |", "|---|---|---|---|---|---|"]
         for r in blocked:
             n = r["next"]
-            reason = str(n.get("reason", "")).replace("|", "\\|")
+            reason = _text(n.get("reason"))
             keys = classify_record({**n, "path": r["path"], "node_domains": r.get("node_domains", [])}) if n.get("status") != "ok" else []
             lines.append(f"| {r['name']} | {r['target']} | {n.get('status')} | {n.get('stage', '')} | {reason} | "
                          f"{', '.join(keys) or '–'} |")
@@ -205,7 +214,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                   "|---|---|---|---:|---:|---|---|---|---|---:|---|"]
         for r in (r for r in rows if r["target"] == t):
             frac = r.get("ane_flops_fraction")
-            reason = str(r.get("reason", "")).replace("|", "\\|")
+            reason = _text(r.get("reason"))
             lines.append(f"| {r['name']} | {r['package']} {r['version']} | {r['task']} | {r.get('ops', '–')} | "
                          f"{'–' if frac is None else f'{100 * frac:.1f}%'} | {_fmt_err(r.get('errors', {}).get('sim'))} | "
                          f"{r['status']} | {r.get('stage', '')} | {reason} | {r.get('fp16_warning_count', '–')} | {_coreml(r)} |")
