@@ -46,11 +46,10 @@ def models(zoo: str, wild: bool) -> list[tuple[str, Path | None, dict]]:
 
         found += [(name, onnx_model(name), {}) for name in ZOO["small"] + (ZOO["full"] if zoo == "full" else ())]
     if wild:
-        from tests.wild.manifest import load_manifest
+        from tests.wild.manifest import load
 
-        for entry in load_manifest():
-            path = entry.cached_path()
-            found.append((entry.name, path if path.exists() else None, entry.input_shapes()))
+        for entry in load():
+            found.append((entry.name, entry.file if entry.cached() else None, entry.input_shapes))
     return found
 
 
