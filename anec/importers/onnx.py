@@ -18,10 +18,14 @@ from onnx import ModelProto
 from xdsl.dialects.builtin import ModuleOp
 
 from anec.errors import AnecError, ImportFailure
+from anec.importers import onnx_contrib, onnx_recurrent  # noqa: F401 (their handlers register into the table)
 from anec.importers.onnx_graph import GraphBuilder
-from anec.importers.onnx_handlers import HANDLERS
+from anec.importers.onnx_handlers import HANDLERS, TABLE
 from anec.importers.onnx_load import read_model
 from anec.weights import WeightStore, attach
+
+__all__ = ["TABLE", "import_onnx"]
+"""`TABLE`: every ONNX op with a handler, the core ones and the families in their own modules."""
 
 
 def import_onnx(model: str | Path | ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,

@@ -1068,6 +1068,3 @@ def einsum(node: Node, b: GraphBuilder) -> list[Value]:
     y = b.reshape(y, (*shape_of(y)[:nb], *[size_a[ch] for ch in free_a], *[size_c[ch] for ch in free_c]))
     return [_permute(b, y, "".join(batch + free_a + free_c), out)]
 
-
-# Handler families in their own modules register themselves into TABLE when imported.
-from anec.importers import onnx_contrib, onnx_recurrent  # noqa: E402, F401

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from anec.importers.onnx_handlers import TABLE
+from anec.importers.onnx import TABLE
 from anec.importers.onnx_load import CONTRIB_DOMAINS, CONTRIB_HINT
 from anec.legality import COMMON, DEFAULT_RULES, RULES
 from anec.targets import TARGETS, Limits
