@@ -153,7 +153,7 @@ def evaluate(entry: Entry, target: str) -> dict[str, Any]:
             record["ops"] = len(graph.report.ops)
             record["ane_flops_fraction"] = graph.report.ane_flops_fraction  # placement; the descriptor route refines it
             record["host_ops"] = sorted({r.op for r in graph.report.host_ops})
-            interp = st.run("interpret-f16", lambda: run_interpreted(graph, feeds))
+            interp = st.run("interpret-f16", lambda: run_interpreted(graph.ir, feeds))
             if interp is not None:
                 errors["interp-f16"] = pair_errors(interp, ref)
             with tempfile.TemporaryDirectory() as tmp:
