@@ -322,6 +322,12 @@ def pad_mode(op: ane.PadOp, t: Target) -> str | None:
     return None
 
 
+@_rule("reflect-pad-size", "reflect pads within the limit run on the ANE; a larger one does not split into smaller ones")
+def reflect_pad_size(op: ane.PadOp, t: Target) -> str | None:
+    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    return f"reflect padding {p} exceeds {lim}" if op.mode.data == "reflect" and p > lim else None
+
+
 @_rule("pad-size", "the tile pass chains smaller pads", tileable=True)
 def pad_size(op: ane.PadOp, t: Target) -> str | None:
     p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
@@ -366,7 +372,7 @@ RULES: dict[type[Operation], tuple[Rule, ...]] = {
     ane.ReduceOp: (reduce_axes, WORKING_SET),
     ane.ArgReduceOp: (argmax_axis, WORKING_SET),
     ane.PoolOp: (pool_pad, pool_window, pool_stride, WORKING_SET),
-    ane.PadOp: (pad_axes, pad_mode, pad_size, WORKING_SET),
+    ane.PadOp: (pad_axes, pad_mode, reflect_pad_size, pad_size, WORKING_SET),
     ane.ResizeOp: (resize_scale, WORKING_SET),
     ane.TransposeOp: (transpose_extent, WORKING_SET),
     ane.CastOp: (cast_types,),

@@ -213,3 +213,11 @@ def test_a_segment_without_inputs_gets_an_answer() -> None:
     const = ane.ConstOp(tensor((2,)), handle="w")
     body.add_ops([const, ane.YieldOp(const.result)])
     assert legality(ane.SegmentOp([], [tensor((2,))], Region(body)), get_target("m1"))
+
+
+def test_a_large_reflect_pad_stays_on_the_cpu_and_a_large_constant_pad_is_tiled() -> None:
+    x = values_of((1, 8, 100, 100))[0]
+    reflect = verdict(ane.PadOp(x, [0, 0, 64, 64, 0, 0, 64, 64], "reflect", 0.0), "m4")
+    constant = verdict(ane.PadOp(x, [0, 0, 64, 64, 0, 0, 64, 64], "constant", 0.0), "m4")
+    assert not reflect and reflect.rule == "reflect-pad-size" and not reflect.tileable
+    assert constant and not verdict(ane.PadOp(x, [0, 0, 64, 64, 0, 0, 64, 64], "constant", 0.0), "m4", strict=True).ok

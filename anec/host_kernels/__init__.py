@@ -142,12 +142,23 @@ def _graph(value: object) -> object:
     return graph
 
 
+SAME_AS_NEWER: dict[tuple[str, int], int] = {
+    ("DequantizeLinear", 18): 19,
+    ("QuantizeLinear", 18): 19,
+}
+"""(op type, op-set version) the ReferenceEvaluator lacks -> the newer version it implements with the
+same semantics on the older version's types (op set 19 only added float8 types to these)."""
+
+
 def onnx_node_evaluator(node: object, opsets: Mapping[str, int], captured: Sequence[str] = ()) -> object:
     """A ReferenceEvaluator for one ONNX node; its inputs and outputs keep the node's names, and the
     values its subgraphs read from outside (`captured`) are inputs too."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
 
+    domain, op_type = node.domain, node.op_type  # type: ignore[attr-defined]
+    if (op_type, opsets.get(domain)) in SAME_AS_NEWER:
+        opsets = {**opsets, domain: SAME_AS_NEWER[(op_type, opsets[domain])]}
     inputs = dict.fromkeys([*(n for n in node.input if n), *captured])  # type: ignore[attr-defined]
     graph = helper.make_graph([node], "node", [helper.make_tensor_value_info(n, 0, None) for n in inputs],
                               [helper.make_tensor_value_info(n, 0, None) for n in node.output if n])  # type: ignore[attr-defined]

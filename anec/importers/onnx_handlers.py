@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 from xdsl.dialects.builtin import i32
 from xdsl.ir import Operation, SSAValue
 
@@ -55,12 +56,25 @@ def handles(*op_types: str, emits: Sequence[type[Operation]], note: str = "") ->
     return register
 
 
+def _optional_input(node: Node, index: int) -> bool:
+    try:
+        schema = onnx.defs.get_schema(node.op_type, node.opset, node.domain)
+    except onnx.defs.SchemaError:
+        return False
+    formal = schema.inputs[min(index, len(schema.inputs) - 1)] if schema.inputs else None
+    return formal is not None and formal.option == onnx.defs.OpSchema.FormalParameterOption.Optional
+
+
 def _standard_tensors_only(fn: Handler) -> Handler:
+    """Tensors of standard types only; an empty constant in an optional input is a parameter left
+    unset (a Resize's `roi` that paddle2onnx writes as an empty initializer), not an empty tensor."""
     def run(node: Node, b: GraphBuilder) -> Sequence[Value | None]:
-        for x in node.inputs:
-            if x and b.dtype(x) not in STANDARD_DTYPES:
+        for i, x in enumerate(node.inputs):
+            if not x or (_optional_input(node, i) and (c := b.const(x)) is not None and c.size == 0):
+                continue
+            if b.dtype(x) not in STANDARD_DTYPES:
                 raise NotOnAne(f"{b.dtype(x)} tensors stay on the CPU")
-            if x and 0 in b.shape(x):
+            if 0 in b.shape(x):
                 raise NotOnAne("empty tensors stay on the CPU")
         return fn(node, b)
     return run

@@ -337,3 +337,10 @@ def test_freeze_is_for_onnx_models(tmp_path: Path) -> None:
     program.write_bytes(b"not read")
     with pytest.raises(AnecError, match=r"--freeze \(input_values=\) applies to ONNX models"):
         import_model(program, input_values={"sr": 16000})
+
+
+def test_an_empty_constant_in_an_optional_input_is_an_unset_parameter() -> None:
+    from tests.wild.repros import resize_empty_roi
+
+    ops = names_of(import_onnx(resize_empty_roi()))
+    assert "ane.resize" in ops and not any(o.startswith("onnx.") for o in ops)
