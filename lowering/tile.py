@@ -211,7 +211,33 @@ def _conv_transpose_piece(op: ane.ConvTransposeOp, axis: int, lo: int, hi: int, 
         return _with(op, [p.slice(op.input, 0, lo, hi), op.weight, *bias], out)
     if axis == 1 and op.groups.value.data == 1:
         return _with(op, [op.input, p.slice(op.weight, 1, lo, hi), *[p.slice(b, 0, lo, hi) for b in bias]], out)
+    if axis >= 2:
+        return _transposed_spatial_piece(op, axis, lo, hi, p, [op.weight, *bias])
     return None
+
+
+def _transposed_spatial_piece(op: ane.ConvTransposeOp, axis: int, lo: int, hi: int, p: Pieces,
+                              extra: Sequence[SSAValue]) -> Operation:
+    """Output rows [lo, hi) of a transposed conv along spatial `axis`: the input rows that scatter
+    into them, with the crop (pads) and trailing zeros (output padding) that place the piece.
+
+    Input row i feeds the uncropped output rows i·s … i·s + (k-1)·d, and output row o is uncropped
+    row o + pad_begin; a piece on input rows [first, last] starts at uncropped row first·s."""
+    i, k = axis - 2, len(shape_of(op.input)) - 2
+    kernel, stride, dilation, pad_begin, _ = _window(op, i)
+    size = shape_of(op.input)[axis]
+    span = (kernel - 1) * dilation
+    first = max(0, (lo + pad_begin - span) // stride)
+    last = min(size - 1, (hi - 1 + pad_begin) // stride)
+    x = p.slice(op.input, axis, first, last + 1)
+    full = stride * (last - first) + span + 1
+    begin = lo + pad_begin - first * stride
+    pads, output_padding = list(values(op.pads)), list(values(op.output_padding))
+    pads[i], pads[k + i] = begin, max(0, full - begin - (hi - lo))
+    output_padding[i] = max(0, (hi - lo) - (full - begin))
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    return _with(op, [x, *extra], out, pads=pads, output_padding=output_padding)
 
 
 def _matmul_piece(op: ane.MatmulOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:

@@ -42,6 +42,11 @@ CASES = {
     "pad-20": ([(1, 2, 8, 8)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 20, 3, 0, 0, 1, 20], value=0.5)), "padded"), "pad-size"),
     "matmul-4mb": ([(1, 8, 512, 512), (1, 8, 512, 64)], lambda e, a, b: _named(e(ane.MatmulOp(a, b)), "big_matmul"), "working-set"),
     "deep-input-5mb": ([(1, 40000, 1, 32)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((4, 40000, 1, 1))))), "deep"), "kernel-memory"),
+    # the head of a DB text detector at 640: 24x320x320 in, 2x upsampled by a stride-2 transposed conv
+    "deconv-input-4mb": ([(1, 24, 320, 320)], lambda e, x: _named(e(ane.ConvTransposeOp(x, e.const(_w((24, 1, 2, 2))), strides=[2, 2])), "db_head"),
+                         "working-set"),
+    "deconv-k3-pad": ([(1, 16, 300, 300)], lambda e, x: _named(e(ane.ConvTransposeOp(x, e.const(_w((16, 4, 3, 3))), strides=[2, 2], pads=[1, 1, 1, 1],
+                                                                                     output_padding=[1, 1])), "deconv_k3"), "working-set"),
 }
 
 
@@ -166,3 +171,23 @@ def test_a_matmul_with_weights_beyond_the_kernel_memory_streams_by_output_channe
     got = compiled.run([x])["y"].astype(np.float64)
     want = x.astype(np.float16).astype(np.float64) @ w.astype(np.float16).astype(np.float64)
     assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
+
+
+@pytest.mark.parametrize(("kernel", "stride", "dilation", "pads", "output_padding"),
+                         [(2, 2, 1, (0, 0), 0), (3, 2, 1, (1, 1), 1), (4, 3, 1, (2, 0), 2), (3, 1, 2, (0, 3), 0), (1, 3, 1, (0, 0), 2)])
+def test_a_transposed_conv_split_along_rows_computes_the_same(kernel: int, stride: int, dilation: int, pads: tuple[int, int],
+                                                              output_padding: int) -> None:
+    from anec.lowering.tile import even_bounds, split_along
+
+    def body(e, x):
+        op = ane.ConvTransposeOp(x, e.const(_w((3, 2, kernel, 1))), strides=[stride, 1], dilations=[dilation, 1],
+                                 pads=[pads[0], 0, pads[1], 0], output_padding=[output_padding, 0])
+        return _named(e(op), "deconv")
+
+    before = segment_graph([(1, 3, 11, 5)], body)
+    after = run_pass(before)
+    (op,) = ops_named(after, "ane.conv_transpose")
+    rows = shape_of(op.result)[2]
+    assert split_along(op, 2, even_bounds(rows, 4)) is not None
+    assert len(ops_named(after, "ane.conv_transpose")) == 4
+    assert_same_results(before, after)
