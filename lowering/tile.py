@@ -447,6 +447,9 @@ def result_axis(op: Operation, value: SSAValue, axis: int) -> int | None:
         return list(values(op.perm)).index(axis)
     if isinstance(op, ane.GlobalPoolOp):
         return axis if axis < 2 else None
+    if isinstance(op, ane.ReshapeOp):  # the output axis with the same extent and elements before it
+        x, out = shape_of(value), shape_of(op.result)
+        return next((a for a in range(out_rank) if out[a] == x[axis] and math.prod(out[:a]) == math.prod(x[:axis])), None)
     return axis if len(shape_of(value)) == out_rank else None
 
 

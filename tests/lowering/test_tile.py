@@ -42,6 +42,8 @@ CASES = {
     "pad-20": ([(1, 2, 8, 8)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 20, 3, 0, 0, 1, 20], value=0.5)), "padded"), "pad-size"),
     "matmul-4mb": ([(1, 8, 512, 512), (1, 8, 512, 64)], lambda e, a, b: _named(e(ane.MatmulOp(a, b)), "big_matmul"), "working-set"),
     "deep-input-5mb": ([(1, 40000, 1, 32)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((4, 40000, 1, 1))))), "deep"), "kernel-memory"),
+    # a recogniser's CTC head over 18,385 classes, reshaped from the ANE layout to rank 3
+    "reshape-w-18385": ([(1, 40, 1, 18385)], lambda e, x: _named(e(ane.ReshapeOp(e(ane.ReluOp(x)), (1, 40, 18385))), "ctc"), "dims"),
     # the head of a DB text detector at 640: 24x320x320 in, 2x upsampled by a stride-2 transposed conv
     "deconv-input-4mb": ([(1, 24, 320, 320)], lambda e, x: _named(e(ane.ConvTransposeOp(x, e.const(_w((24, 1, 2, 2))), strides=[2, 2])), "db_head"),
                          "working-set"),
