@@ -91,9 +91,15 @@ class Pieces:
             index = [slice(None)] * len(shape)
             index[axis] = slice(lo, hi, step)
             return self.const(np.ascontiguousarray(array[tuple(index)]), value)
+        return self(self.slice_op(value, axis, lo, hi, step))
+
+    @staticmethod
+    def slice_op(value: SSAValue, axis: int, lo: int, hi: int, step: int = 1) -> ane.SliceOp:
+        """The slice of `value` along `axis`, not yet inserted."""
+        shape = shape_of(value)
         starts, ends, steps = [0] * len(shape), list(shape), [1] * len(shape)
         starts[axis], ends[axis], steps[axis] = lo, hi, step
-        return self(ane.SliceOp(value, starts, ends, steps))
+        return ane.SliceOp(value, starts, ends, steps)
 
     def activation(self, value: SSAValue, mac: ane.EpilogueOp) -> SSAValue:
         """The epilogue activation of `mac` as a separate op (after an accumulation)."""
@@ -307,6 +313,26 @@ def _reshape_piece(op: ane.ReshapeOp, axis: int, lo: int, hi: int, p: Pieces) ->
     return _with(op, [p.slice(op.input, source, lo, hi)], out)
 
 
+def _resize_piece(op: ane.ResizeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    """Output rows [lo, hi) of a resize. Along a resized axis only an integer scale with a
+    translation-invariant coordinate mode splits: the input rows under the range plus one on each
+    side (the rounding and interpolation neighbours), resized, then cropped to the range."""
+    x, out = shape_of(op.input), list(shape_of(op.result))
+    scales = values(op.scales)
+    first_resized = len(x) - len(scales)
+    if axis < first_resized:
+        out[axis] = hi - lo
+        return _with(op, [p.slice(op.input, axis, lo, hi)], out)
+    scale = scales[axis - first_resized]
+    if scale != int(scale) or out[axis] != x[axis] * int(scale) or op.coordinate_mode.data == "align_corners":
+        return None
+    s = int(scale)
+    first, last = max(0, lo // s - 1), min(x[axis], -(-hi // s) + 1)
+    out[axis] = (last - first) * s
+    resized = p(_with(op, [p.slice(op.input, axis, first, last)], out))
+    return p.slice_op(resized, axis, lo - first * s, hi - first * s)
+
+
 PieceBuilder = Callable[[Operation, int, int, int, Pieces], Operation | None]
 
 PIECES: dict[type[Operation], PieceBuilder] = {
@@ -319,6 +345,7 @@ PIECES: dict[type[Operation], PieceBuilder] = {
     ane.ConcatOp: _concat_piece,  # type: ignore[dict-item]
     ane.ReshapeOp: _reshape_piece,  # type: ignore[dict-item]
     ane.PadOp: _pad_piece,  # type: ignore[dict-item]
+    ane.ResizeOp: _resize_piece,  # type: ignore[dict-item]
     ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
     ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
     ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,

@@ -193,3 +193,30 @@ def test_a_transposed_conv_split_along_rows_computes_the_same(kernel: int, strid
     assert split_along(op, 2, even_bounds(rows, 4)) is not None
     assert len(ops_named(after, "ane.conv_transpose")) == 4
     assert_same_results(before, after)
+
+
+@pytest.mark.parametrize("mode", ["nearest-floor", "nearest-round_prefer_floor", "nearest-ceil", "bilinear"])
+@pytest.mark.parametrize("coordinates", ["asymmetric", "half_pixel", "pytorch_half_pixel"])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_a_resize_split_along_rows_computes_the_same(mode: str, coordinates: str, scale: int) -> None:
+    from anec.lowering.tile import even_bounds, split_along
+
+    kind, _, rounding = mode.partition("-")
+
+    def body(e, x):
+        shape = (1, 3, 7 * scale, 5 * scale)
+        return _named(e(ane.ResizeOp(x, shape, kind, [scale, scale], coordinates, rounding or "round_prefer_floor")), "up")
+
+    before = segment_graph([(1, 3, 7, 5)], body)
+    after = run_pass(before)
+    (op,) = ops_named(after, "ane.resize")
+    assert split_along(op, 2, even_bounds(7 * scale, 4)) is not None
+    assert_same_results(before, after)
+
+
+def test_an_align_corners_resize_is_not_split_along_rows() -> None:
+    from anec.lowering.tile import split_along
+
+    before = segment_graph([(1, 3, 7, 5)], lambda e, x: _named(e(ane.ResizeOp(x, (1, 3, 14, 10), "bilinear", [2, 2], "align_corners")), "up"))
+    (op,) = ops_named(run_pass(before), "ane.resize")
+    assert split_along(op, 2, [(0, 7), (7, 14)]) is None
