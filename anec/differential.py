@@ -31,6 +31,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FunctionType, ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
 
+from anec.agreement import Error, error
 from anec.context import make_context
 from anec.dialects import ane
 from anec.dialects.discardable import NAME_ATTR, name_of, string_attr
@@ -38,7 +39,7 @@ from anec.importers import InputShapes, import_model
 from anec.interpreter import entry_function, input_names, interpret, output_names
 from anec.pipeline import GRAPH_PASSES, CompileOptions, build_passes, descriptor_program
 from anec.runtime import run_file, run_interpreted
-from anec.runtime.check import Error, error, reference_outputs
+from anec.runtime.check import reference_outputs
 from anec.targets import get_target
 from anec.types import numpy_dtype
 from anec.weights import copy_module

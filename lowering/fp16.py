@@ -38,6 +38,7 @@ from anec.dialects.discardable import (
 )
 from anec.errors import AnecError
 from anec.interpreter import entry_function, input_names, interpret
+from anec.lowering.fp16_attribution import Reference, attribute
 from anec.lowering.rewriting import (
     Emitter,
     ane_blocks,
@@ -225,10 +226,17 @@ def sample_inputs(module: ModuleOp, given: Any, synthesize: bool) -> Sequence[np
     return out
 
 
-def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], blocks: list[Block], target: Target) -> None:
-    """Run in float32 and flag, by op, values fp16 cannot hold and MAC outputs past the port's limit."""
+def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], blocks: list[Block], target: Target,
+              reference: Reference) -> None:
+    """Run in float32 and flag, by op, values fp16 cannot hold and MAC outputs past the port's limit;
+    keep every op's float32 output in `reference` for the error attribution after retyping."""
     ranges = Ranges()
-    interpret(module, inputs, precision="f32", segments="f32", observe=ranges.observe)
+
+    def observe(op: Operation, outs: list[np.ndarray]) -> None:
+        ranges.observe(op, outs)
+        reference.observe(op, outs)
+
+    interpret(module, inputs, precision="f32", segments="f32", observe=observe)
     fp16_max, mac_limit = target.numerics.fp16_max.value, target.numerics.mac_saturation.value
     fn = entry_function(module)
     arg_peaks = {arg: float(np.abs(np.asarray(x, np.float64)).max(initial=0.0)) for arg, x in _bound(module, inputs)}
@@ -351,9 +359,10 @@ class Fp16Pass(ModulePass):
             subtract_maxima(block)
             finite_masks_and_constants(block, target.numerics.fp16_max.value)
         inputs = sample_inputs(op, self.example_inputs, self.calibrate)
+        reference = Reference()
         if inputs is not None:
             try:
-                calibrate(op, inputs, blocks, target)
+                calibrate(op, inputs, blocks, target, reference)
             except AnecError as e:
                 raise AnecError("cannot calibrate the fp16 lint on the sample inputs", why=e.one_line(),
                                 hint="give one array per model input, named as the model names them") from None
@@ -362,3 +371,5 @@ class Fp16Pass(ModulePass):
             to_f16(segment, converted)
         dce(op)
         prune_weights(op)
+        if inputs is not None:
+            attribute(op, inputs, reference, target, warn)

@@ -3,44 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from anec.agreement import COSINE_MIN, REL_L2_MAX, Error, error
 from anec.errors import AnecError
 
-COSINE_MIN = 0.999
-REL_L2_MAX = 1e-2
-"""What the simulator must reach against the reference (issue #5's acceptance bar)."""
-
-
-@dataclass(frozen=True)
-class Error:
-    cosine: float
-    rel_l2: float
-    max_abs: float
-
-    @property
-    def ok(self) -> bool:
-        return self.cosine >= COSINE_MIN and self.rel_l2 <= REL_L2_MAX
-
-
-def error(got: np.ndarray, want: np.ndarray) -> Error:
-    a = np.asarray(got, dtype=np.float64).ravel()
-    b = np.asarray(want, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise AnecError(f"output has {a.size} elements, the reference {b.size}")
-    finite = np.isfinite(a) & np.isfinite(b)
-    if not finite.all() and not np.array_equal(a[~finite], b[~finite]):
-        return Error(float("nan"), float("inf"), float("inf"))
-    a, b = a[finite], b[finite]
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    cosine = float(a @ b / norm) if norm else float(np.array_equal(a, b))
-    ref = float(np.linalg.norm(b))
-    diff = float(np.linalg.norm(a - b))
-    return Error(cosine, diff / ref if ref else diff, float(np.abs(a - b).max(initial=0.0)))
-
+__all__ = ["COSINE_MIN", "REL_L2_MAX", "Error", "compare", "error", "reference_outputs"]
 
 def reference_outputs(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The reference framework's outputs for `inputs` (onnxruntime for .onnx, eager PyTorch for .pt2)."""

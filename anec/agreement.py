@@ -1,0 +1,47 @@
+"""When two tensors agree: the bar every comparison in anec uses (an output against the reference,
+a stage against the one before it, fp16 against float32).
+
+Two tensors agree at cosine similarity ≥ 0.999 and relative L2 error ≤ 1e-2; non-finite values must
+sit at the same places with the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from anec.errors import AnecError
+
+COSINE_MIN = 0.999
+REL_L2_MAX = 1e-2
+"""What an output must reach against its reference."""
+
+
+@dataclass(frozen=True)
+class Error:
+    cosine: float
+    rel_l2: float
+    max_abs: float
+
+    @property
+    def ok(self) -> bool:
+        return self.cosine >= COSINE_MIN and self.rel_l2 <= REL_L2_MAX
+
+
+def error(got: np.ndarray, want: np.ndarray) -> Error:
+    a = np.asarray(got, dtype=np.float64).ravel()
+    b = np.asarray(want, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise AnecError(f"output has {a.size} elements, the reference {b.size}")
+    finite = np.isfinite(a) & np.isfinite(b)
+    if not finite.all() and not np.array_equal(a[~finite], b[~finite]):
+        return Error(float("nan"), float("inf"), float("inf"))
+    a, b = a[finite], b[finite]
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    cosine = float(a @ b / norm) if norm else float(np.array_equal(a, b))
+    ref = float(np.linalg.norm(b))
+    diff = float(np.linalg.norm(a - b))
+    return Error(cosine, diff / ref if ref else diff, float(np.abs(a - b).max(initial=0.0)))
+
+
