@@ -61,10 +61,13 @@ def attribute(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
     assert ret is not None
     entering = [op for op in errors if _enters(op, errors)]
     for name, value, y in zip(output_names(fn), ret.operands, got):
-        producer = _producer(value)
-        want = reference.values.get(producer)[value.index] if producer in reference.values else None  # type: ignore[index, attr-defined]
-        if want is None or (e := error(np.asarray(y, np.float64), np.asarray(want, np.float64))).ok:
+        source = _source(value)
+        producer = source.owner
+        recorded = reference.values.get(producer) if isinstance(producer, Operation) else None
+        want = recorded[source.index] if recorded is not None and source.index < len(recorded) else None  # type: ignore[attr-defined]
+        if want is None or np.shape(want) != np.shape(y) or (e := error(np.asarray(y, np.float64), np.asarray(want, np.float64))).ok:
             continue
+        assert isinstance(producer, Operation)
         named = [f"{name_of(op)} ({kind(op, reference, target)})" for op in entering][:3]
         where = f"; error enters at {', '.join(named)}" if named else ""
         warn(producer, f"output {name!r} differs from float32 on the sample inputs beyond fp16 tolerance "
@@ -76,15 +79,20 @@ def attribute(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
                  f"its inputs {inputs_error:.2g}")
 
 
-def _producer(value: SSAValue) -> Operation | None:
-    """The op computing `value`, looked through segment results and edge casts."""
+def _source(value: SSAValue) -> SSAValue:
+    """The value computing `value`, looked through segment results and edge casts."""
     owner = value.owner
     if isinstance(owner, ane.SegmentOp):
         yielded = owner.body.block.last_op
         assert yielded is not None
-        return _producer(yielded.operands[value.index])  # type: ignore[attr-defined]
-    if isinstance(owner, ane.CastOp):
-        return _producer(owner.input) or owner
+        return _source(yielded.operands[value.index])  # type: ignore[attr-defined]
+    if isinstance(owner, ane.CastOp) and isinstance(owner.input.owner, Operation):
+        return _source(owner.input)
+    return value
+
+
+def _producer(value: SSAValue) -> Operation | None:
+    owner = _source(value).owner
     return owner if isinstance(owner, Operation) else None
 
 

@@ -52,3 +52,14 @@ def test_a_model_fp16_does_not_change_gets_no_error_warning() -> None:
     m = model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "half"], ["y"])], {"half": [0.5]})
     found = warnings(m, RNG.standard_normal((1, 256)))
     assert not any("differs from float32" in w or "error enters" in w for w in found)
+
+
+def test_outputs_of_a_multi_result_op_are_compared_by_their_own_index() -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Split", ["x"], ["a", "b"], axis=1, num_outputs=2), helper.make_node("Mul", ["b", "b"], ["c"])],
+        "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("a", "b", "c")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.concatenate([RNG.standard_normal((1, 128)), 400 + RNG.standard_normal((1, 128))], axis=1)
+    found = warnings(m, x)
+    assert any("output 'c' differs" in w for w in found) and not any("output 'a'" in w or "output 'b'" in w for w in found)
