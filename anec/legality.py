@@ -48,6 +48,11 @@ class Rule:
     check: Callable[[Operation, Target], str | None]
     hint: str = ""
     tileable: bool = False
+    source: str = ""
+    """The evidence for the rule: where the limit or gap it checks is documented or was measured."""
+    basis: tuple[str, ...] = ()
+    """The chip facts it reads (`limits.max_pad`, `capability:texture_engine`): their values and sources
+    differ per chip (`anec targets CHIP`)."""
 
 
 LEGAL = Legality(True)
@@ -146,30 +151,38 @@ NO_ANE_EQUIVALENT = Rule(
     "no-ane-op",
     lambda op, t: f"{op.op_name.data} has no ANE equivalent, so it runs on the CPU",  # type: ignore[attr-defined]
     hint="rewrite the model to avoid it, or accept a CPU segment",
+    source="guide §4 (ane-hardware.md, operation support): ops with no path on any generation, and ops anec maps to no ane op",
 )
-NOT_AN_ANE_OP = Rule("not-ane", lambda op, t: f"{op.name} is not an ANE op")
+NOT_AN_ANE_OP = Rule("not-ane", lambda op, t: f"{op.name} is not an ANE op", source="anec: only ane ops are placed on the ANE")
 
 FP16_TENSORS = Rule(
     "fp16-tensors",
     lambda op, t: next((f"{v.type} tensors do not reach the ANE, which computes in fp16" for v in _tensors(op) if not _ane_type_ok(op, v)), None),
     hint="keep integer and double arithmetic out of the hot path, or cast to float32 before it",
+    source="guide §3 (ane-hardware.md, tensor layout and constraints): the engines compute and store fp16; integer tensors reach them only as masks and indices",
 )
 RANK = Rule(
     "rank",
     lambda op, t: next((f"rank-{len(shape_of(v))} tensor exceeds the ANE's rank {t.limits.max_rank.value} [N,D,C,H,W]"
                         for v in _tensors(op) if len(shape_of(v)) > t.limits.max_rank.value), None),
     hint="reshape to at most 4 axes (the layout pass does this where it can)",
+    source="guide §3 (ane-hardware.md, tensor layout and constraints): the logical layout is [N,D,C,H,W]",
+    basis=("limits.max_rank",),
 )
 REDUCED_DIMS = Rule(
     "reduced-dims",
     lambda op, t: _dims_over(op, t, lambda o, v: set(ane.reduced_axes(o)) if o.operands and v is o.operands[0] else set()),
     hint="reduce over a shorter axis (split the reduction into chunks in the model)",
+    source="guide §3 (ane-hardware.md, tensor layout and constraints): dimension limits; a reduced axis is computed whole, so it cannot be split",
+    basis=("limits.max_spatial", "limits.max_channels", "limits.max_batch"),
 )
 DIMS = Rule(
     "dims",
     lambda op, t: _dims_over(op, t, _engine_axes),
     hint="the tile pass splits oversized axes",
     tileable=True,
+    source="guide §3 (ane-hardware.md, tensor layout and constraints): dimension limits (W, H, D <= 16384, 65536 from A16; C <= 65536)",
+    basis=("limits.max_spatial", "limits.max_channels", "limits.max_batch"),
 )
 WORKING_SET = Rule(
     "working-set",
@@ -177,6 +190,8 @@ WORKING_SET = Rule(
                    if largest_operand_bytes(op) > t.memory.l2_bytes.value else None),
     hint="the tile pass splits it along H or channels",
     tileable=True,
+    source="guide §2 (ane-hardware.md, datapath): past the L2 working set every operand streams from DRAM",
+    basis=("memory.l2_bytes",),
 )
 KERNEL_MEMORY = Rule(
     "kernel-memory",
@@ -184,54 +199,63 @@ KERNEL_MEMORY = Rule(
                    if weight_bytes(op) > t.memory.kernel_memory_bytes.value else None),
     hint="the tile pass splits output channels",
     tileable=True,
+    source="guide §3 (ane-hardware.md, tensor layout and constraints): a task's kernel sits in kernel memory",
+    basis=("memory.kernel_memory_bytes",),
 )
 
 COMMON: tuple[Rule, ...] = (FP16_TENSORS, RANK, REDUCED_DIMS, DIMS)
 
 
-def _rule(name: str, hint: str = "", tileable: bool = False):
+def _rule(name: str, hint: str = "", tileable: bool = False, *, source: str, basis: tuple[str, ...] = ()):
     def make(check: Callable[[Operation, Target], str | None]) -> Rule:
-        return Rule(name, check, hint, tileable)
+        return Rule(name, check, hint, tileable, source, basis)
     return make
 
 
-@_rule("conv-kernel-width", "the tile pass splits a wide kernel into a sum of narrower ones", tileable=True)
+@_rule("conv-kernel-width", "the tile pass splits a wide kernel into a sum of narrower ones", tileable=True,
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): kernel width <= 13 in fp16", basis=('limits.max_kernel_width_fp16',))
 def conv_kernel_width(op: ane.ConvOp, t: Target) -> str | None:
     kw, lim = _conv_kernel(op)[1], t.limits.max_kernel_width_fp16.value
     return f"kernel width {kw} exceeds the fp16 limit of {lim}" if kw > lim else None
 
 
-@_rule("conv-kernel-height", "the tile pass splits a tall kernel into a sum of shorter ones", tileable=True)
+@_rule("conv-kernel-height", "the tile pass splits a tall kernel into a sum of shorter ones", tileable=True,
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): kernel height <= 29", basis=('limits.max_kernel_height',))
 def conv_kernel_height(op: ane.ConvOp, t: Target) -> str | None:
     kh, lim = _conv_kernel(op)[0], t.limits.max_kernel_height.value
     return f"kernel height {kh} exceeds the limit of {lim}" if kh > lim else None
 
 
-@_rule("conv-stride", "the tile pass runs stride 1 and subsamples", tileable=True)
+@_rule("conv-stride", "the tile pass runs stride 1 and subsamples", tileable=True,
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): at most stride 2 per axis", basis=('limits.max_stride',))
 def conv_stride(op: ane.ConvOp, t: Target) -> str | None:
     s, lim = max(values(op.strides)), t.limits.max_stride.value
     return f"stride {s} exceeds the ANE's maximum of {lim} per axis" if s > lim else None
 
 
-@_rule("conv-dilation", "use a smaller dilation")
+@_rule("conv-dilation", "use a smaller dilation",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): dilation <= 8 through space-to-batch", basis=('limits.max_dilation',))
 def conv_dilation(op: ane.ConvBase, t: Target) -> str | None:
     d, lim = max(values(op.dilations)), t.limits.max_dilation.value
     return f"dilation {d} exceeds the maximum of {lim}" if d > lim else None
 
 
-@_rule("conv-pad", "the tile pass moves large pads into an explicit pad", tileable=True)
+@_rule("conv-pad", "the tile pass moves large pads into an explicit pad", tileable=True,
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16, H and W only", basis=('limits.max_pad',))
 def conv_pad(op: ane.ConvBase, t: Target) -> str | None:
     p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
     return f"padding {p} exceeds the maximum of {lim}" if p > lim else None
 
 
-@_rule("conv-groups", "use fewer groups")
+@_rule("conv-groups", "use fewer groups",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): the group-count field", basis=('limits.max_groups',))
 def conv_groups(op: ane.ConvBase, t: Target) -> str | None:
     g, lim = op.groups.value.data, t.limits.max_groups.value
     return f"{g} groups exceed the {t.limits.max_groups.value}-group field" if g > lim else None
 
 
-@_rule("group-conv-taps", "the tile pass splits the groups", tileable=True)
+@_rule("group-conv-taps", "the tile pass splits the groups", tileable=True,
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): taps per group of a grouped conv", basis=('limits.max_group_conv_taps',))
 def group_conv_taps(op: ane.ConvOp, t: Target) -> str | None:
     w, g = shape_of(op.weight), op.groups.value.data
     if g == 1 or w[1] == 1:
@@ -240,7 +264,8 @@ def group_conv_taps(op: ane.ConvOp, t: Target) -> str | None:
     return f"grouped conv with {taps} taps per group exceeds {lim}" if taps > lim else None
 
 
-@_rule("dynamic-weight-batch", "the tile pass runs one batch element at a time", tileable=True)
+@_rule("dynamic-weight-batch", "the tile pass runs one batch element at a time", tileable=True,
+       source="guide §4 (ane-hardware.md, operation support): a dynamic-weight conv works only at batch 1 (batch >= 2 crashes the compiler service)")
 def dynamic_weight_batch(op: ane.ConvOp, t: Target) -> str | None:
     n = shape_of(op.input)[0]
     if isinstance(op.weight.owner, ane.ConstOp) or n == 1:
@@ -248,13 +273,15 @@ def dynamic_weight_batch(op: ane.ConvOp, t: Target) -> str | None:
     return f"a conv whose weight is computed at run time works only at batch 1 (batch {n})"
 
 
-@_rule("deconv-stride", "use stride 1 or 2, or an upsample followed by a conv")
+@_rule("deconv-stride", "use stride 1 or 2, or an upsample followed by a conv",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): deconvolution stride in {1, 2}", basis=('limits.max_deconv_stride',))
 def deconv_stride(op: ane.ConvTransposeOp, t: Target) -> str | None:
     s, lim = max(values(op.strides)), t.limits.max_deconv_stride.value
     return f"transposed-conv stride {s} exceeds {lim}" if s > lim else None
 
 
-@_rule("deconv-kernel", "use a kernel within the fp16 limits")
+@_rule("deconv-kernel", "use a kernel within the fp16 limits",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): the fp16 kernel limits apply to transposed convs", basis=('limits.max_kernel_width_fp16', 'limits.max_kernel_height'))
 def deconv_kernel(op: ane.ConvTransposeOp, t: Target) -> str | None:
     kh, kw = _conv_kernel(op)
     if kw > t.limits.max_kernel_width_fp16.value or kh > t.limits.max_kernel_height.value:
@@ -262,7 +289,8 @@ def deconv_kernel(op: ane.ConvTransposeOp, t: Target) -> str | None:
     return None
 
 
-@_rule("matmul-depth", "fold the extra batch axis into N")
+@_rule("matmul-depth", "fold the extra batch axis into N",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): matmul operands carry D = 1")
 def matmul_depth(op: ane.MatmulOp, t: Target) -> str | None:
     for v in (op.lhs, op.rhs):
         s = shape_of(v)
@@ -271,42 +299,49 @@ def matmul_depth(op: ane.MatmulOp, t: Target) -> str | None:
     return None
 
 
-@_rule("sdpa-mask", "anec's legalize pass splits it into matmul, mask + softmax, matmul")
+@_rule("sdpa-mask", "anec's legalize pass splits it into matmul, mask + softmax, matmul",
+       source="guide §4 (ane-hardware.md, operation support): fused SDPA with a mask input is dropped silently (SubtractMax path); anec splits it")
 def sdpa_mask(op: ane.SdpaOp, t: Target) -> str | None:
     return "fused attention silently ignores its mask on the ANE" if op.mask is not None else None
 
 
-@_rule("reduce-axes", "reduce in two steps")
+@_rule("reduce-axes", "reduce in two steps",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): reductions over a bounded number of axes per task", basis=('limits.max_reduce_axes',))
 def reduce_axes(op: ane.ReduceOp, t: Target) -> str | None:
     n, lim = len(values(op.axes)), t.limits.max_reduce_axes.value
     return f"reduction over {n} axes exceeds {lim}" if n > lim else None
 
 
-@_rule("argmax-axis", "reduce a shorter axis, or split it and combine on the CPU")
+@_rule("argmax-axis", "reduce a shorter axis, or split it and combine on the CPU",
+       source="guide §4 (ane-hardware.md, operation support): argmax over a bounded axis; global argmax from A15", basis=('limits.max_argmax_axis',))
 def argmax_axis(op: ane.ArgReduceOp, t: Target) -> str | None:
     n, lim = shape_of(op.input)[op.axis.value.data], t.limits.max_argmax_axis.value
     return f"{ane.kind(op)} over {n} elements exceeds {lim}" if n > lim else None
 
 
-@_rule("pool-window", "the tile pass cascades smaller pools", tileable=True)
+@_rule("pool-window", "the tile pass cascades smaller pools", tileable=True,
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): pool window <= 31 on M2+ (smaller on M1)", basis=('limits.max_pool_window',))
 def pool_window(op: ane.PoolOp, t: Target) -> str | None:
     k, lim = max(values(op.kernel)), t.limits.max_pool_window.value
     return f"pool window {k} exceeds {lim}" if k > lim else None
 
 
-@_rule("pool-stride", "the tile pass pools at stride 1 and subsamples", tileable=True)
+@_rule("pool-stride", "the tile pass pools at stride 1 and subsamples", tileable=True,
+       source="eco (a) hollance: pooling with stride > 2 leaves the ANE", basis=('limits.max_pool_stride',))
 def pool_stride(op: ane.PoolOp, t: Target) -> str | None:
     s, lim = max(values(op.strides)), t.limits.max_pool_stride.value
     return f"pool stride {s} exceeds {lim}" if s > lim else None
 
 
-@_rule("pool-pad", "pad explicitly before the pool")
+@_rule("pool-pad", "pad explicitly before the pool",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16", basis=('limits.max_pad',))
 def pool_pad(op: ane.PoolOp, t: Target) -> str | None:
     p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
     return f"pool padding {p} exceeds {lim}" if p > lim else None
 
 
-@_rule("pad-axes", "pad only H and W; move channel padding into the weights")
+@_rule("pad-axes", "pad only H and W; move channel padding into the weights",
+       source="guide §4 (ane-hardware.md, operation support): constant pad of H and W only")
 def pad_axes(op: ane.PadOp, t: Target) -> str | None:
     pads, n = values(op.pads), len(shape_of(op.input))
     padded = [i for i in range(n) if pads[i] or pads[n + i]]
@@ -315,26 +350,30 @@ def pad_axes(op: ane.PadOp, t: Target) -> str | None:
     return None
 
 
-@_rule("pad-mode", "use constant padding on an M1")
+@_rule("pad-mode", "use constant padding on an M1",
+       source="guide §4 (ane-hardware.md, operation support): reflect and symmetric pads need the A14 texture engine", basis=('capability:texture_engine',))
 def pad_mode(op: ane.PadOp, t: Target) -> str | None:
     if op.mode.data != "constant" and not t.has("texture_engine"):
         return f"{op.mode.data} padding needs the texture engine (M2 and later)"
     return None
 
 
-@_rule("reflect-pad-size", "reflect pads within the limit run on the ANE; a larger one does not split into smaller ones")
+@_rule("reflect-pad-size", "reflect pads within the limit run on the ANE; a larger one does not split into smaller ones",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16; a reflect pad does not compose from smaller ones", basis=('limits.max_pad',))
 def reflect_pad_size(op: ane.PadOp, t: Target) -> str | None:
     p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
     return f"reflect padding {p} exceeds {lim}" if op.mode.data == "reflect" and p > lim else None
 
 
-@_rule("pad-size", "the tile pass chains smaller pads", tileable=True)
+@_rule("pad-size", "the tile pass chains smaller pads", tileable=True,
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16", basis=('limits.max_pad',))
 def pad_size(op: ane.PadOp, t: Target) -> str | None:
     p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
     return f"padding {p} exceeds {lim}" if p > lim else None
 
 
-@_rule("resize-scale", "upsample by 2 at a time, or target M2 and later")
+@_rule("resize-scale", "upsample by 2 at a time, or target M2 and later",
+       source="guide §4 (ane-hardware.md, operation support): resize as a sampler needs the A14 texture engine; M1 upsamples by whole factors", basis=('capability:texture_engine', 'limits.max_upsample_scale'))
 def resize_scale(op: ane.ResizeOp, t: Target) -> str | None:
     if t.has("texture_engine"):
         return None
@@ -344,19 +383,22 @@ def resize_scale(op: ane.ResizeOp, t: Target) -> str | None:
     return None
 
 
-@_rule("transpose-extent", "transpose smaller blocks")
+@_rule("transpose-extent", "transpose smaller blocks",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): transpose block extents", basis=('limits.max_transpose_extent',))
 def transpose_extent(op: ane.TransposeOp, t: Target) -> str | None:
     lim = t.limits.max_transpose_extent.value
     big = [d for d in shape_of(op.input) if d > lim]
     return f"transpose extent {big[0]} exceeds {lim}" if big else None
 
 
-@_rule("cast-types", "keep integer casts on the CPU")
+@_rule("cast-types", "keep integer casts on the CPU",
+       source="guide §3 (ane-hardware.md, tensor layout and constraints): the engines convert only between fp16 and fp32 at the DMA")
 def cast_types(op: ane.CastOp, t: Target) -> str | None:
     return None if all(isinstance(v.type.element_type, _FP) for v in (op.input, op.result)) else "the ANE casts only between fp16 and fp32"  # type: ignore[union-attr]
 
 
-@_rule("sin-cos", "target M3 or later, or precompute the table")
+@_rule("sin-cos", "target M3 or later, or precompute the table",
+       source="guide §4 (ane-hardware.md, operation support): sin/cos from A15", basis=('capability:sin_cos',))
 def sin_cos(op: Operation, t: Target) -> str | None:
     return None if t.has("sin_cos") else f"{ane.kind(op)} needs an A15-family ANE (M3 and later)"
 
@@ -386,6 +428,21 @@ RULES: dict[type[Operation], tuple[Rule, ...]] = {
 """Op-specific rules, checked after the common ones; ops not listed only need `COMMON` + working set."""
 
 DEFAULT_RULES: tuple[Rule, ...] = (WORKING_SET,)
+
+
+def basis_values(rule: Rule, target: Target) -> dict[str, object]:
+    """The values on `target` of the facts and capabilities a rule reads."""
+    out: dict[str, object] = {}
+    for name in rule.basis:
+        kind, _, capability = name.partition(":")
+        if kind == "capability":
+            out[name] = target.has(capability)
+            continue
+        fact: object = target
+        for part in name.split("."):
+            fact = getattr(fact, part)
+        out[name] = fact.value  # type: ignore[attr-defined]
+    return out
 
 
 def all_rules() -> list[Rule]:

@@ -221,3 +221,22 @@ def test_a_large_reflect_pad_stays_on_the_cpu_and_a_large_constant_pad_is_tiled(
     constant = verdict(ane.PadOp(x, [0, 0, 64, 64, 0, 0, 64, 64], "constant", 0.0), "m4")
     assert not reflect and reflect.rule == "reflect-pad-size" and not reflect.tileable
     assert constant and not verdict(ane.PadOp(x, [0, 0, 64, 64, 0, 0, 64, 64], "constant", 0.0), "m4", strict=True).ok
+
+
+def test_every_rule_carries_its_source_and_reads_facts_every_chip_has() -> None:
+    from anec.legality import all_rules, basis_values
+
+    for rule in all_rules():
+        assert rule.source, rule.name
+        for target in TARGETS:
+            assert set(basis_values(rule, target)) == set(rule.basis)
+
+
+def test_the_targets_command_lists_what_changed_since_the_m1() -> None:
+    from anec.commands.targets import rule_rows
+
+    m1 = {row["rule"]: row for row in rule_rows(get_target("m1"))}
+    m4 = {row["rule"]: row for row in rule_rows(get_target("m4"))}
+    assert all(row["since M1"] == "-" for row in m1.values())
+    assert "texture_engine False -> True" in m4["pad-mode"]["since M1"]
+    assert "max_spatial 16384 -> 65536" in m4["dims"]["since M1"]

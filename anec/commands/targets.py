@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
+from anec.legality import all_rules, basis_values
 from anec.targets import TARGETS, Fact, Target, facts, resolve_targets
 
 _KIND_MARK = {"measured": "", "decompiled": "", "spec": "†", "predicted": "~"}
@@ -76,4 +78,30 @@ def run(args: argparse.Namespace) -> int:
         for name, f in facts(t):
             table.add_row(name, _show(f).lstrip("~†"), f.kind, f.source, f.note)
         console.print(table)
+        console.print(rules_table(t))
     return 0
+
+
+def rule_rows(target: Target) -> list[dict[str, str]]:
+    """Every legality rule with the limits it reads on `target`, what differs from the M1, and its source."""
+    baseline = TARGETS[0]
+    rows = []
+    for rule in all_rules():
+        here, there = basis_values(rule, target), basis_values(rule, baseline)
+        changed = [f"{k.split('.')[-1].removeprefix('capability:')} {there[k]} -> {v}" for k, v in here.items() if v != there[k]]
+        rows.append({"rule": rule.name, "reads": ", ".join(f"{k.split('.')[-1]}={v}" for k, v in here.items()) or "-",
+                     f"since {baseline.name}": "; ".join(changed) or "-", "tileable": "yes" if rule.tileable else "",
+                     "source": rule.source})
+    return rows
+
+
+def rules_table(target: Target) -> Any:
+    from rich.table import Table
+
+    rows = rule_rows(target)
+    table = Table(title=f"legality on the {target.name}: every rule, the limits it reads here, and its source")
+    for col in rows[0]:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row.values())
+    return table
