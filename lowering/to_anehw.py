@@ -602,8 +602,9 @@ def _concat(L: SegmentLowering, op: ane.ConcatOp) -> None:
     """Pieces already written in place cost nothing; the others are copied into their window."""
     out = L.result(op.result)
     for value, shape, origin in _pieces(op.inputs, op.axis.value.data):
-        if L.values.get(value) != L.planned.get(value) or value not in L.planned:
-            _copy(L, L.tensor(value), out.window(shape, origin), shape)
+        window = out.window(shape, origin)
+        if L.values.get(value) != window:  # not written in place (a nested concatenation is planned, but elsewhere)
+            _copy(L, L.tensor(value), window, shape)
 
 
 @lowers(ane.SplitOp)

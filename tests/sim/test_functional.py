@@ -109,6 +109,9 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
                                                                 *ane_split(b, x[0])]),
     "concat-in-place-nested": ([(1, 4, 5, 6), (1, 2, 5, 6)], lambda b, x: [b.add(ane.ConcatOp([
         b.add(ane.ConcatOp([b.add(ane.ReluOp(x[0])), b.add(ane.SigmoidOp(x[1]))], 1)), b.add(ane.TanhOp(x[0]))], 1))]),
+    # issue 17: a nested concatenation used twice by the outer one is planned in a buffer of its own and
+    # must be copied into both windows (it was taken for a piece already written in place)
+    "concat-nested-used-twice": ([(1, 4, 5, 6)], lambda b, x: [b.add(ane.ConcatOp([c := b.add(ane.ConcatOp([x[0], x[0]], 2)), c], 0))]),
     "slice-window-into-conv": ([(1, 4, 9, 12)], lambda b, x: [b.add(ane.ConvOp(
         b.add(ane.SliceOp(x[0], [0, 0, 1, 2], [1, 4, 9, 12], [1, 1, 2, 3])), b.random((4, 4, 1, 1), 0.3)))]),
     "conv-output-channel-tiles": ([(1, 4, 6, 6)], lambda b, x: [b.add(ane.ConcatOp([b.add(_epilogue(ane.ConvOp(
