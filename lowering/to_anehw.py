@@ -180,13 +180,45 @@ class SegmentLowering:
         return Tensor(name, shape)
 
     def tensor(self, value: SSAValue) -> Tensor:
-        """The tensor holding `value`; a constant becomes a tensor-layout weight on first use."""
+        """The tensor holding `value`; a constant becomes a tensor-layout weight on first use. A window
+        stepping along W by more than the DMA's `WStep` field holds is first copied out densely."""
         if value not in self.values:
             owner = value.owner
             if not isinstance(owner, ane.ConstOp):
                 raise AnecError(f"internal: {value} has no tensor yet")
             self.values[value] = self.weight(const_value(owner, self.store), op_name(owner), "tensor", dims(value))
-        return self.values[value]
+        tensor = self.values[value]
+        if tensor.steps and tensor.steps[-1] > self.table.field("tile_src", "WStep").max:
+            tensor = self.values[value] = self.dense_w(tensor)
+        return tensor
+
+    def dense_w(self, tensor: Tensor) -> Tensor:
+        """`tensor` (a window whose W step exceeds the `WStep` field) in a buffer of its own: the W span
+        is transposed to rows, where the step is a row stride (a 32-bit field), and transposed back."""
+        rank = len(tensor.shape)
+        if rank >= 5:
+            raise AnecError(f"a rank-5 window steps {tensor.steps[-1]} elements along W, more than the DMA can",
+                            where=op_name(self.origin) if self.origin else "segment", hint="the layout pass keeps ANE tensors at rank <= 4")
+        lift = (1,) if rank == 1 else ()
+        step = tensor.steps[-1]
+        span = (tensor.shape[-1] - 1) * step + 1
+        dense = Tensor(tensor.buffer, (*lift, *tensor.shape[:-1], span), (*lift, *tensor.layout),
+                       ((0,) * len(lift) + tensor.origin), (*lift, *tensor.steps[:-1], 1))
+        swap = [*range(len(dense.shape) - 2), len(dense.shape) - 1, len(dense.shape) - 2]
+        rows = self.transpose(dense, swap)
+        picked = rows.window((*rows.shape[:-2], tensor.shape[-1], rows.shape[-1]), steps=(*([1] * (len(rows.shape) - 2)), step, 1))
+        out = self.transpose(picked, swap)
+        return Tensor(out.buffer, tensor.shape) if lift else out
+
+    def transpose(self, x: Tensor, perm: Sequence[int]) -> Tensor:
+        """`x` with its axes permuted, in a new buffer (one transpose task)."""
+        rank = len(x.shape)
+        axes = std_axes(rank)
+        out = self.buffer(tuple(x.shape[p] for p in perm))
+        perm5 = list(range(5 - rank)) + [5 - rank + p for p in perm]
+        self.task(Kind.TRANSPOSE, extents(x.shape, axes), extents(out.shape, axes), src1=x.view(axes, extents(x.shape, axes)),
+                  dst=out.view(axes, extents(out.shape, axes)), planar={"Perm": sum(p << (3 * i) for i, p in enumerate(perm5))})
+        return out
 
     def coefficient(self, value: SSAValue, label: str) -> str | None:
         """A constant operand as a dense coefficient stream (None when it is computed at run time)."""

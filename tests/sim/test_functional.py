@@ -112,6 +112,12 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
     # issue 17: a nested concatenation used twice by the outer one is planned in a buffer of its own and
     # must be copied into both windows (it was taken for a piece already written in place)
     "concat-nested-used-twice": ([(1, 4, 5, 6)], lambda b, x: [b.add(ane.ConcatOp([c := b.add(ane.ConcatOp([x[0], x[0]], 2)), c], 0))]),
+    # issue 17: W steps past the 4-bit WStep field (a slice's own, or two slices' composed: 5 x 5) are
+    # copied out through rows instead of overflowing the field
+    "slice-w-step-21": ([(1, 2, 3, 200)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.SliceOp(x[0], [0, 0, 0, 3], [1, 2, 3, 200], [1, 1, 2, 21]))))]),
+    "slice-of-slice-w-step-25": ([(2, 130)], lambda b, x: [b.add(ane.AddOp(
+        b.add(ane.SliceOp(b.add(ane.SliceOp(x[0], [0, 1], [2, 130], [1, 5])), [0, 0], [2, 26], [1, 5])), b.const(np.ones((1, 6)))))]),
+    "slice-rank1-w-step-17": ([(100,)], lambda b, x: [b.add(ane.SliceOp(x[0], [2], [100], [17]))]),
     "slice-window-into-conv": ([(1, 4, 9, 12)], lambda b, x: [b.add(ane.ConvOp(
         b.add(ane.SliceOp(x[0], [0, 0, 1, 2], [1, 4, 9, 12], [1, 1, 2, 3])), b.random((4, 4, 1, 1), 0.3)))]),
     "conv-output-channel-tiles": ([(1, 4, 6, 6)], lambda b, x: [b.add(ane.ConcatOp([b.add(_epilogue(ane.ConvOp(
