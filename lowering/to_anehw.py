@@ -195,11 +195,7 @@ class SegmentLowering:
     def dense_w(self, tensor: Tensor) -> Tensor:
         """`tensor` (a window whose W step exceeds the `WStep` field) in a buffer of its own: the W span
         is transposed to rows, where the step is a row stride (a 32-bit field), and transposed back."""
-        rank = len(tensor.shape)
-        if rank >= 5:
-            raise AnecError(f"a rank-5 window steps {tensor.steps[-1]} elements along W, more than the DMA can",
-                            where=op_name(self.origin) if self.origin else "segment", hint="the layout pass keeps ANE tensors at rank <= 4")
-        lift = (1,) if rank == 1 else ()
+        lift = (1,) if len(tensor.shape) == 1 else ()
         step = tensor.steps[-1]
         span = (tensor.shape[-1] - 1) * step + 1
         dense = Tensor(tensor.buffer, (*lift, *tensor.shape[:-1], span), (*lift, *tensor.layout),

@@ -19,13 +19,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 20
-MAX_ELEMENTS = 1 << 21
-"""Cap on every tensor's element count (2M fp32 values = 8 MB): large enough to need tiling."""
+MAX_ELEMENTS = 1 << 22
+"""Cap on every tensor's element count (4M fp32 values = 16 MB): large enough to need tiling."""
 MAX_MACS = 1 << 28
 """Cap on a conv's or matmul's multiply-accumulates, so one graph runs in seconds."""
 MAX_ABS = 2000.0
 """Largest magnitude an intermediate value may reach: far from fp16's 65504 and the MAC's 2^15."""
-MAX_NODES = 6
+MAX_NODES = 8
 FP16_TINY = 2.0**-14
 MAX_SUBNORMAL = 0.005
 """Largest share of an intermediate's values below fp16's smallest normal number: the MAC flushes

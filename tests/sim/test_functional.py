@@ -117,6 +117,7 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
     "slice-w-step-21": ([(1, 2, 3, 200)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.SliceOp(x[0], [0, 0, 0, 3], [1, 2, 3, 200], [1, 1, 2, 21]))))]),
     "slice-of-slice-w-step-25": ([(2, 130)], lambda b, x: [b.add(ane.AddOp(
         b.add(ane.SliceOp(b.add(ane.SliceOp(x[0], [0, 1], [2, 130], [1, 5])), [0, 0], [2, 26], [1, 5])), b.const(np.ones((1, 6)))))]),
+    "slice-rank5-w-step-40": ([(2, 3, 2, 4, 90)], lambda b, x: [b.add(ane.SliceOp(x[0], [0, 0, 0, 1, 5], [2, 3, 2, 4, 90], [1, 2, 1, 2, 40]))]),
     "slice-rank1-w-step-17": ([(100,)], lambda b, x: [b.add(ane.SliceOp(x[0], [2], [100], [17]))]),
     "slice-window-into-conv": ([(1, 4, 9, 12)], lambda b, x: [b.add(ane.ConvOp(
         b.add(ane.SliceOp(x[0], [0, 0, 1, 2], [1, 4, 9, 12], [1, 1, 2, 3])), b.random((4, 4, 1, 1), 0.3)))]),
