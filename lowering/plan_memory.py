@@ -27,6 +27,7 @@ from anec.descriptors.program import (
     buffer_bytes,
     round_up,
 )
+from anec.descriptors.validate import MAX_SLOT_BYTES
 from anec.dialects import anehw
 from anec.errors import AnecError
 from anec.targets import Memory, get_target
@@ -106,6 +107,7 @@ def plan_program(program: anehw.ProgramOp) -> None:
     arena = [b for b in buffers if b.role.data == "intermediate"]
     spans = _lifetimes(program)
     offsets = pack_arena({b.sym_name.data: sizes[b.sym_name.data] for b in arena}, spans)
+    _check_slot_sizes(program, sizes, offsets)
     whole = (0, max(len(program.tasks()) - 1, 0))
     for b in arena:
         places[b.sym_name.data] = Placement(ARENA_SLOT, offsets[b.sym_name.data], round_up(2 * b.dims[-1], align))
@@ -119,6 +121,24 @@ def plan_program(program: anehw.ProgramOp) -> None:
     tasks = program.tasks()
     for index, task in enumerate(tasks):
         _fill_task(task, index, index == len(tasks) - 1, places, weights)
+
+
+def _check_slot_sizes(program: anehw.ProgramOp, sizes: dict[str, int], offsets: dict[str, int]) -> None:
+    """A slot larger than a task's 32-bit addresses cannot be encoded (its offsets and strides overflow
+    their fields): refuse it here, in one line that says how big, before any run allocates it."""
+    arena = max((offsets[n] + sizes[n] for n in offsets), default=0)
+    largest = max(program.buffers(), key=lambda b: sizes[b.sym_name.data], default=None)
+    if largest is None or max(arena, sizes[largest.sym_name.data]) <= MAX_SLOT_BYTES:
+        return
+    shape = "x".join(map(str, largest.dims))
+    what = (f"its largest buffer, {largest.sym_name.data} ({shape} fp16), needs {_gib(sizes[largest.sym_name.data])}"
+            if sizes[largest.sym_name.data] > MAX_SLOT_BYTES else f"its intermediates need {_gib(arena)} at once")
+    raise AnecError(f"an ANE program does not fit the {_gib(MAX_SLOT_BYTES)} a task can address", why=what,
+                    hint="smaller input shapes, or fewer large tensors alive at once")
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.3g} GiB"
 
 
 def _dma_fields(view: anehw.ViewAttr, place: Placement, prefix: str = "") -> dict[str, int]:
