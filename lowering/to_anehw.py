@@ -533,25 +533,39 @@ def _norm(L: SegmentLowering, op: Operation, mode: str, axes_of_x: Sequence[int]
           epsilon: float, num_groups: int = 0) -> None:
     x = L.tensor(op.operands[0])
     shape = x.shape
+    # per-channel norms need the channel on C: a rank-5 [N, C, D, H, W] is normalized as the free
+    # alias [N, C, D·H, W] (std_axes would put C on D and the per-channel affine on the wrong axis)
+    fold = mode in ("instance", "group") and len(shape) == 5
+    if fold:
+        shape = (shape[0], shape[1], shape[2] * shape[3], shape[4])
+        x = L.as_shape(x, shape)
+        axes_of_x = [a for a in (1, 2, 3) if a >= 2 or mode == "group"]
+
+    def result() -> Tensor:
+        return L.buffer(shape) if fold else L.result(op.results[0])
+
     axes = std_axes(len(shape)) if mode in ("layer", "l2") else spatial_axes(len(shape)) if len(shape) in (3, 4) else std_axes(len(shape))
     ext = extents(shape, axes)
     mask = sum(1 << axes.index(a) for a in axes_of_x)
     scale_c = L.coefficient(scale, "scale") if scale is not None else None
     bias_c = L.coefficient(bias, "bias") if bias is not None else None
     affine_on_ane = (scale is None or scale_c is not None) and (bias is None or bias_c is not None)
-    out = L.result(op.results[0]) if affine_on_ane else L.buffer(shape)
+    out = result() if affine_on_ane else L.buffer(shape)
     coeffs = {"scale": scale_c, "bias": bias_c} if affine_on_ane else {}
     L.task(Kind.NORM, ext, ext, src1=x.view(axes, ext), dst=out.view(axes, ext), coeffs=coeffs,
            kernel_dma={"Mode": NORMS.index(mode)}, planar={"AxisMask": mask, "Epsilon": f32_bits(epsilon)},
            common={"NumGroups": num_groups})
-    if affine_on_ane:
-        return
-    affine_axes = set(axes_of_x) if mode == "layer" else {1}
-    affine_shape = tuple(d if i in affine_axes else 1 for i, d in enumerate(shape))
-    scaled = L.buffer(shape) if bias is not None else L.result(op.results[0])
-    L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)  # type: ignore[arg-type]
-    if bias is not None:
-        L.elementwise("add", scaled, L.as_shape(L.tensor(bias), affine_shape), L.result(op.results[0]))
+    if not affine_on_ane:
+        affine_axes = set(axes_of_x) if mode == "layer" else {1}
+        affine_shape = tuple(d if i in affine_axes else 1 for i, d in enumerate(shape))
+        scaled = L.buffer(shape) if bias is not None else result()
+        L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)  # type: ignore[arg-type]
+        out = scaled
+        if bias is not None:
+            out = result()
+            L.elementwise("add", scaled, L.as_shape(L.tensor(bias), affine_shape), out)
+    if fold:
+        L.values[op.results[0]] = L.as_shape(out, dims(op.results[0]))
 
 
 @lowers(ane.LayerNormOp)

@@ -122,7 +122,7 @@ def gen_conv_transpose(g: Graph, x: str) -> str | None:
     groups = _pick(rng, _divisors(c)) if rng.random() < 0.2 else 1
     out_c = groups * int(_pick(rng, [1, 2, 4, 8, 16, 32]))
     kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
-    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    sh, sw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
     pads = [int(rng.integers(0, kh)), int(rng.integers(0, kw)), int(rng.integers(0, kh)), int(rng.integers(0, kw))]
     oph, opw = int(rng.integers(0, sh)), int(rng.integers(0, sw))
     oh = sh * (h - 1) + oph + kh - pads[0] - pads[2]
@@ -237,7 +237,8 @@ def gen_pool(g: Graph, x: str) -> str | None:
     if rng.random() < 0.2:
         return g.node(_pick(rng, ["GlobalAveragePool", "GlobalMaxPool"]), [x], (n, c, 1, 1))
     op = _pick(rng, ["MaxPool", "AveragePool"])
-    kh, kw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    kh, kw = (int(rng.integers(1, 8)), int(rng.integers(1, 8))) if rng.random() < 0.85 else \
+        (int(rng.integers(8, 40)), int(rng.integers(1, 40)))
     sh, sw = (int(rng.integers(1, 5)), int(rng.integers(1, 5))) if rng.random() < 0.8 else \
         (int(rng.integers(1, 20)), int(rng.integers(1, 20)))
     pads = [int(rng.integers(0, kh)), int(rng.integers(0, kw)), int(rng.integers(0, kh)), int(rng.integers(0, kw))]
@@ -369,6 +370,60 @@ def gen_batch_norm(g: Graph, x: str) -> str | None:
     return g.node("BatchNormalization", [x] + [g.const(p.astype(np.float32)) for p in params], shape, epsilon=1e-5)
 
 
+def gen_block(g: Graph, x: str) -> str | None:
+    shape = g.shapes[x]
+    if len(shape) != 4:
+        return None
+    n, c, h, w = shape
+    rng = g.rng
+    b = int(_pick(rng, [2, 3, 4]))
+    if rng.random() < 0.5 and h % b == 0 and w % b == 0:
+        return g.node("SpaceToDepth", [x], (n, c * b * b, h // b, w // b), blocksize=b)
+    if c % (b * b) == 0:
+        return g.node("DepthToSpace", [x], (n, c // (b * b), h * b, w * b), blocksize=b,
+                      mode=str(_pick(rng, ["DCR", "CRD"])))
+    return None
+
+
+def gen_instance_norm(g: Graph, x: str) -> str | None:
+    shape = g.shapes[x]
+    if len(shape) < 3 or int(np.prod(shape[2:])) < 2:
+        return None
+    c = shape[1]
+    rng = g.rng
+    scale = g.const((1 + 0.2 * rng.standard_normal(c)).astype(np.float32))
+    bias = g.const((0.1 * rng.standard_normal(c)).astype(np.float32))
+    return g.node("InstanceNormalization", [x, scale, bias], shape, epsilon=1e-5)
+
+
+def gen_expand(g: Graph, x: str) -> str | None:
+    shape = g.shapes[x]
+    rng = g.rng
+    units = [i for i, d in enumerate(shape) if d == 1]
+    if not units:
+        return None
+    out = list(shape)
+    for i in units:
+        if rng.random() < 0.6:
+            out[i] = int(_pick(rng, [2, 3, 4, 16, 64]))
+    if rng.random() < 0.5:
+        return g.node("Expand", [x, g.ints(out)], tuple(out))
+    repeats = [o // d for o, d in zip(out, shape)]
+    return g.node("Tile", [x, g.ints(repeats)], tuple(out))
+
+
+def gen_exp_like(g: Graph, x: str) -> str | None:
+    """Exp, Log, Sqrt, Reciprocal on inputs made safe first (tanh, abs + 0.5)."""
+    shape = g.shapes[x]
+    rng = g.rng
+    op = str(_pick(rng, ["Exp", "Log", "Sqrt", "Reciprocal", "Softplus", "Erf", "Sin", "Cos"]))
+    if op in ("Exp", "Softplus", "Erf", "Sin", "Cos"):
+        safe = g.node("Tanh", [x], shape)
+    else:
+        safe = g.node("Add", [g.node("Abs", [x], shape) or x, g.const(np.float32(0.5))], shape)
+    return g.node(op, [safe], shape) if safe else None
+
+
 OPS: dict[str, tuple[float, Gen]] = {
     "conv": (4.0, gen_conv),
     "conv_transpose": (1.0, gen_conv_transpose),
@@ -386,6 +441,10 @@ OPS: dict[str, tuple[float, Gen]] = {
     "resize": (0.7, gen_resize),
     "layer_norm": (1.0, gen_layer_norm),
     "batch_norm": (0.7, gen_batch_norm),
+    "block": (0.5, gen_block),
+    "instance_norm": (0.5, gen_instance_norm),
+    "expand": (0.5, gen_expand),
+    "exp_like": (1.0, gen_exp_like),
 }
 """Op family -> (relative weight, generator)."""
 

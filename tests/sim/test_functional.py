@@ -94,6 +94,9 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
     "instance-group-l2-norm": ([(1, 8, 5, 6)], lambda b, x: [b.add(ane.InstanceNormOp(x[0], b.random((8,)), b.random((8,)), epsilon=1e-5)),
                                                              b.add(ane.GroupNormOp(x[0], b.random((8,)), b.random((8,)), num_groups=4)),
                                                              b.add(ane.L2NormOp(x[0], axes=[1]))]),
+    # issue 17: rank-5 per-channel norms put the channel on D, and their scale and bias on the wrong axis
+    "instance-group-norm-rank5": ([(1, 8, 3, 2, 5)], lambda b, x: [b.add(ane.InstanceNormOp(x[0], b.random((8,)), b.random((8,)), epsilon=1e-5)),
+                                                                   b.add(ane.GroupNormOp(x[0], b.random((8,)), b.random((8,)), num_groups=4))]),
     "reshape-alias": ([(1, 4, 8, 12)], reshape_keep_w),
     "reshape-copy": ([(1, 4, 8, 12)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.ReshapeOp(x[0], (1, 4, 96)))))]),
     "transpose": ([(1, 4, 8, 12)], lambda b, x: [b.add(ane.TransposeOp(x[0], [0, 2, 1, 3])), b.add(ane.TransposeOp(x[0], [0, 3, 2, 1]))]),
