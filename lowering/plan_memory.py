@@ -141,14 +141,25 @@ def _gib(size: int) -> str:
     return f"{size / (1 << 30):.3g} GiB"
 
 
-def _dma_fields(view: anehw.ViewAttr, place: Placement, prefix: str = "") -> dict[str, int]:
+PIXEL_OFFSET_MAX = (1 << 16) - 1
+"""The pixel-offset fields (`PixelOffset0`, `Src2PixelOffset`, `ResultPixelOffset`) are 16 bits."""
+
+
+def _dma_fields(view: anehw.ViewAttr, place: Placement, prefix: str = "") -> tuple[dict[str, int], int]:
+    """The base and stride fields of a view, and its pixel offset. A W origin past the 16-bit pixel
+    offset (a window of a row wider than 65536, as tiles of a wide concatenation are) moves whole
+    64-byte units (32 elements) into the base address: the address is the same, and the pixel offset
+    stays nonzero, as the cropped read it was."""
     unit = 64
     strides = [r * place.row_bytes // unit for r in view.row_strides]
-    return {
-        f"{prefix}BaseAddr": (place.offset + view.offset.data * place.row_bytes) // unit,
+    pixel = view.w_offset.data
+    moved = (pixel - PIXEL_OFFSET_MAX + unit // 2 - 1) // (unit // 2) if pixel > PIXEL_OFFSET_MAX else 0
+    fields = {
+        f"{prefix}BaseAddr": (place.offset + view.offset.data * place.row_bytes) // unit + moved,
         f"{prefix}GroupStride": strides[0], f"{prefix}DepthStride": strides[1],
         f"{prefix}PlaneStride": strides[2], f"{prefix}RowStride": strides[3],
     }
+    return fields, pixel - moved * (unit // 2)
 
 
 def _fill_task(task: anehw.TaskOp, index: int, last: bool, places: dict[str, Placement], weights: dict[str, anehw.WeightOp]) -> None:
@@ -156,18 +167,19 @@ def _fill_task(task: anehw.TaskOp, index: int, last: bool, places: dict[str, Pla
     if task.src1 is not None:
         place = places[task.src1.buffer.data]
         header.update(RBase0=place.slot, RBE0=1)
-        task.update_fields("tile_src", _dma_fields(task.src1, place) | {
-            "En": 1, "PixelOffset0": task.src1.w_offset.data, "WStep": task.src1.w_step.data})
+        fields, pixel = _dma_fields(task.src1, place)
+        task.update_fields("tile_src", fields | {"En": 1, "PixelOffset0": pixel, "WStep": task.src1.w_step.data})
     if task.src2 is not None:
         place = places[task.src2.buffer.data]
         header.update(RBase1=place.slot, RBE1=1)
-        task.update_fields("tile_src", _dma_fields(task.src2, place, "Src2") | {
-            "Src2En": 1, "Src2PixelOffset": task.src2.w_offset.data, "Src2WStep": task.src2.w_step.data})
+        fields, pixel = _dma_fields(task.src2, place, "Src2")
+        task.update_fields("tile_src", fields | {"Src2En": 1, "Src2PixelOffset": pixel, "Src2WStep": task.src2.w_step.data})
     if task.dst is not None:
         place = places[task.dst.buffer.data]
         header.update(WBase=place.slot, WBE=1)
-        task.update_fields("tile_dst", _dma_fields(task.dst, place) | {"En": 1})
-        task.update_fields("l2", {"ResultPixelOffset": task.dst.w_offset.data})
+        fields, pixel = _dma_fields(task.dst, place)
+        task.update_fields("tile_dst", fields | {"En": 1})
+        task.update_fields("l2", {"ResultPixelOffset": pixel})
     coeffs: dict[str, int] = {}
     for name, channel in COEFF_CHANNELS.items():
         ref = task.coefficient(name)

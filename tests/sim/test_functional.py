@@ -122,6 +122,9 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
         b.add(ane.SliceOp(b.add(ane.SliceOp(x[0], [0, 1], [2, 130], [1, 5])), [0, 0], [2, 26], [1, 5])), b.const(np.ones((1, 6)))))]),
     "slice-rank5-w-step-40": ([(2, 3, 2, 4, 90)], lambda b, x: [b.add(ane.SliceOp(x[0], [0, 0, 0, 1, 5], [2, 3, 2, 4, 90], [1, 2, 1, 2, 40]))]),
     "slice-rank1-w-step-17": ([(100,)], lambda b, x: [b.add(ane.SliceOp(x[0], [2], [100], [17]))]),
+    # issue 17: pieces written at W origins past the 16-bit pixel offset (a row wider than 65536)
+    "concat-w-past-65536": ([(1, 1, 1, 40000), (1, 1, 1, 30000), (1, 1, 1, 20000)], lambda b, x: [b.add(ane.ConcatOp(
+        [b.add(ane.ReluOp(x[0])), b.add(ane.SigmoidOp(x[1])), b.add(ane.TanhOp(x[2]))], 3))]),
     "slice-window-into-conv": ([(1, 4, 9, 12)], lambda b, x: [b.add(ane.ConvOp(
         b.add(ane.SliceOp(x[0], [0, 0, 1, 2], [1, 4, 9, 12], [1, 1, 2, 3])), b.random((4, 4, 1, 1), 0.3)))]),
     "conv-output-channel-tiles": ([(1, 4, 6, 6)], lambda b, x: [b.add(ane.ConcatOp([b.add(_epilogue(ane.ConvOp(
@@ -143,7 +146,7 @@ def ane_split(b: SegmentBuilder, x) -> list:
     return list(op.results)
 
 
-ARCH = {"pad": "h16"}
+ARCH = {"pad": "h16", "concat-w-past-65536": "h16"}
 """Cases using a feature the M1 lacks (edge padding needs the M2's texture engine) run on the M4."""
 
 
