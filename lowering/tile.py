@@ -553,13 +553,19 @@ def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
     return p.replace(p(conv))
 
 
+PHASE_CHANNELS = 256
+"""Most channels a strided conv's concatenated taps may have (see `phase_conv`)."""
+
+
 def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
     """Stride s > 2 along a spatial axis, where space-to-depth does not apply (unequal strides,
     dilations, groups, run-time weights): tap t of the k taps along that axis reads every s-th row of
     the padded input from row t·d, and a conv with kernel 1 and stride 1 on that axis takes it. With
-    groups 1 and constant weights the k strided windows are concatenated along channels for one conv
-    (channel t·C + c holds tap t of channel c); otherwise the k convs are summed. Only outputs that are
-    kept are computed: running at stride 1 and subsampling did s times the work per axis."""
+    groups 1, constant weights and few channels (k·C ≤ PHASE_CHANNELS) the k strided windows are
+    concatenated along channels for one conv (channel t·C + c holds tap t of channel c); otherwise the
+    k convs are summed (a concatenation of many channels of short rows is mostly row padding, which
+    the working-set tiler then cuts into thousands of pieces). Only outputs that are kept are
+    computed: running at stride 1 and subsampling did s times the work per axis."""
     strides, dilations = values(op.strides), values(op.dilations)
     i = next(j for j, st in enumerate(strides) if st > target.limits.max_stride.value)
     k, s, d = op.kernel()[i], strides[i], dilations[i]
@@ -571,7 +577,7 @@ def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
              "dilations": [1 if j == i else v for j, v in enumerate(dilations)]}
     taps = [p.slice(x, axis, t * d, t * d + (out[axis] - 1) * s + 1, s) for t in range(k)]
     weight = constant_of(op.weight)
-    if weight is not None and op.groups.value.data == 1:
+    if weight is not None and op.groups.value.data == 1 and k * weight.shape[1] <= PHASE_CHANNELS:
         phases = taps[0] if k == 1 else p(ane.ConcatOp(taps, 1))
         folded = np.moveaxis(weight, axis, 1)  # [Cout, k, C, other kernel axes]
         folded = np.expand_dims(folded.reshape(weight.shape[0], k * weight.shape[1], *folded.shape[3:]), axis)
