@@ -23,6 +23,9 @@ MAX_ELEMENTS = 1 << 22
 """Cap on every tensor's element count (4M fp32 values = 16 MB): large enough to need tiling."""
 MAX_MACS = 1 << 28
 """Cap on a conv's or matmul's multiply-accumulates, so one graph runs in seconds."""
+MAX_WEIGHTS = 1 << 21
+"""Cap on a conv's or matmul's weights (4 MB in fp16, 64 kernel-memory tiles): a larger one compiles
+to thousands of tasks, minutes per graph, without exercising anything a smaller one does not."""
 MAX_ABS = 2000.0
 """Largest magnitude an intermediate value may reach: far from fp16's 65504 and the MAC's 2^15."""
 MAX_NODES = 8
@@ -104,7 +107,7 @@ def gen_conv(g: Graph, x: str) -> str | None:
     pads = [int(rng.integers(0, max(kh, 1))), int(rng.integers(0, max(kw, 1))),
             int(rng.integers(0, max(kh, 1))), int(rng.integers(0, max(kw, 1)))]
     oh, ow = _window(h, kh, sh, dh, (pads[0], pads[2])), _window(w, kw, sw, dw, (pads[1], pads[3]))
-    if oh < 1 or ow < 1 or n * out_c * oh * ow * (c // groups) * kh * kw > MAX_MACS:
+    if oh < 1 or ow < 1 or n * out_c * oh * ow * (c // groups) * kh * kw > MAX_MACS or out_c * (c // groups) * kh * kw > MAX_WEIGHTS:
         return None
     ins = [x, g.weight((out_c, c // groups, kh, kw), c // groups * kh * kw)]
     if rng.random() < 0.5:
@@ -127,7 +130,7 @@ def gen_conv_transpose(g: Graph, x: str) -> str | None:
     oph, opw = int(rng.integers(0, sh)), int(rng.integers(0, sw))
     oh = sh * (h - 1) + oph + kh - pads[0] - pads[2]
     ow = sw * (w - 1) + opw + kw - pads[1] - pads[3]
-    if oh < 1 or ow < 1 or n * c * h * w * (out_c // groups) * kh * kw > MAX_MACS:
+    if oh < 1 or ow < 1 or n * c * h * w * (out_c // groups) * kh * kw > MAX_MACS or c * (out_c // groups) * kh * kw > MAX_WEIGHTS:
         return None
     wt = g.weight((c, out_c // groups, kh, kw), c // groups * kh * kw // max(sh * sw, 1))
     return g.node("ConvTranspose", [x, wt], (n, out_c, oh, ow), kernel_shape=[kh, kw], strides=[sh, sw], pads=pads,
@@ -150,7 +153,7 @@ def gen_matmul(g: Graph, x: str) -> str | None:
         t = g.node("Transpose", [scaled], tuple(shape[p] for p in perm), perm=perm) if scaled else None
         return g.node("MatMul", [scaled, t], (*shape[:-1], shape[-2])) if t else None
     n = int(_pick(rng, [1, 3, 8, 16, 64, 100, 256, 1000, 3000]))
-    if int(np.prod(shape)) * n > MAX_MACS:
+    if int(np.prod(shape)) * n > MAX_MACS or k * n > MAX_WEIGHTS:
         return None
     if len(shape) == 2 and rng.random() < 0.5:
         ta = int(rng.random() < 0.3)
