@@ -19,6 +19,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from anec.descriptors.fields import FieldTable, table_for
 from anec.descriptors.program import (
     ARENA_SLOT,
     FIRST_IO_SLOT,
@@ -29,7 +30,9 @@ from anec.descriptors.program import (
 )
 from anec.descriptors.validate import MAX_SLOT_BYTES
 from anec.dialects import anehw
+from anec.dialects.anehw import FIELD_GROUPS
 from anec.errors import AnecError
+from anec.report import NAME_ATTR
 from anec.targets import Memory, get_target
 
 COEFF_CHANNELS = {name: i for i, name in enumerate(anehw.COEFF_NAMES)}
@@ -119,8 +122,23 @@ def plan_program(program: anehw.ProgramOp) -> None:
 
     weights = {w.sym_name.data: w for w in program.weights()}
     tasks = program.tasks()
+    table = table_for(program.arch.data)
     for index, task in enumerate(tasks):
         _fill_task(task, index, index == len(tasks) - 1, places, weights)
+        _check_fields(task, index, table)
+
+
+def _check_fields(task: anehw.TaskOp, index: int, table: FieldTable) -> None:
+    """A field this pass filled that overflows is one line naming the task, not a verifier error
+    printing the whole module."""
+    for group in FIELD_GROUPS:
+        for name, value in task.fields(group).items():
+            try:
+                table.check(group, name, value)
+            except AnecError as e:
+                where = task.attributes[NAME_ATTR].data if NAME_ATTR in task.attributes else f"task {index}"  # type: ignore[attr-defined]
+                raise AnecError(f"cannot place the buffers of task {index} for {table.arch}", where=where, why=e.what,
+                                hint="the tile pass must split it further") from None
 
 
 def _check_slot_sizes(program: anehw.ProgramOp, sizes: dict[str, int], offsets: dict[str, int]) -> None:

@@ -42,3 +42,13 @@ def test_a_slot_past_the_addressable_4_gib_is_refused_in_one_line(channels: int,
 
 def test_a_program_within_4_gib_is_planned() -> None:
     _plan(4, 64)
+
+
+def test_a_field_that_overflows_is_one_line_naming_the_task() -> None:
+    """A W step past the 4-bit WStep field (to-anehw copies such windows out; a hand-written program
+    may not) was a VerifyException printing the whole module."""
+    text = PROGRAM.format(c=4, w=640).replace("offset 0, w 0 step 1>, dst = #anehw.view<@a", "offset 0, w 0 step 21>, dst = #anehw.view<@a", 1)
+    text = text.replace("anehw.task {src1", 'anehw.task {ane.name = "strided", src1', 1)
+    module = Parser(make_context(), text).parse_module()
+    with pytest.raises(AnecError, match=r"strided: cannot place the buffers of task 0 for h13: tile_src.WStep = 21 does not fit its 4-bit field"):
+        PlanMemoryPass().apply(make_context(), module)
