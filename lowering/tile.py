@@ -277,6 +277,17 @@ def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operati
     return _with(op, [x], out, pads=pads)
 
 
+def _resize_piece(op: ane.ResizeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    """A resize works plane by plane: a piece along an axis it does not resize (batch, channels)
+    reads the same range of the input."""
+    rank = len(shape_of(op.input))
+    if axis >= rank - len(values(op.scales)):
+        return None
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    return _with(op, [p.slice(op.input, axis, lo, hi)], out)
+
+
 def _reshape_piece(op: ane.ReshapeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
     """Reshapes that keep every axis up to `axis` can be cut along it."""
     x, out = shape_of(op.input), list(shape_of(op.result))
@@ -298,6 +309,7 @@ PIECES: dict[type[Operation], PieceBuilder] = {
     ane.ConcatOp: _concat_piece,  # type: ignore[dict-item]
     ane.ReshapeOp: _reshape_piece,  # type: ignore[dict-item]
     ane.PadOp: _pad_piece,  # type: ignore[dict-item]
+    ane.ResizeOp: _resize_piece,  # type: ignore[dict-item]
     ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
     ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
     ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,
