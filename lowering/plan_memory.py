@@ -27,8 +27,12 @@ from anec.descriptors.program import (
     buffer_bytes,
     round_up,
 )
+from anec.descriptors.validate import MAX_SLOT_BYTES
 from anec.dialects import anehw
+from anec.dialects.anehw import FIELD_GROUPS
+from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
+from anec.isa.fields import FieldTable, table_for
 from anec.targets import Memory, get_target
 
 COEFF_CHANNELS = {name: i for i, name in enumerate(anehw.COEFF_NAMES)}
@@ -106,6 +110,7 @@ def plan_program(program: anehw.ProgramOp) -> None:
     arena = [b for b in buffers if b.role.data == "intermediate"]
     spans = _lifetimes(program)
     offsets = pack_arena({b.sym_name.data: sizes[b.sym_name.data] for b in arena}, spans)
+    _check_slot_sizes(program, sizes, offsets)
     whole = (0, max(len(program.tasks()) - 1, 0))
     for b in arena:
         places[b.sym_name.data] = Placement(ARENA_SLOT, offsets[b.sym_name.data], round_up(2 * b.dims[-1], align))
@@ -117,18 +122,62 @@ def plan_program(program: anehw.ProgramOp) -> None:
 
     weights = {w.sym_name.data: w for w in program.weights()}
     tasks = program.tasks()
+    table = table_for(program.arch.data)
     for index, task in enumerate(tasks):
         _fill_task(task, index, index == len(tasks) - 1, places, weights)
+        _check_fields(task, index, table)
 
 
-def _dma_fields(view: anehw.ViewAttr, place: Placement, prefix: str = "") -> dict[str, int]:
+def _check_fields(task: anehw.TaskOp, index: int, table: FieldTable) -> None:
+    """A field this pass filled that overflows is one line naming the task, not a verifier error
+    printing the whole module."""
+    for group in FIELD_GROUPS:
+        for name, value in task.fields(group).items():
+            try:
+                table.check(group, name, value)
+            except AnecError as e:
+                where = task.attributes[NAME_ATTR].data if NAME_ATTR in task.attributes else f"task {index}"  # type: ignore[attr-defined]
+                raise AnecError(f"cannot place the buffers of task {index} for {table.arch}", where=where, why=e.what,
+                                hint="the tile pass must split it further") from None
+
+
+def _check_slot_sizes(program: anehw.ProgramOp, sizes: dict[str, int], offsets: dict[str, int]) -> None:
+    """A slot larger than a task's 32-bit addresses cannot be encoded (its offsets and strides overflow
+    their fields): refuse it here, in one line that says how big, before any run allocates it."""
+    arena = max((offsets[n] + sizes[n] for n in offsets), default=0)
+    largest = max(program.buffers(), key=lambda b: sizes[b.sym_name.data], default=None)
+    if largest is None or max(arena, sizes[largest.sym_name.data]) <= MAX_SLOT_BYTES:
+        return
+    shape = "x".join(map(str, largest.dims))
+    what = (f"its largest buffer, {largest.sym_name.data} ({shape} fp16), needs {_gib(sizes[largest.sym_name.data])}"
+            if sizes[largest.sym_name.data] > MAX_SLOT_BYTES else f"its intermediates need {_gib(arena)} at once")
+    raise AnecError(f"an ANE program does not fit the {_gib(MAX_SLOT_BYTES)} a task can address", why=what,
+                    hint="smaller input shapes, or fewer large tensors alive at once")
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.3g} GiB"
+
+
+PIXEL_OFFSET_MAX = (1 << 16) - 1
+"""The pixel-offset fields (`PixelOffset0`, `Src2PixelOffset`, `ResultPixelOffset`) are 16 bits."""
+
+
+def _dma_fields(view: anehw.ViewAttr, place: Placement, prefix: str = "") -> tuple[dict[str, int], int]:
+    """The base and stride fields of a view, and its pixel offset. A W origin past the 16-bit pixel
+    offset (a window of a row wider than 65536, as tiles of a wide concatenation are) moves whole
+    64-byte units (32 elements) into the base address: the address is the same, and the pixel offset
+    stays nonzero, as the cropped read it was."""
     unit = 64
     strides = [r * place.row_bytes // unit for r in view.row_strides]
-    return {
-        f"{prefix}BaseAddr": (place.offset + view.offset.data * place.row_bytes) // unit,
+    pixel = view.w_offset.data
+    moved = (pixel - PIXEL_OFFSET_MAX + unit // 2 - 1) // (unit // 2) if pixel > PIXEL_OFFSET_MAX else 0
+    fields = {
+        f"{prefix}BaseAddr": (place.offset + view.offset.data * place.row_bytes) // unit + moved,
         f"{prefix}GroupStride": strides[0], f"{prefix}DepthStride": strides[1],
         f"{prefix}PlaneStride": strides[2], f"{prefix}RowStride": strides[3],
     }
+    return fields, pixel - moved * (unit // 2)
 
 
 def _fill_task(task: anehw.TaskOp, index: int, last: bool, places: dict[str, Placement], weights: dict[str, anehw.WeightOp]) -> None:
@@ -136,18 +185,19 @@ def _fill_task(task: anehw.TaskOp, index: int, last: bool, places: dict[str, Pla
     if task.src1 is not None:
         place = places[task.src1.buffer.data]
         header.update(RBase0=place.slot, RBE0=1)
-        task.update_fields("tile_src", _dma_fields(task.src1, place) | {
-            "En": 1, "PixelOffset0": task.src1.w_offset.data, "WStep": task.src1.w_step.data})
+        fields, pixel = _dma_fields(task.src1, place)
+        task.update_fields("tile_src", fields | {"En": 1, "PixelOffset0": pixel, "WStep": task.src1.w_step.data})
     if task.src2 is not None:
         place = places[task.src2.buffer.data]
         header.update(RBase1=place.slot, RBE1=1)
-        task.update_fields("tile_src", _dma_fields(task.src2, place, "Src2") | {
-            "Src2En": 1, "Src2PixelOffset": task.src2.w_offset.data, "Src2WStep": task.src2.w_step.data})
+        fields, pixel = _dma_fields(task.src2, place, "Src2")
+        task.update_fields("tile_src", fields | {"Src2En": 1, "Src2PixelOffset": pixel, "Src2WStep": task.src2.w_step.data})
     if task.dst is not None:
         place = places[task.dst.buffer.data]
         header.update(WBase=place.slot, WBE=1)
-        task.update_fields("tile_dst", _dma_fields(task.dst, place) | {"En": 1})
-        task.update_fields("l2", {"ResultPixelOffset": task.dst.w_offset.data})
+        fields, pixel = _dma_fields(task.dst, place)
+        task.update_fields("tile_dst", fields | {"En": 1})
+        task.update_fields("l2", {"ResultPixelOffset": pixel})
     coeffs: dict[str, int] = {}
     for name, channel in COEFF_CHANNELS.items():
         ref = task.coefficient(name)

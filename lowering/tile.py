@@ -9,7 +9,9 @@ the hardware's own compiler uses:
   kernel-memory        split output channels so each piece's weights fit the kernel memory
                        (input channels, with accumulation, when even one channel does not fit)
   conv kernel size     a large kernel as a sum of convs with smaller kernels over shifted windows
-  strides > 2          stride 2 (or 1), then subsample
+  strides > 2          convs: space-to-depth (equal strides, no dilation, groups 1), else each
+                       kernel tap along the axis reads a strided window (concatenated for one
+                       conv, or summed); pools: stride 2 (or 1), then subsample
   pool window          max pools cascade (a k-window is a k1- then a (k-k1+1)-window); average
                        pools sum weighted pools over shifted windows
   pads                 large pads become explicit pads, chained in legal steps
@@ -575,11 +577,13 @@ def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
     """A conv with stride s > 2 on both axes is a space-to-depth by s and a stride-1 conv: kernel
     taps (i·s + a, j·s + b) become channel (a·s + b)·C + c of an ⌈k/s⌉-sized kernel. No output is
     computed and thrown away, so patch embeddings (k = s = 16) stay cheap; otherwise subsample."""
-    if not isinstance(op, ane.ConvOp) or (weight := constant_of(op.weight)) is None:
+    if not isinstance(op, ane.ConvOp):
         return subsample(op, target)
+    if (weight := constant_of(op.weight)) is None:
+        return phase_conv(op, target)
     strides, dilations = values(op.strides), values(op.dilations)
     if len(strides) != 2 or strides[0] != strides[1] or op.groups.value.data != 1 or any(d != 1 for d in dilations):
-        return subsample(op, target)
+        return phase_conv(op, target)
     block = strides[0]
     c = shape_of(op.input)[1]
     out = shape_of(op.result)
@@ -600,6 +604,45 @@ def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
     conv = ane.ConvOp(blocks, p.const(folded, op.weight), *([op.bias] if op.bias is not None else []))
     conv.properties.update({k: op.properties[k] for k in ("activation", "activation_params") if k in op.properties})
     return p.replace(p(conv))
+
+
+PHASE_CHANNELS = 256
+"""Most channels a strided conv's concatenated taps may have (see `phase_conv`)."""
+
+
+def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
+    """Stride s > 2 along a spatial axis, where space-to-depth does not apply (unequal strides,
+    dilations, groups, run-time weights): tap t of the k taps along that axis reads every s-th row of
+    the padded input from row t·d, and a conv with kernel 1 and stride 1 on that axis takes it. With
+    groups 1, constant weights and few channels (k·C ≤ PHASE_CHANNELS) the k strided windows are
+    concatenated along channels for one conv (channel t·C + c holds tap t of channel c); otherwise the
+    k convs are summed (a concatenation of many channels of short rows is mostly row padding, which
+    the working-set tiler then cuts into thousands of pieces). Only outputs that are kept are
+    computed: running at stride 1 and subsampling did s times the work per axis."""
+    strides, dilations = values(op.strides), values(op.dilations)
+    i = next(j for j, st in enumerate(strides) if st > target.limits.max_stride.value)
+    k, s, d = op.kernel()[i], strides[i], dilations[i]
+    p = Pieces(op)
+    x = _explicit_pad(op, p, 0.0)
+    axis = 2 + i
+    out = shape_of(op.result)
+    props = {"strides": [1 if j == i else v for j, v in enumerate(strides)], "pads": [0] * (2 * len(strides)),
+             "dilations": [1 if j == i else v for j, v in enumerate(dilations)]}
+    taps = [p.slice(x, axis, t * d, t * d + (out[axis] - 1) * s + 1, s) for t in range(k)]
+    weight = constant_of(op.weight)
+    if weight is not None and op.groups.value.data == 1 and k * weight.shape[1] <= PHASE_CHANNELS:
+        phases = taps[0] if k == 1 else p(ane.ConcatOp(taps, 1))
+        folded = np.moveaxis(weight, axis, 1)  # [Cout, k, C, other kernel axes]
+        folded = np.expand_dims(folded.reshape(weight.shape[0], k * weight.shape[1], *folded.shape[3:]), axis)
+        return p.replace(p(_with(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out, **props)))
+    total: SSAValue | None = None
+    for t, window in enumerate(taps):
+        bias = [op.bias] if op.bias is not None and total is None else []
+        part = ane.ConvOp(window, p.slice(op.weight, axis, t, t + 1), *bias, groups=op.groups.value.data, **props)
+        value = p(part)
+        total = value if total is None else p(ane.AddOp(total, value))
+    assert total is not None
+    return p.replace(p.activation(total, op))
 
 
 def subsample(op: Operation, target: Target) -> list[Operation] | None:

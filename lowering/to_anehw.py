@@ -182,13 +182,41 @@ class SegmentLowering:
         return Tensor(name, shape)
 
     def tensor(self, value: SSAValue) -> Tensor:
-        """The tensor holding `value`; a constant becomes a tensor-layout weight on first use."""
+        """The tensor holding `value`; a constant becomes a tensor-layout weight on first use. A window
+        stepping along W by more than the DMA's `WStep` field holds is first copied out densely."""
         if value not in self.values:
             owner = value.owner
             if not isinstance(owner, ane.ConstOp):
                 raise AnecError(f"internal: {value} has no tensor yet")
             self.values[value] = self.weight(const_value(owner, self.store), name_of(owner), "tensor", dims(value))
-        return self.values[value]
+        tensor = self.values[value]
+        if tensor.steps and tensor.steps[-1] > self.table.field("tile_src", "WStep").max:
+            tensor = self.values[value] = self.dense_w(tensor)
+        return tensor
+
+    def dense_w(self, tensor: Tensor) -> Tensor:
+        """`tensor` (a window whose W step exceeds the `WStep` field) in a buffer of its own: the W span
+        is transposed to rows, where the step is a row stride (a 32-bit field), and transposed back."""
+        lift = (1,) if len(tensor.shape) == 1 else ()
+        step = tensor.steps[-1]
+        span = (tensor.shape[-1] - 1) * step + 1
+        dense = Tensor(tensor.buffer, (*lift, *tensor.shape[:-1], span), (*lift, *tensor.layout),
+                       ((0,) * len(lift) + tensor.origin), (*lift, *tensor.steps[:-1], 1))
+        swap = [*range(len(dense.shape) - 2), len(dense.shape) - 1, len(dense.shape) - 2]
+        rows = self.transpose(dense, swap)
+        picked = rows.window((*rows.shape[:-2], tensor.shape[-1], rows.shape[-1]), steps=(*([1] * (len(rows.shape) - 2)), step, 1))
+        out = self.transpose(picked, swap)
+        return Tensor(out.buffer, tensor.shape) if lift else out
+
+    def transpose(self, x: Tensor, perm: Sequence[int]) -> Tensor:
+        """`x` with its axes permuted, in a new buffer (one transpose task)."""
+        rank = len(x.shape)
+        axes = std_axes(rank)
+        out = self.buffer(tuple(x.shape[p] for p in perm))
+        perm5 = list(range(5 - rank)) + [5 - rank + p for p in perm]
+        self.task(Kind.TRANSPOSE, extents(x.shape, axes), extents(out.shape, axes), src1=x.view(axes, extents(x.shape, axes)),
+                  dst=out.view(axes, extents(out.shape, axes)), planar={"Perm": sum(p << (3 * i) for i, p in enumerate(perm5))})
+        return out
 
     def coefficient(self, value: SSAValue, label: str) -> str | None:
         """A constant operand as a dense coefficient stream (None when it is computed at run time)."""
@@ -500,25 +528,39 @@ def _norm(L: SegmentLowering, op: Operation, mode: str, axes_of_x: Sequence[int]
           epsilon: float, num_groups: int = 0) -> None:
     x = L.tensor(op.operands[0])
     shape = x.shape
+    # per-channel norms need the channel on C: a rank-5 [N, C, D, H, W] is normalized as the free
+    # alias [N, C, D·H, W] (std_axes would put C on D and the per-channel affine on the wrong axis)
+    fold = mode in ("instance", "group") and len(shape) == 5
+    if fold:
+        shape = (shape[0], shape[1], shape[2] * shape[3], shape[4])
+        x = L.as_shape(x, shape)
+        axes_of_x = [a for a in (1, 2, 3) if a >= 2 or mode == "group"]
+
+    def result() -> Tensor:
+        return L.buffer(shape) if fold else L.result(op.results[0])
+
     axes = std_axes(len(shape)) if mode in ("layer", "l2") else spatial_axes(len(shape)) if len(shape) in (3, 4) else std_axes(len(shape))
     ext = extents(shape, axes)
     mask = sum(1 << axes.index(a) for a in axes_of_x)
     scale_c = L.coefficient(scale, "scale") if scale is not None else None
     bias_c = L.coefficient(bias, "bias") if bias is not None else None
     affine_on_ane = (scale is None or scale_c is not None) and (bias is None or bias_c is not None)
-    out = L.result(op.results[0]) if affine_on_ane else L.buffer(shape)
+    out = result() if affine_on_ane else L.buffer(shape)
     coeffs = {"scale": scale_c, "bias": bias_c} if affine_on_ane else {}
     L.task(Kind.NORM, ext, ext, src1=x.view(axes, ext), dst=out.view(axes, ext), coeffs=coeffs,
            kernel_dma={"Mode": NORMS.index(mode)}, planar={"AxisMask": mask, "Epsilon": f32_bits(epsilon)},
            common={"NumGroups": num_groups})
-    if affine_on_ane:
-        return
-    affine_axes = set(axes_of_x) if mode == "layer" else {1}
-    affine_shape = tuple(d if i in affine_axes else 1 for i, d in enumerate(shape))
-    scaled = L.buffer(shape) if bias is not None else L.result(op.results[0])
-    L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)  # type: ignore[arg-type]
-    if bias is not None:
-        L.elementwise("add", scaled, L.as_shape(L.tensor(bias), affine_shape), L.result(op.results[0]))
+    if not affine_on_ane:
+        affine_axes = set(axes_of_x) if mode == "layer" else {1}
+        affine_shape = tuple(d if i in affine_axes else 1 for i, d in enumerate(shape))
+        scaled = L.buffer(shape) if bias is not None else result()
+        L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)  # type: ignore[arg-type]
+        out = scaled
+        if bias is not None:
+            out = result()
+            L.elementwise("add", scaled, L.as_shape(L.tensor(bias), affine_shape), out)
+    if fold:
+        L.values[op.results[0]] = L.as_shape(out, dims(op.results[0]))
 
 
 @lowers(ane.LayerNormOp)
@@ -597,8 +639,9 @@ def _concat(L: SegmentLowering, op: ane.ConcatOp) -> None:
     """Pieces already written in place cost nothing; the others are copied into their window."""
     out = L.result(op.result)
     for value, shape, origin in _pieces(op.inputs, op.axis.value.data):
-        if L.values.get(value) != L.planned.get(value) or value not in L.planned:
-            _copy(L, L.tensor(value), out.window(shape, origin), shape)
+        window = out.window(shape, origin)
+        if L.values.get(value) != window:  # not written in place (a nested concatenation is planned, but elsewhere)
+            _copy(L, L.tensor(value), window, shape)
 
 
 @lowers(ane.SplitOp)

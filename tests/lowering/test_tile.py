@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import anec
-from anec.analysis import largest_operand_bytes, weight_bytes
+from anec.analysis import flops, largest_operand_bytes, weight_bytes
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import TILE_OF_ATTR
@@ -34,8 +36,14 @@ CASES = {
     "activation-4mb": ([(1, 64, 128, 256)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((32, 64, 3, 3))), pads=[1, 1, 1, 1])), "big_act"), "working-set"),
     "weight-3mb": ([(1, 1024, 1, 16)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((1536, 1024, 1, 1))), e.const(_w((1536,), 1)))), "big_weight"), "kernel-memory"),
     "stride-4": ([(1, 3, 35, 35)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((8, 3, 7, 7))), strides=[4, 4], pads=[3, 3, 3, 3])), "strided"), "conv-stride"),
+    "stride-17x5-dilated": ([(1, 3, 60, 40)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((8, 3, 3, 4))), strides=[17, 5], dilations=[2, 3],
+                                                                             pads=[1, 2, 1, 2])), "strided_dilated"), "conv-stride"),
+    "stride-5-grouped": ([(1, 6, 31, 29)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((6, 2, 4, 3))), strides=[5, 4], groups=3)),
+                                                                "strided_grouped"), "conv-stride"),
     "patchify-16": ([(1, 3, 64, 64)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((32, 3, 16, 16))), strides=[16, 16])), "patchify"), "conv-kernel-width"),
     "pool-stride-3": ([(1, 2, 17, 17)], lambda e, x: _named(e(ane.AvgPoolOp(x, [3, 3], [3, 3], [1, 1, 1, 1])), "pooled"), "pool-stride"),
+    "resize-4mb": ([(1, 64, 64, 128)], lambda e, x: _named(e(ane.ResizeOp(x, (1, 64, 128, 256), "bilinear", [2.0, 2.0])), "big_resize"),
+                   "working-set"),
     "pad-3mb": ([(1, 96, 112, 112)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 0, 0, 0, 0, 1, 1])), "padded_big"), "working-set"),
     "max-pool-35": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.MaxPoolOp(x, [35, 35], [1, 1], [2, 2, 2, 2])), "wide_max"), "pool-window"),
     "avg-pool-33": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.AvgPoolOp(x, [33, 3], [3, 1])), "wide_avg"), "pool-window"),
@@ -70,6 +78,19 @@ def test_over_limit_op_compiles_to_legal_tiles_that_compute_the_same(case: str) 
     report = build_report(after, m1)
     assert next(r for r in report.ops if r.name == name).tiles == len(tiles)
     assert_same_results(before, after, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("case", ["stride-17x5-dilated", "stride-5-grouped"])
+def test_large_strides_compute_only_the_outputs_kept(case: str) -> None:
+    """Issue 17: strides past 2 that space-to-depth cannot take (unequal, dilated, grouped) were run at
+    stride 1 and subsampled: s_h·s_w times the MACs (a thousand times for 23×23) and as large a tensor."""
+    shapes, body, _ = CASES[case]
+    before = segment_graph(shapes, body)
+    after = run_pass(before, TilePass(target="m1"))
+    macs = [sum(flops(op) for op in module.walk() if isinstance(op, ane.ConvOp)) for module in (before, after)]
+    assert macs[1] <= macs[0]
+    assert max(math.prod(shape_of(r)) for op in after.walk() if isinstance(op, ane.ConvOp) for r in op.results) \
+        <= max(math.prod(shape_of(r)) for op in before.walk() if isinstance(op, ane.ConvOp) for r in op.results)
 
 
 def test_limits_of_the_target_decide_what_is_tiled() -> None:

@@ -95,6 +95,9 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
     "instance-group-l2-norm": ([(1, 8, 5, 6)], lambda b, x: [b.add(ane.InstanceNormOp(x[0], b.random((8,)), b.random((8,)), epsilon=1e-5)),
                                                              b.add(ane.GroupNormOp(x[0], b.random((8,)), b.random((8,)), num_groups=4)),
                                                              b.add(ane.L2NormOp(x[0], axes=[1]))]),
+    # issue 17: rank-5 per-channel norms put the channel on D, and their scale and bias on the wrong axis
+    "instance-group-norm-rank5": ([(1, 8, 3, 2, 5)], lambda b, x: [b.add(ane.InstanceNormOp(x[0], b.random((8,)), b.random((8,)), epsilon=1e-5)),
+                                                                   b.add(ane.GroupNormOp(x[0], b.random((8,)), b.random((8,)), num_groups=4))]),
     "reshape-alias": ([(1, 4, 8, 12)], reshape_keep_w),
     "reshape-copy": ([(1, 4, 8, 12)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.ReshapeOp(x[0], (1, 4, 96)))))]),
     "transpose": ([(1, 4, 8, 12)], lambda b, x: [b.add(ane.TransposeOp(x[0], [0, 2, 1, 3])), b.add(ane.TransposeOp(x[0], [0, 3, 2, 1]))]),
@@ -110,6 +113,19 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
                                                                 *ane_split(b, x[0])]),
     "concat-in-place-nested": ([(1, 4, 5, 6), (1, 2, 5, 6)], lambda b, x: [b.add(ane.ConcatOp([
         b.add(ane.ConcatOp([b.add(ane.ReluOp(x[0])), b.add(ane.SigmoidOp(x[1]))], 1)), b.add(ane.TanhOp(x[0]))], 1))]),
+    # issue 17: a nested concatenation used twice by the outer one is planned in a buffer of its own and
+    # must be copied into both windows (it was taken for a piece already written in place)
+    "concat-nested-used-twice": ([(1, 4, 5, 6)], lambda b, x: [b.add(ane.ConcatOp([c := b.add(ane.ConcatOp([x[0], x[0]], 2)), c], 0))]),
+    # issue 17: W steps past the 4-bit WStep field (a slice's own, or two slices' composed: 5 x 5) are
+    # copied out through rows instead of overflowing the field
+    "slice-w-step-21": ([(1, 2, 3, 200)], lambda b, x: [b.add(ane.ReluOp(b.add(ane.SliceOp(x[0], [0, 0, 0, 3], [1, 2, 3, 200], [1, 1, 2, 21]))))]),
+    "slice-of-slice-w-step-25": ([(2, 130)], lambda b, x: [b.add(ane.AddOp(
+        b.add(ane.SliceOp(b.add(ane.SliceOp(x[0], [0, 1], [2, 130], [1, 5])), [0, 0], [2, 26], [1, 5])), b.const(np.ones((1, 6)))))]),
+    "slice-rank5-w-step-40": ([(2, 3, 2, 4, 90)], lambda b, x: [b.add(ane.SliceOp(x[0], [0, 0, 0, 1, 5], [2, 3, 2, 4, 90], [1, 2, 1, 2, 40]))]),
+    "slice-rank1-w-step-17": ([(100,)], lambda b, x: [b.add(ane.SliceOp(x[0], [2], [100], [17]))]),
+    # issue 17: pieces written at W origins past the 16-bit pixel offset (a row wider than 65536)
+    "concat-w-past-65536": ([(1, 1, 1, 40000), (1, 1, 1, 30000), (1, 1, 1, 20000)], lambda b, x: [b.add(ane.ConcatOp(
+        [b.add(ane.ReluOp(x[0])), b.add(ane.SigmoidOp(x[1])), b.add(ane.TanhOp(x[2]))], 3))]),
     "slice-window-into-conv": ([(1, 4, 9, 12)], lambda b, x: [b.add(ane.ConvOp(
         b.add(ane.SliceOp(x[0], [0, 0, 1, 2], [1, 4, 9, 12], [1, 1, 2, 3])), b.random((4, 4, 1, 1), 0.3)))]),
     "conv-output-channel-tiles": ([(1, 4, 6, 6)], lambda b, x: [b.add(ane.ConcatOp([b.add(_epilogue(ane.ConvOp(
@@ -131,7 +147,7 @@ def ane_split(b: SegmentBuilder, x) -> list:
     return list(op.results)
 
 
-ARCH = {"pad": "h16"}
+ARCH = {"pad": "h16", "concat-w-past-65536": "h16"}
 """Cases using a feature the M1 lacks (edge padding needs the M2's texture engine) run on the M4."""
 
 

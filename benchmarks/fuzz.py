@@ -1,0 +1,55 @@
+"""A fuzzing campaign over random ONNX graphs (issue 17): counts per outcome, one line per finding.
+
+    python benchmarks/fuzz.py --seeds 0:1000 [--jobs 2] [--timeout 120] [--log fuzz.log]
+
+Each seed's graph (`tests/fuzz/generator.py`) is compiled for the M1 (even seeds) or the M4 (odd
+seeds); the decoded descriptor program runs on the simulator and is compared with anec's fp16 IR
+interpreter, and the interpreter with onnxruntime (`tests/fuzz/differential.py`). Outcomes: ok,
+refused (an AnecError), crash, sim-mismatch (a hardware-path bug), ref-mismatch, timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fuzz.differential import OUTCOMES, Result, campaign, counts
+
+
+def seed_range(text: str) -> range:
+    """`A:B` -> range(A, B); `N` -> range(N, N + 1)."""
+    if ":" in text:
+        a, b = text.split(":")
+        return range(int(a), int(b))
+    return range(int(text), int(text) + 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=seed_range, default=range(0, 100), help="A:B (default 0:100)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per graph")
+    parser.add_argument("--log", type=Path, help="also write every result line here")
+    parser.add_argument("--verbose", action="store_true", help="print ok and refused results too")
+    args = parser.parse_args(argv)
+    log = args.log.open("w") if args.log else None
+    results: list[Result] = []
+    start = time.perf_counter()
+    for res in campaign(args.seeds, jobs=args.jobs, timeout=args.timeout):
+        results.append(res)
+        if log:
+            print(res.line(), file=log, flush=True)
+        if args.verbose or res.outcome not in ("ok", "refused"):
+            print(res.line(), flush=True)
+    tally = counts(results)
+    print(f"{len(results)} graphs in {time.perf_counter() - start:.0f} s: "
+          + ", ".join(f"{o} {tally[o]}" for o in OUTCOMES))
+    return 0 if tally["crash"] == tally["sim-mismatch"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
