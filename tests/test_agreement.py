@@ -1,0 +1,23 @@
+"""The agreement bar: cosine and relative L2, with the arithmetic's noise floor for near-zero outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anec.agreement import F32_NOISE, FP16_NOISE, error
+
+
+def test_differences_at_the_noise_of_a_near_zero_output_agree_within_the_floor() -> None:
+    want = np.full(1000, 1e-7) * np.linspace(0.5, 1.5, 1000) + np.r_[1.0, np.zeros(999)]
+    got = want + np.r_[0.0, 5e-7 * np.sin(np.arange(999))]
+    e = error(got, want)
+    assert e.ok_within(F32_NOISE) and e.scale == 1.0
+
+
+def test_a_real_difference_does_not_hide_under_the_floor() -> None:
+    want = np.linspace(-1, 1, 1000)
+    got = want.copy()
+    got[10] += 0.01
+    e = error(got, want)
+    assert e.ok and not error(-want, want).ok_within(FP16_NOISE)
+    assert not error(want + 0.05 * np.cos(np.arange(1000)), want).ok_within(F32_NOISE)
