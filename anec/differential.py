@@ -15,8 +15,8 @@ Stages and their references:
 
 An output agrees when its cosine similarity is at least 0.999 and its relative L2 error at most
 1e-2 (`anec.agreement`), the bar a model's outputs must meet against the reference, or when every
-difference is within the arithmetic's noise (1e-5 of the output's largest magnitude for float32
-stages, 1e-3 once fp16 is in play).
+difference is within the arithmetic's noise (`anec.agreement.F32_NOISE` for float32 stages,
+`FP16_NOISE` once fp16 is in play).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class StageCheck:
     """What the stage's outputs were compared with."""
     errors: dict[str, Error]
     """Per output of the model."""
-    noise: float = F32_NOISE
+    noise: tuple[float, float] = F32_NOISE
     """Differences within this fraction of an output's scale are arithmetic noise (`anec.agreement`)."""
 
     @property
@@ -190,7 +190,7 @@ def _observed(module: ModuleOp, feeds: Mapping[str, np.ndarray]) -> list[tuple[O
 
 
 def _first_parting(stage: str, got: list[tuple[Operation, np.ndarray]], want: Callable[[Operation], np.ndarray | None],
-                   noise: float) -> Culprit | None:
+                   noise: tuple[float, float]) -> Culprit | None:
     for op, value in got:
         reference = want(op)
         if reference is None or reference.shape != value.shape or value.dtype.kind not in "fiub":
@@ -201,7 +201,7 @@ def _first_parting(stage: str, got: list[tuple[Operation, np.ndarray]], want: Ca
     return None
 
 
-def _op_culprit(stage: str, before: ModuleOp, after: ModuleOp, feeds: Mapping[str, np.ndarray], noise: float) -> Culprit | None:
+def _op_culprit(stage: str, before: ModuleOp, after: ModuleOp, feeds: Mapping[str, np.ndarray], noise: tuple[float, float]) -> Culprit | None:
     by_name: dict[str, np.ndarray] = {}
     for op, value in _observed(before, feeds):
         by_name.setdefault(name_of(op), value)
