@@ -231,22 +231,68 @@ def _hardware(module: ModuleOp, options: CompileOptions, feeds: Mapping[str, np.
     got = run_file(program, feeds)
     stage = StageCheck("hardware", "the fp16 IR interpreter", _errors(got, run_interpreted(module, feeds)), FP16_NOISE)
     if not stage.ok:
-        probed, names = with_every_value_returned(module)
+        report.culprit = _hardware_culprit(module, options, feeds)
+    return stage
+
+
+PROBES_PER_PROGRAM = 16
+"""Values made program outputs at once (a program has 32 buffer slots for its inputs and outputs)."""
+
+
+def _hardware_culprit(module: ModuleOp, options: CompileOptions, feeds: Mapping[str, np.ndarray]) -> Culprit | None:
+    """The first value computed inside a segment whose simulated result parts from the interpreter's.
+
+    Values are probed a few at a time (each probe lowers and simulates the module with them as extra
+    outputs): a binary search over the values in program order when the last one disagrees (an error
+    flows downstream), else a scan in batches."""
+    count = len(segment_values(module))
+
+    def parting(indices: Sequence[int]) -> Culprit | None:
+        probed, names = with_values_returned(module, indices)
         sim = run_file(descriptor_program(probed, options.target, options.pass_options), feeds)
         interp = run_interpreted(probed, feeds)
         for name, op in names.items():
             e = error(np.asarray(sim[name], np.float64), np.asarray(interp[name], np.float64))
             if not e.ok_within(FP16_NOISE):
-                report.culprit = Culprit("hardware", name_of(op), ane.kind(op), e)
-                break
-    return stage
+                return Culprit("hardware", name_of(op), ane.kind(op), e)
+        return None
+
+    if count == 0:
+        return None
+    if (found := parting([count - 1])) is not None:
+        lo, hi = 0, count - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if (at := parting([mid])) is not None:
+                hi, found = mid, at
+            else:
+                lo = mid + 1
+        return found
+    for start in range(0, count, PROBES_PER_PROGRAM):
+        if (found := parting(range(start, min(start + PROBES_PER_PROGRAM, count)))) is not None:
+            return found
+    return None
+
+
+def segment_values(module: ModuleOp) -> list[SSAValue]:
+    """Every named value computed inside the segments of the entry function, in program order."""
+    fn = entry_function(module)
+    return [r for segment in fn.body.block.ops if isinstance(segment, ane.SegmentOp) for op in segment.body.block.ops
+            if not isinstance(op, ane.ConstOp | ane.YieldOp) and NAME_ATTR in op.attributes for r in op.results[:1]]
 
 
 def with_every_value_returned(module: ModuleOp) -> tuple[ModuleOp, dict[str, Operation]]:
-    """A copy of `module` whose function also returns every value its segments compute (in order),
-    so the simulator's result of each op can be read; with each extra output's name and op."""
+    """`with_values_returned` for every value the segments compute."""
+    return with_values_returned(module, range(len(segment_values(module))))
+
+
+def with_values_returned(module: ModuleOp, indices: Sequence[int]) -> tuple[ModuleOp, dict[str, Operation]]:
+    """A copy of `module` whose function also returns the segment values at `indices` (of
+    `segment_values`), so the simulator's result of those ops can be read; with each extra output's
+    name and op."""
     probed = copy_module(module)
     fn = entry_function(probed)
+    chosen = {id(v) for i, v in enumerate(segment_values(probed)) if i in set(indices)}
     extra: list[SSAValue] = []
     names: dict[str, Operation] = {}
     for segment in [op for op in fn.body.block.ops if isinstance(op, ane.SegmentOp)]:
@@ -254,7 +300,7 @@ def with_every_value_returned(module: ModuleOp) -> tuple[ModuleOp, dict[str, Ope
         assert isinstance(yield_op, ane.YieldOp)
         yielded = set(yield_op.operands)
         new = [r for op in segment.body.block.ops if not isinstance(op, ane.ConstOp | ane.YieldOp) and NAME_ATTR in op.attributes
-               for r in op.results[:1] if r not in yielded]
+               for r in op.results[:1] if r not in yielded and id(r) in chosen]
         if not new:
             continue
         results = _extend_segment(segment, new)
