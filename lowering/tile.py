@@ -302,6 +302,20 @@ def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operati
     return _with(op, [x], out, pads=pads)
 
 
+def _tile_piece(op: ane.TileOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    """Output [lo, hi) of a tile: the same input range on an axis it does not repeat; fewer repeats
+    of the whole input when the range covers whole copies (or the input has one element there)."""
+    size, repeats = shape_of(op.input)[axis], list(values(op.repeats))
+    out = list(shape_of(op.result))
+    out[axis] = hi - lo
+    if repeats[axis] == 1:
+        return _with(op, [p.slice(op.input, axis, lo, hi)], out)
+    if size == 1 or (lo % size == 0 and (hi - lo) % size == 0):
+        repeats[axis] = (hi - lo) // size
+        return _with(op, [op.input], out, repeats=repeats)
+    return None
+
+
 def _reshape_piece(op: ane.ReshapeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
     """A reshape can be cut along output `axis` when some input axis has the same extent and the
     same number of elements before it (unit axes aside): the piece is then that input slice,
@@ -348,6 +362,7 @@ PIECES: dict[type[Operation], PieceBuilder] = {
     ane.ReshapeOp: _reshape_piece,  # type: ignore[dict-item]
     ane.PadOp: _pad_piece,  # type: ignore[dict-item]
     ane.ResizeOp: _resize_piece,  # type: ignore[dict-item]
+    ane.TileOp: _tile_piece,  # type: ignore[dict-item]
     ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
     ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
     ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,

@@ -208,11 +208,11 @@ class SegmentLowering:
         out = self.transpose(picked, swap)
         return Tensor(out.buffer, tensor.shape) if lift else out
 
-    def transpose(self, x: Tensor, perm: Sequence[int]) -> Tensor:
-        """`x` with its axes permuted, in a new buffer (one transpose task)."""
+    def transpose(self, x: Tensor, perm: Sequence[int], out: Tensor | None = None) -> Tensor:
+        """`x` with its axes permuted, into `out` or a new buffer (one transpose task)."""
         rank = len(x.shape)
         axes = std_axes(rank)
-        out = self.buffer(tuple(x.shape[p] for p in perm))
+        out = out or self.buffer(tuple(x.shape[p] for p in perm))
         perm5 = list(range(5 - rank)) + [5 - rank + p for p in perm]
         self.task(Kind.TRANSPOSE, extents(x.shape, axes), extents(out.shape, axes), src1=x.view(axes, extents(x.shape, axes)),
                   dst=out.view(axes, extents(out.shape, axes)), planar={"Perm": sum(p << (3 * i) for i, p in enumerate(perm5))})
@@ -653,13 +653,8 @@ def _split(L: SegmentLowering, op: ane.SplitOp) -> None:
 
 @lowers(ane.TransposeOp)
 def _transpose(L: SegmentLowering, op: ane.TransposeOp) -> None:
-    x, out = L.tensor(op.input), L.result(op.result)
-    rank = len(x.shape)
-    axes = std_axes(rank)
-    lead = 5 - rank
-    perm5 = list(range(lead)) + [lead + p for p in values(op.perm)]
-    L.task(Kind.TRANSPOSE, extents(x.shape, axes), extents(out.shape, axes), src1=x.view(axes, extents(x.shape, axes)),
-           dst=out.view(axes, extents(out.shape, axes)), planar={"Perm": sum(p << (3 * i) for i, p in enumerate(perm5))})
+    x = L.tensor(op.input)
+    L.transpose(x, values(op.perm), L.result(op.result))
 
 
 @lowers(ane.PadOp)

@@ -44,6 +44,7 @@ CASES = {
     "pool-stride-3": ([(1, 2, 17, 17)], lambda e, x: _named(e(ane.AvgPoolOp(x, [3, 3], [3, 3], [1, 1, 1, 1])), "pooled"), "pool-stride"),
     "resize-4mb": ([(1, 64, 64, 128)], lambda e, x: _named(e(ane.ResizeOp(x, (1, 64, 128, 256), "bilinear", [2.0, 2.0])), "big_resize"),
                    "working-set"),
+    "tile-4mb": ([(1, 64, 64, 16)], lambda e, x: _named(e(ane.TileOp(x, [1, 2, 2, 8])), "big_tile"), "working-set"),
     "pad-3mb": ([(1, 96, 112, 112)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 0, 0, 0, 0, 1, 1])), "padded_big"), "working-set"),
     "max-pool-35": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.MaxPoolOp(x, [35, 35], [1, 1], [2, 2, 2, 2])), "wide_max"), "pool-window"),
     "avg-pool-33": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.AvgPoolOp(x, [33, 3], [3, 1])), "wide_avg"), "pool-window"),
