@@ -30,6 +30,7 @@ from xdsl.pattern_rewriter import (
 
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
+from anec.dialects.discardable import FP16_FIXES_ATTR, append_note, name_of
 from anec.lowering.rewriting import Emitter, ane_blocks, constant_of, prune_weights, single_user
 
 MacOp = ane.ConvOp | ane.ConvTransposeOp | ane.MatmulOp
@@ -127,6 +128,26 @@ def _scaled_weight(mac: MacOp, scale: np.ndarray) -> np.ndarray | None:
     return w * (scale.reshape(*[1] * (w.ndim - 2), -1, 1) if tb else scale)
 
 
+FP16_TINY = 6.103515625e-05
+"""fp16's smallest normal number: the MAC flushes smaller operands to zero."""
+
+
+def _subnormal_share(array: np.ndarray) -> float:
+    magnitude = np.abs(array[array != 0]).astype(np.float32)
+    return float(np.mean(magnitude < FP16_TINY)) if magnitude.size else 0.0
+
+
+def _flushed_by_folding(mac: MacOp, folded: np.ndarray) -> float | None:
+    """The share of fp16 weights a fold would push below fp16's normal range (None: a fold is safe).
+    A batch norm whose multiplier is ~1e-4 turns normal weights into subnormals, and the ANE's MAC
+    flushes subnormal operands: the fold would silently zero most of the layer."""
+    weight = constant_of(_weight_of(mac))
+    if weight is None or weight.dtype != np.float16:
+        return None
+    after = _subnormal_share(folded)
+    return after if after > 0.01 and after > 2 * _subnormal_share(weight) else None
+
+
 class FoldScale(RewritePattern):
     """conv/matmul · c (or / c) with c per channel and constant weights → scaled weights and bias
     (with FoldBias, this folds a batch norm)."""
@@ -142,6 +163,10 @@ class FoldScale(RewritePattern):
         scale = scale if isinstance(op, ane.MulOp) else 1.0 / scale
         weight, bias = _scaled_weight(mac, scale), _bias_values(mac)
         if weight is None or bias is None:
+            return
+        if (lost := _flushed_by_folding(mac, weight)) is not None:
+            append_note(op, FP16_FIXES_ATTR, f"kept this scale out of {name_of(mac)}'s weights: folded, {lost:.0%} of them "
+                                             "would be fp16 subnormals, which the MAC flushes to zero")
             return
         weight_type = _weight_of(mac)
         emit = Emitter(mac, rewriter)

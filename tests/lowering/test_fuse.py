@@ -81,3 +81,18 @@ def test_fuse_after_fp16_stays_within_fp16_tolerance() -> None:
     before = segment_graph([(1, 4, 8, 8)], _conv_bn(ane.ReluOp))
     after = run_pass(before, Fp16Pass(), FusePass())
     assert_same_results(before, after, precision="f16", rtol=1e-2)
+
+
+@pytest.mark.parametrize(("multiplier", "folds"), [(0.5, True), (1e-4, False)])
+def test_a_scale_that_would_make_the_fp16_weights_subnormal_stays_a_separate_op(multiplier: float, folds: bool) -> None:
+    """A batch norm multiplier of ~1e-4 (PP-OCR's DB head) folded into normal weights makes most of them
+    fp16 subnormals, which the MAC flushes: the scale stays a mul after the conv, with a note."""
+    def body(e, x):
+        y = e(ane.ConvOp(x, e.const(_rand((6, 4, 3, 3), 1, 0.3)), pads=[1, 1, 1, 1]))
+        return e(ane.MulOp(y, e.const(np.full((1, 6, 1, 1), multiplier, np.float32))))
+
+    after = run_pass(segment_graph([(1, 4, 8, 8)], body), Fp16Pass(), FusePass())
+    muls = ops_named(after, "ane.mul")
+    assert (not muls) == folds
+    if not folds:
+        assert "fp16 subnormals" in muls[0].attributes["ane.fp16_fixes"].data[0].data
