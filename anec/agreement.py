@@ -18,8 +18,11 @@ REL_L2_MAX = 1e-2
 """What an output must reach against its reference."""
 
 
+FP16_MIN_NORMAL = float(np.finfo(np.float16).tiny)
+"""fp16's smallest normal number, 6.1e-5: the MAC flushes smaller operands to zero (M1 … M4)."""
+
 F32_NOISE = (1e-5, 1e-6)
-FP16_NOISE = (1e-3, 6.103515625e-05)
+FP16_NOISE = (1e-3, FP16_MIN_NORMAL)
 """(fraction of the reference's largest magnitude, absolute floor): differences within the larger
 of the two are the noise of float32 (or fp16) arithmetic, whatever cosine and relative L2 say. An
 output of sigmoids near 0 differs by 1e-7 between two float32 libraries, a large relative error of

@@ -128,14 +128,15 @@ def check(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *, target:
     module = import_model(model, input_shapes=input_shapes, input_values=input_values)
     feeds = dict(inputs) if inputs is not None else sample_inputs(module)
     previous = _outputs(module, feeds)
-    source = _reference_source(model)
-    if source is not None:
-        reference = reference_outputs(source, feeds)
-        stage = StageCheck("import", "the source framework", _errors(previous, reference))
-        report.stages.append(stage)
-        if not stage.ok:
-            report.culprit = _import_culprit(module, source, feeds) if source.suffix == ".onnx" else None
-            return report
+    with tempfile.TemporaryDirectory(prefix="anec-check-") as scratch:
+        source = _reference_source(model, Path(scratch))
+        if source is not None:
+            reference = reference_outputs(source, feeds)
+            stage = StageCheck("import", "the source framework", _errors(previous, reference))
+            report.stages.append(stage)
+            if not stage.ok:
+                report.culprit = _import_culprit(module, source, feeds, Path(scratch)) if source.suffix == ".onnx" else None
+                return report
     options = CompileOptions(target=get_target(target).arch, emit="descriptors", pass_options=pass_options or {})
     ctx = make_context()
     fp16 = False
@@ -145,8 +146,8 @@ def check(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *, target:
         before = copy_module(module)
         p.apply(ctx, module)
         after = _outputs(module, feeds)
-        noise = FP16_NOISE if fp16 or p.name == "ane-fp16" else F32_NOISE
         fp16 = fp16 or p.name == "ane-fp16"
+        noise = FP16_NOISE if fp16 else F32_NOISE
         stage = StageCheck(p.name, f"the IR before {p.name}", _errors(after, previous), noise)
         report.stages.append(stage)
         if not stage.ok:
@@ -157,12 +158,12 @@ def check(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *, target:
     return report
 
 
-def _reference_source(model: Any) -> Path | None:
-    """The model file the source framework can run, if there is one."""
+def _reference_source(model: Any, scratch: Path) -> Path | None:
+    """The model file the source framework can run, if there is one (a ModelProto saved in `scratch`)."""
     if isinstance(model, str | Path) and Path(model).suffix in (".onnx", ".pt2"):
         return Path(model)
     if isinstance(model, onnx.ModelProto):
-        path = Path(tempfile.mkdtemp(prefix="anec-check-")) / "model.onnx"
+        path = scratch / "model.onnx"
         onnx.save(model, str(path))
         return path
     return None
@@ -208,20 +209,19 @@ def _op_culprit(stage: str, before: ModuleOp, after: ModuleOp, feeds: Mapping[st
     return _first_parting(stage, _observed(after, feeds), lambda op: by_name.get(name_of(op)), noise)
 
 
-def _import_culprit(module: ModuleOp, source: Path, feeds: Mapping[str, np.ndarray]) -> Culprit | None:
-    """Ask onnxruntime for every node's first output and compare it with the op named after the node."""
+def _import_culprit(module: ModuleOp, source: Path, feeds: Mapping[str, np.ndarray], scratch: Path) -> Culprit | None:
+    """Ask onnxruntime for every node's first output and compare it with the op named after the node
+    (the model with those outputs added is written to `scratch`, never beside the user's file)."""
     model = onnx.load(str(source))
     known = {o.name for o in model.graph.output}
     firsts = {n.name: n.output[0] for n in model.graph.node if n.output and n.output[0]}
     model.graph.output.extend(onnx.ValueInfoProto(name=v) for v in firsts.values() if v not in known)
-    path = source.with_name(source.stem + ".all-outputs.onnx")
+    path = scratch / "all-outputs.onnx"
     onnx.save(model, str(path))
     try:
         values = reference_outputs(path, feeds)
     except Exception:  # a model whose intermediate values onnxruntime cannot type stays undiagnosed
         return None
-    finally:
-        path.unlink(missing_ok=True)
     return _first_parting("import", _observed(module, feeds), lambda op: values.get(firsts.get(name_of(op), "")), F32_NOISE)
 
 

@@ -19,14 +19,12 @@ import numpy as np
 from xdsl.dialects.builtin import IntegerType, ModuleOp
 from xdsl.ir import Operation, SSAValue
 
-from anec.agreement import Error, error
+from anec.agreement import FP16_MIN_NORMAL, Error, error
 from anec.dialects import ane
 from anec.dialects.discardable import name_of
 from anec.interpreter import entry_function, interpret, output_names
 from anec.targets import Target
 
-FP16_TINY = 6.103515625e-05
-"""fp16's smallest normal number: below it values lose precision, and the MAC flushes them to zero."""
 AMPLIFIED = 10.0
 """An op whose error is this many times its inputs' amplifies error rather than passing it on."""
 DISCONTINUOUS = frozenset({"equal", "not_equal", "greater", "greater_equal", "less", "less_equal", "argmax", "argmin"})
@@ -128,6 +126,6 @@ def kind(op: Operation, reference: Reference, target: Target) -> str:
         if scale > 0 and float(np.abs(out).mean()) < 1e-2 * scale:
             return "cancellation"
     nonzero = out[out != 0]
-    if nonzero.size and float(np.mean(np.abs(nonzero) < FP16_TINY)) > 0.1:
+    if nonzero.size and float(np.mean(np.abs(nonzero) < FP16_MIN_NORMAL)) > 0.1:
         return "underflow"
     return "rounding"

@@ -28,10 +28,12 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from anec.agreement import FP16_MIN_NORMAL
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import FP16_FIXES_ATTR, append_note, name_of
 from anec.lowering.rewriting import Emitter, ane_blocks, constant_of, prune_weights, single_user
+from anec.targets import get_target
 
 MacOp = ane.ConvOp | ane.ConvTransposeOp | ane.MatmulOp
 
@@ -128,19 +130,15 @@ def _scaled_weight(mac: MacOp, scale: np.ndarray) -> np.ndarray | None:
     return w * (scale.reshape(*[1] * (w.ndim - 2), -1, 1) if tb else scale)
 
 
-FP16_TINY = 6.103515625e-05
-"""fp16's smallest normal number: the MAC flushes smaller operands to zero."""
-
-
 def _subnormal_share(array: np.ndarray) -> float:
     magnitude = np.abs(array[array != 0]).astype(np.float32)
-    return float(np.mean(magnitude < FP16_TINY)) if magnitude.size else 0.0
+    return float(np.mean(magnitude < FP16_MIN_NORMAL)) if magnitude.size else 0.0
 
 
 def _flushed_by_folding(mac: MacOp, folded: np.ndarray) -> float | None:
     """The share of fp16 weights a fold would push below fp16's normal range (None: a fold is safe).
-    A batch norm whose multiplier is ~1e-4 turns normal weights into subnormals, and the ANE's MAC
-    flushes subnormal operands: the fold would silently zero most of the layer."""
+    A batch norm whose multiplier is ~1e-4 turns normal weights into subnormals, and a MAC that
+    flushes subnormal operands (M1 … M4) would silently zero most of the layer."""
     weight = constant_of(_weight_of(mac))
     if weight is None or weight.dtype != np.float16:
         return None
@@ -148,9 +146,13 @@ def _flushed_by_folding(mac: MacOp, folded: np.ndarray) -> float | None:
     return after if after > 0.01 and after > 2 * _subnormal_share(weight) else None
 
 
+@dataclass(frozen=True)
 class FoldScale(RewritePattern):
     """conv/matmul · c (or / c) with c per channel and constant weights → scaled weights and bias
-    (with FoldBias, this folds a batch norm)."""
+    (with FoldBias, this folds a batch norm), unless the folded weights would underflow on a chip
+    whose MAC flushes subnormal operands."""
+
+    flushes_subnormals: bool = True
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.MulOp | ane.DivOp, rewriter: PatternRewriter) -> None:
@@ -164,7 +166,7 @@ class FoldScale(RewritePattern):
         weight, bias = _scaled_weight(mac, scale), _bias_values(mac)
         if weight is None or bias is None:
             return
-        if (lost := _flushed_by_folding(mac, weight)) is not None:
+        if self.flushes_subnormals and (lost := _flushed_by_folding(mac, weight)) is not None:
             append_note(op, FP16_FIXES_ATTR, f"kept this scale out of {name_of(mac)}'s weights: folded, {lost:.0%} of them "
                                              "would be fp16 subnormals, which the MAC flushes to zero")
             return
@@ -192,7 +194,6 @@ class FoldActivation(RewritePattern):
         rewriter.replace(op, [], [mac.result])
 
 
-PATTERNS: tuple[RewritePattern, ...] = (FoldBias(), FoldScale(), FoldActivation())
 
 
 def _is_elementwise(op: Operation) -> bool:
@@ -231,8 +232,12 @@ class FusePass(ModulePass):
 
     name = "ane-fuse"
 
+    target: str = "m1"
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier(list(PATTERNS))).rewrite_module(op)
+        flushes = get_target(self.target).numerics.mac_flushes_denormals.value
+        patterns = [FoldBias(), FoldScale(flushes), FoldActivation()]
+        PatternRewriteWalker(GreedyRewritePatternApplier(patterns)).rewrite_module(op)
         for block in ane_blocks(op):
             schedule_chains(block)
         prune_weights(op)
