@@ -215,7 +215,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         for r in (r for r in rows if r["target"] == t):
             frac = r.get("ane_flops_fraction")
             reason = _text(r.get("reason"))
-            lines.append(f"| {r['name']} | {r['package']} {r['version']} | {r['task']} | {r.get('ops', '–')} | "
+            frozen = "".join(f" (--freeze {k}={v})" for k, v in r.get("frozen", {}).items())
+            lines.append(f"| {r['name']}{frozen} | {r['package']} {r['version']} | {r['task']} | {r.get('ops', '–')} | "
                          f"{'–' if frac is None else f'{100 * frac:.1f}%'} | {_fmt_err(r.get('errors', {}).get('sim'))} | "
                          f"{r['status']} | {r.get('stage', '')} | {reason} | {r.get('fp16_warning_count', '–')} | {_coreml(r)} |")
     return "\n".join(lines) + "\n"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from anec.commands.compile import parse_freeze
 from anec.errors import AnecError
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input tensor (repeatable)")
     p.add_argument("--target", help="chip to compile for (m1 … m5-max); a .anec file knows its own")
     p.add_argument("--device", choices=("sim", "coreml"), default="sim", help="the simulator (default) or Core ML (macOS only)")
+    p.add_argument("--freeze", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix an input to a value, as `anec compile --freeze` does; the reference of --check gets it as an input")
     p.add_argument("--check", action="store_true", help="compare with onnxruntime (.onnx) or eager PyTorch (.pt2)")
     p.add_argument("--reference", metavar="MODEL", help="the model to check a .anec file against (default: the file it was compiled from)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs")
@@ -48,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise AnecError(f"{path}: no such file", hint="check the path")
     inputs = read_inputs(args.input)
+    frozen = dict(parse_freeze(spec) for spec in args.freeze)
     if args.device == "coreml":
         outputs, source = run_coreml(path, inputs, args.target), str(path)
     else:
         from anec.runtime import run_file
 
-        program = load_program(path, args.target)
+        program = load_program(path, args.target, frozen, {name: value.shape for name, value in inputs.items()})
         outputs, source = run_file(program, inputs), program.source or str(path)
     for name, value in outputs.items():
         stats = f"min {value.min():.4g}  max {value.max():.4g}  mean {value.astype(np.float64).mean():.4g}" if value.size and value.dtype.kind in "fiu" else ""
@@ -67,21 +71,26 @@ def run(args: argparse.Namespace) -> int:
             raise AnecError(f"no reference model to check {path} against", hint="pass --reference MODEL.onnx (or .pt2)")
         from anec.runtime.check import compare, reference_outputs
 
-        for line in compare(outputs, reference_outputs(reference, inputs)):
+        fed = inputs | {name: np.asarray(value) for name, value in frozen.items()}
+        for line in compare(outputs, reference_outputs(reference, fed)):
             print(line)
     return 0
 
 
-def load_program(path: Path, target: str | None) -> AnecFile:
+def load_program(path: Path, target: str | None, frozen: dict[str, Any] | None = None,
+                 shapes: dict[str, tuple[int, ...]] | None = None) -> AnecFile:
     """The decoded descriptor program to run or profile: read from a `.anec` file, or compiled from
-    a model for `target` (the command compiles through the pipeline; the runtime only runs)."""
+    a model for `target` with `frozen` inputs fixed and an ONNX model's inputs at the `shapes` of the
+    arrays given (the command compiles through the pipeline; the runtime only runs)."""
     from anec.pipeline import compile as compile_model
     from anec.runtime import read_file
     from anec.targets import get_target
 
     if path.suffix == ".anec":
         return read_file(path, get_target(target) if target is not None else None)
-    return compile_model(path, target=target or "m1", emit="descriptors").program
+    shapes = {name: list(shape) for name, shape in (shapes or {}).items() if name not in (frozen or {})}
+    return compile_model(path, target=target or "m1", emit="descriptors", input_values=frozen or None,
+                         input_shapes=shapes if shapes and path.suffix == ".onnx" else None).program
 
 
 def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:

@@ -668,7 +668,7 @@ def _static_type(t: TypeProto | None, node: Node, out: str) -> TensorType:
     if not tt.HasField("shape") or any(not d.HasField("dim_value") for d in tt.shape.dim):
         raise DataDependentShape(f"the shape of output {out!r} depends on the input values", where=node.label,
                         why="the ANE needs static shapes, and onnx's shape inference cannot fix this one",
-                        hint="move the data-dependent part out of the model, or make its inputs constant")
+                        hint="move the data-dependent part out of the model, or make its inputs constant (an input such as a sample rate: --freeze NAME=VALUE)")
     return tensor_type([d.dim_value for d in tt.shape.dim], dtype)
 
 

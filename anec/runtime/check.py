@@ -28,7 +28,7 @@ def _reference(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.nd
 
         session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
-        feeds = {i.name: inputs[i.name] for i in session.get_inputs() if i.name in inputs}
+        feeds = {i.name: np.asarray(inputs[i.name], dtype=onnx_numpy_type(i.type)) for i in session.get_inputs() if i.name in inputs}
         return dict(zip(names, session.run(names, feeds)))
     if model.suffix == ".pt2":
         import torch
@@ -39,6 +39,17 @@ def _reference(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.nd
         results = result if isinstance(result, tuple | list) else (result,)
         return {f"output{i}": r.detach().numpy() for i, r in enumerate(results)}
     raise AnecError(f"cannot run {model} as a reference", hint="the reference is an .onnx or .pt2 model")
+
+
+ONNXRUNTIME_TYPES = {f"tensor({name})": np.dtype(dtype) for name, dtype in (
+    ("float", "float32"), ("double", "float64"), ("float16", "float16"), ("bool", "bool"),
+    *((kind, kind) for kind in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")))}
+
+
+def onnx_numpy_type(onnxruntime_type: str) -> np.dtype | None:
+    """The numpy dtype of an onnxruntime input type such as `tensor(int64)` (None for others), so a
+    frozen value or a float64 `.npy` file feeds the model as the type it declares."""
+    return ONNXRUNTIME_TYPES.get(onnxruntime_type)
 
 
 def compare(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> list[str]:

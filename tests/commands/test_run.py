@@ -102,3 +102,24 @@ def test_compile_to_descriptors_then_run_and_check_against_onnxruntime(tmp_path:
     assert "check y: cosine" in checked and checked.rstrip().endswith("ok")
     assert main(["run", str(model), "--input", f"x={x}", "--check", "--target", "m4"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("ok")
+
+
+def test_run_freezes_inputs_and_feeds_them_to_the_reference(tmp_path: Path, capsys) -> None:
+    """A model whose shapes depend on an input (a sample rate) runs and checks with --freeze: the
+    program is compiled with the value fixed and onnxruntime gets it, as the input's int64 type."""
+    nodes = [helper.make_node("Div", ["sr", "k8"], ["cols"]), helper.make_node("Unsqueeze", ["cols", "zero"], ["cols1"]),
+             helper.make_node("Concat", ["minus_one", "cols1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Relu", ["r"], ["z"])]
+    constants = [onnx.numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("k8", 8000), ("zero", [0]), ("minus_one", [-1]))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+                                           helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], constants)
+    model = tmp_path / "rate.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), model)
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(2).standard_normal((1, 8)).astype(np.float32))
+    assert main(["run", str(model), "--input", f"x={x}", "--freeze", "sr=8000", "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert "z: float32[8, 1]" in printed and printed.rstrip().endswith("ok")
+    assert main(["run", str(model), "--input", f"x={x}", "--check"]) == 2
+    assert "--freeze" in capsys.readouterr().err

@@ -67,8 +67,9 @@ CLASSES: list[FailureClass] = [
                  None, _domain(used=True)),
     FailureClass("value-dependent-if", "refused", "import (If)",
                  "Silero VAD branches on the sample-rate input (`sr == 16000`) with differently shaped branches; "
-                 "the If's output shape depends on an input value. A fair refusal today; pinning an input to a "
-                 "constant (an import option) would let the importer fold the If.",
+                 "the If's output shape depends on an input value. Refused without `--freeze sr=16000` "
+                 "(`input_values=`), whose hint the error gives; with it the importer folds the If, and the "
+                 "corpus freezes such inputs (kind \"const\") as a user would.",
                  "if_on_input", _reason(r"depends on the input values", "refused")),
     FailureClass("host-dequantize-op18", "refused", "host-op runner (onnx reference evaluator)",
                  "Int8 weights dequantised by DequantizeLinear at op set 18 stay host ops; the host runner asks "

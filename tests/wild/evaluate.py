@@ -129,7 +129,10 @@ def evaluate(entry: Entry, target: str) -> dict[str, Any]:
     graph_proto = onnx.load(str(path), load_external_data=False).graph
     record["onnx_nodes"] = len(graph_proto.node)
     record["node_domains"] = sorted({n.domain for n in graph_proto.node})
-    module = st.run("import", lambda: import_model(str(path), input_shapes=entry.input_shapes))
+    frozen = {spec.name: spec.value for spec in entry.inputs if spec.kind == "const"}  # what --freeze's hint asks of a user
+    if frozen:
+        record["frozen"] = frozen
+    module = st.run("import", lambda: import_model(str(path), input_shapes=entry.input_shapes, input_values=frozen or None))
     errors: dict[str, dict] = {}
     if module is not None:
         def interpret_f32(ir):
