@@ -57,12 +57,17 @@ def handles(*op_types: str, emits: Sequence[type[Operation]], note: str = "") ->
 
 
 def _optional_input(node: Node, index: int) -> bool:
-    try:
-        schema = onnx.defs.get_schema(node.op_type, node.opset, node.domain)
-    except onnx.defs.SchemaError:
-        return False
-    formal = schema.inputs[min(index, len(schema.inputs) - 1)] if schema.inputs else None
-    return formal is not None and formal.option == onnx.defs.OpSchema.FormalParameterOption.Optional
+    """Whether input `index` is a parameter that may be left unset: optional in the node's op set,
+    or in the op's latest one (Resize-11 requires `roi` and `scales` but ignores an empty `roi`
+    and takes an empty `scales` when `sizes` is given; Resize-13 made both optional)."""
+    def optional(opset: int) -> bool:
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+        except onnx.defs.SchemaError:
+            return False
+        formal = schema.inputs[min(index, len(schema.inputs) - 1)] if schema.inputs else None
+        return formal is not None and formal.option == onnx.defs.OpSchema.FormalParameterOption.Optional
+    return optional(node.opset) or optional(onnx.defs.onnx_opset_version())
 
 
 def _standard_tensors_only(fn: Handler) -> Handler:

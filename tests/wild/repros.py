@@ -33,15 +33,16 @@ def _tensor(name: str, shape: list[int]) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, F, shape)
 
 
-def resize_empty_roi() -> onnx.ModelProto:
-    """PP-OCRv4/v5 detectors (paddle2onnx): a nearest 2x Resize whose `roi` input is an empty
-    initializer stays an onnx.Resize host op, which the Core ML emitter then refuses ("MIL has no
-    equivalent"); the same Resize with `roi` left out ("") is lowered to ane.resize."""
+def resize_empty_roi(opset: int = 17) -> onnx.ModelProto:
+    """PP-OCRv4/v5 detectors (paddle2onnx) and ddddocr's detector (op set 11, where `roi` is a
+    required input): a nearest 2x Resize whose `roi` input is an empty initializer stays an
+    onnx.Resize host op, which the Core ML emitter then refuses ("MIL has no equivalent"); the same
+    Resize with `roi` left out ("") is lowered to ane.resize."""
     roi = numpy_helper.from_array(np.zeros(0, np.float32), "roi")
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
     node = helper.make_node("Resize", ["x", "roi", "scales"], ["y"], mode="nearest",
                             coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-    return _model([node], [_tensor("x", [1, 8, 16, 16])], [_tensor("y", [1, 8, 32, 32])], [roi, scales])
+    return _model([node], [_tensor("x", [1, 8, 16, 16])], [_tensor("y", [1, 8, 32, 32])], [roi, scales], opset)
 
 
 def big_upsample() -> onnx.ModelProto:
