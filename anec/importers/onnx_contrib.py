@@ -20,6 +20,7 @@ from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.importers.onnx_graph import GraphBuilder, Handler, Node, NotOnAne, Value
 from anec.importers.onnx_handlers import _affine, _np, conv, emit_all, handles, x_of
+from anec.importers.onnx_recurrent import UNROLLED_OPS, unroll
 from anec.types import xdsl_element_type
 
 DOMAIN = "com.microsoft"
@@ -307,3 +308,23 @@ def multi_head_attention(node: Node, b: GraphBuilder) -> list[Value]:
                  [b.emit(ane.SliceOp(b.value(node.input(3)), [lo], [hi])) for lo, hi in bounds])
         q, k, v = (b.emit(ane.AddOp(t, b.with_rank(p, 3))) for t, p in zip((q, k, v), parts))
     return [_attend(node, b, q, k, v, node.input(4), node.input(5))]
+
+
+# ------------------------------------------------------------------------------------------------
+# Dynamically quantized recurrences
+# ------------------------------------------------------------------------------------------------
+
+
+@contrib("DynamicQuantizeLSTM", emits=UNROLLED_OPS,
+         note="an LSTM with its 8-bit weights dequantized; activations stay float (onnxruntime rounds them to 8 bits per "
+              "product, so results differ by about that rounding)")
+def dynamic_quantize_lstm(node: Node, b: GraphBuilder) -> list[Value]:
+    """onnxruntime's int8 LSTM: W [dirs, size, 4H] and R [dirs, H, 4H] (transposed from ONNX's
+    LSTM) with per-direction or per-column scales and zero points at inputs 8 to 11."""
+    def weights(i: int, scale: int, zero: int, what: str) -> np.ndarray:
+        q = b.require_const(node.input(i), what).astype(np.float32)
+        s = b.require_const(node.input(scale), f"{what} scale").astype(np.float32)
+        z = b.require_const(node.input(zero), f"{what} zero point").astype(np.float32) if node.input(zero) else np.zeros_like(s)
+        per_column = (q.shape[0], 1, q.shape[2]) if s.ndim == 2 else (-1, 1, 1)
+        return np.swapaxes((q - z.reshape(per_column)) * s.reshape(per_column), 1, 2)
+    return unroll(node, b, "LSTM", (weights(1, 8, 9, "input weights"), weights(2, 10, 11, "recurrence weights")))

@@ -138,11 +138,11 @@ def _check_lengths(node: Node, b: GraphBuilder, seq: int) -> None:
         raise NotOnAne("sequences shorter than the input (padded batches) need per-entry masking")
 
 
-def _activations(node: Node, dirs: int) -> list[list[Activation]]:
+def _activations(node: Node, kind: str, dirs: int) -> list[list[Activation]]:
     """Each direction's activations. `activation_alpha`/`activation_beta` are consumed in order by the
     activations that take them (as onnxruntime does); one left without its value stays on the CPU."""
-    per = len(DEFAULT_ACTIVATIONS[node.op_type])
-    names = list(node.attr("activations") or DEFAULT_ACTIVATIONS[node.op_type] * dirs)
+    per = len(DEFAULT_ACTIVATIONS[kind])
+    names = list(node.attr("activations") or DEFAULT_ACTIVATIONS[kind] * dirs)
     if len(names) != per * dirs:
         raise NotOnAne(f"{len(names)} activations for {dirs} direction(s)")
     canonical = {k.lower(): k for k in ACTIVATIONS}
@@ -164,12 +164,21 @@ def _bound(fn: Family, alpha: float, beta: float, b: GraphBuilder, x: SSAValue) 
     return fn(b, x, alpha, beta)
 
 
-@handles("LSTM", "GRU", "RNN", emits=[ane.MatmulOp, ane.SliceOp, ane.SplitOp, ane.AddOp, ane.SubOp, ane.MulOp, ane.SigmoidOp,
-                                     ane.TanhOp, ane.ConcatOp, ane.ReshapeOp, ane.ClampOp, ane.ReluOp, ane.SoftplusOp, ane.AbsOp,
-                                     ane.DivOp, ane.LeakyReluOp, ane.EluOp, ane.HardsigmoidOp, ane.GreaterOp, ane.SelectOp],
-          note="unrolled over a static sequence; constant weights, full-length sequences")
+UNROLLED_OPS = (ane.MatmulOp, ane.SliceOp, ane.SplitOp, ane.AddOp, ane.SubOp, ane.MulOp, ane.SigmoidOp, ane.TanhOp, ane.ConcatOp,
+                ane.ReshapeOp, ane.ClampOp, ane.ReluOp, ane.SoftplusOp, ane.AbsOp, ane.DivOp, ane.LeakyReluOp, ane.EluOp,
+                ane.HardsigmoidOp, ane.GreaterOp, ane.SelectOp)
+"""What an unrolled recurrence is made of."""
+
+
+@handles("LSTM", "GRU", "RNN", emits=UNROLLED_OPS, note="unrolled over a static sequence; constant weights, full-length sequences")
 def recurrent(node: Node, b: GraphBuilder) -> list[Value]:
-    kind = node.op_type
+    return unroll(node, b, node.op_type)
+
+
+def unroll(node: Node, b: GraphBuilder, kind: str, weights: tuple[np.ndarray, np.ndarray] | None = None) -> list[Value]:
+    """`node` as ONNX's `kind` (LSTM, GRU, RNN) with its inputs in ONNX's order, unrolled; `weights`
+    (input and recurrence weights, [dirs, gates x hidden, size] as ONNX lays them out) replace
+    inputs 1 and 2 for the ops that store them otherwise (quantized)."""
     x = b.value(node.input(0))
     dtype = b.dtype(node.input(0))
     if dtype not in (np.float16, np.float32) or len(shape_of(x)) != 3:
@@ -183,9 +192,9 @@ def recurrent(node: Node, b: GraphBuilder) -> list[Value]:
     if seq * dirs > UNROLL_LIMIT:
         raise NotOnAne(f"{seq} steps x {dirs} direction(s) is more than the {UNROLL_LIMIT} steps anec unrolls")
     _check_lengths(node, b, seq)
-    acts = _activations(node, dirs)
-    w = _required(node, b, 1, "input weights", dtype)
-    r = _required(node, b, 2, "recurrence weights", dtype)
+    acts = _activations(node, kind, dirs)
+    w, r = weights or (_required(node, b, 1, "input weights", dtype), _required(node, b, 2, "recurrence weights", dtype))
+    w, r = w.astype(dtype), r.astype(dtype)
     gates, hidden = GATES[kind], r.shape[-1]
     bias = _required(node, b, 3, "biases", dtype) if node.input(3) else np.zeros((dirs, 2 * gates * hidden), dtype)
     peep = _required(node, b, 7, "peepholes", dtype) if kind == "LSTM" and node.input(7) else None

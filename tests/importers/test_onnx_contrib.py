@@ -200,6 +200,36 @@ def test_embed_layer_normalization(segments: bool, mask: bool, positions: bool) 
         np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(("direction", "per_column"), [("forward", False), ("bidirectional", True)])
+def test_dynamic_quantize_lstm_is_the_lstm_of_its_dequantized_weights(direction: str, per_column: bool) -> None:
+    """ddddocr's recogniser: onnxruntime's int8 LSTM. anec imports the float LSTM of the dequantized
+    weights (exactly: against ONNX's LSTM with them), which is onnxruntime's op up to its 8-bit
+    rounding of the activations."""
+    dirs, seq, size, hidden = (2 if direction == "bidirectional" else 1), 6, 5, 4
+    rng = np.random.default_rng(3)
+
+    def quantized(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        w = rng.uniform(-0.8, 0.8, shape).astype(np.float32)
+        scale = (np.abs(w).max(axis=1) if per_column else np.abs(w).max(axis=(1, 2))) / 127
+        q = np.round(w / scale.reshape(dirs, 1, -1)).astype(np.int8)
+        return q, scale.astype(np.float32), np.zeros(scale.shape, np.int8), (q * scale.reshape(dirs, 1, -1)).astype(np.float32)
+
+    wq, ws, wz, w = quantized((dirs, size, 4 * hidden))
+    rq, rs, rz, r = quantized((dirs, hidden, 4 * hidden))
+    bias = rng.uniform(-0.2, 0.2, (dirs, 8 * hidden)).astype(np.float32)
+    x = rng.uniform(-1, 1, (seq, 1, size)).astype(np.float32)
+    m = contrib_model("DynamicQuantizeLSTM", [("x", F, [seq, 1, size])],
+                      {"w": wq, "r": rq, "b": bias, "ws": ws, "wz": wz, "rs": rs, "rz": rz},
+                      outputs=("y", "y_h", "y_c"), order=["x", "w", "r", "b", "", "", "", "", "ws", "wz", "rs", "rz"],
+                      hidden_size=hidden, direction=direction)
+    as_lstm = model([helper.make_node("LSTM", ["x", "w", "r", "b"], ["y", "y_h", "y_c"], hidden_size=hidden, direction=direction)],
+                    [("x", F, [seq, 1, size])], ["y", "y_h", "y_c"],
+                    {"w": np.ascontiguousarray(w.transpose(0, 2, 1)), "r": np.ascontiguousarray(r.transpose(0, 2, 1)), "b": bias})
+    assert set(check(m, {"x": x}, onnxruntime_outputs(as_lstm, {"x": x}))) >= {"ane.matmul", "ane.sigmoid", "ane.tanh"}
+    for got, want in zip(interpret(import_onnx(m), {"x": x}), onnxruntime_outputs(m, {"x": x}), strict=True):
+        assert np.linalg.norm(got - want) <= 2e-2 * np.linalg.norm(want)
+
+
 def test_other_contrib_ops_are_refused_by_name_with_the_hint() -> None:
     m = contrib_model("MatMulNBits", [("a", F, [2, 8])], {"w": np.zeros((4, 1, 4), np.uint8)}, K=8, N=4, bits=4, block_size=8)
     with pytest.raises(AnecError, match=r"node 'fused' \(MatMulNBits\): unsupported com.microsoft op MatMulNBits.*hint: use the model as exported"):
