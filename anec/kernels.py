@@ -83,6 +83,7 @@ UNARY: dict[str, Callable[..., np.ndarray]] = {
         "erf": erf,
         "sin": np.sin,
         "cos": np.cos,
+        "sign": np.sign,
         "leaky_relu": lambda x, alpha: np.where(x >= 0, x, alpha * x),
         "elu": lambda x, alpha: np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1.0)),
         "clamp": lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),

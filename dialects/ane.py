@@ -350,6 +350,13 @@ class SinOp(UnaryOp):
 
 
 @irdl_op_definition
+class SignOp(UnaryOp):
+    """-1, 0 or 1: a native neuron mode (SIGN) since the first ANE with one (H13), so no table."""
+
+    name = "ane.sign"
+
+
+@irdl_op_definition
 class CosOp(UnaryOp):
     name = "ane.cos"
 
@@ -438,7 +445,7 @@ UNARY_OPS: dict[str, type[UnaryOp]] = {
     cls.name.removeprefix("ane."): cls
     for cls in (ReluOp, SigmoidOp, TanhOp, GeluOp, SiluOp, ExpOp, LogOp, SqrtOp, RsqrtOp,
                 ReciprocalOp, AbsOp, NegOp, LeakyReluOp, ClampOp, EluOp, SoftplusOp, HardswishOp,
-                HardsigmoidOp, ErfOp, SinOp, CosOp)
+                HardsigmoidOp, ErfOp, SinOp, CosOp, SignOp)
 }
 """The neuron ops that may also appear as a fused `activation` epilogue of conv and matmul."""
 

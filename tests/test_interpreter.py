@@ -102,6 +102,7 @@ UNARY_VS_ONNX: dict[str, tuple[dict[str, float], np.ndarray, Callable[[np.ndarra
     "erf": ({}, X, lambda x: run_onnx("Erf", [x])),
     "sin": ({}, X * 3, lambda x: run_onnx("Sin", [x])),
     "cos": ({}, X * 3, lambda x: run_onnx("Cos", [x])),
+    "sign": ({}, np.concatenate([X.ravel()[:-2], [0.0, -0.0]]).astype(np.float32).reshape(X.shape), lambda x: run_onnx("Sign", [x])),
     "leaky_relu": ({"alpha": 0.3}, X, lambda x: run_onnx("LeakyRelu", [x], alpha=0.3)),
     "elu": ({"alpha": 0.7}, X, lambda x: run_onnx("Elu", [x], alpha=0.7)),
     "clamp": ({"min": -0.5, "max": 1.25}, X, lambda x: run_onnx("Clip", [x, np.float32(-0.5), np.float32(1.25)])),

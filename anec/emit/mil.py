@@ -323,6 +323,7 @@ UNARY: dict[str, UnaryBuilder] = {
     "erf": lambda x, name, low: mb.erf(x=x, name=name),
     "sin": lambda x, name, low: mb.sin(x=x, name=name),
     "cos": lambda x, name, low: mb.cos(x=x, name=name),
+    "sign": lambda x, name, low: mb.sign(x=x, name=name),
     "leaky_relu": lambda x, alpha, name, low: mb.leaky_relu(x=x, alpha=low.scalar(alpha, x), name=name),
     "elu": lambda x, alpha, name, low: mb.elu(x=x, alpha=low.scalar(alpha, x), name=name),
     "clamp": lambda x, lo, hi, name, low: _clamp(x, lo, hi, name, low),

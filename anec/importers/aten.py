@@ -242,6 +242,7 @@ for _name, _op in {
     "relu": ane.ReluOp, "sigmoid": ane.SigmoidOp, "tanh": ane.TanhOp, "exp": ane.ExpOp, "log": ane.LogOp,
     "sqrt": ane.SqrtOp, "rsqrt": ane.RsqrtOp, "reciprocal": ane.ReciprocalOp, "abs": ane.AbsOp, "neg": ane.NegOp,
     "erf": ane.ErfOp, "sin": ane.SinOp, "cos": ane.CosOp, "silu": ane.SiluOp, "hardswish": ane.HardswishOp,
+    "sign": ane.SignOp,
 }.items():
     _unary(f"aten.{_name}.default", _op)
 

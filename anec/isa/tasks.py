@@ -43,7 +43,7 @@ BINARY: tuple[str, ...] = ("add", "sub", "mul", "div", "max", "min", "pow",
 
 NEURONS: tuple[str, ...] = ("none", "relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "exp", "log", "sqrt", "rsqrt",
                             "reciprocal", "abs", "neg", "softplus", "hardswish", "erf", "sin", "cos", "leaky_relu", "elu",
-                            "clamp", "hardsigmoid", "affine")
+                            "clamp", "hardsigmoid", "affine", "sign")
 """`Neuron` codes (0: none). Parameters: first in ScaleScalar, second in BiasScalar (fp16)."""
 
 NEURON_PARAMS: dict[str, int] = {"leaky_relu": 1, "elu": 1, "clamp": 2, "hardsigmoid": 2, "affine": 2}

@@ -101,7 +101,7 @@ SEQ = (1, 5, 8)
 
 # -- elementwise --------------------------------------------------------------------------------
 
-for _name in ("relu", "sigmoid", "tanh", "silu", "exp", "abs", "neg", "softplus", "hardswish", "erf", "sin", "cos"):
+for _name in ("relu", "sigmoid", "tanh", "silu", "exp", "abs", "neg", "softplus", "hardswish", "erf", "sin", "cos", "sign"):
     CASES[_name] = Case(_name, ((X, NORMAL),), lambda g, x, _c=ane.UNARY_OPS[_name]: g.op(_c(x)))
 for _name in ("log", "sqrt", "rsqrt", "reciprocal"):
     CASES[_name] = Case(_name, ((X, POSITIVE),), lambda g, x, _c=ane.UNARY_OPS[_name]: g.op(_c(x)))

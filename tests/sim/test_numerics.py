@@ -70,6 +70,12 @@ def test_special_values_of_activations() -> None:
     assert unary(ane.ReciprocalOp, -0.0) == np.inf
 
 
+@pytest.mark.parametrize(("value", "expected"), [(-3.5, -1.0), (2.0**-24, 1.0), (0.0, 0.0), (-np.inf, -1.0), (np.nan, 1.0)])
+def test_sign_is_a_native_neuron_mode(value: float, expected: float) -> None:
+    """SIGN is one of the neuron modes of the first ANE (H13): exact, no table; NaN enters as +inf."""
+    assert unary(ane.SignOp, value) == expected
+
+
 @pytest.mark.parametrize(("a", "b", "expected"), [
     (2048.0, 1.0, 2048.0),            # 2049 is halfway between 2048 and 2050: to even
     (2048.0, 3.0, 2052.0),            # 2051 is halfway between 2050 and 2052: to even
