@@ -42,7 +42,7 @@ from anec.types import numpy_dtype
 
 DEFAULT_RANGE = (-1.0, 1.0)
 """Assumed for float (and wide integer) inputs nobody declared: normalized data, audio samples."""
-LOOSE_FACTOR = 16.0
+LOOSE_FACTOR = 4.0
 """A bound past the limit by more than this is interval arithmetic's looseness, not evidence."""
 ROUNDS_TO_ZERO = float(np.finfo(np.float16).smallest_subnormal) / 2
 """Half fp16's smallest subnormal (2^-25): smaller magnitudes round to zero."""
@@ -339,6 +339,17 @@ def _linear(x: Interval, weight: np.ndarray, groups: int, padded: bool, rank: in
     return Interval(out_lo.reshape(shape), out_hi.reshape(shape))
 
 
+def _probabilities(value: SSAValue, axis: int) -> bool:
+    """Is `value` non-negative with sums of at most 1 along `axis`: a softmax, or one with rows zeroed
+    by a select (the NaN guard of fully masked attention rows)?"""
+    owner = value.owner
+    if isinstance(owner, ane.SoftmaxOp):
+        return ane.reduced_axes(owner)[0] == axis
+    if isinstance(owner, ane.SelectOp):
+        return all(_probabilities(b, axis) or ((c := constant_of(b)) is not None and not c.any()) for b in owner.operands[1:])
+    return False
+
+
 def mac_sum(op: Operation, ins: list[Interval]) -> Interval:
     """The interval of a conv's or matmul's sum of products, before its bias: what the MAC port sees."""
     rank = _rank(op)
@@ -356,6 +367,10 @@ def mac_sum(op: Operation, ins: list[Interval]) -> Interval:
     assert isinstance(op, ane.MatmulOp)
     ta, tb = op.flags()
     k = shape_of(op.lhs)[-2 if ta else -1]
+    for weights, other, axis in ((op.lhs, ins[1], -2 if ta else -1), (op.rhs, ins[0], -1 if tb else -2)):
+        if _probabilities(weights, len(shape_of(weights)) + axis):  # attention: Σ p·v with p ≥ 0, Σ p ≤ 1
+            v = other.hull(rank)
+            return Interval(np.minimum(v.lo, 0.0), np.maximum(v.hi, 0.0))
     b = constant_of(op.rhs)
     if b is None or b.ndim != 2:
         return _macs(ins[0], ins[1], k)
@@ -664,6 +679,12 @@ def hazards(blocks: list[Block], analysis: Analysis, target: Target) -> Iterator
             if not ane.is_ane(op) or isinstance(op, (ane.ConstOp, ane.YieldOp, ane.SegmentOp, *PASS_THROUGH)):
                 continue
             within = all(float(analysis.of(v).magnitude.max(initial=0.0)) <= fp16_max for v in op.operands)
+            if (position := DIVISORS.get(type(op))) is not None:
+                d = analysis.of(op.operands[position])
+                smallest = np.where(d.lo > 0, d.lo, np.where(d.hi < 0, -d.hi, np.nan))
+                if np.isfinite(smallest).any() and float(np.nanmin(smallest)) < ROUNDS_TO_ZERO:
+                    yield Hazard(op, "underflow", float(np.nanmin(smallest)), ROUNDS_TO_ZERO,
+                                 bool((d.magnitude < ROUNDS_TO_ZERO).all()), True, op.operands[position])
             if isinstance(op, ane.ConvBase | ane.MatmulOp):
                 acc = mac_sum(op, [analysis.of(v) for v in op.operands])
                 if float(acc.magnitude.max()) >= mac_limit:
@@ -681,12 +702,6 @@ def hazards(blocks: list[Block], analysis: Analysis, target: Target) -> Iterator
                 partial = partial_sums(op, analysis.of(op.operands[0]))
                 if float(partial.magnitude.max()) > fp16_max:
                     yield Hazard(op, "partial-sum overflow", float(partial.magnitude.max()), fp16_max, False, within, op.results[0])
-            if (position := DIVISORS.get(type(op))) is not None:
-                d = analysis.of(op.operands[position])
-                smallest = np.where(d.lo > 0, d.lo, np.where(d.hi < 0, -d.hi, np.nan))
-                if np.isfinite(smallest).any() and float(np.nanmin(smallest)) < ROUNDS_TO_ZERO:
-                    yield Hazard(op, "underflow", float(np.nanmin(smallest)), ROUNDS_TO_ZERO,
-                                 bool((d.magnitude < ROUNDS_TO_ZERO).all()), True, op.operands[position])
 
 
 def witness_inputs(module: ModuleOp, ranges: Mapping[str, InputRange]) -> Iterator[tuple[str, list[np.ndarray]]]:
@@ -748,6 +763,28 @@ def confirm(module: ModuleOp, found: list[Hazard], ranges: Mapping[str, InputRan
     return reached
 
 
+def _where_they_enter(blocks: list[Block], found: list[Hazard], reached: Mapping[Hazard, str]) -> list[Hazard]:
+    """The proven hazards and the ones whose bound is the first past the limit, without those downstream
+    of a proven overflow (a value computed from one that overflowed is that overflow's consequence)."""
+    by_op: dict[Operation, list[Hazard]] = {}
+    for h in found:
+        by_op.setdefault(h.op, []).append(h)
+    overflowed: set[SSAValue] = set()
+    kept: list[Hazard] = []
+    for block in blocks:
+        for op in block.ops:
+            downstream = any(v in overflowed for v in op.operands)
+            if downstream and (isinstance(op, PASS_THROUGH) or op in by_op):
+                overflowed.update(op.results)
+                continue
+            for h in by_op.get(op, []):
+                if h.everywhere or h in reached or h.enters:
+                    kept.append(h)
+                if (h.everywhere or h in reached) and h.kind in ("overflow", "MAC saturation"):
+                    overflowed.update(op.results)
+    return kept
+
+
 WITNESS_TEXT = {"uniform": "a seeded input drawn uniformly from the input ranges", "high": "every input at the top of its range",
                 "low": "every input at the bottom of its range"}
 
@@ -765,11 +802,11 @@ def flag_ranges(module: ModuleOp, blocks: list[Block], target: Target, declared:
     assumed = sorted(n for n, r in ranges.items() if r.source == "default")
     assumption = (f"assuming {', '.join(map(repr, assumed))} in [{DEFAULT_RANGE[0]:g}, {DEFAULT_RANGE[1]:g}]; "
                   "declare with --input-range NAME=LO,HI" if assumed else "")
-    for h in found:
+    for h in _where_they_enter(blocks, found, reached):
         if h.everywhere or h in reached:
             why = "every input in range" if h.everywhere else WITNESS_TEXT[reached[h]]
             verdict = "proven"
-        elif h.enters and (h.kind == "underflow" or h.bound <= LOOSE_FACTOR * h.limit):
+        elif h.kind == "underflow" or h.bound <= LOOSE_FACTOR * h.limit:
             why, verdict = "the interval bound", "possible"
         else:
             continue

@@ -78,11 +78,12 @@ def parse_input_range(text: str) -> tuple[str, tuple[float, float]]:
 def load_example_inputs(path: str) -> dict[str, np.ndarray]:
     """`--example-inputs FILE.npz`: one array per model input, named as the model names it."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
             return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, AttributeError) as e:
+    except (OSError, ValueError) as e:
         raise AnecError(f"--example-inputs {path}: cannot read it", why=str(e).splitlines()[0] if str(e) else type(e).__name__,
                         hint="give an .npz archive with one array per model input (numpy.savez(FILE, name=array, …))") from None
 

@@ -1,0 +1,199 @@
+"""ane-fp16's range analysis without samples: one model per hazard class, flagged by op name with its
+kind and verdict; a model without hazards gets no warning; declared and dtype-implied input ranges
+change the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import anec
+from anec.cli import main
+from anec.dialects.discardable import Fp16Flag
+
+N = 256
+
+
+def model(nodes: list, inits: dict[str, np.ndarray], shape: tuple[int, ...] = (1, N), dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", dtype, list(shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def flags(m: onnx.ModelProto, **options) -> dict[str, Fp16Flag]:
+    """The range analysis's flags by op name (no samples)."""
+    report = anec.compile(m, target="m1", emit="ir", **options).report
+    return dict(report.fp16_flags)
+
+
+def alternating(value: float) -> np.ndarray:
+    return np.where(np.arange(N) % 2 == 0, value, -value).reshape(1, N)
+
+
+def test_a_square_past_fp16_for_every_declared_input_is_proven_overflow() -> None:
+    m = model([helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("Mul", ["sq", "half"], ["y"])], {"half": [0.5]})
+    found = flags(m, input_ranges={"x": (1000.0, 2000.0)})
+    assert found["sq"].kind == "overflow" and found["sq"].verdict == "proven"
+    assert "every input in range" in found["sq"].why
+    assert "y" not in found  # flagged where the overflow enters, not downstream
+
+
+def test_a_sum_whose_bound_passes_fp16_but_no_witness_reaches_is_possible_overflow() -> None:
+    m = model([helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("ReduceSum", ["xw"], ["y"], keepdims=1)],
+              {"w": alternating(300.0)})
+    found = flags(m)
+    assert found["y"].kind == "overflow" and found["y"].verdict == "possible"
+    assert found["y"].bound == pytest.approx(N * 300.0)
+    assert "assuming 'x' in [-1, 1]" in found["y"].why
+
+
+def test_a_matmul_sum_past_the_mac_port_is_proven_mac_saturation() -> None:
+    m = model([helper.make_node("MatMul", ["x", "w"], ["mm"]), helper.make_node("Relu", ["mm"], ["y"])],
+              {"w": np.full((N, 4), 200.0)})
+    found = flags(m)
+    assert found["mm"].kind == "MAC saturation" and found["mm"].verdict == "proven"
+    assert found["mm"].bound == pytest.approx(N * 200.0)  # the actual weights: Σ|w|·max|x|
+    assert "every input at the top of its range" in found["mm"].why
+
+
+def test_a_reduction_whose_running_sum_can_pass_fp16_is_a_partial_sum_overflow() -> None:
+    """Terms near +600 then near -600: the sum stays small, the running sum does not."""
+    offsets = np.where(np.arange(N) < N // 2, 600.0, -600.0).reshape(1, N)
+    m = model([helper.make_node("Add", ["x", "c"], ["t"]), helper.make_node("ReduceSum", ["t"], ["y"], keepdims=1)], {"c": offsets})
+    found = flags(m)
+    assert found["y"].kind == "partial-sum overflow" and found["y"].verdict == "possible"
+
+
+def test_a_divisor_that_can_round_to_zero_is_an_underflow() -> None:
+    m = model([helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("Add", ["sq", "eps"], ["d"]),
+               helper.make_node("Div", ["x", "d"], ["y"])], {"eps": [1e-9]})
+    found = flags(m)
+    assert found["y"].kind == "underflow" and found["y"].bound == pytest.approx(1e-9)
+    assert found["y"].verdict == "proven" and "seeded input" in found["y"].why  # some x² + 1e-9 < 2^-25 among 256 draws
+
+
+def test_a_log_of_values_below_fp16s_smallest_subnormal_is_proven_underflow() -> None:
+    m = model([helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["s", "tiny"], ["p"]),
+               helper.make_node("Log", ["p"], ["y"])], {"tiny": [1e-9]})
+    found = flags(m)
+    assert found["y"].kind == "underflow" and found["y"].verdict == "proven"
+
+
+def test_a_conv_net_with_relu_and_norm_on_unit_inputs_gets_no_warning() -> None:
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("InstanceNormalization", ["r1", "s", "t"], ["n1"]),
+             helper.make_node("Conv", ["n1", "w2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Sigmoid", ["c2"], ["g"]),
+             helper.make_node("GlobalAveragePool", ["g"], ["y"])]
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)) * 0.3, "b1": np.zeros(8), "s": np.ones(8), "t": np.zeros(8),
+             "w2": rng.standard_normal((4, 8, 3, 3)) * 0.3}
+    m = model(nodes, inits, shape=(1, 3, 16, 16))
+    report = anec.compile(m, target="m1", emit="ir", input_ranges={"x": (0.0, 1.0)}).report
+    assert report.fp16_warnings == []
+
+
+def test_a_declared_range_changes_the_verdict() -> None:
+    m = model([helper.make_node("Mul", ["x", "k"], ["a"]), helper.make_node("Mul", ["a", "a"], ["y"])], {"k": [100.0]})
+    assert flags(m) == {}  # [-1, 1] by default: at most 1e4
+    found = flags(m, input_ranges={"x": (0.0, 10.0)})
+    assert found["y"].kind == "overflow" and found["y"].verdict == "proven"
+
+
+def test_a_uint8_input_is_bounded_by_its_dtype() -> None:
+    m = model([helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT), helper.make_node("Mul", ["f", "k"], ["y"])],
+              {"k": [300.0]}, dtype=TensorProto.UINT8)
+    found = flags(m)
+    assert found["y"].kind == "overflow" and found["y"].verdict == "proven"  # 255 · 300
+    assert "assuming" not in found["y"].why
+    m_float = model([helper.make_node("Mul", ["x", "k"], ["y"])], {"k": [300.0]})
+    assert flags(m_float) == {}
+
+
+def test_an_index_input_is_bounded_by_the_values_it_selects() -> None:
+    """A one-hot of int32 byte values (x == arange(257)) times large weights: the witness draws bytes
+    from the constant's range, not int32's."""
+    table = np.arange(257, dtype=np.int32).reshape(1, 1, 257)
+    graph = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["x", "ax"], ["u"]), helper.make_node("Equal", ["u", "table"], ["eq"]),
+         helper.make_node("Cast", ["eq"], ["oh"], to=TensorProto.FLOAT), helper.make_node("ReduceSum", ["oh", "ax1"], ["hist"], keepdims=0),
+         helper.make_node("Mul", ["hist", "k"], ["y"])],
+        "m", [helper.make_tensor_value_info("x", TensorProto.INT32, [1, 512])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([2], np.int64), "ax"),
+         numpy_helper.from_array(np.array([1], np.int64), "ax1"), numpy_helper.from_array(np.array([200.0], np.float32), "k")])
+    found = flags(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert found["y"].kind == "overflow" and found["y"].verdict == "proven"  # 512 equal bytes · 200
+    assert "assuming" not in found["y"].why
+
+
+def test_report_json_has_the_fp16_section() -> None:
+    m = model([helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("Mul", ["sq", "half"], ["y"])], {"half": [0.5]})
+    report = anec.compile(m, target="m1", emit="ir", input_ranges={"x": (1000.0, 2000.0)}).report
+    section = report.to_json()["fp16"]
+    assert section["flags"][0]["op"] == "sq" and section["flags"][0]["verdict"] == "proven"
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def onnx_file(tmp_path: Path) -> Path:
+    path = tmp_path / "m.onnx"
+    onnx.save(model([helper.make_node("Mul", ["x", "k"], ["a"]), helper.make_node("Mul", ["a", "a"], ["y"])], {"k": [100.0]}), path)
+    return path
+
+
+def compile_cli(path: Path, *extra: str) -> list[str]:
+    return ["compile", str(path), "--emit", "ir", "-o", str(path.with_suffix(".mlir")), *extra]
+
+
+def test_cli_input_range_flags_the_overflow(onnx_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(compile_cli(onnx_file, "--input-range", "x=0,10")) == 0
+    out = capsys.readouterr().out
+    assert "fp16 range analysis: 1 proven" in out and "overflow" in out
+
+
+@pytest.mark.parametrize("text", ["x=1", "x=2,1", "=0,1", "x=a,b", "x=0,inf"])
+def test_cli_input_range_malformed_is_one_line_error(onnx_file: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    assert main(compile_cli(onnx_file, "--input-range", text)) == 2
+    assert "--input-range" in capsys.readouterr().err
+    assert not onnx_file.with_suffix(".mlir").exists()
+
+
+def test_cli_input_range_of_an_unknown_input_is_an_error(onnx_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(compile_cli(onnx_file, "--input-range", "z=0,1")) == 2
+    assert "'z'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"z": np.zeros((1, N), np.float32)}, "lack 'x'"),
+    ({"x": np.zeros((1, N), np.float32), "z": np.zeros(1, np.float32)}, "name 'z'"),
+    ({"x": np.zeros((1, 3), np.float32)}, "has shape [1, 3]"),
+])
+def test_cli_example_inputs_must_match_the_model(onnx_file: Path, capsys: pytest.CaptureFixture[str], arrays: dict, message: str) -> None:
+    samples = onnx_file.with_name("samples.npz")
+    np.savez(samples, **arrays)
+    assert main(compile_cli(onnx_file, "--example-inputs", str(samples))) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_example_inputs_attribute_the_error(onnx_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    samples = onnx_file.with_name("samples.npz")
+    np.savez(samples, x=np.full((1, N), 5.0, np.float32))
+    assert main(compile_cli(onnx_file, "--example-inputs", str(samples))) == 0
+    assert "fp16 on the sample inputs: error enters at" in capsys.readouterr().out
+
+
+def test_cli_example_inputs_not_an_npz_or_with_calibrate_is_an_error(onnx_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    single = onnx_file.with_name("x.npy")
+    np.save(single, np.zeros((1, N), np.float32))
+    assert main(compile_cli(onnx_file, "--example-inputs", str(single))) == 2
+    assert "--example-inputs" in capsys.readouterr().err
+    assert main(compile_cli(onnx_file, "--example-inputs", str(single), "--calibrate")) == 2
+    assert "both" in capsys.readouterr().err
