@@ -6,8 +6,12 @@ at 2^15. This pass
 1. lints the graph statically: normalization epsilons below 1e-7 (they vanish in fp16), softmax and
    log-sum-exp written without subtracting the maximum (exp overflows past x ≈ 11), masks of -inf or
    of float32's lowest value, constants beyond 65504;
-2. bounds every tensor from the input ranges and the weights (`anec.lowering.fp16_ranges`) and flags,
-   by op, overflow, MAC saturation, partial-sum overflow and underflow, each proven or possible;
+2. always (no samples needed) bounds every tensor by interval arithmetic from the input ranges (`input_ranges`,
+   else the dtype's range for 8-bit and bool inputs, the table's for index inputs, else [-1, 1]) and the
+   actual weights (`anec.lowering.fp16_ranges`), and flags by op overflow past 65504, MAC sums past
+   2^15, reductions whose running sums can pass 65504, and divisors or log inputs that can round to
+   zero — each *proven* (every input in range, or a witness input drawn from the ranges, reaches it)
+   or *possible* (the bound passes the limit by at most 4×; looser bounds are not reported);
 3. with sample inputs (`example_inputs`, or `calibrate` for seeded random ones) runs the graph in
    float32 and flags tensors above 65504 and conv/matmul outputs above 2^15, by op name;
 4. applies the safe fixes (raise the epsilon, subtract the maximum, make masks finite at -1e4) and

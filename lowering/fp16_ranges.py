@@ -16,9 +16,10 @@ but can round to zero in fp16) — and a verdict:
 - **proven**: every input in range overflows (the interval lies wholly past the limit), or a
   *witness* does: the model is run in float32 on up to three inputs drawn from the ranges (seeded
   uniform, all-high, all-low) and the op reaches the limit on one of them;
-- **possible**: the bound passes the limit by at most `LOOSE_FACTOR`. A bound further out is not
+- **possible**: the bound passes the limit by at most `LOOSE_FACTOR` and the witnesses came within
+  that factor of it too (partial sums and underflow: the bound alone). Anything else is not
   reported: interval arithmetic compounds through layers (a deep conv net's bound grows by the sum
-  of |w| per layer, thousands of times what the activations reach), so such a bound says nothing.
+  of |w| per layer, thousands of times what the activations reach), so a bound alone says little.
 """
 
 from __future__ import annotations
@@ -737,12 +738,20 @@ def _watch(module: ModuleOp, inputs: list[np.ndarray], watched: set[SSAValue]) -
     return seen
 
 
-def confirm(module: ModuleOp, found: list[Hazard], ranges: Mapping[str, InputRange]) -> dict[Hazard, str]:
+@dataclass
+class Witnessed:
+    reached: dict[Hazard, str] = field(default_factory=dict)
+    """Hazard -> the witness that reached its limit."""
+    peak: dict[Hazard, float] = field(default_factory=dict)
+    """Hazard -> the largest finite magnitude its value took on the witnesses."""
+
+
+def confirm(module: ModuleOp, found: list[Hazard], ranges: Mapping[str, InputRange]) -> Witnessed:
     """Run the float32 graph on witness inputs until each hazard not proven by its bound is reached (or
-    the witnesses are exhausted): hazard -> the witness that reached it."""
+    the witnesses are exhausted)."""
     open_ = {h for h in found if not h.everywhere}
     watched = {h.witness_of for h in open_}
-    reached: dict[Hazard, str] = {}
+    out = Witnessed()
     for kind, inputs in witness_inputs(module, ranges):
         if not open_:
             break
@@ -756,11 +765,12 @@ def confirm(module: ModuleOp, found: list[Hazard], ranges: Mapping[str, InputRan
                 hit = nonzero.size > 0 and float(nonzero.min()) < ROUNDS_TO_ZERO
             else:
                 finite = np.abs(x[np.isfinite(x)])  # an infinity is float32's too, not fp16's
-                hit = finite.size > 0 and float(finite.max()) >= h.limit
+                out.peak[h] = max(out.peak.get(h, 0.0), float(finite.max(initial=0.0)))
+                hit = out.peak[h] >= h.limit
             if hit:
-                reached[h] = kind
+                out.reached[h] = kind
                 open_.discard(h)
-    return reached
+    return out
 
 
 def _where_they_enter(blocks: list[Block], found: list[Hazard], reached: Mapping[Hazard, str]) -> list[Hazard]:
@@ -789,16 +799,30 @@ WITNESS_TEXT = {"uniform": "a seeded input drawn uniformly from the input ranges
                 "low": "every input at the bottom of its range"}
 
 
+def _near(h: Hazard, peak: float) -> bool:
+    """A hazard not proven is worth reporting when its bound is within `LOOSE_FACTOR` of the limit and
+    (for values the witnesses measure) they came within that factor too."""
+    if h.kind in ("underflow", "partial-sum overflow"):
+        return h.kind == "underflow" or h.bound <= LOOSE_FACTOR * h.limit
+    return h.bound <= LOOSE_FACTOR * h.limit and peak * LOOSE_FACTOR >= h.limit
+
+
+def _seen(h: Hazard, witnessed: Witnessed) -> str:
+    return f"; witnesses reached {witnessed.peak[h]:.3g}" if h in witnessed.peak else ""
+
+
 def flag_ranges(module: ModuleOp, blocks: list[Block], target: Target, declared: InputRanges | None,
                 warn: Callable[[Operation, str], None]) -> None:
     """Analyze, flag the hazards that are proven or near the limit, each as an fp16 warning on its op."""
     fn = entry_function(module)
     ranges = input_ranges(fn, declared)
-    analysis = analyze(module, ranges)
-    found = list(hazards(blocks, analysis, target))
+    with np.errstate(all="ignore"):  # bounds past float64's range are inf, as they should be
+        analysis = analyze(module, ranges)
+        found = list(hazards(blocks, analysis, target))
     if not found:
         return
-    reached = confirm(module, found, ranges)
+    witnessed = confirm(module, found, ranges)
+    reached = witnessed.reached
     assumed = sorted(n for n, r in ranges.items() if r.source == "default")
     assumption = (f"assuming {', '.join(map(repr, assumed))} in [{DEFAULT_RANGE[0]:g}, {DEFAULT_RANGE[1]:g}]; "
                   "declare with --input-range NAME=LO,HI" if assumed else "")
@@ -806,8 +830,8 @@ def flag_ranges(module: ModuleOp, blocks: list[Block], target: Target, declared:
         if h.everywhere or h in reached:
             why = "every input in range" if h.everywhere else WITNESS_TEXT[reached[h]]
             verdict = "proven"
-        elif h.kind == "underflow" or h.bound <= LOOSE_FACTOR * h.limit:
-            why, verdict = "the interval bound", "possible"
+        elif _near(h, witnessed.peak.get(h, 0.0)):
+            why, verdict = f"the interval bound{_seen(h, witnessed)}", "possible"
         else:
             continue
         warn(h.op, Fp16Flag(h.kind, verdict, h.bound, h.limit, "; ".join(filter(None, [why, assumption]))).note())

@@ -43,13 +43,21 @@ def test_a_square_past_fp16_for_every_declared_input_is_proven_overflow() -> Non
     assert "y" not in found  # flagged where the overflow enters, not downstream
 
 
-def test_a_sum_whose_bound_passes_fp16_but_no_witness_reaches_is_possible_overflow() -> None:
-    m = model([helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("ReduceSum", ["xw"], ["y"], keepdims=1)],
-              {"w": alternating(300.0)})
+def test_a_sum_whose_bound_passes_fp16_and_witnesses_come_near_is_possible_overflow() -> None:
+    """w: +300 three times in four, else -300. Bound 256·300 = 76800; all-ones reaches 38400."""
+    w = np.where(np.arange(N) % 4 == 0, -300.0, 300.0).reshape(1, N)
+    m = model([helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("ReduceSum", ["xw"], ["y"], keepdims=1)], {"w": w})
     found = flags(m)
     assert found["y"].kind == "overflow" and found["y"].verdict == "possible"
     assert found["y"].bound == pytest.approx(N * 300.0)
-    assert "assuming 'x' in [-1, 1]" in found["y"].why
+    assert "witnesses reached 3.84e+04" in found["y"].why and "assuming 'x' in [-1, 1]" in found["y"].why
+
+
+def test_a_loose_bound_the_witnesses_stay_far_from_is_not_reported() -> None:
+    """Alternating ±300: the same bound, but every witness sums to a few thousand at most."""
+    m = model([helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("ReduceSum", ["xw"], ["y"], keepdims=1)],
+              {"w": alternating(300.0)})
+    assert flags(m) == {}
 
 
 def test_a_matmul_sum_past_the_mac_port_is_proven_mac_saturation() -> None:
