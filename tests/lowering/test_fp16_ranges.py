@@ -14,6 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 import anec
 from anec.cli import main
 from anec.dialects.discardable import Fp16Flag
+from anec.interpreter import entry_function, interpret
+from anec.lowering.fp16_ranges import analyze, input_ranges
 
 N = 256
 
@@ -205,3 +207,60 @@ def test_cli_example_inputs_not_an_npz_or_with_calibrate_is_an_error(onnx_file: 
     assert "--example-inputs" in capsys.readouterr().err
     assert main(compile_cli(onnx_file, "--example-inputs", str(single), "--calibrate")) == 2
     assert "both" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# Soundness: every value a run takes lies inside its interval
+# ------------------------------------------------------------------------------------------------
+
+
+def _sound_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(1)
+    inits = {"w1": rng.standard_normal((8, 2, 3, 3)), "b1": rng.standard_normal(8), "w2": rng.standard_normal((6, 8, 1, 1)),
+             "g16": rng.standard_normal(16), "b16": rng.standard_normal(16), "wq": rng.standard_normal((16, 16)),
+             "shape": np.array([1, 6, 16]), "eps": [1e-3]}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], group=2),
+        helper.make_node("Tanh", ["c1"], ["a1"]),
+        helper.make_node("Conv", ["a1", "w2"], ["c2"]),
+        helper.make_node("Reshape", ["c2", "shape"], ["r"]),
+        helper.make_node("LayerNormalization", ["r", "g16", "b16"], ["ln"], axis=-1),
+        helper.make_node("MatMul", ["ln", "wq"], ["q"]),
+        helper.make_node("MatMul", ["q", "qt"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "q"], ["ctx"]),
+        helper.make_node("Sigmoid", ["ctx"], ["s"]),
+        helper.make_node("Mul", ["ctx", "ctx"], ["sq"]),
+        helper.make_node("ReduceSum", ["sq"], ["ss"], keepdims=1),
+        helper.make_node("Add", ["ss", "eps"], ["d"]),
+        helper.make_node("Sqrt", ["d"], ["n"]),
+        helper.make_node("Div", ["ctx", "n"], ["u"]),
+        helper.make_node("Mul", ["u", "s"], ["y"]),
+    ]
+    nodes.insert(6, helper.make_node("Transpose", ["q"], ["qt"], perm=[0, 2, 1]))
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v, np.int64 if k == "shape" else np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_every_value_of_a_run_lies_in_its_interval() -> None:
+    module = anec.compile(_sound_model(), emit="ir", stop_after="ane-partition").ir
+    ranges = input_ranges(entry_function(module), {"x": (-2.0, 3.0)})
+    analysis = analyze(module, ranges)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for x in [rng.uniform(-2, 3, (1, 4, 4, 4)), np.full((1, 4, 4, 4), 3.0), np.full((1, 4, 4, 4), -2.0),
+              rng.choice([-2.0, 3.0], (1, 4, 4, 4))]:
+        def observe(op, outs) -> None:
+            nonlocal checked
+            for r, y in zip(op.results, outs):
+                if r in analysis.intervals and np.asarray(y).dtype.kind == "f":
+                    iv = analysis.intervals[r]
+                    lo, hi = np.broadcast_to(iv.lo, y.shape), np.broadcast_to(iv.hi, y.shape)
+                    slack = 1e-5 * np.maximum(1.0, np.abs(y))
+                    assert (y >= lo - slack).all() and (y <= hi + slack).all(), f"{op.name} {op.attributes.get('ane.name')}"
+                    checked += 1
+
+        interpret(module, [x.astype(np.float32)], precision="f32", segments="f32", observe=observe)
+    assert checked > 4 * 15
