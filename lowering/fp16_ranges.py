@@ -26,6 +26,7 @@ but can round to zero in fp16) — and a verdict:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -74,10 +75,11 @@ class Interval:
 
     @staticmethod
     def of(lo: float | np.ndarray, hi: float | np.ndarray, rank: int) -> Interval:
-        lo_a, hi_a = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-        shape = (1,) * (rank - lo_a.ndim) + lo_a.shape
-        return Interval(lo_a.reshape(shape) if lo_a.ndim <= rank else np.full((1,) * rank, lo_a.min()),
-                        hi_a.reshape((1,) * (rank - hi_a.ndim) + hi_a.shape) if hi_a.ndim <= rank else np.full((1,) * rank, hi_a.max()))
+        """Bounds given as scalars or trailing-aligned arrays, as an interval of rank `rank`."""
+        def shaped(bound: float | np.ndarray, pick: Callable[[np.ndarray], float]) -> np.ndarray:
+            a = np.asarray(bound, np.float64)
+            return a.reshape((1,) * (rank - a.ndim) + a.shape) if a.ndim <= rank else np.full((1,) * rank, pick(a))
+        return Interval(shaped(lo, np.min), shaped(hi, np.max))
 
     @staticmethod
     def top(rank: int) -> Interval:
@@ -177,7 +179,7 @@ MONOTONE: dict[type[Operation], Callable[[np.ndarray], np.ndarray]] = {
     ane.SigmoidOp: lambda x: np.clip(1 / (1 + np.exp(-x)), TINY, 1.0),
     ane.TanhOp: np.tanh,
     ane.SoftplusOp: lambda x: np.maximum(np.logaddexp(0.0, x), TINY),
-    ane.ErfOp: lambda x: np.vectorize(__import__("math").erf, otypes=[float])(x),
+    ane.ErfOp: np.vectorize(math.erf, otypes=[float]),
     ane.SqrtOp: lambda x: np.sqrt(np.maximum(x, 0.0)),
     ane.LogOp: lambda x: np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), -np.inf),
     ane.EluOp: lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
@@ -229,7 +231,8 @@ GLOBAL_MINIMUM = {ane.GeluOp: -0.1700406, ane.SiluOp: -0.2784645, ane.HardswishO
 @rule(*GLOBAL_MINIMUM)
 def _dipping(op: Operation, ins: list[Interval]) -> list[Interval]:
     x = ins[0]
-    return [Interval(np.where(x.lo >= 0, 0.0, GLOBAL_MINIMUM[type(op)]) + 0 * x.hi, np.maximum(x.hi, 0.0))]
+    lo, hi = np.broadcast_arrays(np.where(x.lo >= 0, 0.0, GLOBAL_MINIMUM[type(op)]), np.maximum(x.hi, 0.0))
+    return [Interval(lo, hi)]
 
 
 @rule(ane.LeakyReluOp)
@@ -413,8 +416,8 @@ def _attention(op: Operation, ins: list[Interval]) -> list[Interval]:
 
 def _reduced(op: Operation) -> tuple[tuple[int, ...], int]:
     """(reduced axes of the input, how many elements each result sums)."""
-    axes = tuple(ane.reduced_axes(op))
     shape = shape_of(op.operands[0])
+    axes = tuple(range(2, len(shape))) if isinstance(op, ane.GlobalPoolOp) else tuple(ane.reduced_axes(op))
     return axes, int(np.prod([shape[a] for a in axes]))
 
 
@@ -474,10 +477,9 @@ def _normalized(op: Operation, ins: list[Interval]) -> list[Interval]:
     n = int(np.prod([x_shape[a] for a in axes])) if not isinstance(op, ane.GroupNormOp) else \
         int(np.prod(x_shape[1:])) // op.num_groups.value.data
     r = float(np.sqrt(max(n - 1, 0)))
-    scale, bias = (Interval.of(s.lo, s.hi, len(x_shape)) if s.rank == len(x_shape) else s.hull(len(x_shape)) for s in ins[1:3])
-    if scale.rank != len(x_shape) or scale.lo.shape != tuple(d if d in (1, x_shape[i]) else 1 for i, d in enumerate(scale.lo.shape)):
-        scale, bias = scale.hull(len(x_shape)), bias.hull(len(x_shape))
-    return [_add(_mul(Interval.of(-r, r, len(x_shape)), scale), bias).fit()]
+    rank = len(x_shape)
+    scale, bias = (s if s.rank == rank else s.hull(rank) for s in ins[1:3])  # per channel when shaped like x
+    return [_add(_mul(Interval.of(-r, r, rank), scale), bias).fit()]
 
 
 @rule(ane.TransposeOp)
