@@ -560,8 +560,11 @@ def input_ranges(fn: func.FuncOp, declared: InputRanges | None) -> dict[str, Inp
         dtype = numpy_dtype(arg.type.element_type)  # type: ignore[union-attr]
         integer = dtype.kind in "iub"
         if name in declared:
-            lo, hi = declared[name]
-            out[name] = InputRange(float(lo), float(hi), "declared", integer)
+            lo, hi = (float(b) for b in declared[name])
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise AnecError(f"the range of input {name!r} is [{lo:g}, {hi:g}]", why="it needs finite bounds, low first",
+                                hint="e.g. input_ranges={'x': (0, 1)} or --input-range x=0,1")
+            out[name] = InputRange(lo, hi, "declared", integer)
         elif dtype.kind == "b":
             out[name] = InputRange(0.0, 1.0, "dtype", True)
         elif dtype.kind in "iu" and dtype.itemsize == 1:

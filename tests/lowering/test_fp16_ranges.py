@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import anec
 from anec.cli import main
 from anec.dialects.discardable import Fp16Flag
+from anec.errors import AnecError
 from anec.interpreter import entry_function, interpret
 from anec.lowering.fp16_ranges import analyze, input_ranges
 
@@ -264,3 +265,11 @@ def test_every_value_of_a_run_lies_in_its_interval() -> None:
 
         interpret(module, [x.astype(np.float32)], precision="f32", segments="f32", observe=observe)
     assert checked > 4 * 15
+
+
+def test_api_input_ranges_are_checked() -> None:
+    m = model([helper.make_node("Relu", ["x"], ["y"])], {})
+    with pytest.raises(AnecError, match="no input of"):
+        anec.compile(m, emit="ir", input_ranges={"z": (0.0, 1.0)})
+    with pytest.raises(AnecError, match="finite bounds, low first"):
+        anec.compile(m, emit="ir", input_ranges={"x": (1.0, 0.0)})
