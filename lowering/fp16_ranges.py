@@ -799,13 +799,16 @@ def confirm(module: ModuleOp, found: list[Hazard], ranges: Mapping[str, InputRan
     return out
 
 
-def _where_they_enter(blocks: list[Block], found: list[Hazard], reached: Mapping[Hazard, str]) -> list[Hazard]:
+def _where_they_enter(blocks: list[Block], found: list[Hazard], reached: Mapping[Hazard, str], analysis: Analysis,
+                      fp16_max: float) -> list[Hazard]:
     """The proven hazards and the ones whose bound is the first past the limit, without those downstream
-    of a proven overflow (a value computed from one that overflowed is that overflow's consequence)."""
+    of a proven overflow (a value computed from one that overflowed is that overflow's consequence) or
+    of a constant beyond fp16's range (the lint has named it)."""
     by_op: dict[Operation, list[Hazard]] = {}
     for h in found:
         by_op.setdefault(h.op, []).append(h)
-    overflowed: set[SSAValue] = set()
+    overflowed: set[SSAValue] = {op.result for block in blocks for op in block.ops
+                                 if isinstance(op, ane.ConstOp) and float(analysis.of(op.result).magnitude.max()) > fp16_max}
     kept: list[Hazard] = []
     for block in blocks:
         for op in block.ops:
@@ -859,7 +862,7 @@ def flag_ranges(module: ModuleOp, blocks: list[Block], target: Target, declared:
     assumed = sorted(n for n, r in ranges.items() if r.source == "default")
     assumption = (f"assuming {', '.join(map(repr, assumed))} in [{DEFAULT_RANGE[0]:g}, {DEFAULT_RANGE[1]:g}]; "
                   "declare with --input-range NAME=LO,HI" if assumed else "")
-    for h in _where_they_enter(blocks, found, reached):
+    for h in _where_they_enter(blocks, found, reached, analysis, target.numerics.fp16_max.value):
         if h.everywhere or h in reached:
             why = "every input in range" if h.everywhere else WITNESS_TEXT[reached[h]]
             verdict = "proven"
