@@ -200,7 +200,7 @@ def fp16_section(report: Report) -> str:
     flags = report.fp16_flags
     if flags:
         rows = "".join(f'<tr class="{escape(f.verdict)}"><td>{escape(f.verdict)}</td><td>{escape(f.kind)}</td><td>{f.bound:.3g}</td>'
-                       f'<td>{f.limit:.3g}</td><td>{op_link(name)}</td><td>{escape(f.why)}</td></tr>' for name, f in flags)
+                       f'<td>{f.limit:g}</td><td>{op_link(name)}</td><td>{escape(f.why)}</td></tr>' for name, f in flags)
         parts.append('<table id="fp16-flags"><thead><tr><th>verdict</th><th>kind</th><th>bound</th><th>limit</th><th>op</th>'
                      f'<th>why</th></tr></thead><tbody>{rows}</tbody></table>')
     else:

@@ -117,7 +117,7 @@ class Fp16Flag:
     PREFIX = "range analysis: "
 
     def note(self) -> str:
-        return f"{self.PREFIX}{self.kind} ({self.verdict}): bound {self.bound:.3g}, limit {self.limit:.3g}" + (f"; {self.why}" if self.why else "")
+        return f"{self.PREFIX}{self.kind} ({self.verdict}): bound {self.bound:.3g}, limit {self.limit:g}" + (f"; {self.why}" if self.why else "")
 
     @classmethod
     def parse(cls, note: str) -> Fp16Flag | None:

@@ -319,7 +319,7 @@ def print_fp16(report: Report, console: Console) -> None:
         for column in ("verdict", "kind", "bound", "limit", "op", "why"):
             table.add_column(column, overflow="fold", justify="right" if column in ("bound", "limit") else "left")
         for name, flag in flags:
-            table.add_row(flag.verdict, flag.kind, f"{flag.bound:.3g}", f"{flag.limit:.3g}", name, flag.why)
+            table.add_row(flag.verdict, flag.kind, f"{flag.bound:.3g}", f"{flag.limit:g}", name, flag.why)
         console.print(table)
     sources = report.fp16_error_sources
     if sources:

@@ -5,9 +5,9 @@
 // witness; its relu stays within fp16); a log of sigmoid(x)·1e-9 takes values fp16 rounds to zero
 // for every input (proven); a conv with small weights is not flagged.
 // CHECK-LABEL: func.func @hazards
-// CHECK:       ane.conv {{.*}}{ane.name = "hot", ane.fp16_warnings = ["range analysis: MAC saturation (proven): bound 5.12e+04, limit 3.28e+04; every input at the top of its range; assuming 'x' in [-1, 1]{{.*}}"]
+// CHECK:       ane.conv {{.*}}{ane.name = "hot", ane.fp16_warnings = ["range analysis: MAC saturation (proven): bound 5.12e+04, limit 32768; every input at the top of its range; assuming 'x' in [-1, 1]{{.*}}"]
 // CHECK:       ane.relu %{{.*}} {ane.name = "after"} :
-// CHECK:       ane.log %{{.*}} {ane.name = "logp", ane.fp16_warnings = ["range analysis: underflow (proven): bound 2.69e-10, limit 2.98e-08; every input in range{{.*}}"]}
+// CHECK:       ane.log %{{.*}} {ane.name = "logp", ane.fp16_warnings = ["range analysis: underflow (proven): bound 2.69e-10, limit 2.98023e-08; every input in range{{.*}}"]}
 // CHECK:       ane.conv %{{.*}} {ane.name = "cool", strides
 func.func @hazards(%x: tensor<1x256x1x1xf32> {ane.name = "x"}) -> (tensor<1x4x1x1xf32>, tensor<1x256x1x1xf32>, tensor<1x4x1x1xf32>) {
   %r:3 = ane.segment(%x) : (tensor<1x256x1x1xf32>) -> (tensor<1x4x1x1xf32>, tensor<1x256x1x1xf32>, tensor<1x4x1x1xf32>) {
