@@ -5,8 +5,9 @@ Every tensor gets a sound interval [lo, hi] — one pair per tensor, or per chan
 cheap (a conv's output channels from its actual weights, per-channel constants) — propagated from
 the model's input ranges through the ops; an op without a rule gives (-inf, inf), never a wrong
 bound. Input ranges come from, in order: the ones declared (`--input-range NAME=LO,HI`,
-`input_ranges=`), the input's dtype (uint8 [0, 255], int8, bool), or `DEFAULT_RANGE`, which each
-flag that depends on it says.
+`input_ranges=`), the input's dtype (uint8 [0, 255], int8, bool), for an integer input used only
+as an index or in equality tests with constants the values that select something, or
+`DEFAULT_RANGE`, which each flag that depends on it says.
 
 Ops in ANE segments are then flagged with a kind — overflow (a value past 65504), MAC saturation (a
 conv/matmul sum past the output port's 2^15), partial-sum overflow (a reduction whose running sum
@@ -19,9 +20,10 @@ but can round to zero in fp16) — and a verdict:
   range, and the op reaches the limit on one of them;
 - **possible**: the bound passes the limit by at most `LOOSE_FACTOR` and the witnesses came within
   that factor of it too (partial sums, underflow, and models over `WITNESS_BUDGET_FLOPS`, which get
-  no witness run: the bound alone). Anything else is not
-  reported: interval arithmetic compounds through layers (a deep conv net's bound grows by the sum
-  of |w| per layer, thousands of times what the activations reach), so a bound alone says little.
+  no witness run: the bound alone). Anything else is not reported: interval arithmetic compounds
+  through layers (a deep conv net's bound grows by the sum of |w| per layer, thousands of times
+  what the activations reach), so a bound alone says little. Nor is an op downstream of a proven
+  overflow or of a constant beyond fp16 (the lint names it): the first op is where it enters.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ MAX_ELEMENTS = 4096
 TINY = float(np.nextafter(0.0, 1.0))
 """A lower bound that says 'positive, however small' (exp, sigmoid, softmax outputs)."""
 WITNESSES = ("uniform", "high", "low")
+"""Witness inputs, in the order tried: seeded uniform draws, every input at the top, at the bottom."""
 WITNESS_BUDGET_FLOPS = 2e9
 """Witness runs (a float32 interpretation each) only for models up to this size: one of ResNet-50
 (8 GFLOP) costs about half its compile time. Larger models rest on their bounds alone."""
