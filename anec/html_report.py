@@ -344,7 +344,8 @@ $rows
 <h2>fp16</h2>
 $fp16_section
 <p class="note">Range analysis: every tensor bounded from the input ranges and the weights, without samples. <i>proven</i>: every
-input in range, or a witness input drawn from the ranges, reaches the limit; <i>possible</i>: the bound passes it (by at most 4×).
+input in range, or a witness input drawn from the ranges, reaches the limit; <i>possible</i>: the bound passes it by at most 4×
+and the witnesses came within 4× of it (see docs/troubleshooting.md, fp16).
 Rows of the op table are shaded by the fp16 error that enters at the op on the sample inputs (--example-inputs).</p>
 
 <h2>Roofline on the $chip</h2>
