@@ -168,7 +168,7 @@ def op_rows(report: Report, target: Target) -> str:
         peak_text, peak_class = fp16_range(r, target)
         seconds = r.predicted_s or 0.0
         rows.append(
-            f'<tr id="op{i}" class="{r.placement}" data-i="{i}">' + "".join([
+            f'<tr id="op{i}" class="{r.placement}" data-i="{i}"{error_style(r)}>' + "".join([
                 _cell(str(i), i), _cell(r.name), _cell(r.op), _cell(where(r), -1 if r.segment is None else r.segment),
                 _cell("×".join(map(str, r.shape)), math.prod(r.shape) if r.shape else 0),
                 _cell(si(r.flops), r.flops), _cell(si(r.bytes, "B"), r.bytes), _cell(si(r.traffic_bytes, "B"), r.traffic_bytes),
@@ -177,6 +177,41 @@ def op_rows(report: Report, target: Target) -> str:
                 _cell("; ".join(notes), cls="notes"),
             ]) + "</tr>")
     return "\n".join(rows)
+
+
+def error_style(record: OpRecord) -> str:
+    """A red shade on the row of an op where fp16 error enters on the sample inputs: from faint at the
+    agreement bar (rel L2 1e-2) to full at 1 and beyond."""
+    if record.fp16_error is None:
+        return ""
+    error = record.fp16_error[1]
+    strength = 1.0 if not math.isfinite(error) else min(1.0, max(0.15, (math.log10(max(error, 1e-2)) + 2) / 2))
+    return f' style="--err:{strength:.2f}" data-error="{error:.3g}"'
+
+
+def fp16_section(report: Report) -> str:
+    """The range analysis's flags and, with samples, where error enters: tables, or a sentence when empty."""
+    index = {r.name: i for i, r in enumerate(report.ops)}
+
+    def op_link(name: str) -> str:
+        return f'<a href="#op{index[name]}">{escape(name)}</a>' if name in index else escape(name)
+
+    parts = []
+    flags = report.fp16_flags
+    if flags:
+        rows = "".join(f'<tr class="{escape(f.verdict)}"><td>{escape(f.verdict)}</td><td>{escape(f.kind)}</td><td>{f.bound:.3g}</td>'
+                       f'<td>{f.limit:g}</td><td>{op_link(name)}</td><td>{escape(f.why)}</td></tr>' for name, f in flags)
+        parts.append('<table id="fp16-flags"><thead><tr><th>verdict</th><th>kind</th><th>bound</th><th>limit</th><th>op</th>'
+                     f'<th>why</th></tr></thead><tbody>{rows}</tbody></table>')
+    else:
+        parts.append('<p class="note">The range analysis found no value that can pass fp16\'s limits.</p>')
+    outputs, sources = report.fp16_output_errors, report.fp16_error_sources
+    if outputs or sources:
+        parts.append("<h3>On the sample inputs</h3>" + "".join(f"<p>{escape(o)}</p>" for o in outputs))
+        rows = "".join(f"<tr><td>{op_link(name)}</td><td>{escape(kind)}</td><td>{error:.3g}</td></tr>" for name, kind, error in sources)
+        parts.append('<table id="fp16-errors"><thead><tr><th>op where error enters</th><th>kind</th><th>rel L2 vs float32</th></tr>'
+                     f"</thead><tbody>{rows}</tbody></table>")
+    return "\n".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,7 +309,8 @@ th, td { padding: 3px 8px; border-bottom: 1px solid #e3e6ea; text-align: left; v
 th { position: sticky; top: 0; background: #eef1f4; cursor: pointer; user-select: none; }
 #ops-wrap { max-height: 70vh; overflow: auto; border: 1px solid #ccd; }
 #ops td:nth-child(n+6):nth-child(-n+11) { text-align: right; font-variant-numeric: tabular-nums; }
-tr.host td { background: #fdecee; } tr.selected td { background: #fff3bf; }
+tr.host td { background: #fdecee; } tr[data-error] td { background: rgba(208, 73, 91, var(--err)); } tr.selected td { background: #fff3bf; }
+#fp16-flags tr.proven td:first-child { color: #b00020; font-weight: 600; }
 td.notes { max-width: 520px; } td.bad { color: #b00020; font-weight: 600; }
 .controls { margin: 6px 0; } .controls input[type=text] { width: 260px; }
 #roofline-svg .grid { stroke: #e3e6ea; } #roofline-svg .tick { font-size: 10px; fill: #555; }
@@ -304,6 +340,13 @@ td.notes { max-width: 520px; } td.bad { color: #b00020; font-weight: 600; }
 $rows
 </tbody></table></div>
 <p class="note">$fp16_note</p>
+
+<h2>fp16</h2>
+$fp16_section
+<p class="note">Range analysis: every tensor bounded from the input ranges and the weights, without samples. <i>proven</i>: every
+input in range, or a witness input drawn from the ranges, reaches the limit; <i>possible</i>: the bound passes it by at most 4×
+and the witnesses came within 4× of it (see docs/troubleshooting.md, fp16).
+Rows of the op table are shaded by the fp16 error that enters at the op on the sample inputs (--example-inputs).</p>
 
 <h2>Roofline on the $chip</h2>
 $roofline
@@ -386,7 +429,7 @@ def render(report: Report, target: Target, *, title: str, chips: Sequence[ChipRu
                      "op whose tensors stay on chip can sit above the DRAM slope.")
     return PAGE.substitute(
         title=escape(title), summary=summary, graph=graph_svg(report.ops), rows=op_rows(report, target),
-        fp16_note=escape(fp16_note), chip=escape(target.name), roofline=roofline_svg(report, target),
+        fp16_note=escape(fp16_note), fp16_section=fp16_section(report), chip=escape(target.name), roofline=roofline_svg(report, target),
         roofline_note=escape(roofline_note), chips=chip_rows(chips, target),
     )
 

@@ -64,6 +64,8 @@ class CompileOptions:
     example_inputs: Any = None
     input_values: Mapping[str, Any] | None = None
     """ONNX inputs fixed to values at import (`--freeze NAME=VALUE`)."""
+    input_ranges: Mapping[str, tuple[float, float]] | None = None
+    """Input name -> (lo, hi) for the fp16 range analysis (`--input-range NAME=LO,HI`)."""
     min_segment_ops: int = 1
     deployment_target: str = "ios17"
     """Oldest OS a Core ML package must run on (ios16/17/18, macos13/14/15): the MIL opset."""
@@ -81,7 +83,8 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
     for name in names:
         cls = PASSES[name]()
         fields = {f.name for f in dataclasses.fields(cls)}
-        given = (("target", options.target), ("min_segment_ops", options.min_segment_ops), ("example_inputs", options.example_inputs))
+        given = (("target", options.target), ("min_segment_ops", options.min_segment_ops), ("example_inputs", options.example_inputs),
+                 ("input_ranges", options.input_ranges))
         kwargs = {k: v for k, v in given if k in fields}
         kwargs.update(options.pass_options.get(name, {}))
         passes.append(cls(**kwargs))
@@ -203,7 +206,8 @@ class CompiledModel:
 def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", input_shapes: InputShapes | None = None,
             example_inputs: Any = None, progress: Progress | None = None, **options: Any) -> CompiledModel:
     """Import `model`, lower it for `target`, and return the compiled model (see DESIGN: Public interfaces).
-    `input_values={"sr": 16000}` fixes ONNX inputs to constants before shape inference and folding."""
+    `input_values={"sr": 16000}` fixes ONNX inputs to constants before shape inference and folding;
+    `input_ranges={"x": (0, 1)}` gives the fp16 range analysis the values inputs take."""
     return compile_targets(model, [target], emit=emit, input_shapes=input_shapes, example_inputs=example_inputs,
                            progress=progress, **options)[0]
 

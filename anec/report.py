@@ -8,6 +8,7 @@ disagree with what was compiled.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -28,6 +29,7 @@ from anec.dialects.discardable import (
     OP_ATTR,
     REASON_ATTR,
     TILE_OF_ATTR,
+    Fp16Flag,
     name_of,
     notes,
 )
@@ -36,6 +38,11 @@ from anec.targets import Target
 from anec.weights import store_of
 
 Placement = Literal["ane", "host"]
+
+ERROR_ENTERS = re.compile(r"fp16 error enters here \((?P<kind>[^)]+)\): rel L2 (?P<error>\S+) against float32")
+"""The note `anec.lowering.fp16_attribution` puts on an op where fp16 error enters (with samples)."""
+OUTPUT_DIFFERS = re.compile(r"output '(?P<output>.+)' differs from float32 on the sample inputs")
+"""The note it puts on the op computing a model output that misses the agreement bar."""
 
 
 @dataclass
@@ -61,6 +68,19 @@ class OpRecord:
     bound: str | None = None
     """What bounds the op on the ANE (its costliest tile's term: overhead, compute, weights,
     activations, l2-cliff); None on the CPU."""
+
+    @property
+    def fp16_flags(self) -> list[Fp16Flag]:
+        """The range analysis's findings on this op."""
+        return [f for w in self.fp16_warnings if (f := Fp16Flag.parse(w)) is not None]
+
+    @property
+    def fp16_error(self) -> tuple[str, float] | None:
+        """(kind, relative L2 against float32) when fp16 error enters at this op on the sample inputs."""
+        for w in self.fp16_warnings:
+            if (found := ERROR_ENTERS.match(w)) is not None:
+                return found["kind"], float(found["error"])
+        return None
 
 
 @dataclass
@@ -90,6 +110,23 @@ class Report:
         return [f"{r.name}: {w}" for r in self.ops for w in r.fp16_fixes]
 
     @property
+    def fp16_flags(self) -> list[tuple[str, Fp16Flag]]:
+        """(op name, finding) of the range analysis, proven first."""
+        found = [(r.name, f) for r in self.ops for f in r.fp16_flags]
+        return sorted(found, key=lambda nf: nf[1].verdict != "proven")
+
+    @property
+    def fp16_error_sources(self) -> list[tuple[str, str, float]]:
+        """(op name, kind, relative L2) of every op where fp16 error enters on the sample inputs, worst first."""
+        found = [(r.name, *e) for r in self.ops if (e := r.fp16_error) is not None]
+        return sorted(found, key=lambda x: -x[2])
+
+    @property
+    def fp16_output_errors(self) -> list[str]:
+        """Per model output that misses the bar on the sample inputs: its error and where the error enters."""
+        return [w for r in self.ops for w in r.fp16_warnings if OUTPUT_DIFFERS.match(w)]
+
+    @property
     def tiles(self) -> int:
         return sum(r.tiles for r in self.ops if r.placement == "ane" and r.tiles > 1)
 
@@ -102,6 +139,9 @@ class Report:
             "predicted_latency_s": self.predicted_latency_s,
             "fp16_warnings": self.fp16_warnings,
             "fp16_fixes": self.fp16_fixes,
+            "fp16": {"flags": [{"op": name, **asdict(flag)} for name, flag in self.fp16_flags],
+                     "error_sources": [{"op": name, "kind": kind, "rel_l2": error} for name, kind, error in self.fp16_error_sources],
+                     "outputs": self.fp16_output_errors},
             "tiles": self.tiles,
             "stats": self.stats,
             "ops": [asdict(r) for r in self.ops],

@@ -10,6 +10,8 @@ Derived names: an op a pass makes in place of another is named `<source>#<what>`
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TypeVar
 
 from xdsl.dialects.builtin import ArrayAttr, StringAttr
@@ -96,3 +98,35 @@ def tiled_name(origin: str, index: int) -> str:
 def tile_origin(name: str) -> str:
     """The name of the op a tile (or a task lowered from one) was split from; `name` if not a tile."""
     return name.split(f"{DERIVED_SEPARATOR}{TILE}", 1)[0]
+
+
+@dataclass(frozen=True)
+class Fp16Flag:
+    """A finding of the fp16 range analysis, as an `ane.fp16_warnings` note the report can read back:
+    `range analysis: overflow (proven): bound 1.2e+05, limit 65504; <why>`."""
+
+    kind: str
+    """overflow, MAC saturation, partial-sum overflow or underflow."""
+    verdict: str
+    """proven or possible."""
+    bound: float
+    """How far the value can go: the largest magnitude (for underflow, the smallest)."""
+    limit: float
+    why: str = ""
+
+    PREFIX = "range analysis: "
+
+    def note(self) -> str:
+        return f"{self.PREFIX}{self.kind} ({self.verdict}): bound {self.bound:.3g}, limit {self.limit:g}" + (f"; {self.why}" if self.why else "")
+
+    @classmethod
+    def parse(cls, note: str) -> Fp16Flag | None:
+        """The flag a note holds, or None for any other note."""
+        found = _FLAG.fullmatch(note)
+        if found is None:
+            return None
+        return cls(found["kind"], found["verdict"], float(found["bound"]), float(found["limit"]), found["why"] or "")
+
+
+_FLAG = re.compile(re.escape(Fp16Flag.PREFIX) + r"(?P<kind>[^(]+) \((?P<verdict>proven|possible)\): bound (?P<bound>\S+), "
+                   r"limit (?P<limit>[^;]+)(?:; (?P<why>.*))?", re.DOTALL)

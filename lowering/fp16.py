@@ -6,11 +6,17 @@ at 2^15. This pass
 1. lints the graph statically: normalization epsilons below 1e-7 (they vanish in fp16), softmax and
    log-sum-exp written without subtracting the maximum (exp overflows past x ≈ 11), masks of -inf or
    of float32's lowest value, constants beyond 65504;
-2. with sample inputs (`example_inputs`, or `calibrate` for seeded random ones) runs the graph in
+2. always (no samples needed) bounds every tensor by interval arithmetic from the input ranges (`input_ranges`,
+   else the dtype's range for 8-bit and bool inputs, the table's for index inputs, else [-1, 1]) and the
+   actual weights (`anec.lowering.fp16_ranges`), and flags by op overflow past 65504, MAC sums past
+   2^15, reductions whose running sums can pass 65504, and divisors or log inputs that can round to
+   zero — each *proven* (every input in range, or a witness input drawn from the ranges, reaches it)
+   or *possible* (the bound passes the limit by at most 4×; looser bounds are not reported);
+3. with sample inputs (`example_inputs`, or `calibrate` for seeded random ones) runs the graph in
    float32 and flags tensors above 65504 and conv/matmul outputs above 2^15, by op name;
-3. applies the safe fixes (raise the epsilon, subtract the maximum, make masks finite at -1e4) and
+4. applies the safe fixes (raise the epsilon, subtract the maximum, make masks finite at -1e4) and
    records each as `ane.fp16_fixes` on the op concerned; the rest become `ane.fp16_warnings`;
-4. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges.
+5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from anec.dialects.discardable import (
 from anec.errors import AnecError
 from anec.interpreter import entry_function, input_names, interpret
 from anec.lowering.fp16_attribution import Reference, attribute
+from anec.lowering.fp16_ranges import flag_ranges
 from anec.lowering.rewriting import (
     Emitter,
     ane_blocks,
@@ -213,7 +220,9 @@ def sample_inputs(module: ModuleOp, given: Any, synthesize: bool) -> Sequence[np
     """The inputs to calibrate with: the given ones, seeded random ones, or None."""
     if given is not None:
         if isinstance(given, Mapping):
-            return {k: np.asarray(v) for k, v in given.items()}
+            samples = {k: np.asarray(v) for k, v in given.items()}
+            check_samples(module, samples)
+            return samples
         return [np.asarray(v) for v in (given if isinstance(given, Sequence) else [given])]
     if not synthesize:
         return None
@@ -224,6 +233,20 @@ def sample_inputs(module: ModuleOp, given: Any, synthesize: bool) -> Sequence[np
         shape = shape_of(arg)
         out.append(rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype))
     return out
+
+
+def check_samples(module: ModuleOp, samples: Mapping[str, np.ndarray]) -> None:
+    """One sample per model input, named and shaped as the model's: else a one-line error saying which."""
+    fn = entry_function(module)
+    shapes = {name: shape_of(arg) for name, arg in zip(input_names(fn), fn.args)}
+    hint = f"the model's inputs: {', '.join(f'{n} {list(s)}' for n, s in shapes.items())}"
+    if missing := sorted(set(shapes) - set(samples)):
+        raise AnecError(f"example inputs lack {', '.join(map(repr, missing))}", why="every model input needs a sample", hint=hint)
+    if extra := sorted(set(samples) - set(shapes)):
+        raise AnecError(f"example inputs name {', '.join(map(repr, extra))}, which the model has no input of", hint=hint)
+    for name, shape in shapes.items():
+        if tuple(samples[name].shape) != tuple(shape):
+            raise AnecError(f"example input {name!r} has shape {list(samples[name].shape)}, the model's input {list(shape)}", hint=hint)
 
 
 def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], blocks: list[Block], target: Target,
@@ -350,6 +373,8 @@ class Fp16Pass(ModulePass):
     """Calibrate the range lint on seeded random inputs when no `example_inputs` are given."""
     example_inputs: Any = None
     """Sample inputs (name -> array, or a list in argument order) to calibrate the range lint on."""
+    input_ranges: Any = None
+    """Input name -> (lo, hi) for the range analysis; undeclared inputs get their dtype's range or a default."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = get_target(self.target)
@@ -358,6 +383,7 @@ class Fp16Pass(ModulePass):
             raise_epsilons(block)
             subtract_maxima(block)
             finite_masks_and_constants(block, target.numerics.fp16_max.value)
+        flag_ranges(op, blocks, target, self.input_ranges, warn)
         inputs = sample_inputs(op, self.example_inputs, self.calibrate)
         reference = Reference()
         if inputs is not None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 
-from anec.html_report import LAYER_PITCH, layout, roofline_svg, si
+import numpy as np
+from onnx import TensorProto, helper
+
+from anec.html_report import LAYER_PITCH, layout, render, roofline_svg, si
 from anec.pipeline import compile as compile_model
 from anec.report import OpRecord
 from anec.targets import get_target
@@ -48,3 +51,19 @@ def test_no_op_is_drawn_above_the_compute_roof() -> None:
     dots = [float(y) for y in re.findall(r'<circle class="pt" data-i="\d+" cx="[\d.]+" cy="([\d.]+)"', svg)]
     assert len(dots) == sum(1 for r in report.ops if r.flops) and roof
     assert all(y >= roof[0] - 0.05 for y in dots)  # SVG y grows downwards: below the peak line
+
+
+def test_the_fp16_section_lists_range_flags_and_shades_ops_where_error_enters() -> None:
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("ReduceSum", ["sq"], ["y"], keepdims=1)], "m",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    samples = {"x": np.full((1, 64), 40.0, np.float32)}
+    compiled = compile_model(onnx_model, emit="ir", input_ranges={"x": (30.0, 50.0)}, example_inputs=samples)
+    page = render(compiled.report, compiled.target, title="m")
+    flags = page.split('<table id="fp16-flags">')[1].split("</table>")[0]
+    assert "<td>proven</td><td>overflow</td>" in flags and ">y</a>" in flags
+    errors = page.split('<table id="fp16-errors">')[1].split("</table>")[0]
+    assert ">y</a></td><td>overflow</td>" in errors
+    shaded = re.findall(r'<tr id="op\d+" class="ane" data-i="\d+" style="--err:([\d.]+)" data-error="([^"]+)">', page)
+    assert shaded and float(shaded[0][0]) == 1.0  # the overflow's error is inf: full shade

@@ -63,6 +63,31 @@ def parse_freeze(text: str) -> tuple[str, Any]:
     return name, numbers[0] if len(numbers) == 1 else numbers
 
 
+def parse_input_range(text: str) -> tuple[str, tuple[float, float]]:
+    """`NAME=LO,HI`: the values an input takes, for the fp16 range analysis."""
+    name, sep, bounds = text.rpartition("=")
+    try:
+        lo, hi = (float(b) for b in bounds.split(",")) if sep and name else (np.nan, np.nan)
+    except ValueError:
+        lo = hi = np.nan
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise AnecError(f"--input-range {text!r} is not NAME=LO,HI with finite LO <= HI", hint="e.g. --input-range pixel_values=0,1")
+    return name, (lo, hi)
+
+
+def load_example_inputs(path: str) -> dict[str, np.ndarray]:
+    """`--example-inputs FILE.npz`: one array per model input, named as the model names it."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as e:
+        raise AnecError(f"--example-inputs {path}: cannot read it", why=str(e).splitlines()[0] if str(e) else type(e).__name__,
+                        hint="give an .npz archive with one array per model input (numpy.savez(FILE, name=array, …))") from None
+
+
 def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> None:
     """What to compile and for which chip: the options `anec compile` shares with `anec report`."""
     p.add_argument("model", help="an .onnx file or a torch.export.save .pt2 file")
@@ -76,16 +101,26 @@ def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> N
     p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
                    "(.npy files; with none, on seeded random inputs)")
+    p.add_argument("--example-inputs", metavar="FILE.npz", help="sample inputs, one array per model input (numpy.savez): the fp16 "
+                   "lint is calibrated on them and names the ops where fp16 error enters (the same as --calibrate NAME=FILE.npy …)")
+    p.add_argument("--input-range", action="append", default=[], metavar="NAME=LO,HI",
+                   help="the values an input takes, for the fp16 range analysis (repeatable; default: the dtype's range for "
+                   "8-bit and bool inputs, the table's for indices, else [-1, 1])")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of `anec.pipeline.compile` from the options of `add_model_options`."""
     shapes = dict(parse_input_shape(s) for s in args.input_shape) or None
+    if args.example_inputs and args.calibrate is not None:
+        raise AnecError("--example-inputs and --calibrate both give sample inputs", hint="use one of them")
     samples = dict(load_sample(s) for s in args.calibrate) if args.calibrate else None
+    if args.example_inputs:
+        samples = load_example_inputs(args.example_inputs)
     calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
     frozen = dict(parse_freeze(s) for s in args.freeze) or None
+    ranges = dict(parse_input_range(s) for s in args.input_range) or None
     return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate,
-            "input_values": frozen}
+            "input_values": frozen, "input_ranges": ranges}
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -267,9 +302,30 @@ def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = Fa
             summary = ", ".join(f"{op} ×{n}" for op, n in kinds.most_common(4)) + (", …" if len(kinds) > 4 else "")
             table.add_row(f"ANE {first.segment}", f"{len(group)} ops", summary, "")
     console.print(table)
-    for kind, notes in (("fixed", report.fp16_fixes), ("warning", report.fp16_warnings)):
+    flagged = {f"{name}: {flag.note()}" for name, flag in report.fp16_flags}
+    for kind, notes in (("fixed", report.fp16_fixes), ("warning", [w for w in report.fp16_warnings if w not in flagged])):
         for note in notes:
             console.print(f"fp16 {kind}: {note}")
+    print_fp16(report, console)
+
+
+def print_fp16(report: Report, console: Console) -> None:
+    """The fp16 section: the range analysis's flags, and where error enters on the sample inputs."""
+    flags = report.fp16_flags
+    if flags:
+        verdicts = Counter(flag.verdict for _, flag in flags)
+        console.print("fp16 range analysis: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items(), key=lambda vn: vn[0] != "proven")))
+        table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+        for column in ("verdict", "kind", "bound", "limit", "op", "why"):
+            table.add_column(column, overflow="fold", justify="right" if column in ("bound", "limit") else "left")
+        for name, flag in flags:
+            table.add_row(flag.verdict, flag.kind, f"{flag.bound:.3g}", f"{flag.limit:g}", name, flag.why)
+        console.print(table)
+    sources = report.fp16_error_sources
+    if sources:
+        console.print(f"fp16 on the sample inputs: error enters at {len(sources)} op(s), worst first: "
+                      + ", ".join(f"{name} ({kind}, rel L2 {error:.2g})" for name, kind, error in sources[:5])
+                      + (", …" if len(sources) > 5 else ""))
 
 
 def load_sample(text: str) -> tuple[str, np.ndarray]:

@@ -89,9 +89,16 @@ def test_planted_range_hazards_are_flagged_by_name_in_the_report() -> None:
     assert any(w.startswith("big_scale: output reaches 2.4e+06") and "65504" in w for w in warnings), warnings
 
 
-def test_without_sample_inputs_range_hazards_cannot_be_seen() -> None:
+def test_without_sample_inputs_the_planted_hazards_are_safe_in_the_default_input_range() -> None:
     after = run_pass(segment_graph([(1, 8, 64)], _hazards), Fp16Pass())
-    assert not build_report(after, get_target("m1")).fp16_warnings
+    assert not build_report(after, get_target("m1")).fp16_warnings  # |x| ≤ 1: 1024 and 6e4 at most
+
+
+def test_without_sample_inputs_a_declared_input_range_reveals_the_planted_hazards() -> None:
+    after = run_pass(segment_graph([(1, 8, 64)], _hazards), Fp16Pass(input_ranges={"arg0": (-40.0, 40.0)}))
+    flags = dict(build_report(after, get_target("m1")).fp16_flags)
+    assert flags["hot_matmul"].kind == "MAC saturation" and flags["hot_matmul"].verdict == "proven"
+    assert flags["big_scale"].kind == "overflow" and flags["big_scale"].verdict == "proven"
 
 
 def test_calibrate_uses_seeded_random_inputs() -> None:
@@ -102,7 +109,7 @@ def test_calibrate_uses_seeded_random_inputs() -> None:
 
 def test_sample_inputs_that_do_not_fit_the_model_are_a_user_error() -> None:
     module = segment_graph([(1, 8, 64)], _hazards)
-    with pytest.raises(AnecError, match="cannot calibrate"):
+    with pytest.raises(AnecError, match="example inputs lack 'arg0'"):
         Fp16Pass(example_inputs={"nope": np.zeros(3)}).apply(None, clone_module(module))  # type: ignore[arg-type]
 
 
