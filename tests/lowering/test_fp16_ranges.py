@@ -236,7 +236,9 @@ def _sound_model() -> onnx.ModelProto:
         helper.make_node("Add", ["ss", "eps"], ["d"]),
         helper.make_node("Sqrt", ["d"], ["n"]),
         helper.make_node("Div", ["ctx", "n"], ["u"]),
-        helper.make_node("Mul", ["u", "s"], ["y"]),
+        helper.make_node("Mul", ["u", "s"], ["us"]),
+        helper.make_node("Sign", ["ctx"], ["sg"]),
+        helper.make_node("Add", ["us", "sg"], ["y"]),
     ]
     nodes.insert(6, helper.make_node("Transpose", ["q"], ["qt"], perm=[0, 2, 1]))
     graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])],
