@@ -76,6 +76,15 @@ def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> N
     p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
                    "(.npy files; with none, on seeded random inputs)")
+    p.add_argument("--keep-fp32", action="extend", nargs="+", default=[], metavar="NAME-OR-OP-TYPE",
+                   help="run these ops on the CPU in float32 (the ANE has only fp16): an op name as the report shows it (or its "
+                   "source node's name), or an op type: ane.softmax, onnx.TopK, or the ONNX type Softmax (repeatable)")
+    p.add_argument("--precision", choices=("fp16", "auto"), default="fp16",
+                   help="auto: keep in float32 the fewest ops, chosen by the fp16 error attribution, that bring every output within "
+                   "--tolerance of float32 on the --calibrate inputs (seeded random ones without); the summary says what moved and "
+                   "what it costs")
+    p.add_argument("--tolerance", type=float, default=1e-2, metavar="REL_L2",
+                   help="--precision auto: the relative L2 error each output may have against float32 (default 1e-2)")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +94,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
     frozen = dict(parse_freeze(s) for s in args.freeze) or None
     return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate,
-            "input_values": frozen}
+            "input_values": frozen, "keep_fp32": args.keep_fp32, "precision": args.precision, "tolerance": args.tolerance}
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -270,6 +279,8 @@ def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = Fa
     for kind, notes in (("fixed", report.fp16_fixes), ("warning", report.fp16_warnings)):
         for note in notes:
             console.print(f"fp16 {kind}: {note}")
+    if isinstance(choice := report.stats.get("precision_auto"), dict):
+        console.print(choice["summary"])
 
 
 def load_sample(text: str) -> tuple[str, np.ndarray]:

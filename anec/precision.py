@@ -1,0 +1,150 @@
+"""`--precision auto`: the fewest ops kept in float32 that bring the fp16 outputs within a tolerance.
+
+The ANE computes in fp16 only, so an op kept in float32 runs on the CPU (`ane-partition`'s
+`auto_fp32`). The choice is greedy and guided by the calibrated error attribution, which marks each
+op where fp16 error enters with `ane.fp16_enters` (its relative L2 against float32):
+
+1. compile with the ops kept so far, run the result on the samples and compare every output with
+   the float32 run of the imported model (`anec.agreement`, relative L2 bound = the tolerance);
+2. while an output misses, keep the ANE op where the most error enters. If that op already runs on
+   the CPU, error reaches it through its fp16 inputs (cancellation of rounded operands): its
+   producers on the ANE are kept next, the worst first;
+3. stop when every output meets the tolerance, when no op is left to move (said why), or after
+   `MAX_STEPS` compiles.
+
+The predicted latency before and after (segments, dispatches, milliseconds) comes from the report of
+the first and last compile, so the cost of what moved is read off the same timing model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from xdsl.dialects.builtin import FloatAttr, ModuleOp
+from xdsl.ir import Operation
+
+from anec.agreement import Error, error
+from anec.dialects import ane
+from anec.dialects.discardable import FP16_ENTERS_ATTR, name_of
+from anec.interpreter import entry_function, interpret, output_names
+from anec.lowering.fp16_attribution import producers
+from anec.report import build_report
+from anec.targets import Target
+
+MAX_STEPS = 8
+"""Compiles `--precision auto` tries before it gives up (each moves one op)."""
+
+Samples = Sequence[np.ndarray] | Mapping[str, np.ndarray]
+Trial = Callable[[tuple[str, ...]], ModuleOp]
+"""Compile the model through the graph passes, calibrated on the samples, with these ops (and the
+user's `--keep-fp32`) kept in float32."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a compile predicts: time, ANE segments (one dispatch each), ops on the CPU."""
+
+    latency_ms: float
+    segments: int
+    cpu_ops: int
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What `--precision auto` moved to float32 and what it costs."""
+
+    moved: tuple[str, ...]
+    """Op names kept in float32, in the order chosen."""
+    samples: str
+    """Which inputs the outputs were measured on."""
+    tolerance: float
+    met: bool
+    worst_before: float
+    """The largest relative L2 error of an output against float32 before anything moved."""
+    worst_after: float
+    before: Cost
+    after: Cost
+    steps: int
+    why: str = ""
+    """When the tolerance is not met: why nothing more could move."""
+
+    def summary(self) -> str:
+        """One line for the compile summary."""
+        moved = ", ".join(self.moved) or "nothing"
+        outcome = (f"outputs within rel L2 {self.tolerance:g} (worst {self.worst_before:.2g} → {self.worst_after:.2g})" if self.met
+                   else f"tolerance {self.tolerance:g} NOT met (worst {self.worst_before:.2g} → {self.worst_after:.2g}): {self.why}")
+        return (f"precision auto on {self.samples}: moved {len(self.moved)} op(s) to float32 on the CPU ({moved}); {outcome}; "
+                f"predicted {self.before.latency_ms:.3g} → {self.after.latency_ms:.3g} ms, segments (dispatches) "
+                f"{self.before.segments} → {self.after.segments}, CPU ops {self.before.cpu_ops} → {self.after.cpu_ops}")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "summary": self.summary()}
+
+
+def choose_fp32_ops(trial: Trial, imported: ModuleOp, inputs: Samples, samples: str, target: Target, tolerance: float) -> PrecisionChoice:
+    """Greedy by attribution: the ops to keep in float32 so that every output of the compiled model
+    meets `tolerance` on `inputs`."""
+    reference = dict(zip(output_names(entry_function(imported)), interpret(imported, inputs, segments="f32")))
+    moved: list[str] = []
+    first: ModuleOp | None = None
+    worst_before = worst = 0.0
+    why = f"still missing after {MAX_STEPS} compiles"
+    module = imported
+    for step in range(1, MAX_STEPS + 1):
+        module = trial(tuple(moved))
+        first = first or module
+        errors = _errors(module, inputs, reference)
+        misses = [name for name, e in errors.items() if not e.meets(tolerance)]
+        worst = max((e.rel_l2 for e in errors.values()), default=0.0)
+        if step == 1:
+            worst_before = worst
+        if not misses:
+            why = ""
+            break
+        candidate = _next_op(module, set(moved))
+        if candidate is None:
+            why = ("no op left on the ANE where fp16 error enters (the attribution names none beyond those kept; "
+                   "an output may be sensitive to fp16 inputs or to rounding spread over many ops)")
+            break
+        moved.append(candidate)
+    assert first is not None
+    return PrecisionChoice(tuple(moved), samples, tolerance, not why, worst_before, worst, _cost(first, target), _cost(module, target),
+                           step, why)
+
+
+def _errors(module: ModuleOp, inputs: Samples, reference: Mapping[str, np.ndarray]) -> dict[str, Error]:
+    """Each output's error against float32."""
+    with np.errstate(over="ignore", invalid="ignore"):  # fp16 overflow is what is measured
+        got = interpret(module, inputs)
+    return {name: error(np.asarray(y, np.float64), np.asarray(reference[name], np.float64))
+            for name, y in zip(output_names(entry_function(module)), got)}
+
+
+def _next_op(module: ModuleOp, kept: set[str]) -> str | None:
+    """The ANE op to keep next: where the most error enters, or the worst ANE producer of an op on the
+    CPU that error still enters (kept, or on the CPU anyway)."""
+    entering = sorted((op for op in module.walk() if FP16_ENTERS_ATTR in op.attributes), key=_entered, reverse=True)
+    for op in entering:
+        if _on_ane(op) and name_of(op) not in kept:
+            return name_of(op)
+        if not _on_ane(op):
+            feeding = sorted((p for p in producers(op) if _on_ane(p) and name_of(p) not in kept), key=_entered, reverse=True)
+            if feeding:
+                return name_of(feeding[0])
+    return None
+
+
+def _entered(op: Operation) -> float:
+    attr = op.attributes.get(FP16_ENTERS_ATTR)
+    return attr.value.data if isinstance(attr, FloatAttr) else 0.0
+
+
+def _on_ane(op: Operation) -> bool:
+    return isinstance(op.parent_op(), ane.SegmentOp)
+
+
+def _cost(module: ModuleOp, target: Target) -> Cost:
+    report = build_report(module, target)
+    return Cost((report.predicted_latency_s or 0.0) * 1e3, report.segments, len(report.host_ops))
