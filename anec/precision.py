@@ -34,7 +34,7 @@ from anec.report import build_report
 from anec.targets import Target
 
 MAX_STEPS = 8
-"""Compiles `--precision auto` tries before it gives up (each moves one op)."""
+"""Compiles `--precision auto` tries before it gives up (each after the first moves one op)."""
 
 Samples = Sequence[np.ndarray] | Mapping[str, np.ndarray]
 Trial = Callable[[tuple[str, ...]], ModuleOp]
@@ -90,18 +90,20 @@ def choose_fp32_ops(trial: Trial, imported: ModuleOp, inputs: Samples, samples: 
     moved: list[str] = []
     first: ModuleOp | None = None
     worst_before = worst = 0.0
-    why = f"still missing after {MAX_STEPS} compiles"
+    why = ""
     module = imported
     for step in range(1, MAX_STEPS + 1):
         module = trial(tuple(moved))
-        first = first or module
+        first = module if first is None else first
         errors = _errors(module, inputs, reference)
         misses = [name for name, e in errors.items() if not e.meets(tolerance)]
         worst = max((e.rel_l2 for e in errors.values()), default=0.0)
         if step == 1:
             worst_before = worst
         if not misses:
-            why = ""
+            break
+        if step == MAX_STEPS:
+            why = f"{len(misses)} output(s) still miss it after {MAX_STEPS} compiles ({', '.join(misses)})"
             break
         candidate = _next_op(module, set(moved))
         if candidate is None:

@@ -17,10 +17,13 @@ reason for a `host.op` it could not map.
 Ops kept in float32 (`keep_fp32`, `--keep-fp32`; `auto_fp32`, chosen by `--precision auto`) stay on
 the CPU too, since the ANE has no float32: the fp16 pass then casts at the edges of the segments
 around them. An entry names ops by
+
 - name: an op's `ane.name` as the report shows it (`/ln#var`), or its source node's name (`/ln`,
   which keeps every op that node became);
 - op type: anec's (`ane.softmax`), a host op's (`onnx.TopK`, `aten.cumsum.default`), or the source
-  model's (`Softmax`: every ONNX node of that type, from `source_op_types`).
+  model's (`Softmax`: every ONNX node of that type, from `source_op_types`); each op of that type
+  keeps every op its source node became (a reshape the layout pass put after it, too).
+
 An entry that matches no op is an error naming the closest names and types.
 """
 
@@ -98,6 +101,9 @@ def kept_in_fp32(blocks: Iterable[Block], entries: Iterable[str], source_op_type
     kept: dict[Operation, str] = {}
     for entry in entries:
         matched = [op for op in compute if entry in keys[op]]
+        if matched and entry in op_types(matched[0], source_op_types):  # a type keeps the whole nodes of its ops (their reshapes too)
+            nodes = {source_name(name_of(op)) for op in matched}
+            matched = [op for op in compute if source_name(name_of(op)) in nodes]
         if not matched and not strict:
             matched = [op for op in compute if source_name(entry) in keys[op]]
         if not matched and strict:

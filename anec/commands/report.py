@@ -29,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     target = get_target(args.target)  # a typo fails before the model is imported
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".html")
-    options = {**model_options(args), "source_op_types": source_op_types(args.model)}
+    options = model_options(args)
     module = import_model(args.model, input_shapes=options["input_shapes"], example_inputs=options["example_inputs"],
                           input_values=options["input_values"])
+    options["source_op_types"] = source_op_types(args.model)  # the module has node names, not ONNX op types
     compiled = compile_model(module, target=target, emit="descriptors", **options)
     # placement and latency do not depend on calibration, so the comparison compiles without it (and
     # without --precision auto's search; the ops it kept on the selected chip stay kept)
