@@ -8,7 +8,9 @@ op where fp16 error enters with `ane.fp16_enters` (its relative L2 against float
    the float32 run of the imported model (`anec.agreement`, relative L2 bound = the tolerance);
 2. while an output misses, keep the ANE op where the most error enters. If that op already runs on
    the CPU, error reaches it through its fp16 inputs (cancellation of rounded operands): its
-   producers on the ANE are kept next, the worst first;
+   producers on the ANE are kept next, the worst first. When the op's float32 value on the samples
+   is beyond fp16's range, the ANE ops that read it (transitively, while their values are too) move
+   with it: each would read inf on the ANE whatever else moved;
 3. stop when every output meets the tolerance, when no op is left to move (said why), or after
    `MAX_STEPS` compiles.
 
@@ -22,19 +24,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from xdsl.dialects.builtin import FloatAttr, ModuleOp
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import AnyFloat, FloatAttr, ModuleOp
+from xdsl.ir import Operation, SSAValue
 
 from anec.agreement import Error, error
 from anec.dialects import ane
-from anec.dialects.discardable import FP16_ENTERS_ATTR, name_of
+from anec.dialects.discardable import FP16_ENTERS_ATTR, FP16_PEAK_ATTR, name_of
 from anec.interpreter import entry_function, interpret, output_names
 from anec.lowering.fp16_attribution import producers
 from anec.report import build_report
 from anec.targets import Target
 
 MAX_STEPS = 8
-"""Compiles `--precision auto` tries before it gives up (each after the first moves one op)."""
+"""Compiles `--precision auto` tries before it gives up (each after the first moves one op, or
+one overflow region)."""
 
 Samples = Sequence[np.ndarray] | Mapping[str, np.ndarray]
 Trial = Callable[[tuple[str, ...]], ModuleOp]
@@ -105,12 +108,12 @@ def choose_fp32_ops(trial: Trial, imported: ModuleOp, inputs: Samples, samples: 
         if step == MAX_STEPS:
             why = f"{len(misses)} output(s) still miss it after {MAX_STEPS} compiles ({', '.join(misses)})"
             break
-        candidate = _next_op(module, set(moved))
-        if candidate is None:
+        candidates = _next_ops(module, set(moved), target.numerics.fp16_max.value)
+        if not candidates:
             why = ("no op left on the ANE where fp16 error enters (the attribution names none beyond those kept; "
                    "an output may be sensitive to fp16 inputs or to rounding spread over many ops)")
             break
-        moved.append(candidate)
+        moved += candidates
     assert first is not None
     return PrecisionChoice(tuple(moved), samples, tolerance, not why, worst_before, worst, _cost(first, target), _cost(module, target),
                            step, why)
@@ -124,18 +127,58 @@ def _errors(module: ModuleOp, inputs: Samples, reference: Mapping[str, np.ndarra
             for name, y in zip(output_names(entry_function(module)), got)}
 
 
-def _next_op(module: ModuleOp, kept: set[str]) -> str | None:
-    """The ANE op to keep next: where the most error enters, or the worst ANE producer of an op on the
-    CPU that error still enters (kept, or on the CPU anyway)."""
+def _next_ops(module: ModuleOp, kept: set[str], fp16_max: float) -> list[str]:
+    """The ANE ops to keep next: the op where the most error enters (or the worst ANE producer of
+    an op on the CPU that error still enters), with its overflow region."""
     entering = sorted((op for op in module.walk() if FP16_ENTERS_ATTR in op.attributes), key=_entered, reverse=True)
     for op in entering:
         if _on_ane(op) and name_of(op) not in kept:
-            return name_of(op)
+            return [name_of(o) for o in _overflow_region(op, fp16_max) if name_of(o) not in kept]
         if not _on_ane(op):
             feeding = sorted((p for p in producers(op) if _on_ane(p) and name_of(p) not in kept), key=_entered, reverse=True)
             if feeding:
-                return name_of(feeding[0])
-    return None
+                return [name_of(o) for o in _overflow_region(feeding[0], fp16_max) if name_of(o) not in kept]
+    return []
+
+
+def _overflow_region(op: Operation, fp16_max: float) -> list[Operation]:
+    """`op` and, when its float32 value on the samples is beyond fp16's range, every ANE op that reads
+    such a value, transitively: each of them gets inf on the ANE whatever else moves."""
+    region, todo = [op], [op]
+    while todo:
+        current = todo.pop()
+        if _peak(current) <= fp16_max:
+            continue
+        for reader in (r for v in current.results for r in _readers(v)):
+            if _on_ane(reader) and reader not in region:
+                region.append(reader)
+                todo.append(reader)
+    return region
+
+
+def _readers(value: SSAValue) -> list[Operation]:
+    """The ops that compute with `value`, looked through segment edges and their float casts."""
+    found: list[Operation] = []
+    for use in value.uses:
+        user = use.operation
+        if isinstance(user, ane.YieldOp) and isinstance(segment := user.parent_op(), ane.SegmentOp):
+            found += _readers(segment.outputs[use.index])
+        elif isinstance(user, ane.SegmentOp):
+            found += _readers(user.body.block.args[use.index])
+        elif isinstance(user, ane.CastOp) and _is_float(user.result) and _is_float(user.input):
+            found += _readers(user.result)
+        else:
+            found.append(user)
+    return found
+
+
+def _is_float(value: SSAValue) -> bool:
+    return isinstance(getattr(value.type, "element_type", None), AnyFloat)
+
+
+def _peak(op: Operation) -> float:
+    attr = op.attributes.get(FP16_PEAK_ATTR)
+    return attr.value.data if isinstance(attr, FloatAttr) else 0.0
 
 
 def _entered(op: Operation) -> float:

@@ -145,4 +145,4 @@ def test_keep_fp32_and_precision_auto_are_in_the_summary(tmp_path: Path, capsys:
     code, out, _ = compile_cli(capsys, str(path), "--emit", "ir", "--precision", "auto", "--tolerance", "1e-2",
                                "--calibrate", f"x={tmp_path / 'x.npy'}")
     assert code == 0 and "kept in float32 by --precision auto" in out
-    assert "precision auto on the example inputs: moved 1 op(s) to float32 on the CPU (total); outputs within rel L2 0.01" in out
+    assert "precision auto on the example inputs: moved 2 op(s) to float32 on the CPU (total, total#layout); outputs within rel L2 0.01" in out
