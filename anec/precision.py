@@ -12,7 +12,9 @@ op where fp16 error enters with `ane.fp16_enters` (its relative L2 against float
    is beyond fp16's range, the ANE ops that read it (transitively, while their values are too) move
    with it: each would read inf on the ANE whatever else moved;
 3. stop when every output meets the tolerance, when no op is left to move (said why), or after
-   `MAX_STEPS` compiles.
+   `MAX_STEPS` compiles. Short of the tolerance, what moved stays only if it helped: fewer outputs
+   miss, or the worst error halved (rounding spread over a deep network is no one op's doing, and
+   moving ops then only costs time).
 
 The predicted latency before and after (segments, dispatches, milliseconds) comes from the report of
 the first and last compile, so the cost of what moved is read off the same timing model.
@@ -93,6 +95,7 @@ def choose_fp32_ops(trial: Trial, imported: ModuleOp, inputs: Samples, samples: 
     moved: list[str] = []
     first: ModuleOp | None = None
     worst_before = worst = 0.0
+    missed_before = 0
     why = ""
     module = imported
     for step in range(1, MAX_STEPS + 1):
@@ -102,7 +105,7 @@ def choose_fp32_ops(trial: Trial, imported: ModuleOp, inputs: Samples, samples: 
         misses = [name for name, e in errors.items() if not e.meets(tolerance)]
         worst = max((e.rel_l2 for e in errors.values()), default=0.0)
         if step == 1:
-            worst_before = worst
+            worst_before, missed_before = worst, len(misses)
         if not misses:
             break
         if step == MAX_STEPS:
@@ -115,6 +118,9 @@ def choose_fp32_ops(trial: Trial, imported: ModuleOp, inputs: Samples, samples: 
             break
         moved += candidates
     assert first is not None
+    if why and moved and not (len(misses) < missed_before or worst < worst_before / 2):
+        why += "; what moved did not reduce the error, so nothing stays in float32"
+        moved, module, worst = [], first, worst_before
     return PrecisionChoice(tuple(moved), samples, tolerance, not why, worst_before, worst, _cost(first, target), _cost(module, target),
                            step, why)
 

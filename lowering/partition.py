@@ -58,7 +58,7 @@ class PartitionPass(ModulePass):
     keep_fp32: tuple[str, ...] = ()
     """Ops to keep on the CPU in float32, by name or op type (`--keep-fp32`)."""
     auto_fp32: tuple[str, ...] = ()
-    """Ops `--precision auto` keeps in float32 (names of ops where fp16 error entered)."""
+    """Ops `--precision auto` keeps in float32 (names read off an earlier compile of the same model)."""
     source_op_types: Any = field(default=None, hash=False)
     """Source node name -> its op type in the source model (ONNX), so entries can name those types."""
 
@@ -73,7 +73,7 @@ class PartitionPass(ModulePass):
 
 
 KEPT_BY_USER = "kept in float32 by --keep-fp32 (the ANE computes in fp16)"
-KEPT_BY_AUTO = "kept in float32 by --precision auto: fp16 error entered here beyond the tolerance"
+KEPT_BY_AUTO = "kept in float32 by --precision auto to meet the tolerance (see the summary's precision line)"
 
 
 def op_types(op: Operation, source_op_types: Mapping[str, str]) -> list[str]:

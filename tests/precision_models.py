@@ -51,6 +51,13 @@ def many_sums(n: int) -> onnx.ModelProto:
     return _model(nodes, [1, 8, 256], [f"y{i}" for i in range(n)], {"k": np.float32(1000.0), "axes": np.array([2], np.int64)})
 
 
+def cancellation() -> onnx.ModelProto:
+    """y = (x + 1000) - 1000: fp16 holds 1000 + x to 0.5, so small x cancel to multiples of 0.5."""
+    nodes = [helper.make_node("Add", ["x", "big"], ["shifted"], name="shift"),
+             helper.make_node("Sub", ["shifted", "big"], ["y"], name="restore")]
+    return _model(nodes, [1, 8, 256], ["y"], {"big": np.float32(1000.0)})
+
+
 def unit_inputs(shape: tuple[int, ...] = (1, 8, 256)) -> np.ndarray:
     """Seeded values in [0, 1)."""
     return np.random.default_rng(RNG_SEED).random(shape).astype(np.float32)

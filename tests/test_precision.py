@@ -9,7 +9,7 @@ import pytest
 import anec
 from anec import precision
 from anec.errors import AnecError
-from tests.precision_models import harmless, many_sums, scaled_sum, unit_inputs
+from tests.precision_models import cancellation, harmless, many_sums, scaled_sum, unit_inputs
 
 
 def test_auto_keeps_the_op_at_fault_and_the_answer_becomes_right() -> None:
@@ -54,3 +54,19 @@ def test_unknown_precision_and_bad_tolerance_are_errors() -> None:
         anec.compile(harmless(), emit="ir", precision="fp8")
     with pytest.raises(AnecError, match="tolerance must be a positive"):
         anec.compile(harmless(), emit="ir", precision="auto", tolerance=0)
+
+
+def test_cancellation_moves_the_subtraction_then_the_add_that_rounded_its_operand() -> None:
+    x = {"x": 0.01 * unit_inputs() - 0.005}
+    choice = anec.compile(cancellation(), emit="ir", precision="auto", example_inputs=x).report.stats["precision_auto"]
+    assert choice["met"] and choice["moved"] == ("restore", "shift") and choice["steps"] == 3
+
+
+def test_moves_that_do_not_reduce_the_error_are_undone(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "MAX_STEPS", 2)  # the subtraction alone moves: the rounded operand still cancels
+    x = {"x": 0.01 * unit_inputs() - 0.005}
+    compiled = anec.compile(cancellation(), emit="ir", precision="auto", example_inputs=x)
+    choice = compiled.report.stats["precision_auto"]
+    assert not choice["met"] and choice["moved"] == () and not compiled.report.host_ops
+    assert choice["why"].endswith("what moved did not reduce the error, so nothing stays in float32")
+    assert choice["before"] == choice["after"] and choice["worst_before"] == choice["worst_after"] > 0.1
