@@ -41,6 +41,11 @@ class Error:
     def ok(self) -> bool:
         return self.cosine >= COSINE_MIN and self.rel_l2 <= REL_L2_MAX
 
+    def meets(self, rel_l2_max: float = REL_L2_MAX) -> bool:
+        """The agreement bar with another relative L2 bound (`--tolerance`); fp16 noise always passes."""
+        fraction, floor = FP16_NOISE
+        return (self.cosine >= COSINE_MIN and self.rel_l2 <= rel_l2_max) or self.max_abs <= max(fraction * self.scale, floor)
+
     def ok_within(self, noise: tuple[float, float]) -> bool:
         """`ok`, or every difference within the arithmetic's noise (`F32_NOISE`, `FP16_NOISE`)."""
         fraction, floor = noise

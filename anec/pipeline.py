@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 
+from anec.agreement import REL_L2_MAX
 from anec.analysis import total_padding_bytes
 from anec.context import make_context
 from anec.descriptors.binary import decode, encode
@@ -34,7 +35,9 @@ from anec.dialects import ane
 from anec.dialects.discardable import SOURCE_ATTR
 from anec.emit import EMITTERS, EmitOptions
 from anec.errors import AnecError
-from anec.importers import InputShapes, import_model
+from anec.importers import InputShapes, import_model, source_op_types
+from anec.lowering.fp16 import sample_inputs
+from anec.precision import PrecisionChoice, choose_fp32_ops
 from anec.report import Report, build_report
 from anec.runtime import run_file
 from anec.targets import Target, get_target
@@ -73,6 +76,17 @@ class CompileOptions:
     stop_after: str | None = None
     pass_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Extra options per pass name, e.g. {"ane-fp16": {"calibrate": True}}."""
+    keep_fp32: Sequence[str] = ()
+    """Ops kept on the CPU in float32, by name or op type (`--keep-fp32`; matching: `ane-partition`)."""
+    precision: str = "fp16"
+    """"fp16": the ANE's ops compute in fp16; "auto": also keep in float32 the fewest ops that bring
+    the calibrated outputs within `tolerance` (`anec.precision`)."""
+    tolerance: float = REL_L2_MAX
+    """`precision="auto"`: the relative L2 error each output may have against float32."""
+    auto_fp32: tuple[str, ...] = ()
+    """What `precision="auto"` chose to keep in float32 (set by `compile`)."""
+    source_op_types: Mapping[str, str] = field(default_factory=dict)
+    """Node name -> op type in the source model, so `keep_fp32` can name ONNX op types (set by `compile`)."""
 
 
 def build_passes(options: CompileOptions) -> list[ModulePass]:
@@ -84,7 +98,8 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
         cls = PASSES[name]()
         fields = {f.name for f in dataclasses.fields(cls)}
         given = (("target", options.target), ("min_segment_ops", options.min_segment_ops), ("example_inputs", options.example_inputs),
-                 ("input_ranges", options.input_ranges))
+                 ("input_ranges", options.input_ranges), ("keep_fp32", tuple(options.keep_fp32)), ("auto_fp32", options.auto_fp32),
+                 ("source_op_types", options.source_op_types))
         kwargs = {k: v for k, v in given if k in fields}
         kwargs.update(options.pass_options.get(name, {}))
         passes.append(cls(**kwargs))
@@ -203,6 +218,26 @@ class CompiledModel:
         return model_path.with_suffix(EMITTERS[self.options.emit].suffix)
 
 
+PRECISIONS = ("fp16", "auto")
+
+
+def auto_precision(module: ModuleOp, options: CompileOptions) -> tuple[CompileOptions, PrecisionChoice]:
+    """`precision="auto"`: the options with the ops `anec.precision` chose kept in float32, calibrated on
+    the samples it measured (the example inputs, else seeded random ones), and the choice."""
+    inputs = sample_inputs(module, options.example_inputs, synthesize=True)
+    assert inputs is not None
+    samples = "the example inputs" if options.example_inputs is not None else "seeded random inputs (no example inputs given)"
+    calibrated = dataclasses.replace(options, example_inputs=inputs, emit="ir", stop_after=None, print_ir_after_all=False)
+
+    def trial(kept: tuple[str, ...]) -> ModuleOp:
+        copy = copy_module(module)
+        run_pipeline(copy, dataclasses.replace(calibrated, auto_fp32=kept))
+        return copy
+
+    choice = choose_fp32_ops(trial, module, inputs, samples, get_target(options.target), options.tolerance)
+    return dataclasses.replace(options, example_inputs=inputs, auto_fp32=choice.moved), choice
+
+
 def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", input_shapes: InputShapes | None = None,
             example_inputs: Any = None, progress: Progress | None = None, **options: Any) -> CompiledModel:
     """Import `model`, lower it for `target`, and return the compiled model (see DESIGN: Public interfaces).
@@ -219,6 +254,11 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
     chips = [get_target(t) for t in targets]
     if emit not in PIPELINES:
         raise AnecError(f"unknown --emit kind {emit!r}", hint=f"use one of {', '.join(PIPELINES)}")
+    precision, tolerance = options.get("precision", "fp16"), options.get("tolerance", REL_L2_MAX)
+    if precision not in PRECISIONS:
+        raise AnecError(f"unknown precision {precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
+    if not (isinstance(tolerance, int | float) and tolerance > 0):
+        raise AnecError(f"tolerance must be a positive relative L2 error, got {tolerance!r}", hint="e.g. --tolerance 1e-2")
     stage = progress or (lambda name: None)
     stage("import")
     start = time.perf_counter()
@@ -226,12 +266,20 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
     if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
         module.attributes[SOURCE_ATTR] = StringAttr(str(Path(model).resolve()))
     imported = {"import_seconds": time.perf_counter() - start, "import_peak_mb": peak_memory_mb()}
+    if (options.get("keep_fp32") or precision == "auto") and "source_op_types" not in options:
+        options["source_op_types"] = source_op_types(model)
     compiled = []
     for i, tgt in enumerate(chips):
         opts = CompileOptions(target=tgt.arch, emit=emit, input_shapes=input_shapes, example_inputs=example_inputs, **options)
-        ir = module if i == len(chips) - 1 else copy_module(module)
         chip_stage = stage if len(chips) == 1 else lambda name, chip=tgt.name: stage(f"{chip}: {name}")
+        choice = None
+        if precision == "auto":
+            chip_stage("precision auto")
+            opts, choice = auto_precision(module, opts)
+        ir = module if i == len(chips) - 1 else copy_module(module)
         stats = {**imported, **run_pipeline(ir, opts, progress=chip_stage)}
+        if choice is not None:
+            stats["precision_auto"] = choice.to_json()
         chip_stage("report")
         start = time.perf_counter()
         report = build_report(ir, tgt, stats)

@@ -14,14 +14,17 @@ at 2^15. This pass
    or *possible* (the bound passes the limit by at most 4×; looser bounds are not reported);
 3. with sample inputs (`example_inputs`, or `calibrate` for seeded random ones) runs the graph in
    float32 and flags tensors above 65504 and conv/matmul outputs above 2^15, by op name;
-4. applies the safe fixes (raise the epsilon, subtract the maximum, make masks finite at -1e4) and
-   records each as `ane.fp16_fixes` on the op concerned; the rest become `ane.fp16_warnings`;
+4. applies the safe fixes (raise the epsilon, subtract the maximum, make masks finite at -1e4; with
+   samples, compute a sum or mean that overflows scaled down by a power of two and scale it back
+   where it fits again, see `rescale_sums`) and records each as `ane.fp16_fixes` on the op
+   concerned; the rest become `ane.fp16_warnings`;
 5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +54,7 @@ from anec.lowering.rewriting import (
     ane_blocks,
     constant_of,
     prune_weights,
+    scalar_of,
     segments,
     users,
 )
@@ -261,6 +265,8 @@ def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
 
     interpret(module, inputs, precision="f32", segments="f32", observe=observe)
     fp16_max, mac_limit = target.numerics.fp16_max.value, target.numerics.mac_saturation.value
+    for block in blocks:
+        rescale_sums(block, ranges, reference, fp16_max)
     fn = entry_function(module)
     arg_peaks = {arg: float(np.abs(np.asarray(x, np.float64)).max(initial=0.0)) for arg, x in _bound(module, inputs)}
     names = dict(zip(fn.args, input_names(fn)))
@@ -285,6 +291,116 @@ def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
                 warn(op, f"output reaches {peak:.3g} on the sample inputs, above fp16's {fp16_max:g} (becomes inf)")
             if id(op) in ranges.nonfinite:
                 warn(op, "produces inf or NaN on the sample inputs")
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact rescaling of sums that overflow
+# ------------------------------------------------------------------------------------------------
+
+
+SUM_HEADROOM = 2.0**14
+"""A rescaled sum is brought below this, a quarter of fp16's range, for inputs beyond the samples'."""
+
+
+def rescale_sums(block: Block, ranges: Ranges, reference: Reference, fp16_max: float) -> None:
+    """A sum or mean whose input or result exceeds fp16's range on the samples, and whose value is
+    in range again where it is used (a mean, a sum scaled by a constant, a mean of squares), is
+    computed on its input scaled by 2^-k and scaled back by 2^k after: the variance/LayerNorm
+    overflow fix. Powers of two are exact in binary arithmetic, so the result is bit for bit the
+    unscaled one wherever that one did not overflow (only addends below 2^(k-14), which fp16 holds
+    as subnormals, lose bits: at most N·2^(k-14) against a sum that overflowed 2^16).
+
+    The scale goes in at the cheapest exact place: into the constant of `x · c`, on the operand of
+    a square `x · x` or `x ^ 2` (2^-k/2 each), else as a multiply of the input (when the input fits); it comes
+    back out in the constant of a `· c` or `/ c` that uses the sum, else as a multiply after it
+    (when the true sum fits)."""
+    for op in list(block.ops):
+        if not isinstance(op, ane.ReduceSumOp | ane.ReduceMeanOp):
+            continue
+        source, total = op.input, ranges.peak.get(id(op), 0.0)
+        addends = ranges.peak.get(id(source.owner), 0.0) if isinstance(source.owner, Operation) else 0.0
+        if max(addends, total) <= fp16_max:
+            continue
+        squared = _is_square(source)
+        k = max(1, math.ceil(math.log2(max(addends, total) / SUM_HEADROOM)))
+        k += k % 2 if squared else 0
+        back = _scale_back(op, 2.0**k, ranges, total, fp16_max)
+        if back is None:
+            continue
+        scaled = _scaled_down(op, source, 2.0**-k, squared, addends <= fp16_max)
+        if scaled is None:
+            continue
+        op.operands = [scaled]
+        back()
+        ranges.peak[id(op)] = total * 2.0**-k
+        reference.values.pop(op, None)  # its output is scaled now: no longer float32's
+        if isinstance(source.owner, Operation) and not source.uses:
+            ranges.peak.pop(id(source.owner), None)
+            reference.values.pop(source.owner, None)
+            source.owner.detach()
+            source.owner.erase()
+        fix(op, f"{'addends reach' if addends > fp16_max else 'result reaches'} {max(addends, total):.3g} on the sample inputs, "
+                f"beyond fp16's {fp16_max:g}: summed scaled by 2^-{k} and scaled back after (exact: powers of two)")
+
+
+def _is_square(value: SSAValue) -> bool:
+    """x · x or x ^ 2."""
+    op = value.owner
+    return (isinstance(op, ane.MulOp) and op.lhs is op.rhs) or (isinstance(op, ane.PowOp) and scalar_of(op.rhs) == 2.0)
+
+
+def _exactly_scaled(value: SSAValue, factor: float) -> np.ndarray | None:
+    """The constant `value` times `factor` when that is exact in fp16 (no under- or overflow)."""
+    array = constant_of(value)
+    if array is None or array.dtype.kind != "f":
+        return None
+    scaled = array.astype(np.float64) * factor
+    with np.errstate(over="ignore", under="ignore"):
+        exact = np.array_equal(scaled.astype(np.float16).astype(np.float64) / factor, array.astype(np.float16).astype(np.float64))
+    return scaled.astype(array.dtype) if exact and np.all(np.isfinite(scaled.astype(np.float16))) else None
+
+
+def _scaled_down(reduction: Operation, source: SSAValue, factor: float, squared: bool, fits: bool) -> SSAValue | None:
+    """`source` times `factor`, computed without `source` itself (which may overflow)."""
+    producer = source.owner
+    if squared:
+        assert isinstance(producer, ane.MulOp | ane.PowOp)
+        emit = Emitter(producer)
+        half = emit(ane.MulOp(producer.lhs, emit.scalar(math.sqrt(factor), producer.lhs)), "scaled")
+        return emit(ane.MulOp(half, half), "scaled_square")
+    if isinstance(producer, ane.MulOp):
+        for x, c in ((producer.lhs, producer.rhs), (producer.rhs, producer.lhs)):
+            if (scaled := _exactly_scaled(c, factor)) is not None:
+                emit = Emitter(producer)
+                return emit(ane.MulOp(x, emit.const(scaled, c)) if x is producer.lhs else ane.MulOp(emit.const(scaled, c), x), "scaled")
+    if fits:
+        emit = Emitter(reduction)
+        return emit(ane.MulOp(source, emit.scalar(factor, source)), "scale_down")
+    return None
+
+
+def _scale_back(reduction: Operation, factor: float, ranges: Ranges, total: float, fp16_max: float) -> Callable[[], None] | None:
+    """How to undo the scaling where the sum is used, or None when nowhere keeps it within fp16."""
+    result = reduction.results[0]
+    found = users(result)
+    user = found[0] if len(found) == 1 else None
+    if isinstance(user, ane.MulOp | ane.DivOp) and ranges.peak.get(id(user), math.inf) <= fp16_max:
+        index = 1 if user.lhs is result else 0
+        if isinstance(user, ane.MulOp) or index == 1:
+            constant = user.operands[index]
+            scaled = _exactly_scaled(constant, factor if isinstance(user, ane.MulOp) else 1 / factor)
+            if scaled is not None:
+                def fold() -> None:
+                    user.operands = [*user.operands[:index], Emitter(user).const(scaled, constant, "rescaled"), *user.operands[index + 1:]]
+                return fold
+    if total <= fp16_max:
+        def multiply() -> None:
+            assert reduction.next_op is not None  # a block ends with its terminator
+            emit = Emitter(reduction.next_op, name=name_of(reduction))
+            restored = emit(ane.MulOp(result, emit.scalar(factor, result)), "scale_back")
+            result.replace_uses_with_if(restored, lambda use: use.operation is not restored.owner)
+        return multiply
+    return None
 
 
 def _bound(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> list[tuple[SSAValue, np.ndarray]]:

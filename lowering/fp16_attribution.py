@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from xdsl.dialects.builtin import IntegerType, ModuleOp
+from xdsl.dialects.builtin import FloatAttr, IntegerType, ModuleOp, f64
 from xdsl.ir import Operation, SSAValue
 
 from anec.agreement import FP16_MIN_NORMAL, Error, error
 from anec.dialects import ane
-from anec.dialects.discardable import name_of
+from anec.dialects.discardable import FP16_ENTERS_ATTR, name_of
 from anec.interpreter import entry_function, interpret, output_names
 from anec.targets import Target
 
@@ -72,7 +72,8 @@ def attribute(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
                        f"(cosine {e.cosine:.4f}, rel L2 {e.rel_l2:.2g}){where}")
     for op in entering:
         e = errors[op]
-        inputs_error = max((errors[p].rel_l2 for p in _producers(op) if p in errors), default=0.0)
+        op.attributes[FP16_ENTERS_ATTR] = FloatAttr(e.rel_l2, f64)
+        inputs_error = max((errors[p].rel_l2 for p in producers(op) if p in errors), default=0.0)
         warn(op, f"fp16 error enters here ({kind(op, reference, target)}): rel L2 {e.rel_l2:.2g} against float32, "
                  f"its inputs {inputs_error:.2g}")
 
@@ -94,7 +95,7 @@ def _producer(value: SSAValue) -> Operation | None:
     return owner if isinstance(owner, Operation) else None
 
 
-def _producers(op: Operation) -> list[Operation]:
+def producers(op: Operation) -> list[Operation]:
     return [p for v in op.operands if (p := _producer(v)) is not None]
 
 
@@ -102,7 +103,7 @@ def _enters(op: Operation, errors: Mapping[Operation, Error]) -> bool:
     e = errors[op]
     if e.ok or isinstance(op, ane.SegmentOp | ane.CastOp):
         return False
-    before = [errors[p] for p in _producers(op) if p in errors]
+    before = [errors[p] for p in producers(op) if p in errors]
     worst = max((b.rel_l2 for b in before), default=0.0)
     return all(b.ok for b in before) or e.rel_l2 > AMPLIFIED * worst
 
@@ -120,7 +121,7 @@ def kind(op: Operation, reference: Reference, target: Target) -> str:
         return "discontinuity"
     if name in POLES:
         return "near a pole"
-    operands = [reference.values.get(p, [None])[0] for p in _producers(op)]
+    operands = [reference.values.get(p, [None])[0] for p in producers(op)]
     if name in ("add", "sub") and all(x is not None for x in operands):
         scale = max(float(np.abs(np.asarray(x, np.float64)).mean()) for x in operands)
         if scale > 0 and float(np.abs(out).mean()) < 1e-2 * scale:

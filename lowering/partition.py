@@ -13,12 +13,27 @@ recomputed.
 Constants a segment uses are cloned into it (segments are isolated from above). Each op left on
 the CPU carries `ane.reason`: its first failing legality rule, or the importer's more specific
 reason for a `host.op` it could not map.
+
+Ops kept in float32 (`keep_fp32`, `--keep-fp32`; `auto_fp32`, chosen by `--precision auto`) stay on
+the CPU too, since the ANE has no float32: the fp16 pass then casts at the edges of the segments
+around them. An entry names ops by
+
+- name: an op's `ane.name` as the report shows it (`/ln#var`), or its source node's name (`/ln`,
+  which keeps every op that node became);
+- op type: anec's (`ane.softmax`), a host op's (`onnx.TopK`, `aten.cumsum.default`), or the source
+  model's (`Softmax`: every ONNX node of that type, from `source_op_types`); each op of that type
+  keeps every op its source node became (a reshape the layout pass put after it, too).
+
+An entry that matches no op is an error naming the closest names and types.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -28,7 +43,8 @@ from xdsl.passes import ModulePass
 from xdsl.traits import IsTerminator
 
 from anec.dialects import ane, host
-from anec.dialects.discardable import REASON_ATTR
+from anec.dialects.discardable import REASON_ATTR, name_of, source_name
+from anec.errors import AnecError
 from anec.legality import legality
 from anec.targets import Target, get_target
 
@@ -39,16 +55,71 @@ class PartitionPass(ModulePass):
 
     target: str = "m1"
     min_segment_ops: int = 1
+    keep_fp32: tuple[str, ...] = ()
+    """Ops to keep on the CPU in float32, by name or op type (`--keep-fp32`)."""
+    auto_fp32: tuple[str, ...] = ()
+    """Ops `--precision auto` keeps in float32 (names read off an earlier compile of the same model)."""
+    source_op_types: Any = field(default=None, hash=False)
+    """Source node name -> its op type in the source model (ONNX), so entries can name those types."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = get_target(self.target)
-        for fn in op.ops:
-            if isinstance(fn, func.FuncOp) and fn.body.blocks:
-                partition_block(fn.body.block, target, self.min_segment_ops)
+        blocks = [fn.body.block for fn in op.ops if isinstance(fn, func.FuncOp) and fn.body.blocks]
+        types = self.source_op_types or {}
+        kept = {**kept_in_fp32(blocks, self.auto_fp32, types, KEPT_BY_AUTO, strict=False),
+                **kept_in_fp32(blocks, self.keep_fp32, types, KEPT_BY_USER)}
+        for block in blocks:
+            partition_block(block, target, self.min_segment_ops, kept)
 
 
-def partition_block(block: Block, target: Target, min_segment_ops: int = 1) -> list[ane.SegmentOp]:
-    """Outline the ANE segments of `block` in place; returns them in program order."""
+KEPT_BY_USER = "kept in float32 by --keep-fp32 (the ANE computes in fp16)"
+KEPT_BY_AUTO = "kept in float32 by --precision auto to meet the tolerance (see the summary's precision line)"
+
+
+def op_types(op: Operation, source_op_types: Mapping[str, str]) -> list[str]:
+    """The types an op answers to: anec's (`ane.softmax`), a host op's source op (`onnx.TopK`), the
+    source model's (`Softmax`)."""
+    types = [op.op_name.data if isinstance(op, host.HostOp) else op.name]
+    if (source := source_op_types.get(source_name(name_of(op)))) is not None:
+        types.append(source)
+    return types
+
+
+def kept_in_fp32(blocks: Iterable[Block], entries: Iterable[str], source_op_types: Mapping[str, str], reason: str, *,
+                 strict: bool = True) -> dict[Operation, str]:
+    """The compute ops the entries name (by name, source name or op type), each with `reason`. An
+    entry that names no op is an `AnecError` listing the closest names and types; unless not
+    `strict` (names `--precision auto` read off a compiled module: one a later pass made stands for
+    the ops of its source name, and one that names nothing here, for nothing)."""
+    entries = list(entries)
+    if not entries:
+        return {}
+    placed = [inner for block in blocks for op in block.ops
+              for inner in (op.body.block.ops if isinstance(op, ane.SegmentOp) else (op,))]
+    compute = [op for op in placed if not isinstance(op, ane.ConstOp) and not op.has_trait(IsTerminator)]
+    keys = {op: {name_of(op), source_name(name_of(op)), *op_types(op, source_op_types)} for op in compute}
+    kept: dict[Operation, str] = {}
+    for entry in entries:
+        matched = [op for op in compute if entry in keys[op]]
+        if matched and entry in op_types(matched[0], source_op_types):  # a type keeps the whole nodes of its ops (their reshapes too)
+            nodes = {source_name(name_of(op)) for op in matched}
+            matched = [op for op in compute if source_name(name_of(op)) in nodes]
+        if not matched and not strict:
+            matched = [op for op in compute if source_name(entry) in keys[op]]
+        if not matched and strict:
+            known = sorted(set().union(*keys.values())) if keys else []
+            close = difflib.get_close_matches(entry, known, n=5, cutoff=0.5)
+            raise AnecError(f"--keep-fp32 {entry!r} names no op of the model",
+                            why="an entry is an op name as the report shows it, or an op type (ane.softmax, Softmax, onnx.TopK)",
+                            hint=f"did you mean {', '.join(close)}?" if close else "see the op names in `anec compile`'s placement table "
+                            "(--all-ops) or the report")
+        kept.update((op, reason) for op in matched)
+    return kept
+
+
+def partition_block(block: Block, target: Target, min_segment_ops: int = 1, kept: Mapping[Operation, str] | None = None) -> list[ane.SegmentOp]:
+    """Outline the ANE segments of `block` in place; returns them in program order. Ops in `kept`
+    stay on the CPU with the reason given."""
     for seg in [op for op in block.ops if isinstance(op, ane.SegmentOp)]:
         _inline_segment(seg)
     compute = [op for op in block.ops if not isinstance(op, ane.ConstOp) and not op.has_trait(IsTerminator)]
@@ -57,6 +128,8 @@ def partition_block(block: Block, target: Target, min_segment_ops: int = 1) -> l
         verdict = legality(op, target)
         if not verdict.ok:
             reasons[op] = verdict.reason
+        elif kept and op in kept:
+            reasons[op] = kept[op]
     while True:
         phases = _phases(compute, reasons)
         groups: dict[int, list[Operation]] = defaultdict(list)

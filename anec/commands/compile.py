@@ -106,6 +106,15 @@ def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> N
     p.add_argument("--input-range", action="append", default=[], metavar="NAME=LO,HI",
                    help="the values an input takes, for the fp16 range analysis (repeatable; default: the dtype's range for "
                    "8-bit and bool inputs, the table's for indices, else [-1, 1])")
+    p.add_argument("--keep-fp32", action="extend", nargs="+", default=[], metavar="NAME-OR-OP-TYPE",
+                   help="run these ops on the CPU in float32 (the ANE has only fp16): an op name as the report shows it (or its "
+                   "source node's name), or an op type: ane.softmax, onnx.TopK, or the ONNX type Softmax (repeatable)")
+    p.add_argument("--precision", choices=("fp16", "auto"), default="fp16",
+                   help="auto: keep in float32 the fewest ops, chosen by the fp16 error attribution, that bring every output within "
+                   "--tolerance of float32 on the --calibrate inputs (seeded random ones without); the summary says what moved and "
+                   "what it costs")
+    p.add_argument("--tolerance", type=float, default=1e-2, metavar="REL_L2",
+                   help="--precision auto: the relative L2 error each output may have against float32 (default 1e-2)")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +129,8 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     frozen = dict(parse_freeze(s) for s in args.freeze) or None
     ranges = dict(parse_input_range(s) for s in args.input_range) or None
     return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate,
-            "input_values": frozen, "input_ranges": ranges}
+            "input_values": frozen, "input_ranges": ranges, "keep_fp32": args.keep_fp32, "precision": args.precision,
+            "tolerance": args.tolerance}
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -306,6 +316,8 @@ def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = Fa
     for kind, notes in (("fixed", report.fp16_fixes), ("warning", [w for w in report.fp16_warnings if w not in flagged])):
         for note in notes:
             console.print(f"fp16 {kind}: {note}")
+    if isinstance(choice := report.stats.get("precision_auto"), dict):
+        console.print(choice["summary"])
     print_fp16(report, console)
 
 

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     from anec.html_report import ChipRun, render, write_atomically
-    from anec.importers import import_model
+    from anec.importers import import_model, source_op_types
     from anec.pipeline import compile as compile_model
     from anec.targets import TARGETS, get_target
 
@@ -32,10 +32,13 @@ def run(args: argparse.Namespace) -> int:
     options = model_options(args)
     module = import_model(args.model, input_shapes=options["input_shapes"], example_inputs=options["example_inputs"],
                           input_values=options["input_values"])
+    options["source_op_types"] = source_op_types(args.model)  # the module has node names, not ONNX op types
     compiled = compile_model(module, target=target, emit="descriptors", **options)
-    # placement and latency do not depend on calibration, so the comparison compiles without it
+    # placement and latency do not depend on calibration, so the comparison compiles without it (and
+    # without --precision auto's search; the ops it kept on the selected chip stay kept)
     chips = [ChipRun(t, compile_model(module, target=t, emit="ir", input_shapes=options["input_shapes"],
-                                      min_segment_ops=options["min_segment_ops"]).report) for t in TARGETS]
+                                      min_segment_ops=options["min_segment_ops"], keep_fp32=options["keep_fp32"],
+                                      auto_fp32=compiled.options.auto_fp32, source_op_types=options["source_op_types"]).report) for t in TARGETS]
     write_atomically(out, render(compiled.report, target, title=f"{Path(args.model).name} on the {target.name}", chips=chips))
     report = compiled.report
     print(f"{args.model} → {out}: {len(report.ops) - len(report.host_ops)} of {len(report.ops)} ops on the ANE of the {target.name}, "

@@ -58,3 +58,17 @@ def _onnx_only(input_values: Mapping[str, Any] | None) -> None:
     if input_values:
         raise AnecError("--freeze (input_values=) applies to ONNX models",
                         hint="for PyTorch, bind the value in the module (functools.partial, a constant attribute) before export")
+
+
+def source_op_types(model: Any) -> dict[str, str]:
+    """Node name -> op type of the source model's graph (ONNX; empty for other models), so ops can
+    be named by the source's op types (`--keep-fp32 Softmax`)."""
+    if isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx":
+        import onnx
+
+        model = onnx.load(str(model), load_external_data=False)
+    if not type(model).__module__.startswith("onnx") or not hasattr(model, "graph"):
+        return {}
+    from anec.importers.onnx_graph import node_name
+
+    return {node_name(proto): proto.op_type for proto in model.graph.node}

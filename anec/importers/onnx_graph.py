@@ -106,6 +106,11 @@ def canonical_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
 
 
+def node_name(proto: NodeProto) -> str:
+    """What anec calls a node (`ane.name` of its ops): its name, else its first output, else its type."""
+    return proto.name or (proto.output[0] if proto.output else proto.op_type)
+
+
 @dataclass
 class Node:
     """One ONNX node with its attributes decoded and the op-set version of its scope."""
@@ -118,7 +123,7 @@ class Node:
     @classmethod
     def of(cls, proto: NodeProto, opsets: Mapping[str, int]) -> Node:
         attrs = {a.name: _python_attribute(a) for a in proto.attribute}
-        return cls(proto, opsets, proto.name or (proto.output[0] if proto.output else proto.op_type), attrs)
+        return cls(proto, opsets, node_name(proto), attrs)
 
     @property
     def op_type(self) -> str:

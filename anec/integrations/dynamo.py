@@ -15,9 +15,17 @@ after installation without `import anec`. For each graph Dynamo captures:
    (fp16 on the ANE segments); the rest of the graph runs eagerly in torch.
 
 Options (`torch.compile(m, backend="anec", options={...})`): `target` (default "m1"), `strict`
-(raise instead of falling back), `min_partition_size` (default 1). Any failure to compile a graph
-runs that graph eagerly with one `AnecFallbackWarning` that says why. `REPORTS` holds one
-`GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the host ops with reasons.
+(raise instead of falling back), `min_partition_size` (default 1), and the precision policy of
+`anec.compile`:
+- `keep_fp32`: nodes that run eagerly in torch, in float32, named as `anec compile --keep-fp32`
+  names ops (the FX node name, `ane.<op>`, or the ATen op, `aten.sum.dim_IntList`); an entry that
+  names no node of a graph is ignored there, since graph breaks split a model's nodes over graphs
+  (`REPORTS` lists the nodes kept, with that reason);
+- `precision="auto"` and `tolerance`: each ANE partition keeps in float32 the fewest ops that bring
+  its outputs within the tolerance, measured on the partition's inputs at its first call.
+Any failure to compile a graph runs that graph eagerly with one `AnecFallbackWarning` that says
+why. `REPORTS` holds one `GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the
+host ops with reasons.
 """
 
 from __future__ import annotations
@@ -35,9 +43,11 @@ import torch
 from torch import fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation
 
+from anec.agreement import REL_L2_MAX
 from anec.analysis import flops
 from anec.dialects import ane
 from anec.dialects.discardable import NAME_ATTR, source_name
@@ -46,9 +56,12 @@ from anec.errors import AnecError
 from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
 from anec.legality import legality
-from anec.pipeline import GRAPH_PASSES, CompileOptions, run_pipeline
+from anec.lowering.partition import kept_in_fp32
+from anec.pipeline import GRAPH_PASSES, PRECISIONS, CompileOptions, run_pipeline
 from anec.pipeline import compile as compile_model
 from anec.targets import Target, get_target
+
+KEPT_IN_TORCH = "kept in float32 by keep_fp32 (runs eagerly in torch)"
 
 RUNTIME_EMIT = "descriptors"
 """The pipeline an ANE partition is compiled with: the one whose output the runtime executes."""
@@ -63,6 +76,9 @@ class BackendOptions:
     target: str = "m1"
     strict: bool = False
     min_partition_size: int = 1
+    keep_fp32: Sequence[str] = ()
+    precision: str = "fp16"
+    tolerance: float = REL_L2_MAX
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None) -> BackendOptions:
@@ -71,8 +87,14 @@ class BackendOptions:
         unknown = sorted(set(options) - known)
         if unknown:
             raise AnecError(f"unknown anec backend option {unknown[0]!r}", hint=f"options are {', '.join(sorted(known))}")
+        if isinstance(options.get("keep_fp32"), str):
+            options["keep_fp32"] = [options["keep_fp32"]]
         opts = cls(**options)
         get_target(opts.target)
+        if opts.precision not in PRECISIONS:
+            raise AnecError(f"unknown precision {opts.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
+        if not (isinstance(opts.tolerance, int | float) and opts.tolerance > 0):
+            raise AnecError(f"tolerance must be a positive relative L2 error, got {opts.tolerance!r}")
         if not isinstance(opts.min_partition_size, int) or opts.min_partition_size < 1:
             raise AnecError(f"min_partition_size must be a positive integer, got {opts.min_partition_size!r}")
         return opts
@@ -162,7 +184,11 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
     outputs = [(f"out{i}", v) for i, v in enumerate(fx.node.map_arg(output.args[0], lambda n: n)) if isinstance(v, fx.Node)]
     module = importer.run(aot_gm.graph, runtime_inputs, outputs, owner=aot_gm)
     fold_constants(aot_gm, importer.values)
-    support = AneSupport(ops_by_node(module, aot_gm.graph, opts.target), get_target(opts.target))
+    node_ops = ops_by_node(module, aot_gm.graph, opts.target)
+    aten_types = {n.name: str(n.target) for n in aot_gm.graph.nodes if n.op == "call_function"}
+    kept = kept_in_fp32([fn.body.block for fn in module.ops if isinstance(fn, func.FuncOp)], opts.keep_fp32, aten_types, KEPT_IN_TORCH,
+                        strict=False)  # with graph breaks, a named node is in one graph only
+    support = AneSupport(node_ops, get_target(opts.target), kept)
     partitioner = CapabilityBasedPartitioner(aot_gm, support, allows_single_node_partition=True)
     partitions = [p for p in partitioner.propose_partitions() if support.op_count(p.nodes) >= opts.min_partition_size]
     node_flops = {n: sum(flops(op) for op in ops) for n, ops in support.node_ops.items()}
@@ -177,7 +203,7 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
         if node.op == "call_module" and node.target.startswith("ane_partition_"):
             sub = getattr(fused, node.target)
             inline_constant_inputs(fused, node, sub)
-            setattr(fused, node.target, AnePartition(sub, opts.target))
+            setattr(fused, node.target, AnePartition(sub, opts.target, opts.precision, opts.tolerance))
             report.partitions += 1
     fused.graph.eliminate_dead_code()
     fused.recompile()
@@ -275,9 +301,11 @@ def ops_by_node(module: ModuleOp, graph: fx.Graph, target: str) -> dict[fx.Node,
 class AneSupport(OperatorSupportBase):
     """A node is ANE-capable when every op it became is legal on the target (`anec.legality`)."""
 
-    def __init__(self, node_ops: Mapping[fx.Node, list[Operation]], target: Target):
+    def __init__(self, node_ops: Mapping[fx.Node, list[Operation]], target: Target, kept: Mapping[Operation, str] | None = None):
         self.node_ops = node_ops
         self.target = target
+        self.kept = kept or {}
+        """Ops kept in float32 (`keep_fp32`), with the reason."""
 
     def _source(self, node: fx.Node) -> fx.Node:
         """The node whose ops decide: a tuple element is placed with the op that makes the tuple."""
@@ -288,6 +316,8 @@ class AneSupport(OperatorSupportBase):
         if node.op != "call_function":
             return "not an op"
         for op in self.node_ops.get(self._source(node), ()):
+            if op in self.kept:
+                return self.kept[op]
             if isinstance(op, HostOp):
                 return f"{op.op_name.data} has no ANE equivalent"
             if not (verdict := legality(op, self.target)):
@@ -305,14 +335,20 @@ class AneSupport(OperatorSupportBase):
 class AnePartition(torch.nn.Module):
     """One ANE partition: compiled once by anec, run through the anec runtime on each call."""
 
-    def __init__(self, graph: fx.GraphModule, target: str):
+    def __init__(self, graph: fx.GraphModule, target: str, precision: str = "fp16", tolerance: float = REL_L2_MAX):
         super().__init__()
         output = next(n for n in graph.graph.nodes if n.op == "output").args[0]
         self.returns_tuple = isinstance(output, list | tuple)
-        self.compiled = compile_model(graph, target=target, emit=RUNTIME_EMIT)
+        self.graph, self.target, self.tolerance = graph, target, tolerance
+        # precision="auto" measures fp16 on the partition's own inputs: it compiles at the first call
+        self.compiled = compile_model(graph, target=target, emit=RUNTIME_EMIT) if precision != "auto" else None
 
     def forward(self, *args: torch.Tensor) -> Any:
-        results = self.compiled.run([to_numpy(a) for a in args]).values()
+        inputs = [to_numpy(a) for a in args]
+        if self.compiled is None:
+            self.compiled = compile_model(self.graph, target=self.target, emit=RUNTIME_EMIT, precision="auto", tolerance=self.tolerance,
+                                          example_inputs=inputs)
+        results = self.compiled.run(inputs).values()
         outputs = [torch.from_numpy(y if y.flags.writeable else y.copy()) for y in results]
         return tuple(outputs) if self.returns_tuple else outputs[0]
 

@@ -123,3 +123,26 @@ def test_timings_list_every_stage_with_its_time_and_peak_memory(tmp_path: Path, 
     stages = [line.split()[0] for line in table.splitlines() if line.strip() and line.split()[0][0].isalpha() and "stage" not in line]
     assert stages[0] == "import" and stages[-2:] == ["report", "emit"]
     assert {"ane-legalize", "ane-tile", "to-anehw", "plan-memory"} <= set(stages)
+
+
+def test_keep_fp32_naming_no_op_fails_with_one_line_naming_close_matches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.precision_models import scaled_sum
+
+    path = write(tmp_path / "sum.onnx", scaled_sum())
+    code, out, err = compile_cli(capsys, str(path), "--emit", "ir", "--keep-fp32", "totl", "ReduceSum")
+    assert code != 0 and not out
+    assert err.count("\n") == 1 and "--keep-fp32 'totl' names no op of the model" in err and "did you mean total" in err
+    assert not (tmp_path / "sum.mlir").exists()
+
+
+def test_keep_fp32_and_precision_auto_are_in_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.precision_models import scaled_sum, unit_inputs
+
+    path = write(tmp_path / "sum.onnx", scaled_sum())
+    code, out, _ = compile_cli(capsys, str(path), "--emit", "ir", "--keep-fp32", "ane.reduce_sum")
+    assert code == 0 and "kept in float32 by --keep-fp32" in out
+    np.save(tmp_path / "x.npy", unit_inputs())
+    code, out, _ = compile_cli(capsys, str(path), "--emit", "ir", "--precision", "auto", "--tolerance", "1e-2",
+                               "--calibrate", f"x={tmp_path / 'x.npy'}")
+    assert code == 0 and "kept in float32 by --precision auto" in out
+    assert "precision auto on the example inputs: moved 2 op(s) to float32 on the CPU (total, total#layout); outputs within rel L2 0.01" in out

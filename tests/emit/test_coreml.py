@@ -233,3 +233,20 @@ def test_compiling_for_other_emitters_does_not_import_coremltools():
     code = ("import sys, anec.pipeline, anec.emit.coreml, anec.emit.miltext; "
             "assert 'coremltools' not in sys.modules and 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ops_kept_in_float32_stay_float32_in_the_mil_program_between_casts(tmp_path: Path):
+    import anec
+    from tests.precision_models import scaled_sum, unit_inputs
+
+    compiled = anec.compile(scaled_sum(), emit="coreml", keep_fp32=["ReduceSum"])
+    program = emit_package(compiled, tmp_path / "kept.mlpackage")
+    ops = {op.name: op for op in program.functions["main"].operations}
+    (total,) = [op for op in ops.values() if op.op_type == "reduce_sum"]
+    assert dtype_name(total.outputs[0]) == "fp32"
+    assert total.x.op.op_type == "cast" and dtype_name(total.x) == "fp32"  # the fp16 segment ends before it
+    assert dtype_name(ops["scale"].outputs[0]) == "fp16"
+    x = unit_inputs()
+    (got,) = run_emitted(program, {"x": x}).values()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, (x.astype(np.float64) * 1000).sum(-1, keepdims=True), rtol=1e-3)

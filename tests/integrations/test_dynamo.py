@@ -84,9 +84,9 @@ def test_partition_weights_are_frozen_constants_named_after_parameters(monkeypat
     graphs: list[torch.fx.GraphModule] = []
     original = AnePartition.__init__
 
-    def spy(self: AnePartition, graph: torch.fx.GraphModule, target: str) -> None:
+    def spy(self: AnePartition, graph: torch.fx.GraphModule, target: str, *precision: object) -> None:
         graphs.append(graph)
-        original(self, graph, target)
+        original(self, graph, target, *precision)
 
     monkeypatch.setattr(AnePartition, "__init__", spy)
     run_both(PLAIN["mlp"][0](), torch.from_numpy(PLAIN["mlp"][1]()["features"]))
@@ -171,3 +171,32 @@ def test_the_backend_is_registered_by_entry_point_without_importing_anec() -> No
             "assert 'anec.integrations.dynamo' in sys.modules")
     subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True)
 
+
+
+class ScaledSum(nn.Module):
+    """x · 1000 summed over 256 values in [0, 1): about 128 000, beyond fp16's 65 504 (inf on the ANE)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 1000).sum(-1) + 1
+
+
+def test_keep_fp32_runs_the_named_aten_op_in_torch_and_fixes_the_overflow() -> None:
+    x = torch.rand(1, 8, 256, generator=torch.Generator().manual_seed(0))
+    expected, fp16 = run_both(ScaledSum(), x)
+    assert not torch.isfinite(fp16).all()  # the hazard is real on the ANE path
+    torch._dynamo.reset()
+    expected, got = run_both(ScaledSum(), x, keep_fp32=["aten.sum.dim_IntList", "aten.add.Tensor"])
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=0.0)
+    kept = [(node, reason) for node, _, reason in dynamo.REPORTS[-1].host_ops if "keep_fp32" in reason]
+    assert {node for node, _ in kept} == {"sum_1", "add"}
+
+
+def test_precision_auto_reaches_the_backend_and_keeps_the_overflowing_sum() -> None:
+    x = torch.rand(1, 8, 256, generator=torch.Generator().manual_seed(0))
+    expected, got = run_both(ScaledSum(), x, precision="auto", tolerance=1e-2)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=0.0)
+
+
+def test_unknown_precision_option_is_refused() -> None:
+    with pytest.raises(Exception, match="unknown precision 'fp8'"):
+        dynamo.BackendOptions.parse({"precision": "fp8"})

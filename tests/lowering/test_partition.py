@@ -148,3 +148,40 @@ def test_bert_tiny_partitions_into_one_encoder_segment_and_keeps_its_meaning(ber
     (fp16,) = interpret(after, feeds, segments="f16")
     np.testing.assert_array_equal(before, exact)
     assert np.linalg.norm(fp16 - before) / np.linalg.norm(before) < 1e-2
+
+
+# ------------------------------------------------------------------------------------------------
+# --keep-fp32
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["total", "ReduceSum", "ane.reduce_sum"])
+def test_keep_fp32_by_name_or_type_runs_the_op_on_the_cpu_in_float32_and_fixes_the_answer(entry: str) -> None:
+    import anec
+    from tests.precision_models import scaled_sum, unit_inputs
+
+    x = unit_inputs()
+    want = (x.astype(np.float64) * 1000).sum(-1, keepdims=True)
+    assert not np.isfinite(anec.compile(scaled_sum(), emit="descriptors").run({"x": x})["y"]).all()  # fp16 overflows
+    compiled = anec.compile(scaled_sum(), emit="descriptors", keep_fp32=[entry])
+    kept = {r.name: r for r in compiled.report.host_ops}
+    assert kept["total"].op == "reduce_sum" and set(kept) <= {"total", "total#layout"}  # and the reshape the node became
+    assert all(r.reason.startswith("kept in float32 by --keep-fp32") for r in kept.values())
+    np.testing.assert_allclose(compiled.run({"x": x})["y"], want, rtol=1e-3)
+
+
+def test_keep_fp32_by_source_name_keeps_every_op_the_node_became() -> None:
+    import anec
+    from tests.precision_models import scaled_sum
+
+    compiled = anec.compile(scaled_sum(unscale=True), emit="ir", keep_fp32=["unscale"])
+    assert {r.name for r in compiled.report.host_ops} == {"unscale", "unscale#layout"}
+
+
+def test_keep_fp32_naming_no_op_is_an_error_with_close_matches() -> None:
+    import anec
+    from anec.errors import AnecError
+    from tests.precision_models import scaled_sum
+
+    with pytest.raises(AnecError, match=r"--keep-fp32 'ReduceSun' names no op.*did you mean ReduceSum, ane\.reduce_sum"):
+        anec.compile(scaled_sum(), emit="ir", keep_fp32=["ReduceSun"])

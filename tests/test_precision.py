@@ -1,0 +1,72 @@
+"""`precision="auto"`: the fewest ops kept in float32, chosen by the fp16 error attribution, that
+bring every output within the tolerance; what moved and what it costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anec
+from anec import precision
+from anec.errors import AnecError
+from tests.precision_models import cancellation, harmless, many_sums, scaled_sum, unit_inputs
+
+
+def test_auto_keeps_the_op_at_fault_and_the_answer_becomes_right() -> None:
+    x = unit_inputs()
+    compiled = anec.compile(scaled_sum(), emit="descriptors", precision="auto", example_inputs={"x": x})
+    choice = compiled.report.stats["precision_auto"]
+    assert choice["moved"] == ("total", "total#layout")  # the sum, and the reshape that reads its 128 000
+    assert choice["met"] and choice["worst_before"] == float("inf") and choice["worst_after"] < 1e-2
+    assert choice["samples"] == "the example inputs"
+    assert choice["before"]["cpu_ops"] == 0 and choice["after"]["cpu_ops"] >= 1
+    assert choice["after"]["latency_ms"] > 0 and choice["before"]["segments"] == 1
+    assert {r.name for r in compiled.report.host_ops if r.reason.startswith("kept in float32 by --precision auto")} >= {"total"}
+    assert "moved 2 op(s) to float32 on the CPU (total, total#layout)" in choice["summary"]
+    np.testing.assert_allclose(compiled.run({"x": x})["y"], (x.astype(np.float64) * 1000).sum(-1, keepdims=True), rtol=1e-3)
+
+
+def test_auto_leaves_a_model_without_hazards_untouched() -> None:
+    plain = anec.compile(harmless(), emit="ir")
+    compiled = anec.compile(harmless(), emit="ir", precision="auto", example_inputs={"x": unit_inputs()})
+    choice = compiled.report.stats["precision_auto"]
+    assert choice["moved"] == () and choice["met"] and choice["steps"] == 1
+    assert choice["before"] == choice["after"]
+    assert [(r.name, r.placement) for r in compiled.report.ops] == [(r.name, r.placement) for r in plain.report.ops]
+
+
+def test_auto_without_samples_says_it_used_seeded_random_inputs() -> None:
+    compiled = anec.compile(harmless(), emit="ir", precision="auto")
+    assert compiled.report.stats["precision_auto"]["samples"].startswith("seeded random inputs")
+
+
+def test_auto_says_why_when_it_cannot_meet_the_tolerance(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "MAX_STEPS", 2)
+    choice = anec.compile(many_sums(4), emit="ir", precision="auto", example_inputs={"x": unit_inputs()}).report.stats["precision_auto"]
+    assert not choice["met"] and choice["steps"] == 2
+    assert choice["moved"] == ("total0", "total0#layout")  # one output's sum moved; three still overflow
+    assert choice["why"] == "3 output(s) still miss it after 2 compiles (y1, y2, y3)"
+    assert "NOT met" in choice["summary"]
+
+
+def test_unknown_precision_and_bad_tolerance_are_errors() -> None:
+    with pytest.raises(AnecError, match="unknown precision 'fp8'"):
+        anec.compile(harmless(), emit="ir", precision="fp8")
+    with pytest.raises(AnecError, match="tolerance must be a positive"):
+        anec.compile(harmless(), emit="ir", precision="auto", tolerance=0)
+
+
+def test_cancellation_moves_the_subtraction_then_the_add_that_rounded_its_operand() -> None:
+    x = {"x": 0.01 * unit_inputs() - 0.005}
+    choice = anec.compile(cancellation(), emit="ir", precision="auto", example_inputs=x).report.stats["precision_auto"]
+    assert choice["met"] and choice["moved"] == ("restore", "shift") and choice["steps"] == 3
+
+
+def test_moves_that_do_not_reduce_the_error_are_undone(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "MAX_STEPS", 2)  # the subtraction alone moves: the rounded operand still cancels
+    x = {"x": 0.01 * unit_inputs() - 0.005}
+    compiled = anec.compile(cancellation(), emit="ir", precision="auto", example_inputs=x)
+    choice = compiled.report.stats["precision_auto"]
+    assert not choice["met"] and choice["moved"] == () and not compiled.report.host_ops
+    assert choice["why"].endswith("what moved did not reduce the error, so nothing stays in float32")
+    assert choice["before"] == choice["after"] and choice["worst_before"] == choice["worst_after"] > 0.1
