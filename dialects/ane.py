@@ -52,11 +52,21 @@ from xdsl.irdl import (
     var_result_def,
 )
 from xdsl.parser import Parser
+from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewrite_pattern
 from xdsl.printer import Printer
-from xdsl.traits import ConstantLike, HasParent, IsolatedFromAbove, IsTerminator, Pure
+from xdsl.rewriter import InsertPoint
+from xdsl.traits import (
+    ConstantLike,
+    HasCanonicalizationPatternsTrait,
+    HasParent,
+    IsolatedFromAbove,
+    IsTerminator,
+    Pure,
+)
 from xdsl.utils.exceptions import VerifyException
 
-Shape = tuple[int, ...]
+from anec.dialects.discardable import NAME_ATTR
+from anec.dialects.shapes import Shape, compose, is_identity, moves_data
 
 # --------------------------------------------------------------------------------------------
 # Shape and attribute helpers (shared by every op, the importers and the passes)
@@ -1113,6 +1123,23 @@ class L2NormOp(NormOp):
 # --------------------------------------------------------------------------------------------
 
 
+class ReshapeFolds(HasCanonicalizationPatternsTrait):
+    """A reshape of a reshape is one reshape; a reshape to the input's shape is the input."""
+
+    @classmethod
+    def get_canonicalization_patterns(cls) -> tuple[RewritePattern, ...]:
+        return (FoldReshape(),)
+
+
+class TransposeFolds(HasCanonicalizationPatternsTrait):
+    """The identity transpose is its input, one that keeps the non-unit axes in order is a reshape,
+    and a transpose of a transpose is one transpose."""
+
+    @classmethod
+    def get_canonicalization_patterns(cls) -> tuple[RewritePattern, ...]:
+        return (FoldTranspose(),)
+
+
 class MovementOp(IRDLOperation, ABC):
     """Moves or copies elements; any element type, shared by input and result."""
 
@@ -1135,6 +1162,7 @@ class ReshapeOp(MovementOp):
     """Reinterpret the row-major element order with the result's shape."""
 
     name = "ane.reshape"
+    traits = traits_def(Pure(), ReshapeFolds())
 
     def __init__(self, input: SSAValue, shape: Sequence[int]):
         super().__init__(operands=[input], result_types=[tensor(shape, element_type_of(input))])
@@ -1151,6 +1179,7 @@ class TransposeOp(MovementOp):
 
     name = "ane.transpose"
     perm = prop_def(DenseArrayBase[I64])
+    traits = traits_def(Pure(), TransposeFolds())
 
     def __init__(self, input: SSAValue, perm: Sequence[int]):
         x = shape_of(input)
@@ -1160,6 +1189,35 @@ class TransposeOp(MovementOp):
         x, perm = shape_of(self.input), values(self.perm)
         _require(sorted(perm) == list(range(len(x))), f"ane.transpose: {list(perm)} is not a permutation of {len(x)} axes")
         return tuple(x[p] for p in perm)
+
+
+def _replace_named(op: Operation, new: Operation, rewriter: PatternRewriter) -> None:
+    """Replace `op` by `new`, which takes over its `ane.name`."""
+    if NAME_ATTR in op.attributes:
+        new.attributes[NAME_ATTR] = op.attributes[NAME_ATTR]
+    rewriter.insert(new, InsertPoint.before(op))
+    rewriter.replace(op, [], [new.results[0]])
+
+
+class FoldReshape(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ReshapeOp, rewriter: PatternRewriter) -> None:
+        if shape_of(op.input) == shape_of(op.result):
+            rewriter.replace(op, [], [op.input])
+        elif isinstance(inner := op.input.owner, ReshapeOp):
+            _replace_named(op, ReshapeOp(inner.input, shape_of(op.result)), rewriter)
+
+
+class FoldTranspose(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: TransposeOp, rewriter: PatternRewriter) -> None:
+        perm = values(op.perm)
+        if is_identity(perm):
+            rewriter.replace(op, [], [op.input])
+        elif not moves_data(perm, shape_of(op.input)):
+            _replace_named(op, ReshapeOp(op.input, shape_of(op.result)), rewriter)
+        elif isinstance(inner := op.input.owner, TransposeOp):
+            _replace_named(op, TransposeOp(inner.input, compose(values(inner.perm), perm)), rewriter)
 
 
 @irdl_op_definition

@@ -9,8 +9,9 @@ matmul engine is a 1×1 convolution over C. So, as Apple's transformer guidance 
    — picks one axis order for all its tensors: the one that leaves the fewest transposes at its
    edges (the residual stream of a transformer settles on (B, C, 1, S)), lifted to rank 4 and
    avoiding size-1 innermost axes;
-3. local rules merge and cancel transposes and reshapes, move transposes through reshapes when
-   that lets them meet, and fold swaps of the last two axes into matmul flags;
+3. local rules merge and cancel transposes and reshapes (the ops' own canonicalization patterns),
+   fold them into constants, move transposes through reshapes when that lets them meet, and fold
+   swaps of the last two axes into matmul flags;
 4. attention is split per head where the batched scores would not fit the L2 (`heads` option).
 
 Results are unchanged: only the arrangement of data moves.
@@ -34,22 +35,14 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.transforms.canonicalize import CanonicalizationRewritePattern
 
 from anec.analysis import ane_bytes, dense_bytes
+from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, int_attr, ints, shape_of, tensor, values
 from anec.dialects.discardable import name_of
-from anec.errors import AnecError
-from anec.legality import legality
-from anec.lowering.rewriting import (
-    Emitter,
-    constant_of,
-    functions,
-    prune_weights,
-    single_user,
-    users,
-)
-from anec.lowering.shapes import (
+from anec.dialects.shapes import (
     Perm,
     Shape,
     compose,
@@ -60,6 +53,15 @@ from anec.lowering.shapes import (
     reshape_after_transpose,
     swaps_last_two,
     transpose_after_reshape,
+)
+from anec.errors import AnecError
+from anec.legality import legality
+from anec.lowering.rewriting import (
+    constant_of,
+    functions,
+    prune_weights,
+    single_user,
+    users,
 )
 from anec.targets import Target, get_target
 
@@ -89,15 +91,15 @@ class LinearToConv(RewritePattern):
         n, h = math.prod(batch[:-1]), (batch[-1] if batch else 1)
         m, k = (a[-1], a[-2]) if transpose_lhs else (a[-2], a[-1])
         kernel = weight.reshape(w[-2:]) if transpose_rhs else weight.reshape(w[-2:]).T
-        emit = Emitter(op, rewriter)
+        build = RewriteBuilder(op, rewriter)
         if transpose_lhs:
-            x = emit.transpose(emit.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
+            x = build.transpose(build.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
         else:
-            x = emit.transpose(emit.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
-        conv = ane.ConvOp(x, emit.const(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
+            x = build.transpose(build.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
+        conv = ane.ConvOp(x, build.constant(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
         _copy_epilogue(op, conv)
-        y = emit.transpose(emit(conv), (0, 2, 3, 1))
-        emit.replace(emit.reshape(y, shape_of(op.result)))
+        y = build.transpose(build.add(conv), (0, 2, 3, 1))
+        build.replace(build.reshape(y, shape_of(op.result)))
 
 
 class LiftWindowOps(RewritePattern):
@@ -108,13 +110,13 @@ class LiftWindowOps(RewritePattern):
         x = shape_of(op.input)
         if len(x) != 3:
             return
-        emit = Emitter(op, rewriter)
-        lifted = emit.reshape(op.input, (x[0], x[1], 1, x[2]))
+        build = RewriteBuilder(op, rewriter)
+        lifted = build.reshape(op.input, (x[0], x[1], 1, x[2]))
         pads = values(op.pads)
         wide = {"strides": [1, *values(op.strides)], "pads": [0, pads[0], 0, pads[1]]}
         if isinstance(op, ane.ConvBase):
             w = shape_of(op.weight)
-            weight = emit.reshape(op.weight, (w[0], w[1], 1, w[2]))
+            weight = build.reshape(op.weight, (w[0], w[1], 1, w[2]))
             extra = {"output_padding": [0, *values(op.output_padding)]} if isinstance(op, ane.ConvTransposeOp) else {}
             new = type(op)(lifted, weight, op.bias, dilations=[1, *values(op.dilations)], groups=op.groups.value.data, **wide, **extra)
             _copy_epilogue(op, new)
@@ -122,45 +124,27 @@ class LiftWindowOps(RewritePattern):
             new = ane.AvgPoolOp(lifted, [1, *values(op.kernel)], count_include_pad=bool(op.count_include_pad.value.data), **wide)
         else:
             new = type(op)(lifted, [1, *values(op.kernel)], **wide)
-        emit.replace(emit.reshape(emit(new), shape_of(op.result)))
+        build.replace(build.reshape(build.add(new), shape_of(op.result)))
 
 
 # ------------------------------------------------------------------------------------------------
-# 3. Local rules: merge, cancel and move transposes and reshapes
+# 3. Local rules: fold, cancel and move transposes and reshapes
 # ------------------------------------------------------------------------------------------------
-
-
-class MergeTransposes(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: ane.TransposeOp, rewriter: PatternRewriter) -> None:
-        perm = values(op.perm)
-        if is_identity(perm):
-            rewriter.replace(op, [], [op.input])
-        elif not moves_data(perm, shape_of(op.input)):
-            Emitter(op, rewriter).replace(ane.ReshapeOp(op.input, shape_of(op.result)))
-        elif isinstance(inner := op.input.owner, ane.TransposeOp):
-            Emitter(op, rewriter).replace(ane.TransposeOp(inner.input, compose(values(inner.perm), perm)))
-
-
-class MergeReshapes(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: ane.ReshapeOp, rewriter: PatternRewriter) -> None:
-        if shape_of(op.input) == shape_of(op.result):
-            rewriter.replace(op, [], [op.input])
-        elif isinstance(inner := op.input.owner, ane.ReshapeOp):
-            Emitter(op, rewriter).replace(ane.ReshapeOp(inner.input, shape_of(op.result)))
 
 
 class FoldConstantMovement(RewritePattern):
-    """A transpose or reshape of a constant is a constant."""
+    """A transpose or reshape of a constant is a constant (the builder folds it; the weight store it
+    goes to is a layer above the dialect, so this is the pass's pattern, not the op's)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.TransposeOp | ane.ReshapeOp, rewriter: PatternRewriter) -> None:
-        if (array := constant_of(op.input)) is None:
+        if constant_of(op.input) is None:
             return
-        moved = np.transpose(array, values(op.perm)) if isinstance(op, ane.TransposeOp) else array.reshape(shape_of(op.result))
-        emit = Emitter(op, rewriter)
-        emit.replace(emit.const(moved, op.result))
+        build = RewriteBuilder(op, rewriter)
+        if isinstance(op, ane.TransposeOp):
+            build.replace(build.transpose(op.input, values(op.perm)))
+        else:
+            build.replace(build.reshape(op.input, shape_of(op.result)))
 
 
 def _units_only(a: Shape, b: Shape) -> bool:
@@ -190,8 +174,8 @@ class SinkTransposeBelowReshape(RewritePattern):
         unit_only = t.result.has_one_use() and _units_only(shape_of(op.input), shape_of(op.result))
         if not (is_identity(perm) or unit_only or all(_absorbs(u, perm) for u in users(op.result))):
             return
-        emit = Emitter(op, rewriter)
-        emit.replace(emit.transpose(emit.reshape(t.input, mid), perm))
+        build = RewriteBuilder(op, rewriter)
+        build.replace(build.transpose(build.reshape(t.input, mid), perm))
 
 
 class HoistTransposeAboveReshape(RewritePattern):
@@ -211,8 +195,8 @@ class HoistTransposeAboveReshape(RewritePattern):
         meets = isinstance(producer, ane.TransposeOp) or (_transposable_matmul(producer) and swaps_last_two(perm))
         if not (meets or is_identity(perm)):
             return
-        emit = Emitter(op, rewriter)
-        emit.replace(emit.reshape(emit.transpose(r.input, perm), shape_of(op.result)))
+        build = RewriteBuilder(op, rewriter)
+        build.replace(build.reshape(build.transpose(r.input, perm), shape_of(op.result)))
 
 
 def _transposable_matmul(op: Operation | None) -> bool:
@@ -235,7 +219,7 @@ class AbsorbTransposeIntoMatmul(RewritePattern):
             return
         new = ane.MatmulOp(lhs, rhs, op.bias, transpose_lhs=flags[0], transpose_rhs=flags[1])
         _copy_epilogue(op, new)
-        Emitter(op, rewriter).replace(new)
+        RewriteBuilder(op, rewriter).replace(new)
 
 
 class TransposeMatmulResult(RewritePattern):
@@ -250,11 +234,11 @@ class TransposeMatmulResult(RewritePattern):
         ta, tb = mm.flags()
         new = ane.MatmulOp(mm.rhs, mm.lhs, transpose_lhs=not tb, transpose_rhs=not ta)
         _copy_epilogue(mm, new)
-        Emitter(op, rewriter, name=Emitter(mm).name).replace(new)
+        RewriteBuilder(op, rewriter, name=RewriteBuilder(mm).name).replace(new)
 
 
 CLEANUP: tuple[RewritePattern, ...] = (
-    MergeTransposes(), MergeReshapes(), FoldConstantMovement(), SinkTransposeBelowReshape(),
+    CanonicalizationRewritePattern(), FoldConstantMovement(), SinkTransposeBelowReshape(),
     HoistTransposeAboveReshape(), AbsorbTransposeIntoMatmul(), TransposeMatmulResult(),
 )
 
@@ -342,11 +326,11 @@ class View:
     def is_trivial(self) -> bool:
         return is_identity(self.perm) and self.rank >= 4
 
-    def to_physical(self, emit: Emitter, value: SSAValue) -> SSAValue:
-        return emit.reshape(emit.transpose(value, self.perm, "layout"), self.physical_shape(shape_of(value)), "layout")
+    def to_physical(self, build: RewriteBuilder, value: SSAValue) -> SSAValue:
+        return build.reshape(build.transpose(value, self.perm, "layout"), self.physical_shape(shape_of(value)), "layout")
 
-    def to_logical(self, emit: Emitter, value: SSAValue, logical: Shape) -> SSAValue:
-        return emit.transpose(emit.reshape(value, permuted(logical, self.perm), "layout"), inverse(self.perm), "layout")
+    def to_logical(self, build: RewriteBuilder, value: SSAValue, logical: Shape) -> SSAValue:
+        return build.transpose(build.reshape(value, permuted(logical, self.perm), "layout"), inverse(self.perm), "layout")
 
 
 _AGNOSTIC = (ane.UnaryOp, ane.BinaryOp, ane.CompareOp, ane.SelectOp, ane.CastOp, ane.LayerNormOp, ane.L2NormOp,
@@ -530,28 +514,28 @@ def apply_view(region: Region, view: View) -> None:
     physical: dict[SSAValue, SSAValue] = {}
     members = set(map(id, region.ops))
 
-    def operand(v: SSAValue, emit: Emitter) -> SSAValue:
+    def operand(v: SSAValue, build: RewriteBuilder) -> SSAValue:
         if v in physical:
             return physical[v]
         if constant_of(v) is not None:
-            return view.to_physical(emit, v)
+            return view.to_physical(build, v)
         if v in region.values:  # an entry: convert once, before its first use
-            physical[v] = view.to_physical(Emitter(emit.anchor, name=_name_of_value(v)), v)
+            physical[v] = view.to_physical(RewriteBuilder(build.anchor, name=_name_of_value(v)), v)
             return physical[v]
         return v
 
     for op in region.ops:
-        emit = Emitter(op)
+        build = RewriteBuilder(op)
         shared = set(map(id, region_operands(op)))
-        new_operands = [operand(v, emit) if id(v) in shared else v for v in op.operands]
+        new_operands = [operand(v, build) if id(v) in shared else v for v in op.operands]
         result_types = [tensor(view.physical_shape(shape_of(r)), element_type_of(r)) for r in op.results]
-        new = emit.op(type(op).create(operands=new_operands, result_types=result_types, properties=_remapped_properties(op, view),
+        new = build.insert(type(op).create(operands=new_operands, result_types=result_types, properties=_remapped_properties(op, view),
                                       attributes=dict(op.attributes)))
         for old, res in zip(op.results, new.results):
             physical[old] = res
             outside = [u for u in users(old) if id(u) not in members]
             if outside:
-                logical = view.to_logical(emit, res, shape_of(old))
+                logical = view.to_logical(build, res, shape_of(old))
                 old.replace_uses_with_if(logical, lambda use: id(use.operation) not in members)
     for op in reversed(region.ops):
         op.detach()
@@ -560,7 +544,7 @@ def apply_view(region: Region, view: View) -> None:
 
 def _name_of_value(v: SSAValue) -> str:
     owner = v.owner
-    return Emitter(owner).name if isinstance(owner, Operation) else "input"
+    return RewriteBuilder(owner).name if isinstance(owner, Operation) else "input"
 
 
 def assign_layouts(module: ModuleOp, target: Target, *, lift_only: bool = False, padding_ties: bool = False) -> bool:
@@ -604,7 +588,7 @@ def _head(value: SSAValue, h: int, anchor: Operation) -> SSAValue:
         return value
     starts, ends = [0] * len(s), list(s)
     starts[1], ends[1] = h, h + 1
-    return Emitter(anchor, name=f"{name_of(anchor)}#head{h}")(ane.SliceOp(value, starts, ends), "slice")
+    return RewriteBuilder(anchor, name=f"{name_of(anchor)}#head{h}").add(ane.SliceOp(value, starts, ends), "slice")
 
 
 def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.MatmulOp) -> None:
@@ -620,9 +604,9 @@ def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.
                 out = shape_of(op.results[0])
                 new = type(op).create(operands=operands, result_types=[tensor((out[0], 1, *out[2:]), element_type_of(op.results[0]))],
                                       properties=dict(op.properties))
-            local[op.results[0]] = Emitter(context, name=f"{name_of(op)}#head{h}")(new)
+            local[op.results[0]] = RewriteBuilder(context, name=f"{name_of(op)}#head{h}").add(new)
         outputs.append(local[context.result])
-    Emitter(context).replace(ane.ConcatOp(outputs, 1))
+    RewriteBuilder(context).replace(ane.ConcatOp(outputs, 1))
     for op in reversed([scores, *chain]):
         op.detach()
         op.erase()

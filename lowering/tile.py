@@ -37,6 +37,7 @@ from xdsl.transforms.dead_code_elimination import dce
 
 from anec import legality as rules
 from anec.analysis import ane_bytes, engine_tensors, weight_bytes
+from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of, tensor, values, window_output_size
 from anec.dialects.discardable import (
@@ -49,7 +50,7 @@ from anec.dialects.discardable import (
 )
 from anec.errors import AnecError
 from anec.legality import axis_limit, legality
-from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
+from anec.lowering.rewriting import constant_of, functions, prune_weights, segments
 from anec.targets import Target, get_target
 
 Bounds = list[tuple[int, int]]
@@ -69,7 +70,7 @@ class Pieces:
     def __init__(self, op: Operation):
         self.op = op
         self.origin = origin(op)
-        self.emit = Emitter(op, name=self.origin)
+        self.build = RewriteBuilder(op, name=self.origin)
         self.created: list[Operation] = []
         notes = {k: op.attributes[k] for k in (FP16_WARNINGS_ATTR, FP16_FIXES_ATTR) if k in op.attributes}
         self.notes: dict[str, ArrayAttr] = notes  # type: ignore[assignment]
@@ -80,10 +81,10 @@ class Pieces:
             new.attributes[TILE_OF_ATTR] = StringAttr(self.origin)
             new.attributes.update(self.notes)
             self.created.append(new)
-        return self.emit(new)
+        return self.build.add(new)
 
     def const(self, array: np.ndarray, like: SSAValue) -> SSAValue:
-        return self.emit.const(array, like, "tile")
+        return self.build.constant(array, like, "tile")
 
     def slice(self, value: SSAValue, axis: int, lo: int, hi: int, step: int = 1) -> SSAValue:
         shape = shape_of(value)
@@ -111,7 +112,7 @@ class Pieces:
         return self(cls(value, **dict(zip(cls.PARAMS, values(mac.activation_params)))))
 
     def replace(self, value: SSAValue) -> list[Operation]:
-        self.emit.replace(value)
+        self.build.replace(value)
         return self.created
 
 
