@@ -29,7 +29,7 @@ from xdsl.transforms.dead_code_elimination import dce
 
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
-from anec.dialects.ane import float_attr, shape_of, tensor, values
+from anec.dialects.ane import as_tuple, float_attr, shape_of, tensor
 from anec.dialects.discardable import (
     FP16_FIXES_ATTR,
     FP16_PEAK_ATTR,
@@ -91,18 +91,18 @@ def _unsubtracted_softmax(op: Operation) -> tuple[SSAValue, int] | None:
     if not isinstance(op, ane.DivOp) or not isinstance(exp := op.lhs.owner, ane.ExpOp) or _max_subtracted(exp.input):
         return None
     total = op.rhs.owner
-    if not isinstance(total, ane.ReduceSumOp) or total.input is not op.lhs or len(values(total.axes)) != 1:
+    if not isinstance(total, ane.ReduceSumOp) or total.input is not op.lhs or len(as_tuple(total.axes)) != 1:
         return None
-    return exp.input, values(total.axes)[0]
+    return exp.input, as_tuple(total.axes)[0]
 
 
 def _unsubtracted_logsumexp(op: Operation) -> tuple[SSAValue, Sequence[int]] | None:
     """log(sum(exp(x))) or ane.reduce_logsumexp: (x, axes)."""
     if isinstance(op, ane.ReduceLogSumExpOp):
-        return op.input, values(op.axes)
+        return op.input, as_tuple(op.axes)
     if (isinstance(op, ane.LogOp) and isinstance(total := op.input.owner, ane.ReduceSumOp)
             and isinstance(exp := total.input.owner, ane.ExpOp) and not _max_subtracted(exp.input)):
-        return exp.input, values(total.axes)
+        return exp.input, as_tuple(total.axes)
     return None
 
 

@@ -28,7 +28,7 @@ from xdsl.pattern_rewriter import (
 
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
-from anec.dialects.ane import shape_of, values
+from anec.dialects.ane import as_tuple, shape_of
 from anec.lowering.rewriting import constant_of, prune_weights, scalar_of, single_user
 from anec.targets import Target, get_target
 
@@ -132,7 +132,7 @@ class FuseGelu(RewritePattern):
 
 
 def _single_axis(op: ane.ReduceOp) -> int | None:
-    axes = values(op.axes)
+    axes = as_tuple(op.axes)
     return axes[0] if len(axes) == 1 and op.keepdims.value.data else None
 
 
@@ -229,7 +229,7 @@ class KeepReducedDims(RewritePattern):
         if op.keepdims.value.data:
             return
         build = RewriteBuilder(op, rewriter)
-        kept = build.add(type(op)(op.input, values(op.axes), keepdims=True))
+        kept = build.add(type(op)(op.input, as_tuple(op.axes), keepdims=True))
         build.replace(build.reshape(kept, shape_of(op.result)))
 
 
@@ -242,7 +242,7 @@ class SplitWideReduction(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.ReduceOp, rewriter: PatternRewriter) -> None:
-        axes, limit = values(op.axes), self.target.limits.max_reduce_axes.value
+        axes, limit = as_tuple(op.axes), self.target.limits.max_reduce_axes.value
         if len(axes) <= limit or not op.keepdims.value.data:
             return
         build = RewriteBuilder(op, rewriter)
@@ -263,7 +263,7 @@ class FoldMatmulDepth(RewritePattern):
         lhs, rhs = fold(op.lhs), fold(op.rhs)
         folded = ane.MatmulOp(lhs, rhs, op.bias, transpose_lhs=op.flags()[0], transpose_rhs=op.flags()[1])
         if op.activation is not None:
-            folded.set_activation(op.activation.data, values(op.activation_params))
+            folded.set_activation(op.activation.data, as_tuple(op.activation_params))
         build.replace(build.reshape(build.add(folded), shape_of(op.result)))
 
 
@@ -272,7 +272,7 @@ class PadChannelsByConcat(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.PadOp, rewriter: PatternRewriter) -> None:
-        pads, n = list(values(op.pads)), len(shape_of(op.input))
+        pads, n = list(as_tuple(op.pads)), len(shape_of(op.input))
         outer = [i for i in range(max(n - 2, 0)) if pads[i] or pads[n + i]]
         if not outer or op.mode.data != "constant":
             return
@@ -302,14 +302,14 @@ class ExplicitPoolPadding(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.MaxPoolOp, rewriter: PatternRewriter) -> None:
-        pads = values(op.pads)
+        pads = as_tuple(op.pads)
         if max(pads, default=0) <= self.target.limits.max_pad.value:
             return
         build = RewriteBuilder(op, rewriter)
         n, k = len(shape_of(op.input)), len(pads) // 2
         full = [0] * (n - k) + list(pads[:k]) + [0] * (n - k) + list(pads[k:])
         padded = build.add(ane.PadOp(op.input, full, "constant", float("-inf")), "pad")
-        build.replace(ane.MaxPoolOp(padded, values(op.kernel), values(op.strides)))
+        build.replace(ane.MaxPoolOp(padded, as_tuple(op.kernel), as_tuple(op.strides)))
 
 
 PATTERNS: tuple[Callable[[Target], RewritePattern], ...] = (
