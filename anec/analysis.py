@@ -97,7 +97,7 @@ def flops(op: Operation) -> int:
             batch = math.prod(q[:-2])
             return batch * (2 * q[-2] * k[-2] * q[-1] + 2 * q[-2] * k[-2] * v[-1] + 5 * q[-2] * k[-2])
         case ane.PoolOp():
-            return math.prod(shape_of(op.result)) * math.prod(ane.values(op.kernel))
+            return math.prod(shape_of(op.result)) * math.prod(ane.as_tuple(op.kernel))
         case ane.ConstOp() | ane.ReshapeOp() | ane.TransposeOp() | ane.SliceOp() | ane.ConcatOp() | ane.SplitOp() | ane.CastOp():
             return 0
     if op.results and all(isinstance(r.type, ane.TensorType) for r in op.results):

@@ -20,7 +20,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from anec import kernels
 from anec.dialects import ane, host
-from anec.dialects.ane import shape_of, values
+from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
 from anec.host_kernels import run_host_op
@@ -163,7 +163,7 @@ def apply_activation(y: np.ndarray, op: ane.EpilogueOp) -> np.ndarray:
     """The neural engine's epilogue: a neuron op after the MAC (and bias)."""
     if op.activation is None:
         return y
-    return kernels.UNARY[op.activation.data](y, *values(op.activation_params))
+    return kernels.UNARY[op.activation.data](y, *as_tuple(op.activation_params))
 
 
 def _add_bias(y: np.ndarray, bias: np.ndarray | None, channel_axis: int) -> np.ndarray:
@@ -201,14 +201,14 @@ def _select(op: ane.SelectOp, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np
 
 @kernel(ane.ConvOp)
 def _conv(op: ane.ConvOp, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    y = kernels.conv(x, w, values(op.strides), values(op.pads), values(op.dilations), op.groups.value.data)
+    y = kernels.conv(x, w, as_tuple(op.strides), as_tuple(op.pads), as_tuple(op.dilations), op.groups.value.data)
     return apply_activation(_add_bias(y, bias, 1), op)
 
 
 @kernel(ane.ConvTransposeOp)
 def _conv_transpose(op: ane.ConvTransposeOp, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    y = kernels.conv_transpose(x, w, values(op.strides), values(op.pads), values(op.dilations), op.groups.value.data,
-                               values(op.output_padding))
+    y = kernels.conv_transpose(x, w, as_tuple(op.strides), as_tuple(op.pads), as_tuple(op.dilations), op.groups.value.data,
+                               as_tuple(op.output_padding))
     return apply_activation(_add_bias(y, bias, 1), op)
 
 
@@ -225,7 +225,7 @@ def _sdpa(op: ane.SdpaOp, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.
 
 @kernel(ane.ReduceOp)
 def _reduce(op: ane.ReduceOp, x: np.ndarray) -> np.ndarray:
-    return kernels.REDUCE[_name(op)](x, tuple(values(op.axes)), bool(op.keepdims.value.data))
+    return kernels.REDUCE[_name(op)](x, tuple(as_tuple(op.axes)), bool(op.keepdims.value.data))
 
 
 @kernel(ane.ArgReduceOp)
@@ -240,7 +240,7 @@ _POOL_KIND = {ane.MaxPoolOp: "max", ane.AvgPoolOp: "avg", ane.L2PoolOp: "l2"}
 @kernel(ane.PoolOp)
 def _pool(op: ane.PoolOp, x: np.ndarray) -> np.ndarray:
     include_pad = isinstance(op, ane.AvgPoolOp) and bool(op.count_include_pad.value.data)
-    return kernels.pool(_POOL_KIND[type(op)], x, values(op.kernel), values(op.strides), values(op.pads), include_pad)
+    return kernels.pool(_POOL_KIND[type(op)], x, as_tuple(op.kernel), as_tuple(op.strides), as_tuple(op.pads), include_pad)
 
 
 @kernel(ane.GlobalAvgPoolOp)
@@ -255,7 +255,7 @@ def _global_max(op: Operation, x: np.ndarray) -> np.ndarray:
 
 @kernel(ane.LayerNormOp)
 def _layer_norm(op: ane.LayerNormOp, x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    return kernels.layer_norm(x, scale, bias, tuple(values(op.axes)), op.epsilon.value.data)
+    return kernels.layer_norm(x, scale, bias, tuple(as_tuple(op.axes)), op.epsilon.value.data)
 
 
 @kernel(ane.InstanceNormOp)
@@ -270,7 +270,7 @@ def _group_norm(op: ane.GroupNormOp, x: np.ndarray, scale: np.ndarray, bias: np.
 
 @kernel(ane.L2NormOp)
 def _l2_norm(op: ane.L2NormOp, x: np.ndarray) -> np.ndarray:
-    return kernels.l2_norm(x, tuple(values(op.axes)), op.epsilon.value.data)
+    return kernels.l2_norm(x, tuple(as_tuple(op.axes)), op.epsilon.value.data)
 
 
 @kernel(ane.ReshapeOp, ane.BroadcastOp)
@@ -281,17 +281,17 @@ def _reshape(op: Operation, x: np.ndarray) -> np.ndarray:
 
 @kernel(ane.TransposeOp)
 def _transpose(op: ane.TransposeOp, x: np.ndarray) -> np.ndarray:
-    return np.transpose(x, values(op.perm))
+    return np.transpose(x, as_tuple(op.perm))
 
 
 @kernel(ane.SliceOp)
 def _slice(op: ane.SliceOp, x: np.ndarray) -> np.ndarray:
-    return x[tuple(slice(s, e, st) for s, e, st in zip(values(op.starts), values(op.ends), values(op.steps)))]
+    return x[tuple(slice(s, e, st) for s, e, st in zip(as_tuple(op.starts), as_tuple(op.ends), as_tuple(op.steps)))]
 
 
 @kernel(ane.PadOp)
 def _pad(op: ane.PadOp, x: np.ndarray) -> np.ndarray:
-    pads, n = values(op.pads), x.ndim
+    pads, n = as_tuple(op.pads), x.ndim
     widths = [(pads[i], pads[n + i]) for i in range(n)]
     if op.mode.data == "constant":
         return np.pad(x, widths, mode="constant", constant_values=np.asarray(op.value.value.data).astype(x.dtype))
@@ -300,12 +300,12 @@ def _pad(op: ane.PadOp, x: np.ndarray) -> np.ndarray:
 
 @kernel(ane.TileOp)
 def _tile(op: ane.TileOp, x: np.ndarray) -> np.ndarray:
-    return np.tile(x, values(op.repeats))
+    return np.tile(x, as_tuple(op.repeats))
 
 
 @kernel(ane.ResizeOp)
 def _resize(op: ane.ResizeOp, x: np.ndarray) -> np.ndarray:
-    return kernels.resize(x, shape_of(op.result), op.mode.data, values(op.scales), op.coordinate_mode.data, op.nearest_mode.data)
+    return kernels.resize(x, shape_of(op.result), op.mode.data, as_tuple(op.scales), op.coordinate_mode.data, op.nearest_mode.data)
 
 
 @kernel(ane.DepthToSpaceOp)

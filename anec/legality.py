@@ -18,7 +18,7 @@ from xdsl.ir import Operation, SSAValue
 
 from anec.analysis import engine_tensors, largest_operand_bytes, weight_bytes
 from anec.dialects import ane, host
-from anec.dialects.ane import shape_of, values
+from anec.dialects.ane import as_tuple, shape_of
 from anec.targets import Target
 
 
@@ -229,21 +229,21 @@ def conv_kernel_height(op: ane.ConvOp, t: Target) -> str | None:
 @_rule("conv-stride", "the tile pass runs stride 1 and subsamples", tileable=True,
        source="guide §3 (ane-hardware.md, tensor layout and constraints): at most stride 2 per axis", basis=('limits.max_stride',))
 def conv_stride(op: ane.ConvOp, t: Target) -> str | None:
-    s, lim = max(values(op.strides)), t.limits.max_stride.value
+    s, lim = max(as_tuple(op.strides)), t.limits.max_stride.value
     return f"stride {s} exceeds the ANE's maximum of {lim} per axis" if s > lim else None
 
 
 @_rule("conv-dilation", "use a smaller dilation",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): dilation <= 8 through space-to-batch", basis=('limits.max_dilation',))
 def conv_dilation(op: ane.ConvBase, t: Target) -> str | None:
-    d, lim = max(values(op.dilations)), t.limits.max_dilation.value
+    d, lim = max(as_tuple(op.dilations)), t.limits.max_dilation.value
     return f"dilation {d} exceeds the maximum of {lim}" if d > lim else None
 
 
 @_rule("conv-pad", "the tile pass moves large pads into an explicit pad", tileable=True,
        source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16, H and W only", basis=('limits.max_pad',))
 def conv_pad(op: ane.ConvBase, t: Target) -> str | None:
-    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    p, lim = max(as_tuple(op.pads), default=0), t.limits.max_pad.value
     return f"padding {p} exceeds the maximum of {lim}" if p > lim else None
 
 
@@ -276,7 +276,7 @@ def dynamic_weight_batch(op: ane.ConvOp, t: Target) -> str | None:
 @_rule("deconv-stride", "use stride 1 or 2, or an upsample followed by a conv",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): deconvolution stride in {1, 2}", basis=('limits.max_deconv_stride',))
 def deconv_stride(op: ane.ConvTransposeOp, t: Target) -> str | None:
-    s, lim = max(values(op.strides)), t.limits.max_deconv_stride.value
+    s, lim = max(as_tuple(op.strides)), t.limits.max_deconv_stride.value
     return f"transposed-conv stride {s} exceeds {lim}" if s > lim else None
 
 
@@ -308,7 +308,7 @@ def sdpa_mask(op: ane.SdpaOp, t: Target) -> str | None:
 @_rule("reduce-axes", "reduce in two steps",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): reductions over a bounded number of axes per task", basis=('limits.max_reduce_axes',))
 def reduce_axes(op: ane.ReduceOp, t: Target) -> str | None:
-    n, lim = len(values(op.axes)), t.limits.max_reduce_axes.value
+    n, lim = len(as_tuple(op.axes)), t.limits.max_reduce_axes.value
     return f"reduction over {n} axes exceeds {lim}" if n > lim else None
 
 
@@ -322,28 +322,28 @@ def argmax_axis(op: ane.ArgReduceOp, t: Target) -> str | None:
 @_rule("pool-window", "the tile pass cascades smaller pools", tileable=True,
        source="guide §3 (ane-hardware.md, tensor layout and constraints): pool window <= 31 on M2+ (smaller on M1)", basis=('limits.max_pool_window',))
 def pool_window(op: ane.PoolOp, t: Target) -> str | None:
-    k, lim = max(values(op.kernel)), t.limits.max_pool_window.value
+    k, lim = max(as_tuple(op.kernel)), t.limits.max_pool_window.value
     return f"pool window {k} exceeds {lim}" if k > lim else None
 
 
 @_rule("pool-stride", "the tile pass pools at stride 1 and subsamples", tileable=True,
        source="eco (a) hollance: pooling with stride > 2 leaves the ANE", basis=('limits.max_pool_stride',))
 def pool_stride(op: ane.PoolOp, t: Target) -> str | None:
-    s, lim = max(values(op.strides)), t.limits.max_pool_stride.value
+    s, lim = max(as_tuple(op.strides)), t.limits.max_pool_stride.value
     return f"pool stride {s} exceeds {lim}" if s > lim else None
 
 
 @_rule("pool-pad", "pad explicitly before the pool",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16", basis=('limits.max_pad',))
 def pool_pad(op: ane.PoolOp, t: Target) -> str | None:
-    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    p, lim = max(as_tuple(op.pads), default=0), t.limits.max_pad.value
     return f"pool padding {p} exceeds {lim}" if p > lim else None
 
 
 @_rule("pad-axes", "pad only H and W; move channel padding into the weights",
        source="guide §4 (ane-hardware.md, operation support): constant pad of H and W only")
 def pad_axes(op: ane.PadOp, t: Target) -> str | None:
-    pads, n = values(op.pads), len(shape_of(op.input))
+    pads, n = as_tuple(op.pads), len(shape_of(op.input))
     padded = [i for i in range(n) if pads[i] or pads[n + i]]
     if any(i < n - 2 for i in padded):
         return "the ANE pads only the H and W axes"
@@ -361,14 +361,14 @@ def pad_mode(op: ane.PadOp, t: Target) -> str | None:
 @_rule("reflect-pad-size", "reflect pads within the limit run on the ANE; a larger one does not split into smaller ones",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16; a reflect pad does not compose from smaller ones", basis=('limits.max_pad',))
 def reflect_pad_size(op: ane.PadOp, t: Target) -> str | None:
-    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    p, lim = max(as_tuple(op.pads), default=0), t.limits.max_pad.value
     return f"reflect padding {p} exceeds {lim}" if op.mode.data == "reflect" and p > lim else None
 
 
 @_rule("pad-size", "the tile pass chains smaller pads", tileable=True,
        source="guide §3 (ane-hardware.md, tensor layout and constraints): pads <= 16", basis=('limits.max_pad',))
 def pad_size(op: ane.PadOp, t: Target) -> str | None:
-    p, lim = max(values(op.pads), default=0), t.limits.max_pad.value
+    p, lim = max(as_tuple(op.pads), default=0), t.limits.max_pad.value
     return f"padding {p} exceeds {lim}" if p > lim else None
 
 
@@ -377,7 +377,7 @@ def pad_size(op: ane.PadOp, t: Target) -> str | None:
 def resize_scale(op: ane.ResizeOp, t: Target) -> str | None:
     if t.has("texture_engine"):
         return None
-    scales, lim = values(op.scales), t.limits.max_upsample_scale.value
+    scales, lim = as_tuple(op.scales), t.limits.max_upsample_scale.value
     if any(s != int(s) or not 1 <= s <= lim for s in scales):
         return f"resize by {list(scales)} needs the texture engine; {t.name} upsamples only by whole factors up to {lim}"
     return None

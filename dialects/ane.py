@@ -52,11 +52,21 @@ from xdsl.irdl import (
     var_result_def,
 )
 from xdsl.parser import Parser
+from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewrite_pattern
 from xdsl.printer import Printer
-from xdsl.traits import ConstantLike, HasParent, IsolatedFromAbove, IsTerminator, Pure
+from xdsl.rewriter import InsertPoint
+from xdsl.traits import (
+    ConstantLike,
+    HasCanonicalizationPatternsTrait,
+    HasParent,
+    IsolatedFromAbove,
+    IsTerminator,
+    Pure,
+)
 from xdsl.utils.exceptions import VerifyException
 
-Shape = tuple[int, ...]
+from anec.dialects.discardable import NAME_ATTR
+from anec.dialects.shapes import Shape, compose, is_identity, moves_data
 
 # --------------------------------------------------------------------------------------------
 # Shape and attribute helpers (shared by every op, the importers and the passes)
@@ -112,7 +122,8 @@ def bool_attr(value: bool) -> BoolAttr:
     return IntegerAttr.from_bool(bool(value))
 
 
-def values(attr: DenseArrayBase | None) -> tuple:
+def as_tuple(attr: DenseArrayBase | None) -> tuple:
+    """The elements of a dense array property (() when it is absent)."""
     return () if attr is None else tuple(attr.get_values())
 
 
@@ -608,7 +619,7 @@ class EpilogueOp(IRDLOperation, ABC):
         if self.activation is not None:
             act = self.activation.data
             _require(act in UNARY_OPS, f"{self.name}: unknown activation {act!r}")
-            n = len(values(self.activation_params))
+            n = len(as_tuple(self.activation_params))
             _require(n == len(UNARY_OPS[act].PARAMS), f"{self.name}: activation {act} takes {len(UNARY_OPS[act].PARAMS)} parameters, got {n}")
         bias = self.bias
         if bias is not None:
@@ -642,10 +653,10 @@ class ConvBase(EpilogueOp, ABC):
         _require(len(shape_of(self.weight)) == rank, f"{self.name}: weight rank {len(shape_of(self.weight))} differs from input rank {rank}")
         k = rank - 2
         for name, n in (("strides", k), ("dilations", k), ("pads", 2 * k)):
-            vals = values(getattr(self, name))
+            vals = as_tuple(getattr(self, name))
             _require(len(vals) == n, f"{self.name}: {name} needs {n} values, got {len(vals)}")
-        _require(all(v >= 1 for v in values(self.strides) + values(self.dilations)), f"{self.name}: strides and dilations must be >= 1")
-        _require(all(v >= 0 for v in values(self.pads)), f"{self.name}: pads must be >= 0")
+        _require(all(v >= 1 for v in as_tuple(self.strides) + as_tuple(self.dilations)), f"{self.name}: strides and dilations must be >= 1")
+        _require(all(v >= 0 for v in as_tuple(self.pads)), f"{self.name}: pads must be >= 0")
         _require(self.groups.value.data >= 1, f"{self.name}: groups must be >= 1")
 
 
@@ -678,7 +689,7 @@ class ConvOp(ConvBase):
         x, w, groups = shape_of(self.input), shape_of(self.weight), self.groups.value.data
         _require(x[1] == w[1] * groups, f"ane.conv: input has {x[1]} channels, the weight takes {w[1]} per group x {groups} groups")
         _require(w[0] % groups == 0, f"ane.conv: {w[0]} output channels are not divisible by {groups} groups")
-        out = self.infer(x, w, values(self.strides), values(self.pads), values(self.dilations))
+        out = self.infer(x, w, as_tuple(self.strides), as_tuple(self.pads), as_tuple(self.dilations))
         _require(all(d >= 1 for d in out), f"ane.conv: the kernel does not fit the padded input (output {list(out)})")
         _check_result(self, out, shape_of(self.result))
         self.verify_epilogue(w[0])
@@ -715,9 +726,9 @@ class ConvTransposeOp(ConvBase):
         x, w, groups = shape_of(self.input), shape_of(self.weight), self.groups.value.data
         _require(x[1] == w[0], f"ane.conv_transpose: input has {x[1]} channels, weight expects {w[0]}")
         _require(x[1] % groups == 0, f"ane.conv_transpose: {x[1]} input channels are not divisible by {groups} groups")
-        op = values(self.output_padding)
+        op = as_tuple(self.output_padding)
         _require(len(op) == self.spatial_rank(), f"ane.conv_transpose: output_padding needs {self.spatial_rank()} values")
-        out = self.infer(x, w, values(self.strides), values(self.pads), values(self.dilations), op, groups)
+        out = self.infer(x, w, as_tuple(self.strides), as_tuple(self.pads), as_tuple(self.dilations), op, groups)
         _require(all(d >= 1 for d in out), f"ane.conv_transpose: empty output {list(out)}")
         _check_result(self, out, shape_of(self.result))
         self.verify_epilogue(out[1])
@@ -827,12 +838,12 @@ class ReduceOp(IRDLOperation, Reduces, ABC):
         super().__init__(operands=[input], result_types=[out], properties={"axes": ints(sorted(axes)), "keepdims": bool_attr(keepdims)})
 
     def reduced_axes(self) -> tuple[int, ...]:
-        return tuple(sorted(values(self.axes)))
+        return tuple(sorted(as_tuple(self.axes)))
 
     def verify_(self) -> None:
         _require_numeric(self, self.input)
         _require_same_element_type(self, self.input, self.result)
-        axes = values(self.axes)
+        axes = as_tuple(self.axes)
         _check_axes(self, axes, len(shape_of(self.input)))
         _check_result(self, reduced_shape(shape_of(self.input), axes, bool(self.keepdims.value.data)), shape_of(self.result))
 
@@ -934,7 +945,7 @@ class PoolOp(IRDLOperation, ABC):
         _require_float(self, self.input)
         _require_same_element_type(self, self.input, self.result)
         x = shape_of(self.input)
-        kernel, strides, pads = values(self.kernel), values(self.strides), values(self.pads)
+        kernel, strides, pads = as_tuple(self.kernel), as_tuple(self.strides), as_tuple(self.pads)
         _require(len(x) in (3, 4) and len(kernel) == len(x) - 2, f"{self.name}: needs an NC(H)W input and one kernel size per spatial axis")
         _require(len(strides) == len(kernel) and len(pads) == 2 * len(kernel), f"{self.name}: strides/pads do not match the kernel rank")
         _require(all(v >= 1 for v in kernel + strides) and all(p >= 0 for p in pads), f"{self.name}: kernel and strides must be >= 1, pads >= 0")
@@ -1047,13 +1058,13 @@ class LayerNormOp(AffineNormOp):
 
     def affine_shape(self) -> Shape:
         x = shape_of(self.input)
-        return tuple(x[a] for a in values(self.axes))
+        return tuple(x[a] for a in as_tuple(self.axes))
 
     def reduced_axes(self) -> tuple[int, ...]:
-        return tuple(sorted(values(self.axes)))
+        return tuple(sorted(as_tuple(self.axes)))
 
     def verify_(self) -> None:
-        _check_axes(self, values(self.axes), len(shape_of(self.input)))
+        _check_axes(self, as_tuple(self.axes), len(shape_of(self.input)))
         super().verify_()
 
 
@@ -1108,16 +1119,33 @@ class L2NormOp(NormOp):
         super().__init__(operands=[input], result_types=[input.type], properties={"epsilon": float_attr(epsilon), "axes": ints(axes)})
 
     def reduced_axes(self) -> tuple[int, ...]:
-        return tuple(sorted(values(self.axes)))
+        return tuple(sorted(as_tuple(self.axes)))
 
     def verify_(self) -> None:
-        _check_axes(self, values(self.axes), len(shape_of(self.input)))
+        _check_axes(self, as_tuple(self.axes), len(shape_of(self.input)))
         super().verify_()
 
 
 # --------------------------------------------------------------------------------------------
 # Data movement
 # --------------------------------------------------------------------------------------------
+
+
+class ReshapeFolds(HasCanonicalizationPatternsTrait):
+    """A reshape of a reshape is one reshape; a reshape to the input's shape is the input."""
+
+    @classmethod
+    def get_canonicalization_patterns(cls) -> tuple[RewritePattern, ...]:
+        return (FoldReshape(),)
+
+
+class TransposeFolds(HasCanonicalizationPatternsTrait):
+    """The identity transpose is its input, one that keeps the non-unit axes in order is a reshape,
+    and a transpose of a transpose is one transpose."""
+
+    @classmethod
+    def get_canonicalization_patterns(cls) -> tuple[RewritePattern, ...]:
+        return (FoldTranspose(),)
 
 
 class MovementOp(IRDLOperation, ABC):
@@ -1142,6 +1170,7 @@ class ReshapeOp(MovementOp):
     """Reinterpret the row-major element order with the result's shape."""
 
     name = "ane.reshape"
+    traits = traits_def(Pure(), ReshapeFolds())
 
     def __init__(self, input: SSAValue, shape: Sequence[int]):
         super().__init__(operands=[input], result_types=[tensor(shape, element_type_of(input))])
@@ -1158,15 +1187,45 @@ class TransposeOp(MovementOp):
 
     name = "ane.transpose"
     perm = prop_def(DenseArrayBase[I64])
+    traits = traits_def(Pure(), TransposeFolds())
 
     def __init__(self, input: SSAValue, perm: Sequence[int]):
         x = shape_of(input)
         super().__init__(operands=[input], result_types=[tensor([x[p] for p in perm], element_type_of(input))], properties={"perm": ints(perm)})
 
     def expected_shape(self) -> Shape:
-        x, perm = shape_of(self.input), values(self.perm)
+        x, perm = shape_of(self.input), as_tuple(self.perm)
         _require(sorted(perm) == list(range(len(x))), f"ane.transpose: {list(perm)} is not a permutation of {len(x)} axes")
         return tuple(x[p] for p in perm)
+
+
+def _replace_named(op: Operation, new: Operation, rewriter: PatternRewriter) -> None:
+    """Replace `op` by `new`, which takes over its `ane.name`."""
+    if NAME_ATTR in op.attributes:
+        new.attributes[NAME_ATTR] = op.attributes[NAME_ATTR]
+    rewriter.insert(new, InsertPoint.before(op))
+    rewriter.replace(op, [], [new.results[0]])
+
+
+class FoldReshape(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ReshapeOp, rewriter: PatternRewriter) -> None:
+        if shape_of(op.input) == shape_of(op.result):
+            rewriter.replace(op, [], [op.input])
+        elif isinstance(inner := op.input.owner, ReshapeOp):
+            _replace_named(op, ReshapeOp(inner.input, shape_of(op.result)), rewriter)
+
+
+class FoldTranspose(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: TransposeOp, rewriter: PatternRewriter) -> None:
+        perm = as_tuple(op.perm)
+        if is_identity(perm):
+            rewriter.replace(op, [], [op.input])
+        elif not moves_data(perm, shape_of(op.input)):
+            _replace_named(op, ReshapeOp(op.input, shape_of(op.result)), rewriter)
+        elif isinstance(inner := op.input.owner, TransposeOp):
+            _replace_named(op, TransposeOp(inner.input, compose(as_tuple(inner.perm), perm)), rewriter)
 
 
 @irdl_op_definition
@@ -1189,7 +1248,7 @@ class SliceOp(MovementOp):
 
     def expected_shape(self) -> Shape:
         x = shape_of(self.input)
-        starts, ends, steps = values(self.starts), values(self.ends), values(self.steps)
+        starts, ends, steps = as_tuple(self.starts), as_tuple(self.ends), as_tuple(self.steps)
         _require(len(starts) == len(ends) == len(steps) == len(x), f"ane.slice: starts/ends/steps need {len(x)} values each")
         _require(all(st >= 1 for st in steps), "ane.slice: steps must be >= 1")
         _require(all(0 <= s <= d for s, d in zip(starts, x)) and all(e >= s for s, e in zip(starts, ends)),
@@ -1213,7 +1272,7 @@ class PadOp(MovementOp):
         super().__init__(operands=[input], result_types=[out], properties={"pads": ints(pads), "mode": StringAttr(mode), "value": float_attr(value)})
 
     def expected_shape(self) -> Shape:
-        x, pads = shape_of(self.input), values(self.pads)
+        x, pads = shape_of(self.input), as_tuple(self.pads)
         _require(len(pads) == 2 * len(x), f"ane.pad: pads needs {2 * len(x)} values")
         _require(all(p >= 0 for p in pads), "ane.pad: pads must be >= 0 (use ane.slice to crop)")
         _require(self.mode.data in self.MODES, f"ane.pad: mode must be one of {self.MODES}")
@@ -1236,7 +1295,7 @@ class TileOp(MovementOp):
         super().__init__(operands=[input], result_types=[out], properties={"repeats": ints(repeats)})
 
     def expected_shape(self) -> Shape:
-        x, reps = shape_of(self.input), values(self.repeats)
+        x, reps = shape_of(self.input), as_tuple(self.repeats)
         _require(len(reps) == len(x) and all(r >= 1 for r in reps), f"ane.tile: repeats needs {len(x)} values >= 1")
         return tuple(d * r for d, r in zip(x, reps))
 
@@ -1280,7 +1339,7 @@ class ResizeOp(MovementOp):
         super().__init__(operands=[input], result_types=[tensor(shape, element_type_of(input))], properties=props)
 
     def expected_shape(self) -> Shape:
-        x, out, scales = shape_of(self.input), shape_of(self.result), values(self.scales)
+        x, out, scales = shape_of(self.input), shape_of(self.result), as_tuple(self.scales)
         _require(self.mode.data in self.MODES, f"ane.resize: mode must be one of {self.MODES}")
         _require(self.coordinate_mode.data in self.COORDINATE_MODES, f"ane.resize: coordinate_mode must be one of {self.COORDINATE_MODES}")
         _require(self.nearest_mode.data in self.NEAREST_MODES, f"ane.resize: nearest_mode must be one of {self.NEAREST_MODES}")

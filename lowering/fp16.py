@@ -36,8 +36,9 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.transforms.dead_code_elimination import dce
 
+from anec.builder import RewriteBuilder
 from anec.dialects import ane
-from anec.dialects.ane import float_attr, shape_of, tensor, values
+from anec.dialects.ane import as_tuple, float_attr, shape_of, tensor
 from anec.dialects.discardable import (
     FP16_FIXES_ATTR,
     FP16_PEAK_ATTR,
@@ -50,7 +51,6 @@ from anec.interpreter import entry_function, input_names, interpret
 from anec.lowering.fp16_attribution import Reference, attribute
 from anec.lowering.fp16_ranges import flag_ranges
 from anec.lowering.rewriting import (
-    Emitter,
     ane_blocks,
     constant_of,
     prune_weights,
@@ -60,7 +60,7 @@ from anec.lowering.rewriting import (
 )
 from anec.targets import Target, get_target
 from anec.types import numpy_dtype
-from anec.weights import make_const
+from anec.weights import make_const, store_of
 
 MIN_EPSILON = 1e-7
 """Apple's fp16 guidance: epsilons below 1e-7 round away next to fp16 variances."""
@@ -102,18 +102,18 @@ def _unsubtracted_softmax(op: Operation) -> tuple[SSAValue, int] | None:
     if not isinstance(op, ane.DivOp) or not isinstance(exp := op.lhs.owner, ane.ExpOp) or _max_subtracted(exp.input):
         return None
     total = op.rhs.owner
-    if not isinstance(total, ane.ReduceSumOp) or total.input is not op.lhs or len(values(total.axes)) != 1:
+    if not isinstance(total, ane.ReduceSumOp) or total.input is not op.lhs or len(as_tuple(total.axes)) != 1:
         return None
-    return exp.input, values(total.axes)[0]
+    return exp.input, as_tuple(total.axes)[0]
 
 
 def _unsubtracted_logsumexp(op: Operation) -> tuple[SSAValue, Sequence[int]] | None:
     """log(sum(exp(x))) or ane.reduce_logsumexp: (x, axes)."""
     if isinstance(op, ane.ReduceLogSumExpOp):
-        return op.input, values(op.axes)
+        return op.input, as_tuple(op.axes)
     if (isinstance(op, ane.LogOp) and isinstance(total := op.input.owner, ane.ReduceSumOp)
             and isinstance(exp := total.input.owner, ane.ExpOp) and not _max_subtracted(exp.input)):
-        return exp.input, values(total.axes)
+        return exp.input, as_tuple(total.axes)
     return None
 
 
@@ -122,18 +122,18 @@ def subtract_maxima(block: Block) -> None:
     for op in list(block.ops):
         if (found := _unsubtracted_softmax(op)) is not None:
             x, axis = found
-            emit = Emitter(op)
-            softmax = emit.op(ane.SoftmaxOp(x, axis))
+            build = RewriteBuilder(op)
+            softmax = build.insert(ane.SoftmaxOp(x, axis))
             fix(softmax, "softmax written as exp(x)/sum(exp(x)) overflows fp16 above x = 11; computed with max subtraction")
-            emit.replace(softmax.result)
+            build.replace(softmax.result)
         elif (found := _unsubtracted_logsumexp(op)) is not None:
             x, axes = found
-            emit = Emitter(op)
-            peak = emit(ane.ReduceMaxOp(x, axes), "max")
-            total = emit(ane.ReduceSumOp(emit(ane.ExpOp(emit(ane.SubOp(x, peak), "shift")), "exp"), axes), "sum")
-            out = emit.op(ane.AddOp(emit(ane.LogOp(total), "log"), peak))
+            build = RewriteBuilder(op)
+            peak = build.add(ane.ReduceMaxOp(x, axes), "max")
+            total = build.add(ane.ReduceSumOp(build.add(ane.ExpOp(build.add(ane.SubOp(x, peak), "shift")), "exp"), axes), "sum")
+            out = build.insert(ane.AddOp(build.add(ane.LogOp(total), "log"), peak))
             fix(out, "log-sum-exp without max subtraction overflows fp16 above x = 11; the maximum is subtracted first")
-            emit.replace(emit.reshape(out.result, shape_of(op.results[0])))
+            build.replace(build.reshape(out.result, shape_of(op.results[0])))
 
 
 _MASK_PATH = (ane.AddOp, ane.SubOp, ane.MulOp, ane.SelectOp, ane.BroadcastOp, ane.ReshapeOp, ane.TransposeOp, ane.TileOp,
@@ -181,8 +181,8 @@ def finite_masks_and_constants(block: Block, fp16_max: float) -> None:
         softmaxes, inspected = mask_uses(op.result)
         guarded = np.isinf(array[big]).any() and (inspected or any(_nan_guarded(s) for s in softmaxes))
         if softmaxes and (array[big] < 0).all() and not guarded:
-            emit = Emitter(op)
-            masked = emit.const(np.where(big, MASK_VALUE, array).astype(array.dtype), op.result, "finite")
+            build = RewriteBuilder(op)
+            masked = build.constant(np.where(big, MASK_VALUE, array).astype(array.dtype), op.result, "finite")
             for user in users(op.result):
                 fix(user, f"mask value {worst:.3g} is not finite in fp16; replaced by {MASK_VALUE:g}")
             op.result.replace_all_uses_with(masked)
@@ -365,17 +365,17 @@ def _scaled_down(reduction: Operation, source: SSAValue, factor: float, squared:
     producer = source.owner
     if squared:
         assert isinstance(producer, ane.MulOp | ane.PowOp)
-        emit = Emitter(producer)
-        half = emit(ane.MulOp(producer.lhs, emit.scalar(math.sqrt(factor), producer.lhs)), "scaled")
-        return emit(ane.MulOp(half, half), "scaled_square")
+        build = RewriteBuilder(producer)
+        half = build.add(ane.MulOp(producer.lhs, build.scalar(math.sqrt(factor), producer.lhs)), "scaled")
+        return build.add(ane.MulOp(half, half), "scaled_square")
     if isinstance(producer, ane.MulOp):
         for x, c in ((producer.lhs, producer.rhs), (producer.rhs, producer.lhs)):
             if (scaled := _exactly_scaled(c, factor)) is not None:
-                emit = Emitter(producer)
-                return emit(ane.MulOp(x, emit.const(scaled, c)) if x is producer.lhs else ane.MulOp(emit.const(scaled, c), x), "scaled")
+                build = RewriteBuilder(producer)
+                return build.add(ane.MulOp(x, build.constant(scaled, c)) if x is producer.lhs else ane.MulOp(build.constant(scaled, c), x), "scaled")
     if fits:
-        emit = Emitter(reduction)
-        return emit(ane.MulOp(source, emit.scalar(factor, source)), "scale_down")
+        build = RewriteBuilder(reduction)
+        return build.add(ane.MulOp(source, build.scalar(factor, source)), "scale_down")
     return None
 
 
@@ -391,13 +391,13 @@ def _scale_back(reduction: Operation, factor: float, ranges: Ranges, total: floa
             scaled = _exactly_scaled(constant, factor if isinstance(user, ane.MulOp) else 1 / factor)
             if scaled is not None:
                 def fold() -> None:
-                    user.operands = [*user.operands[:index], Emitter(user).const(scaled, constant, "rescaled"), *user.operands[index + 1:]]
+                    user.operands = [*user.operands[:index], RewriteBuilder(user).constant(scaled, constant, "rescaled"), *user.operands[index + 1:]]
                 return fold
     if total <= fp16_max:
         def multiply() -> None:
             assert reduction.next_op is not None  # a block ends with its terminator
-            emit = Emitter(reduction.next_op, name=name_of(reduction))
-            restored = emit(ane.MulOp(result, emit.scalar(factor, result)), "scale_back")
+            build = RewriteBuilder(reduction.next_op, name=name_of(reduction))
+            restored = build.add(ane.MulOp(result, build.scalar(factor, result)), "scale_back")
             result.replace_uses_with_if(restored, lambda use: use.operation is not restored.owner)
         return multiply
     return None
@@ -426,7 +426,7 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
     for arg, outer in zip(block.args, segment.inputs):
         if _is_f32(arg) and arg.uses:
             cast = ane.CastOp(arg, f16)
-            Emitter(first, name=f"{name_of(outer.owner) if isinstance(outer.owner, Operation) else 'input'}#to_f16").op(cast)
+            RewriteBuilder(first, name=f"{name_of(outer.owner) if isinstance(outer.owner, Operation) else 'input'}#to_f16").insert(cast)
             arg.replace_uses_with_if(cast.result, lambda use, c=cast: use.operation is not c)
     for op in list(block.ops):
         if isinstance(op, ane.ConstOp) and _is_f32(op.result):
@@ -440,7 +440,7 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
     for i, v in enumerate(list(terminator.values)):
         if _is_f32(segment.outputs[i]) and not _is_f32(v):
             cast = ane.CastOp(v, f32)
-            Emitter(terminator, name=f"{name_of(v.owner) if isinstance(v.owner, Operation) else 'input'}#to_f32").op(cast)
+            RewriteBuilder(terminator, name=f"{name_of(v.owner) if isinstance(v.owner, Operation) else 'input'}#to_f32").insert(cast)
             terminator.operands = [*terminator.operands[:i], cast.result, *terminator.operands[i + 1:]]
     _drop_identity_casts(block)
 
@@ -456,7 +456,7 @@ def _const_to_f16(op: ane.ConstOp, converted: dict[str, str]) -> None:
         name = op.handle.data if op.handle is not None else "const"
         with np.errstate(over="ignore"):  # beyond ±65504 is inf in fp16, as on the ANE (the lint has said so)
             half = array.astype(np.float16)
-        new = make_const(half, name, Emitter(op).store, f16)
+        new = make_const(half, name, store_of(op), f16)
         if op.handle is not None and new.handle is not None:
             converted[op.handle.data] = new.handle.data
     Rewriter.insert_op(new, InsertPoint.before(op))

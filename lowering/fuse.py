@@ -29,10 +29,11 @@ from xdsl.pattern_rewriter import (
 )
 
 from anec.agreement import FP16_MIN_NORMAL
+from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import FP16_FIXES_ATTR, append_note, name_of
-from anec.lowering.rewriting import Emitter, ane_blocks, constant_of, prune_weights, single_user
+from anec.lowering.rewriting import ane_blocks, constant_of, prune_weights, single_user
 from anec.targets import get_target
 
 MacOp = ane.ConvOp | ane.ConvTransposeOp | ane.MatmulOp
@@ -70,7 +71,7 @@ def _constant_side(op: ane.BinaryOp) -> tuple[MacOp, np.ndarray, bool] | None:
     return None
 
 
-def _rebuild(mac: MacOp, emit: Emitter, weight: SSAValue, bias: SSAValue | None) -> MacOp:
+def _rebuild(mac: MacOp, build: RewriteBuilder, weight: SSAValue, bias: SSAValue | None) -> MacOp:
     """The same MAC op with a new weight (rhs for matmul) and bias."""
     if isinstance(mac, ane.MatmulOp):
         ta, tb = mac.flags()
@@ -79,7 +80,7 @@ def _rebuild(mac: MacOp, emit: Emitter, weight: SSAValue, bias: SSAValue | None)
         new = type(mac).create(operands=[mac.input, weight, *([bias] if bias is not None else [])], result_types=[mac.result.type],
                                properties=dict(mac.properties))
     new.attributes.update(mac.attributes)
-    return emit.op(new)
+    return build.insert(new)
 
 
 def _weight_of(mac: MacOp) -> SSAValue:
@@ -109,8 +110,8 @@ class FoldBias(RewritePattern):
         if bias is None:
             return
         bias = bias + (shift if isinstance(op, ane.AddOp) else -shift)
-        emit = Emitter(mac, rewriter)
-        new = _rebuild(mac, emit, _weight_of(mac), emit.const(bias, mac.result, "bias"))
+        build = RewriteBuilder(mac, rewriter)
+        new = _rebuild(mac, build, _weight_of(mac), build.constant(bias, mac.result, "bias"))
         rewriter.replace(op, [], [new.result])
         rewriter.erase(mac)
 
@@ -171,9 +172,9 @@ class FoldScale(RewritePattern):
                                              "would be fp16 subnormals, which the MAC flushes to zero")
             return
         weight_type = _weight_of(mac)
-        emit = Emitter(mac, rewriter)
-        new_bias = emit.const(bias * scale, mac.result, "bias") if mac.bias is not None else None
-        new = _rebuild(mac, emit, emit.const(weight, weight_type, "weight"), new_bias)
+        build = RewriteBuilder(mac, rewriter)
+        new_bias = build.constant(bias * scale, mac.result, "bias") if mac.bias is not None else None
+        new = _rebuild(mac, build, build.constant(weight, weight_type, "weight"), new_bias)
         rewriter.replace(op, [], [new.result])
         rewriter.erase(mac)
 

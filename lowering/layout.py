@@ -5,12 +5,13 @@ matmul engine is a 1×1 convolution over C. So, as Apple's transformer guidance 
 
 1. a matmul with constant weights (a linear layer) becomes a 1×1 conv over (N, K, 1, M): features on
    C, the sequence on W; 1-D convs and pools become 2-D ones over (N, C, 1, W);
-2. every run of layout-agnostic ops (elementwise, norms, softmax, reductions, concat, …) — a *region*
+2. every run of layout-agnostic ops (elementwise, norms, softmax, reductions, concat, …) — a *group*
    — picks one axis order for all its tensors: the one that leaves the fewest transposes at its
    edges (the residual stream of a transformer settles on (B, C, 1, S)), lifted to rank 4 and
    avoiding size-1 innermost axes;
-3. local rules merge and cancel transposes and reshapes, move transposes through reshapes when
-   that lets them meet, and fold swaps of the last two axes into matmul flags;
+3. local rules merge and cancel transposes and reshapes (the ops' own canonicalization patterns),
+   fold them into constants, move transposes through reshapes when that lets them meet, and fold
+   swaps of the last two axes into matmul flags;
 4. attention is split per head where the batched scores would not fit the L2 (`heads` option).
 
 Results are unchanged: only the arrangement of data moves.
@@ -34,22 +35,14 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.transforms.canonicalize import CanonicalizationRewritePattern
 
 from anec.analysis import ane_bytes, dense_bytes
+from anec.builder import RewriteBuilder
 from anec.dialects import ane
-from anec.dialects.ane import element_type_of, int_attr, ints, shape_of, tensor, values
+from anec.dialects.ane import as_tuple, element_type_of, int_attr, ints, shape_of, tensor
 from anec.dialects.discardable import name_of
-from anec.errors import AnecError
-from anec.legality import legality
-from anec.lowering.rewriting import (
-    Emitter,
-    constant_of,
-    functions,
-    prune_weights,
-    single_user,
-    users,
-)
-from anec.lowering.shapes import (
+from anec.dialects.shapes import (
     Perm,
     Shape,
     compose,
@@ -61,6 +54,15 @@ from anec.lowering.shapes import (
     swaps_last_two,
     transpose_after_reshape,
 )
+from anec.errors import AnecError
+from anec.legality import legality
+from anec.lowering.rewriting import (
+    constant_of,
+    functions,
+    prune_weights,
+    single_user,
+    users,
+)
 from anec.targets import Target, get_target
 
 # ------------------------------------------------------------------------------------------------
@@ -70,7 +72,7 @@ from anec.targets import Target, get_target
 
 def _copy_epilogue(src: ane.EpilogueOp, dst: ane.EpilogueOp) -> None:
     if src.activation is not None:
-        dst.set_activation(src.activation.data, values(src.activation_params))
+        dst.set_activation(src.activation.data, as_tuple(src.activation_params))
 
 
 class LinearToConv(RewritePattern):
@@ -89,15 +91,15 @@ class LinearToConv(RewritePattern):
         n, h = math.prod(batch[:-1]), (batch[-1] if batch else 1)
         m, k = (a[-1], a[-2]) if transpose_lhs else (a[-2], a[-1])
         kernel = weight.reshape(w[-2:]) if transpose_rhs else weight.reshape(w[-2:]).T
-        emit = Emitter(op, rewriter)
+        build = RewriteBuilder(op, rewriter)
         if transpose_lhs:
-            x = emit.transpose(emit.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
+            x = build.transpose(build.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
         else:
-            x = emit.transpose(emit.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
-        conv = ane.ConvOp(x, emit.const(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
+            x = build.transpose(build.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
+        conv = ane.ConvOp(x, build.constant(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
         _copy_epilogue(op, conv)
-        y = emit.transpose(emit(conv), (0, 2, 3, 1))
-        emit.replace(emit.reshape(y, shape_of(op.result)))
+        y = build.transpose(build.add(conv), (0, 2, 3, 1))
+        build.replace(build.reshape(y, shape_of(op.result)))
 
 
 class LiftWindowOps(RewritePattern):
@@ -108,59 +110,41 @@ class LiftWindowOps(RewritePattern):
         x = shape_of(op.input)
         if len(x) != 3:
             return
-        emit = Emitter(op, rewriter)
-        lifted = emit.reshape(op.input, (x[0], x[1], 1, x[2]))
-        pads = values(op.pads)
-        wide = {"strides": [1, *values(op.strides)], "pads": [0, pads[0], 0, pads[1]]}
+        build = RewriteBuilder(op, rewriter)
+        lifted = build.reshape(op.input, (x[0], x[1], 1, x[2]))
+        pads = as_tuple(op.pads)
+        wide = {"strides": [1, *as_tuple(op.strides)], "pads": [0, pads[0], 0, pads[1]]}
         if isinstance(op, ane.ConvBase):
             w = shape_of(op.weight)
-            weight = emit.reshape(op.weight, (w[0], w[1], 1, w[2]))
-            extra = {"output_padding": [0, *values(op.output_padding)]} if isinstance(op, ane.ConvTransposeOp) else {}
-            new = type(op)(lifted, weight, op.bias, dilations=[1, *values(op.dilations)], groups=op.groups.value.data, **wide, **extra)
+            weight = build.reshape(op.weight, (w[0], w[1], 1, w[2]))
+            extra = {"output_padding": [0, *as_tuple(op.output_padding)]} if isinstance(op, ane.ConvTransposeOp) else {}
+            new = type(op)(lifted, weight, op.bias, dilations=[1, *as_tuple(op.dilations)], groups=op.groups.value.data, **wide, **extra)
             _copy_epilogue(op, new)
         elif isinstance(op, ane.AvgPoolOp):
-            new = ane.AvgPoolOp(lifted, [1, *values(op.kernel)], count_include_pad=bool(op.count_include_pad.value.data), **wide)
+            new = ane.AvgPoolOp(lifted, [1, *as_tuple(op.kernel)], count_include_pad=bool(op.count_include_pad.value.data), **wide)
         else:
-            new = type(op)(lifted, [1, *values(op.kernel)], **wide)
-        emit.replace(emit.reshape(emit(new), shape_of(op.result)))
+            new = type(op)(lifted, [1, *as_tuple(op.kernel)], **wide)
+        build.replace(build.reshape(build.add(new), shape_of(op.result)))
 
 
 # ------------------------------------------------------------------------------------------------
-# 3. Local rules: merge, cancel and move transposes and reshapes
+# 3. Local rules: fold, cancel and move transposes and reshapes
 # ------------------------------------------------------------------------------------------------
-
-
-class MergeTransposes(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: ane.TransposeOp, rewriter: PatternRewriter) -> None:
-        perm = values(op.perm)
-        if is_identity(perm):
-            rewriter.replace(op, [], [op.input])
-        elif not moves_data(perm, shape_of(op.input)):
-            Emitter(op, rewriter).replace(ane.ReshapeOp(op.input, shape_of(op.result)))
-        elif isinstance(inner := op.input.owner, ane.TransposeOp):
-            Emitter(op, rewriter).replace(ane.TransposeOp(inner.input, compose(values(inner.perm), perm)))
-
-
-class MergeReshapes(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: ane.ReshapeOp, rewriter: PatternRewriter) -> None:
-        if shape_of(op.input) == shape_of(op.result):
-            rewriter.replace(op, [], [op.input])
-        elif isinstance(inner := op.input.owner, ane.ReshapeOp):
-            Emitter(op, rewriter).replace(ane.ReshapeOp(inner.input, shape_of(op.result)))
 
 
 class FoldConstantMovement(RewritePattern):
-    """A transpose or reshape of a constant is a constant."""
+    """A transpose or reshape of a constant is a constant (the builder folds it; the weight store it
+    goes to is a layer above the dialect, so this is the pass's pattern, not the op's)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.TransposeOp | ane.ReshapeOp, rewriter: PatternRewriter) -> None:
-        if (array := constant_of(op.input)) is None:
+        if constant_of(op.input) is None:
             return
-        moved = np.transpose(array, values(op.perm)) if isinstance(op, ane.TransposeOp) else array.reshape(shape_of(op.result))
-        emit = Emitter(op, rewriter)
-        emit.replace(emit.const(moved, op.result))
+        build = RewriteBuilder(op, rewriter)
+        if isinstance(op, ane.TransposeOp):
+            build.replace(build.transpose(op.input, as_tuple(op.perm)))
+        else:
+            build.replace(build.reshape(op.input, shape_of(op.result)))
 
 
 def _units_only(a: Shape, b: Shape) -> bool:
@@ -181,17 +165,17 @@ class SinkTransposeBelowReshape(RewritePattern):
         t = op.input.owner
         if not isinstance(t, ane.TransposeOp):
             return
-        found = reshape_after_transpose(shape_of(t.input), values(t.perm), shape_of(op.result))
+        found = reshape_after_transpose(shape_of(t.input), as_tuple(t.perm), shape_of(op.result))
         if found is None:
             return
         mid, perm = found
-        if _transposable_matmul(t.input.owner) and swaps_last_two(values(t.perm)):
+        if _transposable_matmul(t.input.owner) and swaps_last_two(as_tuple(t.perm)):
             return  # TransposeMatmulResult removes this transpose; sinking it would undo HoistTransposeAboveReshape
         unit_only = t.result.has_one_use() and _units_only(shape_of(op.input), shape_of(op.result))
         if not (is_identity(perm) or unit_only or all(_absorbs(u, perm) for u in users(op.result))):
             return
-        emit = Emitter(op, rewriter)
-        emit.replace(emit.transpose(emit.reshape(t.input, mid), perm))
+        build = RewriteBuilder(op, rewriter)
+        build.replace(build.transpose(build.reshape(t.input, mid), perm))
 
 
 class HoistTransposeAboveReshape(RewritePattern):
@@ -203,7 +187,7 @@ class HoistTransposeAboveReshape(RewritePattern):
         r = op.input.owner
         if not isinstance(r, ane.ReshapeOp) or not r.result.has_one_use():
             return
-        found = transpose_after_reshape(shape_of(r.input), shape_of(r.result), values(op.perm))
+        found = transpose_after_reshape(shape_of(r.input), shape_of(r.result), as_tuple(op.perm))
         if found is None:
             return
         perm, _ = found
@@ -211,8 +195,8 @@ class HoistTransposeAboveReshape(RewritePattern):
         meets = isinstance(producer, ane.TransposeOp) or (_transposable_matmul(producer) and swaps_last_two(perm))
         if not (meets or is_identity(perm)):
             return
-        emit = Emitter(op, rewriter)
-        emit.replace(emit.reshape(emit.transpose(r.input, perm), shape_of(op.result)))
+        build = RewriteBuilder(op, rewriter)
+        build.replace(build.reshape(build.transpose(r.input, perm), shape_of(op.result)))
 
 
 def _transposable_matmul(op: Operation | None) -> bool:
@@ -228,14 +212,14 @@ class AbsorbTransposeIntoMatmul(RewritePattern):
         lhs, rhs, flags = op.lhs, op.rhs, list(op.flags())
         for i, v in enumerate((lhs, rhs)):
             t = v.owner
-            if isinstance(t, ane.TransposeOp) and swaps_last_two(values(t.perm)):
+            if isinstance(t, ane.TransposeOp) and swaps_last_two(as_tuple(t.perm)):
                 flags[i] = not flags[i]
                 lhs, rhs = (t.input, rhs) if i == 0 else (lhs, t.input)
         if lhs is op.lhs and rhs is op.rhs:
             return
         new = ane.MatmulOp(lhs, rhs, op.bias, transpose_lhs=flags[0], transpose_rhs=flags[1])
         _copy_epilogue(op, new)
-        Emitter(op, rewriter).replace(new)
+        RewriteBuilder(op, rewriter).replace(new)
 
 
 class TransposeMatmulResult(RewritePattern):
@@ -244,49 +228,49 @@ class TransposeMatmulResult(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.TransposeOp, rewriter: PatternRewriter) -> None:
         mm = op.input.owner
-        if not swaps_last_two(values(op.perm)) or not _transposable_matmul(mm):
+        if not swaps_last_two(as_tuple(op.perm)) or not _transposable_matmul(mm):
             return
         assert isinstance(mm, ane.MatmulOp)
         ta, tb = mm.flags()
         new = ane.MatmulOp(mm.rhs, mm.lhs, transpose_lhs=not tb, transpose_rhs=not ta)
         _copy_epilogue(mm, new)
-        Emitter(op, rewriter, name=Emitter(mm).name).replace(new)
+        RewriteBuilder(op, rewriter, name=RewriteBuilder(mm).name).replace(new)
 
 
 CLEANUP: tuple[RewritePattern, ...] = (
-    MergeTransposes(), MergeReshapes(), FoldConstantMovement(), SinkTransposeBelowReshape(),
+    CanonicalizationRewritePattern(), FoldConstantMovement(), SinkTransposeBelowReshape(),
     HoistTransposeAboveReshape(), AbsorbTransposeIntoMatmul(), TransposeMatmulResult(),
 )
 
 
 def cleanup(module: ModuleOp) -> None:
     walk(module, CLEANUP)
-    if share_equal_views(module):
+    if share_equal_chains(module):
         walk(module, CLEANUP)
 
 
-def share_equal_views(module: ModuleOp) -> bool:
+def share_equal_chains(module: ModuleOp) -> bool:
     """Chains of reshapes and transposes that rearrange one value into the same tensor are one:
     each chain's element order is computed on an index array and compared."""
-    views: dict[SSAValue, tuple[SSAValue, np.ndarray]] = {}
+    chains: dict[SSAValue, tuple[SSAValue, np.ndarray]] = {}
 
-    def view(value: SSAValue) -> tuple[SSAValue, np.ndarray]:
-        if value not in views:
+    def chain(value: SSAValue) -> tuple[SSAValue, np.ndarray]:
+        if value not in chains:
             op = value.owner
             if isinstance(op, ane.TransposeOp | ane.ReshapeOp):
-                root, index = view(op.input)
-                index = np.transpose(index, values(op.perm)) if isinstance(op, ane.TransposeOp) else index.reshape(shape_of(value))
+                root, index = chain(op.input)
+                index = np.transpose(index, as_tuple(op.perm)) if isinstance(op, ane.TransposeOp) else index.reshape(shape_of(value))
             else:
                 root, index = value, np.arange(math.prod(shape_of(value)), dtype=np.int64).reshape(shape_of(value))
-            views[value] = (root, index)
-        return views[value]
+            chains[value] = (root, index)
+        return chains[value]
 
     changed = False
     for block in _blocks(module):
         seen: dict[tuple, SSAValue] = {}
         for op in list(block.ops):
             if isinstance(op, ane.TransposeOp | ane.ReshapeOp):
-                root, index = view(op.result)
+                root, index = chain(op.result)
                 key = (root, index.shape, hash(np.ascontiguousarray(index).tobytes()))
                 if (twin := seen.setdefault(key, op.result)) is not op.result:
                     op.result.replace_all_uses_with(twin)
@@ -299,7 +283,7 @@ def _blocks(module: ModuleOp) -> list[Block]:
 
 
 # ------------------------------------------------------------------------------------------------
-# 2. Regions of layout-agnostic ops choose one axis order
+# 2. Groups of layout-agnostic ops choose one axis order
 # ------------------------------------------------------------------------------------------------
 
 
@@ -309,8 +293,8 @@ def _lift_positions(rank: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class View:
-    """How a region stores its tensors: transposed by `perm`, then lifted to rank 4.
+class AxisOrder:
+    """How a group stores its tensors: transposed by `perm`, then lifted to rank 4.
 
     physical = reshape(transpose(logical, perm), lifted shape)."""
 
@@ -342,11 +326,11 @@ class View:
     def is_trivial(self) -> bool:
         return is_identity(self.perm) and self.rank >= 4
 
-    def to_physical(self, emit: Emitter, value: SSAValue) -> SSAValue:
-        return emit.reshape(emit.transpose(value, self.perm, "layout"), self.physical_shape(shape_of(value)), "layout")
+    def to_physical(self, build: RewriteBuilder, value: SSAValue) -> SSAValue:
+        return build.reshape(build.transpose(value, self.perm, "layout"), self.physical_shape(shape_of(value)), "layout")
 
-    def to_logical(self, emit: Emitter, value: SSAValue, logical: Shape) -> SSAValue:
-        return emit.transpose(emit.reshape(value, permuted(logical, self.perm), "layout"), inverse(self.perm), "layout")
+    def to_logical(self, build: RewriteBuilder, value: SSAValue, logical: Shape) -> SSAValue:
+        return build.transpose(build.reshape(value, permuted(logical, self.perm), "layout"), inverse(self.perm), "layout")
 
 
 _AGNOSTIC = (ane.UnaryOp, ane.BinaryOp, ane.CompareOp, ane.SelectOp, ane.CastOp, ane.LayerNormOp, ane.L2NormOp,
@@ -360,48 +344,48 @@ def is_agnostic(op: Operation) -> bool:
     return isinstance(op, _AGNOSTIC)
 
 
-def region_operands(op: Operation) -> list[SSAValue]:
+def group_operands(op: Operation) -> list[SSAValue]:
     """The operands that share the op's axes (a norm's scale and bias run along its axes only)."""
     return [op.operands[0]] if isinstance(op, ane.AffineNormOp) else list(op.operands)
 
 
-def accepts(op: Operation, view: View) -> bool:
-    """A layer norm's scale spans its axes in order, so a view must keep that order."""
+def accepts(op: Operation, order: AxisOrder) -> bool:
+    """A layer norm's scale spans its axes in order, so an order must keep it."""
     if not isinstance(op, ane.LayerNormOp):
         return True
-    mapped = [view.axis(a) for a in values(op.axes)]
+    mapped = [order.axis(a) for a in as_tuple(op.axes)]
     return mapped == sorted(mapped)
 
 
-def _remapped_properties(op: Operation, view: View) -> dict:
+def _remapped_properties(op: Operation, order: AxisOrder) -> dict:
     props = dict(op.properties)
     if isinstance(op, ane.SoftmaxOp | ane.ArgReduceOp | ane.ConcatOp | ane.SplitOp):
-        props["axis"] = int_attr(view.axis(op.axis.value.data))
+        props["axis"] = int_attr(order.axis(op.axis.value.data))
     if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
-        props["axes"] = ints(sorted(view.axis(a) for a in values(op.axes)))
+        props["axes"] = ints(sorted(order.axis(a) for a in as_tuple(op.axes)))
     if isinstance(op, ane.SliceOp):
         for key, fill in (("starts", 0), ("ends", 1), ("steps", 1)):
-            props[key] = ints(view.physical_list(values(props[key]), fill))
+            props[key] = ints(order.physical_list(as_tuple(props[key]), fill))
     if isinstance(op, ane.TileOp):
-        props["repeats"] = ints(view.physical_list(values(op.repeats), 1))
+        props["repeats"] = ints(order.physical_list(as_tuple(op.repeats), 1))
     return props
 
 
 @dataclass
-class Region:
+class LayoutGroup:
     ops: list[Operation] = field(default_factory=list)
-    values: set[SSAValue] = field(default_factory=set)
+    tensors: set[SSAValue] = field(default_factory=set)
 
     @property
     def rank(self) -> int:
-        return len(shape_of(next(iter(self.values))))
+        return len(shape_of(next(iter(self.tensors))))
 
     def entries(self) -> list[SSAValue]:
-        """Values the region reads but does not compute (in first-use order)."""
+        """Values the group reads but does not compute (in first-use order)."""
         inside = {r for op in self.ops for r in op.results}
         seen: dict[SSAValue, None] = {}
         for op in self.ops:
-            for v in region_operands(op):
+            for v in group_operands(op):
                 if v not in inside and constant_of(v) is None:
                     seen.setdefault(v)
         return list(seen)
@@ -412,8 +396,8 @@ class Region:
         return [(r, u) for op in self.ops for r in op.results for u in users(r) if id(u) not in members]
 
 
-def find_regions(block: Block, target: Target) -> list[Region]:
-    """Regions of layout-agnostic ops the ANE can run (CPU ops keep the layout they came with)."""
+def find_groups(block: Block, target: Target) -> list[LayoutGroup]:
+    """Groups of layout-agnostic ops the ANE can run (CPU ops keep the layout they came with)."""
     parent: dict[SSAValue, SSAValue] = {}
 
     def find(v: SSAValue) -> SSAValue:
@@ -424,18 +408,18 @@ def find_regions(block: Block, target: Target) -> list[Region]:
 
     agnostic = [op for op in block.ops if is_agnostic(op) and legality(op, target)]
     for op in agnostic:
-        members = [v for v in (*region_operands(op), *op.results) if constant_of(v) is None]
+        members = [v for v in (*group_operands(op), *op.results) if constant_of(v) is None]
         for v in members[1:]:
             parent[find(v)] = find(members[0])
-    regions: dict[SSAValue, Region] = {}
+    groups: dict[SSAValue, LayoutGroup] = {}
     for op in agnostic:
-        region = regions.setdefault(find(op.results[0]), Region())
-        region.ops.append(op)
-        region.values.update(v for v in (*region_operands(op), *op.results) if constant_of(v) is None)
-    return list(regions.values())
+        group = groups.setdefault(find(op.results[0]), LayoutGroup())
+        group.ops.append(op)
+        group.tensors.update(v for v in (*group_operands(op), *op.results) if constant_of(v) is None)
+    return list(groups.values())
 
 
-def _left(remaining: Perm, shape: Shape, neighbour: Operation | None, entry: bool) -> int:
+def _transposes_left(remaining: Perm, shape: Shape, neighbour: Operation | None, entry: bool) -> int:
     """1 if a transpose by `remaining` of `shape` stays on an edge: not when it moves no data (a
     reshape) nor when it swaps the last two axes next to a matmul (a flag)."""
     if not moves_data(remaining, shape):
@@ -446,7 +430,7 @@ def _left(remaining: Perm, shape: Shape, neighbour: Operation | None, entry: boo
 
 
 def _entry_cost(value: SSAValue, perm: Perm) -> int:
-    """Transposes left where `value` enters a region stored transposed by `perm`, looking through
+    """Transposes left where `value` enters a group stored transposed by `perm`, looking through
     a transpose or a reshape (+ transpose) that produces it."""
     producer = value.owner if isinstance(value.owner, Operation) else None
     if isinstance(producer, ane.ReshapeOp):
@@ -454,12 +438,12 @@ def _entry_cost(value: SSAValue, perm: Perm) -> int:
         if found is not None:
             value, perm, producer = producer.input, found[0], producer.input.owner
     if isinstance(producer, ane.TransposeOp):
-        return _left(compose(values(producer.perm), perm), shape_of(producer.input), producer.input.owner, True)
-    return _left(perm, shape_of(value), producer, True)
+        return _transposes_left(compose(as_tuple(producer.perm), perm), shape_of(producer.input), producer.input.owner, True)
+    return _transposes_left(perm, shape_of(value), producer, True)
 
 
 def _exit_cost(physical: Shape, user: Operation, perm: Perm) -> int:
-    """Transposes left where a region value (of `physical` shape, stored transposed by `perm`)
+    """Transposes left where a group value (of `physical` shape, stored transposed by `perm`)
     reaches `user`, looking through a reshape and the transposes after it."""
     back = inverse(perm)
     if isinstance(user, ane.ReshapeOp):
@@ -468,25 +452,25 @@ def _exit_cost(physical: Shape, user: Operation, perm: Perm) -> int:
             mid, moved = found
             return sum(_exit_cost(mid, u, inverse(moved)) for u in users(user.result))
     if isinstance(user, ane.TransposeOp):
-        return _left(compose(back, values(user.perm)), physical, single_user(user.result), False)
-    return _left(back, physical, user, False)
+        return _transposes_left(compose(back, as_tuple(user.perm)), physical, single_user(user.result), False)
+    return _transposes_left(back, physical, user, False)
 
 
-def view_cost(region: Region, view: View) -> tuple[int, int]:
-    """(transposes left at the region's edges, row-padding bytes of its tensors) under `view`."""
-    cost = sum(_entry_cost(v, view.perm) for v in region.entries())
-    cost += sum(_exit_cost(view.physical_shape(shape_of(v)), user, view.perm) for v, user in region.exits())
-    padding = sum(ane_bytes(s) - dense_bytes(s) for s in (view.physical_shape(shape_of(v)) for v in region.values))
+def order_cost(group: LayoutGroup, order: AxisOrder) -> tuple[int, int]:
+    """(transposes left at the group's edges, row-padding bytes of its tensors) under `order`."""
+    cost = sum(_entry_cost(v, order.perm) for v in group.entries())
+    cost += sum(_exit_cost(order.physical_shape(shape_of(v)), user, order.perm) for v, user in group.exits())
+    padding = sum(ane_bytes(s) - dense_bytes(s) for s in (order.physical_shape(shape_of(v)) for v in group.tensors))
     return cost, padding
 
 
-def canonical(perm: Perm, region: Region) -> Perm:
-    """The same data order with axes that are 1 in every tensor of the region moved out of the way:
+def canonical(perm: Perm, group: LayoutGroup) -> Perm:
+    """The same data order with axes that are 1 in every tensor of the group moved out of the way:
     two non-unit axes as (1, C, 1, W) (a sequence), three as (1, C, H, W) when the batch is 1 (an
     image) or else (N, C, 1, W), four as they are."""
     if len(perm) != 4:
         return perm
-    unit = [a for a in range(4) if all(shape_of(v)[a] == 1 for v in region.values)]
+    unit = [a for a in range(4) if all(shape_of(v)[a] == 1 for v in group.tensors)]
     moving = [a for a in perm if a not in unit]
     positions = (1, 2, 3) if len(moving) == 3 and 0 in unit else _lift_positions(len(moving))
     out: list[int | None] = [None] * 4
@@ -496,84 +480,84 @@ def canonical(perm: Perm, region: Region) -> Perm:
     return tuple(a if a is not None else next(spare) for a in out)
 
 
-def candidate_views(region: Region) -> list[View]:
+def candidate_orders(group: LayoutGroup) -> list[AxisOrder]:
     """The identity first, then orders that cancel a neighbouring transpose or a matmul flag, as
     they are and with unit axes placed canonically (the two store the same bytes but meet
     different neighbours)."""
-    rank = region.rank
+    rank = group.rank
     perms: list[Perm] = [tuple(range(rank))]
-    for v in region.entries():
+    for v in group.entries():
         if isinstance(v.owner, ane.TransposeOp):
-            perms.append(inverse(values(v.owner.perm)))
-    for _, user in region.exits():
+            perms.append(inverse(as_tuple(v.owner.perm)))
+    for _, user in group.exits():
         if isinstance(user, ane.TransposeOp):
-            perms.append(tuple(values(user.perm)))
+            perms.append(tuple(as_tuple(user.perm)))
     if rank >= 2:
         perms.append((*range(rank - 2), rank - 1, rank - 2))
-    unique = dict.fromkeys([perms[0], *(canonical(p, region) for p in perms), *perms])
-    return [View(p) for p in unique if all(accepts(op, View(p)) for op in region.ops)]
+    unique = dict.fromkeys([perms[0], *(canonical(p, group) for p in perms), *perms])
+    return [AxisOrder(p) for p in unique if all(accepts(op, AxisOrder(p)) for op in group.ops)]
 
 
-def choose_view(region: Region, padding_ties: bool) -> View:
-    """The candidate leaving the fewest transposes. A region keeps its current order unless another
+def choose_order(group: LayoutGroup, padding_ties: bool) -> AxisOrder:
+    """The candidate leaving the fewest transposes. A group keeps its current order unless another
     one leaves strictly fewer — or, with `padding_ties` (the first round only, so that neighbours
     cannot flip each other back and forth), as few but with less row padding."""
-    views = candidate_views(region)
-    current, best = views[0], min(views, key=lambda v: view_cost(region, v))
-    if view_cost(region, best)[0] < view_cost(region, current)[0] or padding_ties:
+    orders = candidate_orders(group)
+    current, best = orders[0], min(orders, key=lambda v: order_cost(group, v))
+    if order_cost(group, best)[0] < order_cost(group, current)[0] or padding_ties:
         return best
     return current
 
 
-def apply_view(region: Region, view: View) -> None:
-    """Rebuild the region's ops on physical tensors; convert at its edges."""
+def apply_order(group: LayoutGroup, order: AxisOrder) -> None:
+    """Rebuild the group's ops on physical tensors; convert at its edges."""
     physical: dict[SSAValue, SSAValue] = {}
-    members = set(map(id, region.ops))
+    members = set(map(id, group.ops))
 
-    def operand(v: SSAValue, emit: Emitter) -> SSAValue:
+    def operand(v: SSAValue, build: RewriteBuilder) -> SSAValue:
         if v in physical:
             return physical[v]
         if constant_of(v) is not None:
-            return view.to_physical(emit, v)
-        if v in region.values:  # an entry: convert once, before its first use
-            physical[v] = view.to_physical(Emitter(emit.anchor, name=_name_of_value(v)), v)
+            return order.to_physical(build, v)
+        if v in group.tensors:  # an entry: convert once, before its first use
+            physical[v] = order.to_physical(RewriteBuilder(build.anchor, name=_name_of_value(v)), v)
             return physical[v]
         return v
 
-    for op in region.ops:
-        emit = Emitter(op)
-        shared = set(map(id, region_operands(op)))
-        new_operands = [operand(v, emit) if id(v) in shared else v for v in op.operands]
-        result_types = [tensor(view.physical_shape(shape_of(r)), element_type_of(r)) for r in op.results]
-        new = emit.op(type(op).create(operands=new_operands, result_types=result_types, properties=_remapped_properties(op, view),
+    for op in group.ops:
+        build = RewriteBuilder(op)
+        shared = set(map(id, group_operands(op)))
+        new_operands = [operand(v, build) if id(v) in shared else v for v in op.operands]
+        result_types = [tensor(order.physical_shape(shape_of(r)), element_type_of(r)) for r in op.results]
+        new = build.insert(type(op).create(operands=new_operands, result_types=result_types, properties=_remapped_properties(op, order),
                                       attributes=dict(op.attributes)))
         for old, res in zip(op.results, new.results):
             physical[old] = res
             outside = [u for u in users(old) if id(u) not in members]
             if outside:
-                logical = view.to_logical(emit, res, shape_of(old))
+                logical = order.to_logical(build, res, shape_of(old))
                 old.replace_uses_with_if(logical, lambda use: id(use.operation) not in members)
-    for op in reversed(region.ops):
+    for op in reversed(group.ops):
         op.detach()
         op.erase()
 
 
 def _name_of_value(v: SSAValue) -> str:
     owner = v.owner
-    return Emitter(owner).name if isinstance(owner, Operation) else "input"
+    return RewriteBuilder(owner).name if isinstance(owner, Operation) else "input"
 
 
 def assign_layouts(module: ModuleOp, target: Target, *, lift_only: bool = False, padding_ties: bool = False) -> bool:
-    """Lift every region to rank 4 (`lift_only`), or give every region its cheapest axis order.
-    Returns True if any region changed."""
+    """Lift every group to rank 4 (`lift_only`), or give every group its cheapest axis order.
+    Returns True if any group changed."""
     changed = False
     for block in _blocks(module):
-        for region in find_regions(block, target):
-            if region.rank > 4 or (lift_only and region.rank == 4):
+        for group in find_groups(block, target):
+            if group.rank > 4 or (lift_only and group.rank == 4):
                 continue
-            view = View(tuple(range(region.rank))) if lift_only else choose_view(region, padding_ties)
-            if not view.is_trivial():
-                apply_view(region, view)
+            order = AxisOrder(tuple(range(group.rank))) if lift_only else choose_order(group, padding_ties)
+            if not order.is_trivial():
+                apply_order(group, order)
                 changed = True
     return changed
 
@@ -604,7 +588,7 @@ def _head(value: SSAValue, h: int, anchor: Operation) -> SSAValue:
         return value
     starts, ends = [0] * len(s), list(s)
     starts[1], ends[1] = h, h + 1
-    return Emitter(anchor, name=f"{name_of(anchor)}#head{h}")(ane.SliceOp(value, starts, ends), "slice")
+    return RewriteBuilder(anchor, name=f"{name_of(anchor)}#head{h}").add(ane.SliceOp(value, starts, ends), "slice")
 
 
 def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.MatmulOp) -> None:
@@ -620,9 +604,9 @@ def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.
                 out = shape_of(op.results[0])
                 new = type(op).create(operands=operands, result_types=[tensor((out[0], 1, *out[2:]), element_type_of(op.results[0]))],
                                       properties=dict(op.properties))
-            local[op.results[0]] = Emitter(context, name=f"{name_of(op)}#head{h}")(new)
+            local[op.results[0]] = RewriteBuilder(context, name=f"{name_of(op)}#head{h}").add(new)
         outputs.append(local[context.result])
-    Emitter(context).replace(ane.ConcatOp(outputs, 1))
+    RewriteBuilder(context).replace(ane.ConcatOp(outputs, 1))
     for op in reversed([scores, *chain]):
         op.detach()
         op.erase()

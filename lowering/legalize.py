@@ -26,9 +26,10 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from anec.builder import RewriteBuilder
 from anec.dialects import ane
-from anec.dialects.ane import shape_of, values
-from anec.lowering.rewriting import Emitter, constant_of, prune_weights, scalar_of, single_user
+from anec.dialects.ane import as_tuple, shape_of
+from anec.lowering.rewriting import constant_of, prune_weights, scalar_of, single_user
 from anec.targets import Target, get_target
 
 
@@ -123,15 +124,15 @@ class FuseGelu(RewritePattern):
             if (arg := _one_plus(bracket, ane.ErfOp)) is not None:
                 scaled = _scaled(arg)
                 if scaled is not None and scaled[1] is x and _close(scaled[0], 1 / math.sqrt(2)):
-                    Emitter(op, rewriter).replace(ane.GeluOp(x, "none"))
+                    RewriteBuilder(op, rewriter).replace(ane.GeluOp(x, "none"))
                     return
             if (arg := _one_plus(bracket, ane.TanhOp)) is not None and _tanh_gelu_input(arg) is x:
-                Emitter(op, rewriter).replace(ane.GeluOp(x, "tanh"))
+                RewriteBuilder(op, rewriter).replace(ane.GeluOp(x, "tanh"))
                 return
 
 
 def _single_axis(op: ane.ReduceOp) -> int | None:
-    axes = values(op.axes)
+    axes = as_tuple(op.axes)
     return axes[0] if len(axes) == 1 and op.keepdims.value.data else None
 
 
@@ -146,7 +147,7 @@ class RaiseSoftmax(RewritePattern):
         sub = _owner(exp.input, ane.SubOp)
         peak = _owner(sub.rhs, ane.ReduceMaxOp) if sub is not None else None
         if peak is not None and peak.input is sub.lhs and _single_axis(peak) == axis:
-            Emitter(op, rewriter).replace(ane.SoftmaxOp(sub.lhs, axis))
+            RewriteBuilder(op, rewriter).replace(ane.SoftmaxOp(sub.lhs, axis))
 
 
 def _mean_axis(value: SSAValue) -> tuple[int, SSAValue] | None:
@@ -198,9 +199,9 @@ class RaiseLayerNorm(RewritePattern):
         if (shifted_out := _affine(result, ane.AddOp, shape, axis)) is not None:
             result, bias = shifted_out
         last = result.owner
-        emit = Emitter(last, rewriter)
-        norm = ane.LayerNormOp(x, emit.const(scale, x), emit.const(bias, x), axes=[axis], epsilon=float(eps))
-        emit.replace(norm)
+        build = RewriteBuilder(last, rewriter)
+        norm = ane.LayerNormOp(x, build.constant(scale, x), build.constant(bias, x), axes=[axis], epsilon=float(eps))
+        build.replace(norm)
 
 
 class SplitMaskedAttention(RewritePattern):
@@ -210,13 +211,13 @@ class SplitMaskedAttention(RewritePattern):
     def match_and_rewrite(self, op: ane.SdpaOp, rewriter: PatternRewriter) -> None:
         if op.mask is None:
             return
-        emit = Emitter(op, rewriter)
+        build = RewriteBuilder(op, rewriter)
         rank = len(shape_of(op.query))
-        query = emit(ane.MulOp(op.query, emit.scalar(op.scale.value.data, op.query)), "scale")
-        scores = emit(ane.MatmulOp(query, op.key, transpose_rhs=True), "scores")
-        masked = emit(ane.AddOp(scores, op.mask), "mask")
-        probs = emit(ane.SoftmaxOp(masked, rank - 1), "softmax")
-        emit.replace(emit(ane.MatmulOp(probs, op.value), "context"))
+        query = build.add(ane.MulOp(op.query, build.scalar(op.scale.value.data, op.query)), "scale")
+        scores = build.add(ane.MatmulOp(query, op.key, transpose_rhs=True), "scores")
+        masked = build.add(ane.AddOp(scores, op.mask), "mask")
+        probs = build.add(ane.SoftmaxOp(masked, rank - 1), "softmax")
+        build.replace(build.add(ane.MatmulOp(probs, op.value), "context"))
 
 
 class KeepReducedDims(RewritePattern):
@@ -227,9 +228,9 @@ class KeepReducedDims(RewritePattern):
     def match_and_rewrite(self, op: ane.ReduceOp, rewriter: PatternRewriter) -> None:
         if op.keepdims.value.data:
             return
-        emit = Emitter(op, rewriter)
-        kept = emit(type(op)(op.input, values(op.axes), keepdims=True))
-        emit.replace(emit.reshape(kept, shape_of(op.result)))
+        build = RewriteBuilder(op, rewriter)
+        kept = build.add(type(op)(op.input, as_tuple(op.axes), keepdims=True))
+        build.replace(build.reshape(kept, shape_of(op.result)))
 
 
 @dataclass(frozen=True)
@@ -241,12 +242,12 @@ class SplitWideReduction(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.ReduceOp, rewriter: PatternRewriter) -> None:
-        axes, limit = values(op.axes), self.target.limits.max_reduce_axes.value
+        axes, limit = as_tuple(op.axes), self.target.limits.max_reduce_axes.value
         if len(axes) <= limit or not op.keepdims.value.data:
             return
-        emit = Emitter(op, rewriter)
-        inner = emit(type(op)(op.input, axes[:limit], keepdims=True), "inner")
-        emit.replace(type(op)(inner, axes[limit:], keepdims=True))
+        build = RewriteBuilder(op, rewriter)
+        inner = build.add(type(op)(op.input, axes[:limit], keepdims=True), "inner")
+        build.replace(type(op)(inner, axes[limit:], keepdims=True))
 
 
 class FoldMatmulDepth(RewritePattern):
@@ -257,13 +258,13 @@ class FoldMatmulDepth(RewritePattern):
         a, b = shape_of(op.lhs), shape_of(op.rhs)
         if len(a) != 5 or (a[1] == 1 and b[1] == 1) or a[:3] != b[:3]:
             return
-        emit = Emitter(op, rewriter)
-        fold = lambda v: emit.reshape(v, (shape_of(v)[0] * shape_of(v)[1], *shape_of(v)[2:]))  # noqa: E731
+        build = RewriteBuilder(op, rewriter)
+        fold = lambda v: build.reshape(v, (shape_of(v)[0] * shape_of(v)[1], *shape_of(v)[2:]))  # noqa: E731
         lhs, rhs = fold(op.lhs), fold(op.rhs)
         folded = ane.MatmulOp(lhs, rhs, op.bias, transpose_lhs=op.flags()[0], transpose_rhs=op.flags()[1])
         if op.activation is not None:
-            folded.set_activation(op.activation.data, values(op.activation_params))
-        emit.replace(emit.reshape(emit(folded), shape_of(op.result)))
+            folded.set_activation(op.activation.data, as_tuple(op.activation_params))
+        build.replace(build.reshape(build.add(folded), shape_of(op.result)))
 
 
 class PadChannelsByConcat(RewritePattern):
@@ -271,11 +272,11 @@ class PadChannelsByConcat(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.PadOp, rewriter: PatternRewriter) -> None:
-        pads, n = list(values(op.pads)), len(shape_of(op.input))
+        pads, n = list(as_tuple(op.pads)), len(shape_of(op.input))
         outer = [i for i in range(max(n - 2, 0)) if pads[i] or pads[n + i]]
         if not outer or op.mode.data != "constant":
             return
-        emit = Emitter(op, rewriter)
+        build = RewriteBuilder(op, rewriter)
         x = op.input
         for axis in outer:
             pieces = []
@@ -285,12 +286,12 @@ class PadChannelsByConcat(RewritePattern):
                 elif size:
                     shape = list(shape_of(x))
                     shape[axis] = size
-                    fill = emit.const(np.full((1,) * n, op.value.value.data), x)
-                    pieces.append(emit(ane.BroadcastOp(fill, shape), "fill"))
-            x = emit(ane.ConcatOp(pieces, axis), "concat")
+                    fill = build.constant(np.full((1,) * n, op.value.value.data), x)
+                    pieces.append(build.add(ane.BroadcastOp(fill, shape), "fill"))
+            x = build.add(ane.ConcatOp(pieces, axis), "concat")
             pads[axis] = pads[n + axis] = 0
-        rest = emit(ane.PadOp(x, pads, "constant", op.value.value.data)) if any(pads) else x
-        emit.replace(rest)
+        rest = build.add(ane.PadOp(x, pads, "constant", op.value.value.data)) if any(pads) else x
+        build.replace(rest)
 
 
 @dataclass(frozen=True)
@@ -301,14 +302,14 @@ class ExplicitPoolPadding(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.MaxPoolOp, rewriter: PatternRewriter) -> None:
-        pads = values(op.pads)
+        pads = as_tuple(op.pads)
         if max(pads, default=0) <= self.target.limits.max_pad.value:
             return
-        emit = Emitter(op, rewriter)
+        build = RewriteBuilder(op, rewriter)
         n, k = len(shape_of(op.input)), len(pads) // 2
         full = [0] * (n - k) + list(pads[:k]) + [0] * (n - k) + list(pads[k:])
-        padded = emit(ane.PadOp(op.input, full, "constant", float("-inf")), "pad")
-        emit.replace(ane.MaxPoolOp(padded, values(op.kernel), values(op.strides)))
+        padded = build.add(ane.PadOp(op.input, full, "constant", float("-inf")), "pad")
+        build.replace(ane.MaxPoolOp(padded, as_tuple(op.kernel), as_tuple(op.strides)))
 
 
 PATTERNS: tuple[Callable[[Target], RewritePattern], ...] = (

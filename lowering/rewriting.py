@@ -1,29 +1,23 @@
-"""What every lowering pass needs to edit IR: named op construction, constants, segment scopes.
+"""What every lowering pass needs to read and walk IR: constants, users, segment scopes.
 
-Passes build replacement ops through an `Emitter`, which inserts them before the op being rewritten
-and names them after it (`ane.name = "<old name>#<suffix>"`), so every op keeps a traceable source
-name. Constants come from and go to the module's weight store (`anec.weights`).
+Passes build replacement ops through `anec.builder.RewriteBuilder`, which inserts them before the op
+being rewritten and names them after it (`ane.name = "<old name>#<suffix>"`), so every op keeps a
+traceable source name. Constants come from and go to the module's weight store (`anec.weights`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator
 
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Attribute, Block, Operation, SSAValue
-from xdsl.pattern_rewriter import PatternRewriter
-from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.ir import Block, Operation, SSAValue
 
 from anec.dialects import ane
-from anec.dialects.ane import element_type_of, shape_of
-from anec.dialects.discardable import NAME_ATTR, derived_name, name_of, set_name
-from anec.weights import WeightStore, const_value, make_const, store_of
-
-OpT = TypeVar("OpT", bound=Operation)
+from anec.dialects.ane import shape_of
+from anec.weights import const_value, store_of
 
 
 def constant_of(value: SSAValue) -> np.ndarray | None:
@@ -39,59 +33,6 @@ def scalar_of(value: SSAValue) -> float | None:
         return None
     first = array.flat[0]
     return float(first) if np.all(array == first) else None
-
-
-class Emitter:
-    """Inserts new ops before `anchor`, named after it; makes constants in the module's store."""
-
-    def __init__(self, anchor: Operation, rewriter: PatternRewriter | None = None, name: str | None = None):
-        self.anchor = anchor
-        self.rewriter = rewriter
-        self.name = name if name is not None else (name_of(anchor) if NAME_ATTR in anchor.attributes else None)
-        self.store: WeightStore = store_of(anchor)
-
-    def op(self, op: OpT, suffix: str = "") -> OpT:
-        if self.name is not None and NAME_ATTR not in op.attributes and not isinstance(op, ane.ConstOp):
-            set_name(op, derived_name(self.name, suffix))
-        if self.rewriter is not None:
-            self.rewriter.insert(op, InsertPoint.before(self.anchor))
-        else:
-            Rewriter.insert_op(op, InsertPoint.before(self.anchor))
-        return op
-
-    def __call__(self, op: Operation, suffix: str = "") -> SSAValue:
-        return self.op(op, suffix).results[0]
-
-    def replace(self, *results: SSAValue | Operation) -> None:
-        """Replace the anchor op by `results` (ops not yet inserted are inserted and named first)."""
-        new = [self(r) if isinstance(r, Operation) else r for r in results]
-        if self.rewriter is not None:
-            self.rewriter.replace(self.anchor, [], new)
-        else:
-            Rewriter.replace_op(self.anchor, [], new)
-
-    def const(self, array: np.ndarray, like: SSAValue | Attribute | None = None, suffix: str = "c") -> SSAValue:
-        """A constant holding `array`, with the element type of `like` (default: the array's)."""
-        element_type = element_type_of(like) if like is not None else None
-        return self(make_const(np.asarray(array), derived_name(self.name or 'const', suffix), self.store, element_type))
-
-    def scalar(self, value: float, like: SSAValue) -> SSAValue:
-        """A one-element constant of `like`'s rank and element type, broadcastable against it."""
-        return self.const(np.full((1,) * len(shape_of(like)), value), like)
-
-    def reshape(self, value: SSAValue, shape: Sequence[int], suffix: str = "reshape") -> SSAValue:
-        if tuple(shape) == shape_of(value):
-            return value
-        if (array := constant_of(value)) is not None:
-            return self.const(array.reshape(shape), value)
-        return self(ane.ReshapeOp(value, shape), suffix)
-
-    def transpose(self, value: SSAValue, perm: Sequence[int], suffix: str = "transpose") -> SSAValue:
-        if tuple(perm) == tuple(range(len(perm))):
-            return value
-        if (array := constant_of(value)) is not None:
-            return self.const(np.transpose(array, perm), value)
-        return self(ane.TransposeOp(value, perm), suffix)
 
 
 # ------------------------------------------------------------------------------------------------

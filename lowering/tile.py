@@ -37,8 +37,9 @@ from xdsl.transforms.dead_code_elimination import dce
 
 from anec import legality as rules
 from anec.analysis import ane_bytes, engine_tensors, weight_bytes
+from anec.builder import RewriteBuilder
 from anec.dialects import ane
-from anec.dialects.ane import element_type_of, shape_of, tensor, values, window_output_size
+from anec.dialects.ane import as_tuple, element_type_of, shape_of, tensor, window_output_size
 from anec.dialects.discardable import (
     FP16_FIXES_ATTR,
     FP16_WARNINGS_ATTR,
@@ -49,7 +50,7 @@ from anec.dialects.discardable import (
 )
 from anec.errors import AnecError
 from anec.legality import axis_limit, legality
-from anec.lowering.rewriting import Emitter, constant_of, functions, prune_weights, segments
+from anec.lowering.rewriting import constant_of, functions, prune_weights, segments
 from anec.targets import Target, get_target
 
 Bounds = list[tuple[int, int]]
@@ -69,7 +70,7 @@ class Pieces:
     def __init__(self, op: Operation):
         self.op = op
         self.origin = origin(op)
-        self.emit = Emitter(op, name=self.origin)
+        self.build = RewriteBuilder(op, name=self.origin)
         self.created: list[Operation] = []
         notes = {k: op.attributes[k] for k in (FP16_WARNINGS_ATTR, FP16_FIXES_ATTR) if k in op.attributes}
         self.notes: dict[str, ArrayAttr] = notes  # type: ignore[assignment]
@@ -80,10 +81,10 @@ class Pieces:
             new.attributes[TILE_OF_ATTR] = StringAttr(self.origin)
             new.attributes.update(self.notes)
             self.created.append(new)
-        return self.emit(new)
+        return self.build.add(new)
 
     def const(self, array: np.ndarray, like: SSAValue) -> SSAValue:
-        return self.emit.const(array, like, "tile")
+        return self.build.constant(array, like, "tile")
 
     def slice(self, value: SSAValue, axis: int, lo: int, hi: int, step: int = 1) -> SSAValue:
         shape = shape_of(value)
@@ -108,14 +109,14 @@ class Pieces:
         if mac.activation is None:
             return value
         cls = ane.UNARY_OPS[mac.activation.data]
-        return self(cls(value, **dict(zip(cls.PARAMS, values(mac.activation_params)))))
+        return self(cls(value, **dict(zip(cls.PARAMS, as_tuple(mac.activation_params)))))
 
     def replace(self, value: SSAValue) -> list[Operation]:
-        self.emit.replace(value)
+        self.build.replace(value)
         return self.created
 
 
-def _with(op: Operation, operands: Sequence[SSAValue], result_shape: Sequence[int], **props) -> Operation:
+def _copy_on(op: Operation, operands: Sequence[SSAValue], result_shape: Sequence[int], **props) -> Operation:
     """A copy of `op` on new operands, producing `result_shape`, with some properties replaced."""
     properties = dict(op.properties)
     properties.update({k: ane.ints(v) if isinstance(v, list | tuple) else v for k, v in props.items()})
@@ -144,10 +145,10 @@ def sized_bounds(extent: int, size: int, align: int = 1) -> Bounds:
 def _window(op: ane.ConvBase | ane.PoolOp, i: int) -> tuple[int, int, int, int, int]:
     """(kernel, stride, dilation, pad begin, pad end) of spatial axis i."""
     k = len(shape_of(op.input)) - 2
-    kernel = op.kernel()[i] if isinstance(op, ane.ConvBase) else values(op.kernel)[i]
-    dilation = values(op.dilations)[i] if isinstance(op, ane.ConvBase) else 1
-    pads = values(op.pads)
-    return kernel, values(op.strides)[i], dilation, pads[i], pads[k + i]
+    kernel = op.kernel()[i] if isinstance(op, ane.ConvBase) else as_tuple(op.kernel)[i]
+    dilation = as_tuple(op.dilations)[i] if isinstance(op, ane.ConvBase) else 1
+    pads = as_tuple(op.pads)
+    return kernel, as_tuple(op.strides)[i], dilation, pads[i], pads[k + i]
 
 
 def _spatial_piece(op: ane.ConvOp | ane.PoolOp, axis: int, lo: int, hi: int, p: Pieces, extra: Sequence[SSAValue]) -> Operation:
@@ -157,11 +158,11 @@ def _spatial_piece(op: ane.ConvOp | ane.PoolOp, axis: int, lo: int, hi: int, p: 
     size = shape_of(op.input)[axis]
     first, last = lo * stride - pad_begin, (hi - 1) * stride + (kernel - 1) * dilation - pad_begin + 1
     x = p.slice(op.input, axis, max(first, 0), min(last, size))
-    pads = list(values(op.pads))
+    pads = list(as_tuple(op.pads))
     pads[i], pads[k + i] = max(0, -first), max(0, last - size)
     out = list(shape_of(op.results[0]))
     out[axis] = hi - lo
-    return _with(op, [x, *extra], out, pads=pads)
+    return _copy_on(op, [x, *extra], out, pads=pads)
 
 
 def _same_axis_operands(op: Operation, axis: int, lo: int, hi: int, p: Pieces, operands: Sequence[SSAValue]) -> list[SSAValue]:
@@ -182,14 +183,14 @@ def _elementwise_piece(op: Operation, axis: int, lo: int, hi: int, p: Pieces) ->
         operands += list(op.operands[1:])
     out = list(shape_of(op.results[0]))
     out[axis] = hi - lo
-    return _with(op, operands, out)
+    return _copy_on(op, operands, out)
 
 
 def _conv_piece(op: ane.ConvOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
     w, groups = shape_of(op.weight), op.groups.value.data
     bias = [op.bias] if op.bias is not None else []
     if axis == 0:
-        return _with(op, [p.slice(op.input, 0, lo, hi), op.weight, *bias], (hi - lo, *shape_of(op.result)[1:]))
+        return _copy_on(op, [p.slice(op.input, 0, lo, hi), op.weight, *bias], (hi - lo, *shape_of(op.result)[1:]))
     if axis == 1:
         per_group = w[0] // groups
         if groups > 1 and (lo % per_group or hi % per_group):
@@ -199,7 +200,7 @@ def _conv_piece(op: ane.ConvOp, axis: int, lo: int, hi: int, p: Pieces) -> Opera
         operands = [x, p.slice(op.weight, 0, lo, hi), *[p.slice(b, 0, lo, hi) for b in bias]]
         out = list(shape_of(op.result))
         out[1] = hi - lo
-        new = _with(op, operands, out)
+        new = _copy_on(op, operands, out)
         new.properties["groups"] = ane.int_attr(g1 - g0 if groups > 1 else 1)
         return new
     return _spatial_piece(op, axis, lo, hi, p, [op.weight, *bias])
@@ -207,7 +208,7 @@ def _conv_piece(op: ane.ConvOp, axis: int, lo: int, hi: int, p: Pieces) -> Opera
 
 def _pool_piece(op: ane.PoolOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
     if axis < 2:
-        return _with(op, [p.slice(op.input, axis, lo, hi)], [hi - lo if a == axis else d for a, d in enumerate(shape_of(op.result))])
+        return _copy_on(op, [p.slice(op.input, axis, lo, hi)], [hi - lo if a == axis else d for a, d in enumerate(shape_of(op.result))])
     return _spatial_piece(op, axis, lo, hi, p, [])
 
 
@@ -216,9 +217,9 @@ def _conv_transpose_piece(op: ane.ConvTransposeOp, axis: int, lo: int, hi: int, 
     out[axis] = hi - lo
     bias = [op.bias] if op.bias is not None else []
     if axis == 0:
-        return _with(op, [p.slice(op.input, 0, lo, hi), op.weight, *bias], out)
+        return _copy_on(op, [p.slice(op.input, 0, lo, hi), op.weight, *bias], out)
     if axis == 1 and op.groups.value.data == 1:
-        return _with(op, [op.input, p.slice(op.weight, 1, lo, hi), *[p.slice(b, 0, lo, hi) for b in bias]], out)
+        return _copy_on(op, [op.input, p.slice(op.weight, 1, lo, hi), *[p.slice(b, 0, lo, hi) for b in bias]], out)
     if axis >= 2:
         return _transposed_spatial_piece(op, axis, lo, hi, p, [op.weight, *bias])
     return None
@@ -240,12 +241,12 @@ def _transposed_spatial_piece(op: ane.ConvTransposeOp, axis: int, lo: int, hi: i
     x = p.slice(op.input, axis, first, last + 1)
     full = stride * (last - first) + span + 1
     begin = lo + pad_begin - first * stride
-    pads, output_padding = list(values(op.pads)), list(values(op.output_padding))
+    pads, output_padding = list(as_tuple(op.pads)), list(as_tuple(op.output_padding))
     pads[i], pads[k + i] = begin, max(0, full - begin - (hi - lo))
     output_padding[i] = max(0, (hi - lo) - (full - begin))
     out = list(shape_of(op.result))
     out[axis] = hi - lo
-    return _with(op, [x, *extra], out, pads=pads, output_padding=output_padding)
+    return _copy_on(op, [x, *extra], out, pads=pads, output_padding=output_padding)
 
 
 def _matmul_piece(op: ane.MatmulOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
@@ -261,21 +262,21 @@ def _matmul_piece(op: ane.MatmulOp, axis: int, lo: int, hi: int, p: Pieces) -> O
         bias = p.slice(bias, 0, lo, hi) if bias is not None else None
     out = list(shape_of(op.result))
     out[axis] = hi - lo
-    return _with(op, [lhs, rhs, *([bias] if bias is not None else [])], out)
+    return _copy_on(op, [lhs, rhs, *([bias] if bias is not None else [])], out)
 
 
 def _transpose_piece(op: ane.TransposeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation:
     out = list(shape_of(op.result))
     out[axis] = hi - lo
-    return _with(op, [p.slice(op.input, values(op.perm)[axis], lo, hi)], out)
+    return _copy_on(op, [p.slice(op.input, as_tuple(op.perm)[axis], lo, hi)], out)
 
 
 def _slice_piece(op: ane.SliceOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation:
-    starts, ends, steps = list(values(op.starts)), list(values(op.ends)), list(values(op.steps))
+    starts, ends, steps = list(as_tuple(op.starts)), list(as_tuple(op.ends)), list(as_tuple(op.steps))
     starts[axis], ends[axis] = starts[axis] + lo * steps[axis], starts[axis] + (hi - 1) * steps[axis] + 1
     out = list(shape_of(op.result))
     out[axis] = hi - lo
-    return _with(op, [op.input], out, starts=starts, ends=ends)
+    return _copy_on(op, [op.input], out, starts=starts, ends=ends)
 
 
 def _concat_piece(op: ane.ConcatOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
@@ -283,12 +284,12 @@ def _concat_piece(op: ane.ConcatOp, axis: int, lo: int, hi: int, p: Pieces) -> O
         return None
     out = list(shape_of(op.result))
     out[axis] = hi - lo
-    return _with(op, [p.slice(v, axis, lo, hi) for v in op.inputs], out)
+    return _copy_on(op, [p.slice(v, axis, lo, hi) for v in op.inputs], out)
 
 
 def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
     """Output [lo, hi) of a pad: the input rows it covers, padded only where it meets the border."""
-    pads, rank = list(values(op.pads)), len(shape_of(op.input))
+    pads, rank = list(as_tuple(op.pads)), len(shape_of(op.input))
     begin, end, size = pads[axis], pads[rank + axis], shape_of(op.input)[axis]
     if (begin or end) and op.mode.data != "constant":
         return None
@@ -299,20 +300,20 @@ def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operati
     pads[axis], pads[rank + axis] = max(0, -first), max(0, last - size)
     out = list(shape_of(op.result))
     out[axis] = hi - lo
-    return _with(op, [x], out, pads=pads)
+    return _copy_on(op, [x], out, pads=pads)
 
 
 def _tile_piece(op: ane.TileOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
     """Output [lo, hi) of a tile: the same input range on an axis it does not repeat; fewer repeats
     of the whole input when the range covers whole copies (or the input has one element there)."""
-    size, repeats = shape_of(op.input)[axis], list(values(op.repeats))
+    size, repeats = shape_of(op.input)[axis], list(as_tuple(op.repeats))
     out = list(shape_of(op.result))
     out[axis] = hi - lo
     if repeats[axis] == 1:
-        return _with(op, [p.slice(op.input, axis, lo, hi)], out)
+        return _copy_on(op, [p.slice(op.input, axis, lo, hi)], out)
     if size == 1 or (lo % size == 0 and (hi - lo) % size == 0):
         repeats[axis] = (hi - lo) // size
-        return _with(op, [op.input], out, repeats=repeats)
+        return _copy_on(op, [op.input], out, repeats=repeats)
     return None
 
 
@@ -326,7 +327,7 @@ def _reshape_piece(op: ane.ReshapeOp, axis: int, lo: int, hi: int, p: Pieces) ->
     if source is None:
         return None
     out[axis] = hi - lo
-    return _with(op, [p.slice(op.input, source, lo, hi)], out)
+    return _copy_on(op, [p.slice(op.input, source, lo, hi)], out)
 
 
 def _resize_piece(op: ane.ResizeOp, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
@@ -334,18 +335,18 @@ def _resize_piece(op: ane.ResizeOp, axis: int, lo: int, hi: int, p: Pieces) -> O
     translation-invariant coordinate mode splits: the input rows under the range plus one on each
     side (the rounding and interpolation neighbours), resized, then cropped to the range."""
     x, out = shape_of(op.input), list(shape_of(op.result))
-    scales = values(op.scales)
+    scales = as_tuple(op.scales)
     first_resized = len(x) - len(scales)
     if axis < first_resized:
         out[axis] = hi - lo
-        return _with(op, [p.slice(op.input, axis, lo, hi)], out)
+        return _copy_on(op, [p.slice(op.input, axis, lo, hi)], out)
     scale = scales[axis - first_resized]
     if scale != int(scale) or out[axis] != x[axis] * int(scale) or op.coordinate_mode.data == "align_corners":
         return None
     s = int(scale)
     first, last = max(0, lo // s - 1), min(x[axis], -(-hi // s) + 1)
     out[axis] = (last - first) * s
-    resized = p(_with(op, [p.slice(op.input, axis, first, last)], out))
+    resized = p(_copy_on(op, [p.slice(op.input, axis, first, last)], out))
     return p.slice_op(resized, axis, lo - first * s, hi - first * s)
 
 
@@ -412,7 +413,7 @@ def accumulate_input_channels(op: ane.ConvOp | ane.MatmulOp, bounds: Bounds) -> 
             rank = len(shape_of(op.result))
             ta, tb = op.flags()
             operands = [p.slice(op.lhs, rank - 2 if ta else rank - 1, lo, hi), p.slice(op.rhs, rank - 1 if tb else rank - 2, lo, hi), *bias]
-        part = _with(op, operands, shape_of(op.result))
+        part = _copy_on(op, operands, shape_of(op.result))
         for key in ("activation", "activation_params"):
             part.properties.pop(key, None)
         value = p(part)
@@ -488,7 +489,7 @@ def result_axis(op: Operation, value: SSAValue, axis: int) -> int | None:
         cols = (out_rank - 2 if tb else out_rank - 1) if value is op.rhs else None
         return out_rank - 2 if axis == rows else out_rank - 1 if axis == cols else None
     if isinstance(op, ane.TransposeOp):
-        return list(values(op.perm)).index(axis)
+        return list(as_tuple(op.perm)).index(axis)
     if isinstance(op, ane.GlobalPoolOp):
         return axis if axis < 2 else None
     if isinstance(op, ane.ReshapeOp):  # the output axis with the same extent and elements before it
@@ -544,7 +545,7 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
     """A conv with a kernel beyond the limits = Σ convs with kernel blocks over shifted windows."""
     if not isinstance(op, ane.ConvOp):
         return None
-    if max(values(op.strides)) > target.limits.max_stride.value:
+    if max(as_tuple(op.strides)) > target.limits.max_stride.value:
         return strided_conv(op, target)  # space-to-depth shrinks the kernel first
     limits = (target.limits.max_kernel_height.value, target.limits.max_kernel_width_fp16.value)
     k = len(shape_of(op.input)) - 2
@@ -552,7 +553,7 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
     p = Pieces(op)
     x = _explicit_pad(op, p, 0.0)
     out = shape_of(op.result)[2:]
-    strides, dilations = values(op.strides), values(op.dilations)
+    strides, dilations = as_tuple(op.strides), as_tuple(op.dilations)
     blocks = [even_bounds(op.kernel()[i], -(-op.kernel()[i] // limits[i])) for i in range(k)]
     total: SSAValue | None = None
     for corner in _product(blocks):
@@ -580,7 +581,7 @@ def _product(blocks: list[Bounds]) -> list[tuple[tuple[int, int], ...]]:
 
 def _explicit_pad(op: ane.ConvBase | ane.PoolOp, p: Pieces, fill: float) -> SSAValue:
     """The op's input with its spatial padding applied as an ane.pad (the op then pads nothing)."""
-    pads = values(op.pads)
+    pads = as_tuple(op.pads)
     if not any(pads):
         return op.input
     rank, k = len(shape_of(op.input)), len(pads) // 2
@@ -596,7 +597,7 @@ def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
         return subsample(op, target)
     if (weight := constant_of(op.weight)) is None:
         return phase_conv(op, target)
-    strides, dilations = values(op.strides), values(op.dilations)
+    strides, dilations = as_tuple(op.strides), as_tuple(op.dilations)
     if len(strides) != 2 or strides[0] != strides[1] or op.groups.value.data != 1 or any(d != 1 for d in dilations):
         return phase_conv(op, target)
     block = strides[0]
@@ -634,7 +635,7 @@ def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
     k convs are summed (a concatenation of many channels of short rows is mostly row padding, which
     the working-set tiler then cuts into thousands of pieces). Only outputs that are kept are
     computed: running at stride 1 and subsampling did s times the work per axis."""
-    strides, dilations = values(op.strides), values(op.dilations)
+    strides, dilations = as_tuple(op.strides), as_tuple(op.dilations)
     i = next(j for j, st in enumerate(strides) if st > target.limits.max_stride.value)
     k, s, d = op.kernel()[i], strides[i], dilations[i]
     p = Pieces(op)
@@ -649,7 +650,7 @@ def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
         phases = taps[0] if k == 1 else p(ane.ConcatOp(taps, 1))
         folded = np.moveaxis(weight, axis, 1)  # [Cout, k, C, other kernel axes]
         folded = np.expand_dims(folded.reshape(weight.shape[0], k * weight.shape[1], *folded.shape[3:]), axis)
-        return p.replace(p(_with(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out, **props)))
+        return p.replace(p(_copy_on(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out, **props)))
     total: SSAValue | None = None
     for t, window in enumerate(taps):
         bias = [op.bias] if op.bias is not None and total is None else []
@@ -665,12 +666,12 @@ def subsample(op: Operation, target: Target) -> list[Operation] | None:
     if not isinstance(op, ane.ConvOp | ane.PoolOp):
         return None
     p = Pieces(op)
-    strides = values(op.strides)
+    strides = as_tuple(op.strides)
     inner = [2 if s > 2 and s % 2 == 0 else (1 if s > 2 else s) for s in strides]
     k = len(strides)
     rank = len(shape_of(op.input))
     full = [window_output_size(shape_of(op.input)[2 + i], *_window_args(op, i, inner[i])) for i in range(k)]
-    dense = _with(op, list(op.operands), (*shape_of(op.results[0])[:2], *full), strides=inner)
+    dense = _copy_on(op, list(op.operands), (*shape_of(op.results[0])[:2], *full), strides=inner)
     y = p(dense)
     full_shape = shape_of(y)
     steps = [1] * (rank - k) + [s // i for s, i in zip(strides, inner)]
@@ -689,7 +690,7 @@ def explicit_pads(op: Operation, target: Target) -> list[Operation] | None:
     p = Pieces(op)
     x = _explicit_pad(op, p, 0.0)
     operands = [x, *op.operands[1:]]
-    return p.replace(p(_with(op, operands, shape_of(op.result), pads=[0] * len(values(op.pads)))))
+    return p.replace(p(_copy_on(op, operands, shape_of(op.result), pads=[0] * len(as_tuple(op.pads)))))
 
 
 def chain_pads(op: Operation, target: Target) -> list[Operation] | None:
@@ -698,7 +699,7 @@ def chain_pads(op: Operation, target: Target) -> list[Operation] | None:
         return None
     limit = target.limits.max_pad.value
     p = Pieces(op)
-    remaining, x = list(values(op.pads)), op.input
+    remaining, x = list(as_tuple(op.pads)), op.input
     while any(remaining):
         step = [min(r, limit) for r in remaining]
         x = p(ane.PadOp(x, step, op.mode.data, op.value.value.data))
@@ -710,7 +711,7 @@ def cascade_pool(op: Operation, target: Target) -> list[Operation] | None:
     """Max pool: a k-window is a k1-window (stride 1) then a (k - k1 + 1)-window. Average pool
     (no excluded padding): a weighted sum of pools over blocks of the window at their offsets."""
     limit = target.limits.max_pool_window.value
-    kernel, strides = values(op.kernel), values(op.strides)  # type: ignore[attr-defined]
+    kernel, strides = as_tuple(op.kernel), as_tuple(op.strides)  # type: ignore[attr-defined]
     k = len(kernel)
     p = Pieces(op)
     if isinstance(op, ane.MaxPoolOp):
@@ -718,7 +719,7 @@ def cascade_pool(op: Operation, target: Target) -> list[Operation] | None:
         first = [min(kk, limit) for kk in kernel]
         y = p(ane.MaxPoolOp(x, first, [1] * k))
         return p.replace(p(ane.MaxPoolOp(y, [kk - f + 1 for kk, f in zip(kernel, first)], strides)))
-    if isinstance(op, ane.AvgPoolOp) and (op.count_include_pad.value.data or not any(values(op.pads))):
+    if isinstance(op, ane.AvgPoolOp) and (op.count_include_pad.value.data or not any(as_tuple(op.pads))):
         x = _explicit_pad(op, p, 0.0)
         out = shape_of(op.result)[2:]
         rank = len(shape_of(op.input))

@@ -1,7 +1,7 @@
 """`to-anehw`: each `ane.segment` becomes an `anehw.program` of task descriptors.
 
-Every op of a segment becomes one or more `anehw.task`s through a table of handlers (a select is four
-elementwise tasks, attention three, a concatenation one copy per piece). A handler states *what* a
+Every op of a segment becomes one or more `anehw.task`s through a table of lowerings (a select is four
+elementwise tasks, attention three, a concatenation one copy per piece). A lowering states *what* a
 task computes (its kind, mode and shape fields) and which tensor each of its DMAs walks, as a view in
 rows of a buffer; it never decides *where* a tensor lives (`plan-memory` does). Reshapes that keep
 the innermost axis are free: the ANE layout (W contiguous, rows padded to 64 bytes, outer axes dense)
@@ -27,7 +27,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from anec import kernels
 from anec.descriptors.program import f32_bits, fp16_bits
 from anec.dialects import ane, anehw
-from anec.dialects.ane import shape_of, values
+from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import (
     FP16_FIXES_ATTR,
     FP16_PEAK_ATTR,
@@ -333,12 +333,12 @@ def pwl_table(name: str, params: Sequence[float] = ()) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
-# Handlers, one per op family
+# Lowerings, one per op family
 # ------------------------------------------------------------------------------------------------
 
-Handler = Callable[[SegmentLowering, Operation], None]
-HANDLERS: Registry[Handler] = Registry("task-descriptor lowering")
-lowers = HANDLERS.register
+TaskLowering = Callable[[SegmentLowering, Operation], None]
+LOWERINGS: Registry[TaskLowering] = Registry("task-descriptor lowering")
+lowers = LOWERINGS.register
 
 
 def neuron_name(op: Operation) -> str:
@@ -392,7 +392,7 @@ def _mac_epilogue(L: SegmentLowering, op: ane.EpilogueOp, bias: SSAValue | None,
                   emit: Callable[[Tensor, dict[str, dict[str, int]], dict[str, str | None]], None], channel_axis: int) -> None:
     """Emit a MAC task with bias and activation folded in; a bias computed at run time is added after."""
     activation = op.activation.data if op.activation is not None else None
-    params = values(op.activation_params)
+    params = as_tuple(op.activation_params)
     bias_coeff = L.coefficient(bias, "bias") if bias is not None else None
     if bias is None or bias_coeff is not None:
         groups, coeffs = L.activation_fields(activation, params)
@@ -419,7 +419,7 @@ def _conv(L: SegmentLowering, op: ane.ConvBase) -> None:
     axes = spatial_axes(rank)
     x = L.tensor(op.input)
     kind = Kind.CONV if isinstance(op, ane.ConvOp) else Kind.DECONV
-    window = _window_fields(op.kernel(), values(op.strides), values(op.pads), values(op.dilations))
+    window = _window_fields(op.kernel(), as_tuple(op.strides), as_tuple(op.pads), as_tuple(op.dilations))
     kernel = L.coefficient(op.weight, "kernel")
     src2 = None
     src_ext, out_ext = extents(dims(op.input), axes), extents(dims(op.result), axes)
@@ -493,7 +493,7 @@ def _reduce_into(L: SegmentLowering, op: Operation, x: Tensor, reduced_axes: Seq
 
 @lowers(ane.ReduceOp)
 def _reduce(L: SegmentLowering, op: ane.ReduceOp) -> None:
-    _reduce_into(L, op, L.tensor(op.input), values(op.axes), ane.kind(op).removeprefix("reduce_"), op.result)
+    _reduce_into(L, op, L.tensor(op.input), as_tuple(op.axes), ane.kind(op).removeprefix("reduce_"), op.result)
 
 
 @lowers(ane.ArgReduceOp)
@@ -514,7 +514,7 @@ def _pool(L: SegmentLowering, op: ane.PoolOp) -> None:
     rank = len(shape_of(op.input))
     axes = spatial_axes(rank)
     x, out = L.tensor(op.input), L.result(op.result)
-    window = _window_fields(values(op.kernel), values(op.strides), values(op.pads), [1] * len(values(op.kernel)))
+    window = _window_fields(as_tuple(op.kernel), as_tuple(op.strides), as_tuple(op.pads), [1] * len(as_tuple(op.kernel)))
     dilation = {"DilationX": window.pop("DilationX"), "DilationY": window.pop("DilationY")}
     include_pad = isinstance(op, ane.AvgPoolOp) and bool(op.count_include_pad.value.data)
     kind = {ane.MaxPoolOp: "max", ane.AvgPoolOp: "avg", ane.L2PoolOp: "l2"}[type(op)]
@@ -565,7 +565,7 @@ def _norm(L: SegmentLowering, op: Operation, mode: str, axes_of_x: Sequence[int]
 
 @lowers(ane.LayerNormOp)
 def _layer_norm(L: SegmentLowering, op: ane.LayerNormOp) -> None:
-    _norm(L, op, "layer", values(op.axes), op.scale, op.bias, op.epsilon.value.data)
+    _norm(L, op, "layer", as_tuple(op.axes), op.scale, op.bias, op.epsilon.value.data)
 
 
 @lowers(ane.InstanceNormOp)
@@ -580,7 +580,7 @@ def _group_norm(L: SegmentLowering, op: ane.GroupNormOp) -> None:
 
 @lowers(ane.L2NormOp)
 def _l2_norm(L: SegmentLowering, op: ane.L2NormOp) -> None:
-    _norm(L, op, "l2", values(op.axes), None, None, op.epsilon.value.data)
+    _norm(L, op, "l2", as_tuple(op.axes), None, None, op.epsilon.value.data)
 
 
 @lowers(ane.ReshapeOp, ane.CastOp)
@@ -599,7 +599,7 @@ def _copy(L: SegmentLowering, src: Tensor, dst: Tensor, shape: Shape) -> None:
 @lowers(ane.SliceOp)
 def _slice(L: SegmentLowering, op: ane.SliceOp) -> None:
     """A window of the input: the consumers' DMAs read it in place."""
-    L.values[op.result] = L.tensor(op.input).window(dims(op.result), values(op.starts), values(op.steps))
+    L.values[op.result] = L.tensor(op.input).window(dims(op.result), as_tuple(op.starts), as_tuple(op.steps))
 
 
 @lowers(ane.BroadcastOp)
@@ -654,14 +654,14 @@ def _split(L: SegmentLowering, op: ane.SplitOp) -> None:
 @lowers(ane.TransposeOp)
 def _transpose(L: SegmentLowering, op: ane.TransposeOp) -> None:
     x = L.tensor(op.input)
-    L.transpose(x, values(op.perm), L.result(op.result))
+    L.transpose(x, as_tuple(op.perm), L.result(op.result))
 
 
 @lowers(ane.PadOp)
 def _pad(L: SegmentLowering, op: ane.PadOp) -> None:
     x, out = L.tensor(op.input), L.result(op.result)
     rank = len(x.shape)
-    pads = values(op.pads)
+    pads = as_tuple(op.pads)
     if any(pads[i] or pads[rank + i] for i in range(max(rank - 2, 0))):
         raise AnecError("the ANE pads only H and W", where=name_of(op), hint="legality keeps such pads on the CPU")
     axes = std_axes(rank)
@@ -683,7 +683,7 @@ def _tile(L: SegmentLowering, op: ane.TileOp) -> None:
 def _resize(L: SegmentLowering, op: ane.ResizeOp) -> None:
     x, out = L.tensor(op.input), L.result(op.result)
     axes = std_axes(len(x.shape))
-    scales = values(op.scales)
+    scales = as_tuple(op.scales)
     scale_h, scale_w = (1.0, scales[0]) if len(scales) == 1 else scales
     L.task(Kind.RESIZE, extents(x.shape, axes), extents(out.shape, axes), src1=x.view(axes, extents(x.shape, axes)),
            dst=out.view(axes, extents(out.shape, axes)), kernel_dma={"Mode": RESIZE_MODES.index(op.mode.data)},
@@ -712,9 +712,9 @@ def _const(L: SegmentLowering, op: ane.ConstOp) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def handler_for(op: Operation) -> Handler:
-    if (handler := HANDLERS.lookup(op)) is not None:
-        return handler
+def lowering_for(op: Operation) -> TaskLowering:
+    if (lowering := LOWERINGS.lookup(op)) is not None:
+        return lowering
     raise AnecError(f"{op.name} has no task-descriptor lowering", where=name_of(op),
                     hint="the partition pass should have left it on the CPU")
 
@@ -731,7 +731,7 @@ def lower_segment(segment: ane.SegmentOp, target: Target, store: WeightStore, lu
             yielded = list(op.values)
             break
         L.origin = op
-        handler_for(op)(L, op)
+        lowering_for(op)(L, op)
     L.origin = None
     _bind_outputs(L, yielded)
     inputs = [b for b in L.decls if isinstance(b, anehw.BufferOp) and b.role.data == "input"]

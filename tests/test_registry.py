@@ -32,7 +32,7 @@ def test_lookup_goes_through_the_class_hierarchy() -> None:
     assert table.lookup("no.such.name") is None
 
 
-@pytest.mark.parametrize("table", [interpreter.KERNELS, to_anehw.HANDLERS, mil.HANDLERS, onnx_handlers.TABLE,
+@pytest.mark.parametrize("table", [interpreter.KERNELS, to_anehw.LOWERINGS, mil.LOWERINGS, onnx_handlers.TABLE,
                                    onnx_handlers.HANDLERS, aten.HANDLERS, RUNNERS,
                                    functional.EXECUTORS, functional.MAC_EXECUTORS])
 def test_every_op_table_is_a_registry(table: object) -> None:
@@ -41,4 +41,4 @@ def test_every_op_table_is_a_registry(table: object) -> None:
 
 def test_the_mil_table_finds_leaf_ops_through_their_base_class() -> None:
     leaves = [cls for cls in ane.ANE.operations if issubclass(cls, ane.UnaryOp)]
-    assert leaves and all(mil.HANDLERS.lookup(cls) is not None for cls in leaves)
+    assert leaves and all(mil.LOWERINGS.lookup(cls) is not None for cls in leaves)

@@ -1,7 +1,7 @@
 """Lower a compiled module to a pymil program with coremltools' MIL builder.
 
 anec has already legalized, laid out, cast and fused the graph, so lowering is a walk over the
-entry function with one small handler per op: `ane` ops (inside segments at f16, outside at f32)
+entry function with one small lowering per op: `ane` ops (inside segments at f16, outside at f32)
 and `host.op`s become the MIL ops that express them, one to one wherever MIL has the op. Segments
 are inlined: in a Core ML program, the fp16 region is simply the ops between the edge casts, and
 Core ML's own compiler decides what runs on the Neural Engine. An op MIL cannot express is an
@@ -28,7 +28,7 @@ from xdsl.dialects.builtin import Float16Type, IntegerType, ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
 
 from anec.dialects import ane, host
-from anec.dialects.ane import shape_of, values
+from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
 from anec.host_kernels import python_value, run_host_op
@@ -37,12 +37,12 @@ from anec.mlpackage import DeploymentTarget, mil_name
 from anec.registry import Registry
 from anec.weights import WeightStore, const_value, store_of
 
-Handler = Callable[[Operation, "Lowering"], Var | Sequence[Var]]
+OpLowering = Callable[[Operation, "Lowering"], Var | Sequence[Var]]
 
-HANDLERS: Registry[Handler] = Registry("MIL lowering")
+LOWERINGS: Registry[OpLowering] = Registry("MIL lowering")
 """`ane` op class (found through the class hierarchy), or `host.op` name (`onnx.Gather`), -> the
-handler that lowers it."""
-lowers = HANDLERS.register
+function that lowers it."""
+lowers = LOWERINGS.register
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,11 +181,11 @@ class Lowering:
             for result, value in zip(op.outputs, self.run_block(list(op.body.block.ops))):
                 self.alias(result, value)
             return
-        handler = HANDLERS.lookup(op.op_name.data if isinstance(op, host.HostOp) else op)
-        if handler is None:
+        lowering = LOWERINGS.lookup(op.op_name.data if isinstance(op, host.HostOp) else op)
+        if lowering is None:
             raise unsupported(op, "MIL has no equivalent")
         try:
-            produced = handler(op, self)
+            produced = lowering(op, self)
         except AnecError:
             raise
         except (ValueError, TypeError, NotImplementedError, AssertionError, IndexError, KeyError) as e:
@@ -201,7 +201,7 @@ class Lowering:
             self.env[value] = self.var(source)
 
     def conform(self, op: Operation, result: SSAValue, var: Var) -> Var:
-        """Check a handler produced the IR's shape; cast when MIL's element type differs."""
+        """Check a lowering produced the IR's shape; cast when MIL's element type differs."""
         if tuple(var.shape) != shape_of(result):
             raise AnecError(f"lowering {op.name} to MIL gave shape {list(var.shape)}, the IR says {list(shape_of(result))}",
                             where=op_where(op), why="an anec bug in the Core ML emitter")
@@ -416,7 +416,7 @@ def epilogue(op: ane.EpilogueOp, y: Var, bias: Var | None, name: str, low: Lower
         y = mb.add(x=y, y=b, name=name if act is None else low.unique(f"{name}_bias"))
     if act is None:
         return y
-    return UNARY[act](y, *values(op.activation_params), name, low)
+    return UNARY[act](y, *as_tuple(op.activation_params), name, low)
 
 
 def _mac_names(op: ane.EpilogueOp, low: Lowering, separate_bias: bool) -> tuple[str, str]:
@@ -438,15 +438,15 @@ def _conv(op: ane.ConvBase, low: Lowering) -> Var:
     separate_bias = op.bias is not None and bias_const is None
     mac_name, final = _mac_names(op, low, separate_bias)
     params: dict[str, Any] = {
-        "x": low.var(op.input), "weight": low.var(op.weight), "strides": list(values(op.strides)), "pad_type": "custom",
-        "pad": _spatial_pads(values(op.pads)), "dilations": list(values(op.dilations)), "groups": op.groups.value.data,
+        "x": low.var(op.input), "weight": low.var(op.weight), "strides": list(as_tuple(op.strides)), "pad_type": "custom",
+        "pad": _spatial_pads(as_tuple(op.pads)), "dilations": list(as_tuple(op.dilations)), "groups": op.groups.value.data,
     }
     if op.bias is not None and not separate_bias:
         params["bias"] = low.var(op.bias)
     if isinstance(op, ane.ConvTransposeOp):
         if low.constant(op.weight) is None:
             raise unsupported(op, "MIL's conv_transpose needs a constant weight")
-        if any(values(op.output_padding)):
+        if any(as_tuple(op.output_padding)):
             params["output_shape"] = list(shape_of(op.result))
         y = mb.conv_transpose(**params, name=mac_name)
     else:
@@ -514,7 +514,7 @@ REDUCE: dict[type[Operation], Callable[..., Var]] = {
 
 @lowers(*REDUCE)
 def _reduce(op: ane.ReduceOp, low: Lowering) -> Var:
-    return REDUCE[type(op)](x=low.var(op.input), axes=list(values(op.axes)), keep_dims=bool(op.keepdims.value.data), name=low.name(op))
+    return REDUCE[type(op)](x=low.var(op.input), axes=list(as_tuple(op.axes)), keep_dims=bool(op.keepdims.value.data), name=low.name(op))
 
 
 @lowers(ane.ArgmaxOp, ane.ArgminOp)
@@ -531,8 +531,8 @@ def _arg_reduce(op: ane.ArgReduceOp, low: Lowering) -> Var:
 
 @lowers(ane.MaxPoolOp, ane.AvgPoolOp, ane.L2PoolOp)
 def _pool(op: ane.PoolOp, low: Lowering) -> Var:
-    params: dict[str, Any] = {"x": low.var(op.input), "kernel_sizes": list(values(op.kernel)), "strides": list(values(op.strides)),
-                              "pad_type": "custom", "pad": _spatial_pads(values(op.pads)), "name": low.name(op)}
+    params: dict[str, Any] = {"x": low.var(op.input), "kernel_sizes": list(as_tuple(op.kernel)), "strides": list(as_tuple(op.strides)),
+                              "pad_type": "custom", "pad": _spatial_pads(as_tuple(op.pads)), "name": low.name(op)}
     if isinstance(op, ane.AvgPoolOp):
         return mb.avg_pool(**params, exclude_padding_from_average=not op.count_include_pad.value.data)
     return (mb.max_pool if isinstance(op, ane.MaxPoolOp) else mb.l2_pool)(**params)
@@ -558,7 +558,7 @@ def _affine(op: ane.AffineNormOp, low: Lowering, y: Var, name: str, channel_axis
 
 @lowers(ane.LayerNormOp)
 def _layer_norm(op: ane.LayerNormOp, low: Lowering) -> Var:
-    x, name, axes = low.var(op.input), low.name(op), list(values(op.axes))
+    x, name, axes = low.var(op.input), low.name(op), list(as_tuple(op.axes))
     eps = low.scalar(op.epsilon.value.data, x)
     if low.constant(op.scale) is not None and low.constant(op.bias) is not None:
         return mb.layer_norm(x=x, axes=axes, gamma=low.var(op.scale), beta=low.var(op.bias), epsilon=eps, name=name)
@@ -595,7 +595,7 @@ def _group_norm(op: ane.GroupNormOp, low: Lowering) -> Var:
 def _l2_norm(op: ane.L2NormOp, low: Lowering) -> Var:
     """x / sqrt(max(Σx², ε)): MIL's l2_norm adds ε instead and fixes the axes, so it is spelled out."""
     x, name = low.var(op.input), low.name(op)
-    squares = mb.reduce_sum_square(x=x, axes=list(values(op.axes)), keep_dims=True, name=low.unique(f"{name}_sumsq"))
+    squares = mb.reduce_sum_square(x=x, axes=list(as_tuple(op.axes)), keep_dims=True, name=low.unique(f"{name}_sumsq"))
     floor = mb.maximum(x=squares, y=low.scalar(op.epsilon.value.data, x), name=low.unique(f"{name}_floor"))
     inv = mb.rsqrt(x=floor, epsilon=low.scalar(0, x), name=low.unique(f"{name}_rsqrt"))
     return mb.mul(x=x, y=inv, name=name)
@@ -613,14 +613,14 @@ def _reshape(op: ane.ReshapeOp, low: Lowering) -> Var:
 
 @lowers(ane.TransposeOp)
 def _transpose(op: ane.TransposeOp, low: Lowering) -> Var:
-    return mb.transpose(x=low.var(op.input), perm=list(values(op.perm)), name=low.name(op))
+    return mb.transpose(x=low.var(op.input), perm=list(as_tuple(op.perm)), name=low.name(op))
 
 
 @lowers(ane.SliceOp)
 def _slice(op: ane.SliceOp, low: Lowering) -> Var:
     dims = shape_of(op.input)
-    ends = [min(e, d) for e, d in zip(values(op.ends), dims)]
-    return mb.slice_by_index(x=low.var(op.input), begin=list(values(op.starts)), end=ends, stride=list(values(op.steps)), name=low.name(op))
+    ends = [min(e, d) for e, d in zip(as_tuple(op.ends), dims)]
+    return mb.slice_by_index(x=low.var(op.input), begin=list(as_tuple(op.starts)), end=ends, stride=list(as_tuple(op.steps)), name=low.name(op))
 
 
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
@@ -628,7 +628,7 @@ _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 @lowers(ane.PadOp)
 def _pad(op: ane.PadOp, low: Lowering) -> Var:
-    pads, rank = values(op.pads), len(shape_of(op.input))
+    pads, rank = as_tuple(op.pads), len(shape_of(op.input))
     first = next((i for i in range(rank) if pads[i] or pads[rank + i]), rank - 1)
     mil_pads = [p for i in range(first, rank) for p in (pads[i], pads[rank + i])]
     x = low.data(op.input, ints=False)
@@ -638,7 +638,7 @@ def _pad(op: ane.PadOp, low: Lowering) -> Var:
 
 @lowers(ane.TileOp)
 def _tile(op: ane.TileOp, low: Lowering) -> Var:
-    return mb.tile(x=low.var(op.input), reps=list(values(op.repeats)), name=low.name(op))
+    return mb.tile(x=low.var(op.input), reps=list(as_tuple(op.repeats)), name=low.name(op))
 
 
 @lowers(ane.BroadcastOp)
@@ -659,7 +659,7 @@ _NEAREST_AS_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor
 @lowers(ane.ResizeOp)
 def _resize(op: ane.ResizeOp, low: Lowering) -> Var:
     x, name = low.var(op.input), low.name(op)
-    scales = [float(s) for s in values(op.scales)]
+    scales = [float(s) for s in as_tuple(op.scales)]
     scale_h, scale_w = (1.0, scales[0]) if len(scales) == 1 else scales
     mode = op.coordinate_mode.data
     if op.mode.data == "nearest":

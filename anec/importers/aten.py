@@ -1,8 +1,9 @@
 """ATen → `ane`/`host`: the op handler table of the PyTorch importer.
 
-One small handler per ATen op (`HANDLERS["aten.convolution.default"]`). A handler receives an
-`Emitter` for one FX node: the node's arguments bound to its schema (`e["weight"]`), its result
-shapes and dtypes (`e.out`), and helpers that build `ane` ops with the node's name. It returns the
+One small handler per ATen op (`HANDLERS["aten.convolution.default"]`). A handler receives a
+`NodeBuilder` for one FX node: the node's arguments bound to its schema (`e["weight"]`), its result
+shapes and dtypes (`e.out`), and the op builder's helpers (`anec.builder`), which name every op
+after the node. It returns the
 node's value(s) as SSA values, or a constant tensor when the result does not depend on run-time
 data; returning `None` declines, and the node becomes `host.op "aten.<op>.<overload>"`, which the
 runtime executes eagerly with torch. Ops without a handler become host ops the same way.
@@ -32,6 +33,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Operation, SSAValue
 
+from anec.builder import AppendingBuilder, OpT
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
 from anec.dialects.discardable import NAME_ATTR
@@ -39,6 +41,7 @@ from anec.dialects.host import HostOp
 from anec.errors import AnecError
 from anec.registry import Registry
 from anec.types import numpy_dtype, xdsl_element_type
+from anec.weights import WeightStore
 
 # ------------------------------------------------------------------------------------------------
 # dtypes
@@ -79,15 +82,16 @@ def decline(why: str) -> NoReturn:
     raise Declined(why)
 
 
-class Emitter:
-    """Builds the `ane` ops of one FX node; every op gets the node's name."""
+class NodeBuilder(AppendingBuilder):
+    """Builds the `ane` ops of one FX node, every op named after the node; reads the node's arguments
+    (`b["weight"]`) and result specs (`out`, `shape`, `dtype`)."""
 
     def __init__(self, node: torch.fx.Node, args: Mapping[str, Value], out: Sequence[tuple[tuple[int, ...], torch.dtype] | None],
-                 constant: Callable[[torch.Tensor], SSAValue]):
+                 store: WeightStore, constant: Callable[[torch.Tensor], SSAValue]):
+        super().__init__(store)
         self.node = node
         self.args = args
         self.out = out
-        self.ops: list[Operation] = []
         self.constants: dict[int, tuple[torch.Tensor, SSAValue]] = {}
         """Constants made for this node (they join the module with `ops`)."""
         self._constant = constant
@@ -107,30 +111,25 @@ class Emitter:
     def dtype(self) -> torch.dtype:
         return self.out[0][1]
 
-    def add(self, op: Operation) -> SSAValue:
+    def insert(self, op: OpT, suffix: str = "") -> OpT:
         op.attributes[NAME_ATTR] = StringAttr(self.name)
-        self.ops.append(op)
-        return op.results[0]
+        return super().insert(op, suffix)
+
+    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+        """A constant of the node (named after the weight it comes from, else the node)."""
+        return self._constant(torch.from_numpy(np.array(array, dtype=numpy_dtype(element_type_of(like)) if like is not None else None)))
 
     def value(self, x: Value, dtype: torch.dtype | None = None, rank: int | None = None) -> SSAValue:
         """`x` as an SSA value of `dtype` (default: its own) with at least `rank` axes (1s prepended)."""
         if isinstance(x, SSAValue):
-            if dtype is not None and torch_dtype_of(x) != dtype:
-                x = self.add(ane.CastOp(x, element_type(dtype)))
-            return self.reshape(x, (1,) * (rank - len(shape_of(x))) + shape_of(x)) if rank and rank > len(shape_of(x)) else x
+            if dtype is not None:
+                x = self.cast(x, element_type(dtype))
+            return self.with_rank(x, rank) if rank else x
         t = x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=dtype or scalar_dtype(x))
         t = t.to(dtype or t.dtype)
         if rank and rank > t.dim():
             t = t.reshape((1,) * (rank - t.dim()) + tuple(t.shape))
         return self._constant(t)
-
-    def reshape(self, x: SSAValue, shape: Sequence[int]) -> SSAValue:
-        if isinstance(x.owner, ane.ReshapeOp):  # a reshape of a reshape is one reshape
-            x = x.owner.input
-        return x if shape_of(x) == tuple(shape) else self.add(ane.ReshapeOp(x, shape))
-
-    def cast(self, x: SSAValue, dtype: torch.dtype) -> SSAValue:
-        return self.value(x, dtype)
 
 
 def scalar_dtype(x: Any) -> torch.dtype:
@@ -176,7 +175,7 @@ def axes(dims: Sequence[int] | int | None, rank: int) -> list[int]:
 # The table
 # ------------------------------------------------------------------------------------------------
 
-Handler = Callable[[Emitter], Value]
+Handler = Callable[[NodeBuilder], Value]
 HANDLERS: Registry[Handler] = Registry("ATen import handler")
 EMITS: dict[str, tuple[type[Operation], ...]] = {}
 """The `ane` ops each ATen op may become besides `HELPER_OPS` (the importer checks; the docs list them)."""
@@ -206,7 +205,7 @@ def op_key(target: Any) -> str:
 @handles("aten.clone.default", "aten.alias.default", "aten.detach.default", "aten.lift_fresh_copy.default",
          "aten.contiguous.default", "aten.dropout.default", "aten.alias_copy.default",
          "aten.detach_copy.default")
-def _identity(e: Emitter) -> Value:
+def _identity(e: NodeBuilder) -> Value:
     x = e.args.get("self", e.args.get("input"))
     if e.args.get("train"):
         decline("dropout in training mode")
@@ -215,26 +214,26 @@ def _identity(e: Emitter) -> Value:
 
 @handles("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten._to_dtype.default",
          "aten.type_as.default", emits=(ane.CastOp,))
-def _to_copy(e: Emitter) -> Value:
-    return e.cast(e.value(e.args.get("self")), e.dtype)
+def _to_copy(e: NodeBuilder) -> Value:
+    return e.value(e.value(e.args.get("self")), e.dtype)
 
 
 # --- elementwise ---------------------------------------------------------------------------------
 
-_UNARY: dict[str, tuple[type[ane.UnaryOp], Callable[[Emitter], dict[str, float] | None]]] = {}
+_UNARY: dict[str, tuple[type[ane.UnaryOp], Callable[[NodeBuilder], dict[str, float] | None]]] = {}
 
 
-def _unary(name: str, op: type[ane.UnaryOp], params: Callable[[Emitter], dict[str, float] | None] = lambda e: {}) -> None:
+def _unary(name: str, op: type[ane.UnaryOp], params: Callable[[NodeBuilder], dict[str, float] | None] = lambda e: {}) -> None:
     _UNARY[name] = (op, params)
     handles(name, emits=(op,))(_emit_unary)
 
 
-def _emit_unary(e: Emitter) -> Value:
+def _emit_unary(e: NodeBuilder) -> Value:
     op, params = _UNARY[op_key(e.node.target)]
     kwargs = params(e)
     if kwargs is None:
         decline("parameters without an ANE equivalent")
-    x = e.cast(e.value(e["self"]), e.dtype)
+    x = e.value(e.value(e["self"]), e.dtype)
     return e.add(op(x, **kwargs))
 
 
@@ -259,25 +258,25 @@ def _bound(x: Any, default: float) -> float:
 
 
 @handles("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default", emits=(ane.ClampOp,))
-def _clamp(e: Emitter) -> Value:
+def _clamp(e: NodeBuilder) -> Value:
     lo = _bound(e.args.get("min"), -math.inf)
     hi = _bound(e.args.get("max"), math.inf)
     if not e.dtype.is_floating_point:
         decline("integer clamp")
-    return e.add(ane.ClampOp(e.cast(e.value(e["self"]), e.dtype), min=lo, max=hi))
+    return e.add(ane.ClampOp(e.value(e.value(e["self"]), e.dtype), min=lo, max=hi))
 
 
 @handles("aten.gelu.default", emits=(ane.GeluOp,))
-def _gelu(e: Emitter) -> Value:
-    return e.add(ane.GeluOp(e.cast(e.value(e["self"]), e.dtype), e["approximate"]))
+def _gelu(e: NodeBuilder) -> Value:
+    return e.add(ane.GeluOp(e.value(e.value(e["self"]), e.dtype), e["approximate"]))
 
 
-def binary(e: Emitter, op: type[ane.BinaryOp | ane.CompareOp], a: Value, b: Value, dtype: torch.dtype) -> SSAValue:
+def binary(e: NodeBuilder, op: type[ane.BinaryOp | ane.CompareOp], a: Value, b: Value, dtype: torch.dtype) -> SSAValue:
     rank = max(rank_of(a), rank_of(b))
     return e.add(op(e.value(a, dtype, rank), e.value(b, dtype, rank)))
 
 
-def _scaled(e: Emitter, x: Value, alpha: Any, dtype: torch.dtype) -> Value:
+def _scaled(e: NodeBuilder, x: Value, alpha: Any, dtype: torch.dtype) -> Value:
     if alpha is None or alpha == 1:
         return x
     if not isinstance(x, SSAValue):
@@ -289,7 +288,7 @@ _ARITHMETIC = {"add": ane.AddOp, "sub": ane.SubOp, "mul": ane.MulOp, "div": ane.
                "minimum": ane.MinOp, "pow": ane.PowOp}
 
 
-def _arithmetic(e: Emitter) -> Value:
+def _arithmetic(e: NodeBuilder) -> Value:
     name = e.node.target._schema.name.split("::")[-1]
     a, b = e["self"], e["other"]
     if name == "rsub":
@@ -313,7 +312,7 @@ handles("aten.minimum.default", emits=(ane.MinOp,))(_arithmetic)
 
 
 @handles("aten.div.Tensor_mode", "aten.div.Scalar_mode", emits=(ane.DivOp,))
-def _div_mode(e: Emitter) -> Value:
+def _div_mode(e: NodeBuilder) -> Value:
     # Only truncating division of integers has an `ane` equivalent (ane.div truncates integers).
     if e["rounding_mode"] != "trunc" or e.dtype.is_floating_point or e.dtype == torch.bool:
         decline(f"division with rounding mode {e['rounding_mode']}")
@@ -321,12 +320,12 @@ def _div_mode(e: Emitter) -> Value:
 
 
 @handles("aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor", "aten.pow.Scalar", emits=(ane.PowOp, ane.MulOp, ane.SqrtOp, ane.RsqrtOp, ane.ReciprocalOp))
-def _pow(e: Emitter) -> Value:
+def _pow(e: NodeBuilder) -> Value:
     base, exponent = e["self"], e["exponent"]
     if not e.dtype.is_floating_point:
         decline("integer power")
     if isinstance(exponent, int | float) and not isinstance(base, int | float):
-        x = e.cast(e.value(base), e.dtype)
+        x = e.value(e.value(base), e.dtype)
         special = {1: lambda: x, 2: lambda: e.add(ane.MulOp(x, x)), 0.5: lambda: e.add(ane.SqrtOp(x)),
                    -1: lambda: e.add(ane.ReciprocalOp(x)), -0.5: lambda: e.add(ane.RsqrtOp(x))}
         if exponent in special:
@@ -338,7 +337,7 @@ _COMPARE = {"eq": ane.EqualOp, "ne": ane.NotEqualOp, "gt": ane.GreaterOp, "ge": 
             "le": ane.LessEqualOp}
 
 
-def _compare(e: Emitter) -> Value:
+def _compare(e: NodeBuilder) -> Value:
     name = e.node.target._schema.name.split("::")[-1]
     a, b = e["self"], e["other"]
     return binary(e, _COMPARE[name], a, b, common_dtype(a, b))
@@ -349,21 +348,21 @@ for _op, _cls in _COMPARE.items():
 
 
 @handles("aten.where.self", emits=(ane.SelectOp,))
-def _where(e: Emitter) -> Value:
+def _where(e: NodeBuilder) -> Value:
     cond, a, b = e["condition"], e["self"], e["other"]
     rank = max(rank_of(cond), rank_of(a), rank_of(b))
     return e.add(ane.SelectOp(e.value(cond, torch.bool, rank), e.value(a, e.dtype, rank), e.value(b, e.dtype, rank)))
 
 
 @handles("aten.masked_fill.Scalar", "aten.masked_fill.Tensor", emits=(ane.SelectOp,))
-def _masked_fill(e: Emitter) -> Value:
+def _masked_fill(e: NodeBuilder) -> Value:
     x, mask, value = e["self"], e["mask"], e["value"]
     rank = max(rank_of(x), rank_of(mask))
     return e.add(ane.SelectOp(e.value(mask, torch.bool, rank), e.value(value, e.dtype, rank), e.value(x, e.dtype, rank)))
 
 
 @handles("aten.logical_not.default", "aten.bitwise_not.default", emits=(ane.EqualOp,))
-def _logical_not(e: Emitter) -> Value:
+def _logical_not(e: NodeBuilder) -> Value:
     if e.dtype != torch.bool:
         decline("bitwise not of integers")
     return binary(e, ane.EqualOp, e["self"], False, torch.bool)
@@ -371,7 +370,7 @@ def _logical_not(e: Emitter) -> Value:
 
 @handles("aten.logical_and.default", "aten.logical_or.default", "aten.logical_xor.default", "aten.bitwise_and.Tensor",
          "aten.bitwise_or.Tensor", "aten.bitwise_xor.Tensor", emits=(ane.SelectOp, ane.NotEqualOp))
-def _logical(e: Emitter) -> Value:
+def _logical(e: NodeBuilder) -> Value:
     """Boolean logic as selects on masks: a and b = a ? b : false; a or b = a ? true : b; xor = a != b."""
     a, b = e["self"], e["other"]
     if e.dtype != torch.bool or common_dtype(a, b) != torch.bool:
@@ -386,7 +385,7 @@ def _logical(e: Emitter) -> Value:
 
 
 @handles("aten.isnan.default", "aten.isinf.default", emits=(ane.NotEqualOp, ane.AbsOp, ane.EqualOp))
-def _isnan_isinf(e: Emitter) -> Value:
+def _isnan_isinf(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     if "isnan" in op_key(e.node.target):
         return e.add(ane.NotEqualOp(x, x))
@@ -394,8 +393,8 @@ def _isnan_isinf(e: Emitter) -> Value:
 
 
 @handles("aten.log2.default", "aten.log10.default", "aten.log1p.default", "aten.expm1.default", emits=(ane.LogOp, ane.ExpOp, ane.MulOp, ane.AddOp, ane.SubOp))
-def _log_exp_variants(e: Emitter) -> Value:
-    x = e.cast(e.value(e["self"]), e.dtype)
+def _log_exp_variants(e: NodeBuilder) -> Value:
+    x = e.value(e.value(e["self"]), e.dtype)
     name = e.node.target._schema.name.split("::")[-1]
     if name == "log1p":
         return e.add(ane.LogOp(binary(e, ane.AddOp, x, 1.0, e.dtype)))
@@ -405,7 +404,7 @@ def _log_exp_variants(e: Emitter) -> Value:
 
 
 @handles("aten.clamp.Tensor", emits=(ane.MaxOp, ane.MinOp))
-def _clamp_tensor(e: Emitter) -> Value:
+def _clamp_tensor(e: NodeBuilder) -> Value:
     y = e["self"]
     if e["min"] is not None:
         y = binary(e, ane.MaxOp, y, e["min"], e.dtype)
@@ -415,7 +414,7 @@ def _clamp_tensor(e: Emitter) -> Value:
 
 
 @handles("aten.copy.default", emits=(ane.BroadcastOp,))
-def _copy(e: Emitter) -> Value:
+def _copy(e: NodeBuilder) -> Value:
     """`copy(self, src)` is `src` in `self`'s dtype, broadcast to `self`'s shape."""
     src = e.value(e["src"], e.dtype, len(e.shape))
     return src if shape_of(src) == e.shape else e.add(ane.BroadcastOp(src, e.shape))
@@ -424,17 +423,17 @@ def _copy(e: Emitter) -> Value:
 # --- matrix products and convolution -------------------------------------------------------------
 
 
-def bias_vector(e: Emitter, bias: Value, n: int) -> SSAValue | None:
+def bias_vector(e: NodeBuilder, bias: Value, n: int) -> SSAValue | None:
     """`bias` as the [N] epilogue operand of a MAC op, or None if it is not one value per column."""
     if isinstance(bias, SSAValue):
         shape = shape_of(bias)
-        return e.reshape(e.cast(bias, e.dtype), (n,)) if math.prod(shape) == n and shape[-1] == n else None
+        return e.reshape(e.value(bias, e.dtype), (n,)) if math.prod(shape) == n and shape[-1] == n else None
     if isinstance(bias, torch.Tensor) and bias.numel() == n and bias.shape[-1] == n:
         return e.value(bias.reshape(n), e.dtype)
     return None
 
 
-def matmul(e: Emitter, a: Value, b: Value, bias: Value = None, *, transpose_rhs: bool = False) -> SSAValue:
+def matmul(e: NodeBuilder, a: Value, b: Value, bias: Value = None, *, transpose_rhs: bool = False) -> SSAValue:
     """A batched matmul with numpy broadcasting of the batch axes; a 1-D operand is a vector."""
     ra, rb = rank_of(a), rank_of(b)
     if ra == 1 or rb == 1:
@@ -464,12 +463,12 @@ def unflattened(x: Value) -> Value:
 
 
 @handles("aten.mm.default", "aten.bmm.default", "aten.matmul.default", emits=(ane.MatmulOp,))
-def _mm(e: Emitter) -> Value:
+def _mm(e: NodeBuilder) -> Value:
     return matmul(e, e["self"], e[next(k for k in ("mat2", "other") if k in e.args)])
 
 
 @handles("aten.addmm.default", "aten.baddbmm.default", emits=(ane.MatmulOp, ane.MulOp, ane.AddOp))
-def _addmm(e: Emitter) -> Value:
+def _addmm(e: NodeBuilder) -> Value:
     a, b = (e["mat1"], e["mat2"]) if "mat1" in e.args else (e["batch1"], e["batch2"])
     bias, beta, alpha = e["self"], e["beta"], e["alpha"]
     if alpha != 1:
@@ -480,7 +479,7 @@ def _addmm(e: Emitter) -> Value:
 
 
 @handles("aten.linear.default", emits=(ane.MatmulOp,))
-def _linear(e: Emitter) -> Value:
+def _linear(e: NodeBuilder) -> Value:
     return matmul(e, e["input"], e["weight"], e["bias"], transpose_rhs=True)
 
 
@@ -490,7 +489,7 @@ def _pairs(values: Sequence[int], k: int) -> list[int]:
 
 
 @handles("aten.convolution.default", "aten.conv2d.default", "aten.conv1d.default", emits=(ane.ConvOp, ane.ConvTransposeOp))
-def _convolution(e: Emitter) -> Value:
+def _convolution(e: NodeBuilder) -> Value:
     x, w, bias = e["input"], e["weight"], e["bias"]
     k = rank_of(x) - 2
     if k not in (1, 2):
@@ -511,7 +510,7 @@ def _convolution(e: Emitter) -> Value:
 
 
 @handles("aten.scaled_dot_product_attention.default", "aten._scaled_dot_product_flash_attention_for_cpu.default", emits=(ane.SdpaOp, ane.SelectOp, ane.AddOp))
-def _sdpa(e: Emitter) -> Value:
+def _sdpa(e: NodeBuilder) -> Value:
     q, k, v, mask = e["query"], e["key"], e["value"], e["attn_mask"]
     if e.args.get("dropout_p", 0.0) or e.args.get("enable_gqa"):
         decline("attention with dropout or grouped queries")
@@ -551,14 +550,14 @@ def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 # --- normalization -------------------------------------------------------------------------------
 
 
-def _affine(e: Emitter, t: Value, shape: Sequence[int], fill: float) -> SSAValue:
+def _affine(e: NodeBuilder, t: Value, shape: Sequence[int], fill: float) -> SSAValue:
     if t is None:
         return e.value(torch.full(tuple(shape), fill, dtype=e.dtype))
     return e.reshape(e.value(t, e.dtype), tuple(shape))
 
 
 @handles("aten.native_layer_norm.default", "aten.layer_norm.default", emits=(ane.LayerNormOp,))
-def _layer_norm(e: Emitter) -> Value:
+def _layer_norm(e: NodeBuilder) -> Value:
     x = e.value(e["input"], e.dtype)
     rank, normalized = len(shape_of(x)), tuple(e["normalized_shape"])
     ax = list(range(rank - len(normalized), rank))
@@ -568,7 +567,7 @@ def _layer_norm(e: Emitter) -> Value:
 
 
 @handles("aten.native_group_norm.default", "aten.group_norm.default", emits=(ane.GroupNormOp,))
-def _group_norm(e: Emitter) -> Value:
+def _group_norm(e: NodeBuilder) -> Value:
     x = e.value(e["input"], e.dtype)
     shape = shape_of(x)
     if len(shape) == 2:
@@ -580,7 +579,7 @@ def _group_norm(e: Emitter) -> Value:
     return _first_only(e, e.reshape(y, shape), 3)
 
 
-def _first_only(e: Emitter, y: SSAValue, outputs: int) -> Value:
+def _first_only(e: NodeBuilder, y: SSAValue, outputs: int) -> Value:
     """A multi-result node whose extra results (saved statistics) nobody reads."""
     if len(e.node.target._schema.returns) == 1:
         return y
@@ -592,7 +591,7 @@ def _first_only(e: Emitter, y: SSAValue, outputs: int) -> Value:
 
 @handles("aten._native_batch_norm_legit_no_training.default", "aten.native_batch_norm.default",
          "aten.batch_norm.default", "aten._native_batch_norm_legit.default", emits=(ane.MulOp, ane.AddOp))
-def _batch_norm(e: Emitter) -> Value:
+def _batch_norm(e: NodeBuilder) -> Value:
     if e.args.get("training"):
         decline("batch norm in training mode")
     mean, var, weight, bias = e["running_mean"], e["running_var"], e["weight"], e["bias"]
@@ -613,7 +612,7 @@ def _batch_norm(e: Emitter) -> Value:
 # --- softmax and reductions ----------------------------------------------------------------------
 
 
-def _softmax(e: Emitter) -> Value:
+def _softmax(e: NodeBuilder) -> Value:
     x = e.value(e["self"], e.dtype)
     y = e.add(ane.SoftmaxOp(x, axis(e["dim"], len(shape_of(x)))))
     return e.add(ane.LogOp(y)) if "log_softmax" in op_key(e.node.target) else y
@@ -627,7 +626,7 @@ _REDUCE = {"mean": ane.ReduceMeanOp, "sum": ane.ReduceSumOp, "amax": ane.ReduceM
            "logsumexp": ane.ReduceLogSumExpOp, "max": ane.ReduceMaxOp, "min": ane.ReduceMinOp}
 
 
-def _reduce(e: Emitter) -> Value:
+def _reduce(e: NodeBuilder) -> Value:
     name = e.node.target._schema.name.split("::")[-1]
     if e.dtype == torch.bool:
         decline("boolean reduction")
@@ -645,7 +644,7 @@ for _op, _overloads in {"mean": ("dim", "default"), "sum": ("dim_IntList", "defa
 
 
 @handles("aten.var.correction", "aten.var.dim", "aten.std.correction", "aten.std.dim", "aten.var_mean.correction", emits=(ane.ReduceMeanOp, ane.SubOp, ane.MulOp, ane.ReduceSumOp, ane.DivOp, ane.SqrtOp))
-def _variance(e: Emitter) -> Value:
+def _variance(e: NodeBuilder) -> Value:
     if not e.dtype.is_floating_point:
         decline("integer variance")
     x = e.value(e["self"], e.dtype)
@@ -666,7 +665,7 @@ def _variance(e: Emitter) -> Value:
     return var
 
 
-def _argreduce(e: Emitter) -> Value:
+def _argreduce(e: NodeBuilder) -> Value:
     if e["dim"] is None:
         decline("arg-reduction over a flattened tensor")
     x = e.value(e["self"])
@@ -678,7 +677,7 @@ handles("aten.argmax.default", emits=(ane.ArgmaxOp,))(_argreduce)
 handles("aten.argmin.default", emits=(ane.ArgminOp,))(_argreduce)
 
 
-def _max_dim(e: Emitter) -> Value:
+def _max_dim(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     rank, largest = len(shape_of(x)), "max" in op_key(e.node.target)
     dim, keep = axis(e["dim"], rank), bool(e["keepdim"])
@@ -694,7 +693,7 @@ handles("aten.min.dim", emits=(ane.ReduceMinOp, ane.ArgminOp))(_max_dim)
 # --- pooling -------------------------------------------------------------------------------------
 
 
-def _pool(e: Emitter) -> Value:
+def _pool(e: NodeBuilder) -> Value:
     kernel = _pairs(e["kernel_size"], 2)
     strides = _pairs(e["stride"] or kernel, 2)
     pads = _pairs(e["padding"], 2)
@@ -726,7 +725,7 @@ handles("aten.avg_pool2d.default", emits=(ane.AvgPoolOp,))(_pool)
 
 
 @handles("aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool2d.default", emits=(ane.GlobalAvgPoolOp, ane.AvgPoolOp))
-def _adaptive_avg_pool(e: Emitter) -> Value:
+def _adaptive_avg_pool(e: NodeBuilder) -> Value:
     x = e.value(e["self"], e.dtype)
     shape = shape_of(x)
     out = e.shape[-2:]
@@ -746,13 +745,13 @@ def _adaptive_avg_pool(e: Emitter) -> Value:
 @handles("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default", "aten.view_copy.default",
          "aten.squeeze.default", "aten.squeeze.dim", "aten.squeeze.dims", "aten.unsqueeze.default",
          "aten.flatten.using_ints", "aten.unflatten.int", "aten.squeeze_copy.dims", "aten.unsqueeze_copy.default", emits=(ane.ReshapeOp,))
-def _reshape(e: Emitter) -> Value:
+def _reshape(e: NodeBuilder) -> Value:
     return e.reshape(e.value(e["self"]), e.shape)
 
 
 @handles("aten.permute.default", "aten.permute_copy.default", "aten.transpose.int", "aten.t.default",
          "aten.numpy_T.default", emits=(ane.TransposeOp,))
-def _permute(e: Emitter) -> Value:
+def _permute(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     rank = len(shape_of(x))
     name = op_key(e.node.target)
@@ -762,25 +761,23 @@ def _permute(e: Emitter) -> Value:
         perm = list(range(rank))
         a, b = (axis(e["dim0"], rank), axis(e["dim1"], rank)) if "transpose" in name else (0, rank - 1)
         perm[a], perm[b] = perm[b], perm[a]
-    if perm == list(range(rank)):
-        return x
-    return e.add(ane.TransposeOp(x, perm))
+    return e.transpose(x, perm)
 
 
 @handles("aten.expand.default", "aten.expand_copy.default", "aten.broadcast_to.default", emits=(ane.BroadcastOp,))
-def _expand(e: Emitter) -> Value:
+def _expand(e: NodeBuilder) -> Value:
     x = e.value(e["self"], rank=len(e.shape))
     return x if shape_of(x) == e.shape else e.add(ane.BroadcastOp(x, e.shape))
 
 
 @handles("aten.repeat.default", emits=(ane.TileOp,))
-def _repeat(e: Emitter) -> Value:
+def _repeat(e: NodeBuilder) -> Value:
     repeats = list(e["repeats"])
     return e.add(ane.TileOp(e.value(e["self"], rank=len(repeats)), repeats))
 
 
 @handles("aten.slice.Tensor", "aten.slice_copy.Tensor", "aten.narrow.default", emits=(ane.SliceOp,))
-def _slice(e: Emitter) -> Value:
+def _slice(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     shape = shape_of(x)
     dim = axis(e["dim"], len(shape))
@@ -798,7 +795,7 @@ def _slice(e: Emitter) -> Value:
 
 
 @handles("aten.select.int", "aten.select_copy.int", emits=(ane.SliceOp,))
-def _select(e: Emitter) -> Value:
+def _select(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     shape = shape_of(x)
     dim = axis(e["dim"], len(shape))
@@ -809,7 +806,7 @@ def _select(e: Emitter) -> Value:
 
 
 @handles("aten.index.Tensor", emits=(ane.SliceOp, ane.TransposeOp, ane.BroadcastOp))
-def _index(e: Emitter) -> Value:
+def _index(e: NodeBuilder) -> Value:
     """Advanced indexing by constant index tensors that each step evenly along one result axis
     (`mask[batch_idx[:, None], kv_idx[None, :]]` in attention-mask code) is a strided slice,
     moved to the result's axes by transpose, reshape and broadcast. Other indexing is a gather."""
@@ -838,14 +835,13 @@ def _index(e: Emitter) -> Value:
     kept = sorted(targets, key=targets.__getitem__)
     x = e.reshape(x, [grid[targets[i]] for i in targets] + list(rest))
     order = [list(targets).index(i) for i in kept] + list(range(len(targets), len(targets) + len(rest)))
-    if order != sorted(order):
-        x = e.add(ane.TransposeOp(x, order))
+    x = e.transpose(x, order)
     x = e.reshape(x, [grid[a] if a in targets.values() else 1 for a in range(len(grid))] + list(rest))
     return x if shape_of(x) == e.shape else e.add(ane.BroadcastOp(x, e.shape))
 
 
 @handles("aten.cat.default", "aten.concat.default", emits=(ane.ConcatOp,))
-def _cat(e: Emitter) -> Value:
+def _cat(e: NodeBuilder) -> Value:
     parts = [t for t in e["tensors"] if not (rank_of(t) == 1 and _numel(t) == 0)]
     rank = len(e.shape)
     values = [e.value(t, e.dtype) for t in parts]
@@ -860,7 +856,7 @@ def _numel(x: Value) -> int:
 
 @handles("aten.split_with_sizes.default", "aten.split.Tensor", "aten.chunk.default", "aten.unbind.int",
          "aten.split_with_sizes_copy.default", "aten.split_copy.Tensor", emits=(ane.SplitOp,))
-def _split(e: Emitter) -> Value:
+def _split(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     dim = axis(e["dim"], len(shape_of(x)))
     sizes = [s[dim] for s, _ in e.out] if "unbind" not in op_key(e.node.target) else [1] * len(e.out)
@@ -874,7 +870,7 @@ def _split(e: Emitter) -> Value:
 
 
 @handles("aten.constant_pad_nd.default", emits=(ane.PadOp,))
-def _pad(e: Emitter) -> Value:
+def _pad(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     rank, pad = len(shape_of(x)), list(e["pad"])
     if any(p < 0 for p in pad):
@@ -890,7 +886,7 @@ _PAD_MODES = {"reflection": "reflect", "replication": "edge"}
 
 @handles("aten.reflection_pad1d.default", "aten.reflection_pad2d.default", "aten.replication_pad1d.default",
          "aten.replication_pad2d.default", emits=(ane.PadOp,))
-def _pad_mode(e: Emitter) -> Value:
+def _pad_mode(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     rank, pad = len(shape_of(x)), list(e["padding"])
     begins, ends = [0] * rank, [0] * rank
@@ -900,7 +896,7 @@ def _pad_mode(e: Emitter) -> Value:
 
 
 @handles("aten.pixel_shuffle.default", emits=(ane.DepthToSpaceOp,))
-def _pixel_shuffle(e: Emitter) -> Value:
+def _pixel_shuffle(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     if len(shape_of(x)) != 4:
         decline("pixel shuffle of a non-NCHW tensor")
@@ -909,7 +905,7 @@ def _pixel_shuffle(e: Emitter) -> Value:
 
 @handles("aten.upsample_nearest2d.default", "aten.upsample_nearest2d.vec", "aten.upsample_bilinear2d.default",
          "aten.upsample_bilinear2d.vec", emits=(ane.ResizeOp,))
-def _upsample(e: Emitter) -> Value:
+def _upsample(e: NodeBuilder) -> Value:
     x = e.value(e.args.get("input", e.args.get("self")), e.dtype)
     shape = shape_of(x)
     given = e.args.get("scale_factors") or [e.args.get("scales_h"), e.args.get("scales_w")]
@@ -924,20 +920,20 @@ def _upsample(e: Emitter) -> Value:
 
 
 @handles("aten.sym_size.int")
-def _sym_size(e: Emitter) -> Value:
+def _sym_size(e: NodeBuilder) -> Value:
     shape = shape_of(e.value(e["self"]))
     return shape[axis(e["dim"], len(shape))]
 
 
 @handles("aten.sym_numel.default")
-def _sym_numel(e: Emitter) -> Value:
+def _sym_numel(e: NodeBuilder) -> Value:
     return math.prod(shape_of(e.value(e["self"])))
 
 
 @handles("aten.zeros_like.default", "aten.ones_like.default", "aten.full_like.default", "aten.empty_like.default",
          "aten.new_zeros.default", "aten.new_ones.default", "aten.new_full.default", "aten.new_empty.default",
          "aten.fill.Scalar")
-def _like(e: Emitter) -> Value:
+def _like(e: NodeBuilder) -> Value:
     name = op_key(e.node.target)
     fill = 0 if "zeros" in name or "empty" in name else 1 if "ones" in name else e.args.get("fill_value", e.args.get("value"))
     return torch.full(e.shape, fill, dtype=e.dtype)
@@ -954,7 +950,7 @@ NO_OP = frozenset({
 """Run-time checks with no result; the importer drops them."""
 
 
-def encode_argument(value: Any, operands: list[SSAValue], e: Emitter) -> Attribute:
+def encode_argument(value: Any, operands: list[SSAValue], e: NodeBuilder) -> Attribute:
     """One ATen argument as an attribute; tensors become operands, referred to by their index."""
     match value:
         case SSAValue() | torch.Tensor():
@@ -979,7 +975,7 @@ def encode_argument(value: Any, operands: list[SSAValue], e: Emitter) -> Attribu
     raise AnecError(f"cannot keep argument {value!r} of {op_key(e.node.target)} in a host op", where=e.name)
 
 
-def host_op(e: Emitter) -> Value:
+def host_op(e: NodeBuilder) -> Value:
     """`host.op "aten.<op>.<overload>"` with the schema's non-default arguments as attributes."""
     target = e.node.target
     if not isinstance(target, torch._ops.OpOverload):

@@ -19,7 +19,7 @@ from xdsl.ir import Operation, SSAValue
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.importers.onnx_graph import GraphBuilder, Handler, Node, NotOnAne, Value
-from anec.importers.onnx_handlers import _affine, _np, conv, emit_all, handles, x_of
+from anec.importers.onnx_handlers import _affine, _np, conv, handles, x_of
 from anec.importers.onnx_recurrent import UNROLLED_OPS, unroll
 from anec.types import xdsl_element_type
 
@@ -32,7 +32,7 @@ def contrib(*op_types: str, emits: Sequence[type[Operation]], note: str = "") ->
 
 
 def _with_bias(b: GraphBuilder, x: SSAValue, name: str) -> SSAValue:
-    return b.emit(ane.AddOp(*b.same_rank(x, b.value(name)))) if name else x
+    return b.add(ane.AddOp(*b.same_rank(x, b.value(name)))) if name else x
 
 
 # ------------------------------------------------------------------------------------------------
@@ -42,29 +42,29 @@ def _with_bias(b: GraphBuilder, x: SSAValue, name: str) -> SSAValue:
 
 @contrib("Gelu", emits=[ane.GeluOp])
 def gelu(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.GeluOp(x_of(node, b)))]
+    return [b.add(ane.GeluOp(x_of(node, b)))]
 
 
 @contrib("BiasGelu", emits=[ane.AddOp, ane.GeluOp], note="gelu(x + bias), erf form")
 def bias_gelu(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.GeluOp(_with_bias(b, x_of(node, b), node.input(1))))]
+    return [b.add(ane.GeluOp(_with_bias(b, x_of(node, b), node.input(1))))]
 
 
 @contrib("FastGelu", emits=[ane.AddOp, ane.GeluOp], note="gelu(x + bias), tanh form")
 def fast_gelu(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.GeluOp(_with_bias(b, x_of(node, b), node.input(1)), "tanh"))]
+    return [b.add(ane.GeluOp(_with_bias(b, x_of(node, b), node.input(1)), "tanh"))]
 
 
 @contrib("QuickGelu", emits=[ane.MulOp, ane.SigmoidOp], note="x * sigmoid(alpha * x)")
 def quick_gelu(node: Node, b: GraphBuilder) -> list[Value]:
     x, alpha = x_of(node, b), node.attr("alpha", 1.702)
-    return [b.emit(ane.MulOp(x, b.emit(ane.SigmoidOp(b.emit(ane.MulOp(x, b.scalar(alpha, x)))))))]
+    return [b.add(ane.MulOp(x, b.add(ane.SigmoidOp(b.add(ane.MulOp(x, b.scalar(alpha, x)))))))]
 
 
 @contrib("BiasAdd", emits=[ane.AddOp], note="x + bias + skip")
 def bias_add(node: Node, b: GraphBuilder) -> list[Value]:
     y = _with_bias(b, x_of(node, b), node.input(1))
-    return [b.emit(ane.AddOp(*b.same_rank(y, b.value(node.input(2)))))]
+    return [b.add(ane.AddOp(*b.same_rank(y, b.value(node.input(2)))))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def fused_conv(node: Node, b: GraphBuilder) -> list[Value]:
     y = conv(node, b)[0]
     assert isinstance(y, SSAValue)
     if node.input(3):
-        y = b.emit(ane.AddOp(y, b.value(node.input(3))))
+        y = b.add(ane.AddOp(y, b.value(node.input(3))))
     if not act:
         return [y]
     cls, count = FUSED_ACTIVATIONS[act]
@@ -93,14 +93,14 @@ def fused_conv(node: Node, b: GraphBuilder) -> list[Value]:
         raise NotOnAne(f"{act} without its {count} activation parameter(s)")
     kwargs = {"LeakyRelu": lambda p: {"alpha": p[0]}, "HardSigmoid": lambda p: {"alpha": p[0], "beta": p[1]},
               "Clip": lambda p: {"min": p[0], "max": p[1]}}.get(act, lambda p: {})(params)
-    return [b.emit(cls(y, **kwargs))]
+    return [b.add(cls(y, **kwargs))]
 
 
 def _batch_first_last(b: GraphBuilder, v: SSAValue) -> SSAValue:
     """transBatchA/B: axis 0 moves to just before the last axis ([d0, d1, …, dk, n] → [d1, …, dk, d0, n])."""
     rank = len(shape_of(v))
     perm = [*range(1, rank - 1), 0, rank - 1]
-    return v if perm == list(range(rank)) else b.emit(ane.TransposeOp(v, perm))
+    return v if perm == list(range(rank)) else b.add(ane.TransposeOp(v, perm))
 
 
 @contrib("FusedMatMul", emits=[ane.TransposeOp, ane.MatmulOp, ane.MulOp], note="alpha * op(A) @ op(B), with transA/B and transBatchA/B")
@@ -112,9 +112,9 @@ def fused_matmul(node: Node, b: GraphBuilder) -> list[Value]:
         a = _batch_first_last(b, a)
     if node.attr("transBatchB", 0):
         c = _batch_first_last(b, c)
-    y = b.emit(ane.MatmulOp(*b.same_rank(a, c), transpose_lhs=bool(node.attr("transA", 0)), transpose_rhs=bool(node.attr("transB", 0))))
+    y = b.add(ane.MatmulOp(*b.same_rank(a, c), transpose_lhs=bool(node.attr("transA", 0)), transpose_rhs=bool(node.attr("transB", 0))))
     alpha = node.attr("alpha", 1.0)
-    return [y if alpha == 1.0 else b.emit(ane.MulOp(y, b.scalar(alpha, y)))]
+    return [y if alpha == 1.0 else b.add(ane.MulOp(y, b.scalar(alpha, y)))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,9 +127,9 @@ SKIP_EPSILON = 1e-12
 
 def _rms_norm(b: GraphBuilder, x: SSAValue, scale: SSAValue, axes: list[int], epsilon: float) -> SSAValue:
     """x / sqrt(mean(x², axes) + epsilon) * scale: RMS normalization (no mean subtraction, no bias)."""
-    mean_square = b.emit(ane.ReduceMeanOp(b.emit(ane.MulOp(x, x)), axes, keepdims=True))
-    inv = b.emit(ane.RsqrtOp(b.emit(ane.AddOp(mean_square, b.scalar(epsilon, mean_square)))))
-    return b.emit(ane.MulOp(b.emit(ane.MulOp(x, inv)), b.with_rank(scale, len(shape_of(x)))))
+    mean_square = b.add(ane.ReduceMeanOp(b.add(ane.MulOp(x, x)), axes, keepdims=True))
+    inv = b.add(ane.RsqrtOp(b.add(ane.AddOp(mean_square, b.scalar(epsilon, mean_square)))))
+    return b.add(ane.MulOp(b.add(ane.MulOp(x, inv)), b.with_rank(scale, len(shape_of(x)))))
 
 
 @handles("SimplifiedLayerNormalization",
@@ -153,11 +153,11 @@ def skip_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
     simplified = node.op_type == "SkipSimplifiedLayerNormalization"
     x, skip = b.same_rank(x_of(node, b), b.value(node.input(1)))
     if shape_of(skip) != shape_of(x):
-        skip = b.emit(ane.BroadcastOp(skip, shape_of(x)))
-    total = b.emit(ane.AddOp(x, skip))
+        skip = b.add(ane.BroadcastOp(skip, shape_of(x)))
+    total = b.add(ane.AddOp(x, skip))
     bias_index = 3 if simplified else 4
     if node.input(bias_index):
-        total = b.emit(ane.AddOp(*b.same_rank(total, b.value(node.input(bias_index)))))
+        total = b.add(ane.AddOp(*b.same_rank(total, b.value(node.input(bias_index)))))
     rank, eps = len(shape_of(total)), node.attr("epsilon", SKIP_EPSILON)
     affine = shape_of(total)[-1:]
     gamma = _affine(b, node.input(2), affine, total, 1.0, f"{node.name}.gamma")
@@ -165,7 +165,7 @@ def skip_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
         y = _rms_norm(b, total, gamma, [rank - 1], eps)
     else:
         beta = _affine(b, node.input(3), affine, total, 0.0, f"{node.name}.beta")
-        y = b.emit(ane.LayerNormOp(total, gamma, beta, axes=[rank - 1], epsilon=eps))
+        y = b.add(ane.LayerNormOp(total, gamma, beta, axes=[rank - 1], epsilon=eps))
     return [y, None, None, total]
 
 
@@ -174,7 +174,7 @@ def _lookup(node: Node, b: GraphBuilder, table: str, ids: str, what: str) -> SSA
     (a lookup has no ANE form; Gather is a standard op the CPU runner knows, unlike the contrib op)."""
     rows, index = b.require_const(table, f"{what} table"), b.const(ids)
     if index is not None:
-        return b.constant(np.take(rows, index.astype(np.int64), axis=0), f"{node.name}.{what}")
+        return b.constant(np.take(rows, index.astype(np.int64), axis=0), name=f"{node.name}.{what}")
     from onnx import helper
 
     gather = helper.make_node("Gather", [table, ids], [f"{node.name}/{what}"], name=f"{node.name}/{what}")
@@ -201,18 +201,18 @@ def embed_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
     if positions:
         pos = b.with_rank(_lookup(node, b, node.input(3), positions, "position"), 3)
     else:
-        pos = b.constant(b.require_const(node.input(3), "position embedding")[None, :seq], f"{node.name}.position")
-    total = b.emit(ane.AddOp(total, pos))
+        pos = b.constant(b.require_const(node.input(3), "position embedding")[None, :seq], name=f"{node.name}.position")
+    total = b.add(ane.AddOp(total, pos))
     if node.input(1) and node.input(4):
-        total = b.emit(ane.AddOp(total, _lookup(node, b, node.input(4), node.input(1), "segment")))
+        total = b.add(ane.AddOp(total, _lookup(node, b, node.input(4), node.input(1), "segment")))
     width = shape_of(total)[2]
     gamma = _affine(b, node.input(5), (width,), total, 1.0, f"{node.name}.gamma")
     beta = _affine(b, node.input(6), (width,), total, 0.0, f"{node.name}.beta")
-    y = b.emit(ane.LayerNormOp(total, gamma, beta, axes=[2], epsilon=node.attr("epsilon", SKIP_EPSILON)))
+    y = b.add(ane.LayerNormOp(total, gamma, beta, axes=[2], epsilon=node.attr("epsilon", SKIP_EPSILON)))
     mask_index = None
     if len(node.outputs) > 1 and node.outputs[1]:
         if mask and node.attr("mask_index_type", 1):
-            mask_index = b.emit(ane.ReduceSumOp(b.value(mask), [1], keepdims=False))
+            mask_index = b.add(ane.ReduceSumOp(b.value(mask), [1], keepdims=False))
         else:  # no mask: onnxruntime writes zeros
             mask_index = np.zeros((batch,), np.int32)
     return [y, mask_index, total]
@@ -226,7 +226,7 @@ def embed_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
 def _heads(b: GraphBuilder, v: SSAValue, heads: int) -> SSAValue:
     """[B, S, H·d] → [B, H, S, d]."""
     batch, seq, width = shape_of(v)
-    return b.emit(ane.TransposeOp(b.reshape(v, (batch, seq, heads, width // heads)), [0, 2, 1, 3]))
+    return b.add(ane.TransposeOp(b.reshape(v, (batch, seq, heads, width // heads)), [0, 2, 1, 3]))
 
 
 def _key_mask(node: Node, b: GraphBuilder, name: str, like: SSAValue, batch: int, seq: int, keys: int) -> SSAValue | None:
@@ -239,15 +239,15 @@ def _key_mask(node: Node, b: GraphBuilder, name: str, like: SSAValue, batch: int
         raise NotOnAne(f"a key mask of shape {list(shape)} (start positions or a packed layout)")
     m = b.value(name)
     if b.dtype(name) != _np(like):
-        m = b.emit(ane.CastOp(m, xdsl_element_type(_np(like))))
+        m = b.add(ane.CastOp(m, xdsl_element_type(_np(like))))
     if len(shape) == 1:  # key lengths (EmbedLayerNormalization's mask_index): key j is kept while j < length
-        position = b.constant(np.arange(keys, dtype=_np(like)).reshape(1, keys), "key_position")
-        keep = b.emit(ane.LessOp(position, b.reshape(m, (batch, 1))))
+        position = b.constant(np.arange(keys, dtype=_np(like)).reshape(1, keys), name="key_position")
+        keep = b.add(ane.LessOp(position, b.reshape(m, (batch, 1))))
     else:
-        keep = b.emit(ane.GreaterOp(m, b.scalar(0.0, m)))
-    zero, fill = (b.constant(np.full((1,) * len(shape_of(keep)), v, _np(like)), "mask_value")
+        keep = b.add(ane.GreaterOp(m, b.scalar(0.0, m)))
+    zero, fill = (b.constant(np.full((1,) * len(shape_of(keep)), v, _np(like)), name="mask_value")
                   for v in (0.0, node.attr("mask_filter_value", -10000.0)))
-    additive = b.emit(ane.SelectOp(keep, zero, fill))
+    additive = b.add(ane.SelectOp(keep, zero, fill))
     return b.reshape(additive, (batch, 1, seq, keys) if len(shape) == 3 else (batch, 1, 1, keys))
 
 
@@ -260,14 +260,14 @@ def _attend(node: Node, b: GraphBuilder, q: SSAValue, k: SSAValue, v: SSAValue, 
     mask = _key_mask(node, b, mask_name, q, batch, seq, keys)
     if node.attr("unidirectional", 0):
         fill = node.attr("mask_filter_value", -10000.0)
-        c = b.constant(np.triu(np.full((seq, keys), fill, _np(q)), 1 + keys - seq).reshape(1, 1, seq, keys), f"{node.name}.causal")
-        mask = c if mask is None else b.emit(ane.AddOp(mask, c))
+        c = b.constant(np.triu(np.full((seq, keys), fill, _np(q)), 1 + keys - seq).reshape(1, 1, seq, keys), name=f"{node.name}.causal")
+        mask = c if mask is None else b.add(ane.AddOp(mask, c))
     if bias_name:  # attention_bias: added to the scores, [B or 1, H or 1, S, L]
         extra = b.with_rank(b.value(bias_name), 4)
-        mask = extra if mask is None else b.emit(ane.AddOp(mask, extra))
+        mask = extra if mask is None else b.add(ane.AddOp(mask, extra))
     scale = node.attr("scale", 0.0) or 1.0 / math.sqrt(width // heads)
-    y = b.emit(ane.SdpaOp(_heads(b, q, heads), _heads(b, k, heads), _heads(b, v, heads), mask, scale=scale))
-    return b.reshape(b.emit(ane.TransposeOp(y, [0, 2, 1, 3])), (batch, seq, out))
+    y = b.add(ane.SdpaOp(_heads(b, q, heads), _heads(b, k, heads), _heads(b, v, heads), mask, scale=scale))
+    return b.reshape(b.add(ane.TransposeOp(y, [0, 2, 1, 3])), (batch, seq, out))
 
 
 ATTENTION_OPS = [ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.CastOp, ane.GreaterOp, ane.LessOp,
@@ -286,8 +286,8 @@ def attention(node: Node, b: GraphBuilder) -> list[Value]:
         raise NotOnAne("an input that is not [batch, sequence, hidden]")
     sizes = list(node.attr("qkv_hidden_sizes", [])) or [shape_of(w)[-1] // 3] * 3
     bias = b.value(node.input(2)) if node.input(2) else None
-    qkv = b.emit(ane.MatmulOp(x, b.reshape(w, (1, *shape_of(w))), bias))
-    q, k, v = emit_all(b, ane.SplitOp(qkv, 2, sizes))
+    qkv = b.add(ane.MatmulOp(x, b.reshape(w, (1, *shape_of(w))), bias))
+    q, k, v = list(b.insert(ane.SplitOp(qkv, 2, sizes)).results)
     return [_attend(node, b, q, k, v, node.input(3), node.input(5))]
 
 
@@ -304,9 +304,9 @@ def multi_head_attention(node: Node, b: GraphBuilder) -> list[Value]:
         d, dv = shape_of(q)[2], shape_of(v)[2]
         bounds = ((0, d), (d, 2 * d), (2 * d, 2 * d + dv))
         c = b.const(node.input(3))
-        parts = ([b.constant(c[lo:hi], f"{node.name}.bias") for lo, hi in bounds] if c is not None else
-                 [b.emit(ane.SliceOp(b.value(node.input(3)), [lo], [hi])) for lo, hi in bounds])
-        q, k, v = (b.emit(ane.AddOp(t, b.with_rank(p, 3))) for t, p in zip((q, k, v), parts))
+        parts = ([b.constant(c[lo:hi], name=f"{node.name}.bias") for lo, hi in bounds] if c is not None else
+                 [b.add(ane.SliceOp(b.value(node.input(3)), [lo], [hi])) for lo, hi in bounds])
+        q, k, v = (b.add(ane.AddOp(t, b.with_rank(p, 3))) for t, p in zip((q, k, v), parts))
     return [_attend(node, b, q, k, v, node.input(4), node.input(5))]
 
 

@@ -36,11 +36,12 @@ from xdsl.dialects.builtin import (
     f32,
     i64,
 )
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
+from anec.builder import AppendingBuilder
 from anec.dialects import ane
-from anec.dialects.ane import shape_of
+from anec.dialects.ane import element_type_of, shape_of
 from anec.dialects.discardable import (
     ARG_SLOTS_ATTR,
     CAPTURED_ATTR,
@@ -60,7 +61,7 @@ from anec.importers.onnx_load import (
     walk_nodes,
 )
 from anec.types import numpy_dtype, xdsl_element_type
-from anec.weights import WeightStore, const_value, make_const, numpy_to_dense
+from anec.weights import WeightStore, make_const, numpy_to_dense
 
 Value = SSAValue | np.ndarray
 """What an ONNX name refers to during import: an SSA value, or a constant not yet materialized."""
@@ -175,19 +176,19 @@ def tensor_type(shape: Sequence[int], dtype: np.dtype) -> TensorType:
     return TensorType(xdsl_element_type(dtype), list(shape))
 
 
-class GraphBuilder:
-    """Builds the `@main` function of a model; handlers call the helpers marked "handler API"."""
+class GraphBuilder(AppendingBuilder):
+    """Builds the `@main` function of a model; handlers call the helpers marked "handler API" and the
+    op builder's (`anec.builder.OpBuilder`: `add`, `reshape`, `scalar`, `same_rank`, …)."""
 
     def __init__(self, model: ModelProto, store: WeightStore, handlers: Mapping[str, Handler]):
+        super().__init__(store)
         self.model = model
-        self.store = store
         self.handlers = handlers
         self.block = Block()
         self.values: dict[str, SSAValue] = {}
         self.consts: dict[str, np.ndarray | onnx.TensorProto] = {}
         self.functions = {(canonical_domain(f.domain), f.name): f for f in model.functions}
         self.opsets = {canonical_domain(o.domain): o.version for o in model.opset_import}
-        self._pending: list[Operation] | None = None
         self._expansions = itertools.count()
 
     # ------------------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ class GraphBuilder:
         return True
 
     def _run_handler(self, handler: Handler, node: Node) -> Sequence[Value | None]:
-        self._pending = pending = []
+        self.ops = pending = []
         try:
             outs = list(handler(node, self))
             for i, out in enumerate(node.outputs):
@@ -291,7 +292,7 @@ class GraphBuilder:
                 op.drop_all_references()
             raise NotOnAne(str(e)) from None
         finally:
-            self._pending = None
+            self.ops = []
         for k, op in enumerate(pending):
             op.attributes[NAME_ATTR] = StringAttr(node.name if k == len(pending) - 1 else f"{node.name}#{k}")
         self.block.add_ops(pending)
@@ -361,7 +362,7 @@ class GraphBuilder:
         c = self.const(name)
         if c is None:
             raise AnecError(f"value {name!r} is used before it is defined")
-        v = self.values[name] = self.constant(c, name)
+        v = self.values[name] = self.constant(c, name=name)
         return v
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -379,38 +380,12 @@ class GraphBuilder:
     # Handler API: making ops
     # ------------------------------------------------------------------------------------------
 
-    def constant(self, array: np.ndarray, name: str = "const") -> SSAValue:
-        """A new constant (inline when tiny, else in the weight store), placed before the node's ops."""
-        op = make_const(np.asarray(array), name, self.store)
+    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+        """A new constant (inline when tiny, else in the weight store as `name`), placed before the node's ops."""
+        element_type = element_type_of(like) if like is not None else None
+        op = make_const(np.asarray(array), name or "const", self.store, element_type)
         self.block.add_op(op)
         return op.result
-
-    def emit(self, op: Operation) -> SSAValue:
-        """Add `op` to the node being converted; returns its (first) result."""
-        assert self._pending is not None, "emit() is for handlers"
-        self._pending.append(op)
-        return op.results[0]
-
-    def reshape(self, v: SSAValue, shape: Sequence[int]) -> SSAValue:
-        if shape_of(v) == tuple(shape):
-            return v
-        if isinstance(v.owner, ane.ConstOp):
-            return self.constant(const_value(v.owner, self.store).reshape(shape), "reshaped")
-        return self.emit(ane.ReshapeOp(v, shape))
-
-    def with_rank(self, v: SSAValue, rank: int) -> SSAValue:
-        """`v` with leading size-1 axes added up to `rank` (the IR's equal-rank broadcasting)."""
-        s = shape_of(v)
-        return self.reshape(v, (1,) * (rank - len(s)) + s) if len(s) < rank else v
-
-    def same_rank(self, *vals: SSAValue) -> list[SSAValue]:
-        rank = max(len(shape_of(v)) for v in vals)
-        return [self.with_rank(v, rank) for v in vals]
-
-    def scalar(self, value: float, like: SSAValue) -> SSAValue:
-        """A constant broadcastable against `like`: shape [1]*rank, `like`'s element type."""
-        dtype = numpy_dtype(like.type.element_type)  # type: ignore[union-attr]
-        return self.constant(np.full((1,) * len(shape_of(like)), value, dtype=dtype), "scalar")
 
     # ------------------------------------------------------------------------------------------
     # Function bodies

@@ -110,11 +110,6 @@ def x_of(node: Node, b: GraphBuilder, i: int = 0) -> SSAValue:
     return b.value(node.input(i))
 
 
-def emit_all(b: GraphBuilder, op: Operation) -> list[SSAValue]:
-    b.emit(op)
-    return list(op.results)
-
-
 # ------------------------------------------------------------------------------------------------
 # Elementwise: neuron ops and their decompositions
 # ------------------------------------------------------------------------------------------------
@@ -127,7 +122,7 @@ UNARY: dict[str, type[ane.UnaryOp]] = {
 
 
 def unary(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(UNARY[node.op_type](x_of(node, b)))]
+    return [b.add(UNARY[node.op_type](x_of(node, b)))]
 
 
 for _op, _cls in UNARY.items():
@@ -136,37 +131,37 @@ for _op, _cls in UNARY.items():
 
 @handles("LeakyRelu", emits=[ane.LeakyReluOp])
 def leaky_relu(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.LeakyReluOp(x_of(node, b), alpha=node.attr("alpha", 0.01)))]
+    return [b.add(ane.LeakyReluOp(x_of(node, b), alpha=node.attr("alpha", 0.01)))]
 
 
 @handles("Elu", emits=[ane.EluOp])
 def elu(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.EluOp(x_of(node, b), alpha=node.attr("alpha", 1.0)))]
+    return [b.add(ane.EluOp(x_of(node, b), alpha=node.attr("alpha", 1.0)))]
 
 
 @handles("Selu", emits=[ane.EluOp, ane.MulOp])
 def selu(node: Node, b: GraphBuilder) -> list[Value]:
-    y = b.emit(ane.EluOp(x_of(node, b), alpha=node.attr("alpha", 1.67326319217681884765625)))
-    return [b.emit(ane.MulOp(y, b.scalar(node.attr("gamma", 1.05070102214813232421875), y)))]
+    y = b.add(ane.EluOp(x_of(node, b), alpha=node.attr("alpha", 1.67326319217681884765625)))
+    return [b.add(ane.MulOp(y, b.scalar(node.attr("gamma", 1.05070102214813232421875), y)))]
 
 
 @handles("Celu", emits=[ane.EluOp, ane.MulOp])
 def celu(node: Node, b: GraphBuilder) -> list[Value]:
     alpha, x = node.attr("alpha", 1.0), x_of(node, b)
     if alpha == 1.0:
-        return [b.emit(ane.EluOp(x, alpha=1.0))]
-    y = b.emit(ane.EluOp(b.emit(ane.MulOp(x, b.scalar(1.0 / alpha, x))), alpha=1.0))
-    return [b.emit(ane.MulOp(y, b.scalar(alpha, y)))]
+        return [b.add(ane.EluOp(x, alpha=1.0))]
+    y = b.add(ane.EluOp(b.add(ane.MulOp(x, b.scalar(1.0 / alpha, x))), alpha=1.0))
+    return [b.add(ane.MulOp(y, b.scalar(alpha, y)))]
 
 
 @handles("HardSigmoid", emits=[ane.HardsigmoidOp])
 def hard_sigmoid(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.HardsigmoidOp(x_of(node, b), alpha=node.attr("alpha", 0.2), beta=node.attr("beta", 0.5)))]
+    return [b.add(ane.HardsigmoidOp(x_of(node, b), alpha=node.attr("alpha", 0.2), beta=node.attr("beta", 0.5)))]
 
 
 @handles("Gelu", emits=[ane.GeluOp])
 def gelu(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.GeluOp(x_of(node, b), node.attr("approximate", "none")))]
+    return [b.add(ane.GeluOp(x_of(node, b), node.attr("approximate", "none")))]
 
 
 F32_MAX = float(np.finfo(np.float32).max)
@@ -179,43 +174,43 @@ def clip(node: Node, b: GraphBuilder) -> list[Value]:
     else:
         lo = float(b.require_const(node.input(1), "minimum")) if node.input(1) else -F32_MAX
         hi = float(b.require_const(node.input(2), "maximum")) if node.input(2) else F32_MAX
-    return [b.emit(ane.ClampOp(x_of(node, b), min=max(lo, -F32_MAX), max=min(hi, F32_MAX)))]
+    return [b.add(ane.ClampOp(x_of(node, b), min=max(lo, -F32_MAX), max=min(hi, F32_MAX)))]
 
 
 @handles("Mish", emits=[ane.SoftplusOp, ane.TanhOp, ane.MulOp])
 def mish(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
-    return [b.emit(ane.MulOp(x, b.emit(ane.TanhOp(b.emit(ane.SoftplusOp(x))))))]
+    return [b.add(ane.MulOp(x, b.add(ane.TanhOp(b.add(ane.SoftplusOp(x))))))]
 
 
 @handles("Softsign", emits=[ane.AbsOp, ane.AddOp, ane.DivOp])
 def softsign(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
-    return [b.emit(ane.DivOp(x, b.emit(ane.AddOp(b.emit(ane.AbsOp(x)), b.scalar(1.0, x)))))]
+    return [b.add(ane.DivOp(x, b.add(ane.AddOp(b.add(ane.AbsOp(x)), b.scalar(1.0, x)))))]
 
 
 @handles("Swish", emits=[ane.SiluOp, ane.SigmoidOp, ane.MulOp])
 def swish(node: Node, b: GraphBuilder) -> list[Value]:
     x, alpha = x_of(node, b), node.attr("alpha", 1.0)
     if alpha == 1.0:
-        return [b.emit(ane.SiluOp(x))]
-    return [b.emit(ane.MulOp(x, b.emit(ane.SigmoidOp(b.emit(ane.MulOp(x, b.scalar(alpha, x)))))))]
+        return [b.add(ane.SiluOp(x))]
+    return [b.add(ane.MulOp(x, b.add(ane.SigmoidOp(b.add(ane.MulOp(x, b.scalar(alpha, x)))))))]
 
 
 @handles("ThresholdedRelu", emits=[ane.GreaterOp, ane.SelectOp])
 def thresholded_relu(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
-    keep = b.emit(ane.GreaterOp(x, b.scalar(node.attr("alpha", 1.0), x)))
-    return [b.emit(ane.SelectOp(keep, x, b.scalar(0.0, x)))]
+    keep = b.add(ane.GreaterOp(x, b.scalar(node.attr("alpha", 1.0), x)))
+    return [b.add(ane.SelectOp(keep, x, b.scalar(0.0, x)))]
 
 
 @handles("Shrink", emits=[ane.LessOp, ane.GreaterOp, ane.AddOp, ane.SubOp, ane.SelectOp])
 def shrink(node: Node, b: GraphBuilder) -> list[Value]:
     x, lambd, bias = x_of(node, b), node.attr("lambd", 0.5), node.attr("bias", 0.0)
-    below = b.emit(ane.LessOp(x, b.scalar(-lambd, x)))
-    above = b.emit(ane.GreaterOp(x, b.scalar(lambd, x)))
-    upper = b.emit(ane.SelectOp(above, b.emit(ane.SubOp(x, b.scalar(bias, x))), b.scalar(0, x)))
-    return [b.emit(ane.SelectOp(below, b.emit(ane.AddOp(x, b.scalar(bias, x))), upper))]
+    below = b.add(ane.LessOp(x, b.scalar(-lambd, x)))
+    above = b.add(ane.GreaterOp(x, b.scalar(lambd, x)))
+    upper = b.add(ane.SelectOp(above, b.add(ane.SubOp(x, b.scalar(bias, x))), b.scalar(0, x)))
+    return [b.add(ane.SelectOp(below, b.add(ane.AddOp(x, b.scalar(bias, x))), upper))]
 
 
 @handles("PRelu", emits=[ane.LeakyReluOp, ane.LessOp, ane.MulOp, ane.SelectOp])
@@ -223,10 +218,10 @@ def prelu(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
     slope = b.const(node.input(1))
     if slope is not None and slope.size and np.all(slope == slope.reshape(-1)[0]) and slope.ndim <= len(shape_of(x)):
-        return [b.emit(ane.LeakyReluOp(x, alpha=float(slope.reshape(-1)[0])))]
+        return [b.add(ane.LeakyReluOp(x, alpha=float(slope.reshape(-1)[0])))]
     x, s = b.same_rank(x, b.value(node.input(1)))
-    negative = b.emit(ane.LessOp(x, b.scalar(0, x)))
-    return [b.emit(ane.SelectOp(negative, b.emit(ane.MulOp(x, s)), x))]
+    negative = b.add(ane.LessOp(x, b.scalar(0, x)))
+    return [b.add(ane.SelectOp(negative, b.add(ane.MulOp(x, s)), x))]
 
 
 @handles("Identity", emits=[], note="no op: the output is the input")
@@ -265,18 +260,18 @@ def binary_operands(node: Node, b: GraphBuilder) -> list[SSAValue]:
     lhs = b.value(node.input(0))
     exponent = b.const(node.input(1))
     if node.op_type == "Pow" and exponent is not None and exponent.dtype != b.dtype(node.input(0)):
-        rhs = b.constant(exponent.astype(b.dtype(node.input(0))), f"{node.name}.exponent")
+        rhs = b.constant(exponent.astype(b.dtype(node.input(0))), name=f"{node.name}.exponent")
     else:
         rhs = b.value(node.input(1))
     return b.same_rank(lhs, rhs)
 
 
 def binary(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(BINARY[node.op_type](*binary_operands(node, b)))]
+    return [b.add(BINARY[node.op_type](*binary_operands(node, b)))]
 
 
 def compare(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(COMPARE[node.op_type](*binary_operands(node, b)))]
+    return [b.add(COMPARE[node.op_type](*binary_operands(node, b)))]
 
 
 for _op, _cls in BINARY.items():
@@ -296,9 +291,9 @@ def variadic(node: Node, b: GraphBuilder) -> list[Value]:
     vals = b.same_rank(*(b.value(x) for x in node.inputs if x))
     y = vals[0]
     for v in vals[1:]:
-        y = b.emit(VARIADIC[node.op_type](y, v))
+        y = b.add(VARIADIC[node.op_type](y, v))
     if node.op_type == "Mean" and len(vals) > 1:
-        y = b.emit(ane.MulOp(y, b.scalar(1.0 / len(vals), y)))
+        y = b.add(ane.MulOp(y, b.scalar(1.0 / len(vals), y)))
     return [y]
 
 
@@ -306,7 +301,7 @@ def variadic(node: Node, b: GraphBuilder) -> list[Value]:
 def is_nan(node: Node, b: GraphBuilder) -> list[Value]:
     """x != x: true only for NaN (which the ANE never produces: it saturates to inf)."""
     x = x_of(node, b)
-    return [b.emit(ane.NotEqualOp(x, x))]
+    return [b.add(ane.NotEqualOp(x, x))]
 
 
 @handles("Not", "And", "Or", emits=[ane.SelectOp])
@@ -317,21 +312,21 @@ def logical(node: Node, b: GraphBuilder) -> list[Value]:
     if any(b.dtype(x) != np.bool_ for x in node.inputs):
         raise NotOnAne("bitwise logic on integers")
     rank = len(shape_of(vals[0]))
-    false, true = (b.constant(np.full((1,) * rank, v), "mask") for v in (False, True))
+    false, true = (b.constant(np.full((1,) * rank, v), name="mask") for v in (False, True))
     match node.op_type, vals:
         case "Not", [a]:
-            return [b.emit(ane.SelectOp(a, false, true))]
+            return [b.add(ane.SelectOp(a, false, true))]
         case "And", [a, c]:
-            return [b.emit(ane.SelectOp(a, c, false))]
+            return [b.add(ane.SelectOp(a, c, false))]
         case "Or", [a, c]:
-            return [b.emit(ane.SelectOp(a, true, c))]
+            return [b.add(ane.SelectOp(a, true, c))]
     a, c = vals
-    return [b.emit(ane.NotEqualOp(a, c))]
+    return [b.add(ane.NotEqualOp(a, c))]
 
 
 @handles("Where", emits=[ane.SelectOp])
 def where(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.SelectOp(*b.same_rank(*(b.value(x) for x in node.inputs))))]
+    return [b.add(ane.SelectOp(*b.same_rank(*(b.value(x) for x in node.inputs))))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -347,7 +342,7 @@ def matmul(node: Node, b: GraphBuilder) -> list[Value]:
         raise NotOnAne("a scalar operand")
     a = b.reshape(a, (1, sa[0])) if len(sa) == 1 else a
     c = b.reshape(c, (sc[0], 1)) if len(sc) == 1 else c
-    y = b.emit(ane.MatmulOp(*b.same_rank(a, c)))
+    y = b.add(ane.MatmulOp(*b.same_rank(a, c)))
     out = shape_of(y)
     squeezed = out[:-2] + ((out[-2],) if len(sa) > 1 else ()) + ((out[-1],) if len(sc) > 1 else ())
     return [b.reshape(y, squeezed[-max(len(sa), len(sc)):] if len(squeezed) else ())]
@@ -362,15 +357,15 @@ def gemm(node: Node, b: GraphBuilder) -> list[Value]:
     c = b.const(node.input(2)) if node.input(2) else None
     bias = None
     if c is not None and alpha == 1.0 and c.ndim <= 2 and c.size in (1, n) and (c.ndim < 2 or c.shape[0] == 1):
-        bias = b.constant(np.broadcast_to(c.reshape(-1) * np.asarray(beta, c.dtype), (n,)).copy(), f"{node.name}.bias")
-    y = b.emit(ane.MatmulOp(a, w, bias, **flags))
+        bias = b.constant(np.broadcast_to(c.reshape(-1) * np.asarray(beta, c.dtype), (n,)).copy(), name=f"{node.name}.bias")
+    y = b.add(ane.MatmulOp(a, w, bias, **flags))
     if alpha != 1.0:
-        y = b.emit(ane.MulOp(y, b.scalar(alpha, y)))
+        y = b.add(ane.MulOp(y, b.scalar(alpha, y)))
     if node.input(2) and bias is None:
         cv = b.value(node.input(2))
         if beta != 1.0:
-            cv = b.emit(ane.MulOp(cv, b.scalar(beta, cv)))
-        y = b.emit(ane.AddOp(*b.same_rank(y, cv)))
+            cv = b.add(ane.MulOp(cv, b.scalar(beta, cv)))
+        y = b.add(ane.AddOp(*b.same_rank(y, cv)))
     return [y]
 
 
@@ -411,7 +406,7 @@ def conv(node: Node, b: GraphBuilder) -> list[Value]:
     _spatial_rank(x, "convolution")
     strides, dilations, pads = _window_attrs(node, x, shape_of(w)[2:])
     bias = b.value(node.input(2)) if node.input(2) else None
-    return [b.emit(ane.ConvOp(x, w, bias, strides=strides, pads=pads, dilations=dilations, groups=node.attr("group", 1)))]
+    return [b.add(ane.ConvOp(x, w, bias, strides=strides, pads=pads, dilations=dilations, groups=node.attr("group", 1)))]
 
 
 @handles("ConvTranspose", emits=[ane.ConvTransposeOp], note="1-D and 2-D")
@@ -442,7 +437,7 @@ def conv_transpose(node: Node, b: GraphBuilder) -> list[Value]:
             ends.append(large if upper else small)
         pads = begins + ends
     bias = b.value(node.input(2)) if node.input(2) else None
-    return [b.emit(ane.ConvTransposeOp(x, w, bias, strides=strides, pads=pads, dilations=dilations, groups=groups,
+    return [b.add(ane.ConvTransposeOp(x, w, bias, strides=strides, pads=pads, dilations=dilations, groups=groups,
                                        output_padding=out_pad))]
 
 
@@ -478,7 +473,7 @@ def max_pool(node: Node, b: GraphBuilder) -> list[Value]:
     if len(node.outputs) > 1 and node.outputs[1]:
         raise NotOnAne("its indices output")
     kernel, strides, pads, _ = pool_geometry(node, x)
-    return [b.emit(ane.MaxPoolOp(x, kernel, strides, pads))]
+    return [b.add(ane.MaxPoolOp(x, kernel, strides, pads))]
 
 
 @handles("AveragePool", emits=[ane.AvgPoolOp])
@@ -489,7 +484,7 @@ def avg_pool(node: Node, b: GraphBuilder) -> list[Value]:
     include = bool(node.attr("count_include_pad", 0))
     if include and extended:
         raise NotOnAne("ceil mode with count_include_pad (the ceil extension must not count)")
-    return [b.emit(ane.AvgPoolOp(x, kernel, strides, pads, count_include_pad=include))]
+    return [b.add(ane.AvgPoolOp(x, kernel, strides, pads, count_include_pad=include))]
 
 
 @handles("LpPool", emits=[ane.L2PoolOp])
@@ -499,14 +494,14 @@ def lp_pool(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
     _spatial_rank(x, "pooling")
     kernel, strides, pads, _ = pool_geometry(node, x)
-    return [b.emit(ane.L2PoolOp(x, kernel, strides, pads))]
+    return [b.add(ane.L2PoolOp(x, kernel, strides, pads))]
 
 
 @handles("GlobalAveragePool", emits=[ane.GlobalAvgPoolOp])
 @handles("GlobalMaxPool", emits=[ane.GlobalMaxPoolOp])
 def global_pool(node: Node, b: GraphBuilder) -> list[Value]:
     cls = ane.GlobalAvgPoolOp if node.op_type == "GlobalAveragePool" else ane.GlobalMaxPoolOp
-    return [b.emit(cls(x_of(node, b)))]
+    return [b.add(cls(x_of(node, b)))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -527,12 +522,12 @@ def _coerced_2d(node: Node, b: GraphBuilder, fn: Callable[[SSAValue, int], SSAVa
 
 @handles("Softmax", emits=[ane.SoftmaxOp])
 def softmax(node: Node, b: GraphBuilder) -> list[Value]:
-    return [_coerced_2d(node, b, lambda x, axis: b.emit(ane.SoftmaxOp(x, axis)))]
+    return [_coerced_2d(node, b, lambda x, axis: b.add(ane.SoftmaxOp(x, axis)))]
 
 
 @handles("LogSoftmax", emits=[ane.ReduceLogSumExpOp, ane.SubOp])
 def log_softmax(node: Node, b: GraphBuilder) -> list[Value]:
-    return [_coerced_2d(node, b, lambda x, axis: b.emit(ane.SubOp(x, b.emit(ane.ReduceLogSumExpOp(x, [axis])))))]
+    return [_coerced_2d(node, b, lambda x, axis: b.add(ane.SubOp(x, b.add(ane.ReduceLogSumExpOp(x, [axis])))))]
 
 
 REDUCE: dict[str, type[ane.ReduceOp]] = {
@@ -558,11 +553,11 @@ def reduce(node: Node, b: GraphBuilder) -> list[Value]:
         axes = list(range(rank))
     axes = sorted({axis_of(a, rank) for a in axes})
     if node.op_type == "ReduceL1":
-        x = b.emit(ane.AbsOp(x))
+        x = b.add(ane.AbsOp(x))
     elif node.op_type == "ReduceSumSquare":
-        x = b.emit(ane.MulOp(x, x))
-    y = b.emit(REDUCE[node.op_type](x, axes, keepdims))
-    return [b.emit(ane.LogOp(y)) if node.op_type == "ReduceLogSum" else y]
+        x = b.add(ane.MulOp(x, x))
+    y = b.add(REDUCE[node.op_type](x, axes, keepdims))
+    return [b.add(ane.LogOp(y)) if node.op_type == "ReduceLogSum" else y]
 
 
 for _op, _cls in REDUCE.items():
@@ -575,9 +570,9 @@ for _op, _cls in REDUCE.items():
 def arg_reduce(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
     cls = ane.ArgmaxOp if node.op_type == "ArgMax" else ane.ArgminOp
-    idx = b.emit(cls(x, axis_of(node.attr("axis", 0), len(shape_of(x))), bool(node.attr("keepdims", 1)),
+    idx = b.add(cls(x, axis_of(node.attr("axis", 0), len(shape_of(x))), bool(node.attr("keepdims", 1)),
                      bool(node.attr("select_last_index", 0)), index_type=i32))
-    return [b.emit(ane.CastOp(idx, xdsl_element_type(np.int64)))]
+    return [b.add(ane.CastOp(idx, xdsl_element_type(np.int64)))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -600,27 +595,27 @@ def batch_norm(node: Node, b: GraphBuilder) -> list[Value]:
         scale, bias, mean, var = (p.astype(np.float64) for p in params)  # type: ignore[union-attr]
         a = scale / np.sqrt(var + eps)
         dtype = b.dtype(node.input(0))
-        mul = b.constant(a.astype(dtype).reshape((1, -1) + (1,) * (rank - 2)), f"{node.name}.scale")
-        add = b.constant((bias - mean * a).astype(dtype).reshape((1, -1) + (1,) * (rank - 2)), f"{node.name}.shift")
-        return [b.emit(ane.AddOp(b.emit(ane.MulOp(x, mul)), add))]
+        mul = b.constant(a.astype(dtype).reshape((1, -1) + (1,) * (rank - 2)), name=f"{node.name}.scale")
+        add = b.constant((bias - mean * a).astype(dtype).reshape((1, -1) + (1,) * (rank - 2)), name=f"{node.name}.shift")
+        return [b.add(ane.AddOp(b.add(ane.MulOp(x, mul)), add))]
     scale, bias, mean, var = (_per_channel(b, b.value(node.input(i)), rank) for i in range(1, 5))
-    inv = b.emit(ane.RsqrtOp(b.emit(ane.AddOp(var, b.scalar(eps, var)))))
-    y = b.emit(ane.MulOp(b.emit(ane.SubOp(x, mean)), b.emit(ane.MulOp(inv, scale))))
-    return [b.emit(ane.AddOp(y, bias))]
+    inv = b.add(ane.RsqrtOp(b.add(ane.AddOp(var, b.scalar(eps, var)))))
+    y = b.add(ane.MulOp(b.add(ane.SubOp(x, mean)), b.add(ane.MulOp(inv, scale))))
+    return [b.add(ane.AddOp(y, bias))]
 
 
 def _affine(b: GraphBuilder, name: str, shape: Sequence[int], like: SSAValue, fill: float, what: str) -> SSAValue:
     """Scale or bias of a norm with exactly `shape` (broadcast constants; ones/zeros when absent)."""
     if not name:
-        return b.constant(np.full(shape, fill, dtype=_np(like)), what)
+        return b.constant(np.full(shape, fill, dtype=_np(like)), name=what)
     c = b.const(name)
     if c is not None:
-        return b.constant(np.broadcast_to(c, shape).copy(), what) if c.shape != tuple(shape) else b.value(name)
+        return b.constant(np.broadcast_to(c, shape).copy(), name=what) if c.shape != tuple(shape) else b.value(name)
     v = b.value(name)
     if shape_of(v) == tuple(shape):
         return v
     v = b.with_rank(v, len(shape))
-    return b.emit(ane.BroadcastOp(v, shape))
+    return b.add(ane.BroadcastOp(v, shape))
 
 
 def _np(v: SSAValue) -> np.dtype:
@@ -637,13 +632,13 @@ def layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
     affine = shape[axis:]
     scale = _affine(b, node.input(1), affine, x, 1.0, f"{node.name}.scale")
     bias = _affine(b, node.input(2), affine, x, 0.0, f"{node.name}.bias")
-    return [b.emit(ane.LayerNormOp(x, scale, bias, axes=range(axis, len(shape)), epsilon=node.attr("epsilon", 1e-5)))]
+    return [b.add(ane.LayerNormOp(x, scale, bias, axes=range(axis, len(shape)), epsilon=node.attr("epsilon", 1e-5)))]
 
 
 @handles("InstanceNormalization", emits=[ane.InstanceNormOp])
 def instance_norm(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
-    return [b.emit(ane.InstanceNormOp(x, x_of(node, b, 1), x_of(node, b, 2), epsilon=node.attr("epsilon", 1e-5)))]
+    return [b.add(ane.InstanceNormOp(x, x_of(node, b, 1), x_of(node, b, 2), epsilon=node.attr("epsilon", 1e-5)))]
 
 
 @handles("GroupNormalization", emits=[ane.GroupNormOp])
@@ -655,9 +650,9 @@ def group_norm(node: Node, b: GraphBuilder) -> list[Value]:
         v = b.value(node.input(i))
         if shape_of(v) == (groups,) and groups != channels:  # op set 18: one value per group
             c = b.require_const(node.input(i), "per-group scale")
-            v = b.constant(np.repeat(c, channels // groups), f"{node.name}.affine{i}")
+            v = b.constant(np.repeat(c, channels // groups), name=f"{node.name}.affine{i}")
         affine.append(v)
-    return [b.emit(ane.GroupNormOp(x, *affine, num_groups=groups, epsilon=node.attr("epsilon", 1e-5)))]
+    return [b.add(ane.GroupNormOp(x, *affine, num_groups=groups, epsilon=node.attr("epsilon", 1e-5)))]
 
 
 @handles("LpNormalization", emits=[ane.L2NormOp, ane.AbsOp, ane.ReduceSumOp, ane.MaxOp, ane.DivOp])
@@ -665,11 +660,11 @@ def lp_normalization(node: Node, b: GraphBuilder) -> list[Value]:
     x, p = x_of(node, b), node.attr("p", 2)
     axis = axis_of(node.attr("axis", -1), len(shape_of(x)))
     if p == 2:
-        return [b.emit(ane.L2NormOp(x, axes=[axis], epsilon=1e-24))]
+        return [b.add(ane.L2NormOp(x, axes=[axis], epsilon=1e-24))]
     if p != 1:
         raise NotOnAne(f"L{p} normalization")
-    norm = b.emit(ane.ReduceSumOp(b.emit(ane.AbsOp(x)), [axis]))
-    return [b.emit(ane.DivOp(x, b.emit(ane.MaxOp(norm, b.scalar(1e-12, norm)))))]
+    norm = b.add(ane.ReduceSumOp(b.add(ane.AbsOp(x)), [axis]))
+    return [b.add(ane.DivOp(x, b.add(ane.MaxOp(norm, b.scalar(1e-12, norm)))))]
 
 
 @handles("LRN", emits=[ane.MulOp, ane.AvgPoolOp, ane.AddOp, ane.PowOp, ane.DivOp])
@@ -679,11 +674,11 @@ def lrn(node: Node, b: GraphBuilder) -> list[Value]:
         raise NotOnAne("LRN over a non-NCHW tensor")
     n, c, h, w = shape_of(x)
     size = node.attr("size")
-    sq = b.reshape(b.emit(ane.MulOp(x, x)), (n, 1, c, h * w))
+    sq = b.reshape(b.add(ane.MulOp(x, x)), (n, 1, c, h * w))
     pads = [(size - 1) // 2, 0, size - 1 - (size - 1) // 2, 0]
-    mean = b.reshape(b.emit(ane.AvgPoolOp(sq, [size, 1], [1, 1], pads, count_include_pad=True)), (n, c, h, w))
-    base = b.emit(ane.AddOp(b.emit(ane.MulOp(mean, b.scalar(node.attr("alpha", 1e-4), mean))), b.scalar(node.attr("bias", 1.0), mean)))
-    return [b.emit(ane.DivOp(x, b.emit(ane.PowOp(base, b.scalar(node.attr("beta", 0.75), base)))))]
+    mean = b.reshape(b.add(ane.AvgPoolOp(sq, [size, 1], [1, 1], pads, count_include_pad=True)), (n, c, h, w))
+    base = b.add(ane.AddOp(b.add(ane.MulOp(mean, b.scalar(node.attr("alpha", 1e-4), mean))), b.scalar(node.attr("bias", 1.0), mean)))
+    return [b.add(ane.DivOp(x, b.add(ane.PowOp(base, b.scalar(node.attr("beta", 0.75), base)))))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -738,7 +733,7 @@ def transpose(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
     rank = len(shape_of(x))
     perm = [axis_of(p, rank) for p in node.attr("perm", list(range(rank))[::-1])]
-    return [x if perm == list(range(rank)) else b.emit(ane.TransposeOp(x, perm))]
+    return [b.transpose(x, perm)]
 
 
 @handles("Concat", emits=[ane.ConcatOp])
@@ -747,7 +742,7 @@ def concat(node: Node, b: GraphBuilder) -> list[Value]:
     axis = axis_of(node.attr("axis"), b.rank(names[0]))
     kept = [x for x in names if b.shape(x)[axis] != 0] or names[:1]
     vals = [b.value(x) for x in kept]
-    return [vals[0] if len(vals) == 1 else b.emit(ane.ConcatOp(vals, axis))]
+    return [vals[0] if len(vals) == 1 else b.add(ane.ConcatOp(vals, axis))]
 
 
 @handles("Split", emits=[ane.SplitOp])
@@ -760,7 +755,7 @@ def split(node: Node, b: GraphBuilder) -> list[Value]:
     if not sizes:
         chunk = -(-shape[axis] // count) if node.attr("num_outputs") else shape[axis] // count
         sizes = [min(chunk, shape[axis] - i * chunk) for i in range(count)]
-    return emit_all(b, ane.SplitOp(x, axis, sizes))
+    return list(b.insert(ane.SplitOp(x, axis, sizes)).results)
 
 
 def slice_bounds(size: int, start: int, end: int, step: int) -> tuple[int, int]:
@@ -788,7 +783,7 @@ def slice_(node: Node, b: GraphBuilder) -> list[Value]:
         st[a] = step
     if lo == [0] * len(shape) and hi == list(shape) and st == [1] * len(shape):
         return [x]
-    return [b.emit(ane.SliceOp(x, lo, hi, st))]
+    return [b.add(ane.SliceOp(x, lo, hi, st))]
 
 
 @handles("Pad", emits=[ane.PadOp, ane.SliceOp])
@@ -811,11 +806,11 @@ def pad(node: Node, b: GraphBuilder) -> list[Value]:
         pads = full
     if any(p < 0 for p in pads):
         shape = shape_of(x)
-        x = b.emit(ane.SliceOp(x, [max(-p, 0) for p in pads[:rank]], [d - max(-p, 0) for d, p in zip(shape, pads[rank:])]))
+        x = b.add(ane.SliceOp(x, [max(-p, 0) for p in pads[:rank]], [d - max(-p, 0) for d, p in zip(shape, pads[rank:])]))
         pads = [max(p, 0) for p in pads]
     if not any(pads):
         return [x]
-    return [b.emit(ane.PadOp(x, pads, mode, value))]
+    return [b.add(ane.PadOp(x, pads, mode, value))]
 
 
 @handles("Tile", emits=[ane.TileOp])
@@ -823,7 +818,7 @@ def tile(node: Node, b: GraphBuilder) -> list[Value]:
     repeats = [int(r) for r in b.require_const(node.input(1), "repeat counts")]
     if any(r < 1 for r in repeats):
         raise NotOnAne("a zero repeat count")
-    return [b.emit(ane.TileOp(x_of(node, b), repeats))]
+    return [b.add(ane.TileOp(x_of(node, b), repeats))]
 
 
 @handles("Expand", emits=[ane.ReshapeOp, ane.BroadcastOp])
@@ -832,19 +827,19 @@ def expand(node: Node, b: GraphBuilder) -> list[Value]:
     x = x_of(node, b)
     out = tuple(np.broadcast_shapes(shape_of(x), tuple(target)))
     x = b.with_rank(x, len(out))
-    return [x if shape_of(x) == out else b.emit(ane.BroadcastOp(x, out))]
+    return [x if shape_of(x) == out else b.add(ane.BroadcastOp(x, out))]
 
 
 @handles("DepthToSpace", emits=[ane.DepthToSpaceOp])
 def depth_to_space(node: Node, b: GraphBuilder) -> list[Value]:
-    return [b.emit(ane.DepthToSpaceOp(x_of(node, b), node.attr("blocksize"), node.attr("mode", "DCR")))]
+    return [b.add(ane.DepthToSpaceOp(x_of(node, b), node.attr("blocksize"), node.attr("mode", "DCR")))]
 
 
 @handles("SpaceToDepth", emits=[ane.SpaceToDepthOp])
 def space_to_depth(node: Node, b: GraphBuilder) -> list[Value]:
     if node.attr("mode", "DCR") != "DCR":
         raise NotOnAne(f"{node.attr('mode')} block order")
-    return [b.emit(ane.SpaceToDepthOp(x_of(node, b), node.attr("blocksize")))]
+    return [b.add(ane.SpaceToDepthOp(x_of(node, b), node.attr("blocksize")))]
 
 
 RESIZE_MODES = {"nearest": "nearest", "linear": "bilinear", "bilinear": "bilinear"}
@@ -866,7 +861,7 @@ def _resize(b: GraphBuilder, x: SSAValue, out: Sequence[int], scales: Sequence[f
         raise NotOnAne(f"{coords} coordinates")
     if coords == "align_corners" and any(abs(shape[i] * scales[i] - out[i]) > 1e-6 for i in changed):
         raise NotOnAne("align_corners with a scale that does not give a whole output size")
-    return b.emit(ane.ResizeOp(x, out, RESIZE_MODES[mode], [float(s) for s in scales[first:]], coords, nearest))
+    return b.add(ane.ResizeOp(x, out, RESIZE_MODES[mode], [float(s) for s in scales[first:]], coords, nearest))
 
 
 @handles("Resize", emits=[ane.ResizeOp], note="op set 11 and later; nearest and linear over the last two axes")
@@ -918,7 +913,7 @@ def cast(node: Node, b: GraphBuilder) -> list[Value]:
     if to not in STANDARD_DTYPES:
         raise NotOnAne(f"a cast to {to}")
     x = x_of(node, b)
-    return [x if b.dtype(node.input(0)) == to else b.emit(ane.CastOp(x, xdsl_element_type(to)))]
+    return [x if b.dtype(node.input(0)) == to else b.add(ane.CastOp(x, xdsl_element_type(to)))]
 
 
 @handles("Gather", emits=[ane.SliceOp, ane.ReshapeOp, ane.ConcatOp], note="constant indices only; lookups (embeddings) run on the CPU")
@@ -938,8 +933,8 @@ def gather(node: Node, b: GraphBuilder) -> list[Value]:
     for start, step, count in runs:
         lo, hi, st = [0] * len(shape), list(shape), [1] * len(shape)
         lo[axis], hi[axis], st[axis] = start, start + step * (count - 1) + 1, step
-        pieces.append(b.emit(ane.SliceOp(x, lo, hi, st)))
-    y = pieces[0] if len(pieces) == 1 else b.emit(ane.ConcatOp(pieces, axis))
+        pieces.append(b.add(ane.SliceOp(x, lo, hi, st)))
+    y = pieces[0] if len(pieces) == 1 else b.add(ane.ConcatOp(pieces, axis))
     return [b.reshape(y, out_shape)]
 
 
@@ -1006,9 +1001,9 @@ def trilu(node: Node, b: GraphBuilder) -> list[Value]:
     k = int(b.require_const(node.input(1), "diagonal offset").reshape(-1)[0]) if node.input(1) else 0
     rows, cols = shape_of(x)[-2:]
     keep = np.triu(np.ones((rows, cols), bool), k) if node.attr("upper", 1) else np.tril(np.ones((rows, cols), bool), k)
-    cond = b.constant(keep.reshape((1,) * (len(shape_of(x)) - 2) + keep.shape), f"{node.name}.mask")
+    cond = b.constant(keep.reshape((1,) * (len(shape_of(x)) - 2) + keep.shape), name=f"{node.name}.mask")
     zero = b.scalar(0, x)
-    return [b.emit(ane.SelectOp(cond, x, zero))]
+    return [b.add(ane.SelectOp(cond, x, zero))]
 
 
 @handles("CumSum", emits=[ane.TransposeOp, ane.MatmulOp])
@@ -1021,10 +1016,10 @@ def cumsum(node: Node, b: GraphBuilder) -> list[Value]:
     exclusive, reverse = node.attr("exclusive", 0), node.attr("reverse", 0)
     tri = ((i > j) if exclusive else (i >= j)) if reverse else ((i < j) if exclusive else (i <= j))
     perm = [d for d in range(len(shape)) if d != axis] + [axis]
-    moved = x if axis == len(shape) - 1 else b.emit(ane.TransposeOp(x, perm))
-    weights = b.constant(tri.astype(_np(x)).reshape((1,) * (len(shape) - 2) + (n, n)), f"{node.name}.triangle")
-    y = b.emit(ane.MatmulOp(moved, weights))
-    return [y if axis == len(shape) - 1 else b.emit(ane.TransposeOp(y, list(np.argsort(perm))))]
+    moved = b.transpose(x, perm)
+    weights = b.constant(tri.astype(_np(x)).reshape((1,) * (len(shape) - 2) + (n, n)), name=f"{node.name}.triangle")
+    y = b.add(ane.MatmulOp(moved, weights))
+    return [b.transpose(y, list(np.argsort(perm)))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1054,12 +1049,11 @@ def _sum_away(b: GraphBuilder, v: SSAValue, term: str, keep: set[str]) -> tuple[
     axes = [i for i, c in enumerate(term) if c not in keep]
     if not axes:
         return v, term
-    return b.emit(ane.ReduceSumOp(v, axes, keepdims=False)), "".join(c for c in term if c in keep)
+    return b.add(ane.ReduceSumOp(v, axes, keepdims=False)), "".join(c for c in term if c in keep)
 
 
 def _permute(b: GraphBuilder, v: SSAValue, term: str, order: str) -> SSAValue:
-    perm = [term.index(c) for c in order]
-    return v if perm == list(range(len(term))) else b.emit(ane.TransposeOp(v, perm))
+    return b.transpose(v, [term.index(c) for c in order])
 
 
 @handles("Einsum", emits=[ane.MatmulOp, ane.TransposeOp, ane.ReshapeOp, ane.ReduceSumOp], note="one or two operands, no diagonals")
@@ -1083,7 +1077,7 @@ def einsum(node: Node, b: GraphBuilder) -> list[Value]:
                   (*[size_a[ch] for ch in batch], math.prod(size_a[ch] for ch in free_a), k))
     c = b.reshape(_permute(b, c, tc, "".join(batch + contract + free_c)),
                   (*[size_c[ch] for ch in batch], k, math.prod(size_c[ch] for ch in free_c)))
-    y = b.emit(ane.MatmulOp(a, c))
+    y = b.add(ane.MatmulOp(a, c))
     y = b.reshape(y, (*shape_of(y)[:nb], *[size_a[ch] for ch in free_a], *[size_c[ch] for ch in free_c]))
     return [_permute(b, y, "".join(batch + free_a + free_c), out)]
 

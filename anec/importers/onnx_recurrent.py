@@ -21,7 +21,7 @@ from xdsl.ir import SSAValue
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.importers.onnx_graph import GraphBuilder, Node, NotOnAne, Value
-from anec.importers.onnx_handlers import emit_all, handles
+from anec.importers.onnx_handlers import handles
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 """Gates per direction: LSTM (i, o, f, c), GRU (z, r, h), RNN (one)."""
@@ -36,31 +36,31 @@ Family = Callable[[GraphBuilder, SSAValue, float, float], SSAValue]
 
 
 def _softsign(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
-    return b.emit(ane.DivOp(x, b.emit(ane.AddOp(b.emit(ane.AbsOp(x)), b.scalar(1.0, x)))))
+    return b.add(ane.DivOp(x, b.add(ane.AddOp(b.add(ane.AbsOp(x)), b.scalar(1.0, x)))))
 
 
 def _affine(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
-    return b.emit(ane.AddOp(b.emit(ane.MulOp(x, b.scalar(alpha, x))), b.scalar(beta, x)))
+    return b.add(ane.AddOp(b.add(ane.MulOp(x, b.scalar(alpha, x))), b.scalar(beta, x)))
 
 
 def _scaled_tanh(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
-    y = b.emit(ane.TanhOp(b.emit(ane.MulOp(x, b.scalar(beta, x)))))
-    return b.emit(ane.MulOp(y, b.scalar(alpha, y)))
+    y = b.add(ane.TanhOp(b.add(ane.MulOp(x, b.scalar(beta, x)))))
+    return b.add(ane.MulOp(y, b.scalar(alpha, y)))
 
 
 def _thresholded_relu(b: GraphBuilder, x: SSAValue, alpha: float, beta: float) -> SSAValue:
-    return b.emit(ane.SelectOp(b.emit(ane.GreaterOp(x, b.scalar(alpha, x))), x, b.scalar(0.0, x)))
+    return b.add(ane.SelectOp(b.add(ane.GreaterOp(x, b.scalar(alpha, x))), x, b.scalar(0.0, x)))
 
 
 ACTIVATIONS: dict[str, tuple[Family, str]] = {
-    "Sigmoid": (lambda b, x, a, c: b.emit(ane.SigmoidOp(x)), ""),
-    "Tanh": (lambda b, x, a, c: b.emit(ane.TanhOp(x)), ""),
-    "Relu": (lambda b, x, a, c: b.emit(ane.ReluOp(x)), ""),
-    "Softplus": (lambda b, x, a, c: b.emit(ane.SoftplusOp(x)), ""),
+    "Sigmoid": (lambda b, x, a, c: b.add(ane.SigmoidOp(x)), ""),
+    "Tanh": (lambda b, x, a, c: b.add(ane.TanhOp(x)), ""),
+    "Relu": (lambda b, x, a, c: b.add(ane.ReluOp(x)), ""),
+    "Softplus": (lambda b, x, a, c: b.add(ane.SoftplusOp(x)), ""),
     "Softsign": (_softsign, ""),
-    "LeakyRelu": (lambda b, x, a, c: b.emit(ane.LeakyReluOp(x, alpha=a)), "a"),
-    "Elu": (lambda b, x, a, c: b.emit(ane.EluOp(x, alpha=a)), "a"),
-    "HardSigmoid": (lambda b, x, a, c: b.emit(ane.HardsigmoidOp(x, alpha=a, beta=c)), "ab"),
+    "LeakyRelu": (lambda b, x, a, c: b.add(ane.LeakyReluOp(x, alpha=a)), "a"),
+    "Elu": (lambda b, x, a, c: b.add(ane.EluOp(x, alpha=a)), "a"),
+    "HardSigmoid": (lambda b, x, a, c: b.add(ane.HardsigmoidOp(x, alpha=a, beta=c)), "ab"),
     "ThresholdedRelu": (_thresholded_relu, "a"),
     "Affine": (_affine, "ab"),
     "ScaledTanh": (_scaled_tanh, "ab"),
@@ -81,15 +81,15 @@ class Step:
 
     def act(self, k: int, x: SSAValue) -> SSAValue:
         if self.clip is not None:
-            x = self.b.emit(ane.ClampOp(x, min=-self.clip, max=self.clip))
+            x = self.b.add(ane.ClampOp(x, min=-self.clip, max=self.clip))
         return self.acts[k](self.b, x)
 
     def project(self, h: SSAValue | None, r: np.ndarray, bias: np.ndarray | None = None) -> SSAValue | None:
         """h @ r.T (+ bias); None when h is the zero state and there is no bias."""
         if h is None:
-            return None if bias is None or not bias.any() else self.b.constant(bias.reshape(1, -1), "recurrent_bias")
-        rhs = self.b.constant(np.ascontiguousarray(r.T), "recurrence")
-        return self.b.emit(ane.MatmulOp(h, rhs, None if bias is None else self.b.constant(bias, "recurrent_bias")))
+            return None if bias is None or not bias.any() else self.b.constant(bias.reshape(1, -1), name="recurrent_bias")
+        rhs = self.b.constant(np.ascontiguousarray(r.T), name="recurrence")
+        return self.b.add(ane.MatmulOp(h, rhs, None if bias is None else self.b.constant(bias, name="recurrent_bias")))
 
     def add(self, *vals: SSAValue | None) -> SSAValue | None:
         present = [v for v in vals if v is not None]
@@ -97,14 +97,14 @@ class Step:
             return None
         y = present[0]
         for v in present[1:]:
-            y = self.b.emit(ane.AddOp(y, v))
+            y = self.b.add(ane.AddOp(y, v))
         return y
 
     def mul(self, a: SSAValue, c: SSAValue | None) -> SSAValue | None:
-        return None if c is None else self.b.emit(ane.MulOp(a, c))
+        return None if c is None else self.b.add(ane.MulOp(a, c))
 
     def split(self, x: SSAValue, parts: int) -> list[SSAValue]:
-        return [x] if parts == 1 else emit_all(self.b, ane.SplitOp(x, 1, [self.hidden] * parts))
+        return [x] if parts == 1 else list(self.b.insert(ane.SplitOp(x, 1, [self.hidden] * parts)).results)
 
 
 def _required(node: Node, b: GraphBuilder, i: int, what: str, dtype: np.dtype) -> np.ndarray:
@@ -119,13 +119,13 @@ def _state(node: Node, b: GraphBuilder, i: int, d: int, layout: int, batch: int,
     c = b.const(name)
     if c is not None:
         piece = c[d] if layout == 0 else c[:, d]
-        return None if not piece.any() else b.constant(np.ascontiguousarray(piece).reshape(batch, hidden), f"{node.name}.state")
+        return None if not piece.any() else b.constant(np.ascontiguousarray(piece).reshape(batch, hidden), name=f"{node.name}.state")
     v = b.value(name)
     shape = shape_of(v)
     lo, hi = [0, 0, 0], list(shape)
     axis = 0 if layout == 0 else 1
     lo[axis], hi[axis] = d, d + 1
-    return b.reshape(b.emit(ane.SliceOp(v, lo, hi)), (batch, hidden))
+    return b.reshape(b.add(ane.SliceOp(v, lo, hi)), (batch, hidden))
 
 
 def _check_lengths(node: Node, b: GraphBuilder, seq: int) -> None:
@@ -211,8 +211,8 @@ def unroll(node: Node, b: GraphBuilder, kind: str, weights: tuple[np.ndarray, np
         # both biases fold into the input projection, except GRU's recurrent candidate bias with
         # linear_before_reset, which the reset gate multiplies
         folded = wb + (np.concatenate([rb[:2 * hidden], np.zeros(hidden, dtype)]) if lbr else rb)
-        proj = b.emit(ane.MatmulOp(flat, b.constant(np.ascontiguousarray(w[d].T), f"{node.name}.w{d}"),
-                                   b.constant(folded, f"{node.name}.b{d}")))
+        proj = b.add(ane.MatmulOp(flat, b.constant(np.ascontiguousarray(w[d].T), name=f"{node.name}.w{d}"),
+                                   b.constant(folded, name=f"{node.name}.b{d}")))
         proj = b.reshape(proj, (seq, batch, gates * hidden) if layout == 0 else (batch, seq, gates * hidden))
         h = _state(node, b, 5, d, layout, batch, hidden)
         c = _state(node, b, 6, d, layout, batch, hidden) if kind == "LSTM" else None
@@ -221,7 +221,7 @@ def unroll(node: Node, b: GraphBuilder, kind: str, weights: tuple[np.ndarray, np
         for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
             lo, hi = [0, 0, 0], [*shape_of(proj)]
             lo[time_axis], hi[time_axis] = t, t + 1
-            xt = b.reshape(b.emit(ane.SliceOp(proj, lo, hi)), (batch, gates * hidden))
+            xt = b.reshape(b.add(ane.SliceOp(proj, lo, hi)), (batch, gates * hidden))
             if kind == "RNN":
                 h = step.act(0, step.add(xt, step.project(h, r[d])))  # type: ignore[arg-type]
             elif kind == "GRU":
@@ -237,26 +237,26 @@ def unroll(node: Node, b: GraphBuilder, kind: str, weights: tuple[np.ndarray, np
 def _lstm_step(s: Step, xt: SSAValue, h: SSAValue | None, c: SSAValue | None, r: np.ndarray, peep: np.ndarray | None,
                coupled: bool) -> tuple[SSAValue, SSAValue]:
     i, o, f, g = s.split(s.add(xt, s.project(h, r)), 4)  # type: ignore[arg-type]
-    p = [None] * 3 if peep is None else [s.b.constant(peep[k * s.hidden:(k + 1) * s.hidden].reshape(1, -1), "peephole") for k in range(3)]
+    p = [None] * 3 if peep is None else [s.b.constant(peep[k * s.hidden:(k + 1) * s.hidden].reshape(1, -1), name="peephole") for k in range(3)]
     if p[0] is not None and c is not None:
-        i = s.b.emit(ane.AddOp(i, s.b.emit(ane.MulOp(c, p[0]))))
+        i = s.b.add(ane.AddOp(i, s.b.add(ane.MulOp(c, p[0]))))
     i = s.act(0, i)
     if coupled:
-        f = s.b.emit(ane.SubOp(s.b.scalar(1.0, i), i))
+        f = s.b.add(ane.SubOp(s.b.scalar(1.0, i), i))
     else:
         if p[2] is not None and c is not None:
-            f = s.b.emit(ane.AddOp(f, s.b.emit(ane.MulOp(c, p[2]))))
+            f = s.b.add(ane.AddOp(f, s.b.add(ane.MulOp(c, p[2]))))
         f = s.act(0, f)
-    c_new = s.add(s.mul(f, c), s.b.emit(ane.MulOp(i, s.act(1, g))))
+    c_new = s.add(s.mul(f, c), s.b.add(ane.MulOp(i, s.act(1, g))))
     assert c_new is not None
     if p[1] is not None:
-        o = s.b.emit(ane.AddOp(o, s.b.emit(ane.MulOp(c_new, p[1]))))
-    return s.b.emit(ane.MulOp(s.act(0, o), s.acts[2](s.b, c_new))), c_new
+        o = s.b.add(ane.AddOp(o, s.b.add(ane.MulOp(c_new, p[1]))))
+    return s.b.add(ane.MulOp(s.act(0, o), s.acts[2](s.b, c_new))), c_new
 
 
 def _gru_step(s: Step, xt: SSAValue, h: SSAValue | None, r: np.ndarray, rbh: np.ndarray | None, lbr: bool) -> SSAValue:
     hidden = s.hidden
-    x_zr, x_h = emit_all(s.b, ane.SplitOp(xt, 1, [2 * hidden, hidden]))
+    x_zr, x_h = list(s.b.insert(ane.SplitOp(xt, 1, [2 * hidden, hidden])).results)
     z, reset = s.split(s.add(x_zr, s.project(h, r[:2 * hidden])), 2)  # type: ignore[arg-type]
     z, reset = s.act(0, z), s.act(0, reset)
     if lbr:
@@ -265,15 +265,15 @@ def _gru_step(s: Step, xt: SSAValue, h: SSAValue | None, r: np.ndarray, rbh: np.
         recurrent = s.project(s.mul(reset, h), r[2 * hidden:])
     candidate = s.act(1, s.add(x_h, recurrent))  # type: ignore[arg-type]
     if h is None:  # (1 - z) * candidate
-        return s.b.emit(ane.SubOp(candidate, s.b.emit(ane.MulOp(z, candidate))))
-    return s.b.emit(ane.AddOp(candidate, s.b.emit(ane.MulOp(z, s.b.emit(ane.SubOp(h, candidate))))))
+        return s.b.add(ane.SubOp(candidate, s.b.add(ane.MulOp(z, candidate))))
+    return s.b.add(ane.AddOp(candidate, s.b.add(ane.MulOp(z, s.b.add(ane.SubOp(h, candidate))))))
 
 
 def _outputs(node: Node, b: GraphBuilder, ys: Sequence[Sequence[SSAValue]], finals: Sequence[tuple[SSAValue, SSAValue | None]],
              layout: int, batch: int, hidden: int) -> list[Value]:
     """Y ([seq, dirs, batch, H] or [batch, seq, dirs, H]), Y_h and Y_c ([dirs, batch, H] or [batch, dirs, H])."""
     def concat(vals: Sequence[SSAValue], axis: int) -> SSAValue:
-        return vals[0] if len(vals) == 1 else b.emit(ane.ConcatOp(list(vals), axis))
+        return vals[0] if len(vals) == 1 else b.add(ane.ConcatOp(list(vals), axis))
 
     wanted = [k < len(node.outputs) and bool(node.outputs[k]) for k in range(3)]
     results: list[Value | None] = [None, None, None]

@@ -44,7 +44,7 @@ from anec.importers.aten import (
     HELPER_OPS,
     NO_OP,
     Declined,
-    Emitter,
+    NodeBuilder,
     element_type,
     host_op,
     op_key,
@@ -167,25 +167,25 @@ class GraphImporter:
 
     # -- values ----------------------------------------------------------------------------------
 
-    def constant(self, t: torch.Tensor, name: str, emitter: Emitter | None = None) -> SSAValue:
+    def constant(self, t: torch.Tensor, name: str, builder: NodeBuilder | None = None) -> SSAValue:
         """An `ane.const` for `t`, one per tensor object (large ones go to the weight store).
 
         The weight is named after `t` or the parameter it is a view of, else `name`.
-        Constants an emitter asks for join the module only with the emitter's ops, so a handler that
+        Constants a node builder asks for join the module only with the builder's ops, so a handler that
         declines leaves nothing behind.
         """
-        for cache in (self._const_cache, emitter.constants if emitter else {}):
+        for cache in (self._const_cache, builder.constants if builder else {}):
             if (hit := cache.get(id(t))) is not None and hit[0] is t:
                 return hit[1]
         name = self.weight_names.get(id(t)) or self.weight_names.get(id(t._base)) or name
         op = make_const(to_numpy(t), name, self.store)
         op.attributes[NAME_ATTR] = StringAttr(name)
-        if emitter is None:
+        if builder is None:
             self.block.add_op(op)
             self._const_cache[id(t)] = (t, op.result)
         else:
-            emitter.ops.append(op)
-            emitter.constants[id(t)] = (t, op.result)
+            builder.ops.append(op)
+            builder.constants[id(t)] = (t, op.result)
         return op.result
 
     def out_specs(self, node: fx.Node) -> list[tuple[tuple[int, ...], torch.dtype] | None]:
@@ -264,21 +264,21 @@ class GraphImporter:
         bound = bind_schema(node.target, args, kwargs) if isinstance(node.target, torch._ops.OpOverload) else {}
         if "val" not in node.meta:
             raise AnecError(f"{key} has no shape information", where=node.name, hint="import programs made by torch.export or torch.compile")
-        emitter = Emitter(node, bound, self.out_specs(node), lambda t: self.constant(t, node.name, emitter))
+        builder = NodeBuilder(node, bound, self.out_specs(node), self.store, lambda t: self.constant(t, node.name, builder))
         handler = HANDLERS.get(key)
         try:
-            value = handler(emitter) if handler else host_op(emitter)
-            unexpected = {type(op) for op in emitter.ops} - {*HELPER_OPS, *EMITS.get(key, (HostOp,))}
+            value = handler(builder) if handler else host_op(builder)
+            unexpected = {type(op) for op in builder.ops} - {*HELPER_OPS, *EMITS.get(key, (HostOp,))}
             if unexpected:
                 raise RuntimeError(f"anec bug: the handler of {key} made {sorted(c.name for c in unexpected)}, not in its `emits`")
         except Declined:
-            emitter.ops.clear()
-            emitter.constants.clear()
-            value = host_op(emitter)
-        _check(node, key, value, emitter.out)
-        for op in emitter.ops:
+            builder.ops.clear()
+            builder.constants.clear()
+            value = host_op(builder)
+        _check(node, key, value, builder.out)
+        for op in builder.ops:
             self.block.add_op(op)
-        self._const_cache.update(emitter.constants)
+        self._const_cache.update(builder.constants)
         return value
 
 

@@ -332,7 +332,7 @@ def op_work(op: Operation, target: Target) -> Work:
     largest = largest_operand_bytes(op)
     lanes, cores = target.perf.output_channels_per_cycle.value, target.perf.cores.value
     if isinstance(op, ane.ConvBase | ane.PoolOp):
-        kernel = op.kernel() if isinstance(op, ane.ConvBase) else ane.values(op.kernel)
+        kernel = op.kernel() if isinstance(op, ane.ConvBase) else ane.as_tuple(op.kernel)
         kh, kw = (1, kernel[0]) if len(kernel) == 1 else kernel
         ocg = ocg_size(kh, kw)
         cout = shape_of(op.results[0])[1]

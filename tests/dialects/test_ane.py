@@ -25,7 +25,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from anec.dialects import ane, host
-from anec.dialects.ane import shape_of, tensor, values
+from anec.dialects.ane import as_tuple, shape_of, tensor
 from anec.weights import numpy_to_dense
 
 HERE = Path(__file__).parent
@@ -110,14 +110,14 @@ def test_builder_infers_the_result_shape_and_verifies(case: str) -> None:
 
 def test_builders_fill_in_default_properties() -> None:
     conv = built(ane.ConvOp(*inputs((1, 3, 8), (4, 3, 3))))
-    assert (values(conv.strides), values(conv.pads), values(conv.dilations), conv.groups.value.data) == ((1,), (0, 0), (1,), 1)
+    assert (as_tuple(conv.strides), as_tuple(conv.pads), as_tuple(conv.dilations), conv.groups.value.data) == ((1,), (0, 0), (1,), 1)
     assert conv.bias is None and conv.activation is None
     pool = built(ane.AvgPoolOp(x8, [2, 2]))
-    assert (values(pool.strides), values(pool.pads), pool.count_include_pad.value.data) == ((1, 1), (0, 0, 0, 0), 0)
+    assert (as_tuple(pool.strides), as_tuple(pool.pads), pool.count_include_pad.value.data) == ((1, 1), (0, 0, 0, 0), 0)
     sdpa = built(ane.SdpaOp(*inputs((1, 5, 16), (1, 7, 16), (1, 7, 4))))
     assert sdpa.scale.value.data == pytest.approx(1 / math.sqrt(16))
     reduce = built(ane.ReduceMaxOp(*inputs((2, 3, 4)), [2, 0]))
-    assert values(reduce.axes) == (0, 2)
+    assert as_tuple(reduce.axes) == (0, 2)
 
 
 def test_element_types_follow_the_operands() -> None:
@@ -158,7 +158,7 @@ def test_epilogue_activation_is_set_and_cleared() -> None:
     conv = ane.ConvOp(x8, w_grouped, bias6, groups=2)
     conv.set_activation("leaky_relu", [0.1])
     built(conv)
-    assert conv.activation.data == "leaky_relu" and values(conv.activation_params) == pytest.approx((0.1,))
+    assert conv.activation.data == "leaky_relu" and as_tuple(conv.activation_params) == pytest.approx((0.1,))
     conv.set_activation("relu")
     assert conv.activation.data == "relu" and conv.activation_params is None
     conv.set_activation(None)

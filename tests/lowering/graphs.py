@@ -1,7 +1,7 @@
 """Build small `ane` graphs in Python and check that a pass preserves what they compute.
 
 `graph(shapes, body)` makes a module whose `@main` takes tensors of `shapes` and returns what
-`body(emit, *args)` returns; `emit` is the passes' own `Emitter`, so constants go to the module's
+`body(b, *args)` returns; `b` is the passes' own `RewriteBuilder`, so constants go to the module's
 weight store. `assert_same_results` runs a pass on a copy and interprets both on seeded inputs.
 """
 
@@ -16,11 +16,11 @@ from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
+from anec.builder import RewriteBuilder
 from anec.context import make_context
 from anec.dialects import ane
 from anec.dialects.ane import shape_of, tensor
 from anec.interpreter import Precision, interpret
-from anec.lowering.rewriting import Emitter
 from anec.weights import WeightStore, attach, clone_module, store_of
 
 Body = Callable[..., SSAValue | Sequence[SSAValue]]
@@ -33,7 +33,7 @@ def graph(shapes: Sequence[Sequence[int]], body: Body, element_type=f32) -> Modu
     fn = func.FuncOp("main", ([a.type for a in block.args], []), Region(block))
     module = ModuleOp([fn])
     attach(module, WeightStore())
-    outs = body(Emitter(ret, name="n"), *block.args)
+    outs = body(RewriteBuilder(ret, name="n"), *block.args)
     outs = [outs] if isinstance(outs, SSAValue) else list(outs)
     ret.operands = outs
     fn.update_function_type()
@@ -47,13 +47,13 @@ def segment_graph(shapes: Sequence[Sequence[int]], body: Body) -> ModuleOp:
     yield_op = ane.YieldOp()
     inner.add_op(yield_op)
 
-    def outer(e: Emitter, *args: SSAValue) -> Sequence[SSAValue]:
-        placeholder = e.op(ane.SegmentOp(list(args), [], Region(inner)))
-        outs = body(Emitter(yield_op, name="n"), *inner.args)
+    def outer(e: RewriteBuilder, *args: SSAValue) -> Sequence[SSAValue]:
+        placeholder = e.insert(ane.SegmentOp(list(args), [], Region(inner)))
+        outs = body(RewriteBuilder(yield_op, name="n"), *inner.args)
         outs = [outs] if isinstance(outs, SSAValue) else list(outs)
         yield_op.operands = outs
         region = Rewriter.move_region_contents_to_new_regions(placeholder.body)
-        segment = e.op(ane.SegmentOp(list(args), [v.type for v in outs], region))
+        segment = e.insert(ane.SegmentOp(list(args), [v.type for v in outs], region))
         placeholder.detach()
         placeholder.erase()
         return list(segment.outputs)
@@ -101,7 +101,7 @@ def ctx():
     return make_context()
 
 
-def transformer_block(e: Emitter, x: SSAValue, mask: SSAValue, *, heads: int, ffn: int, seed: int = 0) -> SSAValue:
+def transformer_block(e: RewriteBuilder, x: SSAValue, mask: SSAValue, *, heads: int, ffn: int, seed: int = 0) -> SSAValue:
     """A vanilla post-norm transformer layer as PyTorch's ONNX exporter writes BERT's: rank-3
     (B, S, C) activations, MatMul + Add linears, reshape/transpose heads, an additive mask."""
     rng = np.random.default_rng(seed)
@@ -110,21 +110,21 @@ def transformer_block(e: Emitter, x: SSAValue, mask: SSAValue, *, heads: int, ff
 
     def linear(v: SSAValue, cout: int) -> SSAValue:
         cin = shape_of(v)[-1]
-        w = e.const((rng.standard_normal((1, cin, cout)) / np.sqrt(cin)).astype(np.float32))
-        return e(ane.AddOp(e(ane.MatmulOp(v, w)), e.const((0.1 * rng.standard_normal((1, 1, cout))).astype(np.float32))))
+        w = e.constant((rng.standard_normal((1, cin, cout)) / np.sqrt(cin)).astype(np.float32))
+        return e.add(ane.AddOp(e.add(ane.MatmulOp(v, w)), e.constant((0.1 * rng.standard_normal((1, 1, cout))).astype(np.float32))))
 
     def norm(v: SSAValue) -> SSAValue:
-        scale = e.const((1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32))
-        return e(ane.LayerNormOp(v, scale, e.const((0.1 * rng.standard_normal(hidden)).astype(np.float32)), axes=[2], epsilon=1e-12))
+        scale = e.constant((1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32))
+        return e.add(ane.LayerNormOp(v, scale, e.constant((0.1 * rng.standard_normal(hidden)).astype(np.float32)), axes=[2], epsilon=1e-12))
 
     def split(v: SSAValue) -> SSAValue:
-        return e(ane.TransposeOp(e(ane.ReshapeOp(v, (1, seq, heads, depth))), (0, 2, 1, 3)))
+        return e.add(ane.TransposeOp(e.add(ane.ReshapeOp(v, (1, seq, heads, depth))), (0, 2, 1, 3)))
 
     q, k, v = split(linear(x, hidden)), split(linear(x, hidden)), split(linear(x, hidden))
-    scores = e(ane.MatmulOp(q, e(ane.TransposeOp(k, (0, 1, 3, 2)))))
-    scores = e(ane.AddOp(e(ane.DivOp(scores, e.scalar(float(np.sqrt(depth)), scores))), mask))
-    context = e(ane.MatmulOp(e(ane.SoftmaxOp(scores, 3)), v))
-    context = e(ane.ReshapeOp(e(ane.TransposeOp(context, (0, 2, 1, 3))), (1, seq, hidden)))
-    h = norm(e(ane.AddOp(linear(context, hidden), x)))
-    up = e(ane.GeluOp(linear(h, ffn)))
-    return norm(e(ane.AddOp(linear(up, hidden), h)))
+    scores = e.add(ane.MatmulOp(q, e.add(ane.TransposeOp(k, (0, 1, 3, 2)))))
+    scores = e.add(ane.AddOp(e.add(ane.DivOp(scores, e.scalar(float(np.sqrt(depth)), scores))), mask))
+    context = e.add(ane.MatmulOp(e.add(ane.SoftmaxOp(scores, 3)), v))
+    context = e.add(ane.ReshapeOp(e.add(ane.TransposeOp(context, (0, 2, 1, 3))), (1, seq, hidden)))
+    h = norm(e.add(ane.AddOp(linear(context, hidden), x)))
+    up = e.add(ane.GeluOp(linear(h, ffn)))
+    return norm(e.add(ane.AddOp(linear(up, hidden), h)))

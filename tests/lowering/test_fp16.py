@@ -73,11 +73,11 @@ def test_fixes_are_recorded_and_reported(block) -> None:
 
 
 def _hazards(e, x):
-    hot = e(ane.MatmulOp(x, e.const(np.full((1, 64, 64), 16.0, np.float32))))
+    hot = e.add(ane.MatmulOp(x, e.constant(np.full((1, 64, 64), 16.0, np.float32))))
     hot.owner.attributes["ane.name"] = StringAttr("hot_matmul")
-    big = e(ane.MulOp(x, e.scalar(6.0e4, x)))
+    big = e.add(ane.MulOp(x, e.scalar(6.0e4, x)))
     big.owner.attributes["ane.name"] = StringAttr("big_scale")
-    return e(ane.AddOp(e(ane.ReluOp(hot)), e(ane.TanhOp(big))))
+    return e.add(ane.AddOp(e.add(ane.ReluOp(hot)), e.add(ane.TanhOp(big))))
 
 
 def test_planted_range_hazards_are_flagged_by_name_in_the_report() -> None:
@@ -114,7 +114,7 @@ def test_sample_inputs_that_do_not_fit_the_model_are_a_user_error() -> None:
 
 
 def test_log_sum_exp_gets_max_subtraction_and_survives_large_inputs() -> None:
-    module = segment_graph([(2, 6, 16)], lambda e, x: e(ane.ReduceLogSumExpOp(x, [2], keepdims=False)))
+    module = segment_graph([(2, 6, 16)], lambda e, x: e.add(ane.ReduceLogSumExpOp(x, [2], keepdims=False)))
     after = run_pass(module, Fp16Pass())
     assert ops_named(after, "ane.reduce_max") and not ops_named(after, "ane.reduce_logsumexp")
     x = (np.random.default_rng(0).standard_normal((2, 6, 16)) * 3 + 20).astype(np.float32)  # exp(23) overflows fp16
@@ -124,10 +124,10 @@ def test_log_sum_exp_gets_max_subtraction_and_survives_large_inputs() -> None:
 
 def _masked_attention(fill: float, guard: bool):
     def body(e, scores, keep):
-        mask = e(ane.SelectOp(e(ane.GreaterOp(keep, e.scalar(0.5, keep))), e.scalar(0.0, keep), e.scalar(fill, keep)))
-        probs = e(ane.SoftmaxOp(e(ane.AddOp(scores, mask)), 3))
+        mask = e.add(ane.SelectOp(e.add(ane.GreaterOp(keep, e.scalar(0.5, keep))), e.scalar(0.0, keep), e.scalar(fill, keep)))
+        probs = e.add(ane.SoftmaxOp(e.add(ane.AddOp(scores, mask)), 3))
         if guard:  # the exporters' NaN guard for rows masked entirely
-            probs = e(ane.SelectOp(e(ane.NotEqualOp(probs, probs)), e.scalar(0.0, probs), probs))
+            probs = e.add(ane.SelectOp(e.add(ane.NotEqualOp(probs, probs)), e.scalar(0.0, probs), probs))
         return probs
     return body
 

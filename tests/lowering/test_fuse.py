@@ -24,24 +24,24 @@ def _rand(shape, seed=0, scale=1.0, offset=0.0):
 
 def _conv_bn(act):
     def body(e, x):
-        y = e(ane.ConvOp(x, e.const(_rand((6, 4, 3, 3), 1, 0.3)), pads=[1, 1, 1, 1]))
-        y = e(ane.SubOp(y, e.const(_rand((1, 6, 1, 1), 2))))
-        y = e(ane.DivOp(y, e.const(_rand((1, 6, 1, 1), 3, 0.2, 1.5))))
-        y = e(ane.MulOp(e.const(_rand((1, 6, 1, 1), 4)), y))
-        y = e(ane.AddOp(y, e.const(_rand((1, 6, 1, 1), 5))))
-        return e(act(y))
+        y = e.add(ane.ConvOp(x, e.constant(_rand((6, 4, 3, 3), 1, 0.3)), pads=[1, 1, 1, 1]))
+        y = e.add(ane.SubOp(y, e.constant(_rand((1, 6, 1, 1), 2))))
+        y = e.add(ane.DivOp(y, e.constant(_rand((1, 6, 1, 1), 3, 0.2, 1.5))))
+        y = e.add(ane.MulOp(e.constant(_rand((1, 6, 1, 1), 4)), y))
+        y = e.add(ane.AddOp(y, e.constant(_rand((1, 6, 1, 1), 5))))
+        return e.add(act(y))
     return body
 
 
 def _linear_scale(e, x):
-    y = e(ane.MatmulOp(x, e.const(_rand((1, 16, 8), 1, 0.25)), e.const(_rand((8,), 2))))
-    y = e(ane.MulOp(y, e.const(_rand((1, 1, 8), 3))))
-    return e(ane.LeakyReluOp(e(ane.AddOp(y, e.scalar(0.5, y))), alpha=0.1))
+    y = e.add(ane.MatmulOp(x, e.constant(_rand((1, 16, 8), 1, 0.25)), e.constant(_rand((8,), 2))))
+    y = e.add(ane.MulOp(y, e.constant(_rand((1, 1, 8), 3))))
+    return e.add(ane.LeakyReluOp(e.add(ane.AddOp(y, e.scalar(0.5, y))), alpha=0.1))
 
 
 def _deconv_scale(e, x):
-    y = e(ane.ConvTransposeOp(x, e.const(_rand((4, 3, 2, 2), 1, 0.3)), strides=[2, 2]))
-    return e(ane.SigmoidOp(e(ane.MulOp(y, e.const(_rand((1, 3, 1, 1), 2))))))
+    y = e.add(ane.ConvTransposeOp(x, e.constant(_rand((4, 3, 2, 2), 1, 0.3)), strides=[2, 2]))
+    return e.add(ane.SigmoidOp(e.add(ane.MulOp(y, e.constant(_rand((1, 3, 1, 1), 2))))))
 
 
 CASES = {
@@ -89,8 +89,8 @@ def test_a_scale_that_would_make_the_fp16_weights_subnormal_stays_a_separate_op(
     fp16 subnormals, which the M1 … M4 MAC flushes: the scale stays a mul after the conv, with a note.
     The M5 keeps subnormals inside the MAC, so there the fold is safe."""
     def body(e, x):
-        y = e(ane.ConvOp(x, e.const(_rand((6, 4, 3, 3), 1, 0.3)), pads=[1, 1, 1, 1]))
-        return e(ane.MulOp(y, e.const(np.full((1, 6, 1, 1), multiplier, np.float32))))
+        y = e.add(ane.ConvOp(x, e.constant(_rand((6, 4, 3, 3), 1, 0.3)), pads=[1, 1, 1, 1]))
+        return e.add(ane.MulOp(y, e.constant(np.full((1, 6, 1, 1), multiplier, np.float32))))
 
     after = run_pass(segment_graph([(1, 4, 8, 8)], body), Fp16Pass(target=target), FusePass(target=target))
     muls = ops_named(after, "ane.mul")

@@ -102,39 +102,39 @@ def test_small_attention_stays_batched_unless_asked(block) -> None:
 
 
 def _weights(e, shape, seed=0):
-    return e.const((np.random.default_rng(seed).standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32))
+    return e.constant((np.random.default_rng(seed).standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32))
 
 
 def _cnn(e, x):
-    y = e(ane.ReluOp(e(ane.ConvOp(x, _weights(e, (8, 3, 3, 3)), pads=[1, 1, 1, 1]))))
-    y = e(ane.MaxPoolOp(y, [2, 2], [2, 2]))
-    z = e(ane.ConvOp(y, _weights(e, (8, 8, 3, 3), 1), pads=[1, 1, 1, 1]))
-    pooled = e(ane.ReshapeOp(e(ane.GlobalAvgPoolOp(e(ane.AddOp(z, y)))), (1, 8)))
-    return e(ane.AddOp(e(ane.MatmulOp(pooled, _weights(e, (8, 10), 2))), e.const(np.arange(10, dtype=np.float32).reshape(1, 10))))
+    y = e.add(ane.ReluOp(e.add(ane.ConvOp(x, _weights(e, (8, 3, 3, 3)), pads=[1, 1, 1, 1]))))
+    y = e.add(ane.MaxPoolOp(y, [2, 2], [2, 2]))
+    z = e.add(ane.ConvOp(y, _weights(e, (8, 8, 3, 3), 1), pads=[1, 1, 1, 1]))
+    pooled = e.add(ane.ReshapeOp(e.add(ane.GlobalAvgPoolOp(e.add(ane.AddOp(z, y)))), (1, 8)))
+    return e.add(ane.AddOp(e.add(ane.MatmulOp(pooled, _weights(e, (8, 10), 2))), e.constant(np.arange(10, dtype=np.float32).reshape(1, 10))))
 
 
 def _conv1d(e, x):
-    y = e(ane.ReluOp(e(ane.ConvOp(x, _weights(e, (6, 4, 3)), pads=[1, 1], strides=[2]))))
-    return e(ane.AvgPoolOp(y, [3], [1], [1, 1]))
+    y = e.add(ane.ReluOp(e.add(ane.ConvOp(x, _weights(e, (6, 4, 3)), pads=[1, 1], strides=[2]))))
+    return e.add(ane.AvgPoolOp(y, [3], [1], [1, 1]))
 
 
 def _gpt2_attention_input(e, x):
     seq, hidden = shape_of(x)[1:]
-    flat = e(ane.ReshapeOp(x, (seq, hidden)))
-    qkv = e(ane.AddOp(e(ane.MatmulOp(flat, _weights(e, (hidden, 3 * hidden)))), e.const(np.ones((1, 3 * hidden), np.float32))))
-    parts = e.op(ane.SplitOp(e(ane.ReshapeOp(qkv, (1, seq, 3 * hidden))), 2, [hidden] * 3)).results
-    q, k, v = (e(ane.TransposeOp(e(ane.ReshapeOp(p, (1, seq, 2, hidden // 2))), (0, 2, 1, 3))) for p in parts)
-    probs = e(ane.SoftmaxOp(e(ane.MatmulOp(q, k, transpose_rhs=True)), 3))
-    return e(ane.ReshapeOp(e(ane.TransposeOp(e(ane.MatmulOp(probs, v)), (0, 2, 1, 3))), (1, seq, hidden)))
+    flat = e.add(ane.ReshapeOp(x, (seq, hidden)))
+    qkv = e.add(ane.AddOp(e.add(ane.MatmulOp(flat, _weights(e, (hidden, 3 * hidden)))), e.constant(np.ones((1, 3 * hidden), np.float32))))
+    parts = e.insert(ane.SplitOp(e.add(ane.ReshapeOp(qkv, (1, seq, 3 * hidden))), 2, [hidden] * 3)).results
+    q, k, v = (e.add(ane.TransposeOp(e.add(ane.ReshapeOp(p, (1, seq, 2, hidden // 2))), (0, 2, 1, 3))) for p in parts)
+    probs = e.add(ane.SoftmaxOp(e.add(ane.MatmulOp(q, k, transpose_rhs=True)), 3))
+    return e.add(ane.ReshapeOp(e.add(ane.TransposeOp(e.add(ane.MatmulOp(probs, v)), (0, 2, 1, 3))), (1, seq, hidden)))
 
 
 def _vit_embedding(e, pixels):
-    patches = e(ane.ConvOp(pixels, _weights(e, (16, 3, 4, 4)), strides=[4, 4]))
-    tokens = e(ane.TransposeOp(e(ane.ReshapeOp(patches, (1, 16, 16))), (0, 2, 1)))
-    tokens = e(ane.ConcatOp([e.const(np.full((1, 1, 16), 0.5, np.float32)), tokens], 1))
-    tokens = e(ane.AddOp(tokens, e.const(np.random.default_rng(3).standard_normal((1, 17, 16)).astype(np.float32))))
-    normed = e(ane.LayerNormOp(tokens, e.const(np.ones(16, np.float32)), e.const(np.zeros(16, np.float32)), axes=[2]))
-    return e(ane.MatmulOp(normed, _weights(e, (1, 16, 32))))
+    patches = e.add(ane.ConvOp(pixels, _weights(e, (16, 3, 4, 4)), strides=[4, 4]))
+    tokens = e.add(ane.TransposeOp(e.add(ane.ReshapeOp(patches, (1, 16, 16))), (0, 2, 1)))
+    tokens = e.add(ane.ConcatOp([e.constant(np.full((1, 1, 16), 0.5, np.float32)), tokens], 1))
+    tokens = e.add(ane.AddOp(tokens, e.constant(np.random.default_rng(3).standard_normal((1, 17, 16)).astype(np.float32))))
+    normed = e.add(ane.LayerNormOp(tokens, e.constant(np.ones(16, np.float32)), e.constant(np.zeros(16, np.float32)), axes=[2]))
+    return e.add(ane.MatmulOp(normed, _weights(e, (1, 16, 32))))
 
 
 SHAPES = {

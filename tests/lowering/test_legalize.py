@@ -15,36 +15,36 @@ from tests.lowering.graphs import assert_same_results, graph, ops_named, run_pas
 
 
 def _gelu_erf(e, x):
-    inner = e(ane.ErfOp(e(ane.DivOp(x, e.scalar(math.sqrt(2), x)))))
-    return e(ane.MulOp(e(ane.MulOp(e.scalar(0.5, x), x)), e(ane.AddOp(inner, e.scalar(1.0, x)))))
+    inner = e.add(ane.ErfOp(e.add(ane.DivOp(x, e.scalar(math.sqrt(2), x)))))
+    return e.add(ane.MulOp(e.add(ane.MulOp(e.scalar(0.5, x), x)), e.add(ane.AddOp(inner, e.scalar(1.0, x)))))
 
 
 def _gelu_tanh(e, x):
-    cube = e(ane.MulOp(x, e(ane.MulOp(x, x))))
-    inner = e(ane.AddOp(x, e(ane.MulOp(cube, e.scalar(0.044715, x)))))
-    t = e(ane.TanhOp(e(ane.MulOp(e.scalar(math.sqrt(2 / math.pi), x), inner))))
-    return e(ane.MulOp(e(ane.MulOp(x, e(ane.AddOp(e.scalar(1.0, x), t)))), e.scalar(0.5, x)))
+    cube = e.add(ane.MulOp(x, e.add(ane.MulOp(x, x))))
+    inner = e.add(ane.AddOp(x, e.add(ane.MulOp(cube, e.scalar(0.044715, x)))))
+    t = e.add(ane.TanhOp(e.add(ane.MulOp(e.scalar(math.sqrt(2 / math.pi), x), inner))))
+    return e.add(ane.MulOp(e.add(ane.MulOp(x, e.add(ane.AddOp(e.scalar(1.0, x), t)))), e.scalar(0.5, x)))
 
 
 def _softmax(e, x):
-    m = e(ane.ReduceMaxOp(x, [2]))
-    ex = e(ane.ExpOp(e(ane.SubOp(x, m))))
-    return e(ane.DivOp(ex, e(ane.ReduceSumOp(ex, [2]))))
+    m = e.add(ane.ReduceMaxOp(x, [2]))
+    ex = e.add(ane.ExpOp(e.add(ane.SubOp(x, m))))
+    return e.add(ane.DivOp(ex, e.add(ane.ReduceSumOp(ex, [2]))))
 
 
 def _layer_norm(e, x):
     rng = np.random.default_rng(1)
-    m = e(ane.ReduceMeanOp(x, [2]))
-    d = e(ane.SubOp(x, m))
-    v = e(ane.ReduceMeanOp(e(ane.PowOp(d, e.scalar(2.0, d))), [2]))
-    n = e(ane.DivOp(d, e(ane.SqrtOp(e(ane.AddOp(v, e.scalar(1e-5, v)))))))
-    scaled = e(ane.MulOp(n, e.const(rng.standard_normal((1, 1, 16)).astype(np.float32))))
-    return e(ane.AddOp(scaled, e.const(rng.standard_normal((1, 1, 16)).astype(np.float32))))
+    m = e.add(ane.ReduceMeanOp(x, [2]))
+    d = e.add(ane.SubOp(x, m))
+    v = e.add(ane.ReduceMeanOp(e.add(ane.PowOp(d, e.scalar(2.0, d))), [2]))
+    n = e.add(ane.DivOp(d, e.add(ane.SqrtOp(e.add(ane.AddOp(v, e.scalar(1e-5, v)))))))
+    scaled = e.add(ane.MulOp(n, e.constant(rng.standard_normal((1, 1, 16)).astype(np.float32))))
+    return e.add(ane.AddOp(scaled, e.constant(rng.standard_normal((1, 1, 16)).astype(np.float32))))
 
 
 def _masked_sdpa(e, q, k, v):
     mask = np.triu(np.full((8, 8), -1e4, np.float32), 1).reshape(1, 1, 8, 8)
-    return e(ane.SdpaOp(q, k, v, e.const(mask), scale=0.25))
+    return e.add(ane.SdpaOp(q, k, v, e.constant(mask), scale=0.25))
 
 
 CASES = {
@@ -53,11 +53,11 @@ CASES = {
     "softmax": ([(2, 3, 16)], _softmax, ane.SoftmaxOp),
     "layer-norm": ([(2, 3, 16)], _layer_norm, ane.LayerNormOp),
     "masked-sdpa": ([(1, 2, 8, 4)] * 3, _masked_sdpa, ane.SoftmaxOp),
-    "reduce-keepdims": ([(2, 3, 4)], lambda e, x: e(ane.ReduceMeanOp(x, [1], keepdims=False)), ane.ReshapeOp),
-    "reduce-5-axes": ([(2, 2, 3, 2, 3)], lambda e, x: e(ane.ReduceSumOp(x, [0, 1, 2, 3, 4])), ane.ReduceSumOp),
-    "matmul-depth": ([(1, 3, 2, 4, 5), (1, 3, 2, 5, 6)], lambda e, a, b: e(ane.MatmulOp(a, b)), ane.ReshapeOp),
-    "pad-channels": ([(1, 2, 3, 3)], lambda e, x: e(ane.PadOp(x, [0, 2, 1, 0, 1, 1, 0, 2], value=0.5)), ane.ConcatOp),
-    "pool-pad": ([(1, 2, 20, 40)], lambda e, x: e(ane.MaxPoolOp(x, [1, 25], [1, 1], [0, 18, 0, 18])), ane.PadOp),
+    "reduce-keepdims": ([(2, 3, 4)], lambda e, x: e.add(ane.ReduceMeanOp(x, [1], keepdims=False)), ane.ReshapeOp),
+    "reduce-5-axes": ([(2, 2, 3, 2, 3)], lambda e, x: e.add(ane.ReduceSumOp(x, [0, 1, 2, 3, 4])), ane.ReduceSumOp),
+    "matmul-depth": ([(1, 3, 2, 4, 5), (1, 3, 2, 5, 6)], lambda e, a, b: e.add(ane.MatmulOp(a, b)), ane.ReshapeOp),
+    "pad-channels": ([(1, 2, 3, 3)], lambda e, x: e.add(ane.PadOp(x, [0, 2, 1, 0, 1, 1, 0, 2], value=0.5)), ane.ConcatOp),
+    "pool-pad": ([(1, 2, 20, 40)], lambda e, x: e.add(ane.MaxPoolOp(x, [1, 25], [1, 1], [0, 18, 0, 18])), ane.PadOp),
 }
 
 
@@ -76,10 +76,10 @@ def test_legalize_preserves_results_and_leaves_only_legal_ops(case: str) -> None
 
 def test_gelu_tanh_is_recognized_whatever_the_factor_order() -> None:
     def body(e, x):
-        cube = e(ane.PowOp(x, e.scalar(3.0, x)))
-        inner = e(ane.AddOp(e(ane.MulOp(e.scalar(0.044715, x), cube)), x))
-        t = e(ane.TanhOp(e(ane.MulOp(inner, e.scalar(math.sqrt(2 / math.pi), x)))))
-        return e(ane.MulOp(e.scalar(0.5, x), e(ane.MulOp(e(ane.AddOp(t, e.scalar(1.0, x))), x))))
+        cube = e.add(ane.PowOp(x, e.scalar(3.0, x)))
+        inner = e.add(ane.AddOp(e.add(ane.MulOp(e.scalar(0.044715, x), cube)), x))
+        t = e.add(ane.TanhOp(e.add(ane.MulOp(inner, e.scalar(math.sqrt(2 / math.pi), x)))))
+        return e.add(ane.MulOp(e.scalar(0.5, x), e.add(ane.MulOp(e.add(ane.AddOp(t, e.scalar(1.0, x))), x))))
 
     after = run_pass(graph([(4, 8)], body), LegalizePass())
     (gelu,) = ops_named(after, "ane.gelu")
@@ -89,8 +89,8 @@ def test_gelu_tanh_is_recognized_whatever_the_factor_order() -> None:
 
 def test_gelu_is_not_formed_when_an_intermediate_has_another_use() -> None:
     def body(e, x):
-        bracket = e(ane.AddOp(e(ane.ErfOp(e(ane.DivOp(x, e.scalar(math.sqrt(2), x))))), e.scalar(1.0, x)))
-        return e(ane.MulOp(e(ane.MulOp(x, e.scalar(0.5, x))), bracket)), bracket
+        bracket = e.add(ane.AddOp(e.add(ane.ErfOp(e.add(ane.DivOp(x, e.scalar(math.sqrt(2), x))))), e.scalar(1.0, x)))
+        return e.add(ane.MulOp(e.add(ane.MulOp(x, e.scalar(0.5, x))), bracket)), bracket
 
     before = graph([(4, 8)], body)
     after = run_pass(before, LegalizePass())

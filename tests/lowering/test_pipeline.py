@@ -17,9 +17,9 @@ from tests.lowering.graphs import graph, ops_named
 
 def _linear_block(e, x):
     rng = np.random.default_rng(0)
-    y = e(ane.AddOp(e(ane.MatmulOp(x, e.const(rng.standard_normal((1, 32, 60)).astype(np.float32)))),
-                    e.const(rng.standard_normal((1, 1, 60)).astype(np.float32))))  # 60 features: padded rows in (B, S, C)
-    return e(ane.LayerNormOp(e(ane.GeluOp(y)), e.const(np.ones(60, np.float32)), e.const(np.zeros(60, np.float32)),
+    y = e.add(ane.AddOp(e.add(ane.MatmulOp(x, e.constant(rng.standard_normal((1, 32, 60)).astype(np.float32)))),
+                    e.constant(rng.standard_normal((1, 1, 60)).astype(np.float32))))  # 60 features: padded rows in (B, S, C)
+    return e.add(ane.LayerNormOp(e.add(ane.GeluOp(y)), e.constant(np.ones(60, np.float32)), e.constant(np.zeros(60, np.float32)),
                              axes=[2], epsilon=1e-12))
 
 

@@ -31,32 +31,32 @@ def _named(value, name):
 
 CASES = {
     # name: (input shapes, body, the limit it breaks on m1)
-    "kernel-31x31": ([(1, 4, 40, 40)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((4, 4, 31, 31))), pads=[15, 15, 15, 15])), "big_kernel"), "conv-kernel-width"),
-    "width-20000": ([(1, 4, 2, 20000)], lambda e, x: _named(e(ane.ConvOp(e(ane.ReluOp(x)), e.const(_w((8, 4, 1, 3))), pads=[0, 1, 0, 1])), "wide"), "dims"),
-    "activation-4mb": ([(1, 64, 128, 256)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((32, 64, 3, 3))), pads=[1, 1, 1, 1])), "big_act"), "working-set"),
-    "weight-3mb": ([(1, 1024, 1, 16)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((1536, 1024, 1, 1))), e.const(_w((1536,), 1)))), "big_weight"), "kernel-memory"),
-    "stride-4": ([(1, 3, 35, 35)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((8, 3, 7, 7))), strides=[4, 4], pads=[3, 3, 3, 3])), "strided"), "conv-stride"),
-    "stride-17x5-dilated": ([(1, 3, 60, 40)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((8, 3, 3, 4))), strides=[17, 5], dilations=[2, 3],
+    "kernel-31x31": ([(1, 4, 40, 40)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((4, 4, 31, 31))), pads=[15, 15, 15, 15])), "big_kernel"), "conv-kernel-width"),
+    "width-20000": ([(1, 4, 2, 20000)], lambda e, x: _named(e.add(ane.ConvOp(e.add(ane.ReluOp(x)), e.constant(_w((8, 4, 1, 3))), pads=[0, 1, 0, 1])), "wide"), "dims"),
+    "activation-4mb": ([(1, 64, 128, 256)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((32, 64, 3, 3))), pads=[1, 1, 1, 1])), "big_act"), "working-set"),
+    "weight-3mb": ([(1, 1024, 1, 16)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((1536, 1024, 1, 1))), e.constant(_w((1536,), 1)))), "big_weight"), "kernel-memory"),
+    "stride-4": ([(1, 3, 35, 35)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((8, 3, 7, 7))), strides=[4, 4], pads=[3, 3, 3, 3])), "strided"), "conv-stride"),
+    "stride-17x5-dilated": ([(1, 3, 60, 40)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((8, 3, 3, 4))), strides=[17, 5], dilations=[2, 3],
                                                                              pads=[1, 2, 1, 2])), "strided_dilated"), "conv-stride"),
-    "stride-5-grouped": ([(1, 6, 31, 29)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((6, 2, 4, 3))), strides=[5, 4], groups=3)),
+    "stride-5-grouped": ([(1, 6, 31, 29)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((6, 2, 4, 3))), strides=[5, 4], groups=3)),
                                                                 "strided_grouped"), "conv-stride"),
-    "patchify-16": ([(1, 3, 64, 64)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((32, 3, 16, 16))), strides=[16, 16])), "patchify"), "conv-kernel-width"),
-    "pool-stride-3": ([(1, 2, 17, 17)], lambda e, x: _named(e(ane.AvgPoolOp(x, [3, 3], [3, 3], [1, 1, 1, 1])), "pooled"), "pool-stride"),
-    "resize-4mb": ([(1, 64, 64, 128)], lambda e, x: _named(e(ane.ResizeOp(x, (1, 64, 128, 256), "bilinear", [2.0, 2.0])), "big_resize"),
+    "patchify-16": ([(1, 3, 64, 64)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((32, 3, 16, 16))), strides=[16, 16])), "patchify"), "conv-kernel-width"),
+    "pool-stride-3": ([(1, 2, 17, 17)], lambda e, x: _named(e.add(ane.AvgPoolOp(x, [3, 3], [3, 3], [1, 1, 1, 1])), "pooled"), "pool-stride"),
+    "resize-4mb": ([(1, 64, 64, 128)], lambda e, x: _named(e.add(ane.ResizeOp(x, (1, 64, 128, 256), "bilinear", [2.0, 2.0])), "big_resize"),
                    "working-set"),
-    "tile-4mb": ([(1, 64, 64, 16)], lambda e, x: _named(e(ane.TileOp(x, [1, 2, 2, 8])), "big_tile"), "working-set"),
-    "pad-3mb": ([(1, 96, 112, 112)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 0, 0, 0, 0, 1, 1])), "padded_big"), "working-set"),
-    "max-pool-35": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.MaxPoolOp(x, [35, 35], [1, 1], [2, 2, 2, 2])), "wide_max"), "pool-window"),
-    "avg-pool-33": ([(1, 2, 40, 40)], lambda e, x: _named(e(ane.AvgPoolOp(x, [33, 3], [3, 1])), "wide_avg"), "pool-window"),
-    "pad-20": ([(1, 2, 8, 8)], lambda e, x: _named(e(ane.PadOp(x, [0, 0, 20, 3, 0, 0, 1, 20], value=0.5)), "padded"), "pad-size"),
-    "matmul-4mb": ([(1, 8, 512, 512), (1, 8, 512, 64)], lambda e, a, b: _named(e(ane.MatmulOp(a, b)), "big_matmul"), "working-set"),
-    "deep-input-5mb": ([(1, 40000, 1, 32)], lambda e, x: _named(e(ane.ConvOp(x, e.const(_w((4, 40000, 1, 1))))), "deep"), "kernel-memory"),
+    "tile-4mb": ([(1, 64, 64, 16)], lambda e, x: _named(e.add(ane.TileOp(x, [1, 2, 2, 8])), "big_tile"), "working-set"),
+    "pad-3mb": ([(1, 96, 112, 112)], lambda e, x: _named(e.add(ane.PadOp(x, [0, 0, 0, 0, 0, 0, 1, 1])), "padded_big"), "working-set"),
+    "max-pool-35": ([(1, 2, 40, 40)], lambda e, x: _named(e.add(ane.MaxPoolOp(x, [35, 35], [1, 1], [2, 2, 2, 2])), "wide_max"), "pool-window"),
+    "avg-pool-33": ([(1, 2, 40, 40)], lambda e, x: _named(e.add(ane.AvgPoolOp(x, [33, 3], [3, 1])), "wide_avg"), "pool-window"),
+    "pad-20": ([(1, 2, 8, 8)], lambda e, x: _named(e.add(ane.PadOp(x, [0, 0, 20, 3, 0, 0, 1, 20], value=0.5)), "padded"), "pad-size"),
+    "matmul-4mb": ([(1, 8, 512, 512), (1, 8, 512, 64)], lambda e, a, b: _named(e.add(ane.MatmulOp(a, b)), "big_matmul"), "working-set"),
+    "deep-input-5mb": ([(1, 40000, 1, 32)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((4, 40000, 1, 1))))), "deep"), "kernel-memory"),
     # a recogniser's CTC head over 18,385 classes, reshaped from the ANE layout to rank 3
-    "reshape-w-18385": ([(1, 40, 1, 18385)], lambda e, x: _named(e(ane.ReshapeOp(e(ane.ReluOp(x)), (1, 40, 18385))), "ctc"), "dims"),
+    "reshape-w-18385": ([(1, 40, 1, 18385)], lambda e, x: _named(e.add(ane.ReshapeOp(e.add(ane.ReluOp(x)), (1, 40, 18385))), "ctc"), "dims"),
     # the head of a DB text detector at 640: 24x320x320 in, 2x upsampled by a stride-2 transposed conv
-    "deconv-input-4mb": ([(1, 24, 320, 320)], lambda e, x: _named(e(ane.ConvTransposeOp(x, e.const(_w((24, 1, 2, 2))), strides=[2, 2])), "db_head"),
+    "deconv-input-4mb": ([(1, 24, 320, 320)], lambda e, x: _named(e.add(ane.ConvTransposeOp(x, e.constant(_w((24, 1, 2, 2))), strides=[2, 2])), "db_head"),
                          "working-set"),
-    "deconv-k3-pad": ([(1, 16, 300, 300)], lambda e, x: _named(e(ane.ConvTransposeOp(x, e.const(_w((16, 4, 3, 3))), strides=[2, 2], pads=[1, 1, 1, 1],
+    "deconv-k3-pad": ([(1, 16, 300, 300)], lambda e, x: _named(e.add(ane.ConvTransposeOp(x, e.constant(_w((16, 4, 3, 3))), strides=[2, 2], pads=[1, 1, 1, 1],
                                                                                      output_padding=[1, 1])), "deconv_k3"), "working-set"),
 }
 
@@ -204,9 +204,9 @@ def test_a_transposed_conv_split_along_rows_computes_the_same(kernel: int, strid
     from anec.lowering.tile import even_bounds, split_along
 
     def body(e, x):
-        op = ane.ConvTransposeOp(x, e.const(_w((3, 2, kernel, 1))), strides=[stride, 1], dilations=[dilation, 1],
+        op = ane.ConvTransposeOp(x, e.constant(_w((3, 2, kernel, 1))), strides=[stride, 1], dilations=[dilation, 1],
                                  pads=[pads[0], 0, pads[1], 0], output_padding=[output_padding, 0])
-        return _named(e(op), "deconv")
+        return _named(e.add(op), "deconv")
 
     before = segment_graph([(1, 3, 11, 5)], body)
     after = run_pass(before)
@@ -227,7 +227,7 @@ def test_a_resize_split_along_rows_computes_the_same(mode: str, coordinates: str
 
     def body(e, x):
         shape = (1, 3, 7 * scale, 5 * scale)
-        return _named(e(ane.ResizeOp(x, shape, kind, [scale, scale], coordinates, rounding or "round_prefer_floor")), "up")
+        return _named(e.add(ane.ResizeOp(x, shape, kind, [scale, scale], coordinates, rounding or "round_prefer_floor")), "up")
 
     before = segment_graph([(1, 3, 7, 5)], body)
     after = run_pass(before)
@@ -239,6 +239,6 @@ def test_a_resize_split_along_rows_computes_the_same(mode: str, coordinates: str
 def test_an_align_corners_resize_is_not_split_along_rows() -> None:
     from anec.lowering.tile import split_along
 
-    before = segment_graph([(1, 3, 7, 5)], lambda e, x: _named(e(ane.ResizeOp(x, (1, 3, 14, 10), "bilinear", [2, 2], "align_corners")), "up"))
+    before = segment_graph([(1, 3, 7, 5)], lambda e, x: _named(e.add(ane.ResizeOp(x, (1, 3, 14, 10), "bilinear", [2, 2], "align_corners")), "up"))
     (op,) = ops_named(run_pass(before), "ane.resize")
     assert split_along(op, 2, [(0, 7), (7, 14)]) is None

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from anec.lowering.shapes import reshape_after_transpose, transpose_after_reshape
+from anec.dialects.shapes import reshape_after_transpose, transpose_after_reshape
 
 SHAPES = [(1, 12, 64, 128), (2, 3, 4), (1, 768, 128), (4, 1, 6), (2, 1, 3, 1, 5), (1, 1, 1)]
 

@@ -1,7 +1,8 @@
-"""Shape algebra for layout rewrites: when a reshape and a transpose can trade places.
+"""Shape algebra of reshapes and transposes: composing them, and when the two can trade places.
 
-All functions are pure (shapes and permutations in, shapes and permutations out), so the layout and
-tile passes can ask them without touching IR, and tests can check them against numpy.
+All functions are pure (shapes and permutations in, shapes and permutations out), so the movement
+ops' canonicalization patterns and the layout pass can ask them without touching IR, and tests can
+check them against numpy.
 """
 
 from __future__ import annotations

@@ -1,0 +1,145 @@
+"""The one op builder: every importer and pass makes `ane` ops through an `OpBuilder`.
+
+The base writes the helpers once — reshapes and transposes that fold what they can (a movement to
+the same shape is the value itself, a reshape of a reshape is one reshape, a movement of a constant
+is a constant), one-element constants broadcastable against a value, rank equalization and casts.
+A subclass says where ops go and what they are called:
+
+- `RewriteBuilder` (passes) inserts before the op being rewritten, through the pattern's rewriter
+  when there is one, and names each op after it (`"<old name>#<suffix>"`);
+- `AppendingBuilder` (importers) collects a node's ops in `ops`, which the importer places in its
+  block when the node is done, or drops when the node falls back to the CPU. The ONNX graph builder
+  and the ATen node builder name them after the source node.
+
+Constants go to the module's weight store (`anec.weights`); how a builder names and places them is
+its own (`constant`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.pattern_rewriter import PatternRewriter
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from anec.dialects import ane
+from anec.dialects.ane import element_type_of, shape_of
+from anec.dialects.discardable import NAME_ATTR, derived_name, name_of, set_name
+from anec.types import numpy_dtype
+from anec.weights import WeightStore, const_value, make_const, store_of
+
+OpT = TypeVar("OpT", bound=Operation)
+
+HELPER_CONSTANTS = frozenset({"reshaped", "transposed", "scalar"})
+"""The names the helpers give the constants they make (`constant(..., name)`); builders may rename them."""
+
+
+class OpBuilder(ABC):
+    """Makes ops and constants; subclasses place and name them (`insert`, `constant`)."""
+
+    store: WeightStore
+
+    @abstractmethod
+    def insert(self, op: OpT, suffix: str = "") -> OpT:
+        """Place `op` (not yet in any block) and name it; `suffix` says what it is to the op it serves."""
+
+    @abstractmethod
+    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+        """A constant holding `array`, with the element type of `like` (default: the array's)."""
+
+    def add(self, op: Operation, suffix: str = "") -> SSAValue:
+        """Place `op`; returns its (first) result."""
+        return self.insert(op, suffix).results[0]
+
+    def constant_array(self, value: SSAValue) -> np.ndarray | None:
+        """The array `value` holds when an `ane.const` defines it, else None."""
+        owner = value.owner
+        return const_value(owner, self.store) if isinstance(owner, ane.ConstOp) else None
+
+    def reshape(self, value: SSAValue, shape: Sequence[int], suffix: str = "reshape") -> SSAValue:
+        """`value` with `shape`: itself when it has it, a constant when it is one, else an `ane.reshape`
+        (of what a reshape it comes from reshapes)."""
+        if isinstance(value.owner, ane.ReshapeOp):
+            value = value.owner.input
+        if tuple(shape) == shape_of(value):
+            return value
+        if (array := self.constant_array(value)) is not None:
+            return self.constant(array.reshape(shape), value, "reshaped")
+        return self.add(ane.ReshapeOp(value, shape), suffix)
+
+    def transpose(self, value: SSAValue, perm: Sequence[int], suffix: str = "transpose") -> SSAValue:
+        """`value` with its axes permuted by `perm`: itself for the identity, a constant when it is one."""
+        if tuple(perm) == tuple(range(len(perm))):
+            return value
+        if (array := self.constant_array(value)) is not None:
+            return self.constant(np.transpose(array, perm), value, "transposed")
+        return self.add(ane.TransposeOp(value, perm), suffix)
+
+    def with_rank(self, value: SSAValue, rank: int) -> SSAValue:
+        """`value` with leading size-1 axes added up to `rank` (the IR's equal-rank broadcasting)."""
+        shape = shape_of(value)
+        return self.reshape(value, (1,) * (rank - len(shape)) + shape) if len(shape) < rank else value
+
+    def same_rank(self, *values: SSAValue) -> list[SSAValue]:
+        """`values` brought to the rank of the highest-ranked one."""
+        rank = max(len(shape_of(v)) for v in values)
+        return [self.with_rank(v, rank) for v in values]
+
+    def scalar(self, value: float, like: SSAValue) -> SSAValue:
+        """A one-element constant of `like`'s rank and element type, broadcastable against it."""
+        dtype = numpy_dtype(element_type_of(like))
+        return self.constant(np.full((1,) * len(shape_of(like)), value, dtype=dtype), like, "scalar")
+
+    def cast(self, value: SSAValue, element_type: Attribute) -> SSAValue:
+        """`value` converted to `element_type` (itself when it has it)."""
+        return value if element_type_of(value) == element_type else self.add(ane.CastOp(value, element_type), "cast")
+
+
+class RewriteBuilder(OpBuilder):
+    """For passes: inserts new ops before `anchor` (through `rewriter` inside a pattern), named after it;
+    constants go to the anchor's module store, named `"<name>#<what>"`."""
+
+    def __init__(self, anchor: Operation, rewriter: PatternRewriter | None = None, name: str | None = None):
+        self.anchor = anchor
+        self.rewriter = rewriter
+        self.name = name if name is not None else (name_of(anchor) if NAME_ATTR in anchor.attributes else None)
+        self.store = store_of(anchor)
+
+    def insert(self, op: OpT, suffix: str = "") -> OpT:
+        if self.name is not None and NAME_ATTR not in op.attributes and not isinstance(op, ane.ConstOp):
+            set_name(op, derived_name(self.name, suffix))
+        if self.rewriter is not None:
+            self.rewriter.insert(op, InsertPoint.before(self.anchor))
+        else:
+            Rewriter.insert_op(op, InsertPoint.before(self.anchor))
+        return op
+
+    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+        element_type = element_type_of(like) if like is not None else None
+        what = "c" if name is None or name in HELPER_CONSTANTS else name  # weight names reach the artifacts: kept as they were
+        return self.add(make_const(np.asarray(array), derived_name(self.name or "const", what), self.store, element_type))
+
+    def replace(self, *results: SSAValue | Operation) -> None:
+        """Replace the anchor op by `results` (ops not yet inserted are inserted and named first)."""
+        new = [self.add(r) if isinstance(r, Operation) else r for r in results]
+        if self.rewriter is not None:
+            self.rewriter.replace(self.anchor, [], new)
+        else:
+            Rewriter.replace_op(self.anchor, [], new)
+
+
+class AppendingBuilder(OpBuilder, ABC):
+    """For importers: collects the ops of one source node in `ops`, in order; the importer adds them
+    to its block when the node is done (or drops them when the node runs on the CPU instead)."""
+
+    def __init__(self, store: WeightStore):
+        self.store = store
+        self.ops: list[Operation] = []
+
+    def insert(self, op: OpT, suffix: str = "") -> OpT:
+        self.ops.append(op)
+        return op
