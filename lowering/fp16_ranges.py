@@ -39,7 +39,7 @@ from xdsl.ir import Block, Operation, SSAValue
 
 from anec.analysis import flops
 from anec.dialects import ane, host
-from anec.dialects.ane import shape_of, values
+from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import Fp16Flag
 from anec.errors import AnecError
 from anec.interpreter import entry_function, input_names, interpret
@@ -371,7 +371,7 @@ def mac_sum(op: Operation, ins: list[Interval]) -> Interval:
     if isinstance(op, ane.ConvBase):
         weight = constant_of(op.weight)
         groups = op.groups.value.data
-        padded = any(values(op.pads))
+        padded = any(as_tuple(op.pads))
         if weight is None:
             return _macs(ins[0], ins[1], int(np.prod(shape_of(op.weight)[1:])))
         if isinstance(op, ane.ConvTransposeOp):  # (C_in, C_out/g, taps) -> (C_out, C_in/g, taps)
@@ -467,8 +467,8 @@ def _reduce(op: Operation, ins: list[Interval]) -> list[Interval]:
 def _pool(op: Operation, ins: list[Interval]) -> list[Interval]:
     x = ins[0].along((0, 1))
     if isinstance(op, ane.L2PoolOp):
-        return [Interval(np.zeros_like(x.lo), x.magnitude * np.sqrt(int(np.prod(values(op.kernel)))))]
-    if isinstance(op, ane.AvgPoolOp) and any(values(op.pads)) and op.count_include_pad.value.data:
+        return [Interval(np.zeros_like(x.lo), x.magnitude * np.sqrt(int(np.prod(as_tuple(op.kernel)))))]
+    if isinstance(op, ane.AvgPoolOp) and any(as_tuple(op.pads)) and op.count_include_pad.value.data:
         x = Interval(np.minimum(x.lo, 0.0), np.maximum(x.hi, 0.0))
     return [x]
 
@@ -488,7 +488,7 @@ def _normalized(op: Operation, ins: list[Interval]) -> list[Interval]:
 
 @rule(ane.TransposeOp)
 def _transpose(op: Operation, ins: list[Interval]) -> list[Interval]:
-    perm = values(op.perm)  # type: ignore[attr-defined]
+    perm = as_tuple(op.perm)  # type: ignore[attr-defined]
     return [Interval(ins[0].lo.transpose(perm), ins[0].hi.transpose(perm))]
 
 
