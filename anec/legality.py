@@ -93,7 +93,7 @@ def _tensors(op: Operation) -> list[SSAValue]:
 
 
 def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
-    et = value.type.element_type  # type: ignore[union-attr]
+    et = ane.element_type_of(value)
     if isinstance(et, _FP):
         return True
     if isinstance(et, IntegerType) and et.width.data == 1:
@@ -394,7 +394,7 @@ def transpose_extent(op: ane.TransposeOp, t: Target) -> str | None:
 @_rule("cast-types", "keep integer casts on the CPU",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): the engines convert only between fp16 and fp32 at the DMA")
 def cast_types(op: ane.CastOp, t: Target) -> str | None:
-    return None if all(isinstance(v.type.element_type, _FP) for v in (op.input, op.result)) else "the ANE casts only between fp16 and fp32"  # type: ignore[union-attr]
+    return None if all(isinstance(ane.element_type_of(v), _FP) for v in (op.input, op.result)) else "the ANE casts only between fp16 and fp32"
 
 
 @_rule("sin-cos", "target M3 or later, or precompute the table",

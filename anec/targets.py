@@ -12,6 +12,7 @@ repository: "guide" is sbryngelson/ane-guide (edition v2), "eco" the ecosystem n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Generic, Literal, TypeVar
 
@@ -130,6 +131,13 @@ class Performance:
     cliff_slowdown: Fact[float] = measured(2.5, "guide §2: a matmul chain whose activation passes the 2 MB cliff fell from 12 to 4.8 TFLOP/s")
     host_flops_per_s: Fact[float] = decompiled(20e9, "guide §6: Core ML's segmenter anchors the CPU at 20 GFLOP/s")
     host_bytes_per_s: Fact[float] = decompiled(10e9, "guide §6: Core ML's segmenter anchors the CPU at 10 GB/s")
+
+    def with_fitted(self, facts: Mapping[str, Fact[float]]) -> Performance:
+        """These figures with fitted values of some `FIT_PARAMETERS` (all `Fact[float]`) in place."""
+        unknown = sorted(set(facts) - set(FIT_PARAMETERS))
+        if unknown:
+            raise ValueError(f"not fitted parameters of the timing model: {', '.join(unknown)}")
+        return replace(self, **facts)  # type: ignore[arg-type]  # mypy checks each value against every field, even the Fact[int] ones no FIT_PARAMETER names
 
 
 Capability = Literal[
@@ -255,9 +263,9 @@ FIT_SOURCES: dict[str, str] = {
 def _fitted(published: Performance, arch: str) -> Performance:
     """A measured generation's performance: the published figures with the fitted parameters."""
     why = f"fitted to {FIT_SOURCES[arch]} by benchmarks/timing_calibration.py --fit"
-    perf = replace(published, **{name: measured(value, why, note=f"published: {getattr(published, name).value:.4g} "
-                                                 f"({getattr(published, name).source})")
-                                 for name, value in FITTED[arch].items()})
+    perf = published.with_fitted({name: measured(value, why, note=f"published: {getattr(published, name).value:.4g} "
+                                                               f"({getattr(published, name).source})")
+                                  for name, value in FITTED[arch].items()})
     stream = max(perf.weight_stream_bytes_per_s.value, perf.activation_bytes_per_s.value)
     if stream > perf.dram_bytes_per_s.value:  # a roof below a stream the chip sustains is no roof
         perf = replace(perf, dram_bytes_per_s=measured(stream, f"the fitted weight stream ({why})",
