@@ -305,8 +305,8 @@ def with_values_returned(module: ModuleOp, indices: Sequence[int]) -> tuple[Modu
             continue
         results = _extend_segment(segment, new)
         for value, result in zip(new, results):
-            name = f"{string_attr(value.owner, NAME_ATTR)}@{len(names)}"  # type: ignore[arg-type]
-            names[name] = value.owner  # type: ignore[assignment]
+            name = f"{string_attr(value.owner, NAME_ATTR)}@{len(names)}"
+            names[name] = value.owner
             extra.append(result)
     ret = fn.body.block.last_op
     assert isinstance(ret, func.ReturnOp)

@@ -80,7 +80,7 @@ def _one_plus(value: SSAValue, cls: type[ane.UnaryOp]) -> SSAValue | None:
 def _scaled(value: SSAValue) -> tuple[float, SSAValue] | None:
     """If `value` is `x * c` or `x / c` with a scalar constant c, (the factor, x)."""
     if (div := _owner(value, ane.DivOp)) is not None and (c := scalar_of(div.rhs)) not in (None, 0.0):
-        return 1.0 / c, div.lhs  # type: ignore[operator]
+        return 1.0 / c, div.lhs
     coefficient, rest = _split_scalar(product_factors(value))
     return (coefficient, rest[0]) if len(rest) == 1 and coefficient != 1.0 else None
 

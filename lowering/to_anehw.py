@@ -75,7 +75,7 @@ def dims(value: SSAValue) -> Shape:
 
 def std_axes(rank: int) -> AxisMap:
     """Right-aligned placement of a rank-r tensor on [N, D, C, H, W] (the guide's rule)."""
-    return (*([None] * (5 - rank)), *range(rank))  # type: ignore[return-value]
+    return (*([None] * (5 - rank)), *range(rank))
 
 
 def spatial_axes(rank: int) -> AxisMap:

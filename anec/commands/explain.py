@@ -190,7 +190,7 @@ def explain(model, target) -> list[str]:
         lines.append(f"  {kind} {name_of(op)}: {_signature(op)}")
         if not verdict:
             reason = op.attributes.get(REASON_ATTR)
-            lines.append(f"    CPU — {reason.data if reason is not None else verdict.reason}  [rule {verdict.rule}]")  # type: ignore[union-attr]
+            lines.append(f"    CPU — {reason.data if reason is not None else verdict.reason}  [rule {verdict.rule}]")
             if verdict.hint:
                 lines.append(f"    what would let it: {verdict.hint}")
             others = [t.name for t in TARGETS if t is not target and legality(op, t)]

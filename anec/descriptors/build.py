@@ -64,7 +64,7 @@ def program_of(op: anehw.ProgramOp, store: WeightStore, name: str, with_weights:
             raise AnecError("anehw.program has unplaced buffers", hint="run plan-memory before emitting descriptors")
         first, last = b.live.get_values() if b.live is not None else (0, 0)
         buffers.append(Buffer(b.slot.value.data, b.role.data, b.port.value.data if b.port is not None else 0,  # type: ignore[arg-type]
-                              b.offset.value.data, b.size.value.data, b.dims, buffer_strides(b.dims, align), first, last))  # type: ignore[arg-type]
+                              b.offset.value.data, b.size.value.data, b.dims, buffer_strides(b.dims, align), first, last))
     weights = weight_section(op, store) if with_weights else b""
     size = weight_section_size(op)
     if size:

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from anec.isa.fields import GROUP_NAMES, FieldTable, table_for
 from anec.isa.tasks import LUT_WORDS, NORMS, Coeff, Kind
 
@@ -268,7 +270,7 @@ class AnecFile:
     arch: str
     programs: list[Program]
     graph: str                                   # textual IR: func.func with anehw.call and host ops
-    host_weights: dict[str, object] = field(default_factory=dict)   # name -> numpy array
+    host_weights: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""                             # the model file it was compiled from (informational)
     module: object = field(default=None, compare=False, repr=False)
     """The parsed graph (a ModuleOp with the host weights attached), set by the decoder."""

@@ -42,7 +42,7 @@ class SimulatorRun(Run):
         if machine is None:
             machine = self.file.machines[index] = Machine.for_program(self.file.programs[index])
         outs = machine.run(inputs)
-        return [y.reshape(ane.shape_of(r)).astype(numpy_dtype(r.type.element_type)) for y, r in zip(outs, op.outputs)]  # type: ignore[attr-defined]
+        return [y.reshape(ane.shape_of(r)).astype(numpy_dtype(r.type.element_type)) for y, r in zip(outs, op.outputs)]
 
 
 def run_file(file: AnecFile, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray], run: SimulatorRun | None = None) -> dict[str, np.ndarray]:
