@@ -17,6 +17,8 @@ from anec.errors import AnecError
 from anec.targets import get_target
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from anec.report import OpRecord, Report
     from anec.targets import Target
 
@@ -162,7 +164,8 @@ class StageProgress:
         self.progress = (Progress(SpinnerColumn(), TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(),
                                   console=console, transient=True)
                          if enabled and console.is_terminal else None)
-        self.stages, self.started, self.task = stages, 0, None
+        self.stages, self.started = stages, 0
+        self.task: TaskID | None = None
 
     def __enter__(self) -> StageProgress:
         if self.progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,9 +86,14 @@ def load_program(path: Path, target: str | None) -> AnecFile:
 
 
 def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """An `.npz` of `outputs` by name, written as `np.savez` writes one; not through `np.savez`, which
+    would take an output named `file` or `allow_pickle` for its own argument."""
     tmp = path.with_name(f".{path.name}.tmp.npz")
     try:
-        np.savez(tmp, **outputs)
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for name, array in outputs.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
