@@ -274,7 +274,7 @@ def sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, s
 # ------------------------------------------------------------------------------------------------
 
 
-def window_reduce(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float | np.generic,
+def window_reduce(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float | np.generic | np.ndarray,
                    combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Combine the taps of every window of the padded input, one strided slice per tap (no window copies)."""
     if x.ndim == 3:

@@ -15,14 +15,14 @@ at 2^15. This pass
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import Float32Type, FloatAttr, ModuleOp, f16, f32, f64
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue, Use
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.transforms.dead_code_elimination import dce
@@ -115,8 +115,8 @@ def subtract_maxima(block: Block) -> None:
             softmax = emit.op(ane.SoftmaxOp(x, axis))
             fix(softmax, "softmax written as exp(x)/sum(exp(x)) overflows fp16 above x = 11; computed with max subtraction")
             emit.replace(softmax.result)
-        elif (found := _unsubtracted_logsumexp(op)) is not None:
-            x, axes = found
+        elif (found_lse := _unsubtracted_logsumexp(op)) is not None:
+            x, axes = found_lse
             emit = Emitter(op)
             peak = emit(ane.ReduceMaxOp(x, axes), "max")
             total = emit(ane.ReduceSumOp(emit(ane.ExpOp(emit(ane.SubOp(x, peak), "shift")), "exp"), axes), "sum")
@@ -220,7 +220,7 @@ def sample_inputs(module: ModuleOp, given: Any, synthesize: bool) -> Sequence[np
     rng = np.random.default_rng(0)
     out = []
     for arg in entry_function(module).args:
-        dtype = numpy_dtype(arg.type.element_type)  # type: ignore[union-attr]
+        dtype = numpy_dtype(ane.element_type_of(arg))
         shape = shape_of(arg)
         out.append(rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype))
     return out
@@ -239,8 +239,8 @@ def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
     interpret(module, inputs, precision="f32", segments="f32", observe=observe)
     fp16_max, mac_limit = target.numerics.fp16_max.value, target.numerics.mac_saturation.value
     fn = entry_function(module)
-    arg_peaks = {arg: float(np.abs(np.asarray(x, np.float64)).max(initial=0.0)) for arg, x in _bound(module, inputs)}
-    names = dict(zip(fn.args, input_names(fn)))
+    arg_peaks: dict[SSAValue, float] = {arg: float(np.abs(np.asarray(x, np.float64)).max(initial=0.0)) for arg, x in _bound(module, inputs)}
+    names: dict[SSAValue, str] = dict(zip(fn.args, input_names(fn)))
     for segment in segments(module):
         for outer, inner in zip(segment.inputs, segment.body.block.args):
             owner = outer.owner
@@ -280,15 +280,20 @@ def _is_f32(value: SSAValue) -> bool:
     return isinstance(getattr(value.type, "element_type", None), Float32Type)
 
 
+def _not_used_by(op: Operation) -> Callable[[Use], bool]:
+    return lambda use: use.operation is not op
+
+
 def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
     """Retype the segment's body to f16; cast its f32 inputs and results at the edges."""
     block = segment.body.block
     first = block.first_op
+    assert first is not None, "a verified ane.segment ends with ane.yield"
     for arg, outer in zip(block.args, segment.inputs):
         if _is_f32(arg) and arg.uses:
             cast = ane.CastOp(arg, f16)
             Emitter(first, name=f"{name_of(outer.owner) if isinstance(outer.owner, Operation) else 'input'}#to_f16").op(cast)
-            arg.replace_uses_with_if(cast.result, lambda use, c=cast: use.operation is not c)
+            arg.replace_uses_with_if(cast.result, _not_used_by(cast))
     for op in list(block.ops):
         if isinstance(op, ane.ConstOp) and _is_f32(op.result):
             _const_to_f16(op, converted)

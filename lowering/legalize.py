@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import SSAValue
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -192,12 +192,14 @@ class RaiseLayerNorm(RewritePattern):
         if not is_square:
             return
         shape = shape_of(x)
-        result, scale, bias = divide.result, np.ones(shape[axis], np.float32), np.zeros(shape[axis], np.float32)
+        result: SSAValue = divide.result
+        scale, bias = np.ones(shape[axis], np.float32), np.zeros(shape[axis], np.float32)
         if (scaled := _affine(result, ane.MulOp, shape, axis)) is not None:
             result, scale = scaled
         if (shifted_out := _affine(result, ane.AddOp, shape, axis)) is not None:
             result, bias = shifted_out
         last = result.owner
+        assert isinstance(last, Operation), "the division and _affine's matches are op results"
         emit = Emitter(last, rewriter)
         norm = ane.LayerNormOp(x, emit.const(scale, x), emit.const(bias, x), axes=[axis], epsilon=float(eps))
         emit.replace(norm)

@@ -546,9 +546,8 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
         return None
     if max(values(op.strides)) > target.limits.max_stride.value:
         return strided_conv(op, target)  # space-to-depth shrinks the kernel first
-    limits = (target.limits.max_kernel_height.value, target.limits.max_kernel_width_fp16.value)
     k = len(shape_of(op.input)) - 2
-    limits = limits[2 - k:]
+    limits = (target.limits.max_kernel_height.value, target.limits.max_kernel_width_fp16.value)[2 - k:]
     p = Pieces(op)
     x = _explicit_pad(op, p, 0.0)
     out = shape_of(op.result)[2:]
@@ -641,19 +640,21 @@ def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
     x = _explicit_pad(op, p, 0.0)
     axis = 2 + i
     out = shape_of(op.result)
-    props = {"strides": [1 if j == i else v for j, v in enumerate(strides)], "pads": [0] * (2 * len(strides)),
-             "dilations": [1 if j == i else v for j, v in enumerate(dilations)]}
+    strides_1 = [1 if j == i else v for j, v in enumerate(strides)]
+    pads_0 = [0] * (2 * len(strides))
+    dilations_1 = [1 if j == i else v for j, v in enumerate(dilations)]
     taps = [p.slice(x, axis, t * d, t * d + (out[axis] - 1) * s + 1, s) for t in range(k)]
     weight = constant_of(op.weight)
     if weight is not None and op.groups.value.data == 1 and k * weight.shape[1] <= PHASE_CHANNELS:
         phases = taps[0] if k == 1 else p(ane.ConcatOp(taps, 1))
         folded = np.moveaxis(weight, axis, 1)  # [Cout, k, C, other kernel axes]
         folded = np.expand_dims(folded.reshape(weight.shape[0], k * weight.shape[1], *folded.shape[3:]), axis)
-        return p.replace(p(_with(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out, **props)))
+        return p.replace(p(_with(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out,
+                                    strides=strides_1, pads=pads_0, dilations=dilations_1)))
     total: SSAValue | None = None
     for t, window in enumerate(taps):
-        bias = [op.bias] if op.bias is not None and total is None else []
-        part = ane.ConvOp(window, p.slice(op.weight, axis, t, t + 1), *bias, groups=op.groups.value.data, **props)
+        part = ane.ConvOp(window, p.slice(op.weight, axis, t, t + 1), op.bias if total is None else None,
+                          groups=op.groups.value.data, strides=strides_1, pads=pads_0, dilations=dilations_1)
         value = p(part)
         total = value if total is None else p(ane.AddOp(total, value))
     assert total is not None
@@ -709,8 +710,10 @@ def chain_pads(op: Operation, target: Target) -> list[Operation] | None:
 def cascade_pool(op: Operation, target: Target) -> list[Operation] | None:
     """Max pool: a k-window is a k1-window (stride 1) then a (k - k1 + 1)-window. Average pool
     (no excluded padding): a weighted sum of pools over blocks of the window at their offsets."""
+    if not isinstance(op, ane.PoolOp):
+        return None
     limit = target.limits.max_pool_window.value
-    kernel, strides = values(op.kernel), values(op.strides)  # type: ignore[attr-defined]
+    kernel, strides = values(op.kernel), values(op.strides)
     k = len(kernel)
     p = Pieces(op)
     if isinstance(op, ane.MaxPoolOp):

@@ -282,7 +282,8 @@ class SegmentLowering:
         axes = std_axes(len(out.shape))
         ext = extents(out.shape, axes)
         groups, coeffs = self.activation_fields(name, params)
-        self.task(Kind.NEURON, ext, ext, src1=x.view(axes, ext), dst=out.view(axes, ext), coeffs=coeffs, **groups)
+        self.task(Kind.NEURON, ext, ext, src1=x.view(axes, ext), dst=out.view(axes, ext), coeffs=coeffs,
+                  kernel_dma=groups.get("kernel_dma", {}), planar=groups.get("planar", {}))
 
     def activation_fields(self, name: str | None, params: Sequence[float]) -> tuple[dict[str, dict[str, int]], dict[str, str | None]]:
         """Neuron code, fp16 parameters and (optionally) a PWL table for an activation."""
@@ -696,7 +697,7 @@ def _block(L: SegmentLowering, op: ane.BlockOp) -> None:
     x, out = L.tensor(op.input), L.result(op.result)
     axes = spatial_axes(4)
     to_space = isinstance(op, ane.DepthToSpaceOp)
-    mode = ("DCR", "CRD").index(op.mode.data) if to_space else 0
+    mode = ("DCR", "CRD").index(op.mode.data) if isinstance(op, ane.DepthToSpaceOp) else 0
     L.task(Kind.DEPTH_TO_SPACE if to_space else Kind.SPACE_TO_DEPTH, extents(x.shape, axes), extents(out.shape, axes),
            src1=x.view(axes, extents(x.shape, axes)), dst=out.view(axes, extents(out.shape, axes)),
            kernel_dma={"Mode": mode}, planar={"BlockSize": op.block_size.value.data})
