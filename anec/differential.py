@@ -108,7 +108,7 @@ def sample_inputs(module: ModuleOp, seed: int = 0) -> Values:
     fn = entry_function(module)
     out: Values = {}
     for name, arg in zip(input_names(fn), fn.args):
-        dtype = numpy_dtype(arg.type.element_type)  # type: ignore[attr-defined]
+        dtype = numpy_dtype(ane.element_type_of(arg))
         shape = ane.shape_of(arg)
         if dtype.kind == "f":
             out[name] = rng.standard_normal(shape).astype(dtype)

@@ -19,7 +19,7 @@ from xdsl.ir import Operation, SSAValue
 from anec.analysis import engine_tensors, largest_operand_bytes, weight_bytes
 from anec.dialects import ane, host
 from anec.dialects.ane import shape_of, values
-from anec.targets import Target
+from anec.targets import Fact, Target
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,14 @@ def _conv_kernel(op: ane.ConvBase) -> tuple[int, int]:
 # Rules
 # ------------------------------------------------------------------------------------------------
 
+def _no_ane_equivalent(op: Operation, t: Target) -> str:
+    assert isinstance(op, host.HostOp), "rules_for gives this rule to host ops only"
+    return f"{op.op_name.data} has no ANE equivalent, so it runs on the CPU"
+
+
 NO_ANE_EQUIVALENT = Rule(
     "no-ane-op",
-    lambda op, t: f"{op.op_name.data} has no ANE equivalent, so it runs on the CPU",  # type: ignore[attr-defined]
+    _no_ane_equivalent,
     hint="rewrite the model to avoid it, or accept a CPU segment",
     source="guide §4 (ane-hardware.md, operation support): ops with no path on any generation, and ops anec maps to no ane op",
 )
@@ -441,7 +446,8 @@ def basis_values(rule: Rule, target: Target) -> dict[str, object]:
         fact: object = target
         for part in name.split("."):
             fact = getattr(fact, part)
-        out[name] = fact.value  # type: ignore[attr-defined]
+        assert isinstance(fact, Fact), f"{rule.name}: basis {name} names no fact of the target"
+        out[name] = fact.value
     return out
 
 

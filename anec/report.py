@@ -70,6 +70,11 @@ class Report:
     segments: int
     stats: dict[str, object] = field(default_factory=dict)
     """Figures the pipeline gathered: padding bytes before/after layout, pass timings, …"""
+
+    def ran(self, pass_name: str) -> bool:
+        """Whether the pipeline that produced this report ran `pass_name` (it timed every pass it ran)."""
+        seconds = self.stats.get("pass_seconds")
+        return isinstance(seconds, dict) and pass_name in seconds
     predicted_latency_s: float | None = None
 
     @property

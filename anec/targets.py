@@ -13,7 +13,7 @@ repository: "guide" is sbryngelson/ane-guide (edition v2), "eco" the ecosystem n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Generic, Literal, TypeVar
 
 from anec.errors import AnecError
@@ -195,7 +195,8 @@ class Target:
 def facts(record: object, prefix: str = "") -> list[tuple[str, Fact]]:
     """Every fact of a record and its sub-records, as (dotted name, fact), for tables and docs."""
     out: list[tuple[str, Fact]] = []
-    for f in fields(record):  # type: ignore[arg-type]
+    assert is_dataclass(record), f"{type(record).__name__} is not a record of facts"
+    for f in fields(record):
         value = getattr(record, f.name)
         if isinstance(value, Fact):
             out.append((prefix + f.name, value))

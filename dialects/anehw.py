@@ -147,6 +147,11 @@ class BufferOp(IRDLOperation):
     def dims(self) -> tuple[int, ...]:
         return self.shape.get_values()
 
+    def port_index(self) -> int:
+        """An input's or output's port (`verify_` makes sure they have one)."""
+        assert self.port is not None, f"anehw.buffer @{self.sym_name.data} ({self.role.data}) has no port"
+        return self.port.value.data
+
     def verify_(self) -> None:
         if self.role.data not in ROLES:
             raise VerifyException(f"anehw.buffer: role must be one of {ROLES}")
@@ -179,6 +184,12 @@ class WeightOp(IRDLOperation):
     @property
     def dims(self) -> tuple[int, ...]:
         return self.shape.get_values()
+
+    def placement(self) -> tuple[int, int]:
+        """(offset, size) in the weight section, which `plan-memory` sets."""
+        if self.offset is None or self.size is None:
+            raise AnecError(f"anehw.weight @{self.sym_name.data} is unplaced", hint="run plan-memory before emitting descriptors")
+        return self.offset.value.data, self.size.value.data
 
     def verify_(self) -> None:
         if self.layout.data not in LAYOUTS:

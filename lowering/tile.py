@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 
@@ -72,7 +73,7 @@ class Pieces:
         self.emit = Emitter(op, name=self.origin)
         self.created: list[Operation] = []
         notes = {k: op.attributes[k] for k in (FP16_WARNINGS_ATTR, FP16_FIXES_ATTR) if k in op.attributes}
-        self.notes: dict[str, ArrayAttr] = notes  # type: ignore[assignment]
+        self.notes: dict[str, Attribute] = notes
 
     def __call__(self, new: Operation) -> SSAValue:
         if not isinstance(new, ane.ConstOp):
@@ -349,20 +350,22 @@ def _resize_piece(op: ane.ResizeOp, axis: int, lo: int, hi: int, p: Pieces) -> O
     return p.slice_op(resized, axis, lo - first * s, hi - first * s)
 
 
-PieceBuilder = Callable[[Operation, int, int, int, Pieces], Operation | None]
+PieceBuilder = Callable[[Any, int, int, int, Pieces], Operation | None]
+"""Builds the piece of an op over [lo, hi) of an axis. Its first parameter is the op class `PIECES` keys
+it by (a table cannot type that per entry, hence Any)."""
 
 PIECES: dict[type[Operation], PieceBuilder] = {
-    ane.ConvOp: _conv_piece,  # type: ignore[dict-item]
-    ane.ConvTransposeOp: _conv_transpose_piece,  # type: ignore[dict-item]
-    ane.PoolOp: _pool_piece,  # type: ignore[dict-item]
-    ane.MatmulOp: _matmul_piece,  # type: ignore[dict-item]
-    ane.TransposeOp: _transpose_piece,  # type: ignore[dict-item]
-    ane.SliceOp: _slice_piece,  # type: ignore[dict-item]
-    ane.ConcatOp: _concat_piece,  # type: ignore[dict-item]
-    ane.ReshapeOp: _reshape_piece,  # type: ignore[dict-item]
-    ane.PadOp: _pad_piece,  # type: ignore[dict-item]
-    ane.ResizeOp: _resize_piece,  # type: ignore[dict-item]
-    ane.TileOp: _tile_piece,  # type: ignore[dict-item]
+    ane.ConvOp: _conv_piece,
+    ane.ConvTransposeOp: _conv_transpose_piece,
+    ane.PoolOp: _pool_piece,
+    ane.MatmulOp: _matmul_piece,
+    ane.TransposeOp: _transpose_piece,
+    ane.SliceOp: _slice_piece,
+    ane.ConcatOp: _concat_piece,
+    ane.ReshapeOp: _reshape_piece,
+    ane.PadOp: _pad_piece,
+    ane.ResizeOp: _resize_piece,
+    ane.TileOp: _tile_piece,
     ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
     ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
     ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,
@@ -794,7 +797,8 @@ def tile_ops(ops: list[Operation], target: Target, max_steps: int) -> None:
         verdict = legality(op, target, strict=True)
         if verdict.ok or not verdict.tileable:
             continue
-        created = TILERS[verdict.violated](op, target)  # type: ignore[index]
+        assert verdict.violated is not None, "a failing verdict names the rule it violates"
+        created = TILERS[verdict.violated](op, target)
         if created:
             steps += 1
             if steps > max_steps:

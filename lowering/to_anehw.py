@@ -84,7 +84,8 @@ def spatial_axes(rank: int) -> AxisMap:
 
 
 def extents(shape: Shape, axes: AxisMap) -> Extents:
-    return tuple(1 if a is None else shape[a] for a in axes)  # type: ignore[return-value]
+    n, d, c, h, w = (1 if a is None else shape[a] for a in axes)
+    return n, d, c, h, w
 
 
 @dataclass(frozen=True)
@@ -552,10 +553,11 @@ def _norm(L: SegmentLowering, op: Operation, mode: str, axes_of_x: Sequence[int]
            kernel_dma={"Mode": NORMS.index(mode)}, planar={"AxisMask": mask, "Epsilon": f32_bits(epsilon)},
            common={"NumGroups": num_groups})
     if not affine_on_ane:
+        assert scale is not None, "an affine norm has a scale and a bias; l2 has neither"
         affine_axes = set(axes_of_x) if mode == "layer" else {1}
         affine_shape = tuple(d if i in affine_axes else 1 for i, d in enumerate(shape))
         scaled = L.buffer(shape) if bias is not None else result()
-        L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)  # type: ignore[arg-type]
+        L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)
         out = scaled
         if bias is not None:
             out = result()

@@ -23,6 +23,14 @@ from anec.isa.tasks import LUT_WORDS, NORMS, Coeff, Kind
 Role = Literal["weights", "input", "output", "intermediate"]
 ROLES: tuple[Role, ...] = ("weights", "input", "output", "intermediate")
 
+
+def role_named(name: str) -> Role:
+    """The buffer role called `name`."""
+    for role in ROLES:
+        if role == name:
+            return role
+    raise ValueError(f"no buffer role {name!r}; roles are {', '.join(ROLES)}")
+
 COMMAND_SLOT, WEIGHT_SLOT, ARENA_SLOT, FIRST_IO_SLOT, SLOTS = 0, 1, 2, 4, 32
 """The BAR-slot convention (eco (c), eiln): 0 the TD stream, 1 weights, 2-3 intermediates, then
 outputs, then inputs; 32 slots."""

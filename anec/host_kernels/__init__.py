@@ -61,7 +61,7 @@ def python_value(attr: Attribute) -> object:
     raise AnecError(f"host-op attribute {attr} has no Python equivalent")
 
 
-_ONNX_CACHE: weakref.WeakKeyDictionary[HostOp, object] = weakref.WeakKeyDictionary()
+_ONNX_CACHE: weakref.WeakKeyDictionary[HostOp, ReferenceEvaluator] = weakref.WeakKeyDictionary()
 
 
 def _slots(op: HostOp, key: str, count: int) -> list[int]:
@@ -80,7 +80,7 @@ def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
         explicit = len(inputs) - len(captured)
         feeds = {f"in{i}": x for i, x in zip(_slots(op, ARG_SLOTS_ATTR, explicit), inputs)}
         feeds.update(zip(captured, inputs[explicit:]))
-        return list(evaluator.run(None, feeds))  # type: ignore[attr-defined]
+        return list(evaluator.run(None, feeds))
     except AnecError:
         raise
     except Exception as e:  # onnx raises many types for an op it cannot build or run
@@ -93,7 +93,7 @@ def _captured(op: HostOp) -> list[str]:
     return [a.data for a in attr.data if isinstance(a, StringAttr)] if isinstance(attr, ArrayAttr) else []
 
 
-def _onnx_evaluator(op: HostOp) -> object:
+def _onnx_evaluator(op: HostOp) -> ReferenceEvaluator:
     import onnx
     from onnx import helper
 

@@ -31,7 +31,8 @@ class SimulatorRun(Run):
     """The interpreter's executor plus `anehw.call`: a program of the file on the simulator."""
 
     def __init__(self, file: AnecFile):
-        super().__init__(store_of(file.module), "f32", "f16")  # type: ignore[arg-type]
+        assert file.module is not None, "read_file parses the file's graph"
+        super().__init__(store_of(file.module), "f32", "f16")
         self.file = file
 
     def execute(self, op: Operation, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -172,9 +172,10 @@ class Machine:
     def constant(self, task: Task, view: View) -> np.ndarray:
         """A MAC operand read from the weight section (a constant right-hand side), converted once."""
         key = (id(task), -2)
-        if key not in self._coefficients:
-            self._coefficients[key] = self.load_mac(view, task.get("tile_src", "Src2PixelOffset"))
-        return self._coefficients[key]  # type: ignore[return-value]
+        operand = self._coefficients.get(key)
+        if operand is None:
+            operand = self._coefficients[key] = self.load_mac(view, task.get("tile_src", "Src2PixelOffset"))
+        return operand
 
     def kernel(self, task: Task) -> np.ndarray | None:
         """The kernel coefficient stream as a MAC operand (flushed once per machine)."""
