@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from xdsl.ir import SSAValue
@@ -91,7 +92,12 @@ class Step:
         rhs = self.b.constant(np.ascontiguousarray(r.T), "recurrence")
         return self.b.emit(ane.MatmulOp(h, rhs, None if bias is None else self.b.constant(bias, "recurrent_bias")))
 
+    @overload
+    def add(self, first: SSAValue, /, *rest: SSAValue | None) -> SSAValue: ...
+    @overload
+    def add(self, *vals: SSAValue | None) -> SSAValue | None: ...
     def add(self, *vals: SSAValue | None) -> SSAValue | None:
+        """The sum of the values present; None when none is."""
         present = [v for v in vals if v is not None]
         if not present:
             return None
@@ -168,7 +174,7 @@ def _bound(fn: Family, alpha: float, beta: float, b: GraphBuilder, x: SSAValue) 
                                      ane.TanhOp, ane.ConcatOp, ane.ReshapeOp, ane.ClampOp, ane.ReluOp, ane.SoftplusOp, ane.AbsOp,
                                      ane.DivOp, ane.LeakyReluOp, ane.EluOp, ane.HardsigmoidOp, ane.GreaterOp, ane.SelectOp],
           note="unrolled over a static sequence; constant weights, full-length sequences")
-def recurrent(node: Node, b: GraphBuilder) -> list[Value]:
+def recurrent(node: Node, b: GraphBuilder) -> list[Value | None]:
     kind = node.op_type
     x = b.value(node.input(0))
     dtype = b.dtype(node.input(0))
@@ -207,27 +213,28 @@ def recurrent(node: Node, b: GraphBuilder) -> list[Value]:
         proj = b.reshape(proj, (seq, batch, gates * hidden) if layout == 0 else (batch, seq, gates * hidden))
         h = _state(node, b, 5, d, layout, batch, hidden)
         c = _state(node, b, 6, d, layout, batch, hidden) if kind == "LSTM" else None
-        outs: list[SSAValue | None] = [None] * seq
+        outs: dict[int, SSAValue] = {}
         reverse = direction == "reverse" or d == 1
         for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
             lo, hi = [0, 0, 0], [*shape_of(proj)]
             lo[time_axis], hi[time_axis] = t, t + 1
             xt = b.reshape(b.emit(ane.SliceOp(proj, lo, hi)), (batch, gates * hidden))
             if kind == "RNN":
-                h = step.act(0, step.add(xt, step.project(h, r[d])))  # type: ignore[arg-type]
+                h = step.act(0, step.add(xt, step.project(h, r[d])))
             elif kind == "GRU":
                 h = _gru_step(step, xt, h, r[d], rb[2 * hidden:] if lbr else None, lbr)
             else:
                 h, c = _lstm_step(step, xt, h, c, r[d], None if peep is None else peep[d], bool(node.attr("input_forget", 0)))
             outs[t] = h
-        ys.append(outs)  # type: ignore[arg-type]
-        finals.append((h, c))  # type: ignore[arg-type]
+        ys.append([outs[t] for t in range(seq)])
+        assert h is not None, "a sequence has at least one step"
+        finals.append((h, c))
     return _outputs(node, b, ys, finals, layout, batch, hidden)
 
 
 def _lstm_step(s: Step, xt: SSAValue, h: SSAValue | None, c: SSAValue | None, r: np.ndarray, peep: np.ndarray | None,
                coupled: bool) -> tuple[SSAValue, SSAValue]:
-    i, o, f, g = s.split(s.add(xt, s.project(h, r)), 4)  # type: ignore[arg-type]
+    i, o, f, g = s.split(s.add(xt, s.project(h, r)), 4)
     p = [None] * 3 if peep is None else [s.b.constant(peep[k * s.hidden:(k + 1) * s.hidden].reshape(1, -1), "peephole") for k in range(3)]
     if p[0] is not None and c is not None:
         i = s.b.emit(ane.AddOp(i, s.b.emit(ane.MulOp(c, p[0]))))
@@ -248,20 +255,20 @@ def _lstm_step(s: Step, xt: SSAValue, h: SSAValue | None, c: SSAValue | None, r:
 def _gru_step(s: Step, xt: SSAValue, h: SSAValue | None, r: np.ndarray, rbh: np.ndarray | None, lbr: bool) -> SSAValue:
     hidden = s.hidden
     x_zr, x_h = emit_all(s.b, ane.SplitOp(xt, 1, [2 * hidden, hidden]))
-    z, reset = s.split(s.add(x_zr, s.project(h, r[:2 * hidden])), 2)  # type: ignore[arg-type]
+    z, reset = s.split(s.add(x_zr, s.project(h, r[:2 * hidden])), 2)
     z, reset = s.act(0, z), s.act(0, reset)
     if lbr:
         recurrent = s.mul(reset, s.project(h, r[2 * hidden:], rbh))
     else:
         recurrent = s.project(s.mul(reset, h), r[2 * hidden:])
-    candidate = s.act(1, s.add(x_h, recurrent))  # type: ignore[arg-type]
+    candidate = s.act(1, s.add(x_h, recurrent))
     if h is None:  # (1 - z) * candidate
         return s.b.emit(ane.SubOp(candidate, s.b.emit(ane.MulOp(z, candidate))))
     return s.b.emit(ane.AddOp(candidate, s.b.emit(ane.MulOp(z, s.b.emit(ane.SubOp(h, candidate))))))
 
 
 def _outputs(node: Node, b: GraphBuilder, ys: Sequence[Sequence[SSAValue]], finals: Sequence[tuple[SSAValue, SSAValue | None]],
-             layout: int, batch: int, hidden: int) -> list[Value]:
+             layout: int, batch: int, hidden: int) -> list[Value | None]:
     """Y ([seq, dirs, batch, H] or [batch, seq, dirs, H]), Y_h and Y_c ([dirs, batch, H] or [batch, dirs, H])."""
     def concat(vals: Sequence[SSAValue], axis: int) -> SSAValue:
         return vals[0] if len(vals) == 1 else b.emit(ane.ConcatOp(list(vals), axis))
@@ -275,6 +282,7 @@ def _outputs(node: Node, b: GraphBuilder, ys: Sequence[Sequence[SSAValue]], fina
     state_shape = (1, batch, hidden) if layout == 0 else (batch, 1, hidden)
     for k in (0, 1):
         if wanted[k + 1]:
-            states = [f[k] for f in finals]
-            results[k + 1] = concat([b.reshape(s, state_shape) for s in states], 0 if layout == 0 else 1)  # type: ignore[arg-type]
-    return results  # type: ignore[return-value]
+            states = [state for f in finals if (state := f[k]) is not None]
+            assert len(states) == len(finals), "Y_c is an LSTM's output, and an LSTM has a cell state"
+            results[k + 1] = concat([b.reshape(s, state_shape) for s in states], 0 if layout == 0 else 1)
+    return results
