@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.typecheck import ROOT, build_tree, map_report, run_mypy
 
 PROBE = '''\
@@ -38,9 +40,14 @@ def test_reported_paths_name_the_checkout_files() -> None:
         "anec/pipeline.py:1: error: bang  [misc]", "Found 2 errors in 2 files (checked 3 source files)"]
 
 
+@pytest.mark.slow
 def test_mypy_on_the_tree_catches_an_ill_typed_module(tmp_path: Path) -> None:
     """Types flow from dialects/ and lowering/ through the tree: were `anec.dialects.ane` not found,
-    `broadcast_shapes` would be untyped and mypy would report a missing import instead."""
+    `broadcast_shapes` would be untyped and mypy would report a missing import instead.
+
+    Slow when mypy's cache is cold: the probe imports `anec`, whose package follows the whole source
+    and the xDSL, numpy and torch stubs (20-40 s on two busy cores). CI runs `python -m tests.typecheck`
+    before pytest, which warms the shared `.mypy_cache`; then it takes about 3 s."""
     tree = build_tree(tmp_path)
     (tree / "anec" / "_typecheck_probe.py").write_text(PROBE)
     status, report = run_mypy(tree, ["anec/_typecheck_probe.py"])
