@@ -23,16 +23,16 @@ PACKAGE = "anec"
 MAPPED = ("dialects", "lowering")  # anec/<name> is the checkout's <name>/ (pyproject's package-dir)
 
 
-def build_tree(dest: Path, root: Path = ROOT) -> Path:
-    """Lay out `dest/anec` as Python imports it (symlinks into `root`); returns `dest`."""
+def build_tree(dest: Path) -> Path:
+    """Lay out `dest/anec` as Python imports it (symlinks into the checkout); returns `dest`."""
     package = dest / PACKAGE
     package.mkdir(parents=True)
-    for entry in sorted((root / PACKAGE).iterdir()):
+    for entry in sorted((ROOT / PACKAGE).iterdir()):
         if entry.name == "__pycache__" or entry.name in MAPPED:
             continue
         (package / entry.name).symlink_to(entry)
     for name in MAPPED:
-        (package / name).symlink_to(root / name, target_is_directory=True)
+        (package / name).symlink_to(ROOT / name, target_is_directory=True)
     return dest
 
 
