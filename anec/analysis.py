@@ -90,8 +90,8 @@ def flops(op: Operation) -> int:
             return 2 * math.prod(shape_of(op.input)) * math.prod(w[1:])
         case ane.MatmulOp():
             a = shape_of(op.lhs)
-            k = a[-2] if op.flags()[0] else a[-1]
-            return 2 * math.prod(shape_of(op.result)) * k
+            contraction = a[-2] if op.flags()[0] else a[-1]
+            return 2 * math.prod(shape_of(op.result)) * contraction
         case ane.SdpaOp():
             q, k, v = shape_of(op.query), shape_of(op.key), shape_of(op.value)
             batch = math.prod(q[:-2])

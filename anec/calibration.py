@@ -34,7 +34,7 @@ from anec.dialects import ane
 from anec.pipeline import descriptor_program
 from anec.sim.builders import SegmentBuilder, segment_module
 from anec.sim.timing import ProgramTime, program_time
-from anec.targets import FIT_PARAMETERS, PUBLISHED, Fact, Performance, Target, get_target
+from anec.targets import FIT_PARAMETERS, PUBLISHED, Fact, Target, get_target
 
 DATA = Path(__file__).parent / "sim" / "data"
 M5_LATENCIES = DATA / "m5pro-single-op-latency.json"
@@ -220,8 +220,7 @@ def errors(points: Sequence[Measurement] | None = None) -> list[tuple[Measuremen
 
 
 def with_parameters(target: Target, values: dict[str, float]) -> Target:
-    perf: Performance = replace(target.perf, **{k: Fact(v, "measured", "fit") for k, v in values.items()})
-    return replace(target, perf=perf)
+    return replace(target, perf=target.perf.with_fitted({k: Fact(v, "measured", "fit") for k, v in values.items()}))
 
 
 def free_parameters(points: Sequence[Measurement]) -> list[str]:

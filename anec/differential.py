@@ -108,7 +108,7 @@ def sample_inputs(module: ModuleOp, seed: int = 0) -> Values:
     fn = entry_function(module)
     out: Values = {}
     for name, arg in zip(input_names(fn), fn.args):
-        dtype = numpy_dtype(arg.type.element_type)  # type: ignore[attr-defined]
+        dtype = numpy_dtype(ane.element_type_of(arg))
         shape = ane.shape_of(arg)
         if dtype.kind == "f":
             out[name] = rng.standard_normal(shape).astype(dtype)
@@ -305,8 +305,8 @@ def with_values_returned(module: ModuleOp, indices: Sequence[int]) -> tuple[Modu
             continue
         results = _extend_segment(segment, new)
         for value, result in zip(new, results):
-            name = f"{string_attr(value.owner, NAME_ATTR)}@{len(names)}"  # type: ignore[arg-type]
-            names[name] = value.owner  # type: ignore[assignment]
+            name = f"{string_attr(value.owner, NAME_ATTR)}@{len(names)}"
+            names[name] = value.owner
             extra.append(result)
     ret = fn.body.block.last_op
     assert isinstance(ret, func.ReturnOp)

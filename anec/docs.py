@@ -17,7 +17,7 @@ from pathlib import Path
 
 from anec.commands.targets import summary_rows
 from anec.pipeline import GRAPH_PASSES, HARDWARE_PASSES, PIPELINES
-from anec.targets import _CAPABILITIES_FROM_FAMILY, CAPABILITY_SOURCES, TARGETS, facts
+from anec.targets import _CAPABILITIES_FROM_FAMILY, CAPABILITY_SOURCES, TARGETS, Fact, facts
 from anec.universe import PASSES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -60,12 +60,12 @@ def targets_page() -> str:
     lines += ["", "## Sources", "", "Where each value comes from; chips sharing a value and its source share a row.", ""]
     rows_src: list[list[str]] = []
     for n in names:
-        groups: dict[object, list[str]] = {}
+        groups: dict[Fact, list[str]] = {}
         for t, f in zip(TARGETS, per_chip):
             groups.setdefault(f[n], []).append(t.name)
         for fact, chips in groups.items():
             shown = "all" if len(chips) == len(TARGETS) else ", ".join(chips)
-            rows_src.append([f"`{n}`", shown, _value(fact), fact.kind, fact.source, fact.note])  # type: ignore[attr-defined]
+            rows_src.append([f"`{n}`", shown, _value(fact), fact.kind, fact.source, fact.note])
     lines += _table(["fact", "chips", "value", "kind", "source", "note"], rows_src)
     return "\n".join(lines) + "\n"
 

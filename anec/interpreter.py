@@ -116,7 +116,7 @@ class Run:
         self.observe = observe
 
     def storage_dtype(self, v: SSAValue) -> np.dtype:
-        dtype = numpy_dtype(v.type.element_type)  # type: ignore[union-attr]
+        dtype = numpy_dtype(ane.element_type_of(v))
         if self.precision == "f16" and dtype.kind == "f":
             return np.dtype(np.float16)
         return dtype
@@ -295,7 +295,11 @@ def _pad(op: ane.PadOp, x: np.ndarray) -> np.ndarray:
     widths = [(pads[i], pads[n + i]) for i in range(n)]
     if op.mode.data == "constant":
         return np.pad(x, widths, mode="constant", constant_values=np.asarray(op.value.value.data).astype(x.dtype))
-    return np.pad(x, widths, mode=op.mode.data)
+    return np.pad(x, widths, mode=_NUMPY_PAD_MODES[op.mode.data])
+
+
+_NUMPY_PAD_MODES: dict[str, Literal["reflect", "edge"]] = {"reflect": "reflect", "edge": "edge"}
+"""numpy's name of each non-constant `ane.pad` mode."""
 
 
 @kernel(ane.TileOp)

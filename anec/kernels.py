@@ -63,33 +63,31 @@ def _with_errstate(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return run
 
 
-UNARY: dict[str, Callable[..., np.ndarray]] = {
-    name: _with_errstate(fn)
-    for name, fn in {
-        "relu": lambda x: np.maximum(x, 0),
-        "sigmoid": sigmoid,
-        "tanh": np.tanh,
-        "gelu": gelu,
-        "silu": lambda x: x * sigmoid(x),
-        "exp": np.exp,
-        "log": np.log,
-        "sqrt": np.sqrt,
-        "rsqrt": lambda x: 1.0 / np.sqrt(x),
-        "reciprocal": lambda x: 1.0 / x,
-        "abs": np.abs,
-        "neg": np.negative,
-        "softplus": lambda x: np.logaddexp(0, x).astype(x.dtype),
-        "hardswish": lambda x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
-        "erf": erf,
-        "sin": np.sin,
-        "cos": np.cos,
-        "sign": np.sign,
-        "leaky_relu": lambda x, alpha: np.where(x >= 0, x, alpha * x),
-        "elu": lambda x, alpha: np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1.0)),
-        "clamp": lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
-        "hardsigmoid": lambda x, alpha, beta: np.clip(alpha * x + beta, 0.0, 1.0),
-    }.items()
+_UNARY_MATH: dict[str, Callable[..., np.ndarray]] = {  # the neuron functions, by activation name
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+    "gelu": gelu,
+    "silu": lambda x: x * sigmoid(x),
+    "exp": np.exp,
+    "log": np.log,
+    "sqrt": np.sqrt,
+    "rsqrt": lambda x: 1.0 / np.sqrt(x),
+    "reciprocal": lambda x: 1.0 / x,
+    "abs": np.abs,
+    "neg": np.negative,
+    "softplus": lambda x: np.logaddexp(0, x).astype(x.dtype),
+    "hardswish": lambda x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
+    "erf": erf,
+    "sin": np.sin,
+    "cos": np.cos,
+    "sign": np.sign,
+    "leaky_relu": lambda x, alpha: np.where(x >= 0, x, alpha * x),
+    "elu": lambda x, alpha: np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1.0)),
+    "clamp": lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
+    "hardsigmoid": lambda x, alpha, beta: np.clip(alpha * x + beta, 0.0, 1.0),
 }
+UNARY: dict[str, Callable[..., np.ndarray]] = {name: _with_errstate(fn) for name, fn in _UNARY_MATH.items()}
 
 
 def _int_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -277,7 +275,7 @@ def sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, s
 # ------------------------------------------------------------------------------------------------
 
 
-def window_reduce(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float | np.generic,
+def window_reduce(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], fill: float | np.generic | np.ndarray,
                    combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Combine the taps of every window of the padded input, one strided slice per tap (no window copies)."""
     if x.ndim == 3:

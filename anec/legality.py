@@ -19,7 +19,7 @@ from xdsl.ir import Operation, SSAValue
 from anec.analysis import engine_tensors, largest_operand_bytes, weight_bytes
 from anec.dialects import ane, host
 from anec.dialects.ane import as_tuple, shape_of
-from anec.targets import Target
+from anec.targets import Fact, Target
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _tensors(op: Operation) -> list[SSAValue]:
 
 
 def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
-    et = value.type.element_type  # type: ignore[union-attr]
+    et = ane.element_type_of(value)
     if isinstance(et, _FP):
         return True
     if isinstance(et, IntegerType) and et.width.data == 1:
@@ -147,9 +147,14 @@ def _conv_kernel(op: ane.ConvBase) -> tuple[int, int]:
 # Rules
 # ------------------------------------------------------------------------------------------------
 
+def _no_ane_equivalent(op: Operation, t: Target) -> str:
+    assert isinstance(op, host.HostOp), "rules_for gives this rule to host ops only"
+    return f"{op.op_name.data} has no ANE equivalent, so it runs on the CPU"
+
+
 NO_ANE_EQUIVALENT = Rule(
     "no-ane-op",
-    lambda op, t: f"{op.op_name.data} has no ANE equivalent, so it runs on the CPU",  # type: ignore[attr-defined]
+    _no_ane_equivalent,
     hint="rewrite the model to avoid it, or accept a CPU segment",
     source="guide §4 (ane-hardware.md, operation support): ops with no path on any generation, and ops anec maps to no ane op",
 )
@@ -394,7 +399,7 @@ def transpose_extent(op: ane.TransposeOp, t: Target) -> str | None:
 @_rule("cast-types", "keep integer casts on the CPU",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): the engines convert only between fp16 and fp32 at the DMA")
 def cast_types(op: ane.CastOp, t: Target) -> str | None:
-    return None if all(isinstance(v.type.element_type, _FP) for v in (op.input, op.result)) else "the ANE casts only between fp16 and fp32"  # type: ignore[union-attr]
+    return None if all(isinstance(ane.element_type_of(v), _FP) for v in (op.input, op.result)) else "the ANE casts only between fp16 and fp32"
 
 
 @_rule("sin-cos", "target M3 or later, or precompute the table",
@@ -441,7 +446,8 @@ def basis_values(rule: Rule, target: Target) -> dict[str, object]:
         fact: object = target
         for part in name.split("."):
             fact = getattr(fact, part)
-        out[name] = fact.value  # type: ignore[attr-defined]
+        assert isinstance(fact, Fact), f"{rule.name}: basis {name} names no fact of the target"
+        out[name] = fact.value
     return out
 
 

@@ -114,7 +114,9 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
     """Run the pipeline of `options.emit` over `module` in place; returns its statistics."""
     out = out or sys.stdout  # looked up per call, so redirected output (tests, notebooks) is honoured
     ctx = make_context()
-    stats: dict[str, object] = {"pass_seconds": {}, "pass_peak_mb": {}}
+    seconds: dict[str, float] = {}
+    peak_mb: dict[str, float] = {}
+    stats: dict[str, object] = {"pass_seconds": seconds, "pass_peak_mb": peak_mb}
     if options.stop_after and options.stop_after not in PIPELINES.get(options.emit, ()):
         raise AnecError(f"--stop-after {options.stop_after}: no such pass in the {options.emit} pipeline",
                         hint=f"passes: {', '.join(PIPELINES.get(options.emit, ())) or '(none)'}")
@@ -125,8 +127,8 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
             stats["padding_bytes_before_layout"] = total_padding_bytes(module)
         start = time.perf_counter()
         p.apply(ctx, module)
-        stats["pass_seconds"][p.name] = time.perf_counter() - start  # type: ignore[index]
-        stats["pass_peak_mb"][p.name] = peak_memory_mb()  # type: ignore[index]
+        seconds[p.name] = time.perf_counter() - start
+        peak_mb[p.name] = peak_memory_mb()
         if p.name == "ane-layout":
             stats["padding_bytes_after_layout"] = total_padding_bytes(module)
         module.verify()

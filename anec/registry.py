@@ -31,7 +31,7 @@ class Registry(dict[Hashable, V], Generic[V]):
         """A decorator registering the function under every key."""
         def decorate(fn: F) -> F:
             for key in keys:
-                self.add(key, fn)  # type: ignore[arg-type]
+                self.add(key, fn)  # type: ignore[arg-type]  # an entry may take the op class it is registered for, narrower than V says: lookup dispatches by class
             return fn
         return decorate
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, BlockArgument, Operation, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 
 from anec.analysis import ane_bytes, flops
 from anec.descriptors.build import program_of
@@ -90,6 +90,11 @@ class Report:
     segments: int
     stats: dict[str, object] = field(default_factory=dict)
     """Figures the pipeline gathered: padding bytes before/after layout, pass timings, …"""
+
+    def ran(self, pass_name: str) -> bool:
+        """Whether the pipeline that produced this report ran `pass_name` (it timed every pass it ran)."""
+        seconds = self.stats.get("pass_seconds")
+        return isinstance(seconds, dict) and pass_name in seconds
     predicted_latency_s: float | None = None
 
     @property
@@ -185,14 +190,17 @@ def _producers(module: ModuleOp) -> dict[int, list[Operation]]:
     outputs: dict[tuple[int, int], list[Operation]] = {}  # (program id, port) -> tasks writing that output
 
     def source(value: SSAValue) -> list[Operation]:
-        owner = value.owner
-        if isinstance(owner, Block):
-            parent = owner.parent_op()
-            return source(parent.operands[value.index]) if isinstance(parent, ane.SegmentOp) and isinstance(value, BlockArgument) else []
+        if isinstance(value, BlockArgument):
+            parent = value.block.parent_op()
+            return source(parent.operands[value.index]) if isinstance(parent, ane.SegmentOp) else []
+        assert isinstance(value, OpResult), value  # an SSA value is a block argument or an op's result
+        owner = value.op
         if isinstance(owner, ane.SegmentOp):
-            return source(yielded[id(owner)].operands[value.index])  # type: ignore[index, union-attr]
+            terminator = yielded[id(owner)]
+            assert terminator is not None, "a verified ane.segment ends with ane.yield"
+            return source(terminator.operands[value.index])
         if isinstance(owner, anehw.ProgramOp):
-            return outputs.get((id(owner), value.index), [])  # type: ignore[attr-defined]
+            return outputs.get((id(owner), value.index), [])
         if isinstance(owner, ane.ConstOp):
             return []
         return source(owner.operands[0]) if _edge_cast(owner) else [owner]

@@ -12,7 +12,8 @@ repository: "guide" is sbryngelson/ane-guide (edition v2), "eco" the ecosystem n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Generic, Literal, TypeVar
 
 from anec.errors import AnecError
@@ -131,6 +132,13 @@ class Performance:
     host_flops_per_s: Fact[float] = decompiled(20e9, "guide §6: Core ML's segmenter anchors the CPU at 20 GFLOP/s")
     host_bytes_per_s: Fact[float] = decompiled(10e9, "guide §6: Core ML's segmenter anchors the CPU at 10 GB/s")
 
+    def with_fitted(self, facts: Mapping[str, Fact[float]]) -> Performance:
+        """These figures with fitted values of some `FIT_PARAMETERS` (all `Fact[float]`) in place."""
+        unknown = sorted(set(facts) - set(FIT_PARAMETERS))
+        if unknown:
+            raise ValueError(f"not fitted parameters of the timing model: {', '.join(unknown)}")
+        return replace(self, **facts)  # type: ignore[arg-type]  # mypy checks each value against every field, even the Fact[int] ones no FIT_PARAMETER names
+
 
 Capability = Literal[
     "texture_engine",       # resize as a sampler, reflect/edge pad, hardware gather
@@ -187,7 +195,8 @@ class Target:
 def facts(record: object, prefix: str = "") -> list[tuple[str, Fact]]:
     """Every fact of a record and its sub-records, as (dotted name, fact), for tables and docs."""
     out: list[tuple[str, Fact]] = []
-    for f in fields(record):  # type: ignore[arg-type]
+    assert is_dataclass(record), f"{type(record).__name__} is not a record of facts"
+    for f in fields(record):
         value = getattr(record, f.name)
         if isinstance(value, Fact):
             out.append((prefix + f.name, value))
@@ -255,9 +264,9 @@ FIT_SOURCES: dict[str, str] = {
 def _fitted(published: Performance, arch: str) -> Performance:
     """A measured generation's performance: the published figures with the fitted parameters."""
     why = f"fitted to {FIT_SOURCES[arch]} by benchmarks/timing_calibration.py --fit"
-    perf = replace(published, **{name: measured(value, why, note=f"published: {getattr(published, name).value:.4g} "
-                                                 f"({getattr(published, name).source})")
-                                 for name, value in FITTED[arch].items()})
+    perf = published.with_fitted({name: measured(value, why, note=f"published: {getattr(published, name).value:.4g} "
+                                                               f"({getattr(published, name).source})")
+                                  for name, value in FITTED[arch].items()})
     stream = max(perf.weight_stream_bytes_per_s.value, perf.activation_bytes_per_s.value)
     if stream > perf.dram_bytes_per_s.value:  # a roof below a stream the chip sustains is no roof
         perf = replace(perf, dram_bytes_per_s=measured(stream, f"the fitted weight stream ({why})",

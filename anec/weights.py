@@ -16,13 +16,16 @@ from pathlib import Path
 
 import numpy as np
 from xdsl.dialects.builtin import (
+    AnyFloat,
     BytesAttr,
     DenseIntOrFPElementsAttr,
+    IntegerType,
     ModuleOp,
     StringAttr,
     TensorType,
 )
 from xdsl.ir import Attribute, Operation
+from xdsl.utils.hints import isa
 
 from anec.context import make_context
 from anec.dialects.ane import ConstOp, shape_of
@@ -179,6 +182,8 @@ def make_const(array: np.ndarray, name: str, store: WeightStore, element_type: A
 
 
 def numpy_to_dense(array: np.ndarray, typ: TensorType) -> DenseIntOrFPElementsAttr:
+    if not isa(typ, TensorType[IntegerType | AnyFloat]):
+        raise AnecError(f"no inline constant of type {typ}", hint="constants hold integers or floats")
     data = np.ascontiguousarray(array, dtype=numpy_dtype(typ.element_type))
     if data.dtype == np.bool_:
         data = data.astype(np.int8)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, overload
 
 from xdsl.dialects.builtin import (
     I64,
@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
     BoolAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
+    Float32Type,
     FloatAttr,
     IntegerAttr,
     IntegerType,
@@ -33,9 +34,11 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Dialect, Operation, OpResult, Region, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
+    Operand,
+    OptOperand,
     ParsePropInAttrDict,
     VarConstraint,
     base,
@@ -102,11 +105,11 @@ def tensor(shape: Sequence[int], element_type: Attribute = f32) -> TensorType:
     return TensorType(element_type, list(shape))
 
 
-def ints(values: Sequence[int]) -> DenseArrayBase:
+def ints(values: Sequence[int]) -> DenseArrayBase[I64]:
     return DenseArrayBase.from_list(i64, [int(v) for v in values])
 
 
-def floats(values: Sequence[float]) -> DenseArrayBase:
+def floats(values: Sequence[float]) -> DenseArrayBase[Float32Type]:
     return DenseArrayBase.from_list(f32, [float(v) for v in values])
 
 
@@ -122,9 +125,22 @@ def bool_attr(value: bool) -> BoolAttr:
     return IntegerAttr.from_bool(bool(value))
 
 
-def as_tuple(attr: DenseArrayBase | None) -> tuple:
-    """The elements of a dense array property (() when it is absent)."""
-    return () if attr is None else tuple(attr.get_values())
+@overload
+def as_tuple(attr: None) -> tuple[()]: ...
+@overload
+def as_tuple(attr: DenseArrayBase[IntegerType]) -> tuple[int, ...]: ...
+@overload
+def as_tuple(attr: DenseArrayBase[AnyFloat]) -> tuple[float, ...]: ...
+def as_tuple(attr: DenseArrayBase[IntegerType] | DenseArrayBase[AnyFloat] | None) -> tuple[int, ...] | tuple[float, ...]:
+    """The elements of a dense array property; () for an absent optional one."""
+    return () if attr is None else attr.get_values()
+
+
+def _float_prop(op: Operation, name: str) -> float:
+    """A float property by name; the op declares it `prop_def(FloatAttr)`, so IRDL has verified it."""
+    attr = op.properties[name]
+    assert isinstance(attr, FloatAttr), f"{op.name}: property {name} is declared a FloatAttr"
+    return attr.value.data
 
 
 def is_float(typ: Attribute) -> bool:
@@ -277,7 +293,7 @@ class UnaryOp(IRDLOperation, ABC):
         )
 
     def param_values(self) -> tuple[float, ...]:
-        return tuple(self.properties[p].value.data for p in self.PARAMS)  # type: ignore[union-attr]
+        return tuple(_float_prop(self, p) for p in self.PARAMS)
 
     def verify_(self) -> None:
         (_require_numeric if self.NUMERIC else _require_float)(self, self.input)
@@ -606,6 +622,8 @@ class EpilogueOp(IRDLOperation, ABC):
     activation_params = opt_prop_def(DenseArrayBase)
     irdl_options = (ParsePropInAttrDict(),)
     traits = traits_def(Pure())
+    if TYPE_CHECKING:  # each op defines its bias where its operand order puts it
+        bias: OptOperand
 
     def set_activation(self, name: str | None, params: Sequence[float] = ()) -> None:
         for key in ("activation", "activation_params"):
@@ -1013,6 +1031,10 @@ class NormOp(IRDLOperation, Reduces, ABC):
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "operands attr-dict `:` functional-type(operands, results)"
+    if TYPE_CHECKING:  # each norm defines these where its operand order puts them
+        input: Operand
+        result: OpResult[TensorType]
+        epsilon: FloatAttr
 
     def verify_(self) -> None:
         x, out = self.input, self.result

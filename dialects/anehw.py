@@ -70,7 +70,7 @@ class ViewAttr(ParametrizedAttribute):
 
     name = "anehw.view"
     buffer: StringAttr
-    rows: DenseArrayBase
+    rows: DenseArrayBase[I64]
     offset: IntAttr
     w_offset: IntAttr
     w_step: IntAttr
@@ -80,7 +80,7 @@ class ViewAttr(ParametrizedAttribute):
 
     @property
     def row_strides(self) -> tuple[int, ...]:
-        return tuple(self.rows.get_values())  # type: ignore[arg-type]
+        return self.rows.get_values()
 
     def verify(self) -> None:
         if len(self.row_strides) != 4:
@@ -110,7 +110,7 @@ class ViewAttr(ParametrizedAttribute):
         printer.print_string(f"<@{self.buffer.data}, rows [{rows}], offset {self.offset.data}, w {self.w_offset.data} step {self.w_step.data}>")
 
 
-def ints(values: Sequence[int]) -> DenseArrayBase:
+def ints(values: Sequence[int]) -> DenseArrayBase[I64]:
     return DenseArrayBase.from_list(i64, list(values))
 
 
@@ -145,7 +145,12 @@ class BufferOp(IRDLOperation):
 
     @property
     def dims(self) -> tuple[int, ...]:
-        return tuple(self.shape.get_values())  # type: ignore[arg-type]
+        return self.shape.get_values()
+
+    def port_index(self) -> int:
+        """An input's or output's port (`verify_` makes sure they have one)."""
+        assert self.port is not None, f"anehw.buffer @{self.sym_name.data} ({self.role.data}) has no port"
+        return self.port.value.data
 
     def verify_(self) -> None:
         if self.role.data not in ROLES:
@@ -178,7 +183,13 @@ class WeightOp(IRDLOperation):
 
     @property
     def dims(self) -> tuple[int, ...]:
-        return tuple(self.shape.get_values())  # type: ignore[arg-type]
+        return self.shape.get_values()
+
+    def placement(self) -> tuple[int, int]:
+        """(offset, size) in the weight section, which `plan-memory` sets."""
+        if self.offset is None or self.size is None:
+            raise AnecError(f"anehw.weight @{self.sym_name.data} is unplaced", hint="run plan-memory before emitting descriptors")
+        return self.offset.value.data, self.size.value.data
 
     def verify_(self) -> None:
         if self.layout.data not in LAYOUTS:
@@ -220,7 +231,14 @@ class TaskOp(IRDLOperation):
 
     def fields(self, group: str) -> dict[str, int]:
         attr = self.properties.get(group)
-        return {k: v.value.data for k, v in attr.data.items()} if isinstance(attr, DictionaryAttr) else {}  # type: ignore[union-attr]
+        if not isinstance(attr, DictionaryAttr):
+            return {}
+        out: dict[str, int] = {}
+        for name, value in attr.data.items():
+            if not isinstance(value, IntegerAttr):
+                raise AnecError(f"field {group}.{name} is {value}, not an integer", where="anehw.task")
+            out[name] = value.value.data
+        return out
 
     def all_fields(self) -> dict[str, dict[str, int]]:
         return {g: self.fields(g) for g in FIELD_GROUPS}
@@ -237,9 +255,8 @@ class TaskOp(IRDLOperation):
             self.properties.pop(group, None)
 
     def coefficient(self, name: str) -> str | None:
-        if self.coeffs is None or name not in self.coeffs.data:
-            return None
-        return self.coeffs.data[name].data  # type: ignore[union-attr]
+        stream = None if self.coeffs is None else self.coeffs.data.get(name)
+        return stream.data if isinstance(stream, StringAttr) else None
 
     def verify_(self) -> None:
         program = self.parent_op()
@@ -254,6 +271,8 @@ class TaskOp(IRDLOperation):
             raise VerifyException(f"anehw.task: {e.what}") from None
         if self.coeffs is not None and any(k not in COEFF_NAMES for k in self.coeffs.data):
             raise VerifyException(f"anehw.task: coefficient streams are named {COEFF_NAMES}")
+        if self.coeffs is not None and not all(isinstance(v, StringAttr) for v in self.coeffs.data.values()):
+            raise VerifyException("anehw.task: a coefficient stream names its buffer with a string")
 
 
 @irdl_op_definition

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import Float32Type, FloatAttr, ModuleOp, f16, f32, f64
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue, Use
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.transforms.dead_code_elimination import dce
@@ -126,8 +126,8 @@ def subtract_maxima(block: Block) -> None:
             softmax = build.insert(ane.SoftmaxOp(x, axis))
             fix(softmax, "softmax written as exp(x)/sum(exp(x)) overflows fp16 above x = 11; computed with max subtraction")
             build.replace(softmax.result)
-        elif (found := _unsubtracted_logsumexp(op)) is not None:
-            x, axes = found
+        elif (found_lse := _unsubtracted_logsumexp(op)) is not None:
+            x, axes = found_lse
             build = RewriteBuilder(op)
             peak = build.add(ane.ReduceMaxOp(x, axes), "max")
             total = build.add(ane.ReduceSumOp(build.add(ane.ExpOp(build.add(ane.SubOp(x, peak), "shift")), "exp"), axes), "sum")
@@ -233,7 +233,7 @@ def sample_inputs(module: ModuleOp, given: Any, synthesize: bool) -> Sequence[np
     rng = np.random.default_rng(0)
     out = []
     for arg in entry_function(module).args:
-        dtype = numpy_dtype(arg.type.element_type)  # type: ignore[union-attr]
+        dtype = numpy_dtype(ane.element_type_of(arg))
         shape = shape_of(arg)
         out.append(rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype))
     return out
@@ -268,8 +268,8 @@ def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
     for block in blocks:
         rescale_sums(block, ranges, reference, fp16_max)
     fn = entry_function(module)
-    arg_peaks = {arg: float(np.abs(np.asarray(x, np.float64)).max(initial=0.0)) for arg, x in _bound(module, inputs)}
-    names = dict(zip(fn.args, input_names(fn)))
+    arg_peaks: dict[SSAValue, float] = {arg: float(np.abs(np.asarray(x, np.float64)).max(initial=0.0)) for arg, x in _bound(module, inputs)}
+    names: dict[SSAValue, str] = dict(zip(fn.args, input_names(fn)))
     for segment in segments(module):
         for outer, inner in zip(segment.inputs, segment.body.block.args):
             owner = outer.owner
@@ -419,15 +419,20 @@ def _is_f32(value: SSAValue) -> bool:
     return isinstance(getattr(value.type, "element_type", None), Float32Type)
 
 
+def _not_used_by(op: Operation) -> Callable[[Use], bool]:
+    return lambda use: use.operation is not op
+
+
 def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
     """Retype the segment's body to f16; cast its f32 inputs and results at the edges."""
     block = segment.body.block
     first = block.first_op
+    assert first is not None, "a verified ane.segment ends with ane.yield"
     for arg, outer in zip(block.args, segment.inputs):
         if _is_f32(arg) and arg.uses:
             cast = ane.CastOp(arg, f16)
             RewriteBuilder(first, name=f"{name_of(outer.owner) if isinstance(outer.owner, Operation) else 'input'}#to_f16").insert(cast)
-            arg.replace_uses_with_if(cast.result, lambda use, c=cast: use.operation is not c)
+            arg.replace_uses_with_if(cast.result, _not_used_by(cast))
     for op in list(block.ops):
         if isinstance(op, ane.ConstOp) and _is_f32(op.result):
             _const_to_f16(op, converted)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.dialects.builtin import FloatAttr, IntegerType, ModuleOp, f64
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Operation, OpResult, SSAValue
 
 from anec.agreement import FP16_MIN_NORMAL, Error, error
 from anec.dialects import ane
@@ -61,8 +61,9 @@ def attribute(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
     for name, value, y in zip(output_names(fn), ret.operands, got):
         source = _source(value)
         producer = source.owner
-        recorded = reference.values.get(producer) if isinstance(producer, Operation) else None
-        want = recorded[source.index] if recorded is not None and source.index < len(recorded) else None  # type: ignore[attr-defined]
+        want = None
+        if isinstance(source, OpResult) and (recorded := reference.values.get(source.op)) is not None and source.index < len(recorded):
+            want = recorded[source.index]
         if want is None or np.shape(want) != np.shape(y) or (e := error(np.asarray(y, np.float64), np.asarray(want, np.float64))).ok:
             continue
         assert isinstance(producer, Operation)
@@ -81,10 +82,10 @@ def attribute(module: ModuleOp, inputs: Sequence[np.ndarray] | Mapping[str, np.n
 def _source(value: SSAValue) -> SSAValue:
     """The value computing `value`, looked through segment results and edge casts."""
     owner = value.owner
-    if isinstance(owner, ane.SegmentOp):
+    if isinstance(value, OpResult) and isinstance(owner, ane.SegmentOp):
         yielded = owner.body.block.last_op
         assert yielded is not None
-        return _source(yielded.operands[value.index])  # type: ignore[attr-defined]
+        return _source(yielded.operands[value.index])
     if isinstance(owner, ane.CastOp) and isinstance(owner.input.owner, Operation):
         return _source(owner.input)
     return value

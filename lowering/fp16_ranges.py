@@ -39,7 +39,7 @@ from xdsl.ir import Block, Operation, SSAValue
 
 from anec.analysis import flops
 from anec.dialects import ane, host
-from anec.dialects.ane import as_tuple, shape_of
+from anec.dialects.ane import as_tuple, element_type_of, shape_of
 from anec.dialects.discardable import Fp16Flag
 from anec.errors import AnecError
 from anec.interpreter import entry_function, input_names, interpret
@@ -228,7 +228,7 @@ def _trig(op: Operation, ins: list[Interval]) -> list[Interval]:
     return [Interval.of(-1.0, 1.0, _rank(op))]
 
 
-GLOBAL_MINIMUM = {ane.GeluOp: -0.1700406, ane.SiluOp: -0.2784645, ane.HardswishOp: -0.375}
+GLOBAL_MINIMUM: dict[type[Operation], float] = {ane.GeluOp: -0.1700406, ane.SiluOp: -0.2784645, ane.HardswishOp: -0.375}
 """Smallest value of the activations that dip below zero; each is at most max(x, 0) above it."""
 
 
@@ -561,7 +561,7 @@ def input_ranges(fn: func.FuncOp, declared: InputRanges | None) -> dict[str, Inp
                         hint=f"the inputs are {', '.join(map(repr, names))}")
     out = {}
     for name, arg in zip(names, fn.args):
-        dtype = numpy_dtype(arg.type.element_type)  # type: ignore[union-attr]
+        dtype = numpy_dtype(element_type_of(arg))
         integer = dtype.kind in "iub"
         if name in declared:
             lo, hi = (float(b) for b in declared[name])
@@ -739,7 +739,7 @@ def witness_inputs(module: ModuleOp, ranges: Mapping[str, InputRange]) -> Iterat
     bounds = []
     for name, arg in zip(input_names(fn), fn.args):
         r = ranges[name]
-        bounds.append(((r.lo, r.hi), numpy_dtype(arg.type.element_type), shape_of(arg), r.integer))  # type: ignore[union-attr]
+        bounds.append(((r.lo, r.hi), numpy_dtype(element_type_of(arg)), shape_of(arg), r.integer))
     rng = np.random.default_rng(0)
     for kind in WITNESSES:
         inputs = []

@@ -87,12 +87,13 @@ def _weight_of(mac: MacOp) -> SSAValue:
     return mac.rhs if isinstance(mac, ane.MatmulOp) else mac.weight
 
 
-def _bias_values(mac: MacOp) -> np.ndarray:
+def _bias_values(mac: MacOp) -> np.ndarray | None:
+    """The MAC's bias as float32 (zeros without one); None when it is computed at run time."""
     channels = shape_of(mac.result)[channel_axis(mac)]
     if mac.bias is None:
         return np.zeros(channels, np.float32)
     bias = constant_of(mac.bias)
-    return None if bias is None else bias.astype(np.float32)  # type: ignore[return-value]
+    return None if bias is None else bias.astype(np.float32)
 
 
 class FoldBias(RewritePattern):

@@ -113,17 +113,25 @@ class LiftWindowOps(RewritePattern):
         build = RewriteBuilder(op, rewriter)
         lifted = build.reshape(op.input, (x[0], x[1], 1, x[2]))
         pads = as_tuple(op.pads)
-        wide = {"strides": [1, *as_tuple(op.strides)], "pads": [0, pads[0], 0, pads[1]]}
+        strides, wide_pads = [1, *as_tuple(op.strides)], [0, pads[0], 0, pads[1]]
+        new: Operation
         if isinstance(op, ane.ConvBase):
             w = shape_of(op.weight)
             weight = build.reshape(op.weight, (w[0], w[1], 1, w[2]))
-            extra = {"output_padding": [0, *as_tuple(op.output_padding)]} if isinstance(op, ane.ConvTransposeOp) else {}
-            new = type(op)(lifted, weight, op.bias, dilations=[1, *as_tuple(op.dilations)], groups=op.groups.value.data, **wide, **extra)
-            _copy_epilogue(op, new)
+            dilations, groups = [1, *as_tuple(op.dilations)], op.groups.value.data
+            conv: ane.ConvBase
+            if isinstance(op, ane.ConvTransposeOp):
+                conv = ane.ConvTransposeOp(lifted, weight, op.bias, strides=strides, pads=wide_pads, dilations=dilations,
+                                           groups=groups, output_padding=[0, *as_tuple(op.output_padding)])
+            else:
+                conv = ane.ConvOp(lifted, weight, op.bias, strides=strides, pads=wide_pads, dilations=dilations, groups=groups)
+            _copy_epilogue(op, conv)
+            new = conv
         elif isinstance(op, ane.AvgPoolOp):
-            new = ane.AvgPoolOp(lifted, [1, *as_tuple(op.kernel)], count_include_pad=bool(op.count_include_pad.value.data), **wide)
+            new = ane.AvgPoolOp(lifted, [1, *as_tuple(op.kernel)], strides=strides, pads=wide_pads,
+                                count_include_pad=bool(op.count_include_pad.value.data))
         else:
-            new = type(op)(lifted, [1, *as_tuple(op.kernel)], **wide)
+            new = type(op)(lifted, [1, *as_tuple(op.kernel)], strides=strides, pads=wide_pads)
         build.replace(build.reshape(build.add(new), shape_of(op.result)))
 
 
@@ -199,7 +207,7 @@ class HoistTransposeAboveReshape(RewritePattern):
         build.replace(build.reshape(build.transpose(r.input, perm), shape_of(op.result)))
 
 
-def _transposable_matmul(op: Operation | None) -> bool:
+def _transposable_matmul(op: Operation | Block | None) -> bool:
     """A matmul that can produce its result transposed by swapping its operands."""
     return isinstance(op, ane.MatmulOp) and op.bias is None and op.result.has_one_use()
 
@@ -364,8 +372,8 @@ def _remapped_properties(op: Operation, order: AxisOrder) -> dict:
     if isinstance(op, ane.ReduceOp | ane.LayerNormOp | ane.L2NormOp):
         props["axes"] = ints(sorted(order.axis(a) for a in as_tuple(op.axes)))
     if isinstance(op, ane.SliceOp):
-        for key, fill in (("starts", 0), ("ends", 1), ("steps", 1)):
-            props[key] = ints(order.physical_list(as_tuple(props[key]), fill))
+        for key, bounds, fill in (("starts", op.starts, 0), ("ends", op.ends, 1), ("steps", op.steps, 1)):
+            props[key] = ints(order.physical_list(as_tuple(bounds), fill))
     if isinstance(op, ane.TileOp):
         props["repeats"] = ints(order.physical_list(as_tuple(op.repeats), 1))
     return props
@@ -419,7 +427,7 @@ def find_groups(block: Block, target: Target) -> list[LayoutGroup]:
     return list(groups.values())
 
 
-def _transposes_left(remaining: Perm, shape: Shape, neighbour: Operation | None, entry: bool) -> int:
+def _transposes_left(remaining: Perm, shape: Shape, neighbour: Operation | Block | None, entry: bool) -> int:
     """1 if a transpose by `remaining` of `shape` stays on an edge: not when it moves no data (a
     reshape) nor when it swaps the last two axes next to a matmul (a flag)."""
     if not moves_data(remaining, shape):
@@ -432,7 +440,7 @@ def _transposes_left(remaining: Perm, shape: Shape, neighbour: Operation | None,
 def _entry_cost(value: SSAValue, perm: Perm) -> int:
     """Transposes left where `value` enters a group stored transposed by `perm`, looking through
     a transpose or a reshape (+ transpose) that produces it."""
-    producer = value.owner if isinstance(value.owner, Operation) else None
+    producer: Operation | Block | None = value.owner if isinstance(value.owner, Operation) else None
     if isinstance(producer, ane.ReshapeOp):
         found = transpose_after_reshape(shape_of(producer.input), shape_of(value), perm)
         if found is not None:
@@ -542,7 +550,8 @@ def apply_order(group: LayoutGroup, order: AxisOrder) -> None:
         op.erase()
 
 
-def _name_of_value(v: SSAValue) -> str:
+def _name_of_value(v: SSAValue) -> str | None:
+    """The name new ops at `v` derive theirs from: its op's, if it has one."""
     owner = v.owner
     return RewriteBuilder(owner).name if isinstance(owner, Operation) else "input"
 
@@ -570,7 +579,7 @@ def assign_layouts(module: ModuleOp, target: Target, *, lift_only: bool = False,
 def _attention_chain(scores: ane.MatmulOp) -> tuple[list[Operation], ane.MatmulOp] | None:
     """The single-use elementwise/softmax ops from a scores matmul to the context matmul."""
     chain: list[Operation] = []
-    value = scores.result
+    value: SSAValue = scores.result
     while (user := single_user(value)) is not None:
         if isinstance(user, ane.MatmulOp):
             return chain, user
@@ -597,9 +606,11 @@ def _split_attention(scores: ane.MatmulOp, chain: list[Operation], context: ane.
         local: dict[SSAValue, SSAValue] = {}
         for op in (scores, *chain, context):
             operands = [local[v] if v in local else _head(v, h, context) for v in op.operands]
+            new: Operation
             if isinstance(op, ane.MatmulOp):
-                new: Operation = ane.MatmulOp(operands[0], operands[1], transpose_lhs=op.flags()[0], transpose_rhs=op.flags()[1])
-                _copy_epilogue(op, new)
+                matmul = ane.MatmulOp(operands[0], operands[1], transpose_lhs=op.flags()[0], transpose_rhs=op.flags()[1])
+                _copy_epilogue(op, matmul)
+                new = matmul
             else:
                 out = shape_of(op.results[0])
                 new = type(op).create(operands=operands, result_types=[tensor((out[0], 1, *out[2:]), element_type_of(op.results[0]))],

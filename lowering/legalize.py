@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import SSAValue
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -81,7 +81,7 @@ def _one_plus(value: SSAValue, cls: type[ane.UnaryOp]) -> SSAValue | None:
 def _scaled(value: SSAValue) -> tuple[float, SSAValue] | None:
     """If `value` is `x * c` or `x / c` with a scalar constant c, (the factor, x)."""
     if (div := _owner(value, ane.DivOp)) is not None and (c := scalar_of(div.rhs)) not in (None, 0.0):
-        return 1.0 / c, div.lhs  # type: ignore[operator]
+        return 1.0 / c, div.lhs
     coefficient, rest = _split_scalar(product_factors(value))
     return (coefficient, rest[0]) if len(rest) == 1 and coefficient != 1.0 else None
 
@@ -193,12 +193,14 @@ class RaiseLayerNorm(RewritePattern):
         if not is_square:
             return
         shape = shape_of(x)
-        result, scale, bias = divide.result, np.ones(shape[axis], np.float32), np.zeros(shape[axis], np.float32)
+        result: SSAValue = divide.result
+        scale, bias = np.ones(shape[axis], np.float32), np.zeros(shape[axis], np.float32)
         if (scaled := _affine(result, ane.MulOp, shape, axis)) is not None:
             result, scale = scaled
         if (shifted_out := _affine(result, ane.AddOp, shape, axis)) is not None:
             result, bias = shifted_out
         last = result.owner
+        assert isinstance(last, Operation), "the division and _affine's matches are op results"
         build = RewriteBuilder(last, rewriter)
         norm = ane.LayerNormOp(x, build.constant(scale, x), build.constant(bias, x), axes=[axis], epsilon=float(eps))
         build.replace(norm)

@@ -158,7 +158,8 @@ def _phases(ops: list[Operation], cpu: dict[Operation, str]) -> dict[Operation, 
     phase: dict[Operation, int] = {}
     for op in ops:
         parity = 1 if op in cpu else 0
-        earliest = max((phase[v.owner] for v in op.operands if v.owner in phase), default=-1)
+        earliest = max((phase[owner] for v in op.operands if isinstance(owner := v.owner, Operation) and owner in phase),
+                       default=-1)
         phase[op] = earliest if earliest % 2 == parity else earliest + 1
     return phase
 
@@ -205,9 +206,9 @@ def _outline(block: Block, ops: list[Operation]) -> ane.SegmentOp:
     body.add_op(ane.YieldOp(*outputs))
     segment = ane.SegmentOp(inputs, [r.type for r in outputs], Region(body))
     block.insert_op_before(segment, anchor) if anchor is not None else block.add_op(segment)
-    for inner, outer in zip(outputs, segment.outputs):
-        outer.name_hint = inner.name_hint
-        for use in list(inner.uses):
+    for result, outer in zip(outputs, segment.outputs):
+        outer.name_hint = result.name_hint
+        for use in list(result.uses):
             if use.operation.parent_block() is not body:
                 use.operation.operands[use.index] = outer
     for c in consts:

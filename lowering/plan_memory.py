@@ -30,7 +30,7 @@ from anec.descriptors.program import (
 from anec.descriptors.validate import MAX_SLOT_BYTES
 from anec.dialects import anehw
 from anec.dialects.anehw import FIELD_GROUPS
-from anec.dialects.discardable import NAME_ATTR
+from anec.dialects.discardable import NAME_ATTR, string_attr
 from anec.errors import AnecError
 from anec.isa.fields import FieldTable, table_for
 from anec.targets import Memory, get_target
@@ -99,8 +99,8 @@ def plan_program(program: anehw.ProgramOp) -> None:
         offset += size
 
     buffers = program.buffers()
-    outputs = sorted((b for b in buffers if b.role.data == "output"), key=lambda b: b.port.value.data)  # type: ignore[union-attr]
-    inputs = sorted((b for b in buffers if b.role.data == "input"), key=lambda b: b.port.value.data)  # type: ignore[union-attr]
+    outputs = sorted((b for b in buffers if b.role.data == "output"), key=anehw.BufferOp.port_index)
+    inputs = sorted((b for b in buffers if b.role.data == "input"), key=anehw.BufferOp.port_index)
     if FIRST_IO_SLOT + len(outputs) + len(inputs) > SLOTS:
         raise AnecError(f"a program with {len(inputs)} inputs and {len(outputs)} outputs needs more than the {SLOTS} buffer slots",
                         hint="fewer values crossing between the ANE and the CPU (fewer host ops in the middle of the model)")
@@ -136,7 +136,7 @@ def _check_fields(task: anehw.TaskOp, index: int, table: FieldTable) -> None:
             try:
                 table.check(group, name, value)
             except AnecError as e:
-                where = task.attributes[NAME_ATTR].data if NAME_ATTR in task.attributes else f"task {index}"  # type: ignore[attr-defined]
+                where = task_name if (task_name := string_attr(task, NAME_ATTR)) is not None else f"task {index}"
                 raise AnecError(f"cannot place the buffers of task {index} for {table.arch}", where=where, why=e.what,
                                 hint="the tile pass must split it further") from None
 
@@ -203,9 +203,8 @@ def _fill_task(task: anehw.TaskOp, index: int, last: bool, places: dict[str, Pla
         ref = task.coefficient(name)
         if ref is None:
             continue
-        weight = weights[ref]
-        coeffs.update({f"CoeffEn{channel}": 1, f"CoeffBaseAddr{channel}": weight.offset.value.data // 64,  # type: ignore[union-attr]
-                       f"CoeffBfrSize{channel}": weight.size.value.data // 64})  # type: ignore[union-attr]
+        offset, size = weights[ref].placement()
+        coeffs.update({f"CoeffEn{channel}": 1, f"CoeffBaseAddr{channel}": offset // 64, f"CoeffBfrSize{channel}": size // 64})
     if coeffs:
         header.update(KBase0=WEIGHT_SLOT, KBE0=1)
         task.update_fields("kernel_dma", coeffs)

@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 
@@ -73,7 +74,7 @@ class Pieces:
         self.build = RewriteBuilder(op, name=self.origin)
         self.created: list[Operation] = []
         notes = {k: op.attributes[k] for k in (FP16_WARNINGS_ATTR, FP16_FIXES_ATTR) if k in op.attributes}
-        self.notes: dict[str, ArrayAttr] = notes  # type: ignore[assignment]
+        self.notes: dict[str, Attribute] = notes
 
     def __call__(self, new: Operation) -> SSAValue:
         if not isinstance(new, ane.ConstOp):
@@ -350,20 +351,22 @@ def _resize_piece(op: ane.ResizeOp, axis: int, lo: int, hi: int, p: Pieces) -> O
     return p.slice_op(resized, axis, lo - first * s, hi - first * s)
 
 
-PieceBuilder = Callable[[Operation, int, int, int, Pieces], Operation | None]
+PieceBuilder = Callable[[Any, int, int, int, Pieces], Operation | None]
+"""Builds the piece of an op over [lo, hi) of an axis. Its first parameter is the op class `PIECES` keys
+it by (a table cannot type that per entry, hence Any)."""
 
 PIECES: dict[type[Operation], PieceBuilder] = {
-    ane.ConvOp: _conv_piece,  # type: ignore[dict-item]
-    ane.ConvTransposeOp: _conv_transpose_piece,  # type: ignore[dict-item]
-    ane.PoolOp: _pool_piece,  # type: ignore[dict-item]
-    ane.MatmulOp: _matmul_piece,  # type: ignore[dict-item]
-    ane.TransposeOp: _transpose_piece,  # type: ignore[dict-item]
-    ane.SliceOp: _slice_piece,  # type: ignore[dict-item]
-    ane.ConcatOp: _concat_piece,  # type: ignore[dict-item]
-    ane.ReshapeOp: _reshape_piece,  # type: ignore[dict-item]
-    ane.PadOp: _pad_piece,  # type: ignore[dict-item]
-    ane.ResizeOp: _resize_piece,  # type: ignore[dict-item]
-    ane.TileOp: _tile_piece,  # type: ignore[dict-item]
+    ane.ConvOp: _conv_piece,
+    ane.ConvTransposeOp: _conv_transpose_piece,
+    ane.PoolOp: _pool_piece,
+    ane.MatmulOp: _matmul_piece,
+    ane.TransposeOp: _transpose_piece,
+    ane.SliceOp: _slice_piece,
+    ane.ConcatOp: _concat_piece,
+    ane.ReshapeOp: _reshape_piece,
+    ane.PadOp: _pad_piece,
+    ane.ResizeOp: _resize_piece,
+    ane.TileOp: _tile_piece,
     ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
     ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
     ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,
@@ -547,9 +550,8 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
         return None
     if max(as_tuple(op.strides)) > target.limits.max_stride.value:
         return strided_conv(op, target)  # space-to-depth shrinks the kernel first
-    limits = (target.limits.max_kernel_height.value, target.limits.max_kernel_width_fp16.value)
     k = len(shape_of(op.input)) - 2
-    limits = limits[2 - k:]
+    limits = (target.limits.max_kernel_height.value, target.limits.max_kernel_width_fp16.value)[2 - k:]
     p = Pieces(op)
     x = _explicit_pad(op, p, 0.0)
     out = shape_of(op.result)[2:]
@@ -642,19 +644,21 @@ def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
     x = _explicit_pad(op, p, 0.0)
     axis = 2 + i
     out = shape_of(op.result)
-    props = {"strides": [1 if j == i else v for j, v in enumerate(strides)], "pads": [0] * (2 * len(strides)),
-             "dilations": [1 if j == i else v for j, v in enumerate(dilations)]}
+    strides_1 = [1 if j == i else v for j, v in enumerate(strides)]
+    pads_0 = [0] * (2 * len(strides))
+    dilations_1 = [1 if j == i else v for j, v in enumerate(dilations)]
     taps = [p.slice(x, axis, t * d, t * d + (out[axis] - 1) * s + 1, s) for t in range(k)]
     weight = constant_of(op.weight)
     if weight is not None and op.groups.value.data == 1 and k * weight.shape[1] <= PHASE_CHANNELS:
         phases = taps[0] if k == 1 else p(ane.ConcatOp(taps, 1))
         folded = np.moveaxis(weight, axis, 1)  # [Cout, k, C, other kernel axes]
         folded = np.expand_dims(folded.reshape(weight.shape[0], k * weight.shape[1], *folded.shape[3:]), axis)
-        return p.replace(p(_copy_on(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out, **props)))
+        return p.replace(p(_copy_on(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out,
+                                        strides=strides_1, pads=pads_0, dilations=dilations_1)))
     total: SSAValue | None = None
     for t, window in enumerate(taps):
-        bias = [op.bias] if op.bias is not None and total is None else []
-        part = ane.ConvOp(window, p.slice(op.weight, axis, t, t + 1), *bias, groups=op.groups.value.data, **props)
+        part = ane.ConvOp(window, p.slice(op.weight, axis, t, t + 1), op.bias if total is None else None,
+                          groups=op.groups.value.data, strides=strides_1, pads=pads_0, dilations=dilations_1)
         value = p(part)
         total = value if total is None else p(ane.AddOp(total, value))
     assert total is not None
@@ -710,8 +714,10 @@ def chain_pads(op: Operation, target: Target) -> list[Operation] | None:
 def cascade_pool(op: Operation, target: Target) -> list[Operation] | None:
     """Max pool: a k-window is a k1-window (stride 1) then a (k - k1 + 1)-window. Average pool
     (no excluded padding): a weighted sum of pools over blocks of the window at their offsets."""
+    if not isinstance(op, ane.PoolOp):
+        return None
     limit = target.limits.max_pool_window.value
-    kernel, strides = as_tuple(op.kernel), as_tuple(op.strides)  # type: ignore[attr-defined]
+    kernel, strides = as_tuple(op.kernel), as_tuple(op.strides)
     k = len(kernel)
     p = Pieces(op)
     if isinstance(op, ane.MaxPoolOp):
@@ -792,7 +798,8 @@ def tile_ops(ops: list[Operation], target: Target, max_steps: int) -> None:
         verdict = legality(op, target, strict=True)
         if verdict.ok or not verdict.tileable:
             continue
-        created = TILERS[verdict.violated](op, target)  # type: ignore[index]
+        assert verdict.violated is not None, "a failing verdict names the rule it violates"
+        created = TILERS[verdict.violated](op, target)
         if created:
             steps += 1
             if steps > max_steps:

@@ -75,7 +75,7 @@ def dims(value: SSAValue) -> Shape:
 
 def std_axes(rank: int) -> AxisMap:
     """Right-aligned placement of a rank-r tensor on [N, D, C, H, W] (the guide's rule)."""
-    return (*([None] * (5 - rank)), *range(rank))  # type: ignore[return-value]
+    return (*([None] * (5 - rank)), *range(rank))
 
 
 def spatial_axes(rank: int) -> AxisMap:
@@ -84,7 +84,8 @@ def spatial_axes(rank: int) -> AxisMap:
 
 
 def extents(shape: Shape, axes: AxisMap) -> Extents:
-    return tuple(1 if a is None else shape[a] for a in axes)  # type: ignore[return-value]
+    n, d, c, h, w = (1 if a is None else shape[a] for a in axes)
+    return n, d, c, h, w
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,8 @@ class SegmentLowering:
         axes = std_axes(len(out.shape))
         ext = extents(out.shape, axes)
         groups, coeffs = self.activation_fields(name, params)
-        self.task(Kind.NEURON, ext, ext, src1=x.view(axes, ext), dst=out.view(axes, ext), coeffs=coeffs, **groups)
+        self.task(Kind.NEURON, ext, ext, src1=x.view(axes, ext), dst=out.view(axes, ext), coeffs=coeffs,
+                  kernel_dma=groups.get("kernel_dma", {}), planar=groups.get("planar", {}))
 
     def activation_fields(self, name: str | None, params: Sequence[float]) -> tuple[dict[str, dict[str, int]], dict[str, str | None]]:
         """Neuron code, fp16 parameters and (optionally) a PWL table for an activation."""
@@ -551,10 +553,11 @@ def _norm(L: SegmentLowering, op: Operation, mode: str, axes_of_x: Sequence[int]
            kernel_dma={"Mode": NORMS.index(mode)}, planar={"AxisMask": mask, "Epsilon": f32_bits(epsilon)},
            common={"NumGroups": num_groups})
     if not affine_on_ane:
+        assert scale is not None, "an affine norm has a scale and a bias; l2 has neither"
         affine_axes = set(axes_of_x) if mode == "layer" else {1}
         affine_shape = tuple(d if i in affine_axes else 1 for i, d in enumerate(shape))
         scaled = L.buffer(shape) if bias is not None else result()
-        L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)  # type: ignore[arg-type]
+        L.elementwise("mul", out, L.as_shape(L.tensor(scale), affine_shape), scaled)
         out = scaled
         if bias is not None:
             out = result()
@@ -696,7 +699,7 @@ def _block(L: SegmentLowering, op: ane.BlockOp) -> None:
     x, out = L.tensor(op.input), L.result(op.result)
     axes = spatial_axes(4)
     to_space = isinstance(op, ane.DepthToSpaceOp)
-    mode = ("DCR", "CRD").index(op.mode.data) if to_space else 0
+    mode = ("DCR", "CRD").index(op.mode.data) if isinstance(op, ane.DepthToSpaceOp) else 0
     L.task(Kind.DEPTH_TO_SPACE if to_space else Kind.SPACE_TO_DEPTH, extents(x.shape, axes), extents(out.shape, axes),
            src1=x.view(axes, extents(x.shape, axes)), dst=out.view(axes, extents(out.shape, axes)),
            kernel_dma={"Mode": mode}, planar={"BlockSize": op.block_size.value.data})

@@ -17,6 +17,8 @@ from anec.errors import AnecError
 from anec.targets import get_target
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from anec.report import OpRecord, Report
     from anec.targets import Target
 
@@ -207,7 +209,8 @@ class StageProgress:
         self.progress = (Progress(SpinnerColumn(), TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(),
                                   console=console, transient=True)
                          if enabled and console.is_terminal else None)
-        self.stages, self.started, self.task = stages, 0, None
+        self.stages, self.started = stages, 0
+        self.task: TaskID | None = None
 
     def __enter__(self) -> StageProgress:
         if self.progress:
@@ -259,7 +262,7 @@ def print_summary(report: Report, title: str, chip: str, *, all_ops: bool = Fals
 
 
 def _tiles_line(report: Report) -> str:
-    if "ane-tile" not in report.stats.get("pass_seconds", {}):  # type: ignore[operator]
+    if not report.ran("ane-tile"):
         return "tiles: not tiled here; Core ML's compiler tiles on the device (--emit descriptors shows anec's tiling)"
     tiled = [r for r in report.ops if r.placement == "ane" and r.tiles > 1]
     if not tiled:
@@ -274,7 +277,7 @@ def print_comparison(reports: list[Report], chips: list[Target], console: Consol
     for column in ("chip", "arch", "predicted latency", "ANE FLOPs", "ANE ops", "CPU ops", "segments", "tiles", "fp16 warnings"):
         table.add_column(column, justify="left" if column in ("chip", "arch") else "right")
     for report, chip in zip(reports, chips):
-        tiled = "ane-tile" in report.stats.get("pass_seconds", {})  # type: ignore[operator]
+        tiled = report.ran("ane-tile")
         table.add_row(chip.name, chip.arch, _ms(report.predicted_latency_s), f"{report.ane_flops_fraction:.1%}",
                       str(len(report.ops) - len(report.host_ops)), str(len(report.host_ops)), str(report.segments),
                       str(report.tiles) if tiled else "—", str(len(report.fp16_warnings)))

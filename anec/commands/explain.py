@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,8 +78,7 @@ def parse_input(kind: str, text: str, index: int) -> InputSpec:
             numbers = [float(v) if "." in v or "e" in v.lower() else int(v) for v in text.split(",")]
         except ValueError:
             raise AnecError(f"--value {text!r} is not a comma-separated list of numbers", hint="e.g. --value 5 or --value 0,2,1,3") from None
-        dtype = np.float32 if any(isinstance(v, float) for v in numbers) else np.int64
-        return InputSpec(kind, np.array(numbers, dtype))
+        return InputSpec(kind, np.array(numbers, np.float32 if any(isinstance(v, float) for v in numbers) else np.int64))
     shape, dtype = parse_shape(text)
     if kind == "input":
         return InputSpec(kind, np.zeros(shape, dtype))
@@ -114,7 +113,7 @@ def parse_attr(schema, text: str):
     if spec is None:
         raise AnecError(f"{schema.name} has no attribute {name!r}", hint=f"its attributes: {', '.join(sorted(schema.attributes)) or '(none)'}")
     kinds = onnx.defs.OpSchema.AttrType
-    converters = {kinds.INT: int, kinds.FLOAT: float, kinds.STRING: str,
+    converters: dict[onnx.defs.OpSchema.AttrType, Callable[[str], object]] = {kinds.INT: int, kinds.FLOAT: float, kinds.STRING: str,
                   kinds.INTS: lambda v: [int(x) for x in v.split(",") if x], kinds.FLOATS: lambda v: [float(x) for x in v.split(",") if x],
                   kinds.STRINGS: lambda v: v.split(",")}
     if spec.type not in converters:
@@ -190,7 +189,7 @@ def explain(model, target) -> list[str]:
         lines.append(f"  {kind} {name_of(op)}: {_signature(op)}")
         if not verdict:
             reason = op.attributes.get(REASON_ATTR)
-            lines.append(f"    CPU — {reason.data if reason is not None else verdict.reason}  [rule {verdict.rule}]")  # type: ignore[union-attr]
+            lines.append(f"    CPU — {reason.data if reason is not None else verdict.reason}  [rule {verdict.rule}]")
             if verdict.hint:
                 lines.append(f"    what would let it: {verdict.hint}")
             others = [t.name for t in TARGETS if t is not target and legality(op, t)]

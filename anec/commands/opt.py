@@ -107,7 +107,12 @@ def load_passes(spec: str) -> dict[str, Callable[[], type[ModulePass]]]:
              if inspect.isclass(cls) and issubclass(cls, ModulePass) and cls.__module__ == module.__name__ and not inspect.isabstract(cls)}
     if not found:
         raise AnecError(f"--load-pass {spec}: defines no ModulePass", hint="define a dataclass subclassing xdsl.passes.ModulePass with a `name`")
-    return {name: (lambda cls=cls: cls) for name, cls in found.items()}
+    return {name: _returning(cls) for name, cls in found.items()}
+
+
+def _returning(cls: type[ModulePass]) -> Callable[[], type[ModulePass]]:
+    """The factory xDSL's pass registry wants for a pass class."""
+    return lambda: cls
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
               f"{times.flops / 1e9:.3f} GFLOP, {times.flops / times.total_s / 1e12:.2f} TFLOP/s, "
               f"{times.utilization:.0%} of the roofline")
         total += times.total_s
-    host_ops = [op for op in file.module.walk() if isinstance(op, host.HostOp) or  # type: ignore[union-attr]
+    assert file.module is not None, "read_file parses the file's graph"
+    host_ops = [op for op in file.module.walk() if isinstance(op, host.HostOp) or
                 (ane.is_ane(op) and not isinstance(op, ane.ConstOp | ane.YieldOp))]
     cpu = sum(host_seconds(op, target) for op in host_ops)
     if host_ops:

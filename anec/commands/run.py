@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,15 +89,20 @@ def load_program(path: Path, target: str | None, frozen: dict[str, Any] | None =
 
     if path.suffix == ".anec":
         return read_file(path, get_target(target) if target is not None else None)
-    shapes = {name: list(shape) for name, shape in (shapes or {}).items() if name not in (frozen or {})}
+    given = {name: list(shape) for name, shape in (shapes or {}).items() if name not in (frozen or {})}
     return compile_model(path, target=target or "m1", emit="descriptors", input_values=frozen or None,
-                         input_shapes=shapes if shapes and path.suffix == ".onnx" else None).program
+                         input_shapes=given if given and path.suffix == ".onnx" else None).program
 
 
 def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """An `.npz` of `outputs` by name, written as `np.savez` writes one; not through `np.savez`, which
+    would take an output named `file` or `allow_pickle` for its own argument."""
     tmp = path.with_name(f".{path.name}.tmp.npz")
     try:
-        np.savez(tmp, **outputs)
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for name, array in outputs.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

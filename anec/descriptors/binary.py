@@ -331,7 +331,7 @@ def encode(model: AnecFile) -> bytes:
     """The `.anec` bytes of `model` (deterministic: equal models give equal bytes)."""
     sections: list[tuple[int, int, bytes]] = [(SECTION_PROGRAM, i, encode_program(p)) for i, p in enumerate(model.programs)]
     sections.append((SECTION_GRAPH, 0, model.graph.encode()))
-    sections.append((SECTION_HOST_WEIGHTS, 0, encode_host_weights(model.host_weights)))  # type: ignore[arg-type]
+    sections.append((SECTION_HOST_WEIGHTS, 0, encode_host_weights(model.host_weights)))
     if model.source:
         sections.append((SECTION_SOURCE, 0, model.source.encode()))
     table = table_for(model.arch)

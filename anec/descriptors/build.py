@@ -23,6 +23,7 @@ from anec.descriptors.program import (
     Program,
     Task,
     buffer_strides,
+    role_named,
     round_up,
 )
 from anec.dialects import ane, anehw
@@ -45,13 +46,13 @@ def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
             padded[:, :w.dims[-1]] = rows
             array = padded
         raw = array.astype("<f2").tobytes()
-        offset = w.offset.value.data  # type: ignore[union-attr]
+        offset, _ = w.placement()
         data[offset:offset + len(raw)] = raw
     return bytes(data)
 
 
 def weight_section_size(program: anehw.ProgramOp) -> int:
-    return max((w.offset.value.data + w.size.value.data for w in program.weights()), default=0)  # type: ignore[union-attr]
+    return max((sum(w.placement()) for w in program.weights()), default=0)
 
 
 def program_of(op: anehw.ProgramOp, store: WeightStore, name: str, with_weights: bool = True) -> Program:
@@ -63,8 +64,8 @@ def program_of(op: anehw.ProgramOp, store: WeightStore, name: str, with_weights:
         if b.slot is None or b.offset is None or b.size is None:
             raise AnecError("anehw.program has unplaced buffers", hint="run plan-memory before emitting descriptors")
         first, last = b.live.get_values() if b.live is not None else (0, 0)
-        buffers.append(Buffer(b.slot.value.data, b.role.data, b.port.value.data if b.port is not None else 0,  # type: ignore[arg-type]
-                              b.offset.value.data, b.size.value.data, b.dims, buffer_strides(b.dims, align), first, last))  # type: ignore[arg-type]
+        buffers.append(Buffer(b.slot.value.data, role_named(b.role.data), b.port.value.data if b.port is not None else 0,
+                              b.offset.value.data, b.size.value.data, b.dims, buffer_strides(b.dims, align), first, last))
     weights = weight_section(op, store) if with_weights else b""
     size = weight_section_size(op)
     if size:

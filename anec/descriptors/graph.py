@@ -66,7 +66,7 @@ def check_graph(model: AnecFile) -> ModuleOp:
             raise _fail(f"{op.name} belongs in a program section, not in the graph")
         elif isinstance(op, ane.ConstOp) and op.handle is not None:
             array = model.host_weights.get(op.handle.data)
-            if array is None or tuple(array.shape) != ane.shape_of(op.result):  # type: ignore[attr-defined]
+            if array is None or tuple(array.shape) != ane.shape_of(op.result):
                 raise _fail(f"host weight {op.handle.data!r} is missing or has another shape")
-    attach(module, WeightStore.from_arrays(model.host_weights))  # type: ignore[arg-type]
+    attach(module, WeightStore.from_arrays(model.host_weights))
     return module

@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
 
 from anec.isa.fields import GROUP_NAMES, FieldTable, table_for
 from anec.isa.tasks import LUT_WORDS, NORMS, Coeff, Kind
 
 Role = Literal["weights", "input", "output", "intermediate"]
 ROLES: tuple[Role, ...] = ("weights", "input", "output", "intermediate")
+
+
+def role_named(name: str) -> Role:
+    """The buffer role called `name`."""
+    for role in ROLES:
+        if role == name:
+            return role
+    raise ValueError(f"no buffer role {name!r}; roles are {', '.join(ROLES)}")
 
 COMMAND_SLOT, WEIGHT_SLOT, ARENA_SLOT, FIRST_IO_SLOT, SLOTS = 0, 1, 2, 4, 32
 """The BAR-slot convention (eco (c), eiln): 0 the TD stream, 1 weights, 2-3 intermediates, then
@@ -261,6 +273,12 @@ class Program:
         return sizes
 
 
+class ProgramRunner(Protocol):
+    """What runs one program of a file (the simulator's `Machine`, a layer above)."""
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
 @dataclass
 class AnecFile:
     """A whole compiled model: ANE programs, the host graph that calls them, and host-side weights."""
@@ -268,9 +286,9 @@ class AnecFile:
     arch: str
     programs: list[Program]
     graph: str                                   # textual IR: func.func with anehw.call and host ops
-    host_weights: dict[str, object] = field(default_factory=dict)   # name -> numpy array
+    host_weights: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""                             # the model file it was compiled from (informational)
-    module: object = field(default=None, compare=False, repr=False)
+    module: ModuleOp | None = field(default=None, compare=False, repr=False)
     """The parsed graph (a ModuleOp with the host weights attached), set by the decoder."""
-    machines: dict[int, object] = field(default_factory=dict, compare=False, repr=False)
+    machines: dict[int, ProgramRunner] = field(default_factory=dict, compare=False, repr=False)
     """Simulator state per program index, kept between runs (anec.runtime)."""

@@ -60,7 +60,7 @@ def validate_buffers(program: Program) -> dict[int, int]:
     row_align, page = memory.row_alignment_bytes.value, memory.buffer_page_bytes.value
     io_slots: set[int] = set()
     for role in ("input", "output"):
-        ports = [b.port for b in program.ports(role)]  # type: ignore[arg-type]
+        ports = [b.port for b in program.ports(role)]
         if ports != list(range(len(ports))):
             raise _fail(f"{role} ports {ports} are not 0..{len(ports) - 1}", "buffer table")
     for b in program.buffers:

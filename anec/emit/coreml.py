@@ -104,4 +104,4 @@ def write_package(program: Program, path: Path, target: DeploymentTarget, metada
         with tempfile.TemporaryDirectory(prefix="anec-weights-") as weights_dir:
             spec = mil_to_spec(program, weights_dir, specification_version=target.opset.value, convert_to="mlprogram")
             spec.description.metadata.userDefined.update({"com.github.apple.coremltools.version": ct.__version__, **metadata})
-            _create_mlpackage(KeyOrdered(spec), weights_dir, str(path))  # type: ignore[arg-type]
+            _create_mlpackage(KeyOrdered(spec), weights_dir, str(path))

@@ -54,7 +54,7 @@ _NUMPY_OF_MIL = {types.fp16: np.float16, types.fp32: np.float32, types.int32: np
 
 def mil_dtype(typ: TensorType | SSAValue) -> type:
     """The MIL element type for an IR tensor type: fp16, fp32, int32 or bool."""
-    et = typ.type.element_type if isinstance(typ, SSAValue) else typ.element_type  # type: ignore[union-attr]
+    et = ane.element_type_of(typ)
     if isinstance(et, Float16Type):
         return types.fp16
     if isinstance(et, IntegerType):
@@ -191,8 +191,8 @@ class Lowering:
         except (ValueError, TypeError, NotImplementedError, AssertionError, IndexError, KeyError) as e:
             raise unsupported(op, f"coremltools rejects it ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
         produced = [produced] if isinstance(produced, Var) else list(produced)
-        for result, var in zip(op.results, produced, strict=True):
-            self.env[result] = self.conform(op, result, var)
+        for op_result, var in zip(op.results, produced, strict=True):
+            self.env[op_result] = self.conform(op, op_result, var)
 
     def alias(self, value: SSAValue, source: SSAValue) -> None:
         if source in self.consts:
@@ -435,13 +435,13 @@ def _spatial_pads(pads: Sequence[int]) -> list[int]:
 @lowers(ane.ConvOp, ane.ConvTransposeOp)
 def _conv(op: ane.ConvBase, low: Lowering) -> Var:
     bias_const = None if op.bias is None else low.constant(op.bias)
-    separate_bias = op.bias is not None and bias_const is None
-    mac_name, final = _mac_names(op, low, separate_bias)
+    separate_bias = op.bias if bias_const is None else None  # a bias computed at run time is added after the MAC
+    mac_name, final = _mac_names(op, low, separate_bias is not None)
     params: dict[str, Any] = {
         "x": low.var(op.input), "weight": low.var(op.weight), "strides": list(as_tuple(op.strides)), "pad_type": "custom",
         "pad": _spatial_pads(as_tuple(op.pads)), "dilations": list(as_tuple(op.dilations)), "groups": op.groups.value.data,
     }
-    if op.bias is not None and not separate_bias:
+    if op.bias is not None and separate_bias is None:
         params["bias"] = low.var(op.bias)
     if isinstance(op, ane.ConvTransposeOp):
         if low.constant(op.weight) is None:
@@ -451,7 +451,7 @@ def _conv(op: ane.ConvBase, low: Lowering) -> Var:
         y = mb.conv_transpose(**params, name=mac_name)
     else:
         y = mb.conv(**params, name=mac_name)
-    return epilogue(op, y, low.var(op.bias) if separate_bias else None, final, low, 1)
+    return epilogue(op, y, low.var(separate_bias) if separate_bias is not None else None, final, low, 1)
 
 
 @lowers(ane.MatmulOp)
@@ -460,20 +460,20 @@ def _matmul(op: ane.MatmulOp, low: Lowering) -> Var:
     rhs = low.constant(op.rhs)
     bias = None if op.bias is None else low.constant(op.bias)
     if rhs is not None and not transpose_lhs and math.prod(rhs.shape[:-2]) == 1 and (op.bias is None or bias is not None):
-        return _linear(op, rhs, bias, transpose_rhs, low)
+        return _linear(op, rhs, transpose_rhs, low)
     mac_name, final = _mac_names(op, low, op.bias is not None)
     y = mb.matmul(x=low.var(op.lhs), y=low.var(op.rhs), transpose_x=transpose_lhs, transpose_y=transpose_rhs, name=mac_name)
     return epilogue(op, y, None if op.bias is None else low.var(op.bias), final, low, -1)
 
 
-def _linear(op: ane.MatmulOp, rhs: np.ndarray, bias: np.ndarray | None, transpose_rhs: bool, low: Lowering) -> Var:
-    """x·W (+ b) with a constant W: MIL's `linear`, which takes W as [N, K] and the bias."""
+def _linear(op: ane.MatmulOp, rhs: np.ndarray, transpose_rhs: bool, low: Lowering) -> Var:
+    """x·W (+ b) with a constant W (and b, if any): MIL's `linear`, which takes W as [N, K] and the bias."""
     dtype = mil_dtype(op.result)
     matrix = rhs.reshape(rhs.shape[-2:])
     weight = low.const(matrix if transpose_rhs else matrix.T, dtype, _handle(op.rhs, low) or "weight")
     mac_name, final = _mac_names(op, low, separate_bias=False)
     params: dict[str, Any] = {"x": low.var(op.lhs), "weight": weight}
-    if bias is not None:
+    if op.bias is not None:
         params["bias"] = low.var(op.bias)
     return epilogue(op, mb.linear(**params, name=mac_name), None, final, low, -1)
 
@@ -759,7 +759,8 @@ def _onnx_gather_nd(op: host.HostOp, low: Lowering) -> Var:
 
 @lowers("onnx.Where")
 def _onnx_where(op: host.HostOp, low: Lowering) -> Var:
-    return select(op, *op.args, low)
+    cond, on_true, on_false = op.args
+    return select(op, cond, on_true, on_false, low)
 
 
 @lowers("onnx.Expand")
@@ -798,7 +799,7 @@ def _onnx_cumsum(op: host.HostOp, low: Lowering) -> Var:
 @lowers("onnx.Shape", "onnx.Size", "onnx.ConstantOfShape", "onnx.Range")
 def _onnx_static(op: host.HostOp, low: Lowering) -> Var:
     """Ops whose result follows from static shapes and constant operands: folded to a constant."""
-    args = [low.constant(v) if low.constant(v) is not None else np.zeros(shape_of(v), np.float32) for v in op.args]
+    args = [c if (c := low.constant(v)) is not None else np.zeros(shape_of(v), np.float32) for v in op.args]
     if op.op_name.data in ("onnx.ConstantOfShape", "onnx.Range") and any(low.constant(v) is None for v in op.args):
         raise unsupported(op, "its operands must be constants (MIL programs have static shapes)")
     (value,) = run_host_op(op, args)

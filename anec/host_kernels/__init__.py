@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from xdsl.dialects.builtin import (
@@ -27,6 +28,11 @@ from anec.errors import AnecError
 from anec.registry import Registry
 from anec.weights import dense_to_numpy
 
+if TYPE_CHECKING:  # onnx is imported where a host op runs, not when the package loads
+    from onnx import AttributeProto, GraphProto, NodeProto
+    from onnx.defs import OpSchema
+    from onnx.reference import ReferenceEvaluator
+
 HostRunner = Callable[[HostOp, list[np.ndarray]], list[np.ndarray]]
 RUNNERS: Registry[HostRunner] = Registry("CPU runner")
 """Source framework (`onnx`, `aten`) -> the runner of its host ops."""
@@ -35,7 +41,7 @@ runner = RUNNERS.register
 
 def run_host_op(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
     if op.source not in RUNNERS:
-        raise AnecError(f"no CPU runner for {op.op_name.data}", hint=f"known sources: {', '.join(sorted(RUNNERS))}")
+        raise AnecError(f"no CPU runner for {op.op_name.data}", hint=f"known sources: {', '.join(sorted(map(str, RUNNERS)))}")
     return RUNNERS[op.source](op, inputs)
 
 
@@ -55,7 +61,7 @@ def python_value(attr: Attribute) -> object:
     raise AnecError(f"host-op attribute {attr} has no Python equivalent")
 
 
-_ONNX_CACHE: weakref.WeakKeyDictionary[HostOp, object] = weakref.WeakKeyDictionary()
+_ONNX_CACHE: weakref.WeakKeyDictionary[HostOp, ReferenceEvaluator] = weakref.WeakKeyDictionary()
 
 
 def _slots(op: HostOp, key: str, count: int) -> list[int]:
@@ -74,7 +80,7 @@ def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
         explicit = len(inputs) - len(captured)
         feeds = {f"in{i}": x for i, x in zip(_slots(op, ARG_SLOTS_ATTR, explicit), inputs)}
         feeds.update(zip(captured, inputs[explicit:]))
-        return list(evaluator.run(None, feeds))  # type: ignore[attr-defined]
+        return list(evaluator.run(None, feeds))
     except AnecError:
         raise
     except Exception as e:  # onnx raises many types for an op it cannot build or run
@@ -87,7 +93,7 @@ def _captured(op: HostOp) -> list[str]:
     return [a.data for a in attr.data if isinstance(a, StringAttr)] if isinstance(attr, ArrayAttr) else []
 
 
-def _onnx_evaluator(op: HostOp) -> object:
+def _onnx_evaluator(op: HostOp) -> ReferenceEvaluator:
     import onnx
     from onnx import helper
 
@@ -105,7 +111,7 @@ def _onnx_evaluator(op: HostOp) -> object:
     return onnx_node_evaluator(node, {domain: version}, captured)
 
 
-def _schema(op_type: str, version: int, domain: str) -> object | None:
+def _schema(op_type: str, version: int, domain: str) -> OpSchema | None:
     import onnx
 
     try:
@@ -114,26 +120,27 @@ def _schema(op_type: str, version: int, domain: str) -> object | None:
         return None
 
 
-def _onnx_attribute(key: str, value: object, schema: object | None) -> object:
+def _onnx_attribute(key: str, value: object, schema: OpSchema | None) -> AttributeProto:
     """An ONNX AttributeProto; an empty list takes its type from the op's schema."""
     import onnx
     from onnx import helper
 
-    kind = schema.attributes[key].type if schema is not None and key in schema.attributes else None  # type: ignore[attr-defined]
+    kind = schema.attributes[key].type if schema is not None and key in schema.attributes else None
     if kind == onnx.defs.OpSchema.AttrType.GRAPH:
         return helper.make_attribute(key, _graph(value))
     if kind == onnx.defs.OpSchema.AttrType.GRAPHS:
-        return helper.make_attribute(key, [_graph(v) for v in value])  # type: ignore[attr-defined]
+        assert isinstance(value, list), f"{key}: a GRAPHS attribute holds a list (python_value of an ArrayAttr)"
+        return helper.make_attribute(key, [_graph(v) for v in value])
     if isinstance(value, np.ndarray):
         value = onnx.numpy_helper.from_array(value)
     attr_type = None
-    if isinstance(value, list) and not value and schema is not None and key in schema.attributes:  # type: ignore[attr-defined]
-        attr_type = schema.attributes[key].type  # type: ignore[attr-defined]
-        return helper.make_attribute(key, value, attr_type=onnx.AttributeProto.AttributeType(int(attr_type)))
+    if isinstance(value, list) and not value and schema is not None and key in schema.attributes:
+        attr_type = schema.attributes[key].type
+        return helper.make_attribute(key, value, attr_type=onnx.AttributeProto.AttributeType(int(attr_type)))  # type: ignore[call-overload]  # onnx's stub of OpSchema.AttrType omits the pybind11 enum's __int__
     return helper.make_attribute(key, value)
 
 
-def _graph(value: object) -> object:
+def _graph(value: object) -> GraphProto:
     """A subgraph back from the serialized bytes a host op keeps (a ui8 tensor)."""
     import onnx
 
@@ -150,18 +157,18 @@ SAME_AS_NEWER: dict[tuple[str, int], int] = {
 same semantics on the older version's types (op set 19 only added float8 types to these)."""
 
 
-def onnx_node_evaluator(node: object, opsets: Mapping[str, int], captured: Sequence[str] = ()) -> object:
+def onnx_node_evaluator(node: NodeProto, opsets: Mapping[str, int], captured: Sequence[str] = ()) -> ReferenceEvaluator:
     """A ReferenceEvaluator for one ONNX node; its inputs and outputs keep the node's names, and the
     values its subgraphs read from outside (`captured`) are inputs too."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
 
-    domain, op_type = node.domain, node.op_type  # type: ignore[attr-defined]
+    domain, op_type = node.domain, node.op_type
     if (op_type, opsets.get(domain)) in SAME_AS_NEWER:
         opsets = {**opsets, domain: SAME_AS_NEWER[(op_type, opsets[domain])]}
-    inputs = dict.fromkeys([*(n for n in node.input if n), *captured])  # type: ignore[attr-defined]
+    inputs = dict.fromkeys([*(n for n in node.input if n), *captured])
     graph = helper.make_graph([node], "node", [helper.make_tensor_value_info(n, 0, None) for n in inputs],
-                              [helper.make_tensor_value_info(n, 0, None) for n in node.output if n])  # type: ignore[attr-defined]
+                              [helper.make_tensor_value_info(n, 0, None) for n in node.output if n])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
     return ReferenceEvaluator(model, new_ops=_reference_fixes())
 
@@ -176,7 +183,7 @@ def _reference_fixes() -> list[type]:
 
         op_domain = ""
 
-        def _run(self, data, indices, axis=None):  # type: ignore[no-untyped-def]
+        def _run(self, data, indices, axis=None):
             axis = (axis or 0) % max(data.ndim, 1)
             indices = np.where(indices < 0, indices + data.shape[axis], indices)
             return (np.take_along_axis(data, indices.astype(np.int64), axis),)
@@ -184,13 +191,14 @@ def _reference_fixes() -> list[type]:
     return [GatherElements]
 
 
-def evaluate_onnx_node(node: object, opsets: Mapping[str, int], inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-    """Run one ONNX node once (constant folding): `inputs` align with the node's inputs (None: absent)."""
+def evaluate_onnx_node(node: NodeProto, opsets: Mapping[str, int], inputs: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+    """Run one ONNX node once (constant folding): `inputs` align with the node's inputs, and the
+    result with its outputs (None: absent)."""
     evaluator = onnx_node_evaluator(node, opsets)
-    feeds = {name: x for name, x in zip(node.input, inputs) if name and x is not None}  # type: ignore[attr-defined]
-    outs = evaluator.run(None, feeds)  # type: ignore[attr-defined]
+    feeds = {name: x for name, x in zip(node.input, inputs) if name and x is not None}
+    outs = evaluator.run(None, feeds)
     produced = iter(outs)
-    return [next(produced) if name else None for name in node.output]  # type: ignore[attr-defined]
+    return [next(produced) if name else None for name in node.output]
 
 
 @runner("aten")

@@ -105,11 +105,29 @@ class NodeBuilder(AppendingBuilder):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.out[0][0]
+        return self.out_type(0)[0]
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.out[0][1]
+        return self.out_type(0)[1]
+
+    def out_type(self, index: int) -> tuple[tuple[int, ...], torch.dtype]:
+        """(shape, dtype) of the node's output `index`, which is a tensor."""
+        out = self.out[index]
+        assert out is not None, f"output {index} of {self.node.name} is not a tensor"
+        return out
+
+    @property
+    def schema(self) -> torch.FunctionSchema:
+        """The node's ATen schema (handlers are registered for OpOverloads only)."""
+        target = self.node.target
+        assert isinstance(target, torch._ops.OpOverload), f"{self.node.name} calls {target}, not an ATen op"
+        return target._schema
+
+    @property
+    def op_name(self) -> str:
+        """`add` for `aten.add.Tensor`."""
+        return self.schema.name.split("::")[-1]
 
     def insert(self, op: OpT, suffix: str = "") -> OpT:
         op.attributes[NAME_ATTR] = StringAttr(self.name)
@@ -237,13 +255,13 @@ def _emit_unary(e: NodeBuilder) -> Value:
     return e.add(op(x, **kwargs))
 
 
-for _name, _op in {
+for _name, _unary_cls in {
     "relu": ane.ReluOp, "sigmoid": ane.SigmoidOp, "tanh": ane.TanhOp, "exp": ane.ExpOp, "log": ane.LogOp,
     "sqrt": ane.SqrtOp, "rsqrt": ane.RsqrtOp, "reciprocal": ane.ReciprocalOp, "abs": ane.AbsOp, "neg": ane.NegOp,
     "erf": ane.ErfOp, "sin": ane.SinOp, "cos": ane.CosOp, "silu": ane.SiluOp, "hardswish": ane.HardswishOp,
     "sign": ane.SignOp,
 }.items():
-    _unary(f"aten.{_name}.default", _op)
+    _unary(f"aten.{_name}.default", _unary_cls)
 
 _unary("aten.hardsigmoid.default", ane.HardsigmoidOp, lambda e: {"alpha": 1 / 6, "beta": 0.5})
 _unary("aten.leaky_relu.default", ane.LeakyReluOp, lambda e: {"alpha": float(e["negative_slope"])})
@@ -289,7 +307,7 @@ _ARITHMETIC = {"add": ane.AddOp, "sub": ane.SubOp, "mul": ane.MulOp, "div": ane.
 
 
 def _arithmetic(e: NodeBuilder) -> Value:
-    name = e.node.target._schema.name.split("::")[-1]
+    name = e.op_name
     a, b = e["self"], e["other"]
     if name == "rsub":
         name, a, b = "sub", b, a
@@ -338,7 +356,7 @@ _COMPARE = {"eq": ane.EqualOp, "ne": ane.NotEqualOp, "gt": ane.GreaterOp, "ge": 
 
 
 def _compare(e: NodeBuilder) -> Value:
-    name = e.node.target._schema.name.split("::")[-1]
+    name = e.op_name
     a, b = e["self"], e["other"]
     return binary(e, _COMPARE[name], a, b, common_dtype(a, b))
 
@@ -375,7 +393,7 @@ def _logical(e: NodeBuilder) -> Value:
     a, b = e["self"], e["other"]
     if e.dtype != torch.bool or common_dtype(a, b) != torch.bool:
         decline("bitwise logic on integers")
-    name = e.node.target._schema.name.split("::")[-1]
+    name = e.op_name
     if name.endswith("xor"):
         return binary(e, ane.NotEqualOp, a, b, torch.bool)
     rank = max(rank_of(a), rank_of(b))
@@ -395,7 +413,7 @@ def _isnan_isinf(e: NodeBuilder) -> Value:
 @handles("aten.log2.default", "aten.log10.default", "aten.log1p.default", "aten.expm1.default", emits=(ane.LogOp, ane.ExpOp, ane.MulOp, ane.AddOp, ane.SubOp))
 def _log_exp_variants(e: NodeBuilder) -> Value:
     x = e.value(e.value(e["self"]), e.dtype)
-    name = e.node.target._schema.name.split("::")[-1]
+    name = e.op_name
     if name == "log1p":
         return e.add(ane.LogOp(binary(e, ane.AddOp, x, 1.0, e.dtype)))
     if name == "expm1":
@@ -501,6 +519,7 @@ def _convolution(e: NodeBuilder) -> Value:
     groups = e["groups"]
     x, w = e.value(x, e.dtype), e.value(w, e.dtype)
     vector = None if bias is None else bias_vector(e, bias, e.shape[1])
+    op: ane.ConvBase
     if e.args.get("transposed"):
         op = ane.ConvTransposeOp(x, w, vector, strides=strides, pads=pads + pads, dilations=dilations, groups=groups,
                                  output_padding=_pairs(e["output_padding"], k))
@@ -521,7 +540,7 @@ def _sdpa(e: NodeBuilder) -> Value:
     if shape_of(q)[:-2] != shape_of(k)[:-2] or shape_of(k)[:-2] != shape_of(v)[:-2]:
         decline("attention with broadcast batch or head axes")
     length, source = shape_of(q)[-2], shape_of(k)[-2]
-    additive = None
+    additive: Value = None  # a constant mask (torch.Tensor) or an SSA value
     if mask is not None:
         if isinstance(mask, torch.Tensor):
             additive = _additive_mask(mask, e.dtype)
@@ -581,7 +600,7 @@ def _group_norm(e: NodeBuilder) -> Value:
 
 def _first_only(e: NodeBuilder, y: SSAValue, outputs: int) -> Value:
     """A multi-result node whose extra results (saved statistics) nobody reads."""
-    if len(e.node.target._schema.returns) == 1:
+    if len(e.schema.returns) == 1:
         return y
     for user in e.node.users:
         if not (user.target is operator.getitem and user.args[1] == 0):
@@ -627,7 +646,7 @@ _REDUCE = {"mean": ane.ReduceMeanOp, "sum": ane.ReduceSumOp, "amax": ane.ReduceM
 
 
 def _reduce(e: NodeBuilder) -> Value:
-    name = e.node.target._schema.name.split("::")[-1]
+    name = e.op_name
     if e.dtype == torch.bool:
         decline("boolean reduction")
     x = e.value(e["self"], e.dtype)
@@ -670,7 +689,7 @@ def _argreduce(e: NodeBuilder) -> Value:
         decline("arg-reduction over a flattened tensor")
     x = e.value(e["self"])
     op = ane.ArgmaxOp if "argmax" in op_key(e.node.target) else ane.ArgminOp
-    return e.add(op(x, axis(e["dim"], len(shape_of(x))), bool(e["keepdim"]), index_type=element_type(e.out[0][1])))
+    return e.add(op(x, axis(e["dim"], len(shape_of(x))), bool(e["keepdim"]), index_type=element_type(e.out_type(0)[1])))
 
 
 handles("aten.argmax.default", emits=(ane.ArgmaxOp,))(_argreduce)
@@ -682,7 +701,7 @@ def _max_dim(e: NodeBuilder) -> Value:
     rank, largest = len(shape_of(x)), "max" in op_key(e.node.target)
     dim, keep = axis(e["dim"], rank), bool(e["keepdim"])
     values = e.add((ane.ReduceMaxOp if largest else ane.ReduceMinOp)(x, [dim], keep))
-    indices = e.add((ane.ArgmaxOp if largest else ane.ArgminOp)(x, dim, keep, index_type=element_type(e.out[1][1])))
+    indices = e.add((ane.ArgmaxOp if largest else ane.ArgminOp)(x, dim, keep, index_type=element_type(e.out_type(1)[1])))
     return values, indices
 
 
@@ -816,7 +835,8 @@ def _index(e: NodeBuilder) -> Value:
     shape = shape_of(x)
     rest = shape[len(indices):]
     grid = torch.broadcast_shapes(*(t.shape for t in indices))
-    starts, ends, steps, targets = [0] * len(shape), list(shape), [1] * len(shape), {}
+    starts, ends, steps = [0] * len(shape), list(shape), [1] * len(shape)
+    targets: dict[int, int] = {}  # index position -> the grid axis it varies along
     for i, t in enumerate(indices):
         t = torch.broadcast_to(torch.where(t < 0, t + shape[i], t), grid)
         varying = [a for a in range(len(grid)) if grid[a] > 1 and not bool((t == t.narrow(a, 0, 1)).all())]
@@ -859,14 +879,15 @@ def _numel(x: Value) -> int:
 def _split(e: NodeBuilder) -> Value:
     x = e.value(e["self"])
     dim = axis(e["dim"], len(shape_of(x)))
-    sizes = [s[dim] for s, _ in e.out] if "unbind" not in op_key(e.node.target) else [1] * len(e.out)
+    shapes = [e.out_type(i)[0] for i in range(len(e.out))]
+    sizes = [s[dim] for s in shapes] if "unbind" not in op_key(e.node.target) else [1] * len(shapes)
     if len(sizes) == 1:
         pieces: list[SSAValue] = [x]
     else:
         op = ane.SplitOp(x, dim, sizes)
         e.add(op)
         pieces = list(op.results)
-    return [e.reshape(p, s) for p, (s, _) in zip(pieces, e.out)]
+    return [e.reshape(p, s) for p, s in zip(pieces, shapes)]
 
 
 @handles("aten.constant_pad_nd.default", emits=(ane.PadOp,))
@@ -892,7 +913,7 @@ def _pad_mode(e: NodeBuilder) -> Value:
     begins, ends = [0] * rank, [0] * rank
     for i in range(len(pad) // 2):
         begins[rank - 1 - i], ends[rank - 1 - i] = pad[2 * i], pad[2 * i + 1]
-    return e.add(ane.PadOp(x, begins + ends, mode=_PAD_MODES[e.node.target._schema.name.split("::")[-1].split("_")[0]]))
+    return e.add(ane.PadOp(x, begins + ends, mode=_PAD_MODES[e.op_name.split("_")[0]]))
 
 
 @handles("aten.pixel_shuffle.default", emits=(ane.DepthToSpaceOp,))

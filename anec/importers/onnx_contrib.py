@@ -147,7 +147,7 @@ def simplified_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
 @contrib("SkipLayerNormalization", "SkipSimplifiedLayerNormalization",
          emits=[ane.AddOp, ane.LayerNormOp, ane.MulOp, ane.ReduceMeanOp, ane.RsqrtOp],
          note="norm(input + skip + bias) over the last axis; also the sum output")
-def skip_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
+def skip_layer_norm(node: Node, b: GraphBuilder) -> list[Value | None]:
     if any(node.outputs[1:3]):
         raise NotOnAne("its mean and inverse-deviation outputs")
     simplified = node.op_type == "SkipSimplifiedLayerNormalization"
@@ -186,7 +186,7 @@ def _lookup(node: Node, b: GraphBuilder, table: str, ids: str, what: str) -> SSA
 @contrib("EmbedLayerNormalization", emits=[ane.AddOp, ane.LayerNormOp, ane.ReduceSumOp],
          note="word, position and segment lookups (onnx Gathers on the CPU when the ids are run-time inputs), their sum, "
               "a layer norm; mask_index as the mask's row sums (zeros without a mask)")
-def embed_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
+def embed_layer_norm(node: Node, b: GraphBuilder) -> list[Value | None]:
     ids = node.input(0)
     if len(b.shape(ids)) != 2:
         raise NotOnAne("input ids that are not [batch, sequence]")
@@ -209,7 +209,7 @@ def embed_layer_norm(node: Node, b: GraphBuilder) -> list[Value]:
     gamma = _affine(b, node.input(5), (width,), total, 1.0, f"{node.name}.gamma")
     beta = _affine(b, node.input(6), (width,), total, 0.0, f"{node.name}.beta")
     y = b.add(ane.LayerNormOp(total, gamma, beta, axes=[2], epsilon=node.attr("epsilon", SKIP_EPSILON)))
-    mask_index = None
+    mask_index: Value | None = None
     if len(node.outputs) > 1 and node.outputs[1]:
         if mask and node.attr("mask_index_type", 1):
             mask_index = b.add(ane.ReduceSumOp(b.value(mask), [1], keepdims=False))
@@ -270,7 +270,7 @@ def _attend(node: Node, b: GraphBuilder, q: SSAValue, k: SSAValue, v: SSAValue, 
     return b.reshape(b.add(ane.TransposeOp(y, [0, 2, 1, 3])), (batch, seq, out))
 
 
-ATTENTION_OPS = [ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.CastOp, ane.GreaterOp, ane.LessOp,
+ATTENTION_OPS: list[type[Operation]] = [ane.MatmulOp, ane.SplitOp, ane.ReshapeOp, ane.TransposeOp, ane.SdpaOp, ane.AddOp, ane.CastOp, ane.GreaterOp, ane.LessOp,
                  ane.SelectOp]
 
 
@@ -318,7 +318,7 @@ def multi_head_attention(node: Node, b: GraphBuilder) -> list[Value]:
 @contrib("DynamicQuantizeLSTM", emits=UNROLLED_OPS,
          note="an LSTM with its 8-bit weights dequantized; activations stay float (onnxruntime rounds them to 8 bits per "
               "product, so results differ by about that rounding)")
-def dynamic_quantize_lstm(node: Node, b: GraphBuilder) -> list[Value]:
+def dynamic_quantize_lstm(node: Node, b: GraphBuilder) -> list[Value | None]:
     """onnxruntime's int8 LSTM: W [dirs, size, 4H] and R [dirs, H, 4H] (transposed from ONNX's
     LSTM) with per-direction or per-column scales and zero points at inputs 8 to 11."""
     def weights(i: int, scale: int, zero: int, what: str) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from xdsl.dialects.builtin import (
     f32,
     i64,
 )
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from anec.builder import AppendingBuilder
@@ -180,7 +180,7 @@ class GraphBuilder(AppendingBuilder):
     """Builds the `@main` function of a model; handlers call the helpers marked "handler API" and the
     op builder's (`anec.builder.OpBuilder`: `add`, `reshape`, `scalar`, `same_rank`, …)."""
 
-    def __init__(self, model: ModelProto, store: WeightStore, handlers: Mapping[str, Handler]):
+    def __init__(self, model: ModelProto, store: WeightStore, handlers: Mapping[Hashable, Handler]):
         super().__init__(store)
         self.model = model
         self.handlers = handlers
@@ -208,8 +208,8 @@ class GraphBuilder(AppendingBuilder):
                 raise AnecError(f"{flag} names {unknown[0]!r}, which is not an input of the model",
                                 hint=f"the inputs are {[v.name for v in inputs]}")
         for v in inputs:
-            if v.name in (input_values or {}):
-                self.consts[v.name] = _frozen_value(v, input_values[v.name], (input_shapes or {}).get(v.name))  # type: ignore[index]
+            if input_values is not None and v.name in input_values:
+                self.consts[v.name] = _frozen_value(v, input_values[v.name], (input_shapes or {}).get(v.name))
         inputs = [v for v in inputs if v.name not in self.consts]
         for v in inputs:
             arg = self.block.insert_arg(_input_type(v, (input_shapes or {}).get(v.name)), len(self.block.args))
@@ -279,7 +279,8 @@ class GraphBuilder(AppendingBuilder):
         return True
 
     def _run_handler(self, handler: Handler, node: Node) -> Sequence[Value | None]:
-        self.ops = pending = []
+        pending: list[Operation] = []
+        self.ops = pending
         try:
             outs = list(handler(node, self))
             for i, out in enumerate(node.outputs):
@@ -371,7 +372,7 @@ class GraphBuilder(AppendingBuilder):
 
     def dtype(self, name: str) -> np.dtype:
         c = self.const(name)
-        return c.dtype if c is not None else numpy_dtype(self.values[name].type.element_type)  # type: ignore[union-attr]
+        return c.dtype if c is not None else numpy_dtype(element_type_of(self.values[name]))
 
     def rank(self, name: str) -> int:
         return len(self.shape(name))
@@ -542,11 +543,11 @@ def _renamed(node: NodeProto, rename: Mapping[str, str], name: str | None = None
 
 def _schema_function(schema: onnx.defs.OpSchema, node: Node, types: Mapping[str, TypeProto]) -> FunctionProto | None:
     """The schema's function body for the node's op-set version (plain or context-dependent)."""
-    plain = [v for v in schema.function_opset_versions if v <= node.opset]
-    ctx = [v for v in schema.context_dependent_function_opset_versions if v <= node.opset]
+    plain = [v for v in schema.function_opset_versions if v <= node.opset]  # type: ignore[attr-defined]  # onnx's OpSchema stub omits the function-body accessors its C++ binding has
+    ctx = [v for v in schema.context_dependent_function_opset_versions if v <= node.opset]  # type: ignore[attr-defined]  # onnx's OpSchema stub omits the function-body accessors its C++ binding has
     proto = FunctionProto()
     if plain and (not ctx or max(plain) >= max(ctx)):
-        proto.ParseFromString(schema.get_function_with_opset_version(max(plain)))
+        proto.ParseFromString(schema.get_function_with_opset_version(max(plain)))  # type: ignore[attr-defined]  # onnx's OpSchema stub omits the function-body accessors its C++ binding has
         return proto
     if ctx:
         filled = NodeProto()
@@ -554,7 +555,7 @@ def _schema_function(schema: onnx.defs.OpSchema, node: Node, types: Mapping[str,
         given = {a.name for a in filled.attribute}
         filled.attribute.extend(a.default_value for k, a in schema.attributes.items() if k not in given and a.default_value.type)
         try:
-            body = schema.get_context_dependent_function_with_opset_version(
+            body = schema.get_context_dependent_function_with_opset_version(  # type: ignore[attr-defined]  # onnx's OpSchema stub omits the function-body accessors its C++ binding has
                 max(ctx), filled.SerializeToString(), [types[x].SerializeToString() if x else TypeProto().SerializeToString()
                                                        for x in node.inputs])
         except Exception:
@@ -589,12 +590,14 @@ def _input_type(v: onnx.ValueInfoProto, given: Sequence[int] | None) -> TensorTy
             if isinstance(d, int) and d >= 0 and d != g:
                 raise AnecError(f"--input-shape sets dimension {axis} of {v.name!r} to {g}, but the model fixes it at {d}")
         dims = list(given)
+    static: list[int] = []
     for axis, d in enumerate(dims):
         if not isinstance(d, int) or d < 0:
             raise AnecError(f"input {v.name!r} has a dynamic dimension {axis} ({d})", why="the ANE needs static shapes",
                             hint=f"fix it with --input-shape {v.name}={','.join(str(x) if isinstance(x, int) and x >= 0 else 'N' for x in dims)}"
                                  " (input_shapes= in the API)")
-    return tensor_type(dims, _element_dtype(t.elem_type, f"input {v.name!r}"))  # type: ignore[arg-type]
+        static.append(d)
+    return tensor_type(static, _element_dtype(t.elem_type, f"input {v.name!r}"))
 
 
 def _frozen_value(v: onnx.ValueInfoProto, value: Any, shape: Sequence[int] | None) -> np.ndarray:

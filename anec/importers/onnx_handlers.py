@@ -21,7 +21,7 @@ from xdsl.dialects.builtin import i32
 from xdsl.ir import Operation, SSAValue
 
 from anec.dialects import ane
-from anec.dialects.ane import shape_of
+from anec.dialects.ane import element_type_of, shape_of
 from anec.importers.onnx_graph import GraphBuilder, Handler, Node, NotOnAne, Value
 from anec.registry import Registry
 from anec.types import numpy_dtype, xdsl_element_type
@@ -232,7 +232,7 @@ def identity(node: Node, b: GraphBuilder) -> list[Value]:
 
 
 @handles("Dropout", emits=[], note="no op at inference (the mask output is a constant); training mode runs on the CPU")
-def dropout(node: Node, b: GraphBuilder) -> list[Value]:
+def dropout(node: Node, b: GraphBuilder) -> list[Value | None]:
     training = node.attr("is_test", 1) == 0 if node.opset < 7 else False
     if node.input(2):
         training = bool(b.require_const(node.input(2), "training mode"))
@@ -274,10 +274,10 @@ def compare(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.add(COMPARE[node.op_type](*binary_operands(node, b)))]
 
 
-for _op, _cls in BINARY.items():
-    handles(_op, emits=[_cls])(binary)
-for _op, _cls in COMPARE.items():
-    handles(_op, emits=[_cls])(compare)
+for _op, _binary_cls in BINARY.items():
+    handles(_op, emits=[_binary_cls])(binary)
+for _op, _compare_cls in COMPARE.items():
+    handles(_op, emits=[_compare_cls])(compare)
 
 
 VARIADIC: dict[str, type[ane.BinaryOp]] = {"Max": ane.MaxOp, "Min": ane.MinOp, "Sum": ane.AddOp, "Mean": ane.AddOp}
@@ -560,9 +560,9 @@ def reduce(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.add(ane.LogOp(y)) if node.op_type == "ReduceLogSum" else y]
 
 
-for _op, _cls in REDUCE.items():
-    _extra = {"ReduceL1": [ane.AbsOp], "ReduceSumSquare": [ane.MulOp], "ReduceLogSum": [ane.LogOp]}.get(_op, [])
-    handles(_op, emits=[*_extra, _cls])(reduce)
+_REDUCE_EXTRA: dict[str, list[type[Operation]]] = {"ReduceL1": [ane.AbsOp], "ReduceSumSquare": [ane.MulOp], "ReduceLogSum": [ane.LogOp]}
+for _op, _reduce_cls in REDUCE.items():
+    handles(_op, emits=[*_REDUCE_EXTRA.get(_op, []), _reduce_cls])(reduce)
 
 
 @handles("ArgMax", emits=[ane.ArgmaxOp, ane.CastOp])
@@ -590,13 +590,13 @@ def batch_norm(node: Node, b: GraphBuilder) -> list[Value]:
         raise NotOnAne("training-mode batch normalization")
     x = x_of(node, b)
     rank, eps = len(shape_of(x)), node.attr("epsilon", 1e-5)
-    params = [b.const(node.input(i)) for i in range(1, 5)]
-    if all(p is not None for p in params):
-        scale, bias, mean, var = (p.astype(np.float64) for p in params)  # type: ignore[union-attr]
-        a = scale / np.sqrt(var + eps)
+    params = [p for i in range(1, 5) if (p := b.const(node.input(i))) is not None]
+    if len(params) == 4:
+        c_scale, c_bias, c_mean, c_var = (p.astype(np.float64) for p in params)
+        a = c_scale / np.sqrt(c_var + eps)
         dtype = b.dtype(node.input(0))
         mul = b.constant(a.astype(dtype).reshape((1, -1) + (1,) * (rank - 2)), name=f"{node.name}.scale")
-        add = b.constant((bias - mean * a).astype(dtype).reshape((1, -1) + (1,) * (rank - 2)), name=f"{node.name}.shift")
+        add = b.constant((c_bias - c_mean * a).astype(dtype).reshape((1, -1) + (1,) * (rank - 2)), name=f"{node.name}.shift")
         return [b.add(ane.AddOp(b.add(ane.MulOp(x, mul)), add))]
     scale, bias, mean, var = (_per_channel(b, b.value(node.input(i)), rank) for i in range(1, 5))
     inv = b.add(ane.RsqrtOp(b.add(ane.AddOp(var, b.scalar(eps, var)))))
@@ -619,7 +619,7 @@ def _affine(b: GraphBuilder, name: str, shape: Sequence[int], like: SSAValue, fi
 
 
 def _np(v: SSAValue) -> np.dtype:
-    return numpy_dtype(v.type.element_type)  # type: ignore[union-attr]
+    return numpy_dtype(element_type_of(v))
 
 
 @handles("LayerNormalization", emits=[ane.LayerNormOp])
@@ -746,7 +746,7 @@ def concat(node: Node, b: GraphBuilder) -> list[Value]:
 
 
 @handles("Split", emits=[ane.SplitOp])
-def split(node: Node, b: GraphBuilder) -> list[Value]:
+def split(node: Node, b: GraphBuilder) -> Sequence[Value | None]:
     x = x_of(node, b)
     shape = shape_of(x)
     axis = axis_of(node.attr("axis", 0), len(shape))
@@ -889,7 +889,7 @@ def resize(node: Node, b: GraphBuilder) -> list[Value]:
 
 
 @handles("Scatter", emits=[], note="runs on the CPU as ScatterElements, its op-set-11 name")
-def scatter(node: Node, b: GraphBuilder) -> list[Value]:
+def scatter(node: Node, b: GraphBuilder) -> Sequence[Value | None]:
     """Scatter (op sets 9-10) is ScatterElements under its old name; the CPU runs it by the new one."""
     renamed = type(node.proto)()
     renamed.CopyFrom(node.proto)

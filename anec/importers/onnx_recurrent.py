@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from xdsl.ir import SSAValue
@@ -91,7 +92,12 @@ class Step:
         rhs = self.b.constant(np.ascontiguousarray(r.T), name="recurrence")
         return self.b.add(ane.MatmulOp(h, rhs, None if bias is None else self.b.constant(bias, name="recurrent_bias")))
 
+    @overload
+    def add(self, first: SSAValue, /, *rest: SSAValue | None) -> SSAValue: ...
+    @overload
+    def add(self, *vals: SSAValue | None) -> SSAValue | None: ...
     def add(self, *vals: SSAValue | None) -> SSAValue | None:
+        """The sum of the values present; None when none is."""
         present = [v for v in vals if v is not None]
         if not present:
             return None
@@ -171,11 +177,11 @@ UNROLLED_OPS = (ane.MatmulOp, ane.SliceOp, ane.SplitOp, ane.AddOp, ane.SubOp, an
 
 
 @handles("LSTM", "GRU", "RNN", emits=UNROLLED_OPS, note="unrolled over a static sequence; constant weights, full-length sequences")
-def recurrent(node: Node, b: GraphBuilder) -> list[Value]:
+def recurrent(node: Node, b: GraphBuilder) -> list[Value | None]:
     return unroll(node, b, node.op_type)
 
 
-def unroll(node: Node, b: GraphBuilder, kind: str, weights: tuple[np.ndarray, np.ndarray] | None = None) -> list[Value]:
+def unroll(node: Node, b: GraphBuilder, kind: str, weights: tuple[np.ndarray, np.ndarray] | None = None) -> list[Value | None]:
     """`node` as ONNX's `kind` (LSTM, GRU, RNN) with its inputs in ONNX's order, unrolled; `weights`
     (input and recurrence weights, [dirs, gates x hidden, size] as ONNX lays them out) replace
     inputs 1 and 2 for the ops that store them otherwise (quantized)."""
@@ -216,27 +222,28 @@ def unroll(node: Node, b: GraphBuilder, kind: str, weights: tuple[np.ndarray, np
         proj = b.reshape(proj, (seq, batch, gates * hidden) if layout == 0 else (batch, seq, gates * hidden))
         h = _state(node, b, 5, d, layout, batch, hidden)
         c = _state(node, b, 6, d, layout, batch, hidden) if kind == "LSTM" else None
-        outs: list[SSAValue | None] = [None] * seq
+        outs: dict[int, SSAValue] = {}
         reverse = direction == "reverse" or d == 1
         for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
             lo, hi = [0, 0, 0], [*shape_of(proj)]
             lo[time_axis], hi[time_axis] = t, t + 1
             xt = b.reshape(b.add(ane.SliceOp(proj, lo, hi)), (batch, gates * hidden))
             if kind == "RNN":
-                h = step.act(0, step.add(xt, step.project(h, r[d])))  # type: ignore[arg-type]
+                h = step.act(0, step.add(xt, step.project(h, r[d])))
             elif kind == "GRU":
                 h = _gru_step(step, xt, h, r[d], rb[2 * hidden:] if lbr else None, lbr)
             else:
                 h, c = _lstm_step(step, xt, h, c, r[d], None if peep is None else peep[d], bool(node.attr("input_forget", 0)))
             outs[t] = h
-        ys.append(outs)  # type: ignore[arg-type]
-        finals.append((h, c))  # type: ignore[arg-type]
+        ys.append([outs[t] for t in range(seq)])
+        assert h is not None, "a sequence has at least one step"
+        finals.append((h, c))
     return _outputs(node, b, ys, finals, layout, batch, hidden)
 
 
 def _lstm_step(s: Step, xt: SSAValue, h: SSAValue | None, c: SSAValue | None, r: np.ndarray, peep: np.ndarray | None,
                coupled: bool) -> tuple[SSAValue, SSAValue]:
-    i, o, f, g = s.split(s.add(xt, s.project(h, r)), 4)  # type: ignore[arg-type]
+    i, o, f, g = s.split(s.add(xt, s.project(h, r)), 4)
     p = [None] * 3 if peep is None else [s.b.constant(peep[k * s.hidden:(k + 1) * s.hidden].reshape(1, -1), name="peephole") for k in range(3)]
     if p[0] is not None and c is not None:
         i = s.b.add(ane.AddOp(i, s.b.add(ane.MulOp(c, p[0]))))
@@ -257,20 +264,20 @@ def _lstm_step(s: Step, xt: SSAValue, h: SSAValue | None, c: SSAValue | None, r:
 def _gru_step(s: Step, xt: SSAValue, h: SSAValue | None, r: np.ndarray, rbh: np.ndarray | None, lbr: bool) -> SSAValue:
     hidden = s.hidden
     x_zr, x_h = list(s.b.insert(ane.SplitOp(xt, 1, [2 * hidden, hidden])).results)
-    z, reset = s.split(s.add(x_zr, s.project(h, r[:2 * hidden])), 2)  # type: ignore[arg-type]
+    z, reset = s.split(s.add(x_zr, s.project(h, r[:2 * hidden])), 2)
     z, reset = s.act(0, z), s.act(0, reset)
     if lbr:
         recurrent = s.mul(reset, s.project(h, r[2 * hidden:], rbh))
     else:
         recurrent = s.project(s.mul(reset, h), r[2 * hidden:])
-    candidate = s.act(1, s.add(x_h, recurrent))  # type: ignore[arg-type]
+    candidate = s.act(1, s.add(x_h, recurrent))
     if h is None:  # (1 - z) * candidate
         return s.b.add(ane.SubOp(candidate, s.b.add(ane.MulOp(z, candidate))))
     return s.b.add(ane.AddOp(candidate, s.b.add(ane.MulOp(z, s.b.add(ane.SubOp(h, candidate))))))
 
 
 def _outputs(node: Node, b: GraphBuilder, ys: Sequence[Sequence[SSAValue]], finals: Sequence[tuple[SSAValue, SSAValue | None]],
-             layout: int, batch: int, hidden: int) -> list[Value]:
+             layout: int, batch: int, hidden: int) -> list[Value | None]:
     """Y ([seq, dirs, batch, H] or [batch, seq, dirs, H]), Y_h and Y_c ([dirs, batch, H] or [batch, dirs, H])."""
     def concat(vals: Sequence[SSAValue], axis: int) -> SSAValue:
         return vals[0] if len(vals) == 1 else b.add(ane.ConcatOp(list(vals), axis))
@@ -284,6 +291,7 @@ def _outputs(node: Node, b: GraphBuilder, ys: Sequence[Sequence[SSAValue]], fina
     state_shape = (1, batch, hidden) if layout == 0 else (batch, 1, hidden)
     for k in (0, 1):
         if wanted[k + 1]:
-            states = [f[k] for f in finals]
-            results[k + 1] = concat([b.reshape(s, state_shape) for s in states], 0 if layout == 0 else 1)  # type: ignore[arg-type]
-    return results  # type: ignore[return-value]
+            states = [state for f in finals if (state := f[k]) is not None]
+            assert len(states) == len(finals), "Y_c is an LSTM's output, and an LSTM has a cell state"
+            results[k + 1] = concat([b.reshape(s, state_shape) for s in states], 0 if layout == 0 else 1)
+    return results

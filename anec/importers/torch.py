@@ -254,10 +254,13 @@ class GraphImporter:
         args = fx.node.map_arg(node.args, lambda n: self.values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: self.values[n])
         if not any(isinstance(v, SSAValue) for v in _flat((args, kwargs))):
+            assert callable(node.target), "a call_function node's target is the function"
             with torch.no_grad():
                 return node.target(*args, **kwargs)  # constant folding
         if node.target is operator.getitem:
-            return args[0][args[1]]
+            outputs, index = args
+            assert isinstance(outputs, list | tuple) and isinstance(index, int | slice), "getitem picks outputs of a multi-output node"
+            return outputs[index]
         key = op_key(node.target)
         if key in NO_OP:
             return None
@@ -311,7 +314,7 @@ def _check(node: fx.Node, key: str, value: Any, out: Sequence[tuple[tuple[int, .
                 raise RuntimeError(f"anec bug: the handler of {key} made {v.type} for {node.name}, torch expects {expected}")
 
 
-def _names(names: Sequence[str]) -> ArrayAttr:
+def _names(names: Sequence[str]) -> ArrayAttr[DictionaryAttr]:
     return ArrayAttr([DictionaryAttr({NAME_ATTR: StringAttr(n)}) for n in names])
 
 

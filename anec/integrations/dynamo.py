@@ -224,9 +224,9 @@ def input_names(gm: fx.GraphModule) -> list[str]:
 def freeze(gm: fx.GraphModule, placeholders: Sequence[fx.Node], example_inputs: Sequence[Any], names: Sequence[str]) -> None:
     """Turn the parameter and buffer inputs of `gm` into attributes (constants for the importer)."""
     context = torch._guards.TracingContext.try_get()
-    metadata = context.fw_metadata if context is not None else None
-    if metadata is None:
+    if context is None or context.fw_metadata is None:
         return
+    metadata = context.fw_metadata
     params = list(context.params_flat or [])
     real = [*params, *example_inputs]
     if len(real) != len(placeholders):
@@ -257,6 +257,7 @@ def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphM
     kept = []
     for placeholder, arg in zip(placeholders, call.args):
         if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            assert isinstance(arg.target, str), "a get_attr node's target is the attribute's name"
             label = parent.meta.get(WEIGHT_NAMES, {}).get(arg.target, arg.target)
             placeholder.replace_all_uses_with(constant_node(sub, placeholder.name, getattr(parent, arg.target), placeholder, label))
             sub.graph.erase_node(placeholder)

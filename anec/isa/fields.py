@@ -17,8 +17,11 @@ a wider field (65536-wide tensors from A16) its table widens it, everything else
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
+from types import MappingProxyType
+from typing import Never
 
 from anec.errors import AnecError
 
@@ -175,15 +178,21 @@ def _group_of(offset: int) -> tuple[Group, int, int]:
     raise ValueError(f"TD offset {offset:#x} is in no group")
 
 
-def _fields(spec: list[tuple[int, str]], origin: str = ECO, **attrs: dict[str, object]) -> list[Field]:
+_NONE: Mapping[str, Never] = MappingProxyType({})  # no field off the default
+
+
+def _fields(spec: list[tuple[int, str]], origin: str = ECO, *, unit: Mapping[str, int] = _NONE,
+            signed: Mapping[str, bool] = _NONE, encoding: Mapping[str, str] = _NONE) -> list[Field]:
+    """The fields of `spec`; `unit`, `signed` and `encoding` name the fields off `Field`'s defaults."""
     out = []
     for offset, text in spec:
         group, word, shift = _group_of(offset)
         for m in _BITS.finditer(text):
             name = m.group(1)
             hi, lo = (int(m.group(2)), int(m.group(3))) if m.group(2) else (int(m.group(4)), int(m.group(4)))
-            extra = {k: v[name] for k, v in attrs.items() if name in v}
-            out.append(Field(group.name, name, word, lo + shift, hi - lo + 1, origin=origin, **extra))  # type: ignore[arg-type]
+            out.append(Field(group.name, name, word, lo + shift, hi - lo + 1, unit=unit.get(name, Field.unit),
+                             signed=signed.get(name, Field.signed), encoding=encoding.get(name, Field.encoding),
+                             origin=origin))
     return out
 
 

@@ -9,6 +9,7 @@ streams through the kernel DMA, and writes one tensor (dst); tensors are 5-D vie
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Literal
 
 
 class Kind(IntEnum):
@@ -52,7 +53,8 @@ NEURON_PARAMS: dict[str, int] = {"leaky_relu": 1, "elu": 1, "clamp": 2, "hardsig
 REDUCTIONS: tuple[str, ...] = ("sum", "mean", "max", "min", "l2", "logsumexp", "argmax", "argmin")
 POOLS: tuple[str, ...] = ("max", "avg", "l2")
 NORMS: tuple[str, ...] = ("layer", "instance", "group", "l2")
-PAD_MODES: tuple[str, ...] = ("constant", "reflect", "edge")
+PadMode = Literal["constant", "reflect", "edge"]
+PAD_MODES: tuple[PadMode, ...] = ("constant", "reflect", "edge")
 RESIZE_MODES: tuple[str, ...] = ("nearest", "bilinear")
 COORDINATE_MODES: tuple[str, ...] = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 NEAREST_MODES: tuple[str, ...] = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")

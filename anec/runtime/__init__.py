@@ -31,7 +31,8 @@ class SimulatorRun(Run):
     """The interpreter's executor plus `anehw.call`: a program of the file on the simulator."""
 
     def __init__(self, file: AnecFile):
-        super().__init__(store_of(file.module), "f32", "f16")  # type: ignore[arg-type]
+        assert file.module is not None, "read_file parses the file's graph"
+        super().__init__(store_of(file.module), "f32", "f16")
         self.file = file
 
     def execute(self, op: Operation, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -42,7 +43,7 @@ class SimulatorRun(Run):
         if machine is None:
             machine = self.file.machines[index] = Machine.for_program(self.file.programs[index])
         outs = machine.run(inputs)
-        return [y.reshape(ane.shape_of(r)).astype(numpy_dtype(r.type.element_type)) for y, r in zip(outs, op.outputs)]  # type: ignore[attr-defined]
+        return [y.reshape(ane.shape_of(r)).astype(numpy_dtype(r.type.element_type)) for y, r in zip(outs, op.outputs)]
 
 
 def run_file(file: AnecFile, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray], run: SimulatorRun | None = None) -> dict[str, np.ndarray]:

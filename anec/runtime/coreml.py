@@ -62,7 +62,7 @@ def core_ml_feeds(spec: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.n
     """`inputs` under the package's input names, at the element types it declares (int64 ids
     become int32: Core ML has no 64-bit integer inputs)."""
     names = _names(spec, INPUT_NAMES_KEY, spec.description.input)
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for feature, (mil, original) in zip(spec.description.input, names):
         value = inputs.get(original, inputs.get(mil))
         if value is None:

@@ -80,7 +80,7 @@ class Machine:
     slots: dict[int, np.ndarray]
     kernels: Fp16Kernels = fp16_kernels.ACTIVE
     """Every conversion between a slot's fp16 and float32 goes through these."""
-    _coefficients: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
+    _coefficients: dict[tuple[int, int | str], np.ndarray | None] = field(default_factory=dict)  # (task id, stream)
     plan: list[Task] = field(default_factory=list)
     """The tasks in execution order, output-channel tiles of one convolution merged (`merged_tiles`)."""
     _recent: OrderedDict[tuple, np.ndarray] = field(default_factory=OrderedDict)
@@ -120,8 +120,9 @@ class Machine:
         regs["common"]["Cout"] = sum(t.out_extents[2] for t in tiles)
         merged = Task(regs, tiles[0].name)
         for channel in (Coeff.KERNEL, Coeff.BIAS):
-            parts = [self.coefficients(t, channel) for t in tiles]
-            self._coefficients[(id(merged), channel)] = None if parts[0] is None else np.concatenate(parts)
+            parts = [part for t in tiles if (part := self.coefficients(t, channel)) is not None]
+            assert len(parts) in (0, len(tiles)), f"{merged.name}: the tiles of one op stream the same coefficients"
+            self._coefficients[(id(merged), channel)] = np.concatenate(parts) if parts else None
         self._coefficients[(id(merged), Coeff.LUT)] = self.coefficients(tiles[0], Coeff.LUT)
         return merged
 
@@ -171,9 +172,10 @@ class Machine:
     def constant(self, task: Task, view: View) -> np.ndarray:
         """A MAC operand read from the weight section (a constant right-hand side), converted once."""
         key = (id(task), -2)
-        if key not in self._coefficients:
-            self._coefficients[key] = self.load_mac(view, task.get("tile_src", "Src2PixelOffset"))
-        return self._coefficients[key]  # type: ignore[return-value]
+        operand = self._coefficients.get(key)
+        if operand is None:
+            operand = self._coefficients[key] = self.load_mac(view, task.get("tile_src", "Src2PixelOffset"))
+        return operand
 
     def kernel(self, task: Task) -> np.ndarray | None:
         """The kernel coefficient stream as a MAC operand (flushed once per machine)."""
@@ -258,6 +260,7 @@ class Machine:
             y = None if src2 is None else self.constant(task, src2) if src2.slot == WEIGHT_SLOT else \
                 self.load_mac(src2, task.get("tile_src", "Src2PixelOffset"))
             weights = y if y is not None else self.kernel(task)
+            assert weights is not None, f"{task.name}: a MAC task without a second operand streams a kernel"
             with np.errstate(invalid="ignore", over="ignore"):
                 acc = MAC_EXECUTORS[kind](self, task, src1, weights)
             self.mac(task, acc, self.destination(dst))
@@ -306,13 +309,14 @@ class Machine:
         fp16 operands an elementwise activation followed by rounding is a function of 2^16 inputs.
         NaN stays NaN (as every exact activation keeps it), to be stored as the indeterminate result."""
         key = (id(task), "activation")
-        if key not in self._coefficients:
+        table = self._coefficients.get(key)
+        if table is None:
             values = widening_table(False)
             nan = np.isnan(values)
             table = fp16(self.activation(task, np.where(nan, np.float32(0), values))).view(np.uint16)
             table[nan] = np.float16(np.nan).view(np.uint16)
             self._coefficients[key] = table
-        return self._coefficients[key]  # type: ignore[return-value]
+        return table
 
     def activation(self, task: Task, x: np.ndarray) -> np.ndarray:
         name = NEURONS[task.get("kernel_dma", "Neuron")]
@@ -502,7 +506,7 @@ def _pool(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.nda
     """Max pooling compares fp16 operands by their keys (`ordered`): exact, with no conversion, and
     independent of the taps' order; average and L2 pooling compute in float32."""
     kind = POOLS[task.mode]
-    kernel, strides, _, _ = _window(task)
+    kernel, strides = _window(task)[:2]
     if kind == "max":
         keys, pads = _fit_window(ordered(x.view(np.int16)), task)
         return ordered(kernels.window_reduce(keys[:, 0], kernel, strides, pads, LOWEST_KEY,
@@ -552,7 +556,7 @@ def _transpose(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> n
 
 @EXECUTORS.register(Kind.PAD)
 def _pad(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
-    (_, _, _, hin, win), (_, _, _, hout, wout) = task.in_extents, task.out_extents
+    (hin, win), (hout, wout) = task.in_extents[3:], task.out_extents[3:]
     py, px = task.get("common", "Py"), task.get("common", "Px")
     widths = [(0, 0), (0, 0), (0, 0), (py, hout - hin - py), (px, wout - win - px)]
     mode = PAD_MODES[task.get("planar", "PadMode")]

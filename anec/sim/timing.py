@@ -303,7 +303,7 @@ def program_time(program: Program, target: Target | None = None) -> ProgramTime:
         read = read_by_op.setdefault(tile_origin(task.name), set())
         work = task_work(program, i, target, read)
         read |= source_keys(task)
-        shape = task.out_extents
+        shape: tuple[int, ...] = task.out_extents
         while len(shape) > 1 and shape[0] == 1:
             shape = shape[1:]
         times.append(TaskTime(i, task.name, describe(task), shape, work, cost(work, target)))

@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from anec.cli import main
+from anec.commands.run import save_outputs
 from anec.runtime import read_file, run_file
 from anec.runtime.check import compare, reference_outputs
 from tests.commands.programs import write_program
@@ -29,6 +30,14 @@ def test_run_prints_and_saves_the_outputs(program, tmp_path: Path, capsys) -> No
     assert "y0: float32[1, 8, 6, 6]" in printed and f"wrote {out}" in printed
     expected = run_file(read_file(path), {"x0": np.load(x)})["y0"]
     assert np.array_equal(np.load(out)["y0"], expected)
+
+
+def test_saved_outputs_keep_names_np_savez_takes_for_its_own_arguments(tmp_path: Path) -> None:
+    outputs = {"file": np.arange(3, dtype=np.float32), "allow_pickle": np.ones((2, 2), np.float16), "y": np.zeros(1)}
+    save_outputs(tmp_path / "out.npz", outputs)
+    with np.load(tmp_path / "out.npz") as saved:
+        assert sorted(saved.files) == sorted(outputs)
+        assert all(np.array_equal(saved[k], v) and saved[k].dtype == v.dtype for k, v in outputs.items())
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS; this checks the message elsewhere")
