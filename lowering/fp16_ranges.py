@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerType, ModuleOp
+from xdsl.dialects.builtin import IntegerType, ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, SSAValue
 
 from anec.analysis import flops
@@ -241,7 +241,8 @@ def _dipping(op: Operation, ins: list[Interval]) -> list[Interval]:
 
 @rule(ane.LeakyReluOp)
 def _leaky(op: Operation, ins: list[Interval]) -> list[Interval]:
-    alpha = float(op.alpha.value.data)  # type: ignore[attr-defined]
+    assert isinstance(op, ane.LeakyReluOp)
+    alpha = float(op.alpha.value.data)
     if alpha < 0:
         return [Interval.top(_rank(op))]
     return [_map(ins[0], lambda x: np.where(x > 0, x, alpha * x))]
@@ -405,7 +406,7 @@ def _epilogue(op: Operation, out: Interval, ins: list[Interval]) -> Interval:
         shape = tuple(-1 if a == axis else 1 for a in range(rank))
         bias = ins[-1] if ins[-1].lo.size == 1 else Interval(ins[-1].lo.reshape(shape), ins[-1].hi.reshape(shape))
         out = _add(out, bias if bias.rank == rank else bias.hull(rank))
-    activation = op.activation.data if getattr(op, "activation", None) is not None else None  # type: ignore[attr-defined]
+    activation = epilogue.data if isinstance(epilogue := getattr(op, "activation", None), StringAttr) else None
     if activation == "relu":
         out = _map(out, lambda v: np.maximum(v, 0.0))
     elif activation is not None:
@@ -488,7 +489,8 @@ def _normalized(op: Operation, ins: list[Interval]) -> list[Interval]:
 
 @rule(ane.TransposeOp)
 def _transpose(op: Operation, ins: list[Interval]) -> list[Interval]:
-    perm = as_tuple(op.perm)  # type: ignore[attr-defined]
+    assert isinstance(op, ane.TransposeOp)
+    perm = as_tuple(op.perm)
     return [Interval(ins[0].lo.transpose(perm), ins[0].hi.transpose(perm))]
 
 
@@ -500,9 +502,10 @@ def _broadcast(op: Operation, ins: list[Interval]) -> list[Interval]:
 
 @rule(ane.PadOp)
 def _pad(op: Operation, ins: list[Interval]) -> list[Interval]:
+    assert isinstance(op, ane.PadOp)
     x = ins[0].hull()
-    if op.mode.data == "constant":  # type: ignore[attr-defined]
-        fill = float(op.value.value.data)  # type: ignore[attr-defined]
+    if op.mode.data == "constant":
+        fill = float(op.value.value.data)
         x = Interval(np.minimum(x.lo, fill), np.maximum(x.hi, fill))
     return [x]
 
@@ -510,7 +513,8 @@ def _pad(op: Operation, ins: list[Interval]) -> list[Interval]:
 @rule(ane.ResizeOp)
 def _resize(op: Operation, ins: list[Interval]) -> list[Interval]:
     # nearest and linear sampling are convex combinations; cubic overshoots
-    return [ins[0].hull() if op.mode.data in ("nearest", "linear") else Interval.top(_rank(op))]  # type: ignore[attr-defined]
+    assert isinstance(op, ane.ResizeOp)
+    return [ins[0].hull() if op.mode.data in ("nearest", "linear") else Interval.top(_rank(op))]
 
 
 @rule(ane.ReshapeOp, ane.SliceOp, ane.TileOp, ane.DepthToSpaceOp, ane.SpaceToDepthOp, ane.ConcatOp, ane.SplitOp)
@@ -521,7 +525,8 @@ def _movement(op: Operation, ins: list[Interval]) -> list[Interval]:
 
 @rule(ane.ArgmaxOp, ane.ArgminOp)
 def _index(op: Operation, ins: list[Interval]) -> list[Interval]:
-    return [Interval.of(0.0, float(shape_of(op.operands[0])[op.axis.value.data] - 1), _rank(op))]  # type: ignore[attr-defined]
+    assert isinstance(op, ane.ArgReduceOp)
+    return [Interval.of(0.0, float(shape_of(op.operands[0])[op.axis.value.data] - 1), _rank(op))]
 
 
 LOOKUPS = {"onnx.Gather": 0, "onnx.GatherElements": 0, "onnx.GatherND": 0, "aten.embedding.default": 0}

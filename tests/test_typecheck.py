@@ -12,16 +12,18 @@ import pytest
 from tests.typecheck import ROOT, build_tree, map_report, run_mypy
 
 PROBE = '''\
+from xdsl.ir import Operation
+
 from anec.dialects.ane import Shape, broadcast_shapes
-from anec.lowering.shapes import is_identity
+from anec.lowering.layout import is_agnostic
 
 
 def probe(a: Shape) -> str:
     return broadcast_shapes(a, a)
 
 
-def probe_lowering() -> str:
-    return is_identity([0, 1])
+def probe_lowering(op: Operation) -> str:
+    return is_agnostic(op)
 '''
 
 
@@ -52,9 +54,9 @@ def test_mypy_on_the_tree_catches_an_ill_typed_module(tmp_path: Path) -> None:
     (tree / "anec" / "_typecheck_probe.py").write_text(PROBE)
     status, report = run_mypy(tree, ["anec/_typecheck_probe.py"])
     assert status == 1, report
-    assert ('anec/_typecheck_probe.py:6: error: Incompatible return value type (got "tuple[int, ...]", expected "str")'
+    assert ('anec/_typecheck_probe.py:8: error: Incompatible return value type (got "tuple[int, ...]", expected "str")'
             in report), report
-    assert 'anec/_typecheck_probe.py:10: error: Incompatible return value type (got "bool", expected "str")' in report, report
+    assert 'anec/_typecheck_probe.py:12: error: Incompatible return value type (got "bool", expected "str")' in report, report
     assert "import-not-found" not in report and "import-untyped" not in report, report
 
 
