@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from anec.errors import AnecError
+from anec.errors import AnecError, AnecFallbackWarning
 from anec.targets import TARGETS, Target, get_target
 
 if TYPE_CHECKING:
     from anec.pipeline import CompiledModel, CompileOptions
 
-__all__ = ["TARGETS", "AnecError", "CompileOptions", "CompiledModel", "Target", "compile", "get_target"]
+__all__ = ["TARGETS", "AnecError", "AnecFallbackWarning", "CompileOptions", "CompiledModel", "Target", "compile", "get_target"]
 
 
 def compile(model: Any, **options: Any) -> CompiledModel:

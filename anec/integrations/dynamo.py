@@ -17,17 +17,31 @@ after installation without `import anec`. For each graph Dynamo captures:
 Options (`torch.compile(m, backend="anec", options={...})`): `target` (default "m1"), `strict`
 (raise instead of falling back), `min_partition_size` (default 1). Any failure to compile a graph
 runs that graph eagerly with one `AnecFallbackWarning` that says why. `REPORTS` holds one
-`GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the host ops with reasons.
+`GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the host ops with reasons; a
+graph that runs eagerly counts all its FLOPs on the CPU.
+
+Work Dynamo itself keeps from the backend — a recompile for every new input shape, the recompile
+limit, a frame skipped because it holds an `nn.LSTM`/`GRU`/`RNN` — is not seen by a backend call,
+so this module also watches Dynamo (a compile-end callback and a filter on its recompile-limit log
+record) and says so with one `AnecFallbackWarning` per cause, with the fix (`FIXES`).
+
+Recurrent layers: Dynamo traces them only with `torch._dynamo.config.allow_rnn`, read while it
+traces the frame, before any backend runs; `torch.compile` hides a backend's `backend_ctx_ctor`
+(the only per-compile hook), so the backend cannot set it and says so instead. Once traced, the
+backend lowers the layer with oneDNN off, so torch decomposes it into per-step matmuls and gates
+(the ANE runs them) rather than into the opaque `mkldnn_rnn_layer`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import logging
 import operator
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +56,7 @@ from anec.analysis import flops
 from anec.dialects import ane
 from anec.dialects.discardable import NAME_ATTR, source_name
 from anec.dialects.host import HostOp
-from anec.errors import AnecError
+from anec.errors import AnecError, AnecFallbackWarning
 from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
 from anec.legality import legality
@@ -54,8 +68,32 @@ RUNTIME_EMIT = "descriptors"
 """The pipeline an ANE partition is compiled with: the one whose output the runtime executes."""
 
 
-class AnecFallbackWarning(UserWarning):
-    """A graph (or the rest of its calls) runs eagerly in torch because anec could not compile it."""
+__all__ = ["REPORTS", "AnecFallbackWarning", "BackendOptions", "GraphReport", "anec_backend"]
+
+FIXES: dict[str, str] = {
+    "dynamic": "the graph was captured with dynamic shapes, which anec does not compile; "
+               "torch.compile(model, backend='anec', dynamic=False) compiles one static graph per input shape "
+               "(for transformers' generate, cache_implementation='static' keeps every shape fixed)",
+    "recompile": "Dynamo recompiles this code for each new input shape and anec compiles each graph again; "
+                 "after torch._dynamo.config.recompile_limit graphs torch runs it eagerly. Keep shapes fixed "
+                 "(pad inputs to a few sizes; for transformers' generate, cache_implementation='static')",
+    "recompile-limit": "torch._dynamo.config.recompile_limit was reached: Dynamo runs the rest of this code eagerly, "
+                       "not on the ANE. Keep input shapes fixed (pad to a few sizes; for transformers' generate, "
+                       "cache_implementation='static') or raise the limit",
+    "rnn": "Dynamo skipped code holding an nn.LSTM/GRU/RNN: it runs eagerly in torch, not on the ANE. "
+           "Set torch._dynamo.config.allow_rnn = True before the first call (or call inside "
+           "`with torch._dynamo.config.patch(allow_rnn=True):`); anec then lowers the layer to the ANE",
+}
+"""Why work runs eagerly instead of through anec, and what to do about it: one warning per cause."""
+
+WARNED: set[str] = set()
+"""The `FIXES` causes already warned about in this process."""
+
+
+def warn_once(cause: str) -> None:
+    if cause not in WARNED:
+        WARNED.add(cause)
+        warnings.warn(f"anec: {FIXES[cause]}", AnecFallbackWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -95,6 +133,12 @@ class GraphReport:
     def ane_flops_fraction(self) -> float:
         return 0.0 if self.total_flops == 0 else self.ane_flops / self.total_flops
 
+    def fall_back(self, why: str) -> None:
+        """The graph runs eagerly from now on: nothing of it runs on the ANE."""
+        self.fallback = why
+        self.partitions = 0
+        self.ane_flops = 0
+
 
 REPORTS: list[GraphReport] = []
 """One report per graph compiled in this process, in compile order."""
@@ -106,13 +150,19 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.aot_autograd import make_boxed_func
 
+    watch_dynamo()
     opts = BackendOptions.parse(options)
     report = GraphReport(target=opts.target)
     REPORTS.append(report)
     if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
-        return _eager(gm, opts, report, AnecError(
-            "the graph was captured with dynamic shapes", why="anec compiles static shapes",
-            hint="torch.compile(model, backend='anec', dynamic=False) compiles one static graph per input shape"))
+        if opts.strict:
+            raise AnecError("the graph was captured with dynamic shapes", why="anec compiles static shapes", hint=FIXES["dynamic"])
+        report.fall_back("the graph was captured with dynamic shapes")
+        warn_once("dynamic")
+        return gm.forward
+    compile_id = torch._guards.CompileContext.current_compile_id()
+    if compile_id is not None and (compile_id.frame_compile_id or 0) >= 1:
+        warn_once("recompile")
 
     def compile_forward(aot_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
@@ -124,10 +174,53 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
         return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
 
     try:
-        return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
-                            decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
+        with _without_onednn():
+            return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
+                                decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
     except Exception as e:
         return _eager(gm, opts, report, e)
+
+
+@contextlib.contextmanager
+def _without_onednn() -> Iterator[None]:
+    """Trace with oneDNN off: torch then decomposes LSTMs into per-step matmuls and gates (ANE ops)
+    rather than into `aten.mkldnn_rnn_layer`, which only the CPU runs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's notice about TF32 on Intel GPUs
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+def watch_dynamo() -> None:
+    """Warn when Dynamo keeps work from the backend (see `FIXES`). Idempotent; called on import and
+    by every backend call, since `torch._dynamo.reset()` drops Dynamo's callbacks."""
+    from torch._dynamo.callback import callback_handler
+
+    if _check_skipped_rnn not in callback_handler.end_callbacks:
+        callback_handler.register_end_callback(_check_skipped_rnn)
+    limit_log = logging.getLogger("torch._dynamo.convert_frame")
+    if _RECOMPILE_LIMIT not in limit_log.filters:
+        limit_log.addFilter(_RECOMPILE_LIMIT)
+
+
+def _check_skipped_rnn(args: Any) -> None:
+    from torch._dynamo.utils import counters
+
+    if any("Attempted to wrap RNN, GRU, or LSTM" in reason for reason in counters["unimplemented"]):
+        warn_once("rnn")
+
+
+class _RecompileLimitFilter(logging.Filter):
+    """Turns Dynamo's recompile-limit log record into an `AnecFallbackWarning` once anec has compiled
+    a graph in this process (the record does not say which backend hit the limit)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if REPORTS and str(record.msg).startswith("torch._dynamo hit config.") and "recompile_limit" in str(record.args):
+            warn_once("recompile-limit")
+        return True
+
+
+_RECOMPILE_LIMIT = _RecompileLimitFilter()
 
 
 def _static(t: torch.Tensor) -> bool:
@@ -138,7 +231,7 @@ def _eager(gm: fx.GraphModule, opts: BackendOptions, report: GraphReport, error:
     """Run `gm` eagerly, saying why once (or raise `error` when strict)."""
     if opts.strict:
         raise error
-    report.fallback = _why(error)
+    report.fall_back(_why(error))
     warnings.warn(f"anec: this graph runs eagerly in torch: {report.fallback}", AnecFallbackWarning, stacklevel=3)
     return gm.forward
 
@@ -181,7 +274,7 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
             report.partitions += 1
     fused.graph.eliminate_dead_code()
     fused.recompile()
-    return make_boxed_func(_guarded(fused.forward, eager.forward, opts))
+    return make_boxed_func(_guarded(fused.forward, eager.forward, opts, report))
 
 
 def input_names(gm: fx.GraphModule) -> list[str]:
@@ -317,7 +410,7 @@ class AnePartition(torch.nn.Module):
         return tuple(outputs) if self.returns_tuple else outputs[0]
 
 
-def _guarded(forward: Callable, eager: Callable, opts: BackendOptions) -> Callable:
+def _guarded(forward: Callable, eager: Callable, opts: BackendOptions, report: GraphReport) -> Callable:
     """`forward`, falling back for good to `eager` (with one warning) if the anec runtime fails."""
     state = {"broken": False}
 
@@ -329,7 +422,11 @@ def _guarded(forward: Callable, eager: Callable, opts: BackendOptions) -> Callab
                 if opts.strict:
                     raise
                 state["broken"] = True
+                report.fall_back(_why(e))
                 warnings.warn(f"anec: this graph runs eagerly in torch from now on: {_why(e)}", AnecFallbackWarning, stacklevel=2)
         return eager(*args)
 
     return run
+
+
+watch_dynamo()  # the backend is loaded when torch.compile resolves it, before Dynamo traces anything
