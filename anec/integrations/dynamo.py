@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import logging
 import operator
 import re
@@ -53,15 +54,18 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation
 
 from anec.analysis import flops
+from anec.descriptors.binary import decode, encode
 from anec.dialects import ane
 from anec.dialects.discardable import NAME_ATTR, source_name
 from anec.dialects.host import HostOp
 from anec.errors import AnecError, AnecFallbackWarning
 from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
+from anec.integrations import compile_cache
 from anec.legality import legality
 from anec.pipeline import GRAPH_PASSES, CompileOptions, run_pipeline
 from anec.pipeline import compile as compile_model
+from anec.runtime import run_file
 from anec.targets import Target, get_target
 
 RUNTIME_EMIT = "descriptors"
@@ -255,16 +259,15 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
     outputs = [(f"out{i}", v) for i, v in enumerate(fx.node.map_arg(output.args[0], lambda n: n)) if isinstance(v, fx.Node)]
     module = importer.run(aot_gm.graph, runtime_inputs, outputs, owner=aot_gm)
     fold_constants(aot_gm, importer.values)
-    support = AneSupport(ops_by_node(module, aot_gm.graph, opts.target), get_target(opts.target))
+    support = AneSupport(cached_verdicts(module, aot_gm, opts.target), get_target(opts.target))
     partitioner = CapabilityBasedPartitioner(aot_gm, support, allows_single_node_partition=True)
     partitions = [p for p in partitioner.propose_partitions() if support.op_count(p.nodes) >= opts.min_partition_size]
-    node_flops = {n: sum(flops(op) for op in ops) for n, ops in support.node_ops.items()}
     in_partitions = {n for p in partitions for n in p.nodes}
-    report.total_flops = sum(node_flops.values())
-    report.ane_flops = sum(node_flops.get(n, 0) for n in in_partitions)
+    report.total_flops = sum(v.flops for v in support.verdicts.values())
+    report.ane_flops = sum(support.verdict(n).flops for n in in_partitions)
     small = f"its ANE partition has fewer than the {opts.min_partition_size} ops of min_partition_size"
     report.host_ops = [(n.name, str(n.target), support.reason(n) or small) for n in aot_gm.graph.nodes
-                       if support.node_ops.get(n) and n not in in_partitions]
+                       if support.verdict(n).ops and n not in in_partitions]
     fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
     for node in fused.graph.nodes:
         if node.op == "call_module" and node.target.startswith("ane_partition_"):
@@ -365,47 +368,82 @@ def ops_by_node(module: ModuleOp, graph: fx.Graph, target: str) -> dict[fx.Node,
     return grouped
 
 
-class AneSupport(OperatorSupportBase):
-    """A node is ANE-capable when every op it became is legal on the target (`anec.legality`)."""
+@dataclass(frozen=True)
+class NodeVerdict:
+    """What one FX node became: why it cannot run on the ANE ("" when it can), its FLOPs, its op count."""
 
-    def __init__(self, node_ops: Mapping[fx.Node, list[Operation]], target: Target):
-        self.node_ops = node_ops
+    reason: str
+    flops: int
+    ops: int
+
+
+NO_OPS = NodeVerdict("", 0, 0)
+
+
+def node_verdicts(module: ModuleOp, graph: fx.Graph, target: Target) -> dict[str, NodeVerdict]:
+    """Each node's verdict, by node name: a node is ANE-capable when every op it became is legal on
+    the target (`anec.legality`, the predicate the compiler partitions with)."""
+    verdicts = {}
+    for node, ops in ops_by_node(module, graph, target.arch).items():
+        reason = next((f"{op.op_name.data} has no ANE equivalent" if isinstance(op, HostOp) else legality(op, target).reason
+                       for op in ops if isinstance(op, HostOp) or not legality(op, target)), "")
+        verdicts[node.name] = NodeVerdict(reason, sum(flops(op) for op in ops), len(ops))
+    return verdicts
+
+
+def cached_verdicts(module: ModuleOp, gm: fx.GraphModule, target: str) -> dict[str, NodeVerdict]:
+    """`node_verdicts`, through the compile cache (the passes before partitioning are most of a graph's
+    placement time)."""
+    key = compile_cache.graph_key("verdicts", gm, target)
+    if (hit := compile_cache.load(key)) is not None:
+        return {name: NodeVerdict(*fields) for name, fields in json.loads(hit).items()}
+    verdicts = node_verdicts(module, gm.graph, get_target(target))
+    compile_cache.store(key, json.dumps({name: dataclasses.astuple(v) for name, v in verdicts.items()}).encode())
+    return verdicts
+
+
+class AneSupport(OperatorSupportBase):
+    """The partitioner's view of the verdicts: which nodes the ANE runs."""
+
+    def __init__(self, verdicts: Mapping[str, NodeVerdict], target: Target):
+        self.verdicts = verdicts
         self.target = target
 
-    def _source(self, node: fx.Node) -> fx.Node:
-        """The node whose ops decide: a tuple element is placed with the op that makes the tuple."""
-        return self._source(node.args[0]) if node.target is operator.getitem and isinstance(node.args[0], fx.Node) else node
+    def verdict(self, node: fx.Node) -> NodeVerdict:
+        """The verdict that places `node`: a tuple element is placed with the op that makes the tuple."""
+        while node.target is operator.getitem and isinstance(node.args[0], fx.Node):
+            node = node.args[0]
+        return self.verdicts.get(node.name, NO_OPS)
 
     def reason(self, node: fx.Node) -> str:
         """Why `node` cannot run on the ANE ("" when it can)."""
-        if node.op != "call_function":
-            return "not an op"
-        for op in self.node_ops.get(self._source(node), ()):
-            if isinstance(op, HostOp):
-                return f"{op.op_name.data} has no ANE equivalent"
-            if not (verdict := legality(op, self.target)):
-                return verdict.reason
-        return ""
+        return "not an op" if node.op != "call_function" else self.verdict(node).reason
 
     def is_node_supported(self, submodules: Mapping[str, torch.nn.Module], node: fx.Node) -> bool:
         return self.reason(node) == ""
 
     def op_count(self, nodes: Any) -> int:
         """How many ops the nodes of a partition became."""
-        return sum(len(self.node_ops.get(n, ())) for n in nodes)
+        return sum(self.verdicts.get(n.name, NO_OPS).ops for n in nodes)
 
 
 class AnePartition(torch.nn.Module):
-    """One ANE partition: compiled once by anec, run through the anec runtime on each call."""
+    """One ANE partition: compiled once by anec (or read from the compile cache), run through the
+    anec runtime on each call."""
 
     def __init__(self, graph: fx.GraphModule, target: str):
         super().__init__()
         output = next(n for n in graph.graph.nodes if n.op == "output").args[0]
         self.returns_tuple = isinstance(output, list | tuple)
-        self.compiled = compile_model(graph, target=target, emit=RUNTIME_EMIT)
+        key = compile_cache.graph_key("partition", graph, target)
+        if (hit := compile_cache.load(key)) is not None:
+            self.program = decode(hit)
+        else:
+            self.program = compile_model(graph, target=target, emit=RUNTIME_EMIT).program
+            compile_cache.store(key, encode(self.program))
 
     def forward(self, *args: torch.Tensor) -> Any:
-        results = self.compiled.run([to_numpy(a) for a in args]).values()
+        results = run_file(self.program, [to_numpy(a) for a in args]).values()
         outputs = [torch.from_numpy(y if y.flags.writeable else y.copy()) for y in results]
         return tuple(outputs) if self.returns_tuple else outputs[0]
 
