@@ -264,10 +264,10 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
     partitions = [p for p in partitioner.propose_partitions() if support.op_count(p.nodes) >= opts.min_partition_size]
     in_partitions = {n for p in partitions for n in p.nodes}
     report.total_flops = sum(v.flops for v in support.verdicts.values())
-    report.ane_flops = sum(support.verdict(n).flops for n in in_partitions)
+    report.ane_flops = sum(support.verdicts.get(n.name, NO_OPS).flops for n in in_partitions)
     small = f"its ANE partition has fewer than the {opts.min_partition_size} ops of min_partition_size"
     report.host_ops = [(n.name, str(n.target), support.reason(n) or small) for n in aot_gm.graph.nodes
-                       if support.verdict(n).ops and n not in in_partitions]
+                       if support.verdicts.get(n.name, NO_OPS).ops and n not in in_partitions]
     fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
     for node in fused.graph.nodes:
         if node.op == "call_module" and node.target.startswith("ane_partition_"):
