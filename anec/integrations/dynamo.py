@@ -62,6 +62,12 @@ from anec.errors import AnecError, AnecFallbackWarning
 from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
 from anec.integrations import compile_cache
+from anec.integrations.shape_buckets import (
+    DynamicGraph,
+    ShapeDispatch,
+    bucket_symbols,
+    parse_buckets,
+)
 from anec.legality import legality
 from anec.pipeline import GRAPH_PASSES, CompileOptions, run_pipeline
 from anec.pipeline import compile as compile_model
@@ -75,12 +81,14 @@ RUNTIME_EMIT = "descriptors"
 __all__ = ["REPORTS", "AnecFallbackWarning", "BackendOptions", "GraphReport", "anec_backend"]
 
 FIXES: dict[str, str] = {
-    "dynamic": "the graph was captured with dynamic shapes, which anec does not compile; "
-               "torch.compile(model, backend='anec', dynamic=False) compiles one static graph per input shape "
-               "(for transformers' generate, cache_implementation='static' keeps every shape fixed)",
+    "dynamic": "the graph was captured with dynamic shapes, which anec does not compile, and runs eagerly in torch; "
+               "give the sizes its dimensions take, options={'buckets': {'x.1': [128, 256, 512]}} (one anec compile per "
+               "bucket, inputs padded where that keeps the results), or keep shapes fixed (for transformers' generate, "
+               "cache_implementation='static')",
     "recompile": "Dynamo recompiles this code for each new input shape and anec compiles each graph again; "
                  "after torch._dynamo.config.recompile_limit graphs torch runs it eagerly. Keep shapes fixed "
-                 "(pad inputs to a few sizes; for transformers' generate, cache_implementation='static')",
+                 "(for transformers' generate, cache_implementation='static'), or let the sizes vary "
+                 "(dynamic=None or True) with options={'buckets': {...}}",
     "recompile-limit": "torch._dynamo.config.recompile_limit was reached: Dynamo runs the rest of this code eagerly, "
                        "not on the ANE. Keep input shapes fixed (pad to a few sizes; for transformers' generate, "
                        "cache_implementation='static') or raise the limit",
@@ -94,10 +102,11 @@ WARNED: set[str] = set()
 """The `FIXES` causes already warned about in this process."""
 
 
-def warn_once(cause: str) -> None:
+def warn_once(cause: str, message: str | None = None) -> None:
+    """One `AnecFallbackWarning` per cause and process (`message` defaults to the cause's fix)."""
     if cause not in WARNED:
         WARNED.add(cause)
-        warnings.warn(f"anec: {FIXES[cause]}", AnecFallbackWarning, stacklevel=3)
+        warnings.warn(f"anec: {message or FIXES[cause]}", AnecFallbackWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class BackendOptions:
     target: str = "m1"
     strict: bool = False
     min_partition_size: int = 1
+    buckets: Mapping[str, Sequence[int]] | None = None
+    """Sizes dynamic dimensions are compiled for, by name (`x.1`, `*`): see `shape_buckets`."""
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None) -> BackendOptions:
@@ -117,7 +128,7 @@ class BackendOptions:
         get_target(opts.target)
         if not isinstance(opts.min_partition_size, int) or opts.min_partition_size < 1:
             raise AnecError(f"min_partition_size must be a positive integer, got {opts.min_partition_size!r}")
-        return opts
+        return opts if opts.buckets is None else dataclasses.replace(opts, buckets=parse_buckets(opts.buckets))
 
 
 @dataclass
@@ -132,6 +143,8 @@ class GraphReport:
     """(node, op, why it is not on the ANE) for every node that runs in torch."""
     fallback: str | None = None
     """Why the whole graph runs eagerly, if it does."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """The bucket a dynamic graph was compiled for here (dimension name -> size); empty for a static graph."""
 
     @property
     def ane_flops_fraction(self) -> float:
@@ -150,23 +163,44 @@ REPORTS: list[GraphReport] = []
 
 def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Mapping[str, Any] | None = None) -> Callable:
     """The Dynamo backend: returns a callable computing `gm`, with ANE partitions run by anec."""
+    watch_dynamo()
+    opts = BackendOptions.parse(options)
+    if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
+        return _dynamic(gm, opts)
+    compile_id = torch._guards.CompileContext.current_compile_id()
+    if compile_id is not None and (compile_id.frame_compile_id or 0) >= 1:
+        warn_once("recompile")
+    return compile_static(gm, example_inputs, opts, GraphReport(target=opts.target))
+
+
+def _dynamic(gm: fx.GraphModule, opts: BackendOptions) -> Callable:
+    """A graph with symbolic sizes: one static compile per bucket when `buckets` covers every
+    dynamic dimension, else eager with one warning that names the dimensions."""
+    graph = DynamicGraph.of(gm)
+    chosen, uncovered = bucket_symbols(graph, opts.buckets or {})
+    if opts.buckets and not uncovered:
+        def specialize(padded: list[Any], sizes: dict[str, int]) -> Callable:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            with torch._guards.tracing(torch._guards.TracingContext(FakeTensorMode())):  # what Dynamo gives a backend
+                return compile_static(gm, padded, opts, GraphReport(target=opts.target, sizes=sizes))
+
+        return ShapeDispatch(gm, graph, chosen, specialize, lambda message: warn_once(message, message))
+    dims = f" (dimensions without a bucket: {', '.join(uncovered)})"
+    if opts.strict:
+        raise AnecError("the graph was captured with dynamic shapes" + dims, why="anec compiles static shapes", hint=FIXES["dynamic"])
+    REPORTS.append(GraphReport(target=opts.target, fallback="the graph was captured with dynamic shapes" + dims))
+    warn_once("dynamic", f"{FIXES['dynamic']}{dims}")
+    return gm.forward
+
+
+def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOptions, report: GraphReport) -> Callable:
+    """`gm` lowered to ATen by aot_autograd, partitioned, its ANE partitions compiled by anec."""
     from torch._decomp import core_aten_decompositions
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.aot_autograd import make_boxed_func
 
-    watch_dynamo()
-    opts = BackendOptions.parse(options)
-    report = GraphReport(target=opts.target)
     REPORTS.append(report)
-    if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
-        if opts.strict:
-            raise AnecError("the graph was captured with dynamic shapes", why="anec compiles static shapes", hint=FIXES["dynamic"])
-        report.fall_back("the graph was captured with dynamic shapes")
-        warn_once("dynamic")
-        return gm.forward
-    compile_id = torch._guards.CompileContext.current_compile_id()
-    if compile_id is not None and (compile_id.frame_compile_id or 0) >= 1:
-        warn_once("recompile")
 
     def compile_forward(aot_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
