@@ -241,11 +241,17 @@ def watch_dynamo() -> None:
         limit_log.addFilter(_RECOMPILE_LIMIT)
 
 
+_rnn_skips_seen = [0]
+"""How many RNN skips Dynamo had counted at the last compile end (its counters outlive `reset()`)."""
+
+
 def _check_skipped_rnn(args: Any) -> None:
     from torch._dynamo.utils import counters
 
-    if any("Attempted to wrap RNN, GRU, or LSTM" in reason for reason in counters["unimplemented"]):
+    skips = sum(n for reason, n in counters["unimplemented"].items() if "Attempted to wrap RNN, GRU, or LSTM" in reason)
+    if skips > _rnn_skips_seen[0]:
         warn_once("rnn")
+    _rnn_skips_seen[0] = skips
 
 
 class _RecompileLimitFilter(logging.Filter):

@@ -137,6 +137,18 @@ def test_an_untraceable_module_is_a_clear_error() -> None:
         anec.compile(DataDependent(), example_inputs=(torch.randn(4),), emit="ir")
 
 
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU, nn.RNN])
+def test_recurrent_layers_through_torch_export_unroll_onto_the_ane(cell: type[nn.RNNBase]) -> None:
+    torch.manual_seed(0)
+    model, frames = cell(12, 24, num_layers=2, batch_first=True).eval(), torch.randn(2, 6, 12)
+    compiled = anec.compile(model, example_inputs=(frames,), emit="descriptors")
+    assert compiled.report.host_ops == [] and compiled.report.ane_flops_fraction == 1.0
+    output = next(iter(compiled.run([frames.numpy()]).values()))
+    with torch.no_grad():
+        expected = model(frames)[0].numpy()
+    np.testing.assert_allclose(output, expected, atol=5e-3)
+
+
 def tiny_gpt2_with_static_cache() -> nn.Module:
     """transformers' exportable static-cache wrapper around a 2-layer GPT-2 with random weights."""
     import os
