@@ -185,7 +185,12 @@ def _dynamic(gm: fx.GraphModule, opts: BackendOptions) -> Callable:
             with torch._guards.tracing(torch._guards.TracingContext(FakeTensorMode())):  # what Dynamo gives a backend
                 return compile_static(gm, padded, opts, GraphReport(target=opts.target, sizes=sizes))
 
-        return ShapeDispatch(gm, graph, chosen, specialize, lambda message: warn_once(message, message))
+        def refuse(message: str) -> None:
+            if opts.strict:
+                raise AnecError(message)
+            warn_once(message, message)
+
+        return ShapeDispatch(gm, graph, chosen, specialize, refuse)
     dims = f" (dimensions without a bucket: {', '.join(uncovered)})"
     if opts.strict:
         raise AnecError("the graph was captured with dynamic shapes" + dims, why="anec compiles static shapes", hint=FIXES["dynamic"])

@@ -67,6 +67,13 @@ def test_a_size_beyond_the_largest_bucket_runs_eagerly_with_a_warning() -> None:
     assert len(fallbacks) == 1 and "tokens.1 = 40 is larger than its largest bucket 32" in fallbacks[0]
 
 
+def test_strict_raises_where_a_bucket_would_run_eagerly() -> None:
+    compiled = torch.compile(PLAIN["attention-block"][0](), backend="anec", options={"buckets": {"tokens.1": [16]}, "strict": True})
+    with torch.no_grad(), pytest.raises(AnecError, match=r"tokens\.1 = 20 is larger than its largest bucket 16"):
+        for n in (10, 12, 20):
+            compiled(torch.randn(2, n, 64))
+
+
 def test_dynamic_dimensions_without_a_bucket_are_named_in_the_warning() -> None:
     fallbacks, _ = run_sizes("attention-block", [(2, 10, 64), (3, 12, 64)], {"tokens.1": [16]})
     assert len(fallbacks) == 1 and "dimensions without a bucket: tokens.0" in fallbacks[0]
