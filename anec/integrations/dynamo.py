@@ -190,7 +190,7 @@ def _dynamic(gm: fx.GraphModule, opts: BackendOptions) -> Callable:
                 raise AnecError(message)
             warn_once(message, message)
 
-        return ShapeDispatch(gm, graph, chosen, specialize, refuse)
+        return ShapeDispatch(gm.forward, graph, chosen, specialize, refuse)
     dims = f" (dimensions without a bucket: {', '.join(uncovered)})"
     if opts.strict:
         raise AnecError("the graph was captured with dynamic shapes" + dims, why="anec compiles static shapes", hint=FIXES["dynamic"])

@@ -93,6 +93,23 @@ class DynamicGraph:
                    else None for r in results]
         return cls(symbols, int_inputs, tensor_inputs, outputs)
 
+    @classmethod
+    def of_exported(cls, program: torch.export.ExportedProgram, names: Sequence[str]) -> DynamicGraph:
+        """The same for a torch.export program, its user inputs named `names` (dimensions `x.1`)."""
+        nodes = {n.name: n for n in program.graph.nodes}
+        kinds = torch.export.graph_signature
+        users = [nodes[s.arg.name] for s in program.graph_signature.input_specs if s.kind == kinds.InputKind.USER_INPUT]
+        symbols: dict[sympy.Symbol, str] = {}
+        tensor_inputs = {}
+        for i, (name, node) in enumerate(zip(names, users)):
+            tensor_inputs[i] = _shape(node.meta["val"])
+            for axis, size in enumerate(tensor_inputs[i]):
+                if isinstance(size, sympy.Symbol):
+                    symbols.setdefault(size, f"{name}.{axis}")
+        outputs = [_shape(nodes[s.arg.name].meta["val"]) for s in program.graph_signature.output_specs
+                   if s.kind == kinds.OutputKind.USER_OUTPUT]
+        return cls(symbols, {}, tensor_inputs, list(outputs))
+
     def bindings(self, args: Sequence[Any]) -> dict[sympy.Symbol, int]:
         """The symbols' values in a call."""
         values = {symbol: int(args[i]) for i, symbol in self.int_inputs.items()}
@@ -152,9 +169,9 @@ def same_results(padded: Any, plain: Any) -> bool:
 class ShapeDispatch:
     """A dynamic graph run through one static anec compile per bucket (see the module docstring)."""
 
-    def __init__(self, gm: fx.GraphModule, graph: DynamicGraph, buckets: Mapping[sympy.Symbol, tuple[int, ...]],
+    def __init__(self, eager: Callable, graph: DynamicGraph, buckets: Mapping[sympy.Symbol, tuple[int, ...]],
                  compile_static: Callable[[list[Any], dict[str, int]], Callable], warn: Callable[[str], None]):
-        self.gm = gm
+        self.eager = eager
         self.graph = graph
         self.buckets = buckets
         self.compile_static = compile_static
@@ -170,14 +187,14 @@ class ShapeDispatch:
             if not fits:
                 self.warn(f"{self.graph.symbols[symbol]} = {actual[symbol]} is larger than its largest bucket {sizes[-1]}; "
                           "this call runs eagerly in torch (add a bucket)")
-                return self.gm.forward(*args)
+                return self.eager(*args)
             bucketed[symbol] = fits[0]
         key = tuple(bucketed[s] for s in self.buckets)
         if key not in self.compiled:
             self.compiled[key] = self._compile(args, actual, bucketed)
         compiled = self.compiled[key]
         if compiled is None:
-            return self.gm.forward(*args)
+            return self.eager(*args)
         return self.graph.slice(compiled(*self.graph.pad(args, bucketed)), actual)
 
     def _compile(self, args: Sequence[Any], actual: dict[sympy.Symbol, int], bucketed: dict[sympy.Symbol, int]) -> Callable | None:
@@ -185,7 +202,7 @@ class ShapeDispatch:
         sizes = {self.graph.symbols[s]: bucketed[s] for s in self.buckets}
         if bucketed != {s: actual[s] for s in bucketed}:
             with torch.no_grad():
-                agree = same_results(self.graph.slice(self.gm.forward(*padded), actual), self.gm.forward(*args))
+                agree = same_results(self.graph.slice(self.eager(*padded), actual), self.eager(*args))
             if not agree:
                 self.warn(f"padding {', '.join(f'{n} to {v}' for n, v in sizes.items())} changes this graph's results "
                           "(no attention mask hides the padded positions, or a convolution sees them): calls in this bucket run "
