@@ -229,7 +229,7 @@ def _without_onednn() -> Iterator[None]:
     """Trace with oneDNN off: torch then decomposes LSTMs into per-step matmuls and gates (ANE ops)
     rather than into `aten.mkldnn_rnn_layer`, which only the CPU runs."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch's notice about TF32 on Intel GPUs
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN", category=UserWarning)
         with torch.backends.mkldnn.flags(enabled=False):
             yield
 
