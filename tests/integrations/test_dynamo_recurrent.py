@@ -30,7 +30,7 @@ class SpeakerEncoder(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(frames)
         embedding = self.project(out[:, -1]).relu()
-        return embedding * embedding.square().sum(-1, keepdim=True).rsqrt()
+        return embedding / embedding.norm(dim=-1, keepdim=True)
 
 
 @pytest.fixture(autouse=True)
