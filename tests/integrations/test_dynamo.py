@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import anec
 from anec.importers.torch import import_graph_module
 from anec.integrations import dynamo
 from anec.integrations.dynamo import AnecFallbackWarning, AnePartition
@@ -92,6 +93,16 @@ def test_an_op_the_ane_lacks_runs_in_torch_between_ane_partitions() -> None:
     assert [(op, why) for _, op, why in report.host_ops] == [("aten.cumsum.default", "aten.cumsum.default has no ANE equivalent")]
     assert 0.9 < report.ane_flops_fraction < 1.0
     torch.testing.assert_close(got, expected, atol=2e-3, rtol=2e-3)
+
+
+def test_the_backend_report_and_anec_compile_agree_on_what_runs_where() -> None:
+    model, x = HostOpInTheMiddle().eval(), torch.randn(4, 16)
+    run_both(model, x)
+    (graph,) = dynamo.REPORTS
+    report = anec.compile(model, example_inputs=(x,), emit="ir").report
+    assert {op for _, op, _ in graph.host_ops} == {r.op for r in report.host_ops} == {"aten.cumsum.default"}
+    assert graph.ane_flops_fraction == pytest.approx(report.ane_flops_fraction)
+    assert graph.total_flops == sum(r.flops for r in report.ops)
 
 
 def test_partition_weights_are_frozen_constants_named_after_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
