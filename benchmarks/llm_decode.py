@@ -1,6 +1,8 @@
 """GPT-2 `generate` with its forward compiled by torch.compile(backend="anec"): per-token time as a
 ratio to eager PyTorch, for transformers' static cache and its default dynamic cache, with the
-number of anec graph compiles and the warnings the backend gave.
+number of anec graph compiles and the warnings the backend gave; then the decode step's predicted
+tokens per second on each chip's ANE (anec's timing model, from the step exported with the static
+cache and compiled by `anec.compile`).
 
     python benchmarks/llm_decode.py [--layers 2] [--width 64] [--tokens 32]
 
@@ -20,8 +22,10 @@ import warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
 
+import anec
 from anec import AnecFallbackWarning
 from anec.integrations import dynamo
 
@@ -67,6 +71,22 @@ def main() -> None:
         print(f"  {cache:7s} cache: per token anec {anec_s / args.tokens * 1e3:7.2f} ms, eager {eager_s / args.tokens * 1e3:6.2f} ms, "
               f"ratio {anec_s / eager_s:5.2f}x; {len(dynamo.REPORTS)} graphs ({on_anec} through anec), compile {first_s - anec_s:5.1f} s; "
               f"tokens equal eager: {torch.equal(got, expected)}; {len(fallbacks)} AnecFallbackWarning")
+    predicted_decode(build(args.layers, args.width), cache_length=8 + args.tokens)
+
+
+def predicted_decode(model: torch.nn.Module, cache_length: int) -> None:
+    """Decode tokens/s per chip: 1 / the predicted latency of one step with a `cache_length` static cache."""
+    model.generation_config = GenerationConfig(use_cache=True, cache_implementation="static", max_length=cache_length,
+                                               cache_config={"batch_size": 1, "max_cache_len": cache_length, "device": "cpu"})
+    step = TorchExportableModuleWithStaticCache(model, batch_size=1, max_cache_len=cache_length)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(step, (), {"input_ids": torch.tensor([[1]]), "cache_position": torch.tensor([8])}, strict=True)
+    figures = []
+    for target in anec.TARGETS:
+        report = anec.compile(program, target=target, emit="ir").report
+        figures.append(f"{target.name} {1 / report.predicted_latency_s:8.0f}")
+    print(f"  predicted decode tokens/s (cache {cache_length}, ANE FLOPs {report.ane_flops_fraction:.0%}): " + ", ".join(figures))
 
 
 if __name__ == "__main__":
