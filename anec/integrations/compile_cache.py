@@ -23,6 +23,9 @@ from torch import fx
 
 DISABLED = "off"
 
+BUILT = frozenset({".pyc", ".so", ".pyd"})
+"""Files of anec's tree built from its sources (their sources are hashed instead)."""
+
 
 def cache_dir() -> Path | None:
     """Where entries live (None: the cache is off)."""
@@ -34,11 +37,12 @@ def cache_dir() -> Path | None:
 
 @functools.cache
 def anec_digest() -> str:
-    """anec's version and a digest of its source: a changed compiler never reuses an old entry."""
+    """anec's version and a digest of its source and data files: a changed compiler never reuses an old entry."""
     digest = hashlib.sha256(importlib.metadata.version("anec").encode())
     packages = ("anec", "anec.dialects", "anec.lowering")  # the last two live outside anec/ (package-dir mapping)
     roots = dict.fromkeys(Path(importlib.util.find_spec(p).submodule_search_locations[0]).resolve() for p in packages)
-    for source in sorted(f for root in roots for f in root.rglob("*.py")):
+    sources = (f for root in roots for f in root.rglob("*") if f.is_file() and f.suffix not in BUILT and "__pycache__" not in f.parts)
+    for source in sorted(sources):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 
