@@ -40,14 +40,16 @@ def test_a_second_compile_of_the_same_graph_reads_the_cache(private_compile_cach
     assert report == first_report and report.partitions == 2
 
 
-@pytest.mark.parametrize("change", ["shape", "weights", "target"])
-def test_another_shape_weight_or_target_is_a_miss(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("change", ["shape", "weights", "target", "anec"])
+def test_another_shape_weight_target_or_anec_is_a_miss(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
     model, x = HostOpInTheMiddle().eval(), torch.randn(4, 16)
     compile_and_run(model, x)
     refuse_to_compile(monkeypatch)
     if change == "weights":
         with torch.no_grad():
             model.a.weight.add_(1.0)
+    if change == "anec":
+        monkeypatch.setattr(compile_cache, "anec_digest", lambda: "an edited anec")
     with pytest.warns(dynamo.AnecFallbackWarning, match="anec compiled although the cache holds"):
         compile_and_run(model, torch.randn(5, 16) if change == "shape" else x, **({"target": "m4"} if change == "target" else {}))
 
