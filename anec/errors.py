@@ -39,3 +39,7 @@ class ImportFailure(AnecError):
         """`error` (any exception, xDSL's multi-line VerifyException included) as one line: its type and first line."""
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         return cls(what, where=where, why=f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__, hint=cls.HINT)
+
+
+class AnecFallbackWarning(UserWarning):
+    """Work that could have run through anec runs eagerly in torch instead: says why, and the fix."""

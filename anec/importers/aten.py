@@ -684,6 +684,20 @@ def _variance(e: NodeBuilder) -> Value:
     return var
 
 
+@handles("aten.linalg_vector_norm.default", emits=(ane.AbsOp, ane.MulOp, ane.ReduceSumOp, ane.ReduceMaxOp, ane.SqrtOp))
+def _vector_norm(e: NodeBuilder) -> Value:
+    """The 1-, 2- and max-norms (`torch.norm`, `F.normalize`): sums of |x| or x², or a max of |x|."""
+    order = float(e["ord"])
+    if not e.dtype.is_floating_point or order not in (1.0, 2.0, math.inf):
+        decline(f"a {order}-norm")
+    x = e.value(e["self"], e.dtype)
+    ax, keep = axes(e.args.get("dim"), len(shape_of(x))), bool(e.args.get("keepdim", False))
+    if order == 2.0:
+        return e.add(ane.SqrtOp(e.add(ane.ReduceSumOp(e.add(ane.MulOp(x, x)), ax, keep))))
+    reduce = ane.ReduceSumOp if order == 1.0 else ane.ReduceMaxOp
+    return e.add(reduce(e.add(ane.AbsOp(x)), ax, keep))
+
+
 def _argreduce(e: NodeBuilder) -> Value:
     if e["dim"] is None:
         decline("arg-reduction over a flattened tensor")

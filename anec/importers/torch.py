@@ -365,8 +365,12 @@ def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None) -> 
 def import_exported(program: torch.export.ExportedProgram, *, input_shapes: InputShapes | None = None,
                     input_names: Sequence[str] | None = None) -> ModuleOp:
     """Decompose `program` (keeping `KEEP_WHOLE` ops) and import it; weights go to the store."""
-    with _quiet():
-        program = program.run_decompositions(keep_whole(torch.export.default_decompositions()))
+    try:
+        with _quiet():
+            program = program.run_decompositions(keep_whole(torch.export.default_decompositions()))
+    except Exception as e:
+        raise AnecError("torch's decompositions failed on the exported program", where="run_decompositions",
+                        why=_first_line(e), hint=_decomposition_hint(program)) from e
     nodes = {n.name: n for n in program.graph.nodes}
     constants: dict[fx.Node, torch.Tensor] = {}
     weight_names: dict[int, str] = {}
@@ -388,6 +392,26 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
                 raise AnecError(f"output {spec.arg} is not a tensor", hint="return tensors only")
             outputs.append((spec.arg.name, nodes[spec.arg.name]))
     return GraphImporter(constants, weight_names, program.range_constraints).run(program.graph, list(zip(names, users)), outputs, shapes)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def _decomposition_hint(program: torch.export.ExportedProgram) -> str:
+    """What to try when `run_decompositions` fails: tensors of the program that share storage (a
+    non-strict export lifts a module's cache tensors as constants aliasing its buffers, which torch's
+    re-tracing rejects) are the known cause."""
+    owners: dict[int, list[str]] = {}
+    for name, tensor in [*program.state_dict.items(), *program.constants.items()]:
+        if isinstance(tensor, torch.Tensor):
+            owners.setdefault(tensor.untyped_storage().data_ptr(), []).append(name)
+    shared = next((names for names in owners.values() if len(names) > 1 and not all("weight" in n for n in names)), None)
+    if shared:
+        return (f"{shared[0]} and {shared[1]} share storage; export with strict=True (transformers: "
+                "convert_and_export_with_cache), or give the module its buffers without aliases")
+    return "export with strict=True, or compile the nn.Module with torch.compile(model, backend='anec')"
 
 
 def import_graph_module(gm: fx.GraphModule) -> ModuleOp:

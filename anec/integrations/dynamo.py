@@ -25,17 +25,31 @@ Options (`torch.compile(m, backend="anec", options={...})`): `target` (default "
   its outputs within the tolerance, measured on the partition's inputs at its first call.
 Any failure to compile a graph runs that graph eagerly with one `AnecFallbackWarning` that says
 why. `REPORTS` holds one `GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the
-host ops with reasons.
+host ops with reasons; a graph that runs eagerly counts all its FLOPs on the CPU.
+
+Work Dynamo itself keeps from the backend — a recompile for every new input shape, the recompile
+limit, a frame skipped because it holds an `nn.LSTM`/`GRU`/`RNN` — is not seen by a backend call,
+so this module also watches Dynamo (a compile-end callback and a filter on its recompile-limit log
+record) and says so with one `AnecFallbackWarning` per cause, with the fix (`FIXES`).
+
+Recurrent layers: Dynamo traces them only with `torch._dynamo.config.allow_rnn`, read while it
+traces the frame, before any backend runs; `torch.compile` hides a backend's `backend_ctx_ctor`
+(the only per-compile hook), so the backend cannot set it and says so instead. Once traced, the
+backend lowers the layer with oneDNN off, so torch decomposes it into per-step matmuls and gates
+(the ANE runs them) rather than into the opaque `mkldnn_rnn_layer`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import json
+import logging
 import operator
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,16 +63,26 @@ from xdsl.ir import Operation
 
 from anec.agreement import REL_L2_MAX
 from anec.analysis import flops
+from anec.descriptors.binary import decode, encode
+from anec.descriptors.program import AnecFile
 from anec.dialects import ane
-from anec.dialects.discardable import NAME_ATTR, source_name
+from anec.dialects.discardable import NAME_ATTR, name_of, source_name
 from anec.dialects.host import HostOp
-from anec.errors import AnecError
+from anec.errors import AnecError, AnecFallbackWarning
 from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
+from anec.integrations import compile_cache
+from anec.integrations.shape_buckets import (
+    DynamicGraph,
+    ShapeDispatch,
+    bucket_symbols,
+    parse_buckets,
+)
 from anec.legality import legality
 from anec.lowering.partition import kept_in_fp32
 from anec.pipeline import GRAPH_PASSES, PRECISIONS, CompileOptions, run_pipeline
 from anec.pipeline import compile as compile_model
+from anec.runtime import run_file
 from anec.targets import Target, get_target
 
 KEPT_IN_TORCH = "kept in float32 by keep_fp32 (runs eagerly in torch)"
@@ -67,8 +91,35 @@ RUNTIME_EMIT = "descriptors"
 """The pipeline an ANE partition is compiled with: the one whose output the runtime executes."""
 
 
-class AnecFallbackWarning(UserWarning):
-    """A graph (or the rest of its calls) runs eagerly in torch because anec could not compile it."""
+__all__ = ["REPORTS", "AnecFallbackWarning", "BackendOptions", "GraphReport", "anec_backend"]
+
+FIXES: dict[str, str] = {
+    "dynamic": "the graph was captured with dynamic shapes, which anec does not compile, and runs eagerly in torch; "
+               "give the sizes its dimensions take, options={'buckets': {'x.1': [128, 256, 512]}} (one anec compile per "
+               "bucket, inputs padded where that keeps the results), or keep shapes fixed (for transformers' generate, "
+               "cache_implementation='static')",
+    "recompile": "Dynamo recompiles this code for each new input shape and anec compiles each graph again; "
+                 "after torch._dynamo.config.recompile_limit graphs torch runs it eagerly. Keep shapes fixed "
+                 "(for transformers' generate, cache_implementation='static'), or let the sizes vary "
+                 "(dynamic=None or True) with options={'buckets': {...}}",
+    "recompile-limit": "torch._dynamo.config.recompile_limit was reached: Dynamo runs the rest of this code eagerly, "
+                       "not on the ANE. Keep input shapes fixed (pad to a few sizes; for transformers' generate, "
+                       "cache_implementation='static') or raise the limit",
+    "rnn": "Dynamo skipped code holding an nn.LSTM/GRU/RNN: it runs eagerly in torch, not on the ANE. "
+           "Set torch._dynamo.config.allow_rnn = True before the first call (or call inside "
+           "`with torch._dynamo.config.patch(allow_rnn=True):`); anec then lowers the layer to the ANE",
+}
+"""Why work runs eagerly instead of through anec, and what to do about it: one warning per cause."""
+
+WARNED: set[str] = set()
+"""The `FIXES` causes already warned about in this process."""
+
+
+def warn_once(cause: str, message: str | None = None) -> None:
+    """One `AnecFallbackWarning` per cause and process (`message` defaults to the cause's fix)."""
+    if cause not in WARNED:
+        WARNED.add(cause)
+        warnings.warn(f"anec: {message or FIXES[cause]}", AnecFallbackWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -79,6 +130,8 @@ class BackendOptions:
     keep_fp32: Sequence[str] = ()
     precision: str = "fp16"
     tolerance: float = REL_L2_MAX
+    buckets: Mapping[str, Sequence[int]] | None = None
+    """Sizes dynamic dimensions are compiled for, by name (`x.1`, `*`): see `shape_buckets`."""
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None) -> BackendOptions:
@@ -97,7 +150,7 @@ class BackendOptions:
             raise AnecError(f"tolerance must be a positive relative L2 error, got {opts.tolerance!r}")
         if not isinstance(opts.min_partition_size, int) or opts.min_partition_size < 1:
             raise AnecError(f"min_partition_size must be a positive integer, got {opts.min_partition_size!r}")
-        return opts
+        return opts if opts.buckets is None else dataclasses.replace(opts, buckets=parse_buckets(opts.buckets))
 
 
 @dataclass
@@ -112,10 +165,18 @@ class GraphReport:
     """(node, op, why it is not on the ANE) for every node that runs in torch."""
     fallback: str | None = None
     """Why the whole graph runs eagerly, if it does."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """The bucket a dynamic graph was compiled for here (dimension name -> size); empty for a static graph."""
 
     @property
     def ane_flops_fraction(self) -> float:
         return 0.0 if self.total_flops == 0 else self.ane_flops / self.total_flops
+
+    def fall_back(self, why: str) -> None:
+        """The graph runs eagerly from now on: nothing of it runs on the ANE."""
+        self.fallback = why
+        self.partitions = 0
+        self.ane_flops = 0
 
 
 REPORTS: list[GraphReport] = []
@@ -124,17 +185,49 @@ REPORTS: list[GraphReport] = []
 
 def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Mapping[str, Any] | None = None) -> Callable:
     """The Dynamo backend: returns a callable computing `gm`, with ANE partitions run by anec."""
+    watch_dynamo()
+    opts = BackendOptions.parse(options)
+    if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
+        return _dynamic(gm, opts)
+    compile_id = torch._guards.CompileContext.current_compile_id()
+    if compile_id is not None and (compile_id.frame_compile_id or 0) >= 2:  # a third graph: prefill and decode are two
+        warn_once("recompile")
+    return compile_static(gm, example_inputs, opts, GraphReport(target=opts.target))
+
+
+def _dynamic(gm: fx.GraphModule, opts: BackendOptions) -> Callable:
+    """A graph with symbolic sizes: one static compile per bucket when `buckets` covers every
+    dynamic dimension, else eager with one warning that names the dimensions."""
+    graph = DynamicGraph.of(gm)
+    chosen, uncovered = bucket_symbols(graph, opts.buckets or {})
+    if opts.buckets and not uncovered:
+        def specialize(padded: list[Any], sizes: dict[str, int]) -> Callable:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            with torch._guards.tracing(torch._guards.TracingContext(FakeTensorMode())):  # what Dynamo gives a backend
+                return compile_static(gm, padded, opts, GraphReport(target=opts.target, sizes=sizes))
+
+        def refuse(message: str) -> None:
+            if opts.strict:
+                raise AnecError(message)
+            warn_once(message, message)
+
+        return ShapeDispatch(gm.forward, graph, chosen, specialize, refuse)
+    dims = f" (dimensions without a bucket: {', '.join(uncovered)})"
+    if opts.strict:
+        raise AnecError("the graph was captured with dynamic shapes" + dims, why="anec compiles static shapes", hint=FIXES["dynamic"])
+    REPORTS.append(GraphReport(target=opts.target, fallback="the graph was captured with dynamic shapes" + dims))
+    warn_once("dynamic", f"{FIXES['dynamic']}{dims}")
+    return gm.forward
+
+
+def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOptions, report: GraphReport) -> Callable:
+    """`gm` lowered to ATen by aot_autograd, partitioned, its ANE partitions compiled by anec."""
     from torch._decomp import core_aten_decompositions
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.aot_autograd import make_boxed_func
 
-    opts = BackendOptions.parse(options)
-    report = GraphReport(target=opts.target)
     REPORTS.append(report)
-    if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
-        return _eager(gm, opts, report, AnecError(
-            "the graph was captured with dynamic shapes", why="anec compiles static shapes",
-            hint="torch.compile(model, backend='anec', dynamic=False) compiles one static graph per input shape"))
 
     def compile_forward(aot_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
@@ -146,10 +239,59 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
         return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
 
     try:
-        return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
-                            decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
+        with _without_onednn():
+            return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
+                                decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
     except Exception as e:
         return _eager(gm, opts, report, e)
+
+
+@contextlib.contextmanager
+def _without_onednn() -> Iterator[None]:
+    """Trace with oneDNN off: torch then decomposes LSTMs into per-step matmuls and gates (ANE ops)
+    rather than into `aten.mkldnn_rnn_layer`, which only the CPU runs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN", category=UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+def watch_dynamo() -> None:
+    """Warn when Dynamo keeps work from the backend (see `FIXES`). Idempotent; called on import and
+    by every backend call, since `torch._dynamo.reset()` drops Dynamo's callbacks."""
+    from torch._dynamo.callback import callback_handler
+
+    if _check_skipped_rnn not in callback_handler.end_callbacks:
+        callback_handler.register_end_callback(_check_skipped_rnn)
+    limit_log = logging.getLogger("torch._dynamo.convert_frame")
+    if _RECOMPILE_LIMIT not in limit_log.filters:
+        limit_log.addFilter(_RECOMPILE_LIMIT)
+
+
+_rnn_skips_seen = [0]
+"""How many RNN skips Dynamo had counted at the last compile end (its counters outlive `reset()`)."""
+
+
+def _check_skipped_rnn(args: Any) -> None:
+    from torch._dynamo.utils import counters
+
+    skips = sum(n for reason, n in counters["unimplemented"].items() if "Attempted to wrap RNN, GRU, or LSTM" in reason)
+    if skips > _rnn_skips_seen[0]:
+        warn_once("rnn")
+    _rnn_skips_seen[0] = skips
+
+
+class _RecompileLimitFilter(logging.Filter):
+    """Turns Dynamo's recompile-limit log record into an `AnecFallbackWarning` once anec has compiled
+    a graph in this process (the record does not say which backend hit the limit)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if REPORTS and str(record.msg).startswith("torch._dynamo hit config.") and "recompile_limit" in str(record.args):
+            warn_once("recompile-limit")
+        return True
+
+
+_RECOMPILE_LIMIT = _RecompileLimitFilter()
 
 
 def _static(t: torch.Tensor) -> bool:
@@ -160,7 +302,7 @@ def _eager(gm: fx.GraphModule, opts: BackendOptions, report: GraphReport, error:
     """Run `gm` eagerly, saying why once (or raise `error` when strict)."""
     if opts.strict:
         raise error
-    report.fallback = _why(error)
+    report.fall_back(_why(error))
     warnings.warn(f"anec: this graph runs eagerly in torch: {report.fallback}", AnecFallbackWarning, stacklevel=3)
     return gm.forward
 
@@ -184,20 +326,22 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
     outputs = [(f"out{i}", v) for i, v in enumerate(fx.node.map_arg(output.args[0], lambda n: n)) if isinstance(v, fx.Node)]
     module = importer.run(aot_gm.graph, runtime_inputs, outputs, owner=aot_gm)
     fold_constants(aot_gm, importer.values)
-    node_ops = ops_by_node(module, aot_gm.graph, opts.target)
-    aten_types = {n.name: str(n.target) for n in aot_gm.graph.nodes if n.op == "call_function"}
-    kept = kept_in_fp32([fn.body.block for fn in module.ops if isinstance(fn, func.FuncOp)], opts.keep_fp32, aten_types, KEPT_IN_TORCH,
-                        strict=False)  # with graph breaks, a named node is in one graph only
-    support = AneSupport(node_ops, get_target(opts.target), kept)
+    verdicts = cached_verdicts(module, aot_gm, opts.target)
+    if opts.keep_fp32:
+        aten_types = {n.name: str(n.target) for n in aot_gm.graph.nodes if n.op == "call_function"}
+        blocks = [fn.body.block for fn in module.ops if isinstance(fn, func.FuncOp)]
+        kept = kept_in_fp32(blocks, opts.keep_fp32, aten_types, KEPT_IN_TORCH, strict=False)  # with graph breaks, a named node is in one graph only
+        verdicts = {**verdicts, **{node: dataclasses.replace(verdicts.get(node, NO_OPS), reason=KEPT_IN_TORCH)
+                                   for node in {source_name(name_of(op)) for op in kept}}}
+    support = AneSupport(verdicts, get_target(opts.target))
     partitioner = CapabilityBasedPartitioner(aot_gm, support, allows_single_node_partition=True)
     partitions = [p for p in partitioner.propose_partitions() if support.op_count(p.nodes) >= opts.min_partition_size]
-    node_flops = {n: sum(flops(op) for op in ops) for n, ops in support.node_ops.items()}
     in_partitions = {n for p in partitions for n in p.nodes}
-    report.total_flops = sum(node_flops.values())
-    report.ane_flops = sum(node_flops.get(n, 0) for n in in_partitions)
+    report.total_flops = sum(v.flops for v in support.verdicts.values())
+    report.ane_flops = sum(support.verdicts.get(n.name, NO_OPS).flops for n in in_partitions)
     small = f"its ANE partition has fewer than the {opts.min_partition_size} ops of min_partition_size"
     report.host_ops = [(n.name, str(n.target), support.reason(n) or small) for n in aot_gm.graph.nodes
-                       if support.node_ops.get(n) and n not in in_partitions]
+                       if support.verdicts.get(n.name, NO_OPS).ops and n not in in_partitions]
     fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
     for node in fused.graph.nodes:
         if node.op == "call_module" and node.target.startswith("ane_partition_"):
@@ -207,7 +351,7 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
             report.partitions += 1
     fused.graph.eliminate_dead_code()
     fused.recompile()
-    return make_boxed_func(_guarded(fused.forward, eager.forward, opts))
+    return make_boxed_func(_guarded(fused.forward, eager.forward, opts, report))
 
 
 def input_names(gm: fx.GraphModule) -> list[str]:
@@ -299,62 +443,94 @@ def ops_by_node(module: ModuleOp, graph: fx.Graph, target: str) -> dict[fx.Node,
     return grouped
 
 
+@dataclass(frozen=True)
+class NodeVerdict:
+    """What one FX node became: why it cannot run on the ANE ("" when it can), its FLOPs, its op count."""
+
+    reason: str
+    flops: int
+    ops: int
+
+
+NO_OPS = NodeVerdict("", 0, 0)
+
+
+def node_verdicts(module: ModuleOp, graph: fx.Graph, target: Target) -> dict[str, NodeVerdict]:
+    """Each node's verdict, by node name: a node is ANE-capable when every op it became is legal on
+    the target (`anec.legality`, the predicate the compiler partitions with)."""
+    verdicts = {}
+    for node, ops in ops_by_node(module, graph, target.arch).items():
+        reason = next((f"{op.op_name.data} has no ANE equivalent" if isinstance(op, HostOp) else legality(op, target).reason
+                       for op in ops if isinstance(op, HostOp) or not legality(op, target)), "")
+        verdicts[node.name] = NodeVerdict(reason, sum(flops(op) for op in ops), len(ops))
+    return verdicts
+
+
+def cached_verdicts(module: ModuleOp, gm: fx.GraphModule, target: str) -> dict[str, NodeVerdict]:
+    """`node_verdicts`, through the compile cache (the passes before partitioning are most of a graph's
+    placement time)."""
+    key = compile_cache.graph_key("verdicts", gm, target)
+    if (hit := compile_cache.load(key)) is not None:
+        return {name: NodeVerdict(*fields) for name, fields in json.loads(hit).items()}
+    verdicts = node_verdicts(module, gm.graph, get_target(target))
+    compile_cache.store(key, json.dumps({name: dataclasses.astuple(v) for name, v in verdicts.items()}).encode())
+    return verdicts
+
+
 class AneSupport(OperatorSupportBase):
-    """A node is ANE-capable when every op it became is legal on the target (`anec.legality`)."""
+    """The partitioner's view of the verdicts: which nodes the ANE runs."""
 
-    def __init__(self, node_ops: Mapping[fx.Node, list[Operation]], target: Target, kept: Mapping[Operation, str] | None = None):
-        self.node_ops = node_ops
+    def __init__(self, verdicts: Mapping[str, NodeVerdict], target: Target):
+        self.verdicts = verdicts
         self.target = target
-        self.kept = kept or {}
-        """Ops kept in float32 (`keep_fp32`), with the reason."""
 
-    def _source(self, node: fx.Node) -> fx.Node:
-        """The node whose ops decide: a tuple element is placed with the op that makes the tuple."""
-        return self._source(node.args[0]) if node.target is operator.getitem and isinstance(node.args[0], fx.Node) else node
+    def verdict(self, node: fx.Node) -> NodeVerdict:
+        """The verdict that places `node`: a tuple element is placed with the op that makes the tuple."""
+        while node.target is operator.getitem and isinstance(node.args[0], fx.Node):
+            node = node.args[0]
+        return self.verdicts.get(node.name, NO_OPS)
 
     def reason(self, node: fx.Node) -> str:
         """Why `node` cannot run on the ANE ("" when it can)."""
-        if node.op != "call_function":
-            return "not an op"
-        for op in self.node_ops.get(self._source(node), ()):
-            if op in self.kept:
-                return self.kept[op]
-            if isinstance(op, HostOp):
-                return f"{op.op_name.data} has no ANE equivalent"
-            if not (verdict := legality(op, self.target)):
-                return verdict.reason
-        return ""
+        return "not an op" if node.op != "call_function" else self.verdict(node).reason
 
     def is_node_supported(self, submodules: Mapping[str, torch.nn.Module], node: fx.Node) -> bool:
         return self.reason(node) == ""
 
     def op_count(self, nodes: Any) -> int:
         """How many ops the nodes of a partition became."""
-        return sum(len(self.node_ops.get(n, ())) for n in nodes)
+        return sum(self.verdicts.get(n.name, NO_OPS).ops for n in nodes)
 
 
 class AnePartition(torch.nn.Module):
-    """One ANE partition: compiled once by anec, run through the anec runtime on each call."""
+    """One ANE partition: compiled once by anec (or read from the compile cache), run through the
+    anec runtime on each call."""
 
     def __init__(self, graph: fx.GraphModule, target: str, precision: str = "fp16", tolerance: float = REL_L2_MAX):
         super().__init__()
         output = next(n for n in graph.graph.nodes if n.op == "output").args[0]
         self.returns_tuple = isinstance(output, list | tuple)
         self.graph, self.target, self.tolerance = graph, target, tolerance
-        # precision="auto" measures fp16 on the partition's own inputs: it compiles at the first call
-        self.compiled = compile_model(graph, target=target, emit=RUNTIME_EMIT) if precision != "auto" else None
+        self.program: AnecFile | None = None
+        if precision != "auto":  # "auto" measures fp16 on the partition's own inputs: it compiles at the first call
+            key = compile_cache.graph_key("partition", graph, target)
+            if (hit := compile_cache.load(key)) is not None:
+                self.program = decode(hit)
+            else:
+                self.program = compile_model(graph, target=target, emit=RUNTIME_EMIT).program
+                compile_cache.store(key, encode(self.program))
 
     def forward(self, *args: torch.Tensor) -> Any:
         inputs = [to_numpy(a) for a in args]
-        if self.compiled is None:
-            self.compiled = compile_model(self.graph, target=self.target, emit=RUNTIME_EMIT, precision="auto", tolerance=self.tolerance,
-                                          example_inputs=inputs)
-        results = self.compiled.run(inputs).values()
+        if self.program is None:
+            self.program = compile_model(self.graph, target=self.target, emit=RUNTIME_EMIT, precision="auto", tolerance=self.tolerance,
+                                         example_inputs=inputs).program
+        results = run_file(self.program, inputs).values()
         outputs = [torch.from_numpy(y if y.flags.writeable else y.copy()) for y in results]
         return tuple(outputs) if self.returns_tuple else outputs[0]
 
 
-def _guarded(forward: Callable, eager: Callable, opts: BackendOptions) -> Callable:
+def _guarded(forward: Callable, eager: Callable, opts: BackendOptions, report: GraphReport) -> Callable:
     """`forward`, falling back for good to `eager` (with one warning) if the anec runtime fails."""
     state = {"broken": False}
 
@@ -366,7 +542,11 @@ def _guarded(forward: Callable, eager: Callable, opts: BackendOptions) -> Callab
                 if opts.strict:
                     raise
                 state["broken"] = True
+                report.fall_back(_why(e))
                 warnings.warn(f"anec: this graph runs eagerly in torch from now on: {_why(e)}", AnecFallbackWarning, stacklevel=2)
         return eager(*args)
 
     return run
+
+
+watch_dynamo()  # the backend is loaded when torch.compile resolves it, before Dynamo traces anything

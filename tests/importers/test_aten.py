@@ -92,6 +92,9 @@ CASES: dict[str, Callable[[], Case]] = {
     "log_softmax": lambda: fn(lambda m, x: F.log_softmax(x, dim=-1), X3),
     "mean_sum_amax": lambda: fn(lambda m, x: x.mean((2, 3), keepdim=True) + x.sum(1, keepdim=True).amax(-1, keepdim=True), X4),
     "var_std": lambda: fn(lambda m, x: x.var(-1, keepdim=True) + x.std(1, unbiased=False, keepdim=True), X3),
+    "vector_norms": lambda: fn(lambda m, x: F.normalize(x, dim=-1) + x.norm(p=1, dim=1, keepdim=True)
+                               + torch.linalg.vector_norm(x, ord=math.inf, dim=-1, keepdim=True), X3, has=ane.SqrtOp),
+    "vector_norm_3_on_the_cpu": lambda: fn(lambda m, x: x.norm(p=3, dim=-1), X3, host={"aten.linalg_vector_norm.default"}),
     "argmax_max_dim": lambda: fn(lambda m, x: (x.argmax(1).float() + x.max(dim=2).values.sum(-1, keepdim=True)), X3, has=ane.ArgmaxOp),
     "reduce_all": lambda: fn(lambda m, x: x - x.mean() + x.sum(), X3),
     # elementwise

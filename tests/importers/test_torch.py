@@ -137,6 +137,46 @@ def test_an_untraceable_module_is_a_clear_error() -> None:
         anec.compile(DataDependent(), example_inputs=(torch.randn(4),), emit="ir")
 
 
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU, nn.RNN])
+def test_recurrent_layers_through_torch_export_unroll_onto_the_ane(cell: type[nn.RNNBase]) -> None:
+    torch.manual_seed(0)
+    model, frames = cell(12, 24, num_layers=2, batch_first=True).eval(), torch.randn(2, 6, 12)
+    compiled = anec.compile(model, example_inputs=(frames,), emit="descriptors")
+    assert compiled.report.host_ops == [] and compiled.report.ane_flops_fraction == 1.0
+    output = next(iter(compiled.run([frames.numpy()]).values()))
+    with torch.no_grad():
+        expected = model(frames)[0].numpy()
+    np.testing.assert_allclose(output, expected, atol=5e-3)
+
+
+def tiny_gpt2_with_static_cache() -> nn.Module:
+    """transformers' exportable static-cache wrapper around a 2-layer GPT-2 with random weights."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+    from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100, n_positions=64, bos_token_id=0,
+                                       eos_token_id=0)).eval()
+    model.generation_config = GenerationConfig(use_cache=True, cache_implementation="static", max_length=16,
+                                               cache_config={"batch_size": 1, "max_cache_len": 16, "device": "cpu"})
+    return TorchExportableModuleWithStaticCache(model, batch_size=1, max_cache_len=16)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_an_exported_static_cache_torch_cannot_decompose_is_one_line_naming_the_stage_and_the_cause() -> None:
+    wrapper = tiny_gpt2_with_static_cache()
+    example = {"input_ids": torch.tensor([[1]]), "cache_position": torch.tensor([0])}
+    program = torch.export.export(wrapper, (), example, strict=False)  # lifts cache tensors as aliasing constants
+    with pytest.raises(anec.AnecError, match=r"^run_decompositions: torch's decompositions failed .* share storage; export with strict=True") as caught:
+        anec.compile(program, emit="ir")
+    assert "\n" not in str(caught.value)
+    strict = torch.export.export(wrapper, (), example, strict=True)  # the fix the hint gives works
+    assert anec.compile(strict, emit="ir").report.ane_flops_fraction > 0.5
+
+
 def test_import_anec_and_the_onnx_route_never_import_torch() -> None:
     code = """
 import sys, numpy as np, onnx

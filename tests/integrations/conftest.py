@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.integrations.test_torch_zoo import SUMMARY
+
+
+@pytest.fixture(autouse=True)
+def private_compile_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test compiles into its own empty compile cache (never the user's ~/.cache/anec)."""
+    monkeypatch.setenv("ANEC_CACHE_DIR", str(tmp_path / "anec-cache"))
+    return tmp_path / "anec-cache"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

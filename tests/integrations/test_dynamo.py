@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import anec
 from anec.importers.torch import import_graph_module
 from anec.integrations import dynamo
 from anec.integrations.dynamo import AnecFallbackWarning, AnePartition
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 def fresh_dynamo() -> None:
     torch._dynamo.reset()
     dynamo.REPORTS.clear()
+    dynamo.WARNED.clear()
+    dynamo.watch_dynamo()  # as importing the backend does (torch._dynamo.reset() drops Dynamo's callbacks)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -49,6 +52,18 @@ class GraphBreak(nn.Module):
         x = F.relu(self.conv(x)).mean((2, 3))
         torch._dynamo.graph_break()
         return self.fc(x).sigmoid()
+
+
+class GraphBreak2D(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(16, 32), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.a(x).relu()
+        torch._dynamo.graph_break()
+        return self.b(x)
 
 
 class HostOpInTheMiddle(nn.Module):
@@ -78,6 +93,16 @@ def test_an_op_the_ane_lacks_runs_in_torch_between_ane_partitions() -> None:
     assert [(op, why) for _, op, why in report.host_ops] == [("aten.cumsum.default", "aten.cumsum.default has no ANE equivalent")]
     assert 0.9 < report.ane_flops_fraction < 1.0
     torch.testing.assert_close(got, expected, atol=2e-3, rtol=2e-3)
+
+
+def test_the_backend_report_and_anec_compile_agree_on_what_runs_where() -> None:
+    model, x = HostOpInTheMiddle().eval(), torch.randn(4, 16)
+    run_both(model, x)
+    (graph,) = dynamo.REPORTS
+    report = anec.compile(model, example_inputs=(x,), emit="ir").report
+    assert {op for _, op, _ in graph.host_ops} == {r.op for r in report.host_ops} == {"aten.cumsum.default"}
+    assert graph.ane_flops_fraction == pytest.approx(report.ane_flops_fraction)
+    assert graph.total_flops == sum(r.flops for r in report.ops)
 
 
 def test_partition_weights_are_frozen_constants_named_after_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,6 +178,49 @@ def test_a_runtime_failure_falls_back_to_eager_once(monkeypatch: pytest.MonkeyPa
     assert len(fallbacks) == 1 and "simulated device failure" in str(fallbacks[0].message)
     for out in outputs:
         torch.testing.assert_close(out, expected)
+    (report,) = dynamo.REPORTS
+    assert report.partitions == 0 and report.ane_flops_fraction == 0.0 and report.total_flops > 0
+
+
+def test_a_partition_anec_fails_to_compile_counts_its_flops_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(self: AnePartition, graph: torch.fx.GraphModule, target: str) -> None:
+        raise RuntimeError("simulated compiler failure")
+
+    monkeypatch.setattr(AnePartition, "__init__", failing)
+    with pytest.warns(AnecFallbackWarning, match="simulated compiler failure"):
+        expected, got = run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16))
+    (report,) = dynamo.REPORTS
+    assert report.fallback is not None and report.partitions == 0 and report.ane_flops_fraction == 0.0
+    torch.testing.assert_close(got, expected)
+
+
+def fallback_messages(model: nn.Module, sizes: list[int], **compile_options: object) -> list[str]:
+    """The AnecFallbackWarnings of calling `torch.compile(model)` on inputs of `sizes` rows."""
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        compiled = torch.compile(model, backend="anec", **compile_options)
+        for n in sizes:
+            torch.testing.assert_close(compiled(torch.randn(n, 16)).shape, torch.Size([n, 8]))
+    return [str(w.message) for w in caught if issubclass(w.category, AnecFallbackWarning)]
+
+
+def test_a_dynamic_recompile_warns_once_for_all_its_graphs() -> None:
+    messages = fallback_messages(GraphBreak2D().eval(), [3, 5, 7])  # dynamic=None: the second size goes dynamic
+    assert len(messages) == 1 and "dynamic shapes" in messages[0] and "cache_implementation='static'" in messages[0]
+    assert sum(r.fallback is not None for r in dynamo.REPORTS) == 2  # both graphs of the graph break
+
+
+def test_recompiling_for_each_new_shape_warns_once_with_the_fix() -> None:
+    messages = fallback_messages(HostOpInTheMiddle().eval(), [3, 5, 7], dynamic=False)
+    assert len(messages) == 1 and "recompiles this code for each new input shape" in messages[0]
+    assert len(dynamo.REPORTS) == 3 and all(r.fallback is None for r in dynamo.REPORTS)
+
+
+def test_the_recompile_limit_sending_calls_to_eager_is_a_warning() -> None:
+    with torch._dynamo.config.patch(recompile_limit=2):
+        messages = fallback_messages(HostOpInTheMiddle().eval(), [3, 5, 7, 9], dynamic=False)
+    assert [m for m in messages if "recompile_limit was reached" in m] == [messages[-1]]
+    assert len(dynamo.REPORTS) == 2
 
 
 def test_gradients_flow_through_an_ane_forward() -> None:

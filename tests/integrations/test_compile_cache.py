@@ -1,0 +1,60 @@
+"""The backend's compile cache: a graph compiled once is read back, not compiled again, and only
+for the same graph, shapes, weights and target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from anec.integrations import compile_cache, dynamo
+from tests.integrations.test_dynamo import HostOpInTheMiddle
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def compile_and_run(model: torch.nn.Module, x: torch.Tensor, **options: object) -> torch.Tensor:
+    torch._dynamo.reset()
+    dynamo.REPORTS.clear()
+    with torch.no_grad():
+        return torch.compile(model, backend="anec", options=options or None)(x)
+
+
+def refuse_to_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("anec compiled although the cache holds this graph")
+
+    monkeypatch.setattr(dynamo, "compile_model", fail)
+    monkeypatch.setattr(dynamo, "node_verdicts", fail)
+
+
+def test_a_second_compile_of_the_same_graph_reads_the_cache(private_compile_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, x = HostOpInTheMiddle().eval(), torch.randn(4, 16)
+    first = compile_and_run(model, x)
+    (first_report,) = dynamo.REPORTS
+    assert len(list(private_compile_cache.rglob("*"))) > 2
+    refuse_to_compile(monkeypatch)
+    torch.testing.assert_close(compile_and_run(model, x), first)
+    (report,) = dynamo.REPORTS
+    assert report == first_report and report.partitions == 2
+
+
+@pytest.mark.parametrize("change", ["shape", "weights", "target", "anec"])
+def test_another_shape_weight_target_or_anec_is_a_miss(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, x = HostOpInTheMiddle().eval(), torch.randn(4, 16)
+    compile_and_run(model, x)
+    refuse_to_compile(monkeypatch)
+    if change == "weights":
+        with torch.no_grad():
+            model.a.weight.add_(1.0)
+    if change == "anec":
+        monkeypatch.setattr(compile_cache, "anec_digest", lambda: "an edited anec")
+    with pytest.warns(dynamo.AnecFallbackWarning, match="anec compiled although the cache holds"):
+        compile_and_run(model, torch.randn(5, 16) if change == "shape" else x, **({"target": "m4"} if change == "target" else {}))
+
+
+def test_the_cache_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, private_compile_cache: Path) -> None:
+    monkeypatch.setenv("ANEC_CACHE_DIR", compile_cache.DISABLED)
+    compile_and_run(HostOpInTheMiddle().eval(), torch.randn(4, 16))
+    assert not private_compile_cache.exists() and dynamo.REPORTS[0].partitions == 2
