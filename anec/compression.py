@@ -1,0 +1,162 @@
+"""Compressed weights: what a weight holds when it is stored smaller than its fp16 expansion.
+
+Two forms, the ones Core ML writes and the kernel DMA reads (the hardware notes, "Weight compression"):
+
+- `AffineWeight`: int8 or uint8 values with a scale and zero point, per tensor or per channel along one
+  axis; the value is `(q - zero_point) * scale`, computed in fp32 and rounded once to fp16.
+- `PaletteWeight`: n-bit indices (1, 2, 4, 6 or 8 bits) into one fp16 codebook of 2**n entries; the
+  indices are packed least significant bit first (for 4 bits: the low nibble is the first index).
+
+Passes see a compressed weight's logical shape and its fp16 value (`fp16()`, computed once); legality,
+timing and the report see its stored bytes (`stored_nbytes`). Both forms decompress here only, so the
+interpreter, the simulator and the IR agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+
+from anec.errors import AnecError
+
+PALETTE_BITS = (1, 2, 4, 6, 8)
+"""Index widths Core ML's `constexpr_lut_to_dense` takes."""
+
+
+def pack_bits(indices: np.ndarray, bits: int) -> np.ndarray:
+    """`indices` (each < 2**bits) as a byte stream, least significant bit first (Core ML's and the
+    kernel DMA's order: two 4-bit indices a byte, the first in the low nibble)."""
+    flat = np.asarray(indices, dtype=np.uint8).reshape(-1)
+    planes = ((flat[:, None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(planes, bitorder="little")
+
+
+def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """The first `count` indices of a stream `pack_bits` wrote."""
+    planes = np.unpackbits(np.asarray(packed, dtype=np.uint8), bitorder="little")[:count * bits].reshape(count, bits)
+    return (planes.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(axis=1).astype(np.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class AffineWeight:
+    """int8/uint8 affine weight: `fp16((q - zero_point) * scale)`, per tensor (`axis` None) or per channel."""
+
+    KIND: ClassVar[str] = "affine"
+    quantized: np.ndarray
+    scale: np.ndarray           # float32: one value, or one per index of `axis`
+    zero_point: np.ndarray      # the dtype of `quantized`, shaped like `scale`
+    axis: int | None = None
+
+    def __post_init__(self) -> None:
+        q = self.quantized
+        if q.dtype not in (np.int8, np.uint8):
+            raise AnecError(f"an affine weight holds int8 or uint8 values, not {q.dtype}")
+        count = 1 if self.axis is None else q.shape[self.axis]
+        if self.scale.size != count or self.zero_point.size != count:
+            raise AnecError(f"an affine weight of shape {list(q.shape)} needs {count} scale(s) and zero point(s) "
+                            f"along axis {self.axis}, got {self.scale.size} and {self.zero_point.size}")
+        object.__setattr__(self, "scale", np.asarray(self.scale, np.float32).reshape(-1))
+        object.__setattr__(self, "zero_point", np.asarray(self.zero_point, q.dtype).reshape(-1))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.quantized.shape)
+
+    @property
+    def form(self) -> str:
+        """The name the IR prints: `int8`, `uint8`, with `/channel` when scaled per channel."""
+        return f"{self.quantized.dtype}{'' if self.axis is None else '/channel'}"
+
+    @property
+    def stored_nbytes(self) -> int:
+        """The values, plus a float32 scale and a zero point per channel."""
+        return self.quantized.size + 5 * self.scale.size
+
+    def _broadcast(self, per_channel: np.ndarray) -> np.ndarray:
+        if self.axis is None:
+            return per_channel.reshape(())
+        shape = [1] * self.quantized.ndim
+        shape[self.axis] = -1
+        return per_channel.reshape(shape)
+
+    @cached_property
+    def _fp16(self) -> np.ndarray:
+        centered = self.quantized.astype(np.float32) - self._broadcast(self.zero_point.astype(np.float32))
+        with np.errstate(over="ignore"):
+            value = (centered * self._broadcast(self.scale)).astype(np.float16)
+        value.flags.writeable = False
+        return value
+
+    def fp16(self) -> np.ndarray:
+        return self._fp16
+
+    def parts(self) -> dict[str, np.ndarray]:
+        return {"q": self.quantized, "scale": self.scale, "zero_point": self.zero_point,
+                "axis": np.asarray(-1 if self.axis is None else self.axis, np.int64)}
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray]) -> AffineWeight:
+        axis = int(parts["axis"])
+        return cls(parts["q"], parts["scale"], parts["zero_point"], None if axis < 0 else axis)
+
+
+@dataclass(frozen=True, eq=False)
+class PaletteWeight:
+    """A palettized weight: `lut[indices]`, one fp16 codebook of 2**bits entries for the whole tensor."""
+
+    KIND: ClassVar[str] = "palette"
+    indices: np.ndarray         # uint8, the logical shape, each < 2**bits
+    lut: np.ndarray             # float16, 2**bits entries
+    bits: int
+
+    def __post_init__(self) -> None:
+        if self.bits not in PALETTE_BITS:
+            raise AnecError(f"a palette takes {', '.join(map(str, PALETTE_BITS))}-bit indices, not {self.bits}")
+        if self.lut.size != 1 << self.bits:
+            raise AnecError(f"a {self.bits}-bit palette has {1 << self.bits} entries, got {self.lut.size}")
+        if self.indices.size and int(self.indices.max()) >= 1 << self.bits:
+            raise AnecError(f"palette index {int(self.indices.max())} does not fit in {self.bits} bits")
+        object.__setattr__(self, "indices", np.asarray(self.indices, np.uint8))
+        object.__setattr__(self, "lut", np.asarray(self.lut, np.float16).reshape(-1))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.indices.shape)
+
+    @property
+    def form(self) -> str:
+        return f"palette{self.bits}"
+
+    @property
+    def stored_nbytes(self) -> int:
+        """The packed indices plus the codebook."""
+        return math.ceil(self.indices.size * self.bits / 8) + self.lut.nbytes
+
+    def packed(self) -> np.ndarray:
+        return pack_bits(self.indices, self.bits)
+
+    @cached_property
+    def _fp16(self) -> np.ndarray:
+        value = self.lut[self.indices]
+        value.flags.writeable = False
+        return value
+
+    def fp16(self) -> np.ndarray:
+        return self._fp16
+
+    def parts(self) -> dict[str, np.ndarray]:
+        return {"packed": self.packed(), "lut": self.lut, "shape": np.asarray(self.shape, np.int64)}
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray]) -> PaletteWeight:
+        shape = tuple(int(d) for d in parts["shape"])
+        bits = int(parts["lut"].size).bit_length() - 1
+        return cls(unpack_bits(parts["packed"], bits, math.prod(shape)).reshape(shape), parts["lut"], bits)
+
+
+CompressedWeight = AffineWeight | PaletteWeight
+KINDS: dict[str, type[AffineWeight] | type[PaletteWeight]] = {AffineWeight.KIND: AffineWeight, PaletteWeight.KIND: PaletteWeight}
