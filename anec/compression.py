@@ -23,6 +23,11 @@ import numpy as np
 
 from anec.errors import AnecError
 
+
+class KeptOnlyExpanded(Exception):
+    """A transformation the stored form cannot follow (a reshape that splits the scaled axis)."""
+
+
 PALETTE_BITS = (1, 2, 4, 6, 8)
 """Index widths Core ML's `constexpr_lut_to_dense` takes."""
 
@@ -94,6 +99,21 @@ class AffineWeight:
     def fp16(self) -> np.ndarray:
         return self._fp16
 
+    def reshape(self, *shape: int | tuple[int, ...]) -> AffineWeight:
+        """The same weight reshaped; a per-channel axis must survive whole (its extent and what precedes it)."""
+        new = tuple(np.empty(self.shape, np.bool_).reshape(*shape).shape)
+        if self.axis is None:
+            return AffineWeight(self.quantized.reshape(new), self.scale, self.zero_point)
+        before, extent = math.prod(self.shape[:self.axis]), self.shape[self.axis]
+        axis = next((i for i in range(len(new)) if math.prod(new[:i]) == before and new[i] == extent), None)
+        if axis is None:
+            raise KeptOnlyExpanded(f"a reshape from {list(self.shape)} to {list(new)} splits the scaled axis {self.axis}")
+        return AffineWeight(self.quantized.reshape(new), self.scale, self.zero_point, axis)
+
+    def transpose(self, perm: tuple[int, ...]) -> AffineWeight:
+        axis = None if self.axis is None else list(perm).index(self.axis)
+        return AffineWeight(self.quantized.transpose(perm), self.scale, self.zero_point, axis)
+
     def parts(self) -> dict[str, np.ndarray]:
         return {"q": self.quantized, "scale": self.scale, "zero_point": self.zero_point,
                 "axis": np.asarray(-1 if self.axis is None else self.axis, np.int64)}
@@ -147,6 +167,12 @@ class PaletteWeight:
 
     def fp16(self) -> np.ndarray:
         return self._fp16
+
+    def reshape(self, *shape: int | tuple[int, ...]) -> PaletteWeight:
+        return PaletteWeight(self.indices.reshape(*shape), self.lut, self.bits)
+
+    def transpose(self, perm: tuple[int, ...]) -> PaletteWeight:
+        return PaletteWeight(self.indices.transpose(perm), self.lut, self.bits)
 
     def parts(self) -> dict[str, np.ndarray]:
         return {"packed": self.packed(), "lut": self.lut, "shape": np.asarray(self.shape, np.int64)}

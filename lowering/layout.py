@@ -88,13 +88,16 @@ class LinearToConv(RewritePattern):
         batch = a[:-2]
         n, h = math.prod(batch[:-1]), (batch[-1] if batch else 1)
         m, k = (a[-1], a[-2]) if transpose_lhs else (a[-2], a[-1])
-        kernel = weight.reshape(w[-2:]) if transpose_rhs else weight.reshape(w[-2:]).T
+        def kernel_of(rhs):  # (K, N) or (N, K) → (N, K, 1, 1), on arrays and on compressed weights alike
+            rows = rhs.reshape(w[-2:])
+            rows = rows if transpose_rhs else rows.transpose((1, 0))
+            return rows.reshape((*rows.shape, 1, 1))
         emit = Emitter(op, rewriter)
         if transpose_lhs:
             x = emit.transpose(emit.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
         else:
             x = emit.transpose(emit.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
-        conv = ane.ConvOp(x, emit.const(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
+        conv = ane.ConvOp(x, emit.derive(op.rhs, kernel_of, "weight"), op.bias)
         _copy_epilogue(op, conv)
         y = emit.transpose(emit(conv), (0, 2, 3, 1))
         emit.replace(emit.reshape(y, shape_of(op.result)))

@@ -8,8 +8,8 @@ name. Constants come from and go to the module's weight store (`anec.weights`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from xdsl.dialects import func
@@ -18,10 +18,18 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from anec.compression import KeptOnlyExpanded
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
 from anec.dialects.discardable import NAME_ATTR, derived_name, name_of, set_name
-from anec.weights import WeightStore, const_value, make_const, store_of
+from anec.weights import (
+    WeightStore,
+    compressed_of,
+    const_value,
+    make_compressed_const,
+    make_const,
+    store_of,
+)
 
 OpT = TypeVar("OpT", bound=Operation)
 
@@ -75,6 +83,23 @@ class Emitter:
         element_type = element_type_of(like) if like is not None else None
         return self(make_const(np.asarray(array), derived_name(self.name or 'const', suffix), self.store, element_type))
 
+    def derive(self, value: SSAValue, transform: Callable[[Any], Any], suffix: str = "c") -> SSAValue:
+        """The constant `transform(value)` for a reshape or transpose of the constant `value` (written
+        with `.reshape`/`.transpose`, which compressed weights have too: they stay compressed)."""
+        owner = value.owner
+        weight = compressed_of(owner, self.store) if isinstance(owner, ane.ConstOp) else None
+        if weight is not None:
+            try:
+                moved = transform(weight)
+            except KeptOnlyExpanded:
+                pass
+            else:
+                name = derived_name(self.name or "const", suffix)
+                return self(make_compressed_const(moved, name, self.store, element_type_of(value)))
+        array = constant_of(value)
+        assert array is not None, "derive() takes a constant"
+        return self.const(transform(array), value, suffix)
+
     def scalar(self, value: float, like: SSAValue) -> SSAValue:
         """A one-element constant of `like`'s rank and element type, broadcastable against it."""
         return self.const(np.full((1,) * len(shape_of(like)), value), like)
@@ -82,15 +107,15 @@ class Emitter:
     def reshape(self, value: SSAValue, shape: Sequence[int], suffix: str = "reshape") -> SSAValue:
         if tuple(shape) == shape_of(value):
             return value
-        if (array := constant_of(value)) is not None:
-            return self.const(array.reshape(shape), value)
+        if isinstance(value.owner, ane.ConstOp):
+            return self.derive(value, lambda a: a.reshape(tuple(shape)))
         return self(ane.ReshapeOp(value, shape), suffix)
 
     def transpose(self, value: SSAValue, perm: Sequence[int], suffix: str = "transpose") -> SSAValue:
         if tuple(perm) == tuple(range(len(perm))):
             return value
-        if (array := constant_of(value)) is not None:
-            return self.const(np.transpose(array, perm), value)
+        if isinstance(value.owner, ane.ConstOp):
+            return self.derive(value, lambda a: a.transpose(tuple(perm)))
         return self(ane.TransposeOp(value, perm), suffix)
 
 

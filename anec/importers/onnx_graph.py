@@ -68,6 +68,9 @@ Value = SSAValue | np.ndarray
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
                               "Multinomial"})
 TYPE_ONLY_INPUTS = {"CastLike": {1}}
+UNFOLDED: dict[str, Callable[[Node, GraphBuilder], bool]] = {}
+"""Ops whose handler takes them even when every input is constant, when the predicate holds (a
+`DequantizeLinear` of an int8 weight stays compressed, `anec.importers.onnx_quantized`)."""
 """Inputs an op reads only the element type of: they need not be constant for the op to fold."""
 FOLD_LIMIT_BYTES = 1 << 28
 """Folded results larger than this (and larger than their inputs) are computed at run time instead."""
@@ -316,6 +319,8 @@ class GraphBuilder:
         type_only = TYPE_ONLY_INPUTS.get(node.op_type, set()) if node.domain == "" else set()
         present = [x for i, x in enumerate(node.inputs) if x and i not in type_only]
         if not present or node.op_type in NONDETERMINISTIC or any(self.const(x) is None for x in present):
+            return False
+        if node.domain == "" and (keep := UNFOLDED.get(node.op_type)) is not None and keep(node, self):
             return False
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.proto.attribute):
             return False
