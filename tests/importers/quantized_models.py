@@ -28,10 +28,10 @@ def float_model(path: Path) -> Path:
         helper.make_node("Relu", ["g"], ["rg"], name="relu2"),
         helper.make_node("MatMul", ["rg", "wm"], ["y"], name="fc2"),
     ]
-    inits = [init("w1", (16, 3, 3, 3), 0.3), init("b1", (16,), 0.1), init("w2", (32, 16, 3, 3), 0.1), init("b2", (32,), 0.1),
-             init("wg", (64, 32), 0.3), init("bg", (64,), 0.1), init("wm", (64, 10), 0.2)]
+    inits = [init("w1", (32, 3, 3, 3), 0.3), init("b1", (32,), 0.1), init("w2", (64, 32, 3, 3), 0.06), init("b2", (64,), 0.1),
+             init("wg", (128, 64), 0.2), init("bg", (128,), 0.1), init("wm", (128, 64), 0.15)]
     graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(INPUT_SHAPE))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, path)
