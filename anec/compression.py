@@ -185,4 +185,50 @@ class PaletteWeight:
 
 
 CompressedWeight = AffineWeight | PaletteWeight
+
+
+# ------------------------------------------------------------------------------------------------
+# The kernel DMA's compressed kernel streams (anec's layout; the guide gives the forms, not the bytes)
+# ------------------------------------------------------------------------------------------------
+
+KERNEL_FORMATS: dict[str, int] = {"int8": 1, "uint8": 2}
+"""`KernelFmt` of an affine kernel stream; 0 is fp16. A palette sets `PalettizedEn` and `PalettizedBits`."""
+STREAM_FORMS = ("palette4", "int8", "uint8")
+
+
+def stream_form(weight: CompressedWeight) -> str | None:
+    """The kernel-stream form of a conv kernel [Cout, …] stored as `weight`, or None when it has none
+    (palettes other than 4-bit; scales along another axis than the output channels)."""
+    if isinstance(weight, PaletteWeight):
+        return "palette4" if weight.bits == 4 else None
+    return str(weight.quantized.dtype) if weight.axis in (None, 0) else None
+
+
+def kernel_stream_nbytes(form: str, shape: tuple[int, ...]) -> int:
+    """Bytes of a kernel stream: a palette is its 16 fp16 entries then the packed indices; an affine
+    kernel is one fp32 scale and one zero-point byte per output channel, then the values."""
+    count = math.prod(shape)
+    return 32 + (count + 1) // 2 if form == "palette4" else 5 * shape[0] + count
+
+
+def kernel_stream(weight: CompressedWeight) -> bytes:
+    if isinstance(weight, PaletteWeight):
+        return weight.lut.astype("<f2").tobytes() + weight.packed().tobytes()
+    channels = weight.shape[0]
+    scale = np.broadcast_to(weight.scale, (channels,)).astype("<f4")
+    zero = np.broadcast_to(weight.zero_point, (channels,))
+    return scale.tobytes() + zero.tobytes() + weight.quantized.tobytes()
+
+
+def decode_kernel_stream(raw: np.ndarray, form: str, count: int, channels: int) -> np.ndarray:
+    """The fp16 kernel (flat, `count` values over `channels` output channels) a stream holds, exactly
+    as `CompressedWeight.fp16()` computes it."""
+    raw = np.asarray(raw, dtype=np.uint8)
+    if form == "palette4":
+        lut = raw[:32].view("<f2")
+        return lut[unpack_bits(raw[32:], 4, count)].astype(np.float16)
+    scale = raw[:4 * channels].view("<f4")
+    zero = raw[4 * channels:5 * channels].view(np.dtype(form))
+    q = raw[5 * channels:5 * channels + count].view(np.dtype(form)).reshape(channels, -1)
+    return AffineWeight(q, scale, zero, 0).fp16().reshape(-1)
 KINDS: dict[str, type[AffineWeight] | type[PaletteWeight]] = {AffineWeight.KIND: AffineWeight, PaletteWeight.KIND: PaletteWeight}

@@ -16,6 +16,7 @@ from xdsl.ir import Attribute
 from xdsl.printer import Printer
 from xdsl.rewriter import Rewriter
 
+from anec.compression import kernel_stream
 from anec.descriptors.program import (
     WEIGHT_SLOT,
     AnecFile,
@@ -37,6 +38,11 @@ def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
     weights = program.weights()
     data = bytearray(weight_section_size(program))
     for w in weights:
+        offset = w.offset.value.data  # type: ignore[union-attr]
+        if w.encoding is not None:  # a kernel stream the chip reads compressed
+            stream = kernel_stream(store.compressed(w.handle.data))  # type: ignore[arg-type]
+            data[offset:offset + len(stream)] = stream
+            continue
         array = np.asarray(store[w.handle.data], dtype=np.float16).reshape(w.dims)
         if w.layout.data == "tensor":
             row = round_up(2 * w.dims[-1], memory.row_alignment_bytes.value) // 2
@@ -45,7 +51,6 @@ def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
             padded[:, :w.dims[-1]] = rows
             array = padded
         raw = array.astype("<f2").tobytes()
-        offset = w.offset.value.data  # type: ignore[union-attr]
         data[offset:offset + len(raw)] = raw
     return bytes(data)
 
