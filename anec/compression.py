@@ -110,6 +110,13 @@ class AffineWeight:
             raise KeptOnlyExpanded(f"a reshape from {list(self.shape)} to {list(new)} splits the scaled axis {self.axis}")
         return AffineWeight(self.quantized.reshape(new), self.scale, self.zero_point, axis)
 
+    def __getitem__(self, index: tuple[slice, ...]) -> AffineWeight:
+        """A window of the weight (basic slices only), with the scales of the channels it keeps."""
+        if self.axis is None:
+            return AffineWeight(self.quantized[index], self.scale, self.zero_point)
+        along = index[self.axis] if self.axis < len(index) else slice(None)
+        return AffineWeight(self.quantized[index], self.scale[along], self.zero_point[along], self.axis)
+
     def transpose(self, perm: tuple[int, ...]) -> AffineWeight:
         axis = None if self.axis is None else list(perm).index(self.axis)
         return AffineWeight(self.quantized.transpose(perm), self.scale, self.zero_point, axis)
@@ -170,6 +177,9 @@ class PaletteWeight:
 
     def reshape(self, *shape: int | tuple[int, ...]) -> PaletteWeight:
         return PaletteWeight(self.indices.reshape(*shape), self.lut, self.bits)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> PaletteWeight:
+        return PaletteWeight(self.indices[index], self.lut, self.bits)
 
     def transpose(self, perm: tuple[int, ...]) -> PaletteWeight:
         return PaletteWeight(self.indices.transpose(perm), self.lut, self.bits)

@@ -267,6 +267,8 @@ def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = Fa
             summary = ", ".join(f"{op} ×{n}" for op, n in kinds.most_common(4)) + (", …" if len(kinds) > 4 else "")
             table.add_row(f"ANE {first.segment}", f"{len(group)} ops", summary, "")
     console.print(table)
+    if report.weight_summary is not None:
+        console.print(report.weight_summary)
     for kind, notes in (("fixed", report.fp16_fixes), ("warning", report.fp16_warnings)):
         for note in notes:
             console.print(f"fp16 {kind}: {note}")
