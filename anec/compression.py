@@ -242,3 +242,44 @@ def decode_kernel_stream(raw: np.ndarray, form: str, count: int, channels: int) 
     q = raw[5 * channels:5 * channels + count].view(np.dtype(form)).reshape(channels, -1)
     return AffineWeight(q, scale, zero, 0).fp16().reshape(-1)
 KINDS: dict[str, type[AffineWeight] | type[PaletteWeight]] = {AffineWeight.KIND: AffineWeight, PaletteWeight.KIND: PaletteWeight}
+
+
+
+# ------------------------------------------------------------------------------------------------
+# Compressing float weights (`anec compile --compress`), data-free
+# ------------------------------------------------------------------------------------------------
+
+
+def quantize_int8(array: np.ndarray, axis: int) -> AffineWeight:
+    """Symmetric int8 per channel along `axis` (zero point 0, the form M1 takes): scale = max|w| / 127."""
+    w = np.asarray(array, np.float32)
+    others = tuple(i for i in range(w.ndim) if i != axis)
+    peak = np.max(np.abs(w), axis=others) if others else np.abs(w)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return AffineWeight(q, scale, np.zeros(scale.shape, np.int8), axis)
+
+
+def palettize(array: np.ndarray, bits: int = 4, iterations: int = 64) -> PaletteWeight:
+    """A 2**bits-entry fp16 codebook by k-means over the values (Lloyd's algorithm in one dimension:
+    clusters are intervals, so assignment is a search among the midpoints), started at quantiles."""
+    values = np.asarray(array, np.float32).reshape(-1)
+    entries = 1 << bits
+    centers = np.quantile(values, (np.arange(entries) + 0.5) / entries).astype(np.float32)
+    for _ in range(iterations):
+        index = np.searchsorted((centers[1:] + centers[:-1]) / 2, values)
+        counts = np.bincount(index, minlength=entries)
+        sums = np.bincount(index, weights=values, minlength=entries)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centers).astype(np.float32)
+        if np.array_equal(updated, centers):
+            break
+        centers = np.sort(updated)
+    lut = centers.astype(np.float16)
+    index = np.searchsorted((lut[1:].astype(np.float32) + lut[:-1].astype(np.float32)) / 2, values)
+    return PaletteWeight(index.astype(np.uint8).reshape(np.shape(array)), lut, bits)
+
+
+COMPRESSORS = {"int8": "symmetric int8 per output channel", "palettize4": "a 16-entry fp16 palette per tensor (k-means)"}
+"""The `--compress` modes."""

@@ -41,7 +41,7 @@ from anec.targets import Target, get_target
 from anec.universe import PASSES
 from anec.weights import WeightStore, copy_module, store_of
 
-GRAPH_PASSES: tuple[str, ...] = ("ane-legalize", "ane-layout", "ane-partition", "ane-fp16", "ane-fuse")
+GRAPH_PASSES: tuple[str, ...] = ("ane-compress", "ane-legalize", "ane-layout", "ane-partition", "ane-fp16", "ane-fuse")
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
 
 HARDWARE_PASSES: tuple[str, ...] = ("ane-tile", "to-anehw", "plan-memory")
@@ -71,6 +71,10 @@ class CompileOptions:
     stop_after: str | None = None
     pass_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Extra options per pass name, e.g. {"ane-fp16": {"calibrate": True}}."""
+    compress: str = ""
+    """Store large MAC weights compressed: "int8" or "palettize4" (`ane-compress`); empty: as imported."""
+    compress_skip: tuple[str, ...] = ()
+    """Ops (by name) whose weights `compress` leaves alone."""
 
 
 def build_passes(options: CompileOptions) -> list[ModulePass]:
@@ -81,7 +85,8 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
     for name in names:
         cls = PASSES[name]()
         fields = {f.name for f in dataclasses.fields(cls)}
-        given = (("target", options.target), ("min_segment_ops", options.min_segment_ops), ("example_inputs", options.example_inputs))
+        given = (("target", options.target), ("min_segment_ops", options.min_segment_ops), ("example_inputs", options.example_inputs),
+                 ("compress", options.compress), ("compress_skip", tuple(options.compress_skip)))
         kwargs = {k: v for k, v in given if k in fields}
         kwargs.update(options.pass_options.get(name, {}))
         passes.append(cls(**kwargs))

@@ -21,6 +21,7 @@ from anec.descriptors.build import program_of
 from anec.dialects import ane, anehw, host
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import (
+    COMPRESSION_ATTR,
     FP16_FIXES_ATTR,
     FP16_PEAK_ATTR,
     FP16_WARNINGS_ATTR,
@@ -318,7 +319,7 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             bound=c.cost.bound if c.cost is not None else None,
             weight_bytes=c.weights.logical_bytes if c.weights is not None else 0,
             stored_weight_bytes=c.weights.stored_bytes if c.weights is not None else 0,
-            weight_form=_weight_form(c.weights, target),
+            weight_form="; ".join(filter(None, [_weight_form(c.weights, target), *notes(op, COMPRESSION_ATTR)])),
         )
         rec_max[key] = c.seconds
         order.append(key)

@@ -38,7 +38,7 @@ from xdsl.pattern_rewriter import (
 from anec.analysis import ane_bytes, dense_bytes
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, int_attr, ints, shape_of, tensor, values
-from anec.dialects.discardable import name_of
+from anec.dialects.discardable import COMPRESSION_ATTR, name_of
 from anec.errors import AnecError
 from anec.legality import legality
 from anec.lowering.rewriting import (
@@ -69,8 +69,11 @@ from anec.targets import Target, get_target
 
 
 def _copy_epilogue(src: ane.EpilogueOp, dst: ane.EpilogueOp) -> None:
+    """The activation, and the compression note `ane-compress` left, go to the op that replaces `src`."""
     if src.activation is not None:
         dst.set_activation(src.activation.data, values(src.activation_params))
+    if COMPRESSION_ATTR in src.attributes:
+        dst.attributes[COMPRESSION_ATTR] = src.attributes[COMPRESSION_ATTR]
 
 
 class LinearToConv(RewritePattern):

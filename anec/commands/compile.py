@@ -13,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from anec.compression import COMPRESSORS
 from anec.errors import AnecError
 from anec.targets import get_target
 
@@ -76,6 +77,10 @@ def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> N
     p.add_argument("--min-segment-ops", type=int, default=1, help="run ANE segments smaller than this on the CPU")
     p.add_argument("--calibrate", nargs="*", metavar="NAME=FILE.npy", help="calibrate the fp16 range lint on these sample inputs "
                    "(.npy files; with none, on seeded random inputs)")
+    p.add_argument("--compress", choices=sorted(COMPRESSORS), help="store the weights of convolutions and matmuls (2048 values or "
+                   "more) compressed: " + "; ".join(f"{k}: {v}" for k, v in COMPRESSORS.items()))
+    p.add_argument("--compress-skip", nargs="+", default=[], metavar="NAME", help="ops (by name, as the report shows them) whose "
+                   "weights --compress leaves alone")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +90,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     calibrate = {"ane-fp16": {"calibrate": True}} if args.calibrate == [] else {}
     frozen = dict(parse_freeze(s) for s in args.freeze) or None
     return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate,
-            "input_values": frozen}
+            "input_values": frozen, "compress": args.compress or "", "compress_skip": tuple(args.compress_skip)}
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
