@@ -116,7 +116,7 @@ class Report:
     @property
     def weight_summary(self) -> str | None:
         """Stored against fp16 weight bytes, when some weight is compressed (else None)."""
-        compressed = [r for r in self.ops if r.weight_form]
+        compressed = [r for r in self.ops if r.weight_form and r.placement == "ane"]
         if not compressed:
             return None
         expanded = sum("expanded" in r.weight_form for r in compressed)

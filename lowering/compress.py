@@ -2,7 +2,8 @@
 
 Data-free, per weight: `int8` quantizes symmetrically per output channel (zero point 0, the form M1
 takes), `palettize4` clusters the values into a 16-entry fp16 palette (k-means). Only constant weights
-of convolutions and matmuls with at least `MIN_ELEMENTS` values are compressed (coremltools' default
+of convolutions and matmuls, and embedding tables (which the package then stores compressed), with at
+least `MIN_ELEMENTS` values are compressed (coremltools' default
 threshold: small layers cost little and lose the most); ops named in `compress_skip` keep theirs.
 Each compressed op records the weight's relative error (`ane.compression`), so the user sees which
 layers lose the most. Runs first, so the later passes move the weights compressed.
@@ -19,10 +20,11 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from anec.compression import COMPRESSORS, CompressedWeight, palettize, quantize_int8
-from anec.dialects import ane
+from anec.dialects import ane, host
 from anec.dialects.ane import element_type_of, is_float, shape_of
 from anec.dialects.discardable import COMPRESSION_ATTR, append_note, name_of
 from anec.errors import AnecError
+from anec.host_kernels import python_value
 from anec.lowering.rewriting import prune_weights
 from anec.weights import make_compressed_const, store_of
 
@@ -30,7 +32,11 @@ MIN_ELEMENTS = 2048
 
 
 def _weight_and_axis(op: Operation) -> tuple[SSAValue, int] | None:
-    """The constant weight of a MAC op and its output-channel axis."""
+    """The weight of a MAC op and its output-channel axis; an embedding table (the data of an ONNX
+    Gather along axis 0, on the CPU) and its rows."""
+    if isinstance(op, host.HostOp) and op.op_name.data == "onnx.Gather" and op.operands:
+        axis = op.attrs.data.get("axis") if op.attrs is not None else None
+        return (op.operands[0], 0) if axis is None or python_value(axis) == 0 else None
     if isinstance(op, ane.ConvOp):
         return op.weight, 0
     if isinstance(op, ane.ConvTransposeOp):

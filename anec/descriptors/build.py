@@ -30,7 +30,7 @@ from anec.dialects import ane, anehw
 from anec.dialects.discardable import NAME_ATTR, OP_ATTR, SOURCE_ATTR, WEIGHTS_FILE_ATTR
 from anec.errors import AnecError
 from anec.targets import get_target
-from anec.weights import WeightStore, dense_to_numpy, store_of
+from anec.weights import WeightStore, const_value, dense_to_numpy, store_of
 
 
 def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
@@ -97,7 +97,11 @@ def anec_file(module: ModuleOp, arch: str) -> AnecFile:
                 raise AnecError(f"a program for {op.arch.data} in a module compiled for {arch}")
             programs.append(program_of(op, store, f"program{len(programs)}"))
             Rewriter.replace_op(op, anehw.CallOp(len(programs) - 1, list(op.inputs), [r.type for r in op.outputs]))
-    host = {c.handle.data: np.asarray(store[c.handle.data]) for c in graph.walk() if isinstance(c, ane.ConstOp) and c.handle is not None}
+    host = {}
+    for c in graph.walk():
+        if isinstance(c, ane.ConstOp) and c.handle is not None:
+            host[c.handle.data] = np.asarray(const_value(c, store))
+            c.properties.pop("stored", None)  # the CPU reads the expansion, in the type the IR declares
     text = _print(graph)
     return AnecFile(arch, programs, text, host, source.data if isinstance(source, StringAttr) else "")
 

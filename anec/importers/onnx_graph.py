@@ -15,6 +15,7 @@ Nothing is dropped, and every op carries `ane.name` (the node's name).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
+from anec.compression import KeptOnlyExpanded
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import (
@@ -60,7 +62,14 @@ from anec.importers.onnx_load import (
     walk_nodes,
 )
 from anec.types import numpy_dtype, xdsl_element_type
-from anec.weights import WeightStore, const_value, make_const, numpy_to_dense
+from anec.weights import (
+    WeightStore,
+    compressed_of,
+    const_value,
+    make_compressed_const,
+    make_const,
+    numpy_to_dense,
+)
 
 Value = SSAValue | np.ndarray
 """What an ONNX name refers to during import: an SSA value, or a constant not yet materialized."""
@@ -394,6 +403,11 @@ class GraphBuilder:
     def reshape(self, v: SSAValue, shape: Sequence[int]) -> SSAValue:
         if shape_of(v) == tuple(shape):
             return v
+        if isinstance(v.owner, ane.ConstOp) and (weight := compressed_of(v.owner, self.store)) is not None:
+            with contextlib.suppress(KeptOnlyExpanded):  # stays compressed (a QDQ MatMul weight brought to its input's rank)
+                op = make_compressed_const(weight.reshape(tuple(shape)), "reshaped", self.store, v.type.element_type)  # type: ignore[attr-defined]
+                self.block.add_op(op)
+                return op.result
         if isinstance(v.owner, ane.ConstOp):
             return self.constant(const_value(v.owner, self.store).reshape(shape), "reshaped")
         return self.emit(ane.ReshapeOp(v, shape))

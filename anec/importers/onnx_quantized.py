@@ -1,7 +1,7 @@
 """Quantized ONNX (QDQ graphs, what onnxruntime's `quantize_static` and most exporters write).
 
 - A `DequantizeLinear` of a constant int8/uint8 tensor whose every reader takes it as the weight of a
-  Conv, ConvTranspose, MatMul or Gemm becomes that op's weight, stored compressed
+  Conv, ConvTranspose, MatMul or Gemm (or as a Gather's table) becomes that weight, stored compressed
   (`anec.compression.AffineWeight`: the integers, scale and zero point, per tensor or per axis), not
   folded to floats. Any other constant `DequantizeLinear` folds as before.
 - A `QuantizeLinear` → `DequantizeLinear` pair on an activation is kept, emulated at fp16 with `ane`
@@ -29,8 +29,9 @@ from anec.importers.onnx_handlers import handles
 from anec.types import numpy_dtype
 from anec.weights import make_compressed_const
 
-WEIGHT_INPUTS: dict[str, int] = {"Conv": 1, "ConvTranspose": 1, "MatMul": 1, "Gemm": 1}
-"""The input of each MAC op that may hold a compressed weight."""
+WEIGHT_INPUTS: dict[str, int] = {"Conv": 1, "ConvTranspose": 1, "MatMul": 1, "Gemm": 1, "Gather": 0}
+"""The input of each op that may hold a compressed weight: MAC weights, and embedding tables (which
+Core ML stores compressed; the CPU's gather reads their expansion)."""
 
 ROUNDING_OFFSET = 1536.0
 """1.5 · 2^10: fp16 numbers in [1024, 2048) are the integers, so adding and removing this rounds."""
@@ -84,7 +85,7 @@ def _per_axis(array: np.ndarray, axis: int | None, like: SSAValue, b: GraphBuild
 
 
 @handles("DequantizeLinear", emits=[ane.ConstOp, ane.SubOp, ane.MulOp],
-         note="a constant int8/uint8 weight of a Conv, MatMul or Gemm stays compressed; on activations, (q - z) * s")
+         note="a constant int8/uint8 weight of a Conv, MatMul or Gemm (or a Gather table) stays compressed; on activations, (q - z) * s")
 def dequantize_linear(node: Node, b: GraphBuilder) -> list[Value]:
     found = _quantization(node, b)
     if found is None:
@@ -94,7 +95,7 @@ def dequantize_linear(node: Node, b: GraphBuilder) -> list[Value]:
     if q is not None:  # a weight: compressed, or folded here (onnx's evaluator has no DequantizeLinear before op set 19)
         axis = _axis(node, q.ndim, scale)
         if not keeps_compressed(node, b):
-            return [((q.astype(np.float32) - _along(zero, axis, q.ndim)) * _along(scale, axis, q.ndim)).astype(np.float32)]
+            return [np.asarray((q.astype(np.float32) - _along(zero, axis, q.ndim)) * _along(scale, axis, q.ndim), np.float32)]
         op = make_compressed_const(AffineWeight(q, scale, zero, axis), node.input(0), b.store, f32)
         b.block.add_op(op)
         return [op.result]
@@ -122,7 +123,7 @@ def quantize_linear(node: Node, b: GraphBuilder) -> Sequence[Value]:
     if (c := b.const(node.input(0))) is not None:  # folded here, as for DequantizeLinear
         axis = _axis(node, c.ndim, scale)
         quantized = np.round(c.astype(np.float32) / _along(scale, axis, c.ndim)) + _along(zero, axis, c.ndim)
-        return [np.clip(quantized, low, high).astype(zero.dtype)]
+        return [np.asarray(np.clip(quantized, low, high), zero.dtype)]
     x = b.value(node.input(0))
     axis = _axis(node, len(shape_of(x)), scale)
     t = b.emit(ane.DivOp(x, _per_axis(scale, axis, x, b)))

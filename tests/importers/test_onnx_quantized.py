@@ -103,3 +103,44 @@ def test_a_quantize_read_by_another_op_stays_on_the_cpu() -> None:
     module = import_onnx(m)
     (cpu,) = [op for op in module.walk() if isinstance(op, host.HostOp)]
     assert cpu.op_name.data == "onnx.QuantizeLinear"
+
+
+def test_scalar_constants_fold_to_arrays() -> None:
+    """quantize_static quantizes BERT's scalar constants (the attention scale) too: 0-d in, 0-d out."""
+    inits = {"c": np.array(7, np.int8), "s": np.array(0.5, np.float32), "z": np.array(1, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["c", "s", "z"], ["k"], name="dq"),
+             helper.make_node("Mul", ["x", "k"], ["y"], name="scale")]
+    m = model(nodes, [("x", F, [2, 3])], ["y"], inits)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], x * 3.0)
+
+
+def test_a_weight_brought_to_a_batched_inputs_rank_stays_compressed() -> None:
+    """BERT's MatMuls take a [1, S, K] input: the [K, N] weight becomes [1, K, N], still int8 per column."""
+    q = np.arange(-24, 24, dtype=np.int8).reshape(8, 6)
+    inits = {"w": q, "s": np.linspace(0.01, 0.06, 6).astype(np.float32), "z": np.zeros(6, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wd"], name="dq", axis=1),
+             helper.make_node("MatMul", ["x", "wd"], ["y"], name="mm")]
+    module = import_onnx(model(nodes, [("x", F, [1, 4, 8])], ["y"], inits))
+    (weight,) = _stored(module).values()
+    assert weight.shape == (1, 8, 6) and weight.axis == 2
+    x = np.random.default_rng(0).standard_normal((1, 4, 8)).astype(np.float32)
+    np.testing.assert_allclose(interpret(module, {"x": x})[0], x @ (q * inits["s"]), rtol=1e-3, atol=1e-3)
+
+
+def test_an_int8_embedding_table_stays_compressed_and_the_cpu_gathers_its_expansion(tmp_path: Path) -> None:
+    import onnx
+
+    table = np.random.default_rng(1).integers(-128, 128, (50, 16)).astype(np.int8)
+    inits = {"t": table, "s": np.array(0.02, np.float32), "z": np.array(3, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["t", "s", "z"], ["td"], name="dq"),
+             helper.make_node("Gather", ["td", "ids"], ["e"], name="embed"),
+             helper.make_node("Relu", ["e"], ["y"], name="relu")]
+    m = model(nodes, [("ids", TensorProto.INT64, [1, 5])], ["y"], inits)
+    path = tmp_path / "embed.onnx"
+    onnx.save(m, path)
+    compiled = anec.compile(path, target="m4", emit="ir")
+    assert [w.form for w in _stored(compiled.ir).values()] == ["int8"]
+    ids = np.array([[0, 7, 49, 7, 3]], np.int64)
+    expected = np.maximum((table[ids[0]].astype(np.float32) - 3) * np.float32(0.02), 0)[None]
+    np.testing.assert_allclose(compiled.run({"ids": ids})["y"], expected, rtol=1e-3, atol=1e-3)
