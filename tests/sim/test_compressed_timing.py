@@ -79,3 +79,12 @@ def test_descriptor_programs_stream_fewer_bytes_where_the_chip_streams_the_form(
     assert streamed["palette4", "m1"] < 0.3 * streamed["fp16", "m1"]
     assert profile["palette4", "m1"].total_s < profile["fp16", "m1"].total_s
     assert profile["int8", "m4"].total_s < profile["fp16", "m4"].total_s
+
+
+def test_the_html_page_shows_stored_and_fp16_weight_bytes(compiled: dict[tuple[str, str], anec.CompiledModel]) -> None:
+    from anec.html_report import render
+
+    model = compiled["int8", "m1"]
+    page = render(model.report, model.target, title="linear")
+    assert "weights 1.05 MB stored of 2.1 MB in fp16: int8/channel, expanded to fp16 on the M1" in page
+    assert "1 compressed op(s), 0 streamed compressed, 1 expanded to fp16 on this chip" in page
