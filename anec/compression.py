@@ -262,16 +262,21 @@ def quantize_int8(array: np.ndarray, axis: int) -> AffineWeight:
     return AffineWeight(q, scale, np.zeros(scale.shape, np.int8), axis)
 
 
+FIT_SAMPLE = 1 << 16
+"""Values a palette is fitted on (a seeded sample of larger weights); every value is then assigned."""
+
+
 def palettize(array: np.ndarray, bits: int = 4, iterations: int = 64) -> PaletteWeight:
     """A 2**bits-entry fp16 codebook by k-means over the values (Lloyd's algorithm in one dimension:
     clusters are intervals, so assignment is a search among the midpoints), started at quantiles."""
     values = np.asarray(array, np.float32).reshape(-1)
+    sample = values if values.size <= FIT_SAMPLE else np.random.default_rng(0).choice(values, FIT_SAMPLE, replace=False)
     entries = 1 << bits
-    centers = np.quantile(values, (np.arange(entries) + 0.5) / entries).astype(np.float32)
+    centers = np.quantile(sample, (np.arange(entries) + 0.5) / entries).astype(np.float32)
     for _ in range(iterations):
-        index = np.searchsorted((centers[1:] + centers[:-1]) / 2, values)
+        index = np.searchsorted((centers[1:] + centers[:-1]) / 2, sample)
         counts = np.bincount(index, minlength=entries)
-        sums = np.bincount(index, weights=values, minlength=entries)
+        sums = np.bincount(index, weights=sample, minlength=entries)
         updated = np.where(counts > 0, sums / np.maximum(counts, 1), centers).astype(np.float32)
         if np.array_equal(updated, centers):
             break
