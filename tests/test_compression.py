@@ -12,7 +12,7 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Block, Region
 from xdsl.printer import Printer
 
-from anec.compression import AffineWeight, PaletteWeight, pack_bits, unpack_bits
+from anec.compression import AffineWeight, KeptOnlyExpanded, PaletteWeight, pack_bits, unpack_bits
 from anec.dialects import ane
 from anec.dialects.ane import tensor
 from anec.errors import AnecError
@@ -132,3 +132,20 @@ def test_a_constant_whose_store_entry_disagrees_with_its_form_is_refused() -> No
     const.properties["stored"] = StringAttr("palette4")
     with pytest.raises(AnecError, match="stored int8/channel, the IR says palette4"):
         const_value(const)
+
+
+@pytest.mark.parametrize("move", [
+    lambda a: a.reshape((1, 5, 4)), lambda a: a.transpose((1, 0)), lambda a: a[(slice(1, 4), slice(None))],
+    lambda a: a[(slice(None), slice(0, 2))], lambda a: a.reshape((5, 4, 1, 1)).transpose((1, 0, 2, 3)),
+], ids=["lift", "transpose", "rows", "columns", "as-kernel"])
+@pytest.mark.parametrize("make", [_affine, lambda: PaletteWeight(RNG.integers(0, 16, (5, 4)).astype(np.uint8),
+                                                                  RNG.standard_normal(16).astype(np.float16), 4)],
+                         ids=["affine", "palette"])
+def test_moving_a_compressed_weight_moves_its_value(move, make) -> None:
+    weight = make()
+    assert move(weight).fp16().tobytes() == np.ascontiguousarray(move(weight.fp16())).tobytes()
+
+
+def test_a_reshape_that_splits_the_scaled_axis_is_refused() -> None:
+    with pytest.raises(KeptOnlyExpanded, match="splits the scaled axis 0"):
+        _affine((6, 4)).reshape((2, 3, 4))
