@@ -47,12 +47,15 @@ def _readers(b: GraphBuilder, name: str) -> list[tuple[str, int]]:
 
 
 def _quantization(node: Node, b: GraphBuilder) -> tuple[np.ndarray, np.ndarray] | None:
-    """(scale, zero point) of a Quantize/DequantizeLinear when both are constant and not blockwise."""
+    """(scale, zero point) of a Quantize/DequantizeLinear when both are constant and not blockwise; an
+    absent zero point is 0 of the integer type (a DequantizeLinear's input's; uint8 for QuantizeLinear)."""
     scale = b.const(node.input(1))
     zero = b.const(node.input(2)) if node.input(2) else None
     if scale is None or (node.input(2) and zero is None) or node.attr("block_size", 0):
         return None
-    return scale, zero if zero is not None else np.zeros(scale.shape, np.uint8)
+    if zero is None:
+        zero = np.zeros(scale.shape, b.dtype(node.input(0)) if node.op_type == "DequantizeLinear" else np.uint8)
+    return scale, zero
 
 
 def keeps_compressed(node: Node, b: GraphBuilder) -> bool:

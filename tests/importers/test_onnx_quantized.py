@@ -144,3 +144,12 @@ def test_an_int8_embedding_table_stays_compressed_and_the_cpu_gathers_its_expans
     ids = np.array([[0, 7, 49, 7, 3]], np.int64)
     expected = np.maximum((table[ids[0]].astype(np.float32) - 3) * np.float32(0.02), 0)[None]
     np.testing.assert_allclose(compiled.run({"ids": ids})["y"], expected, rtol=1e-3, atol=1e-3)
+
+
+def test_a_weight_without_a_zero_point_is_symmetric_int8() -> None:
+    q = np.arange(-12, 12, dtype=np.int8).reshape(4, 6)
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s"], ["wd"], name="dq"),
+             helper.make_node("MatMul", ["x", "wd"], ["y"], name="mm")]
+    module = import_onnx(model(nodes, [("x", F, [3, 4])], ["y"], {"w": q, "s": np.array(0.5, np.float32)}))
+    (weight,) = _stored(module).values()
+    assert weight.quantized.dtype == np.int8 and weight.zero_point.tolist() == [0] and weight.axis is None
