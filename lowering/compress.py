@@ -1,10 +1,10 @@
 """ane-compress: store a float model's large MAC weights compressed (`anec compile --compress`).
 
 Data-free, per weight: `int8` quantizes symmetrically per output channel (zero point 0, the form M1
-takes), `palettize4` clusters the values into a 16-entry fp16 palette (k-means). Only constant weights
-of convolutions and matmuls, and embedding tables (which the package then stores compressed), with at
-least `MIN_ELEMENTS` values are compressed (coremltools' default
-threshold: small layers cost little and lose the most); ops named in `compress_skip` keep theirs.
+takes), `palettize4` clusters the values into a 16-entry fp16 palette (k-means). Constant weights of
+convolutions and matmuls, and embedding tables (which the package then stores compressed), are
+compressed when they hold at least `MIN_ELEMENTS` values (coremltools' default threshold: small
+layers cost little and lose the most); ops named in `compress_skip` keep theirs.
 Each compressed op records the weight's relative error (`ane.compression`), so the user sees which
 layers lose the most. Runs first, so the later passes move the weights compressed.
 """
