@@ -17,20 +17,22 @@ its own (`constant`).
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from anec.compression import CompressedWeight, KeptOnlyExpanded
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
 from anec.dialects.discardable import NAME_ATTR, derived_name, name_of, set_name
 from anec.types import numpy_dtype
-from anec.weights import WeightStore, const_value, make_const, store_of
+from anec.weights import WeightStore, compressed_of, const_value, make_const, store_of
 
 OpT = TypeVar("OpT", bound=Operation)
 
@@ -48,8 +50,9 @@ class OpBuilder(ABC):
         """Place `op` (not yet in any block) and name it; `suffix` says what it is to the op it serves."""
 
     @abstractmethod
-    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
-        """A constant holding `array`, with the element type of `like` (default: the array's)."""
+    def constant(self, array: np.ndarray | CompressedWeight, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+        """A constant holding `array` (or a compressed weight, kept compressed), with the element type of
+        `like` (default: the array's)."""
 
     def add(self, op: Operation, suffix: str = "") -> SSAValue:
         """Place `op`; returns its (first) result."""
@@ -67,17 +70,27 @@ class OpBuilder(ABC):
             value = value.owner.input
         if tuple(shape) == shape_of(value):
             return value
-        if (array := self.constant_array(value)) is not None:
-            return self.constant(array.reshape(shape), value, "reshaped")
+        if isinstance(value.owner, ane.ConstOp):
+            return self.derive(value, lambda a: a.reshape(tuple(shape)), "reshaped")
         return self.add(ane.ReshapeOp(value, shape), suffix)
 
     def transpose(self, value: SSAValue, perm: Sequence[int], suffix: str = "transpose") -> SSAValue:
         """`value` with its axes permuted by `perm`: itself for the identity, a constant when it is one."""
         if tuple(perm) == tuple(range(len(perm))):
             return value
-        if (array := self.constant_array(value)) is not None:
-            return self.constant(np.transpose(array, perm), value, "transposed")
+        if isinstance(value.owner, ane.ConstOp):
+            return self.derive(value, lambda a: a.transpose(tuple(perm)), "transposed")
         return self.add(ane.TransposeOp(value, perm), suffix)
+
+    def derive(self, value: SSAValue, transform: Callable[[Any], Any], name: str | None = None) -> SSAValue:
+        """The constant `transform(value)` of a constant `value`, written with `.reshape`, `.transpose`
+        or indexing, which a compressed weight has too: it stays compressed where its form allows."""
+        owner = value.owner
+        assert isinstance(owner, ane.ConstOp), "derive() takes a constant"
+        if (weight := compressed_of(owner, self.store)) is not None:
+            with contextlib.suppress(KeptOnlyExpanded):
+                return self.constant(transform(weight), value, name)
+        return self.constant(transform(const_value(owner, self.store)), value, name)
 
     def with_rank(self, value: SSAValue, rank: int) -> SSAValue:
         """`value` with leading size-1 axes added up to `rank` (the IR's equal-rank broadcasting)."""
@@ -118,10 +131,10 @@ class RewriteBuilder(OpBuilder):
             Rewriter.insert_op(op, InsertPoint.before(self.anchor))
         return op
 
-    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+    def constant(self, array: np.ndarray | CompressedWeight, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
         element_type = element_type_of(like) if like is not None else None
         what = "c" if name is None or name in HELPER_CONSTANTS else name  # weight names reach the artifacts: kept as they were
-        return self.add(make_const(np.asarray(array), derived_name(self.name or "const", what), self.store, element_type))
+        return self.add(make_const(array, derived_name(self.name or "const", what), self.store, element_type))
 
     def replace(self, *results: SSAValue | Operation) -> None:
         """Replace the anchor op by `results` (ops not yet inserted are inserted and named first)."""

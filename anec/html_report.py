@@ -165,6 +165,8 @@ def op_rows(report: Report, target: Target) -> str:
     for i, r in enumerate(report.ops):
         notes = [r.reason] if r.placement == "host" else []
         notes += [f"fp16 warning: {w}" for w in r.fp16_warnings] + [f"fp16 fix: {f}" for f in r.fp16_fixes]
+        if r.weight_form:
+            notes.append(f"weights {si(r.stored_weight_bytes, 'B')} stored of {si(r.weight_bytes, 'B')} in fp16: {r.weight_form}")
         peak_text, peak_class = fp16_range(r, target)
         seconds = r.predicted_s or 0.0
         rows.append(
@@ -416,7 +418,8 @@ def render(report: Report, target: Target, *, title: str, chips: Sequence[ChipRu
                f"({report.ane_flops_fraction:.1%} of FLOPs) in {report.segments} segment(s); "
                f"<b>{len(report.host_ops)}</b> on the CPU; {report.tiles} tiles; "
                f"predicted latency <b>{latency * 1e3:.3f} ms</b>; "
-               f"{len(report.fp16_warnings)} fp16 warning(s), {len(report.fp16_fixes)} fix(es)")
+               f"{len(report.fp16_warnings)} fp16 warning(s), {len(report.fp16_fixes)} fix(es)"
+               + (f"; {escape(report.weight_summary)}" if report.weight_summary else ""))
     calibrated = any(r.fp16_peak is not None for r in report.ops)
     fp16_note = ("fp16 max |x|: the largest output magnitude on the calibration inputs (fp16 holds "
                  f"{target.numerics.fp16_max.value:g}; the MAC port saturates at {target.numerics.mac_saturation.value:g})."

@@ -17,6 +17,7 @@ from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, TensorT
 from xdsl.ir import Operation, SSAValue
 
 from anec.analysis import engine_tensors, largest_operand_bytes, weight_bytes
+from anec.compression import CompressedWeight, stream_form
 from anec.dialects import ane, host
 from anec.dialects.ane import as_tuple, shape_of
 from anec.targets import Fact, Target
@@ -455,3 +456,15 @@ def all_rules() -> list[Rule]:
     """Every rule legality may apply, once each."""
     found = [NO_ANE_EQUIVALENT, NOT_AN_ANE_OP, *COMMON, *(r for rules in RULES.values() for r in rules), *DEFAULT_RULES]
     return list(dict.fromkeys(found))
+
+
+STREAMED_FORMS: dict[str, str] = {"palette4": "palette4_weight_stream", "int8": "int8_weight_stream", "uint8": "int8_weight_stream"}
+"""The capability a chip needs to stream each kernel-stream form compressed (else it is expanded to fp16)."""
+
+
+def streamed_form(op: Operation, weight: CompressedWeight, target: Target) -> str | None:
+    """The compressed form in which `target` streams `weight` as the kernel of `op`, or None when the
+    weight is expanded to fp16 first (the hardware notes: "int8 and blockwise are expanded to fp16 in
+    DRAM on M1"; int8 streams from A14, the int4 palette everywhere)."""
+    form = stream_form(weight) if isinstance(op, ane.ConvOp) else None
+    return form if form is not None and target.has(STREAMED_FORMS[form]) else None

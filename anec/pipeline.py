@@ -44,7 +44,7 @@ from anec.targets import Target, get_target
 from anec.universe import PASSES
 from anec.weights import WeightStore, copy_module, store_of
 
-GRAPH_PASSES: tuple[str, ...] = ("ane-legalize", "ane-layout", "ane-partition", "ane-fp16", "ane-fuse")
+GRAPH_PASSES: tuple[str, ...] = ("ane-compress", "ane-legalize", "ane-layout", "ane-partition", "ane-fp16", "ane-fuse")
 """Graph-level passes every route runs, in order (legalize, layout, partition, fp16, fuse)."""
 
 HARDWARE_PASSES: tuple[str, ...] = ("ane-tile", "to-anehw", "plan-memory")
@@ -87,6 +87,10 @@ class CompileOptions:
     """What `precision="auto"` chose to keep in float32 (set by `compile`)."""
     source_op_types: Mapping[str, str] = field(default_factory=dict)
     """Node name -> op type in the source model, so `keep_fp32` can name ONNX op types (set by `compile`)."""
+    compress: str = ""
+    """Store large MAC weights compressed: "int8" or "palettize4" (`ane-compress`); empty: as imported."""
+    compress_skip: tuple[str, ...] = ()
+    """Ops (by name) whose weights `compress` leaves alone."""
 
 
 def build_passes(options: CompileOptions) -> list[ModulePass]:
@@ -99,7 +103,7 @@ def build_passes(options: CompileOptions) -> list[ModulePass]:
         fields = {f.name for f in dataclasses.fields(cls)}
         given = (("target", options.target), ("min_segment_ops", options.min_segment_ops), ("example_inputs", options.example_inputs),
                  ("input_ranges", options.input_ranges), ("keep_fp32", tuple(options.keep_fp32)), ("auto_fp32", options.auto_fp32),
-                 ("source_op_types", options.source_op_types))
+                 ("source_op_types", options.source_op_types), ("compress", options.compress), ("compress_skip", tuple(options.compress_skip)))
         kwargs = {k: v for k, v in given if k in fields}
         kwargs.update(options.pass_options.get(name, {}))
         passes.append(cls(**kwargs))

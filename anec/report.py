@@ -22,6 +22,7 @@ from anec.descriptors.build import program_of
 from anec.dialects import ane, anehw, host
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import (
+    COMPRESSION_ATTR,
     FP16_FIXES_ATTR,
     FP16_PEAK_ATTR,
     FP16_WARNINGS_ATTR,
@@ -33,7 +34,16 @@ from anec.dialects.discardable import (
     name_of,
     notes,
 )
-from anec.sim.timing import Cost, cost, host_seconds, op_work, program_seconds, program_time
+from anec.sim.timing import (
+    Cost,
+    WeightTraffic,
+    cost,
+    host_seconds,
+    op_work,
+    program_seconds,
+    program_time,
+    weight_traffic,
+)
 from anec.targets import Target
 from anec.weights import store_of
 
@@ -68,6 +78,12 @@ class OpRecord:
     bound: str | None = None
     """What bounds the op on the ANE (its costliest tile's term: overhead, compute, weights,
     activations, l2-cliff); None on the CPU."""
+    weight_bytes: int = 0
+    """Its constant weights in fp16 (their logical size)."""
+    stored_weight_bytes: int = 0
+    """Its constant weights as the model stores them (smaller when compressed)."""
+    weight_form: str = ""
+    """A compressed weight's form and whether this chip streams it or expands it to fp16 first."""
 
     @property
     def fp16_flags(self) -> list[Fp16Flag]:
@@ -132,6 +148,25 @@ class Report:
         return [w for r in self.ops for w in r.fp16_warnings if OUTPUT_DIFFERS.match(w)]
 
     @property
+    def weight_bytes(self) -> int:
+        return sum(r.weight_bytes for r in self.ops)
+
+    @property
+    def stored_weight_bytes(self) -> int:
+        return sum(r.stored_weight_bytes for r in self.ops)
+
+    @property
+    def weight_summary(self) -> str | None:
+        """Stored against fp16 weight bytes, when some weight is compressed (else None)."""
+        compressed = [r for r in self.ops if r.weight_form and r.placement == "ane"]
+        if not compressed:
+            return None
+        expanded = sum("expanded" in r.weight_form for r in compressed)
+        return (f"weights: {self.stored_weight_bytes:,} bytes stored, {self.weight_bytes:,} in fp16 "
+                f"({self.stored_weight_bytes / max(self.weight_bytes, 1):.2f}x); {len(compressed)} compressed op(s), "
+                f"{len(compressed) - expanded} streamed compressed, {expanded} expanded to fp16 on this chip")
+
+    @property
     def tiles(self) -> int:
         return sum(r.tiles for r in self.ops if r.placement == "ane" and r.tiles > 1)
 
@@ -148,6 +183,8 @@ class Report:
                      "error_sources": [{"op": name, "kind": kind, "rel_l2": error} for name, kind, error in self.fp16_error_sources],
                      "outputs": self.fp16_output_errors},
             "tiles": self.tiles,
+            "weight_bytes": self.weight_bytes,
+            "stored_weight_bytes": self.stored_weight_bytes,
             "stats": self.stats,
             "ops": [asdict(r) for r in self.ops],
         }
@@ -239,6 +276,7 @@ class _Cost:
     traffic_bytes: int
     cost: Cost | None = None
     """The timing model's cost on the ANE (None: on the CPU), which the segment's pipeline overlaps."""
+    weights: WeightTraffic | None = None
 
 
 def _task_costs(module: ModuleOp, target: Target) -> dict[int, _Cost]:
@@ -264,7 +302,14 @@ def _op_cost(op: Operation, segment: int | None, target: Target) -> _Cost:
         work = op_work(op, target)
         ane_cost = cost(work, target)
         seconds, traffic = ane_cost.total_s, work.read_bytes + work.write_bytes + work.weight_bytes
-    return _Cost(kind, flops(op), written, list(shape_of(op.results[0])) if op.results else [], seconds, traffic, ane_cost)
+    return _Cost(kind, flops(op), written, list(shape_of(op.results[0])) if op.results else [], seconds, traffic, ane_cost,
+                 weight_traffic(op, target) if segment is not None else None)
+
+
+def _weight_form(weights: WeightTraffic | None, target: Target) -> str:
+    if weights is None or not weights.form:
+        return ""
+    return f"{weights.form}, " + ("streamed compressed" if weights.streamed else f"expanded to fp16 on the {target.name}")
 
 
 def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | None = None) -> Report:
@@ -301,6 +346,9 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             if c.cost is not None and c.seconds > rec_max.get(key, 0.0):
                 rec.bound, rec_max[key] = c.cost.bound, c.seconds
             rec.predicted_s = (rec.predicted_s or 0.0) + c.seconds
+            if c.weights is not None:
+                rec.weight_bytes += c.weights.logical_bytes
+                rec.stored_weight_bytes += c.weights.stored_bytes
             continue
         records[key] = OpRecord(
             name=origin.data if isinstance(origin, StringAttr) else name_of(op),
@@ -317,6 +365,9 @@ def build_report(module: ModuleOp, target: Target, stats: dict[str, object] | No
             traffic_bytes=c.traffic_bytes,
             fp16_peak=peak.value.data if isinstance(peak := op.attributes.get(FP16_PEAK_ATTR), FloatAttr) else None,
             bound=c.cost.bound if c.cost is not None else None,
+            weight_bytes=c.weights.logical_bytes if c.weights is not None else 0,
+            stored_weight_bytes=c.weights.stored_bytes if c.weights is not None else 0,
+            weight_form="; ".join(filter(None, [_weight_form(c.weights, target), *notes(op, COMPRESSION_ATTR)])),
         )
         rec_max[key] = c.seconds
         order.append(key)

@@ -21,6 +21,7 @@ def _pass(module: str, name: str) -> Callable[[], type[ModulePass]]:
 
 
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "ane-compress": _pass("compress", "CompressPass"),
     "ane-legalize": _pass("legalize", "LegalizePass"),
     "ane-layout": _pass("layout", "LayoutPass"),
     "ane-partition": _pass("partition", "PartitionPass"),

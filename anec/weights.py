@@ -23,17 +23,20 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     StringAttr,
     TensorType,
+    f32,
 )
 from xdsl.ir import Attribute, Operation
 from xdsl.utils.hints import isa
 
+from anec.compression import KINDS, CompressedWeight
 from anec.context import make_context
-from anec.dialects.ane import ConstOp, shape_of
+from anec.dialects.ane import ConstOp, element_type_of, shape_of
 from anec.dialects.discardable import WEIGHTS_FILE_ATTR
 from anec.errors import AnecError
 from anec.types import numpy_dtype, xdsl_element_type
 
-"""Module attribute naming the `.npz` file that holds a parsed module's weights."""
+PART_SEPARATOR = "~"
+"""Separates a compressed weight's handle, kind and part in a saved store."""
 
 
 class WeightStore:
@@ -42,20 +45,43 @@ class WeightStore:
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
+        self._compressed: dict[str, CompressedWeight] = {}
+        """Handles stored compressed; `_arrays` caches their fp16 expansion once read."""
+
+    def _fresh(self, name: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_.:/-]", "_", name) or "w"
+        handle, n = base, 1
+        while handle in self._arrays or handle in self._compressed:
+            handle, n = f"{base}#{n}", n + 1
+        return handle
 
     def add(self, array: np.ndarray, name: str = "w") -> str:
         """Store `array` under a handle derived from `name`; returns the handle."""
-        base = re.sub(r"[^A-Za-z0-9_.:/-]", "_", name) or "w"
-        handle, n = base, 1
-        while handle in self._arrays:
-            handle, n = f"{base}#{n}", n + 1
+        handle = self._fresh(name)
         # a view: read-only here, the caller's array untouched (reshape: ascontiguousarray makes 0-d arrays 1-d)
         array = np.ascontiguousarray(array).reshape(np.shape(array)).view()
         array.flags.writeable = False
         self._arrays[handle] = array
         return handle
 
+    def add_compressed(self, weight: CompressedWeight, name: str = "w") -> str:
+        """Store a compressed weight; reading its handle gives its fp16 value."""
+        handle = self._fresh(name)
+        self._compressed[handle] = weight
+        return handle
+
+    def compressed(self, handle: str) -> CompressedWeight | None:
+        """The stored form of `handle` when it is compressed, else None."""
+        return self._compressed.get(handle)
+
+    def stored_nbytes(self, handle: str) -> int:
+        """The bytes `handle` occupies as stored (compressed or not)."""
+        weight = self._compressed.get(handle)
+        return weight.stored_nbytes if weight is not None else self[handle].nbytes
+
     def __getitem__(self, handle: str) -> np.ndarray:
+        if handle not in self._arrays and handle in self._compressed:
+            self._arrays[handle] = self._compressed[handle].fp16()
         try:
             return self._arrays[handle]
         except KeyError:
@@ -63,37 +89,45 @@ class WeightStore:
                             hint="pass the module's .weights.npz file (anec opt --weights) or re-import the model") from None
 
     def __contains__(self, handle: object) -> bool:
-        return handle in self._arrays
+        return handle in self._arrays or handle in self._compressed
 
     def __len__(self) -> int:
-        return len(self._arrays)
+        return len(self._arrays.keys() | self._compressed.keys())
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._arrays)
+        return iter(dict.fromkeys([*self._arrays, *self._compressed]))
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self._arrays.values())
+        """The bytes the weights occupy as stored."""
+        return sum(self.stored_nbytes(h) for h in self)
 
     def copy(self) -> WeightStore:
         """A store holding the same (read-only, shared) arrays that can be pruned on its own."""
         other = WeightStore()
         other._arrays = dict(self._arrays)
+        other._compressed = dict(self._compressed)
         return other
 
     def prune(self, keep: Iterable[str]) -> None:
         """Drop every array not named in `keep` (after passes replaced constants)."""
         wanted = set(keep)
-        for handle in [h for h in self._arrays if h not in wanted]:
-            del self._arrays[handle]
+        for table in (self._arrays, self._compressed):
+            for handle in [h for h in table if h not in wanted]:
+                del table[handle]
 
     def save(self, path: str | Path) -> None:
-        """Write an uncompressed `.npz`, arrays in handle order, so equal stores give equal files."""
+        """Write an uncompressed `.npz`, arrays in handle order, so equal stores give equal files. A
+        compressed weight is stored as its parts, `HANDLE~KIND~PART` (`~` never occurs in a handle)."""
+        entries = {h: a for h, a in self._arrays.items() if h not in self._compressed}
+        for handle, weight in self._compressed.items():
+            entries |= {f"{handle}{PART_SEPARATOR}{weight.KIND}{PART_SEPARATOR}{part}": array
+                        for part, array in weight.parts().items()}
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
-            for handle in sorted(self._arrays):
+            for handle in sorted(entries):
                 info = zipfile.ZipInfo(f"{handle}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 with zf.open(info, "w") as f:
-                    np.lib.format.write_array(f, self._arrays[handle], allow_pickle=False)
+                    np.lib.format.write_array(f, entries[handle], allow_pickle=False)
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> WeightStore:
@@ -107,12 +141,20 @@ class WeightStore:
     @classmethod
     def load(cls, path: str | Path) -> WeightStore:
         store = cls()
+        parts: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         try:
             with np.load(path, allow_pickle=False) as data:
-                for handle in data.files:
-                    store._arrays[handle] = data[handle]
-                    store._arrays[handle].flags.writeable = False
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
+                for entry in data.files:
+                    array = data[entry]
+                    array.flags.writeable = False
+                    if PART_SEPARATOR in entry:
+                        handle, kind, part = entry.split(PART_SEPARATOR)
+                        parts.setdefault((handle, kind), {})[part] = array
+                    else:
+                        store._arrays[entry] = array
+            for (handle, kind), arrays in parts.items():
+                store._compressed[handle] = KINDS[kind].from_parts(arrays)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise AnecError(f"cannot read weights from {path}", why=str(e), hint="the file must be a .npz written by anec") from None
         return store
 
@@ -157,22 +199,43 @@ def const_value(op: ConstOp, store: WeightStore | None = None) -> np.ndarray:
     if op.value is not None:
         return dense_to_numpy(op.value)
     assert op.handle is not None
-    array = (store or store_of(op))[op.handle.data]
+    store = store or store_of(op)
+    array = store[op.handle.data]
     if tuple(array.shape) != shape_of(op.result):
         raise AnecError(f"weight {op.handle.data!r} has shape {list(array.shape)}, the IR expects {list(shape_of(op.result))}")
-    return array
+    weight = store.compressed(op.handle.data)
+    stored = op.stored.data if op.stored is not None else None
+    if (weight.form if weight is not None else None) != stored:
+        raise AnecError(f"weight {op.handle.data!r} is stored {weight.form if weight is not None else 'uncompressed'}, "
+                        f"the IR says {stored or 'uncompressed'}", hint="the .weights.npz file belongs to another module")
+    return array.astype(numpy_dtype(element_type_of(op.result)), copy=False) if weight is not None else array
+
+
+def compressed_of(op: ConstOp, store: WeightStore | None = None) -> CompressedWeight | None:
+    """The stored form of a constant that is kept compressed, else None."""
+    if op.stored is None or op.handle is None:
+        return None
+    return (store or store_of(op)).compressed(op.handle.data)
+
+
+def make_compressed_const(weight: CompressedWeight, name: str, store: WeightStore, element_type: Attribute) -> ConstOp:
+    """A constant whose weight is stored compressed; passes read its (fp16-exact) value as `element_type`."""
+    return ConstOp(TensorType(element_type, list(weight.shape)), handle=store.add_compressed(weight, name), stored=weight.form)
 
 
 INLINE_LIMIT = 16
 """Constants with at most this many elements are printed inline; larger ones go to the store."""
 
 
-def make_const(array: np.ndarray, name: str, store: WeightStore, element_type: Attribute | None = None) -> ConstOp:
-    """A constant for `array`: inline when tiny and finite, otherwise a handle into `store`.
+def make_const(array: np.ndarray | CompressedWeight, name: str, store: WeightStore, element_type: Attribute | None = None) -> ConstOp:
+    """A constant for `array`: inline when tiny and finite, otherwise a handle into `store`; a
+    compressed weight stays compressed (`make_compressed_const`, f32 unless `element_type` says).
 
     Non-finite values stay out of line because xDSL 0.74 prints them in `dense<…>` as hex bit
     patterns but parses those back as integers (xdslproject/xdsl#3370), so they would not round-trip.
     """
+    if isinstance(array, CompressedWeight):
+        return make_compressed_const(array, name, store, element_type or f32)
     element_type = element_type or xdsl_element_type(array.dtype)
     array = np.asarray(array, dtype=numpy_dtype(element_type))
     typ = TensorType(element_type, list(array.shape))

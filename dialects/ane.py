@@ -218,25 +218,32 @@ def window_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_
 class ConstOp(IRDLOperation):
     """A constant tensor: a handle into the weight store, or a small inline dense value.
 
-    `ane.const "conv1.weight" : tensor<64x3x7x7xf32>` or `ane.const dense<1.0> : tensor<1xf32>`.
+    `ane.const "conv1.weight" : tensor<64x3x7x7xf32>` or `ane.const dense<1.0> : tensor<1xf32>`. A weight
+    the store keeps compressed names its stored form (`anec.compression`): `ane.const "fc.weight"
+    stored "int8/channel" : tensor<64x64xf32>`; the result is its value, exact in fp16.
     """
 
     name = "ane.const"
     handle = opt_prop_def(StringAttr)
     value = opt_prop_def(DenseIntOrFPElementsAttr)
+    stored = opt_prop_def(StringAttr)
     result = result_def(TensorType)
     traits = traits_def(Pure(), ConstantLike())
 
-    def __init__(self, result_type: TensorType, *, handle: str | None = None, value: DenseIntOrFPElementsAttr | None = None):
+    def __init__(self, result_type: TensorType, *, handle: str | None = None, value: DenseIntOrFPElementsAttr | None = None,
+                 stored: str | None = None):
         props: dict[str, Attribute] = {}
         if handle is not None:
             props["handle"] = StringAttr(handle)
+        if stored is not None:
+            props["stored"] = StringAttr(stored)
         if value is not None:
             props["value"] = value
         super().__init__(properties=props, result_types=[result_type])
 
     def verify_(self) -> None:
         _require((self.handle is None) != (self.value is None), "ane.const needs exactly one of a weight handle or an inline value")
+        _require(self.stored is None or self.handle is not None, "ane.const: only a stored weight can be compressed")
         if self.value is not None:
             _require(self.value.type == self.result.type, f"ane.const value type {self.value.type} differs from result type {self.result.type}")
 
@@ -244,6 +251,9 @@ class ConstOp(IRDLOperation):
         printer.print_string(" ")
         if self.handle is not None:
             printer.print_string_literal(self.handle.data)
+            if self.stored is not None:
+                printer.print_string(" stored ")
+                printer.print_string_literal(self.stored.data)
             printer.print_string(" : ")
             printer.print_attribute(self.result.type)
         else:
@@ -254,11 +264,12 @@ class ConstOp(IRDLOperation):
     @classmethod
     def parse(cls, parser: Parser) -> ConstOp:
         if (handle := parser.parse_optional_str_literal()) is not None:
+            stored = parser.parse_str_literal() if parser.parse_optional_keyword("stored") is not None else None
             parser.parse_punctuation(":")
             typ = parser.parse_type()
             if not isinstance(typ, TensorType):
                 parser.raise_error("ane.const needs a tensor type")
-            op = cls(typ, handle=handle)
+            op = cls(typ, handle=handle, stored=stored)
         else:
             value = parser.parse_attribute()
             if not isinstance(value, DenseIntOrFPElementsAttr) or not isinstance(value.type, TensorType):

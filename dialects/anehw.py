@@ -51,6 +51,7 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, NoTerminator, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
+from anec.compression import STREAM_FORMS
 from anec.errors import AnecError
 from anec.isa.fields import GROUP_NAMES, table_for
 
@@ -173,13 +174,15 @@ class WeightOp(IRDLOperation):
     shape = prop_def(DenseArrayBase[I64])
     offset = opt_prop_def(IntegerAttr[I64])
     size = opt_prop_def(IntegerAttr[I64])
+    encoding = opt_prop_def(StringAttr)
+    """A kernel stream kept compressed (`anec.compression.STREAM_FORMS`); fp16 when absent."""
     traits = lazy_traits_def(lambda: (SymbolOpInterface(), HasParent(ProgramOp)))
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$sym_name attr-dict"
 
-    def __init__(self, name: str, handle: str, layout: str, shape: Sequence[int]):
+    def __init__(self, name: str, handle: str, layout: str, shape: Sequence[int], encoding: str | None = None):
         super().__init__(properties={"sym_name": StringAttr(name), "handle": StringAttr(handle), "layout": StringAttr(layout),
-                                     "shape": ints(shape)})
+                                     "shape": ints(shape)} | ({"encoding": StringAttr(encoding)} if encoding else {}))
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -194,6 +197,8 @@ class WeightOp(IRDLOperation):
     def verify_(self) -> None:
         if self.layout.data not in LAYOUTS:
             raise VerifyException(f"anehw.weight: layout must be one of {LAYOUTS}")
+        if self.encoding is not None and (self.encoding.data not in STREAM_FORMS or self.layout.data != "dense"):
+            raise VerifyException(f"anehw.weight: a compressed weight is a dense kernel stream of one of {STREAM_FORMS}")
 
 
 @irdl_op_definition

@@ -32,6 +32,9 @@ FP16_PEAK_ATTR = "ane.fp16_peak"
 FP16_ENTERS_ATTR = "ane.fp16_enters"
 """On each op where the calibrated error attribution found fp16 error entering: its output's
 relative L2 error against float32 (what `--precision auto` ranks ops by)."""
+
+COMPRESSION_ATTR = "ane.compression"
+"""On a MAC op whose weight `ane-compress` compressed: the form and the weight's relative error."""
 OP_ATTR = "ane.op"
 """On `anehw.task`s: the kind of `ane` op the task computes (`conv`, `matmul`, …)."""
 SOURCE_ATTR = "ane.source"

@@ -118,8 +118,10 @@ class FoldBias(RewritePattern):
 
 
 def _scaled_weight(mac: MacOp, scale: np.ndarray) -> np.ndarray | None:
+    """The weights times `scale` per output channel; None for a compressed weight, which stays as stored."""
+    owner = _weight_of(mac).owner
     weight = constant_of(_weight_of(mac))
-    if weight is None:
+    if weight is None or (isinstance(owner, ane.ConstOp) and owner.stored is not None):
         return None
     w = weight.astype(np.float32)
     if isinstance(mac, ane.ConvOp):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from xdsl.context import Context
@@ -41,7 +42,7 @@ from anec.analysis import ane_bytes, dense_bytes
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import as_tuple, element_type_of, int_attr, ints, shape_of, tensor
-from anec.dialects.discardable import name_of
+from anec.dialects.discardable import COMPRESSION_ATTR, name_of
 from anec.dialects.shapes import (
     Perm,
     Shape,
@@ -71,8 +72,11 @@ from anec.targets import Target, get_target
 
 
 def _copy_epilogue(src: ane.EpilogueOp, dst: ane.EpilogueOp) -> None:
+    """The activation, and the compression note `ane-compress` left, go to the op that replaces `src`."""
     if src.activation is not None:
         dst.set_activation(src.activation.data, as_tuple(src.activation_params))
+    if COMPRESSION_ATTR in src.attributes:
+        dst.attributes[COMPRESSION_ATTR] = src.attributes[COMPRESSION_ATTR]
 
 
 class LinearToConv(RewritePattern):
@@ -90,13 +94,16 @@ class LinearToConv(RewritePattern):
         batch = a[:-2]
         n, h = math.prod(batch[:-1]), (batch[-1] if batch else 1)
         m, k = (a[-1], a[-2]) if transpose_lhs else (a[-2], a[-1])
-        kernel = weight.reshape(w[-2:]) if transpose_rhs else weight.reshape(w[-2:]).T
+        def kernel_of(rhs: Any) -> Any:  # (K, N) or (N, K) → (N, K, 1, 1), on arrays and on compressed weights alike
+            rows = rhs.reshape(w[-2:])
+            rows = rows if transpose_rhs else rows.transpose((1, 0))
+            return rows.reshape((*rows.shape, 1, 1))
         build = RewriteBuilder(op, rewriter)
         if transpose_lhs:
             x = build.transpose(build.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
         else:
             x = build.transpose(build.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
-        conv = ane.ConvOp(x, build.constant(kernel.reshape(*kernel.shape, 1, 1), op.rhs, "weight"), op.bias)
+        conv = ane.ConvOp(x, build.derive(op.rhs, kernel_of, "weight"), op.bias)
         _copy_epilogue(op, conv)
         y = build.transpose(build.add(conv), (0, 2, 3, 1))
         build.replace(build.reshape(y, shape_of(op.result)))

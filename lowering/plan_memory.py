@@ -19,6 +19,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from anec.compression import kernel_stream_nbytes
 from anec.descriptors.program import (
     ARENA_SLOT,
     FIRST_IO_SLOT,
@@ -46,6 +47,8 @@ class Placement:
 
 
 def weight_bytes(weight: anehw.WeightOp, memory: Memory) -> int:
+    if weight.encoding is not None:
+        return round_up(kernel_stream_nbytes(weight.encoding.data, weight.dims), memory.row_alignment_bytes.value)
     if weight.layout.data == "tensor":
         return buffer_bytes(weight.dims, memory.row_alignment_bytes.value)
     return round_up(2 * _count(weight.dims), memory.row_alignment_bytes.value)

@@ -91,10 +91,10 @@ class Pieces:
         shape = shape_of(value)
         if lo == 0 and hi >= shape[axis] and step == 1:
             return value
-        if (array := constant_of(value)) is not None:
+        if constant_of(value) is not None:  # a compressed weight's slice stays compressed
             index = [slice(None)] * len(shape)
             index[axis] = slice(lo, hi, step)
-            return self.const(np.ascontiguousarray(array[tuple(index)]), value)
+            return self.build.derive(value, lambda a: a[tuple(index)], "tile")
         return self(self.slice_op(value, axis, lo, hi, step))
 
     @staticmethod

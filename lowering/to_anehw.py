@@ -25,6 +25,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from anec import kernels
+from anec.compression import KERNEL_FORMATS
 from anec.descriptors.program import f32_bits, fp16_bits
 from anec.dialects import ane, anehw
 from anec.dialects.ane import as_tuple, shape_of
@@ -56,9 +57,10 @@ from anec.isa.tasks import (
     active_cores,
     ocg_size,
 )
+from anec.legality import streamed_form
 from anec.registry import Registry
 from anec.targets import Target, get_target
-from anec.weights import WeightStore, const_value, store_of
+from anec.weights import WeightStore, compressed_of, const_value, store_of
 
 Shape = tuple[int, ...]
 Extents = tuple[int, int, int, int, int]
@@ -218,6 +220,22 @@ class SegmentLowering:
         self.task(Kind.TRANSPOSE, extents(x.shape, axes), extents(out.shape, axes), src1=x.view(axes, extents(x.shape, axes)),
                   dst=out.view(axes, extents(out.shape, axes)), planar={"Perm": sum(p << (3 * i) for i, p in enumerate(perm5))})
         return out
+
+    def streamed_kernel(self, op: ane.ConvOp) -> tuple[str, dict[str, int]] | None:
+        """The weight of `op` as a compressed kernel stream and its `neural` format fields, when it is
+        stored compressed in a form this chip streams (else None: it is expanded to fp16)."""
+        owner = op.weight.owner
+        if not isinstance(owner, ane.ConstOp):
+            return None
+        weight = compressed_of(owner, self.store)
+        form = streamed_form(op, weight, self.target) if weight is not None else None
+        if weight is None or form is None:
+            return None
+        name = self._fresh(f"w{len(self.decls)}")
+        self.decls.append(anehw.WeightOp(name, self.store.add_compressed(weight, f"{name_of(owner)}.kernel"), "dense",
+                                         weight.shape, encoding=form))
+        fields = {"PalettizedEn": 1, "PalettizedBits": 4} if form == "palette4" else {"KernelFmt": KERNEL_FORMATS[form]}
+        return name, fields
 
     def coefficient(self, value: SSAValue, label: str) -> str | None:
         """A constant operand as a dense coefficient stream (None when it is computed at run time)."""
@@ -422,7 +440,8 @@ def _conv(L: SegmentLowering, op: ane.ConvBase) -> None:
     x = L.tensor(op.input)
     kind = Kind.CONV if isinstance(op, ane.ConvOp) else Kind.DECONV
     window = _window_fields(op.kernel(), as_tuple(op.strides), as_tuple(op.pads), as_tuple(op.dilations))
-    kernel = L.coefficient(op.weight, "kernel")
+    streamed = L.streamed_kernel(op) if isinstance(op, ane.ConvOp) else None
+    kernel, kernel_format = streamed if streamed is not None else (L.coefficient(op.weight, "kernel"), {})
     src2 = None
     src_ext, out_ext = extents(dims(op.input), axes), extents(dims(op.result), axes)
     if kernel is None:
@@ -433,7 +452,7 @@ def _conv(L: SegmentLowering, op: ane.ConvBase) -> None:
 
     def emit(out: Tensor, groups: dict[str, dict[str, int]], coeffs: dict[str, str | None]) -> None:
         L.task(kind, src_ext, out_ext, src1=x.view(axes, src_ext), src2=src2, dst=out.view(axes, out_ext),
-               coeffs=coeffs | {"kernel": kernel}, common=common,
+               coeffs=coeffs | {"kernel": kernel}, common=common, neural=groups.get("neural", {}) | kernel_format,
                kernel_dma=groups.get("kernel_dma", {}) | flags, planar=groups.get("planar", {}))
 
     _mac_epilogue(L, op, op.bias, op.result, emit, 1)

@@ -106,9 +106,10 @@ def test_capabilities_grow_by_generation() -> None:
     for earlier, later in itertools.pairwise(TARGETS):
         assert earlier.capabilities <= later.capabilities
     expected = {
-        "h13": set(), "h13g": set(),
-        "h14": {"texture_engine", "topk_sort", "int8_weight_stream", "shared_kernel_memory"},
-        "h15": {"texture_engine", "topk_sort", "int8_weight_stream", "shared_kernel_memory", "sin_cos", "global_argmax"},
+        "h13": {"palette4_weight_stream"}, "h13g": {"palette4_weight_stream"},
+        "h14": {"palette4_weight_stream", "texture_engine", "topk_sort", "int8_weight_stream", "shared_kernel_memory"},
+        "h15": {"palette4_weight_stream", "texture_engine", "topk_sort", "int8_weight_stream", "shared_kernel_memory", "sin_cos",
+                "global_argmax"},
     }
     for arch, caps in expected.items():
         assert get_target(arch).capabilities == caps

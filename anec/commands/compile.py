@@ -13,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from anec.compression import COMPRESSORS
 from anec.errors import AnecError
 from anec.targets import get_target
 
@@ -117,6 +118,10 @@ def add_model_options(p: argparse.ArgumentParser, every_chip: bool = False) -> N
                    "what it costs")
     p.add_argument("--tolerance", type=float, default=1e-2, metavar="REL_L2",
                    help="--precision auto: the relative L2 error each output may have against float32 (default 1e-2)")
+    p.add_argument("--compress", choices=sorted(COMPRESSORS), help="store the weights of convolutions and matmuls (2048 values or "
+                   "more) compressed: " + "; ".join(f"{k}: {v}" for k, v in COMPRESSORS.items()))
+    p.add_argument("--compress-skip", nargs="+", default=[], metavar="NAME", help="ops (by name, as the report shows them) whose "
+                   "weights --compress leaves alone")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +137,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     ranges = dict(parse_input_range(s) for s in args.input_range) or None
     return {"input_shapes": shapes, "example_inputs": samples, "min_segment_ops": args.min_segment_ops, "pass_options": calibrate,
             "input_values": frozen, "input_ranges": ranges, "keep_fp32": args.keep_fp32, "precision": args.precision,
-            "tolerance": args.tolerance}
+            "tolerance": args.tolerance, "compress": args.compress or "", "compress_skip": tuple(args.compress_skip)}
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -315,6 +320,8 @@ def print_placement(report: Report, title: str, chip: str, *, all_ops: bool = Fa
             summary = ", ".join(f"{op} ×{n}" for op, n in kinds.most_common(4)) + (", …" if len(kinds) > 4 else "")
             table.add_row(f"ANE {first.segment}", f"{len(group)} ops", summary, "")
     console.print(table)
+    if report.weight_summary is not None:
+        console.print(report.weight_summary)
     flagged = {f"{name}: {flag.note()}" for name, flag in report.fp16_flags}
     for kind, notes in (("fixed", report.fp16_fixes), ("warning", [w for w in report.fp16_warnings if w not in flagged])):
         for note in notes:

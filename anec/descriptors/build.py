@@ -16,6 +16,7 @@ from xdsl.ir import Attribute
 from xdsl.printer import Printer
 from xdsl.rewriter import Rewriter
 
+from anec.compression import kernel_stream
 from anec.descriptors.program import (
     WEIGHT_SLOT,
     AnecFile,
@@ -30,7 +31,7 @@ from anec.dialects import ane, anehw
 from anec.dialects.discardable import NAME_ATTR, OP_ATTR, SOURCE_ATTR, WEIGHTS_FILE_ATTR
 from anec.errors import AnecError
 from anec.targets import get_target
-from anec.weights import WeightStore, dense_to_numpy, store_of
+from anec.weights import WeightStore, const_value, dense_to_numpy, store_of
 
 
 def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
@@ -38,6 +39,11 @@ def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
     weights = program.weights()
     data = bytearray(weight_section_size(program))
     for w in weights:
+        offset, _ = w.placement()
+        if w.encoding is not None:  # a kernel stream the chip reads compressed
+            stream = kernel_stream(store.compressed(w.handle.data))  # type: ignore[arg-type]
+            data[offset:offset + len(stream)] = stream
+            continue
         array = np.asarray(store[w.handle.data], dtype=np.float16).reshape(w.dims)
         if w.layout.data == "tensor":
             row = round_up(2 * w.dims[-1], memory.row_alignment_bytes.value) // 2
@@ -46,7 +52,6 @@ def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
             padded[:, :w.dims[-1]] = rows
             array = padded
         raw = array.astype("<f2").tobytes()
-        offset, _ = w.placement()
         data[offset:offset + len(raw)] = raw
     return bytes(data)
 
@@ -93,7 +98,11 @@ def anec_file(module: ModuleOp, arch: str) -> AnecFile:
                 raise AnecError(f"a program for {op.arch.data} in a module compiled for {arch}")
             programs.append(program_of(op, store, f"program{len(programs)}"))
             Rewriter.replace_op(op, anehw.CallOp(len(programs) - 1, list(op.inputs), [r.type for r in op.outputs]))
-    host = {c.handle.data: np.asarray(store[c.handle.data]) for c in graph.walk() if isinstance(c, ane.ConstOp) and c.handle is not None}
+    host = {}
+    for c in graph.walk():
+        if isinstance(c, ane.ConstOp) and c.handle is not None:
+            host[c.handle.data] = np.asarray(const_value(c, store))
+            c.properties.pop("stored", None)  # the CPU reads the expansion, in the type the IR declares
     text = _print(graph)
     return AnecFile(arch, programs, text, host, source.data if isinstance(source, StringAttr) else "")
 

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
+from anec.compression import KERNEL_FORMATS, kernel_stream_nbytes
 from anec.isa.fields import GROUP_NAMES, FieldTable, table_for
 from anec.isa.tasks import LUT_WORDS, NORMS, Coeff, Kind
 
@@ -219,6 +220,20 @@ def coeff_range(task: Task, channel: int) -> tuple[int, int] | None:
     if not task.get("kernel_dma", f"CoeffEn{channel}"):
         return None
     return 64 * task.get("kernel_dma", f"CoeffBaseAddr{channel}"), 64 * task.get("kernel_dma", f"CoeffBfrSize{channel}")
+
+
+def kernel_stream_form(task: Task) -> str | None:
+    """The compressed form of a task's kernel stream (its `neural` format fields), None for fp16."""
+    if task.get("neural", "PalettizedEn"):
+        return f"palette{task.get('neural', 'PalettizedBits')}"
+    fmt = task.get("neural", "KernelFmt")
+    return next((form for form, code in KERNEL_FORMATS.items() if code == fmt), None) if fmt else None
+
+
+def kernel_stream_bytes(task: Task) -> int:
+    """The bytes a task's kernel stream must hold: fp16 values, or its compressed form."""
+    count, form = task.coeff_elements(Coeff.KERNEL), kernel_stream_form(task)
+    return 2 * count if form is None else kernel_stream_nbytes(form, (task.out_extents[2], count // max(task.out_extents[2], 1)))
 
 
 def fp16_bits(value: float) -> int:

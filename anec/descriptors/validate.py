@@ -26,6 +26,7 @@ from anec.descriptors.program import (
     coeff_range,
     dst_view,
     f32_value,
+    kernel_stream_bytes,
     src1_view,
     src2_view,
 )
@@ -201,8 +202,8 @@ def _check_coefficients(program: Program, task: Task, where: str) -> None:
         if not needed:
             raise _fail(f"coefficient stream {channel} means nothing to {task.kind.name}", where)
         offset, size = span
-        if size < 2 * needed or offset + size > len(program.weights):
-            raise _fail(f"coefficient stream {channel} ({size} bytes at {offset}) does not hold {needed} fp16 values "
+        if size < (kernel_stream_bytes(task) if channel == Coeff.KERNEL else 2 * needed) or offset + size > len(program.weights):
+            raise _fail(f"coefficient stream {channel} ({size} bytes at {offset}) does not hold {needed} values "
                         f"inside the {len(program.weights)}-byte weight section", where)
         used = True
     if used and (task.get("header", "KBase0") != WEIGHT_SLOT or not task.get("header", "KBE0")):

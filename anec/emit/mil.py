@@ -27,6 +27,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import Float16Type, IntegerType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
+from anec.compression import AffineWeight, CompressedWeight
 from anec.dialects import ane, host
 from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import NAME_ATTR
@@ -35,7 +36,7 @@ from anec.host_kernels import python_value, run_host_op
 from anec.interpreter import entry_function, input_names, output_names
 from anec.mlpackage import DeploymentTarget, mil_name
 from anec.registry import Registry
-from anec.weights import WeightStore, const_value, store_of
+from anec.weights import WeightStore, compressed_of, const_value, store_of
 
 OpLowering = Callable[[Operation, "Lowering"], Var | Sequence[Var]]
 
@@ -72,6 +73,23 @@ def as_mil_array(array: np.ndarray, dtype: type) -> np.ndarray:
         info = np.iinfo(np.int32)
         array = np.clip(array, info.min, info.max)
     return np.asarray(array, dtype=numpy_dtype(dtype), order="C")
+
+
+def compressed_const(weight: CompressedWeight, dtype: type, name: str) -> Var:
+    """A compressed weight as the deployment target's `constexpr_*` op (coremltools picks the form by
+    the function's opset: `constexpr_affine_dequantize` or, from iOS 18, `constexpr_blockwise_shift_scale`;
+    `constexpr_lut_to_dense` in its iOS 16 or iOS 18 signature), so the package stores it compressed."""
+    from coremltools.converters.mil.frontend._utils import (
+        _construct_constexpr_dequant_op,
+        _construct_constexpr_lut_op,
+    )
+
+    float_type = numpy_dtype(dtype)
+    if isinstance(weight, AffineWeight):
+        return _construct_constexpr_dequant_op(weight.quantized, weight.zero_point.reshape(weight.scale.shape),
+                                               weight.scale.astype(float_type), weight.axis, name=name)
+    lut = weight.lut.astype(float_type).reshape((1,) * len(weight.shape) + (weight.lut.size, 1))
+    return _construct_constexpr_lut_op(weight.indices, lut, name=name)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -128,7 +146,12 @@ class Lowering:
             dtype = mil_dtype(value)
             if const.handle is not None:
                 key = (const.handle.data, dtype)
-                if key not in self.weights:
+                weight = compressed_of(const, self.store)
+                if key in self.weights:
+                    pass
+                elif weight is not None and dtype in (types.fp16, types.fp32):
+                    self.weights[key] = compressed_const(weight, dtype, self.unique(const.handle.data))
+                else:
                     self.weights[key] = self.const(const_value(const, self.store), dtype, const.handle.data)
                 self.env[value] = self.weights[key]
             else:
@@ -469,8 +492,13 @@ def _matmul(op: ane.MatmulOp, low: Lowering) -> Var:
 def _linear(op: ane.MatmulOp, rhs: np.ndarray, transpose_rhs: bool, low: Lowering) -> Var:
     """x·W (+ b) with a constant W (and b, if any): MIL's `linear`, which takes W as [N, K] and the bias."""
     dtype = mil_dtype(op.result)
-    matrix = rhs.reshape(rhs.shape[-2:])
-    weight = low.const(matrix if transpose_rhs else matrix.T, dtype, _handle(op.rhs, low) or "weight")
+    def as_rows(w: Any) -> Any:  # [N, K], from an array or a compressed weight
+        matrix = w.reshape(rhs.shape[-2:])
+        return matrix if transpose_rhs else matrix.transpose((1, 0))
+    const = low.consts.get(op.rhs)
+    stored = compressed_of(const, low.store) if const is not None else None
+    name = _handle(op.rhs, low) or "weight"
+    weight = compressed_const(as_rows(stored), dtype, low.unique(name)) if stored is not None else low.const(as_rows(rhs), dtype, name)
     mac_name, final = _mac_names(op, low, separate_bias=False)
     params: dict[str, Any] = {"x": low.var(op.lhs), "weight": weight}
     if op.bias is not None:

@@ -34,6 +34,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from anec.builder import AppendingBuilder, OpT
+from anec.compression import CompressedWeight
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
 from anec.dialects.discardable import NAME_ATTR
@@ -133,8 +134,9 @@ class NodeBuilder(AppendingBuilder):
         op.attributes[NAME_ATTR] = StringAttr(self.name)
         return super().insert(op, suffix)
 
-    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+    def constant(self, array: np.ndarray | CompressedWeight, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
         """A constant of the node (named after the weight it comes from, else the node)."""
+        assert not isinstance(array, CompressedWeight), "ATen graphs hold no compressed weights"
         return self._constant(torch.from_numpy(np.array(array, dtype=numpy_dtype(element_type_of(like)) if like is not None else None)))
 
     def value(self, x: Value, dtype: torch.dtype | None = None, rank: int | None = None) -> SSAValue:

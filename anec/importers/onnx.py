@@ -18,7 +18,7 @@ from onnx import ModelProto
 from xdsl.dialects.builtin import ModuleOp
 
 from anec.errors import AnecError, ImportFailure
-from anec.importers import onnx_contrib, onnx_recurrent  # noqa: F401 (their handlers register into the table)
+from anec.importers import onnx_contrib, onnx_quantized, onnx_recurrent  # noqa: F401 (their handlers register into the table)
 from anec.importers.onnx_graph import GraphBuilder
 from anec.importers.onnx_handlers import HANDLERS, TABLE
 from anec.importers.onnx_load import read_model

@@ -40,6 +40,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from anec.builder import AppendingBuilder
+from anec.compression import CompressedWeight
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
 from anec.dialects.discardable import (
@@ -69,6 +70,9 @@ Value = SSAValue | np.ndarray
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
                               "Multinomial"})
 TYPE_ONLY_INPUTS = {"CastLike": {1}}
+UNFOLDED: dict[str, Callable[[Node, GraphBuilder], bool]] = {}
+"""Ops whose handler takes them even when every input is constant, when the predicate holds (a
+`DequantizeLinear` of an int8 weight stays compressed, `anec.importers.onnx_quantized`)."""
 """Inputs an op reads only the element type of: they need not be constant for the op to fold."""
 FOLD_LIMIT_BYTES = 1 << 28
 """Folded results larger than this (and larger than their inputs) are computed at run time instead."""
@@ -324,6 +328,8 @@ class GraphBuilder(AppendingBuilder):
         present = [x for i, x in enumerate(node.inputs) if x and i not in type_only]
         if not present or node.op_type in NONDETERMINISTIC or any(self.const(x) is None for x in present):
             return False
+        if node.domain == "" and (keep := UNFOLDED.get(node.op_type)) is not None and keep(node, self):
+            return False
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.proto.attribute):
             return False
         inputs = [(np.empty(0, self.dtype(x)) if i in type_only else self.const(x)) if x else None for i, x in enumerate(node.inputs)]
@@ -381,10 +387,11 @@ class GraphBuilder(AppendingBuilder):
     # Handler API: making ops
     # ------------------------------------------------------------------------------------------
 
-    def constant(self, array: np.ndarray, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
-        """A new constant (inline when tiny, else in the weight store as `name`), placed before the node's ops."""
+    def constant(self, array: np.ndarray | CompressedWeight, like: SSAValue | Attribute | None = None, name: str | None = None) -> SSAValue:
+        """A new constant (inline when tiny, else in the weight store as `name`; a compressed weight
+        stays compressed), placed before the node's ops."""
         element_type = element_type_of(like) if like is not None else None
-        op = make_const(np.asarray(array), name or "const", self.store, element_type)
+        op = make_const(array if isinstance(array, CompressedWeight) else np.asarray(array), name or "const", self.store, element_type)
         self.block.add_op(op)
         return op.result
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from anec import kernels
+from anec.compression import decode_kernel_stream
 from anec.descriptors.program import (
     WEIGHT_SLOT,
     Buffer,
@@ -40,6 +41,7 @@ from anec.descriptors.program import (
     dst_view,
     f32_value,
     fp16_value,
+    kernel_stream_form,
     src1_view,
     src2_view,
 )
@@ -191,9 +193,22 @@ class Machine:
         key = (id(task), channel)
         if key not in self._coefficients:
             span = coeff_range(task, channel)
-            self._coefficients[key] = None if span is None else np.frombuffer(
-                self.slots[WEIGHT_SLOT], dtype=np.float16, count=task.coeff_elements(channel), offset=span[0]).astype(np.float32)
+            form = kernel_stream_form(task) if channel == Coeff.KERNEL else None
+            if span is not None and form is not None:
+                self._coefficients[key] = self.decompressed(task, form, span[0])
+            else:
+                self._coefficients[key] = None if span is None else np.frombuffer(
+                    self.slots[WEIGHT_SLOT], dtype=np.float16, count=task.coeff_elements(channel), offset=span[0]).astype(np.float32)
         return self._coefficients[key]
+
+    def decompressed(self, task: Task, form: str, offset: int) -> np.ndarray:
+        """A compressed kernel stream expanded as the kernel DMA does (read from the program's bytes:
+        the fp16 NaN coercion of the weight slot does not apply to packed integers)."""
+        count, channels = task.coeff_elements(Coeff.KERNEL), task.out_extents[2]
+        raw = np.frombuffer(self.program.weights, dtype=np.uint8)[offset:]
+        kernel = decode_kernel_stream(raw, form, count, channels)
+        coerce_nan(kernel)
+        return kernel.astype(np.float32)
 
     def widened(self, x: np.ndarray, flush: bool) -> np.ndarray:
         out = np.empty(x.shape, dtype=np.float32)
@@ -590,3 +605,4 @@ def _tile(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.nda
 def run_program(program: Program, inputs: Sequence[np.ndarray], machine: Machine | None = None) -> list[np.ndarray]:
     """Execute `program` on fp16 copies of `inputs`; returns its outputs (fp16, buffer shapes)."""
     return (machine or Machine.for_program(program)).run(inputs)
+

@@ -10,7 +10,8 @@ Per task, two overlapping times: the engine's (a fixed overhead plus compute) an
   groups spread over at most next_pow2 cores. Planar-engine and DMA tasks stream their bytes at the
   planar rate (L2 to L2; a program input or output also crosses DRAM, overlapped).
 - Data movement. Weights stream at the weight-stream rate (a weight above the kernel memory is tiled
-  into output-channel groups that stream one after another); activations cross DRAM at the
+  into output-channel groups that stream one after another), a compressed kernel at its stored size
+  where the chip streams its form (`weight_traffic`; the fp16 expansion elsewhere); activations cross DRAM at the
   activation rate when they are program inputs or outputs, except a source an earlier tile of the
   same op read (tiles read their op's input once from DRAM, then from L2). Intermediate tensors stay
   in L2 and cost no DMA. When the largest tensor a task touches exceeds the L2 cliff, the task
@@ -35,7 +36,15 @@ from typing import Literal
 
 from xdsl.ir import Operation
 
-from anec.analysis import activation_operands, ane_bytes, flops, largest_operand_bytes, weight_bytes
+from anec.analysis import (
+    activation_operands,
+    ane_bytes,
+    dense_bytes,
+    flops,
+    largest_operand_bytes,
+    weight_bytes,
+)
+from anec.compression import kernel_stream_nbytes
 from anec.descriptors.program import (
     FIRST_IO_SLOT,
     WEIGHT_SLOT,
@@ -61,7 +70,9 @@ from anec.isa.tasks import (
     mode_name,
     ocg_size,
 )
+from anec.legality import streamed_form
 from anec.targets import Target, get_target
+from anec.weights import compressed_of
 
 Engine = Literal["ne", "pe", "dma"]
 
@@ -322,13 +333,40 @@ def _free(op: Operation) -> bool:
     return isinstance(op, ane.ReshapeOp) and (shape_of(op.input) or (1,))[-1] == (shape_of(op.result) or (1,))[-1]
 
 
+@dataclass(frozen=True)
+class WeightTraffic:
+    """An op's weights: their fp16 (logical) bytes, the bytes the model stores, the bytes the weight
+    stream carries on a chip, and the compressed form (empty: fp16)."""
+
+    logical_bytes: int
+    stored_bytes: int
+    streamed_bytes: int
+    form: str = ""
+    streamed: bool = False
+    """Whether the chip streams the form compressed (else it expands it to fp16 in DRAM first)."""
+
+
+def weight_traffic(op: Operation, target: Target) -> WeightTraffic:
+    """The weight bytes of `op` on `target`: a compressed kernel costs its stored bytes where the chip
+    streams its form (`anec.legality.streamed_form`), its fp16 expansion elsewhere."""
+    logical = weight_bytes(op)
+    owner = op.weight.owner if isinstance(op, ane.ConvBase) else op.rhs.owner if isinstance(op, ane.MatmulOp) else None
+    weight = compressed_of(owner) if isinstance(owner, ane.ConstOp) else None
+    if weight is None:
+        return WeightTraffic(logical, logical, logical)
+    others = logical - dense_bytes(weight.shape)  # the bias
+    form = streamed_form(op, weight, target)
+    streamed = others + kernel_stream_nbytes(form, weight.shape) if form is not None else logical
+    return WeightTraffic(logical, others + weight.stored_nbytes, streamed, weight.form, form is not None)
+
+
 def op_work(op: Operation, target: Target) -> Work:
     """The work of one `ane` op as a whole (the tile pass may split it into several tasks)."""
     if _free(op) or isinstance(op, ane.ConstOp):
         return Work("dma", 0.0, tasks=0)
     read = sum(ane_bytes(shape_of(v)) for v in activation_operands(op))
     write = sum(ane_bytes(shape_of(r)) for r in op.results)
-    weights = weight_bytes(op)
+    weights = weight_traffic(op, target).streamed_bytes
     largest = largest_operand_bytes(op)
     lanes, cores = target.perf.output_channels_per_cycle.value, target.perf.cores.value
     if isinstance(op, ane.ConvBase | ane.PoolOp):

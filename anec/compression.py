@@ -1,0 +1,296 @@
+"""Compressed weights: what a weight holds when it is stored smaller than its fp16 expansion.
+
+Two forms, the ones Core ML writes and the kernel DMA reads (the hardware notes, "Weight compression"):
+
+- `AffineWeight`: int8 or uint8 values with a scale and zero point, per tensor or per channel along one
+  axis; the value is `(q - zero_point) * scale`, computed in fp32 and rounded once to fp16.
+- `PaletteWeight`: n-bit indices (1, 2, 4, 6 or 8 bits) into one fp16 codebook of 2**n entries; the
+  indices are packed least significant bit first (for 4 bits: the low nibble is the first index).
+
+Passes see a compressed weight's logical shape and its fp16 value (`fp16()`, computed once); legality,
+timing and the report see its stored bytes (`stored_nbytes`). Both forms decompress here only, so the
+interpreter, the simulator and the IR agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+
+from anec.errors import AnecError
+
+
+def _dims(shape: tuple[int | tuple[int, ...], ...]) -> tuple[int, ...]:
+    """`reshape`'s arguments as one shape, written as numpy takes them: (2, 3) or ((2, 3),)."""
+    if len(shape) == 1 and isinstance(shape[0], tuple):
+        return shape[0]
+    return tuple(d for d in shape if isinstance(d, int))
+
+class KeptOnlyExpanded(Exception):
+    """A transformation the stored form cannot follow (a reshape that splits the scaled axis)."""
+
+
+PALETTE_BITS = (1, 2, 4, 6, 8)
+"""Index widths Core ML's `constexpr_lut_to_dense` takes."""
+
+
+def pack_bits(indices: np.ndarray, bits: int) -> np.ndarray:
+    """`indices` (each < 2**bits) as a byte stream, least significant bit first (Core ML's and the
+    kernel DMA's order: two 4-bit indices a byte, the first in the low nibble)."""
+    flat = np.asarray(indices, dtype=np.uint8).reshape(-1)
+    planes = ((flat[:, None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(planes, bitorder="little")
+
+
+def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """The first `count` indices of a stream `pack_bits` wrote."""
+    planes = np.unpackbits(np.asarray(packed, dtype=np.uint8), bitorder="little")[:count * bits].reshape(count, bits)
+    return (planes.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(axis=1).astype(np.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class AffineWeight:
+    """int8/uint8 affine weight: `fp16((q - zero_point) * scale)`, per tensor (`axis` None) or per channel."""
+
+    KIND: ClassVar[str] = "affine"
+    quantized: np.ndarray
+    scale: np.ndarray           # float32: one value, or one per index of `axis`
+    zero_point: np.ndarray      # the dtype of `quantized`, shaped like `scale`
+    axis: int | None = None
+
+    def __post_init__(self) -> None:
+        q = self.quantized
+        if q.dtype not in (np.int8, np.uint8):
+            raise AnecError(f"an affine weight holds int8 or uint8 values, not {q.dtype}")
+        count = 1 if self.axis is None else q.shape[self.axis]
+        if self.scale.size != count or self.zero_point.size != count:
+            raise AnecError(f"an affine weight of shape {list(q.shape)} needs {count} scale(s) and zero point(s) "
+                            f"along axis {self.axis}, got {self.scale.size} and {self.zero_point.size}")
+        object.__setattr__(self, "scale", np.asarray(self.scale, np.float32).reshape(-1))
+        object.__setattr__(self, "zero_point", np.asarray(self.zero_point, q.dtype).reshape(-1))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.quantized.shape)
+
+    @property
+    def form(self) -> str:
+        """The name the IR prints: `int8`, `uint8`, with `/channel` when scaled per channel."""
+        return f"{self.quantized.dtype}{'' if self.axis is None else '/channel'}"
+
+    @property
+    def stored_nbytes(self) -> int:
+        """The values, plus a float32 scale and a zero point per channel."""
+        return self.quantized.size + 5 * self.scale.size
+
+    def _broadcast(self, per_channel: np.ndarray) -> np.ndarray:
+        if self.axis is None:
+            return per_channel.reshape(())
+        shape = [1] * self.quantized.ndim
+        shape[self.axis] = -1
+        return per_channel.reshape(shape)
+
+    @cached_property
+    def _fp16(self) -> np.ndarray:
+        centered = self.quantized.astype(np.float32) - self._broadcast(self.zero_point.astype(np.float32))
+        with np.errstate(over="ignore"):
+            value = (centered * self._broadcast(self.scale)).astype(np.float16)
+        value.flags.writeable = False
+        return value
+
+    def fp16(self) -> np.ndarray:
+        return self._fp16
+
+    def reshape(self, *shape: int | tuple[int, ...]) -> AffineWeight:
+        """The same weight reshaped; a per-channel axis must survive whole (its extent and what precedes it)."""
+        new = tuple(np.empty(self.shape, np.bool_).reshape(_dims(shape)).shape)
+        if self.axis is None:
+            return AffineWeight(self.quantized.reshape(new), self.scale, self.zero_point)
+        before, extent = math.prod(self.shape[:self.axis]), self.shape[self.axis]
+        axis = next((i for i in range(len(new)) if math.prod(new[:i]) == before and new[i] == extent), None)
+        if axis is None:
+            raise KeptOnlyExpanded(f"a reshape from {list(self.shape)} to {list(new)} splits the scaled axis {self.axis}")
+        return AffineWeight(self.quantized.reshape(new), self.scale, self.zero_point, axis)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> AffineWeight:
+        """A window of the weight (basic slices only), with the scales of the channels it keeps."""
+        if self.axis is None:
+            return AffineWeight(self.quantized[index], self.scale, self.zero_point)
+        along = index[self.axis] if self.axis < len(index) else slice(None)
+        return AffineWeight(self.quantized[index], self.scale[along], self.zero_point[along], self.axis)
+
+    def transpose(self, perm: tuple[int, ...]) -> AffineWeight:
+        axis = None if self.axis is None else list(perm).index(self.axis)
+        return AffineWeight(self.quantized.transpose(perm), self.scale, self.zero_point, axis)
+
+    def parts(self) -> dict[str, np.ndarray]:
+        return {"q": self.quantized, "scale": self.scale, "zero_point": self.zero_point,
+                "axis": np.asarray(-1 if self.axis is None else self.axis, np.int64)}
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray]) -> AffineWeight:
+        axis = int(parts["axis"])
+        return cls(parts["q"], parts["scale"], parts["zero_point"], None if axis < 0 else axis)
+
+
+@dataclass(frozen=True, eq=False)
+class PaletteWeight:
+    """A palettized weight: `lut[indices]`, one fp16 codebook of 2**bits entries for the whole tensor."""
+
+    KIND: ClassVar[str] = "palette"
+    indices: np.ndarray         # uint8, the logical shape, each < 2**bits
+    lut: np.ndarray             # float16, 2**bits entries
+    bits: int
+
+    def __post_init__(self) -> None:
+        if self.bits not in PALETTE_BITS:
+            raise AnecError(f"a palette takes {', '.join(map(str, PALETTE_BITS))}-bit indices, not {self.bits}")
+        if self.lut.size != 1 << self.bits:
+            raise AnecError(f"a {self.bits}-bit palette has {1 << self.bits} entries, got {self.lut.size}")
+        if self.indices.size and int(self.indices.max()) >= 1 << self.bits:
+            raise AnecError(f"palette index {int(self.indices.max())} does not fit in {self.bits} bits")
+        object.__setattr__(self, "indices", np.asarray(self.indices, np.uint8))
+        object.__setattr__(self, "lut", np.asarray(self.lut, np.float16).reshape(-1))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.indices.shape)
+
+    @property
+    def form(self) -> str:
+        return f"palette{self.bits}"
+
+    @property
+    def stored_nbytes(self) -> int:
+        """The packed indices plus the codebook."""
+        return math.ceil(self.indices.size * self.bits / 8) + self.lut.nbytes
+
+    def packed(self) -> np.ndarray:
+        return pack_bits(self.indices, self.bits)
+
+    @cached_property
+    def _fp16(self) -> np.ndarray:
+        value = self.lut[self.indices]
+        value.flags.writeable = False
+        return value
+
+    def fp16(self) -> np.ndarray:
+        return self._fp16
+
+    def reshape(self, *shape: int | tuple[int, ...]) -> PaletteWeight:
+        return PaletteWeight(self.indices.reshape(_dims(shape)), self.lut, self.bits)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> PaletteWeight:
+        return PaletteWeight(self.indices[index], self.lut, self.bits)
+
+    def transpose(self, perm: tuple[int, ...]) -> PaletteWeight:
+        return PaletteWeight(self.indices.transpose(perm), self.lut, self.bits)
+
+    def parts(self) -> dict[str, np.ndarray]:
+        return {"packed": self.packed(), "lut": self.lut, "shape": np.asarray(self.shape, np.int64)}
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray]) -> PaletteWeight:
+        shape = tuple(int(d) for d in parts["shape"])
+        bits = int(parts["lut"].size).bit_length() - 1
+        return cls(unpack_bits(parts["packed"], bits, math.prod(shape)).reshape(shape), parts["lut"], bits)
+
+
+CompressedWeight = AffineWeight | PaletteWeight
+
+
+# ------------------------------------------------------------------------------------------------
+# The kernel DMA's compressed kernel streams (anec's layout; the guide gives the forms, not the bytes)
+# ------------------------------------------------------------------------------------------------
+
+KERNEL_FORMATS: dict[str, int] = {"int8": 1, "uint8": 2}
+"""`KernelFmt` of an affine kernel stream; 0 is fp16. A palette sets `PalettizedEn` and `PalettizedBits`."""
+STREAM_FORMS = ("palette4", "int8", "uint8")
+
+
+def stream_form(weight: CompressedWeight) -> str | None:
+    """The kernel-stream form of a conv kernel [Cout, …] stored as `weight`, or None when it has none
+    (palettes other than 4-bit; scales along another axis than the output channels)."""
+    if isinstance(weight, PaletteWeight):
+        return "palette4" if weight.bits == 4 else None
+    return str(weight.quantized.dtype) if weight.axis in (None, 0) else None
+
+
+def kernel_stream_nbytes(form: str, shape: tuple[int, ...]) -> int:
+    """Bytes of a kernel stream: a palette is its 16 fp16 entries then the packed indices; an affine
+    kernel is one fp32 scale and one zero-point byte per output channel, then the values."""
+    count = math.prod(shape)
+    return 32 + (count + 1) // 2 if form == "palette4" else 5 * shape[0] + count
+
+
+def kernel_stream(weight: CompressedWeight) -> bytes:
+    if isinstance(weight, PaletteWeight):
+        return weight.lut.astype("<f2").tobytes() + weight.packed().tobytes()
+    channels = weight.shape[0]
+    scale = np.broadcast_to(weight.scale, (channels,)).astype("<f4")
+    zero = np.broadcast_to(weight.zero_point, (channels,))
+    return scale.tobytes() + zero.tobytes() + weight.quantized.tobytes()
+
+
+def decode_kernel_stream(raw: np.ndarray, form: str, count: int, channels: int) -> np.ndarray:
+    """The fp16 kernel (flat, `count` values over `channels` output channels) a stream holds, exactly
+    as `CompressedWeight.fp16()` computes it."""
+    raw = np.asarray(raw, dtype=np.uint8)
+    if form == "palette4":
+        lut = raw[:32].view("<f2")
+        return lut[unpack_bits(raw[32:], 4, count)].astype(np.float16)
+    scale = raw[:4 * channels].view("<f4")
+    zero = raw[4 * channels:5 * channels].view(np.dtype(form))
+    q = raw[5 * channels:5 * channels + count].view(np.dtype(form)).reshape(channels, -1)
+    return AffineWeight(q, scale, zero, 0).fp16().reshape(-1)
+KINDS: dict[str, type[AffineWeight] | type[PaletteWeight]] = {AffineWeight.KIND: AffineWeight, PaletteWeight.KIND: PaletteWeight}
+
+
+
+# ------------------------------------------------------------------------------------------------
+# Compressing float weights (`anec compile --compress`), data-free
+# ------------------------------------------------------------------------------------------------
+
+
+def quantize_int8(array: np.ndarray, axis: int) -> AffineWeight:
+    """Symmetric int8 per channel along `axis` (zero point 0, the form M1 takes): scale = max|w| / 127."""
+    w = np.asarray(array, np.float32)
+    others = tuple(i for i in range(w.ndim) if i != axis)
+    peak = np.max(np.abs(w), axis=others) if others else np.abs(w)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return AffineWeight(q, scale, np.zeros(scale.shape, np.int8), axis)
+
+
+FIT_SAMPLE = 1 << 16
+"""Values a palette is fitted on (a seeded sample of larger weights); every value is then assigned."""
+
+
+def palettize(array: np.ndarray, bits: int = 4, iterations: int = 64) -> PaletteWeight:
+    """A 2**bits-entry fp16 codebook by k-means over the values (Lloyd's algorithm in one dimension:
+    clusters are intervals, so assignment is a search among the midpoints), started at quantiles."""
+    values = np.asarray(array, np.float32).reshape(-1)
+    sample = values if values.size <= FIT_SAMPLE else np.random.default_rng(0).choice(values, FIT_SAMPLE, replace=False)
+    entries = 1 << bits
+    centers = np.quantile(sample, (np.arange(entries) + 0.5) / entries).astype(np.float32)
+    for _ in range(iterations):
+        index = np.searchsorted((centers[1:] + centers[:-1]) / 2, sample)
+        counts = np.bincount(index, minlength=entries)
+        sums = np.bincount(index, weights=sample, minlength=entries)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centers).astype(np.float32)
+        if np.array_equal(updated, centers):
+            break
+        centers = np.sort(updated)
+    lut = centers.astype(np.float16)
+    index = np.searchsorted((lut[1:].astype(np.float32) + lut[:-1].astype(np.float32)) / 2, values)
+    return PaletteWeight(index.astype(np.uint8).reshape(np.shape(array)), lut, bits)
+
+
+COMPRESSORS = {"int8": "symmetric int8 per output channel", "palettize4": "a 16-entry fp16 palette per tensor (k-means)"}
+"""The `--compress` modes."""

@@ -1,0 +1,155 @@
+"""QDQ ONNX: constant int8 weights import compressed, activation quantize/dequantize pairs run on the ANE
+with their rounding emulated at fp16; outputs follow onnxruntime running the same quantized model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import anec
+from anec.compression import AffineWeight
+from anec.dialects import ane, host
+from anec.dialects.discardable import FP16_WARNINGS_ATTR, notes
+from anec.importers.onnx import import_onnx
+from anec.interpreter import interpret
+from anec.weights import compressed_of, store_of
+from tests.importers.onnx_models import F, model
+from tests.importers.quantized_models import INPUT_SHAPE, cosine, onnxruntime_run, static_qdq
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def qdq_models(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+    folder = tmp_path_factory.mktemp("qdq")
+    return {per_channel: static_qdq(folder, per_channel) for per_channel in (True, False)}
+
+
+def _stored(module) -> dict[str, AffineWeight]:
+    return {op.handle.data: compressed_of(op) for op in module.walk() if isinstance(op, ane.ConstOp) and op.stored is not None}
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_quantize_static_weights_import_compressed_and_nothing_runs_on_the_cpu(qdq_models: dict[bool, Path], per_channel: bool) -> None:
+    module = import_onnx(qdq_models[per_channel])
+    assert not [op for op in module.walk() if isinstance(op, host.HostOp)]
+    stored = _stored(module)
+    assert sorted(stored) == ["w1_quantized", "w2_quantized", "wg_quantized", "wm_quantized"]
+    assert all(w.quantized.dtype == np.int8 for w in stored.values())
+    assert {name: w.axis for name, w in stored.items()} == (
+        {"w1_quantized": 0, "w2_quantized": 0, "wg_quantized": 0, "wm_quantized": 1} if per_channel else dict.fromkeys(stored))
+    store = store_of(module)  # no float copy of a weight sits beside its compressed form
+    assert not [h for h in store if store.compressed(h) is None and store[h].size >= 32 * 27]
+
+
+def test_weights_stay_compressed_through_the_graph_passes(qdq_models: dict[bool, Path]) -> None:
+    compiled = anec.compile(qdq_models[True], target="m1", emit="ir")
+    stored = _stored(compiled.ir)
+    assert len(stored) == 4 and all(isinstance(w, AffineWeight) for w in stored.values())
+    shapes = sorted(w.shape for w in stored.values())  # the linear layers became 1x1 convs, their weights moved stored
+    assert shapes == [(32, 3, 3, 3), (64, 32, 3, 3), (64, 128, 1, 1), (128, 64, 1, 1)]
+    assert next(w for w in stored.values() if w.shape == (64, 128, 1, 1)).axis == 0
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_static_qdq_matches_onnxruntime_on_the_graph_and_on_the_simulator(qdq_models: dict[bool, Path], per_channel: bool) -> None:
+    path = qdq_models[per_channel]
+    x = np.random.default_rng(5).standard_normal(INPUT_SHAPE).astype(np.float32)
+    expected = onnxruntime_run(path, x)
+    for chip in ("m1", "m4"):
+        compiled = anec.compile(path, target=chip, emit="ir")
+        assert cosine(interpret(compiled.ir, {"x": x})[0], expected) >= 0.999
+        (simulated,) = compiled.run({"x": x}).values()
+        assert cosine(simulated, expected) >= 0.999
+
+
+def _qdq_pair(scale: float, zero: int, dtype: int) -> object:
+    zero_array = np.array(zero, np.uint8 if dtype == TensorProto.UINT8 else np.int8)
+    inits = {"s": np.array(scale, np.float32), "z": zero_array}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant")]
+    m = model(nodes, [("x", F, [1, 4, 4, 8])], ["y"], inits)
+    m.graph.output[0].type.tensor_type.elem_type = F  # onnxruntime wants typed outputs
+    return m
+
+
+@pytest.mark.parametrize(("zero", "dtype"), [(0, TensorProto.INT8), (128, TensorProto.UINT8), (3, TensorProto.UINT8)])
+def test_an_activation_pair_rounds_half_to_even_and_clamps_like_onnxruntime(zero: int, dtype: int, tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime
+
+    m = _qdq_pair(0.25, zero, dtype)
+    path = tmp_path / "pair.onnx"
+    onnx.save(m, path)
+    # ties (0.125 / 0.25 = 0.5, 0.375 / 0.25 = 1.5), values beyond the range, all exact in fp16
+    x = (np.arange(128, dtype=np.float32) - 64).reshape(1, 4, 4, 8) * 0.125 * np.float32(1.5) ** (np.arange(128) % 3 == 0).reshape(1, 4, 4, 8)
+    x = x.astype(np.float16).astype(np.float32)
+    expected = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    compiled = anec.compile(path, target="m1", emit="ir")
+    assert not [op for op in compiled.ir.walk() if isinstance(op, host.HostOp)]
+    np.testing.assert_array_equal(interpret(compiled.ir, {"x": x})[0], expected)
+    (simulated,) = compiled.run({"x": x}).values()
+    np.testing.assert_array_equal(simulated, expected)
+    rounding = [op for op in compiled.ir.walk() if notes(op, FP16_WARNINGS_ATTR)]
+    assert len(rounding) == 1 and "emulated in fp16 on the ANE" in notes(rounding[0], FP16_WARNINGS_ATTR)[0]
+
+
+def test_a_quantize_read_by_another_op_stays_on_the_cpu() -> None:
+    m = _qdq_pair(0.25, 0, TensorProto.INT8)
+    m.graph.output.append(helper.make_tensor_value_info("q", TensorProto.INT8, None))
+    module = import_onnx(m)
+    (cpu,) = [op for op in module.walk() if isinstance(op, host.HostOp)]
+    assert cpu.op_name.data == "onnx.QuantizeLinear"
+
+
+def test_scalar_constants_fold_to_arrays() -> None:
+    """quantize_static quantizes BERT's scalar constants (the attention scale) too: 0-d in, 0-d out."""
+    inits = {"c": np.array(7, np.int8), "s": np.array(0.5, np.float32), "z": np.array(1, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["c", "s", "z"], ["k"], name="dq"),
+             helper.make_node("Mul", ["x", "k"], ["y"], name="scale")]
+    m = model(nodes, [("x", F, [2, 3])], ["y"], inits)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], x * 3.0)
+
+
+def test_a_weight_brought_to_a_batched_inputs_rank_stays_compressed() -> None:
+    """BERT's MatMuls take a [1, S, K] input: the [K, N] weight becomes [1, K, N], still int8 per column."""
+    q = np.arange(-24, 24, dtype=np.int8).reshape(8, 6)
+    inits = {"w": q, "s": np.linspace(0.01, 0.06, 6).astype(np.float32), "z": np.zeros(6, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wd"], name="dq", axis=1),
+             helper.make_node("MatMul", ["x", "wd"], ["y"], name="mm")]
+    module = import_onnx(model(nodes, [("x", F, [1, 4, 8])], ["y"], inits))
+    (weight,) = _stored(module).values()
+    assert weight.shape == (1, 8, 6) and weight.axis == 2
+    x = np.random.default_rng(0).standard_normal((1, 4, 8)).astype(np.float32)
+    np.testing.assert_allclose(interpret(module, {"x": x})[0], x @ (q * inits["s"]), rtol=1e-3, atol=1e-3)
+
+
+def test_an_int8_embedding_table_stays_compressed_and_the_cpu_gathers_its_expansion(tmp_path: Path) -> None:
+    import onnx
+
+    table = np.random.default_rng(1).integers(-128, 128, (50, 16)).astype(np.int8)
+    inits = {"t": table, "s": np.array(0.02, np.float32), "z": np.array(3, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["t", "s", "z"], ["td"], name="dq"),
+             helper.make_node("Gather", ["td", "ids"], ["e"], name="embed"),
+             helper.make_node("Relu", ["e"], ["y"], name="relu")]
+    m = model(nodes, [("ids", TensorProto.INT64, [1, 5])], ["y"], inits)
+    path = tmp_path / "embed.onnx"
+    onnx.save(m, path)
+    compiled = anec.compile(path, target="m4", emit="ir")
+    assert [w.form for w in _stored(compiled.ir).values()] == ["int8"]
+    ids = np.array([[0, 7, 49, 7, 3]], np.int64)
+    expected = np.maximum((table[ids[0]].astype(np.float32) - 3) * np.float32(0.02), 0)[None]
+    np.testing.assert_allclose(compiled.run({"ids": ids})["y"], expected, rtol=1e-3, atol=1e-3)
+
+
+def test_a_weight_without_a_zero_point_is_symmetric_int8() -> None:
+    q = np.arange(-12, 12, dtype=np.int8).reshape(4, 6)
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s"], ["wd"], name="dq"),
+             helper.make_node("MatMul", ["x", "wd"], ["y"], name="mm")]
+    module = import_onnx(model(nodes, [("x", F, [3, 4])], ["y"], {"w": q, "s": np.array(0.5, np.float32)}))
+    (weight,) = _stored(module).values()
+    assert weight.quantized.dtype == np.int8 and weight.zero_point.tolist() == [0] and weight.axis is None

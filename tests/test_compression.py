@@ -1,0 +1,151 @@
+"""Compressed weights: the two stored forms, the store that keeps them, and constants that name them."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from xdsl.dialects.builtin import ModuleOp, StringAttr, f32
+from xdsl.dialects.func import FuncOp, ReturnOp
+from xdsl.ir import Block, Region
+from xdsl.printer import Printer
+
+from anec.compression import AffineWeight, KeptOnlyExpanded, PaletteWeight, pack_bits, unpack_bits
+from anec.dialects import ane
+from anec.dialects.ane import tensor
+from anec.errors import AnecError
+from anec.interpreter import interpret
+from anec.weights import (
+    WEIGHTS_FILE_ATTR,
+    WeightStore,
+    attach,
+    compressed_of,
+    const_value,
+    load_module,
+    make_compressed_const,
+)
+
+RNG = np.random.default_rng(20)
+
+
+def test_four_bit_indices_pack_low_nibble_first() -> None:
+    assert pack_bits(np.array([1, 2, 15, 0, 7]), 4).tolist() == [0x21, 0x0F, 0x07]
+    assert pack_bits(np.array([1, 0, 0, 1, 1, 1, 0, 0, 1]), 1).tolist() == [0b00111001, 0b1]
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 6, 8])
+def test_packing_round_trips_at_every_palette_width(bits: int) -> None:
+    indices = RNG.integers(0, 1 << bits, 37).astype(np.uint8)
+    packed = pack_bits(indices, bits)
+    assert packed.size == -(-37 * bits // 8)
+    assert unpack_bits(packed, bits, 37).tolist() == indices.tolist()
+
+
+def test_affine_weight_is_q_minus_zero_times_scale_rounded_once_to_fp16() -> None:
+    q = np.array([[0, 255, 128], [10, 20, 30]], np.uint8)
+    w = AffineWeight(q, np.array([0.1, 3e-3], np.float32), np.array([128, 20], np.uint8), axis=0)
+    expected = np.array([[-12.8, 12.7, 0.0], [-0.03, 0.0, 0.03]], np.float32).astype(np.float16)
+    assert w.fp16().dtype == np.float16 and w.fp16().tobytes() == expected.tobytes()
+    assert w.stored_nbytes == 6 + 2 * 5 and w.form == "uint8/channel"
+    per_tensor = AffineWeight(q.astype(np.int8) // 2, np.array(0.5, np.float32), np.array(0, np.int8))
+    assert per_tensor.form == "int8" and per_tensor.fp16().tolist() == ((q.astype(np.int8) // 2) * 0.5).tolist()
+
+
+def test_affine_weight_refuses_scales_that_do_not_match_the_axis() -> None:
+    with pytest.raises(AnecError, match="needs 2 scale"):
+        AffineWeight(np.zeros((2, 3), np.int8), np.ones(3, np.float32), np.zeros(3, np.int8), axis=0)
+
+
+def test_palette_weight_reads_its_codebook_and_counts_packed_bytes() -> None:
+    lut = np.linspace(-1, 1, 16).astype(np.float16)
+    indices = RNG.integers(0, 16, (8, 6)).astype(np.uint8)
+    w = PaletteWeight(indices, lut, 4)
+    assert w.fp16().tobytes() == lut[indices].tobytes()
+    assert w.stored_nbytes == 24 + 32 and w.form == "palette4"
+    with pytest.raises(AnecError, match="does not fit in 2 bits"):
+        PaletteWeight(indices, lut[:4], 2)
+
+
+def _affine(shape: tuple[int, ...] = (5, 4)) -> AffineWeight:
+    return AffineWeight(RNG.integers(-127, 128, shape).astype(np.int8), RNG.uniform(1e-3, 1e-2, shape[0]).astype(np.float32),
+                        np.zeros(shape[0], np.int8), axis=0)
+
+
+def test_the_store_serves_the_fp16_value_and_counts_stored_bytes(tmp_path: Path) -> None:
+    store = WeightStore()
+    affine, palette = _affine(), PaletteWeight(RNG.integers(0, 16, (3, 7)).astype(np.uint8), RNG.standard_normal(16).astype(np.float16), 4)
+    a, p = store.add_compressed(affine, "fc.weight"), store.add_compressed(palette, "fc.weight")
+    plain = store.add(np.ones(3, np.float32), "b")
+    assert (a, p) == ("fc.weight", "fc.weight#1") and set(store) == {a, p, plain} and len(store) == 3
+    assert store[a].tobytes() == affine.fp16().tobytes()
+    assert store.nbytes == affine.stored_nbytes + palette.stored_nbytes + 12
+    store.save(tmp_path / "w.npz")
+    loaded = WeightStore.load(tmp_path / "w.npz")
+    again = loaded.compressed(a)
+    assert isinstance(again, AffineWeight) and again.quantized.tobytes() == affine.quantized.tobytes() and again.axis == 0
+    assert loaded[p].tobytes() == palette.fp16().tobytes() and loaded.compressed(plain) is None
+    store.prune([p])
+    assert list(store) == [p]
+
+
+def _module(store: WeightStore, weight: AffineWeight | PaletteWeight) -> ModuleOp:
+    block = Block(arg_types=[tensor((2, 5))])
+    const = make_compressed_const(weight, "fc.weight", store, f32)
+    mm = ane.MatmulOp(block.args[0], const.result)
+    block.add_ops([const, mm, ReturnOp(mm.result)])
+    return ModuleOp([FuncOp("main", ([block.args[0].type], [mm.result.type]), Region(block))])
+
+
+def _print(module: ModuleOp) -> str:
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    return out.getvalue()
+
+
+def test_a_compressed_constant_prints_its_form_and_round_trips_with_its_weights(tmp_path: Path) -> None:
+    store = WeightStore()
+    weight = _affine()
+    module = _module(store, weight)
+    attach(module, store)
+    text = _print(module)
+    assert 'ane.const "fc.weight" stored "int8/channel" : tensor<5x4xf32>' in text
+    module.attributes[WEIGHTS_FILE_ATTR] = StringAttr("m.weights.npz")
+    store.save(tmp_path / "m.weights.npz")
+    (tmp_path / "m.mlir").write_text(_print(module))
+    loaded = load_module(tmp_path / "m.mlir")
+    const = next(op for op in loaded.walk() if isinstance(op, ane.ConstOp))
+    assert isinstance(compressed_of(const), AffineWeight) and _print(loaded) == _print(module)
+    value = const_value(const)
+    assert value.dtype == np.float32 and value.tolist() == weight.fp16().astype(np.float32).tolist()
+    x = RNG.standard_normal((2, 5)).astype(np.float32)
+    (y,) = interpret(loaded, [x])
+    np.testing.assert_allclose(y, x @ weight.fp16().astype(np.float32), rtol=1e-5)
+
+
+def test_a_constant_whose_store_entry_disagrees_with_its_form_is_refused() -> None:
+    store = WeightStore()
+    module = _module(store, _affine())
+    attach(module, store)
+    const = next(op for op in module.walk() if isinstance(op, ane.ConstOp))
+    const.properties["stored"] = StringAttr("palette4")
+    with pytest.raises(AnecError, match="stored int8/channel, the IR says palette4"):
+        const_value(const)
+
+
+@pytest.mark.parametrize("move", [
+    lambda a: a.reshape((1, 5, 4)), lambda a: a.transpose((1, 0)), lambda a: a[(slice(1, 4), slice(None))],
+    lambda a: a[(slice(None), slice(0, 2))], lambda a: a.reshape((5, 4, 1, 1)).transpose((1, 0, 2, 3)),
+], ids=["lift", "transpose", "rows", "columns", "as-kernel"])
+@pytest.mark.parametrize("make", [_affine, lambda: PaletteWeight(RNG.integers(0, 16, (5, 4)).astype(np.uint8),
+                                                                  RNG.standard_normal(16).astype(np.float16), 4)],
+                         ids=["affine", "palette"])
+def test_moving_a_compressed_weight_moves_its_value(move, make) -> None:
+    weight = make()
+    assert move(weight).fp16().tobytes() == np.ascontiguousarray(move(weight.fp16())).tobytes()
+
+
+def test_a_reshape_that_splits_the_scaled_axis_is_refused() -> None:
+    with pytest.raises(KeptOnlyExpanded, match="splits the scaled axis 0"):
+        _affine((6, 4)).reshape((2, 3, 4))
