@@ -18,6 +18,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from anec.compression import COMPRESSORS, CompressedWeight, palettize, quantize_int8
 from anec.dialects import ane, host
@@ -84,7 +85,7 @@ class CompressPass(ModulePass):
                 error = float(np.linalg.norm(compressed.fp16().astype(np.float32) - array)) / max(float(np.linalg.norm(array)), 1e-30)
                 new = make_compressed_const(compressed, const.handle.data, store, element_type_of(weight))
                 new.attributes.update(const.attributes)
-                const.parent_block().insert_op_before(new, const)  # type: ignore[union-attr]
+                Rewriter.insert_op(new, InsertPoint.before(const))
                 done[key] = (new.result, f"compressed by ane-compress: relative weight error {error:.2e}")
                 replaced.append(const)
             value, note = done[key]

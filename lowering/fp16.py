@@ -453,8 +453,8 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
 def _const_to_f16(op: ane.ConstOp, converted: dict[str, str]) -> None:
     """Replace an f32 constant by its fp16 copy (one copy per weight handle)."""
     typ = tensor(shape_of(op.result), f16)
-    if op.stored is not None:  # a compressed weight's value is exact in fp16: the same stored weight, read as f16
-        new = ane.ConstOp(typ, handle=op.handle.data, stored=op.stored.data)  # type: ignore[union-attr]
+    if op.stored is not None and op.handle is not None:  # a compressed weight's value is exact in fp16: the same stored weight, read as f16
+        new = ane.ConstOp(typ, handle=op.handle.data, stored=op.stored.data)
     elif op.handle is not None and op.handle.data in converted:
         new = ane.ConstOp(typ, handle=converted[op.handle.data])
     else:

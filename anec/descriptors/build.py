@@ -41,7 +41,9 @@ def weight_section(program: anehw.ProgramOp, store: WeightStore) -> bytes:
     for w in weights:
         offset, _ = w.placement()
         if w.encoding is not None:  # a kernel stream the chip reads compressed
-            stream = kernel_stream(store.compressed(w.handle.data))  # type: ignore[arg-type]
+            weight = store.compressed(w.handle.data)
+            assert weight is not None, f"{w.handle.data} is encoded, so its weight is stored compressed"
+            stream = kernel_stream(weight)
             data[offset:offset + len(stream)] = stream
             continue
         array = np.asarray(store[w.handle.data], dtype=np.float16).reshape(w.dims)
