@@ -4,7 +4,8 @@ The ANE stores tensors as [N, C, H, W] with W contiguous and each W row padded t
 matmul engine is a 1×1 convolution over C. So, as Apple's transformer guidance does by hand:
 
 1. a matmul with constant weights (a linear layer) becomes a 1×1 conv over (N, K, 1, M): features on
-   C, the sequence on W; 1-D convs and pools become 2-D ones over (N, C, 1, W);
+   C, the sequence on W; 1-D convs and pools become 2-D ones over (N, C, 1, W), and so do 2-D ones
+   that slide only along H of an (N, C, H, 1) tensor;
 2. every run of layout-agnostic ops (elementwise, norms, softmax, reductions, concat, …) — a *region*
    — picks one axis order for all its tensors: the one that leaves the fewest transposes at its
    edges (the residual stream of a transformer settles on (B, C, 1, S)), lifted to rank 4 and
@@ -123,6 +124,38 @@ class LiftWindowOps(RewritePattern):
         else:
             new = type(op)(lifted, [1, *values(op.kernel)], **wide)
         emit.replace(emit.reshape(emit(new), shape_of(op.result)))
+
+
+class WindowsAlongWidth(RewritePattern):
+    """A window op that slides only along H of an (N, C, H, 1) tensor — a 1-D conv written with
+    (K, 1) kernels — runs on (N, C, 1, H): the same op with its H and W parameters swapped. Each
+    (N, C, H, 1) row holds one element padded to 64 bytes, 32 times the data; as (N, C, 1, H) the
+    rows are full and the tiler sees the (1, K) form whatever orientation the model chose. The
+    transposes at the ends swap a unit axis, so they are reshapes, and cancel between such ops."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.ConvBase | ane.PoolOp, rewriter: PatternRewriter) -> None:
+        x, y = shape_of(op.input), shape_of(op.results[0])
+        if len(x) != 4 or x[3] != 1 or y[3] != 1 or x[2] == 1:
+            return
+        kernel = op.kernel() if isinstance(op, ane.ConvBase) else values(op.kernel)
+        pads = values(op.pads)
+        dilations = values(op.dilations) if isinstance(op, ane.ConvBase) else (1, 1)
+        if kernel[1] != 1 or values(op.strides)[1] != 1 or dilations[1] != 1 or pads[1] or pads[3]:
+            return
+        swap = (0, 1, 3, 2)
+        emit = Emitter(op, rewriter)
+        operands = [emit.transpose(op.input, swap)]
+        if isinstance(op, ane.ConvBase):
+            operands += [emit.transpose(op.weight, swap), *op.operands[2:]]
+        properties = dict(op.properties)
+        for key in ("kernel", "strides", "dilations", "output_padding"):
+            if key in properties:
+                properties[key] = ints(list(reversed(values(properties[key]))))
+        properties["pads"] = ints([pads[1], pads[0], pads[3], pads[2]])
+        new = type(op).create(operands=operands, result_types=[tensor((y[0], y[1], 1, y[2]), element_type_of(op.results[0]))],
+                              properties=properties)
+        emit.replace(emit.transpose(emit(new), swap))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -663,7 +696,7 @@ class LayoutPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.heads not in HEAD_MODES:
             raise AnecError(f"ane-layout: heads={self.heads!r}", hint=f"use one of {', '.join(HEAD_MODES)}")
-        walk(op, [LinearToConv(), LiftWindowOps()])
+        walk(op, [LinearToConv(), LiftWindowOps(), WindowsAlongWidth()])
         target = get_target(self.target)
         assign_layouts(op, target, lift_only=True)
         for round_ in range(self.max_rounds):
