@@ -513,6 +513,13 @@ class Cut:
     def bounds(self) -> Bounds:
         return even_bounds(self.extent, -(-self.extent // self.size), self.granule)
 
+    def widest(self) -> tuple[int, int]:
+        """The middle one of the widest pieces (away from the edges, it keeps its whole halo)."""
+        bounds = self.bounds()
+        size = max(hi - lo for lo, hi in bounds)
+        widest = [(lo, hi) for lo, hi in bounds if hi - lo == size]
+        return widest[len(widest) // 2]
+
 
 class TilePlanner:
     """Solves for the tile shape of an op that breaks a size limit: the largest pieces along each
@@ -570,13 +577,13 @@ class TilePlanner:
     # -- feasibility ----------------------------------------------------------------------------
 
     def fits(self, op: Operation, cuts: list[Cut]) -> bool:
-        """Do the pieces of `op` cut by `cuts` satisfy the size limits? The middle piece along each
-        axis answers for all: pieces are near-equal, the last no larger, and a piece at an edge loses
-        part of its halo to the padding."""
+        """Do the pieces of `op` cut by `cuts` satisfy the size limits? The widest piece along each
+        axis answers for all: a narrower one holds less, and one at an edge loses part of its halo
+        to the padding."""
         active = [c for c in cuts if c.size < c.extent]
         if not active:
             return within_sizes(op, self.target)
-        return self._piece_fits(op, [(c.axis, *(b := c.bounds())[len(b) // 2]) for c in active])
+        return self._piece_fits(op, [(c.axis, *c.widest()) for c in active])
 
     def _piece_fits(self, op: Operation, ranges: list[tuple[int, int, int]]) -> bool:
         p = CandidatePieces(op)
@@ -913,8 +920,8 @@ def tile_ops(ops: list[Operation], target: Target) -> None:
     work = list(reversed(ops))
     while work:
         op = work.pop()
-        if op.parent is None:
-            continue
+        if op.parent is None or not any(r.uses for r in op.results):
+            continue  # replaced, or a slice whose consumer was cut again (dce removes it)
         verdict = legality(op, target, strict=True)
         if verdict.ok or not verdict.tileable:
             continue
@@ -922,7 +929,7 @@ def tile_ops(ops: list[Operation], target: Target) -> None:
         reshaping = [rule for rule in failing if rule not in SIZE_RULES]
         created = TILERS[reshaping[0]](op, target) if reshaping else planner.tile(op)
         if created:
-            work.extend(reversed(created))
+            work.extend(created)  # consumers first: a piece cut again leaves the slices that fed it unused
 
 
 def verify_tiled(module: ModuleOp, target: Target) -> None:

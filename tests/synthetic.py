@@ -1,6 +1,6 @@
-"""Synthetic ONNX models for the compile-time benchmark: shapes real models have that the zoo lacks.
+"""Synthetic ONNX models, built in plain ONNX: shapes real models have that the zoo lacks.
 
-    python benchmarks/synthetic.py NAME OUT.onnx     # write one (then: anec compile OUT.onnx --timings)
+    python -m tests.synthetic NAME OUT.onnx     # write one (then: anec compile OUT.onnx --timings)
 
 `pitch-k1` is a CREPE-like pitch tracker whose 1-D convolutions are written the way Keras ports
 write them, as (K, 1) kernels on (N, C, T, 1) tensors; `pitch-1k` is the same network as (1, K)
@@ -25,9 +25,11 @@ FRAME = 1024
 CLASSES = 360
 
 
-def pitch_tracker(batch: int, time_on_height: bool) -> ModelProto:
-    """The CREPE-like stack over `batch` frames of FRAME samples; `time_on_height` puts time on H
-    with (K, 1) kernels, otherwise on W with (1, K) kernels."""
+def pitch_tracker(batch: int, time_on_height: bool, layers: tuple[tuple[int, int, int], ...] = PITCH_LAYERS,
+                  frame: int = FRAME, classifier: bool = True) -> ModelProto:
+    """The CREPE-like stack of `layers` over `batch` frames of `frame` samples; `time_on_height` puts
+    time on H with (K, 1) kernels, otherwise on W with (1, K) kernels. Without the `classifier` the
+    model ends at the last pool."""
     rng = np.random.default_rng(0)
 
     def oriented(k: int) -> list[int]:
@@ -37,8 +39,8 @@ def pitch_tracker(batch: int, time_on_height: bool) -> ModelProto:
         return [before, 0, after, 0] if time_on_height else [0, before, 0, after]
 
     nodes, weights = [], []
-    x, channels, length = "frame", 1, FRAME
-    for i, (out, taps, stride) in enumerate(PITCH_LAYERS):
+    x, channels, length = "frame", 1, frame
+    for i, (out, taps, stride) in enumerate(layers):
         w = (rng.standard_normal((out, channels, *oriented(taps))) / np.sqrt(channels * taps)).astype(np.float32)
         weights += [numpy_helper.from_array(w, f"conv{i}.w"), numpy_helper.from_array(np.zeros(out, np.float32), f"conv{i}.b")]
         total = max((-(-length // stride) - 1) * stride + taps - length, 0)  # Keras "same" padding
@@ -54,14 +56,16 @@ def pitch_tracker(batch: int, time_on_height: bool) -> ModelProto:
         nodes.append(helper.make_node("MaxPool", [f"relu{i}"], [f"pool{i}"], name=f"max_pool_{i}", kernel_shape=oriented(2),
                                       strides=oriented(2)))
         x, channels, length = f"pool{i}", out, -(-length // stride) // 2
-    w = (rng.standard_normal((channels * length, CLASSES)) / np.sqrt(channels * length)).astype(np.float32)
-    weights += [numpy_helper.from_array(w, "classifier.w"), numpy_helper.from_array(np.array([batch, -1], np.int64), "flat")]
-    nodes += [helper.make_node("Reshape", [x, "flat"], ["flattened"], name="flatten"),
-              helper.make_node("MatMul", ["flattened", "classifier.w"], ["logits"], name="classifier"),
-              helper.make_node("Sigmoid", ["logits"], ["pitch"], name="activation")]
-    frame = [batch, 1, FRAME, 1] if time_on_height else [batch, 1, 1, FRAME]
-    graph = helper.make_graph(nodes, "pitch_tracker", [helper.make_tensor_value_info("frame", TensorProto.FLOAT, frame)],
-                              [helper.make_tensor_value_info("pitch", TensorProto.FLOAT, [batch, CLASSES])], weights)
+    output = helper.make_tensor_value_info(x, TensorProto.FLOAT, [batch, channels, length, 1] if time_on_height else [batch, channels, 1, length])
+    if classifier:
+        w = (rng.standard_normal((channels * length, CLASSES)) / np.sqrt(channels * length)).astype(np.float32)
+        weights += [numpy_helper.from_array(w, "classifier.w"), numpy_helper.from_array(np.array([batch, -1], np.int64), "flat")]
+        nodes += [helper.make_node("Reshape", [x, "flat"], ["flattened"], name="flatten"),
+                  helper.make_node("MatMul", ["flattened", "classifier.w"], ["logits"], name="classifier"),
+                  helper.make_node("Sigmoid", ["logits"], ["pitch"], name="activation")]
+        output = helper.make_tensor_value_info("pitch", TensorProto.FLOAT, [batch, CLASSES])
+    shape = [batch, 1, frame, 1] if time_on_height else [batch, 1, 1, frame]
+    graph = helper.make_graph(nodes, "pitch_tracker", [helper.make_tensor_value_info("frame", TensorProto.FLOAT, shape)], [output], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -70,7 +74,7 @@ MODELS: dict[str, Callable[[], ModelProto]] = {
     "pitch-1k-b8": lambda: pitch_tracker(8, time_on_height=False),
     "pitch-k1-b1": lambda: pitch_tracker(1, time_on_height=True),
 }
-"""The synthetic cases by name (what `compile_time.py --synthetic` compiles)."""
+"""The synthetic cases by name (what `benchmarks/compile_time.py --synthetic` compiles)."""
 
 
 def write(name: str, path: Path) -> Path:
