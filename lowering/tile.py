@@ -1,13 +1,8 @@
-"""ane-tile: rewrite every ANE op that breaks a limit of the target until it fits, then verify.
+"""ane-tile: rewrite every ANE op that breaks a limit of the target so that it fits, then verify.
 
 The legality predicate marks some limits *tileable*; this pass removes each one with the rewrite
-the hardware's own compiler uses:
+the hardware's own compiler uses. First the limits on an op's form:
 
-  dims / working-set   split the output along an axis (rows first, then channels, batch, width),
-                       each piece reading only its window of the inputs (halos for windows), and
-                       concatenate; a conv whose input channels are too many sums partial convs
-  kernel-memory        split output channels so each piece's weights fit the kernel memory
-                       (input channels, with accumulation, when even one channel does not fit)
   conv kernel size     a large kernel as a sum of convs with smaller kernels over shifted windows
   strides > 2          convs: space-to-depth (equal strides, no dilation, groups 1), else each
                        kernel tap along the axis reads a strided window (concatenated for one
@@ -17,9 +12,18 @@ the hardware's own compiler uses:
   pads                 large pads become explicit pads, chained in legal steps
   group taps, batch    split groups or batch elements
 
-The worklist re-checks every new op, so pieces that still break a limit are split again. At the
-end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises otherwise.
-Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.
+then the size limits (L2 working set, kernel memory, dimensions) together: the tile shape is
+solved for, not searched for. For each axis of the output (rows, channels, batch, width) and the
+contraction of a conv or matmul, the planner takes the largest piece that keeps every tensor,
+kernel and input window (with its halo) of the piece within every limit at once, as the legality
+predicate judges a candidate piece built detached; the axes the hardware streams worst (width,
+then batch, then channels, then the contraction, whose pieces must be summed) are kept as whole as
+cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel lanes and groups. Each piece
+reads only its window of the inputs and the pieces are concatenated (or summed). A plan's pieces
+fit by construction, so the pass always ends; an op no tile shape fits is left for the verifier.
+
+At the end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises
+otherwise. Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.
 """
 
 from __future__ import annotations
@@ -595,6 +599,8 @@ class TilePlanner:
                 if piece is None:
                     return False
                 p.created.append(piece)
+                if isinstance(piece, ane.SliceOp) and not isinstance(op, ane.SliceOp) and piece.input.owner in p.created:
+                    piece = piece.input.owner  # a crop of a wider piece (pads, resizes): the wider one is what is cut further
             assert piece is not None
             return all(within_sizes(o, self.target) for o in _feeding(piece, set(p.created)))
         finally:
