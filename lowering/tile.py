@@ -556,7 +556,7 @@ class TilePlanner:
 
     def granule(self, op: Operation, axis: int) -> int:
         """Cuts fall on multiples of this: whole groups of a grouped conv, whole copies of a tile,
-        whole 4-channel lanes of a MAC's output channels, whole 64-byte rows of the width."""
+        whole 64-byte rows of the width (a MAC's output channels: see `lanes`)."""
         extent = self.extent(op, axis)
         if axis == CONTRACTION:
             return 1
@@ -564,11 +564,15 @@ class TilePlanner:
             return extent // op.groups.value.data
         if isinstance(op, ane.TileOp) and values(op.repeats)[axis] > 1 and shape_of(op.input)[axis] > 1:
             return shape_of(op.input)[axis]
-        lanes = self.target.perf.output_channels_per_cycle.value
-        if weight_operands(op) and axis == _output_channel_axis(op) and extent >= 2 * lanes:
-            return lanes
         if axis == len(shape_of(op.results[0])) - 1 and extent > 2 * ROW_ELEMENTS:
             return ROW_ELEMENTS
+        return 1
+
+    def lanes(self, op: Operation, axis: int) -> int:
+        """The output channels a MAC op computes together (its cuts keep whole lanes when a piece
+        holds at least two)."""
+        if weight_operands(op) and axis == _output_channel_axis(op):
+            return self.target.perf.output_channels_per_cycle.value
         return 1
 
     def _buildable(self, op: Operation, axis: int) -> bool:
@@ -633,7 +637,12 @@ class TilePlanner:
                     lo = mid
                 else:
                     hi = mid - 1
-            cuts[a] = replace(cuts[a], size=min(lo * cuts[a].granule, cuts[a].extent))
+            size = min(lo * cuts[a].granule, cuts[a].extent)
+            lanes = self.lanes(op, a)
+            if size < cuts[a].extent and size >= 2 * lanes > 2:  # whole lanes, unless that would waste most of one
+                cuts[a] = replace(cuts[a], size=size - size % lanes, granule=lanes)
+            else:
+                cuts[a] = replace(cuts[a], size=size)
         out = shape_of(op.results[0])
         over = [a for a in axes if a != CONTRACTION and out[a] > axis_limit(len(out), a, self.target)]
         order = [*over, *(a for a in axes if a not in over)]  # a concatenation holds its pieces' full extent on inner axes
