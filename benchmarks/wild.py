@@ -143,7 +143,9 @@ def report(rows: list[dict[str, Any]]) -> str:
         f"{len({e.path + e.version for e in entries})} model files ({len(entries)} entries with their input sizes) "
         f"from {len({e.package for e in entries})} PyPI packages, {len({e.task for e in entries})} task families, "
         "shipped inside the packages' wheels. Each runs on realistic inputs (`tests/wild/inputs.py`) through "
-        "anec's simulator and against onnxruntime. Pass: cosine ≥ 0.999 and relative L2 ≤ 1e-2 on every output.",
+        "anec's simulator and against onnxruntime, compiled calibrated on those inputs (`example_inputs`: the fp16 "
+        "analysis and its exact fixes see them, as `anec compile --example-inputs` does). Pass: cosine ≥ 0.999 and "
+        "relative L2 ≤ 1e-2 on every output.",
         "",
         "Reproduce: `python -m tests.wild.fetch && python benchmarks/wild.py run --targets m1,m4 && "
         "python benchmarks/wild.py report`; tests: `pytest -m wild tests/wild`.",

@@ -132,6 +132,7 @@ def evaluate(entry: Entry, target: str) -> dict[str, Any]:
     frozen = {spec.name: spec.value for spec in entry.inputs if spec.kind == "const"}  # what --freeze's hint asks of a user
     if frozen:
         record["frozen"] = frozen
+    samples = {k: v for k, v in feeds.items() if k not in frozen}  # both routes calibrate on the inputs they run: the same fp16 fixes
     module = st.run("import", lambda: import_model(str(path), input_shapes=entry.input_shapes, input_values=frozen or None))
     errors: dict[str, dict] = {}
     if module is not None:
@@ -149,7 +150,7 @@ def evaluate(entry: Entry, target: str) -> dict[str, Any]:
             if got is not None:
                 errors["graph-f32"] = pair_errors(got, ref)
         graph = st.run("graph-passes", lambda: anec.compile(module, target=target, emit="coreml",
-                                                            example_inputs=feeds, progress=st.progress))
+                                                            example_inputs=samples, progress=st.progress))
         if graph is not None:  # calibrated on the same inputs: did anec warn about what fp16 does?
             record["fp16_warnings"] = graph.report.fp16_warnings[:5]
             record["fp16_warning_count"] = len(graph.report.fp16_warnings)
@@ -164,7 +165,7 @@ def evaluate(entry: Entry, target: str) -> dict[str, Any]:
                 record["coreml_saved"] = saved is not None
                 if saved is None:
                     record["coreml_reason"] = st.failures["emit-coreml"]["reason"]
-        hw = st.run("descriptors", lambda: anec.compile(module, target=target, emit="descriptors",
+        hw = st.run("descriptors", lambda: anec.compile(module, target=target, emit="descriptors", example_inputs=samples,
                                                         progress=st.progress))
         if hw is not None:
             record["ane_flops_fraction"] = hw.report.ane_flops_fraction
