@@ -58,6 +58,14 @@ def _quantization(node: Node, b: GraphBuilder) -> tuple[np.ndarray, np.ndarray] 
     return scale, zero
 
 
+def _constant_quantization(node: Node, b: GraphBuilder) -> tuple[np.ndarray, np.ndarray]:
+    """`_quantization`, which the ANE ops the handlers make need."""
+    found = _quantization(node, b)
+    if found is None:
+        raise NotOnAne("its scale or zero point is computed at run time, or it is blockwise")
+    return found
+
+
 def keeps_compressed(node: Node, b: GraphBuilder) -> bool:
     """Whether a `DequantizeLinear` imports as a compressed weight rather than folding."""
     q = b.const(node.input(0))
@@ -90,10 +98,7 @@ def _per_axis(array: np.ndarray, axis: int | None, like: SSAValue, b: GraphBuild
 @handles("DequantizeLinear", emits=[ane.ConstOp, ane.SubOp, ane.MulOp],
          note="a constant int8/uint8 weight of a Conv, MatMul or Gemm (or a Gather table) stays compressed; on activations, (q - z) * s")
 def dequantize_linear(node: Node, b: GraphBuilder) -> list[Value]:
-    found = _quantization(node, b)
-    if found is None:
-        raise NotOnAne("its scale or zero point is computed at run time, or it is blockwise")
-    scale, zero = found
+    scale, zero = _constant_quantization(node, b)
     q = b.const(node.input(0))
     if q is not None:  # a weight: compressed, or folded here (onnx's evaluator has no DequantizeLinear before op set 19)
         axis = _axis(node, q.ndim, scale)
@@ -114,10 +119,7 @@ def dequantize_linear(node: Node, b: GraphBuilder) -> list[Value]:
 @handles("QuantizeLinear", emits=[ane.DivOp, ane.AddOp, ane.SubOp, ane.ClampOp],
          note="when only DequantizeLinear reads it: clamp(round(x / s) + z), rounded at fp16 on the ANE")
 def quantize_linear(node: Node, b: GraphBuilder) -> Sequence[Value]:
-    found = _quantization(node, b)
-    if found is None:
-        raise NotOnAne("its scale or zero point is computed at run time, or it is blockwise")
-    scale, zero = found
+    scale, zero = _constant_quantization(node, b)
     if zero.dtype not in INTEGER_RANGES:
         raise NotOnAne(f"it quantizes to {zero.dtype}; the ANE emulates int8 and uint8 only")
     if not all(op == "DequantizeLinear" and i == 0 for op, i in _readers(b, node.outputs[0])):
