@@ -8,6 +8,7 @@ textual module (`.weights.npz`) so printed IR can be parsed and run again.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import weakref
 import zipfile
@@ -47,21 +48,32 @@ class WeightStore:
         self._arrays: dict[str, np.ndarray] = {}
         self._compressed: dict[str, CompressedWeight] = {}
         """Handles stored compressed; `_arrays` caches their fp16 expansion once read."""
+        self._next_suffix: dict[str, int] = {}
+        self._by_content: dict[tuple[str, tuple[int, ...], bytes], str] = {}
+        """The handle `add` gave each distinct array (dtype, shape, digest of its bytes)."""
+        """Per name, where `_fresh` resumes counting (a thousand weights named alike cost no rescans)."""
 
     def _fresh(self, name: str) -> str:
         base = re.sub(r"[^A-Za-z0-9_.:/-]", "_", name) or "w"
-        handle, n = base, 1
-        while handle in self._arrays or handle in self._compressed:
+        handle, n = base, self._next_suffix.get(base, 1)
+        while handle in self:
             handle, n = f"{base}#{n}", n + 1
+        self._next_suffix[base] = n
         return handle
 
     def add(self, array: np.ndarray, name: str = "w") -> str:
-        """Store `array` under a handle derived from `name`; returns the handle."""
-        handle = self._fresh(name)
+        """Store `array` under a handle derived from `name`; returns the handle. An array equal to one
+        added before (dtype, shape and bytes) gets that one's handle, so the weights an unrolled recurrence
+        repeats at every step, and the copies passes derive from them, are stored once."""
         # a view: read-only here, the caller's array untouched (reshape: ascontiguousarray makes 0-d arrays 1-d)
         array = np.ascontiguousarray(array).reshape(np.shape(array)).view()
+        key = (array.dtype.str, array.shape, hashlib.blake2b(array.reshape(-1).view(np.uint8), digest_size=16).digest())
+        if (same := self._by_content.get(key)) is not None and same in self._arrays:
+            return same
+        handle = self._fresh(name)
         array.flags.writeable = False
         self._arrays[handle] = array
+        self._by_content[key] = handle
         return handle
 
     def add_compressed(self, weight: CompressedWeight, name: str = "w") -> str:
@@ -107,6 +119,8 @@ class WeightStore:
         other = WeightStore()
         other._arrays = dict(self._arrays)
         other._compressed = dict(self._compressed)
+        other._next_suffix = dict(self._next_suffix)
+        other._by_content = dict(self._by_content)
         return other
 
     def prune(self, keep: Iterable[str]) -> None:
@@ -199,7 +213,7 @@ def const_value(op: ConstOp, store: WeightStore | None = None) -> np.ndarray:
     if op.value is not None:
         return dense_to_numpy(op.value)
     assert op.handle is not None
-    store = store or store_of(op)
+    store = store if store is not None else store_of(op)
     array = store[op.handle.data]
     if tuple(array.shape) != shape_of(op.result):
         raise AnecError(f"weight {op.handle.data!r} has shape {list(array.shape)}, the IR expects {list(shape_of(op.result))}")
@@ -215,7 +229,7 @@ def compressed_of(op: ConstOp, store: WeightStore | None = None) -> CompressedWe
     """The stored form of a constant that is kept compressed, else None."""
     if op.stored is None or op.handle is None:
         return None
-    return (store or store_of(op)).compressed(op.handle.data)
+    return (store if store is not None else store_of(op)).compressed(op.handle.data)
 
 
 def make_compressed_const(weight: CompressedWeight, name: str, store: WeightStore, element_type: Attribute) -> ConstOp:

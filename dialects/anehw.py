@@ -19,6 +19,7 @@ places the tensors and turns views into slots, bases and strides.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 from xdsl.dialects.builtin import (
@@ -115,7 +116,10 @@ def ints(values: Sequence[int]) -> DenseArrayBase[I64]:
     return DenseArrayBase.from_list(i64, list(values))
 
 
+@functools.cache
 def int_attr(value: int) -> IntegerAttr:
+    """An i64 attribute, built once per value: attributes are immutable, and a program of thousands of
+    tasks sets the same few field values over and over (building and verifying each is most of the cost)."""
     return IntegerAttr(value, i64)
 
 

@@ -158,6 +158,8 @@ class SegmentLowering:
     planned: dict[SSAValue, Tensor] = field(default_factory=dict)
     """Values whose producer writes straight into their window of a concatenation."""
     _names: set[str] = field(default_factory=set)
+    _weights: dict[tuple[str, str, Shape], str] = field(default_factory=dict)
+    """The weight entry declared for each (handle, layout, shape)."""
     _noted: set[int] = field(default_factory=set)
 
     # -- declarations ----------------------------------------------------------------------------
@@ -178,10 +180,13 @@ class SegmentLowering:
         return Tensor(name, shape)
 
     def weight(self, array: np.ndarray, label: str, layout: str, shape: Shape | None = None) -> Tensor:
+        """A weight-section entry holding `array`; equal arrays (one handle: the store keeps each once)
+        in the same layout share one entry, so the steps of an unrolled recurrence read the same bytes."""
         shape = tuple(shape or array.shape or (1,))
         handle = self.store.add(np.asarray(array, dtype=np.float16).reshape(shape), f"{label}.fp16")
-        name = self._fresh(f"w{len(self.decls)}")
-        self.decls.append(anehw.WeightOp(name, handle, layout, shape))
+        if (name := self._weights.get((handle, layout, shape))) is None:
+            name = self._weights[(handle, layout, shape)] = self._fresh(f"w{len(self.decls)}")
+            self.decls.append(anehw.WeightOp(name, handle, layout, shape))
         return Tensor(name, shape)
 
     def tensor(self, value: SSAValue) -> Tensor:

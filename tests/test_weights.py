@@ -36,13 +36,25 @@ def test_handles_are_readable_and_unique() -> None:
     store = WeightStore()
     a = store.add(np.zeros(3), "conv1.weight")
     b = store.add(np.ones(3), "conv1.weight")
-    c = store.add(np.ones(3), "conv1.weight")
+    c = store.add(np.full(3, 2.0), "conv1.weight")
     d = store.add(np.ones(2), "/encoder/layer 0/Add:0")
     assert (a, b, c) == ("conv1.weight", "conv1.weight#1", "conv1.weight#2")
     assert d == "/encoder/layer_0/Add:0"
     assert store.add(np.ones(1), "") == "w"
     assert len(store) == 5 and list(store) == [a, b, c, d, "w"]
     assert store[b].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_equal_arrays_are_stored_once_under_the_first_handle() -> None:
+    store = WeightStore()
+    first = store.add(np.arange(6.0).reshape(2, 3), "step0.recurrence")
+    assert store.add(np.arange(6.0).reshape(2, 3), "step1.recurrence") == first
+    assert store.add(np.arange(6.0).reshape(3, 2), "other_shape") != first
+    assert store.add(np.arange(6.0, dtype=np.float16).reshape(2, 3), "other_dtype") != first
+    assert store.add(np.arange(1.0, 7.0).reshape(2, 3), "other_bytes") != first
+    assert len(store) == 4
+    store.prune([h for h in store if h != first])
+    assert store.add(np.arange(6.0).reshape(2, 3), "again") == "again"
 
 
 def test_stored_arrays_are_read_only_without_freezing_the_callers_array() -> None:

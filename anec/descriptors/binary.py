@@ -238,7 +238,7 @@ def _encode_buffer(b: Buffer) -> bytes:
     return _BUFFER.pack(b.slot, ROLES.index(b.role), len(b.shape), 0, b.port, 0, b.first_task, b.last_task, b.offset, b.size, *dims, *strides)
 
 
-def decode_program(data: memoryview, arch: str, index: int) -> Program:
+def decode_program(data: memoryview, arch: str, index: int, validate: bool = True) -> Program:
     read = _Reader(data, f"program {index}")
     magic, td_count, buffer_count, first_words, td_offset, td_size, names_offset, names_size, weights_offset, weights_size = \
         read.unpack(_PROGRAM_HEADER, 0)
@@ -263,7 +263,8 @@ def decode_program(data: memoryview, arch: str, index: int) -> Program:
     for task, name in zip(tasks, lines[1:]):
         task.name = name
     program = Program(arch, buffers, tasks, bytes(read.bytes(weights_offset, weights_size)), lines[0])
-    _guard(read, "invalid program", lambda: validate_program(program))
+    if validate:
+        _guard(read, "invalid program", lambda: validate_program(program))
     return program
 
 
@@ -347,8 +348,9 @@ def encode(model: AnecFile) -> bytes:
     return head + bytes(_pad(len(head))) + b"".join(blobs)
 
 
-def decode(data: bytes | memoryview) -> AnecFile:
-    """Read and check a `.anec` file; raises one AnecError for anything malformed."""
+def decode(data: bytes | memoryview, validate: bool = True) -> AnecFile:
+    """Read and check a `.anec` file; raises one AnecError for anything malformed. `validate=False`
+    skips re-checking each program's tasks and buffers: for bytes `encode` just wrote (it validated them)."""
     read = _Reader(data, "anec file")
     magic, version, count, flags, arch_raw, layout, revision, reserved, size = read.unpack(_FILE_HEADER, 0)
     if magic != MAGIC:
@@ -378,7 +380,7 @@ def decode(data: bytes | memoryview) -> AnecFile:
             raise read.fail("nonzero padding after a section")
         expected = _aligned(offset + length)
         if kind == SECTION_PROGRAM and index == len(programs) and not found:
-            programs.append(decode_program(blob, arch, index))
+            programs.append(decode_program(blob, arch, index, validate))
         elif kind in (SECTION_GRAPH, SECTION_HOST_WEIGHTS, SECTION_SOURCE) and index == 0 and kind not in found and \
                 all(k < kind for k in found):
             found[kind] = blob

@@ -281,6 +281,22 @@ class Program:
     def outputs(self) -> list[Buffer]:
         return self.ports("output")
 
+    def live_buffers(self) -> list[list[Buffer]]:
+        """Per task, the buffers live while it runs: one sweep over the table in task order, so checking
+        every task's views costs tasks × live buffers, not tasks × all buffers (an unrolled LSTM has
+        thousands of intermediates, a few dozen live at a time)."""
+        starting = sorted(self.buffers, key=lambda b: b.first_task)
+        live: list[Buffer] = []
+        out: list[list[Buffer]] = []
+        k = 0
+        for index in range(len(self.tasks)):
+            while k < len(starting) and starting[k].first_task <= index:
+                live.append(starting[k])
+                k += 1
+            live = [b for b in live if b.last_task >= index]
+            out.append(live)
+        return out
+
     def slot_sizes(self) -> dict[int, int]:
         sizes: dict[int, int] = {}
         for b in self.buffers:

@@ -128,14 +128,15 @@ def validate_program(program: Program) -> None:
     if not program.tasks:
         raise _fail("a program needs at least one task")
     sizes = validate_buffers(program)
-    for i, task in enumerate(program.tasks):
-        validate_task(program, task, sizes, f"task {i}" + (f" ({task.name})" if task.name else ""))
+    input_slots = {b.slot for b in program.inputs}
+    for i, (task, live) in enumerate(zip(program.tasks, program.live_buffers())):
+        validate_task(program, task, sizes, input_slots, f"task {i}" + (f" ({task.name})" if task.name else ""))
         for label, view in (("src1", src1_view(task)), ("src2", src2_view(task)), ("dst", dst_view(task))):
-            if view is not None and not any(b.holds(view, i) for b in program.buffers):
+            if view is not None and not any(b.holds(view, i) for b in live):
                 raise _fail(f"{label} reads or writes bytes no live buffer holds", f"task {i}")
 
 
-def validate_task(program: Program, task: Task, sizes: dict[int, int], where: str) -> None:
+def validate_task(program: Program, task: Task, sizes: dict[int, int], input_slots: set[int], where: str) -> None:
     for group in task.regs:
         if group != "header" and group not in GROUP_NAMES:
             raise _fail(f"unknown register group {group}", where)
@@ -162,7 +163,7 @@ def validate_task(program: Program, task: Task, sizes: dict[int, int], where: st
     for label, view in (("src1", src1), ("src2", src2), ("dst", dst)):
         if view is not None:
             _check_view(view, sizes, f"{where} {label}", write=label == "dst")
-    if dst.slot == WEIGHT_SLOT or any(b.slot == dst.slot for b in program.inputs):
+    if dst.slot == WEIGHT_SLOT or dst.slot in input_slots:
         raise _fail("writes into the weight section or a program input", where)
     _check_coefficients(program, task, where)
     _check_shapes(task, kind, where)

@@ -48,6 +48,7 @@ from anec.compression import kernel_stream_nbytes
 from anec.descriptors.program import (
     FIRST_IO_SLOT,
     WEIGHT_SLOT,
+    Buffer,
     Program,
     Task,
     View,
@@ -214,8 +215,10 @@ def source_keys(task: Task) -> set[tuple[int, int]]:
     return {(v.slot, v.base) for v in (src1_view(task), src2_view(task)) if v is not None}
 
 
-def task_work(program: Program, index: int, target: Target, read_before: set[tuple[int, int]] | frozenset = frozenset()) -> Work:
-    """The work of one task; sources in `read_before` (read by an earlier tile of the same op) cost no DRAM."""
+def task_work(program: Program, index: int, target: Target, read_before: set[tuple[int, int]] | frozenset,
+              live: Sequence[Buffer]) -> Work:
+    """The work of one task; sources in `read_before` (read by an earlier tile of the same op) cost no DRAM.
+    `live`: the buffers live at the task (`Program.live_buffers`), to look its views' holders up in."""
     task = program.tasks[index]
     kind = task.kind
     align = target.memory.row_alignment_bytes.value
@@ -231,7 +234,7 @@ def task_work(program: Program, index: int, target: Target, read_before: set[tup
         again = role == "src" and (view.slot, view.base) in read_before
         reread += n if again else 0
         dram += n if view.slot >= FIRST_IO_SLOT and not again else 0
-        holder = next((b for b in program.buffers if b.holds(view, index)), None)
+        holder = next((b for b in live if b.holds(view, index)), None)
         largest = max(largest, buffer_bytes(holder.shape, align) if holder is not None else n)
     for channel in Coeff:
         span = coeff_range(task, channel)
@@ -310,9 +313,9 @@ def program_time(program: Program, target: Target | None = None) -> ProgramTime:
     target = target or get_target(program.arch)
     times = []
     read_by_op: dict[str, set[tuple[int, int]]] = {}
-    for i, task in enumerate(program.tasks):
+    for i, (task, live) in enumerate(zip(program.tasks, program.live_buffers())):
         read = read_by_op.setdefault(tile_origin(task.name), set())
-        work = task_work(program, i, target, read)
+        work = task_work(program, i, target, read, live)
         read |= source_keys(task)
         shape: tuple[int, ...] = task.out_extents
         while len(shape) > 1 and shape[0] == 1:

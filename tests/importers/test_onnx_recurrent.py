@@ -177,6 +177,20 @@ def test_an_unrolled_lstm_compiles_wholly_for_the_ane_and_runs_on_the_simulator(
         np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)
 
 
+def test_the_steps_of_an_unrolled_lstm_share_their_weights() -> None:
+    """Every step of an unrolled recurrence multiplies by the same matrices: the program stores them
+    once, so its weight section does not grow with the sequence (it grew by a copy per step)."""
+    import anec
+
+    inits = {"W": random((1, 4 * HIDDEN, SIZE), 1), "R": random((1, 4 * HIDDEN, HIDDEN), 2), "B": random((1, 8 * HIDDEN), 3)}
+    weight_bytes = {}
+    for steps in (2, 12):
+        node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=HIDDEN)
+        m = model([node], [("X", F, [steps, BATCH, SIZE])], ["Y"], inits)
+        weight_bytes[steps] = len(anec.compile(m, emit="descriptors").program.programs[0].weights)
+    assert weight_bytes[12] == weight_bytes[2] > 0
+
+
 def test_a_pytorch_exported_lstm_and_gru_compile_wholly_for_the_ane() -> None:
     """torch.onnx.export of a two-layer bidirectional batch-first LSTM feeding a GRU: the exporter's
     LSTM/GRU nodes (with their Transposes, Squeezes and zero initial states) all map to ANE ops."""
