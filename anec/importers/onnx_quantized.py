@@ -4,12 +4,12 @@
   Conv, ConvTranspose, MatMul or Gemm (or as a Gather's table) becomes that weight, stored compressed
   (`anec.compression.AffineWeight`: the integers, scale and zero point, per tensor or per axis), not
   folded to floats. Any other constant `DequantizeLinear` folds as before.
-- A `QuantizeLinear` → `DequantizeLinear` pair on an activation is kept, emulated at fp16 with `ane`
-  ops: `q = clamp(round(x / s) + z)`, then `(q - z) * s`. The ANE has no integer activations on M1 (the
-  hardware notes, "fp16 semantics": int8 on M1 is weight-only), and no rounding op: `round(t) + z` is
-  the fp16 sum `(t + 1536) - (1536 - z)`; fp16's spacing at 1536 is one, so the ANE's round-half-to-even
-  rounds t in the first sum for |t| < 512 (further out the clamp decides) and the second is exact. That holds in fp16 only: evaluated in fp32, the pair
-  clamps without rounding. The rounding op says so in its fp16 note.
+- A `QuantizeLinear` → `DequantizeLinear` pair on an activation is kept, emulated in float with `ane`
+  ops: `q = round(clamp(x / s, low - z, high - z)) + z`, then `(q - z) * s`. The ANE has no integer
+  activations on M1 (the hardware notes, "fp16 semantics": int8 on M1 is weight-only). `ane.round` is
+  exact in float32 (ties to even, as ONNX) and ane-fp16 spells it as fp16 adds on the engine; clamping
+  to the integer bounds first changes nothing (rounding commutes with it) and keeps the rounding's
+  input within ±255, where one fp16 shift rounds.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from xdsl.ir import SSAValue
 from anec.compression import AffineWeight
 from anec.dialects import ane
 from anec.dialects.ane import element_type_of, shape_of
-from anec.dialects.discardable import FP16_WARNINGS_ATTR, append_note
 from anec.importers.onnx_graph import UNFOLDED, GraphBuilder, Node, NotOnAne, Value, walk_nodes
 from anec.importers.onnx_handlers import handles
 from anec.types import numpy_dtype
@@ -32,9 +31,6 @@ from anec.weights import make_compressed_const
 WEIGHT_INPUTS: dict[str, int] = {"Conv": 1, "ConvTranspose": 1, "MatMul": 1, "Gemm": 1, "Gather": 0}
 """The input of each op that may hold a compressed weight: MAC weights, and embedding tables (which
 Core ML stores compressed; the CPU's gather reads their expansion)."""
-
-ROUNDING_OFFSET = 1536.0
-"""1.5 · 2^10: fp16 numbers in [1024, 2048) are the integers, so adding and removing this rounds."""
 
 INTEGER_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 
@@ -116,8 +112,8 @@ def dequantize_linear(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.add(ane.MulOp(x, _per_axis(scale, axis, x, b)))]
 
 
-@handles("QuantizeLinear", emits=[ane.DivOp, ane.AddOp, ane.SubOp, ane.ClampOp],
-         note="when only DequantizeLinear reads it: clamp(round(x / s) + z), rounded at fp16 on the ANE")
+@handles("QuantizeLinear", emits=[ane.DivOp, ane.ClampOp, ane.RoundOp, ane.AddOp],
+         note="when only DequantizeLinear reads it: round(clamp(x / s, low - z, high - z)) + z, exact in float32")
 def quantize_linear(node: Node, b: GraphBuilder) -> Sequence[Value]:
     scale, zero = _constant_quantization(node, b)
     if zero.dtype not in INTEGER_RANGES:
@@ -131,9 +127,16 @@ def quantize_linear(node: Node, b: GraphBuilder) -> Sequence[Value]:
         return [np.asarray(np.clip(quantized, low, high), zero.dtype)]
     x = b.value(node.input(0))
     axis = _axis(node, len(shape_of(x)), scale)
-    t = b.add(ane.DivOp(x, _per_axis(scale, axis, x, b)))
-    shifted = ane.AddOp(t, b.scalar(ROUNDING_OFFSET, t))  # rounds t itself: half to even is not shift-invariant by odd z
-    append_note(shifted, FP16_WARNINGS_ATTR, f"QuantizeLinear to {zero.dtype} is emulated in fp16 on the ANE: adding "
-                                             f"{ROUNDING_OFFSET:g} rounds to an integer there (half to even); in fp32 it does not round")
-    rounded = b.add(ane.SubOp(b.add(shifted), _per_axis(ROUNDING_OFFSET - zero.astype(np.float32), axis, t, b)))
-    return [b.add(ane.ClampOp(rounded, min=float(low), max=float(high)))]
+    return [quantize(b.add(ane.DivOp(x, _per_axis(scale, axis, x, b))), zero, axis, b)]
+
+
+def quantize(t: SSAValue, zero: np.ndarray, axis: int | None, b: GraphBuilder) -> SSAValue:
+    """`clamp(round(t) + z)` to `zero`'s integer type, as floats: the clamp goes first, to the widest
+    integer bounds any zero point allows (exact: rounding commutes with a clamp to integers), and again
+    after the zero point only when it differs along `axis`."""
+    low, high = INTEGER_RANGES[zero.dtype]
+    z = zero.astype(np.float32)
+    q = b.add(ane.RoundOp(b.add(ane.ClampOp(t, min=float(low - z.max()), max=float(high - z.min())))))
+    if np.any(z):
+        q = b.add(ane.AddOp(q, _per_axis(z, axis, q, b)))
+    return b.add(ane.ClampOp(q, min=float(low), max=float(high))) if np.ptp(z) else q

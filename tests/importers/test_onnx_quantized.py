@@ -1,11 +1,12 @@
 """QDQ ONNX: constant int8 weights import compressed, activation quantize/dequantize pairs run on the ANE
-with their rounding emulated at fp16; outputs follow onnxruntime running the same quantized model."""
+with an exact rounding op that fp16 adds spell on the engine; outputs follow onnxruntime running the same quantized model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -66,20 +67,20 @@ def test_static_qdq_matches_onnxruntime_on_the_graph_and_on_the_simulator(qdq_mo
         assert cosine(simulated, expected) >= 0.999
 
 
-def _qdq_pair(scale: float, zero: int, dtype: int) -> object:
+def _qdq_pair(scale: float, zero: int, dtype: int) -> onnx.ModelProto:
     zero_array = np.array(zero, np.uint8 if dtype == TensorProto.UINT8 else np.int8)
     inits = {"s": np.array(scale, np.float32), "z": zero_array}
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant"),
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant")]
-    m = model(nodes, [("x", F, [1, 4, 4, 8])], ["y"], inits)
+    m = model(nodes, [("x", F, [1, 4, 4, 8])], ["y"], inits, opset=19)  # onnx's evaluator: DequantizeLinear from 19
     m.graph.output[0].type.tensor_type.elem_type = F  # onnxruntime wants typed outputs
     return m
 
 
 @pytest.mark.parametrize(("zero", "dtype"), [(0, TensorProto.INT8), (128, TensorProto.UINT8), (3, TensorProto.UINT8)])
 def test_an_activation_pair_rounds_half_to_even_and_clamps_like_onnxruntime(zero: int, dtype: int, tmp_path: Path) -> None:
-    import onnx
     import onnxruntime
+    from onnx.reference import ReferenceEvaluator
 
     m = _qdq_pair(0.25, zero, dtype)
     path = tmp_path / "pair.onnx"
@@ -88,13 +89,43 @@ def test_an_activation_pair_rounds_half_to_even_and_clamps_like_onnxruntime(zero
     x = (np.arange(128, dtype=np.float32) - 64).reshape(1, 4, 4, 8) * 0.125 * np.float32(1.5) ** (np.arange(128) % 3 == 0).reshape(1, 4, 4, 8)
     x = x.astype(np.float16).astype(np.float32)
     expected = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ReferenceEvaluator(m).run(None, {"x": x})[0], expected)
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], expected)  # the float32 IR rounds, too
     compiled = anec.compile(path, target="m1", emit="ir")
     assert not [op for op in compiled.ir.walk() if isinstance(op, host.HostOp)]
+    assert not [op for op in compiled.ir.walk() if notes(op, FP16_WARNINGS_ATTR)]
     np.testing.assert_array_equal(interpret(compiled.ir, {"x": x})[0], expected)
     (simulated,) = compiled.run({"x": x}).values()
     np.testing.assert_array_equal(simulated, expected)
-    rounding = [op for op in compiled.ir.walk() if notes(op, FP16_WARNINGS_ATTR)]
-    assert len(rounding) == 1 and "emulated in fp16 on the ANE" in notes(rounding[0], FP16_WARNINGS_ATTR)[0]
+
+
+def test_the_float32_ir_of_a_pair_is_onnxs_bit_for_bit_next_to_ties_and_per_channel() -> None:
+    """Quotients a float32 ulp either side of a tie, which no fp16 shift rounds right, and a per-channel
+    zero point: the imported IR in float32 is the reference evaluator's, every element."""
+    from onnx.reference import ReferenceEvaluator
+
+    scale = np.float32(0.1)
+    ties = (np.arange(-40, 40, dtype=np.float32) + 0.5) * scale
+    x = np.stack([ties, np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf)), ties * 37]).reshape(1, 4, 8, 10)
+    zero = np.array([0, 3, 128, 255], np.uint8)
+    inits = {"s": np.full(4, scale, np.float32), "z": zero}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant", axis=1),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant", axis=1)]
+    m = model(nodes, [("x", F, [1, 4, 8, 10])], ["y"], inits, opset=19)
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], ReferenceEvaluator(m).run(None, {"x": x})[0])
+
+
+def test_round_is_exact_in_fp16_over_the_whole_range() -> None:
+    """ONNX Round on the ANE: ane-fp16 spells it in fp16 adds, on the magnitude (no clamp bounds it);
+    every finite fp16 number rounds as numpy's ties-to-even does, in the fp16 IR and on the simulator."""
+    every = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16)
+    values = np.concatenate([every, -every]).astype(np.float32).reshape(1, 2, 248, 128)
+    m = model([helper.make_node("Round", ["x"], ["y"], name="round")], [("x", F, list(values.shape))], ["y"])
+    compiled = anec.compile(m, target="m1", emit="ir")
+    assert not [op for op in compiled.ir.walk() if isinstance(op, ane.RoundOp)]  # expanded in the segment
+    np.testing.assert_array_equal(interpret(compiled.ir, {"x": values})[0], np.rint(values))
+    (simulated,) = compiled.run({"x": values}).values()
+    np.testing.assert_array_equal(simulated, np.rint(values))
 
 
 def test_a_quantize_read_by_another_op_stays_on_the_cpu() -> None:
