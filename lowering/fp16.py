@@ -18,7 +18,8 @@ at 2^15. This pass
    samples, compute a sum or mean that overflows scaled down by a power of two and scale it back
    where it fits again, see `rescale_sums`) and records each as `ane.fp16_fixes` on the op
    concerned; the rest become `ane.fp16_warnings`;
-5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges.
+5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges, and spells
+   `ane.round` (which the ANE has no neuron for) in fp16 adds that round half to even.
 """
 
 from __future__ import annotations
