@@ -333,17 +333,15 @@ def _scale_factors(value: SSAValue) -> list[SSAValue]:
 
 def _rescaled(weight: AffineWeight, axis: int, channels: np.ndarray) -> AffineWeight:
     """`weight` with its stored scale times `channels` (one per index of `axis`, the output channels)."""
-    if weight.axis is None and np.all(channels == channels[0]):
-        return AffineWeight(weight.quantized, weight.scale * channels[0], weight.zero_point)
     count = weight.shape[axis]
     return AffineWeight(weight.quantized, np.broadcast_to(weight.scale, (count,)) * channels,
                         np.broadcast_to(weight.zero_point, (count,)), axis)
 
 
 class ScaleIntoMac(RewritePattern):
-    """A conv or matmul by an affine-compressed weight, times a scale → the MAC of scaled operands: the
-    constant factors (one value, or one per output channel) go into the weight's stored scale and the
-    bias, one-element factors computed at run time into the input. Integer ops import as their exact
+    """A conv or matmul by an affine-compressed weight, times a scale → the MAC of scaled operands: one
+    scale for every output channel goes into the input (the weight keeps its exact values), one per
+    channel into the weight's stored scale; the bias takes the constant part. Integer ops import as their exact
     integer sums followed by the scale (`anec.importers.onnx_quantized`); the sums of int8 products
     overflow fp16, the conv of the dequantized values does not."""
 
@@ -372,9 +370,13 @@ class ScaleIntoMac(RewritePattern):
                 continue
             build = RewriteBuilder(mac, rewriter)
             x = mac.lhs if isinstance(mac, ane.MatmulOp) else mac.input
-            for factor in runtime:
-                x = build.add(ane.MulOp(x, build.reshape(factor, (1,) * len(shape_of(x)))), "scale_input")
-            new_weight = build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
+            uniform = bool(np.all(channels == channels[0]))
+            scalars = [build.reshape(f, (1,) * len(shape_of(x))) for f in runtime]
+            if uniform and channels[0] != 1:
+                scalars.append(build.scalar(float(channels[0]), x))
+            if scalars:
+                x = build.add(ane.MulOp(x, reduce(lambda a, c: build.add(ane.MulOp(a, c), "scale"), scalars)), "scale_input")
+            new_weight = weight_value if uniform else build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
             new_bias = build.constant(bias * channels, mac.result, "bias") if mac.bias is not None else None
             result = rebuild(mac, build, new_weight, new_bias, x).result
             if shift is not None:

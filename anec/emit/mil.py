@@ -637,7 +637,8 @@ def _l2_norm(op: ane.L2NormOp, low: Lowering) -> Var:
 
 @lowers(ane.ReshapeOp)
 def _reshape(op: ane.ReshapeOp, low: Lowering) -> Var:
-    return mb.reshape(x=low.var(op.input), shape=list(shape_of(op.result)), name=low.name(op))
+    # an int32 array: coremltools types an empty list (a reshape to a scalar) as float, and rejects it
+    return mb.reshape(x=low.var(op.input), shape=np.array(shape_of(op.result), np.int32), name=low.name(op))
 
 
 @lowers(ane.TransposeOp)
