@@ -2,10 +2,10 @@
 
 Frontends spell one operation many ways: GELU as an erf or tanh formula, softmax and layer norm
 written out, attention with a mask (which the ANE's fused attention silently ignores), reductions
-without kept dimensions or over more axes than one task reduces, integer convs and matmuls as exact
-sums scaled afterwards (sums that overflow fp16: the scale moves into the weight and the input). Each
-pattern here recognizes one such shape and replaces it with what the hardware has; results are
-unchanged (exactly, or within float rounding for the recognized formulas).
+without kept dimensions or over more axes than one task reduces, integer sums scaled after they are
+summed (`anec.lowering.integer_sums`: fp16 cannot hold them). Each pattern here recognizes one
+such shape and replaces it with what the hardware has; results are unchanged (exactly, or within
+float rounding for the recognized formulas).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import reduce
 
 import numpy as np
 from xdsl.context import Context
@@ -29,14 +28,11 @@ from xdsl.pattern_rewriter import (
 )
 
 from anec.builder import RewriteBuilder
-from anec.compression import AffineWeight
 from anec.dialects import ane
 from anec.dialects.ane import as_tuple, shape_of
-from anec.lowering.compress import weight_and_axis
-from anec.lowering.fuse import bias_values, per_channel, rebuild
+from anec.lowering.integer_sums import ScaleIntoMac
 from anec.lowering.rewriting import constant_of, prune_weights, scalar_of, single_user
 from anec.targets import Target, get_target
-from anec.weights import compressed_of
 
 
 def _close(value: float | None, expected: float, rel: float = 1e-3) -> bool:
@@ -318,75 +314,6 @@ class ExplicitPoolPadding(RewritePattern):
         full = [0] * (n - k) + list(pads[:k]) + [0] * (n - k) + list(pads[k:])
         padded = build.add(ane.PadOp(op.input, full, "constant", float("-inf")), "pad")
         build.replace(ane.MaxPoolOp(padded, as_tuple(op.kernel), as_tuple(op.strides)))
-
-
-def _scale_factors(value: SSAValue) -> list[SSAValue]:
-    """The factors of a product of `ane.mul`s, through reshapes of one-element values (ONNX's runtime
-    scales are 0-d tensors, reshaped to broadcast)."""
-    op = value.owner
-    if isinstance(op, ane.ReshapeOp) and math.prod(shape_of(value)) == 1:
-        return _scale_factors(op.input)
-    if isinstance(op, ane.MulOp):
-        return _scale_factors(op.lhs) + _scale_factors(op.rhs)
-    return [value]
-
-
-def _rescaled(weight: AffineWeight, axis: int, channels: np.ndarray) -> AffineWeight:
-    """`weight` with its stored scale times `channels` (one per index of `axis`, the output channels)."""
-    count = weight.shape[axis]
-    return AffineWeight(weight.quantized, np.broadcast_to(weight.scale, (count,)) * channels,
-                        np.broadcast_to(weight.zero_point, (count,)), axis)
-
-
-class ScaleIntoMac(RewritePattern):
-    """A conv or matmul by an affine-compressed weight, times a scale → the MAC of scaled operands: one
-    scale for every output channel goes into the input (the weight keeps its exact values), one per
-    channel into the weight's stored scale; the bias takes the constant part. Integer ops import as their exact
-    integer sums followed by the scale (`anec.importers.onnx_quantized`); the sums of int8 products
-    overflow fp16, the conv of the dequantized values does not."""
-
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: ane.MulOp, rewriter: PatternRewriter) -> None:
-        for product, scale in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
-            shift, add = None, product.owner  # (sums + shift) · scale, as quantize_dynamic writes a conv's bias: sums · scale + shift · scale
-            if isinstance(add, ane.AddOp) and product.has_one_use():
-                product, shift = next(((v, w) for v, w in ((add.lhs, add.rhs), (add.rhs, add.lhs)) if isinstance(v.owner, ane.ConvOp | ane.MatmulOp)),
-                                      (product, None))
-            mac = product.owner
-            if not isinstance(mac, ane.ConvOp | ane.MatmulOp) or mac.activation is not None or not product.has_one_use():
-                continue
-            weight_value, axis = weight_and_axis(mac) or (None, 0)
-            weight = compressed_of(weight_value.owner) if weight_value is not None and isinstance(weight_value.owner, ane.ConstOp) else None
-            factors = _scale_factors(scale)
-            runtime = [f for f in factors if constant_of(f) is None]
-            constants = [constant_of(f).astype(np.float32) for f in factors if constant_of(f) is not None]  # type: ignore[union-attr]
-            bias = bias_values(mac)
-            if (not isinstance(weight, AffineWeight) or bias is None or any(math.prod(shape_of(f)) != 1 for f in runtime)
-                    or (runtime and mac.bias is not None)):
-                continue
-            out = shape_of(mac.result)
-            constant = np.asarray(reduce(np.multiply, constants, np.float32(1)))
-            if constant.ndim > len(out) or (channels := per_channel(constant.reshape((1,) * (len(out) - constant.ndim) + constant.shape), mac)) is None:
-                continue
-            build = RewriteBuilder(mac, rewriter)
-            x = mac.lhs if isinstance(mac, ane.MatmulOp) else mac.input
-            uniform = bool(np.all(channels == channels[0]))
-            scalars = [build.reshape(f, (1,) * len(shape_of(x))) for f in runtime]
-            if uniform and channels[0] != 1:
-                scalars.append(build.scalar(float(channels[0]), x))
-            if scalars:
-                x = build.add(ane.MulOp(x, reduce(lambda a, c: build.add(ane.MulOp(a, c), "scale"), scalars)), "scale_input")
-            new_weight = weight_value if uniform else build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
-            new_bias = build.constant(bias * channels, mac.result, "bias") if mac.bias is not None else None
-            result = rebuild(mac, build, new_weight, new_bias, x).result
-            if shift is not None:
-                at_op = RewriteBuilder(op, rewriter)
-                result = at_op.add(ane.AddOp(result, at_op.add(ane.MulOp(shift, scale), "shift")), "sum")
-            rewriter.replace(op, [], [result])
-            if shift is not None:
-                rewriter.erase(add)
-            rewriter.erase(mac)
-            return
 
 
 PATTERNS: tuple[Callable[[Target], RewritePattern], ...] = (
