@@ -400,6 +400,15 @@ class CosOp(UnaryOp):
 
 
 @irdl_op_definition
+class RoundOp(UnaryOp):
+    """The nearest integer, ties to even (ONNX `Round`, and `QuantizeLinear`'s rounding). The ANE has no
+    rounding neuron: ane-fp16 spells it in fp16 adds, whose round-half-to-even does the rounding
+    (`anec.lowering.fp16.expand_round`), so it is exact in float32 here and on the engine alike."""
+
+    name = "ane.round"
+
+
+@irdl_op_definition
 class LeakyReluOp(UnaryOp):
     name = "ane.leaky_relu"
     PARAMS: ClassVar[tuple[str, ...]] = ("alpha",)
@@ -1560,7 +1569,7 @@ ANE = Dialect(
     [
         ConstOp,
         *UNARY_OPS.values(),
-        SoftmaxOp,
+        RoundOp, SoftmaxOp,
         AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp,
         EqualOp, NotEqualOp, GreaterOp, GreaterEqualOp, LessOp, LessEqualOp, SelectOp,
         ConvOp, ConvTransposeOp, MatmulOp, SdpaOp,

@@ -32,7 +32,7 @@ from anec.weights import make_compressed_const, store_of
 MIN_ELEMENTS = 2048
 
 
-def _weight_and_axis(op: Operation) -> tuple[SSAValue, int] | None:
+def weight_and_axis(op: Operation) -> tuple[SSAValue, int] | None:
     """The weight of a MAC op and its output-channel axis; an embedding table (the data of an ONNX
     Gather along axis 0, on the CPU) and its rows."""
     if isinstance(op, host.HostOp) and op.op_name.data == "onnx.Gather" and op.operands:
@@ -70,7 +70,7 @@ class CompressPass(ModulePass):
         done: dict[tuple[str, int], tuple[SSAValue, str]] = {}
         replaced: list[ane.ConstOp] = []
         for mac in list(op.walk()):
-            found = _weight_and_axis(mac)
+            found = weight_and_axis(mac)
             if found is None or name_of(mac) in self.compress_skip:
                 continue
             weight, axis = found

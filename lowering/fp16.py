@@ -18,7 +18,8 @@ at 2^15. This pass
    samples, compute a sum or mean that overflows scaled down by a power of two and scale it back
    where it fits again, see `rescale_sums`) and records each as `ane.fp16_fixes` on the op
    concerned; the rest become `ane.fp16_warnings`;
-5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges.
+5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges, and spells
+   `ane.round` (which the ANE has no neuron for) in fp16 adds that round half to even.
 """
 
 from __future__ import annotations
@@ -448,6 +449,40 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
             RewriteBuilder(terminator, name=f"{name_of(v.owner) if isinstance(v.owner, Operation) else 'input'}#to_f32").insert(cast)
             terminator.operands = [*terminator.operands[:i], cast.result, *terminator.operands[i + 1:]]
     _drop_identity_casts(block)
+    for op in list(block.ops):
+        if isinstance(op, ane.RoundOp):
+            expand_round(op)
+
+
+ROUNDING_SHIFT = 1536.0
+"""1.5 · 2^10: fp16's spacing is one on [1024, 2048), so `(x + 1536) - 1536` is x rounded half to even
+(the ANE's rounding) for |x| < 512."""
+INTEGERS_FROM = 1024.0
+"""2^10: every fp16 number of this magnitude or more is an integer."""
+
+
+def _clamped_within(value: SSAValue, bound: float) -> bool:
+    owner = value.owner
+    return isinstance(owner, ane.ClampOp) and max(abs(p) for p in owner.param_values()) < bound
+
+
+def expand_round(op: ane.RoundOp) -> None:
+    """`ane.round` in fp16 adds, whose round-half-to-even rounds. A clamp within ±512 before it (what
+    QuantizeLinear imports to) needs one shift, `(x + 1536) - 1536`; any other input is rounded on its
+    magnitude a = |x|, whole range: m = min(a, 1024), `((m + 1024) - 1024) + (a - m)` (the last
+    difference is exact, and nonzero only where a is already an integer), times sign(x)."""
+    build = RewriteBuilder(op)
+    x = op.input
+    if _clamped_within(x, ROUNDING_SHIFT / 3):
+        shifted = build.add(ane.AddOp(x, build.scalar(ROUNDING_SHIFT, x)), "shift")
+        build.replace(ane.SubOp(shifted, build.scalar(ROUNDING_SHIFT, x)))
+        return
+    magnitude = build.add(ane.AbsOp(x), "abs")
+    low = build.add(ane.MinOp(magnitude, build.scalar(INTEGERS_FROM, x)), "low")
+    shifted = build.add(ane.AddOp(low, build.scalar(INTEGERS_FROM, x)), "shift")
+    rounded = build.add(ane.SubOp(shifted, build.scalar(INTEGERS_FROM, x)), "rounded")
+    whole = build.add(ane.AddOp(rounded, build.add(ane.SubOp(magnitude, low), "high")), "magnitude")
+    build.replace(ane.MulOp(whole, build.add(ane.SignOp(x), "sign")))
 
 
 def _const_to_f16(op: ane.ConstOp, converted: dict[str, str]) -> None:

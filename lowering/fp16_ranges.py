@@ -182,6 +182,7 @@ MONOTONE: dict[type[Operation], Callable[[np.ndarray], np.ndarray]] = {
     ane.SigmoidOp: lambda x: np.clip(1 / (1 + np.exp(-x)), TINY, 1.0),
     ane.TanhOp: np.tanh,
     ane.SignOp: np.sign,
+    ane.RoundOp: np.rint,
     ane.SoftplusOp: lambda x: np.maximum(np.logaddexp(0.0, x), TINY),
     ane.ErfOp: np.vectorize(math.erf, otypes=[float]),
     ane.SqrtOp: lambda x: np.sqrt(np.maximum(x, 0.0)),

@@ -71,13 +71,13 @@ def _constant_side(op: ane.BinaryOp) -> tuple[MacOp, np.ndarray, bool] | None:
     return None
 
 
-def _rebuild(mac: MacOp, build: RewriteBuilder, weight: SSAValue, bias: SSAValue | None) -> MacOp:
-    """The same MAC op with a new weight (rhs for matmul) and bias."""
+def rebuild(mac: MacOp, build: RewriteBuilder, weight: SSAValue, bias: SSAValue | None, input: SSAValue | None = None) -> MacOp:
+    """The same MAC op with a new weight (rhs for matmul) and bias (and input: lhs for matmul)."""
     if isinstance(mac, ane.MatmulOp):
         ta, tb = mac.flags()
-        new: MacOp = ane.MatmulOp(mac.lhs, weight, bias, transpose_lhs=ta, transpose_rhs=tb)
+        new: MacOp = ane.MatmulOp(input or mac.lhs, weight, bias, transpose_lhs=ta, transpose_rhs=tb)
     else:
-        new = type(mac).create(operands=[mac.input, weight, *([bias] if bias is not None else [])], result_types=[mac.result.type],
+        new = type(mac).create(operands=[input or mac.input, weight, *([bias] if bias is not None else [])], result_types=[mac.result.type],
                                properties=dict(mac.properties))
     new.attributes.update(mac.attributes)
     return build.insert(new)
@@ -87,7 +87,7 @@ def _weight_of(mac: MacOp) -> SSAValue:
     return mac.rhs if isinstance(mac, ane.MatmulOp) else mac.weight
 
 
-def _bias_values(mac: MacOp) -> np.ndarray | None:
+def bias_values(mac: MacOp) -> np.ndarray | None:
     """The MAC's bias as float32 (zeros without one); None when it is computed at run time."""
     channels = shape_of(mac.result)[channel_axis(mac)]
     if mac.bias is None:
@@ -107,12 +107,12 @@ class FoldBias(RewritePattern):
         mac, shift, mac_first = found
         if isinstance(op, ane.SubOp) and not mac_first:
             return
-        bias = _bias_values(mac)
+        bias = bias_values(mac)
         if bias is None:
             return
         bias = bias + (shift if isinstance(op, ane.AddOp) else -shift)
         build = RewriteBuilder(mac, rewriter)
-        new = _rebuild(mac, build, _weight_of(mac), build.constant(bias, mac.result, "bias"))
+        new = rebuild(mac, build, _weight_of(mac), build.constant(bias, mac.result, "bias"))
         rewriter.replace(op, [], [new.result])
         rewriter.erase(mac)
 
@@ -167,7 +167,7 @@ class FoldScale(RewritePattern):
         if isinstance(op, ane.DivOp) and (not mac_first or not np.all(scale != 0)):
             return
         scale = scale if isinstance(op, ane.MulOp) else 1.0 / scale
-        weight, bias = _scaled_weight(mac, scale), _bias_values(mac)
+        weight, bias = _scaled_weight(mac, scale), bias_values(mac)
         if weight is None or bias is None:
             return
         if self.flushes_subnormals and (lost := _flushed_by_folding(mac, weight)) is not None:
@@ -177,7 +177,7 @@ class FoldScale(RewritePattern):
         weight_type = _weight_of(mac)
         build = RewriteBuilder(mac, rewriter)
         new_bias = build.constant(bias * scale, mac.result, "bias") if mac.bias is not None else None
-        new = _rebuild(mac, build, build.constant(weight, weight_type, "weight"), new_bias)
+        new = rebuild(mac, build, build.constant(weight, weight_type, "weight"), new_bias)
         rewriter.replace(op, [], [new.result])
         rewriter.erase(mac)
 

@@ -2,7 +2,8 @@
 
 Frontends spell one operation many ways: GELU as an erf or tanh formula, softmax and layer norm
 written out, attention with a mask (which the ANE's fused attention silently ignores), reductions
-without kept dimensions or over more axes than one task reduces. Each pattern here recognizes one
+without kept dimensions or over more axes than one task reduces, integer sums scaled after they are
+summed (`anec.lowering.integer_sums`: fp16 cannot hold them). Each pattern here recognizes one
 such shape and replaces it with what the hardware has; results are unchanged (exactly, or within
 float rounding for the recognized formulas).
 """
@@ -29,6 +30,7 @@ from xdsl.pattern_rewriter import (
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import as_tuple, shape_of
+from anec.lowering.integer_sums import ScaleIntoMac
 from anec.lowering.rewriting import constant_of, prune_weights, scalar_of, single_user
 from anec.targets import Target, get_target
 
@@ -315,6 +317,7 @@ class ExplicitPoolPadding(RewritePattern):
 
 
 PATTERNS: tuple[Callable[[Target], RewritePattern], ...] = (
+    lambda t: ScaleIntoMac(),
     lambda t: FuseGelu(),
     lambda t: RaiseSoftmax(),
     lambda t: RaiseLayerNorm(),

@@ -347,6 +347,7 @@ UNARY: dict[str, UnaryBuilder] = {
     "sin": lambda x, name, low: mb.sin(x=x, name=name),
     "cos": lambda x, name, low: mb.cos(x=x, name=name),
     "sign": lambda x, name, low: mb.sign(x=x, name=name),
+    "round": lambda x, name, low: mb.round(x=x, name=name),  # ties to even, as ane.round
     "leaky_relu": lambda x, alpha, name, low: mb.leaky_relu(x=x, alpha=low.scalar(alpha, x), name=name),
     "elu": lambda x, alpha, name, low: mb.elu(x=x, alpha=low.scalar(alpha, x), name=name),
     "clamp": lambda x, lo, hi, name, low: _clamp(x, lo, hi, name, low),
@@ -354,7 +355,7 @@ UNARY: dict[str, UnaryBuilder] = {
 }
 
 
-@lowers(*(cls for cls in ane.UNARY_OPS.values() if cls is not ane.GeluOp))
+@lowers(ane.RoundOp, *(cls for cls in ane.UNARY_OPS.values() if cls is not ane.GeluOp))
 def _unary(op: ane.UnaryOp, low: Lowering) -> Var:
     return UNARY[ane.kind(op)](low.var(op.input), *op.param_values(), low.name(op), low)
 
@@ -636,7 +637,8 @@ def _l2_norm(op: ane.L2NormOp, low: Lowering) -> Var:
 
 @lowers(ane.ReshapeOp)
 def _reshape(op: ane.ReshapeOp, low: Lowering) -> Var:
-    return mb.reshape(x=low.var(op.input), shape=list(shape_of(op.result)), name=low.name(op))
+    # an int32 array: coremltools types an empty list (a reshape to a scalar) as float, and rejects it
+    return mb.reshape(x=low.var(op.input), shape=np.array(shape_of(op.result), np.int32), name=low.name(op))
 
 
 @lowers(ane.TransposeOp)

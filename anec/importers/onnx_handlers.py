@@ -118,6 +118,7 @@ UNARY: dict[str, type[ane.UnaryOp]] = {
     "Relu": ane.ReluOp, "Sigmoid": ane.SigmoidOp, "Tanh": ane.TanhOp, "Exp": ane.ExpOp, "Log": ane.LogOp,
     "Sqrt": ane.SqrtOp, "Reciprocal": ane.ReciprocalOp, "Abs": ane.AbsOp, "Neg": ane.NegOp, "Erf": ane.ErfOp,
     "Sin": ane.SinOp, "Cos": ane.CosOp, "Softplus": ane.SoftplusOp, "HardSwish": ane.HardswishOp, "Sign": ane.SignOp,
+    "Round": ane.RoundOp,
 }
 
 
@@ -263,6 +264,9 @@ def binary_operands(node: Node, b: GraphBuilder) -> list[SSAValue]:
         rhs = b.constant(exponent.astype(b.dtype(node.input(0))), name=f"{node.name}.exponent")
     else:
         rhs = b.value(node.input(1))
+    floats = [element_type_of(v) for v in (lhs, rhs) if numpy_dtype(element_type_of(v)).kind == "f"]
+    if len(floats) == 1 and node.op_type in BINARY:  # ONNX takes one type: the float side carries integers (onnx_quantized)
+        lhs, rhs = (b.cast(v, floats[0]) for v in (lhs, rhs))
     return b.same_rank(lhs, rhs)
 
 
@@ -336,7 +340,11 @@ def where(node: Node, b: GraphBuilder) -> list[Value]:
 
 @handles("MatMul", emits=[ane.MatmulOp])
 def matmul(node: Node, b: GraphBuilder) -> list[Value]:
-    a, c = x_of(node, b, 0), x_of(node, b, 1)
+    return [matmul_of(x_of(node, b, 0), x_of(node, b, 1), b)]
+
+
+def matmul_of(a: SSAValue, c: SSAValue, b: GraphBuilder) -> SSAValue:
+    """numpy's matmul of two values (1-D operands as a row and a column), for MatMul and MatMulInteger."""
     sa, sc = shape_of(a), shape_of(c)
     if not sa or not sc:
         raise NotOnAne("a scalar operand")
@@ -345,7 +353,7 @@ def matmul(node: Node, b: GraphBuilder) -> list[Value]:
     y = b.add(ane.MatmulOp(*b.same_rank(a, c)))
     out = shape_of(y)
     squeezed = out[:-2] + ((out[-2],) if len(sa) > 1 else ()) + ((out[-1],) if len(sc) > 1 else ())
-    return [b.reshape(y, squeezed[-max(len(sa), len(sc)):] if len(squeezed) else ())]
+    return b.reshape(y, squeezed[-max(len(sa), len(sc)):] if len(squeezed) else ())
 
 
 @handles("Gemm", emits=[ane.MatmulOp, ane.MulOp, ane.AddOp])
@@ -402,11 +410,14 @@ def _spatial_rank(x: SSAValue, what: str) -> int:
 
 @handles("Conv", emits=[ane.ConvOp], note="1-D and 2-D")
 def conv(node: Node, b: GraphBuilder) -> list[Value]:
-    x, w = x_of(node, b, 0), x_of(node, b, 1)
+    return [conv_of(node, x_of(node, b, 0), x_of(node, b, 1), b.value(node.input(2)) if node.input(2) else None, b)]
+
+
+def conv_of(node: Node, x: SSAValue, w: SSAValue, bias: SSAValue | None, b: GraphBuilder) -> SSAValue:
+    """A Conv's (or ConvInteger's, QLinearConv's) convolution of `x` by `w`, with its attributes."""
     _spatial_rank(x, "convolution")
     strides, dilations, pads = _window_attrs(node, x, shape_of(w)[2:])
-    bias = b.value(node.input(2)) if node.input(2) else None
-    return [b.add(ane.ConvOp(x, w, bias, strides=strides, pads=pads, dilations=dilations, groups=node.attr("group", 1)))]
+    return b.add(ane.ConvOp(x, w, bias, strides=strides, pads=pads, dilations=dilations, groups=node.attr("group", 1)))
 
 
 @handles("ConvTranspose", emits=[ane.ConvTransposeOp], note="1-D and 2-D")

@@ -13,7 +13,7 @@ import anec
 from anec.compression import PaletteWeight
 from anec.weights import WeightStore, attach, make_compressed_const
 from tests.emit.support import compiled_model, emit_package, op_types, run_emitted
-from tests.importers.quantized_models import INPUT_SHAPE, cosine, float_model, static_qdq
+from tests.importers.quantized_models import INPUT_SHAPE, cosine, dynamic, float_model, static_qdq
 
 CONSTEXPR = {"ios16": "constexpr_affine_dequantize", "ios17": "constexpr_affine_dequantize", "ios18": "constexpr_blockwise_shift_scale"}
 
@@ -42,6 +42,19 @@ def test_a_qdq_model_keeps_its_int8_weights_in_the_package(models: dict[str, Pat
             (got,) = run_emitted(program, {"x": x}).values()
             assert cosine(got, anec.compile(models[kind], target="m1", emit="ir").run({"x": x})["y"]) >= 0.999
     assert _weight_bytes(packages["qdq"]) <= 0.55 * _weight_bytes(packages["float"])
+
+
+def test_a_dynamically_quantized_model_saves_with_its_int8_weights(tmp_path: Path) -> None:
+    """quantize_dynamic's graph: runtime scales are 0-d tensors (a reshape to a scalar, whose empty shape
+    coremltools once typed as float), the integer convs' weights stay int8 in the package."""
+    pytest.importorskip("onnxruntime")
+    path = dynamic(tmp_path)
+    compiled = anec.compile(path, target="m1", emit="coreml")
+    program = emit_package(compiled, tmp_path / "dynamic.mlpackage")
+    assert op_types(program).count("constexpr_affine_dequantize") == 4
+    x = np.random.default_rng(3).standard_normal(INPUT_SHAPE).astype(np.float32)
+    (got,) = run_emitted(program, {"x": x}).values()
+    assert cosine(got, anec.compile(path, target="m1", emit="ir").run({"x": x})["y"]) >= 0.999
 
 
 @pytest.mark.parametrize("deployment_target", ["ios17", "ios18"])

@@ -63,6 +63,17 @@ def static_qdq(folder: Path, per_channel: bool = True) -> Path:
     return out
 
 
+def dynamic(folder: Path) -> Path:
+    """The float model through `quantize_dynamic`: DynamicQuantizeLinear, ConvInteger and MatMulInteger
+    with int8 weights, each sum cast to float and scaled."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = float_model(folder / "float.onnx")
+    out = folder / "dynamic.onnx"
+    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    return out
+
+
 def onnxruntime_run(path: Path, x: np.ndarray) -> np.ndarray:
     import onnxruntime
 

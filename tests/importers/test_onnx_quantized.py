@@ -1,11 +1,12 @@
 """QDQ ONNX: constant int8 weights import compressed, activation quantize/dequantize pairs run on the ANE
-with their rounding emulated at fp16; outputs follow onnxruntime running the same quantized model."""
+with an exact rounding op that fp16 adds spell on the engine; outputs follow onnxruntime running the same quantized model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -66,20 +67,20 @@ def test_static_qdq_matches_onnxruntime_on_the_graph_and_on_the_simulator(qdq_mo
         assert cosine(simulated, expected) >= 0.999
 
 
-def _qdq_pair(scale: float, zero: int, dtype: int) -> object:
+def _qdq_pair(scale: float, zero: int, dtype: int) -> onnx.ModelProto:
     zero_array = np.array(zero, np.uint8 if dtype == TensorProto.UINT8 else np.int8)
     inits = {"s": np.array(scale, np.float32), "z": zero_array}
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant"),
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant")]
-    m = model(nodes, [("x", F, [1, 4, 4, 8])], ["y"], inits)
+    m = model(nodes, [("x", F, [1, 4, 4, 8])], ["y"], inits, opset=19)  # onnx's evaluator: DequantizeLinear from 19
     m.graph.output[0].type.tensor_type.elem_type = F  # onnxruntime wants typed outputs
     return m
 
 
 @pytest.mark.parametrize(("zero", "dtype"), [(0, TensorProto.INT8), (128, TensorProto.UINT8), (3, TensorProto.UINT8)])
 def test_an_activation_pair_rounds_half_to_even_and_clamps_like_onnxruntime(zero: int, dtype: int, tmp_path: Path) -> None:
-    import onnx
     import onnxruntime
+    from onnx.reference import ReferenceEvaluator
 
     m = _qdq_pair(0.25, zero, dtype)
     path = tmp_path / "pair.onnx"
@@ -88,13 +89,43 @@ def test_an_activation_pair_rounds_half_to_even_and_clamps_like_onnxruntime(zero
     x = (np.arange(128, dtype=np.float32) - 64).reshape(1, 4, 4, 8) * 0.125 * np.float32(1.5) ** (np.arange(128) % 3 == 0).reshape(1, 4, 4, 8)
     x = x.astype(np.float16).astype(np.float32)
     expected = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ReferenceEvaluator(m).run(None, {"x": x})[0], expected)
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], expected)  # the float32 IR rounds, too
     compiled = anec.compile(path, target="m1", emit="ir")
     assert not [op for op in compiled.ir.walk() if isinstance(op, host.HostOp)]
+    assert not [op for op in compiled.ir.walk() if notes(op, FP16_WARNINGS_ATTR)]
     np.testing.assert_array_equal(interpret(compiled.ir, {"x": x})[0], expected)
     (simulated,) = compiled.run({"x": x}).values()
     np.testing.assert_array_equal(simulated, expected)
-    rounding = [op for op in compiled.ir.walk() if notes(op, FP16_WARNINGS_ATTR)]
-    assert len(rounding) == 1 and "emulated in fp16 on the ANE" in notes(rounding[0], FP16_WARNINGS_ATTR)[0]
+
+
+def test_the_float32_ir_of_a_pair_is_onnxs_bit_for_bit_next_to_ties_and_per_channel() -> None:
+    """Quotients a float32 ulp either side of a tie, which no fp16 shift rounds right, and a per-channel
+    zero point: the imported IR in float32 is the reference evaluator's, every element."""
+    from onnx.reference import ReferenceEvaluator
+
+    scale = np.float32(0.1)
+    ties = (np.arange(-40, 40, dtype=np.float32) + 0.5) * scale
+    x = np.stack([ties, np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf)), ties * 37]).reshape(1, 4, 8, 10)
+    zero = np.array([0, 3, 128, 255], np.uint8)
+    inits = {"s": np.full(4, scale, np.float32), "z": zero}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant", axis=1),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant", axis=1)]
+    m = model(nodes, [("x", F, [1, 4, 8, 10])], ["y"], inits, opset=19)
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], ReferenceEvaluator(m).run(None, {"x": x})[0])
+
+
+def test_round_is_exact_in_fp16_over_the_whole_range() -> None:
+    """ONNX Round on the ANE: ane-fp16 spells it in fp16 adds, on the magnitude (no clamp bounds it);
+    every finite fp16 number rounds as numpy's ties-to-even does, in the fp16 IR and on the simulator."""
+    every = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16)
+    values = np.concatenate([every, -every]).astype(np.float32).reshape(1, 2, 248, 128)
+    m = model([helper.make_node("Round", ["x"], ["y"], name="round")], [("x", F, list(values.shape))], ["y"])
+    compiled = anec.compile(m, target="m1", emit="ir")
+    assert not [op for op in compiled.ir.walk() if isinstance(op, ane.RoundOp)]  # expanded in the segment
+    np.testing.assert_array_equal(interpret(compiled.ir, {"x": values})[0], np.rint(values))
+    (simulated,) = compiled.run({"x": values}).values()
+    np.testing.assert_array_equal(simulated, np.rint(values))
 
 
 def test_a_quantize_read_by_another_op_stays_on_the_cpu() -> None:
@@ -153,3 +184,111 @@ def test_a_weight_without_a_zero_point_is_symmetric_int8() -> None:
     module = import_onnx(model(nodes, [("x", F, [3, 4])], ["y"], {"w": q, "s": np.array(0.5, np.float32)}))
     (weight,) = _stored(module).values()
     assert weight.quantized.dtype == np.int8 and weight.zero_point.tolist() == [0] and weight.axis is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Integer ops: quantize_dynamic's DynamicQuantizeLinear / ConvInteger / MatMulInteger, QLinearConv, QLinearMatMul
+# ------------------------------------------------------------------------------------------------
+
+
+def test_quantize_dynamic_imports_exactly_and_its_sums_never_reach_fp16(tmp_path: Path) -> None:
+    """The imported IR computes the int32 sums exactly (bit for bit onnx's evaluator, whose sums pass
+    fp16's 65504 here); compiled, the scale moves into the int8 weight and the input, all on the ANE."""
+    from onnx.reference import ReferenceEvaluator
+
+    from tests.importers.quantized_models import dynamic
+
+    path = dynamic(tmp_path)
+    m = onnx.load(path)
+    assert {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"} <= {n.op_type for n in m.graph.node}
+    x = np.random.default_rng(5).standard_normal(INPUT_SHAPE).astype(np.float32) * 4
+    sums = [n.output[0] for n in m.graph.node if n.op_type == "ConvInteger"]
+    reference = ReferenceEvaluator(m)
+    assert max(np.abs(s).max() for s in reference.run(sums, {"x": x})) > 65504
+    expected = onnxruntime_run(path, x)
+    np.testing.assert_array_equal(interpret(import_onnx(path), {"x": x})[0], reference.run(None, {"x": x})[0])
+    for chip in ("m1", "m4"):
+        compiled = anec.compile(path, target=chip, emit="ir")
+        assert not [op for op in compiled.ir.walk() if isinstance(op, host.HostOp)]
+        stored = _stored(compiled.ir)
+        assert len(stored) == 4 and all(w.quantized.dtype == np.int8 for w in stored.values())
+        (simulated,) = compiled.run({"x": x}).values()
+        assert cosine(simulated, expected) >= 0.999
+
+
+def _one_quantum_apart(got: np.ndarray, expected: np.ndarray, scale: float) -> None:
+    """Equal but where the float32 requantization and onnx's float64 one round a near-tie apart."""
+    steps = np.abs(got.astype(np.float64) - expected.astype(np.float64)) / scale
+    assert steps.max() <= 1 + 1e-6 and np.mean(steps > 0.5) < 0.01
+
+
+def _qlinear(kind: str, tmp_path: Path) -> tuple[onnx.ModelProto, Path, dict[str, np.ndarray], float]:
+    """One QLinearConv (per-channel weight scales, bias) or QLinearMatMul between a uint8 quantize and a dequantize."""
+    rng = np.random.default_rng(3)
+    sx, sy = np.float32(0.05), np.float32(0.2)
+    inits: dict[str, np.ndarray] = {"sx": np.array(sx), "zx": np.array(120, np.uint8), "sy": np.array(sy), "zy": np.array(7, np.uint8)}
+    if kind == "conv":
+        inits |= {"w": rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8), "sw": np.linspace(0.01, 0.03, 16).astype(np.float32),
+                  "zw": np.zeros(16, np.int8), "b": rng.integers(-3000, 3000, 16).astype(np.int32)}
+        op = helper.make_node("QLinearConv", ["q", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"], ["qy"], pads=[1, 1, 1, 1], name="qconv")
+        shape = [1, 8, 12, 12]
+    else:
+        inits |= {"w": rng.integers(0, 256, (32, 24)).astype(np.uint8), "sw": np.array(0.004, np.float32), "zw": np.array(131, np.uint8)}
+        op = helper.make_node("QLinearMatMul", ["q", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["qy"], name="qmatmul")
+        shape = [1, 6, 32]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["q"], name="quant"), op,
+             helper.make_node("DequantizeLinear", ["qy", "sy", "zy"], ["y"], name="dequant")]
+    m = model(nodes, [("x", F, shape)], ["y"], inits, opset=19)
+    m.graph.output[0].type.tensor_type.elem_type = F
+    path = tmp_path / f"{kind}.onnx"
+    onnx.save(m, path)
+    return m, path, {"x": rng.standard_normal(shape).astype(np.float32) * 3}, float(sy)
+
+
+@pytest.mark.parametrize("kind", ["conv", "matmul"])
+def test_qlinear_ops_match_onnx_and_onnxruntime_within_a_quantum(kind: str, tmp_path: Path) -> None:
+    import onnxruntime
+    from onnx.reference import ReferenceEvaluator
+
+    m, path, inputs, quantum = _qlinear(kind, tmp_path)
+    expected = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+    _one_quantum_apart(ReferenceEvaluator(m).run(None, inputs)[0], expected, quantum)
+    module = import_onnx(m)
+    assert not [op for op in module.walk() if isinstance(op, host.HostOp)]
+    _one_quantum_apart(interpret(module, inputs)[0], expected, quantum)
+    compiled = anec.compile(path, target="m1", emit="ir")
+    assert [w.quantized.dtype for w in _stored(compiled.ir).values()] == [np.int8 if kind == "conv" else np.uint8]
+    (simulated,) = compiled.run(inputs).values()
+    assert cosine(simulated, expected) >= 0.999
+
+
+def test_a_runtime_int32_bias_between_the_sums_and_their_scale_follows_the_scale() -> None:
+    """onnxruntime's older quantize_dynamic (ddddocr's recogniser): ConvInteger + floor(b / (sx·sw)) as
+    int32, cast, times sx·sw. Imported exactly; compiled, the scale moves into the input and the bias."""
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"], name="dql"),
+             helper.make_node("ConvInteger", ["xq", "w", "xz"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Mul", ["xs", "ws"], ["s"], name="scales"),
+             helper.make_node("Div", ["bias", "s"], ["bd"], name="bias_div"),
+             helper.make_node("Floor", ["bd"], ["bf"], name="bias_floor"),
+             helper.make_node("Cast", ["bf"], ["bi"], to=TensorProto.INT32, name="bias_int"),
+             helper.make_node("Reshape", ["bi", "shape"], ["br"], name="bias_reshape"),
+             helper.make_node("Add", ["c", "br"], ["cb"], name="bias_add"),
+             helper.make_node("Cast", ["cb"], ["cf"], to=TensorProto.FLOAT, name="sums"),
+             helper.make_node("Mul", ["cf", "s"], ["y"], name="scale")]
+    inits = {"w": rng.integers(-127, 128, (8, 16, 3, 3)).astype(np.int8), "ws": np.array(0.02, np.float32),
+             "bias": rng.standard_normal(8).astype(np.float32), "shape": np.array([1, 8, 1, 1], np.int64)}
+    m = model(nodes, [("x", F, [1, 16, 10, 10])], ["y"], inits, opset=19)
+    x = rng.standard_normal((1, 16, 10, 10)).astype(np.float32) * 3
+    reference = ReferenceEvaluator(m)
+    assert np.abs(reference.run(["cb"], {"x": x})[0]).max() > 65504
+    expected = reference.run(None, {"x": x})[0]
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], expected)
+    compiled = anec.compile(m, target="m1", emit="ir")
+    (conv,) = [op for op in compiled.ir.walk() if isinstance(op, ane.ConvOp)]
+    assert compressed_of(conv.weight.owner).scale.tolist() == [1.0]  # exact integers; sx·sw scales the input
+    assert isinstance(conv.input.owner, ane.MulOp)
+    (simulated,) = compiled.run({"x": x}).values()
+    assert cosine(simulated, expected) >= 0.999 and np.all(np.isfinite(simulated))

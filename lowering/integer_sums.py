@@ -1,0 +1,116 @@
+"""Integer sums scaled where fp16 holds them (a pattern of ane-legalize).
+
+Integer ops (`ConvInteger`, `MatMulInteger`, `QLinear*`) import as their exact integer sums, a float
+conv or matmul of centered integers by a weight stored with scale one, followed by the scale
+(`anec.importers.onnx_quantized`). In float32 that is onnx's arithmetic; in fp16 the sums of 8-bit
+products overflow (a 3×3 conv of uint8 by int8 reaches 10^5). So the scale moves in front of the sums:
+the MAC of dequantized values, which fp16 holds. It runs before partitioning, which may put the sums
+and their scale in different segments (ddddocr's runtime bias goes through a host Floor); the float32
+results change by rounding only, though a model that requantizes layer after layer can amplify it.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import reduce
+
+import numpy as np
+from xdsl.ir import Operation, SSAValue
+from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewrite_pattern
+
+from anec.builder import RewriteBuilder
+from anec.compression import AffineWeight
+from anec.dialects import ane
+from anec.dialects.ane import shape_of
+from anec.dialects.discardable import FP16_FIXES_ATTR, append_note
+from anec.lowering.compress import weight_and_axis
+from anec.lowering.fuse import bias_values, per_channel, rebuild
+from anec.lowering.rewriting import constant_of
+from anec.weights import compressed_of
+
+
+def _scale_factors(value: SSAValue) -> list[SSAValue]:
+    """The factors of a product of `ane.mul`s, through reshapes of one-element values (ONNX's runtime
+    scales are 0-d tensors, reshaped to broadcast)."""
+    op = value.owner
+    if isinstance(op, ane.ReshapeOp) and math.prod(shape_of(value)) == 1:
+        return _scale_factors(op.input)
+    if isinstance(op, ane.MulOp):
+        return _scale_factors(op.lhs) + _scale_factors(op.rhs)
+    return [value]
+
+
+def _rescaled(weight: AffineWeight, axis: int, channels: np.ndarray) -> AffineWeight:
+    """`weight` with its stored scale times `channels` (one per index of `axis`, the output channels)."""
+    count = weight.shape[axis]
+    return AffineWeight(weight.quantized, np.broadcast_to(weight.scale, (count,)) * channels,
+                        np.broadcast_to(weight.zero_point, (count,)), axis)
+
+
+def _defined_before(value: SSAValue, op: Operation) -> bool:
+    owner = value.owner
+    return not isinstance(owner, Operation) or (owner.parent is op.parent and owner.is_before_in_block(op))
+
+
+class ScaleIntoMac(RewritePattern):
+    """A conv or matmul by an affine-compressed weight, times a scale → the MAC of scaled operands: one
+    scale for every output channel goes into the input (the weight keeps its exact values), one per
+    channel into the weight's stored scale; the bias takes the constant part. Integer ops import as their exact
+    integer sums followed by the scale (`anec.importers.onnx_quantized`); the sums of int8 products
+    overflow fp16, the conv of the dequantized values does not."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.MulOp, rewriter: PatternRewriter) -> None:
+        for product, scale in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            shift, add = None, product.owner  # (sums + shift) · scale, as quantize_dynamic writes a conv's bias: sums · scale + shift · scale
+            if isinstance(add, ane.AddOp) and product.has_one_use():
+                product, shift = next(((v, w) for v, w in ((add.lhs, add.rhs), (add.rhs, add.lhs)) if isinstance(v.owner, ane.ConvOp | ane.MatmulOp)),
+                                      (product, None))
+            moved = product  # through ane-layout's reshapes and transposes (a matmul become a 1×1 conv): one scale commutes with them
+            while shift is None and isinstance(product.owner, ane.ReshapeOp | ane.TransposeOp) and product.has_one_use():
+                product = product.owner.input
+            mac = product.owner
+            if not isinstance(mac, ane.ConvOp | ane.MatmulOp) or mac.activation is not None or not product.has_one_use():
+                continue
+            weight_value, axis = weight_and_axis(mac) or (None, 0)
+            weight = compressed_of(weight_value.owner) if weight_value is not None and isinstance(weight_value.owner, ane.ConstOp) else None
+            factors = _scale_factors(scale)
+            runtime = [f for f in factors if constant_of(f) is None]
+            constants = [constant_of(f).astype(np.float32) for f in factors if constant_of(f) is not None]  # type: ignore[union-attr]
+            bias = bias_values(mac)
+            if (not isinstance(weight, AffineWeight) or bias is None or any(math.prod(shape_of(f)) != 1 for f in runtime)
+                    or (runtime and mac.bias is not None)):
+                continue
+            out = shape_of(mac.result)
+            constant = np.asarray(reduce(np.multiply, constants, np.float32(1)))
+            through = moved is not product
+            if through and (constant.size != 1 or not all(_defined_before(f, mac) for f in runtime)):
+                continue
+            if through:
+                channels = np.full(out[1 if isinstance(mac, ane.ConvOp) else -1], constant.reshape(()), np.float32)
+            elif constant.ndim > len(out) or (channels := per_channel(constant.reshape((1,) * (len(out) - constant.ndim) + constant.shape), mac)) is None:
+                continue
+            build = RewriteBuilder(mac if through else op, rewriter)  # where every operand is defined (the scale may come after the MAC)
+            x = mac.lhs if isinstance(mac, ane.MatmulOp) else mac.input
+            uniform = bool(np.all(channels == channels[0]))
+            scalars = [build.reshape(f, (1,) * len(shape_of(x))) for f in runtime]
+            if uniform and channels[0] != 1:
+                scalars.append(build.scalar(float(channels[0]), x))
+            if scalars:
+                x = build.add(ane.MulOp(x, reduce(lambda a, c: build.add(ane.MulOp(a, c), "scale"), scalars)), "scale_input")
+            new_weight = weight_value if uniform else build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
+            new_bias = build.constant(bias * channels, mac.result, "bias") if mac.bias is not None else None
+            new_mac = rebuild(mac, build, new_weight, new_bias, x)
+            append_note(new_mac, FP16_FIXES_ATTR, "the scale after these integer sums moved in front of them (the input, or the "
+                                                  "weight's stored scale): sums of 8-bit products pass fp16's 65504")
+            result = new_mac.result
+            if through:
+                mac.result.replace_all_uses_with(result)
+                result = moved
+            if shift is not None:
+                result = build.add(ane.AddOp(result, build.add(ane.MulOp(shift, scale), "shift")), "sum")
+            rewriter.replace(op, [], [result])
+            if shift is not None:
+                rewriter.erase(add)
+            rewriter.erase(mac)
+            return
