@@ -67,7 +67,7 @@ class WeightStore:
         repeats at every step, and the copies passes derive from them, are stored once."""
         # a view: read-only here, the caller's array untouched (reshape: ascontiguousarray makes 0-d arrays 1-d)
         array = np.ascontiguousarray(array).reshape(np.shape(array)).view()
-        key = (array.dtype.str, array.shape, hashlib.blake2b(array.reshape(-1).view(np.uint8), digest_size=16).digest())
+        key = (array.dtype.str, array.shape, hashlib.blake2b(array.reshape(-1).view(np.uint8).data, digest_size=16).digest())
         if (same := self._by_content.get(key)) is not None and same in self._arrays:
             return same
         handle = self._fresh(name)

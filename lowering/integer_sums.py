@@ -76,16 +76,19 @@ class ScaleIntoMac(RewritePattern):
             weight = compressed_of(weight_value.owner) if weight_value is not None and isinstance(weight_value.owner, ane.ConstOp) else None
             factors = _scale_factors(scale)
             runtime = [f for f in factors if constant_of(f) is None]
-            constants = [constant_of(f).astype(np.float32) for f in factors if constant_of(f) is not None]  # type: ignore[union-attr]
+            constants = [c.astype(np.float32) for f in factors if (c := constant_of(f)) is not None]
             bias = bias_values(mac)
             if (not isinstance(weight, AffineWeight) or bias is None or any(math.prod(shape_of(f)) != 1 for f in runtime)
                     or (runtime and mac.bias is not None)):
                 continue
             out = shape_of(mac.result)
-            constant = np.asarray(reduce(np.multiply, constants, np.float32(1)))
+            constant = np.ones((), np.float32)
+            for factor in constants:
+                constant = constant * factor
             through = moved is not product
             if through and (constant.size != 1 or not all(_defined_before(f, mac) for f in runtime)):
                 continue
+            channels: np.ndarray | None
             if through:
                 channels = np.full(out[1 if isinstance(mac, ane.ConvOp) else -1], constant.reshape(()), np.float32)
             elif constant.ndim > len(out) or (channels := per_channel(constant.reshape((1,) * (len(out) - constant.ndim) + constant.shape), mac)) is None:
@@ -98,12 +101,13 @@ class ScaleIntoMac(RewritePattern):
                 scalars.append(build.scalar(float(channels[0]), x))
             if scalars:
                 x = build.add(ane.MulOp(x, reduce(lambda a, c: build.add(ane.MulOp(a, c), "scale"), scalars)), "scale_input")
+            assert weight_value is not None  # an affine weight was found
             new_weight = weight_value if uniform else build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
             new_bias = build.constant(bias * channels, mac.result, "bias") if mac.bias is not None else None
             new_mac = rebuild(mac, build, new_weight, new_bias, x)
             append_note(new_mac, FP16_FIXES_ATTR, "the scale after these integer sums moved in front of them (the input, or the "
                                                   "weight's stored scale): sums of 8-bit products pass fp16's 65504")
-            result = new_mac.result
+            result: SSAValue = new_mac.result
             if through:
                 mac.result.replace_all_uses_with(result)
                 result = moved
@@ -111,6 +115,7 @@ class ScaleIntoMac(RewritePattern):
                 result = build.add(ane.AddOp(result, build.add(ane.MulOp(shift, scale), "shift")), "sum")
             rewriter.replace(op, [], [result])
             if shift is not None:
+                assert isinstance(add, ane.AddOp)
                 rewriter.erase(add)
             rewriter.erase(mac)
             return
