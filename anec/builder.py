@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -71,7 +72,7 @@ class OpBuilder(ABC):
         if tuple(shape) == shape_of(value):
             return value
         if isinstance(value.owner, ane.ConstOp):
-            return self.derive(value, lambda a: a.reshape(tuple(shape)), "reshaped")
+            return self.derive(value, lambda a: a.reshape(tuple(shape)), ("reshape", tuple(shape)), "reshaped")
         return self.add(ane.ReshapeOp(value, shape), suffix)
 
     def transpose(self, value: SSAValue, perm: Sequence[int], suffix: str = "transpose") -> SSAValue:
@@ -79,14 +80,28 @@ class OpBuilder(ABC):
         if tuple(perm) == tuple(range(len(perm))):
             return value
         if isinstance(value.owner, ane.ConstOp):
-            return self.derive(value, lambda a: a.transpose(tuple(perm)), "transposed")
+            return self.derive(value, lambda a: a.transpose(tuple(perm)), ("transpose", tuple(perm)), "transposed")
         return self.add(ane.TransposeOp(value, perm), suffix)
 
-    def derive(self, value: SSAValue, transform: Callable[[Any], Any], name: str | None = None) -> SSAValue:
+    def derive(self, value: SSAValue, transform: Callable[[Any], Any], key: Hashable, name: str | None = None) -> SSAValue:
         """The constant `transform(value)` of a constant `value`, written with `.reshape`, `.transpose`
-        or indexing, which a compressed weight has too: it stays compressed where its form allows."""
+        or indexing, which a compressed weight has too: it stays compressed where its form allows.
+        `key` names the transform: a stored weight derived the same way again (the steps of an unrolled
+        recurrence, the tiles of equal ops) reuses the first result instead of computing it again."""
         owner = value.owner
         assert isinstance(owner, ane.ConstOp), "derive() takes a constant"
+        source = owner.handle.data if owner.handle is not None else None
+        if source is not None and (known := self.store.derivation(source, key)) is not None:
+            handle, stored, shape = known
+            return self.add(ane.ConstOp(TensorType(element_type_of(value), shape), handle=handle, stored=stored))
+        result = self._derive(owner, transform, value, name)
+        made = result.owner
+        if source is not None and isinstance(made, ane.ConstOp) and made.handle is not None:
+            self.store.remember_derivation(source, key, made.handle.data, made.stored.data if made.stored is not None else None,
+                                           shape_of(result))
+        return result
+
+    def _derive(self, owner: ane.ConstOp, transform: Callable[[Any], Any], value: SSAValue, name: str | None) -> SSAValue:
         if (weight := compressed_of(owner, self.store)) is not None:
             with contextlib.suppress(KeptOnlyExpanded):
                 return self.constant(transform(weight), value, name)

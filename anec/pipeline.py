@@ -10,6 +10,7 @@ only here) — and hands them to the emitters and the runtime, which never run p
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 import shutil
 import sys
@@ -124,6 +125,7 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
     if options.stop_after and options.stop_after not in PIPELINES.get(options.emit, ()):
         raise AnecError(f"--stop-after {options.stop_after}: no such pass in the {options.emit} pipeline",
                         hint=f"passes: {', '.join(PIPELINES.get(options.emit, ())) or '(none)'}")
+    verify_each = options.print_ir_after_all or os.environ.get(VERIFY_EACH_ENV) == "1"
     for p in build_passes(options):
         if progress:
             progress(p.name)
@@ -135,13 +137,15 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
         peak_mb[p.name] = peak_memory_mb()
         if p.name == "ane-layout":
             stats["padding_bytes_after_layout"] = total_padding_bytes(module)
-        module.verify()
+        if verify_each:
+            module.verify()
         if options.print_ir_after_all:
             print(f"// -----// IR after {p.name} //----- //", file=out)
             Printer(stream=out).print_op(module)
             print(file=out)
         if p.name == options.stop_after:
             break
+    module.verify()
     return stats
 
 
@@ -149,6 +153,11 @@ def peak_memory_mb() -> float:
     """The process's peak resident memory so far, in MiB (what `--timings` reports after each stage)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+VERIFY_EACH_ENV = "ANEC_VERIFY_EACH"
+"""Set to 1, the pipeline verifies the module after every pass (the test suite does), naming the pass that
+broke it; otherwise once, at the end: verifying a large module costs about as much as a pass, every time."""
 
 
 def lower_segments(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> ModuleOp:
@@ -164,10 +173,15 @@ def lower_segments(module: ModuleOp, arch: str, pass_options: Mapping[str, Mappi
     return lowered
 
 
+def descriptor_bytes(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> bytes:
+    """The `.anec` file of `module`: its segments lowered, the program encoded (and validated)."""
+    return encode(anec_file(lower_segments(module, arch, pass_options), arch))
+
+
 def descriptor_program(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> AnecFile:
     """The descriptor program of `module` as a file holds it: lowered, encoded and decoded again,
     so what runs is what `.anec` files carry."""
-    return decode(encode(anec_file(lower_segments(module, arch, pass_options), arch)), validate=False)
+    return decode(descriptor_bytes(module, arch, pass_options), validate=False)
 
 
 @dataclass
@@ -177,16 +191,24 @@ class CompiledModel:
     options: CompileOptions
     report: Report
     _program: AnecFile | None = field(default=None, init=False, repr=False, compare=False)
+    _program_bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def weights(self) -> WeightStore:
         return store_of(self.ir)
 
     @property
+    def program_bytes(self) -> bytes:
+        """The model's `.anec` file, built once: its segments lowered for the target."""
+        if self._program_bytes is None:
+            self._program_bytes = descriptor_bytes(self.ir, self.target.arch, self.options.pass_options)
+        return self._program_bytes
+
+    @property
     def program(self) -> AnecFile:
-        """The model's descriptor program (decoded), built once: its segments lowered for the target."""
+        """The model's descriptor program, decoded from `program_bytes` (what runs is what the file holds)."""
         if self._program is None:
-            self._program = descriptor_program(self.ir, self.target.arch, self.options.pass_options)
+            self._program = decode(self.program_bytes, validate=False)
         return self._program
 
     def run(self, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -204,7 +226,7 @@ class CompiledModel:
         if self.options.emit not in EMITTERS:
             raise AnecError(f"--emit {self.options.emit} is not available in this build", hint=f"use one of {', '.join(EMITTERS)}")
         emitter = EMITTERS[self.options.emit]
-        product = self.program if emitter.takes == "descriptors" else self.ir
+        product = self.program_bytes if emitter.takes == "descriptors" else self.ir
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".anec-", dir=path.parent))
         try:

@@ -12,7 +12,7 @@ import hashlib
 import re
 import weakref
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,8 @@ class WeightStore:
         self._compressed: dict[str, CompressedWeight] = {}
         """Handles stored compressed; `_arrays` caches their fp16 expansion once read."""
         self._next_suffix: dict[str, int] = {}
+        self._derivations: dict[tuple[str, Hashable], tuple[str, str | None, tuple[int, ...]]] = {}
+        """(source handle, transform) -> (handle, stored form, shape) of what `OpBuilder.derive` made of it."""
         self._by_content: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         """The handle `add` gave each distinct array (dtype, shape, digest of its bytes)."""
         """Per name, where `_fresh` resumes counting (a thousand weights named alike cost no rescans)."""
@@ -75,6 +77,14 @@ class WeightStore:
         self._arrays[handle] = array
         self._by_content[key] = handle
         return handle
+
+    def derivation(self, source: str, key: Hashable) -> tuple[str, str | None, tuple[int, ...]] | None:
+        """What `source` transformed by `key` was stored as (handle, compressed form, shape), if it still is."""
+        known = self._derivations.get((source, key))
+        return known if known is not None and known[0] in self else None
+
+    def remember_derivation(self, source: str, key: Hashable, handle: str, stored: str | None, shape: tuple[int, ...]) -> None:
+        self._derivations[(source, key)] = (handle, stored, shape)
 
     def add_compressed(self, weight: CompressedWeight, name: str = "w") -> str:
         """Store a compressed weight; reading its handle gives its fp16 value."""
@@ -121,6 +131,7 @@ class WeightStore:
         other._compressed = dict(self._compressed)
         other._next_suffix = dict(self._next_suffix)
         other._by_content = dict(self._by_content)
+        other._derivations = dict(self._derivations)
         return other
 
     def prune(self, keep: Iterable[str]) -> None:

@@ -159,20 +159,20 @@ def _require(condition: bool, message: str) -> None:
 def _require_numeric(op: Operation, *vals: SSAValue) -> None:
     for v in vals:
         et = element_type_of(v)
-        _require(
-            is_float(et) or (isinstance(et, IntegerType) and not is_bool(et)),
-            f"{op.name} needs numeric tensors, got {v.type}",
-        )
+        if not (is_float(et) or (isinstance(et, IntegerType) and not is_bool(et))):  # messages built only on failure:
+            raise VerifyException(f"{op.name} needs numeric tensors, got {v.type}")   # printing a type costs more than the check
 
 
 def _require_float(op: Operation, *vals: SSAValue) -> None:
     for v in vals:
-        _require(is_float(element_type_of(v)), f"{op.name} needs float tensors, got {v.type}")
+        if not is_float(element_type_of(v)):
+            raise VerifyException(f"{op.name} needs float tensors, got {v.type}")
 
 
 def _require_same_element_type(op: Operation, *vals: SSAValue) -> None:
     types = {element_type_of(v) for v in vals}
-    _require(len(types) == 1, f"{op.name} operands and result must share an element type, got {sorted(map(str, types))}")
+    if len(types) != 1:
+        raise VerifyException(f"{op.name} operands and result must share an element type, got {sorted(map(str, types))}")
 
 
 def _check_axes(op: Operation, axes: Sequence[int], rank: int) -> None:
@@ -244,8 +244,8 @@ class ConstOp(IRDLOperation):
     def verify_(self) -> None:
         _require((self.handle is None) != (self.value is None), "ane.const needs exactly one of a weight handle or an inline value")
         _require(self.stored is None or self.handle is not None, "ane.const: only a stored weight can be compressed")
-        if self.value is not None:
-            _require(self.value.type == self.result.type, f"ane.const value type {self.value.type} differs from result type {self.result.type}")
+        if self.value is not None and self.value.type != self.result.type:
+            raise VerifyException(f"ane.const value type {self.value.type} differs from result type {self.result.type}")
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")

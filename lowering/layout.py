@@ -103,7 +103,7 @@ class LinearToConv(RewritePattern):
             x = build.transpose(build.reshape(op.lhs, (n, h, k, m)), (0, 2, 1, 3))
         else:
             x = build.transpose(build.reshape(op.lhs, (n, h, m, k)), (0, 3, 1, 2))
-        conv = ane.ConvOp(x, build.derive(op.rhs, kernel_of, "weight"), op.bias)
+        conv = ane.ConvOp(x, build.derive(op.rhs, kernel_of, ("linear-kernel", tuple(w[-2:]), transpose_rhs), "weight"), op.bias)
         _copy_epilogue(op, conv)
         y = build.transpose(build.add(conv), (0, 2, 3, 1))
         build.replace(build.reshape(y, shape_of(op.result)))

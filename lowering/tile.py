@@ -94,7 +94,7 @@ class Pieces:
         if constant_of(value) is not None:  # a compressed weight's slice stays compressed
             index = [slice(None)] * len(shape)
             index[axis] = slice(lo, hi, step)
-            return self.build.derive(value, lambda a: a[tuple(index)], "tile")
+            return self.build.derive(value, lambda a: a[tuple(index)], ("slice", axis, lo, hi, step), "tile")
         return self(self.slice_op(value, axis, lo, hi, step))
 
     @staticmethod

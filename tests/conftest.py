@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from xdsl.dialects.builtin import ModuleOp
+
+os.environ.setdefault("ANEC_VERIFY_EACH", "1")  # every pass's output verified, so a test names the pass that broke the IR
 
 
 @pytest.fixture(scope="session")

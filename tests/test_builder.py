@@ -57,6 +57,23 @@ def test_movements_of_a_constant_are_constants(style: str) -> None:
     assert np.array_equal(const_value(moved.owner, b.store), array.reshape(6, 4).T)
 
 
+def test_a_constant_derived_the_same_way_twice_is_computed_once_and_shares_its_handle() -> None:
+    b, _ = _builders()[0]
+    c = b.constant(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    calls = []
+
+    def flip(a: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return a[::-1].copy()
+
+    first, second = (b.derive(c, flip, ("flip",)) for _ in range(2))
+    other = b.derive(c, lambda a: a * 2, ("double",))
+    assert len(calls) == 1 and first is not second
+    assert isinstance(first.owner, ane.ConstOp) and isinstance(second.owner, ane.ConstOp) and isinstance(other.owner, ane.ConstOp)
+    assert first.owner.handle == second.owner.handle != other.owner.handle
+    assert first.type == second.type and np.array_equal(const_value(second.owner, b.store), np.arange(24.0).reshape(2, 3, 4)[::-1])
+
+
 def test_scalar_has_the_rank_and_element_type_of_its_partner() -> None:
     b = Collecting(WeightStore())
     like = b.add(ane.CastOp(b.constant(np.zeros((2, 3, 4, 5), np.float32)), f16))

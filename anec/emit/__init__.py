@@ -30,7 +30,7 @@ class Emitter:
     suffix: str
     """The artifact's default file suffix (`anec compile model.onnx` writes `model<suffix>`)."""
     takes: Literal["graph", "descriptors"]
-    """The product it writes: the graph-level module, or the descriptor program."""
+    """The product it writes: the graph-level module, or the descriptor program's `.anec` bytes."""
 
 
 EMITTERS: dict[str, Emitter] = {
