@@ -226,10 +226,9 @@ def encode_program(program: Program) -> bytes:
     weights_offset = _aligned(td_offset + len(tds))
     header = _PROGRAM_HEADER.pack(PROGRAM_MAGIC, len(program.tasks), len(program.buffers), first_words, td_offset, len(tds),
                                   names_offset, len(names), weights_offset, len(program.weights))
-    body = header + buffers + names
-    body += bytes(td_offset - len(body)) + tds
-    body += bytes(weights_offset - len(body)) + program.weights
-    return body
+    head = header + buffers + names
+    # one join: the weight section is most of a program, and each `+` would copy it again
+    return b"".join((head, bytes(td_offset - len(head)), tds, bytes(weights_offset - td_offset - len(tds)), program.weights))
 
 
 def _encode_buffer(b: Buffer) -> bytes:
@@ -340,12 +339,12 @@ def encode(model: AnecFile) -> bytes:
     entries, blobs = [], []
     for kind, index, blob in sections:
         entries.append(_SECTION.pack(kind, index, offset, len(blob), checksum(blob)))
-        blobs.append(blob + bytes(_pad(len(blob))))
-        offset += len(blobs[-1])
+        blobs += [blob, bytes(_pad(len(blob)))]
+        offset += len(blob) + _pad(len(blob))
     header = _FILE_HEADER.pack(MAGIC, FORMAT_VERSION, len(sections), 0, model.arch.encode(), table.version,
                                get_target(model.arch).codegen_revision.value, 0, offset)
     head = header + b"".join(entries)
-    return head + bytes(_pad(len(head))) + b"".join(blobs)
+    return b"".join([head, bytes(_pad(len(head))), *blobs])
 
 
 def decode(data: bytes | memoryview, validate: bool = True) -> AnecFile:
