@@ -131,6 +131,10 @@ class Performance:
     cliff_slowdown: Fact[float] = measured(2.5, "guide §2: a matmul chain whose activation passes the 2 MB cliff fell from 12 to 4.8 TFLOP/s")
     host_flops_per_s: Fact[float] = decompiled(20e9, "guide §6: Core ML's segmenter anchors the CPU at 20 GFLOP/s")
     host_bytes_per_s: Fact[float] = decompiled(10e9, "guide §6: Core ML's segmenter anchors the CPU at 10 GB/s")
+    palette_decode_speedup: Fact[float] = measured(
+        2.37, "guide §4: int4 LUT weights stream 2.37x faster than fp16 on M1 (weight-bound)",
+        note="the fp16 weight bytes the kernel DMA's palette-LUT coefficient stream expands per second, as a multiple "
+             "of the weight stream: a 4-bit palette moves 4x fewer bytes, but the decode caps the gain at 2.37x")
 
     def with_fitted(self, facts: Mapping[str, Fact[float]]) -> Performance:
         """These figures with fitted values of some `FIT_PARAMETERS` (all `Fact[float]`) in place."""
@@ -239,6 +243,7 @@ _M5_MAX_PUBLISHED = Performance(
     ne_flops_per_s=measured(19.6e12, "guide §1: 19.6 TFLOP/s slope"),
     narrow_kernel_exponent=decompiled(1.0, "guide §2: 4 output channels/cycle/core; a 3x3 kernel fills one (OCG 1)"),
     planar_bytes_per_s=measured(57e9, "guide §1: 57 GB/s activation fit"),
+    palette_decode_speedup=predicted(2.37, "carried over from M1 (guide §4 gives the palette's streaming gain on M1 only)"),
 )
 
 PUBLISHED: dict[str, Performance] = {"h13": _M1_PUBLISHED, "h17s": _M5_MAX_PUBLISHED}
@@ -315,6 +320,7 @@ def _scaled(base: Performance, base_arch: str, arch: str, *, peak: Fact[float], 
         dispatch_floor_s=predicted(base.dispatch_floor_s.value, carried),
         narrow_kernel_exponent=predicted(base.narrow_kernel_exponent.value, carried),
         cliff_slowdown=predicted(base.cliff_slowdown.value, carried),
+        palette_decode_speedup=predicted(base.palette_decode_speedup.value, carried),
     )
 
 

@@ -1,6 +1,7 @@
 """The timing model charges a compressed weight's stored bytes where the chip streams its form, the fp16
 expansion elsewhere, so a weight-bound layer follows the hardware notes ("Weight compression"): the
-int4 palette streams on M1 (2.37x faster there), int8 is expanded to fp16 on M1 and streams from A14."""
+int4 palette streams on M1 (2.37x faster there: its LUT decode, not its 4x fewer bytes, bounds it),
+int8 is expanded to fp16 on M1 and streams from A14."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def _layer(model: anec.CompiledModel):
 def test_the_report_predicts_the_published_streaming_directions(compiled: dict[tuple[str, str], anec.CompiledModel]) -> None:
     time = {key: _layer(model).predicted_s for key, model in compiled.items()}
     assert all(_layer(m).bound == "weights" for m in compiled.values())
-    assert time["palette4", "m1"] < time["fp16", "m1"] / 2      # int4 LUT streams on M1: 2.37x faster there
+    # int4 LUT streams on M1, 2.37x faster (the published figure); the layer's activations and per-task
+    # overhead hide behind the weight stream, so the ratio is the figure within 2%, not the 4x of the bytes
+    assert time["fp16", "m1"] / time["palette4", "m1"] == pytest.approx(2.37, rel=0.02)
     assert time["int8", "m1"] == time["fp16", "m1"]             # int8 is expanded to fp16 in DRAM on M1
     assert time["int8", "m4"] < time["fp16", "m4"] * 0.6        # int8 streams from A14 (0.52x latency)
     assert time["palette4", "m4"] < time["int8", "m4"]
@@ -77,7 +80,9 @@ def test_descriptor_programs_stream_fewer_bytes_where_the_chip_streams_the_form(
     streamed = {key: sum(t.work.weight_bytes for t in p.tasks) for key, p in profile.items()}
     assert streamed["int8", "m1"] == streamed["fp16", "m1"] and streamed["int8", "m4"] < 0.6 * streamed["fp16", "m4"]
     assert streamed["palette4", "m1"] < 0.3 * streamed["fp16", "m1"]
-    assert profile["palette4", "m1"].total_s < profile["fp16", "m1"].total_s
+    busy = {key: p.total_s - p.dispatch_s for key, p in profile.items()}
+    # the tiled program: the first tile's kernel cannot hide behind an earlier one, so within 5%
+    assert busy["fp16", "m1"] / busy["palette4", "m1"] == pytest.approx(2.37, rel=0.05)
     assert profile["int8", "m4"].total_s < profile["fp16", "m4"].total_s
 
 
