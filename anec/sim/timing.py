@@ -46,7 +46,6 @@ from anec.analysis import (
     largest_operand_bytes,
     weight_bytes,
 )
-from anec.compression import kernel_stream_nbytes
 from anec.descriptors.program import (
     FIRST_IO_SLOT,
     WEIGHT_SLOT,
@@ -73,7 +72,7 @@ from anec.isa.tasks import (
     mode_name,
     ocg_size,
 )
-from anec.legality import streamed_form
+from anec.legality import kernel_bytes, streamed_kernel
 from anec.targets import Target, get_target
 from anec.weights import compressed_of
 
@@ -357,17 +356,17 @@ class WeightTraffic:
 
 def weight_traffic(op: Operation, target: Target) -> WeightTraffic:
     """The weight bytes of `op` on `target`: a compressed kernel costs its stored bytes where the chip
-    streams its form (`anec.legality.streamed_form`), its fp16 expansion elsewhere."""
+    streams its form (`anec.legality.kernel_bytes`), its fp16 expansion elsewhere."""
     logical = weight_bytes(op)
     owner = op.weight.owner if isinstance(op, ane.ConvBase) else op.rhs.owner if isinstance(op, ane.MatmulOp) else None
     weight = compressed_of(owner) if isinstance(owner, ane.ConstOp) else None
     if weight is None:
         return WeightTraffic(logical, logical, logical)
     others = logical - dense_bytes(weight.shape)  # the bias
-    form = streamed_form(op, weight, target)
-    streamed = others + kernel_stream_nbytes(form, weight.shape) if form is not None else logical
+    streamed = streamed_kernel(op, target)
+    form = streamed[1] if streamed is not None else None
     decoded = dense_bytes(weight.shape) if form is not None and form.startswith("palette") else 0
-    return WeightTraffic(logical, others + weight.stored_nbytes, streamed, weight.form, form is not None, decoded)
+    return WeightTraffic(logical, others + weight.stored_nbytes, kernel_bytes(op, target), weight.form, form is not None, decoded)
 
 
 def op_work(op: Operation, target: Target) -> Work:

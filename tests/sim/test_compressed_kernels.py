@@ -17,6 +17,7 @@ from anec.dialects import ane
 from anec.dialects.ane import tensor
 from anec.interpreter import interpret
 from anec.isa.tasks import Coeff
+from anec.legality import KERNEL_MEMORY, kernel_bytes, legality
 from anec.sim.functional import Machine
 from anec.weights import WeightStore, attach, make_compressed_const
 
@@ -72,3 +73,36 @@ def test_streamed_and_expanded_kernels_compute_the_same_bits(compiled: dict[str,
     outputs = {chip: next(iter(c.run([x]).values())) for chip, c in compiled.items()}
     assert outputs["m1"].tobytes() == outputs["m2"].tobytes() == outputs["m4"].tobytes()
     np.testing.assert_allclose(outputs["m1"], interpret(compiled["m1"].ir, [x])[0], rtol=2e-2, atol=2e-2)
+
+
+WIDE = 768
+"""Input channels of a 64-output 1×1 conv whose kernel fits the 64 KB kernel memory only compressed:
+96 KB in fp16, 48 KB in int8, 24 KB as a 4-bit palette."""
+
+
+def wide_conv(weight: AffineWeight | PaletteWeight) -> ModuleOp:
+    store = WeightStore()
+    block = Block(arg_types=[tensor((1, WIDE, 4, 4))])
+    w = make_compressed_const(weight, "wide.weight", store, f32)
+    conv = ane.ConvOp(block.args[0], w.result)
+    block.add_ops([w, conv, ReturnOp(conv.result)])
+    module = ModuleOp([FuncOp("main", ([block.args[0].type], [conv.result.type]), Region(block))])
+    attach(module, store)
+    return module
+
+
+def test_a_kernel_that_fits_only_compressed_is_not_tiled_where_the_chip_streams_it() -> None:
+    palette = PaletteWeight(RNG.integers(0, 16, (64, WIDE, 1, 1)).astype(np.uint8), (np.linspace(-1, 1, 16) * 0.05).astype(np.float16), 4)
+    int8 = AffineWeight(RNG.integers(-127, 128, (64, WIDE, 1, 1)).astype(np.int8), np.full(64, 4e-4, np.float32), np.zeros(64, np.int8), axis=0)
+    assert 2 * palette.fp16().size > anec.get_target("m1").memory.kernel_memory_bytes.value
+    convs = {name: next(op for op in wide_conv(w).walk() if isinstance(op, ane.ConvOp)) for name, w in (("palette4", palette), ("int8", int8))}
+    assert kernel_bytes(convs["palette4"], anec.get_target("m1")) == WIDE * 32 + 32
+    assert legality(convs["palette4"], anec.get_target("m1"), strict=True).ok
+    assert legality(convs["int8"], anec.get_target("m1"), strict=True).rule == KERNEL_MEMORY.name   # expanded to fp16 on M1
+    assert legality(convs["int8"], anec.get_target("m4"), strict=True).ok
+    tasks = {(name, chip): [kernel_stream_form(t) for t in anec.compile(wide_conv(w), target=chip, emit="ir").program.programs[0].tasks
+                            if t.coeff_elements(Coeff.KERNEL)]
+             for name, w in (("palette4", palette), ("int8", int8)) for chip in ("m1", "m4")}
+    assert tasks["palette4", "m1"] == tasks["palette4", "m4"] == ["palette4"]
+    assert tasks["int8", "m4"] == ["int8"]
+    assert len(tasks["int8", "m1"]) >= 2 and set(tasks["int8", "m1"]) == {None}
