@@ -12,7 +12,7 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Block, Region
 
 import anec
-from anec.compression import AffineWeight, PaletteWeight
+from anec.compression import AffineWeight, PaletteWeight, prune, quantize_int8_block
 from anec.dialects import ane
 from anec.dialects.ane import tensor
 from anec.dialects.discardable import NAME_ATTR
@@ -25,7 +25,13 @@ FP16 = (RNG.standard_normal((K, N)) * 0.03).astype(np.float16)
 FORMS = {
     "palette4": PaletteWeight(RNG.integers(0, 16, (K, N)).astype(np.uint8), (np.linspace(-1, 1, 16) * 0.05).astype(np.float16), 4),
     "int8": AffineWeight(RNG.integers(-127, 128, (K, N)).astype(np.int8), np.full(N, 4e-4, np.float32), np.zeros(N, np.int8), axis=1),
+    "palette6": PaletteWeight(RNG.integers(0, 64, (K, N)).astype(np.uint8), (np.linspace(-1, 1, 64) * 0.05).astype(np.float16), 6),
+    "int8-block": quantize_int8_block(FP16.astype(np.float32), axis=1, block_axis=0),
+    "prune50": prune(FP16.astype(np.float32)),
 }
+EXPANDED = ("palette6", "int8-block", "prune50")
+"""Forms no chip streams in anec's descriptors (only the int4 palette streams of the palettes; anec
+writes no blockwise or sparse stream yet): expanded to fp16 in DRAM, so timed as fp16."""
 
 
 def linear(form: str) -> ModuleOp:
@@ -93,3 +99,11 @@ def test_the_html_page_shows_stored_and_fp16_weight_bytes(compiled: dict[tuple[s
     page = render(model.report, model.target, title="linear")
     assert "weights 1.05 MB stored of 2.1 MB in fp16: int8/channel, expanded to fp16 on the M1" in page
     assert "1 compressed op(s), 0 streamed compressed, 1 expanded to fp16 on this chip" in page
+
+
+@pytest.mark.parametrize("form", EXPANDED)
+def test_forms_the_chip_does_not_stream_are_expanded_timed_as_fp16_and_reported_so(compiled: dict[tuple[str, str], anec.CompiledModel], form: str) -> None:
+    for chip in ("m1", "m4"):
+        layer, fp16 = _layer(compiled[form, chip]), _layer(compiled["fp16", chip])
+        assert layer.predicted_s == fp16.predicted_s and "expanded to fp16" in layer.weight_form
+        assert layer.stored_weight_bytes == FORMS[form].stored_nbytes < 0.6 * layer.weight_bytes
