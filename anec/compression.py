@@ -382,32 +382,43 @@ CompressedWeight = AffineWeight | BlockAffineWeight | PaletteWeight | SparseWeig
 # ------------------------------------------------------------------------------------------------
 
 KERNEL_FORMATS: dict[str, int] = {"int8": 1, "uint8": 2}
-"""`KernelFmt` of an affine kernel stream; 0 is fp16. A palette sets `PalettizedEn` and `PalettizedBits`."""
-STREAM_FORMS = ("palette4", "int8", "uint8")
+"""`KernelFmt` of an affine kernel stream; 0 is fp16. A palette sets `PalettizedEn` and `PalettizedBits`,
+a sparse kernel `SparseFmt`."""
+STREAM_FORMS = ("palette4", "int8", "uint8", "sparse")
 
 
 def stream_form(weight: CompressedWeight) -> str | None:
     """The kernel-stream form of a conv kernel [Cout, …] stored as `weight`, or None when it has none
-    (palettes other than 4-bit; scales along another axis than the output channels). Blockwise and
-    sparse kernels have none in anec's descriptors yet, though the notes say sparse streams on M1 and
-    blockwise from A15: they are expanded to fp16."""
+    (palettes other than 4-bit; scales along another axis than the output channels; blockwise
+    scales, which the notes say stream from A15 but anec's descriptors do not write yet)."""
     if isinstance(weight, PaletteWeight):
         return "palette4" if weight.bits == 4 else None
     if isinstance(weight, AffineWeight):
         return str(weight.quantized.dtype) if weight.axis in (None, 0) else None
-    return None
+    return "sparse" if isinstance(weight, SparseWeight) else None
 
 
-def kernel_stream_nbytes(form: str, shape: tuple[int, ...]) -> int:
+def kernel_stream_nbytes(form: str, shape: tuple[int, ...], values: int = 0) -> int:
     """Bytes of a kernel stream: a palette is its 16 fp16 entries then the packed indices; an affine
-    kernel is one fp32 scale and one zero-point byte per output channel, then the values."""
+    kernel is one fp32 scale and one zero-point byte per output channel, then the values; a sparse
+    kernel is its mask (a bit a weight, least significant first) then its `values` fp16 values."""
     count = math.prod(shape)
+    if form == "sparse":
+        return (count + 7) // 8 + 2 * values
     return 32 + (count + 1) // 2 if form == "palette4" else 5 * shape[0] + count
+
+
+def weight_stream_nbytes(weight: CompressedWeight, form: str) -> int:
+    """Bytes of `weight`'s kernel stream in `form` (`stream_form`)."""
+    return kernel_stream_nbytes(form, weight.shape, weight.values.size if isinstance(weight, SparseWeight) else 0)
 
 
 def kernel_stream(weight: CompressedWeight) -> bytes:
     if isinstance(weight, PaletteWeight):
         return weight.lut.astype("<f2").tobytes() + weight.packed().tobytes()
+    if isinstance(weight, SparseWeight):
+        return pack_bits(weight.mask, 1).tobytes() + weight.values.astype("<f2").tobytes()
+    assert isinstance(weight, AffineWeight), f"{weight.form} has no kernel stream"
     channels = weight.shape[0]
     scale = np.broadcast_to(weight.scale, (channels,)).astype("<f4")
     zero = np.broadcast_to(weight.zero_point, (channels,))
@@ -421,14 +432,19 @@ def decode_kernel_stream(raw: np.ndarray, form: str, count: int, channels: int) 
     if form == "palette4":
         lut = raw[:32].view("<f2")
         return lut[unpack_bits(raw[32:], 4, count)].astype(np.float16)
+    if form == "sparse":
+        mask_bytes = (count + 7) // 8
+        mask = unpack_bits(raw[:mask_bytes], 1, count).astype(np.bool_)
+        values = raw[mask_bytes:mask_bytes + 2 * int(mask.sum())].view("<f2")
+        return SparseWeight(mask, values).fp16()
     scale = raw[:4 * channels].view("<f4")
     zero = raw[4 * channels:5 * channels].view(np.dtype(form))
     q = raw[5 * channels:5 * channels + count].view(np.dtype(form)).reshape(channels, -1)
     return AffineWeight(q, scale, zero, 0).fp16().reshape(-1)
 
+
 KINDS: dict[str, type[CompressedWeight]] = {kind.KIND: kind for kind in (AffineWeight, BlockAffineWeight, PaletteWeight, SparseWeight)}
 """The stored forms by the name the weights file gives them."""
-
 
 
 # ------------------------------------------------------------------------------------------------

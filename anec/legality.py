@@ -17,7 +17,7 @@ from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, TensorT
 from xdsl.ir import Operation, SSAValue
 
 from anec.analysis import dense_bytes, engine_tensors, largest_operand_bytes, weight_bytes
-from anec.compression import CompressedWeight, kernel_stream_nbytes, stream_form
+from anec.compression import CompressedWeight, stream_form, weight_stream_nbytes
 from anec.dialects import ane, host
 from anec.dialects.ane import as_tuple, shape_of
 from anec.targets import Fact, Target
@@ -217,7 +217,8 @@ KERNEL_MEMORY = Rule(
     tileable=True,
     source="guide §3 (ane-hardware.md, tensor layout and constraints): a task's kernel sits in kernel memory "
            "(compressed where the kernel DMA streams its form: each unit holds its palette LUT and packed weights)",
-    basis=("memory.kernel_memory_bytes", "capability:palette4_weight_stream", "capability:int8_weight_stream"),
+    basis=("memory.kernel_memory_bytes", "capability:palette4_weight_stream", "capability:int8_weight_stream",
+           "capability:sparse_weight_stream"),
 )
 
 COMMON: tuple[Rule, ...] = (FP16_TENSORS, RANK, REDUCED_DIMS, DIMS)
@@ -469,14 +470,15 @@ def all_rules() -> list[Rule]:
     return list(dict.fromkeys(found))
 
 
-STREAMED_FORMS: dict[str, str] = {"palette4": "palette4_weight_stream", "int8": "int8_weight_stream", "uint8": "int8_weight_stream"}
+STREAMED_FORMS: dict[str, str] = {"palette4": "palette4_weight_stream", "int8": "int8_weight_stream", "uint8": "int8_weight_stream",
+                                  "sparse": "sparse_weight_stream"}
 """The capability a chip needs to stream each kernel-stream form compressed (else it is expanded to fp16)."""
 
 
 def streamed_form(op: Operation, weight: CompressedWeight, target: Target) -> str | None:
     """The compressed form in which `target` streams `weight` as the kernel of `op`, or None when the
     weight is expanded to fp16 first (the hardware notes: "int8 and blockwise are expanded to fp16 in
-    DRAM on M1"; int8 streams from A14, the int4 palette everywhere)."""
+    DRAM on M1"; int8 streams from A14, the int4 palette and sparse kernels everywhere)."""
     form = stream_form(weight) if isinstance(op, ane.ConvOp) else None
     return form if form is not None and target.has(STREAMED_FORMS[form]) else None
 
@@ -498,4 +500,4 @@ def kernel_bytes(op: Operation, target: Target) -> int:
     if streamed is None:
         return weight_bytes(op)
     weight, form = streamed
-    return weight_bytes(op) - dense_bytes(weight.shape) + kernel_stream_nbytes(form, weight.shape)
+    return weight_bytes(op) - dense_bytes(weight.shape) + weight_stream_nbytes(weight, form)

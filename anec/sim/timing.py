@@ -12,8 +12,9 @@ Per task, two overlapping times: the engine's (a fixed overhead plus compute) an
 - Data movement. Weights stream at the weight-stream rate (a weight above the kernel memory is tiled
   into output-channel groups that stream one after another), a compressed kernel at its stored size
   where the chip streams its form (`weight_traffic`; the fp16 expansion elsewhere), but no faster than
-  the kernel DMA expands a palette (its palette-LUT coefficient stream yields fp16 weights at
-  `palette_decode_speedup` times the weight stream: 2.37x on M1, not the 4x of its bytes); activations cross DRAM at the
+  the kernel DMA expands it (`decode_speedup`: its palette-LUT coefficient stream yields fp16 weights
+  at 2.37x the weight stream on M1, not the 4x of a 4-bit palette's bytes; a sparse kernel at 1.6x,
+  not the 1.78x of half the weights pruned); activations cross DRAM at the
   activation rate when they are program inputs or outputs, except a source an earlier tile of the
   same op read (tiles read their op's input once from DRAM, then from L2). Intermediate tensors stay
   in L2 and cost no DMA. When the largest tensor a task touches exceeds the L2 cliff, the task
@@ -94,7 +95,8 @@ class Work:
     core_utilization: float = 1.0
     tasks: int = 1
     reread_bytes: int = 0         # source bytes an earlier tile of the same op already brought in
-    decoded_bytes: int = 0        # fp16 bytes the kernel DMA expands from a streamed palette
+    decoded_bytes: int = 0        # fp16 bytes the kernel DMA expands from a streamed palette or sparse kernel
+    decoded_form: str = ""        # that kernel's stream form (its decode rate caps the weight stream)
 
 
 Bound = Literal["dispatch", "overhead", "compute", "weights", "activations", "l2-cliff"]
@@ -135,6 +137,14 @@ class Cost:
         return "l2-cliff" if self.cliff and term in ("compute", "activations") else term
 
 
+def decode_speedup(form: str | None, target: Target) -> float | None:
+    """How many times the weight stream's rate the kernel DMA expands a stream `form` to fp16 (None:
+    no decode bound, as for fp16 and affine kernels): the published streaming gains on M1."""
+    if form == "palette4":
+        return target.perf.palette_decode_speedup.value
+    return target.perf.sparse_decode_speedup.value if form == "sparse" else None
+
+
 def cost(work: Work, target: Target) -> Cost:
     """Engine time: a fixed per-task overhead, then MACs at the fitted NE rate (narrow output-channel
     groups and idle cores slow it) or bytes at the planar rate for planar/DMA tasks. DMA time:
@@ -151,7 +161,9 @@ def cost(work: Work, target: Target) -> Cost:
     dram = work.read_bytes - work.reread_bytes + work.write_bytes if streams else work.dram_bytes
     if streams:
         compute *= p.cliff_slowdown.value
-    weights = max(work.weight_bytes, work.decoded_bytes / p.palette_decode_speedup.value) / p.weight_stream_bytes_per_s.value
+    speedup = decode_speedup(work.decoded_form, target)
+    decoded = work.decoded_bytes / speedup if speedup is not None else 0.0
+    weights = max(work.weight_bytes, decoded) / p.weight_stream_bytes_per_s.value
     return Cost(overhead, compute, weights, dram / p.activation_bytes_per_s.value, streams, work.engine)
 
 
@@ -241,13 +253,14 @@ def task_work(program: Program, index: int, target: Target, read_before: set[tup
         span = coeff_range(task, channel)
         weights += span[1] if span is not None else 0
     form = kernel_stream_form(task)
-    decoded = 2 * task.coeff_elements(Coeff.KERNEL) if form is not None and form.startswith("palette") else 0
+    decoded = 2 * task.coeff_elements(Coeff.KERNEL) if decode_speedup(form, target) is not None else 0
     lanes, cores = target.perf.output_channels_per_cycle.value, target.perf.cores.value
     ocg, active = 1 << task.get("common", "OCGSize"), 1 << task.get("common", "ActiveNE")
     engine = _engine(kind)
     return Work(engine, task_flops(task), read, write, weights, dram, largest,
                 lane_utilization=min(ocg, lanes) / lanes if engine == "ne" else 1.0,
-                core_utilization=min(active, cores) / cores if engine == "ne" else 1.0, reread_bytes=reread, decoded_bytes=decoded)
+                core_utilization=min(active, cores) / cores if engine == "ne" else 1.0, reread_bytes=reread, decoded_bytes=decoded,
+                decoded_form=form or "")
 
 
 @dataclass(frozen=True)
@@ -351,7 +364,8 @@ class WeightTraffic:
     streamed: bool = False
     """Whether the chip streams the form compressed (else it expands it to fp16 in DRAM first)."""
     decoded_bytes: int = 0
-    """The fp16 bytes the kernel DMA expands from a streamed palette (its LUT decode rate bounds it)."""
+    """The fp16 bytes the kernel DMA expands from a streamed palette or sparse kernel (its decode rate bounds it)."""
+    stream_form: str = ""
 
 
 def weight_traffic(op: Operation, target: Target) -> WeightTraffic:
@@ -365,8 +379,8 @@ def weight_traffic(op: Operation, target: Target) -> WeightTraffic:
     others = logical - dense_bytes(weight.shape)  # the bias
     streamed = streamed_kernel(op, target)
     form = streamed[1] if streamed is not None else None
-    decoded = dense_bytes(weight.shape) if form is not None and form.startswith("palette") else 0
-    return WeightTraffic(logical, others + weight.stored_nbytes, kernel_bytes(op, target), weight.form, form is not None, decoded)
+    decoded = dense_bytes(weight.shape) if decode_speedup(form, target) is not None else 0
+    return WeightTraffic(logical, others + weight.stored_nbytes, kernel_bytes(op, target), weight.form, form is not None, decoded, form or "")
 
 
 def op_work(op: Operation, target: Target) -> Work:
@@ -386,10 +400,10 @@ def op_work(op: Operation, target: Target) -> Work:
         cout = shape_of(op.results[0])[1]
         tasks = max(1, -(-weights // target.memory.kernel_memory_bytes.value))
         return Work("ne", flops(op), read, write, weights, 0, largest, min(ocg, lanes) / lanes,
-                    active_cores(cout, ocg, cores) / cores, tasks, decoded_bytes=traffic.decoded_bytes)
+                    active_cores(cout, ocg, cores) / cores, tasks, decoded_bytes=traffic.decoded_bytes, decoded_form=traffic.stream_form)
     if isinstance(op, ane.MatmulOp | ane.SdpaOp):
         tasks = max(1, -(-weights // target.memory.kernel_memory_bytes.value))
-        return Work("ne", flops(op), read, write, weights, 0, largest, tasks=tasks, decoded_bytes=traffic.decoded_bytes)
+        return Work("ne", flops(op), read, write, weights, 0, largest, tasks=tasks, decoded_bytes=traffic.decoded_bytes, decoded_form=traffic.stream_form)
     movement = isinstance(op, ane.MovementOp | ane.ConcatOp | ane.SplitOp)
     return Work("dma" if movement else "pe", flops(op), read, write, weights, 0, largest)
 

@@ -1,5 +1,5 @@
 """Compressed kernels in descriptor programs: each chip streams the forms the hardware notes say it
-streams (the int4 palette everywhere, int8 from A14) and expands the rest to fp16; the simulator
+streams (the int4 palette and sparse kernels everywhere, int8 from A14) and expands the rest to fp16; the simulator
 decompresses a stream to exactly the fp16 values the IR holds."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Block, Region
 
 import anec
-from anec.compression import AffineWeight, PaletteWeight
+from anec.compression import AffineWeight, PaletteWeight, prune
 from anec.descriptors.program import kernel_stream_form
 from anec.dialects import ane
 from anec.dialects.ane import tensor
@@ -23,12 +23,13 @@ from anec.weights import WeightStore, attach, make_compressed_const
 
 RNG = np.random.default_rng(7)
 PALETTE = PaletteWeight(RNG.integers(0, 16, (64, 32, 3, 3)).astype(np.uint8), (np.linspace(-1, 1, 16) * 0.1).astype(np.float16), 4)
+SPARSE = prune(RNG.standard_normal((16, 16, 1, 1)).astype(np.float32))
 AFFINE = AffineWeight(RNG.integers(0, 256, (16, 64, 1, 1)).astype(np.uint8), RNG.uniform(1e-3, 4e-3, 16).astype(np.float32),
                       RNG.integers(100, 156, 16).astype(np.uint8), axis=0)
 
 
 def compressed_convs() -> ModuleOp:
-    """x → 3×3 conv (4-bit palette) → relu → 1×1 conv (uint8 per channel, with zero points)."""
+    """x → 3×3 conv (4-bit palette) → relu → 1×1 conv (uint8 per channel, with zero points) → 1×1 conv (half pruned)."""
     store = WeightStore()
     block = Block(arg_types=[tensor((1, 32, 8, 8))])
     w1 = make_compressed_const(PALETTE, "conv1.weight", store, f32)
@@ -36,8 +37,10 @@ def compressed_convs() -> ModuleOp:
     relu = ane.ReluOp(conv1.result)
     w2 = make_compressed_const(AFFINE, "conv2.weight", store, f32)
     conv2 = ane.ConvOp(relu.result, w2.result)
-    block.add_ops([w1, conv1, relu, w2, conv2, ReturnOp(conv2.result)])
-    module = ModuleOp([FuncOp("main", ([block.args[0].type], [conv2.result.type]), Region(block))])
+    w3 = make_compressed_const(SPARSE, "conv3.weight", store, f32)
+    conv3 = ane.ConvOp(conv2.result, w3.result)
+    block.add_ops([w1, conv1, relu, w2, conv2, w3, conv3, ReturnOp(conv3.result)])
+    module = ModuleOp([FuncOp("main", ([block.args[0].type], [conv3.result.type]), Region(block))])
     attach(module, store)
     return module
 
@@ -53,19 +56,20 @@ def compiled() -> dict[str, anec.CompiledModel]:
 
 
 def test_each_chip_streams_the_forms_the_notes_say_it_streams(compiled: dict[str, anec.CompiledModel]) -> None:
-    assert _kernel_forms(compiled["m1"]) == ["palette4", None]      # int8 is expanded to fp16 in DRAM on M1
-    assert _kernel_forms(compiled["m2"]) == ["palette4", "uint8"]   # int8 streams from A14
-    assert _kernel_forms(compiled["m4"]) == ["palette4", "uint8"]
+    assert _kernel_forms(compiled["m1"]) == ["palette4", None, "sparse"]      # int8 is expanded to fp16 in DRAM on M1
+    assert _kernel_forms(compiled["m2"]) == ["palette4", "uint8", "sparse"]   # int8 streams from A14
+    assert _kernel_forms(compiled["m4"]) == ["palette4", "uint8", "sparse"]
     sizes = {chip: len(c.program.programs[0].weights) for chip, c in compiled.items()}
-    assert sizes["m4"] < sizes["m1"] < 2 * (PALETTE.fp16().size + AFFINE.fp16().size)
+    assert sizes["m4"] < sizes["m1"] < 2 * (PALETTE.fp16().size + AFFINE.fp16().size + SPARSE.fp16().size)
 
 
 def test_the_simulator_decompresses_a_stream_to_the_irs_fp16_values(compiled: dict[str, anec.CompiledModel]) -> None:
     (program,) = compiled["m4"].program.programs
     machine = Machine.for_program(program)
-    palette, affine = [t for t in program.tasks if t.coeff_elements(Coeff.KERNEL)]
+    palette, affine, sparse = [t for t in program.tasks if t.coeff_elements(Coeff.KERNEL)]
     assert machine.coefficients(palette, Coeff.KERNEL).tobytes() == PALETTE.fp16().astype(np.float32).ravel().tobytes()
     assert machine.coefficients(affine, Coeff.KERNEL).tobytes() == AFFINE.fp16().astype(np.float32).ravel().tobytes()
+    assert machine.coefficients(sparse, Coeff.KERNEL).tobytes() == SPARSE.fp16().astype(np.float32).ravel().tobytes()
 
 
 def test_streamed_and_expanded_kernels_compute_the_same_bits(compiled: dict[str, anec.CompiledModel]) -> None:
