@@ -1,11 +1,14 @@
 """Compressed weights: what a weight holds when it is stored smaller than its fp16 expansion.
 
-Two forms, the ones Core ML writes and the kernel DMA reads (the hardware notes, "Weight compression"):
+The forms Core ML writes and the kernel DMA reads (the hardware notes, "Weight compression"):
 
 - `AffineWeight`: int8 or uint8 values with a scale and zero point, per tensor or per channel along one
   axis; the value is `(q - zero_point) * scale`, computed in fp32 and rounded once to fp16.
+- `BlockAffineWeight`: the same with a scale and zero point per block (a grid of the weight's rank whose
+  every extent divides the weight's: per output channel and 32 input channels, say).
 - `PaletteWeight`: n-bit indices (1, 2, 4, 6 or 8 bits) into one fp16 codebook of 2**n entries; the
   indices are packed least significant bit first (for 4 bits: the low nibble is the first index).
+- `SparseWeight`: a 1-bit mask (least significant bit first) and the fp16 values where it is set.
 
 Passes see a compressed weight's logical shape and its fp16 value (`fp16()`, computed once); legality,
 timing and the report see its stored bytes (`stored_nbytes`). Both forms decompress here only, so the
@@ -52,6 +55,20 @@ def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     return (planes.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(axis=1).astype(np.uint8)
 
 
+def _dequantize(quantized: np.ndarray, zero_point: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """`fp16((q - zero_point) * scale)` in fp32, rounded once, read-only (zero point and scale broadcast)."""
+    centered = quantized.astype(np.float32) - zero_point.astype(np.float32)
+    with np.errstate(over="ignore"):
+        value = (centered * scale).astype(np.float16)
+    value.flags.writeable = False
+    return value
+
+
+def _readonly(value: np.ndarray) -> np.ndarray:
+    value.flags.writeable = False
+    return value
+
+
 @dataclass(frozen=True, eq=False)
 class AffineWeight:
     """int8/uint8 affine weight: `fp16((q - zero_point) * scale)`, per tensor (`axis` None) or per channel."""
@@ -96,11 +113,7 @@ class AffineWeight:
 
     @cached_property
     def _fp16(self) -> np.ndarray:
-        centered = self.quantized.astype(np.float32) - self._broadcast(self.zero_point.astype(np.float32))
-        with np.errstate(over="ignore"):
-            value = (centered * self._broadcast(self.scale)).astype(np.float16)
-        value.flags.writeable = False
-        return value
+        return _dequantize(self.quantized, self._broadcast(self.zero_point), self._broadcast(self.scale))
 
     def fp16(self) -> np.ndarray:
         return self._fp16
@@ -135,6 +148,110 @@ class AffineWeight:
     def from_parts(cls, parts: dict[str, np.ndarray]) -> AffineWeight:
         axis = int(parts["axis"])
         return cls(parts["q"], parts["scale"], parts["zero_point"], None if axis < 0 else axis)
+
+
+def _blocks(shape: tuple[int, ...], grid: tuple[int, ...]) -> tuple[int, ...]:
+    """The block extents of a grid over `shape` (each grid extent divides the weight's)."""
+    return tuple(d // g for d, g in zip(shape, grid, strict=True))
+
+
+def _expand(grid: np.ndarray, blocks: tuple[int, ...]) -> np.ndarray:
+    """A per-block array repeated over its blocks (to the weight's shape)."""
+    for axis, extent in enumerate(blocks):
+        if extent > 1:
+            grid = np.repeat(grid, extent, axis=axis)
+    return grid
+
+
+def _unit_free_reshape(old: tuple[int, ...], new: tuple[int, ...], grid: tuple[int, ...]) -> tuple[int, ...]:
+    """The grid of a reshape that only adds or drops unit axes; any other reshape mixes blocks."""
+    kept = [(d, g) for d, g in zip(old, grid, strict=True) if d != 1]
+    if [d for d in new if d != 1] != [d for d, _ in kept]:
+        raise KeptOnlyExpanded(f"a reshape from {list(old)} to {list(new)} moves values across scale blocks")
+    grids = iter(g for _, g in kept)
+    return tuple(1 if d == 1 else next(grids) for d in new)
+
+
+def _block_window(index: tuple[slice, ...], shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[slice, ...]:
+    """The grid window of a window of the weight (basic slices that keep whole blocks)."""
+    out = []
+    for axis, extent in enumerate(shape):
+        start, stop, step = (index[axis] if axis < len(index) else slice(None)).indices(extent)
+        block = blocks[axis]
+        if block == extent:
+            out.append(slice(None))
+        elif step == 1 and start % block == 0 and stop % block == 0:
+            out.append(slice(start // block, stop // block))
+        else:
+            raise KeptOnlyExpanded(f"a window [{start}:{stop}:{step}] of axis {axis} cuts its blocks of {block}")
+    return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockAffineWeight:
+    """int8/uint8 blockwise affine weight: `fp16((q - zero_point) * scale)` with a scale and zero point
+    per block; `scale` and `zero_point` are grids of the weight's rank (Core ML's
+    `constexpr_blockwise_shift_scale`)."""
+
+    KIND: ClassVar[str] = "block-affine"
+    quantized: np.ndarray
+    scale: np.ndarray           # float32, the grid
+    zero_point: np.ndarray      # the dtype of `quantized`, the grid
+
+    def __post_init__(self) -> None:
+        q = self.quantized
+        if q.dtype not in (np.int8, np.uint8):
+            raise AnecError(f"a blockwise affine weight holds int8 or uint8 values, not {q.dtype}")
+        if (self.scale.shape != self.zero_point.shape or self.scale.ndim != q.ndim
+                or any(g < 1 or d % g for d, g in zip(q.shape, self.scale.shape, strict=True))):
+            raise AnecError(f"a blockwise weight of shape {list(q.shape)} needs scales and zero points on a grid of its rank "
+                            f"whose extents divide its own, got {list(self.scale.shape)} and {list(self.zero_point.shape)}")
+        object.__setattr__(self, "scale", np.asarray(self.scale, np.float32))
+        object.__setattr__(self, "zero_point", np.asarray(self.zero_point, q.dtype))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.quantized.shape)
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return _blocks(self.shape, self.scale.shape)
+
+    @property
+    def form(self) -> str:
+        """`int8/block1x32x1x1`: the values' type and the block extents per axis."""
+        return f"{self.quantized.dtype}/block{'x'.join(map(str, self.blocks))}"
+
+    @property
+    def stored_nbytes(self) -> int:
+        """The values, plus a float32 scale and a zero point per block."""
+        return self.quantized.size + 5 * self.scale.size
+
+    @cached_property
+    def _fp16(self) -> np.ndarray:
+        return _dequantize(self.quantized, _expand(self.zero_point, self.blocks), _expand(self.scale, self.blocks))
+
+    def fp16(self) -> np.ndarray:
+        return self._fp16
+
+    def reshape(self, *shape: int | tuple[int, ...]) -> BlockAffineWeight:
+        new = tuple(np.empty(self.shape, np.bool_).reshape(_dims(shape)).shape)
+        grid = _unit_free_reshape(self.shape, new, self.scale.shape)
+        return BlockAffineWeight(self.quantized.reshape(new), self.scale.reshape(grid), self.zero_point.reshape(grid))
+
+    def __getitem__(self, index: tuple[slice, ...]) -> BlockAffineWeight:
+        window = _block_window(index, self.shape, self.blocks)
+        return BlockAffineWeight(self.quantized[index], self.scale[window], self.zero_point[window])
+
+    def transpose(self, perm: tuple[int, ...]) -> BlockAffineWeight:
+        return BlockAffineWeight(self.quantized.transpose(perm), self.scale.transpose(perm), self.zero_point.transpose(perm))
+
+    def parts(self) -> dict[str, np.ndarray]:
+        return {"q": self.quantized, "scale": self.scale, "zero_point": self.zero_point}
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray]) -> BlockAffineWeight:
+        return cls(parts["q"], parts["scale"], parts["zero_point"])
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,9 +291,7 @@ class PaletteWeight:
 
     @cached_property
     def _fp16(self) -> np.ndarray:
-        value = self.lut[self.indices]
-        value.flags.writeable = False
-        return value
+        return _readonly(self.lut[self.indices])
 
     def fp16(self) -> np.ndarray:
         return self._fp16
@@ -200,7 +315,66 @@ class PaletteWeight:
         return cls(unpack_bits(parts["packed"], bits, math.prod(shape)).reshape(shape), parts["lut"], bits)
 
 
-CompressedWeight = AffineWeight | PaletteWeight
+@dataclass(frozen=True, eq=False)
+class SparseWeight:
+    """A sparse weight: the fp16 `values` where `mask` is set (in C order), zero elsewhere (Core ML's
+    `constexpr_sparse_to_dense`: the mask is stored one bit an element, least significant bit first)."""
+
+    KIND: ClassVar[str] = "sparse"
+    mask: np.ndarray            # bool, the logical shape
+    values: np.ndarray          # float16, one per set bit
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mask", np.asarray(self.mask, np.bool_))
+        object.__setattr__(self, "values", np.asarray(self.values, np.float16).reshape(-1))
+        if self.values.size != int(self.mask.sum()):
+            raise AnecError(f"a sparse weight with {int(self.mask.sum())} set mask bits needs as many values, got {self.values.size}")
+
+    @classmethod
+    def of(cls, dense: np.ndarray, mask: np.ndarray) -> SparseWeight:
+        return cls(mask, np.asarray(dense)[mask])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.mask.shape)
+
+    @property
+    def form(self) -> str:
+        return "sparse"
+
+    @property
+    def stored_nbytes(self) -> int:
+        """The mask's bits plus the fp16 values."""
+        return math.ceil(self.mask.size / 8) + self.values.nbytes
+
+    @cached_property
+    def _fp16(self) -> np.ndarray:
+        value = np.zeros(self.shape, np.float16)
+        value[self.mask] = self.values
+        return _readonly(value)
+
+    def fp16(self) -> np.ndarray:
+        return self._fp16
+
+    def reshape(self, *shape: int | tuple[int, ...]) -> SparseWeight:
+        return SparseWeight(self.mask.reshape(_dims(shape)), self.values)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> SparseWeight:
+        return SparseWeight.of(self.fp16()[index], self.mask[index])
+
+    def transpose(self, perm: tuple[int, ...]) -> SparseWeight:
+        return SparseWeight.of(self.fp16().transpose(perm), self.mask.transpose(perm))
+
+    def parts(self) -> dict[str, np.ndarray]:
+        return {"mask": pack_bits(self.mask, 1), "values": self.values, "shape": np.asarray(self.shape, np.int64)}
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray]) -> SparseWeight:
+        shape = tuple(int(d) for d in parts["shape"])
+        return cls(unpack_bits(parts["mask"], 1, math.prod(shape)).reshape(shape).astype(np.bool_), parts["values"])
+
+
+CompressedWeight = AffineWeight | BlockAffineWeight | PaletteWeight | SparseWeight
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,28 +382,43 @@ CompressedWeight = AffineWeight | PaletteWeight
 # ------------------------------------------------------------------------------------------------
 
 KERNEL_FORMATS: dict[str, int] = {"int8": 1, "uint8": 2}
-"""`KernelFmt` of an affine kernel stream; 0 is fp16. A palette sets `PalettizedEn` and `PalettizedBits`."""
-STREAM_FORMS = ("palette4", "int8", "uint8")
+"""`KernelFmt` of an affine kernel stream; 0 is fp16. A palette sets `PalettizedEn` and `PalettizedBits`,
+a sparse kernel `SparseFmt`."""
+STREAM_FORMS = ("palette4", "int8", "uint8", "sparse")
 
 
 def stream_form(weight: CompressedWeight) -> str | None:
     """The kernel-stream form of a conv kernel [Cout, …] stored as `weight`, or None when it has none
-    (palettes other than 4-bit; scales along another axis than the output channels)."""
+    (palettes other than 4-bit; scales along another axis than the output channels; blockwise
+    scales, which the notes say stream from A15 but anec's descriptors do not write yet)."""
     if isinstance(weight, PaletteWeight):
         return "palette4" if weight.bits == 4 else None
-    return str(weight.quantized.dtype) if weight.axis in (None, 0) else None
+    if isinstance(weight, AffineWeight):
+        return str(weight.quantized.dtype) if weight.axis in (None, 0) else None
+    return "sparse" if isinstance(weight, SparseWeight) else None
 
 
-def kernel_stream_nbytes(form: str, shape: tuple[int, ...]) -> int:
+def kernel_stream_nbytes(form: str, shape: tuple[int, ...], values: int = 0) -> int:
     """Bytes of a kernel stream: a palette is its 16 fp16 entries then the packed indices; an affine
-    kernel is one fp32 scale and one zero-point byte per output channel, then the values."""
+    kernel is one fp32 scale and one zero-point byte per output channel, then the values; a sparse
+    kernel is its mask (a bit a weight, least significant first) then its `values` fp16 values."""
     count = math.prod(shape)
+    if form == "sparse":
+        return (count + 7) // 8 + 2 * values
     return 32 + (count + 1) // 2 if form == "palette4" else 5 * shape[0] + count
+
+
+def weight_stream_nbytes(weight: CompressedWeight, form: str) -> int:
+    """Bytes of `weight`'s kernel stream in `form` (`stream_form`)."""
+    return kernel_stream_nbytes(form, weight.shape, weight.values.size if isinstance(weight, SparseWeight) else 0)
 
 
 def kernel_stream(weight: CompressedWeight) -> bytes:
     if isinstance(weight, PaletteWeight):
         return weight.lut.astype("<f2").tobytes() + weight.packed().tobytes()
+    if isinstance(weight, SparseWeight):
+        return pack_bits(weight.mask, 1).tobytes() + weight.values.astype("<f2").tobytes()
+    assert isinstance(weight, AffineWeight), f"{weight.form} has no kernel stream"
     channels = weight.shape[0]
     scale = np.broadcast_to(weight.scale, (channels,)).astype("<f4")
     zero = np.broadcast_to(weight.zero_point, (channels,))
@@ -243,12 +432,19 @@ def decode_kernel_stream(raw: np.ndarray, form: str, count: int, channels: int) 
     if form == "palette4":
         lut = raw[:32].view("<f2")
         return lut[unpack_bits(raw[32:], 4, count)].astype(np.float16)
+    if form == "sparse":
+        mask_bytes = (count + 7) // 8
+        mask = unpack_bits(raw[:mask_bytes], 1, count).astype(np.bool_)
+        values = raw[mask_bytes:mask_bytes + 2 * int(mask.sum())].view("<f2")
+        return SparseWeight(mask, values).fp16()
     scale = raw[:4 * channels].view("<f4")
     zero = raw[4 * channels:5 * channels].view(np.dtype(form))
     q = raw[5 * channels:5 * channels + count].view(np.dtype(form)).reshape(channels, -1)
     return AffineWeight(q, scale, zero, 0).fp16().reshape(-1)
-KINDS: dict[str, type[AffineWeight] | type[PaletteWeight]] = {AffineWeight.KIND: AffineWeight, PaletteWeight.KIND: PaletteWeight}
 
+
+KINDS: dict[str, type[CompressedWeight]] = {kind.KIND: kind for kind in (AffineWeight, BlockAffineWeight, PaletteWeight, SparseWeight)}
+"""The stored forms by the name the weights file gives them."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,5 +488,41 @@ def palettize(array: np.ndarray, bits: int = 4, iterations: int = 64) -> Palette
     return PaletteWeight(index.astype(np.uint8).reshape(np.shape(array)), lut, bits)
 
 
-COMPRESSORS = {"int8": "symmetric int8 per output channel", "palettize4": "a 16-entry fp16 palette per tensor (k-means)"}
+BLOCK = 32
+"""Input channels a blockwise scale covers (`--compress int8-block`; coremltools' default block size)."""
+
+
+def quantize_int8_block(array: np.ndarray, axis: int, block_axis: int, block: int = BLOCK) -> BlockAffineWeight:
+    """Symmetric int8 with a scale per output channel (`axis`) and `block` input channels
+    (`block_axis`); an input extent `block` does not divide is one block (per channel)."""
+    w = np.asarray(array, np.float32)
+    extent = w.shape[block_axis]
+    size = block if extent % block == 0 else extent
+    grid = [1] * w.ndim
+    grid[axis], grid[block_axis] = w.shape[axis], extent // size
+    split = []  # each grid axis as (blocks, extent per block)
+    for d, g in zip(w.shape, grid, strict=True):
+        split += [g, d // g]
+    peak = np.max(np.abs(w.reshape(split)), axis=tuple(range(1, 2 * w.ndim, 2)))
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.round(w / _expand(scale, _blocks(w.shape, scale.shape))), -127, 127).astype(np.int8)
+    return BlockAffineWeight(q, scale, np.zeros(scale.shape, np.int8))
+
+
+def prune(array: np.ndarray, sparsity: float = 0.5) -> SparseWeight:
+    """Magnitude pruning per tensor: the `sparsity` share of the values smallest in magnitude become zero
+    (ties broken by position), the rest are kept in fp16."""
+    w = np.asarray(array, np.float32)
+    drop = round(sparsity * w.size)
+    order = np.argsort(np.abs(w).reshape(-1), kind="stable")
+    mask = np.ones(w.size, np.bool_)
+    mask[order[:drop]] = False
+    return SparseWeight.of(w.astype(np.float16), mask.reshape(w.shape))
+
+
+COMPRESSORS = {"int8": "symmetric int8 per output channel",
+               "int8-block": f"symmetric int8 per output channel and {BLOCK} input channels (Core ML: iOS 18)",
+               "palettize4": "a 16-entry fp16 palette per tensor (k-means)",
+               "palettize6": "a 64-entry fp16 palette per tensor (k-means)",
+               "prune50": "half the values, the smallest in magnitude, pruned (a bit mask and fp16 values)"}
 """The `--compress` modes."""

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, TensorType
 from xdsl.ir import Operation, SSAValue
 
-from anec.analysis import engine_tensors, largest_operand_bytes, weight_bytes
-from anec.compression import CompressedWeight, stream_form
+from anec.analysis import dense_bytes, engine_tensors, largest_operand_bytes, weight_bytes
+from anec.compression import CompressedWeight, stream_form, weight_stream_nbytes
 from anec.dialects import ane, host
 from anec.dialects.ane import as_tuple, shape_of
 from anec.targets import Fact, Target
+from anec.weights import compressed_of
 
 
 @dataclass(frozen=True)
@@ -199,14 +200,25 @@ WORKING_SET = Rule(
     source="guide §2 (ane-hardware.md, datapath): past the L2 working set every operand streams from DRAM",
     basis=("memory.l2_bytes",),
 )
+
+
+def _over_kernel_memory(op: Operation, target: Target) -> str | None:
+    size, budget = kernel_bytes(op, target), target.memory.kernel_memory_bytes.value
+    if size <= budget:
+        return None
+    streamed = streamed_kernel(op, target)
+    return f"its {size}-byte {streamed[1] if streamed else 'fp16'} kernel exceeds the {budget}-byte kernel memory"
+
+
 KERNEL_MEMORY = Rule(
     "kernel-memory",
-    lambda op, t: (f"its {weight_bytes(op)}-byte fp16 kernel exceeds the {t.memory.kernel_memory_bytes.value}-byte kernel memory"
-                   if weight_bytes(op) > t.memory.kernel_memory_bytes.value else None),
+    _over_kernel_memory,
     hint="the tile pass splits output channels",
     tileable=True,
-    source="guide §3 (ane-hardware.md, tensor layout and constraints): a task's kernel sits in kernel memory",
-    basis=("memory.kernel_memory_bytes",),
+    source="guide §3 (ane-hardware.md, tensor layout and constraints): a task's kernel sits in kernel memory "
+           "(compressed where the kernel DMA streams its form: each unit holds its palette LUT and packed weights)",
+    basis=("memory.kernel_memory_bytes", "capability:palette4_weight_stream", "capability:int8_weight_stream",
+           "capability:sparse_weight_stream"),
 )
 
 COMMON: tuple[Rule, ...] = (FP16_TENSORS, RANK, REDUCED_DIMS, DIMS)
@@ -458,13 +470,34 @@ def all_rules() -> list[Rule]:
     return list(dict.fromkeys(found))
 
 
-STREAMED_FORMS: dict[str, str] = {"palette4": "palette4_weight_stream", "int8": "int8_weight_stream", "uint8": "int8_weight_stream"}
+STREAMED_FORMS: dict[str, str] = {"palette4": "palette4_weight_stream", "int8": "int8_weight_stream", "uint8": "int8_weight_stream",
+                                  "sparse": "sparse_weight_stream"}
 """The capability a chip needs to stream each kernel-stream form compressed (else it is expanded to fp16)."""
 
 
 def streamed_form(op: Operation, weight: CompressedWeight, target: Target) -> str | None:
     """The compressed form in which `target` streams `weight` as the kernel of `op`, or None when the
     weight is expanded to fp16 first (the hardware notes: "int8 and blockwise are expanded to fp16 in
-    DRAM on M1"; int8 streams from A14, the int4 palette everywhere)."""
+    DRAM on M1"; int8 streams from A14, the int4 palette and sparse kernels everywhere)."""
     form = stream_form(weight) if isinstance(op, ane.ConvOp) else None
     return form if form is not None and target.has(STREAMED_FORMS[form]) else None
+
+
+def streamed_kernel(op: Operation, target: Target) -> tuple[CompressedWeight, str] | None:
+    """The compressed kernel of a conv and the form `target` streams it in, or None (an fp16 kernel,
+    or a compressed one the chip expands to fp16 first)."""
+    const = op.weight.owner if isinstance(op, ane.ConvOp) else None
+    weight = compressed_of(const) if isinstance(const, ane.ConstOp) else None
+    form = streamed_form(op, weight, target) if weight is not None else None
+    return (weight, form) if weight is not None and form is not None else None
+
+
+def kernel_bytes(op: Operation, target: Target) -> int:
+    """The bytes `op`'s weights occupy in kernel memory on `target` and carry on the weight stream: a
+    kernel the chip streams compressed at its stream size (the kernel DMA expands it on the way to
+    the MACs), every other weight in fp16."""
+    streamed = streamed_kernel(op, target)
+    if streamed is None:
+        return weight_bytes(op)
+    weight, form = streamed
+    return weight_bytes(op) - dense_bytes(weight.shape) + weight_stream_nbytes(weight, form)

@@ -89,7 +89,7 @@ class CompileOptions:
     source_op_types: Mapping[str, str] = field(default_factory=dict)
     """Node name -> op type in the source model, so `keep_fp32` can name ONNX op types (set by `compile`)."""
     compress: str = ""
-    """Store large MAC weights compressed: "int8" or "palettize4" (`ane-compress`); empty: as imported."""
+    """Store large MAC weights compressed: a mode of `anec.compression.COMPRESSORS` ("int8", "palettize4", …; `ane-compress`); empty: as imported."""
     compress_skip: tuple[str, ...] = ()
     """Ops (by name) whose weights `compress` leaves alone."""
 

@@ -131,6 +131,14 @@ class Performance:
     cliff_slowdown: Fact[float] = measured(2.5, "guide §2: a matmul chain whose activation passes the 2 MB cliff fell from 12 to 4.8 TFLOP/s")
     host_flops_per_s: Fact[float] = decompiled(20e9, "guide §6: Core ML's segmenter anchors the CPU at 20 GFLOP/s")
     host_bytes_per_s: Fact[float] = decompiled(10e9, "guide §6: Core ML's segmenter anchors the CPU at 10 GB/s")
+    palette_decode_speedup: Fact[float] = measured(
+        2.37, "guide §4: int4 LUT weights stream 2.37x faster than fp16 on M1 (weight-bound)",
+        note="the fp16 weight bytes the kernel DMA's palette-LUT coefficient stream expands per second, as a multiple "
+             "of the weight stream: a 4-bit palette moves 4x fewer bytes, but the decode caps the gain at 2.37x")
+    sparse_decode_speedup: Fact[float] = measured(
+        1.6, "guide §4: sparse weights stream 1.55-1.64x faster than fp16 on M1 (the middle of the range)",
+        note="the fp16 weight bytes the kernel DMA expands from a mask and its nonzeros per second, as a multiple of the "
+             "weight stream: half the weights pruned moves 1.78x fewer bytes, but the gain measured is 1.55-1.64x")
 
     def with_fitted(self, facts: Mapping[str, Fact[float]]) -> Performance:
         """These figures with fitted values of some `FIT_PARAMETERS` (all `Fact[float]`) in place."""
@@ -148,6 +156,7 @@ Capability = Literal[
     "wide_dims",            # 65536-wide spatial dimensions
     "int8_weight_stream",
     "palette4_weight_stream",
+    "sparse_weight_stream",
     "shared_kernel_memory",
 ]
 
@@ -159,12 +168,13 @@ CAPABILITY_SOURCES: dict[str, str] = {
     "wide_dims": "guide §4: from A16, 65536-wide dimensions",
     "int8_weight_stream": "guide §4: int8 weights stream from A14 (0.52x latency at 8k^2); expanded to fp16 in DRAM on M1",
     "palette4_weight_stream": "guide §4: int4 LUT weights (16-entry fp16 codebook, low nibble first) stream on M1 (2.37x faster)",
+    "sparse_weight_stream": "guide §4: sparse weights (1-bit mask LSB first, packed fp16 nonzeros) stream on M1 (1.55-1.64x faster)",
     "shared_kernel_memory": "guide §3: from A14 kernels go to shared kernel memory",
 }
 
 # Apple's compiler family per generation (guide §1: M(n) uses H(n+12); family enum A13 = M1).
 _CAPABILITIES_FROM_FAMILY: dict[str, int] = {
-    "palette4_weight_stream": 13, "texture_engine": 14, "topk_sort": 14, "int8_weight_stream": 14, "shared_kernel_memory": 14,
+    "palette4_weight_stream": 13, "sparse_weight_stream": 13, "texture_engine": 14, "topk_sort": 14, "int8_weight_stream": 14, "shared_kernel_memory": 14,
     "sin_cos": 15, "global_argmax": 15, "wide_dims": 16,
 }
 
@@ -239,6 +249,8 @@ _M5_MAX_PUBLISHED = Performance(
     ne_flops_per_s=measured(19.6e12, "guide §1: 19.6 TFLOP/s slope"),
     narrow_kernel_exponent=decompiled(1.0, "guide §2: 4 output channels/cycle/core; a 3x3 kernel fills one (OCG 1)"),
     planar_bytes_per_s=measured(57e9, "guide §1: 57 GB/s activation fit"),
+    palette_decode_speedup=predicted(2.37, "carried over from M1 (guide §4 gives the palette's streaming gain on M1 only)"),
+    sparse_decode_speedup=predicted(1.6, "carried over from M1 (guide §4 gives the sparse streaming gain on M1 only)"),
 )
 
 PUBLISHED: dict[str, Performance] = {"h13": _M1_PUBLISHED, "h17s": _M5_MAX_PUBLISHED}
@@ -315,6 +327,8 @@ def _scaled(base: Performance, base_arch: str, arch: str, *, peak: Fact[float], 
         dispatch_floor_s=predicted(base.dispatch_floor_s.value, carried),
         narrow_kernel_exponent=predicted(base.narrow_kernel_exponent.value, carried),
         cliff_slowdown=predicted(base.cliff_slowdown.value, carried),
+        palette_decode_speedup=predicted(base.palette_decode_speedup.value, carried),
+        sparse_decode_speedup=predicted(base.sparse_decode_speedup.value, carried),
     )
 
 

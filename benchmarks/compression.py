@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import anec
+from anec.compression import COMPRESSORS
 from tests import zoo
 
 
@@ -97,10 +98,10 @@ def run(name: str, chips: list[str], simulate: bool) -> None:
             anec.compile(source, target=chip).save(fp16_package)
             base, base_s = weight_bytes(fp16_package), time.perf_counter() - start
             print(f"{name} {chip} fp16: {base:,} weight bytes, compiled in {base_s:.1f} s")
-            for label, model, options, reference in (("qdq", qdq, {}, "qdq"), ("int8", source, {"compress": "int8"}, "float"),
-                                                     ("palettize4", source, {"compress": "palettize4"}, "float")):
+            for label, model, options, reference in (("qdq", qdq, {}, "qdq"), *((mode, source, {"compress": mode}, "float") for mode in COMPRESSORS)):
                 start = time.perf_counter()
-                compiled = anec.compile(model, target=chip, **options)
+                # blockwise scales exist in Core ML from iOS 18
+                compiled = anec.compile(model, target=chip, deployment_target="ios18" if label == "int8-block" else "ios17", **options)
                 package = compiled.save(folder / f"{label}-{chip}.mlpackage")
                 seconds = time.perf_counter() - start
                 line = f"{name} {chip} {label}: {weight_bytes(package) / base:.3f}x fp16 weight bytes, compiled in {seconds:.1f} s"

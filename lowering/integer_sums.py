@@ -23,7 +23,7 @@ from anec.compression import AffineWeight
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import FP16_FIXES_ATTR, append_note
-from anec.lowering.compress import weight_and_axis
+from anec.lowering.compress import weight_and_axes
 from anec.lowering.fuse import bias_values, per_channel, rebuild
 from anec.lowering.rewriting import constant_of
 from anec.weights import compressed_of
@@ -72,7 +72,7 @@ class ScaleIntoMac(RewritePattern):
             mac = product.owner
             if not isinstance(mac, ane.ConvOp | ane.MatmulOp) or mac.activation is not None or not product.has_one_use():
                 continue
-            weight_value, axis = weight_and_axis(mac) or (None, 0)
+            weight_value, axis, _ = weight_and_axes(mac) or (None, 0, 0)
             weight = compressed_of(weight_value.owner) if weight_value is not None and isinstance(weight_value.owner, ane.ConstOp) else None
             factors = _scale_factors(scale)
             runtime = [f for f in factors if constant_of(f) is None]

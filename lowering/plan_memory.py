@@ -19,7 +19,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from anec.compression import kernel_stream_nbytes
+from anec.compression import weight_stream_nbytes
 from anec.descriptors.program import (
     ARENA_SLOT,
     FIRST_IO_SLOT,
@@ -35,6 +35,7 @@ from anec.dialects.discardable import NAME_ATTR, string_attr
 from anec.errors import AnecError
 from anec.isa.fields import FieldTable, table_for
 from anec.targets import Memory, get_target
+from anec.weights import WeightStore, store_of
 
 COEFF_CHANNELS = {name: i for i, name in enumerate(anehw.COEFF_NAMES)}
 
@@ -46,9 +47,11 @@ class Placement:
     row_bytes: int   # bytes per row of this tensor
 
 
-def weight_bytes(weight: anehw.WeightOp, memory: Memory) -> int:
+def weight_bytes(weight: anehw.WeightOp, memory: Memory, store: WeightStore) -> int:
     if weight.encoding is not None:
-        return round_up(kernel_stream_nbytes(weight.encoding.data, weight.dims), memory.row_alignment_bytes.value)
+        stored = store.compressed(weight.handle.data)
+        assert stored is not None, f"{weight.handle.data} is encoded, so its weight is stored compressed"
+        return round_up(weight_stream_nbytes(stored, weight.encoding.data), memory.row_alignment_bytes.value)
     if weight.layout.data == "tensor":
         return buffer_bytes(weight.dims, memory.row_alignment_bytes.value)
     return round_up(2 * _count(weight.dims), memory.row_alignment_bytes.value)
@@ -93,10 +96,11 @@ def plan_program(program: anehw.ProgramOp) -> None:
     memory = get_target(program.arch.data).memory
     align, page = memory.row_alignment_bytes.value, memory.buffer_page_bytes.value
     places: dict[str, Placement] = {}
+    store = store_of(program)
 
     offset = 0
     for weight in program.weights():
-        size = weight_bytes(weight, memory)
+        size = weight_bytes(weight, memory, store)
         weight.properties["offset"], weight.properties["size"] = anehw.int_attr(offset), anehw.int_attr(size)
         places[weight.sym_name.data] = Placement(WEIGHT_SLOT, offset, round_up(2 * weight.dims[-1], align))
         offset += size

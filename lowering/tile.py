@@ -37,8 +37,9 @@ from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 
 from anec import legality as rules
-from anec.analysis import ane_bytes, engine_tensors, weight_bytes
+from anec.analysis import ane_bytes, engine_tensors
 from anec.builder import RewriteBuilder
+from anec.compression import kernel_stream_nbytes
 from anec.dialects import ane
 from anec.dialects.ane import as_tuple, element_type_of, shape_of, tensor, window_output_size
 from anec.dialects.discardable import (
@@ -523,7 +524,8 @@ def tile_dims(op: Operation, target: Target) -> list[Operation] | None:
 
 def tile_kernel_memory(op: Operation, target: Target) -> list[Operation] | None:
     """Split output channels so each piece's weights (and bias) fit the kernel memory, in whole
-    lanes of output channels; split input channels, with accumulation, when one does not fit."""
+    lanes of output channels; split input channels, with accumulation, when one does not fit. A
+    kernel the chip streams compressed counts its stream bytes (`legality.kernel_bytes`)."""
     budget = target.memory.kernel_memory_bytes.value
     if isinstance(op, ane.ConvOp | ane.ConvTransposeOp):
         axis, group = 1, 1
@@ -534,7 +536,10 @@ def tile_kernel_memory(op: Operation, target: Target) -> list[Operation] | None:
     else:
         return None
     channels = shape_of(op.result)[axis]
-    per_channel = weight_bytes(op) / channels
+    streamed = rules.streamed_kernel(op, target)
+    fixed = 0 if streamed is None else kernel_stream_nbytes(streamed[1], (0, *streamed[0].shape[1:])) + 1  # a palette's LUT; odd nibbles
+    per_channel = (rules.kernel_bytes(op, target) - fixed) / channels
+    budget -= fixed
     if per_channel * group > budget:
         if isinstance(op, ane.ConvOp | ane.MatmulOp):
             return accumulate_input_channels(op, even_bounds(_contraction(op), math.ceil(per_channel * group / budget)))

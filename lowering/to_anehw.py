@@ -239,7 +239,8 @@ class SegmentLowering:
         name = self._fresh(f"w{len(self.decls)}")
         self.decls.append(anehw.WeightOp(name, self.store.add_compressed(weight, f"{name_of(owner)}.kernel"), "dense",
                                          weight.shape, encoding=form))
-        fields = {"PalettizedEn": 1, "PalettizedBits": 4} if form == "palette4" else {"KernelFmt": KERNEL_FORMATS[form]}
+        fields = ({"PalettizedEn": 1, "PalettizedBits": 4} if form == "palette4" else {"SparseFmt": 1} if form == "sparse"
+                  else {"KernelFmt": KERNEL_FORMATS[form]})
         return name, fields
 
     def coefficient(self, value: SSAValue, label: str) -> str | None:

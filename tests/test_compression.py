@@ -1,4 +1,4 @@
-"""Compressed weights: the two stored forms, the store that keeps them, and constants that name them."""
+"""Compressed weights: the stored forms, the store that keeps them, and constants that name them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Block, Region
 from xdsl.printer import Printer
 
-from anec.compression import AffineWeight, KeptOnlyExpanded, PaletteWeight, pack_bits, unpack_bits
+from anec.compression import (
+    AffineWeight,
+    BlockAffineWeight,
+    KeptOnlyExpanded,
+    PaletteWeight,
+    SparseWeight,
+    pack_bits,
+    prune,
+    quantize_int8_block,
+    unpack_bits,
+)
 from anec.dialects import ane
 from anec.dialects.ane import tensor
 from anec.errors import AnecError
@@ -139,8 +149,10 @@ def test_a_constant_whose_store_entry_disagrees_with_its_form_is_refused() -> No
     lambda a: a[(slice(None), slice(0, 2))], lambda a: a.reshape((5, 4, 1, 1)).transpose((1, 0, 2, 3)),
 ], ids=["lift", "transpose", "rows", "columns", "as-kernel"])
 @pytest.mark.parametrize("make", [_affine, lambda: PaletteWeight(RNG.integers(0, 16, (5, 4)).astype(np.uint8),
-                                                                  RNG.standard_normal(16).astype(np.float16), 4)],
-                         ids=["affine", "palette"])
+                                                                  RNG.standard_normal(16).astype(np.float16), 4),
+                                  lambda: quantize_int8_block(RNG.standard_normal((5, 4)).astype(np.float32), 0, 1, block=4),
+                                  lambda: prune(RNG.standard_normal((5, 4)).astype(np.float32))],
+                         ids=["affine", "palette", "block", "sparse"])
 def test_moving_a_compressed_weight_moves_its_value(move, make) -> None:
     weight = make()
     assert move(weight).fp16().tobytes() == np.ascontiguousarray(move(weight.fp16())).tobytes()
@@ -149,3 +161,66 @@ def test_moving_a_compressed_weight_moves_its_value(move, make) -> None:
 def test_a_reshape_that_splits_the_scaled_axis_is_refused() -> None:
     with pytest.raises(KeptOnlyExpanded, match="splits the scaled axis 0"):
         _affine((6, 4)).reshape((2, 3, 4))
+
+
+def _block() -> BlockAffineWeight:
+    """Scales per row and per two columns of a 4×6 weight, with uint8 zero points."""
+    return BlockAffineWeight(RNG.integers(0, 256, (4, 6)).astype(np.uint8), RNG.uniform(1e-3, 1e-2, (4, 3)).astype(np.float32),
+                             RNG.integers(100, 156, (4, 3)).astype(np.uint8))
+
+
+def test_a_blockwise_weight_scales_each_block_by_its_own_scale() -> None:
+    w = _block()
+    assert w.form == "uint8/block1x2" and w.stored_nbytes == 24 + 5 * 12
+    for r, c in ((0, 0), (3, 5), (2, 3)):
+        expected = np.float16((np.float32(w.quantized[r, c]) - np.float32(w.zero_point[r, c // 2])) * w.scale[r, c // 2])
+        assert w.fp16()[r, c] == expected
+    with pytest.raises(AnecError, match="grid of its rank whose extents divide"):
+        BlockAffineWeight(w.quantized, np.ones((4, 4), np.float32), np.zeros((4, 4), np.uint8))
+    with pytest.raises(KeptOnlyExpanded, match="cuts its blocks of 2"):
+        w[(slice(None), slice(1, 3))]
+    with pytest.raises(KeptOnlyExpanded, match="moves values across scale blocks"):
+        w.reshape((2, 12))
+
+
+def test_int8_block_keeps_each_blocks_peak_at_127() -> None:
+    w = RNG.standard_normal((8, 64, 3, 3)).astype(np.float32)
+    q = quantize_int8_block(w, axis=0, block_axis=1)
+    assert q.scale.shape == (8, 2, 1, 1) and not q.zero_point.any()
+    assert (np.abs(q.quantized.reshape(8, 2, -1)).max(axis=2) == 127).all()
+    assert quantize_int8_block(w[:, :48], axis=0, block_axis=1).scale.shape == (8, 1, 1, 1)  # 48 is no multiple of 32: one block
+
+
+def test_a_sparse_weight_keeps_the_larger_half_and_packs_its_mask_lsb_first() -> None:
+    w = np.array([[0.5, -3.0, 0.1, 2.0], [-0.2, 1.0, 4.0, -0.05]], np.float32)
+    s = prune(w)
+    assert s.mask.tolist() == [[False, True, False, True], [False, True, True, False]]
+    assert s.values.tolist() == [-3.0, 2.0, 1.0, 4.0] and s.fp16()[0, 0] == 0
+    assert s.parts()["mask"].tolist() == [0b01101010] and s.stored_nbytes == 1 + 8
+    with pytest.raises(AnecError, match="4 set mask bits needs as many values, got 3"):
+        SparseWeight(s.mask, s.values[:3])
+
+
+@pytest.mark.parametrize(("make", "form"), [(_block, "uint8/block1x2"), (lambda: prune(RNG.standard_normal((5, 4)).astype(np.float32)), "sparse"),
+                                            (lambda: PaletteWeight(RNG.integers(0, 64, (5, 4)).astype(np.uint8),
+                                                                   RNG.standard_normal(64).astype(np.float16), 6), "palette6")],
+                         ids=["block", "sparse", "palette6"])
+def test_each_new_form_prints_parses_and_round_trips_through_the_weights_file(make, form: str, tmp_path: Path) -> None:
+    store = WeightStore()
+    weight = make()
+    block = Block(arg_types=[tensor((2, weight.shape[0]))])
+    const = make_compressed_const(weight, "fc.weight", store, f32)
+    mm = ane.MatmulOp(block.args[0], const.result)
+    block.add_ops([const, mm, ReturnOp(mm.result)])
+    module = ModuleOp([FuncOp("main", ([block.args[0].type], [mm.result.type]), Region(block))])
+    attach(module, store)
+    assert f'ane.const "fc.weight" stored "{form}"' in _print(module)
+    module.attributes[WEIGHTS_FILE_ATTR] = StringAttr("m.weights.npz")
+    store.save(tmp_path / "m.weights.npz")
+    (tmp_path / "m.mlir").write_text(_print(module))
+    loaded = load_module(tmp_path / "m.mlir")
+    again = compressed_of(next(op for op in loaded.walk() if isinstance(op, ane.ConstOp)))
+    assert type(again) is type(weight) and again.form == form and again.fp16().tobytes() == weight.fp16().tobytes()
+    assert _print(loaded) == _print(module)
+    x = RNG.standard_normal((2, weight.shape[0])).astype(np.float32)
+    np.testing.assert_allclose(interpret(loaded, [x])[0], x @ weight.fp16().astype(np.float32), rtol=1e-5)

@@ -226,12 +226,15 @@ def kernel_stream_form(task: Task) -> str | None:
     """The compressed form of a task's kernel stream (its `neural` format fields), None for fp16."""
     if task.get("neural", "PalettizedEn"):
         return f"palette{task.get('neural', 'PalettizedBits')}"
+    if task.get("neural", "SparseFmt"):
+        return "sparse"
     fmt = task.get("neural", "KernelFmt")
     return next((form for form, code in KERNEL_FORMATS.items() if code == fmt), None) if fmt else None
 
 
 def kernel_stream_bytes(task: Task) -> int:
-    """The bytes a task's kernel stream must hold: fp16 values, or its compressed form."""
+    """The bytes a task's kernel stream must hold: fp16 values, or its compressed form (of a sparse
+    kernel, at least its mask: how many values follow, the mask says)."""
     count, form = task.coeff_elements(Coeff.KERNEL), kernel_stream_form(task)
     return 2 * count if form is None else kernel_stream_nbytes(form, (task.out_extents[2], count // max(task.out_extents[2], 1)))
 

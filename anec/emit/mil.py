@@ -27,7 +27,13 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import Float16Type, IntegerType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
-from anec.compression import AffineWeight, CompressedWeight
+from anec.compression import (
+    AffineWeight,
+    BlockAffineWeight,
+    CompressedWeight,
+    SparseWeight,
+    pack_bits,
+)
 from anec.dialects import ane, host
 from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import NAME_ATTR
@@ -78,16 +84,32 @@ def as_mil_array(array: np.ndarray, dtype: type) -> np.ndarray:
 def compressed_const(weight: CompressedWeight, dtype: type, name: str) -> Var:
     """A compressed weight as the deployment target's `constexpr_*` op (coremltools picks the form by
     the function's opset: `constexpr_affine_dequantize` or, from iOS 18, `constexpr_blockwise_shift_scale`;
-    `constexpr_lut_to_dense` in its iOS 16 or iOS 18 signature), so the package stores it compressed."""
+    `constexpr_lut_to_dense` and `constexpr_sparse_to_dense` in their iOS 16 or iOS 18 signatures), so the
+    package stores it compressed. Blockwise scales exist from iOS 18 only."""
+    from coremltools import target
     from coremltools.converters.mil.frontend._utils import (
         _construct_constexpr_dequant_op,
         _construct_constexpr_lut_op,
     )
+    from coremltools.converters.mil.mil.block import is_current_opset_version_compatible_with
+    from coremltools.converters.mil.mil.types.type_int import np_uint1_dtype
 
     float_type = numpy_dtype(dtype)
+    ios18 = is_current_opset_version_compatible_with(target.iOS18)
     if isinstance(weight, AffineWeight):
         return _construct_constexpr_dequant_op(weight.quantized, weight.zero_point.reshape(weight.scale.shape),
                                                weight.scale.astype(float_type), weight.axis, name=name)
+    if isinstance(weight, BlockAffineWeight):
+        if not ios18:
+            raise AnecError(f"weight {name!r} is stored {weight.form}, which Core ML holds only from iOS 18 "
+                            "(constexpr_blockwise_shift_scale)", hint="emit with --deployment-target ios18 (or macos15), or compress with int8")
+        return _construct_constexpr_dequant_op(weight.quantized, weight.zero_point, weight.scale.astype(float_type), name=name)
+    if isinstance(weight, SparseWeight):
+        values = weight.values.astype(float_type)
+        if ios18:
+            return mb.constexpr_sparse_to_dense(nonzero_data=values, mask=weight.mask.astype(np_uint1_dtype), name=name)
+        return mb.constexpr_sparse_to_dense(nonzero_data=values, mask=pack_bits(weight.mask, 1),
+                                            shape=np.asarray(weight.shape, np.uint32), name=name)
     lut = weight.lut.astype(float_type).reshape((1,) * len(weight.shape) + (weight.lut.size, 1))
     return _construct_constexpr_lut_op(weight.indices, lut, name=name)
 

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
+from anec.compression import pack_bits
 from anec.emit.coreml import core_ml_program
 from anec.emit.options import EmitOptions
 from anec.mlpackage import DeploymentTarget
@@ -44,6 +45,9 @@ BLOB_DTYPES: dict[np.dtype, int] = {
     np.dtype(np.int16): 6, np.dtype(np.uint16): 7, np.dtype(np.int32): 14, np.dtype(np.uint32): 15,
 }
 """numpy dtype -> MILBlob data type code."""
+SUB_BYTE_BLOBS: dict[str, tuple[int, int]] = {"int4": (8, 4), "uint1": (9, 1), "uint2": (10, 2), "uint4": (11, 4), "uint3": (12, 3), "uint6": (13, 6)}
+"""MIL sub-byte types (iOS 18: palette indices, sparse masks) -> (MILBlob code, bits): packed least
+significant bit first, as coremltools writes them."""
 
 
 def emit_mil_text(module: ModuleOp, path: Path, options: EmitOptions) -> None:
@@ -70,12 +74,17 @@ class BlobWriter:
         self.end = ALIGNMENT
         file.write(bytes(ALIGNMENT))  # the header, written in full by close()
 
-    def add(self, array: np.ndarray) -> int:
-        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    def add(self, array: np.ndarray, sub_byte: str | None = None) -> int:
+        """Append `array` (of the MIL sub-byte type `sub_byte`, when it has one, stored a byte an element)."""
+        if sub_byte is not None:
+            code, bits = SUB_BYTE_BLOBS[sub_byte]
+            data = pack_bits(np.ascontiguousarray(array).view(np.uint8) & ((1 << bits) - 1), bits).tobytes()
+        else:
+            code, data = BLOB_DTYPES[array.dtype], np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
         record = _align(self.end)
         start = record + ALIGNMENT
         self.file.write(bytes(record - self.end))
-        self.file.write(struct.pack("<IIQQ", SENTINEL, BLOB_DTYPES[array.dtype], len(data), start).ljust(ALIGNMENT, b"\0"))
+        self.file.write(struct.pack("<IIQQ", SENTINEL, code, len(data), start).ljust(ALIGNMENT, b"\0"))
         self.file.write(data)
         self.end = start + len(data)
         self.count += 1
@@ -146,7 +155,8 @@ class MilTextPrinter:
         value = var.val
         kind = self.var_type(var)
         if isinstance(value, np.ndarray) and blob_stored(value, self.target):
-            offset = self.blobs.add(value)
+            name = self.dtype_name(var.dtype)
+            offset = self.blobs.add(value, name if name in SUB_BYTE_BLOBS else None)
             path = f"path = {self.string(WEIGHTS_PATH)}, offset = {self.scalar_type('uint64')}({offset})"
             return f"{kind}(BLOBFILE({path}))"
         array = np.asarray(value)

@@ -11,7 +11,10 @@ Per task, two overlapping times: the engine's (a fixed overhead plus compute) an
   planar rate (L2 to L2; a program input or output also crosses DRAM, overlapped).
 - Data movement. Weights stream at the weight-stream rate (a weight above the kernel memory is tiled
   into output-channel groups that stream one after another), a compressed kernel at its stored size
-  where the chip streams its form (`weight_traffic`; the fp16 expansion elsewhere); activations cross DRAM at the
+  where the chip streams its form (`weight_traffic`; the fp16 expansion elsewhere), but no faster than
+  the kernel DMA expands it (`decode_speedup`: its palette-LUT coefficient stream yields fp16 weights
+  at 2.37x the weight stream on M1, not the 4x of a 4-bit palette's bytes; a sparse kernel at 1.6x,
+  not the 1.78x of half the weights pruned); activations cross DRAM at the
   activation rate when they are program inputs or outputs, except a source an earlier tile of the
   same op read (tiles read their op's input once from DRAM, then from L2). Intermediate tensors stay
   in L2 and cost no DMA. When the largest tensor a task touches exceeds the L2 cliff, the task
@@ -44,7 +47,6 @@ from anec.analysis import (
     largest_operand_bytes,
     weight_bytes,
 )
-from anec.compression import kernel_stream_nbytes
 from anec.descriptors.program import (
     FIRST_IO_SLOT,
     WEIGHT_SLOT,
@@ -55,6 +57,7 @@ from anec.descriptors.program import (
     buffer_bytes,
     coeff_range,
     dst_view,
+    kernel_stream_form,
     src1_view,
     src2_view,
 )
@@ -71,7 +74,7 @@ from anec.isa.tasks import (
     mode_name,
     ocg_size,
 )
-from anec.legality import streamed_form
+from anec.legality import kernel_bytes, streamed_kernel
 from anec.targets import Target, get_target
 from anec.weights import compressed_of
 
@@ -93,6 +96,8 @@ class Work:
     core_utilization: float = 1.0
     tasks: int = 1
     reread_bytes: int = 0         # source bytes an earlier tile of the same op already brought in
+    decoded_bytes: int = 0        # fp16 bytes the kernel DMA expands from a streamed palette or sparse kernel
+    decoded_form: str = ""        # that kernel's stream form (its decode rate caps the weight stream)
 
 
 Bound = Literal["dispatch", "overhead", "compute", "weights", "activations", "l2-cliff"]
@@ -133,10 +138,19 @@ class Cost:
         return "l2-cliff" if self.cliff and term in ("compute", "activations") else term
 
 
+def decode_speedup(form: str | None, target: Target) -> float | None:
+    """How many times the weight stream's rate the kernel DMA expands a stream `form` to fp16 (None:
+    no decode bound, as for fp16 and affine kernels): the published streaming gains on M1."""
+    if form == "palette4":
+        return target.perf.palette_decode_speedup.value
+    return target.perf.sparse_decode_speedup.value if form == "sparse" else None
+
+
 def cost(work: Work, target: Target) -> Cost:
     """Engine time: a fixed per-task overhead, then MACs at the fitted NE rate (narrow output-channel
     groups and idle cores slow it) or bytes at the planar rate for planar/DMA tasks. DMA time:
-    weights at the weight-stream rate, activations at the activation rate when they cross DRAM."""
+    weights at the weight-stream rate (a palette no faster than its LUT decode), activations at the
+    activation rate when they cross DRAM."""
     p, memory = target.perf, target.memory
     overhead = work.tasks * p.task_overhead_s.value
     streams = work.largest_bytes > memory.l2_cliff_bytes.value
@@ -148,8 +162,10 @@ def cost(work: Work, target: Target) -> Cost:
     dram = work.read_bytes - work.reread_bytes + work.write_bytes if streams else work.dram_bytes
     if streams:
         compute *= p.cliff_slowdown.value
-    return Cost(overhead, compute, work.weight_bytes / p.weight_stream_bytes_per_s.value,
-                dram / p.activation_bytes_per_s.value, streams, work.engine)
+    speedup = decode_speedup(work.decoded_form, target)
+    decoded = work.decoded_bytes / speedup if speedup is not None else 0.0
+    weights = max(work.weight_bytes, decoded) / p.weight_stream_bytes_per_s.value
+    return Cost(overhead, compute, weights, dram / p.activation_bytes_per_s.value, streams, work.engine)
 
 
 def pipelined_s(costs: Sequence[Cost]) -> float:
@@ -239,12 +255,15 @@ def task_work(program: Program, index: int, target: Target, read_before: set[tup
     for channel in Coeff:
         span = coeff_range(task, channel)
         weights += span[1] if span is not None else 0
+    form = kernel_stream_form(task)
+    decoded = 2 * task.coeff_elements(Coeff.KERNEL) if decode_speedup(form, target) is not None else 0
     lanes, cores = target.perf.output_channels_per_cycle.value, target.perf.cores.value
     ocg, active = 1 << task.get("common", "OCGSize"), 1 << task.get("common", "ActiveNE")
     engine = _engine(kind)
     return Work(engine, task_flops(task), read, write, weights, dram, largest,
                 lane_utilization=min(ocg, lanes) / lanes if engine == "ne" else 1.0,
-                core_utilization=min(active, cores) / cores if engine == "ne" else 1.0, reread_bytes=reread)
+                core_utilization=min(active, cores) / cores if engine == "ne" else 1.0, reread_bytes=reread, decoded_bytes=decoded,
+                decoded_form=form or "")
 
 
 @dataclass(frozen=True)
@@ -347,20 +366,24 @@ class WeightTraffic:
     form: str = ""
     streamed: bool = False
     """Whether the chip streams the form compressed (else it expands it to fp16 in DRAM first)."""
+    decoded_bytes: int = 0
+    """The fp16 bytes the kernel DMA expands from a streamed palette or sparse kernel (its decode rate bounds it)."""
+    stream_form: str = ""
 
 
 def weight_traffic(op: Operation, target: Target) -> WeightTraffic:
     """The weight bytes of `op` on `target`: a compressed kernel costs its stored bytes where the chip
-    streams its form (`anec.legality.streamed_form`), its fp16 expansion elsewhere."""
+    streams its form (`anec.legality.kernel_bytes`), its fp16 expansion elsewhere."""
     logical = weight_bytes(op)
     owner = op.weight.owner if isinstance(op, ane.ConvBase) else op.rhs.owner if isinstance(op, ane.MatmulOp) else None
     weight = compressed_of(owner) if isinstance(owner, ane.ConstOp) else None
     if weight is None:
         return WeightTraffic(logical, logical, logical)
     others = logical - dense_bytes(weight.shape)  # the bias
-    form = streamed_form(op, weight, target)
-    streamed = others + kernel_stream_nbytes(form, weight.shape) if form is not None else logical
-    return WeightTraffic(logical, others + weight.stored_nbytes, streamed, weight.form, form is not None)
+    streamed = streamed_kernel(op, target)
+    form = streamed[1] if streamed is not None else None
+    decoded = dense_bytes(weight.shape) if decode_speedup(form, target) is not None else 0
+    return WeightTraffic(logical, others + weight.stored_nbytes, kernel_bytes(op, target), weight.form, form is not None, decoded, form or "")
 
 
 def op_work(op: Operation, target: Target) -> Work:
@@ -369,7 +392,8 @@ def op_work(op: Operation, target: Target) -> Work:
         return Work("dma", 0.0, tasks=0)
     read = sum(ane_bytes(shape_of(v)) for v in activation_operands(op))
     write = sum(ane_bytes(shape_of(r)) for r in op.results)
-    weights = weight_traffic(op, target).streamed_bytes
+    traffic = weight_traffic(op, target)
+    weights = traffic.streamed_bytes
     largest = largest_operand_bytes(op)
     lanes, cores = target.perf.output_channels_per_cycle.value, target.perf.cores.value
     if isinstance(op, ane.ConvBase | ane.PoolOp):
@@ -379,10 +403,10 @@ def op_work(op: Operation, target: Target) -> Work:
         cout = shape_of(op.results[0])[1]
         tasks = max(1, -(-weights // target.memory.kernel_memory_bytes.value))
         return Work("ne", flops(op), read, write, weights, 0, largest, min(ocg, lanes) / lanes,
-                    active_cores(cout, ocg, cores) / cores, tasks)
+                    active_cores(cout, ocg, cores) / cores, tasks, decoded_bytes=traffic.decoded_bytes, decoded_form=traffic.stream_form)
     if isinstance(op, ane.MatmulOp | ane.SdpaOp):
         tasks = max(1, -(-weights // target.memory.kernel_memory_bytes.value))
-        return Work("ne", flops(op), read, write, weights, 0, largest, tasks=tasks)
+        return Work("ne", flops(op), read, write, weights, 0, largest, tasks=tasks, decoded_bytes=traffic.decoded_bytes, decoded_form=traffic.stream_form)
     movement = isinstance(op, ane.MovementOp | ane.ConcatOp | ane.SplitOp)
     return Work("dma" if movement else "pe", flops(op), read, write, weights, 0, largest)
 

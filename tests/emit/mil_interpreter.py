@@ -212,7 +212,7 @@ def _select(o: Op, a: Args) -> np.ndarray:
     return np.where(a["cond"].astype(bool), a.f("a"), a.f("b"))
 
 
-@op("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense")
+@op("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense", "constexpr_sparse_to_dense")
 def _constexpr(o: Op, a: Args) -> np.ndarray:
     """A compressed weight: coremltools' own decompression of the op's constant inputs."""
     return o.materialized_val_inference()

@@ -1,5 +1,5 @@
-"""ane-compress (`anec compile --compress`): data-free int8 and 4-bit palettes for a float model's large
-MAC weights, with the layers it skips and the error it reports per layer."""
+"""ane-compress (`anec compile --compress`): data-free int8 (per channel or block), 4- and 6-bit palettes and
+magnitude pruning for a float model's large MAC weights, with the layers it skips and the error it reports per layer."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def _reference(model: Path, x: np.ndarray) -> np.ndarray:
     return onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
 
-@pytest.mark.parametrize(("mode", "ratio", "min_cosine"), [("int8", 0.55, 0.999), ("palettize4", 0.30, 0.98)])
+@pytest.mark.parametrize(("mode", "ratio", "min_cosine"), [("int8", 0.55, 0.999), ("int8-block", 0.57, 0.999), ("palettize4", 0.30, 0.98),
+                                                          ("palettize6", 0.41, 0.995), ("prune50", 0.58, 0.94)])
 def test_compress_shrinks_the_weights_and_keeps_the_output(model: Path, mode: str, ratio: float, min_cosine: float) -> None:
     pytest.importorskip("onnxruntime")
     compiled = anec.compile(model, target="m1", emit="ir", compress=mode)

@@ -1,6 +1,7 @@
 """The timing model charges a compressed weight's stored bytes where the chip streams its form, the fp16
 expansion elsewhere, so a weight-bound layer follows the hardware notes ("Weight compression"): the
-int4 palette streams on M1 (2.37x faster there), int8 is expanded to fp16 on M1 and streams from A14."""
+int4 palette streams on M1 (2.37x faster there: its LUT decode, not its 4x fewer bytes, bounds it),
+int8 is expanded to fp16 on M1 and streams from A14; sparse streams on M1, 1.55-1.64x faster."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Block, Region
 
 import anec
-from anec.compression import AffineWeight, PaletteWeight
+from anec.compression import AffineWeight, PaletteWeight, prune, quantize_int8_block
 from anec.dialects import ane
 from anec.dialects.ane import tensor
 from anec.dialects.discardable import NAME_ATTR
@@ -24,7 +25,13 @@ FP16 = (RNG.standard_normal((K, N)) * 0.03).astype(np.float16)
 FORMS = {
     "palette4": PaletteWeight(RNG.integers(0, 16, (K, N)).astype(np.uint8), (np.linspace(-1, 1, 16) * 0.05).astype(np.float16), 4),
     "int8": AffineWeight(RNG.integers(-127, 128, (K, N)).astype(np.int8), np.full(N, 4e-4, np.float32), np.zeros(N, np.int8), axis=1),
+    "palette6": PaletteWeight(RNG.integers(0, 64, (K, N)).astype(np.uint8), (np.linspace(-1, 1, 64) * 0.05).astype(np.float16), 6),
+    "int8-block": quantize_int8_block(FP16.astype(np.float32), axis=1, block_axis=0),
+    "prune50": prune(FP16.astype(np.float32)),
 }
+EXPANDED = ("palette6", "int8-block")
+"""Forms no chip streams in anec's descriptors (only the int4 palette streams of the palettes; anec
+writes no blockwise stream yet): expanded to fp16 in DRAM, so timed as fp16."""
 
 
 def linear(form: str) -> ModuleOp:
@@ -53,7 +60,10 @@ def _layer(model: anec.CompiledModel):
 def test_the_report_predicts_the_published_streaming_directions(compiled: dict[tuple[str, str], anec.CompiledModel]) -> None:
     time = {key: _layer(model).predicted_s for key, model in compiled.items()}
     assert all(_layer(m).bound == "weights" for m in compiled.values())
-    assert time["palette4", "m1"] < time["fp16", "m1"] / 2      # int4 LUT streams on M1: 2.37x faster there
+    # int4 LUT streams on M1, 2.37x faster (the published figure); the layer's activations and per-task
+    # overhead hide behind the weight stream, so the ratio is the figure within 2%, not the 4x of the bytes
+    assert time["fp16", "m1"] / time["palette4", "m1"] == pytest.approx(2.37, rel=0.02)
+    assert 1.55 <= time["fp16", "m1"] / time["prune50", "m1"] <= 1.64   # half pruned: 1.78x fewer bytes, decode-bound
     assert time["int8", "m1"] == time["fp16", "m1"]             # int8 is expanded to fp16 in DRAM on M1
     assert time["int8", "m4"] < time["fp16", "m4"] * 0.6        # int8 streams from A14 (0.52x latency)
     assert time["palette4", "m4"] < time["int8", "m4"]
@@ -77,7 +87,11 @@ def test_descriptor_programs_stream_fewer_bytes_where_the_chip_streams_the_form(
     streamed = {key: sum(t.work.weight_bytes for t in p.tasks) for key, p in profile.items()}
     assert streamed["int8", "m1"] == streamed["fp16", "m1"] and streamed["int8", "m4"] < 0.6 * streamed["fp16", "m4"]
     assert streamed["palette4", "m1"] < 0.3 * streamed["fp16", "m1"]
-    assert profile["palette4", "m1"].total_s < profile["fp16", "m1"].total_s
+    busy = {key: p.total_s - p.dispatch_s for key, p in profile.items()}
+    # the tiled program: the first tile's kernel cannot hide behind an earlier one, so within 5%
+    assert busy["fp16", "m1"] / busy["palette4", "m1"] == pytest.approx(2.37, rel=0.05)
+    assert busy["fp16", "m1"] / busy["prune50", "m1"] == pytest.approx(1.6, rel=0.05)
+    assert streamed["prune50", "m1"] < 0.6 * streamed["fp16", "m1"]
     assert profile["int8", "m4"].total_s < profile["fp16", "m4"].total_s
 
 
@@ -88,3 +102,11 @@ def test_the_html_page_shows_stored_and_fp16_weight_bytes(compiled: dict[tuple[s
     page = render(model.report, model.target, title="linear")
     assert "weights 1.05 MB stored of 2.1 MB in fp16: int8/channel, expanded to fp16 on the M1" in page
     assert "1 compressed op(s), 0 streamed compressed, 1 expanded to fp16 on this chip" in page
+
+
+@pytest.mark.parametrize("form", EXPANDED)
+def test_forms_the_chip_does_not_stream_are_expanded_timed_as_fp16_and_reported_so(compiled: dict[tuple[str, str], anec.CompiledModel], form: str) -> None:
+    for chip in ("m1", "m4"):
+        layer, fp16 = _layer(compiled[form, chip]), _layer(compiled["fp16", chip])
+        assert layer.predicted_s == fp16.predicted_s and "expanded to fp16" in layer.weight_form
+        assert layer.stored_weight_bytes == FORMS[form].stored_nbytes < 0.6 * layer.weight_bytes
