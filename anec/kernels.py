@@ -166,6 +166,16 @@ def arg_reduce(x: np.ndarray, axis: int, keepdims: bool, select_last: bool, larg
     return np.expand_dims(idx, axis) if keepdims else idx
 
 
+def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` largest (smallest) values along `axis`, sorted, and their indices; equal values keep
+    the lower index first (ONNX TopK's order). The keys are float64, exact for every fp16, f32 and
+    32-bit integer, so negating them for `largest` keeps ties tied."""
+    keys = x.astype(np.float64)
+    order = np.argsort(-keys if largest else keys, axis=axis, kind="stable")
+    indices = np.take(order, np.arange(k), axis=axis)
+    return np.take_along_axis(x, indices, axis=axis), indices
+
+
 # ------------------------------------------------------------------------------------------------
 # Convolution and matmul
 # ------------------------------------------------------------------------------------------------
