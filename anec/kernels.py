@@ -168,11 +168,11 @@ def arg_reduce(x: np.ndarray, axis: int, keepdims: bool, select_last: bool, larg
 
 def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
     """The `k` largest (smallest) values along `axis`, sorted, and their indices; equal values keep
-    the lower index first (ONNX TopK's order). The keys are float64, exact for every fp16, f32 and
-    32-bit integer, so negating them for `largest` keeps ties tied."""
-    keys = x.astype(np.float64)
-    order = np.argsort(-keys if largest else keys, axis=axis, kind="stable")
-    indices = np.take(order, np.arange(k), axis=axis)
+    the lower index first (ONNX TopK's order, computed as its reference does: a sort by value, then
+    by index, with no arithmetic on the values, so every dtype stays exact)."""
+    position = np.arange(x.shape[axis]).reshape([-1 if i == axis else 1 for i in range(x.ndim)])
+    order = np.lexsort((np.broadcast_to(-position if largest else position, x.shape), x), axis=axis)
+    indices = np.take(np.flip(order, axis) if largest else order, np.arange(k), axis=axis)
     return np.take_along_axis(x, indices, axis=axis), indices
 
 

@@ -101,8 +101,19 @@ def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
         # masks are fp16 0/1 in hardware: compared, selected between and moved like any tensor
         return isinstance(op, ane.CompareOp | ane.SelectOp | ane.MovementOp | ane.ConcatOp | ane.SplitOp)
     if isinstance(et, IntegerType) and et.width.data == 32:
-        return isinstance(op, ane.ArgReduceOp | ane.TopkOp) and value in op.results  # indices <= 2048 are exact in fp16
+        # indices <= 2048 are exact in fp16; the tile pass concatenates the pieces of an indexing op
+        if isinstance(op, ane.ConcatOp):
+            return all(_indices(v) for v in op.inputs)
+        return isinstance(op, ane.ArgReduceOp | ane.TopkOp) and value in op.results
     return False
+
+
+def _indices(value: SSAValue) -> bool:
+    """Whether `value` holds indices an arg-reduction or top-k computed (pieces concatenated included)."""
+    owner = value.owner
+    if isinstance(owner, ane.ConcatOp):
+        return all(_indices(v) for v in owner.inputs)
+    return isinstance(owner, ane.ArgReduceOp | ane.TopkOp) and value in owner.results
 
 
 _AXIS_NAMES = ("N", "D", "C", "H", "W")
