@@ -100,20 +100,24 @@ def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
     if isinstance(et, IntegerType) and et.width.data == 1:
         # masks are fp16 0/1 in hardware: compared, selected between and moved like any tensor
         return isinstance(op, ane.CompareOp | ane.SelectOp | ane.MovementOp | ane.ConcatOp | ane.SplitOp)
-    if isinstance(et, IntegerType) and et.width.data == 32:
-        # indices <= 2048 are exact in fp16; the tile pass concatenates the pieces of an indexing op
+    if isinstance(et, IntegerType) and et.width.data in (32, 64):
+        # indices <= 2048 are exact in fp16 (an arg-reduction's i32, a top-k's in the model's own index
+        # type); the tile pass concatenates the pieces of an indexing op
         if isinstance(op, ane.ConcatOp):
             return all(_indices(v) for v in op.inputs)
-        return isinstance(op, ane.ArgReduceOp | ane.TopkOp) and value in op.results
+        return value in op.results and _indices(value)
     return False
 
 
 def _indices(value: SSAValue) -> bool:
-    """Whether `value` holds indices an arg-reduction or top-k computed (pieces concatenated included)."""
+    """Whether `value` holds indices an arg-reduction (i32) or a top-k computed, pieces concatenated included."""
     owner = value.owner
     if isinstance(owner, ane.ConcatOp):
         return all(_indices(v) for v in owner.inputs)
-    return isinstance(owner, ane.ArgReduceOp | ane.TopkOp) and value in owner.results
+    if isinstance(owner, ane.ArgReduceOp):
+        et = ane.element_type_of(value)
+        return isinstance(et, IntegerType) and et.width.data == 32
+    return isinstance(owner, ane.TopkOp) and value is owner.indices
 
 
 _AXIS_NAMES = ("N", "D", "C", "H", "W")

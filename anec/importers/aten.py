@@ -726,21 +726,20 @@ handles("aten.min.dim", emits=(ane.ReduceMinOp, ane.ArgminOp))(_max_dim)
 
 
 def _selection(e: NodeBuilder, k: int | None, dim: int, largest: bool) -> tuple[Value, Value]:
-    """`torch.topk` and `torch.sort` (k = the extent: every element): `ane.topk` with i32 indices (exact
-    in fp16 up to 2048) cast to the result's index type. Equal values keep the lower index first, one
-    of the orders torch allows (its own is unspecified for ties)."""
+    """`torch.topk` and `torch.sort` (k = the extent: every element) as `ane.topk`. Equal values keep
+    the lower index first, one of the orders torch allows (its own is unspecified for ties)."""
     x = e.value(e["self"])
     d = axis(dim, len(shape_of(x)))
-    top = e.insert(ane.TopkOp(x, shape_of(x)[d] if k is None else k, d, largest))
-    return top.values, e.add(ane.CastOp(top.indices, element_type(e.out_type(1)[1])))
+    top = e.insert(ane.TopkOp(x, shape_of(x)[d] if k is None else k, d, largest, index_type=element_type(e.out_type(1)[1])))
+    return top.values, top.indices
 
 
-@handles("aten.topk.default", emits=(ane.TopkOp, ane.CastOp))
+@handles("aten.topk.default", emits=(ane.TopkOp,))
 def _topk(e: NodeBuilder) -> tuple[Value, Value]:
     return _selection(e, int(e["k"]), e["dim"], bool(e["largest"]))
 
 
-@handles("aten.sort.default", "aten.sort.stable", emits=(ane.TopkOp, ane.CastOp))
+@handles("aten.sort.default", "aten.sort.stable", emits=(ane.TopkOp,))
 def _sort(e: NodeBuilder) -> tuple[Value, Value]:
     """Lower index first among equal values: a stable sort either way."""
     return _selection(e, None, e["dim"], bool(e["descending"]))

@@ -101,8 +101,9 @@ TOP_K_CASES = ("test_top_k", "test_top_k_negative_axis", "test_top_k_smallest")
 @pytest.mark.parametrize("name", TOP_K_CASES)
 @pytest.mark.parametrize("target", ["m1", "m2", "m4"])
 def test_top_k_cases_select_on_the_ane_from_the_m2(name: str, target: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On an M2 or M4 the TopK runs on the ANE (its int64 indices are widened on the CPU, as ArgMax's
-    are); on the M1, whose code generator fails top-k, it runs on the CPU and says why."""
+    """On an M2 or M4 the TopK runs on the ANE, indices included (exact in fp16, widened to int64 as
+    the program's output is read); on the M1, whose code generator fails top-k, it runs on the CPU
+    and says why."""
     monkeypatch.setattr(RecordingBackend, "target", target)
     failure, rep = run_case(name)
     assert failure is None and rep is not None and rep.report is not None
@@ -111,5 +112,4 @@ def test_top_k_cases_select_on_the_ane_from_the_m2(name: str, target: str, monke
     if target == "m1":
         assert topk[0].placement != "ane" and "M1's code generator" in topk[0].reason
     else:
-        assert rep.used_ane and topk[0].placement == "ane"
-        assert [r.op for r in rep.report.host_ops] == ["cast"]
+        assert rep.used_ane and topk[0].placement == "ane" and not rep.report.host_ops

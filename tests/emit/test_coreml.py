@@ -266,7 +266,7 @@ def test_an_onnx_top_k_compiled_for_the_m4_is_a_mil_topk_in_fp16(tmp_path: Path)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     x = (np.random.default_rng(0).integers(-3, 4, (2, 3, 9)) * 0.5).astype(np.float32)
     compiled = anec.compile(model, target="m4")
-    assert [r.op for r in compiled.report.host_ops] == ["cast"]
+    assert not compiled.report.host_ops
     program = emit_package(compiled, tmp_path / "topk.mlpackage")
     (topk,) = [op for op in program.functions["main"].operations if op.op_type == "topk"]
     assert dtype_name(topk.outputs[0]) == "fp16"
