@@ -234,6 +234,11 @@ def _arg_reduce(op: ane.ArgReduceOp, x: np.ndarray) -> np.ndarray:
                               largest=isinstance(op, ane.ArgmaxOp))
 
 
+@kernel(ane.TopkOp)
+def _topk(op: ane.TopkOp, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return kernels.topk(x, op.k.value.data, op.axis.value.data, bool(op.largest.value.data))
+
+
 _POOL_KIND = {ane.MaxPoolOp: "max", ane.AvgPoolOp: "avg", ane.L2PoolOp: "l2"}
 
 

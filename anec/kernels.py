@@ -167,6 +167,16 @@ def arg_reduce(x: np.ndarray, axis: int, keepdims: bool, select_last: bool, larg
     return np.expand_dims(idx, axis) if keepdims else idx
 
 
+def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` largest (smallest) values along `axis`, sorted, and their indices; equal values keep
+    the lower index first (ONNX TopK's order, computed as its reference does: a sort by value, then
+    by index, with no arithmetic on the values, so every dtype stays exact)."""
+    position = np.arange(x.shape[axis]).reshape([-1 if i == axis else 1 for i in range(x.ndim)])
+    order = np.lexsort((np.broadcast_to(-position if largest else position, x.shape), x), axis=axis)
+    indices = np.take(np.flip(order, axis) if largest else order, np.arange(k), axis=axis)
+    return np.take_along_axis(x, indices, axis=axis), indices
+
+
 # ------------------------------------------------------------------------------------------------
 # Convolution and matmul
 # ------------------------------------------------------------------------------------------------

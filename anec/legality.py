@@ -101,9 +101,24 @@ def _ane_type_ok(op: Operation, value: SSAValue) -> bool:
     if isinstance(et, IntegerType) and et.width.data == 1:
         # masks are fp16 0/1 in hardware: compared, selected between and moved like any tensor
         return isinstance(op, ane.CompareOp | ane.SelectOp | ane.MovementOp | ane.ConcatOp | ane.SplitOp)
-    if isinstance(et, IntegerType) and et.width.data == 32:
-        return isinstance(op, ane.ArgReduceOp) and value in op.results  # indices <= 2048 are exact in fp16
+    if isinstance(et, IntegerType) and et.width.data in (32, 64):
+        # indices <= 2048 are exact in fp16 (an arg-reduction's i32, a top-k's in the model's own index
+        # type); the tile pass concatenates the pieces of an indexing op
+        if isinstance(op, ane.ConcatOp):
+            return all(_indices(v) for v in op.inputs)
+        return value in op.results and _indices(value)
     return False
+
+
+def _indices(value: SSAValue) -> bool:
+    """Whether `value` holds indices an arg-reduction (i32) or a top-k computed, pieces concatenated included."""
+    owner = value.owner
+    if isinstance(owner, ane.ConcatOp):
+        return all(_indices(v) for v in owner.inputs)
+    if isinstance(owner, ane.ArgReduceOp):
+        et = ane.element_type_of(value)
+        return isinstance(et, IntegerType) and et.width.data == 32
+    return isinstance(owner, ane.TopkOp) and value is owner.indices
 
 
 _AXIS_NAMES = ("N", "D", "C", "H", "W")
@@ -337,6 +352,28 @@ def argmax_axis(op: ane.ArgReduceOp, t: Target) -> str | None:
     return f"{ane.kind(op)} over {n} elements exceeds {lim}" if n > lim else None
 
 
+@_rule("topk-chip", "target M2 or later",
+       source="guide §4 (ane-hardware.md, gated by generation): top-k and sort pass the M1 validator but fail M1 codegen; "
+              "from A14 (M2) they compile; eco: TopK on M1 fails for a band of K", basis=('capability:topk_sort',))
+def topk_chip(op: ane.TopkOp, t: Target) -> str | None:
+    return None if t.has("topk_sort") else "top-k fails the M1's code generator (it passes only its validator); M2 and later run it"
+
+
+@_rule("topk-axis", "select over the last axis (transpose it there first)",
+       source="anec: the top-k task (Kind.TOPK) compares along W, the innermost axis of its view")
+def topk_axis(op: ane.TopkOp, t: Target) -> str | None:
+    rank, axis = len(shape_of(op.input)), op.axis.value.data
+    return None if axis == rank - 1 else f"top-k over axis {axis} of a rank-{rank} tensor; the ANE selects along the last axis"
+
+
+@_rule("topk-extent", "select from at most 2048 elements, or split the axis and merge on the CPU",
+       source="anec: indices travel in fp16, exact integers only up to 2048 (the argmin/argmax bound of guide §3)",
+       basis=('limits.max_argmax_axis',))
+def topk_extent(op: ane.TopkOp, t: Target) -> str | None:
+    n, lim = shape_of(op.input)[op.axis.value.data], t.limits.max_argmax_axis.value
+    return f"top-k over {n} elements exceeds {lim}: fp16 indices are exact only up to {lim}" if n > lim else None
+
+
 @_rule("pool-window", "the tile pass cascades smaller pools", tileable=True,
        source="guide §3 (ane-hardware.md, tensor layout and constraints): pool window <= 31 on M2+ (smaller on M1)", basis=('limits.max_pool_window',))
 def pool_window(op: ane.PoolOp, t: Target) -> str | None:
@@ -431,6 +468,7 @@ RULES: dict[type[Operation], tuple[Rule, ...]] = {
     ane.SdpaOp: (sdpa_mask, WORKING_SET),
     ane.ReduceOp: (reduce_axes, WORKING_SET),
     ane.ArgReduceOp: (argmax_axis, WORKING_SET),
+    ane.TopkOp: (topk_chip, topk_axis, topk_extent, WORKING_SET),
     ane.PoolOp: (pool_pad, pool_window, pool_stride, WORKING_SET),
     ane.PadOp: (pad_axes, pad_mode, reflect_pad_size, pad_size, WORKING_SET),
     ane.ResizeOp: (resize_scale, WORKING_SET),

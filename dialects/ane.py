@@ -955,6 +955,46 @@ class ArgminOp(ArgReduceOp):
     name = "ane.argmin"
 
 
+@irdl_op_definition
+class TopkOp(IRDLOperation, Reduces):
+    """The `k` largest (or smallest) values along `axis` and their indices, in order (ties: the lower
+    index first, as ONNX TopK); a sort when `k` is the axis's extent. `sorted = false` allows any
+    order, so the sorted answer is always a correct one."""
+
+    name = "ane.topk"
+    input = operand_def(TensorType)
+    values = result_def(TensorType)
+    indices = result_def(TensorType)
+    k = prop_def(IntegerAttr[I64])
+    axis = prop_def(IntegerAttr[I64])
+    largest = opt_prop_def(BoolAttr, default_value=IntegerAttr.from_bool(True))
+    sorted = opt_prop_def(BoolAttr, default_value=IntegerAttr.from_bool(True))
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, input: SSAValue, k: int, axis: int, largest: bool = True, sorted: bool = True, index_type: Attribute = i32):
+        shape = [k if i == axis else d for i, d in enumerate(shape_of(input))]
+        props = {"k": int_attr(k), "axis": int_attr(axis), "largest": bool_attr(largest), "sorted": bool_attr(sorted)}
+        super().__init__(operands=[input], result_types=[tensor(shape, element_type_of(input)), tensor(shape, index_type)],
+                         properties=props)
+
+    def reduced_axes(self) -> tuple[int, ...]:
+        return (self.axis.value.data,)
+
+    def verify_(self) -> None:
+        _require_numeric(self, self.input)
+        _require_same_element_type(self, self.input, self.values)
+        et = element_type_of(self.indices)
+        _require(isinstance(et, IntegerType) and et.width.data in (32, 64), f"{self.name} produces i32 or i64 indices, got {et}")
+        x, axis, k = shape_of(self.input), self.axis.value.data, self.k.value.data
+        _check_axes(self, [axis], len(x))
+        _require(1 <= k <= x[axis], f"{self.name}: k = {k} is not within 1..{x[axis]}, the extent of axis {axis}")
+        expected = tuple(k if i == axis else d for i, d in enumerate(x))
+        _check_result(self, expected, shape_of(self.values))
+        _check_result(self, expected, shape_of(self.indices))
+
+
 class PoolOp(IRDLOperation, ABC):
     """A sliding-window pool over the spatial axes (1 or 2) of an NC(H)W tensor."""
 
@@ -1574,7 +1614,7 @@ ANE = Dialect(
         EqualOp, NotEqualOp, GreaterOp, GreaterEqualOp, LessOp, LessEqualOp, SelectOp,
         ConvOp, ConvTransposeOp, MatmulOp, SdpaOp,
         ReduceSumOp, ReduceMeanOp, ReduceMaxOp, ReduceMinOp, ReduceL2Op, ReduceLogSumExpOp,
-        ArgmaxOp, ArgminOp,
+        ArgmaxOp, ArgminOp, TopkOp,
         MaxPoolOp, AvgPoolOp, L2PoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         LayerNormOp, InstanceNormOp, GroupNormOp, L2NormOp,
         ReshapeOp, TransposeOp, SliceOp, PadOp, TileOp, BroadcastOp, ResizeOp,

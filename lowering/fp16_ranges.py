@@ -530,6 +530,14 @@ def _index(op: Operation, ins: list[Interval]) -> list[Interval]:
     return [Interval.of(0.0, float(shape_of(op.operands[0])[op.axis.value.data] - 1), _rank(op))]
 
 
+@rule(ane.TopkOp)
+def _selection(op: Operation, ins: list[Interval]) -> list[Interval]:
+    """Values are some of the input's; indices are positions along the axis."""
+    assert isinstance(op, ane.TopkOp)
+    n = shape_of(op.input)[op.axis.value.data]
+    return [ins[0].hull(_rank(op)), Interval.of(0.0, float(n - 1), _rank(op))]
+
+
 LOOKUPS = {"onnx.Gather": 0, "onnx.GatherElements": 0, "onnx.GatherND": 0, "aten.embedding.default": 0}
 """Host ops whose output holds values of one operand (the table): position of that operand."""
 

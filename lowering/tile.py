@@ -113,16 +113,18 @@ class Pieces:
         cls = ane.UNARY_OPS[mac.activation.data]
         return self(cls(value, **dict(zip(cls.PARAMS, as_tuple(mac.activation_params)))))
 
-    def replace(self, value: SSAValue) -> list[Operation]:
-        self.build.replace(value)
+    def replace(self, *values: SSAValue) -> list[Operation]:
+        """Replace the op by `values`, one per result."""
+        self.build.replace(*values)
         return self.created
 
 
 def _copy_on(op: Operation, operands: Sequence[SSAValue], result_shape: Sequence[int], **props) -> Operation:
-    """A copy of `op` on new operands, producing `result_shape`, with some properties replaced."""
+    """A copy of `op` on new operands, each result of `result_shape` (a top-k's values and indices
+    share one), with some properties replaced."""
     properties = dict(op.properties)
     properties.update({k: ane.ints(v) if isinstance(v, list | tuple) else v for k, v in props.items()})
-    return type(op).create(operands=list(operands), result_types=[tensor(result_shape, element_type_of(op.results[0]))],
+    return type(op).create(operands=list(operands), result_types=[tensor(result_shape, element_type_of(r)) for r in op.results],
                            properties=properties)
 
 
@@ -371,6 +373,7 @@ PIECES: dict[type[Operation], PieceBuilder] = {
     ane.UnaryOp: _elementwise_piece, ane.BinaryOp: _elementwise_piece, ane.CompareOp: _elementwise_piece,
     ane.SelectOp: _elementwise_piece, ane.CastOp: _elementwise_piece, ane.NormOp: _elementwise_piece,
     ane.ReduceOp: _elementwise_piece, ane.ArgReduceOp: _elementwise_piece, ane.GlobalPoolOp: _elementwise_piece,
+    ane.TopkOp: _elementwise_piece,
     ane.BroadcastOp: _elementwise_piece,
 }
 """How to build the piece of an op that computes output range [lo, hi) along one axis."""
@@ -381,19 +384,21 @@ def piece_builder(op: Operation) -> PieceBuilder | None:
 
 
 def split_along(op: Operation, axis: int, bounds: Bounds) -> list[Operation] | None:
-    """Replace `op` by one piece per output range along `axis`, concatenated."""
+    """Replace `op` by one piece per output range along `axis`, each result concatenated (the pieces
+    of an op with several results, a top-k, have them all)."""
     build = piece_builder(op)
-    if build is None or len(bounds) < 2 or len(op.results) != 1:
+    if build is None or len(bounds) < 2:
         return None
     p = Pieces(op)
-    outs = []
+    outs: list[list[SSAValue]] = []
     for lo, hi in bounds:
         piece = build(op, axis, lo, hi, p)
         if piece is None:
             _abandon(p)
             return None
-        outs.append(p(piece))
-    return p.replace(p(ane.ConcatOp(outs, axis)))
+        p(piece)
+        outs.append(list(piece.results))
+    return p.replace(*(p(ane.ConcatOp(list(parts), axis)) for parts in zip(*outs)))
 
 
 def _abandon(p: Pieces) -> None:

@@ -53,6 +53,7 @@ from anec.isa.tasks import (
     POOLS,
     REDUCTIONS,
     RESIZE_MODES,
+    TOPK_MODES,
     Kind,
     active_cores,
     ocg_size,
@@ -527,6 +528,21 @@ def _reduce(L: SegmentLowering, op: ane.ReduceOp) -> None:
 def _arg_reduce(L: SegmentLowering, op: ane.ArgReduceOp) -> None:
     mode = "argmax" if isinstance(op, ane.ArgmaxOp) else "argmin"
     _reduce_into(L, op, L.tensor(op.input), [op.axis.value.data], mode, op.result, SelectLast=int(bool(op.select_last_index.value.data)))
+
+
+@lowers(ane.TopkOp)
+def _topk(L: SegmentLowering, op: ane.TopkOp) -> None:
+    """One TOPK task along W: each row of its result holds the k values, then the k indices (fp16),
+    and the op's two results are the two windows of that buffer."""
+    x, k = L.tensor(op.input), op.k.value.data
+    rows = dims(op.values)
+    pair = L.buffer((*rows[:-1], 2 * k))
+    axes = std_axes(len(x.shape))
+    src_ext, out_ext = extents(x.shape, axes), extents(pair.shape, axes)
+    L.task(Kind.TOPK, src_ext, out_ext, src1=x.view(axes, src_ext), dst=pair.view(axes, out_ext),
+           kernel_dma={"Mode": TOPK_MODES.index("largest" if op.largest.value.data else "smallest")})
+    L.values[op.values] = pair.window(rows)
+    L.values[op.indices] = pair.window(rows, (0,) * (len(rows) - 1) + (k,))
 
 
 @lowers(ane.GlobalPoolOp)

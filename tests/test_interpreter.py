@@ -376,6 +376,20 @@ def test_select_last_index_changes_the_answer_on_ties() -> None:
     assert (first.tolist(), last.tolist()) == ([1], [2])
 
 
+@pytest.mark.parametrize("k, axis, largest", [(3, 2, True), (3, 2, False), (1, 2, True), (5, 2, False), (2, 0, True), (4, 1, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_topk_matches_onnx_including_ties(k: int, axis: int, largest: bool, dtype: type) -> None:
+    """Values and indices as ONNX TopK gives them: sorted, equal values by lower index first, over
+    negative values and signed zeros; k = 1 and k = N (a sort) included."""
+    x = (RNG.integers(-3, 3, (3, 4, 5)) * 0.5).astype(dtype)  # small range: many ties
+    x[0, 0, :2] = (-0.0, 0.0)
+    values, indices = run_ane(lambda a: ane.TopkOp(a, k, axis, largest), x)
+    expected_values, expected_indices = run_onnx("TopK", [x, ints(k)], n_outputs=2, axis=axis, largest=int(largest))
+    assert indices.dtype == np.int32 and values.dtype == dtype
+    assert indices.tolist() == expected_indices.tolist()
+    assert values.tolist() == expected_values.tolist()
+
+
 POOL_VS_ONNX: dict[type[ane.PoolOp], tuple[str, dict]] = {
     ane.MaxPoolOp: ("MaxPool", {}),
     ane.AvgPoolOp: ("AveragePool", {}),

@@ -58,6 +58,7 @@ REPRESENTATIVES: dict[type[Operation], Callable[[], Operation]] = {
                                                          ane.ReduceL2Op, ane.ReduceLogSumExpOp)},
     ane.ArgmaxOp: lambda: ane.ArgmaxOp(x4, 1),
     ane.ArgminOp: lambda: ane.ArgminOp(x3, 2),
+    ane.TopkOp: lambda: ane.TopkOp(x3, 5, 2),
     ane.MaxPoolOp: lambda: ane.MaxPoolOp(x4, [3, 3], [2, 2], [1, 1, 1, 1]),
     ane.AvgPoolOp: lambda: ane.AvgPoolOp(x4, [2, 2], [2, 2]),
     ane.L2PoolOp: lambda: ane.L2PoolOp(x3, [3], [1], [1, 1]),
@@ -102,7 +103,8 @@ def test_legality_answers_for_every_op_on_every_chip(op_class: type[Operation], 
         else:
             assert verdict.reason and verdict.rule, f"{op.name} refused without a reason"
     ok, reason = legality(op, target)
-    expected_host = op_class is host.HostOp or (op_class in (ane.SinOp, ane.CosOp) and not target.has("sin_cos"))
+    expected_host = (op_class is host.HostOp or (op_class in (ane.SinOp, ane.CosOp) and not target.has("sin_cos"))
+                     or (op_class is ane.TopkOp and not target.has("topk_sort")))
     assert ok != expected_host, f"{op.name} on {target}: {reason}"
 
 
@@ -126,6 +128,24 @@ def test_sin_runs_on_m3_but_not_m1() -> None:
     assert verdict(sin, "m3") and verdict(sin, "h15")
     m1 = verdict(sin, "m1")
     assert not m1 and m1.rule == "sin-cos" and "M3 and later" in m1.reason and not m1.tileable
+
+
+def test_topk_runs_on_m2_and_later_but_not_m1() -> None:
+    topk = ane.TopkOp(x3, 5, 2)
+    for chip in ("m2", "m3", "m4", "m5-max"):
+        assert verdict(topk, chip, strict=True)
+    m1 = verdict(topk, "m1")
+    assert not m1 and m1.rule == "topk-chip" and "M1's code generator" in m1.reason and not m1.tileable
+
+
+def test_topk_refuses_an_inner_axis_and_an_axis_past_exact_fp16_indices() -> None:
+    inner = verdict(ane.TopkOp(x3, 2, 1), "m4")
+    assert not inner and inner.rule == "topk-axis" and "last axis" in inner.reason
+    (wide,) = values_of((2, 2049))
+    long = verdict(ane.TopkOp(wide, 4, 1), "m4")
+    assert not long and long.rule == "topk-extent" and "exact only up to 2048" in long.reason
+    (edge,) = values_of((2, 2048))
+    assert verdict(ane.TopkOp(edge, 4, 1), "m4", strict=True)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "edge"])

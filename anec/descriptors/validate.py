@@ -35,6 +35,7 @@ from anec.isa.fields import GROUP_NAMES
 from anec.isa.tasks import (
     BINARY,
     COORDINATE_MODES,
+    KIND_CAPABILITIES,
     MODES,
     NEAREST_MODES,
     NEURONS,
@@ -49,6 +50,8 @@ from anec.targets import get_target
 MAX_SLOT_BYTES = (1 << 26) * 64
 MAX_TASK_ELEMENTS = 1 << 31
 MAX_PAD = 31
+MAX_EXACT_INDEX = 2048
+"""The largest index fp16 holds exactly (11 significant bits)."""
 
 
 def _fail(what: str, where: str = "") -> AnecError:
@@ -149,6 +152,9 @@ def validate_task(program: Program, task: Task, sizes: dict[int, int], input_slo
     if raw_kind not in Kind._value2member_map_:
         raise _fail(f"unknown task kind {raw_kind}", where)
     kind = task.kind
+    capability = KIND_CAPABILITIES.get(kind)
+    if capability is not None and not get_target(program.arch).has(capability):
+        raise _fail(f"{kind.name} needs the {capability} capability, which {get_target(program.arch)} lacks", where)
     modes = MODES.get(kind, ("",))
     if task.mode >= len(modes):
         raise _fail(f"mode {task.mode} is not defined for {kind.name}", where)
@@ -359,6 +365,16 @@ def _whole_repetition(task: Task, kind: Kind, where: str) -> None:
         raise _fail(f"{list(out)} is not a whole repetition of {list(src)}", where)
 
 
+def _topk_rows(task: Task, kind: Kind, where: str) -> None:
+    """Each dst row holds k values then k indices of its src1 row; indices are exact in fp16 up to 2048."""
+    src, out = task.in_extents, task.out_extents
+    _same(src[:4], out[:4], "top-k rows", where)
+    if out[4] % 2 or not 1 <= out[4] // 2 <= src[4]:
+        raise _fail(f"a row of {out[4]} is not k values and k indices of a row of {src[4]}", where)
+    if src[4] > MAX_EXACT_INDEX:
+        raise _fail(f"indices of a row of {src[4]} are not exact in fp16 (at most {MAX_EXACT_INDEX})", where)
+
+
 SHAPE_RULES: dict[Kind, tuple[ShapeRule, ...]] = {
     Kind.CONV: (_depth_one, _same_batch_and_depth, _window, _conv_groups),
     Kind.POOL: (_depth_one, _same_batch_and_depth, _window, _pool_channels),
@@ -377,6 +393,7 @@ SHAPE_RULES: dict[Kind, tuple[ShapeRule, ...]] = {
     Kind.DEPTH_TO_SPACE: (_depth_one, _block_rearrangement),
     Kind.SPACE_TO_DEPTH: (_depth_one, _block_rearrangement),
     Kind.TILE: (_whole_repetition,),
+    Kind.TOPK: (_topk_rows,),
 }
 """The shape checks of each task kind, in order (like `anec.legality.RULES` for ops)."""
 

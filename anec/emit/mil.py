@@ -580,6 +580,12 @@ def _arg_reduce(op: ane.ArgReduceOp, low: Lowering) -> Var:
     return mb.sub(x=np.int32(shape_of(op.input)[axis] - 1), y=index, name=name)
 
 
+@lowers(ane.TopkOp)
+def _topk(op: ane.TopkOp, low: Lowering) -> Sequence[Var]:
+    return mb.topk(x=low.var(op.input), k=op.k.value.data, axis=op.axis.value.data, ascending=not op.largest.value.data,
+                   sort=bool(op.sorted.value.data), name=low.name(op))
+
+
 @lowers(ane.MaxPoolOp, ane.AvgPoolOp, ane.L2PoolOp)
 def _pool(op: ane.PoolOp, low: Lowering) -> Var:
     params: dict[str, Any] = {"x": low.var(op.input), "kernel_sizes": list(as_tuple(op.kernel)), "strides": list(as_tuple(op.strides)),

@@ -725,6 +725,26 @@ handles("aten.max.dim", emits=(ane.ReduceMaxOp, ane.ArgmaxOp))(_max_dim)
 handles("aten.min.dim", emits=(ane.ReduceMinOp, ane.ArgminOp))(_max_dim)
 
 
+def _selection(e: NodeBuilder, k: int | None, dim: int, largest: bool) -> tuple[Value, Value]:
+    """`torch.topk` and `torch.sort` (k = the extent: every element) as `ane.topk`. Equal values keep
+    the lower index first, one of the orders torch allows (its own is unspecified for ties)."""
+    x = e.value(e["self"])
+    d = axis(dim, len(shape_of(x)))
+    top = e.insert(ane.TopkOp(x, shape_of(x)[d] if k is None else k, d, largest, index_type=element_type(e.out_type(1)[1])))
+    return top.values, top.indices
+
+
+@handles("aten.topk.default", emits=(ane.TopkOp,))
+def _topk(e: NodeBuilder) -> tuple[Value, Value]:
+    return _selection(e, int(e["k"]), e["dim"], bool(e["largest"]))
+
+
+@handles("aten.sort.default", "aten.sort.stable", emits=(ane.TopkOp,))
+def _sort(e: NodeBuilder) -> tuple[Value, Value]:
+    """Lower index first among equal values: a stable sort either way."""
+    return _selection(e, None, e["dim"], bool(e["descending"]))
+
+
 # --- pooling -------------------------------------------------------------------------------------
 
 

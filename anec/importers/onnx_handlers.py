@@ -586,6 +586,18 @@ def arg_reduce(node: Node, b: GraphBuilder) -> list[Value]:
     return [b.add(ane.CastOp(idx, xdsl_element_type(np.int64)))]
 
 
+@handles("TopK", emits=[ane.TopkOp], note="a constant k; ties keep the lower index first")
+def topk(node: Node, b: GraphBuilder) -> list[Value]:
+    x = x_of(node, b)
+    axis = axis_of(node.attr("axis", -1), len(shape_of(x)))
+    k = node.attr("k") if node.opset < 10 else b.require_const(node.input(1), "k").reshape(-1)[0]
+    if not 1 <= int(k) <= shape_of(x)[axis]:
+        raise NotOnAne(f"k = {k} selects no element or more than the {shape_of(x)[axis]} of axis {axis}")
+    op = b.insert(ane.TopkOp(x, int(k), axis, bool(node.attr("largest", 1)), bool(node.attr("sorted", 1)),
+                             index_type=xdsl_element_type(np.int64)))
+    return list(op.results)
+
+
 # ------------------------------------------------------------------------------------------------
 # Normalization
 # ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the simulator, the timing model and `anec dump`.
 All of this is anec's own encoding (see `fields.py`: the `Kind`, `Mode`, `Neuron` fields are anec
 extensions). A task reads up to two tensors through tile DMAs (src1, src2) and up to four coefficient
 streams through the kernel DMA, and writes one tensor (dst); tensors are 5-D views [N, D, C, H, W].
+A task with two results (TOPK: values and indices) writes them side by side in each dst row.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Kind(IntEnum):
     DEPTH_TO_SPACE = 15
     SPACE_TO_DEPTH = 16
     TILE = 17           # DMA: repeat src1 to the output extents
+    TOPK = 18           # PE: the k largest (smallest) along W of src1, sorted, ties to the lower index; each dst
+                        # row is k values then k indices (fp16: exact integers up to 2048), so Wout = 2k
 
 
 NE_KINDS = frozenset({Kind.CONV, Kind.DECONV, Kind.MATMUL, Kind.POOL})
@@ -51,6 +54,7 @@ NEURON_PARAMS: dict[str, int] = {"leaky_relu": 1, "elu": 1, "clamp": 2, "hardsig
 """How many fp16 parameters a neuron takes (clamp: lo, hi; hardsigmoid: alpha, beta; affine: scale, bias)."""
 
 REDUCTIONS: tuple[str, ...] = ("sum", "mean", "max", "min", "l2", "logsumexp", "argmax", "argmin")
+TOPK_MODES: tuple[str, ...] = ("largest", "smallest")
 POOLS: tuple[str, ...] = ("max", "avg", "l2")
 NORMS: tuple[str, ...] = ("layer", "instance", "group", "l2")
 PadMode = Literal["constant", "reflect", "edge"]
@@ -62,9 +66,13 @@ BLOCK_MODES: tuple[str, ...] = ("DCR", "CRD")
 
 MODES: dict[Kind, tuple[str, ...]] = {
     Kind.ELEMENTWISE: BINARY, Kind.REDUCE: REDUCTIONS, Kind.POOL: POOLS, Kind.NORM: NORMS,
-    Kind.RESIZE: RESIZE_MODES, Kind.DEPTH_TO_SPACE: BLOCK_MODES,
+    Kind.RESIZE: RESIZE_MODES, Kind.DEPTH_TO_SPACE: BLOCK_MODES, Kind.TOPK: TOPK_MODES,
 }
 """The meaning of `Mode` per kind (kinds not listed take Mode 0)."""
+
+
+KIND_CAPABILITIES: dict[Kind, str] = {Kind.TOPK: "topk_sort"}
+"""Kinds only some generations run: the `anec.targets` capability each needs."""
 
 
 class Coeff(IntEnum):

@@ -58,6 +58,7 @@ from anec.isa.tasks import (
     POOLS,
     REDUCTIONS,
     RESIZE_MODES,
+    TOPK_MODES,
     Coeff,
     Kind,
 )
@@ -499,6 +500,14 @@ def _reduce(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.n
         if mode in ("argmax", "argmin"):
             return kernels.arg_reduce(x, axes[0], True, task.flag("SelectLast"), mode == "argmax").astype(np.float32)
         return kernels.REDUCE[f"reduce_{mode}"](x, axes, True)
+
+
+@EXECUTORS.register(Kind.TOPK)
+def _topk(m: Machine, task: Task, x: np.ndarray, _: np.ndarray | None) -> np.ndarray:
+    """Compares the fp16 values exactly (their float32 widening), equal values by lower index first
+    (ONNX TopK's order; -0 and +0 are equal); each row: the k values, then their indices."""
+    values, indices = kernels.topk(x, task.out_extents[4] // 2, 4, TOPK_MODES[task.mode] == "largest")
+    return np.concatenate([values, indices.astype(np.float32)], axis=4)
 
 
 def fp16_operands(task: Task) -> bool:

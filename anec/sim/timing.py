@@ -98,6 +98,7 @@ class Work:
     reread_bytes: int = 0         # source bytes an earlier tile of the same op already brought in
     decoded_bytes: int = 0        # fp16 bytes the kernel DMA expands from a streamed palette or sparse kernel
     decoded_form: str = ""        # that kernel's stream form (its decode rate caps the weight stream)
+    passes: float = 1.0           # times a planar task streams its source through the engine (`selection_passes`)
 
 
 Bound = Literal["dispatch", "overhead", "compute", "weights", "activations", "l2-cliff"]
@@ -158,7 +159,7 @@ def cost(work: Work, target: Target) -> Cost:
         lanes = work.lane_utilization ** p.narrow_kernel_exponent.value
         compute = work.flops / (p.ne_flops_per_s.value * lanes * work.core_utilization)
     else:
-        compute = (work.read_bytes + work.write_bytes) / p.planar_bytes_per_s.value
+        compute = (work.read_bytes * work.passes + work.write_bytes) / p.planar_bytes_per_s.value
     dram = work.read_bytes - work.reread_bytes + work.write_bytes if streams else work.dram_bytes
     if streams:
         compute *= p.cliff_slowdown.value
@@ -181,6 +182,14 @@ def pipelined_s(costs: Sequence[Cost]) -> float:
         engine_end = max(start + c.engine_s, dma_end)
         previous_start = start
     return engine_end
+
+
+def selection_passes(k: int) -> int:
+    """Compare passes of a top-k over its source: a k-entry selection heap takes ceil(log2(k + 1))
+    compares per element (k = 1 is a running max, as argmax and reduce_max stream). Assumption: no
+    timing of the ANE's top-k is published, so each compare costs what the planar engine takes to
+    stream one element (its fitted rate), and a sort (k = N) is the heap with every element kept."""
+    return max(1, math.ceil(math.log2(k + 1)))
 
 
 def program_seconds(costs: Sequence[Cost], target: Target) -> float:
@@ -222,6 +231,8 @@ def task_flops(task: Task) -> float:
         return float(math.prod(out) * kh * kw)
     if kind in DMA_KINDS:
         return 0.0
+    if kind == Kind.TOPK:
+        return float(math.prod(task.in_extents) * selection_passes(out[4] // 2))
     per_element = {Kind.SOFTMAX: 5, Kind.NORM: 5}.get(kind, 1)
     return float(per_element * max(math.prod(task.in_extents), math.prod(out)))
 
@@ -263,7 +274,7 @@ def task_work(program: Program, index: int, target: Target, read_before: set[tup
     return Work(engine, task_flops(task), read, write, weights, dram, largest,
                 lane_utilization=min(ocg, lanes) / lanes if engine == "ne" else 1.0,
                 core_utilization=min(active, cores) / cores if engine == "ne" else 1.0, reread_bytes=reread, decoded_bytes=decoded,
-                decoded_form=form or "")
+                decoded_form=form or "", passes=selection_passes(task.out_extents[4] // 2) if kind == Kind.TOPK else 1.0)
 
 
 @dataclass(frozen=True)
@@ -321,7 +332,7 @@ class ProgramTime:
 def describe(task: Task) -> str:
     """A short label of what a task does: kind, mode and activation."""
     text = task.kind.name.lower()
-    if task.kind in (Kind.ELEMENTWISE, Kind.REDUCE, Kind.POOL, Kind.NORM, Kind.RESIZE):
+    if task.kind in (Kind.ELEMENTWISE, Kind.REDUCE, Kind.POOL, Kind.NORM, Kind.RESIZE, Kind.TOPK):
         text += f".{mode_name(task.kind, task.mode)}"
     if task.get("kernel_dma", "Neuron"):
         text += f"+{NEURONS[task.get('kernel_dma', 'Neuron')]}"
@@ -407,6 +418,8 @@ def op_work(op: Operation, target: Target) -> Work:
     if isinstance(op, ane.MatmulOp | ane.SdpaOp):
         tasks = max(1, -(-weights // target.memory.kernel_memory_bytes.value))
         return Work("ne", flops(op), read, write, weights, 0, largest, tasks=tasks, decoded_bytes=traffic.decoded_bytes, decoded_form=traffic.stream_form)
+    if isinstance(op, ane.TopkOp):
+        return Work("pe", flops(op), read, write, weights, 0, largest, passes=selection_passes(op.k.value.data))
     movement = isinstance(op, ane.MovementOp | ane.ConcatOp | ane.SplitOp)
     return Work("dma" if movement else "pe", flops(op), read, write, weights, 0, largest)
 

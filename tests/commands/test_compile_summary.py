@@ -21,16 +21,16 @@ from tests.importers.onnx_models import F, model, random
 
 
 def mixed_model() -> onnx.ModelProto:
-    """A conv too wide for one task (tiled), a tiny epsilon (fixed), sin (CPU before M3), TopK (CPU
+    """A conv too wide for one task (tiled), a tiny epsilon (fixed), sin (CPU before M3), Hardmax (CPU
     everywhere) and a constant beyond fp16 (warned)."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="wide_conv", pads=[0, 15, 0, 15]),
              helper.make_node("LayerNormalization", ["c", "g", "b"], ["n"], name="norm", axis=-1, epsilon=1e-12),
              helper.make_node("Sin", ["n"], ["s"], name="sin"),
-             helper.make_node("TopK", ["s", "k"], ["v", "i"], name="topk", axis=3),
+             helper.make_node("Hardmax", ["s"], ["v"], name="hardmax", axis=-1),
              helper.make_node("Relu", ["v"], ["r"], name="relu"),
              helper.make_node("Add", ["r", "huge"], ["y"], name="shift")]
     weights = {"w": random((8, 4, 1, 31)), "g": np.ones(8, np.float32), "b": np.zeros(8, np.float32),
-               "k": np.array([2], np.int64), "huge": np.array([1e6], np.float32)}
+               "huge": np.array([1e6], np.float32)}
     return model(nodes, [("x", F, [1, 4, 8, 8])], ["y"], weights)
 
 
@@ -55,7 +55,7 @@ def test_summary_names_cpu_ops_fp16_notes_tiles_latency_and_files(model_path: Pa
     assert stderr == ""  # progress only on a terminal
     lines = stdout.splitlines()
     assert any(re.match(r"CPU\s+sin\s+sin\s+sin needs an A15-family ANE \(M3 and later\)", ln) for ln in lines), stdout
-    assert any(re.match(r"CPU\s+onnx\.TopK\s+topk\s+onnx\.TopK has no ANE equivalent", ln) for ln in lines), stdout
+    assert any(re.match(r"CPU\s+onnx\.Hardmax\s+hardmax\s+onnx\.Hardmax has no ANE equivalent", ln) for ln in lines), stdout
     assert "fp16 fixed: norm: epsilon 1e-12 raised to 1e-07" in stdout
     assert "fp16 warning: shift: constant operand holds 1e+06, beyond the fp16 range" in stdout
     on_ane = re.search(r"on the ANE: (\d+) of (\d+) ops \(([\d.]+)%\), .*FLOP of .*FLOP \(([\d.]+)%\)", stdout)
@@ -91,7 +91,7 @@ def test_target_all_compares_every_chip_and_writes_one_artifact_each(model_path:
         assert int(row[5]) == report.tiles > 1 and int(row[6]) == 1
         assert (tmp_path / f"mixed.{chip.arch}.anec").stat().st_size > 0
     assert "CPU on M1, M1 Pro/Max, M2: sin (sin): sin needs an A15-family ANE (M3 and later)" in stdout
-    assert "CPU on every chip: topk (onnx.TopK): onnx.TopK has no ANE equivalent" in stdout
+    assert "CPU on every chip: hardmax (onnx.Hardmax): onnx.Hardmax has no ANE equivalent" in stdout
     assert stdout.splitlines()[-1].startswith(f"wrote {tmp_path / 'mixed.h13.anec'}, ")
 
 

@@ -27,11 +27,12 @@ class RecordingBackend(AnecBackend):
     """AnecBackend that remembers the model it prepared last (the runner does not hand it back)."""
 
     last: ClassVar[AnecBackendRep | None] = None
+    target: ClassVar[str] = TARGET
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> AnecBackendRep:
         cls.last = None
-        cls.last = super().prepare(model, device, target=TARGET, **kwargs)
+        cls.last = super().prepare(model, device, target=cls.target, **kwargs)
         return cls.last
 
 
@@ -91,3 +92,24 @@ def test_every_listed_case_exists() -> None:
 def test_every_bucket_gives_a_reason() -> None:
     for b in buckets():
         assert b.reason.strip() and b.cases, f"bucket {b.name!r} needs a reason and cases"
+
+
+TOP_K_CASES = ("test_top_k", "test_top_k_negative_axis", "test_top_k_smallest")
+"""The float TopK cases (the others select from int64 data, which the ANE does not hold)."""
+
+
+@pytest.mark.parametrize("name", TOP_K_CASES)
+@pytest.mark.parametrize("target", ["m1", "m2", "m4"])
+def test_top_k_cases_select_on_the_ane_from_the_m2(name: str, target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an M2 or M4 the TopK runs on the ANE, indices included (exact in fp16, widened to int64 as
+    the program's output is read); on the M1, whose code generator fails top-k, it runs on the CPU
+    and says why."""
+    monkeypatch.setattr(RecordingBackend, "target", target)
+    failure, rep = run_case(name)
+    assert failure is None and rep is not None and rep.report is not None
+    topk = [r for r in rep.report.ops if r.op == "topk"]
+    assert len(topk) == 1
+    if target == "m1":
+        assert topk[0].placement != "ane" and "M1's code generator" in topk[0].reason
+    else:
+        assert rep.used_ane and topk[0].placement == "ane" and not rep.report.host_ops

@@ -596,6 +596,30 @@ func.func @argmax_float(%x: tensor<2x3xf32>) {
 
 // -----
 
+func.func @topk_k_too_large(%x: tensor<2x3xf32>) {
+  %0, %1 = "ane.topk"(%x) <{k = 4 : i64, axis = 1 : i64}> : (tensor<2x3xf32>) -> (tensor<2x4xf32>, tensor<2x4xi32>)
+  func.return
+}
+// CHECK: ane.topk: k = 4 is not within 1..3, the extent of axis 1
+
+// -----
+
+func.func @topk_float_indices(%x: tensor<2x3xf32>) {
+  %0, %1 = "ane.topk"(%x) <{k = 2 : i64, axis = 1 : i64}> : (tensor<2x3xf32>) -> (tensor<2x2xf32>, tensor<2x2xf32>)
+  func.return
+}
+// CHECK: ane.topk produces i32 or i64 indices, got f32
+
+// -----
+
+func.func @topk_values_shape(%x: tensor<2x3xf32>) {
+  %0, %1 = "ane.topk"(%x) <{k = 2 : i64, axis = 1 : i64}> : (tensor<2x3xf32>) -> (tensor<2x3xf32>, tensor<2x2xi32>)
+  func.return
+}
+// CHECK: ane.topk: result shape [2, 3] does not match the expected [2, 2]
+
+// -----
+
 func.func @argmin_axis(%x: tensor<2x3xf32>) {
   %0 = "ane.argmin"(%x) <{axis = 2 : i64}> : (tensor<2x3xf32>) -> tensor<2x3xi32>
   func.return

@@ -154,6 +154,8 @@ func.func @reduce(%x: tensor<2x3x4xf32>) {
   %5 = ane.reduce_logsumexp %x {axes = array<i64: 2>} : (tensor<2x3x4xf32>) -> tensor<2x3x1xf32>
   %6 = ane.argmax %x {axis = 2 : i64} : (tensor<2x3x4xf32>) -> tensor<2x3x1xi32>
   %7 = ane.argmin %x {axis = 1 : i64, keepdims = false, select_last_index = true} : (tensor<2x3x4xf32>) -> tensor<2x4xi64>
+  %8, %9 = ane.topk %x {k = 2 : i64, axis = 2 : i64} : (tensor<2x3x4xf32>) -> (tensor<2x3x2xf32>, tensor<2x3x2xi32>)
+  %10, %11 = ane.topk %x {k = 3 : i64, axis = 1 : i64, largest = false, sorted = false} : (tensor<2x3x4xf32>) -> (tensor<2x3x4xf32>, tensor<2x3x4xi64>)
   func.return
 }
 // CHECK-LABEL: func.func @reduce(
@@ -165,6 +167,8 @@ func.func @reduce(%x: tensor<2x3x4xf32>) {
 // CHECK-NEXT:  %5 = ane.reduce_logsumexp %x {axes = array<i64: 2>} : (tensor<2x3x4xf32>) -> tensor<2x3x1xf32>
 // CHECK-NEXT:  %6 = ane.argmax %x {axis = 2 : i64} : (tensor<2x3x4xf32>) -> tensor<2x3x1xi32>
 // CHECK-NEXT:  %7 = ane.argmin %x {axis = 1 : i64, keepdims = false, select_last_index = true} : (tensor<2x3x4xf32>) -> tensor<2x4xi64>
+// CHECK-NEXT:  %8, %9 = ane.topk %x {k = 2 : i64, axis = 2 : i64} : (tensor<2x3x4xf32>) -> (tensor<2x3x2xf32>, tensor<2x3x2xi32>)
+// CHECK-NEXT:  %10, %11 = ane.topk %x {k = 3 : i64, axis = 1 : i64, largest = false, sorted = false} : (tensor<2x3x4xf32>) -> (tensor<2x3x4xf32>, tensor<2x3x4xi64>)
 // CHECK-NEXT:  func.return
 
 func.func @pool(%x: tensor<1x3x8x8xf32>, %y: tensor<1x3x9xf32>) {

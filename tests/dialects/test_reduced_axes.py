@@ -35,6 +35,7 @@ REDUCING: dict[str, tuple[Callable[[SSAValue], Operation], tuple[int, ...]]] = {
     "softmax": (lambda x: ane.SoftmaxOp(x, 3), (3,)),
     "reduce_sum": (lambda x: ane.ReduceSumOp(x, [2, 3]), (2, 3)),
     "argmax": (lambda x: ane.ArgmaxOp(x, 1), (1,)),
+    "topk": (lambda x: ane.TopkOp(x, 1, 2), (2,)),
     "layer_norm": (lambda x: ane.LayerNormOp(x, value((ane.shape_of(x)[3],)), value((ane.shape_of(x)[3],)), axes=[3]), (3,)),
     "l2_norm": (lambda x: ane.L2NormOp(x, axes=[1]), (1,)),
     "instance_norm": (affine(ane.InstanceNormOp), (2, 3)),
@@ -51,7 +52,7 @@ def test_each_reducing_op_names_its_axes(name: str) -> None:
 def test_every_op_that_computes_a_statistic_says_so() -> None:
     reducing = {cls.name for cls in ane.ANE.operations if issubclass(cls, Reduces)}
     statistic = {cls.name for cls in ane.ANE.operations
-                 if any(word in cls.name for word in ("reduce_", "norm", "softmax", "argmax", "argmin"))}
+                 if any(word in cls.name for word in ("reduce_", "norm", "softmax", "argmax", "argmin", "topk"))}
     assert reducing == statistic
     assert reduced_axes(ane.ReluOp(value(SHAPE))) == ()
 

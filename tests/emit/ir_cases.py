@@ -218,6 +218,13 @@ def arg_reductions(g: Graph, x):
             g.op(ane.ArgmaxOp(x, 2, select_last_index=True)), g.op(ane.ArgminOp(x, 1, keepdims=False, select_last_index=True)))
 
 
+@case(((2, 3, 7), STEPS))
+def top_k(g: Graph, x):
+    top, low = ane.TopkOp(x, 3, 2), ane.TopkOp(x, 7, 2, largest=False, sorted=False)
+    g.op(top), g.op(low)
+    return (*top.results, *low.results)
+
+
 @case((1, 3, 7, 7))
 def pooling(g: Graph, x):
     return (g.op(ane.MaxPoolOp(x, [3, 3], [2, 2], [1, 1, 1, 1])), g.op(ane.AvgPoolOp(x, [3, 2], [2, 1], [1, 0, 1, 1])),

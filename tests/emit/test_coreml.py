@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -22,6 +24,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Block, Region
 
+import anec
 from anec.dialects import ane, host
 from anec.dialects.discardable import NAME_ATTR
 from anec.errors import AnecError
@@ -83,7 +86,7 @@ def test_segments_become_fp16_ops_between_casts(segmented):
     fp16 = [op for op in computed if dtype_name(op.outputs[0]) == "fp16"]
     assert len(fp16) > 0.9 * len([op for op in computed if dtype_name(op.outputs[0]) in ("fp16", "fp32")])
     assert {"conv", "conv_transpose", "linear", "matmul", "layer_norm", "instance_norm", "max_pool", "avg_pool",
-            "upsample_bilinear", "pixel_shuffle", "depth_to_space", "reduce_argmax", "softmax"} <= set(op_types(program))
+            "upsample_bilinear", "pixel_shuffle", "depth_to_space", "reduce_argmax", "topk", "softmax"} <= set(op_types(program))
 
 
 def test_fused_attention_only_from_ios18(segmented):
@@ -250,3 +253,24 @@ def test_ops_kept_in_float32_stay_float32_in_the_mil_program_between_casts(tmp_p
     (got,) = run_emitted(program, {"x": x}).values()
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, (x.astype(np.float64) * 1000).sum(-1, keepdims=True), rtol=1e-3)
+
+
+def test_an_onnx_top_k_compiled_for_the_m4_is_a_mil_topk_in_fp16(tmp_path: Path):
+    """ONNX TopK imports as `ane.topk`, which the M4 places in a segment: the package holds MIL's
+    `topk` on fp16 data, whose values and indices are onnx's (ties by lower index included)."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("TopK", ["r", "k"], ["values", "indices"], axis=-1)], "topk",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3, 9))],
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, None), helper.make_tensor_value_info("indices", TensorProto.INT64, None)],
+        [helper.make_tensor("k", TensorProto.INT64, [1], [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = (np.random.default_rng(0).integers(-3, 4, (2, 3, 9)) * 0.5).astype(np.float32)
+    compiled = anec.compile(model, target="m4")
+    assert not compiled.report.host_ops
+    program = emit_package(compiled, tmp_path / "topk.mlpackage")
+    (topk,) = [op for op in program.functions["main"].operations if op.op_type == "topk"]
+    assert dtype_name(topk.outputs[0]) == "fp16"
+    got = run_emitted(program, {"x": x})
+    values, indices = ReferenceEvaluator(model).run(None, {"x": x})
+    assert got["indices"].tolist() == indices.tolist()
+    assert got["values"].astype(np.float32).tolist() == values.tolist()

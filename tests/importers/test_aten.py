@@ -146,7 +146,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "index_gather_cumsum": lambda: fn(lambda m, x, i: x[:, i[0]].cumsum(-1).sum(1, keepdim=True) + torch.gather(x, 2, i[:, None, :1].expand(2, 6, 1)), X3,
                                       torch.tensor([[3, 0, 2]]), host={"aten.index.Tensor", "aten.cumsum.default", "aten.gather.default"}),
     "topk_sort_multi_output": lambda: fn(lambda m, x: x.topk(3, dim=-1).values + x.sort(-1, descending=True).values[..., :3]
-                                         + x.topk(3, dim=-1).indices.float(), X3, host={"aten.topk.default", "aten.sort.default"}),
+                                         + x.topk(3, dim=-1).indices.float() + x.sort(-1).indices[..., :3].float(), X3, has=ane.TopkOp),
+    "topk_smallest_inner_dim": lambda: fn(lambda m, x: x.topk(2, dim=1, largest=False).values * 2, X3, has=ane.TopkOp),
     "flip_floor": lambda: fn(lambda m, x: torch.flip(x, [1]).floor() + torch.round(x * 3), X3,
                              host={"aten.flip.default", "aten.floor.default", "aten.round.default"}),
 }

@@ -242,3 +242,16 @@ def test_an_align_corners_resize_is_not_split_along_rows() -> None:
     before = segment_graph([(1, 3, 7, 5)], lambda e, x: _named(e.add(ane.ResizeOp(x, (1, 3, 14, 10), "bilinear", [2, 2], "align_corners")), "up"))
     (op,) = ops_named(run_pass(before), "ane.resize")
     assert split_along(op, 2, [(0, 7), (7, 14)]) is None
+
+
+def test_a_top_k_past_the_working_set_is_split_along_rows_and_computes_the_same() -> None:
+    """Both results of each row piece are concatenated; the selected axis is never cut."""
+    m4 = get_target("m4")
+    before = segment_graph([(4, 1024, 600)], lambda e, x: list(e.insert(ane.TopkOp(x, 5, 2, largest=False)).results))
+    (original,) = ops_named(before, "ane.topk")
+    assert legality(original, m4, strict=True).rule == "working-set"
+    after = run_pass(before, TilePass(target="m4"))
+    pieces = ops_named(after, "ane.topk")
+    assert len(pieces) >= 2 and all(shape_of(p.input)[2] == 600 and legality(p, m4, strict=True) for p in pieces)
+    assert all(legality(op, m4, strict=True) for op in ops_named(after, "ane.concat"))
+    assert_same_results(before, after, rtol=0, atol=0)

@@ -132,6 +132,9 @@ CASES: dict[str, tuple[list[tuple[int, ...]], Build]] = {
         x[0], b.random((n, 4, 3, 3), 0.3), b.random((n,), 0.1), pads=[1, 1, 1, 1]), "relu")) for n in (3, 3, 2)], 1))]),
     "conv-output-channel-tiles-one-last": ([(1, 4, 6, 6)], lambda b, x: [b.add(ane.ConcatOp([b.add(ane.ConvOp(
         x[0], b.random((n, 4, 3, 3), 0.3), b.random((n,), 0.1), pads=[1, 1, 1, 1])) for n in (3, 3, 1)], 1))]),
+    "topk": ([(1, 3, 4, 12)], lambda b, x: topk(b, x[0], 5, True) + topk(b, x[0], 12, False) + topk(b, x[0], 1, True)),
+    # a top-k feeding another op: the values and indices are windows of one buffer, read in place
+    "topk-into-add": ([(2, 40)], lambda b, x: [b.add(ane.AddOp(topk(b, x[0], 7, True)[0], b.const(np.ones((1, 7)))))]),
     "yield-input-twice-and-const": ([(1, 4, 5, 6)], lambda b, x: [x[0], x[0], b.const(np.arange(24.0).reshape(1, 4, 1, 6))]),
 }
 
@@ -141,14 +144,21 @@ def _epilogue(op: ane.EpilogueOp, activation: str) -> ane.EpilogueOp:
     return op
 
 
+def topk(b: SegmentBuilder, x, k: int, largest: bool) -> list:
+    op = ane.TopkOp(x, k, len(ane.shape_of(x)) - 1, largest)
+    b.block.add_op(op)
+    return list(op.results)
+
+
 def ane_split(b: SegmentBuilder, x) -> list:
     op = ane.SplitOp(x, 3, [2, 4])
     b.block.add_op(op)
     return list(op.results)
 
 
-ARCH = {"pad": "h16", "concat-w-past-65536": "h16"}
-"""Cases using a feature the M1 lacks (edge padding needs the M2's texture engine) run on the M4."""
+ARCH = {"pad": "h16", "concat-w-past-65536": "h16", "topk": "h14", "topk-into-add": "h16"}
+"""Cases using a feature the M1 lacks (edge padding needs the M2's texture engine, top-k its A14 code
+generator) run on the M2 or M4."""
 
 
 def inputs_for(shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
@@ -208,3 +218,34 @@ def test_blockwise_computes_every_element_as_the_whole_array_call() -> None:
         assert blockwise(fn, x, operand).tobytes() == fn(x, operand).tobytes()
     small = x[:, :, :1, :1]  # broadcasts against its operand: computed in one block
     assert blockwise(fn, small, x).shape == x.shape
+
+
+TOPK_ROWS = np.array([[3.0, -1.0, 3.0, 0.0, -0.0, -7.5, 3.0, 0.0],        # ties, signed zeros
+                      [-2.0, -2.0, -2.0, -2.0, -2.0, -2.0, -2.0, -2.0],   # all equal
+                      [-1e4, 65504.0, -65504.0, 1e-7, -1e-7, 2.5, 2.5, -3.0]], dtype=np.float32)  # extremes, fp16 subnormals
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("arch", ["h14", "h16"])
+def test_topk_on_the_simulator_is_exactly_the_interpreter(k: int, largest: bool, arch: str) -> None:
+    """Values and indices bit for bit, ties by lower index first (ONNX's order), k = 1 and k = N."""
+    module = segment_module([TOPK_ROWS.shape], lambda b, x: topk(b, x[0], k, largest))
+    expected = interpret(module, [TOPK_ROWS])
+    values, indices = run_file(descriptor_program(module, arch), [TOPK_ROWS]).values()
+    assert indices.dtype == expected[1].dtype and indices.tolist() == expected[1].tolist()
+    assert values.dtype == expected[0].dtype and values.tobytes() == expected[0].tobytes()
+
+
+def test_a_top_k_descriptor_for_the_m1_is_refused() -> None:
+    """The M1's code generator fails top-k, so a file that asks an M1 for it does not decode."""
+    from anec.descriptors.binary import decode, encode
+    from anec.errors import AnecError
+
+    module = segment_module([TOPK_ROWS.shape], lambda b, x: topk(b, x[0], 2, True))
+    anec_file = descriptor_program(module, "h14")
+    anec_file.arch = "h13"
+    for program in anec_file.programs:
+        program.arch = "h13"
+    with pytest.raises(AnecError, match="TOPK needs the topk_sort capability"):
+        decode(encode(anec_file))

@@ -201,3 +201,25 @@ def test_the_report_names_what_bounds_each_ane_op() -> None:
     conv = next(r for r in report.ops if r.op == "conv")
     assert conv.tiles > 1 and conv.bound == "weights"
     assert report.to_json()["ops"][report.ops.index(conv)]["bound"] == "weights"
+
+
+def _selection(k: int):
+    def build(b, x):
+        op = ane.TopkOp(x[0], k, 1)
+        b.block.add_op(op)
+        return list(op.results)
+    return segment_module([(256, 2048)], build)
+
+
+def test_a_top_k_streams_its_source_once_per_compare_pass() -> None:
+    """ceil(log2(k + 1)) passes at the planar rate (an assumption: no ANE top-k timing is published):
+    k = 1 streams like a reduce_max of the same rows, a sort of 2048 takes 12 passes."""
+    m4 = get_target("m4")
+    reduce_max = predicted(segment_module([(256, 2048)], lambda b, x: [b.add(ane.ReduceMaxOp(x[0], [1]))]), m4).tasks[0]
+    (one,) = [t for t in predicted(_selection(1), m4).tasks if t.kind == "topk.largest"]
+    (sort,) = [t for t in predicted(_selection(2048), m4).tasks if t.kind == "topk.largest"]
+    assert (one.work.passes, sort.work.passes) == (1, 12)
+    assert one.cost.compute_s == pytest.approx(reduce_max.cost.compute_s, rel=0.05)
+    assert sort.cost.compute_s > 10 * one.cost.compute_s
+    topk = next(op for op in _selection(2048).walk() if isinstance(op, ane.TopkOp))
+    assert op_seconds(topk, m4) == pytest.approx(sort.cost.total_s, rel=0.3)
