@@ -160,6 +160,8 @@ class WindowsAlongWidth(RewritePattern):
         dilations = as_tuple(op.dilations) if isinstance(op, ane.ConvBase) else (1, 1)
         if kernel[1] != 1 or as_tuple(op.strides)[1] != 1 or dilations[1] != 1 or pads[1] or pads[3]:
             return
+        if kernel[0] == 1 and as_tuple(op.strides)[0] == 1:
+            return  # a pointwise op does not slide (a linear layer's rows on H stay where LinearToConv put them)
         swap = (0, 1, 3, 2)
         build = RewriteBuilder(op, rewriter)
         operands = [build.transpose(op.input, swap)]

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 
 from anec import legality as rules
-from anec.analysis import weight_operands
+from anec.analysis import engine_tensors, weight_operands
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import as_tuple, element_type_of, shape_of, tensor, window_output_size
@@ -308,14 +308,18 @@ def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operati
     if (begin or end) and op.mode.data != "constant":
         return None
     first, last = lo - begin, hi - begin
-    if last <= 0 or first >= size:  # entirely in the padding: pad the nearest input row, then crop
-        wide_lo, wide_hi = min(lo, begin + size - 1), max(hi, begin + 1)
-        wide = _pad_piece(op, axis, wide_lo, wide_hi, p)
-        assert wide is not None
-        return p.slice_op(p(wide), axis, lo - wide_lo, hi - wide_lo)
+    out = list(shape_of(op.result))
+    if last <= 0 or first >= size:
+        # entirely in the padding: the nearest input row padded by the range's rows, then cropped
+        # to them; one row more than the range, so never as wide as the op when cut
+        before = last <= 0
+        near = 0 if before else size - 1
+        pads[axis], pads[rank + axis] = (hi - lo, 0) if before else (0, hi - lo)
+        out[axis] = hi - lo + 1
+        wide = p(_copy_on(op, [p.slice(op.input, axis, near, near + 1)], out, pads=pads))
+        return p.slice_op(wide, axis, 0, hi - lo) if before else p.slice_op(wide, axis, 1, hi - lo + 1)
     x = p.slice(op.input, axis, max(first, 0), min(last, size))
     pads[axis], pads[rank + axis] = max(0, -first), max(0, last - size)
-    out = list(shape_of(op.result))
     out[axis] = hi - lo
     return _copy_on(op, [x], out, pads=pads)
 
@@ -461,8 +465,8 @@ def _contraction(op: ane.ConvOp | ane.MatmulOp) -> int:
 # Size limits: the tile shape is solved for, then emitted
 # ------------------------------------------------------------------------------------------------
 
-SIZE_RULES: frozenset[rules.Rule] = frozenset({rules.DIMS, rules.WORKING_SET, rules.KERNEL_MEMORY})
-"""The limits on how much an op holds at once; one tile shape satisfies them together."""
+SIZE_RULES: frozenset[rules.Rule] = frozenset({rules.DIMS, rules.WORKING_SET, rules.KERNEL_MEMORY, rules.slice_w_span})
+"""The limits on how much an op holds (or spans) at once; one tile shape satisfies them together."""
 
 CONTRACTION = -1
 """The input-channel (contraction) axis of a conv or matmul, cut into partial products that are summed."""
@@ -521,12 +525,13 @@ class Cut:
     def bounds(self) -> Bounds:
         return even_bounds(self.extent, -(-self.extent // self.size), self.granule)
 
-    def widest(self) -> tuple[int, int]:
-        """The middle one of the widest pieces (away from the edges, it keeps its whole halo)."""
+    def representatives(self) -> list[tuple[int, int]]:
+        """The pieces that answer for all: the middle one of the widest (away from the edges, it keeps
+        its whole halo) and the two at the edges (a pad's piece in the padding reads a row more)."""
         bounds = self.bounds()
         size = max(hi - lo for lo, hi in bounds)
         widest = [(lo, hi) for lo, hi in bounds if hi - lo == size]
-        return widest[len(widest) // 2]
+        return list(dict.fromkeys([widest[len(widest) // 2], bounds[0], bounds[-1]]))
 
 
 class TilePlanner:
@@ -589,13 +594,13 @@ class TilePlanner:
     # -- feasibility ----------------------------------------------------------------------------
 
     def fits(self, op: Operation, cuts: list[Cut]) -> bool:
-        """Do the pieces of `op` cut by `cuts` satisfy the size limits? The widest piece along each
-        axis answers for all: a narrower one holds less, and one at an edge loses part of its halo
-        to the padding."""
+        """Do the pieces of `op` cut by `cuts` satisfy the size limits? Along each axis the widest
+        piece and the two edge pieces answer for all: the others hold no more than the widest."""
         active = [c for c in cuts if c.size < c.extent]
         if not active:
             return within_sizes(op, self.target)
-        return self._piece_fits(op, [(c.axis, *c.widest()) for c in active])
+        return all(self._piece_fits(op, [(c.axis, *r) for c, r in zip(active, corner)])
+                   for corner in _product([c.representatives() for c in active]))
 
     def _piece_fits(self, op: Operation, ranges: list[tuple[int, int, int]]) -> bool:
         p = CandidatePieces(op)
@@ -907,6 +912,7 @@ TILERS: dict[rules.Rule, Callable[[Operation, Target], list[Operation] | None]] 
     rules.WORKING_SET: tile_sizes,
     rules.DIMS: tile_sizes,
     rules.KERNEL_MEMORY: tile_sizes,
+    rules.slice_w_span: tile_sizes,
     rules.conv_kernel_width: split_kernel,
     rules.conv_kernel_height: split_kernel,
     rules.conv_stride: strided_conv,
@@ -935,11 +941,21 @@ def placed_ops(module: ModuleOp, target: Target) -> list[tuple[Block, list[Opera
                              and legality(op, target)]) for fn in functions(module)]
 
 
+def held(op: Operation) -> int:
+    """The elements of the tensors that pass through the engine for `op` (a slice holds its window, a
+    concatenation its pieces): what a cut for the size limits shrinks."""
+    return sum(math.prod(shape_of(v)) for v in engine_tensors(op) if isinstance(v.type, TensorType))
+
+
 def tile_ops(ops: list[Operation], target: Target) -> None:
     """Rewrite each op past a limit, then its pieces. The rewrites for kernel, stride, pad, window and
-    group limits change the op's form and each removes its limit from what it creates; the size limits
-    come last, solved together: a plan's pieces fit by construction, so the worklist ends."""
+    group limits change the op's form and each removes its limit from what it creates. The size limits
+    come last, solved together, and a plan's pieces fit; a piece that still breaks one (an edge piece,
+    or the concatenation of the pieces) is cut again only if it holds strictly less than the op it
+    came from. That measure is a positive integer falling along every chain of cuts, so the worklist
+    ends by construction; what is left unfit goes to the verifier."""
     planner = TilePlanner(target)
+    ceiling: dict[Operation, int] = {}  # a piece of a size cut: what the op it came from held
     work = list(reversed(ops))
     while work:
         op = work.pop()
@@ -950,7 +966,13 @@ def tile_ops(ops: list[Operation], target: Target) -> None:
             continue
         failing = [rule for rule in rules.rules_for(op) if rule.tileable and rule.check(op, target) is not None]
         reshaping = [rule for rule in failing if rule not in SIZE_RULES]
-        created = TILERS[reshaping[0]](op, target) if reshaping else planner.tile(op)
+        if reshaping:
+            created = TILERS[reshaping[0]](op, target)
+        elif held(op) < ceiling.get(op, math.inf):
+            created = planner.tile(op)
+            ceiling.update(dict.fromkeys(created or [], held(op)))
+        else:
+            continue
         if created:
             work.extend(created)  # consumers first: a piece cut again leaves the slices that fed it unused
 

@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.transforms.dead_code_elimination import dce
 
 from anec.dialects import ane
+from anec.dialects.ane import shape_of
 from anec.dialects.discardable import TILE_OF_ATTR
 from anec.legality import legality
 from anec.lowering.tile import placed_ops, tile_ops, verify_tiled
@@ -100,11 +101,11 @@ def test_random_convs_tile_into_legal_pieces_that_compute_the_same(chip: str, da
     bias, relu = data.draw(st.booleans()), data.draw(st.booleans())
 
     def body(e, x):
-        conv = ane.ConvOp(x, e.const(_weights((cout, cin // groups, *kernel), 1)), e.const(_weights((cout,), 2)) if bias else None,
+        conv = ane.ConvOp(x, e.constant(_weights((cout, cin // groups, *kernel), 1)), e.constant(_weights((cout,), 2)) if bias else None,
                           strides=strides, dilations=dilations, pads=pads, groups=groups)
         if relu:
             conv.set_activation("relu")
-        return _named(e(conv))
+        return _named(e.add(conv))
 
     check([(n, cin, h, w)], body, chip)
 
@@ -119,8 +120,8 @@ def test_random_matmuls_tile_into_legal_pieces_that_compute_the_same(chip: str, 
     rhs = (1 if constant else b, n, k) if transpose_rhs else (1 if constant else b, k, n)
 
     def body(e, x, *y):
-        other = e.const(_weights(rhs, 3)) if constant else y[0]
-        return _named(e(ane.MatmulOp(x, other, transpose_lhs=transpose_lhs, transpose_rhs=transpose_rhs)))
+        other = e.constant(_weights(rhs, 3)) if constant else y[0]
+        return _named(e.add(ane.MatmulOp(x, other, transpose_lhs=transpose_lhs, transpose_rhs=transpose_rhs)))
 
     check([lhs] if constant else [lhs, rhs], body, chip)
 
@@ -136,7 +137,7 @@ def test_random_pools_tile_into_legal_pieces_that_compute_the_same(chip: str, da
 
     def body(e, x):
         pool = ane.AvgPoolOp(x, kernel, strides, pads) if average else ane.MaxPoolOp(x, kernel, strides, pads)
-        return _named(e(pool))
+        return _named(e.add(pool))
 
     check([(n, c, h, w)], body, chip)
 
@@ -149,9 +150,34 @@ def test_random_elementwise_ops_tile_into_legal_pieces_that_compute_the_same(chi
     broadcast = tuple(1 if data.draw(st.booleans()) else d for d in shape)
 
     def body(e, x, y):
-        return _named(e(ane.MulOp(e(ane.ReluOp(x)), y)))
+        return _named(e.add(ane.MulOp(e.add(ane.ReluOp(x)), y)))
 
     check([shape, broadcast], body, chip)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+@SETTINGS
+@given(data=st.data())
+def test_random_pads_tile_into_legal_pieces_that_compute_the_same(chip: str, data: st.DataObject) -> None:
+    """Deep padding puts whole pieces in the padding; each is built from one input row (it once was
+    built as wide as the op, and the tiler cut the same pad forever)."""
+    shape = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 16)), data.draw(st.integers(1, 6)), data.draw(st.integers(1, 96)))
+    pads = [0, 0, data.draw(st.integers(0, 6)), data.draw(st.integers(0, 6)), 0, 0, data.draw(st.integers(0, 6)), data.draw(st.integers(0, 6))]
+    value = data.draw(st.sampled_from([0.0, -1.5]))
+    check([shape], lambda e, x: _named(e.add(ane.PadOp(e.add(ane.ReluOp(x)), pads, "constant", value))), chip)
+
+
+def test_a_pad_whose_edge_pieces_are_all_padding_tiles_in_a_bounded_number_of_pieces() -> None:
+    """Fuzz seed 580 reduced: a 1-row tensor padded by 2 rows below, over the M1's L2 at 3 rows.
+    The piece of the last row is all padding; it was built as the pad of the input row up to that
+    row, which is the whole op, so the tiler cut the same pad without end (past 10 GB)."""
+    target = next(t for t in TARGETS if t.aliases[0] == "m1")
+    module = segment_graph([(1, 128, 1, 2901)], lambda e, x: _named(e.add(ane.PadOp(e.add(ane.ReluOp(x)), [0, 0, 0, 1, 0, 0, 2, 1]))))
+    after = tiled(module, target)
+    pads = [op for op in after.walk() if isinstance(op, ane.PadOp)]
+    assert 2 <= len(pads) <= 3 and all(legality(op, target, strict=True) for op in pads)
+    assert max(shape_of(op.result)[2] for op in pads) <= 2
+    assert_same_results(module, after, rtol=1e-3, atol=1e-3)
 
 
 def test_scaled_down_chips_keep_their_differences() -> None:
