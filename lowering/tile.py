@@ -13,15 +13,15 @@ the hardware's own compiler uses. First the limits on an op's form:
   group taps, batch    split groups or batch elements
 
 then the size limits (L2 working set, kernel memory, dimensions, the span a strided slice is read
-through) together: the tile shape is solved for, not searched for. For each axis of the output (rows, channels, batch, width) and the
-contraction of a conv or matmul, the planner takes the largest piece that keeps every tensor,
-kernel and input window (with its halo) of the piece within every limit at once, as the legality
-predicate judges a candidate piece built detached; the axes the hardware streams worst (width,
-then batch, then channels, then the contraction, whose pieces must be summed) are kept as whole as
-cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel lanes and groups. Each piece
-reads only its window of the inputs and the pieces are concatenated (or summed). A piece is cut
-again only while it holds strictly less than the op it came from, so the pass always ends; an op
-no tile shape fits is left for the verifier.
+through) together: the tile shape is solved for, not searched for. For each axis of the output
+(rows, channels, batch, width) and the contraction of a conv or matmul, the planner takes the
+largest piece that keeps every tensor, kernel and input window (with its halo) of the piece within
+every limit at once, as the legality predicate judges a candidate piece built detached; the axes the
+hardware streams worst (width, then batch, then channels, then the contraction, whose pieces must be
+summed) are kept as whole as cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel
+lanes and groups. Each piece reads only its window of the inputs and the pieces are concatenated (or
+summed). A piece is cut again only while it holds strictly less than the op it came from, so the
+pass always ends; an op no tile shape fits is left for the verifier.
 
 At the end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises
 otherwise. Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.
