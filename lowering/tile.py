@@ -649,9 +649,9 @@ class TilePlanner:
                 else:
                     hi = mid - 1
             size = min(lo * cuts[a].granule, cuts[a].extent)
-            lanes = self.lanes(op, a)
-            if size < cuts[a].extent and size >= 2 * lanes > 2:  # whole lanes, unless that would waste most of one
-                cuts[a] = replace(cuts[a], size=size - size % lanes, granule=lanes)
+            whole = math.lcm(cuts[a].granule, self.lanes(op, a))  # whole lanes, and still whole groups
+            if size < cuts[a].extent and whole > cuts[a].granule and size >= 2 * whole:  # unless that would waste most of a lane
+                cuts[a] = replace(cuts[a], size=size - size % whole, granule=whole)
             else:
                 cuts[a] = replace(cuts[a], size=size)
         out = shape_of(op.results[0])

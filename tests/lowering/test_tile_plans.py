@@ -180,6 +180,19 @@ def test_a_pad_whose_edge_pieces_are_all_padding_tiles_in_a_bounded_number_of_pi
     assert_same_results(module, after, rtol=1e-3, atol=1e-3)
 
 
+def test_a_grouped_conv_cut_for_the_kernel_memory_keeps_whole_groups_and_whole_lanes() -> None:
+    """Fuzz seed 555 reduced: 256 groups of 64 output channels, 1.5 MB of kernel. Rounding the
+    channel pieces to whole 4-channel lanes once dropped the whole-group granule, so no piece could
+    be built and the conv was refused; the pieces are now cut on multiples of both."""
+    target = next(t for t in TARGETS if t.aliases[0] == "m4")
+    weight = _weights((16384, 16, 1, 3), 5)
+    module = segment_graph([(1, 4096, 1, 8)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(weight), groups=256, dilations=[1, 3]))))
+    after = tiled(module, target)
+    convs = [op for op in after.walk() if isinstance(op, ane.ConvOp)]
+    assert len(convs) >= 2 and all(shape_of(op.result)[1] % 64 == 0 for op in convs)
+    assert_same_results(module, after, rtol=1e-3, atol=1e-3)
+
+
 def test_scaled_down_chips_keep_their_differences() -> None:
     assert scaled_down("m1").limits.max_spatial.value == 32 and scaled_down("m4").limits.max_spatial.value == 128
     assert scaled_down("m1").memory.l2_bytes.value == 8192
