@@ -446,6 +446,17 @@ def transpose_extent(op: ane.TransposeOp, t: Target) -> str | None:
     return f"transpose extent {big[0]} exceeds {lim}" if big else None
 
 
+@_rule("slice-w-span", "the tile pass cuts the slice along W", tileable=True,
+       source="eco (c): WStep is a 4-bit DMA field; a window stepping further along W is read densely through a transpose of its span",
+       basis=('limits.w_step_field_bits', 'limits.max_transpose_extent'))
+def slice_w_span(op: ane.SliceOp, t: Target) -> str | None:
+    step, count = as_tuple(op.steps)[-1], shape_of(op.result)[-1]
+    span, lim = (count - 1) * step + 1, t.limits.max_transpose_extent.value
+    if step < 1 << t.limits.w_step_field_bits.value or span <= lim:
+        return None
+    return f"its W step {step} exceeds the DMA's step field, and the {span}-element span it is read through exceeds the {lim}-element transpose"
+
+
 @_rule("cast-types", "keep integer casts on the CPU",
        source="guide §3 (ane-hardware.md, tensor layout and constraints): the engines convert only between fp16 and fp32 at the DMA")
 def cast_types(op: ane.CastOp, t: Target) -> str | None:
@@ -474,6 +485,7 @@ RULES: dict[type[Operation], tuple[Rule, ...]] = {
     ane.ResizeOp: (resize_scale, WORKING_SET),
     ane.TransposeOp: (transpose_extent, WORKING_SET),
     ane.CastOp: (cast_types,),
+    ane.SliceOp: (slice_w_span, WORKING_SET),
     ane.SinOp: (sin_cos, WORKING_SET),
     ane.CosOp: (sin_cos, WORKING_SET),
     # Pieces of a concatenation or split are windows of one buffer that producers write and consumers

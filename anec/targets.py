@@ -74,6 +74,7 @@ class Limits:
     spatial_field_bits: Fact[int] = decompiled(15, "eco (c): Win/Hin are 15-bit TD fields")
     channel_field_bits: Fact[int] = decompiled(17, "eco (c): Cin/Cout are 17-bit TD fields")
     kernel_field_bits: Fact[int] = decompiled(5, "eco (c): Kw/Kh are 5-bit TD fields")
+    w_step_field_bits: Fact[int] = decompiled(4, "eco (c): WStep is a 4-bit tile_src field")
 
 
 @dataclass(frozen=True)

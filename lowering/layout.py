@@ -4,7 +4,8 @@ The ANE stores tensors as [N, C, H, W] with W contiguous and each W row padded t
 matmul engine is a 1×1 convolution over C. So, as Apple's transformer guidance does by hand:
 
 1. a matmul with constant weights (a linear layer) becomes a 1×1 conv over (N, K, 1, M): features on
-   C, the sequence on W; 1-D convs and pools become 2-D ones over (N, C, 1, W);
+   C, the sequence on W; 1-D convs and pools become 2-D ones over (N, C, 1, W), and so do 2-D ones
+   that slide only along H of an (N, C, H, 1) tensor;
 2. every run of layout-agnostic ops (elementwise, norms, softmax, reductions, concat, …) — a *group*
    — picks one axis order for all its tensors: the one that leaves the fewest transposes at its
    edges (the residual stream of a transformer settles on (B, C, 1, S)), lifted to rank 4 and
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -140,6 +141,40 @@ class LiftWindowOps(RewritePattern):
         else:
             new = type(op)(lifted, [1, *as_tuple(op.kernel)], strides=strides, pads=wide_pads)
         build.replace(build.reshape(build.add(new), shape_of(op.result)))
+
+
+class WindowsAlongWidth(RewritePattern):
+    """A window op that slides only along H of an (N, C, H, 1) tensor — a 1-D conv written with
+    (K, 1) kernels — runs on (N, C, 1, H): the same op with its H and W parameters swapped. Each
+    (N, C, H, 1) row holds one element padded to 64 bytes, 32 times the data; as (N, C, 1, H) the
+    rows are full and the tiler sees the (1, K) form whatever orientation the model chose. The
+    transposes at the ends swap a unit axis, so they are reshapes, and cancel between such ops."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.ConvBase | ane.PoolOp, rewriter: PatternRewriter) -> None:
+        x, y = shape_of(op.input), shape_of(op.results[0])
+        if len(x) != 4 or x[3] != 1 or y[3] != 1 or x[2] == 1:
+            return
+        kernel = op.kernel() if isinstance(op, ane.ConvBase) else as_tuple(op.kernel)
+        pads = as_tuple(op.pads)
+        dilations = as_tuple(op.dilations) if isinstance(op, ane.ConvBase) else (1, 1)
+        if kernel[1] != 1 or as_tuple(op.strides)[1] != 1 or dilations[1] != 1 or pads[1] or pads[3]:
+            return
+        if kernel[0] == 1 and as_tuple(op.strides)[0] == 1:
+            return  # a pointwise op does not slide (a linear layer's rows on H stay where LinearToConv put them)
+        swap = (0, 1, 3, 2)
+        build = RewriteBuilder(op, rewriter)
+        operands = [build.transpose(op.input, swap)]
+        if isinstance(op, ane.ConvBase):
+            operands += [build.transpose(op.weight, swap), *op.operands[2:]]
+        properties = dict(op.properties)
+        for key in ("kernel", "strides", "dilations", "output_padding"):
+            if isinstance(attr := properties.get(key), DenseArrayBase):
+                properties[key] = ints(list(reversed(attr.get_values())))
+        properties["pads"] = ints([pads[1], pads[0], pads[3], pads[2]])
+        new = type(op).create(operands=operands, result_types=[tensor((y[0], y[1], 1, y[2]), element_type_of(op.results[0]))],
+                              properties=properties)
+        build.replace(build.transpose(build.add(new), swap))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -665,7 +700,7 @@ class LayoutPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.heads not in HEAD_MODES:
             raise AnecError(f"ane-layout: heads={self.heads!r}", hint=f"use one of {', '.join(HEAD_MODES)}")
-        walk(op, [LinearToConv(), LiftWindowOps()])
+        walk(op, [LinearToConv(), LiftWindowOps(), WindowsAlongWidth()])
         target = get_target(self.target)
         assign_layouts(op, target, lift_only=True)
         for round_ in range(self.max_rounds):

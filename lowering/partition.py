@@ -7,8 +7,10 @@ kind not before its operands' phases. All ANE ops of one phase form one segment:
 such a group through a CPU op and comes back (the CPU op would push the return to a later phase),
 so each group is a valid program, and since every op sits as early as it can, the segments are as
 few as any path through the graph forces (the most ANE runs any one path has). Segments with fewer
-than `min_segment_ops` ops are not worth a dispatch: their ops go to the CPU and phases are
-recomputed.
+than `min_segment_ops` ops are not worth a dispatch, nor are segments beside CPU ops that only move
+data (reshape, transpose, slice, concat) and that the timing model predicts faster on the CPU than
+the dispatch they cost: their ops go to the CPU and phases are recomputed (the CPU ops on either
+side then run as one, and ANE segments around them may merge).
 
 Constants a segment uses are cloned into it (segments are isolated from above). Each op left on
 the CPU carries `ane.reason`: its first failing legality rule, or the importer's more specific
@@ -42,10 +44,12 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.traits import IsTerminator
 
+from anec.analysis import flops
 from anec.dialects import ane, host
 from anec.dialects.discardable import REASON_ATTR, name_of, source_name
 from anec.errors import AnecError
 from anec.legality import legality
+from anec.sim.timing import cost, host_seconds, op_work, program_seconds
 from anec.targets import Target, get_target
 
 
@@ -137,11 +141,15 @@ def partition_block(block: Block, target: Target, min_segment_ops: int = 1, kept
             if op not in reasons:
                 groups[phases[op]].append(op)
         small = [g for g in groups.values() if len(g) < min_segment_ops]
-        if not small:
-            break
         for g in small:
             for op in g:
                 reasons[op] = f"a run of {len(g)} ANE op(s) is below min-segment-ops={min_segment_ops}, so it stays on the CPU"
+        idle = [(g, why) for g in groups.values() if g not in small and (why := _unearned_copies(g, reasons, target))]
+        for g, why in idle:
+            for op in g:
+                reasons[op] = why
+        if not small and not idle:
+            break
     _reorder(block, compute, phases)
     segments = [_outline(block, groups[phase]) for phase in sorted(groups)]
     for op in compute:
@@ -151,6 +159,24 @@ def partition_block(block: Block, target: Target, min_segment_ops: int = 1, kept
         else:
             op.attributes.pop(REASON_ATTR, None)
     return segments
+
+
+def _unearned_copies(group: list[Operation], cpu: dict[Operation, str], target: Target) -> str | None:
+    """Why a segment next to CPU work that only moves data (no op the timing model counts arithmetic
+    for: reshapes, transposes, slices, concats) should run on the CPU: its predicted time there is
+    below the dispatch and tasks it costs on the ANE. None when it earns its dispatch."""
+    if any(flops(op) for op in group):
+        return None
+    members = set(group)
+    neighbours = {v.owner for op in group for v in op.operands} | {u.operation for op in group for r in op.results for u in r.uses}
+    if not any(n in cpu for n in neighbours - members):
+        return None
+    ane_s = program_seconds([cost(op_work(op, target), target) for op in group], target)
+    host_s = sum(host_seconds(op, target) for op in group)
+    if host_s >= ane_s:
+        return None
+    return (f"a segment that only copies data between CPU ops is predicted at {host_s * 1e6:.0f} µs on the CPU, "
+            f"{ane_s * 1e6:.0f} µs on the ANE with its dispatch, so it stays on the CPU")
 
 
 def _phases(ops: list[Operation], cpu: dict[Operation, str]) -> dict[Operation, int]:

@@ -1,13 +1,8 @@
-"""ane-tile: rewrite every ANE op that breaks a limit of the target until it fits, then verify.
+"""ane-tile: rewrite every ANE op that breaks a limit of the target so that it fits, then verify.
 
 The legality predicate marks some limits *tileable*; this pass removes each one with the rewrite
-the hardware's own compiler uses:
+the hardware's own compiler uses. First the limits on an op's form:
 
-  dims / working-set   split the output along an axis (rows first, then channels, batch, width),
-                       each piece reading only its window of the inputs (halos for windows), and
-                       concatenate; a conv whose input channels are too many sums partial convs
-  kernel-memory        split output channels so each piece's weights fit the kernel memory
-                       (input channels, with accumulation, when even one channel does not fit)
   conv kernel size     a large kernel as a sum of convs with smaller kernels over shifted windows
   strides > 2          convs: space-to-depth (equal strides, no dilation, groups 1), else each
                        kernel tap along the axis reads a strided window (concatenated for one
@@ -17,29 +12,38 @@ the hardware's own compiler uses:
   pads                 large pads become explicit pads, chained in legal steps
   group taps, batch    split groups or batch elements
 
-The worklist re-checks every new op, so pieces that still break a limit are split again. At the
-end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises otherwise.
-Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.
+then the size limits (L2 working set, kernel memory, dimensions, the span a strided slice is read
+through) together: the tile shape is solved for, not searched for. For each axis of the output
+(rows, channels, batch, width) and the contraction of a conv or matmul, the planner takes the
+largest piece that keeps every tensor, kernel and input window (with its halo) of the piece within
+every limit at once, as the legality predicate judges a candidate piece built detached; the axes the
+hardware streams worst (width, then batch, then channels, then the contraction, whose pieces must be
+summed) are kept as whole as cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel
+lanes and groups. Each piece reads only its window of the inputs and the pieces are concatenated (or
+summed). A piece is cut again only while it holds strictly less than the op it came from, so the
+pass always ends; an op no tile shape fits is left for the verifier.
+
+At the end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises
+otherwise. Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 
 from anec import legality as rules
-from anec.analysis import ane_bytes, engine_tensors
+from anec.analysis import engine_tensors, weight_operands
 from anec.builder import RewriteBuilder
-from anec.compression import kernel_stream_nbytes
 from anec.dialects import ane
 from anec.dialects.ane import as_tuple, element_type_of, shape_of, tensor, window_output_size
 from anec.dialects.discardable import (
@@ -100,8 +104,17 @@ class Pieces:
 
     @staticmethod
     def slice_op(value: SSAValue, axis: int, lo: int, hi: int, step: int = 1) -> ane.SliceOp:
-        """The slice of `value` along `axis`, not yet inserted."""
+        """The slice of `value` along `axis`, not yet inserted. A slice of a slice reads the original
+        tensor, so a piece cut along two axes never holds the band of the first cut whole."""
         shape = shape_of(value)
+        inner = value.owner
+        if isinstance(inner, ane.SliceOp):
+            starts, ends, steps = list(as_tuple(inner.starts)), list(as_tuple(inner.ends)), list(as_tuple(inner.steps))
+            count = len(range(lo, min(hi, shape[axis]), step))
+            starts[axis] += lo * steps[axis]
+            steps[axis] *= step
+            ends[axis] = starts[axis] + (count - 1) * steps[axis] + 1 if count else starts[axis]
+            return ane.SliceOp(inner.input, starts, ends, steps)
         starts, ends, steps = [0] * len(shape), list(shape), [1] * len(shape)
         starts[axis], ends[axis], steps[axis] = lo, hi, step
         return ane.SliceOp(value, starts, ends, steps)
@@ -298,11 +311,18 @@ def _pad_piece(op: ane.PadOp, axis: int, lo: int, hi: int, p: Pieces) -> Operati
     if (begin or end) and op.mode.data != "constant":
         return None
     first, last = lo - begin, hi - begin
-    x = p.slice(op.input, axis, max(first, 0), min(max(last, 0), size)) if min(max(last, 0), size) > max(first, 0) else None
-    if x is None:  # the piece lies entirely in the padding
-        return None
-    pads[axis], pads[rank + axis] = max(0, -first), max(0, last - size)
     out = list(shape_of(op.result))
+    if last <= 0 or first >= size:
+        # entirely in the padding: the nearest input row padded by the range's rows, then cropped
+        # to them; one row more than the range, so never as wide as the op when cut
+        before = last <= 0
+        near = 0 if before else size - 1
+        pads[axis], pads[rank + axis] = (hi - lo, 0) if before else (0, hi - lo)
+        out[axis] = hi - lo + 1
+        wide = p(_copy_on(op, [p.slice(op.input, axis, near, near + 1)], out, pads=pads))
+        return p.slice_op(wide, axis, 0, hi - lo) if before else p.slice_op(wide, axis, 1, hi - lo + 1)
+    x = p.slice(op.input, axis, max(first, 0), min(last, size))
+    pads[axis], pads[rank + axis] = max(0, -first), max(0, last - size)
     out[axis] = hi - lo
     return _copy_on(op, [x], out, pads=pads)
 
@@ -407,24 +427,33 @@ def _abandon(p: Pieces) -> None:
         op.erase()
 
 
+def _contraction_piece(op: ane.ConvOp | ane.MatmulOp, lo: int, hi: int, p: Pieces) -> Operation | None:
+    """The partial product of `op` over contraction (input-channel) range [lo, hi), without its
+    activation; the bias only on the first range."""
+    if isinstance(op, ane.ConvOp) and op.groups.value.data != 1:
+        return None
+    bias = [op.bias] if op.bias is not None and lo == 0 else []
+    if isinstance(op, ane.ConvOp):
+        operands = [p.slice(op.input, 1, lo, hi), p.slice(op.weight, 1, lo, hi), *bias]
+    else:
+        rank = len(shape_of(op.result))
+        ta, tb = op.flags()
+        operands = [p.slice(op.lhs, rank - 2 if ta else rank - 1, lo, hi), p.slice(op.rhs, rank - 1 if tb else rank - 2, lo, hi), *bias]
+    part = _copy_on(op, operands, shape_of(op.result))
+    for key in ("activation", "activation_params"):
+        part.properties.pop(key, None)
+    return part
+
+
 def accumulate_input_channels(op: ane.ConvOp | ane.MatmulOp, bounds: Bounds) -> list[Operation] | None:
     """A sum of partial products over input-channel (contraction) ranges; bias on the first,
     the activation after the sum."""
-    if isinstance(op, ane.ConvOp) and op.groups.value.data != 1:
-        return None
     p = Pieces(op)
     total: SSAValue | None = None
-    for i, (lo, hi) in enumerate(bounds):
-        bias = [op.bias] if op.bias is not None and i == 0 else []
-        if isinstance(op, ane.ConvOp):
-            operands = [p.slice(op.input, 1, lo, hi), p.slice(op.weight, 1, lo, hi), *bias]
-        else:
-            rank = len(shape_of(op.result))
-            ta, tb = op.flags()
-            operands = [p.slice(op.lhs, rank - 2 if ta else rank - 1, lo, hi), p.slice(op.rhs, rank - 1 if tb else rank - 2, lo, hi), *bias]
-        part = _copy_on(op, operands, shape_of(op.result))
-        for key in ("activation", "activation_params"):
-            part.properties.pop(key, None)
+    for lo, hi in bounds:
+        if (part := _contraction_piece(op, lo, hi, p)) is None:
+            _abandon(p)
+            return None
         value = p(part)
         total = value if total is None else p(ane.AddOp(total, value))
     assert total is not None
@@ -439,119 +468,238 @@ def _contraction(op: ane.ConvOp | ane.MatmulOp) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-# Tilers, one per tileable rule
+# Size limits: the tile shape is solved for, then emitted
 # ------------------------------------------------------------------------------------------------
 
+SIZE_RULES: frozenset[rules.Rule] = frozenset({rules.DIMS, rules.WORKING_SET, rules.KERNEL_MEMORY, rules.slice_w_span})
+"""The limits on how much an op holds (or spans) at once; one tile shape satisfies them together."""
 
-def _preferred_axes(op: Operation, big: SSAValue) -> list[int]:
-    """Output axes whose split shrinks tensor `big`, best first: rows, channels, batch, width."""
-    rank = len(shape_of(op.results[0]))
-    order = [rank - 2, 1, 0, rank - 1] if rank >= 3 else list(range(rank))
-    order = list(dict.fromkeys(a for a in order if 0 <= a < rank))
-    if isinstance(op, ane.ConvOp | ane.PoolOp) and big is not op.results[0]:
-        return [a for a in order if a != 1]  # output channels do not shrink the input
-    if isinstance(op, ane.MatmulOp) and big is op.lhs:
-        return [a for a in order if a != rank - 1]
-    if isinstance(op, ane.MatmulOp) and big is op.rhs:
-        return [a for a in order if a != rank - 2]
-    return order
+CONTRACTION = -1
+"""The input-channel (contraction) axis of a conv or matmul, cut into partial products that are summed."""
+
+DRY_HANDLE = "ane-tile:candidate"
 
 
-def _split_for(op: Operation, big: SSAValue, factor: float, target: Target) -> list[Operation] | None:
-    """Split `op` into about `factor` pieces along the best axis that shrinks `big`."""
-    out = shape_of(op.results[0])
-    for axis in _preferred_axes(op, big):
-        if out[axis] < 2:
-            continue
-        align = ROW_ELEMENTS if axis == len(out) - 1 and out[axis] > 2 * ROW_ELEMENTS else 1
-        if (done := split_along(op, axis, even_bounds(out[axis], math.ceil(factor), align))) is not None:
-            return done
-    if isinstance(op, ane.ConvOp | ane.MatmulOp) and big in op.operands[:1]:
-        return accumulate_input_channels(op, even_bounds(_contraction(op), math.ceil(factor)))
-    return None
+class CandidatePieces(Pieces):
+    """Builds a candidate piece without inserting anything, so that the legality predicate can judge
+    the exact tile the pass would emit; `discard` then removes every trace of it."""
+
+    def __init__(self, op: Operation):
+        self.op = op
+        self.created = []
+        self.notes = {}
+
+    def __call__(self, new: Operation) -> SSAValue:
+        self.created.append(new)
+        return new.results[0]
+
+    def slice(self, value: SSAValue, axis: int, lo: int, hi: int, step: int = 1) -> SSAValue:
+        shape = shape_of(value)
+        if lo == 0 and hi >= shape[axis] and step == 1:
+            return value
+        if isinstance(value.owner, ane.ConstOp):
+            sliced = list(shape)
+            sliced[axis] = len(range(lo, min(hi, shape[axis]), step))
+            return self(ane.ConstOp(tensor(sliced, element_type_of(value)), handle=DRY_HANDLE))
+        return self(self.slice_op(value, axis, lo, hi, step))
+
+    def discard(self) -> None:
+        for op in reversed(self.created):
+            op.erase(safe_erase=False)
 
 
-def tile_working_set(op: Operation, target: Target) -> list[Operation] | None:
-    budget = 0.9 * target.memory.l2_bytes.value
-    engine = {id(v) for v in engine_tensors(op)}
-    streamed = [v for v in (*op.operands, *op.results) if id(v) in engine and constant_of(v) is None]
-    if not streamed:
-        return None
-    big = max(streamed, key=lambda v: ane_bytes(shape_of(v)))
-    return _split_for(op, big, ane_bytes(shape_of(big)) / budget, target)
+def within_sizes(op: Operation, target: Target) -> bool:
+    return all(rule.check(op, target) is None for rule in rules.rules_for(op) if rule in SIZE_RULES)
 
 
-def result_axis(op: Operation, value: SSAValue, axis: int) -> int | None:
-    """The output axis whose split cuts `value` along `axis` (None: a contraction axis)."""
-    out_rank = len(shape_of(op.results[0]))
-    if any(value is r for r in op.results):
-        return axis
-    if isinstance(op, ane.ConvBase):
-        if value is op.weight:
-            return 1 if axis == (0 if isinstance(op, ane.ConvOp) else 1) else None
-        return None if axis == 1 else axis
-    if isinstance(op, ane.MatmulOp):
-        ta, tb = op.flags()
-        if axis < out_rank - 2:
-            return axis
-        rows = (out_rank - 1 if ta else out_rank - 2) if value is op.lhs else None
-        cols = (out_rank - 2 if tb else out_rank - 1) if value is op.rhs else None
-        return out_rank - 2 if axis == rows else out_rank - 1 if axis == cols else None
-    if isinstance(op, ane.TransposeOp):
-        return list(as_tuple(op.perm)).index(axis)
-    if isinstance(op, ane.GlobalPoolOp):
-        return axis if axis < 2 else None
-    if isinstance(op, ane.ReshapeOp):  # the output axis with the same extent and elements before it
-        x, out = shape_of(value), shape_of(op.result)
-        return next((a for a in range(out_rank) if out[a] == x[axis] and math.prod(out[:a]) == math.prod(x[:axis])), None)
-    return axis if len(shape_of(value)) == out_rank else None
+def _piece(op: Operation, axis: int, lo: int, hi: int, p: Pieces) -> Operation | None:
+    if axis == CONTRACTION:
+        return _contraction_piece(op, lo, hi, p) if isinstance(op, ane.ConvOp | ane.MatmulOp) else None
+    build = piece_builder(op)
+    return build(op, axis, lo, hi, p) if build is not None else None
 
 
-def tile_dims(op: Operation, target: Target) -> list[Operation] | None:
-    """Cut the output so that no tensor the engine holds has an axis over the target's limit."""
-    for v in engine_tensors(op):
-        shape = shape_of(v)
-        for axis, extent in enumerate(shape):
-            limit = axis_limit(len(shape), axis, target)
-            if extent <= limit:
-                continue
-            pieces = math.ceil(extent / (0.9 * limit))
-            target_axis = result_axis(op, v, axis)
-            if target_axis is not None:
-                out = shape_of(op.results[0])
-                align = ROW_ELEMENTS if target_axis == len(out) - 1 else 1
-                return split_along(op, target_axis, even_bounds(out[target_axis], pieces, align))
-            if isinstance(op, ane.ConvOp | ane.MatmulOp):
-                return accumulate_input_channels(op, even_bounds(_contraction(op), pieces))
+@dataclass(frozen=True)
+class Cut:
+    """Pieces of at most `size` along `axis` (an output axis or CONTRACTION), in steps of `granule`."""
+
+    axis: int
+    size: int
+    extent: int
+    granule: int
+
+    def bounds(self) -> Bounds:
+        return even_bounds(self.extent, -(-self.extent // self.size), self.granule)
+
+    def representatives(self) -> list[tuple[int, int]]:
+        """The pieces that answer for all: the middle one of the widest (away from the edges, it keeps
+        its whole halo) and the two at the edges (a pad's piece in the padding reads a row more)."""
+        bounds = self.bounds()
+        size = max(hi - lo for lo, hi in bounds)
+        widest = [(lo, hi) for lo, hi in bounds if hi - lo == size]
+        return list(dict.fromkeys([widest[len(widest) // 2], bounds[0], bounds[-1]]))
+
+
+class TilePlanner:
+    """Solves for the tile shape of an op that breaks a size limit: the largest pieces along each
+    axis such that every tensor, kernel and window of the piece (and the slices that feed it) fits,
+    keeping whole the axes the hardware streams worst (width, then batch, then channels) and cutting
+    rows first, as the hardware's own compiler does. Feasibility is decided by the legality
+    predicate itself on the candidate pieces, built detached and discarded; it only shrinks as a
+    piece does, so each axis is a binary search. Ops with the same shapes and properties share a plan."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self.plans: dict[tuple, list[Cut] | None] = {}
+
+    # -- what can be cut, and how finely ------------------------------------------------------------
+
+    def axes(self, op: Operation) -> list[int]:
+        """Cuttable axes, the one to cut first first: rows, channels, batch, width, any others, then
+        the contraction (cutting it adds partial sums)."""
+        out = shape_of(op.results[0])
+        rank = len(out)
+        order = [rank - 2, 1, 0, rank - 1] if rank >= 3 else list(range(rank))
+        order = list(dict.fromkeys([*(a for a in order if 0 <= a < rank), *range(rank), CONTRACTION]))
+        return [a for a in order if self.extent(op, a) >= 2 and self._buildable(op, a)]
+
+    @staticmethod
+    def extent(op: Operation, axis: int) -> int:
+        if axis == CONTRACTION:
+            return _contraction(op) if isinstance(op, ane.ConvOp | ane.MatmulOp) else 1
+        return shape_of(op.results[0])[axis]
+
+    def granule(self, op: Operation, axis: int) -> int:
+        """Cuts fall on multiples of this: whole groups of a grouped conv, whole copies of a tile,
+        whole 64-byte rows of the width (a MAC's output channels: see `lanes`)."""
+        extent = self.extent(op, axis)
+        if axis == CONTRACTION:
+            return 1
+        if isinstance(op, ane.ConvOp) and axis == 1 and op.groups.value.data > 1:
+            return extent // op.groups.value.data
+        if isinstance(op, ane.TileOp) and as_tuple(op.repeats)[axis] > 1 and shape_of(op.input)[axis] > 1:
+            return shape_of(op.input)[axis]
+        if axis == len(shape_of(op.results[0])) - 1 and extent > 2 * ROW_ELEMENTS:
+            return ROW_ELEMENTS
+        return 1
+
+    def lanes(self, op: Operation, axis: int) -> int:
+        """The output channels a MAC op computes together (its cuts keep whole lanes when a piece
+        holds at least two)."""
+        if weight_operands(op) and axis == _output_channel_axis(op):
+            return self.target.perf.output_channels_per_cycle.value
+        return 1
+
+    def _buildable(self, op: Operation, axis: int) -> bool:
+        p = CandidatePieces(op)
+        try:
+            return _piece(op, axis, 0, self.granule(op, axis), p) is not None
+        finally:
+            p.discard()
+
+    # -- feasibility ----------------------------------------------------------------------------
+
+    def fits(self, op: Operation, cuts: list[Cut]) -> bool:
+        """Do the pieces of `op` cut by `cuts` satisfy the size limits? Along each axis the widest
+        piece and the two edge pieces answer for all: the others hold no more than the widest."""
+        active = [c for c in cuts if c.size < c.extent]
+        if not active:
+            return within_sizes(op, self.target)
+        return all(self._piece_fits(op, [(c.axis, *r) for c, r in zip(active, corner)])
+                   for corner in _product([c.representatives() for c in active]))
+
+    def _piece_fits(self, op: Operation, ranges: list[tuple[int, int, int]]) -> bool:
+        p = CandidatePieces(op)
+        try:
+            piece: Operation | None = op
+            for axis, lo, hi in ranges:
+                assert piece is not None
+                piece = _piece(piece, axis, lo, hi, p)
+                if piece is None:
+                    return False
+                p.created.append(piece)
+                if (isinstance(piece, ane.SliceOp) and not isinstance(op, ane.SliceOp) and isinstance(wider := piece.input.owner, Operation)
+                        and wider in p.created):
+                    piece = wider  # a crop of a wider piece (pads, resizes): the wider one is what is cut further
+            assert piece is not None
+            return all(within_sizes(o, self.target) for o in _feeding(piece, set(p.created)))
+        finally:
+            p.discard()
+
+    # -- the plan -------------------------------------------------------------------------------
+
+    def plan(self, op: Operation) -> list[Cut] | None:
+        """The cuts that bring `op` within every size limit, outermost first (None: no tile shape fits)."""
+        key = _signature(op)
+        if key not in self.plans:
+            self.plans[key] = self._solve(op)
+        return self.plans[key]
+
+    def _solve(self, op: Operation) -> list[Cut] | None:
+        axes = self.axes(op)
+        cuts = {a: Cut(a, self.extent(op, a), self.extent(op, a), self.granule(op, a)) for a in axes}
+        floor = {a: replace(c, size=min(c.granule, c.extent)) for a, c in cuts.items()}
+        if not self.fits(op, list(floor.values())):
             return None
-    return None
+        for i in reversed(range(len(axes))):  # the axes cut last are kept as whole as the others allow
+            a = axes[i]
+            others = {**cuts, **{b: floor[b] for b in axes[:i]}}
+            steps = -(-cuts[a].extent // cuts[a].granule)
+            lo, hi = 1, steps  # lo * granule fits; find the most steps that do
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                trial = replace(cuts[a], size=min(mid * cuts[a].granule, cuts[a].extent))
+                if self.fits(op, list({**others, a: trial}.values())):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            size = min(lo * cuts[a].granule, cuts[a].extent)
+            whole = math.lcm(cuts[a].granule, self.lanes(op, a))  # whole lanes, and still whole groups
+            if size < cuts[a].extent and whole > cuts[a].granule and size >= 2 * whole:  # unless that would waste most of a lane
+                cuts[a] = replace(cuts[a], size=size - size % whole, granule=whole)
+            else:
+                cuts[a] = replace(cuts[a], size=size)
+        out = shape_of(op.results[0])
+        over = [a for a in axes if a != CONTRACTION and out[a] > axis_limit(len(out), a, self.target)]
+        order = [*over, *(a for a in axes if a not in over)]  # a concatenation holds its pieces' full extent on inner axes
+        return [cuts[a] for a in order if cuts[a].size < cuts[a].extent]
+
+    def tile(self, op: Operation) -> list[Operation] | None:
+        """Emit the outermost cut of the plan; the pieces, planned again, take the rest."""
+        cuts = self.plan(op)
+        if not cuts:
+            return None
+        first = cuts[0]
+        if first.axis == CONTRACTION:
+            return accumulate_input_channels(op, first.bounds())  # type: ignore[arg-type]
+        return split_along(op, first.axis, first.bounds())
 
 
-def tile_kernel_memory(op: Operation, target: Target) -> list[Operation] | None:
-    """Split output channels so each piece's weights (and bias) fit the kernel memory, in whole
-    lanes of output channels; split input channels, with accumulation, when one does not fit. A
-    kernel the chip streams compressed counts its stream bytes (`legality.kernel_bytes`)."""
-    budget = target.memory.kernel_memory_bytes.value
-    if isinstance(op, ane.ConvOp | ane.ConvTransposeOp):
-        axis, group = 1, 1
-        if isinstance(op, ane.ConvOp) and op.groups.value.data > 1:
-            group = shape_of(op.result)[1] // op.groups.value.data
-    elif isinstance(op, ane.MatmulOp):
-        axis, group = len(shape_of(op.result)) - 1, 1
-    else:
-        return None
-    channels = shape_of(op.result)[axis]
-    streamed = rules.streamed_kernel(op, target)
-    fixed = 0 if streamed is None else kernel_stream_nbytes(streamed[1], (0, *streamed[0].shape[1:])) + 1  # a palette's LUT; odd nibbles
-    per_channel = (rules.kernel_bytes(op, target) - fixed) / channels
-    budget -= fixed
-    if per_channel * group > budget:
-        if isinstance(op, ane.ConvOp | ane.MatmulOp):
-            return accumulate_input_channels(op, even_bounds(_contraction(op), math.ceil(per_channel * group / budget)))
-        return None
-    per_piece = max(group, int(budget // per_channel) // group * group)
-    lanes = target.perf.output_channels_per_cycle.value
-    return split_along(op, axis, sized_bounds(channels, per_piece, lanes if group == 1 else group))
+def _output_channel_axis(op: Operation) -> int:
+    """The output axis a MAC op's weights are laid out along."""
+    return len(shape_of(op.results[0])) - 1 if isinstance(op, ane.MatmulOp) else 1
+
+
+def _feeding(piece: Operation, candidates: set[Operation]) -> list[Operation]:
+    """`piece` and the candidate ops it reads from (slices and crops built for it), transitively."""
+    found, stack = [], [piece]
+    while stack:
+        op = stack.pop()
+        found.append(op)
+        stack += [v.owner for v in op.operands if isinstance(v.owner, Operation) and v.owner in candidates and v.owner not in found]
+    return found
+
+
+def _signature(op: Operation) -> tuple:
+    """What a plan depends on: the op's kind, properties and the shapes (and constness) of its tensors."""
+    return (op.name, tuple(sorted(op.properties.items())),
+            tuple((shape_of(v), isinstance(v.owner, ane.ConstOp)) for v in op.operands), tuple(shape_of(r) for r in op.results))
+
+
+def tile_sizes(op: Operation, target: Target) -> list[Operation] | None:
+    """Cut `op` so that every piece fits the L2, the kernel memory and the dimension limits."""
+    return TilePlanner(target).tile(op)
+
 
 
 def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
@@ -767,9 +915,10 @@ def split_batch(op: Operation, target: Target) -> list[Operation] | None:
 
 
 TILERS: dict[rules.Rule, Callable[[Operation, Target], list[Operation] | None]] = {
-    rules.WORKING_SET: tile_working_set,
-    rules.DIMS: tile_dims,
-    rules.KERNEL_MEMORY: tile_kernel_memory,
+    rules.WORKING_SET: tile_sizes,
+    rules.DIMS: tile_sizes,
+    rules.KERNEL_MEMORY: tile_sizes,
+    rules.slice_w_span: tile_sizes,
     rules.conv_kernel_width: split_kernel,
     rules.conv_kernel_height: split_kernel,
     rules.conv_stride: strided_conv,
@@ -798,23 +947,40 @@ def placed_ops(module: ModuleOp, target: Target) -> list[tuple[Block, list[Opera
                              and legality(op, target)]) for fn in functions(module)]
 
 
-def tile_ops(ops: list[Operation], target: Target, max_steps: int) -> None:
+def held(op: Operation) -> int:
+    """The elements of the tensors that pass through the engine for `op` (a slice holds its window, a
+    concatenation its pieces): what a cut for the size limits shrinks."""
+    return sum(math.prod(shape_of(v)) for v in engine_tensors(op) if isinstance(v.type, TensorType))
+
+
+def tile_ops(ops: list[Operation], target: Target) -> None:
+    """Rewrite each op past a limit, then its pieces. The rewrites for kernel, stride, pad, window and
+    group limits change the op's form and each removes its limit from what it creates. The size limits
+    come last, solved together, and a plan's pieces fit; a piece that still breaks one (an edge piece,
+    or the concatenation of the pieces) is cut again only if it holds strictly less than the op it
+    came from. That measure is a positive integer falling along every chain of cuts, so the worklist
+    ends by construction; what is left unfit goes to the verifier."""
+    planner = TilePlanner(target)
+    ceiling: dict[Operation, int] = {}  # a piece of a size cut: what the op it came from held
     work = list(reversed(ops))
-    steps = 0
     while work:
         op = work.pop()
-        if op.parent is None:
-            continue
+        if op.parent is None or not any(r.uses for r in op.results):
+            continue  # replaced, or a slice whose consumer was cut again (dce removes it)
         verdict = legality(op, target, strict=True)
         if verdict.ok or not verdict.tileable:
             continue
-        assert verdict.violated is not None, "a failing verdict names the rule it violates"
-        created = TILERS[verdict.violated](op, target)
+        failing = [rule for rule in rules.rules_for(op) if rule.tileable and rule.check(op, target) is not None]
+        reshaping = [rule for rule in failing if rule not in SIZE_RULES]
+        if reshaping:
+            created = TILERS[reshaping[0]](op, target)
+        elif held(op) < ceiling.get(op, math.inf):
+            created = planner.tile(op)
+            ceiling.update(dict.fromkeys(created or [], held(op)))
+        else:
+            continue
         if created:
-            steps += 1
-            if steps > max_steps:
-                raise AnecError(f"tiling {origin(op)} does not converge", why=verdict.reason, hint="report this model to anec")
-            work.extend(reversed(created))
+            work.extend(created)  # consumers first: a piece cut again leaves the slices that fed it unused
 
 
 def verify_tiled(module: ModuleOp, target: Target) -> None:
@@ -834,12 +1000,11 @@ class TilePass(ModulePass):
     name = "ane-tile"
 
     target: str = "m1"
-    max_steps: int = 100000
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = get_target(self.target)
         for _, ops in placed_ops(op, target):
-            tile_ops(ops, target, self.max_steps)
+            tile_ops(ops, target)
         dce(op)
         verify_tiled(op, target)
         prune_weights(op)

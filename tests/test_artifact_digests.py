@@ -55,13 +55,13 @@ RECORDED: dict[tuple[str, str, str], str] = {
     ('vit-b16', 'm1', 'coreml'): '1c21def6931c1c4f41f1846331b0d4dbde817121cbe9268e198b4cce375ab457',
     ('vit-b16', 'm4', 'descriptors'): '35d82231c75240849937f7da8c1913956d7d0f0cebf5e601e2597dab39009360',
     ('vit-b16', 'm4', 'coreml'): 'f1dbe91584b4180e2123c1070cf7b7b3048ba5e0adb8b1048605e5013f395023',
-    ('resnet50', 'm1', 'descriptors'): 'dfa6bb10f187db8b0242f1398dc5929004d8faf6bcb07b06ca5e811d43cccd80',
+    ('resnet50', 'm1', 'descriptors'): '209987c68ed1f82cc2d11df1169349ad8bbadd36254391189693edb6ca484d8f',
     ('resnet50', 'm1', 'coreml'): '5c07a0513aaf34a4f259c04b54a0541d8f30c9e47fb19f1707cf6c4317d078b2',
-    ('resnet50', 'm4', 'descriptors'): 'fd6c3a57697123aa5557a021c07d7b6ac41ee7241133a47d09888a44931b303b',
+    ('resnet50', 'm4', 'descriptors'): '69b1aab1bf4a48e7d7848593fed71027733f8fdce6b65bebf60aded02b6534a6',
     ('resnet50', 'm4', 'coreml'): 'eb8d3b16f5e779e6d4142a3903735294007c217ef5dbea1c19cb37c460db2a05',
-    ('mobilenetv2', 'm1', 'descriptors'): '3bf88f41d8ce433326777617e46c373e452eb110f12e823de8daf207bc60fd49',
+    ('mobilenetv2', 'm1', 'descriptors'): '8fe9ee93be0087e0697c373502ab580928630347af9c35cc95e2e5f676c71118',
     ('mobilenetv2', 'm1', 'coreml'): '9d05213400ea765eae2d821997811c01bc102a3f7cc24f92faa7ea3f965976dd',
-    ('mobilenetv2', 'm4', 'descriptors'): 'e53947d589e35512e8b28a014dbcff8fc0b204a784567a5cb8f1dfb94b3647fe',
+    ('mobilenetv2', 'm4', 'descriptors'): 'fb97f49ad69f8fbc03f025f621cf38f34bfff70840ad9f5474a039facb347542',
     ('mobilenetv2', 'm4', 'coreml'): 'a1ad5f286f2d51d32c21273d9fa8b45a7394af6bc3550b9573024708b08a3b0f',
 }
 

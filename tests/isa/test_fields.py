@@ -47,6 +47,7 @@ def test_h13_widths_agree_with_the_target_record() -> None:
     assert H13.field("common", "Win").width == limits.spatial_field_bits.value
     assert H13.field("common", "Cout").width == limits.channel_field_bits.value
     assert H13.field("common", "Kw").width == limits.kernel_field_bits.value
+    assert H13.field("tile_src", "WStep").width == limits.w_step_field_bits.value
     assert H13.field("common", "NumGroups").max == limits.max_groups.value
 
 

@@ -8,7 +8,8 @@ import pytest
 from anec.analysis import total_padding_bytes
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
-from anec.lowering.layout import LayoutPass
+from anec.lowering.layout import LayoutPass, LinearToConv, WindowsAlongWidth, walk
+from anec.weights import clone_module
 from tests.lowering.graphs import assert_same_results, graph, ops_named, run_pass, transformer_block
 
 SEQ, HIDDEN, HEADS, FFN = 32, 64, 4, 128
@@ -168,3 +169,18 @@ def test_vit_tokens_stay_channel_major() -> None:
     (norm,) = ops_named(after, "ane.layer_norm")
     assert shape_of(norm.input) == (1, 16, 1, 17)
     assert len(ops_named(after, "ane.transpose")) == 1  # only the output, back to (B, S, C)
+
+
+def test_a_pointwise_conv_on_n_c_h_1_stays_where_linear_to_conv_put_it() -> None:
+    """Fuzz seed 772 reduced: a batched matmul with one row per batch element becomes a 1×1 conv
+    over (1, K, B, 1). Only ops that slide along H move to (N, C, 1, H); this one, moved, left
+    transposes and reshapes that the cleanup rules rewrote into each other without end."""
+    weight = np.random.default_rng(0).standard_normal((1, 42, 8)).astype(np.float32)
+    module = graph([(256, 1, 42)], lambda e, x: e.add(ane.MatmulOp(x, e.constant(weight))))
+    lowered = clone_module(module)
+    walk(lowered, [LinearToConv(), WindowsAlongWidth()])
+    assert [shape_of(conv.input) for conv in ops_named(lowered, "ane.conv")] == [(1, 42, 256, 1)]
+    laid_out = run_pass(module, LayoutPass())
+    (conv,) = ops_named(laid_out, "ane.conv")
+    assert shape_of(conv.input) == (1, 42, 256, 1)
+    assert_same_results(module, laid_out, rtol=1e-4, atol=1e-4)

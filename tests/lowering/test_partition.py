@@ -185,3 +185,42 @@ def test_keep_fp32_naming_no_op_is_an_error_with_close_matches() -> None:
 
     with pytest.raises(AnecError, match=r"--keep-fp32 'ReduceSun' names no op.*did you mean ReduceSum, ane\.reduce_sum"):
         anec.compile(scaled_sum(), emit="ir", keep_fp32=["ReduceSun"])
+
+
+def _copy_between_cpu_ops_model():
+    """conv | Round (CPU) | transpose, reshape (copies) | Round (CPU) | conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32) / 8, "w"),
+               numpy_helper.from_array(np.array([1, 8, 256, 1], np.int64), "flat")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv_in", pads=[1, 1, 1, 1]),
+             helper.make_node("Round", ["a"], ["b"], name="round_in"),
+             helper.make_node("Transpose", ["b"], ["c"], name="swap", perm=[0, 1, 3, 2]),
+             helper.make_node("Reshape", ["c", "flat"], ["d"], name="flatten"),
+             helper.make_node("Round", ["d"], ["e"], name="round_out"),
+             helper.make_node("Conv", ["e", "w"], ["y"], name="conv_out", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "copies", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 256, 1])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_a_copy_only_segment_between_cpu_ops_runs_on_the_cpu_when_its_dispatch_costs_more() -> None:
+    """Issue 23: a transpose and a reshape between two CPU ops paid a whole ANE dispatch (0.25 ms on
+    an M1) to move 4 KB. Now they run with the CPU ops: two dispatches instead of three, and the copy
+    is predicted below the dispatch it no longer pays."""
+    import anec
+
+    compiled = anec.compile(_copy_between_cpu_ops_model(), target="m1", emit="descriptors")
+    report = compiled.report
+    assert report.segments == 2
+    copies = [r for r in report.ops if r.name in ("swap", "flatten")]
+    assert copies and all(r.placement == "host" and "only copies data" in r.reason for r in copies)
+    assert sum(r.predicted_s for r in copies) < M1.perf.dispatch_floor_s.value
+    import onnxruntime
+
+    model = _copy_between_cpu_ops_model()
+    x = np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32) * 4
+    (want,) = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = compiled.run([x])["y"].astype(np.float64)
+    assert np.linalg.norm(got - want) <= 5e-2 * np.linalg.norm(want)  # Round of fp16 sums may land a step away

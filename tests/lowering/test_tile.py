@@ -56,6 +56,9 @@ CASES = {
     # the head of a DB text detector at 640: 24x320x320 in, 2x upsampled by a stride-2 transposed conv
     "deconv-input-4mb": ([(1, 24, 320, 320)], lambda e, x: _named(e.add(ane.ConvTransposeOp(x, e.constant(_w((24, 1, 2, 2))), strides=[2, 2])), "db_head"),
                          "working-set"),
+    # basic-pitch's stride-256 conv as concatenated taps: each steps along W past the DMA's step field
+    "slice-step-256": ([(1, 1, 1, 44100)], lambda e, x: _named(e.add(ane.SliceOp(e.add(ane.ReluOp(x)), [0, 0, 0, 5], [1, 1, 1, 43782], [1, 1, 1, 256])),
+                                                                "taps"), "slice-w-span"),
     "deconv-k3-pad": ([(1, 16, 300, 300)], lambda e, x: _named(e.add(ane.ConvTransposeOp(x, e.constant(_w((16, 4, 3, 3))), strides=[2, 2], pads=[1, 1, 1, 1],
                                                                                      output_padding=[1, 1])), "deconv_k3"), "working-set"),
 }
@@ -255,3 +258,25 @@ def test_a_top_k_past_the_working_set_is_split_along_rows_and_computes_the_same(
     assert len(pieces) >= 2 and all(shape_of(p.input)[2] == 600 and legality(p, m4, strict=True) for p in pieces)
     assert all(legality(op, m4, strict=True) for op in ops_named(after, "ane.concat"))
     assert_same_results(before, after, rtol=0, atol=0)
+
+
+def test_strided_taps_of_a_tensor_wider_than_the_w_field_lower_for_the_m1() -> None:
+    """basic-pitch on the M1: a stride-256 conv becomes 256 taps, each every 256th element of a
+    44100-wide tensor, concatenated along channels. A W step past the 4-bit WStep field is read
+    through a transpose of the tap's span, 43777 wide: past the 15-bit Win field, so to-anehw
+    refused. Cut along W, each piece spans at most the transpose limit and the program encodes."""
+    from anec.lowering.to_anehw import ToAneHwPass
+
+    def taps(e, x):
+        y = e.add(ane.ReluOp(x))
+        return e.add(ane.ConcatOp([e.add(ane.SliceOp(y, [0, 0, 0, t], [1, 1, 1, t + 171 * 256 + 1], [1, 1, 1, 256])) for t in range(4)], 1))
+
+    before = segment_graph([(1, 1, 1, 44100)], taps)
+    m1 = get_target("m1")
+    assert any(legality(op, m1, strict=True).rule == "slice-w-span" for op in ops_named(before, "ane.slice"))
+    tiled = run_pass(before, TilePass(target="m1"))
+    spans = [(shape_of(op.result)[-1] - 1) * op.steps.get_values()[-1] + 1 for op in ops_named(tiled, "ane.slice")]
+    assert spans and max(spans) <= m1.limits.max_transpose_extent.value
+    assert_same_results(before, tiled, rtol=1e-3, atol=1e-3)
+    lowered = run_pass(tiled, ToAneHwPass(target="m1"))
+    assert not ops_named(lowered, "ane.segment")
