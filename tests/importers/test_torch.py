@@ -259,3 +259,16 @@ def test_a_cache_update_exported_with_index_copy_runs_on_the_ane() -> None:
     assert {"matmul", "greater"} <= {op.op for op in compiled.report.ops if op.placement == "ane"}  # rows moved, positions written
     got = next(iter(compiled.run({k: v.numpy() for k, v in inputs.items()}).values()))
     np.testing.assert_allclose(got, CacheUpdate()(**inputs).numpy(), atol=1e-2)
+
+
+def test_grouped_query_attention_runs_on_the_ane_with_each_key_head_serving_its_group() -> None:
+    class Grouped(nn.Module):
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+    torch.manual_seed(0)
+    inputs = {"q": torch.randn(1, 4, 6, 8), "k": torch.randn(1, 2, 6, 8), "v": torch.randn(1, 2, 6, 8)}
+    compiled = anec.compile(Grouped(), example_inputs=inputs, emit="descriptors")
+    assert compiled.report.host_ops == []
+    got = next(iter(compiled.run({k: v.numpy() for k, v in inputs.items()}).values()))
+    np.testing.assert_allclose(got, Grouped()(**inputs).numpy(), atol=1e-2)
