@@ -74,7 +74,7 @@ def ane_decompositions(table: Any) -> Any:
         packet = getattr(torch.ops.aten, name)
         for overload in packet.overloads():
             table.pop(getattr(packet, overload), None)
-    table[torch.ops.aten.index_put.default] = one_hot_index_put
+    table.update(ANE_DECOMPOSITIONS)
     return table
 
 
@@ -106,6 +106,11 @@ def one_hot_index_put(self: torch.Tensor, indices: Sequence[torch.Tensor | None]
         scattered = torch.matmul(one_hot, rows.movedim(a, -2)).movedim(-2, a)
     written = one_hot.sum(1).gt(0).reshape(n, *[1] * (rank - 1 - a))
     return torch.where(written, scattered, self)
+
+
+ANE_DECOMPOSITIONS: dict[Any, Any] = {torch.ops.aten.index_put.default: one_hot_index_put}
+"""anec's own decompositions (ATen op -> function), for forms of ops the ANE has no equivalent of;
+a function returns `NotImplemented` for the forms it leaves whole."""
 
 
 # ------------------------------------------------------------------------------------------------
