@@ -19,7 +19,6 @@ Imports torch and transformers (only the torch routes load this module).
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,9 +29,9 @@ from typing import Any
 import torch
 
 from anec.analysis import ane_bytes
+from anec.emit.coreml import join_functions
 from anec.errors import AnecError
 from anec.integrations import dynamo
-from anec.mlpackage import deployment_target, quiet_coremltools
 from anec.pipeline import compile as compile_model
 from anec.pipeline import compile_targets
 from anec.targets import TARGETS, Target, get_target
@@ -196,26 +195,11 @@ class CausalLM:
 
     def save_coreml(self, path: str | Path, prompt_length: int, *, deployment: str = "ios18") -> Path:
         """One `.mlpackage` with a `prefill` function (`prompt_length` tokens) and a `decode` function
-        (one token), whose identical weights coremltools stores once; `decode` is the default."""
+        (one token), whose weights are stored once; `decode` is the default."""
         path = Path(path)
         if path.suffix != ".mlpackage":
             raise AnecError(f"{path}: a Core ML package must be named *.mlpackage", hint="use NAME.mlpackage")
-        deployment_target(deployment)
-        if path.exists():
-            raise AnecError(f"{path} already exists", where="anec.llm", hint="remove it or choose another path")
         with tempfile.TemporaryDirectory(prefix="anec-llm-") as staging:
-            singles = {}
-            for name, (program, inputs) in self.exported_steps(prompt_length).items():
-                singles[name] = compile_model(program, target=self.target, emit="coreml", example_inputs=inputs,
-                                              deployment_target=deployment).save(Path(staging, f"{name}.mlpackage"))
-            with quiet_coremltools():
-                import coremltools as ct
-
-                descriptor = ct.utils.MultiFunctionDescriptor()
-                for name, single in singles.items():
-                    descriptor.add_function(str(single), src_function_name="main", target_function_name=name)
-                descriptor.default_function_name = FUNCTIONS[-1]
-                staged = Path(staging, path.name)
-                ct.utils.save_multifunction(descriptor, str(staged))
-            os.replace(staged, path)
-        return path
+            singles = {name: compile_model(program, target=self.target, emit="coreml", example_inputs=inputs, deployment_target=deployment)
+                       .save(Path(staging, f"{name}.mlpackage")) for name, (program, inputs) in self.exported_steps(prompt_length).items()}
+            return join_functions(singles, path, default=FUNCTIONS[-1])
