@@ -157,6 +157,11 @@ class CausalLM:
         return {"input_ids": torch.ones((1, tokens), dtype=torch.long), "cache_position": torch.arange(position, position + tokens),
                 **{f"cache_{i}": torch.zeros(shape, dtype=dtype) for i, shape in enumerate(self.cache_shapes())}}
 
+    def step_ranges(self) -> dict[str, tuple[int, int]]:
+        """The values a step's integer inputs take, for the fp16 range analysis (which would otherwise
+        try positions and token ids outside the model's tables)."""
+        return {"input_ids": (0, self.model.config.get_text_config().vocab_size - 1), "cache_position": (0, self.max_cache_len - 1)}
+
     def exported_steps(self, prompt_length: int) -> dict[str, tuple[torch.export.ExportedProgram, dict[str, torch.Tensor]]]:
         """The prefill step (`prompt_length` tokens at position 0) and the decode step (one token),
         exported with their example inputs, by function name."""
@@ -184,7 +189,7 @@ class CausalLM:
         latencies: dict[str, list[float]] = {}
         fractions: list[float] = []
         for name, (program, inputs) in steps.items():
-            compiled = compile_targets(program, list(chips), emit="ir", example_inputs=inputs)
+            compiled = compile_targets(program, list(chips), emit="ir", example_inputs=inputs, input_ranges=self.step_ranges())
             latencies[name] = [c.report.predicted_latency_s or 0.0 for c in compiled]
             fractions = [c.report.ane_flops_fraction for c in compiled]
         cache_bytes = sum(ane_bytes(shape) for shape in self.cache_shapes())
@@ -200,6 +205,6 @@ class CausalLM:
         if path.suffix != ".mlpackage":
             raise AnecError(f"{path}: a Core ML package must be named *.mlpackage", hint="use NAME.mlpackage")
         with tempfile.TemporaryDirectory(prefix="anec-llm-") as staging:
-            singles = {name: compile_model(program, target=self.target, emit="coreml", example_inputs=inputs, deployment_target=deployment)
-                       .save(Path(staging, f"{name}.mlpackage")) for name, (program, inputs) in self.exported_steps(prompt_length).items()}
+            singles = {name: compile_model(program, target=self.target, emit="coreml", example_inputs=inputs, deployment_target=deployment,
+                                           input_ranges=self.step_ranges()).save(Path(staging, f"{name}.mlpackage")) for name, (program, inputs) in self.exported_steps(prompt_length).items()}
             return join_functions(singles, path, default=FUNCTIONS[-1])
