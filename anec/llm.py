@@ -10,7 +10,7 @@ prefill and decode, and the KV cache's bytes in the ANE's layout; `CausalLM.save
 Core ML package with a `prefill` and a `decode` function sharing their weights. Both work on the
 two steps exported as `CachedStep`s: the cache is an input and an output of each step, not Core ML
 state (`ct.StateType`), because the direct ANE path has no native state (ane-hardware §4, type
-gates); the runtime keeps it resident by binding one buffer as a step's output and the next step's
+gates); on a device it stays resident by binding one buffer as a step's output and the next step's
 input (§5, residency).
 
 Imports torch and transformers (only the torch routes load this module).
