@@ -12,6 +12,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.printer import Printer
 
 from anec.context import make_context
+from anec.descriptors.program import FIRST_IO_SLOT, SLOTS
 from anec.dialects import ane, host
 from anec.dialects.ane import tensor
 from anec.interpreter import interpret
@@ -185,3 +186,37 @@ def test_keep_fp32_naming_no_op_is_an_error_with_close_matches() -> None:
 
     with pytest.raises(AnecError, match=r"--keep-fp32 'ReduceSun' names no op.*did you mean ReduceSum, ane\.reduce_sum"):
         anec.compile(scaled_sum(), emit="ir", keep_fp32=["ReduceSun"])
+
+
+def test_a_segment_with_more_inputs_and_outputs_than_buffer_slots_is_cut_into_runs_that_fit() -> None:
+    """20 independent relus (a KV cache's layers in and out): 40 values cross, a program has 28 slots."""
+    t = tensor([4])
+    block = Block(arg_types=[t] * 20)
+    relus = [ane.ReluOp(x) for x in block.args]
+    block.add_ops([*relus, func.ReturnOp(*(r.result for r in relus))])
+    after = partitioned(ModuleOp([func.FuncOp("main", ([t] * 20, [t] * 20), Region(block))]))
+    segments = [op for op in main_ops(after) if isinstance(op, ane.SegmentOp)]
+    assert len(segments) == 2
+    assert all(len(s.inputs) + len(s.outputs) <= SLOTS - FIRST_IO_SLOT for s in segments)
+    xs = [np.full(4, i - 10, np.float32) for i in range(20)]
+    for got, x in zip(interpret(after, xs, segments="f32"), xs, strict=True):
+        np.testing.assert_array_equal(got, np.maximum(x, 0))
+
+
+def test_a_chain_too_wide_for_one_program_keeps_internal_values_internal() -> None:
+    """30 inputs summed in a chain: the longest run that fits takes the inputs it can, and the
+    partial sum it passes on is one more input of the next run, not one output per add."""
+    t = tensor([4])
+    block = Block(arg_types=[t] * 30)
+    total = block.args[0]
+    adds = []
+    for x in block.args[1:]:
+        adds.append(ane.AddOp(total, x))
+        total = adds[-1].result
+    block.add_ops([*adds, func.ReturnOp(total)])
+    after = partitioned(ModuleOp([func.FuncOp("main", ([t] * 30, [t]), Region(block))]))
+    segments = [op for op in main_ops(after) if isinstance(op, ane.SegmentOp)]
+    assert [len(s.outputs) for s in segments] == [1, 1]
+    assert all(len(s.inputs) + len(s.outputs) <= SLOTS - FIRST_IO_SLOT for s in segments)
+    xs = [np.full(4, i, np.float32) for i in range(30)]
+    np.testing.assert_array_equal(interpret(after, xs, segments="f32")[0], np.full(4, sum(range(30)), np.float32))
