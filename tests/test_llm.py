@@ -71,6 +71,20 @@ def test_greedy_and_sampled_tokens_equal_eager_with_prefill_and_decode_compiled_
     assert all(report.ane_flops_fraction > 0.99 for report in dynamo.REPORTS)  # attention too (Llama's grouped queries)
 
 
+def test_a_cache_with_more_tensors_than_a_program_has_buffer_slots_still_runs_on_the_ane() -> None:
+    """8 layers: 16 cache tensors in and 16 out, beyond one program's 28 I/O slots."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=8, n_head=1, n_embd=32, vocab_size=64, n_positions=32, bos_token_id=0,
+                                       eos_token_id=0, pad_token_id=0)).eval()
+    lm = CausalLM(model, CACHE)
+    prompt = PROMPT % 64
+    got = lm.generate(prompt, 3)
+    assert got.fallbacks == () and got.graphs == 2
+    assert torch.equal(got.tokens, lm.generate(prompt, 3, eager=True).tokens)
+
+
 def test_the_prediction_gives_each_chip_positive_tokens_per_second_and_the_cache_bytes() -> None:
     lm = CausalLM(tiny_gpt2(), CACHE)
     figures = lm.predict(len(PROMPT[0]), chips=["m1", "m4"])
