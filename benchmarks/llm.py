@@ -75,6 +75,7 @@ def measure(name: str, tokens: int, chips: list[Target]) -> None:
     prompt = torch.randint(1, model.config.vocab_size, (1, PROMPT_LENGTH), generator=torch.Generator().manual_seed(0))
     lm = CausalLM(model, PROMPT_LENGTH + tokens)
     print(f"{type(model).__name__} ({params:.0f}M parameters), {PROMPT_LENGTH}-token prompt, {tokens} new tokens (greedy)")
+    lm.generate(prompt, tokens, eager=True)  # warm up torch itself, as anec's warm run is
     start = time.perf_counter()
     eager = lm.generate(prompt, tokens, eager=True)
     eager_s = time.perf_counter() - start
