@@ -6,7 +6,8 @@ count). Segments are chosen to keep switches between the ANE and the CPU few. Ev
 kind not before its operands' phases. All ANE ops of one phase form one segment: no path leaves
 such a group through a CPU op and comes back (the CPU op would push the return to a later phase),
 so each group is a valid program, and since every op sits as early as it can, the segments are as
-few as any path through the graph forces (the most ANE runs any one path has). Segments with fewer
+few as any path through the graph forces (the most ANE runs any one path has); a group whose inputs
+and outputs exceed a program's buffer slots is cut into consecutive runs that fit. Segments with fewer
 than `min_segment_ops` ops are not worth a dispatch, nor are segments beside CPU ops that only move
 data (reshape, transpose, slice, concat) and that the timing model predicts faster on the CPU than
 the dispatch they cost: their ops go to the CPU and phases are recomputed (the CPU ops on either
@@ -45,6 +46,7 @@ from xdsl.passes import ModulePass
 from xdsl.traits import IsTerminator
 
 from anec.analysis import flops
+from anec.descriptors.program import FIRST_IO_SLOT, SLOTS
 from anec.dialects import ane, host
 from anec.dialects.discardable import REASON_ATTR, name_of, source_name
 from anec.errors import AnecError
@@ -151,7 +153,7 @@ def partition_block(block: Block, target: Target, min_segment_ops: int = 1, kept
         if not small and not idle:
             break
     _reorder(block, compute, phases)
-    segments = [_outline(block, groups[phase]) for phase in sorted(groups)]
+    segments = [_outline(block, run) for phase in sorted(groups) for run in within_slots(groups[phase])]
     for op in compute:
         if op in reasons:
             if not (isinstance(op, host.HostOp) and REASON_ATTR in op.attributes):
@@ -188,6 +190,40 @@ def _phases(ops: list[Operation], cpu: dict[Operation, str]) -> dict[Operation, 
                        default=-1)
         phase[op] = earliest if earliest % 2 == parity else earliest + 1
     return phase
+
+
+IO_SLOTS = SLOTS - FIRST_IO_SLOT
+"""Inputs plus outputs one program can have: each takes a buffer slot of its own."""
+
+
+def within_slots(ops: list[Operation]) -> list[list[Operation]]:
+    """`ops` (one phase, in program order) cut into consecutive runs whose values crossing in and out
+    fit a program's buffer slots: a static KV cache gives a program two inputs and two outputs per
+    layer. Each run is as long as it can be (the longest prefix that fits, since a longer run can
+    fit again once the values it outputs are used inside it)."""
+    runs: list[list[Operation]] = []
+    start = 0
+    while start < len(ops):
+        members: set[Operation] = set()
+        inputs: set[SSAValue] = set()
+        outside_uses: dict[SSAValue, int] = {}  # a result of the run -> its uses outside the run
+        fits = start + 1
+        for end in range(start, len(ops)):
+            op = ops[end]
+            for v in op.operands:
+                if v in outside_uses:
+                    outside_uses[v] -= 1
+                elif not isinstance(v.owner, ane.ConstOp):
+                    inputs.add(v)
+            members.add(op)
+            outside_uses.update({r: sum(1 for _ in r.uses) for r in op.results})
+            if len(inputs) > IO_SLOTS:
+                break
+            if len(inputs) + sum(1 for n in outside_uses.values() if n > 0) <= IO_SLOTS:
+                fits = end + 1
+        runs.append(ops[start:fits])
+        start = fits
+    return runs
 
 
 def _reorder(block: Block, ops: list[Operation], phases: dict[Operation, int]) -> None:

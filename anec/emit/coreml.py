@@ -14,7 +14,9 @@ coremltools is imported only when a package is written (it imports torch, which 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,3 +107,26 @@ def write_package(program: Program, path: Path, target: DeploymentTarget, metada
             spec = mil_to_spec(program, weights_dir, specification_version=target.opset.value, convert_to="mlprogram")
             spec.description.metadata.userDefined.update({"com.github.apple.coremltools.version": ct.__version__, **metadata})
             _create_mlpackage(KeyOrdered(spec), weights_dir, str(path))
+
+
+def join_functions(functions: Mapping[str, Path], path: Path, default: str) -> Path:
+    """One package `path` holding each single-function package's `main` as the named function, `default`
+    the function a plain load runs. coremltools' `save_multifunction` stores the weights the functions
+    share once (identical constants are deduplicated across functions). Written beside `path` and moved
+    into place, so a failure leaves nothing behind."""
+    if path.suffix != ".mlpackage":
+        raise AnecError(f"{path}: a Core ML package must be named *.mlpackage", hint="use NAME.mlpackage")
+    if path.exists():
+        raise AnecError(f"{path} already exists", hint="remove it or choose another path")
+    with quiet_coremltools():
+        import coremltools as ct
+
+        descriptor = ct.utils.MultiFunctionDescriptor()
+        for name, single in functions.items():
+            descriptor.add_function(str(single), src_function_name="main", target_function_name=name)
+        descriptor.default_function_name = default
+        with tempfile.TemporaryDirectory(prefix="anec-functions-", dir=path.parent) as staging:
+            staged = Path(staging, path.name)
+            ct.utils.save_multifunction(descriptor, str(staged))
+            os.replace(staged, path)
+    return path

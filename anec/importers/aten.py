@@ -530,15 +530,18 @@ def _convolution(e: NodeBuilder) -> Value:
     return e.add(op)
 
 
-@handles("aten.scaled_dot_product_attention.default", "aten._scaled_dot_product_flash_attention_for_cpu.default", emits=(ane.SdpaOp, ane.SelectOp, ane.AddOp))
+@handles("aten.scaled_dot_product_attention.default", "aten._scaled_dot_product_flash_attention_for_cpu.default",
+         emits=(ane.SdpaOp, ane.SelectOp, ane.AddOp, ane.BroadcastOp))
 def _sdpa(e: NodeBuilder) -> Value:
     q, k, v, mask = e["query"], e["key"], e["value"], e["attn_mask"]
-    if e.args.get("dropout_p", 0.0) or e.args.get("enable_gqa"):
-        decline("attention with dropout or grouped queries")
+    if e.args.get("dropout_p", 0.0):
+        decline("attention with dropout")
     rank = rank_of(q)
     if rank < 3 or rank_of(k) != rank or rank_of(v) != rank:
         decline("attention operands of different ranks")
     q, k, v = (e.value(t, e.dtype) for t in (q, k, v))
+    if shape_of(k)[-3] != shape_of(q)[-3]:  # `enable_gqa`; the CPU flash kernel groups without the flag
+        k, v = (_grouped(e, t, shape_of(q)[-3]) for t in (k, v))
     if shape_of(q)[:-2] != shape_of(k)[:-2] or shape_of(k)[:-2] != shape_of(v)[:-2]:
         decline("attention with broadcast batch or head axes")
     length, source = shape_of(q)[-2], shape_of(k)[-2]
@@ -560,6 +563,16 @@ def _sdpa(e: NodeBuilder) -> Value:
             decline("attention mask of higher rank than the query")
     scale = e.args.get("scale")
     return _first_only(e, e.add(ane.SdpaOp(q, k, v, additive, scale=scale)), 2)
+
+
+def _grouped(e: NodeBuilder, x: SSAValue, heads: int) -> SSAValue:
+    """Grouped-query attention's keys or values ([..., kv heads, S, D]) repeated for the `heads`
+    query heads, each kv head serving a contiguous group (torch's `enable_gqa`, Llama's `repeat_kv`)."""
+    *batch, kv_heads, length, width = shape_of(x)
+    if heads % kv_heads:
+        decline(f"{heads} query heads do not group over {kv_heads} key/value heads")
+    grouped = e.add(ane.BroadcastOp(e.reshape(x, (*batch, kv_heads, 1, length, width)), (*batch, kv_heads, heads // kv_heads, length, width)))
+    return e.reshape(grouped, (*batch, heads, length, width))
 
 
 def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -9,7 +9,8 @@ Every route ends in one walk over an ATen-level FX graph (`GraphImporter`):
   handler become `host.op "aten.<op>.<overload>"`, run eagerly by torch at run time.
 
 Exported programs are first decomposed with torch's own table minus the ops the ANE runs whole
-(`KEEP_WHOLE`: linear, layer_norm, scaled_dot_product_attention, gelu, …). Symbolic sizes are
+(`KEEP_WHOLE`: linear, layer_norm, scaled_dot_product_attention, gelu, …) and with anec's own
+decompositions (`ane_decompositions`: `index_put` along one axis as a one-hot select). Symbolic sizes are
 specialized from the given input shapes or example inputs, or refused with an `AnecError` naming
 the input and axis. torch is imported only by this module and `aten` (never by `import anec`).
 """
@@ -66,13 +67,50 @@ KEEP_WHOLE = (
 """ATen ops the ANE has natively: decompositions leave them whole (all overloads)."""
 
 
-def keep_whole(table: Any) -> Any:
-    """`table` (a decomposition table, changed in place) without the ops in `KEEP_WHOLE`."""
+def ane_decompositions(table: Any) -> Any:
+    """`table` (a decomposition table, changed in place) without the ops in `KEEP_WHOLE`, and with
+    anec's own forms of ops the ANE has no equivalent of (`index_put` as a one-hot select)."""
     for name in KEEP_WHOLE:
         packet = getattr(torch.ops.aten, name)
         for overload in packet.overloads():
             table.pop(getattr(packet, overload), None)
+    table.update(ANE_DECOMPOSITIONS)
     return table
+
+
+def one_hot_index_put(self: torch.Tensor, indices: Sequence[torch.Tensor | None], values: torch.Tensor,
+                      accumulate: bool = False) -> Any:
+    """`self[..., index, ...] = values` along one axis as ops the ANE runs: a one-hot matrix of the
+    index (`one_hot[j, i] = index[i] == j`, a few integer compares on the CPU), a matmul that moves
+    each row of `values` to its position, and a select of the written positions.
+
+    This is a static KV cache's update (`index_copy_` at the cache positions), which as `index_put`
+    would run on the CPU and split the ANE graph at every layer. Duplicate indices sum their rows
+    (torch leaves that case undefined); other forms (several index tensors, masks, accumulation)
+    stay `index_put`."""
+    axes = [a for a, index in enumerate(indices) if index is not None]
+    if accumulate or len(axes) != 1 or not self.dtype.is_floating_point:
+        return NotImplemented
+    (a,) = axes
+    index = indices[a]
+    assert index is not None
+    if index.dim() != 1 or index.dtype not in (torch.int32, torch.int64):
+        return NotImplemented
+    n, rank = self.shape[a], self.dim()
+    rows = values.to(self.dtype).expand(*self.shape[:a], index.shape[0], *self.shape[a + 1:])
+    positions = torch.where(index < 0, index + n, index)  # negative indices count from the end
+    one_hot = (positions.unsqueeze(0) == torch.arange(n, dtype=index.dtype, device=index.device).unsqueeze(1)).to(self.dtype)
+    if a == rank - 1:
+        scattered = torch.matmul(rows, one_hot.t())
+    else:
+        scattered = torch.matmul(one_hot, rows.movedim(a, -2)).movedim(-2, a)
+    written = one_hot.sum(1).gt(0).reshape(n, *[1] * (rank - 1 - a))
+    return torch.where(written, scattered, self)
+
+
+ANE_DECOMPOSITIONS: dict[Any, Any] = {torch.ops.aten.index_put.default: one_hot_index_put}
+"""anec's own decompositions (ATen op -> function), for forms of ops the ANE has no equivalent of;
+a function returns `NotImplemented` for the forms it leaves whole."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -367,7 +405,7 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
     """Decompose `program` (keeping `KEEP_WHOLE` ops) and import it; weights go to the store."""
     try:
         with _quiet():
-            program = program.run_decompositions(keep_whole(torch.export.default_decompositions()))
+            program = program.run_decompositions(ane_decompositions(torch.export.default_decompositions()))
     except Exception as e:
         raise AnecError("torch's decompositions failed on the exported program", where="run_decompositions",
                         why=_first_line(e), hint=_decomposition_hint(program)) from e

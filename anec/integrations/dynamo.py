@@ -70,7 +70,7 @@ from anec.dialects.discardable import NAME_ATTR, name_of, source_name
 from anec.dialects.host import HostOp
 from anec.errors import AnecError, AnecFallbackWarning
 from anec.host_kernels.aten import to_numpy
-from anec.importers.torch import WEIGHT_NAMES, GraphImporter, keep_whole
+from anec.importers.torch import WEIGHT_NAMES, GraphImporter, ane_decompositions
 from anec.integrations import compile_cache
 from anec.integrations.shape_buckets import (
     DynamicGraph,
@@ -241,7 +241,7 @@ def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: Back
     try:
         with _without_onednn():
             return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
-                                decompositions=keep_whole(core_aten_decompositions()))(gm, example_inputs)
+                                decompositions=ane_decompositions(core_aten_decompositions()))(gm, example_inputs)
     except Exception as e:
         return _eager(gm, opts, report, e)
 

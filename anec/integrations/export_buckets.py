@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ import numpy as np
 import sympy
 import torch
 
+from anec.emit.coreml import join_functions
 from anec.errors import AnecError, AnecFallbackWarning
 from anec.importers.torch import example_call
 from anec.integrations.shape_buckets import DynamicGraph, ShapeDispatch, parse_buckets
+from anec.mlpackage import mil_name
 from anec.pipeline import CompiledModel
 from anec.pipeline import compile as compile_model
 
@@ -47,13 +50,17 @@ class BucketedModel:
         return {name: out.numpy() for name, out in zip(self.output_names, items)}
 
     def save(self, path: str | Path) -> list[Path]:
-        """Each bucket's artifact beside `path`, named by its sizes (`model.x.1=128.mlpackage`)."""
+        """Each bucket's artifact beside `path`, named by its sizes (`model.x.1=128.mlir`); a Core ML
+        package is one `path` with a function per bucket (`x_1_128`; the largest bucket the default),
+        the weights stored once."""
         path = Path(path)
-        saved = []
-        for sizes, compiled in self.compiled.items():
-            label = ".".join(f"{name}={size}" for name, size in sizes)
-            saved.append(compiled.save(path.with_name(f"{path.stem}.{label}{path.suffix}")))
-        return saved
+        labels = {sizes: ".".join(f"{name}={size}" for name, size in sizes) for sizes in self.compiled}
+        if path.suffix != ".mlpackage":
+            return [compiled.save(path.with_name(f"{path.stem}.{labels[sizes]}{path.suffix}")) for sizes, compiled in self.compiled.items()]
+        functions = {sizes: mil_name(labels[sizes].replace("=", "_")) for sizes in self.compiled}
+        with tempfile.TemporaryDirectory(prefix="anec-buckets-") as staging:
+            singles = {functions[sizes]: compiled.save(Path(staging, f"{functions[sizes]}.mlpackage")) for sizes, compiled in self.compiled.items()}
+            return [join_functions(singles, path, default=functions[max(self.compiled)])]
 
 
 def compile_bucketed(model: Any, dynamic_dims: Mapping[str, Sequence[int]], *, example_inputs: Any = None, **options: Any) -> BucketedModel:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from anec.importers.aten import EMITS, HANDLERS, HELPER_OPS, op_key
-from anec.importers.torch import KEEP_WHOLE
+from anec.importers.torch import ANE_DECOMPOSITIONS, KEEP_WHOLE
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "supported-aten-ops.md"
 
@@ -35,8 +35,13 @@ def _target(key: str) -> torch._ops.OpOverload:
     return getattr(getattr(torch.ops.aten, name), overload)
 
 
+DECOMPOSED = {op_key(op): fn for op, fn in ANE_DECOMPOSITIONS.items()}
+
+
 def route(key: str) -> tuple[str, str]:
     """(how the op is imported, the `ane` ops it becomes)."""
+    if key in DECOMPOSED:
+        return "decomposed", f"— (`{DECOMPOSED[key].__name__}` where it applies, else on the CPU)"
     if key in HANDLERS:
         emits = EMITS[key]
         if emits:
@@ -53,7 +58,7 @@ def route(key: str) -> tuple[str, str]:
 def render() -> str:
     core = core_ops()
     rows = [(key, *route(key)) for key in core]
-    counts = {kind: sum(1 for _, k, _ in rows if k == kind) for kind in ("ANE", "compile time", "nothing (its input)", "CPU")}
+    counts = {kind: sum(1 for _, k, _ in rows if k == kind) for kind in ("ANE", "decomposed", "compile time", "nothing (its input)", "CPU")}
     extra = sorted(k for k in HANDLERS if k not in core)
     helpers = ", ".join(f"`{c.name}`" for c in HELPER_OPS)
     lines = [
@@ -69,9 +74,12 @@ def render() -> str:
         f"{helpers}, which any handler may add); a handler may decline a configuration the ANE has no",
         "form for, and such nodes and ops without a handler become `host.op \"aten.<op>.<overload>\"`, run",
         "eagerly by torch on the **CPU**. Whether an ANE op stays on a chip's ANE is decided by",
-        "`anec/legality.py` (see `docs/supported-ops.md` for the rules per `ane` op).",
+        "`anec/legality.py` (see `docs/supported-ops.md` for the rules per `ane` op). Ops anec **decomposes**",
+        "itself (`ANE_DECOMPOSITIONS` in `anec/importers/torch.py`) become other ATen ops first, in the forms",
+        "the decomposition covers.",
         "",
-        f"Of torch's {len(core)} core ATen ops: {counts['ANE']} map to ANE ops, {counts['compile time']} are resolved at",
+        f"Of torch's {len(core)} core ATen ops: {counts['ANE']} map to ANE ops, {counts['decomposed']} anec decomposes, "
+        f"{counts['compile time']} are resolved at",
         f"compile time, {counts['nothing (its input)']} import as nothing, {counts['CPU']} run on the CPU.",
         "",
         "## Core ATen ops",

@@ -219,3 +219,56 @@ def test_internal_failures_are_one_line_errors_naming_the_node(monkeypatch: pyte
     with pytest.raises(ImportFailure, match=r"node 'relu': the torch importer built an invalid ane.relu: VerifyException: operand") as e:
         anec.compile(net, example_inputs=example, emit="ir")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("shape", "axis", "index"), [
+    ((1, 2, 8, 4), 2, [3]),          # a static KV cache's decode update
+    ((1, 2, 8, 4), 2, [0, 1, 2]),    # its prefill update
+    ((6, 5), 0, [4, -1]),            # a negative index counts from the end
+    ((3, 7), 1, [6, 0, 2]),          # the last axis
+])
+def test_index_put_along_one_axis_decomposes_to_the_same_values(shape: tuple[int, ...], axis: int, index: list[int]) -> None:
+    from anec.importers.torch import one_hot_index_put
+
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    rows = torch.randn(*shape[:axis], len(index), *shape[axis + 1:])
+    indices = [None] * axis + [torch.tensor(index)]
+    expected = torch.ops.aten.index_put.default(x, indices, rows)
+    assert torch.equal(one_hot_index_put(x, indices, rows), expected)
+
+
+def test_index_put_forms_without_a_one_hot_equivalent_stay_index_put() -> None:
+    from anec.importers.torch import one_hot_index_put
+
+    x, rows = torch.zeros(4, 4), torch.ones(2)
+    assert one_hot_index_put(x, [torch.tensor([0, 1]), torch.tensor([1, 2])], rows) is NotImplemented  # two index tensors
+    assert one_hot_index_put(x, [torch.tensor([0, 1])], torch.ones(2, 4), accumulate=True) is NotImplemented
+    assert one_hot_index_put(x, [torch.tensor([[True] * 4] * 4)], torch.ones(16)) is NotImplemented  # a mask
+
+
+def test_a_cache_update_exported_with_index_copy_runs_on_the_ane() -> None:
+    class CacheUpdate(nn.Module):
+        def forward(self, cache: torch.Tensor, position: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            return cache.index_copy(2, position, new) * 2
+
+    inputs = {"cache": torch.randn(1, 2, 8, 4), "position": torch.tensor([5]), "new": torch.randn(1, 2, 1, 4)}
+    compiled = anec.compile(CacheUpdate(), example_inputs=inputs, emit="descriptors")
+    host = {op.op for op in compiled.report.ops if op.placement != "ane"}
+    assert not any("index" in op for op in host), host  # only the position's one-hot compare is on the CPU
+    assert {"matmul", "greater"} <= {op.op for op in compiled.report.ops if op.placement == "ane"}  # rows moved, positions written
+    got = next(iter(compiled.run({k: v.numpy() for k, v in inputs.items()}).values()))
+    np.testing.assert_allclose(got, CacheUpdate()(**inputs).numpy(), atol=1e-2)
+
+
+def test_grouped_query_attention_runs_on_the_ane_with_each_key_head_serving_its_group() -> None:
+    class Grouped(nn.Module):
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+    torch.manual_seed(0)
+    inputs = {"q": torch.randn(1, 4, 6, 8), "k": torch.randn(1, 2, 6, 8), "v": torch.randn(1, 2, 6, 8)}
+    compiled = anec.compile(Grouped(), example_inputs=inputs, emit="descriptors")
+    assert compiled.report.host_ops == []
+    got = next(iter(compiled.run({k: v.numpy() for k, v in inputs.items()}).values()))
+    np.testing.assert_allclose(got, Grouped()(**inputs).numpy(), atol=1e-2)

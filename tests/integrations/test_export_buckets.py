@@ -53,6 +53,24 @@ def test_each_bucket_is_saved_under_its_sizes(tmp_path: Path) -> None:
     assert sorted(p.name for p in saved) == ["mlp.features.0=4.mlir", "mlp.features.0=8.mlir"]
 
 
+def test_core_ml_buckets_are_one_package_with_a_function_per_bucket_sharing_weights(tmp_path: Path) -> None:
+    from tests.emit.mil_interpreter import load_package, run_program
+
+    compiled, _ = run_sizes("mlp", [(3, 64)], {"features.0": [4, 8]}, emit="coreml")
+    (package,) = compiled.save(tmp_path / "mlp.mlpackage")
+    program = load_package(package)
+    assert set(program.functions) == {"features_0_4", "features_0_8"}
+    model = PLAIN["mlp"][0]()
+    for batch in (4, 8):
+        x = np.random.default_rng(batch).standard_normal((batch, 64)).astype(np.float32)
+        (got,) = run_program(program, {"features": x}, function=f"features_0_{batch}").values()
+        with torch.no_grad():
+            np.testing.assert_allclose(got.astype(np.float32), model(torch.from_numpy(x)).numpy(), atol=2e-2)
+    single = compiled.compiled[(("features.0", 4),)].save(tmp_path / "single.mlpackage")
+    weights = [p / "Data" / "com.apple.CoreML" / "weights" / "weight.bin" for p in (package, single)]
+    assert weights[0].stat().st_size < 1.5 * weights[1].stat().st_size  # one copy of the weights, not one per bucket
+
+
 @pytest.mark.parametrize(("dims", "message"), [
     ({"tokens.7": [16]}, "tokens.7, which the exported program does not keep dynamic"),
     ({"nope.1": [16]}, "dynamic_dims names 'nope.1'"),

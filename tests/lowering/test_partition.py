@@ -12,6 +12,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.printer import Printer
 
 from anec.context import make_context
+from anec.descriptors.program import FIRST_IO_SLOT, SLOTS
 from anec.dialects import ane, host
 from anec.dialects.ane import tensor
 from anec.interpreter import interpret
@@ -188,17 +189,17 @@ def test_keep_fp32_naming_no_op_is_an_error_with_close_matches() -> None:
 
 
 def _copy_between_cpu_ops_model():
-    """conv | Round (CPU) | transpose, reshape (copies) | Round (CPU) | conv."""
+    """conv | Hardmax (CPU) | transpose, reshape (copies) | Hardmax (CPU) | conv."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32) / 8, "w"),
                numpy_helper.from_array(np.array([1, 8, 256, 1], np.int64), "flat")]
     nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv_in", pads=[1, 1, 1, 1]),
-             helper.make_node("Round", ["a"], ["b"], name="round_in"),
+             helper.make_node("Hardmax", ["a"], ["b"], name="hardmax_in"),
              helper.make_node("Transpose", ["b"], ["c"], name="swap", perm=[0, 1, 3, 2]),
              helper.make_node("Reshape", ["c", "flat"], ["d"], name="flatten"),
-             helper.make_node("Round", ["d"], ["e"], name="round_out"),
+             helper.make_node("Hardmax", ["d"], ["e"], name="hardmax_out"),
              helper.make_node("Conv", ["e", "w"], ["y"], name="conv_out", pads=[1, 1, 1, 1])]
     graph = helper.make_graph(nodes, "copies", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 256, 1])], weights)
@@ -223,4 +224,38 @@ def test_a_copy_only_segment_between_cpu_ops_runs_on_the_cpu_when_its_dispatch_c
     x = np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32) * 4
     (want,) = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     got = compiled.run([x])["y"].astype(np.float64)
-    assert np.linalg.norm(got - want) <= 5e-2 * np.linalg.norm(want)  # Round of fp16 sums may land a step away
+    assert np.linalg.norm(got - want) <= 5e-2 * np.linalg.norm(want)  # Hardmax of fp16 sums may pick a near tie
+
+
+def test_a_segment_with_more_inputs_and_outputs_than_buffer_slots_is_cut_into_runs_that_fit() -> None:
+    """20 independent relus (a KV cache's layers in and out): 40 values cross, a program has 28 slots."""
+    t = tensor([4])
+    block = Block(arg_types=[t] * 20)
+    relus = [ane.ReluOp(x) for x in block.args]
+    block.add_ops([*relus, func.ReturnOp(*(r.result for r in relus))])
+    after = partitioned(ModuleOp([func.FuncOp("main", ([t] * 20, [t] * 20), Region(block))]))
+    segments = [op for op in main_ops(after) if isinstance(op, ane.SegmentOp)]
+    assert len(segments) == 2
+    assert all(len(s.inputs) + len(s.outputs) <= SLOTS - FIRST_IO_SLOT for s in segments)
+    xs = [np.full(4, i - 10, np.float32) for i in range(20)]
+    for got, x in zip(interpret(after, xs, segments="f32"), xs, strict=True):
+        np.testing.assert_array_equal(got, np.maximum(x, 0))
+
+
+def test_a_chain_too_wide_for_one_program_keeps_internal_values_internal() -> None:
+    """30 inputs summed in a chain: the longest run that fits takes the inputs it can, and the
+    partial sum it passes on is one more input of the next run, not one output per add."""
+    t = tensor([4])
+    block = Block(arg_types=[t] * 30)
+    total = block.args[0]
+    adds = []
+    for x in block.args[1:]:
+        adds.append(ane.AddOp(total, x))
+        total = adds[-1].result
+    block.add_ops([*adds, func.ReturnOp(total)])
+    after = partitioned(ModuleOp([func.FuncOp("main", ([t] * 30, [t]), Region(block))]))
+    segments = [op for op in main_ops(after) if isinstance(op, ane.SegmentOp)]
+    assert [len(s.outputs) for s in segments] == [1, 1]
+    assert all(len(s.inputs) + len(s.outputs) <= SLOTS - FIRST_IO_SLOT for s in segments)
+    xs = [np.full(4, i, np.float32) for i in range(30)]
+    np.testing.assert_array_equal(interpret(after, xs, segments="f32")[0], np.full(4, sum(range(30)), np.float32))
