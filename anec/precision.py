@@ -31,7 +31,13 @@ from xdsl.ir import Operation, SSAValue
 
 from anec.agreement import Error, error
 from anec.dialects import ane
-from anec.dialects.discardable import FP16_ENTERS_ATTR, FP16_PEAK_ATTR, name_of
+from anec.dialects.discardable import (
+    FP16_ENTERS_AT_ATTR,
+    FP16_ENTERS_ATTR,
+    FP16_PEAK_ATTR,
+    name_of,
+    string_attr,
+)
 from anec.interpreter import entry_function, interpret, output_names
 from anec.lowering.fp16_attribution import producers
 from anec.report import build_report
@@ -138,6 +144,9 @@ def _next_ops(module: ModuleOp, kept: set[str], fp16_max: float) -> list[str]:
     an op on the CPU that error still enters), with its overflow region."""
     entering = sorted((op for op in module.walk() if FP16_ENTERS_ATTR in op.attributes), key=_entered, reverse=True)
     for op in entering:
+        folded = string_attr(op, FP16_ENTERS_AT_ATTR)  # error entered at an op ane-fuse folded into this one
+        if _on_ane(op) and folded is not None and folded not in kept:
+            return [folded]
         if _on_ane(op) and name_of(op) not in kept:
             return [name_of(o) for o in _overflow_region(op, fp16_max) if name_of(o) not in kept]
         if not _on_ane(op):

@@ -68,3 +68,15 @@ def rms_inputs() -> np.ndarray:
     x = (100 * np.random.default_rng(RNG_SEED).standard_normal((1, 8, 64))).astype(np.float32)
     x[..., 0] = 300.0
     return x
+
+
+def scale_folded_into_matmul() -> onnx.ModelProto:
+    """y = (x @ W) · 5e4 per column, then a second matmul: the scale overflows fp16, and ane-fuse folds
+    it into the first matmul's weights after the attribution has named it."""
+    rng = np.random.default_rng(RNG_SEED)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="project"),
+             helper.make_node("Mul", ["h", "k"], ["big"], name="amplify"),
+             helper.make_node("MatMul", ["big", "v"], ["y"], name="mix")]
+    inits = {"w": (rng.standard_normal((256, 32)) / 16).astype(np.float32), "k": np.full(32, 5e4, np.float32),
+             "v": (rng.standard_normal((32, 16)) / 6).astype(np.float32)}
+    return _model(nodes, [1, 8, 256], ["y"], inits)

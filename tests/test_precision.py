@@ -9,7 +9,14 @@ import pytest
 import anec
 from anec import precision
 from anec.errors import AnecError
-from tests.precision_models import cancellation, harmless, many_sums, scaled_sum, unit_inputs
+from tests.precision_models import (
+    cancellation,
+    harmless,
+    many_sums,
+    scale_folded_into_matmul,
+    scaled_sum,
+    unit_inputs,
+)
 
 
 def test_auto_keeps_the_op_at_fault_and_the_answer_becomes_right() -> None:
@@ -70,3 +77,16 @@ def test_moves_that_do_not_reduce_the_error_are_undone(monkeypatch) -> None:
     assert not choice["met"] and choice["moved"] == () and not compiled.report.host_ops
     assert choice["why"].endswith("what moved did not reduce the error, so nothing stays in float32")
     assert choice["before"] == choice["after"] and choice["worst_before"] == choice["worst_after"] > 0.1
+
+
+def test_error_entering_at_an_op_that_fuse_folds_away_is_still_named_and_moved() -> None:
+    """`amplify` overflows; ane-fuse folds it into `project`'s weights after the attribution: the
+    report names it through the MAC it was folded into, and auto keeps `amplify` itself in float32."""
+    x = unit_inputs()
+    plain = anec.compile(scale_folded_into_matmul(), emit="ir", example_inputs={"x": x})
+    assert "amplify" not in {r.name for r in plain.report.ops}  # folded
+    sources = plain.report.fp16_error_sources
+    assert sources and sources[0][:2] == ("project", "overflow"), sources
+    assert any("(in amplify, folded into this op)" in w for w in plain.report.fp16_warnings)
+    choice = anec.compile(scale_folded_into_matmul(), emit="ir", precision="auto", example_inputs={"x": x}).report.stats["precision_auto"]
+    assert choice["moved"][0] == "amplify" and "project" not in choice["moved"] and choice["met"], choice["summary"]
