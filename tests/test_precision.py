@@ -10,6 +10,7 @@ import anec
 from anec import precision
 from anec.errors import AnecError
 from tests.precision_models import (
+    amplified_upstream_rounding,
     cancellation,
     harmless,
     many_sums,
@@ -90,3 +91,21 @@ def test_error_entering_at_an_op_that_fuse_folds_away_is_still_named_and_moved()
     assert any("(in amplify, folded into this op)" in w for w in plain.report.fp16_warnings)
     choice = anec.compile(scale_folded_into_matmul(), emit="ir", precision="auto", example_inputs={"x": x}).report.stats["precision_auto"]
     assert choice["moved"][0] == "amplify" and "project" not in choice["moved"] and choice["met"], choice["summary"]
+
+
+def test_error_amplified_on_the_cpu_moves_its_nearest_ane_ancestors_until_the_rounding_source() -> None:
+    """`difference` cancels; once it and `down` run in float32, error still enters there, from the
+    rounding of `up` two ops further up, reached through the ops already kept."""
+    choice = anec.compile(amplified_upstream_rounding(), emit="ir", precision="auto",
+                          example_inputs={"x": unit_inputs()}).report.stats["precision_auto"]
+    assert choice["met"] and choice["moved"][:2] == ("difference", "down") and "up" in choice["moved"], choice["summary"]
+
+
+def test_short_of_the_tolerance_auto_names_the_op_that_amplifies_upstream_rounding(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "MAX_STEPS", 2)
+    choice = anec.compile(amplified_upstream_rounding(), emit="ir", precision="auto",
+                          example_inputs={"x": unit_inputs()}).report.stats["precision_auto"]
+    assert not choice["met"] and choice["moved"] == (), choice["summary"]  # moving `difference` alone did not help
+    assert choice["why"].startswith("1 output(s) still miss it after 2 compiles (y); error still enters at difference, "
+                                    "in float32 on the CPU"), choice["why"]
+    assert "× its inputs' rel L2" in choice["why"] and "comes from the whole network upstream" in choice["why"]
