@@ -235,11 +235,11 @@ def report(rows: list[dict[str, Any]]) -> str:
 def auto_campaign(args: argparse.Namespace) -> int:
     mismatches = [r for r in load_results(args.results) if r["status"] == "fp16-mismatch" and r["target"] in args.targets.split(",")
                   and (not args.only or r["name"] in args.only)]
-    rows = {(r["name"], r["target"]): r for r in load_results(AUTO_RESULTS)}
     for m in mismatches:
         row = run_one(by_name(m["name"]), m["target"], args.timeout, args.mem_gb, ("-m", "tests.wild.precision_auto"))
+        rows = {(r["name"], r["target"]): r for r in load_results(args.out)}  # read again: a run for another chip may have added rows
         rows[(m["name"], m["target"])] = row
-        save_results(list(rows.values()), AUTO_RESULTS)
+        save_results(list(rows.values()), args.out)
         print(f"{m['target']} {m['name']:24} " + (_auto_line(row) if "choice" in row else f"{row.get('status')}: {row.get('reason', '')}"),
               flush=True)
     return 0
@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     auto.add_argument("--timeout", type=float, default=900.0, help="seconds per model and chip")
     auto.add_argument("--mem-gb", type=float, default=8.0, help="address-space limit per model process")
     auto.add_argument("--results", type=Path, default=RESULTS)
+    auto.add_argument("--out", type=Path, default=AUTO_RESULTS, help="the file its rows are merged into")
     sub.add_parser("auto-report", help="print the Markdown table of the --precision auto rows")
     args = parser.parse_args(argv)
     if args.command == "auto":
