@@ -143,10 +143,17 @@ def _errors(module: ModuleOp, inputs: Samples, reference: Mapping[str, np.ndarra
 
 
 def _next_ops(module: ModuleOp, kept: set[str], fp16_max: float) -> list[str]:
-    """The ANE ops to keep next: the op where the most error enters (or, for an op on the CPU that
-    error still enters, its worst nearest ANE ancestor: producers first, through the CPU ops already
-    kept), with its overflow region."""
+    """The ANE ops to keep next: every op where error enters as an overflow (fp16 inf, float32
+    finite) when there are several, else the op where the most error enters (or, for an op on the
+    CPU that error still enters, its worst nearest ANE ancestor: producers first, through the CPU ops
+    already kept), with its overflow region."""
     entering = sorted((op for op in module.walk() if FP16_ENTERS_ATTR in op.attributes), key=_entered, reverse=True)
+    overflowing = [op for op in entering if _on_ane(op) and _entered(op) == np.inf]
+    if len(overflowing) > 1:  # each gives inf on the ANE whatever else moves: all of them in one step
+        moving = [string_attr(op, FP16_ENTERS_AT_ATTR) or name_of(op) for op in overflowing]
+        moving += [name_of(o) for op in overflowing for o in _overflow_region(op, fp16_max)[1:]]
+        if fresh := [name for name in dict.fromkeys(moving) if name not in kept]:
+            return fresh
     for op in entering:
         folded = string_attr(op, FP16_ENTERS_AT_ATTR)  # error entered at an op ane-fuse folded into this one
         if _on_ane(op) and folded is not None and folded not in kept:
