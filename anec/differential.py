@@ -102,15 +102,20 @@ class CheckReport:
         return out
 
 
-def sample_inputs(module: ModuleOp, seed: int = 0) -> Values:
-    """Seeded inputs for every model input: normal floats, small non-negative integers, booleans."""
+def sample_inputs(module: ModuleOp, seed: int = 0, ranges: Mapping[str, tuple[float, float]] | None = None) -> Values:
+    """Seeded inputs for every model input: uniform in its declared range (`--input-range`), else
+    normal floats, small non-negative integers, booleans."""
     rng = np.random.default_rng(seed)
     fn = entry_function(module)
     out: Values = {}
     for name, arg in zip(input_names(fn), fn.args):
         dtype = numpy_dtype(ane.element_type_of(arg))
         shape = ane.shape_of(arg)
-        if dtype.kind == "f":
+        if ranges and name in ranges:
+            lo, hi = ranges[name]
+            values = rng.uniform(lo, hi, shape)
+            out[name] = (values if dtype.kind == "f" else np.round(values)).astype(dtype)
+        elif dtype.kind == "f":
             out[name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
             out[name] = rng.integers(0, 2, shape).astype(dtype)
@@ -121,12 +126,14 @@ def sample_inputs(module: ModuleOp, seed: int = 0) -> Values:
 
 def check(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *, target: str = "m1",
           input_shapes: InputShapes | None = None, input_values: Mapping[str, Any] | None = None,
+          input_ranges: Mapping[str, tuple[float, float]] | None = None,
           pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> CheckReport:
-    """Run every stage of compiling `model` for `target` on `inputs` (seeded ones when None) and
-    compare each with its reference; stop at the first stage that disagrees and find its op."""
+    """Run every stage of compiling `model` for `target` on `inputs` (seeded ones when None, within
+    `input_ranges` where declared) and compare each with its reference; stop at the first stage that
+    disagrees and find its op. `input_ranges` reaches the fp16 range analysis as in `compile`."""
     report = CheckReport()
     module = import_model(model, input_shapes=input_shapes, input_values=input_values)
-    feeds = dict(inputs) if inputs is not None else sample_inputs(module)
+    feeds = dict(inputs) if inputs is not None else sample_inputs(module, ranges=input_ranges)
     previous = _outputs(module, feeds)
     with tempfile.TemporaryDirectory(prefix="anec-check-") as scratch:
         source = _reference_source(model, Path(scratch))
@@ -137,7 +144,8 @@ def check(model: Any, inputs: Mapping[str, np.ndarray] | None = None, *, target:
             if not stage.ok:
                 report.culprit = _import_culprit(module, source, feeds, Path(scratch)) if source.suffix == ".onnx" else None
                 return report
-    options = CompileOptions(target=get_target(target).arch, emit="descriptors", pass_options=pass_options or {})
+    options = CompileOptions(target=get_target(target).arch, emit="descriptors", input_ranges=input_ranges,
+                             pass_options=pass_options or {})
     ctx = make_context()
     fp16 = False
     for p in build_passes(options):

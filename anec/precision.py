@@ -31,10 +31,18 @@ from xdsl.ir import Operation, SSAValue
 
 from anec.agreement import Error, error
 from anec.dialects import ane
-from anec.dialects.discardable import FP16_ENTERS_ATTR, FP16_PEAK_ATTR, name_of
+from anec.dialects.discardable import (
+    FP16_ENTERS_AT_ATTR,
+    FP16_ENTERS_ATTR,
+    FP16_PEAK_ATTR,
+    FP16_WARNINGS_ATTR,
+    name_of,
+    notes,
+    string_attr,
+)
 from anec.interpreter import entry_function, interpret, output_names
 from anec.lowering.fp16_attribution import producers
-from anec.report import build_report
+from anec.report import ERROR_ENTERS, build_report
 from anec.targets import Target
 
 MAX_STEPS = 8
@@ -110,11 +118,12 @@ def choose_fp32_ops(trial: Trial, imported: ModuleOp, inputs: Samples, samples: 
             break
         if step == MAX_STEPS:
             why = f"{len(misses)} output(s) still miss it after {MAX_STEPS} compiles ({', '.join(misses)})"
+            if (amplifier := _amplifier(module)) is not None:
+                why += "; " + _stuck(amplifier)
             break
         candidates = _next_ops(module, set(moved), target.numerics.fp16_max.value)
         if not candidates:
-            why = ("no op left on the ANE where fp16 error enters (the attribution names none beyond those kept; "
-                   "an output may be sensitive to fp16 inputs or to rounding spread over many ops)")
+            why = _stuck(_amplifier(module))
             break
         moved += candidates
     assert first is not None
@@ -134,17 +143,59 @@ def _errors(module: ModuleOp, inputs: Samples, reference: Mapping[str, np.ndarra
 
 
 def _next_ops(module: ModuleOp, kept: set[str], fp16_max: float) -> list[str]:
-    """The ANE ops to keep next: the op where the most error enters (or the worst ANE producer of
-    an op on the CPU that error still enters), with its overflow region."""
+    """The ANE ops to keep next: every op where error enters as an overflow (fp16 inf, float32
+    finite) when there are several, else the op where the most error enters (or, for an op on the
+    CPU that error still enters, its worst nearest ANE ancestor: producers first, through the CPU ops
+    already kept), with its overflow region."""
     entering = sorted((op for op in module.walk() if FP16_ENTERS_ATTR in op.attributes), key=_entered, reverse=True)
+    overflowing = [op for op in entering if _on_ane(op) and _entered(op) == np.inf]
+    if len(overflowing) > 1:  # each gives inf on the ANE whatever else moves: all of them in one step
+        moving = [string_attr(op, FP16_ENTERS_AT_ATTR) or name_of(op) for op in overflowing]
+        moving += [name_of(o) for op in overflowing for o in _overflow_region(op, fp16_max)[1:]]
+        if fresh := [name for name in dict.fromkeys(moving) if name not in kept]:
+            return fresh
     for op in entering:
+        folded = string_attr(op, FP16_ENTERS_AT_ATTR)  # error entered at an op ane-fuse folded into this one
+        if _on_ane(op) and folded is not None and folded not in kept:
+            return [folded]
         if _on_ane(op) and name_of(op) not in kept:
             return [name_of(o) for o in _overflow_region(op, fp16_max) if name_of(o) not in kept]
-        if not _on_ane(op):
-            feeding = sorted((p for p in producers(op) if _on_ane(p) and name_of(p) not in kept), key=_entered, reverse=True)
-            if feeding:
-                return [name_of(o) for o in _overflow_region(feeding[0], fp16_max) if name_of(o) not in kept]
+        if not _on_ane(op) and (feeding := _nearest_ane_ancestors(op, kept)):
+            worst = max(feeding, key=_entered)
+            return [name_of(o) for o in _overflow_region(worst, fp16_max) if name_of(o) not in kept]
     return []
+
+
+def _nearest_ane_ancestors(op: Operation, kept: set[str]) -> list[Operation]:
+    """The ANE ops not yet kept that feed `op`, directly or through ops on the CPU (the nearest
+    layer of them: the producers when any is on the ANE, else their producers' …)."""
+    layer, seen = producers(op), {op}
+    while layer:
+        found = [p for p in layer if _on_ane(p) and name_of(p) not in kept]
+        if found:
+            return found
+        seen.update(layer)
+        layer = [q for p in layer if not _on_ane(p) for q in producers(p) if q not in seen]
+    return []
+
+
+def _amplifier(module: ModuleOp) -> Operation | None:
+    """The op where the most error still enters, when it already runs in float32 on the CPU."""
+    worst = max((op for op in module.walk() if FP16_ENTERS_ATTR in op.attributes), key=_entered, default=None)
+    return None if worst is None or _on_ane(worst) else worst
+
+
+def _stuck(worst: Operation | None) -> str:
+    """Why moving more does not help: the worst op where error still enters runs in float32 already
+    and amplifies the rounding its inputs carry, which every fp16 op upstream adds a little to."""
+    if worst is None:
+        return ("no op left on the ANE where fp16 error enters (the attribution names none beyond those kept): "
+                "the rounding is spread over many ops")
+    inputs = next((float(m["inputs"]) for w in notes(worst, FP16_WARNINGS_ATTR)
+                   if (m := ERROR_ENTERS.match(w)) is not None and m["inputs"] is not None), 0.0)
+    amplified = f", {_entered(worst) / inputs:.1f}× its inputs' rel L2 {inputs:.2g}" if inputs > 0 else ""
+    return (f"error still enters at {name_of(worst)}, in float32 on the CPU (rel L2 {_entered(worst):.2g}{amplified}): "
+            "it amplifies the fp16 rounding of its inputs, which comes from the whole network upstream, not from one op")
 
 
 def _overflow_region(op: Operation, fp16_max: float) -> list[Operation]:

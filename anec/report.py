@@ -49,7 +49,7 @@ from anec.weights import store_of
 
 Placement = Literal["ane", "host"]
 
-ERROR_ENTERS = re.compile(r"fp16 error enters here \((?P<kind>[^)]+)\): rel L2 (?P<error>\S+) against float32")
+ERROR_ENTERS = re.compile(r"fp16 error enters here \((?P<kind>[^)]+)\): rel L2 (?P<error>\S+) against float32(?:, its inputs (?P<inputs>[^\s,;()]+))?")
 """The note `anec.lowering.fp16_attribution` puts on an op where fp16 error enters (with samples)."""
 OUTPUT_DIFFERS = re.compile(r"output '(?P<output>.+)' differs from float32 on the sample inputs")
 """The note it puts on the op computing a model output that misses the agreement bar."""

@@ -4,10 +4,14 @@
     python benchmarks/wild.py run [--targets m1,m4] [--only NAME ...] [--timeout 300] [--mem-gb 8]
     python benchmarks/wild.py report                 # docs/wild.md from the results
     python benchmarks/wild.py reclassify             # verdicts again from stored errors (classify changed)
+    python benchmarks/wild.py auto [--targets m1,m4]  # --precision auto on every fp16 mismatch (issue 18)
+    python benchmarks/wild.py auto-report            # its table (docs/fp16.md)
 
 Each (model, chip) runs `tests.wild.evaluate` in its own process under a wall-clock timeout and an
 address-space limit, so a crash, a hang or a memory blow-up costs one row, not the campaign. Results
 are merged into benchmarks/wild-results.json after every row (a rerun of some models keeps the rest).
+`auto` runs `tests.wild.precision_auto` the same way on the fp16-mismatch rows, into
+benchmarks/wild-precision-auto.json.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 from tests.wild.classes import CLASSES, classify_record, failing  # noqa: E402
 from tests.wild.evaluate import STATUSES, classify  # noqa: E402
-from tests.wild.manifest import Entry, load  # noqa: E402
+from tests.wild.manifest import Entry, by_name, load  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "wild-results.json"
 DOC = ROOT / "docs" / "wild.md"
+AUTO_RESULTS = ROOT / "benchmarks" / "wild-precision-auto.json"
+"""`auto`: `--precision auto` on every fp16-mismatch row of RESULTS (`tests.wild.precision_auto`)."""
 
 
 def _limit_memory(gigabytes: float):
@@ -44,8 +50,10 @@ def _limit_memory(gigabytes: float):
     return apply
 
 
-def run_one(entry: Entry, target: str, timeout: float, mem_gb: float) -> dict[str, Any]:
-    """One row: the subprocess's record, or a timeout / crash record when it did not write one."""
+def run_one(entry: Entry, target: str, timeout: float, mem_gb: float,
+            evaluator: tuple[str, ...] = ("-m", "tests.wild.evaluate")) -> dict[str, Any]:
+    """One row: the subprocess's record, or a timeout / crash record when it did not write one.
+    `evaluator` is what runs: `python EVALUATOR NAME TARGET --json OUT` writes the record."""
     base = {"name": entry.name, "package": entry.package, "version": entry.version, "task": entry.task,
             "target": target, "path": entry.path}
     if not entry.cached():
@@ -54,7 +62,7 @@ def run_one(entry: Entry, target: str, timeout: float, mem_gb: float) -> dict[st
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "record.json"
-        cmd = [sys.executable, "-m", "tests.wild.evaluate", entry.name, target, "--json", str(out)]
+        cmd = [sys.executable, *evaluator, entry.name, target, "--json", str(out)]
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, preexec_fn=_limit_memory(mem_gb))
@@ -224,6 +232,65 @@ def report(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def auto_campaign(args: argparse.Namespace) -> int:
+    mismatches = [r for r in load_results(args.results) if r["status"] == "fp16-mismatch" and r["target"] in args.targets.split(",")
+                  and (not args.only or r["name"] in args.only)]
+    for m in mismatches:
+        row = run_one(by_name(m["name"]), m["target"], args.timeout, args.mem_gb, ("-m", "tests.wild.precision_auto"))
+        rows = {(r["name"], r["target"]): r for r in load_results(args.out)}  # read again: a run for another chip may have added rows
+        rows[(m["name"], m["target"])] = row
+        save_results(list(rows.values()), args.out)
+        print(f"{m['target']} {m['name']:24} " + (_auto_line(row) if "choice" in row else f"{row.get('status')}: {row.get('reason', '')}"),
+              flush=True)
+    return 0
+
+
+def _worst_error(errors: dict[str, dict[str, float]]) -> str:
+    e = max(errors.values(), key=lambda e: e["rel_l2"] if e["rel_l2"] == e["rel_l2"] else float("inf"))
+    return f"{e['cosine']:.4f} / {e['rel_l2']:.2e}"
+
+
+def _auto_line(row: dict[str, Any]) -> str:
+    c = row["choice"]
+    types = ", ".join(f"{k} ×{v}" for k, v in sorted(row["moved_types"].items())) or "–"
+    outcome = "within tolerance" if row["met_after"] else "NOT within tolerance"
+    why = _auto_why(row)
+    return (f"{_worst_error(row['before'])} → {_worst_error(row['after'])}: {outcome}; moved {len(c['moved'])} ({types}); "
+            f"{c['before']['latency_ms']:.3g} → {c['after']['latency_ms']:.3g} ms, segments {c['before']['segments']} → "
+            f"{c['after']['segments']}; {why}")
+
+
+def _auto_why(row: dict[str, Any]) -> str:
+    """Auto's reason; or, when it met the tolerance on the fp16 interpreter (what it measures) and the
+    simulator still misses, the interpreter's figures."""
+    c = row["choice"]
+    if c["why"]:
+        return _text(c["why"])
+    if not row["met_after"]:
+        return f"met on the fp16 interpreter (rel L2 {c['worst_before']:.2g} → {c['worst_after']:.2g}); the simulator misses"
+    return "–"
+
+
+def auto_report(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | chip | sim vs onnxruntime before (worst cosine / rel L2) | after | within tolerance | ops moved "
+             "| predicted latency (ms) | segments | CPU ops | compile s (auto) | why not |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "choice" not in r:
+            lines.append(f"| {r['name']} | {r['target']} | – | – | {r.get('status')} | – | – | – | – | – | {r.get('reason', '')} |")
+            continue
+        c = r["choice"]
+        types = ", ".join(f"{k} ×{v}" for k, v in sorted(r["moved_types"].items())) or "none"
+        lines.append(f"| {r['name']} | {r['target']} | {_worst_error(r['before'])} | {_worst_error(r['after'])} | "
+                     f"{'yes' if r['met_after'] else 'no'} | {len(c['moved'])}: {types} | "
+                     f"{c['before']['latency_ms']:.3g} → {c['after']['latency_ms']:.3g} | {c['before']['segments']} → "
+                     f"{c['after']['segments']} | {c['before']['cpu_ops']} → {c['after']['cpu_ops']} | "
+                     f"{r['compile_seconds']} ({r['auto_compile_seconds']}) | {_auto_why(r)} |")
+    met = sum(1 for r in rows if r.get("met_after"))
+    lines.append("")
+    lines.append(f"{met} of {len(rows)} within tolerance after `--precision auto`.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,7 +306,20 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="write docs/wild.md from the results")
     rep.add_argument("--results", type=Path, default=RESULTS)
     rep.add_argument("-o", "--output", type=Path, default=DOC)
+    auto = sub.add_parser("auto", help="--precision auto on every fp16-mismatch row of the results (to " + AUTO_RESULTS.name + ")")
+    auto.add_argument("--targets", default="m1")
+    auto.add_argument("--only", nargs="*", help="manifest names (default: every fp16 mismatch)")
+    auto.add_argument("--timeout", type=float, default=900.0, help="seconds per model and chip")
+    auto.add_argument("--mem-gb", type=float, default=8.0, help="address-space limit per model process")
+    auto.add_argument("--results", type=Path, default=RESULTS)
+    auto.add_argument("--out", type=Path, default=AUTO_RESULTS, help="the file its rows are merged into")
+    sub.add_parser("auto-report", help="print the Markdown table of the --precision auto rows")
     args = parser.parse_args(argv)
+    if args.command == "auto":
+        return auto_campaign(args)
+    if args.command == "auto-report":
+        print(auto_report(load_results(AUTO_RESULTS)))
+        return 0
     if args.command == "run":
         return campaign(args)
     if args.command == "reclassify":

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
-from xdsl.dialects.builtin import ArrayAttr, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, StringAttr
 from xdsl.ir import Operation
 
 NAME_ATTR = "ane.name"
@@ -32,6 +32,10 @@ FP16_PEAK_ATTR = "ane.fp16_peak"
 FP16_ENTERS_ATTR = "ane.fp16_enters"
 """On each op where the calibrated error attribution found fp16 error entering: its output's
 relative L2 error against float32 (what `--precision auto` ranks ops by)."""
+FP16_ENTERS_AT_ATTR = "ane.fp16_enters_at"
+"""On an op another was folded into after the attribution (`ane-fuse`: a scale into a MAC's
+weights): the `ane.name` of the folded op where fp16 error entered, which `--precision auto` keeps
+in float32 (that keeps it out of the fold)."""
 
 COMPRESSION_ATTR = "ane.compression"
 """On a MAC op whose weight `ane-compress` compressed: the form and the weight's relative error."""
@@ -94,6 +98,17 @@ def append_note(op: Operation, key: str, note: str) -> None:
     old = notes(op, key)
     if note not in old:
         op.attributes[key] = ArrayAttr([StringAttr(n) for n in [*old, note]])
+
+
+def fold_fp16_findings(source: Operation, target: Operation) -> None:
+    """`source` is being folded into `target`: its fp16 warnings, and where fp16 error enters, move
+    with it, so the report and `--precision auto` still see them once `source` is gone."""
+    for note in notes(source, FP16_WARNINGS_ATTR):
+        append_note(target, FP16_WARNINGS_ATTR, f"{note} (in {name_of(source)}, folded into this op)")
+    entered, kept = source.attributes.get(FP16_ENTERS_ATTR), target.attributes.get(FP16_ENTERS_ATTR)
+    if isinstance(entered, FloatAttr) and not (isinstance(kept, FloatAttr) and kept.value.data >= entered.value.data):
+        target.attributes[FP16_ENTERS_ATTR] = entered
+        target.attributes[FP16_ENTERS_AT_ATTR] = StringAttr(string_attr(source, FP16_ENTERS_AT_ATTR) or name_of(source))
 
 
 def tiled_name(origin: str, index: int) -> str:

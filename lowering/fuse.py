@@ -8,7 +8,9 @@ scale goes into the constant weights, the shift into the bias operand, the activ
 its producer, the order the hardware needs to chain them through L2 without a trip to DRAM.
 
 Nothing crosses a segment edge: a segment's body is a separate block, and every rule looks only at
-a producer and its consumer in the same block.
+a producer and its consumer in the same block. A folded op's fp16 findings (warnings, and where the
+calibrated attribution found fp16 error entering) move to the op it is folded into, so the report
+still names them and `--precision auto` keeps the folded op itself in float32.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from anec.agreement import FP16_MIN_NORMAL
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
-from anec.dialects.discardable import FP16_FIXES_ATTR, append_note, name_of
+from anec.dialects.discardable import FP16_FIXES_ATTR, append_note, fold_fp16_findings, name_of
 from anec.lowering.rewriting import ane_blocks, constant_of, prune_weights, single_user
 from anec.targets import get_target
 
@@ -113,6 +115,7 @@ class FoldBias(RewritePattern):
         bias = bias + (shift if isinstance(op, ane.AddOp) else -shift)
         build = RewriteBuilder(mac, rewriter)
         new = rebuild(mac, build, _weight_of(mac), build.constant(bias, mac.result, "bias"))
+        fold_fp16_findings(op, new)
         rewriter.replace(op, [], [new.result])
         rewriter.erase(mac)
 
@@ -178,6 +181,7 @@ class FoldScale(RewritePattern):
         build = RewriteBuilder(mac, rewriter)
         new_bias = build.constant(bias * scale, mac.result, "bias") if mac.bias is not None else None
         new = rebuild(mac, build, build.constant(weight, weight_type, "weight"), new_bias)
+        fold_fp16_findings(op, new)
         rewriter.replace(op, [], [new.result])
         rewriter.erase(mac)
 
@@ -194,6 +198,7 @@ class FoldActivation(RewritePattern):
         if mac is None:
             return
         mac.set_activation(key, op.param_values())
+        fold_fp16_findings(op, mac)
         rewriter.notify_op_modified(mac)
         rewriter.replace(op, [], [mac.result])
 

@@ -68,3 +68,23 @@ def rms_inputs() -> np.ndarray:
     x = (100 * np.random.default_rng(RNG_SEED).standard_normal((1, 8, 64))).astype(np.float32)
     x[..., 0] = 300.0
     return x
+
+
+def scale_folded_into_matmul() -> onnx.ModelProto:
+    """y = (x @ W) · 5e4 per column, then a second matmul: the scale overflows fp16, and ane-fuse folds
+    it into the first matmul's weights after the attribution has named it."""
+    rng = np.random.default_rng(RNG_SEED)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="project"),
+             helper.make_node("Mul", ["h", "k"], ["big"], name="amplify"),
+             helper.make_node("MatMul", ["big", "v"], ["y"], name="mix")]
+    inits = {"w": (rng.standard_normal((256, 32)) / 16).astype(np.float32), "k": np.full(32, 5e4, np.float32),
+             "v": (rng.standard_normal((32, 16)) / 6).astype(np.float32)}
+    return _model(nodes, [1, 8, 256], ["y"], inits)
+
+
+def amplified_upstream_rounding() -> onnx.ModelProto:
+    """y = relu(x · 1.37) · 0.73 − x = 1e-4 · x for x ≥ 0: the subtraction cancels all but 1e-4 of its
+    operands, so the fp16 rounding of x · 1.37 (two ops up, ~5e-4) comes out larger than y itself."""
+    nodes = [helper.make_node("Mul", ["x", "up"], ["a0"], name="up"), helper.make_node("Relu", ["a0"], ["a"], name="relu"),
+             helper.make_node("Mul", ["a", "down"], ["b"], name="down"), helper.make_node("Sub", ["b", "x"], ["y"], name="difference")]
+    return _model(nodes, [1, 8, 256], ["y"], {"up": np.float32(1.37), "down": np.float32(0.73)})

@@ -64,3 +64,30 @@ def test_the_command_exits_3_on_a_disagreement(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setitem(functional.EXECUTORS, Kind.SOFTMAX, lambda m, task, x, y: softmax(m, task, x, y) * 2)
     assert main(["check", TINY]) == 3
     assert "first disagreement: hardware, at" in capsys.readouterr().out
+
+
+def _square_model(path: Path) -> str:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y"], name="square")], "square", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_the_command_draws_inputs_from_a_declared_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """x·x is exact in fp16 for normal inputs; for x in [200, 300] it passes 65504 at the ane-fp16 stage."""
+    model = _square_model(tmp_path / "square.onnx")
+    assert main(["check", model]) == 0
+    assert main(["check", model, "--input-range", "x=-2,2"]) == 0
+    capsys.readouterr()
+    assert main(["check", model, "--input-range", "x=200,300"]) == 3
+    assert "first disagreement: ane-fp16" in capsys.readouterr().out
+
+
+def test_the_command_refuses_a_range_for_no_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _square_model(tmp_path / "square.onnx")
+    assert main(["check", model, "--input-range", "y=0,1"]) == 2
+    assert "no input of" in capsys.readouterr().err

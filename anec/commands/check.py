@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from anec.commands.compile import parse_freeze, parse_input_shape
+from anec.commands.compile import parse_freeze, parse_input_range, parse_input_shape
 from anec.commands.run import read_inputs
 
 DISAGREES = 3
@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--target", default="m1", help="chip (m1 … m5-max); default m1")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,…", help="fix a dynamic input's shape (repeatable)")
     p.add_argument("--freeze", action="append", default=[], metavar="NAME=VALUE", help="fix an input to a value (repeatable)")
+    p.add_argument("--input-range", action="append", default=[], metavar="NAME=LO,HI",
+                   help="the values an input takes: seeded inputs are drawn from it, and the fp16 range analysis uses it as "
+                   "`anec compile --input-range` does (repeatable)")
     p.set_defaults(run=run)
 
 
@@ -33,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = check(args.model, read_inputs(args.input) or None, target=args.target,
                    input_shapes=dict(parse_input_shape(s) for s in args.input_shape) or None,
-                   input_values=dict(parse_freeze(s) for s in args.freeze) or None)
+                   input_values=dict(parse_freeze(s) for s in args.freeze) or None,
+                   input_ranges=dict(parse_input_range(s) for s in args.input_range) or None)
     for line in report.lines():
         print(line)
     return 0 if report.ok else DISAGREES

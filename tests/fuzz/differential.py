@@ -23,6 +23,9 @@ from multiprocessing.connection import Connection, wait
 import numpy as np
 
 OUTCOMES = ("ok", "refused", "crash", "sim-mismatch", "ref-mismatch", "timeout")
+CALIBRATED_OUTCOMES = ("ok", "flagged", "missed", "refused", "crash", "timeout")
+"""`check_calibrated`: within tolerance of float32; outside it and anec named the op where the error
+enters; outside it and anec did not (a silent wrong answer: the bug this mode hunts)."""
 SIM_RTOL = 1e-2
 SIM_ATOL_SCALE = 1e-2
 """Simulator vs interpreter: tiles sum partial products in fp16 and the simulator's activations are
@@ -141,6 +144,60 @@ def check(seed: int, target: str | None = None) -> Result:
     return result("ok")
 
 
+def check_calibrated(seed: int, target: str | None = None) -> Result:
+    """The hazard graph of `seed` (`random_graph(seed, hazards=True)`) compiled calibrated on its own
+    inputs (`example_inputs`): its fp16 outputs (the interpreter on the compiled IR) against the
+    float32 run of the imported IR, with the agreement bar. Outside it, the outcome says whether the
+    report names an op where fp16 error enters (`Report.fp16_error_sources`)."""
+    from anec.agreement import FP16_NOISE, error
+    from anec.errors import AnecError
+    from anec.importers import import_model
+    from anec.interpreter import entry_function, interpret, output_names
+    from anec.pipeline import compile
+    from anec.runtime import run_interpreted
+    from tests.fuzz.generator import describe, random_graph
+
+    start = time.perf_counter()
+    target = target or target_of(seed)
+    model, inputs = random_graph(seed, hazards=True)
+    graph = describe(model)
+
+    def result(outcome: str, detail: str = "") -> Result:
+        return Result(seed, target, outcome, detail, graph, time.perf_counter() - start)
+
+    stage = "import"
+    try:
+        def progress(name: str) -> None:
+            nonlocal stage
+            stage = name
+
+        imported = import_model(model)
+        stage = "float32"
+        want = dict(zip(output_names(entry_function(imported)), interpret(imported, inputs, segments="f32")))
+        compiled = compile(model, target=target, emit="ir", example_inputs=inputs, progress=progress)
+        stage = "interpret"
+        with np.errstate(over="ignore", invalid="ignore"):
+            got = run_interpreted(compiled.ir, inputs)
+    except AnecError as e:
+        return result("refused", f"{stage}: {str(e).splitlines()[0][:300]}")
+    except Exception as e:
+        first = (str(e).splitlines() or [""])[0][:300]
+        return result("crash", f"{type(e).__name__} in {_where(e, stage)}: {first}")
+    misses = {}
+    for name, value in want.items():
+        e = error(np.asarray(got[name], np.float64), np.asarray(value, np.float64))
+        if not e.ok_within(FP16_NOISE):
+            misses[name] = e
+    if not misses:
+        return result("ok")
+    worst = ", ".join(f"{n}: cosine {e.cosine:.4f}, rel L2 {e.rel_l2:.2g}" for n, e in misses.items())
+    sources = compiled.report.fp16_error_sources
+    if sources:
+        return result("flagged", f"{worst}; enters at " + ", ".join(f"{op} ({kind}, {err:.2g})" for op, kind, err in sources[:3]))
+    warned = "; warnings: " + " | ".join(w[:100] for w in compiled.report.fp16_warnings[:3]) if compiled.report.fp16_warnings else ""
+    return result("missed", worst + warned)
+
+
 NOISE_FACTOR = 4.0
 """How many times the interpreter's own rounding noise a difference may reach before it is a bug."""
 
@@ -174,7 +231,7 @@ MEMORY_LIMIT = 6 << 30
 """Address-space cap of a worker: an allocation past it is a MemoryError (a crash), not a stalled host."""
 
 
-def _worker(conn: Connection) -> None:
+def _worker(conn: Connection, calibrated: bool) -> None:
     os.environ.setdefault("ANEC_SIM_THREADS", "1")
     try:
         import resource
@@ -187,16 +244,16 @@ def _worker(conn: Connection) -> None:
         if seed is None:
             return
         try:
-            res = check(seed)
+            res = (check_calibrated if calibrated else check)(seed)
         except BaseException as e:
             res = Result(seed, target_of(seed), "crash", f"{type(e).__name__} in harness: {str(e)[:200]}")
         conn.send(res)
 
 
 class _Slot:
-    def __init__(self, ctx: multiprocessing.context.BaseContext):
+    def __init__(self, ctx: multiprocessing.context.BaseContext, calibrated: bool):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)  # type: ignore[attr-defined]
+        self.proc = ctx.Process(target=_worker, args=(child, calibrated), daemon=True)  # type: ignore[attr-defined]
         self.proc.start()
         child.close()
         self.seed: int | None = None
@@ -209,13 +266,14 @@ class _Slot:
 
 
 def campaign(seeds: Iterable[int], jobs: int = 1, timeout: float = 120.0,
-             on_result: Callable[[Result], None] | None = None) -> Iterator[Result]:
-    """Check every seed in `jobs` worker processes; a graph running past `timeout` seconds is a timeout
-    (its worker is replaced), a worker that dies is a crash."""
+             on_result: Callable[[Result], None] | None = None, calibrated: bool = False) -> Iterator[Result]:
+    """Check every seed in `jobs` worker processes (`check`, or `check_calibrated` when `calibrated`);
+    a graph running past `timeout` seconds is a timeout (its worker is replaced), a worker that dies
+    is a crash."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     ctx = multiprocessing.get_context("spawn")
     pending = list(seeds)[::-1]
-    slots = [_Slot(ctx) for _ in range(max(1, min(jobs, len(pending))))]
+    slots = [_Slot(ctx, calibrated) for _ in range(max(1, min(jobs, len(pending))))]
     try:
         while pending or any(s.seed is not None for s in slots):
             for s in slots:
@@ -243,7 +301,7 @@ def campaign(seeds: Iterable[int], jobs: int = 1, timeout: float = 120.0,
                     continue
                 if res.outcome in ("timeout",) or not s.proc.is_alive() or "worker died" in res.detail:
                     s.stop()
-                    slots[i] = _Slot(ctx)
+                    slots[i] = _Slot(ctx, calibrated)
                 else:
                     s.seed = None
                 slots[i].seed = None
@@ -259,7 +317,7 @@ def campaign(seeds: Iterable[int], jobs: int = 1, timeout: float = 120.0,
                 s.proc.kill()
 
 
-def counts(results: Iterable[Result]) -> Counter[str]:
-    tally: Counter[str] = Counter({o: 0 for o in OUTCOMES})
+def counts(results: Iterable[Result], outcomes: tuple[str, ...] = OUTCOMES) -> Counter[str]:
+    tally: Counter[str] = Counter({o: 0 for o in outcomes})
     tally.update(r.outcome for r in results)
     return tally

@@ -6,7 +6,9 @@ channels, odd sizes, big kernels, strides past 2). Every tensor is capped at `MA
 campaign never allocates absurd memory itself, and every intermediate value of a graph is checked
 with onnxruntime to stay well inside fp16's range, above and below (a graph that overflows, or that
 computes mostly with subnormal numbers, is regenerated), so a difference between anec's paths is a
-bug, not an overflow or underflow the graph asked for.
+bug, not an overflow or underflow the graph asked for. `random_graph(seed, hazards=True)` instead adds
+fp16's classic hazards and keeps only float32-finite graphs: the calibrated campaign (issue 18)
+checks that anec names where the error enters whenever fp16 misses float32.
 """
 
 from __future__ import annotations
@@ -427,6 +429,59 @@ def gen_exp_like(g: Graph, x: str) -> str | None:
     return g.node(op, [safe], shape) if safe else None
 
 
+def _scaled(g: Graph, x: str, lo: float, hi: float) -> str | None:
+    return g.node("Mul", [x, g.const(np.float32(g.rng.uniform(lo, hi)))], g.shapes[x])
+
+
+def _untyped(g: Graph, op: str, inputs: list[str], shape: tuple[int, ...], **attrs) -> str | None:
+    """A node whose result is not float32 (bool, int): kept out of `g.shapes`, so no later generator
+    reads it or makes it a graph output; the caller casts it back."""
+    out = g.node(op, inputs, shape, **attrs)
+    if out is not None:
+        del g.shapes[out]
+    return out
+
+
+def gen_hazard(g: Graph, x: str) -> str | None:
+    """One of fp16's classic hazards (`random_graph(seed, hazards=True)`): rounding before a
+    discontinuity (Floor, Ceil, Round, a comparison, a cast to an integer, ArgMax), Tan near its pole,
+    cancellation, a value past 65504, a sum that overflows, values that underflow to zero."""
+    shape = g.shapes[x]
+    rng = g.rng
+    kind = str(_pick(rng, ["round", "compare", "cast", "argmax", "tan", "cancel", "overflow", "sum", "underflow"]))
+    f32 = TensorProto.FLOAT
+    if kind == "round":
+        y = _scaled(g, x, 3.0, 50.0)
+        return g.node(str(_pick(rng, ["Floor", "Ceil", "Round"])), [y], shape) if y else None
+    if kind == "compare":
+        c = g.const(np.float32(rng.uniform(-0.5, 0.5)))
+        flag = _untyped(g, str(_pick(rng, ["Greater", "Less", "GreaterOrEqual", "LessOrEqual"])), [x, c], shape)
+        return g.node("Cast", [flag], shape, to=f32) if flag else None
+    if kind == "cast":
+        y = _scaled(g, x, 3.0, 50.0)
+        i = _untyped(g, "Cast", [y], shape, to=TensorProto.INT32) if y else None
+        return g.node("Cast", [i], shape, to=f32) if i else None
+    if kind == "argmax":
+        axis = int(rng.integers(0, len(shape)))
+        i = _untyped(g, "ArgMax", [x], tuple(1 if a == axis else d for a, d in enumerate(shape)), axis=axis, keepdims=1)
+        return g.node("Cast", [i], tuple(1 if a == axis else d for a, d in enumerate(shape)), to=f32) if i else None
+    if kind == "tan":
+        y = _scaled(g, x, 1.0, 1.6)
+        return g.node("Tan", [y], shape) if y else None
+    if kind == "cancel":
+        big = float(rng.uniform(300, 3000))
+        y = g.node("Add", [x, g.const(np.float32(big))], shape)
+        return g.node("Sub", [y, g.const(np.float32(big))], shape) if y else None
+    if kind == "overflow":
+        return _scaled(g, x, 3e4, 2e5)
+    if kind == "sum":
+        axis = int(np.argmax(shape))
+        y = _scaled(g, x, 100.0, 3000.0)
+        return g.node("ReduceSum", [y, g.ints([axis])], tuple(1 if a == axis else d for a, d in enumerate(shape)), keepdims=1) if y else None
+    y = _scaled(g, x, 1e-8, 1e-6)  # underflow
+    return g.node("Mul", [y, g.const(np.float32(1e6))], shape) if y else None
+
+
 OPS: dict[str, tuple[float, Gen]] = {
     "conv": (4.0, gen_conv),
     "conv_transpose": (1.0, gen_conv_transpose),
@@ -450,6 +505,8 @@ OPS: dict[str, tuple[float, Gen]] = {
     "exp_like": (1.0, gen_exp_like),
 }
 """Op family -> (relative weight, generator)."""
+HAZARDS: dict[str, tuple[float, Gen]] = {"hazard": (2.0, gen_hazard)}
+"""The families `random_graph(seed, hazards=True)` adds."""
 
 
 def _input_shape(rng: np.random.Generator) -> tuple[int, ...]:
@@ -471,7 +528,7 @@ def _input_shape(rng: np.random.Generator) -> tuple[int, ...]:
     return shape
 
 
-def _build(rng: np.random.Generator) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+def _build(rng: np.random.Generator, hazards: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     g = Graph(rng)
     first = g.name("x")
     g.shapes[first] = _input_shape(rng)
@@ -480,13 +537,14 @@ def _build(rng: np.random.Generator) -> tuple[onnx.ModelProto, dict[str, np.ndar
         second = g.name("x")
         g.shapes[second] = g.shapes[first]
         g.inputs.append(second)
-    names = list(OPS)
-    weights = np.asarray([OPS[n][0] for n in names])
+    families = {**OPS, **HAZARDS} if hazards else OPS
+    names = list(families)
+    weights = np.asarray([families[n][0] for n in names])
     current = first
     for _ in range(int(rng.integers(1, MAX_NODES + 1))):
         for _attempt in range(8):
             family = names[int(rng.choice(len(names), p=weights / weights.sum()))]
-            y = OPS[family][1](g, current)
+            y = families[family][1](g, current)
             if y is not None:
                 current = y
                 break
@@ -512,26 +570,36 @@ def _build(rng: np.random.Generator) -> tuple[onnx.ModelProto, dict[str, np.ndar
     return model, inputs
 
 
-def _all_values_bounded(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> bool:
-    """Whether every intermediate value onnxruntime computes is finite, within `MAX_ABS`, and at most
-    `MAX_SUBNORMAL` of each tensor is subnormal in fp16."""
+def _all_values(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Every intermediate value onnxruntime computes (optimisations off), of every type."""
     import onnxruntime
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    probe = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in probe.graph.value_info}
     known = {o.name for o in probe.graph.output}
     for node in probe.graph.node:
         for out in node.output:
             if out and out not in known:
-                probe.graph.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+                probe.graph.output.append(helper.make_tensor_value_info(out, types.get(out, TensorProto.FLOAT), None))
                 known.add(out)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = onnxruntime.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, inputs)
+
+
+def _all_values_bounded(values: list[np.ndarray]) -> bool:
+    """Whether every value is finite, within `MAX_ABS`, and at most `MAX_SUBNORMAL` of each tensor is
+    subnormal in fp16."""
     return all(np.isfinite(v).all() and np.abs(v).max(initial=0) <= MAX_ABS and _subnormal_share(v) <= MAX_SUBNORMAL
-               for v in session.run(None, inputs))
+               for v in values)
+
+
+def _all_values_finite(values: list[np.ndarray]) -> bool:
+    """Whether every float value is finite in float32 (a hazard graph's reference must be usable)."""
+    return all(np.isfinite(v).all() for v in values if v.dtype.kind == "f")
 
 
 def _subnormal_share(v: np.ndarray) -> float:
@@ -539,13 +607,15 @@ def _subnormal_share(v: np.ndarray) -> float:
     return float(np.count_nonzero((magnitude > 0) & (magnitude < FP16_TINY))) / max(v.size, 1)
 
 
-def random_graph(seed: int) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """A valid ONNX model and seeded inputs for `seed` (the same seed always gives the same graph)."""
+def random_graph(seed: int, hazards: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A valid ONNX model and seeded inputs for `seed` (the same seed always gives the same graph).
+    With `hazards`, the graph may also hold fp16 hazards (`gen_hazard`) and its values need only be
+    finite in float32: the graphs of the calibrated campaign, where fp16 error is what is measured."""
     for attempt in range(20):
         rng = np.random.default_rng([seed, attempt])
-        model, inputs = _build(rng)
+        model, inputs = _build(rng, hazards)
         onnx.checker.check_model(model, full_check=True)
-        if _all_values_bounded(model, inputs):
+        if (_all_values_finite if hazards else _all_values_bounded)(_all_values(model, inputs)):
             return model, inputs
     raise RuntimeError(f"seed {seed}: no graph with bounded values in 20 attempts")
 
