@@ -15,9 +15,10 @@ at 2^15. This pass
 3. with sample inputs (`example_inputs`, or `calibrate` for seeded random ones) runs the graph in
    float32 and flags tensors above 65504 and conv/matmul outputs above 2^15, by op name;
 4. applies the safe fixes (scale integer sums before they are summed, `anec.lowering.integer_sums`;
-   raise the epsilon, subtract the maximum, make masks finite at -1e4; with samples, compute a sum or mean that overflows scaled down by a power of two and scale it back
-   where it fits again, see `rescale_sums`) and records each as `ane.fp16_fixes` on the op
-   concerned; the rest become `ane.fp16_warnings`;
+   raise the epsilon, subtract the maximum, make masks finite at -1e4; with samples, compute a sum
+   or mean that overflows scaled down by a power of two and scale it back where it fits again, see
+   `rescale_sums`) and records each as `ane.fp16_fixes` on the op concerned; the rest become
+   `ane.fp16_warnings`;
 5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges, and spells
    `ane.round` (which the ANE has no neuron for) in fp16 adds that round half to even, `ane.floor`
    and `ane.ceil` as that rounding and a one-step correction.
