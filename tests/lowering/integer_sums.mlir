@@ -15,7 +15,8 @@
 // LEGAL-NOT:     ane.cast
 
 // One segment holds it all (no integer tensor is left to split it); ane-fp16 moves the scale in front
-// of the sums, which fp16 could not hold, and spells the floor as a rounding and a one-step correction.
+// of the sums, which fp16 could not hold (the conv, now of dequantized values, takes a derived name), and
+// spells the floor as a rounding and a one-step correction.
 // CHECK-LABEL: func.func @sums_then_scale
 // CHECK:         ane.segment(%x, %b, %s)
 // CHECK-NEXT:    ^{{.*}}(%[[X:.*]]: tensor<1x4x8x8xf32>, %{{.*}}: tensor<1x1x1x4xf32>, %[[S:.*]]: tensor<1x1x1x1xf32>):
@@ -26,7 +27,7 @@
 // CHECK:           %[[STEP:.*]] = ane.sub %[[ROUND]], %{{.*}} {ane.name = "bias_floor#step"}
 // CHECK-NEXT:      ane.select %[[PAST]], %[[STEP]], %[[ROUND]] {ane.name = "bias_floor"}
 // CHECK:           %[[SCALED:.*]] = ane.mul %[[XH]], %[[SH]] {ane.name = "scale#scale_input"} : (tensor<1x4x8x8xf16>, tensor<1x1x1x1xf16>) -> tensor<1x4x8x8xf16>
-// CHECK:           %[[MAC:.*]] = ane.conv %[[SCALED]], %{{.*}} {ane.name = "conv", ane.fp16_fixes = ["the scale after these integer sums moved in front of them {{.*}}"]
+// CHECK:           %[[MAC:.*]] = ane.conv %[[SCALED]], %{{.*}} {ane.name = "conv#dequantized", ane.fp16_fixes = ["the scale after these integer sums moved in front of them {{.*}}"]
 // CHECK:           %[[SHIFT:.*]] = ane.mul %{{.*}}, %[[SH]] {ane.name = "scale#shift"}
 // CHECK-NEXT:      ane.add %[[MAC]], %[[SHIFT]] {ane.name = "scale#sum"}
 // CHECK-NOT:     ane.segment
