@@ -83,6 +83,8 @@ _UNARY_MATH: dict[str, Callable[..., np.ndarray]] = {  # the neuron functions, b
     "cos": np.cos,
     "sign": np.sign,
     "round": np.rint,  # ties to even, as ONNX's Round and QuantizeLinear
+    "floor": np.floor,
+    "ceil": np.ceil,
     "leaky_relu": lambda x, alpha: np.where(x >= 0, x, alpha * x),
     "elu": lambda x, alpha: np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1.0)),
     "clamp": lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),

@@ -409,6 +409,22 @@ class RoundOp(UnaryOp):
 
 
 @irdl_op_definition
+class FloorOp(UnaryOp):
+    """The largest integer not above x (ONNX `Floor`: quantize_dynamic's bias, `floor(b / s)`). No neuron
+    either: ane-fp16 spells it `round(x) - (round(x) > x)` (`anec.lowering.fp16.expand_floor`), exact in
+    fp16 as its rounding is."""
+
+    name = "ane.floor"
+
+
+@irdl_op_definition
+class CeilOp(UnaryOp):
+    """The smallest integer not below x (ONNX `Ceil`); ane-fp16 spells it `round(x) + (round(x) < x)`."""
+
+    name = "ane.ceil"
+
+
+@irdl_op_definition
 class LeakyReluOp(UnaryOp):
     name = "ane.leaky_relu"
     PARAMS: ClassVar[tuple[str, ...]] = ("alpha",)
@@ -1609,7 +1625,7 @@ ANE = Dialect(
     [
         ConstOp,
         *UNARY_OPS.values(),
-        RoundOp, SoftmaxOp,
+        RoundOp, FloorOp, CeilOp, SoftmaxOp,
         AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp,
         EqualOp, NotEqualOp, GreaterOp, GreaterEqualOp, LessOp, LessEqualOp, SelectOp,
         ConvOp, ConvTransposeOp, MatmulOp, SdpaOp,

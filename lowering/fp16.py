@@ -14,12 +14,14 @@ at 2^15. This pass
    or *possible* (the bound passes the limit by at most 4×; looser bounds are not reported);
 3. with sample inputs (`example_inputs`, or `calibrate` for seeded random ones) runs the graph in
    float32 and flags tensors above 65504 and conv/matmul outputs above 2^15, by op name;
-4. applies the safe fixes (raise the epsilon, subtract the maximum, make masks finite at -1e4; with
-   samples, compute a sum or mean that overflows scaled down by a power of two and scale it back
-   where it fits again, see `rescale_sums`) and records each as `ane.fp16_fixes` on the op
-   concerned; the rest become `ane.fp16_warnings`;
+4. applies the safe fixes (scale integer sums before they are summed, `anec.lowering.integer_sums`;
+   raise the epsilon, subtract the maximum, make masks finite at -1e4; with samples, compute a sum
+   or mean that overflows scaled down by a power of two and scale it back where it fits again, see
+   `rescale_sums`) and records each as `ane.fp16_fixes` on the op concerned; the rest become
+   `ane.fp16_warnings`;
 5. converts every `ane.segment` to f16, with `ane.cast` only at the segment's edges, and spells
-   `ane.round` (which the ANE has no neuron for) in fp16 adds that round half to even.
+   `ane.round` (which the ANE has no neuron for) in fp16 adds that round half to even, `ane.floor`
+   and `ane.ceil` as that rounding and a one-step correction.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import Float32Type, FloatAttr, ModuleOp, f16, f32, f64
 from xdsl.ir import Block, Operation, SSAValue, Use
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriteWalker
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.transforms.dead_code_elimination import dce
 
@@ -51,6 +54,7 @@ from anec.errors import AnecError
 from anec.interpreter import entry_function, input_names, interpret
 from anec.lowering.fp16_attribution import Reference, attribute
 from anec.lowering.fp16_ranges import flag_ranges
+from anec.lowering.integer_sums import ScaleIntoMac
 from anec.lowering.rewriting import (
     ane_blocks,
     constant_of,
@@ -83,6 +87,16 @@ def warn(op: Operation, note: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Static lint and safe fixes
 # ------------------------------------------------------------------------------------------------
+
+
+def scale_integer_sums(block: Block) -> None:
+    """Integer sums scaled before they are summed (`anec.lowering.integer_sums`): fp16 cannot hold the
+    sums. Here, not in ane-legalize: the re-association changes float32 results by rounding, which a
+    model that requantizes layer after layer (ddddocr's 21 `DynamicQuantizeLinear`s) amplifies; only
+    what runs in fp16 takes it."""
+    region = block.parent
+    assert region is not None, "an ANE block belongs to a segment or a function"
+    PatternRewriteWalker(ScaleIntoMac()).rewrite_region(region)
 
 
 def raise_epsilons(block: Block) -> None:
@@ -450,6 +464,8 @@ def to_f16(segment: ane.SegmentOp, converted: dict[str, str]) -> None:
             terminator.operands = [*terminator.operands[:i], cast.result, *terminator.operands[i + 1:]]
     _drop_identity_casts(block)
     for op in list(block.ops):
+        if isinstance(op, ane.FloorOp | ane.CeilOp):
+            op = expand_floor(op)
         if isinstance(op, ane.RoundOp):
             expand_round(op)
 
@@ -483,6 +499,21 @@ def expand_round(op: ane.RoundOp) -> None:
     rounded = build.add(ane.SubOp(shifted, build.scalar(INTEGERS_FROM, x)), "rounded")
     whole = build.add(ane.AddOp(rounded, build.add(ane.SubOp(magnitude, low), "high")), "magnitude")
     build.replace(ane.MulOp(whole, build.add(ane.SignOp(x), "sign")))
+
+
+def expand_floor(op: ane.FloorOp | ane.CeilOp) -> ane.RoundOp:
+    """`ane.floor` as `round(x) - (round(x) > x)`, `ane.ceil` as `round(x) + (round(x) < x)`: the
+    nearest integer is one step from the answer at most, and the step is exact; returns the round,
+    for `expand_round` to spell in fp16 adds."""
+    build = RewriteBuilder(op)
+    x = op.input
+    rounded = ane.RoundOp(x)
+    r = build.add(rounded, "round")
+    floor = isinstance(op, ane.FloorOp)
+    past = build.add((ane.GreaterOp if floor else ane.LessOp)(r, x), "past")
+    step = build.add((ane.SubOp if floor else ane.AddOp)(r, build.scalar(1.0, x)), "step")
+    build.replace(ane.SelectOp(past, step, r))
+    return rounded
 
 
 def _const_to_f16(op: ane.ConstOp, converted: dict[str, str]) -> None:
@@ -538,6 +569,7 @@ class Fp16Pass(ModulePass):
         target = get_target(self.target)
         blocks = ane_blocks(op)
         for block in blocks:
+            scale_integer_sums(block)
             raise_epsilons(block)
             subtract_maxima(block)
             finite_masks_and_constants(block, target.numerics.fp16_max.value)

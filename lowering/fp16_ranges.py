@@ -183,6 +183,8 @@ MONOTONE: dict[type[Operation], Callable[[np.ndarray], np.ndarray]] = {
     ane.TanhOp: np.tanh,
     ane.SignOp: np.sign,
     ane.RoundOp: np.rint,
+    ane.FloorOp: np.floor,
+    ane.CeilOp: np.ceil,
     ane.SoftplusOp: lambda x: np.maximum(np.logaddexp(0.0, x), TINY),
     ane.ErfOp: np.vectorize(math.erf, otypes=[float]),
     ane.SqrtOp: lambda x: np.sqrt(np.maximum(x, 0.0)),

@@ -1,12 +1,14 @@
-"""Integer sums scaled where fp16 holds them (a pattern of ane-legalize).
+"""Integer sums scaled where fp16 holds them (a fix of ane-fp16).
 
 Integer ops (`ConvInteger`, `MatMulInteger`, `QLinear*`) import as their exact integer sums, a float
 conv or matmul of centered integers by a weight stored with scale one, followed by the scale
 (`anec.importers.onnx_quantized`). In float32 that is onnx's arithmetic; in fp16 the sums of 8-bit
 products overflow (a 3×3 conv of uint8 by int8 reaches 10^5). So the scale moves in front of the sums:
-the MAC of dequantized values, which fp16 holds. It runs before partitioning, which may put the sums
-and their scale in different segments (ddddocr's runtime bias goes through a host Floor); the float32
-results change by rounding only, though a model that requantizes layer after layer can amplify it.
+the MAC of dequantized values, which fp16 holds. It runs in ane-fp16, on the segments going to fp16:
+the float32 results change by rounding only, though a model that requantizes layer after layer
+(ddddocr's recogniser, 21 times) amplifies it, so the float32 graph keeps the import's order. The
+sums and their scale must share a segment: ane-legalize keeps quantize_dynamic's runtime bias on the
+ANE (`Floor`, and its int32 round trip dropped).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from anec.builder import RewriteBuilder
 from anec.compression import AffineWeight
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
-from anec.dialects.discardable import FP16_FIXES_ATTR, append_note
+from anec.dialects.discardable import FP16_FIXES_ATTR, append_note, derived_name, name_of, set_name
 from anec.lowering.compress import weight_and_axes
 from anec.lowering.fuse import bias_values, per_channel, rebuild
 from anec.lowering.rewriting import constant_of
@@ -104,7 +106,7 @@ class ScaleIntoMac(RewritePattern):
             assert weight_value is not None  # an affine weight was found
             new_weight = weight_value if uniform else build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
             new_bias = build.constant(bias * channels, mac.result, "bias") if mac.bias is not None else None
-            new_mac = rebuild(mac, build, new_weight, new_bias, x)
+            new_mac = set_name(rebuild(mac, build, new_weight, new_bias, x), derived_name(name_of(mac), "dequantized"))  # not the sums: a new name, so `anec check` compares it with nothing
             append_note(new_mac, FP16_FIXES_ATTR, "the scale after these integer sums moved in front of them (the input, or the "
                                                   "weight's stored scale): sums of 8-bit products pass fp16's 65504")
             result: SSAValue = new_mac.result

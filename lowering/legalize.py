@@ -2,10 +2,11 @@
 
 Frontends spell one operation many ways: GELU as an erf or tanh formula, softmax and layer norm
 written out, attention with a mask (which the ANE's fused attention silently ignores), reductions
-without kept dimensions or over more axes than one task reduces, integer sums scaled after they are
-summed (`anec.lowering.integer_sums`: fp16 cannot hold them). Each pattern here recognizes one
-such shape and replaces it with what the hardware has; results are unchanged (exactly, or within
-float rounding for the recognized formulas).
+without kept dimensions or over more axes than one task reduces, integral floats cast to an integer
+type and back. Each pattern here recognizes one such shape and replaces it with what the hardware
+has; results are unchanged (exactly, or within float rounding for the recognized formulas). What
+only fp16 needs (integer sums scaled before they are summed) is ane-fp16's, so the float32 graph
+stays the import's.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from xdsl.pattern_rewriter import (
 
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
-from anec.dialects.ane import as_tuple, shape_of
-from anec.lowering.integer_sums import ScaleIntoMac
+from anec.dialects.ane import as_tuple, element_type_of, shape_of
 from anec.lowering.rewriting import constant_of, prune_weights, scalar_of, single_user
 from anec.targets import Target, get_target
+from anec.types import numpy_dtype
 
 
 def _close(value: float | None, expected: float, rel: float = 1e-3) -> bool:
@@ -298,6 +299,30 @@ class PadChannelsByConcat(RewritePattern):
         build.replace(rest)
 
 
+INTEGRAL = (ane.RoundOp, ane.FloorOp, ane.CeilOp)
+"""Ops whose float results are integers."""
+
+
+class DropIntegerRoundTrip(RewritePattern):
+    """A float that is an integer already (a round, floor or ceil), cast to a 32- or 64-bit integer and
+    back, through reshapes: the float itself, reshaped. quantize_dynamic's bias is `Cast(Floor(b / s),
+    int32)`, added to the int32 sums and cast back; integer tensors never reach the ANE, so the bias would
+    split the sums from their scale. Exact wherever the integer cast is defined (below 2^31)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ane.CastOp, rewriter: PatternRewriter) -> None:
+        value = op.input
+        while isinstance(value.owner, ane.ReshapeOp):
+            value = value.owner.input
+        to_integer = value.owner
+        if (not isinstance(to_integer, ane.CastOp) or not isinstance(to_integer.input.owner, INTEGRAL)
+                or numpy_dtype(element_type_of(value)) not in (np.int32, np.int64)
+                or element_type_of(to_integer.input) != element_type_of(op.result)):
+            return
+        build = RewriteBuilder(op, rewriter)
+        build.replace(build.reshape(to_integer.input, shape_of(op.result)))
+
+
 @dataclass(frozen=True)
 class ExplicitPoolPadding(RewritePattern):
     """Pool padding beyond the hardware's limit moves into an explicit pad (max: -inf fill)."""
@@ -317,7 +342,7 @@ class ExplicitPoolPadding(RewritePattern):
 
 
 PATTERNS: tuple[Callable[[Target], RewritePattern], ...] = (
-    lambda t: ScaleIntoMac(),
+    lambda t: DropIntegerRoundTrip(),
     lambda t: FuseGelu(),
     lambda t: RaiseSoftmax(),
     lambda t: RaiseLayerNorm(),

@@ -44,7 +44,7 @@ REPRESENTATIVES: dict[type[Operation], Callable[[], Operation]] = {
     ane.ConstOp: lambda: ane.ConstOp(tensor((4, 4)), handle="w"),
     **{cls: (lambda cls=cls: cls(x4, **{p: 0.5 for p in cls.PARAMS})) for cls in ane.UNARY_OPS.values()},
     ane.GeluOp: lambda: ane.GeluOp(x4, "tanh"),
-    ane.RoundOp: lambda: ane.RoundOp(x4),
+    **{cls: (lambda cls=cls: cls(x4)) for cls in (ane.RoundOp, ane.FloorOp, ane.CeilOp)},
     ane.SoftmaxOp: lambda: ane.SoftmaxOp(x4, 1),
     **{cls: (lambda cls=cls: cls(x4, x4)) for cls in (ane.AddOp, ane.SubOp, ane.MulOp, ane.DivOp, ane.MaxOp, ane.MinOp, ane.PowOp,
                                                         ane.EqualOp, ane.NotEqualOp, ane.GreaterOp, ane.GreaterEqualOp, ane.LessOp,

@@ -370,6 +370,8 @@ UNARY: dict[str, UnaryBuilder] = {
     "cos": lambda x, name, low: mb.cos(x=x, name=name),
     "sign": lambda x, name, low: mb.sign(x=x, name=name),
     "round": lambda x, name, low: mb.round(x=x, name=name),  # ties to even, as ane.round
+    "floor": lambda x, name, low: mb.floor(x=x, name=name),
+    "ceil": lambda x, name, low: mb.ceil(x=x, name=name),
     "leaky_relu": lambda x, alpha, name, low: mb.leaky_relu(x=x, alpha=low.scalar(alpha, x), name=name),
     "elu": lambda x, alpha, name, low: mb.elu(x=x, alpha=low.scalar(alpha, x), name=name),
     "clamp": lambda x, lo, hi, name, low: _clamp(x, lo, hi, name, low),
@@ -377,7 +379,7 @@ UNARY: dict[str, UnaryBuilder] = {
 }
 
 
-@lowers(ane.RoundOp, *(cls for cls in ane.UNARY_OPS.values() if cls is not ane.GeluOp))
+@lowers(ane.RoundOp, ane.FloorOp, ane.CeilOp, *(cls for cls in ane.UNARY_OPS.values() if cls is not ane.GeluOp))
 def _unary(op: ane.UnaryOp, low: Lowering) -> Var:
     return UNARY[ane.kind(op)](low.var(op.input), *op.param_values(), low.name(op), low)
 

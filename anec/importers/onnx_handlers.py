@@ -118,7 +118,7 @@ UNARY: dict[str, type[ane.UnaryOp]] = {
     "Relu": ane.ReluOp, "Sigmoid": ane.SigmoidOp, "Tanh": ane.TanhOp, "Exp": ane.ExpOp, "Log": ane.LogOp,
     "Sqrt": ane.SqrtOp, "Reciprocal": ane.ReciprocalOp, "Abs": ane.AbsOp, "Neg": ane.NegOp, "Erf": ane.ErfOp,
     "Sin": ane.SinOp, "Cos": ane.CosOp, "Softplus": ane.SoftplusOp, "HardSwish": ane.HardswishOp, "Sign": ane.SignOp,
-    "Round": ane.RoundOp,
+    "Round": ane.RoundOp, "Floor": ane.FloorOp, "Ceil": ane.CeilOp,
 }
 
 

@@ -16,8 +16,9 @@
   or matmul of `x - zx` by the constant weight stored compressed with scale one (`q - zw`, exact), so
   the imported IR computes the int32 sums exactly (below 2^24); `QLinearConv` and `QLinearMatMul` are
   those sums, plus the bias, times `sx·sw/sy`, quantized. The sums would overflow fp16 (a 3×3 conv of
-  uint8 by int8 reaches 10^5): ane-legalize (`anec.lowering.integer_sums`) moves the scale that follows into the
-  weight's stored scale and the input, so the ANE computes the float conv of dequantized values.
+  uint8 by int8 reaches 10^5): ane-fp16 (`anec.lowering.integer_sums`) moves the scale that follows into the
+  weight's stored scale and the input, so the ANE computes the float conv of dequantized values (the
+  float32 graph keeps the import's order, which requantizations after it amplify any change of).
 """
 
 from __future__ import annotations
@@ -217,14 +218,14 @@ def _integer_sum_readers(node: Node, b: GraphBuilder) -> None:
 
 
 @handles("ConvInteger", emits=[ane.SubOp, ane.ConvOp],
-         note="the float conv of x - zx by the weight stored int8 (exact sums); ane-legalize moves the scale in front")
+         note="the float conv of x - zx by the weight stored int8 (exact sums); ane-fp16 moves the scale in front")
 def conv_integer(node: Node, b: GraphBuilder) -> list[Value]:
     _integer_sum_readers(node, b)
     return [conv_of(node, _centered(node, b, 0, 2), _integer_weight(node, b, 1, 3, 0), None, b)]
 
 
 @handles("MatMulInteger", emits=[ane.SubOp, ane.MatmulOp],
-         note="the float matmul of a - za by the weight stored int8 (exact sums); ane-legalize moves the scale in front")
+         note="the float matmul of a - za by the weight stored int8 (exact sums); ane-fp16 moves the scale in front")
 def matmul_integer(node: Node, b: GraphBuilder) -> list[Value]:
     _integer_sum_readers(node, b)
     return [matmul_of(_centered(node, b, 0, 2), _integer_weight(node, b, 1, 3, -1), b)]
@@ -244,7 +245,7 @@ def _requantized(node: Node, b: GraphBuilder, sums: SSAValue, scale: np.ndarray,
 
 
 @handles("QLinearConv", emits=[ane.SubOp, ane.ConvOp, ane.MulOp, ane.ClampOp, ane.RoundOp, ane.AddOp],
-         note="the int32 conv plus bias, times sx·sw/sy, quantized; ane-legalize moves the scale in front")
+         note="the int32 conv plus bias, times sx·sw/sy, quantized; ane-fp16 moves the scale in front")
 def qlinear_conv(node: Node, b: GraphBuilder) -> list[Value]:
     _require_integer_readers(node, b, 0)
     sx = b.require_const(node.input(1), "input scale").astype(np.float32)
@@ -258,7 +259,7 @@ def qlinear_conv(node: Node, b: GraphBuilder) -> list[Value]:
 
 
 @handles("QLinearMatMul", emits=[ane.SubOp, ane.MatmulOp, ane.MulOp, ane.ClampOp, ane.RoundOp, ane.AddOp],
-         note="the int32 matmul times sa·sb/sy, quantized; ane-legalize moves the scale in front")
+         note="the int32 matmul times sa·sb/sy, quantized; ane-fp16 moves the scale in front")
 def qlinear_matmul(node: Node, b: GraphBuilder) -> list[Value]:
     _require_integer_readers(node, b, 0)
     sa = b.require_const(node.input(1), "input scale").astype(np.float32)

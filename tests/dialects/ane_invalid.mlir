@@ -228,6 +228,22 @@ func.func @round_int(%x: tensor<4xi32>) {
 
 // -----
 
+func.func @floor_int(%x: tensor<4xi32>) {
+  %0 = "ane.floor"(%x) : (tensor<4xi32>) -> tensor<4xi32>
+  func.return
+}
+// CHECK: ane.floor needs float tensors, got tensor<4xi32>
+
+// -----
+
+func.func @ceil_int(%x: tensor<4xi32>) {
+  %0 = "ane.ceil"(%x) : (tensor<4xi32>) -> tensor<4xi32>
+  func.return
+}
+// CHECK: ane.ceil needs float tensors, got tensor<4xi32>
+
+// -----
+
 func.func @softmax_axis(%x: tensor<2x3xf32>) {
   %0 = "ane.softmax"(%x) <{axis = 2 : i64}> : (tensor<2x3xf32>) -> tensor<2x3xf32>
   func.return

@@ -45,6 +45,8 @@ func.func @unary(%x: tensor<2x3xf32>, %n: tensor<2x3xi32>) {
   %22 = ane.softmax %x {axis = 1 : i64} : tensor<2x3xf32>
   %23 = ane.sign %x : tensor<2x3xf32>
   %24 = ane.round %x : tensor<2x3xf32>
+  %25 = ane.floor %x : tensor<2x3xf32>
+  %26 = ane.ceil %x : tensor<2x3xf32>
   func.return
 }
 // CHECK-LABEL: func.func @unary(
@@ -73,6 +75,8 @@ func.func @unary(%x: tensor<2x3xf32>, %n: tensor<2x3xi32>) {
 // CHECK-NEXT:  %22 = ane.softmax %x {axis = 1 : i64} : tensor<2x3xf32>
 // CHECK-NEXT:  %23 = ane.sign %x : tensor<2x3xf32>
 // CHECK-NEXT:  %24 = ane.round %x : tensor<2x3xf32>
+// CHECK-NEXT:  %25 = ane.floor %x : tensor<2x3xf32>
+// CHECK-NEXT:  %26 = ane.ceil %x : tensor<2x3xf32>
 // CHECK-NEXT:  func.return
 
 func.func @binary(%a: tensor<2x3xf32>, %b: tensor<1x3xf32>, %c: tensor<2x3xi1>, %i: tensor<2x3xi32>) {

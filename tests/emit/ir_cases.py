@@ -107,6 +107,13 @@ for _name in ("log", "sqrt", "rsqrt", "reciprocal"):
     CASES[_name] = Case(_name, ((X, POSITIVE),), lambda g, x, _c=ane.UNARY_OPS[_name]: g.op(_c(x)))
 
 
+@case(((2, 5), STEPS))
+def rounding(g: Graph, x):
+    """Integers and halves (ties): round to even, floor and ceil."""
+    halves = g.op(ane.MulOp(x, g.const(np.full((1, 1), 0.5, np.float32))))
+    return tuple(g.op(cls(v)) for cls in (ane.RoundOp, ane.FloorOp, ane.CeilOp) for v in (x, halves))
+
+
 @case(X)
 def gelu(g: Graph, x):
     return g.op(ane.GeluOp(x)), g.op(ane.GeluOp(x, "tanh"))

@@ -115,17 +115,22 @@ def test_the_float32_ir_of_a_pair_is_onnxs_bit_for_bit_next_to_ties_and_per_chan
     np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], ReferenceEvaluator(m).run(None, {"x": x})[0])
 
 
-def test_round_is_exact_in_fp16_over_the_whole_range() -> None:
-    """ONNX Round on the ANE: ane-fp16 spells it in fp16 adds, on the magnitude (no clamp bounds it);
-    every finite fp16 number rounds as numpy's ties-to-even does, in the fp16 IR and on the simulator."""
+@pytest.mark.parametrize("op_type, exact", [("Round", np.rint), ("Floor", np.floor), ("Ceil", np.ceil)])
+def test_rounding_ops_are_exact_in_fp16_over_the_whole_range(op_type: str, exact) -> None:
+    """ONNX Round, Floor and Ceil on the ANE: ane-fp16 spells Round in fp16 adds, on the magnitude (no
+    clamp bounds it), Floor and Ceil as that rounding and a one-step correction; every finite fp16
+    number gives numpy's answer, in the fp16 IR and on the simulator, and float32 values between
+    them give it in the float32 IR."""
     every = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16)
     values = np.concatenate([every, -every]).astype(np.float32).reshape(1, 2, 248, 128)
-    m = model([helper.make_node("Round", ["x"], ["y"], name="round")], [("x", F, list(values.shape))], ["y"])
+    m = model([helper.make_node(op_type, ["x"], ["y"], name="op")], [("x", F, list(values.shape))], ["y"])
+    between = (values + np.float32(1 / 3)).astype(np.float32)  # float32 values no fp16 holds
+    np.testing.assert_array_equal(interpret(import_onnx(m), {"x": between})[0], exact(between))
     compiled = anec.compile(m, target="m1", emit="ir")
-    assert not [op for op in compiled.ir.walk() if isinstance(op, ane.RoundOp)]  # expanded in the segment
-    np.testing.assert_array_equal(interpret(compiled.ir, {"x": values})[0], np.rint(values))
+    assert not [op for op in compiled.ir.walk() if isinstance(op, ane.RoundOp | ane.FloorOp | ane.CeilOp | host.HostOp)]  # expanded in the segment
+    np.testing.assert_array_equal(interpret(compiled.ir, {"x": values})[0], exact(values))
     (simulated,) = compiled.run({"x": values}).values()
-    np.testing.assert_array_equal(simulated, np.rint(values))
+    np.testing.assert_array_equal(simulated, exact(values))
 
 
 def test_a_quantize_read_by_another_op_stays_on_the_cpu() -> None:
@@ -264,7 +269,8 @@ def test_qlinear_ops_match_onnx_and_onnxruntime_within_a_quantum(kind: str, tmp_
 
 def test_a_runtime_int32_bias_between_the_sums_and_their_scale_follows_the_scale() -> None:
     """onnxruntime's older quantize_dynamic (ddddocr's recogniser): ConvInteger + floor(b / (sx·sw)) as
-    int32, cast, times sx·sw. Imported exactly; compiled, the scale moves into the input and the bias."""
+    int32, cast, times sx·sw. Imported exactly, and partitioned exactly into one segment (Floor on the
+    ANE, the int32 round trip dropped); in fp16 the scale moves into the input and the bias."""
     from onnx.reference import ReferenceEvaluator
 
     rng = np.random.default_rng(0)
@@ -286,6 +292,10 @@ def test_a_runtime_int32_bias_between_the_sums_and_their_scale_follows_the_scale
     assert np.abs(reference.run(["cb"], {"x": x})[0]).max() > 65504
     expected = reference.run(None, {"x": x})[0]
     np.testing.assert_array_equal(interpret(import_onnx(m), {"x": x})[0], expected)
+    partitioned = anec.compile(m, target="m1", emit="ir", stop_after="ane-partition")
+    assert not [op for op in partitioned.ir.walk() if isinstance(op, host.HostOp)]  # Floor on the ANE, its int32 round trip dropped
+    assert len([op for op in partitioned.ir.walk() if isinstance(op, ane.SegmentOp)]) == 1
+    np.testing.assert_array_equal(interpret(partitioned.ir, {"x": x}, segments="f32")[0], expected)  # the scale moves in ane-fp16 only
     compiled = anec.compile(m, target="m1", emit="ir")
     (conv,) = [op for op in compiled.ir.walk() if isinstance(op, ane.ConvOp)]
     assert compressed_of(conv.weight.owner).scale.tolist() == [1.0]  # exact integers; sx·sw scales the input

@@ -128,3 +128,25 @@ func.func @pad_channels(%x: tensor<1x2x3x3xf32>) -> tensor<1x5x3x4xf32> {
   %p = ane.pad %x {pads = array<i64: 0, 2, 0, 0, 0, 1, 0, 1>, ane.name = "p"} : (tensor<1x2x3x3xf32>) -> tensor<1x5x3x4xf32>
   func.return %p : tensor<1x5x3x4xf32>
 }
+
+// A rounded float cast to int32 and back, through a reshape, is the float reshaped; a float that may
+// have a fraction keeps its casts (the int32 cast truncates it), and so does a round trip through int8
+// (it saturates).
+// CHECK-LABEL: func.func @integer_round_trips
+// CHECK:         %[[R:.*]] = ane.round %x {ane.name = "r"} : tensor<2x3xf32>
+// CHECK-NEXT:    %[[RR:.*]] = ane.reshape %[[R]] {ane.name = "back#reshape"} : (tensor<2x3xf32>) -> tensor<6xf32>
+// CHECK-NEXT:    %[[T:.*]] = ane.cast %x {ane.name = "trunc"} : (tensor<2x3xf32>) -> tensor<2x3xi32>
+// CHECK-NEXT:    ane.cast %[[T]] {ane.name = "trunc_back"} : (tensor<2x3xi32>) -> tensor<2x3xf32>
+// CHECK-NEXT:    %[[S:.*]] = ane.cast %[[R]] {ane.name = "narrow"} : (tensor<2x3xf32>) -> tensor<2x3xi8>
+// CHECK-NEXT:    ane.cast %[[S]] {ane.name = "narrow_back"} : (tensor<2x3xi8>) -> tensor<2x3xf32>
+func.func @integer_round_trips(%x: tensor<2x3xf32>) -> (tensor<6xf32>, tensor<2x3xf32>, tensor<2x3xf32>) {
+  %r = ane.round %x {ane.name = "r"} : tensor<2x3xf32>
+  %i = ane.cast %r {ane.name = "to_int"} : (tensor<2x3xf32>) -> tensor<2x3xi32>
+  %f = ane.reshape %i {ane.name = "flat"} : (tensor<2x3xi32>) -> tensor<6xi32>
+  %b = ane.cast %f {ane.name = "back"} : (tensor<6xi32>) -> tensor<6xf32>
+  %t = ane.cast %x {ane.name = "trunc"} : (tensor<2x3xf32>) -> tensor<2x3xi32>
+  %tb = ane.cast %t {ane.name = "trunc_back"} : (tensor<2x3xi32>) -> tensor<2x3xf32>
+  %n = ane.cast %r {ane.name = "narrow"} : (tensor<2x3xf32>) -> tensor<2x3xi8>
+  %nb = ane.cast %n {ane.name = "narrow_back"} : (tensor<2x3xi8>) -> tensor<2x3xf32>
+  func.return %b, %tb, %nb : tensor<6xf32>, tensor<2x3xf32>, tensor<2x3xf32>
+}
