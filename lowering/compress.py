@@ -3,7 +3,10 @@
 Data-free, per weight: `int8` quantizes symmetrically per output channel (zero point 0, the form M1
 takes), `int8-block` per output channel and block of 32 input channels, `palettize4` and `palettize6`
 cluster the values into a 16- or 64-entry fp16 palette (k-means), `prune50` zeroes the half of the
-values smallest in magnitude (a sparse weight: a bit mask and the kept fp16 values). Constant weights of
+values smallest in magnitude (a sparse weight: a bit mask and the kept fp16 values). `palettize4` spends
+what is left of `MIXED_RATIO` (0.29x of every weight's fp16 bytes) over uniform 4-bit palettes on 6- or
+8-bit palettes, or fp16, for the weights whose error per byte saved is largest (`allocate_bits`,
+errors fitted on the palettes' sample); the report names them. Constant weights of
 convolutions and matmuls, and embedding tables (which the package then stores compressed), are
 compressed when they hold at least `MIN_ELEMENTS` values (coremltools' default threshold: small
 layers cost little and lose the most); ops named in `compress_skip` keep theirs.
