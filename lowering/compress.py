@@ -111,10 +111,10 @@ def _candidates(module: ModuleOp, skip: tuple[str, ...]) -> dict[tuple[str, int]
 def _mixed_palettes(module: ModuleOp, candidates: list[_Candidate]) -> list[tuple[CompressedWeight | None, str]]:
     """`palettize4`: per candidate, its 4-bit palette or, for the layers `allocate_bits` picks, a wider
     one or fp16 (None), within `MIXED_RATIO` of every weight's fp16 bytes; and the note saying which.
-    Every weight's error counts alike (a layer's squared relative error times its size): on random-init
-    ResNet-50 the output's error followed the total error energy of the weights, not each layer's
-    relative error nor its distance to the output (counting layers alike, or the layers that write
-    the output 16 times the others, lost 0.9877 and 0.9927 at 0.29x and 0.33x, no better)."""
+    Each layer's squared relative error counts alike, whatever its size (with a normalization after
+    most layers, a layer's relative error reaches the output about undiminished): on random-init
+    ResNet-50 at 0.29x / 0.33x that kept a cosine of 0.988 / 0.993 against float32, counting each
+    weight alike (a layer's error times its size) 0.987 / 0.992."""
     store = store_of(module)
     chosen = {id(c.const) for c in candidates}
     others = {op.handle.data: op for op in module.walk() if isinstance(op, ane.ConstOp) and op.handle is not None and id(op) not in chosen}
@@ -123,8 +123,7 @@ def _mixed_palettes(module: ModuleOp, candidates: list[_Candidate]) -> list[tupl
     sizes = [c.array.size for c in candidates]
     luts = [palette_luts(c.array) for c in candidates]
     budget = int(MIXED_RATIO * (other_fp16 + 2 * sum(sizes))) - other_stored
-    # each weight's error counts alike: a layer's squared relative error times its size
-    bits = allocate_bits(sizes, [{b: n * e for b, (_, e) in found.items()} for n, found in zip(sizes, luts, strict=True)], budget)
+    bits = allocate_bits(sizes, [{b: e for b, (_, e) in found.items()} for found in luts], budget)
     out: list[tuple[CompressedWeight | None, str]] = []
     for c, width, found in zip(candidates, bits, luts, strict=True):
         if width == 16:
