@@ -77,7 +77,7 @@ def compress(array: np.ndarray, mode: str, axis: int, input_axis: int) -> Compre
     return palettize(array, 6 if mode == "palettize6" else 4)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Candidate:
     """A weight `ane-compress` may compress, and the ops that read it."""
 
