@@ -468,24 +468,100 @@ FIT_SAMPLE = 1 << 16
 """Values a palette is fitted on (a seeded sample of larger weights); every value is then assigned."""
 
 
-def palettize(array: np.ndarray, bits: int = 4, iterations: int = 64) -> PaletteWeight:
-    """A 2**bits-entry fp16 codebook by k-means over the values (Lloyd's algorithm in one dimension:
-    clusters are intervals, so assignment is a search among the midpoints), started at quantiles."""
+def _fit_sample(array: np.ndarray) -> np.ndarray:
     values = np.asarray(array, np.float32).reshape(-1)
-    sample = values if values.size <= FIT_SAMPLE else np.random.default_rng(0).choice(values, FIT_SAMPLE, replace=False)
+    return values if values.size <= FIT_SAMPLE else np.random.default_rng(0).choice(values, FIT_SAMPLE, replace=False)
+
+
+def fit_palette(sample: np.ndarray, bits: int, iterations: int = 1000) -> np.ndarray:
+    """A 2**bits-entry fp16 codebook by k-means over `sample` (Lloyd's algorithm in one dimension:
+    clusters are intervals of the sorted values, so an iteration is a search of the midpoints among
+    them and a difference of prefix sums), started at quantiles."""
     entries = 1 << bits
-    centers = np.quantile(sample, (np.arange(entries) + 0.5) / entries).astype(np.float32)
+    values = np.sort(np.asarray(sample, np.float64).reshape(-1))
+    prefix = np.concatenate([[0.0], np.cumsum(values)])
+    centers = np.quantile(values, (np.arange(entries) + 0.5) / entries)
     for _ in range(iterations):
-        index = np.searchsorted((centers[1:] + centers[:-1]) / 2, sample)
-        counts = np.bincount(index, minlength=entries)
-        sums = np.bincount(index, weights=sample, minlength=entries)
-        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centers).astype(np.float32)
-        if np.array_equal(updated, centers):
+        cuts = np.concatenate([[0], np.searchsorted(values, (centers[1:] + centers[:-1]) / 2), [values.size]])
+        counts = np.diff(cuts)
+        updated = np.where(counts > 0, np.diff(prefix[cuts]) / np.maximum(counts, 1), centers)
+        if np.allclose(updated, centers, rtol=0, atol=1e-7 * max(float(np.abs(values).max(initial=0.0)), 1e-30)):
             break
         centers = np.sort(updated)
-    lut = centers.astype(np.float16)
-    index = np.searchsorted((lut[1:].astype(np.float32) + lut[:-1].astype(np.float32)) / 2, values)
-    return PaletteWeight(index.astype(np.uint8).reshape(np.shape(array)), lut, bits)
+    return centers.astype(np.float16)
+
+
+def _nearest(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    return np.searchsorted((lut[1:].astype(np.float32) + lut[:-1].astype(np.float32)) / 2, values)
+
+
+def assign_palette(array: np.ndarray, lut: np.ndarray) -> PaletteWeight:
+    """`array` as indices of its nearest entries in `lut` (sorted, 2**bits entries)."""
+    index = _nearest(np.asarray(array, np.float32), lut)
+    return PaletteWeight(index.astype(np.uint8), lut, int(lut.size).bit_length() - 1)
+
+
+def palettize(array: np.ndarray, bits: int = 4) -> PaletteWeight:
+    """A 2**bits-entry fp16 palette fitted by k-means (`fit_palette`) on a sample of the values, every
+    value then assigned its nearest entry."""
+    return assign_palette(array, fit_palette(_fit_sample(array), bits))
+
+
+MIXED_BITS = (4, 6, 8, 16)
+"""What `palettize4` gives a weight: a 4-bit palette, or, for the layers that lose the most for the bytes
+they would take, a 6- or 8-bit palette or fp16 (16: left uncompressed)."""
+MORE_BITS = "more bits: among the layers whose 4-bit palette loses the most per byte saved"
+"""The note `ane-compress` leaves on a layer `palettize4` gives a wider palette or fp16 (the report lists them)."""
+MIXED_RATIO = 0.29
+"""`palettize4`'s budget: all weights stored in at most this share of their fp16 bytes (uniform 4-bit
+palettes take about 0.25)."""
+
+
+def palette_luts(array: np.ndarray) -> dict[int, tuple[np.ndarray, float]]:
+    """Per palette width of `MIXED_BITS`, the fitted codebook and the squared relative error it leaves on
+    the fit sample (fp16: the rounding's)."""
+    sample = _fit_sample(array)
+    energy = max(float(sample @ sample), 1e-30)
+    found = {}
+    for bits in MIXED_BITS:
+        lut = fit_palette(sample, bits) if bits < 16 else np.empty(0, np.float16)
+        approx = lut[_nearest(sample, lut)] if bits < 16 else sample.astype(np.float16)
+        error = sample - approx.astype(np.float32)
+        found[bits] = (lut, float(error @ error) / energy)
+    return found
+
+
+def mixed_nbytes(size: int, bits: int) -> int:
+    """Stored bytes of a weight of `size` values at `bits` (`MIXED_BITS`): packed indices and codebook, or fp16."""
+    return 2 * size if bits == 16 else math.ceil(size * bits / 8) + 2 * (1 << bits)
+
+
+def allocate_bits(sizes: list[int], errors: list[dict[int, float]], budget: int) -> list[int]:
+    """The width of `MIXED_BITS` for each weight (`sizes` values; the output error each width leaves,
+    in any common unit), in at most `budget` bytes, that lowers the sum of the errors most: every
+    weight starts at 4 bits, then the step (to the next width) that removes most error per byte it
+    adds is taken while it fits."""
+    bits = [MIXED_BITS[0]] * len(sizes)
+    spent = sum(mixed_nbytes(n, b) for n, b in zip(sizes, bits, strict=True))
+
+    def step(i: int) -> tuple[float, int, int] | None:
+        at = MIXED_BITS.index(bits[i])
+        if at + 1 == len(MIXED_BITS):
+            return None
+        wider = MIXED_BITS[at + 1]
+        cost = mixed_nbytes(sizes[i], wider) - mixed_nbytes(sizes[i], bits[i])
+        return (errors[i][bits[i]] - errors[i][wider]) / cost, cost, wider
+
+    steps = {i: s for i in range(len(sizes)) if (s := step(i)) is not None}
+    while steps:
+        i = max(steps, key=lambda k: steps[k][0])
+        _, cost, wider = steps.pop(i)
+        if spent + cost > budget:
+            continue  # a cheaper step of another weight may still fit
+        bits[i], spent = wider, spent + cost
+        if (s := step(i)) is not None:
+            steps[i] = s
+    return bits
 
 
 BLOCK = 32
@@ -522,7 +598,8 @@ def prune(array: np.ndarray, sparsity: float = 0.5) -> SparseWeight:
 
 COMPRESSORS = {"int8": "symmetric int8 per output channel",
                "int8-block": f"symmetric int8 per output channel and {BLOCK} input channels (Core ML: iOS 18)",
-               "palettize4": "a 16-entry fp16 palette per tensor (k-means)",
+               "palettize4": f"a 16-entry fp16 palette per tensor (k-means); the layers that lose the most get 6 or 8 bits or stay "
+                             f"fp16, within {MIXED_RATIO}x the fp16 bytes",
                "palettize6": "a 64-entry fp16 palette per tensor (k-means)",
                "prune50": "half the values, the smallest in magnitude, pruned (a bit mask and fp16 values)"}
 """The `--compress` modes."""

@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
 from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 
 from anec.analysis import ane_bytes, flops
+from anec.compression import MORE_BITS
 from anec.descriptors.build import program_of
 from anec.dialects import ane, anehw, host
 from anec.dialects.ane import shape_of
@@ -49,6 +50,8 @@ from anec.weights import store_of
 
 Placement = Literal["ane", "host"]
 
+SUMMARY_NAMES = 8
+"""Layers the weight summary names per palette width before it says how many more."""
 ERROR_ENTERS = re.compile(r"fp16 error enters here \((?P<kind>[^)]+)\): rel L2 (?P<error>\S+) against float32(?:, its inputs (?P<inputs>[^\s,;()]+))?")
 """The note `anec.lowering.fp16_attribution` puts on an op where fp16 error enters (with samples)."""
 OUTPUT_DIFFERS = re.compile(r"output '(?P<output>.+)' differs from float32 on the sample inputs")
@@ -157,14 +160,22 @@ class Report:
 
     @property
     def weight_summary(self) -> str | None:
-        """Stored against fp16 weight bytes, when some weight is compressed (else None)."""
-        compressed = [r for r in self.ops if r.weight_form and r.placement == "ane"]
+        """Stored against fp16 weight bytes, when some weight is compressed (else None), and the layers
+        `--compress palettize4` gave more bits."""
+        compressed = [r for r in self.ops if r.weight_form and r.placement == "ane" and r.stored_weight_bytes < r.weight_bytes]
         if not compressed:
             return None
         expanded = sum("expanded" in r.weight_form for r in compressed)
+        widened: dict[str, list[str]] = {}
+        for r in self.ops:
+            if MORE_BITS in r.weight_form:
+                widened.setdefault(r.weight_form.split(",")[0] if r.stored_weight_bytes < r.weight_bytes else "fp16", []).append(r.name)
+        more = "; ".join(f"{form}: {', '.join(names[:SUMMARY_NAMES])}{f' and {len(names) - SUMMARY_NAMES} more' if len(names) > SUMMARY_NAMES else ''}"
+                         for form, names in sorted(widened.items()))
         return (f"weights: {self.stored_weight_bytes:,} bytes stored, {self.weight_bytes:,} in fp16 "
                 f"({self.stored_weight_bytes / max(self.weight_bytes, 1):.2f}x); {len(compressed)} compressed op(s), "
-                f"{len(compressed) - expanded} streamed compressed, {expanded} expanded to fp16 on this chip")
+                f"{len(compressed) - expanded} streamed compressed, {expanded} expanded to fp16 on this chip"
+                + (f"; more bits for the layers that lose the most ({more})" if more else ""))
 
     @property
     def tiles(self) -> int:

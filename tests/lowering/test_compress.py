@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 import anec
@@ -85,3 +87,68 @@ def test_the_cli_compresses_and_prints_the_weight_summary(model: Path, tmp_path:
     printed = capsys.readouterr().out
     assert "weights: " in printed and "2 compressed op(s), 2 streamed compressed" in printed
     assert any(p.name == "weight.bin" for p in out.rglob("weight.bin"))
+
+
+# ------------------------------------------------------------------------------------------------
+# palettize4's mixed widths: the layers that lose the most per byte get 6 or 8 bits, or stay fp16
+# ------------------------------------------------------------------------------------------------
+
+
+def test_allocate_bits_buys_the_most_error_per_byte_within_the_budget() -> None:
+    from anec.compression import allocate_bits, mixed_nbytes
+
+    sizes = [4096, 4096, 65536]
+    errors = [{4: 1e-2, 6: 1e-3, 8: 1e-4, 16: 0.0}, {4: 1e-3, 6: 1e-4, 8: 1e-5, 16: 0.0}, {4: 1e-2, 6: 1e-3, 8: 1e-4, 16: 0.0}]
+    floor = sum(mixed_nbytes(n, 4) for n in sizes)
+    assert allocate_bits(sizes, errors, floor) == [4, 4, 4]
+    # room for one 4 -> 6 step of a small layer: the one that loses ten times more takes it
+    assert allocate_bits(sizes, errors, floor + mixed_nbytes(4096, 6) - mixed_nbytes(4096, 4)) == [6, 4, 4]
+    generous = allocate_bits(sizes, errors, floor + 40_000)
+    assert generous[0] >= generous[1] and sum(mixed_nbytes(n, b) for n, b in zip(sizes, generous, strict=True)) <= floor + 40_000
+    assert allocate_bits(sizes, errors, 10**9) == [16, 16, 16]
+
+
+def _two_branch_model(path: Path) -> Path:
+    """y1 = b(relu(a(x))) with a, b 128x128; y2 = d(relu(c(x))) with c 128x1024 and d 1024x2."""
+    rng = np.random.default_rng(3)
+    shapes = {"a": (128, 128), "b": (128, 128), "c": (128, 1024), "d": (1024, 2)}
+    inits = [onnx.numpy_helper.from_array((rng.standard_normal(s) / np.sqrt(s[0])).astype(np.float32), f"w{k}") for k, s in shapes.items()]
+    nodes = [onnx.helper.make_node("MatMul", ["x", "wa"], ["ha"], name="a"), onnx.helper.make_node("Relu", ["ha"], ["ra"]),
+             onnx.helper.make_node("MatMul", ["ra", "wb"], ["y1"], name="b"),
+             onnx.helper.make_node("MatMul", ["x", "wc"], ["hc"], name="c"), onnx.helper.make_node("Relu", ["hc"], ["rc"]),
+             onnx.helper.make_node("MatMul", ["rc", "wd"], ["y2"], name="d")]
+    graph = onnx.helper.make_graph(nodes, "two", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 128])],
+                                   [onnx.helper.make_tensor_value_info("y1", onnx.TensorProto.FLOAT, [1, 128]),
+                                    onnx.helper.make_tensor_value_info("y2", onnx.TensorProto.FLOAT, [1, 2])], inits)
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_palettize4_spends_its_budget_on_wider_palettes_and_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anec.lowering.compress as compress_pass
+
+    model = _two_branch_model(tmp_path / "two.onnx")
+    x = {"x": np.random.default_rng(4).standard_normal((1, 128)).astype(np.float32)}
+    expected = np.concatenate([v.ravel() for v in _reference_all(model, x)])
+
+    def error(compiled) -> float:
+        return 1 - cosine(np.concatenate([v.ravel() for v in compiled.run(x).values()]), expected)
+
+    mixed = anec.compile(model, target="m1", emit="ir", compress="palettize4")
+    report = mixed.report
+    widened = sorted(r.name for r in report.ops if "more bits" in r.weight_form)
+    assert widened and report.stored_weight_bytes <= 0.29 * report.weight_bytes
+    summary = report.weight_summary
+    assert summary is not None and "more bits for the layers that lose the most" in summary
+    listed = summary.split("lose the most (")[1].rstrip(")").split("; ")
+    assert sorted(name for group in listed for name in group.split(": ")[1].split(", ")) == widened
+    monkeypatch.setattr(compress_pass, "MIXED_RATIO", 0.0)  # no budget: uniform 4-bit palettes
+    uniform = anec.compile(model, target="m1", emit="ir", compress="palettize4")
+    assert not any("more bits" in r.weight_form for r in uniform.report.ops) and uniform.report.weight_summary is not None
+    assert error(mixed) < 0.8 * error(uniform)
+
+
+def _reference_all(model: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)
