@@ -265,7 +265,9 @@ def binary_operands(node: Node, b: GraphBuilder) -> list[SSAValue]:
     else:
         rhs = b.value(node.input(1))
     floats = [element_type_of(v) for v in (lhs, rhs) if numpy_dtype(element_type_of(v)).kind == "f"]
-    if len(floats) == 1 and node.op_type in BINARY:  # ONNX takes one type: the float side carries integers (onnx_quantized)
+    if len(floats) == 1 and node.op_type in BINARY and node.op_type != "Pow":
+        # ONNX gives both operands one type, so a float side carries integers (onnx_quantized); Pow alone
+        # takes two types, and its result has the base's
         lhs, rhs = (b.cast(v, floats[0]) for v in (lhs, rhs))
     return b.same_rank(lhs, rhs)
 
