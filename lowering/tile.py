@@ -671,7 +671,8 @@ class TilePlanner:
             return None
         first = cuts[0]
         if first.axis == CONTRACTION:
-            return accumulate_input_channels(op, first.bounds())  # type: ignore[arg-type]
+            assert isinstance(op, ane.ConvOp | ane.MatmulOp)  # only they have a contraction to cut (`extent`)
+            return accumulate_input_channels(op, first.bounds())
         return split_along(op, first.axis, first.bounds())
 
 
