@@ -15,6 +15,7 @@ from xdsl.printer import Printer
 from anec.compression import (
     AffineWeight,
     BlockAffineWeight,
+    CompressedWeight,
     KeptOnlyExpanded,
     PaletteWeight,
     SparseWeight,
@@ -35,9 +36,22 @@ from anec.weights import (
     const_value,
     load_module,
     make_compressed_const,
+    store_of,
 )
 
 RNG = np.random.default_rng(20)
+
+
+def compressed_linear(weight: CompressedWeight) -> ModuleOp:
+    """main(x[2, K]) = x @ weight, the weight an `ane.const "fc.weight"` stored compressed."""
+    store = WeightStore()
+    block = Block(arg_types=[tensor((2, weight.shape[0]))])
+    const = make_compressed_const(weight, "fc.weight", store, f32)
+    mm = ane.MatmulOp(block.args[0], const.result)
+    block.add_ops([const, mm, ReturnOp(mm.result)])
+    module = ModuleOp([FuncOp("main", ([block.args[0].type], [mm.result.type]), Region(block))])
+    attach(module, store)
+    return module
 
 
 def test_four_bit_indices_pack_low_nibble_first() -> None:
@@ -206,14 +220,9 @@ def test_a_sparse_weight_keeps_the_larger_half_and_packs_its_mask_lsb_first() ->
                                                                    RNG.standard_normal(64).astype(np.float16), 6), "palette6")],
                          ids=["block", "sparse", "palette6"])
 def test_each_new_form_prints_parses_and_round_trips_through_the_weights_file(make, form: str, tmp_path: Path) -> None:
-    store = WeightStore()
     weight = make()
-    block = Block(arg_types=[tensor((2, weight.shape[0]))])
-    const = make_compressed_const(weight, "fc.weight", store, f32)
-    mm = ane.MatmulOp(block.args[0], const.result)
-    block.add_ops([const, mm, ReturnOp(mm.result)])
-    module = ModuleOp([FuncOp("main", ([block.args[0].type], [mm.result.type]), Region(block))])
-    attach(module, store)
+    module = compressed_linear(weight)
+    store = store_of(module)
     assert f'ane.const "fc.weight" stored "{form}"' in _print(module)
     module.attributes[WEIGHTS_FILE_ATTR] = StringAttr("m.weights.npz")
     store.save(tmp_path / "m.weights.npz")

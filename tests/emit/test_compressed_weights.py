@@ -7,18 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xdsl.dialects.builtin import ModuleOp, f32
-from xdsl.dialects.func import FuncOp, ReturnOp
-from xdsl.ir import Block, Region
 
 import anec
-from anec.compression import CompressedWeight, PaletteWeight, prune, quantize_int8_block
-from anec.dialects import ane
-from anec.dialects.ane import tensor
+from anec.compression import PaletteWeight, prune, quantize_int8_block
 from anec.errors import AnecError
-from anec.weights import WeightStore, attach, make_compressed_const
 from tests.emit.support import compiled_model, emit_package, op_types, run_emitted
 from tests.importers.quantized_models import INPUT_SHAPE, cosine, dynamic, float_model, static_qdq
+from tests.test_compression import compressed_linear
 
 CONSTEXPR = {"ios16": "constexpr_affine_dequantize", "ios17": "constexpr_affine_dequantize", "ios18": "constexpr_blockwise_shift_scale"}
 
@@ -73,22 +68,11 @@ CONSTEXPR_OF = {"palette4": "constexpr_lut_to_dense", "palette6": "constexpr_lut
                 "int8-block": "constexpr_blockwise_shift_scale", "prune50": "constexpr_sparse_to_dense"}
 
 
-def _linear(weight: CompressedWeight) -> ModuleOp:
-    store = WeightStore()
-    block = Block(arg_types=[tensor((2, weight.shape[0]))])
-    const = make_compressed_const(weight, "fc.weight", store, f32)
-    mm = ane.MatmulOp(block.args[0], const.result)
-    block.add_ops([const, mm, ReturnOp(mm.result)])
-    module = ModuleOp([FuncOp("main", ([block.args[0].type], [mm.result.type]), Region(block))])
-    attach(module, store)
-    return module
-
-
 @pytest.mark.parametrize("deployment_target", ["ios17", "ios18"])
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_a_compressed_weight_becomes_its_constexpr_op_whose_values_are_the_irs(form: str, deployment_target: str, tmp_path: Path) -> None:
     weight = FORMS[form]
-    compiled = compiled_model(_linear(weight), deployment_target=deployment_target)
+    compiled = compiled_model(compressed_linear(weight), deployment_target=deployment_target)
     if form == "int8-block" and deployment_target == "ios17":
         with pytest.raises(AnecError, match="stored int8/block1x32, which Core ML holds only from iOS 18"):
             emit_package(compiled, tmp_path / "p.mlpackage")

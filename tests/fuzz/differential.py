@@ -19,8 +19,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 OUTCOMES = ("ok", "refused", "crash", "sim-mismatch", "ref-mismatch", "timeout")
 CALIBRATED_OUTCOMES = ("ok", "flagged", "missed", "refused", "crash", "timeout")
@@ -79,32 +83,47 @@ def _where(exc: BaseException, stage: str) -> str:
     return stage
 
 
+class _Attempt:
+    """One graph's check in progress: the stage it reached, and how it ended as a `Result`."""
+
+    def __init__(self, seed: int, target: str, model: onnx.ModelProto):
+        from tests.fuzz.generator import describe
+
+        self.seed, self.target, self.graph = seed, target, describe(model)
+        self.start = time.perf_counter()
+        self.stage = "import"
+
+    def progress(self, name: str) -> None:
+        self.stage = name
+
+    def result(self, outcome: str, detail: str = "") -> Result:
+        return Result(self.seed, self.target, outcome, detail, self.graph, time.perf_counter() - self.start)
+
+    def failure(self, e: Exception) -> Result:
+        """An AnecError is a refusal (one line, what a user sees); anything else a crash, located."""
+        from anec.errors import AnecError
+
+        first = (str(e).splitlines() or [""])[0][:300]
+        if isinstance(e, AnecError):
+            return self.result("refused", f"{self.stage}: {first}")
+        return self.result("crash", f"{type(e).__name__} in {_where(e, self.stage)}: {first}")
+
+
 def check(seed: int, target: str | None = None) -> Result:
     """Compile and run the graph of `seed` both ways; the outcome class with a one-line detail."""
     from anec.descriptors.binary import decode, encode
     from anec.descriptors.build import anec_file
-    from anec.errors import AnecError
     from anec.pipeline import HARDWARE_PASSES, CompileOptions, build_passes, compile
     from anec.runtime import run_file, run_interpreted
     from anec.weights import copy_module
-    from tests.fuzz.generator import describe, random_graph
+    from tests.fuzz.generator import random_graph
 
-    start = time.perf_counter()
     target = target or target_of(seed)
     model, inputs = random_graph(seed)
-    graph = describe(model)
-
-    def result(outcome: str, detail: str = "") -> Result:
-        return Result(seed, target, outcome, detail, graph, time.perf_counter() - start)
-
-    stage = "import"
+    run = _Attempt(seed, target, model)
     try:
-        def progress(name: str) -> None:
-            nonlocal stage
-            stage = name
-
-        compiled = compile(model, target=target, emit="descriptors", stop_after="ane-fuse", progress=progress)
-        stage = "interpret"
+        compiled = compile(model, target=target, emit="descriptors", stop_after="ane-fuse", progress=run.progress)
+        run.stage = "interpret"
         want = run_interpreted(compiled.ir, inputs)
         module = copy_module(compiled.ir)
         from anec.context import make_context
@@ -112,18 +131,15 @@ def check(seed: int, target: str | None = None) -> Result:
         ctx = make_context()
         for p in build_passes(CompileOptions(target=target, emit="descriptors")):
             if p.name in HARDWARE_PASSES:
-                stage = p.name
+                run.stage = p.name
                 p.apply(ctx, module)
                 module.verify()
-        stage = "encode"
+        run.stage = "encode"
         file = decode(encode(anec_file(module, compiled.target.arch)))
-        stage = "simulate"
+        run.stage = "simulate"
         got = run_file(file, inputs)
-    except AnecError as e:
-        return result("refused", f"{stage}: {str(e).splitlines()[0][:300]}")
     except Exception as e:
-        first = (str(e).splitlines() or [""])[0][:300]
-        return result("crash", f"{type(e).__name__} in {_where(e, stage)}: {first}")
+        return run.failure(e)
     noise: dict[str, float] = {}
 
     def differs(outs: dict[str, np.ndarray], refs: dict[str, np.ndarray], rtol: float, atol_scale: float) -> str | None:
@@ -137,11 +153,11 @@ def check(seed: int, target: str | None = None) -> Result:
 
     why = differs(got, want, SIM_RTOL, SIM_ATOL_SCALE)
     if why:
-        return result("sim-mismatch", why)
+        return run.result("sim-mismatch", why)
     why = differs(want, _onnxruntime(model, inputs), REF_RTOL, REF_ATOL_SCALE)
     if why:
-        return result("ref-mismatch", why)
-    return result("ok")
+        return run.result("ref-mismatch", why)
+    return run.result("ok")
 
 
 def check_calibrated(seed: int, target: str | None = None) -> Result:
@@ -150,52 +166,38 @@ def check_calibrated(seed: int, target: str | None = None) -> Result:
     float32 run of the imported IR, with the agreement bar. Outside it, the outcome says whether the
     report names an op where fp16 error enters (`Report.fp16_error_sources`)."""
     from anec.agreement import FP16_NOISE, error
-    from anec.errors import AnecError
     from anec.importers import import_model
     from anec.interpreter import entry_function, interpret, output_names
     from anec.pipeline import compile
     from anec.runtime import run_interpreted
-    from tests.fuzz.generator import describe, random_graph
+    from tests.fuzz.generator import random_graph
 
-    start = time.perf_counter()
     target = target or target_of(seed)
     model, inputs = random_graph(seed, hazards=True)
-    graph = describe(model)
-
-    def result(outcome: str, detail: str = "") -> Result:
-        return Result(seed, target, outcome, detail, graph, time.perf_counter() - start)
-
-    stage = "import"
+    run = _Attempt(seed, target, model)
     try:
-        def progress(name: str) -> None:
-            nonlocal stage
-            stage = name
-
         imported = import_model(model)
-        stage = "float32"
+        run.stage = "float32"
         want = dict(zip(output_names(entry_function(imported)), interpret(imported, inputs, segments="f32")))
-        compiled = compile(model, target=target, emit="ir", example_inputs=inputs, progress=progress)
-        stage = "interpret"
+        compiled = compile(model, target=target, emit="ir", example_inputs=inputs, progress=run.progress)
+        run.stage = "interpret"
         with np.errstate(over="ignore", invalid="ignore"):
             got = run_interpreted(compiled.ir, inputs)
-    except AnecError as e:
-        return result("refused", f"{stage}: {str(e).splitlines()[0][:300]}")
     except Exception as e:
-        first = (str(e).splitlines() or [""])[0][:300]
-        return result("crash", f"{type(e).__name__} in {_where(e, stage)}: {first}")
+        return run.failure(e)
     misses = {}
     for name, value in want.items():
         e = error(np.asarray(got[name], np.float64), np.asarray(value, np.float64))
         if not e.ok_within(FP16_NOISE):
             misses[name] = e
     if not misses:
-        return result("ok")
+        return run.result("ok")
     worst = ", ".join(f"{n}: cosine {e.cosine:.4f}, rel L2 {e.rel_l2:.2g}" for n, e in misses.items())
     sources = compiled.report.fp16_error_sources
     if sources:
-        return result("flagged", f"{worst}; enters at " + ", ".join(f"{op} ({kind}, {err:.2g})" for op, kind, err in sources[:3]))
+        return run.result("flagged", f"{worst}; enters at " + ", ".join(f"{op} ({kind}, {err:.2g})" for op, kind, err in sources[:3]))
     warned = "; warnings: " + " | ".join(w[:100] for w in compiled.report.fp16_warnings[:3]) if compiled.report.fp16_warnings else ""
-    return result("missed", worst + warned)
+    return run.result("missed", worst + warned)
 
 
 NOISE_FACTOR = 4.0
