@@ -62,7 +62,7 @@ def error(got: np.ndarray, want: np.ndarray, dtype: type[np.floating] = np.float
         raise AnecError(f"output has {a.size} elements, the reference {b.size}")
     finite = np.isfinite(a) & np.isfinite(b)
     if not finite.all():
-        if not np.array_equal(a[~finite], b[~finite]):
+        if not np.array_equal(a[~finite], b[~finite], equal_nan=True):  # NaN where the reference has NaN agrees
             return Error(float("nan"), float("inf"), float("inf"))
         a, b = a[finite], b[finite]
     ref = float(np.sqrt(b @ b))

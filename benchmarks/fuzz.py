@@ -6,7 +6,8 @@
 Each seed's graph (`tests/fuzz/generator.py`) is compiled for the M1 (even seeds) or the M4 (odd
 seeds); the decoded descriptor program runs on the simulator and is compared with anec's fp16 IR
 interpreter, and the interpreter with onnxruntime (`tests/fuzz/differential.py`). Outcomes: ok,
-refused (an AnecError), crash, sim-mismatch (a hardware-path bug), ref-mismatch, timeout.
+fp16-flagged (fp16 rounding the calibrated report names), refused (an AnecError), crash,
+sim-mismatch (a hardware-path bug), ref-mismatch (wrong semantics, or fp16 error not named), timeout.
 
 `--calibrated` (issue 18) runs `check_calibrated` instead: each seed's graph with fp16 hazards
 (`random_graph(seed, hazards=True)`), compiled calibrated on its own inputs, its fp16 outputs against

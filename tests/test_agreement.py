@@ -21,3 +21,10 @@ def test_a_real_difference_does_not_hide_under_the_floor() -> None:
     e = error(got, want)
     assert e.ok and not error(-want, want).ok_within(FP16_NOISE)
     assert not error(want + 0.05 * np.cos(np.arange(1000)), want).ok_within(F32_NOISE)
+
+
+def test_nan_where_the_reference_has_nan_agrees_and_nan_elsewhere_does_not() -> None:
+    want = np.array([1.0, np.nan, -np.inf, 2.0])
+    assert error(want.copy(), want).ok_within(FP16_NOISE)
+    assert not error(np.array([1.0, np.nan, -np.inf, np.nan]), want).ok_within(FP16_NOISE)
+    assert not error(np.array([1.0, np.inf, -np.inf, 2.0]), want).ok_within(FP16_NOISE)

@@ -26,7 +26,14 @@ import numpy as np
 if TYPE_CHECKING:
     import onnx
 
-OUTCOMES = ("ok", "refused", "crash", "sim-mismatch", "ref-mismatch", "timeout")
+    from anec.pipeline import CompiledModel
+    from anec.report import Report
+
+OUTCOMES = ("ok", "fp16-flagged", "refused", "crash", "sim-mismatch", "ref-mismatch", "timeout")
+"""`check`: fp16-flagged is a graph whose fp16 outputs miss onnxruntime's while its float32 import
+matches them, and anec, compiled calibrated on the inputs, names where the error enters (fp16 itself,
+reported); a ref-mismatch is any other disagreement with onnxruntime (wrong semantics, or fp16 error
+anec did not name)."""
 CALIBRATED_OUTCOMES = ("ok", "flagged", "missed", "refused", "crash", "timeout")
 """`check_calibrated`: within tolerance of float32; outside it and anec named the op where the error
 enters; outside it and anec did not (a silent wrong answer: the bug this mode hunts)."""
@@ -154,10 +161,49 @@ def check(seed: int, target: str | None = None) -> Result:
     why = differs(got, want, SIM_RTOL, SIM_ATOL_SCALE)
     if why:
         return run.result("sim-mismatch", why)
-    why = differs(want, _onnxruntime(model, inputs), REF_RTOL, REF_ATOL_SCALE)
+    reference = _onnxruntime(model, inputs)
+    why = differs(want, reference, REF_RTOL, REF_ATOL_SCALE)
     if why:
-        return run.result("ref-mismatch", why)
+        return _fp16_or_semantics(run, model, inputs, reference, why)
     return run.result("ok")
+
+
+def _fp16_or_semantics(run: _Attempt, model: onnx.ModelProto, inputs: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+                       why: str) -> Result:
+    """A disagreement with onnxruntime: fp16 rounding (the float32 import agrees) that anec names
+    where it enters when compiled calibrated on the inputs, or a finding."""
+    try:
+        run.stage = "float32"
+        float32 = _float32(model, inputs)
+        if any(mismatch(float32[name], value, REF_RTOL, REF_ATOL_SCALE) for name, value in reference.items()):
+            return run.result("ref-mismatch", f"{why} (the float32 import disagrees too)")
+        sources = _sources(_calibrated(model, run, inputs).report)
+    except Exception as e:
+        return run.failure(e)
+    if sources:
+        return run.result("fp16-flagged", f"{why}; enters at {sources}")
+    return run.result("ref-mismatch", f"{why} (fp16 error the calibrated report does not name)")
+
+
+def _float32(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The imported IR run in float32 throughout: the model's meaning as anec reads it."""
+    from anec.importers import import_model
+    from anec.interpreter import entry_function, interpret, output_names
+
+    imported = import_model(model)
+    return dict(zip(output_names(entry_function(imported)), interpret(imported, inputs, segments="f32")))
+
+
+def _calibrated(model: onnx.ModelProto, run: _Attempt, inputs: dict[str, np.ndarray]) -> CompiledModel:
+    """The graph compiled to IR calibrated on `inputs`, so its report attributes fp16 error."""
+    from anec.pipeline import compile
+
+    return compile(model, target=run.target, emit="ir", example_inputs=inputs, progress=run.progress)
+
+
+def _sources(report: Report) -> str:
+    """The first ops the report names as where fp16 error enters ("" when none)."""
+    return ", ".join(f"{op} ({kind}, {err:.2g})" for op, kind, err in report.fp16_error_sources[:3])
 
 
 def check_calibrated(seed: int, target: str | None = None) -> Result:
@@ -166,9 +212,6 @@ def check_calibrated(seed: int, target: str | None = None) -> Result:
     float32 run of the imported IR, with the agreement bar. Outside it, the outcome says whether the
     report names an op where fp16 error enters (`Report.fp16_error_sources`)."""
     from anec.agreement import FP16_NOISE, error
-    from anec.importers import import_model
-    from anec.interpreter import entry_function, interpret, output_names
-    from anec.pipeline import compile
     from anec.runtime import run_interpreted
     from tests.fuzz.generator import random_graph
 
@@ -176,10 +219,9 @@ def check_calibrated(seed: int, target: str | None = None) -> Result:
     model, inputs = random_graph(seed, hazards=True)
     run = _Attempt(seed, target, model)
     try:
-        imported = import_model(model)
         run.stage = "float32"
-        want = dict(zip(output_names(entry_function(imported)), interpret(imported, inputs, segments="f32")))
-        compiled = compile(model, target=target, emit="ir", example_inputs=inputs, progress=run.progress)
+        want = _float32(model, inputs)
+        compiled = _calibrated(model, run, inputs)
         run.stage = "interpret"
         with np.errstate(over="ignore", invalid="ignore"):
             got = run_interpreted(compiled.ir, inputs)
@@ -193,9 +235,8 @@ def check_calibrated(seed: int, target: str | None = None) -> Result:
     if not misses:
         return run.result("ok")
     worst = ", ".join(f"{n}: cosine {e.cosine:.4f}, rel L2 {e.rel_l2:.2g}" for n, e in misses.items())
-    sources = compiled.report.fp16_error_sources
-    if sources:
-        return run.result("flagged", f"{worst}; enters at " + ", ".join(f"{op} ({kind}, {err:.2g})" for op, kind, err in sources[:3]))
+    if sources := _sources(compiled.report):
+        return run.result("flagged", f"{worst}; enters at {sources}")
     warned = "; warnings: " + " | ".join(w[:100] for w in compiled.report.fp16_warnings[:3]) if compiled.report.fp16_warnings else ""
     return run.result("missed", worst + warned)
 
