@@ -43,7 +43,10 @@ def _scale_factors(value: SSAValue) -> list[SSAValue]:
 
 
 def _rescaled(weight: AffineWeight, axis: int, channels: np.ndarray) -> AffineWeight:
-    """`weight` with its stored scale times `channels` (one per index of `axis`, the output channels)."""
+    """`weight` with its stored scale times `channels` (one per index of `axis`, the output channels);
+    a weight scaled per tensor stays so when every channel's factor is the same."""
+    if weight.axis is None and np.all(channels == channels[0]):
+        return AffineWeight(weight.quantized, weight.scale * channels[0], weight.zero_point)
     count = weight.shape[axis]
     return AffineWeight(weight.quantized, np.broadcast_to(weight.scale, (count,)) * channels,
                         np.broadcast_to(weight.zero_point, (count,)), axis)
@@ -55,11 +58,13 @@ def _defined_before(value: SSAValue, op: Operation) -> bool:
 
 
 class ScaleIntoMac(RewritePattern):
-    """A conv or matmul by an affine-compressed weight, times a scale → the MAC of scaled operands: one
-    scale for every output channel goes into the input (the weight keeps its exact values), one per
-    channel into the weight's stored scale; the bias takes the constant part. Integer ops import as their exact
-    integer sums followed by the scale (`anec.importers.onnx_quantized`); the sums of int8 products
-    overflow fp16, the conv of the dequantized values does not."""
+    """A conv or matmul by an affine-compressed weight, times a scale → the MAC of the dequantized
+    operands: a run-time scale (DynamicQuantizeLinear's) goes into the input, a constant one (per tensor
+    or per channel) into the weight's stored scale; the bias takes the constant part. Integer ops import
+    as their exact integer sums followed by the scale (`anec.importers.onnx_quantized`); the sums of int8
+    products overflow fp16, the conv of the dequantized values does not. The constant scale stays off the
+    input: the input times both scales (BERT-base's 0.033 · 8e-4 per integer step) falls among fp16's
+    denormals, which the M1's MAC flushes to zero (hardware notes, "fp16 semantics")."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.MulOp, rewriter: PatternRewriter) -> None:
@@ -97,14 +102,11 @@ class ScaleIntoMac(RewritePattern):
                 continue
             build = RewriteBuilder(mac if through else op, rewriter)  # where every operand is defined (the scale may come after the MAC)
             x = mac.lhs if isinstance(mac, ane.MatmulOp) else mac.input
-            uniform = bool(np.all(channels == channels[0]))
             scalars = [build.reshape(f, (1,) * len(shape_of(x))) for f in runtime]
-            if uniform and channels[0] != 1:
-                scalars.append(build.scalar(float(channels[0]), x))
             if scalars:
                 x = build.add(ane.MulOp(x, reduce(lambda a, c: build.add(ane.MulOp(a, c), "scale"), scalars)), "scale_input")
             assert weight_value is not None  # an affine weight was found
-            new_weight = weight_value if uniform else build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
+            new_weight = weight_value if np.all(channels == 1) else build.constant(_rescaled(weight, axis, channels), weight_value, "weight")
             new_bias = build.constant(bias * channels, mac.result, "bias") if mac.bias is not None else None
             new_mac = set_name(rebuild(mac, build, new_weight, new_bias, x), derived_name(name_of(mac), "dequantized"))  # not the sums: a new name, so `anec check` compares it with nothing
             append_note(new_mac, FP16_FIXES_ATTR, "the scale after these integer sums moved in front of them (the input, or the "
