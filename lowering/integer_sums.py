@@ -14,6 +14,7 @@ ANE (`Floor`, and its int32 round trip dropped).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import reduce
 
 import numpy as np
@@ -23,10 +24,10 @@ from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewri
 from anec.builder import RewriteBuilder
 from anec.compression import AffineWeight
 from anec.dialects import ane
-from anec.dialects.ane import shape_of
+from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import FP16_FIXES_ATTR, append_note, derived_name, name_of, set_name
 from anec.lowering.compress import weight_and_axes
-from anec.lowering.fuse import bias_values, per_channel, rebuild
+from anec.lowering.fuse import MacOp, bias_values, channel_axis, per_channel, rebuild
 from anec.lowering.rewriting import constant_of
 from anec.weights import compressed_of
 
@@ -57,6 +58,25 @@ def _defined_before(value: SSAValue, op: Operation) -> bool:
     return not isinstance(owner, Operation) or (owner.parent is op.parent and owner.is_before_in_block(op))
 
 
+def _channels_through(constant: np.ndarray, mac: MacOp, chain: Sequence[ane.ReshapeOp | ane.TransposeOp]) -> np.ndarray | None:
+    """`constant`, which scales the MAC's result after `chain` (ane-layout's reshapes and transposes, in
+    order), as one value per output channel: it may vary only along the axis the channels land on (torchao's
+    int8 weight-only linear scales `mm(x, q)` per output channel after ane-layout turned it into a conv)."""
+    axis = channel_axis(mac)
+    for op in chain:
+        if isinstance(op, ane.TransposeOp):
+            axis = list(as_tuple(op.perm)).index(axis)
+            continue
+        old, new = shape_of(op.input), shape_of(op.result)
+        axis = next((i for i, d in enumerate(new) if d == old[axis] and math.prod(new[:i]) == math.prod(old[:axis])), -1)
+        if axis < 0:
+            return None  # the reshape splits or merges the channels
+    rank = len(shape_of(chain[-1].result))
+    if constant.ndim > rank or any(d != 1 for i, d in enumerate((1,) * (rank - constant.ndim) + constant.shape) if i != axis):
+        return None
+    return np.broadcast_to(constant.reshape(-1), (shape_of(mac.result)[channel_axis(mac)],)).astype(np.float32)
+
+
 class ScaleIntoMac(RewritePattern):
     """A conv or matmul by an affine-compressed weight, times a scale → the MAC of the dequantized
     operands: a run-time scale (DynamicQuantizeLinear's) goes into the input, a constant one (per tensor
@@ -73,8 +93,9 @@ class ScaleIntoMac(RewritePattern):
             if isinstance(add, ane.AddOp) and product.has_one_use():
                 product, shift = next(((v, w) for v, w in ((add.lhs, add.rhs), (add.rhs, add.lhs)) if isinstance(v.owner, ane.ConvOp | ane.MatmulOp)),
                                       (product, None))
-            moved = product  # through ane-layout's reshapes and transposes (a matmul become a 1×1 conv): one scale commutes with them
+            moved, chain = product, list[ane.ReshapeOp | ane.TransposeOp]()  # through ane-layout's reshapes and transposes (a matmul become a 1×1 conv)
             while shift is None and isinstance(product.owner, ane.ReshapeOp | ane.TransposeOp) and product.has_one_use():
+                chain.insert(0, product.owner)
                 product = product.owner.input
             mac = product.owner
             if not isinstance(mac, ane.ConvOp | ane.MatmulOp) or mac.activation is not None or not product.has_one_use():
@@ -93,12 +114,11 @@ class ScaleIntoMac(RewritePattern):
             for factor in constants:
                 constant = constant * factor
             through = moved is not product
-            if through and (constant.size != 1 or not all(_defined_before(f, mac) for f in runtime)):
+            if through and not all(_defined_before(f, mac) for f in runtime):
                 continue
-            channels: np.ndarray | None
-            if through:
-                channels = np.full(out[1 if isinstance(mac, ane.ConvOp) else -1], constant.reshape(()), np.float32)
-            elif constant.ndim > len(out) or (channels := per_channel(constant.reshape((1,) * (len(out) - constant.ndim) + constant.shape), mac)) is None:
+            channels = _channels_through(constant, mac, chain) if through else (
+                per_channel(constant.reshape((1,) * (len(out) - constant.ndim) + constant.shape), mac) if constant.ndim <= len(out) else None)
+            if channels is None:
                 continue
             build = RewriteBuilder(mac if through else op, rewriter)  # where every operand is defined (the scale may come after the MAC)
             x = mac.lhs if isinstance(mac, ane.MatmulOp) else mac.input

@@ -294,7 +294,7 @@ def test_qlinear_ops_match_onnx_and_onnxruntime_within_a_quantum(kind: str, tmp_
 def test_a_runtime_int32_bias_between_the_sums_and_their_scale_follows_the_scale() -> None:
     """onnxruntime's older quantize_dynamic (ddddocr's recogniser): ConvInteger + floor(b / (sx·sw)) as
     int32, cast, times sx·sw. Imported exactly, and partitioned exactly into one segment (Floor on the
-    ANE, the int32 round trip dropped); in fp16 the scale moves into the input and the bias."""
+    ANE, the int32 round trip dropped); in fp16 sx scales the input, sw the weight and sx·sw the bias."""
     from onnx.reference import ReferenceEvaluator
 
     rng = np.random.default_rng(0)
@@ -322,7 +322,7 @@ def test_a_runtime_int32_bias_between_the_sums_and_their_scale_follows_the_scale
     np.testing.assert_array_equal(interpret(partitioned.ir, {"x": x}, segments="f32")[0], expected)  # the scale moves in ane-fp16 only
     compiled = anec.compile(m, target="m1", emit="ir")
     (conv,) = [op for op in compiled.ir.walk() if isinstance(op, ane.ConvOp)]
-    assert compressed_of(conv.weight.owner).scale.tolist() == [1.0]  # exact integers; sx·sw scales the input
+    assert compressed_of(conv.weight.owner).scale.tolist() == [np.float32(0.02)]  # sw into the weight, the runtime sx into the input
     assert isinstance(conv.input.owner, ane.MulOp)
     (simulated,) = compiled.run({"x": x}).values()
     assert cosine(simulated, expected) >= 0.999 and np.all(np.isfinite(simulated))
