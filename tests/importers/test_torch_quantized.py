@@ -137,10 +137,11 @@ def test_torchao_weight_only_models_import_compressed_and_match_eager(config: st
     """Int8WeightOnlyConfig exports `mm(x, t(q))` times the scale (the weight's integers, scale one, the
     scale a float multiply after); IntxWeightOnlyConfig exports `dequantize_affine` (per channel, or per
     group of 32 inputs: int4 values in int8 storage)."""
+    torchao_config = _torchao_config(config)  # skips first when torchao is absent
     from torchao.quantization import quantize_
 
     model, x = TwoLinears().eval(), _x(5, 64)
-    quantize_(model, _torchao_config(config))
+    quantize_(model, torchao_config)
     module = import_torch(torch.export.export(model, (x,)))
     stored = _stored(module)
     assert [w.form for w in stored] == [form, form]
@@ -156,3 +157,28 @@ def test_torchao_weight_only_models_import_compressed_and_match_eager(config: st
     assert len(compiled_forms) == 2 and all(f.startswith("int8/channel" if config == "int8-weight-only" else form) for f in compiled_forms)
     (simulated,) = compiled.run({"x": x.numpy()}).values()
     assert np.linalg.norm(simulated - expected) / np.linalg.norm(expected) < 1e-2
+
+
+def test_a_pt2e_quantized_model_keeps_its_int8_weights_and_runs_its_activation_pairs_on_the_cpu() -> None:
+    """torchao's PT2E flow (XNNPACK's symmetric per-channel config; torch 2.13 dropped torch.ao's copy and
+    torchao 0.14's imports it): weights are `dequantize_per_channel` of int8 constants, activations
+    quantize/dequantize pairs that run on the CPU in torch, so the outputs are eager's but where fp16
+    moves a value across a rounding boundary (one quantization step)."""
+    pytest.importorskip("torchao", minversion="0.15", reason="PT2E needs torchao >= 0.15 with torch 2.13 (pip install torchao)")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.testing.pt2e._xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    x = _x(5, 64)
+    prepared = prepare_pt2e(torch.export.export(TwoLinears().eval(), (x,)).module(),
+                            XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
+    prepared(x)
+    model = convert_pt2e(prepared)
+    compiled = anec.compile(torch.export.export(model, (x,)), target="m1")
+    assert [w.form for w in _stored(compiled.ir)] == ["int8/channel"] * 2
+    (simulated,) = compiled.run({"x": x.numpy()}).values()
+    expected = model(x).detach().numpy()
+    step = np.min(np.diff(np.unique(expected)))  # the output's quantization step
+    assert np.abs(simulated - expected).max() <= step * 1.01 and np.mean(simulated != expected) < 0.05
