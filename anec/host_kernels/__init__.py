@@ -201,9 +201,10 @@ def evaluate_onnx_node(node: NodeProto, opsets: Mapping[str, int], inputs: Seque
     return [next(produced) if name else None for name in node.output]
 
 
-@runner("aten")
+@runner("aten", "quantized_decomposed")
 def run_aten(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """One ATen op, eagerly in torch (imported only when a model has ATen host ops)."""
+    """One ATen op, or one of torch's `quantized_decomposed` ops (PT2E's activation quantize/dequantize
+    pairs), eagerly in torch (imported only when a model has such host ops)."""
     from anec.host_kernels import aten
 
     return aten.run(op, inputs)

@@ -38,6 +38,8 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 def decode_arguments(op: HostOp, tensors: Sequence[torch.Tensor]) -> tuple[Any, dict[str, Any]]:
     """The OpOverload and the keyword arguments a host op encodes (the inverse of `host_op`)."""
     namespace, name, overload = op.op_name.data.split(".")
+    if namespace == "quantized_decomposed":
+        import torch.ao.quantization.fx._decomposed  # registers the namespace's ops (shipped with torch)
     target = getattr(getattr(getattr(torch.ops, namespace), name), overload)
     attrs = op.attrs.data
     kwargs = {arg.name: _decode(attrs[arg.name], "Tensor" in str(arg.type), tensors)

@@ -4,7 +4,8 @@ Every route ends in one walk over an ATen-level FX graph (`GraphImporter`):
 
 - parameters, buffers and lifted constants become weights in the module's store;
 - a node none of whose inputs is a run-time tensor is evaluated with torch on the spot (constant
-  folding: transposed weights, position ids, masks built from `arange`, shape arithmetic);
+  folding: transposed weights, position ids, masks built from `arange`, shape arithmetic); a folded
+  dequantization of integers that a MAC reads as its weight stays compressed (`aten_quantized`);
 - every other node goes through the handler table of `anec.importers.aten`; nodes without a
   handler become `host.op "aten.<op>.<overload>"`, run eagerly by torch at run time.
 
@@ -50,6 +51,7 @@ from anec.importers.aten import (
     host_op,
     op_key,
 )
+from anec.importers.aten_quantized import Tracker
 from anec.weights import WeightStore, attach, make_const
 
 InputShapes = Mapping[str, Sequence[int]]
@@ -202,6 +204,8 @@ class GraphImporter:
         self.block = Block()
         self.values: dict[fx.Node, Any] = {}
         self._const_cache: dict[int, tuple[torch.Tensor, SSAValue]] = {}
+        self.dequantized = Tracker()
+        """Folded tensors that are dequantized integers: they stay compressed as MAC weights."""
 
     # -- values ----------------------------------------------------------------------------------
 
@@ -210,13 +214,14 @@ class GraphImporter:
 
         The weight is named after `t` or the parameter it is a view of, else `name`.
         Constants a node builder asks for join the module only with the builder's ops, so a handler that
-        declines leaves nothing behind.
+        declines leaves nothing behind. A MAC weight folded from integers stays compressed (`aten_quantized`).
         """
         for cache in (self._const_cache, builder.constants if builder else {}):
             if (hit := cache.get(id(t))) is not None and hit[0] is t:
                 return hit[1]
         name = self.weight_names.get(id(t)) or self.weight_names.get(id(t._base)) or name
-        op = make_const(to_numpy(t), name, self.store)
+        weight = self.dequantized.compressed(t, op_key(builder.node.target)) if builder is not None else None
+        op = make_const(weight, name, self.store, element_type(t.dtype)) if weight is not None else make_const(to_numpy(t), name, self.store)
         op.attributes[NAME_ATTR] = StringAttr(name)
         if builder is None:
             self.block.add_op(op)
@@ -294,7 +299,9 @@ class GraphImporter:
         if not any(isinstance(v, SSAValue) for v in _flat((args, kwargs))):
             assert callable(node.target), "a call_function node's target is the function"
             with torch.no_grad():
-                return node.target(*args, **kwargs)  # constant folding
+                value = node.target(*args, **kwargs)  # constant folding
+            self.dequantized.fold(op_key(node.target), args, kwargs, value)
+            return value
         if node.target is operator.getitem:
             outputs, index = args
             assert isinstance(outputs, list | tuple) and isinstance(index, int | slice), "getitem picks outputs of a multi-output node"

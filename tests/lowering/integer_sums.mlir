@@ -31,6 +31,17 @@
 // CHECK:           %[[SHIFT:.*]] = ane.mul %{{.*}}, %[[SH]] {ane.name = "scale#shift"}
 // CHECK-NEXT:      ane.add %[[MAC]], %[[SHIFT]] {ane.name = "scale#sum"}
 // CHECK-NOT:     ane.segment
+// quantize_dynamic's MatMulInteger: the sums times the runtime input scale times the constant weight
+// scale. The runtime scale goes into the input and the constant one into the weight's stored scale (still
+// int8 per tensor), so both operands are the dequantized values: the input scaled by both (7.5e-4 per
+// unit of a scale near 0.03) would sit among fp16's denormals, which the M1's MAC flushes to zero.
+// CHECK-LABEL: func.func @runtime_and_weight_scale
+// CHECK:           %[[SH:.*]] = ane.cast %{{.*}} -> tensor<1x1x1x1xf16>
+// CHECK-NEXT:      %[[SCALED:.*]] = ane.mul %{{.*}}, %[[SH]] {ane.name = "output_scale#scale_input"}
+// CHECK-NEXT:      %[[W:.*]] = ane.const "output_scale_weight" stored "int8" : tensor<4x4x1x1xf16>
+// CHECK-NEXT:      ane.conv %[[SCALED]], %[[W]] {ane.name = "matmul_integer#dequantized"
+// CHECK-NOT:       ane.mul
+// CHECK:         func.return
 builtin.module attributes {ane.weights_file = "integer_sums.weights.npz"} {
   func.func @sums_then_scale(%x: tensor<1x4x8x8xf32>, %s: tensor<1x1x1x1xf32>, %b: tensor<1x1x1x4xf32>) -> tensor<1x4x8x8xf32> {
     %w = ane.const "w" stored "int8" : tensor<4x4x1x1xf32>
@@ -42,6 +53,14 @@ builtin.module attributes {ane.weights_file = "integer_sums.weights.npz"} {
     %bc = ane.cast %br {ane.name = "bias_float"} : (tensor<1x4x1x1xi32>) -> tensor<1x4x1x1xf32>
     %cb = ane.add %sums, %bc {ane.name = "bias_add"} : (tensor<1x4x8x8xf32>, tensor<1x4x1x1xf32>) -> tensor<1x4x8x8xf32>
     %y = ane.mul %cb, %s {ane.name = "scale"} : (tensor<1x4x8x8xf32>, tensor<1x1x1x1xf32>) -> tensor<1x4x8x8xf32>
+    func.return %y : tensor<1x4x8x8xf32>
+  }
+  func.func @runtime_and_weight_scale(%x: tensor<1x4x8x8xf32>, %s: tensor<1x1x1x1xf32>) -> tensor<1x4x8x8xf32> {
+    %w = ane.const "w" stored "int8" : tensor<4x4x1x1xf32>
+    %sums = ane.conv %x, %w {ane.name = "matmul_integer", strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x4x8x8xf32>, tensor<4x4x1x1xf32>) -> tensor<1x4x8x8xf32>
+    %ws = ane.const dense<7.5e-04> : tensor<1x1x1x1xf32>
+    %both = ane.mul %s, %ws {ane.name = "scale_product"} : (tensor<1x1x1x1xf32>, tensor<1x1x1x1xf32>) -> tensor<1x1x1x1xf32>
+    %y = ane.mul %sums, %both {ane.name = "output_scale"} : (tensor<1x4x8x8xf32>, tensor<1x1x1x1xf32>) -> tensor<1x4x8x8xf32>
     func.return %y : tensor<1x4x8x8xf32>
   }
 }
