@@ -145,8 +145,8 @@ class Machine:
 
     def forget(self, view: View) -> None:
         """Drop converted copies of anything a write to `view` may change."""
-        lo, hi = view.byte_span()
-        for key in [k for k in self._recent if k[0].slot == view.slot and _overlap(k[0].byte_span(), (lo, hi))]:
+        lo, hi = view.span
+        for key in [k for k in self._recent if k[0].slot == view.slot and _overlap(k[0].span, (lo, hi))]:
             del self._recent[key]
 
     def load(self, view: View, pixel_offset: int, dtype: type = np.float32, flush: bool = False) -> np.ndarray:
@@ -297,7 +297,7 @@ class Machine:
     def streams(dst: View, *sources: View) -> bool:
         """Whether a one-pass kernel may read `sources` straight from their slots while it writes
         `dst`: each source is `dst` itself (in place) or lies apart from it."""
-        return all(v == dst or v.slot != dst.slot or not _overlap(v.byte_span(), dst.byte_span()) for v in sources)
+        return all(v == dst or v.slot != dst.slot or not _overlap(v.span, dst.span) for v in sources)
 
     def binary(self, task: Task, a: View, b: View | None, dst: View) -> bool:
         """An add, subtract or multiply of two slot views in one pass of the fp16 kernels (computed as
@@ -365,7 +365,7 @@ def _continues(previous: Task, task: Task) -> bool:
     assert a is not None and b is not None and src is not None
     same_layout = all(stride == a.strides[axis] for axis, (stride, extent) in enumerate(zip(b.strides, b.extents)) if extent > 1)
     adjacent = a.slot == b.slot and same_layout and a.base + a.extents[2] * a.strides[2] == b.base
-    return adjacent and (src.slot != b.slot or not _overlap(src.byte_span(), (a.base, b.byte_span()[1])))
+    return adjacent and (src.slot != b.slot or not _overlap(src.span, (a.base, b.span[1])))
 
 
 
