@@ -23,7 +23,6 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -93,7 +92,7 @@ class OpBuilder(ABC):
         source = owner.handle.data if owner.handle is not None else None
         if source is not None and (known := self.store.derivation(source, key)) is not None:
             handle, stored, shape = known
-            return self.add(ane.ConstOp(TensorType(element_type_of(value), shape), handle=handle, stored=stored))
+            return self.add(ane.ConstOp(ane.tensor(shape, element_type_of(value)), handle=handle, stored=stored))
         result = self._derive(owner, transform, value, name)
         made = result.owner
         if source is not None and isinstance(made, ane.ConstOp) and made.handle is not None:

@@ -140,8 +140,11 @@ def axis_limit(rank: int, axis: int, target: Target) -> int:
 
 
 def _dims_over(op: Operation, target: Target, axes: Callable[[Operation, SSAValue], set[int]]) -> str | None:
+    smallest = min(_dim_limit(role, target) for role in "NCW")
     for v in _tensors(op):
         shape = shape_of(v)
+        if max(shape, default=0) <= smallest:  # within every axis's limit: no need to ask which axes count
+            continue
         for axis in axes(op, v):
             if axis < len(shape):
                 role = _axis_roles(len(shape))[axis]

@@ -9,14 +9,16 @@ only here) — and hands them to the emitters and the runtime, which never run p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import os
 import resource
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +175,25 @@ def lower_segments(module: ModuleOp, arch: str, pass_options: Mapping[str, Mappi
     return lowered
 
 
+COLLECTION_THRESHOLDS = (10_000, 20, 20)
+"""The garbage collector's thresholds while compiling (Python's default is 700, 10, 10): the IR of a
+large model is millions of objects, which the default scans again and again (a fifth of the compile
+time of an unrolled LSTM). A larger first threshold than this keeps young garbage, such as weight
+copies, alive longer: BERT-base's peak memory grew by a tenth at 50,000; at 10,000 it is unchanged."""
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect garbage less often for the duration (a decorator too); the thresholds are restored after."""
+    previous = gc.get_threshold()
+    gc.set_threshold(*COLLECTION_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
+@fewer_collections()
 def descriptor_bytes(module: ModuleOp, arch: str, pass_options: Mapping[str, Mapping[str, Any]] | None = None) -> bytes:
     """The `.anec` file of `module`: its segments lowered, the program encoded (and validated)."""
     return encode(anec_file(lower_segments(module, arch, pass_options), arch))
@@ -275,6 +296,7 @@ def compile(model: Any, *, target: str | Target = "m1", emit: str = "coreml", in
                            progress=progress, **options)[0]
 
 
+@fewer_collections()
 def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = "coreml", input_shapes: InputShapes | None = None,
                     example_inputs: Any = None, progress: Progress | None = None, **options: Any) -> list[CompiledModel]:
     """`compile` for several chips (`anec compile --target all`): the model is imported once and each

@@ -31,7 +31,7 @@ from xdsl.utils.hints import isa
 
 from anec.compression import KINDS, CompressedWeight
 from anec.context import make_context
-from anec.dialects.ane import ConstOp, element_type_of, shape_of
+from anec.dialects.ane import ConstOp, element_type_of, shape_of, tensor
 from anec.dialects.discardable import WEIGHTS_FILE_ATTR
 from anec.errors import AnecError
 from anec.types import numpy_dtype, xdsl_element_type
@@ -245,7 +245,7 @@ def compressed_of(op: ConstOp, store: WeightStore | None = None) -> CompressedWe
 
 def make_compressed_const(weight: CompressedWeight, name: str, store: WeightStore, element_type: Attribute) -> ConstOp:
     """A constant whose weight is stored compressed; passes read its (fp16-exact) value as `element_type`."""
-    return ConstOp(TensorType(element_type, list(weight.shape)), handle=store.add_compressed(weight, name), stored=weight.form)
+    return ConstOp(tensor(weight.shape, element_type), handle=store.add_compressed(weight, name), stored=weight.form)
 
 
 INLINE_LIMIT = 16
@@ -263,7 +263,7 @@ def make_const(array: np.ndarray | CompressedWeight, name: str, store: WeightSto
         return make_compressed_const(array, name, store, element_type or f32)
     element_type = element_type or xdsl_element_type(array.dtype)
     array = np.asarray(array, dtype=numpy_dtype(element_type))
-    typ = TensorType(element_type, list(array.shape))
+    typ = tensor(array.shape, element_type)
     if array.size <= INLINE_LIMIT and (array.dtype.kind != "f" or np.isfinite(array).all()):
         return ConstOp(typ, value=numpy_to_dense(array, typ))
     return ConstOp(typ, handle=store.add(array, name))

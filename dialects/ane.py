@@ -12,6 +12,7 @@ rank; weights live out of line (`ane.const "handle"`), small constants inline (`
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, Operation, OpResult, Region, SSAValue
+from xdsl.ir import Attribute, BlockArgument, Dialect, Operation, OpResult, Region, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     Operand,
@@ -87,12 +88,21 @@ def kind(op: Operation) -> str:
     return op.name.split(".", 1)[1]
 
 
+_VALUES = (OpResult, BlockArgument)
+_SHAPE_MEMO = "_anec_shape"
+"""Where `shape_of` keeps a tensor type's shape in the (immutable) type's own __dict__: passes ask
+for shapes hundreds of thousands of times on a large model, and `get_shape` rebuilds the tuple each time."""
+
+
 def shape_of(value: SSAValue | Attribute) -> Shape:
     """The static shape of a tensor value or tensor type."""
-    typ = value.type if isinstance(value, SSAValue) else value
-    if not isinstance(typ, TensorType):
-        raise VerifyException(f"expected a ranked tensor, got {typ}")
-    return tuple(typ.get_shape())
+    typ = value.type if type(value) in _VALUES or isinstance(value, SSAValue) else value  # the exact-type test is the fast path
+    shape = typ.__dict__.get(_SHAPE_MEMO)
+    if shape is None:
+        if not isinstance(typ, TensorType):
+            raise VerifyException(f"expected a ranked tensor, got {typ}")
+        shape = typ.__dict__[_SHAPE_MEMO] = tuple(typ.get_shape())
+    return shape
 
 
 def element_type_of(value: SSAValue | Attribute) -> Attribute:
@@ -101,12 +111,30 @@ def element_type_of(value: SSAValue | Attribute) -> Attribute:
     return typ.element_type
 
 
+_TENSOR_TYPES: dict[tuple[Shape, Attribute], TensorType] = {}
+"""Tensor types by (shape, element type): a type is immutable, so one instance serves every op that
+needs it, and passes that create thousands of ops build and verify each type once."""
+
+
 def tensor(shape: Sequence[int], element_type: Attribute = f32) -> TensorType:
-    return TensorType(element_type, list(shape))
+    key = (tuple(map(int, shape)), element_type)
+    typ = _TENSOR_TYPES.get(key)
+    if typ is None:
+        if len(_TENSOR_TYPES) >= 1 << 16:  # a long-running process compiling many models
+            _TENSOR_TYPES.clear()
+        typ = _TENSOR_TYPES[key] = TensorType(element_type, list(key[0]))
+    return typ
 
 
 def ints(values: Sequence[int]) -> DenseArrayBase[I64]:
-    return DenseArrayBase.from_list(i64, [int(v) for v in values])
+    return _ints(tuple(map(int, values)))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ints(values: tuple[int, ...]) -> DenseArrayBase[I64]:
+    """Built and verified once per value: attributes are immutable, and passes rebuild the same
+    permutations, bounds and shapes on thousands of ops."""
+    return DenseArrayBase.from_list(i64, list(values))
 
 
 def floats(values: Sequence[float]) -> DenseArrayBase[Float32Type]:

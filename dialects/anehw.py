@@ -113,7 +113,33 @@ class ViewAttr(ParametrizedAttribute):
 
 
 def ints(values: Sequence[int]) -> DenseArrayBase[I64]:
+    return _ints(tuple(map(int, values)))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ints(values: tuple[int, ...]) -> DenseArrayBase[I64]:
+    """Built once per value, like `int_attr`: lowering and memory planning set the same shapes and
+    lifetimes on thousands of ops."""
     return DenseArrayBase.from_list(i64, list(values))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _fields_attr(items: tuple[tuple[str, int], ...]) -> DictionaryAttr:
+    """One register group's fields as an attribute, built once per distinct group (most tasks of a
+    large model repeat the groups of others: the same extents, kernel and modes)."""
+    return DictionaryAttr({k: int_attr(v) for k, v in items})
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _coeffs_attr(items: tuple[tuple[str, str], ...]) -> DictionaryAttr:
+    return DictionaryAttr({k: StringAttr(v) for k, v in items})
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def view(buffer: str, rows: tuple[int, ...], offset: int = 0, w_offset: int = 0, w_step: int = 1) -> ViewAttr:
+    """A `ViewAttr`, built and verified once per distinct view (the tiles of an unrolled recurrence
+    repeat their views' strides and offsets)."""
+    return ViewAttr(buffer, rows, offset, w_offset, w_step)
 
 
 @functools.cache
@@ -233,7 +259,7 @@ class TaskOp(IRDLOperation):
             if view is not None:
                 props[name] = view
         if coeffs:
-            props["coeffs"] = DictionaryAttr({k: StringAttr(v) for k, v in coeffs.items()})
+            props["coeffs"] = _coeffs_attr(tuple(coeffs.items()))
         super().__init__(properties=props)
         for group, values in fields.items():
             self.update_fields(group, values)
@@ -259,7 +285,7 @@ class TaskOp(IRDLOperation):
         merged = self.fields(group) | dict(values)
         merged = {k: v for k, v in sorted(merged.items()) if v != 0}
         if merged:
-            self.properties[group] = DictionaryAttr({k: int_attr(v) for k, v in merged.items()})
+            self.properties[group] = _fields_attr(tuple(merged.items()))
         else:
             self.properties.pop(group, None)
 

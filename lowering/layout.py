@@ -21,8 +21,10 @@ Results are unchanged: only the arrangement of data moves.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -423,6 +425,9 @@ def _remapped_properties(op: Operation, order: AxisOrder) -> dict:
 
 @dataclass
 class LayoutGroup:
+    """Built by `find_groups`, then read unchanged while an order is chosen: what the costs of every
+    candidate order need (entries, exits, unit axes) is computed once per group."""
+
     ops: list[Operation] = field(default_factory=list)
     tensors: set[SSAValue] = field(default_factory=set)
 
@@ -430,6 +435,7 @@ class LayoutGroup:
     def rank(self) -> int:
         return len(shape_of(next(iter(self.tensors))))
 
+    @cached_property
     def entries(self) -> list[SSAValue]:
         """Values the group reads but does not compute (in first-use order)."""
         inside = {r for op in self.ops for r in op.results}
@@ -440,10 +446,21 @@ class LayoutGroup:
                     seen.setdefault(v)
         return list(seen)
 
+    @cached_property
     def exits(self) -> list[tuple[SSAValue, Operation]]:
         """(value, user) pairs where a value computed inside is used outside."""
         members = set(map(id, self.ops))
         return [(r, u) for op in self.ops for r in op.results for u in users(r) if id(u) not in members]
+
+    @cached_property
+    def shapes(self) -> Counter[Shape]:
+        """How many of the group's tensors have each shape (an unrolled recurrence has few shapes)."""
+        return Counter(shape_of(v) for v in self.tensors)
+
+    @cached_property
+    def unit_axes(self) -> list[int]:
+        """The axes (of rank 4) that are 1 in every tensor of the group."""
+        return [a for a in range(4) if all(s[a] == 1 for s in self.shapes)] if self.rank == 4 else []
 
 
 def find_groups(block: Block, target: Target) -> list[LayoutGroup]:
@@ -508,9 +525,9 @@ def _exit_cost(physical: Shape, user: Operation, perm: Perm) -> int:
 
 def order_cost(group: LayoutGroup, order: AxisOrder) -> tuple[int, int]:
     """(transposes left at the group's edges, row-padding bytes of its tensors) under `order`."""
-    cost = sum(_entry_cost(v, order.perm) for v in group.entries())
-    cost += sum(_exit_cost(order.physical_shape(shape_of(v)), user, order.perm) for v, user in group.exits())
-    padding = sum(ane_bytes(s) - dense_bytes(s) for s in (order.physical_shape(shape_of(v)) for v in group.tensors))
+    cost = sum(_entry_cost(v, order.perm) for v in group.entries)
+    cost += sum(_exit_cost(order.physical_shape(shape_of(v)), user, order.perm) for v, user in group.exits)
+    padding = sum(n * (ane_bytes(p) - dense_bytes(p)) for s, n in group.shapes.items() for p in [order.physical_shape(s)])
     return cost, padding
 
 
@@ -520,7 +537,7 @@ def canonical(perm: Perm, group: LayoutGroup) -> Perm:
     image) or else (N, C, 1, W), four as they are."""
     if len(perm) != 4:
         return perm
-    unit = [a for a in range(4) if all(shape_of(v)[a] == 1 for v in group.tensors)]
+    unit = group.unit_axes
     moving = [a for a in perm if a not in unit]
     positions = (1, 2, 3) if len(moving) == 3 and 0 in unit else _lift_positions(len(moving))
     out: list[int | None] = [None] * 4
@@ -536,10 +553,10 @@ def candidate_orders(group: LayoutGroup) -> list[AxisOrder]:
     different neighbours)."""
     rank = group.rank
     perms: list[Perm] = [tuple(range(rank))]
-    for v in group.entries():
+    for v in group.entries:
         if isinstance(v.owner, ane.TransposeOp):
             perms.append(inverse(as_tuple(v.owner.perm)))
-    for _, user in group.exits():
+    for _, user in group.exits:
         if isinstance(user, ane.TransposeOp):
             perms.append(tuple(as_tuple(user.perm)))
     if rank >= 2:
@@ -553,8 +570,9 @@ def choose_order(group: LayoutGroup, padding_ties: bool) -> AxisOrder:
     one leaves strictly fewer — or, with `padding_ties` (the first round only, so that neighbours
     cannot flip each other back and forth), as few but with less row padding."""
     orders = candidate_orders(group)
-    current, best = orders[0], min(orders, key=lambda v: order_cost(group, v))
-    if order_cost(group, best)[0] < order_cost(group, current)[0] or padding_ties:
+    costs = {order: order_cost(group, order) for order in orders}
+    current, best = orders[0], min(orders, key=costs.__getitem__)
+    if costs[best][0] < costs[current][0] or padding_ties:
         return best
     return current
 

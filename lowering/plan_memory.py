@@ -75,19 +75,31 @@ def _lifetimes(program: anehw.ProgramOp) -> dict[str, tuple[int, int]]:
     return spans
 
 
+PACKING_WINDOW = 64
+"""Tasks per bucket of `pack_arena`'s time index."""
+
+
 def pack_arena(sizes: dict[str, int], spans: dict[str, tuple[int, int]]) -> dict[str, int]:
-    """Offsets for buffers of `sizes` so that no two with overlapping lifetimes share bytes."""
+    """Offsets for buffers of `sizes` so that no two with overlapping lifetimes share bytes: each in
+    turn (largest first) at the lowest offset clear of the placed buffers live at the same time. The
+    placed buffers are indexed by windows of `PACKING_WINDOW` tasks, so finding those costs the
+    buffers near a lifetime, not all placed so far (an unrolled recurrence has thousands)."""
     placed: list[tuple[int, int, int, int]] = []   # offset, size, first, last
+    by_window: dict[int, list[int]] = {}           # window -> indices into placed of the buffers live in it
     offsets: dict[str, int] = {}
     for name in sorted(sizes, key=lambda n: (-sizes[n], spans.get(n, (0, 0)), n)):
         first, last = spans.get(name, (0, 0))
-        busy = sorted((o, o + s) for o, s, f, l in placed if f <= last and first <= l)
+        windows = range(first // PACKING_WINDOW, last // PACKING_WINDOW + 1)
+        near = {i for w in windows for i in by_window.get(w, ())}
+        busy = sorted((o, o + s) for o, s, f, l in (placed[i] for i in near) if f <= last and first <= l)
         offset = 0
         for lo, hi in busy:
             if offset + sizes[name] <= lo:
                 break
             offset = max(offset, hi)
         offsets[name] = offset
+        for w in windows:
+            by_window.setdefault(w, []).append(len(placed))
         placed.append((offset, sizes[name], first, last))
     return offsets
 

@@ -140,7 +140,7 @@ class Tensor:
                 strides.append(rows[a] * inner.steps[a])
         offset = sum(inner.origin[i] * rows[i] for i in range(rank - 1))
         w_step = 0 if self.shape[-1] == 1 and want[4] > 1 else (inner.steps[-1] if want[4] > 1 else 1)
-        return anehw.ViewAttr(self.buffer, strides, offset, inner.origin[-1], w_step)
+        return anehw.view(self.buffer, tuple(strides), offset, inner.origin[-1], w_step)
 
 
 @dataclass
@@ -161,6 +161,11 @@ class SegmentLowering:
     _names: set[str] = field(default_factory=set)
     _weights: dict[tuple[str, str, Shape], str] = field(default_factory=dict)
     """The weight entry declared for each (handle, layout, shape)."""
+    _constants: dict[tuple[str, str, Shape], Tensor] = field(default_factory=dict)
+    """The weight entry of each (stored constant's handle, layout, shape): the tiles and steps of
+    an unrolled model read the same constants over and over, converted and hashed once."""
+    _luts: dict[tuple[str, tuple[float, ...]], str] = field(default_factory=dict)
+    """The activation table entry of each (activation, parameters)."""
     _noted: set[int] = field(default_factory=set)
 
     # -- declarations ----------------------------------------------------------------------------
@@ -190,6 +195,16 @@ class SegmentLowering:
             self.decls.append(anehw.WeightOp(name, handle, layout, shape))
         return Tensor(name, shape)
 
+    def constant(self, owner: ane.ConstOp, label: str, layout: str, shape: Shape) -> Tensor:
+        """`weight` of the constant `owner` defines, looked up by its stored handle first (equal arrays
+        share one entry whatever their label, so the lookup gives what `weight` would)."""
+        if owner.handle is None:
+            return self.weight(const_value(owner, self.store), label, layout, shape)
+        key = (owner.handle.data, layout, shape)
+        if key not in self._constants:
+            self._constants[key] = self.weight(const_value(owner, self.store), label, layout, shape)
+        return self._constants[key]
+
     def tensor(self, value: SSAValue) -> Tensor:
         """The tensor holding `value`; a constant becomes a tensor-layout weight on first use. A window
         stepping along W by more than the DMA's `WStep` field holds is first copied out densely."""
@@ -197,7 +212,7 @@ class SegmentLowering:
             owner = value.owner
             if not isinstance(owner, ane.ConstOp):
                 raise AnecError(f"internal: {value} has no tensor yet")
-            self.values[value] = self.weight(const_value(owner, self.store), name_of(owner), "tensor", dims(value))
+            self.values[value] = self.constant(owner, name_of(owner), "tensor", tuple(dims(value)))
         tensor = self.values[value]
         if tensor.steps and tensor.steps[-1] > self.table.field("tile_src", "WStep").max:
             tensor = self.values[value] = self.dense_w(tensor)
@@ -249,7 +264,7 @@ class SegmentLowering:
         owner = value.owner
         if not isinstance(owner, ane.ConstOp):
             return None
-        return self.weight(const_value(owner, self.store).reshape(-1), f"{name_of(owner)}.{label}", "dense").buffer
+        return self.constant(owner, f"{name_of(owner)}.{label}", "dense", (math.prod(shape_of(value)),)).buffer
 
     def result(self, value: SSAValue, shape: Shape | None = None) -> Tensor:
         """Where an op writes `value`: its window of a concatenation planned in place, else a new buffer."""
@@ -323,7 +338,10 @@ class SegmentLowering:
         coeffs: dict[str, str | None] = {}
         if self.lut and name in LUT_RANGES:
             kernel_dma["LutEn"] = 1
-            coeffs["lut"] = self.weight(pwl_table(name, params), f"{name}.lut", "dense").buffer
+            key = (name, tuple(params))
+            if key not in self._luts:
+                self._luts[key] = self.weight(pwl_table(name, params), f"{name}.lut", "dense").buffer
+            coeffs["lut"] = self._luts[key]
         return {"kernel_dma": kernel_dma, "planar": planar}, coeffs
 
 

@@ -5,7 +5,9 @@
 `pitch-k1` is a CREPE-like pitch tracker whose 1-D convolutions are written the way Keras ports
 write them, as (K, 1) kernels on (N, C, T, 1) tensors; `pitch-1k` is the same network as (1, K)
 kernels on (N, C, 1, T). Both start with the 1-channel, 512-tap, stride-4 convolution over the raw
-audio frame. Weights are seeded; the models are byte-deterministic.
+audio frame. `speaker-lstm` is a GE2E-style speaker encoder: a 3-layer 40→256 LSTM over 160 mel
+frames whose last hidden state is projected and L2-normalised; the importer unrolls it into thousands
+of ops. Weights are seeded; the models are byte-deterministic.
 """
 
 from __future__ import annotations
@@ -69,10 +71,38 @@ def pitch_tracker(batch: int, time_on_height: bool, layers: tuple[tuple[int, int
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def speaker_encoder(frames: int = 160, mels: int = 40, hidden: int = 256, layers: int = 3) -> ModelProto:
+    """A GE2E-style speaker encoder as torch exports it: `layers` stacked LSTM nodes over `frames`
+    frames of `mels` mel bands (batch 1, layout 0), then Linear, ReLU and L2 normalisation of the
+    last layer's final hidden state."""
+    rng = np.random.default_rng(0)
+    nodes, weights = [], [numpy_helper.from_array(np.array([1], np.int64), "dir_axis")]
+    x, size = "mels", mels
+    for i in range(layers):
+        scale = 1 / np.sqrt(hidden)
+        for name, shape in ((f"lstm{i}.w", (1, 4 * hidden, size)), (f"lstm{i}.r", (1, 4 * hidden, hidden)), (f"lstm{i}.b", (1, 8 * hidden))):
+            weights.append(numpy_helper.from_array(rng.uniform(-scale, scale, shape).astype(np.float32), name))
+        nodes.append(helper.make_node("LSTM", [x, f"lstm{i}.w", f"lstm{i}.r", f"lstm{i}.b"], [f"lstm{i}.y", f"lstm{i}.h"],
+                                      name=f"lstm_{i}", hidden_size=hidden))
+        nodes.append(helper.make_node("Squeeze", [f"lstm{i}.y", "dir_axis"], [f"lstm{i}.out"], name=f"squeeze_{i}"))
+        x, size = f"lstm{i}.out", hidden
+    w = (rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)).astype(np.float32)
+    weights += [numpy_helper.from_array(w, "linear.w"), numpy_helper.from_array(np.zeros(hidden, np.float32), "linear.b"),
+                numpy_helper.from_array(np.array([1, hidden], np.int64), "state_shape")]
+    nodes += [helper.make_node("Reshape", [f"lstm{layers - 1}.h", "state_shape"], ["embedding_in"], name="final_state"),
+              helper.make_node("Gemm", ["embedding_in", "linear.w", "linear.b"], ["linear"], name="linear"),
+              helper.make_node("Relu", ["linear"], ["relu"], name="relu"),
+              helper.make_node("LpNormalization", ["relu"], ["embedding"], name="normalize", axis=-1, p=2)]
+    graph = helper.make_graph(nodes, "speaker_encoder", [helper.make_tensor_value_info("mels", TensorProto.FLOAT, [frames, 1, mels])],
+                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, hidden])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 MODELS: dict[str, Callable[[], ModelProto]] = {
     "pitch-k1-b8": lambda: pitch_tracker(8, time_on_height=True),
     "pitch-1k-b8": lambda: pitch_tracker(8, time_on_height=False),
     "pitch-k1-b1": lambda: pitch_tracker(1, time_on_height=True),
+    "speaker-lstm": speaker_encoder,
 }
 """The synthetic cases by name (what `benchmarks/compile_time.py --synthetic` compiles)."""
 

@@ -12,6 +12,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal, Protocol
 
 import numpy as np
@@ -48,8 +49,10 @@ class View:
     strides: Extents
     extents: Extents
 
-    def byte_span(self) -> tuple[int, int]:
-        """[lowest, highest] byte touched (inclusive of the last element's 2 bytes)."""
+    @cached_property
+    def span(self) -> tuple[int, int]:
+        """[lowest, highest] byte touched (inclusive of the last element's 2 bytes); computed once per view,
+        as validation and the timing model look every view's holder up among the live buffers."""
         lo = hi = self.base
         for e, s in zip(self.extents, self.strides):
             if s > 0:
@@ -95,9 +98,10 @@ class Buffer:
 
     def holds(self, view: View, task_index: int) -> bool:
         """Whether `view` lies inside this buffer while task `task_index` runs."""
-        lo, hi = view.byte_span()
-        return view.slot == self.slot and self.first_task <= task_index <= self.last_task and \
-            self.offset <= lo and hi <= self.offset + self.size
+        if view.slot != self.slot or not self.first_task <= task_index <= self.last_task:
+            return False
+        lo, hi = view.span
+        return self.offset <= lo and hi <= self.offset + self.size
 
 
 @dataclass

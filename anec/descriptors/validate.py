@@ -8,6 +8,7 @@ weight section and hold enough elements, and no task would touch more elements t
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 
@@ -103,14 +104,24 @@ def validate_buffers(program: Program) -> dict[int, int]:
 
 
 def _check_reuse(buffers: list[Buffer]) -> None:
-    """Intermediates may share bytes only when their lifetimes are disjoint."""
-    ordered = sorted(buffers, key=lambda b: (b.slot, b.offset))
-    for i, a in enumerate(ordered):
-        for b in ordered[i + 1:]:
-            if b.slot != a.slot or b.offset >= a.offset + a.size:
-                break
-            if a.first_task <= b.last_task and b.first_task <= a.last_task:
-                raise _fail(f"intermediates at {a.offset} and {b.offset} share bytes while both are live", f"slot {a.slot}")
+    """Intermediates may share bytes only when their lifetimes are disjoint. One sweep in task order
+    keeps each slot's live byte ranges sorted: they never overlap while the check holds, so a new one
+    need only be compared with its neighbours (a few thousand intermediates cost n log n, not n²)."""
+    events = sorted([(b.last_task + 1, 0, i) for i, b in enumerate(buffers)] + [(b.first_task, 1, i) for i, b in enumerate(buffers)])
+    live: dict[int, list[tuple[int, int, int]]] = {}  # slot -> (offset, end, buffer index), by offset
+    for _, starts, i in events:
+        b = buffers[i]
+        ranges = live.setdefault(b.slot, [])
+        entry = (b.offset, b.offset + b.size, i)
+        if not starts:
+            ranges.pop(bisect.bisect_left(ranges, entry))
+            continue
+        k = bisect.bisect_left(ranges, entry)
+        for other in ranges[max(k - 1, 0):k + 1]:
+            if other[0] < entry[1] and entry[0] < other[1]:
+                raise _fail(f"intermediates at {min(other[0], b.offset)} and {max(other[0], b.offset)} share bytes while both are live",
+                            f"slot {b.slot}")
+        ranges.insert(k, entry)
 
 
 def _check_buffer_layout(b: Buffer, where: str, row_align: int, page: int) -> None:
@@ -132,22 +143,30 @@ def validate_program(program: Program) -> None:
         raise _fail("a program needs at least one task")
     sizes = validate_buffers(program)
     input_slots = {b.slot for b in program.inputs}
+    fitting: set[tuple[str, str, int]] = set()
     for i, (task, live) in enumerate(zip(program.tasks, program.live_buffers())):
-        validate_task(program, task, sizes, input_slots, f"task {i}" + (f" ({task.name})" if task.name else ""))
+        validate_task(program, task, sizes, input_slots, f"task {i}" + (f" ({task.name})" if task.name else ""), fitting)
         for label, view in (("src1", src1_view(task)), ("src2", src2_view(task)), ("dst", dst_view(task))):
             if view is not None and not any(b.holds(view, i) for b in live):
                 raise _fail(f"{label} reads or writes bytes no live buffer holds", f"task {i}")
 
 
-def validate_task(program: Program, task: Task, sizes: dict[int, int], input_slots: set[int], where: str) -> None:
+def validate_task(program: Program, task: Task, sizes: dict[int, int], input_slots: set[int], where: str,
+                  fitting: set[tuple[str, str, int]] | None = None) -> None:
+    """`fitting`: (group, field, value) triples already checked against the field table; the tasks of
+    an unrolled model repeat most of their field values, each checked once."""
+    fitting = set() if fitting is None else fitting
     for group in task.regs:
         if group != "header" and group not in GROUP_NAMES:
             raise _fail(f"unknown register group {group}", where)
         for name, value in task.regs[group].items():
+            if (group, name, value) in fitting:
+                continue
             try:
                 program.table.check(group, name, value)
             except AnecError as e:
                 raise _fail(e.what, where) from None
+            fitting.add((group, name, value))
     raw_kind = task.get("kernel_dma", "Kind")
     if raw_kind not in Kind._value2member_map_:
         raise _fail(f"unknown task kind {raw_kind}", where)
@@ -182,7 +201,7 @@ def _check_view(view: View, sizes: dict[int, int], where: str, write: bool) -> N
         raise _fail(f"extents {list(view.extents)} exceed {MAX_TASK_ELEMENTS} elements", where)
     if view.slot not in sizes or view.slot == COMMAND_SLOT:
         raise _fail(f"slot {view.slot} is not in the buffer table", where)
-    lo, hi = view.byte_span()
+    lo, hi = view.span
     if lo < 0 or hi > sizes[view.slot]:
         raise _fail(f"bytes {lo}..{hi} fall outside slot {view.slot} ({sizes[view.slot]} bytes)", where)
     if write:

@@ -42,7 +42,7 @@ from xdsl.utils.exceptions import VerifyException
 from anec.builder import AppendingBuilder
 from anec.compression import CompressedWeight
 from anec.dialects import ane
-from anec.dialects.ane import element_type_of, shape_of
+from anec.dialects.ane import element_type_of, shape_of, tensor
 from anec.dialects.discardable import (
     ARG_SLOTS_ATTR,
     CAPTURED_ATTR,
@@ -177,7 +177,7 @@ Handler = Callable[[Node, "GraphBuilder"], Sequence[Value | None]]
 
 
 def tensor_type(shape: Sequence[int], dtype: np.dtype) -> TensorType:
-    return TensorType(xdsl_element_type(dtype), list(shape))
+    return tensor(shape, xdsl_element_type(dtype))
 
 
 class GraphBuilder(AppendingBuilder):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
 import numpy as np
@@ -79,6 +79,8 @@ class Step:
     hidden: int
     clip: float | None
     acts: list[Activation]
+    _recurrences: dict[tuple, SSAValue] = field(default_factory=dict)
+    """The first step's recurrence constant of each weight matrix (by its memory)."""
 
     def act(self, k: int, x: SSAValue) -> SSAValue:
         if self.clip is not None:
@@ -89,8 +91,19 @@ class Step:
         """h @ r.T (+ bias); None when h is the zero state and there is no bias."""
         if h is None:
             return None if bias is None or not bias.any() else self.b.constant(bias.reshape(1, -1), name="recurrent_bias")
-        rhs = self.b.constant(np.ascontiguousarray(r.T), name="recurrence")
-        return self.b.add(ane.MatmulOp(h, rhs, None if bias is None else self.b.constant(bias, name="recurrent_bias")))
+        return self.b.add(ane.MatmulOp(h, self.recurrence(r), None if bias is None else self.b.constant(bias, name="recurrent_bias")))
+
+    def recurrence(self, r: np.ndarray) -> SSAValue:
+        """r.T as a constant of this step: a copy of the first step's `ane.const`, so a weight matrix
+        is transposed and hashed into the store once, not at every step."""
+        key = (r.__array_interface__["data"][0], r.shape, r.strides)
+        first = self._recurrences.get(key)
+        if first is None:
+            first = self._recurrences[key] = self.b.constant(np.ascontiguousarray(r.T), name="recurrence")
+            return first
+        copy = first.owner.clone()
+        self.b.block.add_op(copy)
+        return copy.results[0]
 
     @overload
     def add(self, first: SSAValue, /, *rest: SSAValue | None) -> SSAValue: ...

@@ -83,7 +83,12 @@ class Machine:
     slots: dict[int, np.ndarray]
     kernels: Fp16Kernels = fp16_kernels.ACTIVE
     """Every conversion between a slot's fp16 and float32 goes through these."""
-    _coefficients: dict[tuple[int, int | str], np.ndarray | None] = field(default_factory=dict)  # (task id, stream)
+    _coefficients: dict[tuple, np.ndarray | None] = field(default_factory=dict)
+    """Coefficient streams, MAC operands and activation tables, converted once per machine and keyed by
+    what they are read from (`stream_key`), not by task: the steps of an unrolled recurrence stream the
+    same weights and tables, which are decoded and held once."""
+    _merged: dict[tuple[int, int], tuple] = field(default_factory=dict)
+    """The stream keys of the merged convolutions' concatenated coefficients, by (task id, stream)."""
     plan: list[Task] = field(default_factory=list)
     """The tasks in execution order, output-channel tiles of one convolution merged (`merged_tiles`)."""
     _recent: OrderedDict[tuple, np.ndarray] = field(default_factory=OrderedDict)
@@ -122,12 +127,27 @@ class Machine:
         regs = {g: dict(v) for g, v in tiles[0].regs.items()}
         regs["common"]["Cout"] = sum(t.out_extents[2] for t in tiles)
         merged = Task(regs, tiles[0].name)
-        for channel in (Coeff.KERNEL, Coeff.BIAS):
-            parts = [part for t in tiles if (part := self.coefficients(t, channel)) is not None]
-            assert len(parts) in (0, len(tiles)), f"{merged.name}: the tiles of one op stream the same coefficients"
-            self._coefficients[(id(merged), channel)] = np.concatenate(parts) if parts else None
-        self._coefficients[(id(merged), Coeff.LUT)] = self.coefficients(tiles[0], Coeff.LUT)
+        for channel in (Coeff.KERNEL, Coeff.BIAS, Coeff.LUT):
+            keys = tuple(self.stream_key(t, channel) for t in (tiles if channel != Coeff.LUT else tiles[:1]))
+            key = self._merged[(id(merged), channel)] = ("merged", keys)
+            if key not in self._coefficients:
+                parts = [part for t in tiles[:len(keys)] if (part := self.coefficients(t, channel)) is not None]
+                assert len(parts) in (0, len(keys)), f"{merged.name}: the tiles of one op stream the same coefficients"
+                self._coefficients[key] = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else None
         return merged
+
+    @property
+    def converted(self) -> int:
+        """How many coefficient streams, constant operands and activation tables the machine holds converted."""
+        return len(self._coefficients)
+
+    def stream_key(self, task: Task, channel: Coeff) -> tuple:
+        """What coefficient stream `channel` of `task` is read from: its bytes, form and element count."""
+        merged = self._merged.get((id(task), channel))
+        if merged is not None:
+            return merged
+        return (channel, coeff_range(task, channel), kernel_stream_form(task) if channel == Coeff.KERNEL else None,
+                task.coeff_elements(channel), task.out_extents[2])
 
     # -- memory ----------------------------------------------------------------------------------
 
@@ -145,8 +165,8 @@ class Machine:
 
     def forget(self, view: View) -> None:
         """Drop converted copies of anything a write to `view` may change."""
-        lo, hi = view.byte_span()
-        for key in [k for k in self._recent if k[0].slot == view.slot and _overlap(k[0].byte_span(), (lo, hi))]:
+        lo, hi = view.span
+        for key in [k for k in self._recent if k[0].slot == view.slot and _overlap(k[0].span, (lo, hi))]:
             del self._recent[key]
 
     def load(self, view: View, pixel_offset: int, dtype: type = np.float32, flush: bool = False) -> np.ndarray:
@@ -174,7 +194,7 @@ class Machine:
 
     def constant(self, task: Task, view: View) -> np.ndarray:
         """A MAC operand read from the weight section (a constant right-hand side), converted once."""
-        key = (id(task), -2)
+        key = ("constant", view, task.get("tile_src", "Src2PixelOffset"))
         operand = self._coefficients.get(key)
         if operand is None:
             operand = self._coefficients[key] = self.load_mac(view, task.get("tile_src", "Src2PixelOffset"))
@@ -182,7 +202,7 @@ class Machine:
 
     def kernel(self, task: Task) -> np.ndarray | None:
         """The kernel coefficient stream as a MAC operand (flushed once per machine)."""
-        key = (id(task), -1)
+        key = ("kernel", self.stream_key(task, Coeff.KERNEL))
         if key not in self._coefficients:
             weights = self.coefficients(task, Coeff.KERNEL)
             self._coefficients[key] = None if weights is None else \
@@ -191,7 +211,7 @@ class Machine:
 
     def coefficients(self, task: Task, channel: Coeff) -> np.ndarray | None:
         """A coefficient stream as float32 (read once per machine: the weight section is read-only)."""
-        key = (id(task), channel)
+        key = self.stream_key(task, channel)
         if key not in self._coefficients:
             span = coeff_range(task, channel)
             form = kernel_stream_form(task) if channel == Coeff.KERNEL else None
@@ -297,7 +317,7 @@ class Machine:
     def streams(dst: View, *sources: View) -> bool:
         """Whether a one-pass kernel may read `sources` straight from their slots while it writes
         `dst`: each source is `dst` itself (in place) or lies apart from it."""
-        return all(v == dst or v.slot != dst.slot or not _overlap(v.byte_span(), dst.byte_span()) for v in sources)
+        return all(v == dst or v.slot != dst.slot or not _overlap(v.span, dst.span) for v in sources)
 
     def binary(self, task: Task, a: View, b: View | None, dst: View) -> bool:
         """An add, subtract or multiply of two slot views in one pass of the fp16 kernels (computed as
@@ -324,7 +344,8 @@ class Machine:
         """fp16 bits -> the fp16 bits of the task's activation (computed in float32, then rounded): on
         fp16 operands an elementwise activation followed by rounding is a function of 2^16 inputs.
         NaN stays NaN (as every exact activation keeps it), to be stored as the indeterminate result."""
-        key = (id(task), "activation")
+        key = ("activation", task.get("kernel_dma", "Neuron"), task.get("planar", "ScaleScalar"), task.get("planar", "BiasScalar"),
+               self.stream_key(task, Coeff.LUT) if task.flag("LutEn") else None)
         table = self._coefficients.get(key)
         if table is None:
             values = widening_table(False)
@@ -365,7 +386,7 @@ def _continues(previous: Task, task: Task) -> bool:
     assert a is not None and b is not None and src is not None
     same_layout = all(stride == a.strides[axis] for axis, (stride, extent) in enumerate(zip(b.strides, b.extents)) if extent > 1)
     adjacent = a.slot == b.slot and same_layout and a.base + a.extents[2] * a.strides[2] == b.base
-    return adjacent and (src.slot != b.slot or not _overlap(src.byte_span(), (a.base, b.byte_span()[1])))
+    return adjacent and (src.slot != b.slot or not _overlap(src.span, (a.base, b.span[1])))
 
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from xdsl.parser import Parser
 
 from anec.context import make_context
 from anec.errors import AnecError
-from anec.lowering.plan_memory import PlanMemoryPass
+from anec.lowering.plan_memory import PlanMemoryPass, pack_arena
 
 PROGRAM = """
 func.func @main(%x: tensor<1x{c}x1x{w}xf16>) -> tensor<1x{c}x1x{w}xf16> {{
@@ -52,3 +53,39 @@ def test_a_field_that_overflows_is_one_line_naming_the_task() -> None:
     module = Parser(make_context(), text).parse_module()
     with pytest.raises(AnecError, match=r"strided: cannot place the buffers of task 0 for h13: tile_src.WStep = 21 does not fit its 4-bit field"):
         PlanMemoryPass().apply(make_context(), module)
+
+
+def first_fit(sizes: dict[str, int], spans: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """The packing `pack_arena` must give, by scanning every placed buffer for each new one."""
+    placed: list[tuple[int, int, int, int]] = []
+    offsets: dict[str, int] = {}
+    for name in sorted(sizes, key=lambda n: (-sizes[n], spans.get(n, (0, 0)), n)):
+        first, last = spans.get(name, (0, 0))
+        offset = 0
+        for lo, hi in sorted((o, o + s) for o, s, f, l in placed if f <= last and first <= l):
+            if offset + sizes[name] <= lo:
+                break
+            offset = max(offset, hi)
+        offsets[name] = offset
+        placed.append((offset, sizes[name], first, last))
+    return offsets
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_packing_by_time_windows_is_the_first_fit_over_all_buffers(seed: int) -> None:
+    """Short and long lifetimes, across and within `PACKING_WINDOW` boundaries, some never used."""
+    rng = np.random.default_rng(seed)
+    sizes, spans = {}, {}
+    for i in range(int(rng.integers(1, 300))):
+        sizes[f"t{i}"] = int(rng.integers(1, 6)) * 16384
+        if rng.random() < 0.95:
+            first = int(rng.integers(0, 1000))
+            spans[f"t{i}"] = (first, first + int(rng.choice([0, 1, 3, 40, 200, 900])))
+    offsets = pack_arena(sizes, spans)
+    assert offsets == first_fit(sizes, spans)
+    for a in sizes:
+        for b in sizes:
+            fa, la = spans.get(a, (0, 0))
+            fb, lb = spans.get(b, (0, 0))
+            if a < b and fa <= lb and fb <= la:
+                assert offsets[a] + sizes[a] <= offsets[b] or offsets[b] + sizes[b] <= offsets[a]

@@ -249,3 +249,20 @@ def test_a_top_k_descriptor_for_the_m1_is_refused() -> None:
         program.arch = "h13"
     with pytest.raises(AnecError, match="TOPK needs the topk_sort capability"):
         decode(encode(anec_file))
+
+
+def test_the_steps_of_an_unrolled_recurrence_share_their_converted_weights_and_tables() -> None:
+    """Each step of an unrolled LSTM streams the same recurrence weights, biases and activation tables:
+    the simulator decodes each once, so what it holds converted does not grow with the sequence."""
+    import anec
+    from tests.synthetic import speaker_encoder
+
+    held = {}
+    for frames in (3, 6):
+        compiled = anec.compile(speaker_encoder(frames=frames, mels=8, hidden=16, layers=1), target="m1", emit="descriptors")
+        x = np.random.default_rng(0).standard_normal((frames, 1, 8)).astype(np.float32)
+        compiled.run({"mels": x})
+        (machine,) = compiled.program.machines.values()
+        held[frames] = machine.converted
+        assert len(machine.plan) > 10 * frames
+    assert held[3] == held[6] > 0
