@@ -16,7 +16,7 @@ import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, overload
+from typing import TYPE_CHECKING, ClassVar, cast, overload
 
 from xdsl.dialects.builtin import (
     I64,
@@ -96,7 +96,10 @@ for shapes hundreds of thousands of times on a large model, and `get_shape` rebu
 
 def shape_of(value: SSAValue | Attribute) -> Shape:
     """The static shape of a tensor value or tensor type."""
-    typ = value.type if type(value) in _VALUES or isinstance(value, SSAValue) else value  # the exact-type test is the fast path
+    if type(value) in _VALUES:  # the fast path: isinstance on xDSL's ABC-based values is slow
+        typ = cast(SSAValue, value).type
+    else:
+        typ = value.type if isinstance(value, SSAValue) else value
     shape = typ.__dict__.get(_SHAPE_MEMO)
     if shape is None:
         if not isinstance(typ, TensorType):

@@ -101,6 +101,7 @@ class Step:
         if first is None:
             first = self._recurrences[key] = self.b.constant(np.ascontiguousarray(r.T), name="recurrence")
             return first
+        assert isinstance(first.owner, ane.ConstOp)
         copy = first.owner.clone()
         self.b.block.add_op(copy)
         return copy.results[0]
