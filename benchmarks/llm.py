@@ -28,6 +28,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from anec.agreement import REL_L2_MAX, error
+from anec.integrations import dynamo
 from anec.llm import CausalLM
 from anec.targets import Target, resolve_targets
 
@@ -89,7 +90,8 @@ def measure(name: str, tokens: int, chips: list[Target]) -> None:
     worst = max(error(a.numpy(), b.numpy()).rel_l2 for a, b in zip(got.logits, eager.logits, strict=True))
     for why in got.fallbacks:
         print(f"  a graph ran eagerly in torch: {why}")
-    print(f"  anec graphs compiled: {got.graphs} (then {warm.graphs}); fallbacks: {len(got.fallbacks)}; tokens equal eager: "
+    partitions = [report.partitions for report in dynamo.REPORTS[-got.graphs:]] if got.graphs else []
+    print(f"  anec graphs compiled: {got.graphs} (then {warm.graphs}), ANE partitions each {partitions}; fallbacks: {len(got.fallbacks)}; tokens equal eager: "
           f"{torch.equal(got.tokens, eager.tokens)} ({sum(same)}/{len(same)} steps); worst step's logits rel L2 {worst:.1e} "
           f"(bar {REL_L2_MAX:.0e})")
     print(f"  wall time: anec {warm_s:6.1f} s ({warm_s / tokens * 1e3:6.0f} ms/token, simulated on this CPU), first call "
