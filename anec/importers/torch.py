@@ -298,6 +298,40 @@ def _replace_by_lookup(graph: fx.Graph, owner: torch.nn.Module, node: fx.Node, l
             graph.erase_node(n)
 
 
+def merge_repeated_index_work(graph: fx.Graph) -> int:
+    """Merge nodes that apply the same pure ATen op to the same operands, when those operands are
+    integer or boolean (index arithmetic, one-hot compares and their casts): a cache update's
+    one-hot of the positions, which each `index_put` decomposition builds for itself (keys and
+    values of every layer), is built once. Returns how many nodes were merged away."""
+    first: dict[Any, fx.Node] = {}
+    merged = 0
+    for node in list(graph.nodes):
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload) or target._schema.is_mutable:
+            continue
+        if torch.Tag.nondeterministic_seeded in target.tags or any(
+                not isinstance(i.meta.get("val"), torch.Tensor) or i.meta["val"].dtype.is_floating_point for i in node.all_input_nodes):
+            continue
+        try:
+            key = (target, _hashable(node.args), _hashable(node.kwargs))
+            earlier = first.setdefault(key, node)
+        except TypeError:  # an operand with no identity to compare by
+            continue
+        if earlier is not node:
+            node.replace_all_uses_with(earlier)
+            graph.erase_node(node)
+            merged += 1
+    return merged
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
 # ------------------------------------------------------------------------------------------------
 # Symbolic sizes
 # ------------------------------------------------------------------------------------------------
@@ -445,6 +479,7 @@ class GraphImporter:
                   and not node.meta["val"].dtype.is_floating_point for lo, hi in [self.input_ranges[name]] if lo == int(lo) and hi == int(hi)}
         if bounds and owner is not None:
             tabulate_bounded(graph, owner, bounds, lambda n: self.constants.get(n) if n.op == "placeholder" else _attribute(owner, str(n.target)))
+        merge_repeated_index_work(graph)
         for node in graph.nodes:
             if node.op == "placeholder":
                 self.values[node] = input_nodes.get(node, self.constants.get(node))

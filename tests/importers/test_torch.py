@@ -321,6 +321,22 @@ def test_cos_and_sin_stay_without_a_bound_or_in_another_form() -> None:
         assert "cos" in {op.op for op in compiled.report.host_ops}, model
 
 
+def test_keys_and_values_written_at_the_same_positions_share_one_one_hot() -> None:
+    class KeyValueUpdate(nn.Module):
+        def forward(self, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, k: torch.Tensor,
+                    v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return keys.index_copy(2, position, k), values.index_copy(2, position, v)
+
+    torch.manual_seed(0)
+    inputs = {"keys": torch.randn(1, 2, 8, 4), "values": torch.randn(1, 2, 8, 4), "position": torch.tensor([5]),
+              "k": torch.randn(1, 2, 1, 4), "v": torch.randn(1, 2, 1, 4)}
+    compiled = anec.compile(KeyValueUpdate(), example_inputs=inputs, emit="descriptors")
+    assert [op.op for op in compiled.report.ops].count("equal") == 1  # each index_put decomposition builds its own
+    got = compiled.run({k: v.numpy() for k, v in inputs.items()})
+    for result, expected in zip(got.values(), KeyValueUpdate()(**inputs), strict=True):
+        np.testing.assert_allclose(result, expected.numpy(), atol=1e-2)
+
+
 def test_grouped_query_attention_runs_on_the_ane_with_each_key_head_serving_its_group() -> None:
     class Grouped(nn.Module):
         def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
