@@ -110,7 +110,8 @@ class CausalLM:
         self.config: Any = transformers_model.config.get_text_config()
         self.max_cache_len = max_cache_len
         self.target = get_target(target)
-        self.compiled_forward = torch.compile(model.forward, backend="anec", options={"target": target, **(options or {})})
+        backend_options: dict[str, Any] = {"target": target, "input_ranges": self.position_ranges(), **(options or {})}
+        self.compiled_forward = torch.compile(model.forward, backend="anec", options=backend_options)
 
     # --- generation ---------------------------------------------------------------------------
 
@@ -161,10 +162,16 @@ class CausalLM:
         return {"input_ids": torch.ones((1, tokens), dtype=torch.long), "cache_position": torch.arange(position, position + tokens),
                 **{f"cache_{i}": torch.zeros(shape, dtype=dtype) for i, shape in enumerate(self.cache_shapes())}}
 
+    def position_ranges(self) -> dict[str, tuple[int, int]]:
+        """The positions a forward reads, below the cache length (`generate` checks the prompt and new
+        tokens fit): with them bounded, rotary cos/sin are exact table lookups on the ANE
+        (`anec.importers.torch.tabulate_bounded`), which M1/M2 need (their ANE has no sin/cos)."""
+        return {"position_ids": (0, self.max_cache_len - 1), "cache_position": (0, self.max_cache_len - 1)}
+
     def step_ranges(self) -> dict[str, tuple[int, int]]:
         """The values a step's integer inputs take, for the fp16 range analysis (which would otherwise
-        try positions and token ids outside the model's tables)."""
-        return {"input_ids": (0, self.config.vocab_size - 1), "cache_position": (0, self.max_cache_len - 1)}
+        try positions and token ids outside the model's tables) and the rotary tables."""
+        return {"input_ids": (0, self.config.vocab_size - 1), "cache_position": self.position_ranges()["cache_position"]}
 
     def exported_steps(self, prompt_length: int) -> dict[str, tuple[torch.export.ExportedProgram, dict[str, torch.Tensor]]]:
         """The prefill step (`prompt_length` tokens at position 0) and the decode step (one token),

@@ -312,7 +312,8 @@ def compile_targets(model: Any, targets: Sequence[str | Target], *, emit: str = 
     stage = progress or (lambda name: None)
     stage("import")
     start = time.perf_counter()
-    module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs, input_values=options.get("input_values"))
+    module = import_model(model, input_shapes=input_shapes, example_inputs=example_inputs, input_values=options.get("input_values"),
+                          input_ranges=options.get("input_ranges"))
     if isinstance(model, str | Path):  # the descriptor emitter records it, so `anec run --check` finds the reference
         module.attributes[SOURCE_ATTR] = StringAttr(str(Path(model).resolve()))
     imported = {"import_seconds": time.perf_counter() - start, "import_peak_mb": peak_memory_mb()}

@@ -69,6 +69,7 @@ def test_greedy_and_sampled_tokens_equal_eager_with_prefill_and_decode_compiled_
     host_ops = {op for report in dynamo.REPORTS for _, op, _ in report.host_ops}
     assert "aten.index_put.default" not in host_ops  # the cache update runs on the ANE as a one-hot select
     assert all(report.ane_flops_fraction > 0.99 for report in dynamo.REPORTS)  # attention too (Llama's grouped queries)
+    assert all(report.partitions == 1 for report in dynamo.REPORTS)  # Llama's rotary cos/sin too: M1 tables, not CPU ops
 
 
 def test_a_cache_with_more_tensors_than_a_program_has_buffer_slots_still_runs_on_the_ane() -> None:

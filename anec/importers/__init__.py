@@ -19,7 +19,7 @@ InputShapes = Mapping[str, Sequence[int]]
 
 
 def import_model(model: Any, *, input_shapes: InputShapes | None = None, example_inputs: Any = None,
-                 input_values: Mapping[str, Any] | None = None) -> ModuleOp:
+                 input_values: Mapping[str, Any] | None = None, input_ranges: Mapping[str, tuple[float, float]] | None = None) -> ModuleOp:
     """A module whose `@main` function computes `model`; weights are attached to it. An already
     imported module is copied, so one import can be compiled for several chips. `input_values`
     (`--freeze`) fixes ONNX inputs to constants."""
@@ -38,7 +38,7 @@ def import_model(model: Any, *, input_shapes: InputShapes | None = None, example
         if suffix == ".pt2":
             from anec.importers.torch import import_pt2
 
-            return import_pt2(path, input_shapes=input_shapes)
+            return import_pt2(path, input_shapes=input_shapes, input_ranges=input_ranges)
         raise AnecError(f"{path}: unknown model format {suffix or '(no suffix)'!r}", hint="anec reads .onnx and .pt2 (torch.export.save) files")
     kind = f"{type(model).__module__}.{type(model).__qualname__}"
     if kind.startswith("onnx"):
@@ -49,7 +49,7 @@ def import_model(model: Any, *, input_shapes: InputShapes | None = None, example
     if any(cls.__module__.startswith("torch") for cls in type(model).__mro__):
         from anec.importers.torch import import_torch
 
-        return import_torch(model, example_inputs=example_inputs, input_shapes=input_shapes)
+        return import_torch(model, example_inputs=example_inputs, input_shapes=input_shapes, input_ranges=input_ranges)
     raise AnecError(f"cannot compile a {kind}", hint="pass an .onnx/.pt2 path, an onnx.ModelProto, a torch.export.ExportedProgram, "
                     "or an nn.Module with example_inputs")
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import operator
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,12 @@ def ane_decompositions(table: Any) -> Any:
     return table
 
 
+def one_hot_rows(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """`one_hot[j, i] = index[i] == j` for j < n, as `dtype` ([n, len(index)]): a gather or scatter by
+    an integer index as a matmul the ANE runs; the compares are a few integer ops on the CPU."""
+    return (index.unsqueeze(0) == torch.arange(n, dtype=index.dtype, device=index.device).unsqueeze(1)).to(dtype)
+
+
 def one_hot_index_put(self: torch.Tensor, indices: Sequence[torch.Tensor | None], values: torch.Tensor,
                       accumulate: bool = False) -> Any:
     """`self[..., index, ...] = values` along one axis as ops the ANE runs: a one-hot matrix of the
@@ -101,7 +109,7 @@ def one_hot_index_put(self: torch.Tensor, indices: Sequence[torch.Tensor | None]
     n, rank = self.shape[a], self.dim()
     rows = values.to(self.dtype).expand(*self.shape[:a], index.shape[0], *self.shape[a + 1:])
     positions = torch.where(index < 0, index + n, index)  # negative indices count from the end
-    one_hot = (positions.unsqueeze(0) == torch.arange(n, dtype=index.dtype, device=index.device).unsqueeze(1)).to(self.dtype)
+    one_hot = one_hot_rows(positions, n, self.dtype)
     if a == rank - 1:
         scattered = torch.matmul(rows, one_hot.t())
     else:
@@ -113,6 +121,217 @@ def one_hot_index_put(self: torch.Tensor, indices: Sequence[torch.Tensor | None]
 ANE_DECOMPOSITIONS: dict[Any, Any] = {torch.ops.aten.index_put.default: one_hot_index_put}
 """anec's own decompositions (ATen op -> function), for forms of ops the ANE has no equivalent of;
 a function returns `NotImplemented` for the forms it leaves whole."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Functions of a bounded integer as tables
+# ------------------------------------------------------------------------------------------------
+
+aten = torch.ops.aten
+TABULATED: dict[Any, Callable[[torch.Tensor], torch.Tensor]] = {aten.cos.default: torch.cos, aten.sin.default: torch.sin}
+"""Ops the ANE lacks before the M3 (ane-hardware: sin/cos from the A15 family) that `tabulate_bounded`
+turns into a lookup when their argument is a function of a bounded integer input."""
+
+MAX_TABLE_ELEMENTS = 1 << 20
+"""The largest table `tabulate_bounded` builds (2 MiB in fp16); beyond it the op stays as it is."""
+
+_SAME_INDEX = {aten._to_copy.default, aten.clone.default, aten.alias.default}
+_MOVEMENT = {aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.view.default,
+             aten._unsafe_view.default, aten.reshape.default, aten.expand.default, aten.permute.default, aten.transpose.int,
+             aten.t.default, aten.slice.Tensor, aten.select.int}
+_ELEMENTWISE = {aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor, aten.div.Tensor, aten.mul.Scalar, aten.add.Scalar,
+                aten.sub.Scalar, aten.div.Scalar, aten.neg.default}
+"""The ops between the integer input and the tabulated op: each output element is computed from one
+element of the input (and constants), so the result is a table row per input value."""
+
+
+def tabulate_bounded(graph: fx.Graph, owner: torch.nn.Module, bounds: Mapping[fx.Node, tuple[int, int]],
+                     constant: Callable[[fx.Node], torch.Tensor | None]) -> int:
+    """Rewrite each `TABULATED` op (cos/sin) whose argument is computed element by element from one
+    integer input known to lie in [lo, hi] (`bounds`: declared input ranges) and constants — rotary
+    position angles, `position × inv_freq` — as a gather from a constant table of its exact values,
+    [hi - lo + 1, …], by the one-hot matmul of `one_hot_rows` (compares on the CPU, the matmul on the
+    ANE, whose sin/cos the M1/M2 lack). `constant(node)` is a placeholder's or attribute's tensor, or
+    None for a run-time input. An op whose argument has another form, or whose table would exceed
+    `MAX_TABLE_ELEMENTS`, is left as it is. Returns how many ops were rewritten."""
+    rewritten = 0
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in TABULATED and isinstance(node.args[0], fx.Node):
+            lookup = _lookup(node, bounds, constant)
+            if lookup is not None:
+                _replace_by_lookup(graph, owner, node, lookup)
+                rewritten += 1
+    return rewritten
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    source: fx.Node
+    low: int
+    rows: torch.Tensor
+    """The flat element of the source each row of the gathered [rows, columns] result reads."""
+    table: torch.Tensor
+    """[values, columns]: the op's exact result for each value of the source."""
+    shape: tuple[int, ...]
+    """The gathered result's shape before `order` moves its axes to the op's."""
+    order: tuple[int, ...]
+
+
+def _lookup(node: fx.Node, bounds: Mapping[fx.Node, tuple[int, int]], constant: Callable[[fx.Node], torch.Tensor | None]) -> _Lookup | None:
+    arg = node.args[0]
+    assert isinstance(arg, fx.Node)
+    ancestors, todo = set(), [arg]
+    while todo:
+        n = todo.pop()
+        if n not in ancestors:
+            ancestors.add(n)
+            todo.extend(n.all_input_nodes)
+    order = [n for n in arg.graph.nodes if n in ancestors]
+    sources = [n for n in order if n in bounds]
+    if len(sources) != 1 or any(n.op != "call_function" and n not in bounds and constant(n) is None for n in order):
+        return None
+    (source,) = sources
+    low, high = bounds[source]
+    shape = tuple(arg.meta["val"].shape)
+    values = high - low + 1
+    dependent = {source}
+    for n in order:
+        if any(i in dependent for i in n.all_input_nodes):
+            if n.target not in _SAME_INDEX | _MOVEMENT | _ELEMENTWISE | {aten.cat.default}:
+                return None
+            dependent.add(n)
+    meta = source.meta["val"]
+    index = _evaluate(order, constant, source, torch.arange(meta.numel()).reshape(meta.shape), dependent, indices=True)
+    if index is None or (index < 0).any():
+        return None
+    varying = [d for d in range(index.dim()) if (index != index.narrow(d, 0, 1)).any()]
+    axes = (*varying, *(d for d in range(index.dim()) if d not in varying))
+    gathered = tuple(shape[d] for d in axes)
+    rows_count = math.prod(gathered[:len(varying)])
+    columns = math.prod(gathered[len(varying):])
+    by_row = index.permute(axes).reshape(rows_count, columns)
+    if values * columns > MAX_TABLE_ELEMENTS or not torch.equal(by_row, by_row[:, :1].expand_as(by_row)):
+        return None
+    rows = torch.tensor(by_row[:, 0].tolist())  # a fresh tensor: a size-1 view keeps its stride
+    if not torch.equal(rows.sort().values, torch.arange(meta.numel())):
+        return None
+    fn = TABULATED[node.target]
+    table = []
+    for value in range(low, high + 1):
+        x = _evaluate(order, constant, source, torch.full(tuple(meta.shape), value, dtype=meta.dtype), dependent, indices=False)
+        assert x is not None
+        y = fn(x).permute(axes).reshape(rows_count, columns)
+        if not torch.equal(y, y[:1].expand_as(y)):
+            return None
+        table.append(y[0])
+    return _Lookup(source, low, rows, torch.stack(table), gathered, tuple(axes.index(d) for d in range(len(axes))))
+
+
+def _evaluate(order: Sequence[fx.Node], constant: Callable[[fx.Node], torch.Tensor | None], source: fx.Node, value: torch.Tensor,
+              dependent: set[fx.Node], *, indices: bool) -> torch.Tensor | None:
+    """The last node of `order` with `value` for `source`: computed by torch, or (`indices`) as the
+    flat index of the source element each element comes from (None if an element comes from two)."""
+    env: dict[fx.Node, Any] = {source: value}
+    for n in order:
+        if n in env:
+            continue
+        if n.op != "call_function":
+            env[n] = constant(n)
+            continue
+        args = fx.node.map_arg(n.args, lambda a: env[a])
+        kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
+        assert callable(n.target), "a call_function node's target is the function"
+        if not indices or n not in dependent:
+            with torch.no_grad():
+                env[n] = n.target(*args, **kwargs)
+        elif n.target in _SAME_INDEX:
+            env[n] = args[0]
+        elif n.target in _MOVEMENT:
+            env[n] = n.target(*args, **kwargs)
+        elif n.target is aten.cat.default:
+            listed = n.args[0] if isinstance(n.args[0], list | tuple) else ()
+            tensors = [a for a in listed if isinstance(a, fx.Node)]
+            if not tensors or len(tensors) != len(listed):
+                return None
+            env[n] = aten.cat.default([env[a] if a in dependent else torch.full(tuple(a.meta["val"].shape), -1) for a in tensors], *args[1:])
+        else:
+            out = tuple(n.meta["val"].shape)
+            sources = [env[a].expand(out) for a in n.all_input_nodes if a in dependent]
+            if any(not torch.equal(s, sources[0]) for s in sources[1:]):
+                return None
+            env[n] = sources[0]
+    return env[order[-1]]
+
+
+def _replace_by_lookup(graph: fx.Graph, owner: torch.nn.Module, node: fx.Node, lookup: _Lookup) -> None:
+    """`node` replaced by the one-hot gather of `lookup` (traced by make_fx), its argument's
+    computation erased."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    values = lookup.table.shape[0]
+    identity = torch.equal(lookup.rows, torch.arange(lookup.rows.numel()))
+
+    def gather(source: torch.Tensor, rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        index = source.reshape(-1) if identity else source.reshape(-1).index_select(0, rows)
+        one_hot = one_hot_rows(index - lookup.low if lookup.low else index, values, table.dtype)
+        return torch.matmul(one_hot.t(), table).reshape(lookup.shape).permute(lookup.order)
+
+    meta = lookup.source.meta["val"]
+    traced = make_fx(gather, tracing_mode="real")(torch.zeros(tuple(meta.shape), dtype=meta.dtype), lookup.rows, lookup.table)
+    attributes = []
+    for suffix, tensor in (("rows", lookup.rows), ("table", lookup.table)):
+        name = f"_anec_{node.name}_{suffix}"
+        owner.register_buffer(name, tensor, persistent=False)
+        with graph.inserting_before(node):
+            attributes.append(graph.get_attr(name))
+        attributes[-1].meta["val"] = tensor
+    inputs = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    with graph.inserting_before(node):
+        result = graph.graph_copy(traced.graph, dict(zip(inputs, [lookup.source, *attributes], strict=True)))
+    assert isinstance(result, fx.Node)
+    computation = {node.args[0], *attributes}
+    for n in reversed(list(graph.nodes)):
+        if n in computation:
+            computation.update(n.all_input_nodes)
+    node.replace_all_uses_with(result)
+    graph.erase_node(node)
+    for n in reversed(list(graph.nodes)):  # the argument's ops, when the table replaced their last use
+        if n in computation and n.op in ("call_function", "get_attr") and not n.users:
+            graph.erase_node(n)
+
+
+def merge_repeated_index_work(graph: fx.Graph) -> int:
+    """Merge nodes that apply the same pure ATen op to the same operands, when those operands are
+    integer or boolean (index arithmetic, one-hot compares and their casts): a cache update's
+    one-hot of the positions, which each `index_put` decomposition builds for itself (keys and
+    values of every layer), is built once. Returns how many nodes were merged away."""
+    first: dict[Any, fx.Node] = {}
+    merged = 0
+    for node in list(graph.nodes):
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload) or target._schema.is_mutable:
+            continue
+        if torch.Tag.nondeterministic_seeded in target.tags or any(
+                not isinstance(i.meta.get("val"), torch.Tensor) or i.meta["val"].dtype.is_floating_point for i in node.all_input_nodes):
+            continue
+        try:
+            key = (target, _hashable(node.args), _hashable(node.kwargs))
+            earlier = first.setdefault(key, node)
+        except TypeError:  # an operand with no identity to compare by
+            continue
+        if earlier is not node:
+            node.replace_all_uses_with(earlier)
+            graph.erase_node(node)
+            merged += 1
+    return merged
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,8 +415,10 @@ class GraphImporter:
     """
 
     def __init__(self, constants: Mapping[fx.Node, torch.Tensor], weight_names: Mapping[int, str] | None = None,
-                 ranges: Mapping[sympy.Symbol, Any] | None = None):
+                 ranges: Mapping[sympy.Symbol, Any] | None = None, input_ranges: Mapping[str, tuple[float, float]] | None = None):
         self.constants = constants
+        self.input_ranges = dict(input_ranges or {})
+        """The values inputs take, by name (`anec.compile(input_ranges=…)`): integer ones bound `tabulate_bounded`."""
         self.weight_names = dict(weight_names or {})
         self.shapes = ShapeEnv(ranges)
         self.store = WeightStore()
@@ -259,6 +480,11 @@ class GraphImporter:
                 if tensor._base is not None:  # other views of the same weight share its name
                     self.weight_names.setdefault(id(tensor._base), label)
         input_nodes = {node: arg for (_, node), arg in zip(inputs, self.block.args)}
+        bounds = {node: (int(lo), int(hi)) for name, node in inputs if name in self.input_ranges
+                  and not node.meta["val"].dtype.is_floating_point for lo, hi in [self.input_ranges[name]] if lo == int(lo) and hi == int(hi)}
+        if bounds and owner is not None:
+            tabulate_bounded(graph, owner, bounds, lambda n: self.constants.get(n) if n.op == "placeholder" else _attribute(owner, str(n.target)))
+        merge_repeated_index_work(graph)
         for node in graph.nodes:
             if node.op == "placeholder":
                 self.values[node] = input_nodes.get(node, self.constants.get(node))
@@ -375,10 +601,12 @@ def _attribute(owner: torch.nn.Module | None, target: str) -> Any:
 # ------------------------------------------------------------------------------------------------
 
 
-def import_torch(model: Any, *, example_inputs: Any = None, input_shapes: InputShapes | None = None) -> ModuleOp:
-    """A module for an `ExportedProgram`, an ATen `GraphModule`, or an nn.Module traced on `example_inputs`."""
+def import_torch(model: Any, *, example_inputs: Any = None, input_shapes: InputShapes | None = None,
+                 input_ranges: Mapping[str, tuple[float, float]] | None = None) -> ModuleOp:
+    """A module for an `ExportedProgram`, an ATen `GraphModule`, or an nn.Module traced on `example_inputs`;
+    `input_ranges` bound integer inputs for `tabulate_bounded`."""
     if isinstance(model, torch.export.ExportedProgram):
-        return import_exported(model, input_shapes=input_shapes or shapes_of(example_inputs, _user_inputs(model)))
+        return import_exported(model, input_shapes=input_shapes or shapes_of(example_inputs, _user_inputs(model)), input_ranges=input_ranges)
     if isinstance(model, fx.GraphModule) and is_aten_graph(model):
         return import_graph_module(model)
     if isinstance(model, torch.nn.Module):
@@ -391,12 +619,13 @@ def import_torch(model: Any, *, example_inputs: Any = None, input_shapes: InputS
         except Exception as e:
             raise AnecError(f"torch.export cannot trace {type(model).__name__}", why=str(e).strip().splitlines()[0],
                             hint="make the model exportable (torch.export docs), or use torch.compile(model, backend='anec')") from e
-        return import_exported(program, input_names=names)
+        return import_exported(program, input_names=names, input_ranges=input_ranges)
     raise AnecError(f"cannot compile a {type(model).__module__}.{type(model).__qualname__}",
                     hint="pass an nn.Module with example_inputs, a torch.export.ExportedProgram or a .pt2 file")
 
 
-def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None) -> ModuleOp:
+def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None,
+               input_ranges: Mapping[str, tuple[float, float]] | None = None) -> ModuleOp:
     """A module for a `torch.export.save` file."""
     try:
         with _quiet():
@@ -404,11 +633,11 @@ def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None) -> 
     except Exception as e:
         raise AnecError(f"{path}: not a torch.export program", why=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
                         hint="write it with torch.export.save(torch.export.export(model, args), path)") from e
-    return import_exported(program, input_shapes=input_shapes)
+    return import_exported(program, input_shapes=input_shapes, input_ranges=input_ranges)
 
 
 def import_exported(program: torch.export.ExportedProgram, *, input_shapes: InputShapes | None = None,
-                    input_names: Sequence[str] | None = None) -> ModuleOp:
+                    input_names: Sequence[str] | None = None, input_ranges: Mapping[str, tuple[float, float]] | None = None) -> ModuleOp:
     """Decompose `program` (keeping `KEEP_WHOLE` ops) and import it; weights go to the store."""
     try:
         with _quiet():
@@ -436,7 +665,8 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
             if not isinstance(spec.arg, torch.export.graph_signature.TensorArgument):
                 raise AnecError(f"output {spec.arg} is not a tensor", hint="return tensors only")
             outputs.append((spec.arg.name, nodes[spec.arg.name]))
-    return GraphImporter(constants, weight_names, program.range_constraints).run(program.graph, list(zip(names, users)), outputs, shapes)
+    return GraphImporter(constants, weight_names, program.range_constraints, input_ranges).run(
+        program.graph, list(zip(names, users)), outputs, shapes, owner=program.graph_module)
 
 
 def _first_line(e: BaseException) -> str:

@@ -15,8 +15,9 @@ after installation without `import anec`. For each graph Dynamo captures:
    (fp16 on the ANE segments); the rest of the graph runs eagerly in torch.
 
 Options (`torch.compile(m, backend="anec", options={...})`): `target` (default "m1"), `strict`
-(raise instead of falling back), `min_partition_size` (default 1), and the precision policy of
-`anec.compile`:
+(raise instead of falling back), `min_partition_size` (default 1), `input_ranges` (the values
+integer arguments take, `{"position_ids": (0, 511)}`: cos/sin of them become exact table lookups
+on the ANE), and the precision policy of `anec.compile`:
 - `keep_fp32`: nodes that run eagerly in torch, in float32, named as `anec compile --keep-fp32`
   names ops (the FX node name, `ane.<op>`, or the ATen op, `aten.sum.dim_IntList`); an entry that
   names no node of a graph is ignored there, since graph breaks split a model's nodes over graphs
@@ -132,6 +133,9 @@ class BackendOptions:
     tolerance: float = REL_L2_MAX
     buckets: Mapping[str, Sequence[int]] | None = None
     """Sizes dynamic dimensions are compiled for, by name (`x.1`, `*`): see `shape_buckets`."""
+    input_ranges: Mapping[str, tuple[float, float]] | None = None
+    """The values integer inputs take, named as the compiled function names its arguments
+    (`position_ids`): cos/sin of a bounded integer become table lookups (`tabulate_bounded`)."""
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None) -> BackendOptions:
@@ -233,7 +237,7 @@ def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: Back
         from torch._subclasses.fake_tensor import unset_fake_temporarily
 
         with unset_fake_temporarily():  # weights are real tensors; folding computes with them
-            return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report)
+            return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report, argument_names(gm))
 
     def eager_backward(bw_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
@@ -313,14 +317,17 @@ def _why(e: Exception) -> str:
 
 
 def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], names: Sequence[str], opts: BackendOptions,
-                        report: GraphReport) -> Callable:
-    """A boxed callable for an ATen graph: frozen, folded, partitioned, ANE parts compiled by anec."""
+                        report: GraphReport, arguments: Sequence[str] = ()) -> Callable:
+    """A boxed callable for an ATen graph: frozen, folded, partitioned, ANE parts compiled by anec.
+    `arguments` names the graph's inputs for `opts.input_ranges`."""
     from torch._functorch.aot_autograd import make_boxed_func
 
     eager = copy.deepcopy(aot_gm)
     placeholders = [n for n in aot_gm.graph.nodes if n.op == "placeholder"]
     freeze(aot_gm, placeholders, example_inputs, names)
-    importer = GraphImporter({})
+    declared = opts.input_ranges or {}
+    user_inputs = placeholders[len(placeholders) - len(arguments):] if arguments else []
+    importer = GraphImporter({}, input_ranges={n.name: declared[a] for n, a in zip(user_inputs, arguments) if a in declared})
     runtime_inputs = [(n.name, n) for n in placeholders if n.users]
     output = next(n for n in aot_gm.graph.nodes if n.op == "output")
     outputs = [(f"out{i}", v) for i, v in enumerate(fx.node.map_arg(output.args[0], lambda n: n)) if isinstance(v, fx.Node)]
@@ -362,6 +369,18 @@ def input_names(gm: fx.GraphModule) -> list[str]:
             source = getattr(node.meta.get("grapharg"), "source", None)
             keys = re.findall(r"\['([^']+)'\]", source.name) if source is not None else []
             names.append(".".join(keys[1:]) if len(keys) > 1 and keys[0] == "self" else node.name)
+    return names
+
+
+def argument_names(gm: fx.GraphModule) -> list[str]:
+    """Dynamo's graph inputs as the compiled function names them (`position_ids` for the source
+    `L['kwargs']['position_ids']`), else the node's name."""
+    names = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            source = getattr(node.meta.get("grapharg"), "source", None)
+            keys = re.findall(r"\['([^']+)'\]", source.name) if source is not None else []
+            names.append(keys[-1] if keys else node.name)
     return names
 
 

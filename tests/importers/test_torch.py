@@ -261,6 +261,82 @@ def test_a_cache_update_exported_with_index_copy_runs_on_the_ane() -> None:
     np.testing.assert_allclose(got, CacheUpdate()(**inputs).numpy(), atol=1e-2)
 
 
+class Rotary(nn.Module):
+    """Llama's rotary angles: positions × inverse frequencies, duplicated, then cos and sin."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, dim, 2).float() / dim))
+
+    def forward(self, position_ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        angles = position_ids[:, :, None].float() * self.inv_freq
+        angles = torch.cat((angles, angles), dim=-1)
+        return x * angles.cos() + angles.sin()
+
+
+def _rotary_inputs(positions: list[int]) -> dict[str, torch.Tensor]:
+    return {"position_ids": torch.tensor([positions]), "x": torch.linspace(-1, 1, 8 * len(positions)).reshape(1, len(positions), 8)}
+
+
+@pytest.mark.parametrize("positions", [[37], [0, 5, 2, 63]], ids=["decode", "prefill"])
+def test_cos_and_sin_of_a_bounded_position_are_exact_table_lookups_on_the_ane(positions: list[int]) -> None:
+    """M1's ANE has no sin/cos: with the positions' range declared they become one-hot gathers from
+    tables of torch's own values, so the whole model is one ANE segment."""
+    inputs = _rotary_inputs(positions)
+    compiled = anec.compile(Rotary(), example_inputs=inputs, emit="descriptors", target="m1", input_ranges={"position_ids": (0, 63)})
+    assert compiled.report.segments == 1
+    assert not {"cos", "sin"} & {op.op for op in compiled.report.ops}
+    assert all(op.placement == "ane" or op.op in ("equal", "cast", "reshape") for op in compiled.report.ops)  # the compares on the CPU
+    got = next(iter(compiled.run({k: v.numpy() for k, v in inputs.items()}).values()))
+    np.testing.assert_allclose(got, Rotary()(**inputs).numpy(), atol=2e-3)
+
+
+def test_a_rotary_table_holds_torchs_values_for_every_position_in_the_range() -> None:
+    from anec.importers.torch import TABULATED, ane_decompositions, tabulate_bounded
+
+    program = torch.export.export(Rotary(), tuple(_rotary_inputs([3, 4]).values()))
+    program = program.run_decompositions(ane_decompositions(torch.export.default_decompositions()))  # as the importer does
+    gm = program.graph_module
+    placeholders = {n.name: n for n in gm.graph.nodes if n.op == "placeholder"}
+    constants = {placeholders[s.arg.name]: program.state_dict[s.target] for s in program.graph_signature.input_specs if s.target}
+    source = next(n for n in gm.graph.nodes if n.name == "position_ids")
+    assert tabulate_bounded(gm.graph, gm, {source: (-4, 11)}, lambda n: constants.get(n) if n.op == "placeholder" else getattr(gm, n.target)) == 2
+    assert not any(n.target in TABULATED for n in gm.graph.nodes)
+    tables = [getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr" and n.target.endswith("_table")]
+    angles = torch.arange(-4, 12).float()[:, None] * Rotary().inv_freq
+    angles = torch.cat((angles, angles), dim=-1)
+    assert len(tables) == 2 and {t.shape for t in tables} == {(16, 8)}
+    assert any(torch.equal(t, angles.cos()) for t in tables) and any(torch.equal(t, angles.sin()) for t in tables)  # bit for bit
+
+
+def test_cos_and_sin_stay_without_a_bound_or_in_another_form() -> None:
+    class Summed(nn.Module):  # each angle depends on every position: no table row per position
+        def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+            return position_ids.float().sum(-1, keepdim=True).cos()
+
+    cases = [(Rotary(), _rotary_inputs([3]), None), (Summed(), {"position_ids": torch.tensor([[1, 2]])}, {"position_ids": (0, 63)}),
+             (Rotary(), _rotary_inputs([3]), {"position_ids": (0, 1 << 20)})]  # a table beyond MAX_TABLE_ELEMENTS
+    for model, inputs, ranges in cases:
+        compiled = anec.compile(model, example_inputs=inputs, emit="ir", target="m1", input_ranges=ranges)
+        assert "cos" in {op.op for op in compiled.report.host_ops}, model
+
+
+def test_keys_and_values_written_at_the_same_positions_share_one_one_hot() -> None:
+    class KeyValueUpdate(nn.Module):
+        def forward(self, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, k: torch.Tensor,
+                    v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return keys.index_copy(2, position, k), values.index_copy(2, position, v)
+
+    torch.manual_seed(0)
+    inputs = {"keys": torch.randn(1, 2, 8, 4), "values": torch.randn(1, 2, 8, 4), "position": torch.tensor([5]),
+              "k": torch.randn(1, 2, 1, 4), "v": torch.randn(1, 2, 1, 4)}
+    compiled = anec.compile(KeyValueUpdate(), example_inputs=inputs, emit="descriptors")
+    assert [op.op for op in compiled.report.ops].count("equal") == 1  # each index_put decomposition builds its own
+    got = compiled.run({k: v.numpy() for k, v in inputs.items()})
+    for result, expected in zip(got.values(), KeyValueUpdate()(**inputs), strict=True):
+        np.testing.assert_allclose(result, expected.numpy(), atol=1e-2)
+
+
 def test_grouped_query_attention_runs_on_the_ane_with_each_key_head_serving_its_group() -> None:
     class Grouped(nn.Module):
         def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
