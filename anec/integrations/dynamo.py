@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import operator
@@ -57,6 +58,7 @@ import torch
 from torch import fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
+from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation
@@ -167,6 +169,8 @@ class GraphReport:
     """Why the whole graph runs eagerly, if it does."""
     sizes: dict[str, int] = field(default_factory=dict)
     """The bucket a dynamic graph was compiled for here (dimension name -> size); empty for a static graph."""
+    from_cache: bool = False
+    """Placed and compiled from the compile cache: nothing was imported, no pass ran."""
 
     @property
     def ane_flops_fraction(self) -> float:
@@ -314,44 +318,104 @@ def _why(e: Exception) -> str:
 
 def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], names: Sequence[str], opts: BackendOptions,
                         report: GraphReport) -> Callable:
-    """A boxed callable for an ATen graph: frozen, folded, partitioned, ANE parts compiled by anec."""
+    """A boxed callable for an ATen graph: frozen, folded, partitioned, ANE parts compiled by anec.
+
+    The placement and the partitions' programs come from the compile cache when it holds them
+    (`PartitionPlan`): a hit imports nothing and runs no pass.
+    """
     from torch._functorch.aot_autograd import make_boxed_func
 
     eager = copy.deepcopy(aot_gm)
     placeholders = [n for n in aot_gm.graph.nodes if n.op == "placeholder"]
     freeze(aot_gm, placeholders, example_inputs, names)
-    importer = GraphImporter({})
+    aot_gm.recompile()
+    key = compile_cache.graph_key("plan", aot_gm, opts.target, extra=plan_options(opts))
+    fold_constants(aot_gm)
+    cached = PartitionPlan.load(key)
+    plan = cached or place(aot_gm, placeholders, opts)
+    report.total_flops, report.ane_flops, report.host_ops = plan.total_flops, plan.ane_flops, list(plan.host_ops)
+    nodes = {n.name: n for n in aot_gm.graph.nodes}
+    fused = fuse_by_partitions(aot_gm, [dict.fromkeys(nodes[n] for n in p) for p in plan.partitions], prefix=PARTITION_PREFIX)
+    calls = {n.target: n for n in fused.graph.nodes if n.op == "call_module"}
+    partitions = []
+    for i in range(len(plan.partitions)):
+        name = f"{PARTITION_PREFIX}{i}"
+        sub = getattr(fused, name)
+        inline_constant_inputs(fused, calls[name], sub)
+        partitions.append(AnePartition(sub, opts.target, opts.precision, opts.tolerance, key=plan.programs[i] if cached else None))
+        setattr(fused, name, partitions[-1])
+    report.partitions = len(partitions)
+    report.from_cache = cached is not None and all(p.from_cache for p in partitions)
+    if cached is None:
+        compile_cache.store(key, dataclasses.replace(plan, programs=tuple(p.key for p in partitions)).encode())
+    fused.graph.eliminate_dead_code()
+    fused.recompile()
+    return make_boxed_func(_guarded(fused.forward, eager.forward, opts, report))
+
+
+PARTITION_PREFIX = "ane_partition_"
+
+
+def plan_options(opts: BackendOptions) -> list[str]:
+    """The options a graph's placement and programs depend on (beside the graph and target)."""
+    return [f"keep_fp32={sorted(opts.keep_fp32)}", f"min_partition_size={opts.min_partition_size}",
+            f"precision={opts.precision}", f"tolerance={opts.tolerance}"]
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """Where a frozen, folded graph's nodes run, and its partitions' programs: all a compile-cache
+    hit needs to rebuild the partitioned graph without importing it or running a pass."""
+
+    partitions: tuple[tuple[str, ...], ...]
+    """Each ANE partition's nodes by name, in the partitioner's order (it fixes the programs' inputs)."""
+    programs: tuple[str | None, ...]
+    """Each partition's program, by compile-cache key (None: compiled at its first call, precision auto)."""
+    total_flops: int
+    ane_flops: int
+    host_ops: tuple[tuple[str, str, str], ...]
+    """`GraphReport.host_ops`."""
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def load(cls, key: str) -> PartitionPlan | None:
+        """The plan stored under `key`, or None (an entry that does not parse is a miss)."""
+        data = compile_cache.load(key)
+        try:
+            fields = json.loads(data) if data is not None else None
+            return None if fields is None else cls(tuple(map(tuple, fields["partitions"])), tuple(fields["programs"]),
+                                                   fields["total_flops"], fields["ane_flops"], tuple(map(tuple, fields["host_ops"])))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def place(gm: fx.GraphModule, placeholders: Sequence[fx.Node], opts: BackendOptions) -> PartitionPlan:
+    """Import the frozen, folded graph, find each node's verdict and group the ANE-capable nodes."""
     runtime_inputs = [(n.name, n) for n in placeholders if n.users]
-    output = next(n for n in aot_gm.graph.nodes if n.op == "output")
+    output = next(n for n in gm.graph.nodes if n.op == "output")
     outputs = [(f"out{i}", v) for i, v in enumerate(fx.node.map_arg(output.args[0], lambda n: n)) if isinstance(v, fx.Node)]
-    module = importer.run(aot_gm.graph, runtime_inputs, outputs, owner=aot_gm)
-    fold_constants(aot_gm, importer.values)
-    verdicts = cached_verdicts(module, aot_gm, opts.target)
+    module = GraphImporter({}).run(gm.graph, runtime_inputs, outputs, owner=gm)
+    verdicts = node_verdicts(module, gm.graph, get_target(opts.target))
     if opts.keep_fp32:
-        aten_types = {n.name: str(n.target) for n in aot_gm.graph.nodes if n.op == "call_function"}
+        aten_types = {n.name: str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
         blocks = [fn.body.block for fn in module.ops if isinstance(fn, func.FuncOp)]
         kept = kept_in_fp32(blocks, opts.keep_fp32, aten_types, KEPT_IN_TORCH, strict=False)  # with graph breaks, a named node is in one graph only
         verdicts = {**verdicts, **{node: dataclasses.replace(verdicts.get(node, NO_OPS), reason=KEPT_IN_TORCH)
                                    for node in {source_name(name_of(op)) for op in kept}}}
     support = AneSupport(verdicts, get_target(opts.target))
-    partitioner = CapabilityBasedPartitioner(aot_gm, support, allows_single_node_partition=True)
+    partitioner = CapabilityBasedPartitioner(gm, support, allows_single_node_partition=True)
     partitions = [p for p in partitioner.propose_partitions() if support.op_count(p.nodes) >= opts.min_partition_size]
     in_partitions = {n for p in partitions for n in p.nodes}
-    report.total_flops = sum(v.flops for v in support.verdicts.values())
-    report.ane_flops = sum(support.verdicts.get(n.name, NO_OPS).flops for n in in_partitions)
     small = f"its ANE partition has fewer than the {opts.min_partition_size} ops of min_partition_size"
-    report.host_ops = [(n.name, str(n.target), support.reason(n) or small) for n in aot_gm.graph.nodes
-                       if support.verdicts.get(n.name, NO_OPS).ops and n not in in_partitions]
-    fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
-    for node in fused.graph.nodes:
-        if node.op == "call_module" and node.target.startswith("ane_partition_"):
-            sub = getattr(fused, node.target)
-            inline_constant_inputs(fused, node, sub)
-            setattr(fused, node.target, AnePartition(sub, opts.target, opts.precision, opts.tolerance))
-            report.partitions += 1
-    fused.graph.eliminate_dead_code()
-    fused.recompile()
-    return make_boxed_func(_guarded(fused.forward, eager.forward, opts, report))
+    return PartitionPlan(
+        partitions=tuple(tuple(n.name for n in p.nodes) for p in partitions),
+        programs=(),
+        total_flops=sum(v.flops for v in verdicts.values()),
+        ane_flops=sum(verdicts.get(n.name, NO_OPS).flops for n in in_partitions),
+        host_ops=tuple((n.name, str(n.target), support.reason(n) or small) for n in gm.graph.nodes
+                       if verdicts.get(n.name, NO_OPS).ops and n not in in_partitions))
 
 
 def input_names(gm: fx.GraphModule) -> list[str]:
@@ -411,16 +475,26 @@ def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphM
     sub.recompile()
 
 
-def fold_constants(gm: fx.GraphModule, values: Mapping[fx.Node, Any]) -> None:
-    """Replace nodes the importer evaluated to constant tensors by attributes holding them."""
+def fold_constants(gm: fx.GraphModule) -> None:
+    """Replace the nodes computed from constants alone by attributes holding their values, evaluated
+    in torch (as the importer would fold them), so partitions receive them as weights."""
     labels = {id(getattr(gm, buffer)): label for buffer, label in gm.meta.get(WEIGHT_NAMES, {}).items()}
+    values: dict[fx.Node, Any] = {}
     for i, node in enumerate(list(gm.graph.nodes)):
-        value = values.get(node)
-        if node.op == "call_function" and node.users and isinstance(value, torch.Tensor):
-            label = labels.get(id(value._base), node.name)  # a view of a weight (`t(w)`) keeps its name
-            node.replace_all_uses_with(constant_node(gm, f"_anec_folded_{i}", value, node, label))
+        if node.op == "get_attr":
+            assert isinstance(node.target, str), "a get_attr node's target is the attribute's name"
+            values[node] = functools.reduce(getattr, node.target.split("."), gm)
+        elif node.op == "call_function" and all(n in values for n in node.all_input_nodes):
+            assert callable(node.target), "a call_function node's target is the function"
+            with torch.no_grad():
+                value = node.target(*fx.node.map_arg(node.args, values.__getitem__), **fx.node.map_arg(node.kwargs, values.__getitem__))
+            values[node] = value
+            if node.users and isinstance(value, torch.Tensor):
+                label = labels.get(id(value._base), node.name)  # a view of a weight (`t(w)`) keeps its name
+                folded = constant_node(gm, f"_anec_folded_{i}", value, node, label)
+                node.replace_all_uses_with(folded)
+                values[folded] = value
     gm.graph.eliminate_dead_code()
-    gm.recompile()
 
 
 PARTITION_PASS = "ane-partition"
@@ -466,17 +540,6 @@ def node_verdicts(module: ModuleOp, graph: fx.Graph, target: Target) -> dict[str
     return verdicts
 
 
-def cached_verdicts(module: ModuleOp, gm: fx.GraphModule, target: str) -> dict[str, NodeVerdict]:
-    """`node_verdicts`, through the compile cache (the passes before partitioning are most of a graph's
-    placement time)."""
-    key = compile_cache.graph_key("verdicts", gm, target)
-    if (hit := compile_cache.load(key)) is not None:
-        return {name: NodeVerdict(*fields) for name, fields in json.loads(hit).items()}
-    verdicts = node_verdicts(module, gm.graph, get_target(target))
-    compile_cache.store(key, json.dumps({name: dataclasses.astuple(v) for name, v in verdicts.items()}).encode())
-    return verdicts
-
-
 class AneSupport(OperatorSupportBase):
     """The partitioner's view of the verdicts: which nodes the ANE runs."""
 
@@ -506,19 +569,23 @@ class AnePartition(torch.nn.Module):
     """One ANE partition: compiled once by anec (or read from the compile cache), run through the
     anec runtime on each call."""
 
-    def __init__(self, graph: fx.GraphModule, target: str, precision: str = "fp16", tolerance: float = REL_L2_MAX):
+    def __init__(self, graph: fx.GraphModule, target: str, precision: str = "fp16", tolerance: float = REL_L2_MAX,
+                 key: str | None = None):
         super().__init__()
         output = next(n for n in graph.graph.nodes if n.op == "output").args[0]
         self.returns_tuple = isinstance(output, list | tuple)
         self.graph, self.target, self.tolerance = graph, target, tolerance
         self.program: AnecFile | None = None
+        self.key: str | None = None
+        """The program's compile-cache key (`key` when the caller knows it, else the graph's)."""
+        self.from_cache = False
         if precision != "auto":  # "auto" measures fp16 on the partition's own inputs: it compiles at the first call
-            key = compile_cache.graph_key("partition", graph, target)
-            if (hit := compile_cache.load(key)) is not None:
-                self.program = decode(hit)
+            self.key = key or compile_cache.graph_key("partition", graph, target)
+            if (hit := compile_cache.load(self.key)) is not None:
+                self.program, self.from_cache = decode(hit, validate=False), True  # bytes anec encoded, written atomically
             else:
                 self.program = compile_model(graph, target=target, emit=RUNTIME_EMIT).program
-                compile_cache.store(key, encode(self.program))
+                compile_cache.store(self.key, encode(self.program))
 
     def forward(self, *args: torch.Tensor) -> Any:
         inputs = [to_numpy(a) for a in args]

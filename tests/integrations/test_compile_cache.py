@@ -1,8 +1,9 @@
-"""The backend's compile cache: a graph compiled once is read back, not compiled again, and only
-for the same graph, shapes, weights and target."""
+"""The backend's compile cache: a graph compiled once is read back, not imported, placed or compiled
+again, and only for the same graph, shapes, weights and target."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -22,22 +23,25 @@ def compile_and_run(model: torch.nn.Module, x: torch.Tensor, **options: object) 
 
 
 def refuse_to_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make importing the graph, running any pass and compiling a partition fail."""
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("anec compiled although the cache holds this graph")
 
     monkeypatch.setattr(dynamo, "compile_model", fail)
     monkeypatch.setattr(dynamo, "node_verdicts", fail)
+    monkeypatch.setattr(dynamo.GraphImporter, "run", fail)
+    monkeypatch.setattr(dynamo, "run_pipeline", fail)
 
 
 def test_a_second_compile_of_the_same_graph_reads_the_cache(private_compile_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, x = HostOpInTheMiddle().eval(), torch.randn(4, 16)
     first = compile_and_run(model, x)
     (first_report,) = dynamo.REPORTS
-    assert len(list(private_compile_cache.rglob("*"))) > 2
+    assert len(list(private_compile_cache.rglob("*"))) > 2 and not first_report.from_cache
     refuse_to_compile(monkeypatch)
     torch.testing.assert_close(compile_and_run(model, x), first)
     (report,) = dynamo.REPORTS
-    assert report == first_report and report.partitions == 2
+    assert report.from_cache and report == dataclasses.replace(first_report, from_cache=True) and report.partitions == 2
 
 
 @pytest.mark.parametrize("change", ["shape", "weights", "target", "anec"])
@@ -47,7 +51,7 @@ def test_another_shape_weight_target_or_anec_is_a_miss(change: str, monkeypatch:
     refuse_to_compile(monkeypatch)
     if change == "weights":
         with torch.no_grad():
-            model.a.weight.add_(1.0)
+            model.a.weight[3, 5] += 1e-3  # one element: the fingerprint reads every byte
     if change == "anec":
         monkeypatch.setattr(compile_cache, "anec_digest", lambda: "an edited anec")
     with pytest.warns(dynamo.AnecFallbackWarning, match="anec compiled although the cache holds"):

@@ -109,9 +109,9 @@ def test_partition_weights_are_frozen_constants_named_after_parameters(monkeypat
     graphs: list[torch.fx.GraphModule] = []
     original = AnePartition.__init__
 
-    def spy(self: AnePartition, graph: torch.fx.GraphModule, target: str, *precision: object) -> None:
+    def spy(self: AnePartition, graph: torch.fx.GraphModule, target: str, *precision: object, **key: object) -> None:
         graphs.append(graph)
-        original(self, graph, target, *precision)
+        original(self, graph, target, *precision, **key)
 
     monkeypatch.setattr(AnePartition, "__init__", spy)
     run_both(PLAIN["mlp"][0](), torch.from_numpy(PLAIN["mlp"][1]()["features"]))
@@ -183,7 +183,7 @@ def test_a_runtime_failure_falls_back_to_eager_once(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_partition_anec_fails_to_compile_counts_its_flops_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing(self: AnePartition, *args: object) -> None:
+    def failing(self: AnePartition, *args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated compiler failure")
 
     monkeypatch.setattr(AnePartition, "__init__", failing)
