@@ -23,6 +23,10 @@ Options (`torch.compile(m, backend="anec", options={...})`): `target` (default "
   (`REPORTS` lists the nodes kept, with that reason);
 - `precision="auto"` and `tolerance`: each ANE partition keeps in float32 the fewest ops that bring
   its outputs within the tolerance, measured on the partition's inputs at its first call.
+Graphs whose sizes change are compiled once per shape under one Dynamo graph (`buckets`,
+`max_shapes`: see `shape_buckets`). A graph's placement and its partitions' programs are kept in the
+compile cache on disk (`compile_cache`): a later process reads them back without importing the
+graph or running a pass (`GraphReport.from_cache`).
 Any failure to compile a graph runs that graph eagerly with one `AnecFallbackWarning` that says
 why. `REPORTS` holds one `GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the
 host ops with reasons; a graph that runs eagerly counts all its FLOPs on the CPU.
@@ -75,9 +79,11 @@ from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, ane_decompositions
 from anec.integrations import compile_cache
 from anec.integrations.shape_buckets import (
+    MAX_SHAPES,
     DynamicGraph,
     ShapeDispatch,
     bucket_symbols,
+    dimension_name,
     parse_buckets,
 )
 from anec.legality import legality
@@ -96,14 +102,11 @@ RUNTIME_EMIT = "descriptors"
 __all__ = ["REPORTS", "AnecFallbackWarning", "BackendOptions", "GraphReport", "anec_backend"]
 
 FIXES: dict[str, str] = {
-    "dynamic": "the graph was captured with dynamic shapes, which anec does not compile, and runs eagerly in torch; "
-               "give the sizes its dimensions take, options={'buckets': {'x.1': [128, 256, 512]}} (one anec compile per "
-               "bucket, inputs padded where that keeps the results), or keep shapes fixed (for transformers' generate, "
-               "cache_implementation='static')",
     "recompile": "Dynamo recompiles this code for each new input shape and anec compiles each graph again; "
                  "after torch._dynamo.config.recompile_limit graphs torch runs it eagerly. Keep shapes fixed "
                  "(for transformers' generate, cache_implementation='static'), or let the sizes vary "
-                 "(dynamic=None or True) with options={'buckets': {...}}",
+                 "(dynamic=None or True): anec then compiles each size once under one graph, or pads to "
+                 "options={'buckets': {...}}",
     "recompile-limit": "torch._dynamo.config.recompile_limit was reached: Dynamo runs the rest of this code eagerly, "
                        "not on the ANE. Keep input shapes fixed (pad to a few sizes; for transformers' generate, "
                        "cache_implementation='static') or raise the limit",
@@ -134,6 +137,9 @@ class BackendOptions:
     tolerance: float = REL_L2_MAX
     buckets: Mapping[str, Sequence[int]] | None = None
     """Sizes dynamic dimensions are compiled for, by name (`x.1`, `*`): see `shape_buckets`."""
+    max_shapes: int = MAX_SHAPES
+    """How many shapes a dynamic graph is compiled for where no bucket covers a dimension; further
+    shapes run eagerly, with one warning."""
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None) -> BackendOptions:
@@ -150,8 +156,10 @@ class BackendOptions:
             raise AnecError(f"unknown precision {opts.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
         if not (isinstance(opts.tolerance, int | float) and opts.tolerance > 0):
             raise AnecError(f"tolerance must be a positive relative L2 error, got {opts.tolerance!r}")
-        if not isinstance(opts.min_partition_size, int) or opts.min_partition_size < 1:
-            raise AnecError(f"min_partition_size must be a positive integer, got {opts.min_partition_size!r}")
+        for name in ("min_partition_size", "max_shapes"):
+            value = getattr(opts, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AnecError(f"{name} must be a positive integer, got {value!r}")
         return opts if opts.buckets is None else dataclasses.replace(opts, buckets=parse_buckets(opts.buckets))
 
 
@@ -192,37 +200,88 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
     watch_dynamo()
     opts = BackendOptions.parse(options)
     if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
-        return _dynamic(gm, opts)
+        return _dynamic(gm, example_inputs, opts)
     compile_id = torch._guards.CompileContext.current_compile_id()
     if compile_id is not None and (compile_id.frame_compile_id or 0) >= 2:  # a third graph: prefill and decode are two
         warn_once("recompile")
-    return compile_static(gm, example_inputs, opts, GraphReport(target=opts.target))
+    forward = compile_static(gm, example_inputs, opts, GraphReport(target=opts.target))
+    if compile_id is not None and (sources := input_sources(gm)) is not None:
+        STATIC_GRAPHS.setdefault(compile_id.frame_id, []).append(StaticGraph(dimension_sizes(gm), sources, list(example_inputs), forward))
+    return forward
 
 
-def _dynamic(gm: fx.GraphModule, opts: BackendOptions) -> Callable:
-    """A graph with symbolic sizes: one static compile per bucket when `buckets` covers every
-    dynamic dimension, else eager with one warning that names the dimensions."""
+@dataclass(frozen=True)
+class StaticGraph:
+    """A static graph the backend compiled: its inputs' sizes by dimension name (`x.1`), its inputs'
+    Dynamo sources (`L['x']`) and values, and its forward."""
+
+    sizes: dict[str, int]
+    sources: list[str]
+    inputs: list[Any]
+    forward: Callable
+
+    def reusable_by(self, graph: DynamicGraph, sources: Sequence[str], inputs: Sequence[Any]) -> list[int] | None:
+        """Where the dynamic graph's inputs are that this graph takes, if it can run the dynamic graph's
+        calls of its sizes: every input whose sizes do not vary there must be the very tensor this
+        graph was compiled with (its weights are frozen in it; another instance of the module has others)."""
+        if not set(self.sources) <= set(sources):
+            return None
+        index = [sources.index(s) for s in self.sources]
+        for mine, i in zip(self.inputs, index):
+            if not isinstance(mine, torch.Tensor):
+                continue
+            shape = graph.tensor_inputs.get(i)
+            if shape is None or (all(isinstance(d, int) for d in shape) and inputs[i] is not mine):
+                return None
+        return index
+
+
+STATIC_GRAPHS: dict[int, list[StaticGraph]] = {}
+"""The static graphs of each frame (by Dynamo's frame id). Under `dynamic=None` Dynamo compiles a
+frame's first shape static and then one dynamic graph, which it tries first from then on: the dynamic
+graph runs the static graphs' shapes through them rather than compile them again."""
+
+
+def input_sources(gm: fx.GraphModule) -> list[str] | None:
+    """The Dynamo source of each input of `gm` (None if one has none)."""
+    sources = [getattr(n.meta.get("grapharg"), "source", None) for n in gm.graph.nodes if n.op == "placeholder"]
+    return None if any(s is None for s in sources) else [s.name for s in sources]
+
+
+def dimension_sizes(gm: fx.GraphModule) -> dict[str, int]:
+    """The static sizes of `gm`'s input tensors by dimension name (`x.1`)."""
+    sizes = {}
+    for node in gm.graph.nodes:
+        value, source = node.meta.get("example_value"), getattr(node.meta.get("grapharg"), "source", None)
+        if node.op == "placeholder" and isinstance(value, torch.Tensor) and source is not None:
+            for axis, size in enumerate(value.shape):
+                if (name := dimension_name(f"{source.name}.size()[{axis}]")) is not None:
+                    sizes[name] = int(size)
+    return sizes
+
+
+def _dynamic(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOptions) -> Callable:
+    """A graph with symbolic sizes: one static compile per shape, each dimension padded to its
+    bucket where `buckets` gives one, else compiled at each size it takes (up to `max_shapes`)."""
     graph = DynamicGraph.of(gm)
-    chosen, uncovered = bucket_symbols(graph, opts.buckets or {})
-    if opts.buckets and not uncovered:
-        def specialize(padded: list[Any], sizes: dict[str, int]) -> Callable:
-            from torch._subclasses.fake_tensor import FakeTensorMode
 
-            with torch._guards.tracing(torch._guards.TracingContext(FakeTensorMode())):  # what Dynamo gives a backend
-                return compile_static(gm, padded, opts, GraphReport(target=opts.target, sizes=sizes))
+    def specialize(padded: list[Any], sizes: dict[str, int]) -> Callable:
+        from torch._subclasses.fake_tensor import FakeTensorMode
 
-        def refuse(message: str) -> None:
-            if opts.strict:
-                raise AnecError(message)
-            warn_once(message, message)
+        with torch._guards.tracing(torch._guards.TracingContext(FakeTensorMode())):  # what Dynamo gives a backend
+            return compile_static(gm, padded, opts, GraphReport(target=opts.target, sizes=sizes))
 
-        return ShapeDispatch(gm.forward, graph, chosen, specialize, refuse)
-    dims = f" (dimensions without a bucket: {', '.join(uncovered)})"
-    if opts.strict:
-        raise AnecError("the graph was captured with dynamic shapes" + dims, why="anec compiles static shapes", hint=FIXES["dynamic"])
-    REPORTS.append(GraphReport(target=opts.target, fallback="the graph was captured with dynamic shapes" + dims))
-    warn_once("dynamic", f"{FIXES['dynamic']}{dims}")
-    return gm.forward
+    def refuse(message: str) -> None:
+        if opts.strict:
+            raise AnecError(message)
+        warn_once(message, message)
+
+    dispatch = ShapeDispatch(gm.forward, graph, bucket_symbols(graph, opts.buckets or {}), specialize, refuse, opts.max_shapes)
+    compile_id, sources = torch._guards.CompileContext.current_compile_id(), input_sources(gm)
+    for static in STATIC_GRAPHS.get(compile_id.frame_id, []) if compile_id is not None and sources is not None else []:
+        if (index := static.reusable_by(graph, sources, example_inputs)) is not None:
+            dispatch.reuse(static.sizes, lambda *args, forward=static.forward, index=index: forward(*(args[i] for i in index)))
+    return dispatch
 
 
 def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOptions, report: GraphReport) -> Callable:

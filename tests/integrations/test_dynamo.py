@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import anec
+from anec.errors import AnecError
 from anec.importers.torch import import_graph_module
 from anec.integrations import dynamo
 from anec.integrations.dynamo import AnecFallbackWarning, AnePartition
@@ -140,27 +141,31 @@ def test_target_option_reaches_the_partitions() -> None:
     ({"bogus": 1}, "unknown anec backend option 'bogus'"),
     ({"target": "m99"}, "m99"),
     ({"min_partition_size": 0}, "min_partition_size must be a positive integer"),
+    ({"max_shapes": 0}, "max_shapes must be a positive integer"),
 ])
 def test_bad_options_are_errors(options: dict, message: str) -> None:
     with pytest.raises(Exception, match=message):
         run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16), **options)
 
 
-def test_a_graph_anec_cannot_compile_runs_eagerly_with_one_warning() -> None:
+def test_a_dynamic_graph_beyond_max_shapes_runs_eagerly_with_one_warning() -> None:
     model = HostOpInTheMiddle().eval()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
-        compiled = torch.compile(model, backend="anec", dynamic=True)
-        outputs = [compiled(torch.randn(n, 16)) for n in (3, 5)]
+        compiled = torch.compile(model, backend="anec", dynamic=True, options={"max_shapes": 1})
+        outputs = [compiled(torch.randn(n, 16)) for n in (3, 5, 7)]
     fallbacks = [w for w in caught if issubclass(w.category, AnecFallbackWarning)]
-    assert len(fallbacks) == 1 and "dynamic shapes" in str(fallbacks[0].message)
-    assert dynamo.REPORTS[0].fallback is not None
-    assert [o.shape for o in outputs] == [(3, 8), (5, 8)]
+    assert len(fallbacks) == 1 and "compiled for 1 shapes (max_shapes)" in str(fallbacks[0].message)
+    assert "as buckets" in str(fallbacks[0].message)
+    assert [r.sizes for r in dynamo.REPORTS] == [{"x.0": 3}]  # 5 and 7 ran eagerly
+    assert [o.shape for o in outputs] == [(3, 8), (5, 8), (7, 8)]
 
 
 def test_strict_raises_instead_of_falling_back() -> None:
-    with pytest.raises(Exception, match="dynamic shapes"), torch.no_grad():
-        torch.compile(HostOpInTheMiddle().eval(), backend="anec", dynamic=True, options={"strict": True})(torch.randn(3, 16))
+    compiled = torch.compile(HostOpInTheMiddle().eval(), backend="anec", dynamic=True, options={"strict": True, "max_shapes": 1})
+    with pytest.raises(AnecError, match=r"max_shapes"), torch.no_grad():
+        for n in (3, 5):
+            compiled(torch.randn(n, 16))
 
 
 def test_a_runtime_failure_falls_back_to_eager_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,10 +209,11 @@ def fallback_messages(model: nn.Module, sizes: list[int], **compile_options: obj
     return [str(w.message) for w in caught if issubclass(w.category, AnecFallbackWarning)]
 
 
-def test_a_dynamic_recompile_warns_once_for_all_its_graphs() -> None:
-    messages = fallback_messages(GraphBreak2D().eval(), [3, 5, 7])  # dynamic=None: the second size goes dynamic
-    assert len(messages) == 1 and "dynamic shapes" in messages[0] and "cache_implementation='static'" in messages[0]
-    assert sum(r.fallback is not None for r in dynamo.REPORTS) == 2  # both graphs of the graph break
+def test_each_graph_of_a_graph_break_compiles_each_size_once_without_warnings() -> None:
+    messages = fallback_messages(GraphBreak2D().eval(), [3, 5, 7, 5])  # dynamic=None: the second size goes dynamic
+    assert messages == []
+    assert sorted(tuple(r.sizes.values()) for r in dynamo.REPORTS) == [(), (), (5,), (5,), (7,), (7,)]  # 2 static graphs, then 2 dynamic
+    assert all(r.fallback is None and r.partitions >= 1 for r in dynamo.REPORTS)
 
 
 def test_recompiling_for_each_new_shape_warns_once_with_the_fix() -> None:
