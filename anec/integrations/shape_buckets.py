@@ -7,7 +7,9 @@ Dynamo's recompile limit is never reached:
 
 - a dimension no bucket covers is compiled at each size as it arrives, exactly (an image pyramid
   needs no option); after `max_shapes` distinct shapes (16 by default) a graph's further shapes run
-  eagerly in torch, with one `AnecFallbackWarning` that says to list buckets;
+  eagerly in torch, with one `AnecFallbackWarning` that says to list buckets. A dimension that grows
+  by one on consecutive calls is a decode loop's cache, which would compile every token: that graph
+  runs eagerly, with a warning that names the static cache;
 - with the backend option `buckets` (`{"x.1": [128, 256, 512]}`: axis 1 of forward's argument `x`;
   `"*"` for every dynamic axis) a size is rounded up to the smallest bucket that holds it: inputs are
   padded with zeros at the end of each such axis, outputs sliced back.
@@ -41,6 +43,10 @@ ANY_DIMENSION = "*"
 
 MAX_SHAPES = 16
 """How many distinct shapes a dynamic graph is compiled for, by default, where no bucket covers a dimension."""
+
+GROWTH_STEPS = 2
+"""A dimension no bucket covers that grew by one this many calls in a row is a decode loop's cache:
+compiling each size would compile every token, so the graph runs eagerly from then on, with a warning."""
 
 
 def parse_buckets(value: Any) -> dict[str, tuple[int, ...]]:
@@ -191,6 +197,9 @@ class ShapeDispatch:
         self.max_shapes = max_shapes
         self.compiled: dict[tuple[int, ...], Callable | None] = {}
         """Bucket sizes (in symbol order) -> their compiled graph; None: padding to them changes the results."""
+        self.growth: dict[sympy.Symbol, tuple[int, int]] = {}
+        """Each dimension no bucket covers: (its size at the last call, how many calls in a row it grew by one)."""
+        self.growing = False
 
     def reuse(self, sizes: Mapping[str, int], forward: Callable) -> None:
         """Run calls whose dimensions have exactly `sizes` (by name) through `forward`, a graph already
@@ -205,6 +214,8 @@ class ShapeDispatch:
 
     def __call__(self, *args: Any) -> Any:
         actual = self.graph.bindings(args)
+        if self.growing or self._grows_by_one(actual):
+            return self.eager(*args)
         bucketed = {}
         for symbol, sizes in self.buckets.items():
             fits = [actual[symbol]] if sizes is None else [s for s in sizes if s >= actual[symbol]]
@@ -227,6 +238,22 @@ class ShapeDispatch:
         if compiled is None:
             return self.eager(*args)
         return self.graph.slice(compiled(*self.graph.pad(args, bucketed)), actual)
+
+    def _grows_by_one(self, actual: Mapping[sympy.Symbol, int]) -> bool:
+        """Has a dimension no bucket covers grown by one `GROWTH_STEPS` calls in a row (say so, once)?"""
+        growing = []
+        for symbol, sizes in self.buckets.items():
+            if sizes is None:
+                last, steps = self.growth.get(symbol, (-1, 0))
+                self.growth[symbol] = (actual[symbol], steps + 1 if actual[symbol] == last + 1 else 0)
+                if self.growth[symbol][1] >= GROWTH_STEPS:
+                    growing.append(self.graph.name(symbol))
+        if growing:
+            self.growing = True
+            self.warn(f"{', '.join(growing)} grows by one on every call (a decode loop with a growing cache): compiling each size "
+                      "would compile every token, so this graph runs eagerly in torch from now on; keep shapes fixed (for "
+                      f"transformers' generate, cache_implementation='static') or give {growing[0]} buckets")
+        return self.growing
 
     def _compile(self, args: Sequence[Any], actual: dict[sympy.Symbol, int], bucketed: dict[sympy.Symbol, int]) -> Callable | None:
         padded = self.graph.pad(args, bucketed)

@@ -88,11 +88,17 @@ def test_an_image_pyramid_runs_every_scale_on_anec_with_no_options() -> None:
 
 
 def test_the_first_size_past_max_shapes_warns_once_and_runs_eagerly() -> None:
-    sizes = [*range(2, 2 + 16 + 2), 3]  # 16 sizes, then a 17th and 18th, then one of the 16 again
+    sizes = [*range(2, 2 + 2 * (16 + 2), 2), 4]  # 16 sizes, then a 17th and 18th, then one of the 16 again
     fallbacks, _ = run_sizes("mlp", [(n, 64) for n in sizes])
     assert len(fallbacks) == 1 and "compiled for 16 shapes (max_shapes)" in fallbacks[0]
     assert "features.0" in fallbacks[0] and "'buckets': {'features.0'" in fallbacks[0]
     assert len(dynamo.REPORTS) == 16  # the first size's static graph, then 15 in the dynamic graph
+
+
+def test_a_size_that_grows_by_one_each_call_runs_eagerly_with_one_warning() -> None:
+    fallbacks, _ = run_sizes("attention-block", [(2, n, 64) for n in range(10, 16)])  # a decode loop's growing cache
+    assert len(fallbacks) == 1 and "tokens.1 grows by one on every call" in fallbacks[0] and "buckets" in fallbacks[0]
+    assert [r.sizes for r in dynamo.REPORTS] == [{}, {"tokens.1": 11}, {"tokens.1": 12}]  # then 13, 14, 15 eagerly
 
 
 def test_a_dimension_without_a_bucket_is_compiled_at_each_size_beside_a_bucketed_one() -> None:
