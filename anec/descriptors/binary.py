@@ -21,7 +21,7 @@ import hashlib
 import math
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import ml_dtypes
@@ -155,7 +155,7 @@ def _guard(read: _Reader, what: str, fn: Callable[[], T]) -> T:
         raise read.fail(f"{what}: {e.what}") from None
 
 
-def _unpack(read: _Reader, table: FieldTable, group: str, index: int, word: int, where: str) -> dict[str, int]:
+def _unpack(read: _Reader, table: FieldTable, group: str, index: int, word: int, where: str) -> Mapping[str, int]:
     try:
         return table.unpack(group, index, word)
     except AnecError as e:
