@@ -37,7 +37,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from anec.dialects.discardable import NAME_ATTR
 from anec.dialects.host import HostOp
-from anec.errors import AnecError, ImportFailure
+from anec.errors import AnecError, ImportFailure, first_line
 from anec.host_kernels.aten import to_numpy
 from anec.importers.aten import (
     EMITS,
@@ -382,7 +382,7 @@ def import_torch(model: Any, *, example_inputs: Any = None, input_shapes: InputS
         try:
             program = torch.export.export(model, args, kwargs)
         except Exception as e:
-            raise AnecError(f"torch.export cannot trace {type(model).__name__}", why=str(e).strip().splitlines()[0],
+            raise AnecError(f"torch.export cannot trace {type(model).__name__}", where="torch.export", why=first_line(e),
                             hint="make the model exportable (torch.export docs), or use torch.compile(model, backend='anec')") from e
         return import_exported(program, input_names=names)
     raise AnecError(f"cannot compile a {type(model).__module__}.{type(model).__qualname__}",
@@ -395,7 +395,7 @@ def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None) -> 
         with _quiet():
             program = torch.export.load(str(path))
     except Exception as e:
-        raise AnecError(f"{path}: not a torch.export program", why=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+        raise AnecError(f"{path}: not a torch.export program", why=first_line(e),
                         hint="write it with torch.export.save(torch.export.export(model, args), path)") from e
     return import_exported(program, input_shapes=input_shapes)
 
@@ -408,7 +408,7 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
             program = program.run_decompositions(ane_decompositions(torch.export.default_decompositions()))
     except Exception as e:
         raise AnecError("torch's decompositions failed on the exported program", where="run_decompositions",
-                        why=_first_line(e), hint=_decomposition_hint(program)) from e
+                        why=first_line(e), hint=_decomposition_hint(program)) from e
     nodes = {n.name: n for n in program.graph.nodes}
     constants: dict[fx.Node, torch.Tensor] = {}
     weight_names: dict[int, str] = {}
@@ -430,11 +430,6 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
                 raise AnecError(f"output {spec.arg} is not a tensor", hint="return tensors only")
             outputs.append((spec.arg.name, nodes[spec.arg.name]))
     return GraphImporter(constants, weight_names, program.range_constraints).run(program.graph, list(zip(names, users)), outputs, shapes)
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def _decomposition_hint(program: torch.export.ExportedProgram) -> str:

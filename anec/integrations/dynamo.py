@@ -74,7 +74,7 @@ from anec.descriptors.program import AnecFile
 from anec.dialects import ane
 from anec.dialects.discardable import NAME_ATTR, name_of, source_name
 from anec.dialects.host import HostOp
-from anec.errors import AnecError, AnecFallbackWarning
+from anec.errors import AnecError, AnecFallbackWarning, ImportFailure, first_line
 from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, ane_decompositions
 from anec.integrations import compile_cache
@@ -295,8 +295,13 @@ def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: Back
     def compile_forward(aot_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
 
-        with unset_fake_temporarily():  # weights are real tensors; folding computes with them
-            return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report)
+        try:
+            with unset_fake_temporarily():  # weights are real tensors; folding computes with them
+                return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report)
+        except AnecError:
+            raise
+        except Exception as e:  # an anec bug (the importer names its own failures): one line, not torch's traceback
+            raise ImportFailure.of("anec failed to place or compile the ATen graph", "the torch.compile backend", e) from e
 
     def eager_backward(bw_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
@@ -305,8 +310,12 @@ def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: Back
         with _without_onednn():
             return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
                                 decompositions=ane_decompositions(core_aten_decompositions()))(gm, example_inputs)
-    except Exception as e:
+    except AnecError as e:
         return _eager(gm, opts, report, e)
+    except Exception as e:
+        return _eager(gm, opts, report, AnecError("torch's AOT tracing and decompositions failed on the graph", where="aot_autograd",
+                                                  why=first_line(e), hint="torch.compile(model) with the default backend shows "
+                                                  "whether torch itself can trace it; else file it with anec"))
 
 
 @contextlib.contextmanager
@@ -371,8 +380,7 @@ def _eager(gm: fx.GraphModule, opts: BackendOptions, report: GraphReport, error:
 
 
 def _why(e: Exception) -> str:
-    text = e.one_line() if isinstance(e, AnecError) else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-    return text
+    return e.one_line() if isinstance(e, AnecError) else first_line(e)
 
 
 def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], names: Sequence[str], opts: BackendOptions,

@@ -168,6 +168,26 @@ def test_strict_raises_instead_of_falling_back() -> None:
             compiled(torch.randn(n, 16))
 
 
+def test_a_torch_decomposition_failure_is_an_anec_error_naming_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise AssertionError  # as torch's own asserts do: no message
+
+    original = dynamo.ane_decompositions
+    monkeypatch.setattr(dynamo, "ane_decompositions", lambda table: {**original(table), torch.ops.aten.addmm.default: broken})
+    compiled = torch.compile(HostOpInTheMiddle().eval(), backend="anec", options={"strict": True})
+    with pytest.raises(Exception, match=r"aot_autograd: torch's AOT tracing and decompositions failed on the graph: AssertionError") as caught, \
+            torch.no_grad():
+        compiled(torch.randn(4, 16))
+    assert isinstance(getattr(caught.value, "inner_exception", caught.value), AnecError)  # Dynamo wraps what a backend raises
+
+
+def test_an_anec_failure_inside_the_backend_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dynamo, "fold_constants", lambda gm: [][0])
+    with pytest.warns(AnecFallbackWarning, match=r"the torch.compile backend: anec failed to place or compile the ATen graph: IndexError"):
+        expected, got = run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16))
+    torch.testing.assert_close(got, expected)
+
+
 def test_a_runtime_failure_falls_back_to_eager_once(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: AnePartition, *args: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("simulated device failure")
