@@ -74,7 +74,7 @@ def graph_key(kind: str, gm: fx.GraphModule, target: str, extra: Iterable[str] =
 
 def _crc(tensor: torch.Tensor) -> int:
     data = tensor.detach().contiguous().reshape(-1)
-    return zlib.crc32(data.view(torch.uint8).numpy()) if data.numel() else 0
+    return zlib.crc32(data.view(torch.uint8).numpy().data) if data.numel() else 0
 
 
 def load(key: str) -> bytes | None:

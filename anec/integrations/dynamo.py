@@ -54,6 +54,7 @@ import logging
 import operator
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,19 +206,20 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
     if compile_id is not None and (compile_id.frame_compile_id or 0) >= 2:  # a third graph: prefill and decode are two
         warn_once("recompile")
     forward = compile_static(gm, example_inputs, opts, GraphReport(target=opts.target))
-    if compile_id is not None and (sources := input_sources(gm)) is not None:
-        STATIC_GRAPHS.setdefault(compile_id.frame_id, []).append(StaticGraph(dimension_sizes(gm), sources, list(example_inputs), forward))
+    if compile_id is not None and compile_id.frame_id is not None and (sources := input_sources(gm)) is not None:
+        inputs = [weakref.ref(x) if isinstance(x, torch.Tensor) else None for x in example_inputs]
+        STATIC_GRAPHS.setdefault(compile_id.frame_id, []).append(StaticGraph(dimension_sizes(gm), sources, inputs, forward))
     return forward
 
 
 @dataclass(frozen=True)
 class StaticGraph:
     """A static graph the backend compiled: its inputs' sizes by dimension name (`x.1`), its inputs'
-    Dynamo sources (`L['x']`) and values, and its forward."""
+    Dynamo sources (`L['x']`), the tensors it was compiled with (weakly: not kept alive), and its forward."""
 
     sizes: dict[str, int]
     sources: list[str]
-    inputs: list[Any]
+    inputs: list[weakref.ref[torch.Tensor] | None]
     forward: Callable
 
     def reusable_by(self, graph: DynamicGraph, sources: Sequence[str], inputs: Sequence[Any]) -> list[int] | None:
@@ -228,10 +230,10 @@ class StaticGraph:
             return None
         index = [sources.index(s) for s in self.sources]
         for mine, i in zip(self.inputs, index):
-            if not isinstance(mine, torch.Tensor):
+            if mine is None:
                 continue
             shape = graph.tensor_inputs.get(i)
-            if shape is None or (all(isinstance(d, int) for d in shape) and inputs[i] is not mine):
+            if shape is None or (all(isinstance(d, int) for d in shape) and inputs[i] is not mine()):
                 return None
         return index
 
@@ -244,8 +246,14 @@ graph runs the static graphs' shapes through them rather than compile them again
 
 def input_sources(gm: fx.GraphModule) -> list[str] | None:
     """The Dynamo source of each input of `gm` (None if one has none)."""
-    sources = [getattr(n.meta.get("grapharg"), "source", None) for n in gm.graph.nodes if n.op == "placeholder"]
-    return None if any(s is None for s in sources) else [s.name for s in sources]
+    names = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            source = getattr(node.meta.get("grapharg"), "source", None)
+            if source is None:
+                return None
+            names.append(source.name)
+    return names
 
 
 def dimension_sizes(gm: fx.GraphModule) -> dict[str, int]:
@@ -278,7 +286,9 @@ def _dynamic(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOpt
 
     dispatch = ShapeDispatch(gm.forward, graph, bucket_symbols(graph, opts.buckets or {}), specialize, refuse, opts.max_shapes)
     compile_id, sources = torch._guards.CompileContext.current_compile_id(), input_sources(gm)
-    for static in STATIC_GRAPHS.get(compile_id.frame_id, []) if compile_id is not None and sources is not None else []:
+    if compile_id is None or compile_id.frame_id is None or sources is None:
+        return dispatch
+    for static in STATIC_GRAPHS.get(compile_id.frame_id, []):
         if (index := static.reusable_by(graph, sources, example_inputs)) is not None:
             dispatch.reuse(static.sizes, lambda *args, forward=static.forward, index=index: forward(*(args[i] for i in index)))
     return dispatch
