@@ -27,6 +27,12 @@ class AnecError(Exception):
         return text.replace("\n", " ")
 
 
+def first_line(error: BaseException) -> str:
+    """`error` as one line: its type and the first line of its message (torch's are often many lines, or none)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 class ImportFailure(AnecError):
     """anec's own failure while importing a node (a bug, not the user's mistake): still one line that
     names the node, so `anec.compile` raises nothing but `AnecError`s; the CLI exits with 1."""
@@ -37,8 +43,7 @@ class ImportFailure(AnecError):
     @classmethod
     def of(cls, what: str, where: str, error: BaseException) -> ImportFailure:
         """`error` (any exception, xDSL's multi-line VerifyException included) as one line: its type and first line."""
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        return cls(what, where=where, why=f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__, hint=cls.HINT)
+        return cls(what, where=where, why=first_line(error), hint=cls.HINT)
 
 
 class AnecFallbackWarning(UserWarning):

@@ -21,7 +21,7 @@ import hashlib
 import math
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import ml_dtypes
@@ -155,7 +155,7 @@ def _guard(read: _Reader, what: str, fn: Callable[[], T]) -> T:
         raise read.fail(f"{what}: {e.what}") from None
 
 
-def _unpack(read: _Reader, table: FieldTable, group: str, index: int, word: int, where: str) -> dict[str, int]:
+def _unpack(read: _Reader, table: FieldTable, group: str, index: int, word: int, where: str) -> Mapping[str, int]:
     try:
         return table.unpack(group, index, word)
     except AnecError as e:
@@ -349,7 +349,9 @@ def encode(model: AnecFile) -> bytes:
 
 def decode(data: bytes | memoryview, validate: bool = True) -> AnecFile:
     """Read and check a `.anec` file; raises one AnecError for anything malformed. `validate=False`
-    skips re-checking each program's tasks and buffers: for bytes `encode` just wrote (it validated them)."""
+    skips re-checking each program's tasks and buffers and each section's checksum: for bytes `encode`
+    wrote (it validated them) and that are known intact (just made, or a compile-cache entry, written
+    atomically)."""
     read = _Reader(data, "anec file")
     magic, version, count, flags, arch_raw, layout, revision, reserved, size = read.unpack(_FILE_HEADER, 0)
     if magic != MAGIC:
@@ -373,7 +375,7 @@ def decode(data: bytes | memoryview, validate: bool = True) -> AnecFile:
         if offset != expected:
             raise read.fail(f"section {SECTION_NAMES.get(kind, kind)} at {offset}, expected {expected}")
         blob = read.bytes(offset, length)
-        if checksum(blob) != digest:
+        if validate and checksum(blob) != digest:
             raise read.fail(f"the {SECTION_NAMES.get(kind, f'kind-{kind}')} section's checksum does not match its bytes")
         if any(read.bytes(offset + length, _pad(length))):
             raise read.fail("nonzero padding after a section")

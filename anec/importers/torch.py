@@ -40,7 +40,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from anec.dialects.discardable import NAME_ATTR
 from anec.dialects.host import HostOp
-from anec.errors import AnecError, ImportFailure
+from anec.errors import AnecError, ImportFailure, first_line
 from anec.host_kernels.aten import to_numpy
 from anec.importers.aten import (
     EMITS,
@@ -459,6 +459,16 @@ class GraphImporter:
 
     # -- the walk --------------------------------------------------------------------------------
 
+    def rewrite_graph(self, graph: fx.Graph, inputs: Sequence[tuple[str, fx.Node]], owner: torch.nn.Module | None) -> None:
+        """The graph-level rewrites before the walk (idempotent): cos/sin of a bounded integer input as
+        table lookups, repeated index work merged. Callers that partition the FX graph by the
+        import's verdicts run it first, so the graph they cut is the one imported."""
+        bounds = {node: (int(lo), int(hi)) for name, node in inputs if name in self.input_ranges
+                  and not node.meta["val"].dtype.is_floating_point for lo, hi in [self.input_ranges[name]] if lo == int(lo) and hi == int(hi)}
+        if bounds and owner is not None:
+            tabulate_bounded(graph, owner, bounds, lambda n: self.constants.get(n) if n.op == "placeholder" else _attribute(owner, str(n.target)))
+        merge_repeated_index_work(graph)
+
     def run(self, graph: fx.Graph, inputs: Sequence[tuple[str, fx.Node]], outputs: Sequence[tuple[str, Any]],
             shapes: Mapping[str, Sequence[int]] | None = None, owner: torch.nn.Module | None = None) -> ModuleOp:
         """The module for `graph`: `inputs` (name, placeholder) become arguments, `outputs` results."""
@@ -480,11 +490,7 @@ class GraphImporter:
                 if tensor._base is not None:  # other views of the same weight share its name
                     self.weight_names.setdefault(id(tensor._base), label)
         input_nodes = {node: arg for (_, node), arg in zip(inputs, self.block.args)}
-        bounds = {node: (int(lo), int(hi)) for name, node in inputs if name in self.input_ranges
-                  and not node.meta["val"].dtype.is_floating_point for lo, hi in [self.input_ranges[name]] if lo == int(lo) and hi == int(hi)}
-        if bounds and owner is not None:
-            tabulate_bounded(graph, owner, bounds, lambda n: self.constants.get(n) if n.op == "placeholder" else _attribute(owner, str(n.target)))
-        merge_repeated_index_work(graph)
+        self.rewrite_graph(graph, inputs, owner)
         for node in graph.nodes:
             if node.op == "placeholder":
                 self.values[node] = input_nodes.get(node, self.constants.get(node))
@@ -617,7 +623,7 @@ def import_torch(model: Any, *, example_inputs: Any = None, input_shapes: InputS
         try:
             program = torch.export.export(model, args, kwargs)
         except Exception as e:
-            raise AnecError(f"torch.export cannot trace {type(model).__name__}", why=str(e).strip().splitlines()[0],
+            raise AnecError(f"torch.export cannot trace {type(model).__name__}", where="torch.export", why=first_line(e),
                             hint="make the model exportable (torch.export docs), or use torch.compile(model, backend='anec')") from e
         return import_exported(program, input_names=names, input_ranges=input_ranges)
     raise AnecError(f"cannot compile a {type(model).__module__}.{type(model).__qualname__}",
@@ -631,7 +637,7 @@ def import_pt2(path: str | Path, *, input_shapes: InputShapes | None = None,
         with _quiet():
             program = torch.export.load(str(path))
     except Exception as e:
-        raise AnecError(f"{path}: not a torch.export program", why=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+        raise AnecError(f"{path}: not a torch.export program", why=first_line(e),
                         hint="write it with torch.export.save(torch.export.export(model, args), path)") from e
     return import_exported(program, input_shapes=input_shapes, input_ranges=input_ranges)
 
@@ -644,7 +650,7 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
             program = program.run_decompositions(ane_decompositions(torch.export.default_decompositions()))
     except Exception as e:
         raise AnecError("torch's decompositions failed on the exported program", where="run_decompositions",
-                        why=_first_line(e), hint=_decomposition_hint(program)) from e
+                        why=first_line(e), hint=_decomposition_hint(program)) from e
     nodes = {n.name: n for n in program.graph.nodes}
     constants: dict[fx.Node, torch.Tensor] = {}
     weight_names: dict[int, str] = {}
@@ -667,11 +673,6 @@ def import_exported(program: torch.export.ExportedProgram, *, input_shapes: Inpu
             outputs.append((spec.arg.name, nodes[spec.arg.name]))
     return GraphImporter(constants, weight_names, program.range_constraints, input_ranges).run(
         program.graph, list(zip(names, users)), outputs, shapes, owner=program.graph_module)
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def _decomposition_hint(program: torch.export.ExportedProgram) -> str:

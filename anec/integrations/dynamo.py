@@ -24,6 +24,10 @@ on the ANE), and the precision policy of `anec.compile`:
   (`REPORTS` lists the nodes kept, with that reason);
 - `precision="auto"` and `tolerance`: each ANE partition keeps in float32 the fewest ops that bring
   its outputs within the tolerance, measured on the partition's inputs at its first call.
+Graphs whose sizes change are compiled once per shape under one Dynamo graph (`buckets`,
+`max_shapes`: see `shape_buckets`). A graph's placement and its partitions' programs are kept in the
+compile cache on disk (`compile_cache`): a later process reads them back without importing the
+graph or running a pass (`GraphReport.from_cache`).
 Any failure to compile a graph runs that graph eagerly with one `AnecFallbackWarning` that says
 why. `REPORTS` holds one `GraphReport` per compiled graph: partitions, FLOPs on the ANE, and the
 host ops with reasons; a graph that runs eagerly counts all its FLOPs on the CPU.
@@ -45,11 +49,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import operator
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +64,7 @@ import torch
 from torch import fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
+from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation
@@ -69,14 +76,16 @@ from anec.descriptors.program import AnecFile
 from anec.dialects import ane
 from anec.dialects.discardable import NAME_ATTR, name_of, source_name
 from anec.dialects.host import HostOp
-from anec.errors import AnecError, AnecFallbackWarning
+from anec.errors import AnecError, AnecFallbackWarning, ImportFailure, first_line
 from anec.host_kernels.aten import to_numpy
 from anec.importers.torch import WEIGHT_NAMES, GraphImporter, ane_decompositions
 from anec.integrations import compile_cache
 from anec.integrations.shape_buckets import (
+    MAX_SHAPES,
     DynamicGraph,
     ShapeDispatch,
     bucket_symbols,
+    dimension_name,
     parse_buckets,
 )
 from anec.legality import legality
@@ -95,14 +104,11 @@ RUNTIME_EMIT = "descriptors"
 __all__ = ["REPORTS", "AnecFallbackWarning", "BackendOptions", "GraphReport", "anec_backend"]
 
 FIXES: dict[str, str] = {
-    "dynamic": "the graph was captured with dynamic shapes, which anec does not compile, and runs eagerly in torch; "
-               "give the sizes its dimensions take, options={'buckets': {'x.1': [128, 256, 512]}} (one anec compile per "
-               "bucket, inputs padded where that keeps the results), or keep shapes fixed (for transformers' generate, "
-               "cache_implementation='static')",
     "recompile": "Dynamo recompiles this code for each new input shape and anec compiles each graph again; "
                  "after torch._dynamo.config.recompile_limit graphs torch runs it eagerly. Keep shapes fixed "
                  "(for transformers' generate, cache_implementation='static'), or let the sizes vary "
-                 "(dynamic=None or True) with options={'buckets': {...}}",
+                 "(dynamic=None or True): anec then compiles each size once under one graph, or pads to "
+                 "options={'buckets': {...}}",
     "recompile-limit": "torch._dynamo.config.recompile_limit was reached: Dynamo runs the rest of this code eagerly, "
                        "not on the ANE. Keep input shapes fixed (pad to a few sizes; for transformers' generate, "
                        "cache_implementation='static') or raise the limit",
@@ -136,6 +142,9 @@ class BackendOptions:
     input_ranges: Mapping[str, tuple[float, float]] | None = None
     """The values integer inputs take, named as the compiled function names its arguments
     (`position_ids`): cos/sin of a bounded integer become table lookups (`tabulate_bounded`)."""
+    max_shapes: int = MAX_SHAPES
+    """How many shapes a dynamic graph is compiled for where no bucket covers a dimension; further
+    shapes run eagerly, with one warning."""
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None) -> BackendOptions:
@@ -152,8 +161,10 @@ class BackendOptions:
             raise AnecError(f"unknown precision {opts.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
         if not (isinstance(opts.tolerance, int | float) and opts.tolerance > 0):
             raise AnecError(f"tolerance must be a positive relative L2 error, got {opts.tolerance!r}")
-        if not isinstance(opts.min_partition_size, int) or opts.min_partition_size < 1:
-            raise AnecError(f"min_partition_size must be a positive integer, got {opts.min_partition_size!r}")
+        for name in ("min_partition_size", "max_shapes"):
+            value = getattr(opts, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AnecError(f"{name} must be a positive integer, got {value!r}")
         return opts if opts.buckets is None else dataclasses.replace(opts, buckets=parse_buckets(opts.buckets))
 
 
@@ -171,6 +182,8 @@ class GraphReport:
     """Why the whole graph runs eagerly, if it does."""
     sizes: dict[str, int] = field(default_factory=dict)
     """The bucket a dynamic graph was compiled for here (dimension name -> size); empty for a static graph."""
+    from_cache: bool = False
+    """Placed and compiled from the compile cache: nothing was imported, no pass ran."""
 
     @property
     def ane_flops_fraction(self) -> float:
@@ -192,37 +205,97 @@ def anec_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], options: Map
     watch_dynamo()
     opts = BackendOptions.parse(options)
     if any(isinstance(x, torch.SymInt | int) or (isinstance(x, torch.Tensor) and not _static(x)) for x in example_inputs):
-        return _dynamic(gm, opts)
+        return _dynamic(gm, example_inputs, opts)
     compile_id = torch._guards.CompileContext.current_compile_id()
     if compile_id is not None and (compile_id.frame_compile_id or 0) >= 2:  # a third graph: prefill and decode are two
         warn_once("recompile")
-    return compile_static(gm, example_inputs, opts, GraphReport(target=opts.target))
+    forward = compile_static(gm, example_inputs, opts, GraphReport(target=opts.target))
+    if compile_id is not None and compile_id.frame_id is not None and (sources := input_sources(gm)) is not None:
+        inputs = [weakref.ref(x) if isinstance(x, torch.Tensor) else None for x in example_inputs]
+        STATIC_GRAPHS.setdefault(compile_id.frame_id, []).append(StaticGraph(dimension_sizes(gm), sources, inputs, forward))
+    return forward
 
 
-def _dynamic(gm: fx.GraphModule, opts: BackendOptions) -> Callable:
-    """A graph with symbolic sizes: one static compile per bucket when `buckets` covers every
-    dynamic dimension, else eager with one warning that names the dimensions."""
+@dataclass(frozen=True)
+class StaticGraph:
+    """A static graph the backend compiled: its inputs' sizes by dimension name (`x.1`), its inputs'
+    Dynamo sources (`L['x']`), the tensors it was compiled with (weakly: not kept alive), and its forward."""
+
+    sizes: dict[str, int]
+    sources: list[str]
+    inputs: list[weakref.ref[torch.Tensor] | None]
+    forward: Callable
+
+    def reusable_by(self, graph: DynamicGraph, sources: Sequence[str], inputs: Sequence[Any]) -> list[int] | None:
+        """Where the dynamic graph's inputs are that this graph takes, if it can run the dynamic graph's
+        calls of its sizes: every input whose sizes do not vary there must be the very tensor this
+        graph was compiled with (its weights are frozen in it; another instance of the module has others)."""
+        if not set(self.sources) <= set(sources):
+            return None
+        index = [sources.index(s) for s in self.sources]
+        for mine, i in zip(self.inputs, index):
+            if mine is None:
+                continue
+            shape = graph.tensor_inputs.get(i)
+            if shape is None or (all(isinstance(d, int) for d in shape) and inputs[i] is not mine()):
+                return None
+        return index
+
+
+STATIC_GRAPHS: dict[int, list[StaticGraph]] = {}
+"""The static graphs of each frame (by Dynamo's frame id). Under `dynamic=None` Dynamo compiles a
+frame's first shape static and then one dynamic graph, which it tries first from then on: the dynamic
+graph runs the static graphs' shapes through them rather than compile them again."""
+
+
+def input_sources(gm: fx.GraphModule) -> list[str] | None:
+    """The Dynamo source of each input of `gm` (None if one has none)."""
+    names = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            source = getattr(node.meta.get("grapharg"), "source", None)
+            if source is None:
+                return None
+            names.append(source.name)
+    return names
+
+
+def dimension_sizes(gm: fx.GraphModule) -> dict[str, int]:
+    """The static sizes of `gm`'s input tensors by dimension name (`x.1`)."""
+    sizes = {}
+    for node in gm.graph.nodes:
+        value, source = node.meta.get("example_value"), getattr(node.meta.get("grapharg"), "source", None)
+        if node.op == "placeholder" and isinstance(value, torch.Tensor) and source is not None:
+            for axis, size in enumerate(value.shape):
+                if (name := dimension_name(f"{source.name}.size()[{axis}]")) is not None:
+                    sizes[name] = int(size)
+    return sizes
+
+
+def _dynamic(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOptions) -> Callable:
+    """A graph with symbolic sizes: one static compile per shape, each dimension padded to its
+    bucket where `buckets` gives one, else compiled at each size it takes (up to `max_shapes`)."""
     graph = DynamicGraph.of(gm)
-    chosen, uncovered = bucket_symbols(graph, opts.buckets or {})
-    if opts.buckets and not uncovered:
-        def specialize(padded: list[Any], sizes: dict[str, int]) -> Callable:
-            from torch._subclasses.fake_tensor import FakeTensorMode
 
-            with torch._guards.tracing(torch._guards.TracingContext(FakeTensorMode())):  # what Dynamo gives a backend
-                return compile_static(gm, padded, opts, GraphReport(target=opts.target, sizes=sizes))
+    def specialize(padded: list[Any], sizes: dict[str, int]) -> Callable:
+        from torch._subclasses.fake_tensor import FakeTensorMode
 
-        def refuse(message: str) -> None:
-            if opts.strict:
-                raise AnecError(message)
-            warn_once(message, message)
+        with torch._guards.tracing(torch._guards.TracingContext(FakeTensorMode())):  # what Dynamo gives a backend
+            return compile_static(gm, padded, opts, GraphReport(target=opts.target, sizes=sizes))
 
-        return ShapeDispatch(gm.forward, graph, chosen, specialize, refuse)
-    dims = f" (dimensions without a bucket: {', '.join(uncovered)})"
-    if opts.strict:
-        raise AnecError("the graph was captured with dynamic shapes" + dims, why="anec compiles static shapes", hint=FIXES["dynamic"])
-    REPORTS.append(GraphReport(target=opts.target, fallback="the graph was captured with dynamic shapes" + dims))
-    warn_once("dynamic", f"{FIXES['dynamic']}{dims}")
-    return gm.forward
+    def refuse(message: str) -> None:
+        if opts.strict:
+            raise AnecError(message)
+        warn_once(message, message)
+
+    dispatch = ShapeDispatch(gm.forward, graph, bucket_symbols(graph, opts.buckets or {}), specialize, refuse, opts.max_shapes)
+    compile_id, sources = torch._guards.CompileContext.current_compile_id(), input_sources(gm)
+    if compile_id is None or compile_id.frame_id is None or sources is None:
+        return dispatch
+    for static in STATIC_GRAPHS.get(compile_id.frame_id, []):
+        if (index := static.reusable_by(graph, sources, example_inputs)) is not None:
+            dispatch.reuse(static.sizes, lambda *args, forward=static.forward, index=index: forward(*(args[i] for i in index)))
+    return dispatch
 
 
 def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: BackendOptions, report: GraphReport) -> Callable:
@@ -236,8 +309,13 @@ def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: Back
     def compile_forward(aot_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
 
-        with unset_fake_temporarily():  # weights are real tensors; folding computes with them
-            return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report, argument_names(gm))
+        try:
+            with unset_fake_temporarily():  # weights are real tensors; folding computes with them
+                return partitioned_forward(aot_gm, example_inputs, input_names(gm), opts, report, argument_names(gm))
+        except AnecError:
+            raise
+        except Exception as e:  # an anec bug (the importer names its own failures): one line, not torch's traceback
+            raise ImportFailure.of("anec failed to place or compile the ATen graph", "the torch.compile backend", e) from e
 
     def eager_backward(bw_gm: fx.GraphModule, fake_inputs: Sequence[Any]) -> Callable:
         return make_boxed_func(bw_gm.forward)  # the ANE runs inference; gradients are torch's
@@ -246,8 +324,12 @@ def compile_static(gm: fx.GraphModule, example_inputs: Sequence[Any], opts: Back
         with _without_onednn():
             return aot_autograd(fw_compiler=compile_forward, bw_compiler=eager_backward,
                                 decompositions=ane_decompositions(core_aten_decompositions()))(gm, example_inputs)
-    except Exception as e:
+    except AnecError as e:
         return _eager(gm, opts, report, e)
+    except Exception as e:
+        return _eager(gm, opts, report, AnecError("torch's AOT tracing and decompositions failed on the graph", where="aot_autograd",
+                                                  why=first_line(e), hint="torch.compile(model) with the default backend shows "
+                                                  "whether torch itself can trace it; else file it with anec"))
 
 
 @contextlib.contextmanager
@@ -312,14 +394,17 @@ def _eager(gm: fx.GraphModule, opts: BackendOptions, report: GraphReport, error:
 
 
 def _why(e: Exception) -> str:
-    text = e.one_line() if isinstance(e, AnecError) else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-    return text
+    return e.one_line() if isinstance(e, AnecError) else first_line(e)
 
 
 def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], names: Sequence[str], opts: BackendOptions,
                         report: GraphReport, arguments: Sequence[str] = ()) -> Callable:
     """A boxed callable for an ATen graph: frozen, folded, partitioned, ANE parts compiled by anec.
-    `arguments` names the graph's inputs for `opts.input_ranges`."""
+    `arguments` names the graph's inputs for `opts.input_ranges`.
+
+    The placement and the partitions' programs come from the compile cache when it holds them
+    (`PartitionPlan`): a hit imports nothing and runs no pass.
+    """
     from torch._functorch.aot_autograd import make_boxed_func
 
     eager = copy.deepcopy(aot_gm)
@@ -328,37 +413,95 @@ def partitioned_forward(aot_gm: fx.GraphModule, example_inputs: Sequence[Any], n
     declared = opts.input_ranges or {}
     user_inputs = placeholders[len(placeholders) - len(arguments):] if arguments else []
     importer = GraphImporter({}, input_ranges={n.name: declared[a] for n, a in zip(user_inputs, arguments) if a in declared})
+    importer.rewrite_graph(aot_gm.graph, [(n.name, n) for n in placeholders if n.users], aot_gm)  # a cache hit partitions the same graph
+    aot_gm.recompile()
+    key = compile_cache.graph_key("plan", aot_gm, opts.target, extra=plan_options(opts))
+    fold_constants(aot_gm)
+    cached = PartitionPlan.load(key)
+    plan = cached or place(aot_gm, placeholders, opts, importer)
+    report.total_flops, report.ane_flops, report.host_ops = plan.total_flops, plan.ane_flops, list(plan.host_ops)
+    nodes = {n.name: n for n in aot_gm.graph.nodes}
+    fused = fuse_by_partitions(aot_gm, [dict.fromkeys(nodes[n] for n in p) for p in plan.partitions], prefix=PARTITION_PREFIX)
+    calls = {n.target: n for n in fused.graph.nodes if n.op == "call_module"}
+    partitions = []
+    for i in range(len(plan.partitions)):
+        name = f"{PARTITION_PREFIX}{i}"
+        sub = getattr(fused, name)
+        inline_constant_inputs(fused, calls[name], sub)
+        partitions.append(AnePartition(sub, opts.target, opts.precision, opts.tolerance, key=plan.programs[i] if cached else None))
+        setattr(fused, name, partitions[-1])
+    report.partitions = len(partitions)
+    report.from_cache = cached is not None and all(p.from_cache for p in partitions)
+    if cached is None:
+        compile_cache.store(key, dataclasses.replace(plan, programs=tuple(p.key for p in partitions)).encode())
+    fused.graph.eliminate_dead_code()
+    fused.recompile()
+    return make_boxed_func(_guarded(fused.forward, eager.forward, opts, report))
+
+
+PARTITION_PREFIX = "ane_partition_"
+
+
+def plan_options(opts: BackendOptions) -> list[str]:
+    """The options a graph's placement and programs depend on (beside the graph and target)."""
+    return [f"keep_fp32={sorted(opts.keep_fp32)}", f"min_partition_size={opts.min_partition_size}",
+            f"precision={opts.precision}", f"tolerance={opts.tolerance}"]
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """Where a frozen, folded graph's nodes run, and its partitions' programs: all a compile-cache
+    hit needs to rebuild the partitioned graph without importing it or running a pass."""
+
+    partitions: tuple[tuple[str, ...], ...]
+    """Each ANE partition's nodes by name, in the partitioner's order (it fixes the programs' inputs)."""
+    programs: tuple[str | None, ...]
+    """Each partition's program, by compile-cache key (None: compiled at its first call, precision auto)."""
+    total_flops: int
+    ane_flops: int
+    host_ops: tuple[tuple[str, str, str], ...]
+    """`GraphReport.host_ops`."""
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def load(cls, key: str) -> PartitionPlan | None:
+        """The plan stored under `key`, or None (an entry that does not parse is a miss)."""
+        data = compile_cache.load(key)
+        try:
+            fields = json.loads(data) if data is not None else None
+            return None if fields is None else cls(tuple(map(tuple, fields["partitions"])), tuple(fields["programs"]),
+                                                   fields["total_flops"], fields["ane_flops"], tuple(map(tuple, fields["host_ops"])))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def place(gm: fx.GraphModule, placeholders: Sequence[fx.Node], opts: BackendOptions, importer: GraphImporter) -> PartitionPlan:
+    """Import the frozen, folded graph, find each node's verdict and group the ANE-capable nodes."""
     runtime_inputs = [(n.name, n) for n in placeholders if n.users]
-    output = next(n for n in aot_gm.graph.nodes if n.op == "output")
+    output = next(n for n in gm.graph.nodes if n.op == "output")
     outputs = [(f"out{i}", v) for i, v in enumerate(fx.node.map_arg(output.args[0], lambda n: n)) if isinstance(v, fx.Node)]
-    module = importer.run(aot_gm.graph, runtime_inputs, outputs, owner=aot_gm)
-    fold_constants(aot_gm, importer.values)
-    verdicts = cached_verdicts(module, aot_gm, opts.target)
+    module = importer.run(gm.graph, runtime_inputs, outputs, owner=gm)
+    verdicts = node_verdicts(module, gm.graph, get_target(opts.target))
     if opts.keep_fp32:
-        aten_types = {n.name: str(n.target) for n in aot_gm.graph.nodes if n.op == "call_function"}
+        aten_types = {n.name: str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
         blocks = [fn.body.block for fn in module.ops if isinstance(fn, func.FuncOp)]
         kept = kept_in_fp32(blocks, opts.keep_fp32, aten_types, KEPT_IN_TORCH, strict=False)  # with graph breaks, a named node is in one graph only
         verdicts = {**verdicts, **{node: dataclasses.replace(verdicts.get(node, NO_OPS), reason=KEPT_IN_TORCH)
                                    for node in {source_name(name_of(op)) for op in kept}}}
     support = AneSupport(verdicts, get_target(opts.target))
-    partitioner = CapabilityBasedPartitioner(aot_gm, support, allows_single_node_partition=True)
+    partitioner = CapabilityBasedPartitioner(gm, support, allows_single_node_partition=True)
     partitions = [p for p in partitioner.propose_partitions() if support.op_count(p.nodes) >= opts.min_partition_size]
     in_partitions = {n for p in partitions for n in p.nodes}
-    report.total_flops = sum(v.flops for v in support.verdicts.values())
-    report.ane_flops = sum(support.verdicts.get(n.name, NO_OPS).flops for n in in_partitions)
     small = f"its ANE partition has fewer than the {opts.min_partition_size} ops of min_partition_size"
-    report.host_ops = [(n.name, str(n.target), support.reason(n) or small) for n in aot_gm.graph.nodes
-                       if support.verdicts.get(n.name, NO_OPS).ops and n not in in_partitions]
-    fused = partitioner.fuse_partitions(partitions, prefix="ane_partition_")
-    for node in fused.graph.nodes:
-        if node.op == "call_module" and node.target.startswith("ane_partition_"):
-            sub = getattr(fused, node.target)
-            inline_constant_inputs(fused, node, sub)
-            setattr(fused, node.target, AnePartition(sub, opts.target, opts.precision, opts.tolerance))
-            report.partitions += 1
-    fused.graph.eliminate_dead_code()
-    fused.recompile()
-    return make_boxed_func(_guarded(fused.forward, eager.forward, opts, report))
+    return PartitionPlan(
+        partitions=tuple(tuple(n.name for n in p.nodes) for p in partitions),
+        programs=(),
+        total_flops=sum(v.flops for v in verdicts.values()),
+        ane_flops=sum(verdicts.get(n.name, NO_OPS).flops for n in in_partitions),
+        host_ops=tuple((n.name, str(n.target), support.reason(n) or small) for n in gm.graph.nodes
+                       if verdicts.get(n.name, NO_OPS).ops and n not in in_partitions))
 
 
 def input_names(gm: fx.GraphModule) -> list[str]:
@@ -430,16 +573,26 @@ def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphM
     sub.recompile()
 
 
-def fold_constants(gm: fx.GraphModule, values: Mapping[fx.Node, Any]) -> None:
-    """Replace nodes the importer evaluated to constant tensors by attributes holding them."""
+def fold_constants(gm: fx.GraphModule) -> None:
+    """Replace the nodes computed from constants alone by attributes holding their values, evaluated
+    in torch (as the importer would fold them), so partitions receive them as weights."""
     labels = {id(getattr(gm, buffer)): label for buffer, label in gm.meta.get(WEIGHT_NAMES, {}).items()}
+    values: dict[fx.Node, Any] = {}
     for i, node in enumerate(list(gm.graph.nodes)):
-        value = values.get(node)
-        if node.op == "call_function" and node.users and isinstance(value, torch.Tensor):
-            label = labels.get(id(value._base), node.name)  # a view of a weight (`t(w)`) keeps its name
-            node.replace_all_uses_with(constant_node(gm, f"_anec_folded_{i}", value, node, label))
+        if node.op == "get_attr":
+            assert isinstance(node.target, str), "a get_attr node's target is the attribute's name"
+            values[node] = functools.reduce(getattr, node.target.split("."), gm)
+        elif node.op == "call_function" and all(n in values for n in node.all_input_nodes):
+            assert callable(node.target), "a call_function node's target is the function"
+            with torch.no_grad():
+                value = node.target(*fx.node.map_arg(node.args, values.__getitem__), **fx.node.map_arg(node.kwargs, values.__getitem__))
+            values[node] = value
+            if node.users and isinstance(value, torch.Tensor):
+                label = labels.get(id(value._base), node.name)  # a view of a weight (`t(w)`) keeps its name
+                folded = constant_node(gm, f"_anec_folded_{i}", value, node, label)
+                node.replace_all_uses_with(folded)
+                values[folded] = value
     gm.graph.eliminate_dead_code()
-    gm.recompile()
 
 
 PARTITION_PASS = "ane-partition"
@@ -485,17 +638,6 @@ def node_verdicts(module: ModuleOp, graph: fx.Graph, target: Target) -> dict[str
     return verdicts
 
 
-def cached_verdicts(module: ModuleOp, gm: fx.GraphModule, target: str) -> dict[str, NodeVerdict]:
-    """`node_verdicts`, through the compile cache (the passes before partitioning are most of a graph's
-    placement time)."""
-    key = compile_cache.graph_key("verdicts", gm, target)
-    if (hit := compile_cache.load(key)) is not None:
-        return {name: NodeVerdict(*fields) for name, fields in json.loads(hit).items()}
-    verdicts = node_verdicts(module, gm.graph, get_target(target))
-    compile_cache.store(key, json.dumps({name: dataclasses.astuple(v) for name, v in verdicts.items()}).encode())
-    return verdicts
-
-
 class AneSupport(OperatorSupportBase):
     """The partitioner's view of the verdicts: which nodes the ANE runs."""
 
@@ -525,19 +667,23 @@ class AnePartition(torch.nn.Module):
     """One ANE partition: compiled once by anec (or read from the compile cache), run through the
     anec runtime on each call."""
 
-    def __init__(self, graph: fx.GraphModule, target: str, precision: str = "fp16", tolerance: float = REL_L2_MAX):
+    def __init__(self, graph: fx.GraphModule, target: str, precision: str = "fp16", tolerance: float = REL_L2_MAX,
+                 key: str | None = None):
         super().__init__()
         output = next(n for n in graph.graph.nodes if n.op == "output").args[0]
         self.returns_tuple = isinstance(output, list | tuple)
         self.graph, self.target, self.tolerance = graph, target, tolerance
         self.program: AnecFile | None = None
+        self.key: str | None = None
+        """The program's compile-cache key (`key` when the caller knows it, else the graph's)."""
+        self.from_cache = False
         if precision != "auto":  # "auto" measures fp16 on the partition's own inputs: it compiles at the first call
-            key = compile_cache.graph_key("partition", graph, target)
-            if (hit := compile_cache.load(key)) is not None:
-                self.program = decode(hit)
+            self.key = key or compile_cache.graph_key("partition", graph, target)
+            if (hit := compile_cache.load(self.key)) is not None:
+                self.program, self.from_cache = decode(hit, validate=False), True  # bytes anec encoded, written atomically
             else:
                 self.program = compile_model(graph, target=target, emit=RUNTIME_EMIT).program
-                compile_cache.store(key, encode(self.program))
+                compile_cache.store(self.key, encode(self.program))
 
     def forward(self, *args: torch.Tensor) -> Any:
         inputs = [to_numpy(a) for a in args]

@@ -26,7 +26,7 @@ import sympy
 import torch
 
 from anec.emit.coreml import join_functions
-from anec.errors import AnecError, AnecFallbackWarning
+from anec.errors import AnecError, AnecFallbackWarning, first_line
 from anec.importers.torch import example_call
 from anec.integrations.shape_buckets import DynamicGraph, ShapeDispatch, parse_buckets
 from anec.mlpackage import mil_name
@@ -124,7 +124,7 @@ def _export(model: torch.nn.Module, example_inputs: Any, buckets: Mapping[str, S
             warnings.simplefilter("ignore", FutureWarning)
             program = torch.export.export(model, args, kwargs, dynamic_shapes=dynamic)
     except Exception as e:
-        raise AnecError(f"torch.export cannot trace {type(model).__name__} with dynamic {', '.join(buckets)}", where="export",
-                        why=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+        raise AnecError(f"torch.export cannot trace {type(model).__name__} with dynamic {', '.join(buckets)}", where="torch.export",
+                        why=first_line(e),
                         hint="check that the model's code does not tie these axes to constants") from e
     return program, names, bool(kwargs)

@@ -1,20 +1,25 @@
-"""Graphs with dynamic sizes under the anec backend: one static anec compile per bucket of sizes.
+"""Graphs with dynamic sizes under the anec backend: one static anec compile per shape.
 
 Dynamo hands the backend a graph whose sizes are symbols under `dynamic=True`, or from the second
-input shape on under the default `dynamic=None`. anec compiles static shapes, so with the backend
-option `buckets` (`{"x.1": [128, 256, 512]}`: axis 1 of forward's argument `x`; `"*"` for every
-dynamic axis) the graph is compiled again for each bucket it is called with (`ShapeDispatch`), all
-under one Dynamo graph, so Dynamo's recompile limit is never reached. A size is rounded up to the
-smallest bucket that holds it: inputs are padded with zeros at the end of each such axis, outputs
-sliced back.
+input shape on under the default `dynamic=None`. anec compiles static shapes, so the graph is
+compiled again for each shape it is called with (`ShapeDispatch`), all under one Dynamo graph, so
+Dynamo's recompile limit is never reached:
+
+- a dimension no bucket covers is compiled at each size as it arrives, exactly (an image pyramid
+  needs no option); after `max_shapes` distinct shapes (16 by default) a graph's further shapes run
+  eagerly in torch, with one `AnecFallbackWarning` that says to list buckets. A dimension that grows
+  by one on consecutive calls is a decode loop's cache, which would compile every token: that graph
+  runs eagerly, with a warning that names the static cache;
+- with the backend option `buckets` (`{"x.1": [128, 256, 512]}`: axis 1 of forward's argument `x`;
+  `"*"` for every dynamic axis) a size is rounded up to the smallest bucket that holds it: inputs are
+  padded with zeros at the end of each such axis, outputs sliced back.
 
 Padding is used only where it keeps the results. That is decided by experiment, once per bucket:
 the graph runs in torch on the call's inputs as given and as padded, and the padded outputs, sliced,
 must equal the others (to fp32 rounding). A causal model, or one whose padded positions an
 attention-mask input (padded with zeros) masks out, passes; a convolution over a padded image, or
 attention without a mask, does not — that bucket is refused for the graph, with a warning, and
-calls that would need it run eagerly. A size equal to a bucket needs no padding: list every size
-an image pyramid uses and each scale is compiled once, exactly.
+calls that would need it run eagerly. A size equal to a bucket needs no padding.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ Buckets = Mapping[str, Sequence[int]]
 """Dimension name (`x.1`, or `*` for every dynamic dimension) -> the sizes it is compiled for."""
 
 ANY_DIMENSION = "*"
+
+MAX_SHAPES = 16
+"""How many distinct shapes a dynamic graph is compiled for, by default, where no bucket covers a dimension."""
+
+GROWTH_STEPS = 2
+"""A dimension no bucket covers that grew by one this many calls in a row is a decode loop's cache:
+compiling each size would compile every token, so the graph runs eagerly from then on, with a warning."""
 
 
 def parse_buckets(value: Any) -> dict[str, tuple[int, ...]]:
@@ -110,6 +122,10 @@ class DynamicGraph:
                    if s.kind == kinds.OutputKind.USER_OUTPUT]
         return cls(symbols, {}, tensor_inputs, list(outputs))
 
+    def name(self, symbol: sympy.Symbol) -> str:
+        """The input dimension `symbol` is (`x.1`), else the symbol itself."""
+        return self.symbols.get(symbol, str(symbol))
+
     def bindings(self, args: Sequence[Any]) -> dict[sympy.Symbol, int]:
         """The symbols' values in a call."""
         values = {symbol: int(args[i]) for i, symbol in self.int_inputs.items()}
@@ -167,39 +183,81 @@ def same_results(padded: Any, plain: Any) -> bool:
 
 
 class ShapeDispatch:
-    """A dynamic graph run through one static anec compile per bucket (see the module docstring)."""
+    """A dynamic graph run through one static anec compile per shape (see the module docstring)."""
 
-    def __init__(self, eager: Callable, graph: DynamicGraph, buckets: Mapping[sympy.Symbol, tuple[int, ...]],
-                 compile_static: Callable[[list[Any], dict[str, int]], Callable], warn: Callable[[str], None]):
+    def __init__(self, eager: Callable, graph: DynamicGraph, buckets: Mapping[sympy.Symbol, tuple[int, ...] | None],
+                 compile_static: Callable[[list[Any], dict[str, int]], Callable], warn: Callable[[str], None],
+                 max_shapes: int = MAX_SHAPES):
         self.eager = eager
         self.graph = graph
         self.buckets = buckets
+        """Each size symbol's buckets; None: compiled at each size as it arrives."""
         self.compile_static = compile_static
         self.warn = warn
+        self.max_shapes = max_shapes
         self.compiled: dict[tuple[int, ...], Callable | None] = {}
         """Bucket sizes (in symbol order) -> their compiled graph; None: padding to them changes the results."""
+        self.growth: dict[sympy.Symbol, tuple[int, int]] = {}
+        """Each dimension no bucket covers: (its size at the last call, how many calls in a row it grew by one)."""
+        self.growing = False
+
+    def reuse(self, sizes: Mapping[str, int], forward: Callable) -> None:
+        """Run calls whose dimensions have exactly `sizes` (by name) through `forward`, a graph already
+        compiled for them, rather than compile them again."""
+        key = []
+        for symbol, buckets in self.buckets.items():
+            size = sizes.get(self.graph.name(symbol))
+            if size is None or (buckets is not None and size not in buckets):
+                return
+            key.append(size)
+        self.compiled.setdefault(tuple(key), forward)
 
     def __call__(self, *args: Any) -> Any:
         actual = self.graph.bindings(args)
+        if self.growing or self._grows_by_one(actual):
+            return self.eager(*args)
         bucketed = {}
         for symbol, sizes in self.buckets.items():
-            fits = [s for s in sizes if s >= actual[symbol]]
+            fits = [actual[symbol]] if sizes is None else [s for s in sizes if s >= actual[symbol]]
             if not fits:
-                self.warn(f"{self.graph.symbols[symbol]} = {actual[symbol]} is larger than its largest bucket {sizes[-1]}; "
+                assert sizes is not None, "a size compiled as it arrives always fits"
+                self.warn(f"{self.graph.name(symbol)} = {actual[symbol]} is larger than its largest bucket {sizes[-1]}; "
                           "this call runs eagerly in torch (add a bucket)")
                 return self.eager(*args)
             bucketed[symbol] = fits[0]
         key = tuple(bucketed[s] for s in self.buckets)
         if key not in self.compiled:
+            exact = [self.graph.name(s) for s, sizes in self.buckets.items() if sizes is None]
+            if exact and len(self.compiled) >= self.max_shapes:
+                self.warn(f"this graph has been compiled for {self.max_shapes} shapes (max_shapes) and runs new ones eagerly in torch; "
+                          f"list the sizes of {', '.join(exact)} as buckets, options={{'buckets': {{{exact[0]!r}: [...]}}}} "
+                          "(each size rounded up to one, padded where that keeps the results), or raise max_shapes")
+                return self.eager(*args)
             self.compiled[key] = self._compile(args, actual, bucketed)
         compiled = self.compiled[key]
         if compiled is None:
             return self.eager(*args)
         return self.graph.slice(compiled(*self.graph.pad(args, bucketed)), actual)
 
+    def _grows_by_one(self, actual: Mapping[sympy.Symbol, int]) -> bool:
+        """Has a dimension no bucket covers grown by one `GROWTH_STEPS` calls in a row (say so, once)?"""
+        growing = []
+        for symbol, sizes in self.buckets.items():
+            if sizes is None:
+                last, steps = self.growth.get(symbol, (-1, 0))
+                self.growth[symbol] = (actual[symbol], steps + 1 if actual[symbol] == last + 1 else 0)
+                if self.growth[symbol][1] >= GROWTH_STEPS:
+                    growing.append(self.graph.name(symbol))
+        if growing:
+            self.growing = True
+            self.warn(f"{', '.join(growing)} grows by one on every call (a decode loop with a growing cache): compiling each size "
+                      "would compile every token, so this graph runs eagerly in torch from now on; keep shapes fixed (for "
+                      f"transformers' generate, cache_implementation='static') or give {growing[0]} buckets")
+        return self.growing
+
     def _compile(self, args: Sequence[Any], actual: dict[sympy.Symbol, int], bucketed: dict[sympy.Symbol, int]) -> Callable | None:
         padded = self.graph.pad(args, bucketed)
-        sizes = {self.graph.symbols[s]: bucketed[s] for s in self.buckets}
+        sizes = {self.graph.name(s): bucketed[s] for s in self.buckets}
         if bucketed != {s: actual[s] for s in bucketed}:
             with torch.no_grad():
                 agree = same_results(self.graph.slice(self.eager(*padded), actual), self.eager(*args))
@@ -213,15 +271,12 @@ class ShapeDispatch:
         return self.compile_static(padded, sizes)
 
 
-def bucket_symbols(graph: DynamicGraph, buckets: Mapping[str, Sequence[int]]) -> tuple[dict[sympy.Symbol, tuple[int, ...]], list[str]]:
-    """(each symbol's buckets, the names of dynamic dimensions no bucket covers)."""
-    chosen, uncovered = {}, []
-    for symbol in sorted(set(graph.int_inputs.values()) | {s for shape in graph.tensor_inputs.values() for s in shape
-                                                           if isinstance(s, sympy.Symbol)}, key=str):
-        name = graph.symbols.get(symbol, str(symbol))
+def bucket_symbols(graph: DynamicGraph, buckets: Mapping[str, Sequence[int]]) -> dict[sympy.Symbol, tuple[int, ...] | None]:
+    """Each size symbol's buckets (None where no bucket covers its dimension: compiled at each size)."""
+    symbols = set(graph.int_inputs.values()) | {s for shape in graph.tensor_inputs.values() for s in shape if isinstance(s, sympy.Symbol)}
+    chosen: dict[sympy.Symbol, tuple[int, ...] | None] = {}
+    for symbol in sorted(symbols, key=str):
+        name = graph.name(symbol)
         sizes = buckets.get(name, buckets.get(ANY_DIMENSION))
-        if sizes is None:
-            uncovered.append(name)
-        else:
-            chosen[symbol] = tuple(sizes)
-    return chosen, uncovered
+        chosen[symbol] = None if sizes is None else tuple(sizes)
+    return chosen

@@ -148,8 +148,13 @@ class FieldTable:
             words[f.word] = f.insert(words[f.word], value)
         return words
 
-    def unpack(self, group: str, word_index: int, word: int) -> dict[str, int]:
-        """The nonzero fields of one word; raises when a bit no field owns is set."""
+    def unpack(self, group: str, word_index: int, word: int) -> Mapping[str, int]:
+        """The nonzero fields of one word (shared: do not change it); raises when a bit no field owns is set.
+
+        Programs repeat the same words across tasks, so each distinct word is unpacked once."""
+        key = (group, word_index, word)
+        if (known := self._unpacked.get(key)) is not None:
+            return known
         stray = word & ~self.word_masks.get((group, word_index), 0) & 0xFFFFFFFF
         if stray:
             raise AnecError(f"{group} word {word_index} sets bits {stray:#x} that no {self.arch} field owns")
@@ -157,7 +162,12 @@ class FieldTable:
         for f in self.by_word.get((group, word_index), ()):
             if (v := f.extract(word)) != 0:
                 out[f.name] = v
+        self._unpacked[key] = out
         return out
+
+    @cached_property
+    def _unpacked(self) -> dict[tuple[str, int, int], dict[str, int]]:
+        return {}
 
 
 GROUP_BY_NAME: dict[str, Group] = {g.name: g for g in ALL_GROUPS}

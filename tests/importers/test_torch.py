@@ -177,6 +177,17 @@ def test_an_exported_static_cache_torch_cannot_decompose_is_one_line_naming_the_
     assert anec.compile(strict, emit="ir").report.ane_flops_fraction > 0.5
 
 
+class FailsToTrace(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError  # as torch's own asserts do: no message
+
+
+def test_a_module_torch_export_cannot_trace_is_one_line_naming_the_stage() -> None:
+    with pytest.raises(anec.AnecError, match=r"^torch.export: torch.export cannot trace FailsToTrace: AssertionError") as caught:
+        anec.compile(FailsToTrace(), example_inputs=(torch.randn(2),), emit="ir")
+    assert "\n" not in str(caught.value)
+
+
 def test_import_anec_and_the_onnx_route_never_import_torch() -> None:
     code = """
 import sys, numpy as np, onnx

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import anec
+from anec.errors import AnecError
 from anec.importers.torch import import_graph_module
 from anec.integrations import dynamo
 from anec.integrations.dynamo import AnecFallbackWarning, AnePartition
@@ -109,9 +110,9 @@ def test_partition_weights_are_frozen_constants_named_after_parameters(monkeypat
     graphs: list[torch.fx.GraphModule] = []
     original = AnePartition.__init__
 
-    def spy(self: AnePartition, graph: torch.fx.GraphModule, target: str, *precision: object) -> None:
+    def spy(self: AnePartition, graph: torch.fx.GraphModule, target: str, *precision: object, **key: object) -> None:
         graphs.append(graph)
-        original(self, graph, target, *precision)
+        original(self, graph, target, *precision, **key)
 
     monkeypatch.setattr(AnePartition, "__init__", spy)
     run_both(PLAIN["mlp"][0](), torch.from_numpy(PLAIN["mlp"][1]()["features"]))
@@ -140,27 +141,51 @@ def test_target_option_reaches_the_partitions() -> None:
     ({"bogus": 1}, "unknown anec backend option 'bogus'"),
     ({"target": "m99"}, "m99"),
     ({"min_partition_size": 0}, "min_partition_size must be a positive integer"),
+    ({"max_shapes": 0}, "max_shapes must be a positive integer"),
 ])
 def test_bad_options_are_errors(options: dict, message: str) -> None:
     with pytest.raises(Exception, match=message):
         run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16), **options)
 
 
-def test_a_graph_anec_cannot_compile_runs_eagerly_with_one_warning() -> None:
+def test_a_dynamic_graph_beyond_max_shapes_runs_eagerly_with_one_warning() -> None:
     model = HostOpInTheMiddle().eval()
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
-        compiled = torch.compile(model, backend="anec", dynamic=True)
-        outputs = [compiled(torch.randn(n, 16)) for n in (3, 5)]
+        compiled = torch.compile(model, backend="anec", dynamic=True, options={"max_shapes": 1})
+        outputs = [compiled(torch.randn(n, 16)) for n in (3, 5, 7)]
     fallbacks = [w for w in caught if issubclass(w.category, AnecFallbackWarning)]
-    assert len(fallbacks) == 1 and "dynamic shapes" in str(fallbacks[0].message)
-    assert dynamo.REPORTS[0].fallback is not None
-    assert [o.shape for o in outputs] == [(3, 8), (5, 8)]
+    assert len(fallbacks) == 1 and "compiled for 1 shapes (max_shapes)" in str(fallbacks[0].message)
+    assert "as buckets" in str(fallbacks[0].message)
+    assert [r.sizes for r in dynamo.REPORTS] == [{"x.0": 3}]  # 5 and 7 ran eagerly
+    assert [o.shape for o in outputs] == [(3, 8), (5, 8), (7, 8)]
 
 
 def test_strict_raises_instead_of_falling_back() -> None:
-    with pytest.raises(Exception, match="dynamic shapes"), torch.no_grad():
-        torch.compile(HostOpInTheMiddle().eval(), backend="anec", dynamic=True, options={"strict": True})(torch.randn(3, 16))
+    compiled = torch.compile(HostOpInTheMiddle().eval(), backend="anec", dynamic=True, options={"strict": True, "max_shapes": 1})
+    with pytest.raises(AnecError, match=r"max_shapes"), torch.no_grad():
+        for n in (3, 5):
+            compiled(torch.randn(n, 16))
+
+
+def test_a_torch_decomposition_failure_is_an_anec_error_naming_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise AssertionError  # as torch's own asserts do: no message
+
+    original = dynamo.ane_decompositions
+    monkeypatch.setattr(dynamo, "ane_decompositions", lambda table: {**original(table), torch.ops.aten.addmm.default: broken})
+    compiled = torch.compile(HostOpInTheMiddle().eval(), backend="anec", options={"strict": True})
+    with pytest.raises(Exception, match=r"aot_autograd: torch's AOT tracing and decompositions failed on the graph: AssertionError") as caught, \
+            torch.no_grad():
+        compiled(torch.randn(4, 16))
+    assert isinstance(getattr(caught.value, "inner_exception", caught.value), AnecError)  # Dynamo wraps what a backend raises
+
+
+def test_an_anec_failure_inside_the_backend_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dynamo, "fold_constants", lambda gm: [][0])
+    with pytest.warns(AnecFallbackWarning, match=r"the torch.compile backend: anec failed to place or compile the ATen graph: IndexError"):
+        expected, got = run_both(HostOpInTheMiddle().eval(), torch.randn(4, 16))
+    torch.testing.assert_close(got, expected)
 
 
 def test_a_runtime_failure_falls_back_to_eager_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,7 +208,7 @@ def test_a_runtime_failure_falls_back_to_eager_once(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_partition_anec_fails_to_compile_counts_its_flops_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing(self: AnePartition, *args: object) -> None:
+    def failing(self: AnePartition, *args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated compiler failure")
 
     monkeypatch.setattr(AnePartition, "__init__", failing)
@@ -204,10 +229,11 @@ def fallback_messages(model: nn.Module, sizes: list[int], **compile_options: obj
     return [str(w.message) for w in caught if issubclass(w.category, AnecFallbackWarning)]
 
 
-def test_a_dynamic_recompile_warns_once_for_all_its_graphs() -> None:
-    messages = fallback_messages(GraphBreak2D().eval(), [3, 5, 7])  # dynamic=None: the second size goes dynamic
-    assert len(messages) == 1 and "dynamic shapes" in messages[0] and "cache_implementation='static'" in messages[0]
-    assert sum(r.fallback is not None for r in dynamo.REPORTS) == 2  # both graphs of the graph break
+def test_each_graph_of_a_graph_break_compiles_each_size_once_without_warnings() -> None:
+    messages = fallback_messages(GraphBreak2D().eval(), [3, 5, 7, 5])  # dynamic=None: the second size goes dynamic
+    assert messages == []
+    assert sorted(tuple(r.sizes.values()) for r in dynamo.REPORTS) == [(), (), (5,), (5,), (7,), (7,)]  # 2 static graphs, then 2 dynamic
+    assert all(r.fallback is None and r.partitions >= 1 for r in dynamo.REPORTS)
 
 
 def test_recompiling_for_each_new_shape_warns_once_with_the_fix() -> None:

@@ -1,5 +1,5 @@
-"""Shape buckets: a graph whose sizes change is compiled once per bucket, padded only where the
-padding keeps the results, and says so."""
+"""Shapes that change: a graph is compiled once per size as it arrives (up to max_shapes), or once per
+bucket, padded only where the padding keeps the results, and says so."""
 
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ def fresh_dynamo() -> None:
     dynamo.WARNED.clear()
 
 
-def run_sizes(name: str, shapes: list[tuple[int, ...]], buckets: dict) -> tuple[list[str], list[str]]:
+def run_sizes(name: str, shapes: list[tuple[int, ...]], buckets: dict | None = None) -> tuple[list[str], list[str]]:
     """Call `torch.compile(model)` on inputs of `shapes`, checking each against eager; returns
     (fallback warnings, other warnings). The first shape is compiled static; from the second on,
     Dynamo hands anec one graph whose changing sizes are symbols."""
     model = PLAIN[name][0]()
-    compiled = torch.compile(model, backend="anec", options={"buckets": buckets})
+    compiled = torch.compile(model, backend="anec", options=None if buckets is None else {"buckets": buckets})
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
         for i, shape in enumerate(shapes):
@@ -52,7 +52,7 @@ def test_exact_sizes_as_buckets_compile_an_image_pyramid_once_per_scale_without_
     scales = [(1, 3, s, s) for s in (16, 24, 32, 24, 16)]
     fallbacks, notes = run_sizes("small-cnn", scales, {"image.2": [16, 24, 32], "image.3": [16, 24, 32]})
     assert fallbacks == [] and not [n for n in notes if "pads" in n]
-    assert [r.sizes for r in dynamo.REPORTS] == [{}] + [{"image.2": s, "image.3": s} for s in (24, 32, 16)]
+    assert [r.sizes for r in dynamo.REPORTS] == [{}] + [{"image.2": s, "image.3": s} for s in (24, 32)]  # 16: the static graph
     assert all(r.partitions == 1 for r in dynamo.REPORTS)
 
 
@@ -74,9 +74,37 @@ def test_strict_raises_where_a_bucket_would_run_eagerly() -> None:
             compiled(torch.randn(2, n, 64))
 
 
-def test_dynamic_dimensions_without_a_bucket_are_named_in_the_warning() -> None:
-    fallbacks, _ = run_sizes("attention-block", [(2, 10, 64), (3, 12, 64)], {"tokens.1": [16]})
-    assert len(fallbacks) == 1 and "dimensions without a bucket: tokens.0" in fallbacks[0]
+def test_an_image_pyramid_runs_every_scale_on_anec_with_no_options() -> None:
+    torch._dynamo.utils.counters.clear()
+    scales = (16, 20, 24, 28, 32, 40, 48, 56, 64, 72)
+    fallbacks, notes = run_sizes("small-cnn", [(1, 3, s, s) for s in (*scales, 24, 16)])  # ten scales, two of them again
+    assert fallbacks == [] and not [n for n in notes if "pads" in n]
+    # each size compiled once, exactly (a static graph, {}, is the first size's; the dynamic graph reuses it)
+    assert sorted(r.sizes.get("image.2", scales[0]) for r in dynamo.REPORTS) == list(scales)
+    assert all(r.sizes.get("image.3", scales[0]) == r.sizes.get("image.2", scales[0]) for r in dynamo.REPORTS)
+    assert all(r.partitions == 1 and r.fallback is None for r in dynamo.REPORTS)
+    # the first size's static graph, then one for all sizes (one only, if Dynamo already knows the sizes change)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 2
+
+
+def test_the_first_size_past_max_shapes_warns_once_and_runs_eagerly() -> None:
+    sizes = [*range(2, 2 + 2 * (16 + 2), 2), 4]  # 16 sizes, then a 17th and 18th, then one of the 16 again
+    fallbacks, _ = run_sizes("mlp", [(n, 64) for n in sizes])
+    assert len(fallbacks) == 1 and "compiled for 16 shapes (max_shapes)" in fallbacks[0]
+    assert "features.0" in fallbacks[0] and "'buckets': {'features.0'" in fallbacks[0]
+    assert len(dynamo.REPORTS) == 16  # the first size's static graph, then 15 in the dynamic graph
+
+
+def test_a_size_that_grows_by_one_each_call_runs_eagerly_with_one_warning() -> None:
+    fallbacks, _ = run_sizes("attention-block", [(2, n, 64) for n in range(10, 16)])  # a decode loop's growing cache
+    assert len(fallbacks) == 1 and "tokens.1 grows by one on every call" in fallbacks[0] and "buckets" in fallbacks[0]
+    assert [r.sizes for r in dynamo.REPORTS] == [{}, {"tokens.1": 11}, {"tokens.1": 12}]  # then 13, 14, 15 eagerly
+
+
+def test_a_dimension_without_a_bucket_is_compiled_at_each_size_beside_a_bucketed_one() -> None:
+    fallbacks, _ = run_sizes("attention-block", [(2, 10, 64), (3, 12, 64), (3, 14, 64)], {"tokens.1": [16]})
+    assert fallbacks == []
+    assert [r.sizes for r in dynamo.REPORTS] == [{}, {"tokens.0": 3, "tokens.1": 16}]
 
 
 @pytest.mark.parametrize("buckets", [[16, 32], {"x.1": []}, {"x.1": [0, 8]}, {"x.1": "16"}])
