@@ -4,9 +4,10 @@ The legality predicate marks some limits *tileable*; this pass removes each one 
 the hardware's own compiler uses. First the limits on an op's form:
 
   conv kernel size     a large kernel as a sum of convs with smaller kernels over shifted windows
-  strides > 2          convs: space-to-depth (equal strides, no dilation, groups 1), else each
-                       kernel tap along the axis reads a strided window (concatenated for one
-                       conv, or summed); pools: stride 2 (or 1), then subsample
+  strides > 2          convs: the input read in stride phases along each such axis (a 1-D or
+                       2-D space-to-depth), one stride-1 conv of ceil(k/s) taps over the phases
+                       concatenated along channels, or a sum of one conv per phase (many
+                       channels, groups, run-time weights); pools: stride 2 (or 1), then subsample
   pool window          max pools cascade (a k-window is a k1- then a (k-k1+1)-window); average
                        pools sum weighted pools over shifted windows
   pads                 large pads become explicit pads, chained in legal steps
