@@ -706,8 +706,16 @@ def tile_sizes(op: Operation, target: Target) -> list[Operation] | None:
 
 
 
+PHASE_CHANNELS = 256
+"""Most channels a concatenation of shifted or strided windows of a conv's input may have, for one
+conv over them (`split_kernel`, `strided_conv`); past it the convs per window are summed."""
+
+
 def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
-    """A conv with a kernel beyond the limits = Σ convs with kernel blocks over shifted windows."""
+    """A conv with a kernel beyond the limits reads one shifted window per kernel block. With few
+    channels (blocks·C ≤ PHASE_CHANNELS), constant weights and groups 1 the windows are concatenated
+    along channels for one conv with a block-sized kernel (the gathered windows as one matrix product:
+    the output is written once); otherwise each block is its own conv and the convs are summed."""
     if not isinstance(op, ane.ConvOp):
         return None
     if max(as_tuple(op.strides)) > target.limits.max_stride.value:
@@ -719,17 +727,36 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
     out = shape_of(op.result)[2:]
     strides, dilations = as_tuple(op.strides), as_tuple(op.dilations)
     blocks = [even_bounds(op.kernel()[i], -(-op.kernel()[i] // limits[i])) for i in range(k)]
+    corners = _product(blocks)
+    weight = constant_of(op.weight)
+    if weight is not None and op.groups.value.data == 1 and len(corners) * shape_of(op.input)[1] <= PHASE_CHANNELS:
+        size = [b[0][1] - b[0][0] for b in blocks]  # the widest block (`even_bounds` puts it first)
+        need = [(blocks[i][-1][0] + size[i] - 1) * dilations[i] + (out[i] - 1) * strides[i] + 1 for i in range(k)]
+        extra = [max(0, need[i] - shape_of(x)[2 + i]) for i in range(k)]
+        if any(extra):  # the last block's window runs past the input where its kernel is zero
+            x = p(ane.PadOp(x, [0, 0] + [0] * k + [0, 0] + extra, "constant", 0.0))
+        windows, parts = [], []
+        for corner in corners:
+            window = x
+            for i, (k0, _) in enumerate(corner):
+                window = p.slice(window, 2 + i, k0 * dilations[i], need[i] - (blocks[i][-1][0] - k0) * dilations[i])
+            windows.append(window)
+            part = weight[(slice(None), slice(None), *(slice(k0, k1) for k0, k1 in corner))]
+            parts.append(np.pad(part, [(0, 0), (0, 0), *((0, size[i] - (k1 - k0)) for i, (k0, k1) in enumerate(corner))]))
+        gathered = p(ane.ConcatOp(windows, 1))
+        folded = p.const(np.ascontiguousarray(np.concatenate(parts, axis=1)), op.weight)
+        return p.replace(p(_copy_on(op, [gathered, folded, *op.operands[2:]], shape_of(op.result), pads=[0] * 2 * k)))
     total: SSAValue | None = None
-    for corner in _product(blocks):
+    for corner in corners:
         window = x
         for i, (k0, k1) in enumerate(corner):
             start = k0 * dilations[i]
             window = p.slice(window, 2 + i, start, start + (out[i] - 1) * strides[i] + (k1 - k0 - 1) * dilations[i] + 1)
-        weight = op.weight
+        part_weight = op.weight
         for i, (k0, k1) in enumerate(corner):
-            weight = p.slice(weight, 2 + i, k0, k1)
+            part_weight = p.slice(part_weight, 2 + i, k0, k1)
         bias = [op.bias] if op.bias is not None and total is None else []
-        part = ane.ConvOp(window, weight, *bias, strides=strides, dilations=dilations, groups=op.groups.value.data)
+        part = ane.ConvOp(window, part_weight, *bias, strides=strides, dilations=dilations, groups=op.groups.value.data)
         value = p(part)
         total = value if total is None else p(ane.AddOp(total, value))
     assert total is not None
@@ -788,10 +815,6 @@ class PhaseAxis:
         return p.slice(x, 2 + self.index, lo, lo + (out + (taps - 1) * self.phase_dilation - 1) * self.stride + 1, self.stride)
 
 
-PHASE_CHANNELS = 256
-"""Most channels a strided conv's concatenated phases may have (see `strided_conv`)."""
-
-
 def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
     """A conv with stride s > 2 along some axes reads each in phases (`PhaseAxis`): a conv at stride 1
     per phase, of ⌈k/s⌉ taps. With constant weights and groups 1 the phases are concatenated along
@@ -810,7 +833,7 @@ def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
     out = shape_of(op.result)[2:]
     channels = shape_of(op.input)[1]
     weight = constant_of(op.weight)
-    space_to_depth = len(strides) == 2 == len(folds) and strides[0] == strides[1] and all(f.step == f.stride for f in folds)
+    space_to_depth = len(strides) == 2 == len(folds) and strides[0] == strides[1] and all(f.dilation == 1 for f in folds)
     phases = math.prod(f.stride if space_to_depth else len(f.starts) for f in folds)
     p = Pieces(op)
     x = _explicit_pad(op, p, 0.0)

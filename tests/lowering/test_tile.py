@@ -40,6 +40,9 @@ CASES = {
                                                                              pads=[1, 2, 1, 2])), "strided_dilated"), "conv-stride"),
     "stride-5-grouped": ([(1, 6, 31, 29)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((6, 2, 4, 3))), strides=[5, 4], groups=3)),
                                                                 "strided_grouped"), "conv-stride"),
+    # equal strides but a dilation: not a space-to-depth (fuzz seed 514)
+    "stride-5-dilated-2x1": ([(1, 4, 64, 16)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((8, 4, 3, 3))), strides=[5, 5], dilations=[2, 1],
+                                                                                   pads=[2, 1, 1, 0])), "strided_dilated_equal"), "conv-stride"),
     "stride-4-runtime-weight": ([(1, 3, 1, 50), (4, 3, 1, 7)], lambda e, x, w: _named(e.add(ane.ConvOp(x, w, strides=[1, 4])), "strided_runtime"),
                                 "conv-stride"),
     # 160 channels in 2 phases are past PHASE_CHANNELS: the phase convs (taps 0, 2, 4 and 1, 3) are summed
@@ -89,7 +92,7 @@ def test_over_limit_op_compiles_to_legal_tiles_that_compute_the_same(case: str) 
     assert_same_results(before, after, rtol=2e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize("case", ["stride-17x5-dilated", "stride-5-grouped", "stride-4-dilated-2-wide"])
+@pytest.mark.parametrize("case", ["stride-17x5-dilated", "stride-5-grouped", "stride-4-dilated-2-wide", "stride-5-dilated-2x1"])
 def test_large_strides_compute_only_the_outputs_kept(case: str) -> None:
     """Issue 17: strides past 2 that space-to-depth cannot take (unequal, dilated, grouped) were run at
     stride 1 and subsampled: s_h·s_w times the MACs (a thousand times for 23×23) and as large a tensor."""
@@ -116,16 +119,18 @@ def _pitch_conv(time_on_height: bool, frames: int = 1024, taps: int = 512, strid
 @pytest.mark.parametrize("time_on_height", [False, True], ids=["1xK", "Kx1"])
 def test_a_few_channel_wide_kernel_strided_conv_is_one_conv_over_its_stride_phases(time_on_height: bool) -> None:
     """Issue 23: a 1-channel 512-tap stride-4 conv was 512 one-tap strided windows, summed (a thousand
-    tiles). Its 4 stride phases, concatenated, are 4 channels of a 128-tap stride-1 conv, which the kernel
-    limit cuts into a handful of convs on those 4 channels, whichever axis the time runs along."""
+    tiles). Its 4 stride phases, concatenated, are 4 channels of a 128-tap stride-1 conv; the kernel limit
+    cuts that into blocks whose shifted windows, concatenated again, are the channels of one conv: the
+    gathered windows as one matrix product, whichever axis the time runs along."""
     m1 = get_target("m1")
     before = segment_graph(*_pitch_conv(time_on_height))
     after = run_pass(before, TilePass(target="m1"))
-    convs = ops_named(after, "ane.conv")
     limit = m1.limits.max_kernel_height.value if time_on_height else m1.limits.max_kernel_width_fp16.value
-    assert len(convs) == math.ceil(512 / 4 / limit)
-    assert all(shape_of(c.input)[1] == 4 for c in convs)
-    assert len(ops_named(after, "ane.slice")) - len(convs) <= 4  # a window per phase, and one per kernel block
+    blocks = math.ceil(512 / 4 / limit)
+    (conv,) = ops_named(after, "ane.conv")
+    assert shape_of(conv.input)[1] == 4 * blocks and max(conv.kernel()) == math.ceil(512 / 4 / blocks)
+    assert len(ops_named(after, "ane.slice")) == 4 + blocks  # a window per phase, then one per kernel block
+    assert not ops_named(after, "ane.add")
     assert_same_results(before, after, rtol=2e-4, atol=2e-4)
     assert_same_results(before, after, rtol=1e-2, precision="f16")
 

@@ -47,14 +47,17 @@ func.func @pool_stride3(%in: tensor<1x2x9x9xf32>) -> tensor<1x2x3x3xf32> {
   func.return %r : tensor<1x2x3x3xf32>
 }
 
-// A 1x17 kernel (fp16 limit 13 on the M1) is the sum of a 1x9 and a 1x8 conv over shifted windows;
-// the ReLU moves after the sum.
+// A 1x17 kernel (fp16 limit 13 on the M1) on 2 channels: blocks of 9 and 8 taps read shifted
+// windows (the input padded one more column, where the 8-tap block's ninth tap is zero), which
+// concatenated are the 4 channels of one 1x9 conv; the ReLU stays in its epilogue.
 // CHECK-LABEL: func.func @wide_kernel
 // CHECK:         %[[P:.*]] = ane.pad %x {{.*}}pads = array<i64: 0, 0, 0, 8, 0, 0, 0, 8>
-// CHECK:         %[[A:.*]] = ane.conv %{{.*}}, %{{.*}} {{.*}} : (tensor<1x2x1x28xf32>, tensor<4x2x1x9xf32>) -> tensor<1x4x1x20xf32>
-// CHECK:         %[[B:.*]] = ane.conv %{{.*}}, %{{.*}} {{.*}} : (tensor<1x2x1x27xf32>, tensor<4x2x1x8xf32>) -> tensor<1x4x1x20xf32>
-// CHECK-NEXT:    %[[S:.*]] = ane.add %[[A]], %[[B]] {ane.name = "smear#tile{{.*}}", ane.tile_of = "smear"}
-// CHECK-NEXT:    ane.relu %[[S]] {ane.name = "smear#tile{{.*}}", ane.tile_of = "smear"}
+// CHECK:         %[[E:.*]] = ane.pad %[[P]] {{.*}}pads = array<i64: 0, 0, 0, 0, 0, 0, 0, 1>
+// CHECK:         %[[A:.*]] = ane.slice %[[E]] {{.*}}starts = array<i64: 0, 0, 0, 0>{{.*}} -> tensor<1x2x1x28xf32>
+// CHECK:         %[[B:.*]] = ane.slice %[[E]] {{.*}}starts = array<i64: 0, 0, 0, 9>{{.*}} -> tensor<1x2x1x28xf32>
+// CHECK:         %[[C:.*]] = ane.concat %[[A]], %[[B]] {{.*}} -> tensor<1x4x1x28xf32>
+// CHECK:         ane.conv %[[C]], %{{.*}} {{.*}}activation = "relu"{{.*}} : (tensor<1x4x1x28xf32>, tensor<4x4x1x9xf32>) -> tensor<1x4x1x20xf32>
+// CHECK-NOT:     ane.add
 func.func @wide_kernel(%in: tensor<1x2x1x20xf32>) -> tensor<1x4x1x20xf32> {
   %r = ane.segment(%in) : (tensor<1x2x1x20xf32>) -> tensor<1x4x1x20xf32> {
   ^bb0(%x: tensor<1x2x1x20xf32>):
