@@ -3,7 +3,8 @@
 The legality predicate marks some limits *tileable*; this pass removes each one with the rewrite
 the hardware's own compiler uses. First the limits on an op's form:
 
-  conv kernel size     a large kernel as a sum of convs with smaller kernels over shifted windows
+  conv kernel size     a large kernel in blocks, each reading a shifted window: on few channels
+                       the windows concatenated for one conv, else a sum of convs
   strides > 2          convs: the input read in stride phases along each such axis (a 1-D or
                        2-D space-to-depth), one stride-1 conv of ceil(k/s) taps over the phases
                        concatenated along channels, or a sum of one conv per phase (many
