@@ -31,7 +31,6 @@ otherwise. Every op the pass creates carries `ane.tile_of = "<original ane.name>
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -841,9 +840,9 @@ def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
     if weight is None or op.groups.value.data != 1 or not (space_to_depth or phases * channels <= PHASE_CHANNELS):
         total: SSAValue | None = None
         for starts in itertools.product(*(f.starts for f in folds)):
-            window, part_weight = x, op.weight
+            window = _phase_window(p, x, folds, starts, [f.taps(t0) for f, t0 in zip(folds, starts)], out)
+            part_weight = op.weight
             for f, t0 in zip(folds, starts):
-                window = f.window(p, window, t0, f.taps(t0), out[f.index])
                 part_weight = p.slice(part_weight, 2 + f.index, t0, f.kernel, f.step)
             value = p(ane.ConvOp(window, part_weight, op.bias if total is None else None, groups=op.groups.value.data, **props))
             total = value if total is None else p(ane.AddOp(total, value))
@@ -861,11 +860,17 @@ def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
     if space_to_depth:
         x = p(ane.SpaceToDepthOp(p.slice(p.slice(x, 2, 0, need[0]), 3, 0, need[1]), strides[0]))
     else:
-        windows = [functools.reduce(lambda w, fs: fs[0].window(p, w, fs[1], fs[2], out[fs[0].index]), zip(folds, starts, taps), x)
-                   for starts in itertools.product(*(f.starts for f in folds))]
+        windows = [_phase_window(p, x, folds, starts, taps, out) for starts in itertools.product(*(f.starts for f in folds))]
         x = windows[0] if len(windows) == 1 else p(ane.ConcatOp(windows, 1))
     weight = _phase_weight(weight, folds, taps, space_to_depth)
     return p.replace(p(_copy_on(op, [x, p.const(weight, op.weight), *op.operands[2:]], shape_of(op.result), **props)))
+
+
+def _phase_window(p: Pieces, x: SSAValue, folds: list[PhaseAxis], starts: Sequence[int], taps: Sequence[int], out: Sequence[int]) -> SSAValue:
+    """The window of `x` one phase reads: along each folded axis, phase `starts[i]` with `taps[i]` taps."""
+    for f, start, count in zip(folds, starts, taps):
+        x = f.window(p, x, start, count, out[f.index])
+    return x
 
 
 def _phase_weight(weight: np.ndarray, folds: list[PhaseAxis], taps: list[int], space_to_depth: bool) -> np.ndarray:
