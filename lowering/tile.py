@@ -3,10 +3,12 @@
 The legality predicate marks some limits *tileable*; this pass removes each one with the rewrite
 the hardware's own compiler uses. First the limits on an op's form:
 
-  conv kernel size     a large kernel as a sum of convs with smaller kernels over shifted windows
-  strides > 2          convs: space-to-depth (equal strides, no dilation, groups 1), else each
-                       kernel tap along the axis reads a strided window (concatenated for one
-                       conv, or summed); pools: stride 2 (or 1), then subsample
+  conv kernel size     a large kernel in blocks, each reading a shifted window: on few channels
+                       the windows concatenated for one conv, else a sum of convs
+  strides > 2          convs: the input read in stride phases along each such axis (a 1-D or
+                       2-D space-to-depth), one stride-1 conv of ceil(k/s) taps over the phases
+                       concatenated along channels, or a sum of one conv per phase (many
+                       channels, groups, run-time weights); pools: stride 2 (or 1), then subsample
   pool window          max pools cascade (a k-window is a k1- then a (k-k1+1)-window); average
                        pools sum weighted pools over shifted windows
   pads                 large pads become explicit pads, chained in legal steps
@@ -29,6 +31,7 @@ otherwise. Every op the pass creates carries `ane.tile_of = "<original ane.name>
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -703,8 +706,16 @@ def tile_sizes(op: Operation, target: Target) -> list[Operation] | None:
 
 
 
+PHASE_CHANNELS = 256
+"""Most channels a concatenation of shifted or strided windows of a conv's input may have, for one
+conv over them (`split_kernel`, `strided_conv`); past it the convs per window are summed."""
+
+
 def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
-    """A conv with a kernel beyond the limits = Σ convs with kernel blocks over shifted windows."""
+    """A conv with a kernel beyond the limits reads one shifted window per kernel block. With few
+    channels (blocks·C ≤ PHASE_CHANNELS), constant weights and groups 1 the windows are concatenated
+    along channels for one conv with a block-sized kernel (the gathered windows as one matrix product:
+    the output is written once); otherwise each block is its own conv and the convs are summed."""
     if not isinstance(op, ane.ConvOp):
         return None
     if max(as_tuple(op.strides)) > target.limits.max_stride.value:
@@ -716,17 +727,36 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
     out = shape_of(op.result)[2:]
     strides, dilations = as_tuple(op.strides), as_tuple(op.dilations)
     blocks = [even_bounds(op.kernel()[i], -(-op.kernel()[i] // limits[i])) for i in range(k)]
+    corners = _product(blocks)
+    weight = constant_of(op.weight)
+    if weight is not None and op.groups.value.data == 1 and len(corners) * shape_of(op.input)[1] <= PHASE_CHANNELS:
+        size = [b[0][1] - b[0][0] for b in blocks]  # the widest block (`even_bounds` puts it first)
+        need = [(blocks[i][-1][0] + size[i] - 1) * dilations[i] + (out[i] - 1) * strides[i] + 1 for i in range(k)]
+        extra = [max(0, need[i] - shape_of(x)[2 + i]) for i in range(k)]
+        if any(extra):  # the last block's window runs past the input where its kernel is zero
+            x = p(ane.PadOp(x, [0, 0] + [0] * k + [0, 0] + extra, "constant", 0.0))
+        windows, parts = [], []
+        for corner in corners:
+            window = x
+            for i, (k0, _) in enumerate(corner):
+                window = p.slice(window, 2 + i, k0 * dilations[i], need[i] - (blocks[i][-1][0] - k0) * dilations[i])
+            windows.append(window)
+            part = weight[(slice(None), slice(None), *(slice(k0, k1) for k0, k1 in corner))]
+            parts.append(np.pad(part, [(0, 0), (0, 0), *((0, size[i] - (k1 - k0)) for i, (k0, k1) in enumerate(corner))]))
+        gathered = p(ane.ConcatOp(windows, 1))
+        folded = p.const(np.ascontiguousarray(np.concatenate(parts, axis=1)), op.weight)
+        return p.replace(p(_copy_on(op, [gathered, folded, *op.operands[2:]], shape_of(op.result), pads=[0] * 2 * k)))
     total: SSAValue | None = None
-    for corner in _product(blocks):
+    for corner in corners:
         window = x
         for i, (k0, k1) in enumerate(corner):
             start = k0 * dilations[i]
             window = p.slice(window, 2 + i, start, start + (out[i] - 1) * strides[i] + (k1 - k0 - 1) * dilations[i] + 1)
-        weight = op.weight
+        part_weight = op.weight
         for i, (k0, k1) in enumerate(corner):
-            weight = p.slice(weight, 2 + i, k0, k1)
+            part_weight = p.slice(part_weight, 2 + i, k0, k1)
         bias = [op.bias] if op.bias is not None and total is None else []
-        part = ane.ConvOp(window, weight, *bias, strides=strides, dilations=dilations, groups=op.groups.value.data)
+        part = ane.ConvOp(window, part_weight, *bias, strides=strides, dilations=dilations, groups=op.groups.value.data)
         value = p(part)
         total = value if total is None else p(ane.AddOp(total, value))
     assert total is not None
@@ -750,78 +780,119 @@ def _explicit_pad(op: ane.ConvBase | ane.PoolOp, p: Pieces, fill: float) -> SSAV
     return p(ane.PadOp(op.input, full, "constant", fill))
 
 
+@dataclass(frozen=True)
+class PhaseAxis:
+    """A spatial axis whose stride s is past the limit, read in phases: tap t of a conv's k taps
+    (dilation d) reads row o·s + t·d of the padded input, so the taps t0, t0 + step, t0 + 2·step, …
+    (step = s / gcd(s, d)) all read every s-th row from row t0·d, as a stride-1 conv with dilation
+    d / gcd(s, d) does. Each phase start t0 < step is one strided window; a 512-tap stride-4 conv has
+    4 phases of 128 taps, not 512 windows of one tap."""
+
+    index: int
+    """The spatial axis (0 for H of NCHW)."""
+    stride: int
+    dilation: int
+    kernel: int
+
+    @property
+    def step(self) -> int:
+        return self.stride // math.gcd(self.stride, self.dilation)
+
+    @property
+    def phase_dilation(self) -> int:
+        return self.dilation // math.gcd(self.stride, self.dilation)
+
+    @property
+    def starts(self) -> range:
+        return range(min(self.kernel, self.step))
+
+    def taps(self, start: int) -> int:
+        return -(-(self.kernel - start) // self.step)
+
+    def window(self, p: Pieces, x: SSAValue, start: int, taps: int, out: int) -> SSAValue:
+        """The rows of `x` that phase `start`, with a kernel of `taps` taps, reads for `out` outputs."""
+        lo = start * self.dilation
+        return p.slice(x, 2 + self.index, lo, lo + (out + (taps - 1) * self.phase_dilation - 1) * self.stride + 1, self.stride)
+
+
 def strided_conv(op: Operation, target: Target) -> list[Operation] | None:
-    """A conv with stride s > 2 on both axes is a space-to-depth by s and a stride-1 conv: kernel
-    taps (i·s + a, j·s + b) become channel (a·s + b)·C + c of an ⌈k/s⌉-sized kernel. No output is
-    computed and thrown away, so patch embeddings (k = s = 16) stay cheap; otherwise subsample."""
+    """A conv with stride s > 2 along some axes reads each in phases (`PhaseAxis`): a conv at stride 1
+    per phase, of ⌈k/s⌉ taps. With constant weights and groups 1 the phases are concatenated along
+    channels for one conv (a 1-D space-to-depth): channel a·C + c holds taps a, a + s, … of channel c
+    (zero past k); equal strides on both axes without dilation take one `ane.space_to_depth` (patch
+    embeddings, k = s = 16, stay one conv). A concatenation of many channels of short rows is mostly
+    row padding, so past PHASE_CHANNELS (and for grouped or run-time weights) the phase convs are
+    summed instead. Only outputs that are kept are computed. Pools subsample."""
     if not isinstance(op, ane.ConvOp):
         return subsample(op, target)
-    if (weight := constant_of(op.weight)) is None:
-        return phase_conv(op, target)
-    strides, dilations = as_tuple(op.strides), as_tuple(op.dilations)
-    if len(strides) != 2 or strides[0] != strides[1] or op.groups.value.data != 1 or any(d != 1 for d in dilations):
-        return phase_conv(op, target)
-    block = strides[0]
-    c = shape_of(op.input)[1]
-    out = shape_of(op.result)
-    taps = [-(-k // block) for k in op.kernel()]  # kernel size in blocks
-    kernel = np.zeros((weight.shape[0], c, taps[0] * block, taps[1] * block), np.float32)
-    kernel[:, :, : weight.shape[2], : weight.shape[3]] = weight
-    p = Pieces(op)
-    x = _explicit_pad(op, p, 0.0)
-    need = [(out[2 + i] + taps[i] - 1) * block for i in range(2)]  # input rows/cols the blocks cover
-    have = shape_of(x)[2:]
-    extra = [max(0, need[i] - have[i]) for i in range(2)]
-    if any(extra):
-        x = p(ane.PadOp(x, [0, 0, 0, 0, 0, 0, *extra], "constant", 0.0))
-    x = p.slice(p.slice(x, 2, 0, need[0]), 3, 0, need[1])
-    blocks = p(ane.SpaceToDepthOp(x, block))
-    folded = kernel.reshape(kernel.shape[0], c, taps[0], block, taps[1], block).transpose(0, 3, 5, 1, 2, 4)
-    folded = folded.reshape(kernel.shape[0], block * block * c, taps[0], taps[1])
-    conv = ane.ConvOp(blocks, p.const(folded, op.weight), *([op.bias] if op.bias is not None else []))
-    conv.properties.update({k: op.properties[k] for k in ("activation", "activation_params") if k in op.properties})
-    return p.replace(p(conv))
-
-
-PHASE_CHANNELS = 256
-"""Most channels a strided conv's concatenated taps may have (see `phase_conv`)."""
-
-
-def phase_conv(op: ane.ConvOp, target: Target) -> list[Operation] | None:
-    """Stride s > 2 along a spatial axis, where space-to-depth does not apply (unequal strides,
-    dilations, groups, run-time weights): tap t of the k taps along that axis reads every s-th row of
-    the padded input from row t·d, and a conv with kernel 1 and stride 1 on that axis takes it. With
-    groups 1, constant weights and few channels (k·C ≤ PHASE_CHANNELS) the k strided windows are
-    concatenated along channels for one conv (channel t·C + c holds tap t of channel c); otherwise the
-    k convs are summed (a concatenation of many channels of short rows is mostly row padding, which
-    the working-set tiler then cuts into thousands of pieces). Only outputs that are kept are
-    computed: running at stride 1 and subsampling did s times the work per axis."""
-    strides, dilations = as_tuple(op.strides), as_tuple(op.dilations)
-    i = next(j for j, st in enumerate(strides) if st > target.limits.max_stride.value)
-    k, s, d = op.kernel()[i], strides[i], dilations[i]
-    p = Pieces(op)
-    x = _explicit_pad(op, p, 0.0)
-    axis = 2 + i
-    out = shape_of(op.result)
-    strides_1 = [1 if j == i else v for j, v in enumerate(strides)]
-    pads_0 = [0] * (2 * len(strides))
-    dilations_1 = [1 if j == i else v for j, v in enumerate(dilations)]
-    taps = [p.slice(x, axis, t * d, t * d + (out[axis] - 1) * s + 1, s) for t in range(k)]
+    strides, dilations, kernel = as_tuple(op.strides), as_tuple(op.dilations), op.kernel()
+    folds = [PhaseAxis(i, s, dilations[i], kernel[i]) for i, s in enumerate(strides) if s > target.limits.max_stride.value]
+    folded = {f.index: f for f in folds}
+    props = {"strides": [1 if i in folded else s for i, s in enumerate(strides)], "pads": [0] * 2 * len(strides),
+             "dilations": [folded[i].phase_dilation if i in folded else d for i, d in enumerate(dilations)]}
+    out = shape_of(op.result)[2:]
+    channels = shape_of(op.input)[1]
     weight = constant_of(op.weight)
-    if weight is not None and op.groups.value.data == 1 and k * weight.shape[1] <= PHASE_CHANNELS:
-        phases = taps[0] if k == 1 else p(ane.ConcatOp(taps, 1))
-        folded = np.moveaxis(weight, axis, 1)  # [Cout, k, C, other kernel axes]
-        folded = np.expand_dims(folded.reshape(weight.shape[0], k * weight.shape[1], *folded.shape[3:]), axis)
-        return p.replace(p(_copy_on(op, [phases, p.const(np.ascontiguousarray(folded), op.weight), *op.operands[2:]], out,
-                                        strides=strides_1, pads=pads_0, dilations=dilations_1)))
-    total: SSAValue | None = None
-    for t, window in enumerate(taps):
-        part = ane.ConvOp(window, p.slice(op.weight, axis, t, t + 1), op.bias if total is None else None,
-                          groups=op.groups.value.data, strides=strides_1, pads=pads_0, dilations=dilations_1)
-        value = p(part)
-        total = value if total is None else p(ane.AddOp(total, value))
-    assert total is not None
-    return p.replace(p.activation(total, op))
+    space_to_depth = len(strides) == 2 == len(folds) and strides[0] == strides[1] and all(f.dilation == 1 for f in folds)
+    phases = math.prod(f.stride if space_to_depth else len(f.starts) for f in folds)
+    p = Pieces(op)
+    x = _explicit_pad(op, p, 0.0)
+    if weight is None or op.groups.value.data != 1 or not (space_to_depth or phases * channels <= PHASE_CHANNELS):
+        total: SSAValue | None = None
+        for starts in itertools.product(*(f.starts for f in folds)):
+            window = _phase_window(p, x, folds, starts, [f.taps(t0) for f, t0 in zip(folds, starts)], out)
+            part_weight = op.weight
+            for f, t0 in zip(folds, starts):
+                part_weight = p.slice(part_weight, 2 + f.index, t0, f.kernel, f.step)
+            value = p(ane.ConvOp(window, part_weight, op.bias if total is None else None, groups=op.groups.value.data, **props))
+            total = value if total is None else p(ane.AddOp(total, value))
+        assert total is not None
+        return p.replace(p.activation(total, op))
+    taps = [f.taps(0) for f in folds]
+    need = [f.starts[-1] * f.dilation + (out[f.index] + (t - 1) * f.phase_dilation - 1) * f.stride + 1 for f, t in zip(folds, taps)]
+    if space_to_depth:
+        need = [(out[f.index] + t - 1) * f.stride for f, t in zip(folds, taps)]  # whole blocks
+    extra = [0] * len(strides)
+    for f, n in zip(folds, need):
+        extra[f.index] = max(0, n - shape_of(x)[2 + f.index])
+    if any(extra):
+        x = p(ane.PadOp(x, [0, 0] + [0] * len(strides) + [0, 0] + extra, "constant", 0.0))
+    if space_to_depth:
+        x = p(ane.SpaceToDepthOp(p.slice(p.slice(x, 2, 0, need[0]), 3, 0, need[1]), strides[0]))
+    else:
+        windows = [_phase_window(p, x, folds, starts, taps, out) for starts in itertools.product(*(f.starts for f in folds))]
+        x = windows[0] if len(windows) == 1 else p(ane.ConcatOp(windows, 1))
+    weight = _phase_weight(weight, folds, taps, space_to_depth)
+    return p.replace(p(_copy_on(op, [x, p.const(weight, op.weight), *op.operands[2:]], shape_of(op.result), **props)))
+
+
+def _phase_window(p: Pieces, x: SSAValue, folds: list[PhaseAxis], starts: Sequence[int], taps: Sequence[int], out: Sequence[int]) -> SSAValue:
+    """The window of `x` one phase reads: along each folded axis, phase `starts[i]` with `taps[i]` taps."""
+    for f, start, count in zip(folds, starts, taps):
+        x = f.window(p, x, start, count, out[f.index])
+    return x
+
+
+def _phase_weight(weight: np.ndarray, folds: list[PhaseAxis], taps: list[int], space_to_depth: bool) -> np.ndarray:
+    """The weight of the conv over concatenated phases: [Cout, phases·C, ⌈k/step⌉ taps per folded axis],
+    channel (phase index)·C + c, phases in the order `itertools.product` gives them."""
+    folded = {f.index: (f, t) for f, t in zip(folds, taps)}
+    spatial = weight.shape[2:]
+    pad = [(0, 0), (0, 0)] + [(0, folded[i][1] * folded[i][0].step - k if i in folded else 0) for i, k in enumerate(spatial)]
+    padded = np.pad(weight, pad)
+    shape, phase_axes, kernel_axes = list(weight.shape[:2]), [], []
+    for i, k in enumerate(spatial):
+        if i in folded:
+            f, t = folded[i]
+            kernel_axes.append(len(shape))
+            phase_axes.append(len(shape) + 1)
+            shape += [t, f.step]
+        else:
+            kernel_axes.append(len(shape))
+            shape.append(k)
+    split = padded.reshape(shape).transpose([0, *phase_axes, 1, *kernel_axes])
+    kept = split[(slice(None), *(slice(None if space_to_depth else len(f.starts)) for f in folds))]
+    return np.ascontiguousarray(kept.reshape(weight.shape[0], -1, *kept.shape[2 + len(folds):]))
 
 
 def subsample(op: Operation, target: Target) -> list[Operation] | None:

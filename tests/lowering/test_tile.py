@@ -40,6 +40,14 @@ CASES = {
                                                                              pads=[1, 2, 1, 2])), "strided_dilated"), "conv-stride"),
     "stride-5-grouped": ([(1, 6, 31, 29)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((6, 2, 4, 3))), strides=[5, 4], groups=3)),
                                                                 "strided_grouped"), "conv-stride"),
+    # equal strides but a dilation: not a space-to-depth (fuzz seed 514)
+    "stride-5-dilated-2x1": ([(1, 4, 64, 16)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((8, 4, 3, 3))), strides=[5, 5], dilations=[2, 1],
+                                                                                   pads=[2, 1, 1, 0])), "strided_dilated_equal"), "conv-stride"),
+    "stride-4-runtime-weight": ([(1, 3, 1, 50), (4, 3, 1, 7)], lambda e, x, w: _named(e.add(ane.ConvOp(x, w, strides=[1, 4])), "strided_runtime"),
+                                "conv-stride"),
+    # 160 channels in 2 phases are past PHASE_CHANNELS: the phase convs (taps 0, 2, 4 and 1, 3) are summed
+    "stride-4-dilated-2-wide": ([(1, 160, 1, 40)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((8, 160, 1, 5))), strides=[1, 4], dilations=[1, 2])),
+                                                                       "strided_wide"), "conv-stride"),
     "patchify-16": ([(1, 3, 64, 64)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((32, 3, 16, 16))), strides=[16, 16])), "patchify"), "conv-kernel-width"),
     "pool-stride-3": ([(1, 2, 17, 17)], lambda e, x: _named(e.add(ane.AvgPoolOp(x, [3, 3], [3, 3], [1, 1, 1, 1])), "pooled"), "pool-stride"),
     "resize-4mb": ([(1, 64, 64, 128)], lambda e, x: _named(e.add(ane.ResizeOp(x, (1, 64, 128, 256), "bilinear", [2.0, 2.0])), "big_resize"),
@@ -84,7 +92,7 @@ def test_over_limit_op_compiles_to_legal_tiles_that_compute_the_same(case: str) 
     assert_same_results(before, after, rtol=2e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize("case", ["stride-17x5-dilated", "stride-5-grouped"])
+@pytest.mark.parametrize("case", ["stride-17x5-dilated", "stride-5-grouped", "stride-4-dilated-2-wide", "stride-5-dilated-2x1"])
 def test_large_strides_compute_only_the_outputs_kept(case: str) -> None:
     """Issue 17: strides past 2 that space-to-depth cannot take (unequal, dilated, grouped) were run at
     stride 1 and subsampled: s_h·s_w times the MACs (a thousand times for 23×23) and as large a tensor."""
@@ -95,6 +103,54 @@ def test_large_strides_compute_only_the_outputs_kept(case: str) -> None:
     assert macs[1] <= macs[0]
     assert max(math.prod(shape_of(r)) for op in after.walk() if isinstance(op, ane.ConvOp) for r in op.results) \
         <= max(math.prod(shape_of(r)) for op in before.walk() if isinstance(op, ane.ConvOp) for r in op.results)
+
+
+def _pitch_conv(time_on_height: bool, frames: int = 1024, taps: int = 512, stride: int = 4, out: int = 16):
+    """A pitch tracker's first layer: 1 channel, a `taps`-tap kernel at `stride`, "same" padding, written
+    as (K, 1) on (N, C, T, 1) or (1, K) on (N, C, 1, T)."""
+    def oriented(v: int, other: int = 1) -> list[int]:
+        return [v, other] if time_on_height else [other, v]
+
+    pad = (taps - stride) // 2
+    return [(1, 1, *oriented(frames))], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_w((out, 1, *oriented(taps)))), strides=oriented(stride),
+                                                                             pads=oriented(pad, 0) * 2)), "pitch_conv1")
+
+
+@pytest.mark.parametrize("time_on_height", [False, True], ids=["1xK", "Kx1"])
+def test_a_few_channel_wide_kernel_strided_conv_is_one_conv_over_its_stride_phases(time_on_height: bool) -> None:
+    """Issue 23: a 1-channel 512-tap stride-4 conv was 512 one-tap strided windows, summed (a thousand
+    tiles). Its 4 stride phases, concatenated, are 4 channels of a 128-tap stride-1 conv; the kernel limit
+    cuts that into blocks whose shifted windows, concatenated again, are the channels of one conv: the
+    gathered windows as one matrix product, whichever axis the time runs along."""
+    m1 = get_target("m1")
+    before = segment_graph(*_pitch_conv(time_on_height))
+    after = run_pass(before, TilePass(target="m1"))
+    limit = m1.limits.max_kernel_height.value if time_on_height else m1.limits.max_kernel_width_fp16.value
+    blocks = math.ceil(512 / 4 / limit)
+    (conv,) = ops_named(after, "ane.conv")
+    assert shape_of(conv.input)[1] == 4 * blocks and max(conv.kernel()) == math.ceil(512 / 4 / blocks)
+    assert len(ops_named(after, "ane.slice")) == 4 + blocks  # a window per phase, then one per kernel block
+    assert not ops_named(after, "ane.add")
+    assert_same_results(before, after, rtol=2e-4, atol=2e-4)
+    assert_same_results(before, after, rtol=1e-2, precision="f16")
+
+
+def test_a_few_channel_wide_kernel_strided_conv_compiles_to_few_tiles_that_match_onnxruntime() -> None:
+    """The same conv through the whole pipeline: few tiles, and the simulated ANE agrees with onnxruntime."""
+    import onnxruntime
+
+    rng = np.random.default_rng(0)
+    weight = _w((16, 1, 1, 512))
+    node = helper.make_node("Conv", ["frame", "w"], ["y"], name="conv1", kernel_shape=[1, 512], strides=[1, 4], pads=[0, 254, 0, 254])
+    graph = helper.make_graph([node], "pitch", [helper.make_tensor_value_info("frame", TensorProto.FLOAT, [1, 1, 1, 1024])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 1, 256])], [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    compiled = anec.compile(model, target="m1", emit="descriptors")
+    assert next(r for r in compiled.report.ops if r.name == "conv1").tiles <= 48
+    feeds = {"frame": rng.standard_normal((1, 1, 1, 1024)).astype(np.float32)}
+    (want,) = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = compiled.run(feeds)["y"]
+    assert np.linalg.norm(got.astype(np.float64) - want) / np.linalg.norm(want) <= 2e-3
 
 
 def test_limits_of_the_target_decide_what_is_tiled() -> None:

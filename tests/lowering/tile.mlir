@@ -15,6 +15,25 @@ func.func @stride4(%in: tensor<1x3x16x16xf32>) -> tensor<1x8x4x4xf32> {
   func.return %r : tensor<1x8x4x4xf32>
 }
 
+// Stride 4 along W only, a 1-channel 1x16 kernel: the input is read in 4 stride phases (phase a
+// reads columns a, a+4, ...), concatenated to 4 channels for one stride-1 conv of 4 taps whose
+// channel a holds taps a, a+4, a+8, a+12 -- not 16 one-tap windows.
+// CHECK-LABEL: func.func @stride4_phases
+// CHECK:         %[[P0:.*]] = ane.slice %x {{.*}}starts = array<i64: 0, 0, 0, 0>, ends = array<i64: 1, 1, 1, 61>, steps = array<i64: 1, 1, 1, 4>} : (tensor<1x1x1x64xf32>) -> tensor<1x1x1x16xf32>
+// CHECK:         %[[P3:.*]] = ane.slice %x {{.*}}starts = array<i64: 0, 0, 0, 3>, ends = array<i64: 1, 1, 1, 64>, steps = array<i64: 1, 1, 1, 4>} : (tensor<1x1x1x64xf32>) -> tensor<1x1x1x16xf32>
+// CHECK:         %[[C:.*]] = ane.concat %[[P0]], %{{.*}}, %{{.*}}, %[[P3]] {{.*}} -> tensor<1x4x1x16xf32>
+// CHECK:         ane.conv %[[C]], %{{.*}} {ane.name = "phased#tile{{.*}}", ane.tile_of = "phased", strides = array<i64: 1, 1>{{.*}} : (tensor<1x4x1x16xf32>, tensor<8x4x1x4xf32>) -> tensor<1x8x1x13xf32>
+// CHECK-NOT:     ane.conv
+func.func @stride4_phases(%in: tensor<1x1x1x64xf32>) -> tensor<1x8x1x13xf32> {
+  %r = ane.segment(%in) : (tensor<1x1x1x64xf32>) -> tensor<1x8x1x13xf32> {
+  ^bb0(%x: tensor<1x1x1x64xf32>):
+    %w = ane.const dense<0.1> : tensor<8x1x1x16xf32>
+    %c = ane.conv %x, %w {ane.name = "phased", strides = array<i64: 1, 4>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x1x1x64xf32>, tensor<8x1x1x16xf32>) -> tensor<1x8x1x13xf32>
+    ane.yield %c : tensor<1x8x1x13xf32>
+  }
+  func.return %r : tensor<1x8x1x13xf32>
+}
+
 // A pool with stride 3 pools at stride 1 and keeps every third output.
 // CHECK-LABEL: func.func @pool_stride3
 // CHECK:         %[[P:.*]] = ane.max_pool %x {ane.name = "pool#tile0", ane.tile_of = "pool", kernel = array<i64: 3, 3>, strides = array<i64: 1, 1>{{.*}} -> tensor<1x2x7x7xf32>
@@ -28,14 +47,17 @@ func.func @pool_stride3(%in: tensor<1x2x9x9xf32>) -> tensor<1x2x3x3xf32> {
   func.return %r : tensor<1x2x3x3xf32>
 }
 
-// A 1x17 kernel (fp16 limit 13 on the M1) is the sum of a 1x9 and a 1x8 conv over shifted windows;
-// the ReLU moves after the sum.
+// A 1x17 kernel (fp16 limit 13 on the M1) on 2 channels: blocks of 9 and 8 taps read shifted
+// windows (the input padded one more column, where the 8-tap block's ninth tap is zero), which
+// concatenated are the 4 channels of one 1x9 conv; the ReLU stays in its epilogue.
 // CHECK-LABEL: func.func @wide_kernel
 // CHECK:         %[[P:.*]] = ane.pad %x {{.*}}pads = array<i64: 0, 0, 0, 8, 0, 0, 0, 8>
-// CHECK:         %[[A:.*]] = ane.conv %{{.*}}, %{{.*}} {{.*}} : (tensor<1x2x1x28xf32>, tensor<4x2x1x9xf32>) -> tensor<1x4x1x20xf32>
-// CHECK:         %[[B:.*]] = ane.conv %{{.*}}, %{{.*}} {{.*}} : (tensor<1x2x1x27xf32>, tensor<4x2x1x8xf32>) -> tensor<1x4x1x20xf32>
-// CHECK-NEXT:    %[[S:.*]] = ane.add %[[A]], %[[B]] {ane.name = "smear#tile{{.*}}", ane.tile_of = "smear"}
-// CHECK-NEXT:    ane.relu %[[S]] {ane.name = "smear#tile{{.*}}", ane.tile_of = "smear"}
+// CHECK:         %[[E:.*]] = ane.pad %[[P]] {{.*}}pads = array<i64: 0, 0, 0, 0, 0, 0, 0, 1>
+// CHECK:         %[[A:.*]] = ane.slice %[[E]] {{.*}}starts = array<i64: 0, 0, 0, 0>{{.*}} -> tensor<1x2x1x28xf32>
+// CHECK:         %[[B:.*]] = ane.slice %[[E]] {{.*}}starts = array<i64: 0, 0, 0, 9>{{.*}} -> tensor<1x2x1x28xf32>
+// CHECK:         %[[C:.*]] = ane.concat %[[A]], %[[B]] {{.*}} -> tensor<1x4x1x28xf32>
+// CHECK:         ane.conv %[[C]], %{{.*}} {{.*}}activation = "relu"{{.*}} : (tensor<1x4x1x28xf32>, tensor<4x4x1x9xf32>) -> tensor<1x4x1x20xf32>
+// CHECK-NOT:     ane.add
 func.func @wide_kernel(%in: tensor<1x2x1x20xf32>) -> tensor<1x4x1x20xf32> {
   %r = ane.segment(%in) : (tensor<1x2x1x20xf32>) -> tensor<1x4x1x20xf32> {
   ^bb0(%x: tensor<1x2x1x20xf32>):
