@@ -741,8 +741,8 @@ def split_kernel(op: Operation, target: Target) -> list[Operation] | None:
             for i, (k0, _) in enumerate(corner):
                 window = p.slice(window, 2 + i, k0 * dilations[i], need[i] - (blocks[i][-1][0] - k0) * dilations[i])
             windows.append(window)
-            part = weight[(slice(None), slice(None), *(slice(k0, k1) for k0, k1 in corner))]
-            parts.append(np.pad(part, [(0, 0), (0, 0), *((0, size[i] - (k1 - k0)) for i, (k0, k1) in enumerate(corner))]))
+            block_weight = weight[(slice(None), slice(None), *(slice(k0, k1) for k0, k1 in corner))]
+            parts.append(np.pad(block_weight, [(0, 0), (0, 0), *((0, size[i] - (k1 - k0)) for i, (k0, k1) in enumerate(corner))]))
         gathered = p(ane.ConcatOp(windows, 1))
         folded = p.const(np.ascontiguousarray(np.concatenate(parts, axis=1)), op.weight)
         return p.replace(p(_copy_on(op, [gathered, folded, *op.operands[2:]], shape_of(op.result), pads=[0] * 2 * k)))
