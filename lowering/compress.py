@@ -141,6 +141,8 @@ def input_channel_means(module: ModuleOp, macs: list[Operation], declared: Input
         if (found := _activation(mac)) is not None:
             watched.setdefault(found[0], []).append((mac, found[1]))
     means: dict[Operation, np.ndarray] = {}
+    if not watched:
+        return means
 
     def record(value: SSAValue, array: np.ndarray) -> None:
         for mac, axis in watched.get(value, ()):
