@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from xdsl.dialects.builtin import Float16Type, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from anec.dialects import ane
@@ -44,6 +45,31 @@ def total_padding_bytes(module: Operation) -> int:
 
 def is_constant(value: SSAValue) -> bool:
     return isinstance(value.owner, ane.ConstOp)
+
+
+SELECTIONS = ("onnx.Gather", "aten.embedding.default")
+"""Host ops whose result holds values of their data operand (operand 0) unchanged: an embedding lookup."""
+
+
+def read_as_fp16_only(value: SSAValue) -> bool:
+    """Whether every value read from `value` is rounded to fp16 before any arithmetic uses it: it is only
+    the data of selections (`SELECTIONS`) whose results reach nothing but casts to fp16, across segment
+    edges. Such a float32 constant (an embedding table an ANE segment reads) can be stored in fp16:
+    selecting from the rounded table gives the same values as rounding the selected rows."""
+    if not value.uses:
+        return False
+    for use in value.uses:
+        op = use.operation
+        if isinstance(op, HostOp) and op.op_name.data in SELECTIONS and use.index == 0:
+            if not all(read_as_fp16_only(result) for result in op.results):
+                return False
+        elif isinstance(op, ane.SegmentOp):
+            if not read_as_fp16_only(op.body.block.args[use.index]):
+                return False
+        elif not (isinstance(op, ane.CastOp) and isinstance(op.result.type, TensorType)
+                  and isinstance(op.result.type.element_type, Float16Type)):
+            return False
+    return True
 
 
 def weight_operands(op: Operation) -> list[SSAValue]:

@@ -481,11 +481,12 @@ def fit_palette(sample: np.ndarray, bits: int, iterations: int = 1000) -> np.nda
     values = np.sort(np.asarray(sample, np.float64).reshape(-1))
     prefix = np.concatenate([[0.0], np.cumsum(values)])
     centers = np.quantile(values, (np.arange(entries) + 0.5) / entries)
+    settled = 1e-7 * max(float(np.abs(values[[0, -1]]).max()) if values.size else 0.0, 1e-30)  # sorted: the ends hold the peak
     for _ in range(iterations):
         cuts = np.concatenate([[0], np.searchsorted(values, (centers[1:] + centers[:-1]) / 2), [values.size]])
         counts = np.diff(cuts)
         updated = np.where(counts > 0, np.diff(prefix[cuts]) / np.maximum(counts, 1), centers)
-        if np.allclose(updated, centers, rtol=0, atol=1e-7 * max(float(np.abs(values).max(initial=0.0)), 1e-30)):
+        if float(np.abs(updated - centers).max()) <= settled:
             break
         centers = np.sort(updated)
     return centers.astype(np.float16)

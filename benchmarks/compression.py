@@ -7,7 +7,11 @@ from its `quantize_dynamic`, and anec's own `--compress`, beside coremltools' `p
 
 Per model and chip it prints the package's weight bytes and the `.anec` file's bytes against the fp16
 ones, the simulated output's cosine against onnxruntime running the same (quantized or float) model,
-and compile times.
+and compile times. For every `--compress` mode it also runs coremltools' equivalent
+(`linear_quantize_weights`, `palettize_weights` — k-means when scikit-learn is installed, else
+uniform —, `prune_weights`) on anec's fp16 package of the same model, runs the result with the test
+MIL interpreter, and ends with a table of both side by side: size, time, cosine against float32, and
+anec's compile time (and its ane-compress pass alone) over coremltools' compression time.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,32 +87,76 @@ def quantize_integer_ops(source: Path, out: Path) -> Path:
 
 QUANTIZERS = {"qdq": quantize, "dynamic": lambda source, feeds, out: quantize_integer_ops(source, out)}
 """onnxruntime's quantization tools, each a row compared with onnxruntime running the quantized model."""
-MODES = (*QUANTIZERS, *COMPRESSORS, "coremltools")
+MODES = (*QUANTIZERS, *COMPRESSORS)
 
 
-def coremltools_side(package: Path, folder: Path) -> list[tuple[str, int, float]]:
-    """(mode, weight bytes, seconds) of coremltools' own compression of anec's fp16 package."""
-    import coremltools as ct
+def kmeans_available() -> bool:
+    """coremltools' k-means palettizer needs scikit-learn; without it the uniform palettizer stands in."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def coremltools_equivalent(mode: str) -> tuple[str, Any, Callable[..., Any]]:
+    """(label, config, function) of coremltools' `coremltools.optimize.coreml` doing what `--compress mode` does."""
     import coremltools.optimize.coreml as cto
 
-    rows = []
-    model = ct.models.MLModel(str(package), skip_model_load=True)
-    for mode, config, compress in (
-        ("ct palettize4 (uniform: its k-means needs scikit-learn)", cto.OptimizationConfig(cto.OpPalettizerConfig(mode="uniform", nbits=4)), cto.palettize_weights),
-        ("ct int8", cto.OptimizationConfig(cto.OpLinearQuantizerConfig(mode="linear_symmetric")), cto.linear_quantize_weights),
-    ):
-        start = time.perf_counter()
-        out = compress(model, config)
-        seconds = time.perf_counter() - start
-        path = folder / f"ct-{len(rows)}.mlpackage"
-        out.save(str(path))
-        rows.append((mode, weight_bytes(path), seconds))
-    return rows
+    palette = "kmeans" if kmeans_available() else "uniform"
+    found = {
+        "int8": ("linear_quantize_weights symmetric per channel", cto.OpLinearQuantizerConfig(mode="linear_symmetric"),
+                 cto.linear_quantize_weights),
+        "int8-block": ("linear_quantize_weights per block of 32", cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", granularity="per_block", block_size=32), cto.linear_quantize_weights),
+        "palettize4": (f"palettize_weights {palette} 4-bit", cto.OpPalettizerConfig(mode=palette, nbits=4), cto.palettize_weights),
+        "palettize6": (f"palettize_weights {palette} 6-bit", cto.OpPalettizerConfig(mode=palette, nbits=6), cto.palettize_weights),
+        "prune50": ("prune_weights magnitude 50%", cto.OpMagnitudePrunerConfig(target_sparsity=0.5), cto.prune_weights),
+    }
+    label, config, function = found[mode]
+    return label, cto.OptimizationConfig(global_config=config), function
 
 
-def run(name: str, chips: list[str], modes: list[str], simulate: bool) -> None:
+@dataclass(frozen=True)
+class Side:
+    """One tool's compression of one model: weight bytes against fp16, seconds, cosine against float32."""
+
+    size: float
+    seconds: float
+    cosine: float | None
+
+    def cells(self) -> list[str]:
+        return [f"{self.size:.3f}x", f"{self.seconds:.1f}", "-" if self.cosine is None else f"{self.cosine:.5f}"]
+
+
+def coremltools_side(mode: str, fp16_package: Path, base: int, folder: Path, feeds: dict[str, np.ndarray],
+                     expected: np.ndarray | None) -> tuple[str, Side]:
+    """coremltools' compression of anec's fp16 package in `mode`'s equivalent, timed alone (the model is
+    loaded first), its output run by the test MIL interpreter."""
+    import coremltools as ct
+
+    from tests.emit.mil_interpreter import load_package
+    from tests.emit.support import run_emitted
+
+    label, config, compress = coremltools_equivalent(mode)
+    model = ct.models.MLModel(str(fp16_package), skip_model_load=True)
+    start = time.perf_counter()
+    out = compress(model, config)
+    seconds = time.perf_counter() - start
+    path = folder / f"ct-{mode}.mlpackage"
+    out.save(str(path))
+    similarity = None
+    if expected is not None:
+        (got,) = run_emitted(load_package(path), feeds).values()
+        similarity = cosine(got, expected)
+    return label, Side(weight_bytes(path) / base, seconds, similarity)
+
+
+def run(name: str, chips: list[str], modes: list[str], simulate: bool, against_coremltools: bool) -> list[list[str]]:
+    """Print each row as it is measured; returns the anec-versus-coremltools table's rows."""
     source = zoo.onnx_model(name)
     feeds = zoo.inputs(name)
+    table: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         expected = {"float": onnxruntime_output(source, feeds)} if simulate else {}
@@ -120,7 +171,8 @@ def run(name: str, chips: list[str], modes: list[str], simulate: bool) -> None:
         for chip in chips:
             fp16_package = folder / f"fp16-{chip}.mlpackage"
             start = time.perf_counter()
-            fp16 = anec.compile(source, target=chip)
+            # iOS 18: coremltools' blockwise quantization needs it; fp16 weights are the same bytes
+            fp16 = anec.compile(source, target=chip, deployment_target="ios18")
             fp16.save(fp16_package)
             base, base_s = weight_bytes(fp16_package), time.perf_counter() - start
             base_program = len(fp16.program_bytes)
@@ -132,17 +184,40 @@ def run(name: str, chips: list[str], modes: list[str], simulate: bool) -> None:
                 compiled = anec.compile(model, target=chip, deployment_target="ios18" if label == "int8-block" else "ios17", **options)
                 package = compiled.save(folder / f"{label}-{chip}.mlpackage")
                 seconds = time.perf_counter() - start
-                line = (f"{name} {chip} {label}: {weight_bytes(package) / base:.3f}x fp16 weight bytes, "
-                        f".anec {len(compiled.program_bytes) / base_program:.3f}x, compiled in {seconds:.1f} s")
+                size = weight_bytes(package) / base
+                line = f"{name} {chip} {label}: {size:.3f}x fp16 weight bytes, .anec {len(compiled.program_bytes) / base_program:.3f}x, compiled in {seconds:.1f} s"
+                similarity = None
                 if simulate:
                     (simulated,) = compiled.run(feeds).values()
-                    line += f", cosine vs onnxruntime ({reference}) {cosine(simulated, expected[reference]):.5f}"
+                    similarity = cosine(simulated, expected[reference])
+                    line += f", cosine vs onnxruntime ({reference}) {similarity:.5f}"
                     if reference != "float":  # how far onnxruntime's own quantized model is from the float one
                         line += f" (vs float {cosine(simulated, expected['float']):.5f}; onnxruntime's {cosine(expected[reference], expected['float']):.5f})"
                 print(line + f"; {compiled.report.weight_summary}", flush=True)
-            if "coremltools" in modes:
-                for mode, size, seconds in coremltools_side(fp16_package, folder):
-                    print(f"{name} {chip} {mode}: {size / base:.3f}x fp16 weight bytes, in {seconds:.1f} s (after anec's fp16 compile)")
+                if label in COMPRESSORS and against_coremltools:
+                    pass_seconds = compiled.report.stats.get("pass_seconds", {})
+                    compress_s = pass_seconds.get("ane-compress", float("nan")) if isinstance(pass_seconds, dict) else float("nan")
+                    ours = Side(size, seconds, similarity)
+                    tool, theirs = coremltools_side(label, fp16_package, base, folder, feeds, expected.get("float"))
+                    table.append([name, chip, label, *ours.cells(), f"{compress_s:.1f}", *theirs.cells(),
+                                  f"{seconds / theirs.seconds:.2f}", f"{compress_s / theirs.seconds:.2f}", tool])
+                    print("  coremltools " + " | ".join(table[-1][-1:] + theirs.cells()), flush=True)
+                del compiled
+    return table
+
+
+TABLE_HEADER = ["model", "chip", "mode", "anec size", "anec compile s", "anec cosine", "ane-compress s",
+                "ct size", "ct s", "ct cosine", "anec compile / ct", "ane-compress / ct", "coremltools"]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    """anec's compile beside coremltools' compression, per mode (cosines against float32 onnxruntime:
+    anec's simulated, coremltools' package run by the test MIL interpreter; ct seconds: its
+    compression call alone, on anec's fp16 package)."""
+    print("| " + " | ".join(TABLE_HEADER) + " |")
+    print("|" + "---|" * len(TABLE_HEADER))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 def main() -> None:
@@ -151,12 +226,14 @@ def main() -> None:
     parser.add_argument("--chips", default="m1,m4")
     parser.add_argument("--modes", default=",".join(MODES), help=f"rows to run, of {', '.join(MODES)} (default: all)")
     parser.add_argument("--no-simulate", action="store_true", help="sizes and times only")
+    parser.add_argument("--no-coremltools", action="store_true", help="skip coremltools' side of each --compress mode")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if unknown := sorted(set(modes) - set(MODES)):
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    for name in args.models:
-        run(name, args.chips.split(","), modes, not args.no_simulate)
+    table = [row for name in args.models for row in run(name, args.chips.split(","), modes, not args.no_simulate, not args.no_coremltools)]
+    if table:
+        print_table(table)
 
 
 if __name__ == "__main__":

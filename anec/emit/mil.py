@@ -27,6 +27,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import Float16Type, IntegerType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
+from anec.analysis import read_as_fp16_only
 from anec.compression import (
     AffineWeight,
     BlockAffineWeight,
@@ -167,8 +168,10 @@ class Lowering:
                 raise AnecError(f"{value} is used before it is defined")
             dtype = mil_dtype(value)
             if const.handle is not None:
-                key = (const.handle.data, dtype)
                 weight = compressed_of(const, self.store)
+                if dtype == types.fp32 and read_as_fp16_only(const.result):
+                    dtype = types.fp16  # an embedding table the ANE reads in fp16: stored once, at half the bytes
+                key = (const.handle.data, dtype)
                 if key in self.weights:
                     pass
                 elif weight is not None and dtype in (types.fp16, types.fp32):

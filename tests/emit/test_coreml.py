@@ -274,3 +274,26 @@ def test_an_onnx_top_k_compiled_for_the_m4_is_a_mil_topk_in_fp16(tmp_path: Path)
     values, indices = ReferenceEvaluator(model).run(None, {"x": x})
     assert got["indices"].tolist() == indices.tolist()
     assert got["values"].astype(np.float32).tolist() == values.tolist()
+
+
+@pytest.mark.parametrize("then_relu", [False, True])
+def test_an_embedding_table_is_stored_in_fp16_only_where_the_ane_reads_its_rows(then_relu: bool, tmp_path: Path):
+    """gather → relu runs the rows on the ANE in fp16, so the float32 table is stored in fp16 (rounding
+    the table then selecting equals selecting then rounding); a gather whose rows leave the model as
+    they are keeps the table in float32, exactly."""
+    from onnx import numpy_helper
+
+    table = np.random.default_rng(8).standard_normal((1000, 8)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["rows" if then_relu else "y"])]
+    if then_relu:
+        nodes.append(helper.make_node("Relu", ["rows"], ["y"]))
+    graph = helper.make_graph(nodes, "lookup", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8])], [numpy_helper.from_array(table, "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    program = emit_package(anec.compile(model, emit="coreml"), tmp_path / "lookup.mlpackage")
+    stored = sum(p.stat().st_size for p in (tmp_path / "lookup.mlpackage").rglob("weight.bin"))
+    assert (table.size * 2 <= stored < table.size * 3) if then_relu else stored >= table.size * 4
+    ids = np.random.default_rng(9).integers(0, 1000, (1, 16))
+    rows = table[ids]
+    expected = np.maximum(rows.astype(np.float16), 0) if then_relu else rows
+    assert run_emitted(program, {"ids": ids})["y"].astype(np.float32).tolist() == expected.astype(np.float32).tolist()

@@ -152,3 +152,47 @@ def _reference_all(model: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray
     import onnxruntime
 
     return onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bias correction: the expected output shift (W_q - W)·E[x] folded into the bias, E[x] measured on
+# seeded inputs from the model's input ranges (data-free)
+# ------------------------------------------------------------------------------------------------
+
+
+def _relu_then(kind: str, path: Path) -> Path:
+    """y = relu(x) · W: a 1x1 conv over [1, 64, 32, 32] or a matmul over [1, 1024, 64]; W is 64x64, and
+    relu(x) has a positive mean, so a changed weight shifts every output channel's mean."""
+    w = (np.random.default_rng(5).standard_normal((64, 64)) / 8).astype(np.float32)
+    if kind == "conv":
+        shape, weight = [1, 64, 32, 32], w.reshape(64, 64, 1, 1)
+        mac = onnx.helper.make_node("Conv", ["r", "w"], ["y"], name="mac")
+    else:
+        shape, weight = [1, 1024, 64], w
+        mac = onnx.helper.make_node("MatMul", ["r", "w"], ["y"], name="mac")
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["r"]), mac], "relu_mac",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                                   [onnx.numpy_helper.from_array(weight, "w")])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["conv", "matmul"])
+@pytest.mark.parametrize("mode", ["palettize6", "prune50"])
+def test_the_expected_output_shift_of_a_compressed_weight_is_folded_into_the_bias(kind: str, mode: str, tmp_path: Path) -> None:
+    from anec.lowering.compress import compress
+
+    model = _relu_then(kind, tmp_path / "m.onnx")
+    weight = onnx.numpy_helper.to_array(onnx.load(model).graph.initializer[0])
+    channels = 1 if kind == "conv" else -1
+    matrix = weight.reshape(64, 64) if kind == "conv" else weight.T  # [out, in]
+    delta = compress(matrix, mode, 0, 1).fp16().astype(np.float32) - matrix
+    uncorrected = delta @ np.full(64, 0.25)  # E[relu(x)] for x uniform on [-1, 1], the default input range
+    compiled = anec.compile(model, target="m1", emit="ir", compress=mode)
+    x = np.random.default_rng(6).uniform(-1, 1, compiled.ir.body.block.ops.first.args[0].type.get_shape()).astype(np.float32)
+    error = compiled.run({"x": x})["y"] - _reference(model, x)
+    shift = np.moveaxis(error, channels, -1).reshape(-1, 64).mean(axis=0)
+    assert np.abs(uncorrected).mean() > 3e-3  # the shift is there to correct
+    assert np.abs(shift).mean() < 0.2 * np.abs(uncorrected).mean()
+    assert not any(isinstance(op, ane.AddOp) for op in compiled.ir.walk())  # the correction is the MAC's bias, no op of its own
