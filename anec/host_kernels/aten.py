@@ -7,6 +7,7 @@ imports torch, so only models with ATen host ops load it.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +40,7 @@ def decode_arguments(op: HostOp, tensors: Sequence[torch.Tensor]) -> tuple[Any, 
     """The OpOverload and the keyword arguments a host op encodes (the inverse of `host_op`)."""
     namespace, name, overload = op.op_name.data.split(".")
     if namespace == "quantized_decomposed":
-        import torch.ao.quantization.fx._decomposed  # registers the namespace's ops (shipped with torch)
+        importlib.import_module("torch.ao.quantization.fx._decomposed")  # registers the namespace's ops (shipped with torch)
     target = getattr(getattr(getattr(torch.ops, namespace), name), overload)
     attrs = op.attrs.data
     kwargs = {arg.name: _decode(attrs[arg.name], "Tensor" in str(arg.type), tensors)
