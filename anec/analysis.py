@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from xdsl.dialects.builtin import Float16Type, TensorType
 from xdsl.ir import Operation, SSAValue
 
-from anec.dialects import ane
+from anec.dialects import ane, anehw
 from anec.dialects.ane import shape_of
 from anec.dialects.host import HostOp
 
@@ -54,8 +54,9 @@ SELECTIONS = ("onnx.Gather", "aten.embedding.default")
 def read_as_fp16_only(value: SSAValue) -> bool:
     """Whether every value read from `value` is rounded to fp16 before any arithmetic uses it: it is only
     the data of selections (`SELECTIONS`) whose results reach nothing but casts to fp16, across segment
-    edges. Such a float32 constant (an embedding table an ANE segment reads) can be stored in fp16:
-    selecting from the rounded table gives the same values as rounding the selected rows."""
+    edges and into ANE programs (whose ports are fp16). Such a float32 constant (an embedding table an
+    ANE segment reads) can be stored in fp16: selecting from the rounded table gives the same values
+    as rounding the selected rows."""
     if not value.uses:
         return False
     for use in value.uses:
@@ -66,6 +67,8 @@ def read_as_fp16_only(value: SSAValue) -> bool:
         elif isinstance(op, ane.SegmentOp):
             if not read_as_fp16_only(op.body.block.args[use.index]):
                 return False
+        elif isinstance(op, anehw.ProgramOp | anehw.CallOp):
+            continue  # a program's buffers hold fp16: the runtime rounds what it feeds them
         elif not (isinstance(op, ane.CastOp) and isinstance(op.result.type, TensorType)
                   and isinstance(op.result.type.element_type, Float16Type)):
             return False

@@ -16,6 +16,7 @@ from xdsl.ir import Attribute
 from xdsl.printer import Printer
 from xdsl.rewriter import Rewriter
 
+from anec.analysis import read_as_fp16_only
 from anec.compression import kernel_stream
 from anec.descriptors.program import (
     WEIGHT_SLOT,
@@ -103,7 +104,10 @@ def anec_file(module: ModuleOp, arch: str) -> AnecFile:
     host = {}
     for c in graph.walk():
         if isinstance(c, ane.ConstOp) and c.handle is not None:
-            host[c.handle.data] = np.asarray(const_value(c, store))
+            array = np.asarray(const_value(c, store))
+            if array.dtype == np.float32 and read_as_fp16_only(c.result):
+                array = array.astype(np.float16)  # an embedding table only ANE programs read: `check_graph` widens it back
+            host[c.handle.data] = array
             c.properties.pop("stored", None)  # the CPU reads the expansion, in the type the IR declares
     text = _print(graph)
     return AnecFile(arch, programs, text, host, source.data if isinstance(source, StringAttr) else "")

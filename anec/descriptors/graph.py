@@ -6,8 +6,9 @@ existing program with the right number and shapes of operands and results.
 
 from __future__ import annotations
 
+import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import Float32Type, ModuleOp
 from xdsl.parser import Parser
 
 from anec.context import make_context
@@ -52,6 +53,7 @@ def check_graph(model: AnecFile) -> ModuleOp:
         raise _fail("the graph section is not valid anec IR", str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
     if not any(isinstance(op, func.FuncOp) for op in module.ops):
         raise _fail("the graph has no function to run")
+    weights = dict(model.host_weights)
     for op in module.walk():
         if isinstance(op, anehw.CallOp):
             index = op.program.value.data
@@ -68,5 +70,7 @@ def check_graph(model: AnecFile) -> ModuleOp:
             array = model.host_weights.get(op.handle.data)
             if array is None or tuple(array.shape) != ane.shape_of(op.result):
                 raise _fail(f"host weight {op.handle.data!r} is missing or has another shape")
-    attach(module, WeightStore.from_arrays(model.host_weights))
+            if array.dtype == np.float16 and isinstance(ane.element_type_of(op.result), Float32Type):
+                weights[op.handle.data] = array.astype(np.float32)  # stored in fp16 because only ANE programs read it
+    attach(module, WeightStore.from_arrays(weights))
     return module

@@ -3,7 +3,10 @@ decode, simulate, and agree with onnxruntime within the simulator's acceptance b
 
 from __future__ import annotations
 
+import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 import anec
 from anec.descriptors.binary import decode, encode
@@ -35,3 +38,19 @@ def test_compiling_twice_gives_identical_files(tmp_path) -> None:
     first = anec.compile(str(path), emit="descriptors").save(tmp_path / "a.anec").read_bytes()
     second = anec.compile(str(path), emit="descriptors").save(tmp_path / "b.anec").read_bytes()
     assert first == second
+
+
+
+def test_an_embedding_table_only_ane_programs_read_is_stored_in_fp16_and_runs_the_same() -> None:
+    """bert-tiny's word embeddings: the CPU gathers rows that enter an ANE program, which rounds them
+    to fp16, so the file stores the table in fp16 (half the bytes) and the outputs do not move."""
+    path = zoo.onnx_model("bert-tiny", "legacy")
+    name = "model.embeddings.word_embeddings.weight"
+    file = decode(anec.compile(str(path), target="m1", emit="descriptors").program_bytes)
+    assert file.host_weights[name].dtype == np.float16 and file.host_weights[name].shape == (30522, 64)
+    feeds = zoo.inputs("bert-tiny")
+    from_fp16 = run_file(file, feeds)
+    original = next(numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if t.name == name)
+    file.host_weights[name] = original.astype(np.float32)
+    for output, value in run_file(file, feeds).items():
+        np.testing.assert_array_equal(value, from_fp16[output])
