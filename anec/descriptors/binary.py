@@ -261,7 +261,7 @@ def decode_program(data: memoryview, arch: str, index: int, validate: bool = Tru
     tasks = decode_tds(_Reader(read.bytes(td_offset, td_size), f"program {index} TD stream"), table, td_count, first_words)
     for task, name in zip(tasks, lines[1:]):
         task.name = name
-    program = Program(arch, buffers, tasks, bytes(read.bytes(weights_offset, weights_size)), lines[0])
+    program = Program(arch, buffers, tasks, read.bytes(weights_offset, weights_size), lines[0])
     if validate:
         _guard(read, "invalid program", lambda: validate_program(program))
     return program

@@ -270,7 +270,8 @@ class Program:
     arch: str
     buffers: list[Buffer]
     tasks: list[Task]
-    weights: bytes = b""
+    weights: bytes | memoryview = b""
+    """The weight section; decoded from a file, a view of the file's bytes (a 200 MB section is not copied)."""
     name: str = ""
 
     @property
