@@ -11,7 +11,9 @@ and compile times. For every `--compress` mode it also runs coremltools' equival
 (`linear_quantize_weights`, `palettize_weights` — k-means when scikit-learn is installed, else
 uniform —, `prune_weights`) on anec's fp16 package of the same model, runs the result with the test
 MIL interpreter, and ends with a table of both side by side: size, time, cosine against float32, and
-anec's compile time (and its ane-compress pass alone) over coremltools' compression time.
+anec's compile time (and its ane-compress pass alone) over coremltools' compression time — and over
+what a coremltools user pays in all: `ct.convert` of the model's `torch.export` program to an fp16
+package (timed once per model, as `benchmarks/coreml.py` does) plus the compression call.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from coreml import coremltools_seconds  # benchmarks/coreml.py, beside this script
 
 import anec
 from anec.compression import COMPRESSORS
@@ -159,6 +163,10 @@ def run(name: str, chips: list[str], modes: list[str], simulate: bool, against_c
     table: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        convert_s = float("nan")
+        if against_coremltools and set(modes) & set(COMPRESSORS):
+            convert_s, _ = coremltools_seconds(name, "ios18", folder / "ct-convert.mlpackage")
+            print(f"{name}: coremltools converts its torch.export program to an fp16 package in {convert_s:.1f} s", flush=True)
         expected = {"float": onnxruntime_output(source, feeds)} if simulate else {}
         rows: list[tuple[str, Path, dict[str, str], str]] = []
         for label, quantizer in QUANTIZERS.items():
@@ -200,20 +208,23 @@ def run(name: str, chips: list[str], modes: list[str], simulate: bool, against_c
                     ours = Side(size, seconds, similarity)
                     tool, theirs = coremltools_side(label, fp16_package, base, folder, feeds, expected.get("float"))
                     table.append([name, chip, label, *ours.cells(), f"{compress_s:.1f}", *theirs.cells(),
-                                  f"{seconds / theirs.seconds:.2f}", f"{compress_s / theirs.seconds:.2f}", tool])
+                                  f"{seconds / theirs.seconds:.2f}", f"{compress_s / theirs.seconds:.2f}",
+                                  f"{seconds / (convert_s + theirs.seconds):.2f}", tool])
                     print("  coremltools " + " | ".join(table[-1][-1:] + theirs.cells()), flush=True)
                 del compiled
     return table
 
 
 TABLE_HEADER = ["model", "chip", "mode", "anec size", "anec compile s", "anec cosine", "ane-compress s",
-                "ct size", "ct s", "ct cosine", "anec compile / ct", "ane-compress / ct", "coremltools"]
+                "ct size", "ct s", "ct cosine", "anec compile / ct", "ane-compress / ct", "anec compile / (ct convert + ct)",
+                "coremltools"]
 
 
 def print_table(rows: list[list[str]]) -> None:
     """anec's compile beside coremltools' compression, per mode (cosines against float32 onnxruntime:
     anec's simulated, coremltools' package run by the test MIL interpreter; ct seconds: its
-    compression call alone, on anec's fp16 package)."""
+    compression call alone, on anec's fp16 package; ct convert: `ct.convert` of the torch.export
+    program, what a coremltools user pays before compressing)."""
     print("| " + " | ".join(TABLE_HEADER) + " |")
     print("|" + "---|" * len(TABLE_HEADER))
     for row in rows:
