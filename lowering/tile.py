@@ -554,6 +554,7 @@ class TilePlanner:
     def __init__(self, target: Target):
         self.target = target
         self.plans: dict[tuple, list[Cut] | None] = {}
+        self.inherited: dict[tuple, list[Cut]] = {}  # signature: the rest of the plan of the op it is a piece of
 
     # -- what can be cut, and how finely ------------------------------------------------------------
 
@@ -635,7 +636,8 @@ class TilePlanner:
         """The cuts that bring `op` within every size limit, outermost first (None: no tile shape fits)."""
         key = _signature(op)
         if key not in self.plans:
-            self.plans[key] = self._solve(op)
+            hint = self.inherited.get(key)
+            self.plans[key] = hint if hint is not None and self.fits(op, hint) else self._solve(op)
         return self.plans[key]
 
     def _solve(self, op: Operation) -> list[Cut] | None:
@@ -672,11 +674,24 @@ class TilePlanner:
         cuts = self.plan(op)
         if not cuts:
             return None
-        first = cuts[0]
+        first, rest = cuts[0], cuts[1:]
         if first.axis == CONTRACTION:
             assert isinstance(op, ane.ConvOp | ane.MatmulOp)  # only they have a contraction to cut (`extent`)
-            return accumulate_input_channels(op, first.bounds())
-        return split_along(op, first.axis, first.bounds())
+            created = accumulate_input_channels(op, first.bounds())
+        else:
+            created = split_along(op, first.axis, first.bounds())
+        for piece in created or []:
+            self._inherit(piece, op, rest)
+        return created
+
+    def _inherit(self, piece: Operation, op: Operation, rest: list[Cut]) -> None:
+        """A piece of `op` is offered the rest of `op`'s plan: one `fits` on the piece itself confirms
+        it (the candidate pieces `_solve` judged can differ from the emitted ones, so the offer is
+        checked, not trusted) instead of a search per distinct piece (edge pieces of every size are
+        each a new signature). Only a piece of the same kind whose other axes keep their extents is
+        offered it."""
+        if piece.name == op.name and all(self.extent(piece, c.axis) == c.extent for c in rest):
+            self.inherited.setdefault(_signature(piece), rest)
 
 
 def _output_channel_axis(op: Operation) -> int:

@@ -21,6 +21,7 @@ from anec.dialects import ane
 from anec.dialects.ane import shape_of
 from anec.dialects.discardable import TILE_OF_ATTR
 from anec.legality import legality
+from anec.lowering import tile
 from anec.lowering.tile import placed_ops, tile_ops, verify_tiled
 from anec.targets import TARGETS, Target
 from anec.weights import attach, clone_module, store_of
@@ -211,3 +212,19 @@ def test_a_conv_stack_along_height_tiles_like_the_same_stack_along_width() -> No
     tiles = [sorted((r.name, r.tiles) for r in report.ops if r.name.startswith(("convolution", "max_pool")) and "#" not in r.name)
              for report in reports]
     assert any(count > 1 for _, count in tiles[0]) and tiles[0] == tiles[1]
+
+
+def test_pieces_take_the_rest_of_their_ops_plan_without_a_search(monkeypatch):
+    """A plan with two cuts: the pieces of the first cut are offered the second, confirmed by one `fits`,
+    so only the op itself is searched (each searched signature once)."""
+    solved: list[tuple] = []
+    search = tile.TilePlanner._solve
+    monkeypatch.setattr(tile.TilePlanner, "_solve", lambda self, op: solved.append(tile._signature(op)) or search(self, op))
+    target = next(t for t in TARGETS if t.aliases[0] == "m1")
+    module = segment_graph([(1, 1024, 64, 64)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_weights((512, 1024, 1, 1), 0))))))
+    (conv,) = [op for op in module.walk() if isinstance(op, ane.ConvOp)]
+    planner = tile.TilePlanner(target)
+    assert len(planner.plan(conv) or []) >= 2
+    pieces = [op for op in planner.tile(conv) or [] if isinstance(op, ane.ConvOp)]
+    assert [planner.plan(piece) for piece in pieces] == [planner.plan(conv)[1:]] * len(pieces)
+    assert solved == [tile._signature(conv)]
