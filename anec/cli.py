@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 
 COMMANDS = ("compile", "check", "explain", "report", "targets", "opt", "run", "profile", "dump")
 """Modules under anec.commands, in the order `anec --help` lists them."""
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # an anec bug, not a user mistake
         if debug:
             raise
-        print(f"anec: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+        print(f"anec: internal error: {first_line(e)} "
               "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
         return 1
 

@@ -27,10 +27,13 @@ class AnecError(Exception):
         return text.replace("\n", " ")
 
 
-def first_line(error: BaseException) -> str:
-    """`error` as one line: its type and the first line of its message (torch's are often many lines, or none)."""
+def first_line(error: BaseException, typed: bool = True) -> str:
+    """`error` as one line: its type and the first line of its message (torch's are often many lines,
+    or none; xDSL's go on to print the op). Untyped, the message line alone, or the type if it has none."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    return f"{type(error).__name__}: {lines[0]}" if typed else lines[0]
 
 
 class ImportFailure(AnecError):

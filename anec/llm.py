@@ -30,7 +30,7 @@ import torch
 
 from anec.analysis import ane_bytes
 from anec.emit.coreml import join_functions
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 from anec.integrations import dynamo
 from anec.pipeline import compile as compile_model
 from anec.pipeline import compile_targets
@@ -187,7 +187,7 @@ class CausalLM:
                     program = torch.export.export(step, tuple(inputs.values()), strict=False)
                 except Exception as e:
                     raise AnecError(f"the {name} step could not be exported", where="torch.export",
-                                    why=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+                                    why=first_line(e)) from e
             steps[name] = (program, inputs)
         return steps
 

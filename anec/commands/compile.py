@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from anec.compression import COMPRESSORS
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 from anec.targets import get_target
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def parse_freeze(text: str) -> tuple[str, Any]:
         try:
             return name, np.load(value, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise AnecError(f"--freeze {text!r}: cannot read {value}", why=str(e).splitlines()[0],
+            raise AnecError(f"--freeze {text!r}: cannot read {value}", why=first_line(e, typed=False),
                             hint="give a .npy file (numpy.save)") from None
     words = {"true": True, "false": False}
 
@@ -87,7 +87,7 @@ def load_example_inputs(path: str) -> dict[str, np.ndarray]:
         with archive:
             return {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as e:
-        raise AnecError(f"--example-inputs {path}: cannot read it", why=str(e).splitlines()[0] if str(e) else type(e).__name__,
+        raise AnecError(f"--example-inputs {path}: cannot read it", why=first_line(e, typed=False),
                         hint="give an .npz archive with one array per model input (numpy.savez(FILE, name=array, …))") from None
 
 
@@ -358,7 +358,7 @@ def load_sample(text: str) -> tuple[str, np.ndarray]:
     try:
         return name, np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise AnecError(f"--calibrate {text!r}: cannot read {path}", why=str(e).splitlines()[0], hint="give a .npy file (numpy.save)") from None
+        raise AnecError(f"--calibrate {text!r}: cannot read {path}", why=first_line(e, typed=False), hint="give a .npy file (numpy.save)") from None
 
 
 def _runs(ops: list[OpRecord], all_ops: bool) -> list[list[OpRecord]]:

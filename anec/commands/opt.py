@@ -18,7 +18,7 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 from anec.universe import ANEC_UNIVERSE
 
 
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         except ParseError as e:
             raise AnecError(e.msg, where=str(e.span.get_location())) from None
         except DiagnosticException as e:  # the input (or a pass's result) does not verify
-            raise AnecError(str(e).splitlines()[0], where=opt.get_input_name()) from None
+            raise AnecError(first_line(e, typed=False), where=opt.get_input_name()) from None
         except OSError as e:
             raise AnecError(f"cannot read {e.filename}", why=e.strerror or str(e)) from None
     sys.stdout.flush()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anec.commands.compile import parse_freeze
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 
 if TYPE_CHECKING:
     from anec.descriptors.program import AnecFile
@@ -42,7 +42,7 @@ def read_inputs(specs: list[str]) -> dict[str, np.ndarray]:
         try:
             inputs[name] = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise AnecError(f"cannot read input {name!r} from {file}", why=str(e).splitlines()[0] if str(e) else type(e).__name__,
+            raise AnecError(f"cannot read input {name!r} from {file}", why=first_line(e, typed=False),
                             hint="inputs are .npy files written by numpy.save") from None
     return inputs
 

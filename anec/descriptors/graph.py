@@ -14,7 +14,7 @@ from xdsl.parser import Parser
 from anec.context import make_context
 from anec.descriptors.program import AnecFile
 from anec.dialects import ane, anehw
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 from anec.weights import WeightStore, attach
 
 
@@ -50,7 +50,7 @@ def check_graph(model: AnecFile) -> ModuleOp:
         module = Parser(make_context(), model.graph, "graph").parse_module()
         module.verify()
     except Exception as e:  # the parser and verifier raise many types; all mean "malformed"
-        raise _fail("the graph section is not valid anec IR", str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+        raise _fail("the graph section is not valid anec IR", first_line(e, typed=False)) from None
     if not any(isinstance(op, func.FuncOp) for op in module.ops):
         raise _fail("the graph has no function to run")
     weights = dict(model.host_weights)

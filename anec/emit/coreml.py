@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from xdsl.dialects.builtin import ModuleOp
 
 from anec.emit.options import EmitOptions
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 from anec.interpreter import entry_function, input_names, output_names
 from anec.mlpackage import (
     INPUT_NAMES_KEY,
@@ -65,7 +65,7 @@ def core_ml_program(module: ModuleOp, deployment: str) -> tuple[Program, Deploym
         try:
             program._check_early_error_out_for_invalid_program()
         except ValueError as e:
-            raise AnecError("the model cannot be a Core ML program", why=str(e).splitlines()[0]) from e
+            raise AnecError("the model cannot be a Core ML program", why=first_line(e, typed=False)) from e
     return program, target
 
 

@@ -38,7 +38,7 @@ from anec.compression import (
 from anec.dialects import ane, host
 from anec.dialects.ane import as_tuple, shape_of
 from anec.dialects.discardable import NAME_ATTR
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 from anec.host_kernels import python_value, run_host_op
 from anec.interpreter import entry_function, input_names, output_names
 from anec.mlpackage import DeploymentTarget, mil_name
@@ -237,7 +237,7 @@ class Lowering:
         except AnecError:
             raise
         except (ValueError, TypeError, NotImplementedError, AssertionError, IndexError, KeyError) as e:
-            raise unsupported(op, f"coremltools rejects it ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+            raise unsupported(op, f"coremltools rejects it ({first_line(e, typed=False)})") from e
         produced = [produced] if isinstance(produced, Var) else list(produced)
         for op_result, var in zip(op.results, produced, strict=True):
             self.env[op_result] = self.conform(op, op_result, var)

@@ -24,7 +24,7 @@ from xdsl.ir import Attribute
 
 from anec.dialects.discardable import ARG_SLOTS_ATTR, CAPTURED_ATTR, RESULT_SLOTS_ATTR
 from anec.dialects.host import HostOp
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 from anec.registry import Registry
 from anec.weights import dense_to_numpy
 
@@ -85,7 +85,7 @@ def run_onnx(op: HostOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
         raise
     except Exception as e:  # onnx raises many types for an op it cannot build or run
         raise AnecError(f"onnx cannot run {op.op_name.data}", where="host op",
-                        why=str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+                        why=first_line(e, typed=False)) from None
 
 
 def _captured(op: HostOp) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 from onnx import GraphProto, ModelProto, NodeProto
 
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 
 ONNX_HINT = "check that the file is an .onnx model written by onnx.save or an exporter"
 
@@ -36,7 +36,7 @@ def read_model(model: str | Path | ModelProto) -> ModelProto:
             try:
                 onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
             except (OSError, ValueError, onnx.checker.ValidationError) as e:
-                raise AnecError("cannot load the model's external data", where=where, why=str(e).splitlines()[0],
+                raise AnecError("cannot load the model's external data", where=where, why=first_line(e, typed=False),
                                 hint="keep the .data file(s) next to the .onnx file, under the names the model records") from None
     validate(proto, where)
     return proto

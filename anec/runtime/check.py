@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from anec.agreement import COSINE_MIN, REL_L2_MAX, Error, error
-from anec.errors import AnecError
+from anec.errors import AnecError, first_line
 
 __all__ = ["COSINE_MIN", "REL_L2_MAX", "Error", "compare", "error", "reference_outputs"]
 
@@ -19,7 +19,7 @@ def reference_outputs(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str
     except AnecError:
         raise
     except Exception as e:  # the frameworks raise their own error types
-        raise AnecError(f"the reference framework cannot run {model}", why=str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        raise AnecError(f"the reference framework cannot run {model}", why=first_line(e, typed=False)) from None
 
 
 def _reference(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
