@@ -117,7 +117,7 @@ def reclassify(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     `classify`); rows that stopped early keep theirs (their exception is not re-derivable)."""
     out = []
     for r in rows:
-        if r.get("status") in ("ok", "fp16-mismatch", "wrong", "importer-wrong") and "sim" in r.get("errors", {}):
+        if r.get("status") in ("ok", "at-input-floor", "fp16-mismatch", "wrong", "importer-wrong") and "sim" in r.get("errors", {}):
             r = {**r, **classify(r["errors"], None)}
         out.append(r)
     return out

@@ -89,6 +89,21 @@ def test_classify_blames_the_earliest_route_that_went_wrong() -> None:
     assert evaluate.classify({"import-f32": good}, refused) == refused
 
 
+def test_an_fp16_miss_the_reference_shares_under_input_rounding_is_at_the_floor() -> None:
+    good = {"y": {"cosine": 1.0, "rel_l2": 1e-4, "max_abs": 1e-4}}
+    sim = {"y": {"cosine": 0.9996, "rel_l2": 3e-2, "max_abs": 0.6}}
+    routes = {"import-f32": good, "graph-f32": good, "interp-f16": sim, "sim": sim, "sim-vs-interp": good}
+    floor = {"y": {"cosine": 0.9997, "rel_l2": 2.5e-2, "max_abs": 0.5}}  # onnxruntime on fp16-rounded inputs
+    assert evaluate.classify({**routes, "input-f16": floor}, None)["status"] == "at-input-floor"
+    assert "onnxruntime itself" in evaluate.classify({**routes, "input-f16": floor}, None)["reason"]
+    far = {"y": {"cosine": 0.99999, "rel_l2": 1e-3, "max_abs": 0.01}}  # a stable model: its miss is anec's
+    assert evaluate.classify({**routes, "input-f16": far}, None)["status"] == "fp16-mismatch"
+    assert evaluate.classify(routes, None)["status"] == "fp16-mismatch"  # integer inputs: no floor measured
+    # a hardware-path bug is never excused by the floor
+    wrong = {**routes, "interp-f16": good, "sim-vs-interp": sim, "input-f16": floor}
+    assert evaluate.classify(wrong, None)["status"] == "wrong"
+
+
 def _tiny_model(path: Path, op: str = "Relu") -> None:
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.random.default_rng(0).standard_normal(108).tolist())
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node(op, ["c"], ["y"])]
@@ -105,7 +120,7 @@ def test_evaluate_runs_every_route_on_a_cached_model(tmp_path: Path, monkeypatch
     _tiny_model(entry.file)
     record = evaluate.evaluate(entry, "m1")
     assert record["status"] == "ok", record
-    assert set(record["errors"]) == {"import-f32", "graph-f32", "interp-f16", "sim", "sim-vs-interp"}
+    assert set(record["errors"]) == {"input-f16", "import-f32", "graph-f32", "interp-f16", "sim", "sim-vs-interp"}
     assert record["ane_flops_fraction"] > 0.9 and record["coreml_saved"]
 
 
