@@ -344,10 +344,12 @@ def _without_onednn() -> Iterator[None]:
 
 def watch_dynamo() -> None:
     """Warn when Dynamo keeps work from the backend (see `FIXES`). Idempotent; called on import and
-    by every backend call, since `torch._dynamo.reset()` drops Dynamo's callbacks."""
+    by every backend call, since `torch._dynamo.reset()` drops Dynamo's callbacks. Their absence is
+    how a reset shows: the static graphs of the frames before it go too (frame ids start again)."""
     from torch._dynamo.callback import callback_handler
 
     if _check_skipped_rnn not in callback_handler.end_callbacks:
+        STATIC_GRAPHS.clear()
         callback_handler.register_end_callback(_check_skipped_rnn)
     limit_log = logging.getLogger("torch._dynamo.convert_frame")
     if _RECOMPILE_LIMIT not in limit_log.filters:

@@ -236,6 +236,16 @@ def test_each_graph_of_a_graph_break_compiles_each_size_once_without_warnings() 
     assert all(r.fallback is None and r.partitions >= 1 for r in dynamo.REPORTS)
 
 
+def test_a_dynamo_reset_forgets_the_static_graphs_of_its_frames() -> None:
+    with torch.no_grad():
+        torch.compile(GraphBreak2D().eval(), backend="anec")(torch.randn(3, 16))
+    assert dynamo.STATIC_GRAPHS  # kept for the dynamic graph Dynamo compiles next for these frames
+    torch._dynamo.reset()  # frame ids start again: another function's frame would find them
+    with torch.no_grad():
+        torch.compile(HostOpInTheMiddle().eval(), backend="anec")(torch.randn(3, 16))
+    assert [len(graphs) for graphs in dynamo.STATIC_GRAPHS.values()] == [1]  # only the new function's graph
+
+
 def test_recompiling_for_each_new_shape_warns_once_with_the_fix() -> None:
     messages = fallback_messages(HostOpInTheMiddle().eval(), [3, 5, 7], dynamic=False)
     assert len(messages) == 1 and "recompiles this code for each new input shape" in messages[0]
