@@ -158,7 +158,9 @@ def report(rows: list[dict[str, Any]]) -> str:
         "Reproduce: `python -m tests.wild.fetch && python benchmarks/wild.py run --targets m1,m4 && "
         "python benchmarks/wild.py report`; tests: `pytest -m wild tests/wild`.",
         "",
-        "Statuses: **ok**; **fp16-mismatch** (simulator agrees with the fp16 interpreter, both off onnxruntime); "
+        "Statuses: **ok**; **at-input-floor** (off onnxruntime by no more than 1.5× what onnxruntime itself moves "
+        "when only its inputs are rounded to fp16, as the ANE's are); **fp16-mismatch** (simulator agrees with the fp16 "
+        "interpreter, both off onnxruntime); "
         "**wrong** (anec's own routes disagree: a graph pass at f32, or simulator vs interpreter); "
         "**importer-wrong** (the imported IR at f32 is already off); **refused** (an AnecError); "
         "**crash** (any other exception); **timeout**. *fp16 warnings*: how many the ane-fp16 pass "

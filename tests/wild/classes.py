@@ -41,12 +41,16 @@ def _domain(used: bool) -> Callable[[Record], bool]:
     return match
 
 
-def _fp16(overflow: bool) -> Callable[[Record], bool]:
+def _fp16(kind: str) -> Callable[[Record], bool]:
+    """An fp16 miss by what its warnings name first: values past fp16's range, values below its
+    smallest subnormal, else rounding."""
     def match(r: Record) -> bool:
         if r.get("status") != "fp16-mismatch":
             return False
-        over = any("65504" in w or "32768" in w for w in r.get("fp16_warnings", []))
-        return over == overflow
+        warnings = r.get("fp16_warnings", [])
+        found = ("overflow" if any("65504" in w or "32768" in w for w in warnings)
+                 else "underflow" if any("underflow" in w for w in warnings) else "rounding")
+        return found == kind
     return match
 
 
@@ -111,11 +115,23 @@ CLASSES: list[FailureClass] = [
                  "exports) and dense layers reaching 1e5-1e6. anec warns when calibrated on the inputs, but "
                  "compiles anyway and the answer is wrong. Fix idea: rewrite ReduceSum(x²)/n as a mean of "
                  "pre-scaled values, or keep such reductions on the CPU.",
-                 "sum_of_squares_layernorm", _fp16(overflow=True)),
+                 "sum_of_squares_layernorm", _fp16("overflow")),
+    FailureClass("fp16-underflow", "fp16-mismatch", "ane-fp16 (a constant or value below fp16's smallest subnormal)",
+                 "A guard constant fp16 cannot hold: the log of a spectrogram's power written log(x + 1e-10) "
+                 "(basic-pitch's normalized_log) loses its 1e-10 to zero, so silent bins give log(0). anec proves "
+                 "and names the underflow when calibrated; --precision auto moves the log to the CPU, which "
+                 "brings cosine from 0.80 to 0.97, not to the bar: the CQT convolutions before it also underflow.",
+                 None, _fp16("underflow")),
     FailureClass("fp16-rounding", "fp16-mismatch", "ane-fp16 (accumulated rounding)",
                  "No tensor leaves fp16's range; rounding accumulated through a deep MobileNetV3 leaves small "
                  "logits (two-class orientation, softmax over 6,625 characters) 1-2% off in relative L2.",
-                 None, _fp16(overflow=False)),
+                 None, _fp16("rounding")),
+    FailureClass("requantization-floor", "at-input-floor", "fp16 (the model's own sensitivity)",
+                 "A model that re-quantizes its activations (DynamicQuantizeLinear before ConvInteger and "
+                 "MatMulInteger) rounds to integers at every layer: onnxruntime's own output moves as far when "
+                 "only its inputs are rounded to fp16 as when anec runs the whole model in fp16. No fp16 "
+                 "compiler can do better; what anec computes is as close as the reference is to itself.",
+                 None, lambda r: r.get("status") == "at-input-floor"),
     FailureClass("resize-empty-roi", "Core ML refused", "import (empty-tensor guard) -> emit-coreml",
                  "A Resize whose `roi` input is an empty initializer (paddle2onnx) trips the importer's "
                  "'empty tensors stay on the CPU' guard, so it stays an onnx.Resize host op (the simulator "
