@@ -21,8 +21,11 @@ largest piece that keeps every tensor, kernel and input window (with its halo) o
 every limit at once, as the legality predicate judges a candidate piece built detached; the axes the
 hardware streams worst (width, then batch, then channels, then the contraction, whose pieces must be
 summed) are kept as whole as cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel
-lanes and groups. Each piece reads only its window of the inputs and the pieces are concatenated (or
-summed). A piece is cut again only while it holds strictly less than the op it came from, so the
+lanes and groups. A conv or matmul that this order would cut along batch or width is also planned
+with its contraction cut first, and the plan that emits fewer ops is kept: when the kernel fills the
+kernel memory, every batch or width piece reloads the weights, while fewer input channels shrink
+both the input and the kernel per output channel. Each piece reads only its window of the inputs
+and the pieces are concatenated (or summed). A piece is cut again only while it holds strictly less than the op it came from, so the
 pass always ends; an op no tile shape fits is left for the verifier.
 
 At the end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises
@@ -604,7 +607,9 @@ class TilePlanner:
     keeping whole the axes the hardware streams worst (width, then batch, then channels) and cutting
     rows first, as the hardware's own compiler does. Feasibility is decided by the legality
     predicate itself on the candidate pieces, built detached and discarded; it only shrinks as a
-    piece does, so each axis is a binary search. Ops with the same shapes and properties share a plan."""
+    piece does, so each axis is a binary search (whole first: most axes stay whole), in whole lanes
+    where a piece holds two or more, so the bounds judged are the bounds emitted. The pieces of one
+    plan's search are built once each (`Trials`). Ops with the same shapes and properties share a plan."""
 
     def __init__(self, target: Target):
         self.target = target
