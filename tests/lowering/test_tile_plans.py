@@ -269,3 +269,15 @@ def test_the_pieces_a_plan_emits_are_the_pieces_it_judged(monkeypatch) -> None:
     convs = [op for op in after.walk() if isinstance(op, ane.ConvOp)]
     assert solved == [tile._signature(conv)]
     assert len(convs) == 8 and all(shape_of(op.result)[1] == 16 for op in convs)
+
+
+def test_the_pitch_tracker_at_batch_8_tiles_its_second_conv_in_at_most_1000_ops() -> None:
+    """Issue 23: `pitch-k1-b8`'s convolution_1 (1024 → 128 channels, 64 taps, 8 frames) left ane-tile as
+    1629 ops (655 tasks in the program), each 13-tap block's output channels cut two at a time and its
+    batch in halves; its input channels are halved instead (799 ops, 477 tasks)."""
+    import anec
+    from tests.synthetic import pitch_tracker
+
+    report = anec.compile(pitch_tracker(8, time_on_height=True), target="m1", emit="descriptors", stop_after="ane-tile").report
+    tiles = {r.name: r.tiles for r in report.ops}
+    assert 100 < tiles["convolution_1"] <= 1000
