@@ -21,9 +21,12 @@ largest piece that keeps every tensor, kernel and input window (with its halo) o
 every limit at once, as the legality predicate judges a candidate piece built detached; the axes the
 hardware streams worst (width, then batch, then channels, then the contraction, whose pieces must be
 summed) are kept as whole as cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel
-lanes and groups. Each piece reads only its window of the inputs and the pieces are concatenated (or
-summed). A piece is cut again only while it holds strictly less than the op it came from, so the
-pass always ends; an op no tile shape fits is left for the verifier.
+lanes and groups. A conv or matmul that this order would cut along batch or width is also planned
+with its contraction cut first, and the plan that emits fewer ops is kept: when the kernel fills the
+kernel memory, every batch or width piece reloads the weights, while fewer input channels shrink
+both the input and the kernel per output channel. Each piece reads only its window of the inputs
+and the pieces are concatenated (or summed). A piece is cut again only while it holds strictly less
+than the op it came from, so the pass always ends; an op no tile shape fits is left for the verifier.
 
 At the end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises
 otherwise. Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.
@@ -490,11 +493,16 @@ class CandidatePieces(Pieces):
     def __init__(self, op: Operation):
         self.op = op
         self.created = []
+        self.made: set[Operation] = set()  # `created` as a set: candidates are looked up by membership
         self.notes = {}
 
     def __call__(self, new: Operation) -> SSAValue:
-        self.created.append(new)
+        self.keep(new)
         return new.results[0]
+
+    def keep(self, new: Operation) -> None:
+        self.created.append(new)
+        self.made.add(new)
 
     def slice(self, value: SSAValue, axis: int, lo: int, hi: int, step: int = 1) -> SSAValue:
         shape = shape_of(value)
@@ -509,6 +517,7 @@ class CandidatePieces(Pieces):
     def discard(self) -> None:
         for op in reversed(self.created):
             op.erase(safe_erase=False)
+        self.created, self.made = [], set()
 
 
 def within_sizes(op: Operation, target: Target) -> bool:
@@ -543,13 +552,64 @@ class Cut:
         return list(dict.fromkeys([widest[len(widest) // 2], bounds[0], bounds[-1]]))
 
 
+Ranges = tuple[tuple[int, int, int], ...]
+"""A candidate piece: the (axis, lo, hi) of each cut, outermost first."""
+
+
+class Trials:
+    """The candidate pieces of one op while its plan is solved. A piece cut along several axes is
+    built from the piece of its outer cuts, which the corners of every `fits` share, so each distinct
+    candidate op is built once and judged once per plan: a search asks about the same pieces again
+    and again (the other axes' representatives stay put while one axis is searched)."""
+
+    def __init__(self, op: Operation, target: Target):
+        self.op, self.target = op, target
+        self.pieces = CandidatePieces(op)
+        self.built: dict[Ranges, Operation | None] = {(): op}
+        self.judged: dict[Operation, bool] = {}
+        self.verdicts: dict[tuple, bool] = {}
+        """`TilePlanner.fits` by the bounds its cuts give (sizes that round to the same pieces ask once)."""
+
+    def piece(self, ranges: Ranges) -> Operation | None:
+        """The piece of the op over `ranges` (None: it cannot be built)."""
+        if ranges not in self.built:
+            parent = self.piece(ranges[:-1])
+            self.built[ranges] = None if parent is None else self._cut(parent, *ranges[-1])
+        return self.built[ranges]
+
+    def _cut(self, parent: Operation, axis: int, lo: int, hi: int) -> Operation | None:
+        piece = _piece(parent, axis, lo, hi, self.pieces)
+        if piece is None:
+            return None
+        self.pieces.keep(piece)
+        if (isinstance(piece, ane.SliceOp) and not isinstance(self.op, ane.SliceOp) and isinstance(wider := piece.input.owner, Operation)
+                and wider in self.pieces.made):
+            return wider  # a crop of a wider piece (pads, resizes): the wider one is what is cut further
+        return piece
+
+    def fits(self, ranges: Ranges) -> bool:
+        """Does the piece over `ranges`, with the slices and crops built for it, satisfy the size limits?"""
+        piece = self.piece(ranges)
+        return piece is not None and all(self._within(o) for o in _feeding(piece, self.pieces.made))
+
+    def _within(self, op: Operation) -> bool:
+        if op not in self.judged:
+            self.judged[op] = within_sizes(op, self.target)
+        return self.judged[op]
+
+    def close(self) -> None:
+        self.pieces.discard()
+
+
 class TilePlanner:
     """Solves for the tile shape of an op that breaks a size limit: the largest pieces along each
     axis such that every tensor, kernel and window of the piece (and the slices that feed it) fits,
     keeping whole the axes the hardware streams worst (width, then batch, then channels) and cutting
     rows first, as the hardware's own compiler does. Feasibility is decided by the legality
     predicate itself on the candidate pieces, built detached and discarded; it only shrinks as a
-    piece does, so each axis is a binary search. Ops with the same shapes and properties share a plan."""
+    piece does, so each axis is a binary search (whole first: most axes stay whole), in whole lanes
+    where a piece holds two or more, so the bounds judged are the bounds emitted. The pieces of one
+    plan's search are built once each (`Trials`). Ops with the same shapes and properties share a plan."""
 
     def __init__(self, target: Target):
         self.target = target
@@ -603,32 +663,15 @@ class TilePlanner:
 
     # -- feasibility ----------------------------------------------------------------------------
 
-    def fits(self, op: Operation, cuts: list[Cut]) -> bool:
-        """Do the pieces of `op` cut by `cuts` satisfy the size limits? Along each axis the widest
+    def fits(self, trials: Trials, cuts: list[Cut]) -> bool:
+        """Do the pieces of the op cut by `cuts` satisfy the size limits? Along each axis the widest
         piece and the two edge pieces answer for all: the others hold no more than the widest."""
         active = [c for c in cuts if c.size < c.extent]
-        if not active:
-            return within_sizes(op, self.target)
-        return all(self._piece_fits(op, [(c.axis, *r) for c, r in zip(active, corner)])
-                   for corner in _product([c.representatives() for c in active]))
-
-    def _piece_fits(self, op: Operation, ranges: list[tuple[int, int, int]]) -> bool:
-        p = CandidatePieces(op)
-        try:
-            piece: Operation | None = op
-            for axis, lo, hi in ranges:
-                assert piece is not None
-                piece = _piece(piece, axis, lo, hi, p)
-                if piece is None:
-                    return False
-                p.created.append(piece)
-                if (isinstance(piece, ane.SliceOp) and not isinstance(op, ane.SliceOp) and isinstance(wider := piece.input.owner, Operation)
-                        and wider in p.created):
-                    piece = wider  # a crop of a wider piece (pads, resizes): the wider one is what is cut further
-            assert piece is not None
-            return all(within_sizes(o, self.target) for o in _feeding(piece, set(p.created)))
-        finally:
-            p.discard()
+        key = tuple((c.axis, tuple(c.bounds())) for c in active)
+        if key not in trials.verdicts:
+            trials.verdicts[key] = all(trials.fits(tuple((c.axis, *r) for c, r in zip(active, corner)))
+                                       for corner in _product([c.representatives() for c in active]))
+        return trials.verdicts[key]
 
     # -- the plan -------------------------------------------------------------------------------
 
@@ -637,37 +680,68 @@ class TilePlanner:
         key = _signature(op)
         if key not in self.plans:
             hint = self.inherited.get(key)
-            self.plans[key] = hint if hint is not None and self.fits(op, hint) else self._solve(op)
+            trials = Trials(op, self.target)
+            try:
+                self.plans[key] = hint if hint is not None and self.fits(trials, hint) else self._solve(op, trials)
+            finally:
+                trials.close()
         return self.plans[key]
 
-    def _solve(self, op: Operation) -> list[Cut] | None:
+    def _solve(self, op: Operation, trials: Trials) -> list[Cut] | None:
+        """The plan of the axes in `axes` order; when it cuts the batch or width of a MAC op, also the
+        plan that cuts its contraction before them (a conv whose kernel fills the kernel memory and
+        whose input overflows the L2: each batch or width piece reloads every channel piece's
+        weights, while halving the input channels halves both, so the channel pieces are twice as
+        wide). The plan that emits fewer ops is kept; on a tie, the first."""
         axes = self.axes(op)
+        plan = self._search(op, trials, axes)
+        if not plan or CONTRACTION not in axes:
+            return plan
+        channels = _output_channel_axis(op)
+        moved = axes.index(channels) + 1 if channels in axes else 0
+        early = [a for a in axes[:moved] if a != CONTRACTION] + [CONTRACTION] + [a for a in axes[moved:] if a != CONTRACTION]
+        if not any(c.axis in early[early.index(CONTRACTION) + 1:] for c in plan):
+            return plan  # it cuts nothing the contraction would move ahead of
+        other = self._search(op, trials, early)
+        return other if other is not None and emitted_ops(other) < emitted_ops(plan) else plan
+
+    def _search(self, op: Operation, trials: Trials, axes: list[int]) -> list[Cut] | None:
+        """Cut the axes in `axes` order: the last kept as whole as cutting the others to their floor
+        allows, then each earlier one as whole as that leaves room for."""
         cuts = {a: Cut(a, self.extent(op, a), self.extent(op, a), self.granule(op, a)) for a in axes}
         floor = {a: replace(c, size=min(c.granule, c.extent)) for a, c in cuts.items()}
-        if not self.fits(op, list(floor.values())):
-            return None
         for i in reversed(range(len(axes))):  # the axes cut last are kept as whole as the others allow
             a = axes[i]
             others = {**cuts, **{b: floor[b] for b in axes[:i]}}
-            steps = -(-cuts[a].extent // cuts[a].granule)
-            lo, hi = 1, steps  # lo * granule fits; find the most steps that do
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                trial = replace(cuts[a], size=min(mid * cuts[a].granule, cuts[a].extent))
-                if self.fits(op, list({**others, a: trial}.values())):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            size = min(lo * cuts[a].granule, cuts[a].extent)
             whole = math.lcm(cuts[a].granule, self.lanes(op, a))  # whole lanes, and still whole groups
-            if size < cuts[a].extent and whole > cuts[a].granule and size >= 2 * whole:  # unless that would waste most of a lane
-                cuts[a] = replace(cuts[a], size=size - size % whole, granule=whole)
+            lanes = self._widest(trials, others, replace(cuts[a], granule=whole)) if whole > cuts[a].granule else None
+            # whole lanes unless that would waste most of a lane (a piece of one lane, or none fits: the finer granule)
+            if lanes is not None and lanes.size >= min(2 * whole, lanes.extent) and self.fits(trials, list({**others, a: lanes}.values())):
+                cuts[a] = lanes
             else:
-                cuts[a] = replace(cuts[a], size=size)
+                cuts[a] = self._widest(trials, others, cuts[a])
+        if not self.fits(trials, list(cuts.values())):
+            return None  # not even pieces of one granule along every axis fit: each search above assumed they do
         out = shape_of(op.results[0])
         over = [a for a in axes if a != CONTRACTION and out[a] > axis_limit(len(out), a, self.target)]
         order = [*over, *(a for a in axes if a not in over)]  # a concatenation holds its pieces' full extent on inner axes
         return [cuts[a] for a in order if cuts[a].size < cuts[a].extent]
+
+    def _widest(self, trials: Trials, others: dict[int, Cut], cut: Cut) -> Cut:
+        """`cut` with the largest size, in steps of its granule, whose pieces fit beside `others` (one
+        granule when none does: the plan is checked whole at the end). The bounds judged are the
+        bounds emitted."""
+        steps = -(-cut.extent // cut.granule)
+        lo, hi = 1, steps  # lo steps fit; find the most that do
+        if self.fits(trials, list({**others, cut.axis: cut}.values())):
+            lo = steps  # most axes stay whole: asked first, it ends their search at once
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.fits(trials, list({**others, cut.axis: replace(cut, size=min(mid * cut.granule, cut.extent))}.values())):
+                lo = mid
+            else:
+                hi = mid - 1
+        return replace(cut, size=min(lo * cut.granule, cut.extent))
 
     def tile(self, op: Operation) -> list[Operation] | None:
         """Emit the outermost cut of the plan; the pieces, planned again, take the rest."""
@@ -692,6 +766,16 @@ class TilePlanner:
         offered it."""
         if piece.name == op.name and all(self.extent(piece, c.axis) == c.extent for c in rest):
             self.inherited.setdefault(_signature(piece), rest)
+
+
+def emitted_ops(cuts: list[Cut]) -> int:
+    """The ops `TilePlanner.tile` emits for a plan: the pieces, and the concatenations (one per split)
+    or sums (one fewer than the partial products) that join them."""
+    count = 1
+    for cut in reversed(cuts):
+        n = len(cut.bounds())
+        count = n * count + (n - 1 if cut.axis == CONTRACTION else 1)
+    return count
 
 
 def _output_channel_axis(op: Operation) -> int:

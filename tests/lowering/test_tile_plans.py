@@ -219,7 +219,7 @@ def test_pieces_take_the_rest_of_their_ops_plan_without_a_search(monkeypatch):
     so only the op itself is searched (each searched signature once)."""
     solved: list[tuple] = []
     search = tile.TilePlanner._solve
-    monkeypatch.setattr(tile.TilePlanner, "_solve", lambda self, op: solved.append(tile._signature(op)) or search(self, op))
+    monkeypatch.setattr(tile.TilePlanner, "_solve", lambda self, op, *rest: solved.append(tile._signature(op)) or search(self, op, *rest))
     target = next(t for t in TARGETS if t.aliases[0] == "m1")
     module = segment_graph([(1, 1024, 64, 64)], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_weights((512, 1024, 1, 1), 0))))))
     (conv,) = [op for op in module.walk() if isinstance(op, ane.ConvOp)]
@@ -228,3 +228,56 @@ def test_pieces_take_the_rest_of_their_ops_plan_without_a_search(monkeypatch):
     pieces = [op for op in planner.tile(conv) or [] if isinstance(op, ane.ConvOp)]
     assert [planner.plan(piece) for piece in pieces] == [planner.plan(conv)[1:]] * len(pieces)
     assert solved == [tile._signature(conv)]
+
+
+def _single_conv(shape: tuple[int, ...], weight: tuple[int, ...], bias: bool) -> ModuleOp:
+    return segment_graph([shape], lambda e, x: _named(e.add(ane.ConvOp(x, e.constant(_weights(weight, 0)),
+                                                                       e.constant(_weights(weight[:1], 1)) if bias else None))))
+
+
+def test_a_pitch_conv_over_the_l2_and_the_kernel_memory_is_cut_along_its_input_channels_not_its_batch(monkeypatch) -> None:
+    """A 13-tap kernel block of the pitch tracker's second conv at batch 8 (issue 23): 26 KB of kernel per
+    output channel and a 2.6 MB input. Cut along output channels (2 per piece) and batch, it was 64 × 2
+    convs, each batch half reloading every weight; cut along input channels too, 32 output-channel pieces
+    of 2 partial products each (the planner keeps the plan that emits fewer ops). Each distinct candidate
+    piece is built once per plan: the search once built 2474 pieces for it."""
+    built: list[int] = []
+    build = tile._piece
+    monkeypatch.setattr(tile, "_piece", lambda *args: built.append(1) or build(*args))
+    target = next(t for t in TARGETS if t.aliases[0] == "m1")
+    module = _single_conv((8, 1024, 1, 140), (128, 1024, 1, 13), bias=False)
+    (conv,) = [op for op in module.walk() if isinstance(op, ane.ConvOp)]
+    plan = tile.TilePlanner(target).plan(conv) or []
+    assert [c.axis for c in plan] == [1, tile.CONTRACTION] and tile.emitted_ops(plan) <= 97
+    assert len(built) <= 200
+    after = tiled(module, target)
+    convs = [op for op in after.walk() if isinstance(op, ane.ConvOp)]
+    assert len(convs) == 64 and all(shape_of(op.input)[0] == 8 for op in convs)
+
+
+def test_the_pieces_a_plan_emits_are_the_pieces_it_judged(monkeypatch) -> None:
+    """Rounding a channel cut to whole 4-channel lanes once rounded the searched size (21: pieces of 19)
+    up to pieces of 20 channels, whose 66,600-byte kernel (bias included) missed the 64 KB kernel memory,
+    so every piece was searched again and cut in two. The rounding now starts from the widest piece judged."""
+    solved: list[tuple] = []
+    search = tile.TilePlanner._solve
+    monkeypatch.setattr(tile.TilePlanner, "_solve", lambda self, op, *rest: solved.append(tile._signature(op)) or search(self, op, *rest))
+    target = next(t for t in TARGETS if t.aliases[0] == "m1")
+    module = _single_conv((8, 128, 1, 76), (128, 128, 1, 13), bias=True)
+    (conv,) = [op for op in module.walk() if isinstance(op, ane.ConvOp)]
+    after = tiled(module, target)
+    convs = [op for op in after.walk() if isinstance(op, ane.ConvOp)]
+    assert solved == [tile._signature(conv)]
+    assert len(convs) == 8 and all(shape_of(op.result)[1] == 16 for op in convs)
+
+
+def test_the_pitch_tracker_at_batch_8_tiles_its_second_conv_in_at_most_1000_ops() -> None:
+    """Issue 23: `pitch-k1-b8`'s convolution_1 (1024 → 128 channels, 64 taps, 8 frames) left ane-tile as
+    1629 ops (655 tasks in the program), each 13-tap block's output channels cut two at a time and its
+    batch in halves; its input channels are halved instead (799 ops, 477 tasks)."""
+    import anec
+    from tests.synthetic import pitch_tracker
+
+    report = anec.compile(pitch_tracker(8, time_on_height=True), target="m1", emit="descriptors", stop_after="ane-tile").report
+    tiles = {r.name: r.tiles for r in report.ops}
+    assert 100 < tiles["convolution_1"] <= 1000
