@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
+from xdsl.ir import Operation
+from xdsl.pattern_rewriter import PatternRewriter, RewritePattern
 
 from anec.analysis import total_padding_bytes
 from anec.dialects import ane
 from anec.dialects.ane import shape_of
-from anec.lowering.layout import LayoutPass, LinearToConv, WindowsAlongWidth, walk
+from anec.lowering.layout import CLEANUP, LayoutPass, LinearToConv, WindowsAlongWidth, walk
 from anec.weights import clone_module
 from tests.lowering.graphs import assert_same_results, graph, ops_named, run_pass, transformer_block
 
@@ -184,3 +188,38 @@ def test_a_pointwise_conv_on_n_c_h_1_stays_where_linear_to_conv_put_it() -> None
     (conv,) = ops_named(laid_out, "ane.conv")
     assert shape_of(conv.input) == (1, 42, 256, 1)
     assert_same_results(module, laid_out, rtol=1e-4, atol=1e-4)
+
+
+class Bounded(RewritePattern):
+    """A cleanup rule that counts the rewrites it makes: rules that undo each other never stop."""
+
+    limit = 200
+
+    def __init__(self, rule: RewritePattern, fired: Counter[str]):
+        self.rule, self.fired = rule, fired
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        before = rewriter.has_done_action
+        self.rule.match_and_rewrite(op, rewriter)
+        if rewriter.has_done_action and not before:
+            self.fired[type(self.rule).__name__] += 1
+            if self.fired.total() > self.limit:
+                raise AssertionError(f"the cleanup rules have not stopped: {dict(self.fired)}")
+
+
+def _reshape_between_transposes(e, z):
+    """Fuzz seed 772 reduced (with pointwise convs moved along W): a reshape with a transpose on
+    each side and one more below, so that a transpose moved either way meets another."""
+    x = e.add(ane.TransposeOp(z, (1, 0, 3, 2)))
+    t = e.add(ane.TransposeOp(e.add(ane.ReshapeOp(x, (1, 256, 1, 42))), (0, 3, 1, 2)))
+    return e.add(ane.TransposeOp(t, (0, 2, 1, 3)))
+
+
+def test_sinking_and_hoisting_a_transpose_never_undo_each_other() -> None:
+    module = graph([(1, 256, 6, 7)], _reshape_between_transposes)
+    cleaned = clone_module(module)
+    fired: Counter[str] = Counter()
+    walk(cleaned, [Bounded(rule, fired) for rule in CLEANUP])
+    assert not (fired["SinkTransposeBelowReshape"] and fired["HoistTransposeAboveReshape"]), fired
+    assert len(ops_named(cleaned, "ane.transpose")) == 1  # the three merged into one
+    assert_same_results(module, cleaned)
