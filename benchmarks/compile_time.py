@@ -6,9 +6,9 @@
 Each model compiles in a fresh subprocess (peak memory is per process) through `anec.compile` with
 each given emitter (route), and reports the same stage table as `anec compile --timings`: import, each
 pass, the report and the emitter, with the peak resident memory after each. Prints every model's CPU
-time (user + system of its subprocess: on a shared machine wall time mostly measures the neighbours),
-wall time and peak, the slowest models by CPU time and, summed over all models, the slowest passes. The real-world corpus is the
-one `python -m tests.wild.fetch` caches (`--wild`; models not fetched are listed as skipped);
+time (user + system of the whole subprocess, start-up included: on a shared machine wall time mostly
+measures the neighbours), its stages' wall time and peak, the slowest models by CPU time and, summed
+over all models, the slowest stages. The real-world corpus is the one `python -m tests.wild.fetch` caches (`--wild`; models not fetched are listed as skipped);
 `--synthetic` adds the models of `tests.synthetic` (all of them, or the ones named), such as the
 pitch tracker whose 1-D convs are written as (K, 1) kernels on (N, C, T, 1) tensors.
 """
@@ -120,6 +120,7 @@ def main() -> None:
         print(f"  {stage:32} {seconds:7.2f} s")
     worst = max(cpu, key=lambda k: cpu[k])
     print(f"worst: {worst} {cpu[worst]:.2f} s CPU ({wall[worst]:.2f} s wall); largest peak: {max(peaks.values()):.0f} MiB")
+
 
 if __name__ == "__main__":
     main()
