@@ -8,9 +8,10 @@ each given emitter (route), and reports the same stage table as `anec compile --
 pass, the report and the emitter, with the peak resident memory after each. Prints every model's CPU
 time (user + system of the whole subprocess, start-up included: on a shared machine wall time mostly
 measures the neighbours), its stages' wall time and peak, the slowest models by CPU time and, summed
-over all models, the slowest stages. The real-world corpus is the one `python -m tests.wild.fetch` caches (`--wild`; models not fetched are listed as skipped);
-`--synthetic` adds the models of `tests.synthetic` (all of them, or the ones named), such as the
-pitch tracker whose 1-D convs are written as (K, 1) kernels on (N, C, T, 1) tensors.
+over all models, the slowest stages. The real-world corpus is the one `python -m tests.wild.fetch`
+caches (`--wild`; models not fetched are listed as skipped); `--synthetic` adds the models of
+`tests.synthetic` (all of them, or the ones named), such as the pitch tracker whose 1-D convs are
+written as (K, 1) kernels on (N, C, T, 1) tensors.
 """
 
 from __future__ import annotations
