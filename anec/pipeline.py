@@ -152,9 +152,14 @@ def run_pipeline(module: ModuleOp, options: CompileOptions, out=None, progress: 
 
 
 def peak_memory_mb() -> float:
-    """The process's peak resident memory so far, in MiB (what `--timings` reports after each stage)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    """The process's peak resident memory so far, in MiB (what `--timings` reports after each stage).
+
+    On Linux this is VmHWM, not `ru_maxrss`: a process started by a large one (a benchmark that loaded
+    torch) inherits its parent's resident size at the fork into `ru_maxrss`, and would report it as its own."""
+    if sys.platform == "darwin":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # bytes
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 2**10  # KiB
 
 
 VERIFY_EACH_ENV = "ANEC_VERIFY_EACH"

@@ -4,7 +4,8 @@
 
 Each measurement runs in a fresh subprocess (peak RSS is per process): anec imports the ONNX file
 and runs the whole descriptor pipeline (legalize … tile); the anchor creates an onnxruntime
-session for the same file. Prints both peaks and their ratio.
+session for the same file. Prints both peaks (each child's own high-water mark, `peak_memory_mb`)
+and their ratio.
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 ANEC = """
-import json, resource, sys, time
+import json, sys, time
 from anec.importers import import_model
-from anec.pipeline import CompileOptions, run_pipeline
+from anec.pipeline import CompileOptions, peak_memory_mb, run_pipeline
 start = time.perf_counter()
 module = import_model(sys.argv[1])
 stats = run_pipeline(module, CompileOptions(target=sys.argv[2], emit="descriptors"))
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": time.perf_counter() - start}))
+print(json.dumps({"peak_mb": peak_memory_mb(), "seconds": time.perf_counter() - start}))
 """
 
 ORT = """
-import json, resource, sys, time
+import json, sys, time
+from anec.pipeline import peak_memory_mb  # before onnxruntime, so both sides count the same imports
 import onnxruntime
 start = time.perf_counter()
 onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": time.perf_counter() - start}))
+print(json.dumps({"peak_mb": peak_memory_mb(), "seconds": time.perf_counter() - start}))
 """
 
 

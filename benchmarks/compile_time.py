@@ -1,20 +1,24 @@
 """Compile time per pass and peak memory, over the zoo and the real-world corpus.
 
-    python benchmarks/compile_time.py [--zoo small|full|none] [--wild] [--synthetic [NAME ...]] [--target m1] [--emit descriptors]
+    python benchmarks/compile_time.py [--zoo small|full|none] [--wild] [--synthetic [NAME ...]] [--target m1]
+                                      [--emit descriptors coreml ...] [--only NAME ...]
 
 Each model compiles in a fresh subprocess (peak memory is per process) through `anec.compile` with
-the given emitter, and reports the same stage table as `anec compile --timings`: import, each pass,
-the report and the emitter, with the peak resident memory after each. Prints every model's total,
-the slowest models and, summed over all models, the slowest passes. The real-world corpus is the
-one `python -m tests.wild.fetch` caches (`--wild`; models not fetched are listed as skipped);
-`--synthetic` adds the models of `tests.synthetic` (all of them, or the ones named), such as the
-pitch tracker whose 1-D convs are written as (K, 1) kernels on (N, C, T, 1) tensors.
+each given emitter (route), and reports the same stage table as `anec compile --timings`: import, each
+pass, the report and the emitter, with the peak resident memory after each. Prints every model's CPU
+time (user + system of the whole subprocess, start-up included: on a shared machine wall time mostly
+measures the neighbours), its stages' wall time and peak, the slowest models by CPU time and, summed
+over all models, the slowest stages. The real-world corpus is the one `python -m tests.wild.fetch`
+caches (`--wild`; models not fetched are listed as skipped); `--synthetic` adds the models of
+`tests.synthetic` (all of them, or the ones named), such as the pitch tracker whose 1-D convs are
+written as (K, 1) kernels on (N, C, T, 1) tensors.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from anec.pipeline import PIPELINES  # noqa: E402
 
 ZOO = {"small": ("bert-tiny", "resnet-tiny"), "full": ("bert-base", "gpt2", "vit-b16", "resnet50", "mobilenetv2")}
 
@@ -60,48 +66,61 @@ def models(zoo: str, wild: bool, synthetic: list[str] | None, folder: Path) -> l
     return found
 
 
+def cpu_seconds() -> float:
+    """User + system time of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", choices=("small", "full", "none"), default="small")
     parser.add_argument("--wild", action="store_true", help="also the real-world corpus (fetched with python -m tests.wild.fetch)")
     parser.add_argument("--synthetic", nargs="*", metavar="NAME", help="also the models of tests.synthetic (all, or those named)")
     parser.add_argument("--target", default="m1")
-    parser.add_argument("--emit", default="descriptors")
+    parser.add_argument("--emit", nargs="+", choices=tuple(PIPELINES), default=["descriptors"], help="one or more routes")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="only the models named (of those selected)")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
-    totals: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    wall: dict[str, float] = {}
     per_pass: Counter[str] = Counter()
     peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="anec-compile-time-") as folder:
-        cases = models(args.zoo, args.wild, args.synthetic, Path(folder))
-        for name, path, shapes in cases:
+        cases = [case for case in models(args.zoo, args.wild, args.synthetic, Path(folder)) if not args.only or case[0] in args.only]
+        for (name, path, shapes), emit in ((case, emit) for case in cases for emit in args.emit):
+            key = f"{name} [{emit}]" if len(args.emit) > 1 else name
             if path is None:
-                print(f"{name:34} skipped (not fetched)")
+                print(f"{key:34} skipped (not fetched)")
                 continue
+            before = cpu_seconds()
             try:
-                done = subprocess.run([sys.executable, "-c", ONE, str(path), args.target, args.emit, json.dumps(shapes)],
+                done = subprocess.run([sys.executable, "-c", ONE, str(path), args.target, emit, json.dumps(shapes)],
                                       capture_output=True, text=True, cwd=ROOT, timeout=args.timeout)
             except subprocess.TimeoutExpired:
-                print(f"{name:34} timed out after {args.timeout:.0f} s")
+                print(f"{key:34} timed out after {args.timeout:.0f} s wall ({cpu_seconds() - before:.0f} s CPU)")
                 continue
             if done.returncode != 0:
-                print(f"{name:34} failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:120]}")
+                print(f"{key:34} failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:120]}")
                 continue
+            cpu[key] = cpu_seconds() - before
             rows = json.loads(done.stdout.strip().splitlines()[-1])
-            totals[name] = sum(seconds for _, seconds, _ in rows)
-            peaks[name] = max(peak for _, _, peak in rows)
+            wall[key] = sum(seconds for _, seconds, _ in rows)
+            peaks[key] = max(peak for _, _, peak in rows)
             per_pass.update({stage: seconds for stage, seconds, _ in rows})
             slowest = max(rows, key=lambda r: r[1])
-            print(f"{name:34} {totals[name]:7.2f} s  peak {peaks[name]:6.0f} MiB  slowest stage {slowest[0]} ({slowest[1]:.2f} s)")
-    if not totals:
+            print(f"{key:34} {cpu[key]:7.2f} s CPU {wall[key]:7.2f} s wall  peak {peaks[key]:6.0f} MiB  "
+                  f"slowest stage {slowest[0]} ({slowest[1]:.2f} s wall)")
+    if not cpu:
         return
-    print("\nslowest models:")
-    for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1])[:5]:
-        print(f"  {name:32} {seconds:7.2f} s  peak {peaks[name]:6.0f} MiB")
-    print("slowest stages, summed over the models:")
+    print("\nslowest models by CPU time:")
+    for key in sorted(cpu, key=lambda k: -cpu[k])[:10]:
+        print(f"  {key:32} {cpu[key]:7.2f} s CPU {wall[key]:7.2f} s wall  peak {peaks[key]:6.0f} MiB")
+    print("slowest stages (wall), summed over the models:")
     for stage, seconds in per_pass.most_common(5):
         print(f"  {stage:32} {seconds:7.2f} s")
-    print(f"worst: {max(totals.values()):.2f} s; largest peak: {max(peaks.values()):.0f} MiB")
+    worst = max(cpu, key=lambda k: cpu[k])
+    print(f"worst: {worst} {cpu[worst]:.2f} s CPU ({wall[worst]:.2f} s wall); largest peak: {max(peaks.values()):.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -210,7 +210,8 @@ def _absorbs(user: Operation, perm: Perm) -> bool:
 
 
 class SinkTransposeBelowReshape(RewritePattern):
-    """reshape(transpose(x)) → transpose(reshape(x)) when the moved transpose meets another one."""
+    """reshape(transpose(x)) → transpose(reshape(x)) when the moved transpose meets another one (and
+    had none above to go away with: `_meets_above`)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ane.ReshapeOp, rewriter: PatternRewriter) -> None:
@@ -221,8 +222,8 @@ class SinkTransposeBelowReshape(RewritePattern):
         if found is None:
             return
         mid, perm = found
-        if _transposable_matmul(t.input.owner) and swaps_last_two(as_tuple(t.perm)):
-            return  # TransposeMatmulResult removes this transpose; sinking it would undo HoistTransposeAboveReshape
+        if _meets_above(t.input.owner, as_tuple(t.perm)):
+            return  # it goes where it stands (FoldTranspose, TransposeMatmulResult); sunk, HoistTransposeAboveReshape would lift it back
         unit_only = t.result.has_one_use() and _units_only(shape_of(op.input), shape_of(op.result))
         if not (is_identity(perm) or unit_only or all(_absorbs(u, perm) for u in users(op.result))):
             return
@@ -243,9 +244,7 @@ class HoistTransposeAboveReshape(RewritePattern):
         if found is None:
             return
         perm, _ = found
-        producer = r.input.owner
-        meets = isinstance(producer, ane.TransposeOp) or (_transposable_matmul(producer) and swaps_last_two(perm))
-        if not (meets or is_identity(perm)):
+        if not (_meets_above(r.input.owner, perm) or is_identity(perm)):
             return
         build = RewriteBuilder(op, rewriter)
         build.replace(build.reshape(build.transpose(r.input, perm), shape_of(op.result)))
@@ -254,6 +253,17 @@ class HoistTransposeAboveReshape(RewritePattern):
 def _transposable_matmul(op: Operation | Block | None) -> bool:
     """A matmul that can produce its result transposed by swapping its operands."""
     return isinstance(op, ane.MatmulOp) and op.bias is None and op.result.has_one_use()
+
+
+def _meets_above(producer: Operation | Block | None, perm: Perm) -> bool:
+    """Would a transpose by `perm` of `producer`'s result go away where it stands: merged into a
+    transpose (FoldTranspose) or produced by the matmul (TransposeMatmulResult)?
+
+    The one test both reshape rules ask: HoistTransposeAboveReshape lifts a transpose only to meet
+    such a producer, and SinkTransposeBelowReshape leaves a transpose that has one where it is. A
+    reshape with transposes on both sides is otherwise moved across by each rule in turn, forever
+    (the greedy driver visits the new reshape before the new transpose could merge)."""
+    return isinstance(producer, ane.TransposeOp) or (_transposable_matmul(producer) and swaps_last_two(perm))
 
 
 class AbsorbTransposeIntoMatmul(RewritePattern):
