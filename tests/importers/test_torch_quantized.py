@@ -262,6 +262,10 @@ class QuantizePair(nn.Module):
         if self.overload == "tensor":
             q = ops.quantize_per_tensor.tensor(x, self.scale, self.zero, low, high, dtype)
             return ops.dequantize_per_tensor.tensor(q, self.scale, self.zero, low, high, dtype)
+        if self.overload == "tensor2":
+            bounds = torch.tensor(low), torch.tensor(high)
+            q = ops.quantize_per_tensor.tensor2(x, self.scale, self.zero, *bounds, dtype)
+            return ops.dequantize_per_tensor.tensor2(q, self.scale, self.zero, *bounds, dtype)
         q = ops.quantize_per_tensor(x, scale, zero, low, high, dtype)
         return ops.dequantize_per_tensor(q, scale, zero, low, high, dtype)
 
@@ -280,7 +284,7 @@ def _around_ties(scale: float) -> np.ndarray:
     return np.stack([ties, np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf)), ties * 0.37])
 
 
-@pytest.mark.parametrize("overload", ["default", "tensor"])
+@pytest.mark.parametrize("overload", ["default", "tensor", "tensor2"])
 @pytest.mark.parametrize("pair", sorted(PAIRS))
 def test_a_pt2e_activation_pair_is_torchs_float32_arithmetic_bit_for_bit(pair: str, overload: str) -> None:
     """torch's `clamp(round(x * (1 / scale)) + zero_point, quant_min, quant_max)` rounds the product
