@@ -12,6 +12,10 @@ torch 2.13 and torchao 0.14:
 - `quantized_decomposed.dequantize_per_channel` / `dequantize_per_tensor` (torch's reference
   quantized modules, PT2E's converted graphs) stay whole through the decompositions.
 
+An embedding table (`IntxWeightOnlyConfig` on an `nn.Embedding`: `dequantize_affine` read by
+`aten.embedding`, a gather on the CPU) stays compressed too when it is per tensor or per row
+(`TABLE_READERS`).
+
 While folding, `track` records for each such float tensor the integers, scale and zero point it is
 `(q - z) * s` of, laid out as the tensor is, so views of it (permute, t, view) read theirs by strides;
 `compressed` turns that into an `AffineWeight` (per tensor or channel) or a `BlockAffineWeight`
@@ -44,6 +48,11 @@ INTEGER_TYPES = (torch.int8, torch.uint8)
 COMPRESSED_READERS = frozenset({"aten.mm.default", "aten.bmm.default", "aten.matmul.default", "aten.addmm.default",
                                 "aten.linear.default", "aten.convolution.default", "aten.conv1d.default", "aten.conv2d.default"})
 """The ops whose constant operands stay compressed (MAC weights, as ONNX's `DequantizeLinear`)."""
+
+TABLE_READERS = frozenset({"aten.embedding.default"})
+"""The ops whose constant table stays compressed when it is per tensor or per row (`AffineWeight`), as
+an ONNX Gather's: Core ML stores it so at any deployment target (a blockwise table would need iOS 18),
+and the CPU's gather reads its expansion (torchao's `IntxWeightOnlyConfig` on an `nn.Embedding`)."""
 
 
 @dataclass(frozen=True)
@@ -189,9 +198,10 @@ class Tracker:
             self._known[id(value)] = found
 
     def compressed(self, t: torch.Tensor, reader: str) -> AffineWeight | BlockAffineWeight | None:
-        """`t` as a compressed weight, when `reader` takes MAC weights and `t` is exactly one."""
-        found = self.of(t) if reader in COMPRESSED_READERS else None
-        return found.compressed() if found is not None else None
+        """`t` as a compressed weight, when `reader` takes MAC weights (or tables) and `t` is exactly one."""
+        found = self.of(t) if reader in COMPRESSED_READERS | TABLE_READERS else None
+        weight = found.compressed() if found is not None else None
+        return weight if reader in COMPRESSED_READERS or isinstance(weight, AffineWeight) else None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -132,6 +132,7 @@ def _torchao_config(name: str):
         "int8-weight-only": lambda: quantization.Int8WeightOnlyConfig(),
         "intx-int8-per-channel": lambda: quantization.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=granularity.PerAxis(0)),
         "intx-int4-per-group": lambda: quantization.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=granularity.PerGroup(32)),
+        "intx-int8-per-group": lambda: quantization.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=granularity.PerGroup(32)),
     }[name]()
 
 
@@ -161,6 +162,36 @@ def test_torchao_weight_only_models_import_compressed_and_match_eager(config: st
     assert len(compiled_forms) == 2 and all(f.startswith("int8/channel" if config == "int8-weight-only" else form) for f in compiled_forms)
     (simulated,) = compiled.run({"x": x.numpy()}).values()
     assert np.linalg.norm(simulated - expected) / np.linalg.norm(expected) < 1e-2
+
+
+class Embedded(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb, self.fc = nn.Embedding(4000, 128), nn.Linear(128, 16)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.emb(ids))
+
+
+@pytest.mark.parametrize(("granularity", "form"), [("per-row", "int8/channel"), ("per-group", None)])
+def test_a_torchao_embedding_table_per_row_stays_int8_in_the_mlpackage(granularity: str, form: str | None, tmp_path: Path) -> None:
+    """IntxWeightOnlyConfig on an nn.Embedding exports `dequantize_affine` read by `aten.embedding` (a
+    gather on the CPU, which reads the table's expansion): per row the table is stored int8, as an ONNX
+    Gather's; per group it stays floats (Core ML holds blockwise tables only from iOS 18)."""
+    torchao_config = _torchao_config("intx-int8-per-channel" if granularity == "per-row" else "intx-int8-per-group")
+    from torchao.quantization import quantize_
+
+    model, ids = Embedded().eval(), torch.randint(0, 4000, (1, 12), generator=torch.Generator().manual_seed(0))
+    quantize_(model, torchao_config, filter_fn=lambda module, _: isinstance(module, nn.Embedding))
+    compiled = anec.compile(torch.export.export(model, (ids,)), target="m1")
+    assert [w.form for w in _stored(compiled.ir)] == ([form] if form else [])
+    float_bytes = 4000 * 128 * 2
+    stored = _weight_bytes(compiled.save(tmp_path / "model.mlpackage"))
+    assert stored <= 0.55 * float_bytes if form else stored >= float_bytes
+    (simulated,) = compiled.run({"ids": ids.numpy()}).values()
+    expected = model(ids).detach().numpy()
+    assert np.linalg.norm(simulated - expected) / np.linalg.norm(expected) < 1e-3
 
 
 # ------------------------------------------------------------------------------------------------
