@@ -13,6 +13,10 @@ A subclass says where ops go and what they are called:
 
 Constants go to the module's weight store (`anec.weights`); how a builder names and places them is
 its own (`constant`).
+
+Quantized models share one emulation of quantize/dequantize pairs on activations (`quantize`,
+`dequantize`): the ANE has no integer activations on M1 (int8 is weight-only there), so the
+integers are carried as floats, which the ONNX and ATen importers both build through these helpers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+from xdsl.dialects.builtin import f32
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -124,6 +129,35 @@ class OpBuilder(ABC):
     def cast(self, value: SSAValue, element_type: Attribute) -> SSAValue:
         """`value` converted to `element_type` (itself when it has it)."""
         return value if element_type_of(value) == element_type else self.add(ane.CastOp(value, element_type), "cast")
+
+    def quantization_constant(self, values: np.ndarray | float, axis: int | None, like: SSAValue) -> SSAValue:
+        """`values` (one, or one per index of `axis`) as a float32 constant broadcastable against `like`."""
+        shape = [1] * len(shape_of(like))
+        if axis is not None:
+            shape[axis] = -1
+        return self.constant(np.asarray(values, np.float32).reshape(shape), name="quantization")
+
+    def quantize(self, t: SSAValue, zero: np.ndarray | float, low: int, high: int, axis: int | None = None) -> SSAValue:
+        """`clamp(round(t) + zero, low, high)`, rounding half to even, as float32 integers. `t` is the
+        input already scaled, in its source's own float32 arithmetic (ONNX's `x / s`, torch's
+        `x * (1 / s)`), so the whole is its source's bit for bit. The clamp goes first, to the widest
+        bounds any zero point allows (exact: rounding commutes with a clamp to integers; and it keeps
+        `ane.round`'s input within ±512, which ane-fp16 rounds in one fp16 shift), and again after the
+        zero point only when that differs along `axis`."""
+        z = np.asarray(zero, np.float32)
+        q = self.add(ane.RoundOp(self.add(ane.ClampOp(t, min=float(low - z.max()), max=float(high - z.min())))))
+        if np.any(z):
+            q = self.add(ane.AddOp(q, self.quantization_constant(z, axis, q)))
+        return self.add(ane.ClampOp(q, min=float(low), max=float(high))) if np.ptp(z) else q
+
+    def dequantize(self, q: SSAValue, scale: np.ndarray | float, zero: np.ndarray | float, axis: int | None = None) -> SSAValue:
+        """`(q - zero) * scale` in float32, of an integer tensor (cast first) or integers carried as
+        floats (`quantize`'s): ONNX's DequantizeLinear and torch's `dequantize_per_tensor` both compute
+        exactly this."""
+        x = self.cast(q, f32) if numpy_dtype(element_type_of(q)).kind in "iu" else q
+        if np.any(zero):
+            x = self.add(ane.SubOp(x, self.quantization_constant(zero, axis, x)))
+        return self.add(ane.MulOp(x, self.quantization_constant(scale, axis, x)))
 
 
 class RewriteBuilder(OpBuilder):

@@ -12,10 +12,20 @@ torch 2.13 and torchao 0.14:
 - `quantized_decomposed.dequantize_per_channel` / `dequantize_per_tensor` (torch's reference
   quantized modules, PT2E's converted graphs) stay whole through the decompositions.
 
+An embedding table (`IntxWeightOnlyConfig` on an `nn.Embedding`: `dequantize_affine` read by
+`aten.embedding`, a gather on the CPU) stays compressed too when it is per tensor or per row
+(`TABLE_READERS`).
+
 While folding, `track` records for each such float tensor the integers, scale and zero point it is
 `(q - z) * s` of, laid out as the tensor is, so views of it (permute, t, view) read theirs by strides;
 `compressed` turns that into an `AffineWeight` (per tensor or channel) or a `BlockAffineWeight`
 (per group) once the folded value is checked to equal it bit for bit, else the weight is plain floats.
+
+PT2E's activations are `quantize_per_tensor` → `dequantize_per_tensor` pairs on run-time tensors
+(all three overloads: numbers, one-element tensors, and tensor bounds too). They import as the ONNX
+route's QDQ pairs do (`OpBuilder.quantize` / `dequantize`: integers carried as float32), so they run
+on the ANE rather than on the CPU between ANE partitions; a quantize whose integers any other op reads
+(or that reads run-time parameters) stays a host op.
 """
 
 from __future__ import annotations
@@ -26,14 +36,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from xdsl.dialects.builtin import f32
+from xdsl.ir import SSAValue
 
 from anec.compression import AffineWeight, BlockAffineWeight
+from anec.dialects import ane
+from anec.importers.aten import NodeBuilder, Value, decline, handles, op_key
 
 INTEGER_TYPES = (torch.int8, torch.uint8)
 
 COMPRESSED_READERS = frozenset({"aten.mm.default", "aten.bmm.default", "aten.matmul.default", "aten.addmm.default",
                                 "aten.linear.default", "aten.convolution.default", "aten.conv1d.default", "aten.conv2d.default"})
 """The ops whose constant operands stay compressed (MAC weights, as ONNX's `DequantizeLinear`)."""
+
+TABLE_READERS = frozenset({"aten.embedding.default"})
+"""The ops whose constant table stays compressed when it is per tensor or per row (`AffineWeight`), as
+an ONNX Gather's: Core ML stores it so at any deployment target (a blockwise table would need iOS 18),
+and the CPU's gather reads its expansion (torchao's `IntxWeightOnlyConfig` on an `nn.Embedding`)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +198,80 @@ class Tracker:
             self._known[id(value)] = found
 
     def compressed(self, t: torch.Tensor, reader: str) -> AffineWeight | BlockAffineWeight | None:
-        """`t` as a compressed weight, when `reader` takes MAC weights and `t` is exactly one."""
-        found = self.of(t) if reader in COMPRESSED_READERS else None
-        return found.compressed() if found is not None else None
+        """`t` as a compressed weight, when `reader` takes MAC weights (or tables) and `t` is exactly one."""
+        found = self.of(t) if reader in COMPRESSED_READERS | TABLE_READERS else None
+        weight = found.compressed() if found is not None else None
+        return weight if reader in COMPRESSED_READERS or isinstance(weight, AffineWeight) else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Activation pairs: quantize_per_tensor -> dequantize_per_tensor on run-time tensors
+# ------------------------------------------------------------------------------------------------
+
+QUANTIZE = tuple(f"quantized_decomposed.quantize_per_tensor.{o}" for o in ("default", "tensor", "tensor2"))
+DEQUANTIZE = tuple(f"quantized_decomposed.dequantize_per_tensor.{o}" for o in ("default", "tensor", "tensor2"))
+
+CARRIED_AS_FLOATS = frozenset(QUANTIZE)
+"""ATen ops whose integer result their handler may give as float32 integers (torch says int8 or uint8):
+only handlers that take them so read them (`_dequantizes`)."""
+
+
+@dataclass(frozen=True)
+class PerTensor:
+    """A per-tensor quantization's parameters, as the reference kernels use them (Python numbers)."""
+
+    scale: float
+    zero: int
+    low: int
+    high: int
+
+
+def _number(x: Any) -> float | int:
+    if isinstance(x, SSAValue):
+        decline("a quantization parameter computed at run time")
+    return x.item() if isinstance(x, torch.Tensor) else x
+
+
+def _per_tensor_parameters(e: NodeBuilder) -> PerTensor:
+    if e["dtype"] not in INTEGER_TYPES:
+        decline(f"it quantizes to {e['dtype']}; the ANE emulates int8 and uint8 only")
+    scale, zero, low, high = (_number(e[n]) for n in ("scale", "zero_point", "quant_min", "quant_max"))
+    return PerTensor(float(scale), int(zero), int(low), int(high))
+
+
+def _dequantizes(reader: torch.fx.Node, quantize: torch.fx.Node) -> bool:
+    """Whether `reader` is a dequantize_per_tensor to float32 whose handler maps it: its parameters are
+    numbers or those `quantize` reads (constant, or the quantize would not map)."""
+    out_dtype = reader.kwargs.get("out_dtype")
+    parameters = [a for a in (*reader.args[1:], *reader.kwargs.values()) if isinstance(a, torch.fx.Node)]
+    return (op_key(reader.target) in DEQUANTIZE and out_dtype in (None, torch.float32)
+            and all(a in quantize.all_input_nodes for a in parameters))
+
+
+@handles(*QUANTIZE, emits=(ane.MulOp, ane.ClampOp, ane.RoundOp, ane.AddOp))
+def _quantize_per_tensor(e: NodeBuilder) -> Value:
+    """torch's reference `clamp(round(x * (1 / scale)) + zero_point, quant_min, quant_max)`, with
+    `1 / scale` in double rounded to float32 and the product in float32 (what torch's CPU kernel does
+    with a Python scalar), so the float32 IR is torch's bit for bit; a float16 input is widened first,
+    as torch does. The integers stay float32 (`CARRIED_AS_FLOATS`): every reader must dequantize."""
+    p = _per_tensor_parameters(e)
+    if not e.node.users or not all(_dequantizes(r, e.node) for r in e.node.users):
+        decline("an op other than dequantize_per_tensor reads its integers")
+    x = e.value(e["input"], torch.float32)
+    t = e.add(ane.MulOp(x, e.quantization_constant(1.0 / p.scale, None, x)))
+    return e.quantize(t, p.zero, p.low, p.high)
+
+
+@handles(*DEQUANTIZE, emits=(ane.SubOp, ane.MulOp))
+def _dequantize_per_tensor(e: NodeBuilder) -> Value:
+    """torch's reference `(q.to(float32) - zero_point) * scale` (float32, the scale rounded to it), of
+    integers carried as floats or of an integer tensor."""
+    p = _per_tensor_parameters(e)
+    if e.args.get("out_dtype") not in (None, torch.float32):
+        decline(f"it dequantizes to {e['out_dtype']}")
+    return e.dequantize(e.value(e["input"]), p.scale, p.zero)
+
+
+def carried_as_floats(key: str, value: SSAValue, shape: tuple[int, ...]) -> bool:
+    """Whether `value` is the float32 integers `key`'s handler may make instead of torch's integer tensor."""
+    return key in CARRIED_AS_FLOATS and value.type == ane.tensor(shape, f32)

@@ -5,7 +5,8 @@
   (`anec.compression.AffineWeight`: the integers, scale and zero point, per tensor or per axis), not
   folded to floats. Any other constant `DequantizeLinear` folds as before.
 - A `QuantizeLinear` → `DequantizeLinear` pair on an activation is kept, emulated in float with `ane`
-  ops: `q = round(clamp(x / s, low - z, high - z)) + z`, then `(q - z) * s`. The ANE has no integer
+  ops (`OpBuilder.quantize` / `dequantize`, which PT2E's pairs in ATen graphs import through too):
+  `q = round(clamp(x / s, low - z, high - z)) + z`, then `(q - z) * s`. The ANE has no integer
   activations on M1 (the hardware notes, "fp16 semantics": int8 on M1 is weight-only). `ane.round` is
   exact in float32 (ties to even, as ONNX) and ane-fp16 spells it as fp16 adds on the engine; clamping
   to the integer bounds first changes nothing (rounding commutes with it) and keeps the rounding's
@@ -106,10 +107,6 @@ def _along(array: np.ndarray, axis: int | None, rank: int) -> np.ndarray:
     return np.asarray(array, np.float32).reshape(shape)
 
 
-def _per_axis(array: np.ndarray, axis: int | None, like: SSAValue, b: GraphBuilder) -> SSAValue:
-    return b.constant(_along(array, axis, len(shape_of(like))), name="quantization")
-
-
 @handles("DequantizeLinear", emits=[ane.ConstOp, ane.SubOp, ane.MulOp],
          note="a constant int8/uint8 weight of a Conv, MatMul or Gemm (or a Gather table) stays compressed; on activations, (q - z) * s")
 def dequantize_linear(node: Node, b: GraphBuilder) -> list[Value]:
@@ -123,12 +120,7 @@ def dequantize_linear(node: Node, b: GraphBuilder) -> list[Value]:
         b.block.add_op(op)
         return [op.result]
     x = b.value(node.input(0))
-    axis = _axis(node, len(shape_of(x)), scale)
-    if numpy_dtype(element_type_of(x)).kind in "iu":
-        x = b.add(ane.CastOp(x, f32))
-    if np.any(zero):
-        x = b.add(ane.SubOp(x, _per_axis(zero, axis, x, b)))
-    return [b.add(ane.MulOp(x, _per_axis(scale, axis, x, b)))]
+    return [b.dequantize(x, scale, zero, _axis(node, len(shape_of(x)), scale))]
 
 
 @handles("QuantizeLinear", emits=[ane.DivOp, ane.ClampOp, ane.RoundOp, ane.AddOp],
@@ -145,19 +137,7 @@ def quantize_linear(node: Node, b: GraphBuilder) -> Sequence[Value]:
         return [np.asarray(np.clip(quantized, low, high), zero.dtype)]
     x = b.value(node.input(0))
     axis = _axis(node, len(shape_of(x)), scale)
-    return [quantize(b.add(ane.DivOp(x, _per_axis(scale, axis, x, b))), zero, axis, b)]
-
-
-def quantize(t: SSAValue, zero: np.ndarray, axis: int | None, b: GraphBuilder) -> SSAValue:
-    """`clamp(round(t) + z)` to `zero`'s integer type, as floats: the clamp goes first, to the widest
-    integer bounds any zero point allows (exact: rounding commutes with a clamp to integers), and again
-    after the zero point only when it differs along `axis`."""
-    low, high = INTEGER_RANGES[zero.dtype]
-    z = zero.astype(np.float32)
-    q = b.add(ane.RoundOp(b.add(ane.ClampOp(t, min=float(low - z.max()), max=float(high - z.min())))))
-    if np.any(z):
-        q = b.add(ane.AddOp(q, _per_axis(z, axis, q, b)))
-    return b.add(ane.ClampOp(q, min=float(low), max=float(high))) if np.ptp(z) else q
+    return [b.quantize(b.add(ane.DivOp(x, b.quantization_constant(scale, axis, x))), zero, low, high, axis)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,7 +221,7 @@ def _requantized(node: Node, b: GraphBuilder, sums: SSAValue, scale: np.ndarray,
     factor = (scale / y_scale.reshape(())).astype(np.float32)
     rank = len(shape_of(sums))
     t = b.add(ane.MulOp(sums, b.constant(_along(factor, None if factor.size == 1 else axis % rank, rank), name="requantize")))
-    return quantize(t, y_zero.reshape(()), None, b)
+    return b.quantize(t, y_zero.reshape(()), *INTEGER_RANGES[y_zero.dtype])
 
 
 @handles("QLinearConv", emits=[ane.SubOp, ane.ConvOp, ane.MulOp, ane.ClampOp, ane.RoundOp, ane.AddOp],

@@ -53,7 +53,7 @@ from anec.importers.aten import (
     host_op,
     op_key,
 )
-from anec.importers.aten_quantized import Tracker
+from anec.importers.aten_quantized import Tracker, carried_as_floats
 from anec.weights import WeightStore, attach, make_const
 
 InputShapes = Mapping[str, Sequence[int]]
@@ -582,12 +582,13 @@ def _erase_dead_ops(block: Block) -> None:
 
 
 def _check(node: fx.Node, key: str, value: Any, out: Sequence[tuple[tuple[int, ...], torch.dtype] | None]) -> None:
-    """A handler's results must have the shapes and dtypes torch computed for the node."""
+    """A handler's results must have the shapes and dtypes torch computed for the node (integers a
+    quantize carries as floats aside)."""
     values = value if isinstance(value, list | tuple) else [value]
     for v, spec in zip(values, out):
         if isinstance(v, SSAValue) and spec is not None:
             expected = TensorType(element_type(spec[1]), list(spec[0]))
-            if v.type != expected:
+            if v.type != expected and not carried_as_floats(key, v, spec[0]):
                 raise RuntimeError(f"anec bug: the handler of {key} made {v.type} for {node.name}, torch expects {expected}")
 
 
