@@ -14,8 +14,8 @@ MIL interpreter, and ends with a table of both side by side: size, time, cosine 
 anec's compile time (and its ane-compress pass alone) over coremltools' compression time — and over
 what a coremltools user pays in all: `ct.convert` of the model's `torch.export` program to an fp16
 package (timed once per model, as `benchmarks/coreml.py` does) plus the compression call. Times are CPU
-seconds of this process (`time.process_time`, all its threads): the machine is shared, and wall time
-there measures the neighbours.
+seconds of this process (`time.process_time`, BLAS and OpenMP on one thread: `CLOCK`): the machine is
+shared, and wall time there measures the neighbours.
 
 Like for like: anec's `--compress` rows are emitted for iOS 18, the deployment target of the fp16
 package coremltools compresses, so both write iOS 18's `constexpr_*` forms. coremltools 9.0's
@@ -29,6 +29,13 @@ coremltools' k-means palettizer needs (`pip install -e .[test,bench]`).
 """
 
 from __future__ import annotations
+
+import os
+
+# one BLAS / OpenMP thread, set before numpy loads (see CLOCK)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
 import contextlib
@@ -51,7 +58,10 @@ from anec.compression import COMPRESSORS
 from tests import zoo
 
 CLOCK = time.process_time
-"""CPU seconds of this process, all threads."""
+"""CPU seconds of this process, all threads. BLAS and OpenMP run one thread each (set before numpy
+loads, unless the environment says otherwise): on a shared machine their idle threads spin while they
+wait for a core, which counted several times the work (anec's float32 run on BERT-base: 4.6 CPU s with
+OpenBLAS's threads, 0.76 s with one)."""
 
 
 def weight_bytes(package: Path) -> int:
