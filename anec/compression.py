@@ -474,22 +474,47 @@ def _fit_sample(array: np.ndarray) -> np.ndarray:
 
 
 def fit_palette(sample: np.ndarray, bits: int, iterations: int = 1000) -> np.ndarray:
-    """A 2**bits-entry fp16 codebook by k-means over `sample` (Lloyd's algorithm in one dimension:
-    clusters are intervals of the sorted values, so an iteration is a search of the midpoints among
-    them and a difference of prefix sums), started at quantiles."""
-    entries = 1 << bits
+    """A 2**bits-entry fp16 codebook by k-means over `sample` (`fit_palettes`)."""
+    return fit_palettes(sample, (bits,), iterations)[bits]
+
+
+def fit_palettes(sample: np.ndarray, widths: tuple[int, ...], iterations: int = 1000) -> dict[int, np.ndarray]:
+    """Per width of `widths`, a 2**bits-entry fp16 codebook by k-means over `sample` (Lloyd's algorithm
+    in one dimension: clusters are intervals of the sorted values, so an iteration is a search of the
+    midpoints among them and a difference of prefix sums), started at quantiles. The widths iterate
+    together, their centers side by side in one array, each stopping when its own centers settle: one
+    search and one update an iteration for all of them, the same codebooks as fitting each alone."""
     values = np.sort(np.asarray(sample, np.float64).reshape(-1))
     prefix = np.concatenate([[0.0], np.cumsum(values)])
-    centers = np.quantile(values, (np.arange(entries) + 0.5) / entries)
     settled = 1e-7 * max(float(np.abs(values[[0, -1]]).max()) if values.size else 0.0, 1e-30)  # sorted: the ends hold the peak
+    active = list(dict.fromkeys(widths))
+    centers = np.concatenate([np.quantile(values, (np.arange(1 << b) + 0.5) / (1 << b)) for b in active])
+    fitted: dict[int, np.ndarray] = {}
     for _ in range(iterations):
-        cuts = np.concatenate([[0], np.searchsorted(values, (centers[1:] + centers[:-1]) / 2), [values.size]])
-        counts = np.diff(cuts)
-        updated = np.where(counts > 0, np.diff(prefix[cuts]) / np.maximum(counts, 1), centers)
-        if float(np.abs(updated - centers).max()) <= settled:
-            break
-        centers = np.sort(updated)
-    return centers.astype(np.float16)
+        sizes = np.array([1 << b for b in active])
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        found = np.searchsorted(values, (centers[1:] + centers[:-1]) / 2)  # a width's last midpoint is unused
+        lo = np.concatenate([[0], found])
+        lo[starts] = 0
+        hi = np.concatenate([found, [values.size]])
+        hi[ends - 1] = values.size
+        counts = hi - lo
+        updated = np.where(counts > 0, (prefix[hi] - prefix[lo]) / np.maximum(counts, 1), centers)
+        done = np.maximum.reduceat(np.abs(updated - centers), starts) <= settled
+        segment = np.repeat(np.arange(len(active)), sizes)
+        updated = updated[np.lexsort((updated, segment))]  # each width's centers sorted
+        if done.any():
+            fitted.update((b, centers[s:e]) for b, s, e, d in zip(active, starts, ends, done, strict=True) if d)
+            keep = ~done[segment]
+            active = [b for b, d in zip(active, done, strict=True) if not d]
+            updated = updated[keep]
+            if not active:
+                break
+        centers = updated
+    else:  # out of iterations: the last update
+        fitted.update(zip(active, np.split(centers, np.cumsum([1 << b for b in active])[:-1]), strict=True))
+    return {b: fitted[b].astype(np.float16) for b in widths}
 
 
 def _nearest(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
@@ -523,9 +548,10 @@ def palette_luts(array: np.ndarray) -> dict[int, tuple[np.ndarray, float]]:
     the fit sample (fp16: the rounding's)."""
     sample = _fit_sample(array)
     energy = max(float(sample @ sample), 1e-30)
+    luts = fit_palettes(sample, tuple(b for b in MIXED_BITS if b < 16))
     found = {}
     for bits in MIXED_BITS:
-        lut = fit_palette(sample, bits) if bits < 16 else np.empty(0, np.float16)
+        lut = luts[bits] if bits < 16 else np.empty(0, np.float16)
         approx = lut[_nearest(sample, lut)] if bits < 16 else sample.astype(np.float16)
         error = sample - approx.astype(np.float32)
         found[bits] = (lut, float(error @ error) / energy)
@@ -590,11 +616,20 @@ def prune(array: np.ndarray, sparsity: float = 0.5) -> SparseWeight:
     """Magnitude pruning per tensor: the `sparsity` share of the values smallest in magnitude become zero
     (ties broken by position), the rest are kept in fp16."""
     w = np.asarray(array, np.float32)
-    drop = round(sparsity * w.size)
-    order = np.argsort(np.abs(w).reshape(-1), kind="stable")
-    mask = np.ones(w.size, np.bool_)
-    mask[order[:drop]] = False
-    return SparseWeight.of(w.astype(np.float16), mask.reshape(w.shape))
+    return SparseWeight.of(w.astype(np.float16), smallest_dropped(np.abs(w).reshape(-1), round(sparsity * w.size)).reshape(w.shape))
+
+
+def smallest_dropped(magnitude: np.ndarray, drop: int) -> np.ndarray:
+    """A mask keeping all of `magnitude` but its `drop` smallest values, ties dropped first by position:
+    a stable argsort's first `drop` indices, found by one selection (linear time, not a sort)."""
+    mask = np.ones(magnitude.size, np.bool_)
+    if drop <= 0:
+        return mask
+    kth = np.partition(magnitude, drop - 1)[drop - 1]
+    below = magnitude < kth
+    mask[below] = False
+    mask[np.flatnonzero(magnitude == kth)[:drop - int(below.sum())]] = False
+    return mask
 
 
 COMPRESSORS = {"int8": "symmetric int8 per output channel",

@@ -13,16 +13,36 @@ uniform —, `prune_weights`) on anec's fp16 package of the same model, runs the
 MIL interpreter, and ends with a table of both side by side: size, time, cosine against float32, and
 anec's compile time (and its ane-compress pass alone) over coremltools' compression time — and over
 what a coremltools user pays in all: `ct.convert` of the model's `torch.export` program to an fp16
-package (timed once per model, as `benchmarks/coreml.py` does) plus the compression call.
+package (timed once per model, as `benchmarks/coreml.py` does) plus the compression call. Times are CPU
+seconds of this process (`time.process_time`, BLAS and OpenMP on one thread: `CLOCK`): the machine is
+shared, and wall time there measures the neighbours.
+
+Like for like: anec's `--compress` rows are emitted for iOS 18, the deployment target of the fp16
+package coremltools compresses, so both write iOS 18's `constexpr_*` forms. coremltools 9.0's
+magnitude pruner takes `np.percentile` of the float16 weights, which under numpy 2 overflows to NaN
+for a tensor of more than 65504 values: such a tensor keeps all its values (stored sparse, 1.06x its
+fp16 bytes). The prune50 row says how many values coremltools zeroed, and a second row runs it with the
+percentile taken in float32, which is what it means to do.
+
+Requirements: the `test` extra (onnxruntime, transformers, torch) and scikit-learn, which
+coremltools' k-means palettizer needs (`pip install -e .[test,bench]`).
 """
 
 from __future__ import annotations
 
+import os
+
+# one BLAS / OpenMP thread, set before numpy loads (see CLOCK)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +56,12 @@ from coreml import coremltools_seconds  # benchmarks/coreml.py, beside this scri
 import anec
 from anec.compression import COMPRESSORS
 from tests import zoo
+
+CLOCK = time.process_time
+"""CPU seconds of this process, all threads. BLAS and OpenMP run one thread each (set before numpy
+loads, unless the environment says otherwise): on a shared machine their idle threads spin while they
+wait for a core, which counted several times the work (anec's float32 run on BERT-base: 4.6 CPU s with
+OpenBLAS's threads, 0.76 s with one)."""
 
 
 def weight_bytes(package: Path) -> int:
@@ -133,10 +159,37 @@ class Side:
         return [f"{self.size:.3f}x", f"{self.seconds:.1f}", "-" if self.cosine is None else f"{self.cosine:.5f}"]
 
 
+@contextlib.contextmanager
+def percentile_in_float32() -> Iterator[None]:
+    """`np.percentile` of float16 arrays taken in float32 while coremltools prunes (its float16 one is
+    NaN past 65504 values under numpy 2)."""
+    original = np.percentile
+
+    def percentile(a: Any, q: Any, *args: Any, **kwargs: Any) -> Any:
+        a = np.asarray(a)
+        return original(a.astype(np.float32) if a.dtype == np.float16 else a, q, *args, **kwargs)
+
+    np.percentile = percentile
+    try:
+        yield
+    finally:
+        np.percentile = original
+
+
+def zeroed_share(model: Any) -> float:
+    """The share of the values of `model`'s sparse weights (`constexpr_sparse_to_dense`, iOS 18 form:
+    one mask element a value) that are zero."""
+    masks = [op.inputs["mask"].val for function in model._mil_program.functions.values()
+             for op in function.find_ops(op_type="constexpr_sparse_to_dense")]
+    total = sum(m.size for m in masks)
+    return 1 - sum(int(np.count_nonzero(m)) for m in masks) / max(total, 1)
+
+
 def coremltools_side(mode: str, fp16_package: Path, base: int, folder: Path, feeds: dict[str, np.ndarray],
-                     expected: np.ndarray | None) -> tuple[str, Side]:
+                     expected: np.ndarray | None, fixed: bool = False) -> tuple[str, Side]:
     """coremltools' compression of anec's fp16 package in `mode`'s equivalent, timed alone (the model is
-    loaded first), its output run by the test MIL interpreter."""
+    loaded first), its output run by the test MIL interpreter; `fixed`: pruning with the percentile in
+    float32 (`percentile_in_float32`)."""
     import coremltools as ct
 
     from tests.emit.mil_interpreter import load_package
@@ -144,10 +197,13 @@ def coremltools_side(mode: str, fp16_package: Path, base: int, folder: Path, fee
 
     label, config, compress = coremltools_equivalent(mode)
     model = ct.models.MLModel(str(fp16_package), skip_model_load=True)
-    start = time.perf_counter()
-    out = compress(model, config)
-    seconds = time.perf_counter() - start
-    path = folder / f"ct-{mode}.mlpackage"
+    with percentile_in_float32() if fixed else contextlib.nullcontext():
+        start = CLOCK()
+        out = compress(model, config)
+        seconds = CLOCK() - start
+    if mode.startswith("prune"):
+        label += f" (zeroed {zeroed_share(out):.0%} of the values{', percentile in float32' if fixed else ''})"
+    path = folder / f"ct-{mode}{'-fixed' if fixed else ''}.mlpackage"
     out.save(str(path))
     similarity = None
     if expected is not None:
@@ -165,7 +221,7 @@ def run(name: str, chips: list[str], modes: list[str], simulate: bool, against_c
         folder = Path(tmp)
         convert_s = float("nan")
         if against_coremltools and set(modes) & set(COMPRESSORS):
-            convert_s, _ = coremltools_seconds(name, "ios18", folder / "ct-convert.mlpackage")
+            convert_s, _ = coremltools_seconds(name, "ios18", folder / "ct-convert.mlpackage", CLOCK)
             print(f"{name}: coremltools converts its torch.export program to an fp16 package in {convert_s:.1f} s", flush=True)
         expected = {"float": onnxruntime_output(source, feeds)} if simulate else {}
         rows: list[tuple[str, Path, dict[str, str], str]] = []
@@ -178,20 +234,20 @@ def run(name: str, chips: list[str], modes: list[str], simulate: bool, against_c
         rows += [(mode, source, {"compress": mode}, "float") for mode in COMPRESSORS if mode in modes]
         for chip in chips:
             fp16_package = folder / f"fp16-{chip}.mlpackage"
-            start = time.perf_counter()
+            start = CLOCK()
             # iOS 18: coremltools' blockwise quantization needs it; fp16 weights are the same bytes
             fp16 = anec.compile(source, target=chip, deployment_target="ios18")
             fp16.save(fp16_package)
-            base, base_s = weight_bytes(fp16_package), time.perf_counter() - start
+            base, base_s = weight_bytes(fp16_package), CLOCK() - start
             base_program = len(fp16.program_bytes)
             del fp16
             print(f"{name} {chip} fp16: {base:,} weight bytes, .anec {base_program:,} bytes, compiled in {base_s:.1f} s", flush=True)
             for label, model, options, reference in rows:
-                start = time.perf_counter()
-                # blockwise scales exist in Core ML from iOS 18
-                compiled = anec.compile(model, target=chip, deployment_target="ios18" if label == "int8-block" else "ios17", **options)
+                start = CLOCK()
+                # --compress: iOS 18, as coremltools' input package (and blockwise scales need it)
+                compiled = anec.compile(model, target=chip, deployment_target="ios18" if label in COMPRESSORS else "ios17", **options)
                 package = compiled.save(folder / f"{label}-{chip}.mlpackage")
-                seconds = time.perf_counter() - start
+                seconds = CLOCK() - start
                 size = weight_bytes(package) / base
                 line = f"{name} {chip} {label}: {size:.3f}x fp16 weight bytes, .anec {len(compiled.program_bytes) / base_program:.3f}x, compiled in {seconds:.1f} s"
                 similarity = None
@@ -203,14 +259,15 @@ def run(name: str, chips: list[str], modes: list[str], simulate: bool, against_c
                         line += f" (vs float {cosine(simulated, expected['float']):.5f}; onnxruntime's {cosine(expected[reference], expected['float']):.5f})"
                 print(line + f"; {compiled.report.weight_summary}", flush=True)
                 if label in COMPRESSORS and against_coremltools:
-                    pass_seconds = compiled.report.stats.get("pass_seconds", {})
+                    pass_seconds = compiled.report.stats.get("pass_cpu_seconds", {})
                     compress_s = pass_seconds.get("ane-compress", float("nan")) if isinstance(pass_seconds, dict) else float("nan")
                     ours = Side(size, seconds, similarity)
-                    tool, theirs = coremltools_side(label, fp16_package, base, folder, feeds, expected.get("float"))
-                    table.append([name, chip, label, *ours.cells(), f"{compress_s:.1f}", *theirs.cells(),
-                                  f"{seconds / theirs.seconds:.2f}", f"{compress_s / theirs.seconds:.2f}",
-                                  f"{seconds / (convert_s + theirs.seconds):.2f}", tool])
-                    print("  coremltools " + " | ".join(table[-1][-1:] + theirs.cells()), flush=True)
+                    for fixed in (False, True) if label.startswith("prune") else (False,):
+                        tool, theirs = coremltools_side(label, fp16_package, base, folder, feeds, expected.get("float"), fixed)
+                        table.append([name, chip, label, *ours.cells(), f"{compress_s:.1f}", *theirs.cells(),
+                                      f"{seconds / theirs.seconds:.2f}", f"{compress_s / theirs.seconds:.2f}",
+                                      f"{seconds / (convert_s + theirs.seconds):.2f}", tool])
+                        print("  coremltools " + " | ".join(table[-1][-1:] + theirs.cells()), flush=True)
                 del compiled
     return table
 

@@ -22,6 +22,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,8 +47,8 @@ def anec_seconds(name: str, exporter: str, target: str, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def coremltools_seconds(name: str, target: str, out: Path) -> tuple[float, str]:
-    """(seconds, which ATen decomposition coremltools could take)."""
+def coremltools_seconds(name: str, target: str, out: Path, clock: Callable[[], float] = time.perf_counter) -> tuple[float, str]:
+    """(seconds by `clock`, which ATen decomposition coremltools could take)."""
     import coremltools as ct
     import torch
 
@@ -58,12 +59,12 @@ def coremltools_seconds(name: str, target: str, out: Path) -> tuple[float, str]:
                "compute_precision": ct.precision.FLOAT16, "skip_model_load": True}
     for label, table in (("aten", {}), ("core-aten", None)):
         program = exported.run_decompositions(table) if table is not None else exported.run_decompositions()
-        start = time.perf_counter()
+        start = clock()
         try:
             ct.convert(program, **options).save(str(out))
         except NotImplementedError:
             continue  # an ATen op coremltools does not know: retry decomposed to core ATen
-        return time.perf_counter() - start, label
+        return clock() - start, label
     raise RuntimeError(f"coremltools cannot convert {name}")
 
 

@@ -146,8 +146,8 @@ def input_channel_means(module: ModuleOp, macs: list[Operation], declared: Input
 
     def record(value: SSAValue, array: np.ndarray) -> None:
         for mac, axis in watched.get(value, ()):
-            channels = np.moveaxis(np.asarray(array, np.float64), axis, -1)
-            means[mac] = channels.reshape(-1, channels.shape[-1]).mean(axis=0)
+            channels = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+            means[mac] = channels.sum(axis=1, dtype=np.float64) / channels.shape[1]  # float64 sums, no float64 copy
 
     def observe(op: Operation, outs: list[np.ndarray]) -> None:
         for result, array in zip(op.results, outs):
@@ -246,13 +246,13 @@ class CompressPass(ModulePass):
                 for mac, _ in c.readers:
                     append_note(mac, COMPRESSION_ATTR, why)
                 continue
-            error = float(np.linalg.norm(compressed.fp16().astype(np.float32) - c.array)) / max(float(np.linalg.norm(c.array)), 1e-30)
+            delta = compressed.fp16().astype(np.float32) - c.array
+            error = float(np.linalg.norm(delta)) / max(float(np.linalg.norm(c.array)), 1e-30)
             assert c.const.handle is not None  # candidates are stored weights (`_candidates`)
             new = make_compressed_const(compressed, c.const.handle.data, store, element_type_of(c.const.result))
             new.attributes.update(c.const.attributes)
             Rewriter.insert_op(new, InsertPoint.before(c.const))
             replaced.append(c.const)
-            delta = compressed.fp16().astype(np.float32) - c.array
             for mac, weight in c.readers:
                 mac.operands = [new.result if v is weight else v for v in mac.operands]
                 append_note(mac, COMPRESSION_ATTR, f"compressed by ane-compress: relative weight error {error:.2e}{why}")

@@ -19,9 +19,12 @@ from anec.compression import (
     KeptOnlyExpanded,
     PaletteWeight,
     SparseWeight,
+    fit_palette,
+    fit_palettes,
     pack_bits,
     prune,
     quantize_int8_block,
+    smallest_dropped,
     unpack_bits,
 )
 from anec.dialects import ane
@@ -213,6 +216,70 @@ def test_a_sparse_weight_keeps_the_larger_half_and_packs_its_mask_lsb_first() ->
     assert s.parts()["mask"].tolist() == [0b01101010] and s.stored_nbytes == 1 + 8
     with pytest.raises(AnecError, match="4 set mask bits needs as many values, got 3"):
         SparseWeight(s.mask, s.values[:3])
+
+
+def _refuse(*args: object, **kwargs: object) -> None:
+    raise AssertionError("sorted where a selection does")
+
+
+def test_pruning_drops_what_a_stable_sort_would_but_selects_instead_of_sorting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`smallest_dropped` is a stable argsort's first `drop` indices (ties dropped first by position),
+    found in linear time: numpy's sorts are not called."""
+    rng = np.random.default_rng(3)
+    cases = []
+    for n in (1, 2, 7, 64, 301):
+        magnitude = np.abs(np.round(rng.standard_normal(n) * 2)).astype(np.float32)  # few distinct values: many ties
+        for drop in sorted({0, 1, n // 2, n - 1, n}):
+            expected = np.ones(n, np.bool_)
+            expected[np.argsort(magnitude, kind="stable")[:drop]] = False
+            cases.append((magnitude, drop, expected))
+    monkeypatch.setattr(np, "argsort", _refuse)
+    monkeypatch.setattr(np, "sort", _refuse)
+    for magnitude, drop, expected in cases:
+        assert smallest_dropped(magnitude, drop).tolist() == expected.tolist(), (magnitude.tolist(), drop)
+    assert prune(np.array([[0.5, -3.0], [0.1, 2.0]], np.float32)).mask.tolist() == [[False, True], [False, True]]
+
+
+def lloyd_reference(sample: np.ndarray, bits: int, iterations: int = 1000) -> np.ndarray:
+    """Lloyd's algorithm by brute force: every value assigned its nearest center, each center moved to
+    its values' mean (an empty cluster keeps its center), from the same quantiles, to the same tolerance."""
+    values = np.sort(sample.astype(np.float64))
+    centers = np.quantile(values, (np.arange(1 << bits) + 0.5) / (1 << bits))
+    for _ in range(iterations):
+        nearest = np.argmin(np.abs(values[:, None] - centers[None, :]), axis=1)
+        updated = np.array([values[nearest == k].mean() if (nearest == k).any() else c for k, c in enumerate(centers)])
+        if np.abs(updated - centers).max() <= 1e-7 * np.abs(values).max():
+            break
+        centers = np.sort(updated)
+    return centers.astype(np.float16)
+
+
+def test_palette_fit_is_lloyds_algorithm_and_widths_fitted_together_match_each_fitted_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sorted-values Lloyd (`fit_palette`) moves the centers as brute-force Lloyd does; fitting 4, 6
+    and 8 bits together gives each width's codebook alone, with one search an iteration for all three
+    (as many as the slowest width alone takes), not one per width."""
+    sample = RNG.standard_normal(400).astype(np.float32) ** 3  # heavy tails, like trained weights
+    for bits in (2, 4):
+        np.testing.assert_allclose(fit_palette(sample, bits).astype(np.float32), lloyd_reference(sample, bits), rtol=2e-3, atol=1e-6)
+    searches = 0
+    search = np.searchsorted
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        nonlocal searches
+        searches += 1
+        return search(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(np, "searchsorted", counted)
+    alone = {}
+    iterations = []
+    for bits in (4, 6, 8):
+        searches = 0
+        alone[bits] = fit_palette(sample, bits)
+        iterations.append(searches)
+    searches = 0
+    together = fit_palettes(sample, (4, 6, 8))
+    assert all(together[b].tolist() == alone[b].tolist() for b in (4, 6, 8))
+    assert min(iterations) < max(iterations) and searches == max(iterations)
 
 
 @pytest.mark.parametrize(("make", "form"), [(_block, "uint8/block1x2"), (lambda: prune(RNG.standard_normal((5, 4)).astype(np.float32)), "sparse"),
