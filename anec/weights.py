@@ -40,6 +40,26 @@ PART_SEPARATOR = "~"
 """Separates a compressed weight's handle, kind and part in a saved store."""
 
 
+
+BLOCK_ELEMENTS = 1 << 16
+"""Elements per block of a strided copy (`contiguous`): 256 KB of float32 stays in the L2 cache."""
+
+
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """`array` in C order. A transposed weight (the layout pass's (K, N) → (N, K)) is copied in blocks
+    along the axis read with the widest stride: numpy's own copy walks the source column by column
+    and is ~10x slower for a 768 × 3072 matrix."""
+    if array.flags.c_contiguous or array.ndim < 2 or array.size < BLOCK_ELEMENTS:
+        return np.ascontiguousarray(array)
+    out = np.empty(array.shape, array.dtype)
+    source, target = array.squeeze(), out.squeeze()  # unit axes would keep numpy's copy from blocking
+    axis = max(range(source.ndim), key=lambda a: abs(source.strides[a]))
+    step = max(1, BLOCK_ELEMENTS // (source.size // source.shape[axis]))
+    for start in range(0, source.shape[axis], step):
+        block = (slice(None),) * axis + (slice(start, start + step),)
+        target[block] = source[block]
+    return out
+
 class WeightStore:
     """Named, read-only numpy arrays (views, not copies, of what was added). Handles are readable,
     unique and stable."""
@@ -68,7 +88,7 @@ class WeightStore:
         added before (dtype, shape and bytes) gets that one's handle, so the weights an unrolled recurrence
         repeats at every step, and the copies passes derive from them, are stored once."""
         # a view: read-only here, the caller's array untouched (reshape: ascontiguousarray makes 0-d arrays 1-d)
-        array = np.ascontiguousarray(array).reshape(np.shape(array)).view()
+        array = contiguous(np.asarray(array)).reshape(np.shape(array)).view()
         key = (array.dtype.str, array.shape, hashlib.blake2b(array.reshape(-1).view(np.uint8).data, digest_size=16).digest())
         if (same := self._by_content.get(key)) is not None and same in self._arrays:
             return same

@@ -23,6 +23,7 @@ from anec.weights import (
     attach,
     clone_module,
     const_value,
+    contiguous,
     dense_to_numpy,
     load_module,
     make_const,
@@ -227,3 +228,13 @@ def test_small_constants_survive_printing_and_parsing_bit_exactly(array: np.ndar
     (value,) = interpret(load_module(tmp_path / "m.mlir"), [])
     assert value.dtype == array.dtype and value.tobytes() == array.tobytes()
     assert (const.value is None) == (array.dtype.kind == "f" and not np.isfinite(array).all())
+
+
+@pytest.mark.parametrize(("shape", "axes"), [((3072, 768), (1, 0)), ((768, 3072, 1, 1), (1, 0, 2, 3)),
+                                             ((12, 64, 768), (2, 0, 1)), ((300, 400), (1, 0))])
+def test_a_strided_weight_is_copied_in_blocks_to_the_same_values(shape: tuple[int, ...], axes: tuple[int, ...]) -> None:
+    array = np.random.default_rng(0).standard_normal(shape).astype(np.float32).transpose(axes)
+    for view in (array, array[::-1], array[1::3]):
+        copied = contiguous(view)
+        assert copied.flags.c_contiguous and copied.dtype == view.dtype
+        np.testing.assert_array_equal(copied, view)
