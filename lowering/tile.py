@@ -21,9 +21,9 @@ largest piece that keeps every tensor, kernel and input window (with its halo) o
 every limit at once, as the legality predicate judges a candidate piece built detached; the axes the
 hardware streams worst (width, then batch, then channels, then the contraction, whose pieces must be
 summed) are kept as whole as cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel
-lanes and groups. A conv or matmul that this order would cut along batch or width is also planned
+lanes and groups. A conv or matmul that this order would cut along its batch is also planned
 with its contraction cut first, and the plan that emits fewer ops is kept: when the kernel fills the
-kernel memory, every batch or width piece reloads the weights, while fewer input channels shrink
+kernel memory, every batch piece reloads the weights, while fewer input channels shrink
 both the input and the kernel per output channel. Each piece reads only its window of the inputs
 and the pieces are concatenated (or summed). A piece is cut again only while it holds strictly less
 than the op it came from, so the pass always ends; an op no tile shape fits is left for the verifier.
@@ -688,14 +688,16 @@ class TilePlanner:
         return self.plans[key]
 
     def _solve(self, op: Operation, trials: Trials) -> list[Cut] | None:
-        """The plan of the axes in `axes` order; when it cuts the batch or width of a MAC op, also the
-        plan that cuts its contraction before them (a conv whose kernel fills the kernel memory and
-        whose input overflows the L2: each batch or width piece reloads every channel piece's
-        weights, while halving the input channels halves both, so the channel pieces are twice as
-        wide). The plan that emits fewer ops is kept; on a tie, the first."""
+        """The plan of the axes in `axes` order; when it cuts the batch of a MAC op, also the plan that
+        cuts its contraction before the batch (a conv whose kernel fills the kernel memory and whose
+        input overflows the L2: each batch piece reloads every channel piece's weights, while halving
+        the input channels halves both, so the channel pieces are twice as wide). The plan that emits
+        fewer ops is kept; on a tie, the first. A width cut is not weighed so: its partial sums are
+        whole rows that cross the L2 cliff (the timing model's 1×1-conv chain past the cliff ran 2×
+        slower cut along the contraction than along width)."""
         axes = self.axes(op)
         plan = self._search(op, trials, axes)
-        if not plan or CONTRACTION not in axes:
+        if not plan or CONTRACTION not in axes or not any(c.axis == 0 for c in plan):
             return plan
         channels = _output_channel_axis(op)
         moved = axes.index(channels) + 1 if channels in axes else 0
