@@ -21,10 +21,10 @@ largest piece that keeps every tensor, kernel and input window (with its halo) o
 every limit at once, as the legality predicate judges a candidate piece built detached; the axes the
 hardware streams worst (width, then batch, then channels, then the contraction, whose pieces must be
 summed) are kept as whole as cutting rows allows, and cuts fall on whole 64-byte rows, 4-channel
-lanes and groups. A conv or matmul that this order would cut along its batch is also planned
-with its contraction cut first, and the plan that emits fewer ops is kept: when the kernel fills the
-kernel memory, every batch piece reloads the weights, while fewer input channels shrink
-both the input and the kernel per output channel. Each piece reads only its window of the inputs
+lanes and groups. A conv or matmul that this order would cut along batch or width is also planned
+with its contraction cut first, and the plan the timing model predicts faster is kept: when the kernel
+fills the kernel memory, every batch or width piece reloads the weights, while fewer input channels
+shrink both the input and the kernel per output channel, at the price of summing partial products. Each piece reads only its window of the inputs
 and the pieces are concatenated (or summed). A piece is cut again only while it holds strictly less
 than the op it came from, so the pass always ends; an op no tile shape fits is left for the verifier.
 
@@ -48,7 +48,7 @@ from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import dce
 
 from anec import legality as rules
-from anec.analysis import engine_tensors, weight_operands
+from anec.analysis import ane_bytes, engine_tensors, weight_operands
 from anec.builder import RewriteBuilder
 from anec.dialects import ane
 from anec.dialects.ane import as_tuple, element_type_of, shape_of, tensor, window_output_size
@@ -63,6 +63,7 @@ from anec.dialects.discardable import (
 from anec.errors import AnecError
 from anec.legality import axis_limit, legality
 from anec.lowering.rewriting import constant_of, functions, prune_weights, segments
+from anec.sim.timing import Work, cost, op_seconds
 from anec.targets import Target, get_target
 
 Bounds = list[tuple[int, int]]
@@ -688,16 +689,15 @@ class TilePlanner:
         return self.plans[key]
 
     def _solve(self, op: Operation, trials: Trials) -> list[Cut] | None:
-        """The plan of the axes in `axes` order; when it cuts the batch of a MAC op, also the plan that
-        cuts its contraction before the batch (a conv whose kernel fills the kernel memory and whose
-        input overflows the L2: each batch piece reloads every channel piece's weights, while halving
-        the input channels halves both, so the channel pieces are twice as wide). The plan that emits
-        fewer ops is kept; on a tie, the first. A width cut is not weighed so: its partial sums are
-        whole rows that cross the L2 cliff (the timing model's 1×1-conv chain past the cliff ran 2×
-        slower cut along the contraction than along width)."""
+        """The plan of the axes in `axes` order; when it cuts the batch or width of a MAC op, also the
+        plan that cuts its contraction before them (a conv whose kernel fills the kernel memory and
+        whose input overflows the L2: each batch or width piece reloads every channel piece's
+        weights, while halving the input channels halves both, so the channel pieces are twice as
+        wide, at the price of summing partial products). The plan the timing model predicts faster
+        is kept (`plan_seconds`); on a tie, the first."""
         axes = self.axes(op)
         plan = self._search(op, trials, axes)
-        if not plan or CONTRACTION not in axes or not any(c.axis == 0 for c in plan):
+        if not plan or CONTRACTION not in axes:
             return plan
         channels = _output_channel_axis(op)
         moved = axes.index(channels) + 1 if channels in axes else 0
@@ -705,7 +705,37 @@ class TilePlanner:
         if not any(c.axis in early[early.index(CONTRACTION) + 1:] for c in plan):
             return plan  # it cuts nothing the contraction would move ahead of
         other = self._search(op, trials, early)
-        return other if other is not None and emitted_ops(other) < emitted_ops(plan) else plan
+        if other is None:
+            return plan
+        return other if self.plan_seconds(op, trials, other) < self.plan_seconds(op, trials, plan) else plan
+
+    def plan_seconds(self, op: Operation, trials: Trials, cuts: list[Cut]) -> float:
+        """The ANE time the timing model predicts for the pieces `cuts` emit (each distinct piece shape
+        built once, `anec.sim.timing.op_seconds`) and the sums that join partial products; the
+        concatenations are free (the pieces write into one buffer)."""
+        classes = []  # per cut: (count, bounds) for each distinct piece size
+        for cut in cuts:
+            sizes: dict[int, tuple[int, tuple[int, int]]] = {}
+            for lo, hi in cut.bounds():
+                count, first = sizes.get(hi - lo, (0, (lo, hi)))
+                sizes[hi - lo] = (count + 1, first)
+            classes.append(list(sizes.values()))
+        seconds = 0.0
+        for combo in itertools.product(*classes):
+            piece = trials.piece(tuple((cut.axis, lo, hi) for cut, (_, (lo, hi)) in zip(cuts, combo)))
+            if piece is None:
+                return math.inf
+            seconds += math.prod(n for n, _ in combo) * op_seconds(piece, self.target)
+        out, outer = list(shape_of(op.results[0])), 1
+        for cut in cuts:  # a sum over the contraction adds whole partial outputs of the pieces outside it
+            n = len(cut.bounds())
+            if cut.axis == CONTRACTION:
+                size = ane_bytes(tuple(out))
+                seconds += outer * (n - 1) * cost(Work("pe", math.prod(out), 2 * size, size, largest_bytes=size), self.target).total_s
+            else:
+                out[cut.axis] = -(-out[cut.axis] // n)
+            outer *= n
+        return seconds
 
     def _search(self, op: Operation, trials: Trials, axes: list[int]) -> list[Cut] | None:
         """Cut the axes in `axes` order: the last kept as whole as cutting the others to their floor
@@ -768,16 +798,6 @@ class TilePlanner:
         offered it."""
         if piece.name == op.name and all(self.extent(piece, c.axis) == c.extent for c in rest):
             self.inherited.setdefault(_signature(piece), rest)
-
-
-def emitted_ops(cuts: list[Cut]) -> int:
-    """The ops `TilePlanner.tile` emits for a plan: the pieces, and the concatenations (one per split)
-    or sums (one fewer than the partial products) that join them."""
-    count = 1
-    for cut in reversed(cuts):
-        n = len(cut.bounds())
-        count = n * count + (n - 1 if cut.axis == CONTRACTION else 1)
-    return count
 
 
 def _output_channel_axis(op: Operation) -> int:
