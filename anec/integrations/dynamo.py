@@ -65,6 +65,7 @@ from torch import fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation
@@ -555,8 +556,6 @@ def freeze(gm: fx.GraphModule, placeholders: Sequence[fx.Node], example_inputs: 
 def plain_tensors(value: Any, label: str) -> list[tuple[str, Any]]:
     """The plain tensors (labelled `label.attr`) a tensor subclass (torchao's quantized weights) holds,
     in the order AOT Autograd passes them to the graph (`__tensor_flatten__`, recursively); any other value is itself."""
-    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
-
     if not is_traceable_wrapper_subclass(value):
         return [(label, value)]
     attrs, _ = value.__tensor_flatten__()
