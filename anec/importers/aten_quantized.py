@@ -100,6 +100,23 @@ def _block(scale: np.ndarray, zero: np.ndarray, axis: int) -> int:
     return 1
 
 
+def _owner(t: torch.Tensor) -> torch.Tensor:
+    return t if t._base is None else t._base
+
+
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """The first and last storage positions `t`'s elements occupy."""
+    low = int(t.storage_offset()) + sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if s < 0)
+    return low, low + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
+
+
+def _within(view: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether `view`'s elements lie in the span of `value`, which fills it (so `viewed_as` reads in bounds;
+    `Dequantized.compressed` checks the values)."""
+    (low, high), (first, last) = _span(view), _span(value)
+    return view.numel() > 0 and last - first + 1 == value.numel() and first <= low and high <= last
+
+
 def _laid_out_like(value: torch.Tensor, x: torch.Tensor | float, dtype: torch.dtype) -> torch.Tensor:
     """`x` broadcast to `value`'s shape, in `value`'s memory layout."""
     return torch.empty_like(value, dtype=dtype).copy_(torch.as_tensor(x, dtype=dtype).expand(value.shape))
@@ -177,25 +194,30 @@ def _per_tensor(args: Sequence[Any], kwargs: Mapping[str, Any], value: torch.Ten
 
 
 class Tracker:
-    """The folded tensors known to be dequantized integers (by identity; views through their base)."""
+    """The folded tensors known to be dequantized integers (by identity; views through their base, also
+    when the dequantization's result is itself a view: `dequantize_per_channel` permutes back at its end)."""
 
     def __init__(self) -> None:
         self._known: dict[int, Dequantized] = {}
+        """By the id of the value's storage owner (its `_base`, else the value)."""
 
     def of(self, t: Any) -> Dequantized | None:
         if not isinstance(t, torch.Tensor):
             return None
-        for candidate in (t, t._base):
-            found = self._known.get(id(candidate))
-            if found is not None and found.value is candidate:
-                return found if candidate is t else found.viewed_as(t)
-        return None
+        found = self._known.get(id(_owner(t)))
+        if found is None or _owner(found.value) is not _owner(t):
+            return None
+        return found if found.value is t else found.viewed_as(t) if _within(t, found.value) else None
 
     def fold(self, key: str, args: Sequence[Any], kwargs: Mapping[str, Any], value: Any) -> None:
         """Record what the folded `value` of op `key` on `args` is a dequantization of, if anything."""
         found = RULES[key](args, kwargs, value, self.of) if key in RULES and isinstance(value, torch.Tensor) and value.is_floating_point() else None
         if found is not None:
-            self._known[id(value)] = found
+            self._known[id(_owner(value))] = found
+
+    def include(self, other: Tracker) -> None:
+        """Know what `other` knows (tensors folded before this import)."""
+        self._known.update(other._known)
 
     def compressed(self, t: torch.Tensor, reader: str) -> AffineWeight | BlockAffineWeight | None:
         """`t` as a compressed weight, when `reader` takes MAC weights (or tables) and `t` is exactly one."""

@@ -61,6 +61,10 @@ InputShapes = Mapping[str, Sequence[int]]
 WEIGHT_NAMES = "anec_weight_names"
 """`GraphModule.meta` key: attribute name -> the name its weight gets in the store (`layers.0.weight`)."""
 
+DEQUANTIZED = "anec_dequantized"
+"""`GraphModule.meta` key: the `Tracker` of attributes folded before the import (the torch.compile
+backend's `fold_constants`), so those that are dequantized integers stay compressed as the importer's own folds do."""
+
 KEEP_WHOLE = (
     "linear", "matmul", "layer_norm", "native_layer_norm", "group_norm", "native_group_norm",
     "scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu", "gelu", "silu", "hardswish",
@@ -483,6 +487,8 @@ class GraphImporter:
             arg_types.append(TensorType(element_type(node.meta["val"].dtype), list(shape)))
         self.block = Block(arg_types=arg_types)
         if owner is not None:
+            if (folded := getattr(owner, "meta", {}).get(DEQUANTIZED)) is not None:
+                self.dequantized.include(folded)
             labels = getattr(owner, "meta", {}).get(WEIGHT_NAMES, {})
             for target, label in labels.items():
                 tensor = _attribute(owner, target)

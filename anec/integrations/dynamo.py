@@ -65,6 +65,7 @@ from torch import fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation
@@ -78,7 +79,9 @@ from anec.dialects.discardable import NAME_ATTR, name_of, source_name
 from anec.dialects.host import HostOp
 from anec.errors import AnecError, AnecFallbackWarning, ImportFailure, first_line
 from anec.host_kernels.aten import to_numpy
-from anec.importers.torch import WEIGHT_NAMES, GraphImporter, ane_decompositions
+from anec.importers.aten import op_key
+from anec.importers.aten_quantized import Tracker
+from anec.importers.torch import DEQUANTIZED, WEIGHT_NAMES, GraphImporter, ane_decompositions
 from anec.integrations import compile_cache
 from anec.integrations.shape_buckets import (
     MAX_SHAPES,
@@ -536,16 +539,27 @@ def freeze(gm: fx.GraphModule, placeholders: Sequence[fx.Node], example_inputs: 
         return
     metadata = context.fw_metadata
     params = list(context.params_flat or [])
-    real = [*params, *example_inputs]
-    if len(real) != len(placeholders):
-        raise AnecError(f"cannot match {len(placeholders)} graph inputs with {len(real)} values to freeze them")
-    labels = [f"param{i}" for i in range(len(params))] + list(names)
+    values = [*params, *example_inputs]
+    labelled = [plain for value, label in zip(values, [f"param{i}" for i in range(len(params))] + list(names))
+                for plain in plain_tensors(value, label)]
+    if len(labelled) != len(placeholders):
+        raise AnecError(f"cannot match {len(placeholders)} graph inputs with {len(labelled)} values to freeze them")
+    labels, real = [label for label, _ in labelled], [value for _, value in labelled]
     mutated = {i for i, info in enumerate(metadata.input_info) if info.mutates_data or info.mutates_metadata}
     first = next(iter(gm.graph.nodes))
     for i in metadata.static_input_indices:
         if i in mutated or not isinstance(real[i], torch.Tensor):
             continue
         placeholders[i].replace_all_uses_with(constant_node(gm, f"_anec_frozen_{i}", real[i].detach(), first, labels[i]))
+
+
+def plain_tensors(value: Any, label: str) -> list[tuple[str, Any]]:
+    """The plain tensors (labelled `label.attr`) a tensor subclass (torchao's quantized weights) holds,
+    in the order AOT Autograd passes them to the graph (`__tensor_flatten__`, recursively); any other value is itself."""
+    if not is_traceable_wrapper_subclass(value):
+        return [(label, value)]
+    attrs, _ = value.__tensor_flatten__()
+    return [plain for attr in attrs for plain in plain_tensors(getattr(value, attr), f"{label}.{attr}")]
 
 
 def constant_node(gm: fx.GraphModule, name: str, value: torch.Tensor, before: fx.Node, label: str) -> fx.Node:
@@ -567,6 +581,8 @@ def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphM
         if isinstance(arg, fx.Node) and arg.op == "get_attr":
             assert isinstance(arg.target, str), "a get_attr node's target is the attribute's name"
             label = parent.meta.get(WEIGHT_NAMES, {}).get(arg.target, arg.target)
+            if DEQUANTIZED in parent.meta:
+                sub.meta[DEQUANTIZED] = parent.meta[DEQUANTIZED]
             placeholder.replace_all_uses_with(constant_node(sub, placeholder.name, getattr(parent, arg.target), placeholder, label))
             sub.graph.erase_node(placeholder)
         else:
@@ -577,8 +593,11 @@ def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphM
 
 def fold_constants(gm: fx.GraphModule) -> None:
     """Replace the nodes computed from constants alone by attributes holding their values, evaluated
-    in torch (as the importer would fold them), so partitions receive them as weights."""
+    in torch (as the importer would fold them), so partitions receive them as weights. The importer's
+    `Tracker` records which values are dequantized integers (`gm.meta[DEQUANTIZED]`, handed to the
+    partitions), so those stay compressed MAC weights."""
     labels = {id(getattr(gm, buffer)): label for buffer, label in gm.meta.get(WEIGHT_NAMES, {}).items()}
+    dequantized = gm.meta.setdefault(DEQUANTIZED, Tracker())
     values: dict[fx.Node, Any] = {}
     for i, node in enumerate(list(gm.graph.nodes)):
         if node.op == "get_attr":
@@ -586,8 +605,10 @@ def fold_constants(gm: fx.GraphModule) -> None:
             values[node] = functools.reduce(getattr, node.target.split("."), gm)
         elif node.op == "call_function" and all(n in values for n in node.all_input_nodes):
             assert callable(node.target), "a call_function node's target is the function"
+            args, kwargs = fx.node.map_arg(node.args, values.__getitem__), fx.node.map_arg(node.kwargs, values.__getitem__)
             with torch.no_grad():
-                value = node.target(*fx.node.map_arg(node.args, values.__getitem__), **fx.node.map_arg(node.kwargs, values.__getitem__))
+                value = node.target(*args, **kwargs)
+            dequantized.fold(op_key(node.target), args, kwargs, value)
             values[node] = value
             if node.users and isinstance(value, torch.Tensor):
                 label = labels.get(id(value._base), node.name)  # a view of a weight (`t(w)`) keeps its name
