@@ -238,3 +238,15 @@ def test_a_strided_weight_is_copied_in_blocks_to_the_same_values(shape: tuple[in
         copied = contiguous(view)
         assert copied.flags.c_contiguous and copied.dtype == view.dtype
         np.testing.assert_array_equal(copied, view)
+
+
+def test_arrays_whose_checksums_collide_are_still_stored_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anec.weights
+
+    monkeypatch.setattr(anec.weights.zlib, "crc32", lambda data: 0)  # every array collides
+    store = WeightStore()
+    a = store.add(np.arange(6, dtype=np.float32).reshape(2, 3), "a")
+    again = store.add(np.arange(6, dtype=np.float32).reshape(2, 3), "c")
+    b = store.add(np.arange(6, dtype=np.float32).reshape(2, 3) + 1, "b")
+    assert again == a and b != a  # equal bytes share one handle; equal checksums alone do not
+    np.testing.assert_array_equal(store[b], np.arange(6).reshape(2, 3) + 1)
