@@ -116,10 +116,10 @@ def test_int8_weights_stay_int8_in_the_anec_file_and_the_mlpackage(tmp_path: Pat
 # ------------------------------------------------------------------------------------------------
 
 class TwoLinears(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, hidden: int = 128, out: int = 32) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.up, self.down = nn.Linear(64, 128), nn.Linear(128, 32)
+        self.up, self.down = nn.Linear(64, hidden), nn.Linear(hidden, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(torch.relu(self.up(x)))

@@ -13,7 +13,7 @@ from torch import nn
 from anec.importers.torch import import_graph_module
 from anec.integrations import dynamo
 from anec.integrations.dynamo import AnePartition
-from tests.importers.test_torch_quantized import _pt2e, _stored, _torchao_config, _x
+from tests.importers.test_torch_quantized import TwoLinears, _pt2e, _stored, _torchao_config, _x
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -40,18 +40,6 @@ def partitions(monkeypatch: pytest.MonkeyPatch) -> list[AnePartition]:
     return made
 
 
-class WideLinears(nn.Module):
-    """Two linear layers whose weights outweigh their biases and per-channel scales."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.up, self.down = nn.Linear(64, 256), nn.Linear(256, 64)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(torch.relu(self.up(x)))
-
-
 def _compiled(model: nn.Module, x: torch.Tensor, partitions: list[AnePartition]) -> tuple[float, list[AnePartition]]:
     """torch.compile(backend="anec") of `model` for the M4 (which streams int8 weights): its output's
     relative L2 distance to eager's, and the ANE partitions it made."""
@@ -70,7 +58,7 @@ def _weight_bytes(partitions: list[AnePartition]) -> int:
 
 
 def _quantized(config: str) -> nn.Module:
-    model = WideLinears().eval()
+    model = TwoLinears(hidden=256, out=64).eval()
     if config == "pt2e":
         return _pt2e(model, *(torch.randn(5, 64, generator=torch.Generator().manual_seed(i)) for i in range(8)))
     torchao_config = _torchao_config(config)  # skips first when torchao is absent
@@ -87,7 +75,7 @@ def test_quantized_weights_stay_int8_in_the_partitions_of_torch_compile(config: 
     scale comes after the matmul, as on the export route) and the partition's program holds about half
     the float model's weight bytes."""
     x = _x(5, 64)
-    _, float_partitions = _compiled(WideLinears().eval(), x, partitions)
+    _, float_partitions = _compiled(TwoLinears(hidden=256, out=64).eval(), x, partitions)
     error, quantized_partitions = _compiled(_quantized(config), x, partitions)
     assert error < 1e-2
     (partition,) = quantized_partitions
