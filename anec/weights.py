@@ -90,7 +90,7 @@ class WeightStore:
         # a view: read-only here, the caller's array untouched (reshape: ascontiguousarray makes 0-d arrays 1-d)
         array = contiguous(np.asarray(array)).reshape(np.shape(array)).view()
         data = array.reshape(-1).view(np.uint8)
-        key = (array.dtype.str, array.shape, zlib.crc32(data))  # 5x blake2b's speed; a match is confirmed byte for byte
+        key = (array.dtype.str, array.shape, zlib.crc32(data.data))  # 5x blake2b's speed; a match is confirmed byte for byte
         if (same := self._by_content.get(key)) is not None and same in self._arrays \
                 and np.array_equal(self._arrays[same].reshape(-1).view(np.uint8), data):
             return same
