@@ -38,8 +38,8 @@ from pathlib import Path
 import anec
 from anec.commands.compile import timing_rows
 from anec.pipeline import peak_memory_mb
-path, target, emit, shapes = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-compiled = anec.compile(path, target=target, emit=emit, input_shapes=shapes or None)
+path, target, emit, shapes, values = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5])
+compiled = anec.compile(path, target=target, emit=emit, input_shapes=shapes or None, input_values=values or None)
 with tempfile.TemporaryDirectory() as folder:
     start = time.perf_counter()
     compiled.save(Path(folder) / ("model" + {"descriptors": ".anec", "coreml": ".mlpackage"}.get(emit, ".mlir")))
@@ -48,21 +48,23 @@ print(json.dumps(timing_rows(compiled.report.stats, emit)))
 """
 
 
-def models(zoo: str, wild: bool, synthetic: list[str] | None, folder: Path) -> list[tuple[str, Path | None, dict]]:
-    found: list[tuple[str, Path | None, dict]] = []
+def models(zoo: str, wild: bool, synthetic: list[str] | None, folder: Path) -> list[tuple[str, Path | None, dict, dict]]:
+    """(name, file, input shapes, frozen input values): a corpus model compiles as its evaluation does."""
+    found: list[tuple[str, Path | None, dict, dict]] = []
     if synthetic is not None:
         from tests.synthetic import MODELS, write
 
-        found += [(name, write(name, folder / f"{name}.onnx"), {}) for name in (synthetic or MODELS)]
+        found += [(name, write(name, folder / f"{name}.onnx"), {}, {}) for name in (synthetic or MODELS)]
     if zoo != "none":
         from tests.zoo import onnx_model
 
-        found += [(name, onnx_model(name), {}) for name in ZOO["small"] + (ZOO["full"] if zoo == "full" else ())]
+        found += [(name, onnx_model(name), {}, {}) for name in ZOO["small"] + (ZOO["full"] if zoo == "full" else ())]
     if wild:
         from tests.wild.manifest import load
 
         for entry in load():
-            found.append((entry.name, entry.file if entry.cached() else None, entry.input_shapes))
+            frozen = {spec.name: spec.value for spec in entry.inputs if spec.kind == "const"}  # what --freeze asks of a user
+            found.append((entry.name, entry.file if entry.cached() else None, entry.input_shapes, frozen))
     return found
 
 
@@ -88,14 +90,14 @@ def main() -> None:
     peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="anec-compile-time-") as folder:
         cases = [case for case in models(args.zoo, args.wild, args.synthetic, Path(folder)) if not args.only or case[0] in args.only]
-        for (name, path, shapes), emit in ((case, emit) for case in cases for emit in args.emit):
+        for (name, path, shapes, values), emit in ((case, emit) for case in cases for emit in args.emit):
             key = f"{name} [{emit}]" if len(args.emit) > 1 else name
             if path is None:
                 print(f"{key:34} skipped (not fetched)")
                 continue
             before = cpu_seconds()
             try:
-                done = subprocess.run([sys.executable, "-c", ONE, str(path), args.target, emit, json.dumps(shapes)],
+                done = subprocess.run([sys.executable, "-c", ONE, str(path), args.target, emit, json.dumps(shapes), json.dumps(values)],
                                       capture_output=True, text=True, cwd=ROOT, timeout=args.timeout)
             except subprocess.TimeoutExpired:
                 print(f"{key:34} timed out after {args.timeout:.0f} s wall ({cpu_seconds() - before:.0f} s CPU)")
