@@ -9,6 +9,19 @@ import pytest
 from tests.integrations.test_torch_zoo import SUMMARY
 
 
+@pytest.fixture
+def fresh_dynamo() -> None:
+    """Dynamo and the backend's reports and warnings as a new process has them."""
+    import torch
+
+    from anec.integrations import dynamo
+
+    torch._dynamo.reset()
+    dynamo.REPORTS.clear()
+    dynamo.WARNED.clear()
+    dynamo.watch_dynamo()  # as importing the backend does (torch._dynamo.reset() drops Dynamo's callbacks)
+
+
 @pytest.fixture(autouse=True)
 def private_compile_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test compiles into its own empty compile cache (never the user's ~/.cache/anec)."""

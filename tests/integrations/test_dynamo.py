@@ -19,15 +19,7 @@ from anec.integrations.dynamo import AnecFallbackWarning, AnePartition
 from anec.weights import store_of
 from tests.integrations.plain_models import PLAIN
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo() -> None:
-    torch._dynamo.reset()
-    dynamo.REPORTS.clear()
-    dynamo.WARNED.clear()
-    dynamo.watch_dynamo()  # as importing the backend does (torch._dynamo.reset() drops Dynamo's callbacks)
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("fresh_dynamo")]
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -274,7 +266,6 @@ def test_the_backend_is_registered_by_entry_point_without_importing_anec() -> No
             "x = torch.randn(4, 4); assert torch.allclose(f(x), (x @ x.T).relu() + 1, atol=1e-2); "
             "assert 'anec.integrations.dynamo' in sys.modules")
     subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True)
-
 
 
 class ScaledSum(nn.Module):

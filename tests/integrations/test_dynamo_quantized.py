@@ -15,15 +15,7 @@ from anec.integrations import dynamo
 from anec.integrations.dynamo import AnePartition
 from tests.importers.test_torch_quantized import TwoLinears, _pt2e, _stored, _torchao_config, _x
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo() -> None:
-    torch._dynamo.reset()
-    dynamo.REPORTS.clear()
-    dynamo.WARNED.clear()
-    dynamo.watch_dynamo()  # as importing the backend does (torch._dynamo.reset() drops Dynamo's callbacks)
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning"), pytest.mark.usefixtures("fresh_dynamo")]
 
 
 @pytest.fixture

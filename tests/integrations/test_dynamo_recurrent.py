@@ -13,7 +13,7 @@ from anec import AnecFallbackWarning
 from anec.integrations import dynamo
 from tests.integrations.test_dynamo import cosine
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("fresh_dynamo")]
 
 STEPS, FEATURES, HIDDEN = 12, 40, 64
 
@@ -31,14 +31,6 @@ class SpeakerEncoder(nn.Module):
         out, _ = self.rnn(frames)
         embedding = self.project(out[:, -1]).relu()
         return embedding / embedding.norm(dim=-1, keepdim=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo() -> None:
-    torch._dynamo.reset()
-    dynamo.REPORTS.clear()
-    dynamo.WARNED.clear()
-    dynamo.watch_dynamo()
 
 
 def matrix_flops(model: SpeakerEncoder, batch: int) -> int:

@@ -13,16 +13,9 @@ import torch
 from anec import AnecFallbackWarning
 from anec.integrations import dynamo
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("fresh_dynamo")]
 
 NEW_TOKENS = 6
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo() -> None:
-    torch._dynamo.reset()
-    dynamo.REPORTS.clear()
-    dynamo.WARNED.clear()
 
 
 def tiny_gpt2() -> torch.nn.Module:

@@ -13,14 +13,7 @@ from anec.integrations import dynamo
 from anec.integrations.shape_buckets import dimension_name
 from tests.integrations.plain_models import PLAIN
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo() -> None:
-    torch._dynamo.reset()
-    dynamo.REPORTS.clear()
-    dynamo.WARNED.clear()
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("fresh_dynamo")]
 
 
 def run_sizes(name: str, shapes: list[tuple[int, ...]], buckets: dict | None = None) -> tuple[list[str], list[str]]:
