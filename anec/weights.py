@@ -40,7 +40,6 @@ PART_SEPARATOR = "~"
 """Separates a compressed weight's handle, kind and part in a saved store."""
 
 
-
 BLOCK_ELEMENTS = 1 << 16
 """Elements per block of a strided copy (`contiguous`): 256 KB of float32 stays in the L2 cache."""
 
@@ -60,6 +59,7 @@ def contiguous(array: np.ndarray) -> np.ndarray:
         target[block] = source[block]
     return out
 
+
 class WeightStore:
     """Named, read-only numpy arrays (views, not copies, of what was added). Handles are readable,
     unique and stable."""
@@ -72,7 +72,7 @@ class WeightStore:
         self._derivations: dict[tuple[str, Hashable], tuple[str, str | None, tuple[int, ...]]] = {}
         """(source handle, transform) -> (handle, stored form, shape) of what `OpBuilder.derive` made of it."""
         self._by_content: dict[tuple[str, tuple[int, ...], int], str] = {}
-        """The handle `add` gave each distinct array (dtype, shape, digest of its bytes)."""
+        """The handle `add` gave each distinct array (dtype, shape, CRC-32 of its bytes; a match is confirmed byte for byte)."""
         """Per name, where `_fresh` resumes counting (a thousand weights named alike cost no rescans)."""
 
     def _fresh(self, name: str) -> str:

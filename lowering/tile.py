@@ -24,9 +24,10 @@ summed) are kept as whole as cutting rows allows, and cuts fall on whole 64-byte
 lanes and groups. A conv or matmul that this order would cut along batch or width is also planned
 with its contraction cut first, and the plan the timing model predicts faster is kept: when the kernel
 fills the kernel memory, every batch or width piece reloads the weights, while fewer input channels
-shrink both the input and the kernel per output channel, at the price of summing partial products. Each piece reads only its window of the inputs
-and the pieces are concatenated (or summed). A piece is cut again only while it holds strictly less
-than the op it came from, so the pass always ends; an op no tile shape fits is left for the verifier.
+shrink both the input and the kernel per output channel, at the price of summing partial products.
+Each piece reads only its window of the inputs and the pieces are concatenated (or summed). A piece
+is cut again only while it holds strictly less than the op it came from, so the pass always ends; an
+op no tile shape fits is left for the verifier.
 
 At the end every ANE op must satisfy `legality(op, target, strict=True)`; the verifier raises
 otherwise. Every op the pass creates carries `ane.tile_of = "<original ane.name>"`.

@@ -219,8 +219,7 @@ def _requantized(node: Node, b: GraphBuilder, sums: SSAValue, scale: np.ndarray,
     if y_scale.size != 1 or y_zero.size != 1 or y_zero.dtype not in INTEGER_RANGES:
         raise NotOnAne("an output scale or zero point that is not one int8/uint8 value")
     factor = (scale / y_scale.reshape(())).astype(np.float32)
-    rank = len(shape_of(sums))
-    t = b.add(ane.MulOp(sums, b.constant(_along(factor, None if factor.size == 1 else axis % rank, rank), name="requantize")))
+    t = b.add(ane.MulOp(sums, b.quantization_constant(factor, None if factor.size == 1 else axis % len(shape_of(sums)), sums)))
     return b.quantize(t, y_zero.reshape(()), *INTEGER_RANGES[y_zero.dtype])
 
 

@@ -576,13 +576,13 @@ def constant_node(gm: fx.GraphModule, name: str, value: torch.Tensor, before: fx
 def inline_constant_inputs(parent: fx.GraphModule, call: fx.Node, sub: fx.GraphModule) -> None:
     """Move the constants a fused partition receives as inputs into the partition itself."""
     placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+    if DEQUANTIZED in parent.meta:  # which of the constants are dequantized integers
+        sub.meta[DEQUANTIZED] = parent.meta[DEQUANTIZED]
     kept = []
     for placeholder, arg in zip(placeholders, call.args):
         if isinstance(arg, fx.Node) and arg.op == "get_attr":
             assert isinstance(arg.target, str), "a get_attr node's target is the attribute's name"
             label = parent.meta.get(WEIGHT_NAMES, {}).get(arg.target, arg.target)
-            if DEQUANTIZED in parent.meta:
-                sub.meta[DEQUANTIZED] = parent.meta[DEQUANTIZED]
             placeholder.replace_all_uses_with(constant_node(sub, placeholder.name, getattr(parent, arg.target), placeholder, label))
             sub.graph.erase_node(placeholder)
         else:
